@@ -1,0 +1,114 @@
+"""Registry hosts: matching them against patterns, and noticing when one is a typo.
+
+Patterns are ``host[:port]`` with ``*`` standing for exactly one DNS label, as the kubelet's
+credential keyring and the configuration's ``privateRegistries`` use them
+(``*.dkr.ecr.us-east-1.amazonaws.com``). Matching is case-insensitive, as DNS is.
+
+Pure: no DNS, no sockets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+#: Registries so common that a host one or two edits away from one is almost surely a typo.
+WELL_KNOWN_REGISTRIES = (
+    "docker.io",
+    "ghcr.io",
+    "quay.io",
+    "gcr.io",
+    "registry.k8s.io",
+    "mcr.microsoft.com",
+    "public.ecr.aws",
+)
+
+
+def split_host_port(hostport: str) -> tuple[str, str]:
+    """``("example.com", "5000")`` from ``example.com:5000``; brackets of IPv6 are kept."""
+    if hostport.startswith("["):
+        end = hostport.find("]")
+        if end != -1:
+            rest = hostport[end + 1 :]
+            return hostport[: end + 1], rest[1:] if rest.startswith(":") else ""
+    host, colon, port = hostport.rpartition(":")
+    if colon and port.isdigit():
+        return host, port
+    return hostport, ""
+
+
+def host_matches(pattern: str, hostport: str) -> bool:
+    """Does ``hostport`` match ``pattern`` (``*`` globs one label; ports must be equal)?
+
+    A pattern without a port matches only a host without a port, as the kubelet does:
+    a credential for ``registry.example.com`` is not sent to ``registry.example.com:5000``.
+    """
+    pattern_host, pattern_port = split_host_port(pattern.lower())
+    host, port = split_host_port(hostport.lower())
+    if pattern_port != port:
+        return False
+    pattern_labels = pattern_host.split(".")
+    labels = host.split(".")
+    if len(pattern_labels) != len(labels):
+        return False
+    return all(_label_matches(p, label) for p, label in zip(pattern_labels, labels, strict=True))
+
+
+def _label_matches(pattern: str, label: str) -> bool:
+    """One DNS label against one glob label (``*`` any run of characters, e.g. ``ecr-*``)."""
+    if "*" not in pattern:
+        return pattern == label
+    parts = pattern.split("*")
+    if not label.startswith(parts[0]) or not label.endswith(parts[-1]):
+        return False
+    position = len(parts[0])
+    end = len(label) - len(parts[-1])
+    for middle in parts[1:-1]:
+        found = label.find(middle, position, end)
+        if found == -1:
+            return False
+        position = found + len(middle)
+    return position <= end
+
+
+def any_host_matches(patterns: Iterable[str], hostport: str) -> bool:
+    """True when one of ``patterns`` matches ``hostport``."""
+    return any(host_matches(p, hostport) for p in patterns)
+
+
+def edit_distance(a: str, b: str, limit: int) -> int:
+    """Damerau-Levenshtein distance (adjacent swaps count once), or ``limit + 1`` if larger."""
+    if abs(len(a) - len(b)) > limit:
+        return limit + 1
+    previous2: list[int] = []
+    previous = list(range(len(b) + 1))
+    for i in range(1, len(a) + 1):
+        current = [i] + [0] * len(b)
+        for j in range(1, len(b) + 1):
+            cost = 0 if a[i - 1] == b[j - 1] else 1
+            current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + cost)
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                current[j] = min(current[j], previous2[j - 2] + 1)
+        if min(current) > limit:
+            return limit + 1
+        previous2, previous = previous, current
+    return previous[-1]
+
+
+def suggest_registry(hostport: str, known: Iterable[str] = ()) -> str | None:
+    """The registry ``hostport`` was probably meant to be, or ``None``.
+
+    Candidates are the configuration's registries (``known``) and the well-known ones. A host
+    that is itself a candidate is never "corrected" (``gcr.io`` and ``ghcr.io`` are one edit
+    apart and both real). Short names allow one edit, longer ones two.
+    """
+    host = hostport.lower()
+    candidates = [c.lower() for c in known if "*" not in c] + list(WELL_KNOWN_REGISTRIES)
+    if host in candidates or host in {"docker.io", "index.docker.io"}:
+        return None
+    best: tuple[int, str] | None = None
+    for candidate in candidates:
+        limit = 1 if len(candidate) <= 7 else 2
+        distance = edit_distance(host, candidate, limit)
+        if distance <= limit and (best is None or distance < best[0]):
+            best = (distance, candidate)
+    return best[1] if best else None
