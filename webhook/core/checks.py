@@ -1,0 +1,279 @@
+"""The checks: each looks at containers and pull secrets and returns findings, never decides.
+
+- ``reference``: the image parses under the runtime's grammar (with the correction, if plain);
+  a valid reference whose registry host looks like a typo gets an advisory finding.
+- ``pullPolicy``: ``Never`` (works only where the image is already cached), and ``:latest`` or
+  no tag with ``IfNotPresent`` (runs whatever each node happens to have).
+- ``pullSecrets``: each secret the pod will use exists here, is of a pull-secret type and
+  parses; each image from a registry that needs credentials is covered by one of them, matched
+  the way the kubelet matches.
+
+The ``registry`` and ``platform`` checks (manifest exists and is readable with the pod's own
+credentials; a build for the nodes' platforms) plug in through :class:`RegistryView`.
+
+Pure: cluster facts come from a :class:`~webhook.core.cluster.ClusterView`.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from webhook.core.cluster import ClusterUnavailable, ClusterView, SecretInfo
+from webhook.core.config import Config
+from webhook.core.findings import Finding
+from webhook.core.hosts import any_host_matches, suggest_registry
+from webhook.core.keyring import (
+    Credential,
+    SecretFormatError,
+    covered_registries,
+    lookup,
+    parse_pull_secret,
+)
+from webhook.core.podspec import Container
+from webhook.core.reference import InvalidReference, Reference, parse
+
+q = shlex.quote
+
+
+@dataclass(frozen=True, slots=True)
+class WorkloadRef:
+    """How fixes name the object: ``kubectl set image deployment/web ...``."""
+
+    kind: str
+    namespace: str
+    name: str
+
+    def set_image_command(self, container: str, image: str) -> str | None:
+        if not self.name or self.kind not in _SET_IMAGE_KINDS:
+            return None
+        return (
+            f"kubectl set image {self.kind.lower()}/{self.name} "
+            f"{container}={q(image)} -n {self.namespace}"
+        )
+
+
+_SET_IMAGE_KINDS = {
+    "Deployment",
+    "StatefulSet",
+    "DaemonSet",
+    "ReplicaSet",
+    "ReplicationController",
+    "CronJob",
+    "Job",
+}
+
+
+def check_reference(
+    container: Container, config: Config, workload: WorkloadRef
+) -> tuple[Reference | None, list[Finding]]:
+    """Parse the image; findings for an invalid one, or a likely typo in a valid one's host."""
+    try:
+        ref = parse(container.image)
+    except InvalidReference as error:
+        fix = None
+        if error.suggestion is not None:
+            command = workload.set_image_command(container.name, error.suggestion)
+            fix = f"use image {error.suggestion!r}" + (f": {command}" if command else "")
+        return None, [
+            Finding(
+                check="reference",
+                subject=container.label,
+                image=container.image,
+                pointer=container.image_pointer,
+                problem=f"image {container.image!r} can never be pulled: {error.reason}",
+                short=f"image {container.image!r} is invalid: {error.reason}",
+                fix=fix,
+            )
+        ]
+    typo = suggest_registry(ref.domain, config.known_registries()) if ref.domain else None
+    if typo is None:
+        return ref, []
+    corrected = str(ref.with_name(typo, ref.path))
+    return ref, [
+        Finding(
+            check="reference",
+            subject=container.label,
+            image=container.image,
+            pointer=container.image_pointer,
+            problem=f"registry {ref.domain!r} of image {container.image!r} looks like a typo "
+            f"of {typo!r}",
+            short=f"registry {ref.domain!r} looks like a typo of {typo!r}",
+            fix=f"use image {corrected!r} if that was meant",
+            advisory=True,
+        )
+    ]
+
+
+def check_pull_policy(container: Container, ref: Reference) -> list[Finding]:
+    """``Never``, or a moving tag with ``IfNotPresent``."""
+    policy = container.pull_policy or default_pull_policy(ref)
+    if policy == "Never":
+        return [
+            Finding(
+                check="pullPolicy",
+                subject=container.label,
+                image=container.image,
+                pointer=container.pointer + "/imagePullPolicy",
+                problem=f"imagePullPolicy Never starts {container.image!r} only on nodes that "
+                "already have it; anywhere else the pod fails with ErrImageNeverPull",
+                short=f"imagePullPolicy Never: {ref.familiar} runs only where already cached",
+                fix="set imagePullPolicy: IfNotPresent, or preload the image on every node",
+            )
+        ]
+    if policy == "IfNotPresent" and ref.is_latest:
+        tag = f":{ref.tag}" if ref.tag else " with no tag"
+        return [
+            Finding(
+                check="pullPolicy",
+                subject=container.label,
+                image=container.image,
+                pointer=container.pointer + "/imagePullPolicy",
+                problem=f"image {container.image!r} uses{' tag' if ref.tag else ''}{tag} with "
+                "imagePullPolicy IfNotPresent, so each node runs whatever version it cached",
+                short=f"{ref.familiar}{' (no tag)' if not ref.tag else ''} with IfNotPresent "
+                "runs whatever each node cached",
+                fix="pin a version tag or digest, or set imagePullPolicy: Always",
+            )
+        ]
+    return []
+
+
+def default_pull_policy(ref: Reference) -> str:
+    """What the API server fills in: Always for :latest or no tag (unless a digest), else
+    IfNotPresent. Used when a manifest is checked offline, before any defaulting."""
+    return "Always" if ref.digest is None and ref.tag in (None, "latest") else "IfNotPresent"
+
+
+@dataclass
+class SecretSet:
+    """The pull secrets a pod will use, read from the cluster once per admission."""
+
+    names: list[str]
+    origin: str  # "" (the pod's own list) or 'ServiceAccount "builder"'
+    credentials: list[Credential] = field(default_factory=list)
+    readable: list[str] = field(default_factory=list)
+    unavailable: str | None = None  # why the cluster could not be asked
+
+
+def read_secrets(
+    names: Sequence[str],
+    origin: str,
+    namespace: str,
+    cluster: ClusterView,
+    *,
+    subject: str,
+    needing_registries: Sequence[str],
+) -> tuple[SecretSet, list[Finding]]:
+    """Read each named secret; findings for missing, mistyped and malformed ones."""
+    secrets = SecretSet(names=list(names), origin=origin)
+    findings: list[Finding] = []
+    where = f" (listed on {origin})" if origin else ""
+    server = needing_registries[0] if needing_registries else "REGISTRY"
+    for name in names:
+        try:
+            secret = cluster.get_secret(namespace, name)
+        except ClusterUnavailable as error:
+            secrets.unavailable = str(error)
+            return secrets, findings
+        if secret is None:
+            findings.append(
+                _missing_secret(
+                    name, namespace, where=where, cluster=cluster, subject=subject, server=server
+                )
+            )
+            continue
+        try:
+            credentials = parse_pull_secret(secret.type, secret.data, source=f"{namespace}/{name}")
+        except SecretFormatError as error:
+            findings.append(_bad_secret(secret, str(error), where, subject, server))
+            continue
+        secrets.credentials.extend(credentials)
+        secrets.readable.append(name)
+    return secrets, findings
+
+
+def _create_secret_command(name: str, namespace: str, server: str) -> str:
+    return (
+        f"kubectl create secret docker-registry {name} -n {namespace} "
+        f"--docker-server={server} --docker-username=USER --docker-password=PASSWORD"
+    )
+
+
+def _missing_secret(
+    name: str, namespace: str, *, where: str, cluster: ClusterView, subject: str, server: str
+) -> Finding:
+    try:
+        elsewhere = [ns for ns in cluster.namespaces_with_pull_secret(name) if ns != namespace]
+    except ClusterUnavailable:
+        elsewhere = []
+    if elsewhere:
+        source = elsewhere[0]
+        shown = ", ".join(f'"{ns}"' for ns in elsewhere[:3])
+        more = f" and {len(elsewhere) - 3} more" if len(elsewhere) > 3 else ""
+        return Finding(
+            check="pullSecrets",
+            subject=subject,
+            problem=f'imagePullSecret "{name}"{where} does not exist in namespace "{namespace}" '
+            f"(it exists in {shown}{more})",
+            short=f'imagePullSecret "{name}" is missing here; it exists in "{source}"',
+            fix=f"kubectl get secret {name} -n {source} -o yaml | "
+            f"sed 's/namespace: {source}/namespace: {namespace}/' | kubectl apply -f -",
+        )
+    return Finding(
+        check="pullSecrets",
+        subject=subject,
+        problem=f'imagePullSecret "{name}"{where} does not exist in namespace "{namespace}"',
+        short=f'imagePullSecret "{name}" does not exist in namespace "{namespace}"',
+        fix=_create_secret_command(name, namespace, server),
+    )
+
+
+def _bad_secret(secret: SecretInfo, reason: str, where: str, subject: str, server: str) -> Finding:
+    return Finding(
+        check="pullSecrets",
+        subject=subject,
+        problem=f'imagePullSecret "{secret.name}"{where} {reason}, so the kubelet ignores it',
+        short=f'imagePullSecret "{secret.name}" {reason}',
+        fix=f"kubectl delete secret {secret.name} -n {secret.namespace} && "
+        + _create_secret_command(secret.name, secret.namespace, server),
+    )
+
+
+def needs_credentials(ref: Reference, config: Config) -> bool:
+    """Does this image's registry always need credentials (per the configuration)?"""
+    if any_host_matches(config.private_registries, ref.domain):
+        return True
+    return any(
+        any_host_matches(default.registries, ref.domain) for default in config.default_pull_secrets
+    )
+
+
+def check_coverage(
+    container: Container, ref: Reference, secrets: SecretSet, namespace: str
+) -> list[Finding]:
+    """An image from a registry needing credentials must be covered by one of the secrets."""
+    if lookup(secrets.credentials, ref.name):
+        return []
+    covered = covered_registries(secrets.credentials)
+    if secrets.names:
+        listed = ", ".join(f'"{n}"' for n in secrets.names)
+        cover = ", ".join(covered) if covered else "no registry"
+        have = f"the pod's imagePullSecrets ({listed}) cover {cover}"
+    else:
+        have = "the pod has no imagePullSecrets"
+    name = "regcred-" + ref.domain.replace(":", "-").replace(".", "-").strip("[]-")[:40]
+    return [
+        Finding(
+            check="pullSecrets",
+            subject=container.label,
+            image=container.image,
+            pointer=container.image_pointer,
+            problem=f"image {container.image!r} is on {ref.domain}, which needs credentials, "
+            f"but {have}",
+            short=f"no imagePullSecret covers {ref.domain} (needed by {ref.familiar})",
+            fix=_create_secret_command(name, namespace, ref.domain)
+            + f", then add {{name: {name}}} to spec.imagePullSecrets",
+        )
+    ]

@@ -1,0 +1,116 @@
+"""What the engine needs to know about the cluster, as a small protocol, plus two plain
+implementations: :class:`InMemoryCluster` (tests, ``pullguard check`` with given state) and
+:class:`NoCluster` (``--dev`` and offline runs: every read says it could not be made).
+
+The real implementation, backed by list+watch caches of the API server, lives in
+``webhook.edge.kube``. It guarantees what this protocol promises: a ``None`` from
+:meth:`ClusterView.get_secret` has been confirmed by a direct read, never taken from a stale
+cache alone, so "does not exist" is safe to deny on.
+
+Pure: no client library, no network.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+class ClusterUnavailable(Exception):
+    """The cluster could not be asked; checks that needed the answer report "could not run"."""
+
+
+@dataclass(frozen=True, slots=True)
+class SecretInfo:
+    """A Secret's type and data (base64 values, exactly as the API returns them)."""
+
+    namespace: str
+    name: str
+    type: str
+    data: Mapping[str, str] = field(default_factory=dict, repr=False)
+    labels: Mapping[str, str] = field(default_factory=dict)
+    annotations: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceAccountInfo:
+    namespace: str
+    name: str
+    image_pull_secrets: tuple[str, ...] = ()
+
+
+class ClusterView(Protocol):
+    """Reads the engine makes. Each may raise :class:`ClusterUnavailable`."""
+
+    def get_secret(self, namespace: str, name: str) -> SecretInfo | None:
+        """The secret, or ``None`` if it certainly does not exist."""
+        ...
+
+    def namespaces_with_pull_secret(self, name: str) -> list[str]:
+        """Namespaces holding a pull secret called ``name`` (for "it exists in ...")."""
+        ...
+
+    def get_service_account(self, namespace: str, name: str) -> ServiceAccountInfo | None: ...
+
+    def namespace_labels(self, namespace: str) -> Mapping[str, str] | None:
+        """Labels of the namespace, or ``None`` if it does not exist."""
+        ...
+
+
+class NoCluster:
+    """A cluster view for runs without a cluster: every read is unavailable."""
+
+    reason = "no cluster connection (pullguard runs with --dev or offline)"
+
+    def get_secret(self, namespace: str, name: str) -> SecretInfo | None:
+        raise ClusterUnavailable(self.reason)
+
+    def namespaces_with_pull_secret(self, name: str) -> list[str]:
+        raise ClusterUnavailable(self.reason)
+
+    def get_service_account(self, namespace: str, name: str) -> ServiceAccountInfo | None:
+        raise ClusterUnavailable(self.reason)
+
+    def namespace_labels(self, namespace: str) -> Mapping[str, str] | None:
+        raise ClusterUnavailable(self.reason)
+
+
+class InMemoryCluster:
+    """A cluster made of plain dictionaries. Namespaces exist once anything is put in them."""
+
+    def __init__(self) -> None:
+        self.secrets: dict[tuple[str, str], SecretInfo] = {}
+        self.service_accounts: dict[tuple[str, str], ServiceAccountInfo] = {}
+        self.namespaces: dict[str, dict[str, str]] = {}
+
+    def add_namespace(self, name: str, labels: Mapping[str, str] | None = None) -> None:
+        self.namespaces.setdefault(name, {}).update(labels or {})
+
+    def add_secret(self, secret: SecretInfo) -> None:
+        self.add_namespace(secret.namespace)
+        self.secrets[(secret.namespace, secret.name)] = secret
+
+    def add_service_account(self, account: ServiceAccountInfo) -> None:
+        self.add_namespace(account.namespace)
+        self.service_accounts[(account.namespace, account.name)] = account
+
+    def get_secret(self, namespace: str, name: str) -> SecretInfo | None:
+        return self.secrets.get((namespace, name))
+
+    def namespaces_with_pull_secret(self, name: str) -> list[str]:
+        from webhook.core.keyring import PULL_SECRET_KEYS
+
+        return sorted(
+            ns for (ns, n), s in self.secrets.items() if n == name and s.type in PULL_SECRET_KEYS
+        )
+
+    def get_service_account(self, namespace: str, name: str) -> ServiceAccountInfo | None:
+        account = self.service_accounts.get((namespace, name))
+        if account is None and name == "default" and namespace in self.namespaces:
+            # The API server creates "default" in every namespace.
+            return ServiceAccountInfo(namespace, "default")
+        return account
+
+    def namespace_labels(self, namespace: str) -> Mapping[str, str] | None:
+        return self.namespaces.get(namespace)

@@ -1,0 +1,101 @@
+"""Findings (what is wrong, where, and the fix) and how they become a decision's text.
+
+Denials are data: each check returns :class:`Finding` values; only the final step turns the
+enforced ones into the denial message and the warned ones into kubectl warnings. The message
+format is fixed by CONTRACT.md::
+
+    pullguard denied Deployment team-a/web: 1 problem would cause ImagePullBackOff
+    - container "web": imagePullSecret "regcred" does not exist in namespace "team-a" (...).
+      Fix: kubectl get secret regcred -n default -o yaml | sed '...' | kubectl apply -f -
+
+Pure: string building only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+from webhook.core.config import Action
+
+#: kubectl prints each warning on its own line; past 256 characters the API server may cut
+#: one, and past 4096 bytes in all it drops the rest (FACTS.md).
+WARNING_TARGET = 120
+WARNING_MAX = 256
+WARNINGS_TOTAL_MAX = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One problem a check found.
+
+    ``subject`` names what it is about (``container "web"``); ``problem`` is the full
+    sentence for a denial; ``short`` the one-line form for a warning; ``fix`` the remedy, with
+    the kubectl command where one exists.
+    """
+
+    check: str
+    subject: str
+    problem: str
+    fix: str | None = None
+    short: str | None = None
+    image: str | None = None
+    pointer: str | None = None
+    action: Action = Action.ENFORCE
+    advisory: bool = False
+    """Advisory findings are never enforced (a guess, such as a registry-host typo)."""
+
+    def with_action(self, action: Action) -> Finding:
+        if self.advisory and action is Action.ENFORCE:
+            action = Action.WARN
+        return replace(self, action=action)
+
+    def warning_text(self) -> str:
+        """One kubectl warning line, kept under :data:`WARNING_TARGET` where the facts fit."""
+        body = self.short or self.problem
+        text = f"{self.subject}: {body}"
+        if len(text) > WARNING_MAX:
+            text = text[: WARNING_MAX - 3] + "..."
+        return text
+
+
+def describe_object(kind: str, namespace: str, name: str, generate_name: str = "") -> str:
+    """``Deployment team-a/web``; a Pod with only ``generateName`` shows as ``team-a/web-*``."""
+    if not name:
+        name = f"{generate_name}*" if generate_name else "(unnamed)"
+    return f"{kind} {namespace}/{name}" if namespace else f"{kind} {name}"
+
+
+def denial_message(subject: str, findings: Sequence[Finding]) -> str:
+    """The denial text: the object, then one entry per problem with its fix."""
+    count = len(findings)
+    lines = [
+        f"pullguard denied {subject}: {count} problem{'s' if count != 1 else ''} "
+        "would cause ImagePullBackOff"
+    ]
+    for finding in findings:
+        problem = finding.problem.rstrip()
+        if not problem.endswith((".", "?", "!")):
+            problem += "."
+        lines.append(f"- {finding.subject}: {problem}")
+        if finding.fix:
+            lines.append(f"  Fix: {finding.fix}")
+    return "\n".join(lines)
+
+
+def warning_lines(findings: Sequence[Finding], extra: Sequence[str] = ()) -> list[str]:
+    """kubectl warnings for ``findings`` plus ``extra`` lines, within the API server's limits."""
+    lines = [f.warning_text() for f in findings] + list(extra)
+    out: list[str] = []
+    used = 0
+    for index, line in enumerate(lines):
+        size = len(line.encode("utf-8"))
+        remaining = len(lines) - index - 1
+        # Keep room for the line that says how many were left out.
+        reserve = 64 if remaining else 0
+        if used + size + reserve > WARNINGS_TOTAL_MAX:
+            out.append(f"pullguard: {len(lines) - index} more warnings not shown")
+            break
+        out.append(line)
+        used += size
+    return out

@@ -1,0 +1,330 @@
+"""The mutating decision: rewrite images to pull-through mirrors, inject default pull secrets.
+
+``mutate(request, config, cluster)`` edits a deep copy of the raw object and diffs it into a
+JSONPatch, so the patch touches exactly what changed. Every change is idempotent: an image
+already on its mirror is never rewritten again, a secret already listed is never added
+again, and running the webhook on its own output gives no patch (the API server may call a
+mutating webhook twice, ``reinvocationPolicy: IfNeeded``).
+
+Rules that come from how the API server behaves (FACTS.md):
+
+- A Pod's ``imagePullSecrets`` cannot change after creation, and changing an existing
+  container's image restarts it: on UPDATE only images that this very request changed are
+  rewritten, and secrets are injected only on CREATE.
+- The ServiceAccount plugin copies the account's secrets into a Pod only when it has none, and
+  never into templates. Adding a secret to a template that has none would switch the
+  account's secrets off for its pods, so a template gets the account's list copied first.
+- Mirrors need ``library/`` for official Docker Hub images (``mirror/library/nginx``);
+  Harbor proxy projects add a path prefix. Tags and digests are kept exactly.
+- Anything written into a pod is fully qualified (CRI-O may refuse short names).
+
+Pod templates are left as written unless ``mutation.podTemplates`` is on, so GitOps tools see
+no drift; :func:`preview_pod_spec` shows the validating webhook what the pods will become.
+
+Pure: copying a secret into a namespace is a side effect the edge performs from
+:attr:`Mutation.secret_copies`, and never on dry-run.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Mapping, MutableMapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import jsonpatch
+
+from webhook.core.cluster import ClusterUnavailable, ClusterView
+from webhook.core.config import Config, DefaultPullSecret, Mirror
+from webhook.core.hosts import any_host_matches
+from webhook.core.keyring import SecretFormatError, lookup, parse_pull_secret
+from webhook.core.podspec import Container, PodSpecView, pod_spec
+from webhook.core.reference import PATH_MAX, Reference, parse_or_none
+from webhook.core.review import AdmissionRequest
+
+ORIGINAL_IMAGES_ANNOTATION = "pullguard.io/original-images"
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+MANAGED_BY_VALUE = "pullguard"
+
+
+@dataclass(frozen=True, slots=True)
+class ImageRewrite:
+    container: Container
+    original: str
+    rewritten: str
+
+
+@dataclass(frozen=True, slots=True)
+class SecretCopy:
+    """Copy ``name`` from ``source_namespace`` into ``namespace`` (done by the edge)."""
+
+    name: str
+    source_namespace: str
+    namespace: str
+
+
+@dataclass
+class PodPlan:
+    """What the mutating webhook will change in one pod spec."""
+
+    rewrites: list[ImageRewrite] = field(default_factory=list)
+    injected_secrets: list[str] = field(default_factory=list)
+    secret_copies: list[SecretCopy] = field(default_factory=list)
+    prepend_secrets: list[str] = field(default_factory=list)
+    """The ServiceAccount's secrets, copied into a template before an injected one."""
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Mutation:
+    """The outcome of the mutating webhook for one request."""
+
+    patch: list[dict[str, Any]] | None
+    warnings: tuple[str, ...] = ()
+    rewrites: tuple[ImageRewrite, ...] = ()
+    injected_secrets: tuple[str, ...] = ()
+    secret_copies: tuple[SecretCopy, ...] = ()
+    reason: str = "mutated"
+
+
+def mirror_for(ref: Reference, mirrors: tuple[Mirror, ...]) -> Reference | None:
+    """The reference on its mirror, or ``None`` when no mirror applies."""
+    for mirror in mirrors:
+        if ref.domain != mirror.registry or ref.name in mirror.exclude:
+            continue
+        if ref.domain == mirror.mirror_host:
+            return None
+        path = f"{mirror.mirror_prefix}/{ref.path}" if mirror.mirror_prefix else ref.path
+        if len(path) > PATH_MAX:
+            return None
+        rewritten = ref.with_name(mirror.mirror_host, path)
+        # Parse the result again: only a reference the runtime accepts is ever written.
+        if parse_or_none(str(rewritten)) != rewritten:
+            return None
+        return rewritten
+    return None
+
+
+def plan_pod(
+    view: PodSpecView,
+    containers: list[Container],
+    config: Config,
+    cluster: ClusterView,
+    namespace: str,
+    *,
+    inject_secrets: bool,
+) -> PodPlan:
+    """Plan the rewrites of ``containers`` and the secrets ``view`` should gain."""
+    plan = PodPlan()
+    refs: list[Reference] = []
+    for container in containers:
+        ref = parse_or_none(container.image)
+        if ref is None:
+            continue  # invalid references are the validating webhook's to report
+        target = mirror_for(ref, config.mirrors)
+        refs.append(target or ref)
+        if target is not None:
+            plan.rewrites.append(ImageRewrite(container, container.image, str(target)))
+    if inject_secrets and config.default_pull_secrets:
+        _plan_secrets(plan, view, refs, config=config, cluster=cluster, namespace=namespace)
+    return plan
+
+
+def _plan_secrets(
+    plan: PodPlan,
+    view: PodSpecView,
+    refs: list[Reference],
+    *,
+    config: Config,
+    cluster: ClusterView,
+    namespace: str,
+) -> None:
+    names = list(view.pull_secret_names)
+    if view.is_template and not names:
+        try:
+            account = cluster.get_service_account(namespace, view.service_account)
+        except ClusterUnavailable:
+            account = None
+            plan.notes.append("ServiceAccount not read; its secrets were not copied")
+        if account is not None:
+            plan.prepend_secrets = list(account.image_pull_secrets)
+            names = list(account.image_pull_secrets)
+    credentials = []
+    for name in names:
+        try:
+            secret = cluster.get_secret(namespace, name)
+        except ClusterUnavailable:
+            continue
+        if secret is None:
+            continue
+        try:
+            credentials.extend(parse_pull_secret(secret.type, secret.data))
+        except SecretFormatError:
+            continue
+    for default in config.default_pull_secrets:
+        if default.secret in names:
+            continue
+        wanted = [
+            r
+            for r in refs
+            if any_host_matches(default.registries, r.domain) and not lookup(credentials, r.name)
+        ]
+        if not wanted:
+            continue
+        plan.injected_secrets.append(default.secret)
+        names.append(default.secret)
+        _plan_copy(plan, default, cluster, namespace)
+
+
+def _plan_copy(
+    plan: PodPlan, default: DefaultPullSecret, cluster: ClusterView, namespace: str
+) -> None:
+    if not default.source_namespace or default.source_namespace == namespace:
+        return
+    try:
+        present = cluster.get_secret(namespace, default.secret) is not None
+    except ClusterUnavailable:
+        present = False
+    if not present:
+        plan.secret_copies.append(SecretCopy(default.secret, default.source_namespace, namespace))
+
+
+def apply_plan(
+    obj: MutableMapping[str, Any], view: PodSpecView, plan: PodPlan, *, annotate: bool
+) -> None:
+    """Write ``plan`` into ``obj`` (a deep copy of the request's object)."""
+    spec = _resolve(obj, view.pointer)
+    for rewrite in plan.rewrites:
+        container = spec[rewrite.container.list_name][rewrite.container.index]
+        container["image"] = rewrite.rewritten
+    if plan.injected_secrets:
+        secrets = spec.setdefault("imagePullSecrets", [])
+        if not secrets:
+            secrets.extend({"name": n} for n in plan.prepend_secrets)
+        present = {s.get("name") for s in secrets if isinstance(s, Mapping)}
+        secrets.extend({"name": n} for n in plan.injected_secrets if n not in present)
+    if annotate and plan.rewrites:
+        metadata_pointer = view.pointer.rsplit("/", 1)[0] + "/metadata"
+        metadata = _resolve(obj, metadata_pointer, create=True)
+        annotations = metadata.get("annotations")
+        if not isinstance(annotations, dict):
+            annotations = metadata["annotations"] = {}
+        try:
+            recorded = json.loads(annotations.get(ORIGINAL_IMAGES_ANNOTATION) or "{}")
+        except ValueError:
+            recorded = {}
+        if not isinstance(recorded, dict):
+            recorded = {}
+        for rewrite in plan.rewrites:
+            recorded.setdefault(rewrite.container.name, rewrite.original)
+        annotations[ORIGINAL_IMAGES_ANNOTATION] = json.dumps(
+            recorded, sort_keys=True, separators=(",", ":")
+        )
+
+
+def _resolve(obj: MutableMapping[str, Any], pointer: str, create: bool = False) -> Any:
+    node: Any = obj
+    for token in [t for t in pointer.split("/") if t]:
+        if create and token not in node:
+            node[token] = {}
+        node = node[token]
+    return node
+
+
+def preview_pod_spec(
+    view: PodSpecView, config: Config, cluster: ClusterView, namespace: str
+) -> PodSpecView:
+    """The pod spec as the mutating webhook will leave it in each pod made from ``view``."""
+    plan = plan_pod(view, view.containers, config, cluster, namespace, inject_secrets=True)
+    if not plan.rewrites and not plan.injected_secrets:
+        return view
+    wrapper: dict[str, Any] = {"spec": copy.deepcopy(dict(view.spec))}
+    local = PodSpecView(
+        kind=view.kind, spec=wrapper["spec"], pointer="/spec", is_template=view.is_template
+    )
+    rebased = PodPlan(
+        rewrites=[
+            ImageRewrite(
+                Container(
+                    r.container.list_name,
+                    r.container.index,
+                    r.container.name,
+                    r.container.image,
+                    r.container.pull_policy,
+                    f"/spec/{r.container.list_name}/{r.container.index}",
+                ),
+                r.original,
+                r.rewritten,
+            )
+            for r in plan.rewrites
+        ],
+        injected_secrets=plan.injected_secrets,
+        prepend_secrets=plan.prepend_secrets,
+    )
+    apply_plan(wrapper, local, rebased, annotate=False)
+    return PodSpecView(
+        kind=view.kind, spec=wrapper["spec"], pointer=view.pointer, is_template=view.is_template
+    )
+
+
+def _changed(view: PodSpecView, old: PodSpecView | None) -> list[Container]:
+    if old is None:
+        return view.containers
+    before = {(c.list_name, c.name): c.image for c in old.containers}
+    return [c for c in view.containers if before.get((c.list_name, c.name)) != c.image]
+
+
+def mutate(
+    request: AdmissionRequest,
+    config: Config,
+    cluster: ClusterView,
+    *,
+    own_namespace: str = "",
+) -> Mutation:
+    """Decide the patch for one admission request."""
+    if request.operation not in ("CREATE", "UPDATE") or request.object is None:
+        return Mutation(patch=None, reason="unsupported")
+    namespace = request.namespace
+    if namespace and (namespace == own_namespace or namespace in config.exempt_namespaces):
+        return Mutation(patch=None, reason="exempt")
+    view = pod_spec(request.kind, request.object)
+    if view is None:
+        return Mutation(patch=None, reason="unsupported")
+    if view.is_template and not config.mutation.pod_templates:
+        return Mutation(patch=None, reason="template")
+    try:
+        labels = cluster.namespace_labels(namespace) or {}
+    except ClusterUnavailable:
+        labels = {}
+    if labels.get(config.namespace_mode_label) == "off":
+        return Mutation(patch=None, reason="mode-off")
+
+    old = pod_spec(request.kind, request.old_object) if request.operation == "UPDATE" else None
+    # A Pod's imagePullSecrets are immutable after creation; templates may change any time.
+    inject = request.operation == "CREATE" or view.is_template
+    plan = plan_pod(view, _changed(view, old), config, cluster, namespace, inject_secrets=inject)
+    if not plan.rewrites and not plan.injected_secrets:
+        return Mutation(patch=None, reason="unchanged")
+
+    mutated = copy.deepcopy(dict(request.object))
+    # The ephemeralcontainers subresource keeps only ephemeral-container changes; an
+    # annotation written there would be dropped or refused, so it is not attempted.
+    apply_plan(mutated, view, plan, annotate=request.sub_resource != "ephemeralcontainers")
+    patch = jsonpatch.make_patch(request.object, mutated).patch
+    warnings: list[str] = []
+    if config.mutation.warnings:
+        for rewrite in plan.rewrites:
+            warnings.append(
+                f"pullguard: {rewrite.container.label} image rewritten to mirror: "
+                f"{rewrite.rewritten}"
+            )
+        for name in plan.injected_secrets:
+            warnings.append(f'pullguard: imagePullSecret "{name}" added for its registry')
+    return Mutation(
+        patch=patch or None,
+        warnings=tuple(warnings),
+        rewrites=tuple(plan.rewrites),
+        injected_secrets=tuple(plan.injected_secrets),
+        secret_copies=tuple(plan.secret_copies),
+    )

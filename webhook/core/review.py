@@ -1,0 +1,172 @@
+"""The AdmissionReview wire format (``admission.k8s.io/v1``): reading requests, writing responses.
+
+Requests are read defensively: a body that is not a usable AdmissionReview raises
+:class:`MalformedReview` with a reason a person can act on and whatever ``uid`` could be
+recovered, so the HTTP edge can answer 400 and still name the request.
+
+Pure: JSON-shaped data in, JSON-shaped data out; encoding and HTTP belong to the edge.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, NotRequired, TypedDict
+
+API_VERSION = "admission.k8s.io/v1"
+
+
+class StatusDict(TypedDict, total=False):
+    code: int
+    message: str
+    reason: str
+
+
+class ResponseDict(TypedDict):
+    uid: str
+    allowed: bool
+    status: NotRequired[StatusDict]
+    warnings: NotRequired[list[str]]
+    patch: NotRequired[str]
+    patchType: NotRequired[Literal["JSONPatch"]]
+
+
+class ReviewResponseDict(TypedDict):
+    apiVersion: str
+    kind: Literal["AdmissionReview"]
+    response: ResponseDict
+
+
+class MalformedReview(ValueError):
+    """The body is not an AdmissionReview pullguard can answer."""
+
+    def __init__(self, reason: str, uid: str = "") -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.uid = uid
+
+
+@dataclass(frozen=True, slots=True)
+class AdmissionRequest:
+    """The parts of ``request`` pullguard uses."""
+
+    uid: str
+    kind: str
+    namespace: str
+    name: str
+    operation: str
+    sub_resource: str
+    object: Mapping[str, Any] | None
+    old_object: Mapping[str, Any] | None
+    dry_run: bool
+    api_version: str = "v1"
+
+    @property
+    def generate_name(self) -> str:
+        metadata = (self.object or {}).get("metadata") or {}
+        value = metadata.get("generateName") if isinstance(metadata, Mapping) else None
+        return value if isinstance(value, str) else ""
+
+    @property
+    def object_name(self) -> str:
+        """The name, from the request or the object's metadata (controllers omit the former)."""
+        if self.name:
+            return self.name
+        metadata = (self.object or {}).get("metadata") or {}
+        value = metadata.get("name") if isinstance(metadata, Mapping) else None
+        return value if isinstance(value, str) else ""
+
+
+def parse_review_bytes(body: bytes) -> AdmissionRequest:
+    """Decode and read an AdmissionReview body."""
+    try:
+        document = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise MalformedReview(f"body is not valid JSON: {error}") from None
+    return parse_review(document)
+
+
+def _uid_of(document: Any) -> str:
+    if isinstance(document, Mapping):
+        request = document.get("request")
+        if isinstance(request, Mapping) and isinstance(request.get("uid"), str):
+            return str(request["uid"])
+    return ""
+
+
+def parse_review(document: Any) -> AdmissionRequest:
+    """Read a decoded AdmissionReview, or raise :class:`MalformedReview`."""
+    uid = _uid_of(document)
+    if not isinstance(document, Mapping):
+        raise MalformedReview("body is not a JSON object")
+    if document.get("kind") != "AdmissionReview":
+        raise MalformedReview(f"kind must be AdmissionReview, got {document.get('kind')!r}", uid)
+    if document.get("apiVersion") != API_VERSION:
+        raise MalformedReview(
+            f"apiVersion must be {API_VERSION} (set admissionReviewVersions: [v1]), "
+            f"got {document.get('apiVersion')!r}",
+            uid,
+        )
+    request = document.get("request")
+    if not isinstance(request, Mapping):
+        raise MalformedReview("request is missing", uid)
+    if not uid:
+        raise MalformedReview("request.uid is missing", uid)
+    kind = request.get("kind")
+    if not isinstance(kind, Mapping) or not isinstance(kind.get("kind"), str):
+        raise MalformedReview("request.kind.kind is missing", uid)
+    operation = request.get("operation")
+    if operation not in ("CREATE", "UPDATE", "DELETE", "CONNECT"):
+        raise MalformedReview(f"request.operation {operation!r} is not an admission operation", uid)
+    obj = request.get("object")
+    old = request.get("oldObject")
+    for field_name, value in (("object", obj), ("oldObject", old)):
+        if value is not None and not isinstance(value, Mapping):
+            raise MalformedReview(f"request.{field_name} must be an object", uid)
+    if operation in ("CREATE", "UPDATE") and obj is None:
+        raise MalformedReview(f"request.object is missing for {operation}", uid)
+    namespace = request.get("namespace") or ""
+    if not isinstance(namespace, str):
+        raise MalformedReview("request.namespace must be a string", uid)
+    return AdmissionRequest(
+        uid=uid,
+        kind=str(kind["kind"]),
+        api_version=str(kind.get("version") or ""),
+        namespace=namespace,
+        name=str(request.get("name") or ""),
+        operation=str(operation),
+        sub_resource=str(request.get("subResource") or ""),
+        object=obj,
+        old_object=old,
+        dry_run=bool(request.get("dryRun")),
+    )
+
+
+def review_response(
+    uid: str,
+    *,
+    allowed: bool,
+    message: str | None = None,
+    code: int | None = None,
+    warnings: Sequence[str] = (),
+    patch: list[dict[str, Any]] | None = None,
+) -> ReviewResponseDict:
+    """An AdmissionReview response. A denial carries ``status.code`` (403 unless given)."""
+    response: ResponseDict = {"uid": uid, "allowed": allowed}
+    if not allowed or message:
+        status: StatusDict = {"code": code or (200 if allowed else 403)}
+        if message:
+            status["message"] = message
+        if not allowed:
+            status["reason"] = "Forbidden" if (code or 403) == 403 else "BadRequest"
+        response["status"] = status
+    if warnings:
+        response["warnings"] = list(warnings)
+    if patch:
+        response["patchType"] = "JSONPatch"
+        response["patch"] = base64.b64encode(
+            json.dumps(patch, separators=(",", ":")).encode("utf-8")
+        ).decode("ascii")
+    return {"apiVersion": API_VERSION, "kind": "AdmissionReview", "response": response}

@@ -1,0 +1,266 @@
+"""The validating decision: ``validate(request, config, cluster) -> Decision``.
+
+Order of a decision:
+
+1. Only CREATE and UPDATE of a kind with a pod spec are judged; the webhook's own namespace
+   and the configured exempt namespaces never are.
+2. The namespace's mode label (``pullguard.io/mode: enforce|warn|off``) overrides every check.
+3. On UPDATE only what changed is judged (a container's image or pull policy, the pull
+   secrets, the ServiceAccount), so an old workload is never blocked by a rule added after it
+   was created, and ``kubectl scale`` never meets pullguard at all.
+4. A pod template is judged as its pods will be: with the ServiceAccount's pull secrets when
+   the template has none (the API server adds them only to Pods), and with what the mutating
+   webhook will change in each pod (mirrors, default secrets).
+5. Enforced findings deny with the CONTRACT.md message; warned ones become kubectl warnings.
+
+Pure: the cluster is reached only through :class:`~webhook.core.cluster.ClusterView`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from webhook.core.checks import (
+    WorkloadRef,
+    check_coverage,
+    check_pull_policy,
+    check_reference,
+    needs_credentials,
+    read_secrets,
+)
+from webhook.core.cluster import ClusterUnavailable, ClusterView
+from webhook.core.config import CHECK_NAMES, Action, Config
+from webhook.core.findings import Finding, denial_message, describe_object, warning_lines
+from webhook.core.mutate import preview_pod_spec
+from webhook.core.podspec import Container, PodSpecView, pod_spec
+from webhook.core.reference import Reference
+from webhook.core.review import AdmissionRequest
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The outcome of one admission; the edge turns it into an AdmissionReview response."""
+
+    allowed: bool
+    message: str | None = None
+    warnings: tuple[str, ...] = ()
+    findings: tuple[Finding, ...] = ()
+    outcomes: Mapping[str, str] = field(default_factory=dict)
+    """Per check: pass | warn | deny | off | unavailable | not-judged (for metrics)."""
+    reason: str = "judged"
+    """Why it was (not) judged: judged | exempt | unsupported | unchanged | mode-off."""
+    patch: list[dict[str, object]] | None = None
+
+
+def allow(reason: str) -> Decision:
+    return Decision(allowed=True, reason=reason, outcomes=dict.fromkeys(CHECK_NAMES, "not-judged"))
+
+
+def namespace_actions(
+    config: Config, namespace: str, cluster: ClusterView
+) -> tuple[dict[str, Action], str | None]:
+    """Each check's action in ``namespace``, after its mode label; and an unavailability note."""
+    actions = {name: config.checks.action(name) for name in CHECK_NAMES}
+    try:
+        labels = cluster.namespace_labels(namespace) or {}
+    except ClusterUnavailable as error:
+        return actions, str(error)
+    mode = labels.get(config.namespace_mode_label)
+    if mode in ("enforce", "warn", "off"):
+        actions = dict.fromkeys(CHECK_NAMES, Action(mode))
+    return actions, None
+
+
+def _changed_containers(new: PodSpecView, old: PodSpecView | None) -> list[Container]:
+    containers = new.containers
+    if old is None:
+        return containers
+    before = {(c.list_name, c.name): (c.image, c.pull_policy) for c in old.containers}
+    return [c for c in containers if before.get((c.list_name, c.name)) != (c.image, c.pull_policy)]
+
+
+def _secrets_changed(new: PodSpecView, old: PodSpecView | None) -> bool:
+    if old is None:
+        return True
+    return (new.pull_secret_names, new.service_account) != (
+        old.pull_secret_names,
+        old.service_account,
+    )
+
+
+def validate(
+    request: AdmissionRequest,
+    config: Config,
+    cluster: ClusterView,
+    *,
+    own_namespace: str = "",
+) -> Decision:
+    """Judge one admission request."""
+    if request.operation not in ("CREATE", "UPDATE"):
+        return allow("unsupported")
+    namespace = request.namespace
+    if namespace and (namespace == own_namespace or namespace in config.exempt_namespaces):
+        return allow("exempt")
+    view = pod_spec(request.kind, request.object)
+    if view is None:
+        return allow("unsupported")
+    old_view = pod_spec(request.kind, request.old_object) if request.operation == "UPDATE" else None
+
+    judged = _changed_containers(view, old_view)
+    secrets_changed = _secrets_changed(view, old_view)
+    if not judged and not secrets_changed:
+        return allow("unchanged")
+
+    actions, labels_unavailable = namespace_actions(config, namespace, cluster)
+    if all(action is Action.OFF for action in actions.values()):
+        return allow("mode-off")
+
+    if view.is_template and not config.mutation.pod_templates:
+        # Judge the template as its pods will be once the mutating webhook has run.
+        preview = preview_pod_spec(view, config, cluster, namespace)
+        view = preview
+        judged_keys = {(c.list_name, c.name) for c in judged}
+        judged = [c for c in view.containers if (c.list_name, c.name) in judged_keys]
+        if secrets_changed:
+            judged = view.containers
+
+    workload = WorkloadRef(request.kind, namespace, request.object_name)
+    findings: list[Finding] = []
+    unavailable: dict[str, str] = {}
+    refs: dict[str, Reference] = {}
+
+    for container in judged:
+        ref, found = check_reference(container, config, workload)
+        findings.extend(found)
+        if ref is None:
+            continue
+        refs[container.pointer] = ref
+        findings.extend(check_pull_policy(container, ref))
+
+    if actions["pullSecrets"] is not Action.OFF:
+        findings.extend(
+            _pull_secret_findings(
+                view,
+                judged,
+                refs=refs,
+                config=config,
+                cluster=cluster,
+                namespace=namespace,
+                unavailable=unavailable,
+            )
+        )
+
+    # The registry and platform checks need a registry client; they join here when present.
+    for check in ("registry", "platform"):
+        unavailable.setdefault(check, "no registry client in this engine run")
+
+    return _decide(request, findings, actions, unavailable, labels_unavailable)
+
+
+def _pull_secret_findings(
+    view: PodSpecView,
+    judged: list[Container],
+    *,
+    refs: Mapping[str, Reference],
+    config: Config,
+    cluster: ClusterView,
+    namespace: str,
+    unavailable: dict[str, str],
+) -> list[Finding]:
+    names, origin = view.pull_secret_names, ""
+    if view.is_template and not names:
+        # The ServiceAccount admission plugin fills imagePullSecrets only into Pods, and only
+        # when the Pod has none: a template must be judged with the account's list.
+        try:
+            account = cluster.get_service_account(namespace, view.service_account)
+        except ClusterUnavailable as error:
+            unavailable["pullSecrets"] = str(error)
+            return []
+        if account is not None and account.image_pull_secrets:
+            names, origin = list(account.image_pull_secrets), f'ServiceAccount "{account.name}"'
+
+    needing = [
+        c for c in judged if c.pointer in refs and needs_credentials(refs[c.pointer], config)
+    ]
+    affected = (
+        needing
+        or [c for c in judged if c.pointer in refs and refs[c.pointer].domain != "docker.io"]
+        or judged
+        or view.containers
+    )
+    subject = _subject(affected)
+    secrets, findings = read_secrets(
+        names,
+        origin,
+        namespace,
+        cluster,
+        subject=subject,
+        needing_registries=[refs[c.pointer].domain for c in needing],
+    )
+    if secrets.unavailable is not None:
+        unavailable["pullSecrets"] = secrets.unavailable
+        return findings
+    if findings:
+        # A missing or unreadable secret may well be the one that covers the registry:
+        # its fix comes first, and a second finding about coverage would only add noise.
+        return findings
+    for container in needing:
+        findings.extend(check_coverage(container, refs[container.pointer], secrets, namespace))
+    return findings
+
+
+def _subject(containers: list[Container]) -> str:
+    if len(containers) == 1:
+        return containers[0].label
+    names = ", ".join(f'"{c.name}"' for c in containers[:4])
+    more = f" and {len(containers) - 4} more" if len(containers) > 4 else ""
+    return f"containers {names}{more}"
+
+
+def _decide(
+    request: AdmissionRequest,
+    findings: list[Finding],
+    actions: Mapping[str, Action],
+    unavailable: Mapping[str, str],
+    labels_unavailable: str | None,
+) -> Decision:
+    acted = [
+        f.with_action(actions[f.check]) for f in findings if actions[f.check] is not Action.OFF
+    ]
+    enforced = [f for f in acted if f.action is Action.ENFORCE]
+    warned = [f for f in acted if f.action is Action.WARN]
+
+    outcomes: dict[str, str] = {}
+    for check in CHECK_NAMES:
+        if actions[check] is Action.OFF:
+            outcomes[check] = "off"
+        elif any(f.check == check for f in enforced):
+            outcomes[check] = "deny"
+        elif any(f.check == check for f in warned):
+            outcomes[check] = "warn"
+        elif check in unavailable:
+            outcomes[check] = "unavailable"
+        else:
+            outcomes[check] = "pass"
+
+    extra = []
+    for check, why in unavailable.items():
+        if actions[check] is not Action.OFF and check not in ("registry", "platform"):
+            extra.append(f"pullguard: {check} check could not run: {why}")
+    if labels_unavailable and not extra:
+        extra.append(f"pullguard: namespace mode label not read: {labels_unavailable}")
+
+    subject = describe_object(
+        request.kind, request.namespace, request.object_name, request.generate_name
+    )
+    warnings = tuple(warning_lines(warned, extra))
+    if enforced:
+        return Decision(
+            allowed=False,
+            message=denial_message(subject, enforced),
+            warnings=warnings,
+            findings=tuple(acted),
+            outcomes=outcomes,
+        )
+    return Decision(allowed=True, warnings=warnings, findings=tuple(acted), outcomes=outcomes)
