@@ -1,14 +1,305 @@
-"""Sub-commands that need the I/O edge: ``serve``, ``check`` and ``certs``."""
+"""Sub-commands that need the I/O edge: ``serve``, ``check`` and ``certs``.
+
+Argument parsing and wiring only: the parts come from ``webhook.edge`` and ``webhook.core``.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import logging
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
+
+import yaml
+
+log = logging.getLogger("pullguard")
 
 
 def register(sub: Any) -> None:  # argparse's _SubParsersAction is private
     """Add the edge sub-commands to the ``pullguard`` parser."""
-    del sub
+    serve = sub.add_parser("serve", help="run the webhook under gunicorn over TLS")
+    serve.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="read the configuration from FILE (watched) instead of the ConfigMap",
+    )
+    serve.add_argument(
+        "--namespace",
+        metavar="NS",
+        help="the webhook's own namespace (default: POD_NAMESPACE, else the "
+        "in-cluster service account's)",
+    )
+    serve.add_argument("--cert", metavar="FILE", help="serving certificate (PEM)")
+    serve.add_argument("--key", metavar="FILE", help="its private key (PEM)")
+    serve.add_argument("--port", type=int, default=8443)
+    serve.add_argument(
+        "--host", default=None, help="address to bind (default 0.0.0.0; 127.0.0.1 with --dev)"
+    )
+    serve.add_argument("--threads", type=int, default=8)
+    serve.add_argument(
+        "--dev",
+        action="store_true",
+        help="no cluster needed: a self-signed certificate under certs/ and the "
+        "embedded default configuration",
+    )
+    serve.add_argument(
+        "--cluster-state",
+        type=Path,
+        metavar="FILE",
+        help="with --dev: judge against Secrets, ServiceAccounts and Namespaces "
+        "from this YAML file instead of no cluster at all",
+    )
+    serve.set_defaults(func=cmd_serve)
+
+    check = sub.add_parser("check", help="evaluate manifests offline with the same engine")
+    check.add_argument(
+        "-f",
+        "--filename",
+        dest="paths",
+        action="append",
+        required=True,
+        metavar="PATH",
+        help="file, folder or - for stdin (repeatable)",
+    )
+    check.add_argument("--config", type=Path, metavar="FILE")
+    check.add_argument(
+        "--namespace",
+        default="default",
+        help="namespace for objects that name none (default: default)",
+    )
+    check.add_argument("--output", choices=("text", "json"), default="text")
+    check.add_argument(
+        "--cluster-state",
+        type=Path,
+        metavar="FILE",
+        help="Secrets, ServiceAccounts and Namespaces to judge against "
+        "(e.g. kubectl get secret,sa,ns -A -o yaml)",
+    )
+    check.set_defaults(func=cmd_check)
+
+    certs = sub.add_parser("certs", help="write a CA and a serving certificate")
+    certs.add_argument("--service", required=True)
+    certs.add_argument("--namespace", required=True)
+    certs.add_argument("--out", type=Path, default=Path("certs"))
+    certs.set_defaults(func=cmd_certs)
 
 
-__all__ = ["argparse", "register"]
+def _setup_logging() -> None:
+    logging.basicConfig(
+        level=logging.INFO,
+        format='{"time":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s",'
+        '"message":%(message_json)s}',
+    )
+    old_factory = logging.getLogRecordFactory()
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = old_factory(*args, **kwargs)
+        record.message_json = json.dumps(record.getMessage())
+        return record
+
+    logging.setLogRecordFactory(factory)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from webhook.core.cluster import NoCluster
+    from webhook.edge import server
+    from webhook.edge.app import Runtime, create_app
+    from webhook.edge.certs import ensure_dev_certs
+    from webhook.edge.configsource import ConfigStore, FileConfigSource, default_config_text
+    from webhook.edge.metrics import Metrics
+
+    _setup_logging()
+    if args.dev and not (args.cert and args.key):
+        certfile, keyfile, _ = ensure_dev_certs(Path("certs"))
+        args.cert, args.key = str(certfile), str(keyfile)
+        log.info("dev mode: self-signed certificate in certs/ (CA: certs/ca.crt)")
+    if not (args.cert and args.key):
+        print(
+            "pullguard serve: --cert and --key are required (or --dev for a local "
+            "self-signed certificate)",
+            file=sys.stderr,
+        )
+        return 2
+    host = args.host or ("127.0.0.1" if args.dev else "0.0.0.0")  # noqa: S104 - a server
+
+    def app_factory() -> Any:
+        # Runs inside the gunicorn worker, after the fork: threads start here.
+        metrics = Metrics()
+        store = ConfigStore(metrics)
+        if args.config is not None:
+            FileConfigSource(args.config, store).start()
+        elif args.dev:
+            store.apply_text(default_config_text(), "embedded default")
+        if args.dev:
+            cluster: Any = NoCluster()
+            if args.cluster_state is not None:
+                from webhook.edge.statefile import load_cluster_state
+
+                cluster = load_cluster_state(args.cluster_state)
+            runtime = Runtime(
+                config=store, cluster=cluster, metrics=metrics, own_namespace=args.namespace or ""
+            )
+            return create_app(runtime)
+        return create_app(_cluster_runtime(args, store, metrics))
+
+    return server.run(
+        server.ServeOptions(
+            host=host, port=args.port, certfile=args.cert, keyfile=args.key, threads=args.threads
+        ),
+        app_factory,
+    )
+
+
+def _cluster_runtime(args: argparse.Namespace, store: Any, metrics: Any) -> Any:
+    from kubernetes import client
+
+    from webhook.edge.app import Runtime
+    from webhook.edge.kube import (
+        ConfigMapSource,
+        KubeClusterView,
+        KubeSecretWriter,
+        load_kube_config,
+        own_namespace_default,
+    )
+    from webhook.edge.secretsync import SecretSyncer
+
+    load_kube_config()
+    api = client.CoreV1Api()
+    namespace = args.namespace or own_namespace_default()
+    cluster = KubeClusterView(api)
+    cluster.start()
+    if args.config is None:
+        if not namespace:
+            raise SystemExit(
+                "pullguard serve: cannot tell the webhook's namespace; pass "
+                "--namespace or set POD_NAMESPACE"
+            )
+        ConfigMapSource(api, namespace, store).start()
+    syncer = SecretSyncer(KubeSecretWriter(api))
+    threading.Thread(target=syncer.run, name="secret-sync", daemon=True).start()
+    return Runtime(
+        config=store,
+        cluster=cluster,
+        metrics=metrics,
+        own_namespace=namespace,
+        not_ready=cluster.not_synced,
+        copy_secret=syncer.copy,
+    )
+
+
+def _documents(paths: list[str]) -> Iterator[tuple[str, Any]]:
+    for raw in paths:
+        if raw == "-":
+            sources: list[tuple[str, str]] = [("<stdin>", sys.stdin.read())]
+        else:
+            path = Path(raw)
+            files = (
+                sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml", ".json"))
+                if path.is_dir()
+                else [path]
+            )
+            sources = [(str(f), f.read_text("utf-8")) for f in files]
+        for name, text in sources:
+            for document in yaml.safe_load_all(text):
+                if isinstance(document, dict) and document.get("kind", "").endswith("List"):
+                    for item in document.get("items") or []:
+                        yield name, item
+                elif document is not None:
+                    yield name, document
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from webhook.core.cluster import NoCluster
+    from webhook.core.config import DEFAULT_CONFIG, ConfigError, load_config_text
+    from webhook.core.review import AdmissionRequest
+    from webhook.core.validate import validate
+
+    try:
+        config = load_config_text(args.config.read_text("utf-8")) if args.config else DEFAULT_CONFIG
+    except ConfigError as error:
+        print(f"pullguard check: {args.config}: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:
+        print(f"pullguard check: {error}", file=sys.stderr)
+        return 2
+    cluster: Any = NoCluster()
+    if args.cluster_state is not None:
+        from webhook.edge.statefile import load_cluster_state
+
+        cluster = load_cluster_state(args.cluster_state)
+    results: list[dict[str, Any]] = []
+    denied = False
+    try:
+        documents = list(_documents(args.paths))
+    except (OSError, yaml.YAMLError) as error:
+        print(f"pullguard check: {error}", file=sys.stderr)
+        return 2
+    for source, obj in documents:
+        if not isinstance(obj, dict):
+            continue
+        metadata = obj.get("metadata") or {}
+        request = AdmissionRequest(
+            uid="offline",
+            kind=str(obj.get("kind") or ""),
+            namespace=str(metadata.get("namespace") or args.namespace),
+            name=str(metadata.get("name") or ""),
+            operation="CREATE",
+            sub_resource="",
+            object=obj,
+            old_object=None,
+            dry_run=True,
+        )
+        decision = validate(request, config, cluster)
+        if decision.reason == "unsupported":
+            continue
+        denied = denied or not decision.allowed
+        results.append(
+            {
+                "source": source,
+                "kind": request.kind,
+                "namespace": request.namespace,
+                "name": request.name,
+                "allowed": decision.allowed,
+                "message": decision.message,
+                "warnings": list(decision.warnings),
+                "findings": [
+                    {
+                        "check": f.check,
+                        "action": f.action.value,
+                        "subject": f.subject,
+                        "image": f.image,
+                        "problem": f.problem,
+                        "fix": f.fix,
+                        "pointer": f.pointer,
+                    }
+                    for f in decision.findings
+                ],
+            }
+        )
+    if args.output == "json":
+        print(json.dumps(results, indent=2))
+    else:
+        for result in results:
+            label = f"{result['kind']} {result['namespace']}/{result['name']} ({result['source']})"
+            if result["message"]:
+                print(result["message"])
+            else:
+                print(f"ok: {label}")
+            for warning in result["warnings"]:
+                print(f"  warning: {warning}")
+    return 1 if denied else 0
+
+
+def cmd_certs(args: argparse.Namespace) -> int:
+    from webhook.edge.certs import make_bundle, service_dns_names
+
+    names = service_dns_names(args.service, args.namespace)
+    paths = make_bundle(names).write(args.out)
+    for name, path in paths.items():
+        print(f"{name}: {path}")
+    return 0

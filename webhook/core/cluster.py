@@ -31,6 +31,7 @@ class SecretInfo:
     data: Mapping[str, str] = field(default_factory=dict, repr=False)
     labels: Mapping[str, str] = field(default_factory=dict)
     annotations: Mapping[str, str] = field(default_factory=dict)
+    resource_version: str = ""
 
 
 @dataclass(frozen=True, slots=True)

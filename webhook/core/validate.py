@@ -248,8 +248,9 @@ def _decide(
     for check, why in unavailable.items():
         if actions[check] is not Action.OFF and check not in ("registry", "platform"):
             extra.append(f"pullguard: {check} check could not run: {why}")
-    if labels_unavailable and not extra:
-        extra.append(f"pullguard: namespace mode label not read: {labels_unavailable}")
+    # An unreadable namespace label is not worth a warning on every request: the configured
+    # actions apply, and the reason is in the log and the "unavailable" metrics.
+    del labels_unavailable
 
     subject = describe_object(
         request.kind, request.namespace, request.object_name, request.generate_name

@@ -1,0 +1,210 @@
+"""The HTTP edge: a Flask app factory that translates AdmissionReviews to and from the core.
+
+It owns what controller-runtime's ``http.go`` owns: the body-size cap, the content-type
+check, decoding, encoding, and turning a crash into a 500 that still carries the uid. It
+decides nothing: ``webhook.core.validate`` and ``webhook.core.mutate`` do.
+
+Status codes: 200 with an AdmissionReview for every request that could be judged; 400 for a
+body that is not a usable AdmissionReview (still an AdmissionReview, with the uid when it
+could be read and the reason in ``status.message``); 413 past the size cap; 415 for a
+content type other than JSON; 500 for an unexpected exception.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import Flask, Response, request
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from webhook.core.cluster import ClusterView
+from webhook.core.mutate import Mutation, SecretCopy, mutate
+from webhook.core.review import MalformedReview, parse_review_bytes, review_response
+from webhook.core.validate import Decision, validate
+from webhook.edge.configsource import ConfigStore
+from webhook.edge.metrics import Metrics
+
+log = logging.getLogger("pullguard.admission")
+
+#: The API server caps one object at 3 MiB (etcd's request limit, 1.5 MiB by default, is
+#: usually lower); an UPDATE review carries the object twice, plus the request's envelope.
+MAX_BODY_BYTES = 2 * 3 * 1024 * 1024 + 1024 * 1024
+
+
+@dataclass
+class Runtime:
+    """What the app needs from the process: built by ``pullguard serve`` or by tests."""
+
+    config: ConfigStore
+    cluster: ClusterView
+    metrics: Metrics
+    own_namespace: str = ""
+    not_ready: Callable[[], list[str]] = field(default=lambda: [])
+    """Reasons the process is not ready yet (caches not synced...); empty when ready."""
+    copy_secret: Callable[[SecretCopy], str] | None = None
+    """Copies a default pull secret into a namespace; returns the outcome for metrics."""
+
+
+def _json(document: Any, status: int = 200) -> Response:
+    return Response(json.dumps(document), status=status, mimetype="application/json")
+
+
+def _error_review(uid: str, code: int, message: str) -> Response:
+    body = review_response(uid, allowed=False, message=message, code=code)
+    return _json(body, status=code)
+
+
+def create_app(runtime: Runtime) -> Flask:
+    """Build the Flask app around ``runtime``. No state lives outside the returned app."""
+    app = Flask("pullguard")
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    metrics = runtime.metrics
+
+    def read_review(webhook_name: str) -> tuple[Any, Response | None]:
+        content_type = (request.mimetype or "").lower()
+        if content_type != "application/json":
+            metrics.requests.labels(webhook_name, "", "", "malformed").inc()
+            return None, _error_review(
+                "", 415, f"content type must be application/json, got {content_type or 'none'!r}"
+            )
+        try:
+            body = request.get_data(cache=False)
+        except RequestEntityTooLarge:
+            metrics.requests.labels(webhook_name, "", "", "malformed").inc()
+            return None, _error_review(
+                "", 413, f"request body is larger than {MAX_BODY_BYTES} bytes"
+            )
+        try:
+            return parse_review_bytes(body), None
+        except MalformedReview as error:
+            metrics.requests.labels(webhook_name, "", "", "malformed").inc()
+            log.warning("malformed review (uid %r): %s", error.uid, error.reason)
+            return None, _error_review(error.uid, 400, f"malformed AdmissionReview: {error.reason}")
+
+    def guarded(webhook_name: str, handle: Callable[[Any], Response]) -> Response:
+        started = time.perf_counter()
+        review, error_response = read_review(webhook_name)
+        if error_response is not None:
+            return error_response
+        try:
+            return handle(review)
+        except Exception:  # the 500 must still carry the uid
+            log.exception("internal error on %s (uid %s)", webhook_name, review.uid)
+            metrics.requests.labels(webhook_name, review.kind, review.operation, "error").inc()
+            return _error_review(
+                review.uid, 500, f"pullguard internal error while handling uid {review.uid}"
+            )
+        finally:
+            metrics.duration.labels(webhook_name).observe(time.perf_counter() - started)
+
+    def handle_validate(review: Any) -> Response:
+        config = runtime.config.current
+        decision = validate(review, config, runtime.cluster, own_namespace=runtime.own_namespace)
+        _record_validation(metrics, review, decision)
+        body = review_response(
+            review.uid,
+            allowed=decision.allowed,
+            message=decision.message,
+            warnings=decision.warnings,
+        )
+        return _json(body)
+
+    def handle_mutate(review: Any) -> Response:
+        config = runtime.config.current
+        result = mutate(review, config, runtime.cluster, own_namespace=runtime.own_namespace)
+        warnings = list(result.warnings)
+        for copy_request in result.secret_copies:
+            if review.dry_run:
+                # dryRun forbids side effects (the webhook declares sideEffects: NoneOnDryRun).
+                metrics.secret_copies.labels("skipped_dry_run").inc()
+            elif runtime.copy_secret is not None:
+                outcome = runtime.copy_secret(copy_request)
+                metrics.secret_copies.labels(outcome).inc()
+                if outcome == "failed":
+                    warnings.append(
+                        f'pullguard: could not copy secret "{copy_request.name}" into '
+                        f'"{copy_request.namespace}"; see the pullguard logs'
+                    )
+        _record_mutation(metrics, review, result)
+        body = review_response(review.uid, allowed=True, warnings=warnings, patch=result.patch)
+        return _json(body)
+
+    @app.post("/validate")
+    def validate_endpoint() -> Response:
+        return guarded("validate", handle_validate)
+
+    @app.post("/mutate")
+    def mutate_endpoint() -> Response:
+        return guarded("mutate", handle_mutate)
+
+    @app.get("/healthz")
+    def healthz() -> Response:
+        return Response("ok\n", mimetype="text/plain")
+
+    @app.get("/readyz")
+    def readyz() -> Response:
+        reasons = [] if runtime.config.loaded else ["configuration not loaded"]
+        reasons += runtime.not_ready()
+        if reasons:
+            return Response(
+                "not ready: " + "; ".join(reasons) + "\n", status=503, mimetype="text/plain"
+            )
+        return Response("ok\n", mimetype="text/plain")
+
+    @app.get("/metrics")
+    def metrics_endpoint() -> Response:
+        return Response(metrics.render(), mimetype="text/plain; version=0.0.4")
+
+    return app
+
+
+def _record_validation(metrics: Metrics, review: Any, decision: Decision) -> None:
+    if decision.reason in ("exempt", "unsupported", "unchanged", "mode-off"):
+        outcome = "exempt" if decision.reason == "exempt" else "allowed"
+    elif not decision.allowed:
+        outcome = "denied"
+    elif decision.warnings:
+        outcome = "warned"
+    else:
+        outcome = "allowed"
+    metrics.requests.labels("validate", review.kind, review.operation, outcome).inc()
+    for check, result in decision.outcomes.items():
+        metrics.check_results.labels("validate", review.kind, check, result).inc()
+    for finding in decision.findings:
+        metrics.findings.labels(finding.check, finding.action.value).inc()
+    log.info(
+        "validate uid=%s kind=%s ns=%s name=%s op=%s decision=%s findings=%s",
+        review.uid,
+        review.kind,
+        review.namespace,
+        review.object_name or review.generate_name,
+        review.operation,
+        outcome,
+        ",".join(f"{f.check}:{f.action.value}" for f in decision.findings) or "-",
+    )
+
+
+def _record_mutation(metrics: Metrics, review: Any, result: Mutation) -> None:
+    outcome = "patched" if result.patch else ("exempt" if result.reason == "exempt" else "allowed")
+    metrics.requests.labels("mutate", review.kind, review.operation, outcome).inc()
+    for rewrite in result.rewrites:
+        metrics.mutations.labels(review.kind, "image_rewrite").inc()
+        log.info(
+            "mutate uid=%s ns=%s %s: %s -> %s%s",
+            review.uid,
+            review.namespace,
+            rewrite.container.label,
+            rewrite.original,
+            rewrite.rewritten,
+            " (dry run)" if review.dry_run else "",
+        )
+    for name in result.injected_secrets:
+        metrics.mutations.labels(review.kind, "secret_injection").inc()
+        log.info(
+            "mutate uid=%s ns=%s: imagePullSecret %s injected", review.uid, review.namespace, name
+        )

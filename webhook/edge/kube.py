@@ -1,0 +1,386 @@
+"""The cluster, through the official kubernetes client: caches, direct reads, watches, writes.
+
+- :class:`Reflector` keeps a list+watch cache of one kind (relisting on ``410 Gone``, backing
+  off on errors) and says when it has synced.
+- :class:`KubeClusterView` answers the core's :class:`~webhook.core.cluster.ClusterView` from
+  those caches, and confirms every "does not exist" with a direct read before returning it:
+  ``kubectl apply`` of a Secret and a Deployment in one file reaches the webhook before the
+  watch event does.
+- Secrets are cached only for the two pull-secret types (field selectors on ``type``), so
+  pullguard never holds the cluster's other secrets. A direct read by name is still needed to
+  tell "missing" from "exists with the wrong type".
+- :class:`ConfigMapSource` watches ``pullguard-config`` and feeds the config store.
+- :class:`KubeSecretWriter` performs the copies of default pull secrets.
+
+Must not: decide anything; every answer goes back to the core as plain data.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from webhook.core.cluster import ClusterUnavailable, SecretInfo, ServiceAccountInfo
+from webhook.core.keyring import DOCKER_CFG, DOCKER_CONFIG_JSON
+from webhook.edge.configsource import ConfigStore, default_config_text
+from webhook.edge.secretsync import SecretWriter
+
+log = logging.getLogger("pullguard.kube")
+
+CONFIGMAP_NAME = "pullguard-config"
+CONFIGMAP_KEY = "config.yaml"
+
+
+def load_kube_config() -> None:
+    """In-cluster service account first, then ``KUBECONFIG`` / ``~/.kube/config``."""
+    from kubernetes import config as kube_config
+
+    try:
+        kube_config.load_incluster_config()  # type: ignore[no-untyped-call]
+    except kube_config.ConfigException:
+        kube_config.load_kube_config()  # type: ignore[no-untyped-call]
+
+
+def own_namespace_default() -> str:
+    """The namespace pullguard runs in: ``POD_NAMESPACE``, else the service account's."""
+    import os
+
+    if os.environ.get("POD_NAMESPACE"):
+        return os.environ["POD_NAMESPACE"]
+    try:
+        return Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace").read_text().strip()
+    except OSError:
+        return ""
+
+
+class Reflector:
+    """A list+watch cache of one resource, keyed by (namespace, name)."""
+
+    def __init__(
+        self,
+        name: str,
+        list_func: Callable[..., Any],
+        convert: Callable[[Any], Any],
+        *,
+        list_kwargs: Mapping[str, Any] | None = None,
+        on_event: Callable[[str, Any], None] | None = None,
+        watch_factory: Callable[[], Any] | None = None,
+    ) -> None:
+        self.name = name
+        self._list = list_func
+        self._convert = convert
+        self._kwargs = dict(list_kwargs or {})
+        self._on_event = on_event
+        self._watch_factory = watch_factory
+        self._items: dict[tuple[str, str], Any] = {}
+        self._lock = threading.Lock()
+        self.synced = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def items(self) -> list[Any]:
+        with self._lock:
+            return list(self._items.values())
+
+    def get(self, namespace: str, name: str) -> Any | None:
+        with self._lock:
+            return self._items.get((namespace, name))
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name=f"reflect-{self.name}", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    @staticmethod
+    def _key(obj: Any) -> tuple[str, str]:
+        meta = obj.metadata
+        return (meta.namespace or "", meta.name)
+
+    def relist(self) -> str:
+        """Replace the cache with a fresh list; return its resourceVersion."""
+        result = self._list(**self._kwargs)
+        fresh = {self._key(item): self._convert(item) for item in result.items}
+        with self._lock:
+            self._items = fresh
+        if self._on_event is not None:
+            # A relist (at start, or after 410 Gone) may hide changes no event announced.
+            for item in result.items:
+                self._on_event("ADDED", item)
+        self.synced.set()
+        return str(result.metadata.resource_version or "")
+
+    def apply_event(self, event_type: str, obj: Any) -> None:
+        key = self._key(obj)
+        with self._lock:
+            if event_type == "DELETED":
+                self._items.pop(key, None)
+            elif event_type in ("ADDED", "MODIFIED"):
+                self._items[key] = self._convert(obj)
+        if self._on_event is not None:
+            self._on_event(event_type, obj)
+
+    def _run(self) -> None:
+        from kubernetes import watch
+        from kubernetes.client.exceptions import ApiException
+
+        delay = 1.0
+        version = ""
+        while not self._stop.is_set():
+            try:
+                if not version:
+                    version = self.relist()
+                    delay = 1.0
+                stream = (self._watch_factory or watch.Watch)()
+                for event in stream.stream(
+                    self._list,
+                    resource_version=version,
+                    timeout_seconds=300,
+                    allow_watch_bookmarks=True,
+                    **self._kwargs,
+                ):
+                    if self._stop.is_set():
+                        stream.stop()
+                        return
+                    obj = event["object"]
+                    if event["type"] == "BOOKMARK":
+                        version = (
+                            obj["metadata"]["resourceVersion"]
+                            if isinstance(obj, dict)
+                            else obj.metadata.resource_version
+                        )
+                        continue
+                    if event["type"] == "ERROR":
+                        version = ""  # typically 410 Gone: relist
+                        break
+                    self.apply_event(event["type"], obj)
+                    version = obj.metadata.resource_version or version
+            except ApiException as error:
+                if error.status == 410:
+                    version = ""
+                    continue
+                log.warning(
+                    "%s watch failed (%s); retrying in %.0fs", self.name, error.status, delay
+                )
+                self._stop.wait(delay + random.random())  # noqa: S311 - jitter, not crypto
+                delay = min(delay * 2, 30.0)
+            except Exception as error:  # network errors of every kind: keep trying
+                log.warning("%s watch failed (%s); retrying in %.0fs", self.name, error, delay)
+                version = ""
+                self._stop.wait(delay + random.random())  # noqa: S311
+                delay = min(delay * 2, 30.0)
+
+
+def secret_info(secret: Any) -> SecretInfo:
+    meta = secret.metadata
+    return SecretInfo(
+        namespace=meta.namespace or "",
+        name=meta.name,
+        type=secret.type or "Opaque",
+        data=dict(secret.data or {}),
+        labels=dict(meta.labels or {}),
+        annotations=dict(meta.annotations or {}),
+        resource_version=str(meta.resource_version or ""),
+    )
+
+
+def service_account_info(account: Any) -> ServiceAccountInfo:
+    meta = account.metadata
+    names = tuple(ref.name for ref in (account.image_pull_secrets or []) if ref.name)
+    return ServiceAccountInfo(
+        namespace=meta.namespace or "", name=meta.name, image_pull_secrets=names
+    )
+
+
+def namespace_labels_of(namespace: Any) -> dict[str, str]:
+    return dict(namespace.metadata.labels or {})
+
+
+class KubeClusterView:
+    """The core's ClusterView over list+watch caches, with direct reads to confirm absence."""
+
+    def __init__(self, core_api: Any) -> None:
+        self.api = core_api
+        self.secret_caches = [
+            Reflector(
+                f"secrets-{kind.rsplit('/', 1)[-1]}",
+                core_api.list_secret_for_all_namespaces,
+                secret_info,
+                list_kwargs={"field_selector": f"type={kind}"},
+            )
+            for kind in (DOCKER_CONFIG_JSON, DOCKER_CFG)
+        ]
+        self.accounts = Reflector(
+            "serviceaccounts",
+            core_api.list_service_account_for_all_namespaces,
+            service_account_info,
+        )
+        self.namespaces = Reflector("namespaces", core_api.list_namespace, namespace_labels_of)
+
+    def reflectors(self) -> list[Reflector]:
+        return [*self.secret_caches, self.accounts, self.namespaces]
+
+    def start(self) -> None:
+        for reflector in self.reflectors():
+            reflector.start()
+
+    def not_synced(self) -> list[str]:
+        return [f"{r.name} cache not synced" for r in self.reflectors() if not r.synced.is_set()]
+
+    def _read(self, reader: Callable[..., Any], *args: str) -> Any | None:
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            return reader(*args, _request_timeout=2)
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise ClusterUnavailable(f"API server answered {error.status}") from None
+        except Exception as error:
+            raise ClusterUnavailable(f"API server unreachable: {type(error).__name__}") from None
+
+    def get_secret(self, namespace: str, name: str) -> SecretInfo | None:
+        for cache in self.secret_caches:
+            found = cache.get(namespace, name)
+            if found is not None:
+                return found  # type: ignore[no-any-return]
+        secret = self._read(self.api.read_namespaced_secret, name, namespace)
+        return secret_info(secret) if secret is not None else None
+
+    def namespaces_with_pull_secret(self, name: str) -> list[str]:
+        found = {
+            s.namespace for cache in self.secret_caches for s in cache.items() if s.name == name
+        }
+        return sorted(found)
+
+    def get_service_account(self, namespace: str, name: str) -> ServiceAccountInfo | None:
+        cached = self.accounts.get(namespace, name)
+        if cached is not None:
+            return cached  # type: ignore[no-any-return]
+        account = self._read(self.api.read_namespaced_service_account, name, namespace)
+        return service_account_info(account) if account is not None else None
+
+    def namespace_labels(self, namespace: str) -> Mapping[str, str] | None:
+        cached = self.namespaces.get("", namespace)
+        if cached is not None:
+            return cached  # type: ignore[no-any-return]
+        found = self._read(self.api.read_namespace, namespace)
+        return namespace_labels_of(found) if found is not None else None
+
+
+class ConfigMapSource:
+    """Watches the ConfigMap ``pullguard-config`` in the webhook's namespace."""
+
+    def __init__(self, core_api: Any, namespace: str, store: ConfigStore) -> None:
+        self.store = store
+        self.namespace = namespace
+        self.reflector = Reflector(
+            "configmap",
+            lambda **kw: core_api.list_namespaced_config_map(namespace, **kw),
+            lambda cm: cm,
+            list_kwargs={"field_selector": f"metadata.name={CONFIGMAP_NAME}"},
+            on_event=self._on_event,
+        )
+
+    def _apply(self, configmap: Any) -> None:
+        text = (configmap.data or {}).get(CONFIGMAP_KEY)
+        source = f"ConfigMap {self.namespace}/{CONFIGMAP_NAME}"
+        if text is None:
+            log.error("%s has no key %r; configuration unchanged", source, CONFIGMAP_KEY)
+            return
+        self.store.apply_text(text, source)
+
+    def _on_event(self, event_type: str, configmap: Any) -> None:
+        if event_type in ("ADDED", "MODIFIED"):
+            self._apply(configmap)
+        elif event_type == "DELETED":
+            log.warning(
+                "ConfigMap %s/%s deleted; the last good configuration stays in force",
+                self.namespace,
+                CONFIGMAP_NAME,
+            )
+
+    def start(self) -> None:
+        self.reflector.start()
+        threading.Thread(target=self._initial, name="configmap-initial", daemon=True).start()
+
+    def _initial(self) -> None:
+        self.reflector.synced.wait()
+        if not self.reflector.items() and not self.store.loaded:
+            log.warning(
+                "ConfigMap %s/%s not found; running on the embedded default",
+                self.namespace,
+                CONFIGMAP_NAME,
+            )
+            self.store.apply_text(default_config_text(), "embedded default")
+
+
+class KubeSecretWriter(SecretWriter):
+    """Secret reads and writes for :mod:`webhook.edge.secretsync`, via the client."""
+
+    def __init__(self, core_api: Any) -> None:
+        self.api = core_api
+
+    def read(self, namespace: str, name: str) -> SecretInfo | None:
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            return secret_info(self.api.read_namespaced_secret(name, namespace, _request_timeout=3))
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+
+    def create(self, secret: SecretInfo) -> str:
+        from kubernetes import client
+        from kubernetes.client.exceptions import ApiException
+
+        body = client.V1Secret(
+            metadata=client.V1ObjectMeta(
+                name=secret.name,
+                namespace=secret.namespace,
+                labels=dict(secret.labels),
+                annotations=dict(secret.annotations),
+            ),
+            type=secret.type,
+            data=dict(secret.data),
+        )
+        try:
+            self.api.create_namespaced_secret(secret.namespace, body, _request_timeout=3)
+        except ApiException as error:
+            if error.status == 409:
+                return "exists"  # another replica was first: same content by construction
+            raise
+        return "created"
+
+    def replace_data(
+        self, secret: SecretInfo, data: Mapping[str, str], resource_version: str
+    ) -> str:
+        from kubernetes.client.exceptions import ApiException
+
+        patch = [
+            {"op": "test", "path": "/metadata/resourceVersion", "value": resource_version},
+            {"op": "replace", "path": "/data", "value": dict(data)},
+        ]
+        try:
+            self.api.patch_namespaced_secret(
+                secret.name, secret.namespace, patch, _request_timeout=3
+            )
+        except ApiException as error:
+            if error.status in (409, 422):
+                return "conflict"
+            raise
+        return "updated"
+
+    def managed_copies(self) -> Iterable[SecretInfo]:
+        from webhook.core.mutate import MANAGED_BY_LABEL, MANAGED_BY_VALUE
+
+        result = self.api.list_secret_for_all_namespaces(
+            label_selector=f"{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}", _request_timeout=10
+        )
+        return [secret_info(s) for s in result.items]

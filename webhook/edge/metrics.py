@@ -1,0 +1,76 @@
+"""Prometheus metrics, on a registry owned by the app (no module-level global state).
+
+Names and labels:
+
+- ``pullguard_admission_requests_total{webhook,kind,operation,decision}``: decision is
+  allowed | warned | denied | patched | exempt | malformed | error.
+- ``pullguard_check_results_total{webhook,kind,check,result}``: per admission and check:
+  pass | warn | deny | off | unavailable | not-judged.
+- ``pullguard_findings_total{check,action}``: problems found, by what was done with them.
+- ``pullguard_admission_duration_seconds{webhook}``: time to decide, histogram.
+- ``pullguard_config_reloads_total{result}``: applied | invalid | unchanged.
+- ``pullguard_config_last_reload_success``: 1 when the newest document was applied.
+- ``pullguard_mutations_total{kind,change}``: image_rewrite | secret_injection.
+- ``pullguard_secret_copies_total{result}``: created | updated | exists | failed | skipped_dry_run.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "pullguard_admission_requests",
+            "Admission requests by outcome.",
+            ["webhook", "kind", "operation", "decision"],
+            registry=r,
+        )
+        self.check_results = Counter(
+            "pullguard_check_results",
+            "Check outcomes per admission.",
+            ["webhook", "kind", "check", "result"],
+            registry=r,
+        )
+        self.findings = Counter(
+            "pullguard_findings",
+            "Problems found, by check and action.",
+            ["check", "action"],
+            registry=r,
+        )
+        self.duration = Histogram(
+            "pullguard_admission_duration_seconds",
+            "Time to decide one admission.",
+            ["webhook"],
+            registry=r,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10),
+        )
+        self.config_reloads = Counter(
+            "pullguard_config_reloads",
+            "Configuration documents seen, by result.",
+            ["result"],
+            registry=r,
+        )
+        self.config_ok = Gauge(
+            "pullguard_config_last_reload_success",
+            "1 when the newest configuration document was applied, 0 when it was refused.",
+            registry=r,
+        )
+        self.mutations = Counter(
+            "pullguard_mutations",
+            "Changes made by the mutating webhook.",
+            ["kind", "change"],
+            registry=r,
+        )
+        self.secret_copies = Counter(
+            "pullguard_secret_copies",
+            "Default pull secrets copied into namespaces.",
+            ["result"],
+            registry=r,
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,58 @@
+"""Cluster state from a YAML file: Secrets, ServiceAccounts and Namespaces as kubectl shows them.
+
+``pullguard check --cluster-state FILE`` and ``pullguard serve --dev --cluster-state FILE``
+judge against it instead of a live cluster (``kubectl get secret,sa,ns -A -o yaml`` makes
+one). Secrets may use ``data`` (base64) or ``stringData``.
+
+Must not: print or log secret data.
+"""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from webhook.core.cluster import InMemoryCluster, SecretInfo, ServiceAccountInfo
+
+
+def _objects(document: Any) -> list[dict[str, Any]]:
+    if not isinstance(document, dict):
+        return []
+    if str(document.get("kind", "")).endswith("List"):
+        return [item for item in document.get("items") or [] if isinstance(item, dict)]
+    return [document]
+
+
+def load_cluster_state(path: Path) -> InMemoryCluster:
+    cluster = InMemoryCluster()
+    for document in yaml.safe_load_all(path.read_text("utf-8")):
+        for obj in _objects(document):
+            meta = obj.get("metadata") or {}
+            kind, name = obj.get("kind"), meta.get("name", "")
+            namespace = meta.get("namespace") or "default"
+            if kind == "Namespace":
+                cluster.add_namespace(name, meta.get("labels") or {})
+            elif kind == "Secret":
+                data = dict(obj.get("data") or {})
+                for key, value in (obj.get("stringData") or {}).items():
+                    data[key] = base64.b64encode(str(value).encode()).decode()
+                cluster.add_secret(
+                    SecretInfo(
+                        namespace,
+                        name,
+                        obj.get("type", "Opaque"),
+                        data,
+                        labels=meta.get("labels") or {},
+                    )
+                )
+            elif kind == "ServiceAccount":
+                names = tuple(
+                    ref.get("name")
+                    for ref in obj.get("imagePullSecrets") or []
+                    if isinstance(ref, dict) and ref.get("name")
+                )
+                cluster.add_service_account(ServiceAccountInfo(namespace, name, names))
+    return cluster
