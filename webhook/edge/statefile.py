@@ -50,7 +50,7 @@ def load_cluster_state(path: Path) -> InMemoryCluster:
                 )
             elif kind == "ServiceAccount":
                 names = tuple(
-                    ref.get("name")
+                    str(ref["name"])
                     for ref in obj.get("imagePullSecrets") or []
                     if isinstance(ref, dict) and ref.get("name")
                 )
