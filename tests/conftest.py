@@ -1,0 +1,99 @@
+"""Shared fixtures: paths to ../shared, and a real pullguard server (gunicorn over TLS)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared"
+REVIEWS = SHARED / "admission-reviews"
+
+
+def review_files() -> list[Path]:
+    return sorted(REVIEWS.glob("*.json"))
+
+
+def load_review(path: Path) -> dict[str, Any]:
+    document: dict[str, Any] = json.loads(path.read_text())
+    return document
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class Server:
+    url: str
+    ca: Path
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def client(self) -> httpx.Client:
+        context = ssl.create_default_context(cafile=str(self.ca))
+        return httpx.Client(base_url=self.url, verify=context, timeout=10)
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def start_server(workdir: Path, *args: str) -> Server:
+    """``pullguard serve --dev`` in ``workdir`` (its certs/ go there), ready on return."""
+    port = free_port()
+    log = workdir / "server.log"
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "webhook", "serve", "--dev", "--port", str(port), *args],
+        cwd=workdir, stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env,
+    )
+    server = Server(f"https://127.0.0.1:{port}", workdir / "certs" / "ca.crt", process, log)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"pullguard exited early:\n{server.log_text()}")
+        try:
+            if server.ca.exists():
+                with server.client() as client:
+                    if client.get("/readyz").status_code == 200:
+                        return server
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    process.terminate()
+    raise RuntimeError(f"pullguard not ready in 30s:\n{server.log_text()}")
+
+
+def stop_server(server: Server) -> None:
+    server.process.terminate()
+    try:
+        server.process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        server.process.kill()
+
+
+@pytest.fixture(scope="session")
+def golden_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    data = ROOT / "tests" / "integration" / "data"
+    workdir = tmp_path_factory.mktemp("golden-server")
+    server = start_server(
+        workdir, "--config", str(data / "config.yaml"),
+        "--cluster-state", str(data / "cluster-state.yaml"), "--namespace", "pullguard",
+    )
+    yield server
+    stop_server(server)
