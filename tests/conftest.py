@@ -60,7 +60,10 @@ def start_server(workdir: Path, *args: str) -> Server:
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     process = subprocess.Popen(
         [sys.executable, "-m", "webhook", "serve", "--dev", "--port", str(port), *args],
-        cwd=workdir, stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env,
+        cwd=workdir,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        env=env,
     )
     server = Server(f"https://127.0.0.1:{port}", workdir / "certs" / "ca.crt", process, log)
     deadline = time.monotonic() + 30
@@ -92,8 +95,13 @@ def golden_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     data = ROOT / "tests" / "integration" / "data"
     workdir = tmp_path_factory.mktemp("golden-server")
     server = start_server(
-        workdir, "--config", str(data / "config.yaml"),
-        "--cluster-state", str(data / "cluster-state.yaml"), "--namespace", "pullguard",
+        workdir,
+        "--config",
+        str(data / "config.yaml"),
+        "--cluster-state",
+        str(data / "cluster-state.yaml"),
+        "--namespace",
+        "pullguard",
     )
     yield server
     stop_server(server)

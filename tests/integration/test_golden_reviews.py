@@ -25,8 +25,9 @@ def _call(server: Server, review: dict[str, Any], endpoint: str) -> dict[str, An
     query = review["path"].partition("?")[2]
     headers = {k: v for k, v in review["headers"].items() if k.lower() != "content-length"}
     with server.client() as client:
-        reply = client.post(f"/{endpoint}?{query}", content=json.dumps(review["body"]),
-                            headers=headers)
+        reply = client.post(
+            f"/{endpoint}?{query}", content=json.dumps(review["body"]), headers=headers
+        )
     assert reply.status_code == 200, reply.text
     assert reply.headers["content-type"].startswith("application/json")
     document: dict[str, Any] = reply.json()
@@ -55,7 +56,9 @@ def test_review_matches_golden(golden_server: Server, path: Path) -> None:
 
 
 def test_denial_is_a_403_with_the_contract_message(golden_server: Server) -> None:
-    review = load_review(Path(review_files()[0]).parent / "pod-create-generatename-missing-secret.json")
+    review = load_review(
+        Path(review_files()[0]).parent / "pod-create-generatename-missing-secret.json"
+    )
     response = _call(golden_server, review, "validate")
     assert response["allowed"] is False
     assert response["status"]["code"] == 403

@@ -1,0 +1,170 @@
+"""The HTTP edge of the real server: status codes, body cap, readiness, metrics, 500s."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import REVIEWS, Server, load_review, start_server, stop_server
+from webhook.core.cluster import ClusterUnavailable, SecretInfo
+from webhook.core.config import DEFAULT_CONFIG
+from webhook.edge.app import MAX_BODY_BYTES, Runtime, create_app
+from webhook.edge.configsource import ConfigStore, default_config_text
+from webhook.edge.metrics import Metrics
+
+
+def test_wrong_content_type_is_415(golden_server: Server) -> None:
+    with golden_server.client() as client:
+        reply = client.post("/validate", content=b"{}", headers={"Content-Type": "text/plain"})
+    assert reply.status_code == 415
+    assert "application/json" in reply.json()["response"]["status"]["message"]
+
+
+def test_oversized_body_is_413(golden_server: Server) -> None:
+    with golden_server.client() as client:
+        reply = client.post(
+            "/validate",
+            content=b" " * (MAX_BODY_BYTES + 1),
+            headers={"Content-Type": "application/json"},
+        )
+    assert reply.status_code == 413
+
+
+@pytest.mark.parametrize(
+    ("body", "uid", "words"),
+    [
+        (b"{not json", "", "not valid JSON"),
+        (
+            b'{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1beta1",'
+            b'"request":{"uid":"u-1"}}',
+            "u-1",
+            "admissionReviewVersions",
+        ),
+        (
+            b'{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1",'
+            b'"request":{"uid":"u-2","kind":{"kind":"Pod"},"operation":"CREATE"}}',
+            "u-2",
+            "request.object is missing",
+        ),
+    ],
+)
+def test_malformed_review_is_400_and_keeps_the_uid(
+    golden_server: Server, body: bytes, uid: str, words: str
+) -> None:
+    with golden_server.client() as client:
+        reply = client.post("/validate", content=body, headers={"Content-Type": "application/json"})
+    assert reply.status_code == 400
+    response = reply.json()["response"]
+    assert response["uid"] == uid
+    assert response["allowed"] is False
+    assert words in response["status"]["message"]
+
+
+def test_health_readiness_and_metrics(golden_server: Server) -> None:
+    with golden_server.client() as client:
+        assert client.get("/healthz").status_code == 200
+        assert client.get("/readyz").status_code == 200
+        review = load_review(REVIEWS / "pod-create-generatename-missing-secret.json")
+        client.post("/validate", json=review["body"])
+        metrics = client.get("/metrics").text
+    assert (
+        'pullguard_admission_requests_total{decision="denied",kind="Pod",operation="CREATE",'
+        'webhook="validate"}' in metrics
+    )
+    assert 'pullguard_findings_total{action="enforce",check="pullSecrets"}' in metrics
+    assert "pullguard_admission_duration_seconds_bucket" in metrics
+    assert 'pullguard_config_reloads_total{result="applied"} 1.0' in metrics
+
+
+def test_plain_http_is_refused(golden_server: Server) -> None:
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(golden_server.url.replace("https://", "http://") + "/healthz", timeout=5)
+
+
+class ExplodingCluster:
+    def get_secret(self, namespace: str, name: str) -> SecretInfo | None:
+        raise RuntimeError("boom")
+
+    def namespaces_with_pull_secret(self, name: str) -> list[str]:
+        raise ClusterUnavailable("x")
+
+    def get_service_account(self, namespace: str, name: str) -> None:
+        raise RuntimeError("boom")
+
+    def namespace_labels(self, namespace: str) -> dict[str, str]:
+        return {}
+
+
+def test_unexpected_exception_is_500_that_names_the_uid() -> None:
+    metrics = Metrics()
+    store = ConfigStore(metrics)
+    store.apply_text(default_config_text(), "test")
+    app = create_app(Runtime(config=store, cluster=ExplodingCluster(), metrics=metrics))
+    review = load_review(REVIEWS / "pod-create-generatename-missing-secret.json")
+    reply = app.test_client().post("/validate", json=review["body"])
+    assert reply.status_code == 500
+    body = reply.get_json()["response"]
+    assert body["uid"] == review["body"]["request"]["uid"]
+    assert review["body"]["request"]["uid"] in body["status"]["message"]
+    assert DEFAULT_CONFIG.checks.reference  # the config in force was the default
+
+
+def test_config_file_changes_apply_without_restart(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text("checks: {reference: enforce}\n")
+    server = start_server(tmp_path, "--config", str(config))
+    try:
+        review = load_review(REVIEWS / "pod-create-plain.json")
+        review["body"]["request"]["object"]["spec"]["containers"][0]["image"] = "NGINX"
+
+        def allowed() -> bool:
+            with server.client() as client:
+                result: bool = client.post("/validate", json=review["body"]).json()["response"][
+                    "allowed"
+                ]
+                return result
+
+        assert allowed() is False
+        config.write_text("checks: {reference: warn}\n")
+        assert _eventually(allowed, True)
+        # An invalid document is refused as a whole; the last good one stays in force.
+        config.write_text("checks: {reference: enforce, bogus: 1}\nexemptNamespaces: 3\n")
+        time.sleep(3)
+        assert allowed() is True
+        log = server.log_text()
+        assert "checks.bogus: unknown key" in log
+        assert "exemptNamespaces: must be a list of strings, got a number" in log
+        with server.client() as client:
+            assert (
+                'pullguard_config_reloads_total{result="invalid"} 1.0'
+                in client.get("/metrics").text
+            )
+    finally:
+        stop_server(server)
+
+
+def _eventually(probe: object, expected: object, timeout: float = 10) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if probe() == expected:  # type: ignore[operator]
+            return True
+        time.sleep(0.25)
+    return False
+
+
+def test_reviews_are_never_logged_with_secret_data(golden_server: Server) -> None:
+    log = golden_server.log_text()
+    state = (Path(__file__).parent / "data" / "cluster-state.yaml").read_text()
+    secret_values = [
+        line.split(":", 1)[1].strip()
+        for line in state.splitlines()
+        if line.strip().startswith(".dockerconfigjson:")
+    ]
+    assert secret_values
+    for value in secret_values:
+        assert value not in log
+    assert json.dumps(log)  # the log is text we could ship

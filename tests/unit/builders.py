@@ -1,0 +1,103 @@
+"""Small builders for admission requests, pods, templates and secrets used by unit tests."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+from typing import Any
+
+from webhook.core.cluster import InMemoryCluster, SecretInfo, ServiceAccountInfo
+from webhook.core.review import AdmissionRequest
+
+
+def container(name: str, image: str, policy: str | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": name, "image": image}
+    if policy:
+        out["imagePullPolicy"] = policy
+    return out
+
+
+def pod_spec(
+    *containers: dict[str, Any],
+    secrets: list[str] | None = None,
+    sa: str | None = None,
+    init: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    spec: dict[str, Any] = {"containers": list(containers)}
+    if init:
+        spec["initContainers"] = init
+    if secrets is not None:
+        spec["imagePullSecrets"] = [{"name": s} for s in secrets]
+    if sa:
+        spec["serviceAccountName"] = sa
+    return spec
+
+
+def pod(spec: dict[str, Any], name: str = "p", namespace: str = "team-a") -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": spec,
+    }
+
+
+def deployment(
+    spec: dict[str, Any], name: str = "web", namespace: str = "team-a"
+) -> dict[str, Any]:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"template": {"metadata": {"labels": {"app": name}}, "spec": spec}},
+    }
+
+
+def request(
+    obj: dict[str, Any],
+    *,
+    operation: str = "CREATE",
+    old: dict[str, Any] | None = None,
+    namespace: str = "team-a",
+    sub_resource: str = "",
+    dry_run: bool = False,
+    name: str | None = None,
+) -> AdmissionRequest:
+    return AdmissionRequest(
+        uid="uid-1",
+        kind=obj["kind"],
+        namespace=namespace,
+        name=obj["metadata"].get("name", "") if name is None else name,
+        operation=operation,
+        sub_resource=sub_resource,
+        object=copy.deepcopy(obj),
+        old_object=copy.deepcopy(old),
+        dry_run=dry_run,
+    )
+
+
+def dockerconfigjson(*hosts: str) -> dict[str, str]:
+    auths = {h: {"auth": base64.b64encode(b"user:pass").decode()} for h in hosts}
+    raw = json.dumps({"auths": auths}).encode()
+    return {".dockerconfigjson": base64.b64encode(raw).decode()}
+
+
+def pull_secret(namespace: str, name: str, *hosts: str) -> SecretInfo:
+    return SecretInfo(namespace, name, "kubernetes.io/dockerconfigjson", dockerconfigjson(*hosts))
+
+
+def cluster_with(
+    *secrets: SecretInfo,
+    accounts: tuple[ServiceAccountInfo, ...] = (),
+    namespaces: dict[str, dict[str, str]] | None = None,
+) -> InMemoryCluster:
+    cluster = InMemoryCluster()
+    cluster.add_namespace("team-a")
+    for ns, labels in (namespaces or {}).items():
+        cluster.add_namespace(ns, labels)
+    for secret in secrets:
+        cluster.add_secret(secret)
+    for account in accounts:
+        cluster.add_service_account(account)
+    return cluster

@@ -1,0 +1,102 @@
+"""Configuration: every problem by key path; the shipped default is valid."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from webhook.core.config import Action, ConfigError, load_config_text
+from webhook.edge.configsource import default_config_text
+
+
+def test_embedded_default_is_valid_and_matches_the_contract() -> None:
+    config = load_config_text(default_config_text())
+    assert config.checks.reference is Action.ENFORCE
+    assert config.checks.pullSecrets is Action.ENFORCE
+    assert config.checks.pullPolicy is Action.WARN
+    assert config.checks.registry is Action.WARN
+    assert config.checks.platform is Action.WARN
+    assert config.exempt_namespaces == {"kube-system"}
+    assert config.namespace_mode_label == "pullguard.io/mode"
+    assert config.registry.timeout_seconds == 2
+    assert config.registry.cache_ttl_seconds == 300
+
+
+def test_contract_example_parses() -> None:
+    text = """
+checks: {reference: enforce, pullSecrets: enforce, pullPolicy: warn, registry: warn, platform: warn}
+exemptNamespaces: [kube-system]
+namespaceModeLabel: pullguard.io/mode
+privateRegistries: ["*.dkr.ecr.us-east-1.amazonaws.com", "registry.local:5000"]
+registry: {timeoutSeconds: 2, cacheTTLSeconds: 300, allowPrivateNetworks: false,
+           allowedPrivateRegistries: [], insecureRegistries: []}
+defaultPullSecrets:
+  - secret: my-registry-secret
+    registries: [my-registry.example.com]
+    sourceNamespace: pullguard
+mirrors:
+  - registry: docker.io
+    mirror: mirror.example.com/dockerhub
+    exclude: [docker.io/library/busybox, busybox]
+"""
+    config = load_config_text(text)
+    assert config.mirrors[0].mirror_host == "mirror.example.com"
+    assert config.mirrors[0].mirror_prefix == "dockerhub"
+    assert config.mirrors[0].exclude == ("docker.io/library/busybox", "docker.io/library/busybox")
+    assert config.default_pull_secrets[0].source_namespace == "pullguard"
+
+
+def test_every_problem_is_listed_by_key_path() -> None:
+    text = """
+checks: {reference: deny, pullPolicy: 3}
+exemptNamespace: [x]
+privateRegistries: ["https://registry.example.com/v2"]
+registry: {timeoutSeconds: 99, allowPrivateNetworks: "yes"}
+defaultPullSecrets:
+  - registries: []
+mirrors:
+  - registry: docker.io
+    mirror: "https://mirror"
+  - registry: docker.io
+    mirror: docker.io/x
+mutation: {podTemplates: 1}
+"""
+    with pytest.raises(ConfigError) as caught:
+        load_config_text(text)
+    problems = caught.value.problems
+    expected = [
+        "exemptNamespace: unknown key (did you mean 'exemptNamespaces'?)",
+        "checks.reference: must be one of enforce, warn, off, got the string 'deny'",
+        "checks.pullPolicy: must be one of enforce, warn, off, got a number",
+        "privateRegistries[0]: 'https://registry.example.com/v2' must be a host[:port], "
+        "without scheme or path",
+        "registry.timeoutSeconds: must be between 0.1 and 25, got 99",
+        "registry.allowPrivateNetworks: must be true or false, got the string 'yes'",
+        "defaultPullSecrets[0].secret: must be a non-empty string, got nothing",
+        "defaultPullSecrets[0].registries: must name at least one registry",
+        "mirrors[0].mirror: 'https://mirror' must be host[:port] with an optional path prefix, "
+        "e.g. mirror.example.com/dockerhub",
+        "mirrors[1].registry: 'docker.io' already has a mirror at mirrors[0]",
+        "mirrors[1].mirror: must differ from the registry it mirrors",
+        "mutation.podTemplates: must be true or false, got a number",
+    ]
+    assert problems == expected
+    assert str(caught.value).startswith("invalid configuration (12 problems):")
+
+
+def test_yaml_syntax_error_names_the_line() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config_text("checks:\n  reference: [enforce\n")
+    assert caught.value.problems[0].startswith("(document): not valid YAML at line")
+
+
+def test_deploy_configmap_carries_the_default_document() -> None:
+    configmap = Path(__file__).resolve().parents[2] / "deploy" / "configmap.yaml"
+    if not configmap.exists():
+        pytest.skip("deploy/configmap.yaml is added by the installation issue")
+    document = yaml.safe_load(configmap.read_text())
+    assert load_config_text(document["data"]["config.yaml"]) == load_config_text(
+        default_config_text()
+    )

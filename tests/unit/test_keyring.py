@@ -1,0 +1,93 @@
+"""Pull-secret parsing and the kubelet's keyring matching."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+
+from webhook.core.keyring import (
+    Credential,
+    SecretFormatError,
+    keyring_key,
+    lookup,
+    parse_pull_secret,
+    url_matches,
+)
+
+
+def b64(value: str | bytes) -> str:
+    raw = value.encode() if isinstance(value, str) else value
+    return base64.b64encode(raw).decode()
+
+
+def test_dockerconfigjson_and_dockercfg_both_parse() -> None:
+    auth = b64("alice:s3cret")
+    new = parse_pull_secret(
+        "kubernetes.io/dockerconfigjson",
+        {".dockerconfigjson": b64(json.dumps({"auths": {"r.io": {"auth": auth}}}))},
+    )
+    old = parse_pull_secret(
+        "kubernetes.io/dockercfg",
+        {".dockercfg": b64(json.dumps({"r.io": {"username": "alice", "password": "s3cret"}}))},
+    )
+    assert [(c.key, c.username, c.password) for c in new] == [("r.io", "alice", "s3cret")]
+    assert [(c.key, c.username, c.password) for c in old] == [("r.io", "alice", "s3cret")]
+    assert "s3cret" not in repr(new[0])
+
+
+@pytest.mark.parametrize(
+    ("secret_type", "data", "words"),
+    [
+        ("Opaque", {}, "has type 'Opaque'"),
+        ("kubernetes.io/dockerconfigjson", {}, "no '.dockerconfigjson' key"),
+        ("kubernetes.io/dockerconfigjson", {".dockerconfigjson": "%%%"}, "not valid base64"),
+        ("kubernetes.io/dockerconfigjson", {".dockerconfigjson": b64("[]")}, "not an object"),
+        ("kubernetes.io/dockerconfigjson", {".dockerconfigjson": b64("{}")}, 'no "auths"'),
+        (
+            "kubernetes.io/dockerconfigjson",
+            {".dockerconfigjson": b64(json.dumps({"auths": {"r": {"auth": b64("nocolon")}}}))},
+            "not user:password",
+        ),
+    ],
+)
+def test_broken_secrets_say_what_is_wrong(
+    secret_type: str, data: dict[str, str], words: str
+) -> None:
+    with pytest.raises(SecretFormatError) as caught:
+        parse_pull_secret(secret_type, data)
+    assert words in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("location", "key"),
+    [
+        ("https://index.docker.io/v1/", "index.docker.io"),
+        ("registry.example.com", "registry.example.com"),
+        ("https://registry.example.com/v2/", "registry.example.com"),
+        ("registry.example.com:5000/team", "registry.example.com:5000/team"),
+        ("http://quay.io/org/", "quay.io/org/"),
+    ],
+)
+def test_keys_are_normalized_like_the_kubelet(location: str, key: str) -> None:
+    assert keyring_key(location) == key
+
+
+def test_most_specific_key_is_tried_first_and_docker_hub_key_serves_hub() -> None:
+    creds = [
+        Credential("quay.io", "a"),
+        Credential("quay.io/coreos", "b"),
+        Credential("https://index.docker.io/v1/", "hub"),
+    ]
+    assert [c.username for c in lookup(creds, "quay.io/coreos/etcd")] == ["b", "a"]
+    assert [c.username for c in lookup(creds, "docker.io/library/nginx")] == ["hub"]
+    assert lookup(creds, "ghcr.io/x/y") == []
+
+
+def test_globs_match_one_label_only() -> None:
+    assert url_matches(
+        "*.dkr.ecr.us-east-1.amazonaws.com", "1234.dkr.ecr.us-east-1.amazonaws.com/a"
+    )
+    assert not url_matches("*.example.com", "a.b.example.com/x")
+    assert not url_matches("example.com", "example.com:443/x")

@@ -1,0 +1,210 @@
+"""The mutating decision: mirrors, default secrets, idempotence, and API-server rules."""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+import jsonpatch
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.unit.builders import (
+    cluster_with,
+    container,
+    deployment,
+    pod,
+    pod_spec,
+    pull_secret,
+    request,
+)
+from webhook.core.cluster import ServiceAccountInfo
+from webhook.core.config import load_config_text
+from webhook.core.mutate import ORIGINAL_IMAGES_ANNOTATION, mutate
+
+CONFIG = load_config_text("""
+mirrors:
+  - registry: docker.io
+    mirror: mirror.example.com/dockerhub
+    exclude: [docker.io/library/busybox]
+  - registry: ghcr.io
+    mirror: harbor.example.com:8443/ghcr-proxy
+defaultPullSecrets:
+  - secret: corp
+    registries: [registry.example.com]
+    sourceNamespace: pullguard
+""")
+DIGEST = "sha256:" + "ab" * 32
+
+
+def patched(obj: dict[str, Any], patch: list[dict[str, Any]] | None) -> dict[str, Any]:
+    return jsonpatch.apply_patch(obj, patch or []) if patch else obj
+
+
+@pytest.mark.parametrize(
+    ("image", "expected"),
+    [
+        ("nginx", "mirror.example.com/dockerhub/library/nginx"),
+        ("nginx:1.25", "mirror.example.com/dockerhub/library/nginx:1.25"),
+        ("bitnami/redis:7", "mirror.example.com/dockerhub/bitnami/redis:7"),
+        ("index.docker.io/library/nginx", "mirror.example.com/dockerhub/library/nginx"),
+        (f"nginx@{DIGEST}", f"mirror.example.com/dockerhub/library/nginx@{DIGEST}"),
+        (f"nginx:1.25@{DIGEST}", f"mirror.example.com/dockerhub/library/nginx:1.25@{DIGEST}"),
+        ("ghcr.io/acme/app:v1", "harbor.example.com:8443/ghcr-proxy/acme/app:v1"),
+        ("busybox:1.36", None),  # excluded
+        ("quay.io/prometheus/node-exporter", None),  # no mirror for it
+        ("mirror.example.com/dockerhub/library/nginx", None),  # already on the mirror
+        ("Not A Reference", None),  # the validating webhook reports it
+    ],
+)
+def test_mirror_rewrites(image: str, expected: str | None) -> None:
+    obj = pod(pod_spec(container("app", image)))
+    result = mutate(request(obj), CONFIG, cluster_with())
+    if expected is None:
+        assert result.patch is None
+        return
+    after = patched(obj, result.patch)
+    assert after["spec"]["containers"][0]["image"] == expected
+    annotation = json.loads(after["metadata"]["annotations"][ORIGINAL_IMAGES_ANNOTATION])
+    assert annotation == {"app": image}
+    assert result.warnings == (f'pullguard: container "app" image rewritten to mirror: {expected}',)
+
+
+def test_default_secret_is_appended_never_replacing() -> None:
+    obj = pod(pod_spec(container("app", "registry.example.com/team/app:1"), secrets=["mine"]))
+    result = mutate(request(obj), CONFIG, cluster_with())
+    after = patched(obj, result.patch)
+    assert after["spec"]["imagePullSecrets"] == [{"name": "mine"}, {"name": "corp"}]
+    assert [(c.name, c.source_namespace, c.namespace) for c in result.secret_copies] == [
+        ("corp", "pullguard", "team-a")
+    ]
+
+
+def test_no_injection_when_the_pods_secrets_already_cover_the_registry() -> None:
+    cluster = cluster_with(pull_secret("team-a", "mine", "registry.example.com"))
+    obj = pod(pod_spec(container("app", "registry.example.com/team/app:1"), secrets=["mine"]))
+    assert mutate(request(obj), CONFIG, cluster).patch is None
+
+
+def test_no_copy_when_the_secret_is_already_in_the_namespace() -> None:
+    cluster = cluster_with(pull_secret("team-a", "corp", "registry.example.com"))
+    obj = pod(pod_spec(container("app", "registry.example.com/team/app:1")))
+    result = mutate(request(obj), CONFIG, cluster)
+    assert result.injected_secrets == ("corp",)
+    assert result.secret_copies == ()
+
+
+def test_pod_update_rewrites_only_changed_images_and_never_touches_secrets() -> None:
+    # Rewriting an unchanged image would restart a running container; a Pod's
+    # imagePullSecrets are immutable after creation.
+    old = pod(pod_spec(container("a", "nginx:1.25"), container("b", "redis:7")))
+    new = pod(
+        pod_spec(container("a", "nginx:1.25"), container("b", "registry.example.com/x/redis:7"))
+    )
+    assert mutate(request(new, operation="UPDATE", old=old), CONFIG, cluster_with()).patch is None
+    new = pod(pod_spec(container("a", "nginx:1.25"), container("b", "redis:8")))
+    result = mutate(request(new, operation="UPDATE", old=old), CONFIG, cluster_with())
+    after = patched(new, result.patch)
+    assert after["spec"]["containers"][0]["image"] == "nginx:1.25"
+    assert after["spec"]["containers"][1]["image"] == "mirror.example.com/dockerhub/library/redis:8"
+
+
+def test_ephemeral_container_rewritten_without_annotation() -> None:
+    old = pod(pod_spec(container("app", "mirror.example.com/dockerhub/library/nginx")))
+    new = copy.deepcopy(old)
+    new["spec"]["ephemeralContainers"] = [container("debugger", "busybox:1.37")]
+    new["spec"]["ephemeralContainers"].append(container("dbg2", "alpine"))
+    result = mutate(
+        request(new, operation="UPDATE", old=old, sub_resource="ephemeralcontainers"),
+        CONFIG,
+        cluster_with(),
+    )
+    assert result.patch == [
+        {
+            "op": "replace",
+            "path": "/spec/ephemeralContainers/1/image",
+            "value": "mirror.example.com/dockerhub/library/alpine",
+        }
+    ]
+
+
+def test_templates_are_left_alone_unless_configured() -> None:
+    obj = deployment(pod_spec(container("web", "nginx:1.25")))
+    assert mutate(request(obj), CONFIG, cluster_with()).patch is None
+    config = load_config_text("""
+mirrors: [{registry: docker.io, mirror: mirror.example.com}]
+defaultPullSecrets: [{secret: corp, registries: [registry.example.com]}]
+mutation: {podTemplates: true}
+""")
+    account = ServiceAccountInfo("team-a", "builder", ("sa-secret",))
+    obj = deployment(
+        pod_spec(
+            container("web", "nginx:1.25"),
+            container("app", "registry.example.com/a:1"),
+            sa="builder",
+        )
+    )
+    after = patched(obj, mutate(request(obj), config, cluster_with(accounts=(account,))).patch)
+    template = after["spec"]["template"]
+    assert template["spec"]["containers"][0]["image"] == "mirror.example.com/library/nginx:1.25"
+    # The account's secrets are copied first: adding one to an empty template list would
+    # otherwise switch them off for the pods.
+    assert template["spec"]["imagePullSecrets"] == [{"name": "sa-secret"}, {"name": "corp"}]
+    assert ORIGINAL_IMAGES_ANNOTATION in template["metadata"]["annotations"]
+
+
+def test_dry_run_still_patches_but_the_edge_skips_copies() -> None:
+    obj = pod(pod_spec(container("app", "registry.example.com/team/app:1")))
+    result = mutate(request(obj, dry_run=True), CONFIG, cluster_with())
+    assert result.patch is not None
+    assert result.secret_copies  # the HTTP edge refuses to act on them when dryRun is set
+
+
+images = st.sampled_from(
+    [
+        "nginx",
+        "nginx:1.25",
+        f"nginx@{DIGEST}",
+        "bitnami/redis:7",
+        "busybox",
+        "ghcr.io/a/b:1",
+        "quay.io/x/y",
+        "registry.example.com/team/app:2",
+        "mirror.example.com/dockerhub/library/x",
+        "BAD ref",
+        "localhost:5000/app",
+        "harbor.example.com:8443/ghcr-proxy/a/b",
+    ]
+)
+
+
+@st.composite
+def pods(draw: st.DrawFn) -> dict[str, Any]:
+    count = draw(st.integers(1, 4))
+    chosen = draw(st.lists(images, min_size=count, max_size=count))
+    containers = [container(f"c{i}", image) for i, image in enumerate(chosen)]
+    init = [container("init", draw(images))] if draw(st.booleans()) else None
+    secrets = draw(st.sampled_from([None, [], ["mine"], ["corp"], ["mine", "corp"]]))
+    obj = pod(pod_spec(*containers, secrets=secrets, init=init))
+    if draw(st.booleans()):
+        obj["metadata"]["annotations"] = {"keep": "me"}
+    return obj
+
+
+@settings(max_examples=300, deadline=None)
+@given(pods())
+def test_mutating_its_own_output_gives_no_patch(obj: dict[str, Any]) -> None:
+    cluster = cluster_with(pull_secret("team-a", "mine", "quay.io"))
+    first = mutate(request(obj), CONFIG, cluster)
+    once = patched(obj, first.patch)
+    second = mutate(request(once), CONFIG, cluster)
+    assert second.patch is None, second.patch
+    # Digests and tags survive every rewrite, and nothing is rewritten twice.
+    for before, after in zip(obj["spec"]["containers"], once["spec"]["containers"], strict=True):
+        if before["image"] != after["image"]:
+            assert after["image"].startswith(("mirror.example.com/", "harbor.example.com:8443/"))
+            for part in ("@" + DIGEST, ":1.25", ":7", ":1"):
+                if before["image"].endswith(part):
+                    assert after["image"].endswith(part)

@@ -1,0 +1,234 @@
+"""The validating decision against the behaviours in FACTS.md, on an in-memory cluster."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.unit.builders import (
+    cluster_with,
+    container,
+    deployment,
+    pod,
+    pod_spec,
+    pull_secret,
+    request,
+)
+from webhook.core.cluster import NoCluster, SecretInfo, ServiceAccountInfo
+from webhook.core.config import load_config_text
+from webhook.core.validate import validate
+
+PRIVATE = load_config_text("privateRegistries: [registry.example.com]\n")
+REG_IMAGE = "registry.example.com/team/app:1.0"
+
+
+def test_invalid_reference_is_denied_with_the_correction() -> None:
+    obj = deployment(pod_spec(container("web", "docker.io/Library/Nginx:1.25")))
+    decision = validate(request(obj), PRIVATE, cluster_with())
+    assert not decision.allowed
+    assert decision.message is not None
+    lines = decision.message.splitlines()
+    assert (
+        lines[0] == "pullguard denied Deployment team-a/web: 1 problem would cause ImagePullBackOff"
+    )
+    assert lines[1].startswith(
+        "- container \"web\": image 'docker.io/Library/Nginx:1.25' can never "
+        "be pulled: repository name must be lowercase"
+    )
+    assert lines[2] == (
+        "  Fix: use image 'docker.io/library/nginx:1.25': kubectl set image "
+        "deployment/web web=docker.io/library/nginx:1.25 -n team-a"
+    )
+
+
+def test_template_gets_the_service_accounts_secrets() -> None:
+    # The SA plugin adds the account's secrets only to Pods: a Deployment naming SA "builder"
+    # (which lists a secret covering the registry) must not be denied for lack of credentials.
+    account = ServiceAccountInfo("team-a", "builder", ("regcred",))
+    cluster = cluster_with(
+        pull_secret("team-a", "regcred", "registry.example.com"), accounts=(account,)
+    )
+    obj = deployment(pod_spec(container("web", REG_IMAGE), sa="builder"))
+    assert validate(request(obj), PRIVATE, cluster).allowed
+    # ... and a template's own secrets replace the account's, as they will in its pods.
+    obj = deployment(pod_spec(container("web", REG_IMAGE), sa="builder", secrets=["other"]))
+    decision = validate(request(obj), PRIVATE, cluster)
+    assert not decision.allowed
+    assert 'imagePullSecret "other" does not exist' in (decision.message or "")
+
+
+def test_missing_secret_on_service_account_says_where_it_was_listed() -> None:
+    account = ServiceAccountInfo("team-a", "builder", ("regcred",))
+    cluster = cluster_with(
+        pull_secret("default", "regcred", "registry.example.com"), accounts=(account,)
+    )
+    obj = deployment(pod_spec(container("web", REG_IMAGE), sa="builder"))
+    message = validate(request(obj), PRIVATE, cluster).message or ""
+    assert (
+        'imagePullSecret "regcred" (listed on ServiceAccount "builder") does not exist in '
+        'namespace "team-a" (it exists in "default")'
+    ) in message
+    assert (
+        "kubectl get secret regcred -n default -o yaml | sed 's/namespace: default/namespace: "
+        "team-a/' | kubectl apply -f -" in message
+    )
+
+
+def test_wrong_secret_type_is_reported() -> None:
+    opaque = SecretInfo("team-a", "regcred", "Opaque", {"password": "eA=="})
+    obj = pod(pod_spec(container("app", REG_IMAGE), secrets=["regcred"]))
+    message = validate(request(obj), PRIVATE, cluster_with(opaque)).message or ""
+    assert "has type 'Opaque'; a pull secret must be kubernetes.io/dockerconfigjson" in message
+    assert "password" not in message.replace("--docker-password=PASSWORD", "")
+
+
+def test_malformed_secret_is_reported_without_its_content() -> None:
+    broken = SecretInfo(
+        "team-a", "regcred", "kubernetes.io/dockerconfigjson", {".dockerconfigjson": "bm90IGpzb24="}
+    )  # "not json"
+    obj = pod(pod_spec(container("app", REG_IMAGE), secrets=["regcred"]))
+    message = validate(request(obj), PRIVATE, cluster_with(broken)).message or ""
+    assert "is not valid base64-encoded JSON" in message
+    assert "bm90IGpzb24" not in message
+
+
+def test_secret_for_another_registry_names_what_it_covers() -> None:
+    cluster = cluster_with(pull_secret("team-a", "regcred", "ghcr.io"))
+    obj = pod(pod_spec(container("app", REG_IMAGE), secrets=["regcred"]))
+    message = validate(request(obj), PRIVATE, cluster).message or ""
+    assert "is on registry.example.com, which needs credentials" in message
+    assert 'the pod\'s imagePullSecrets ("regcred") cover ghcr.io' in message
+
+
+@pytest.mark.parametrize(
+    ("entry", "image", "covered"),
+    [
+        ("registry.example.com", REG_IMAGE, True),
+        ("https://registry.example.com/v2/", REG_IMAGE, True),
+        ("registry.example.com/team", REG_IMAGE, True),
+        ("registry.example.com/other", REG_IMAGE, False),
+        ("*.example.com", REG_IMAGE, True),
+        ("registry.example.com:5000", REG_IMAGE, False),
+        ("registry.example.com:5000", "registry.example.com:5000/team/app", True),
+    ],
+)
+def test_coverage_is_matched_like_the_kubelet(entry: str, image: str, covered: bool) -> None:
+    config = load_config_text(
+        "privateRegistries: ['registry.example.com', 'registry.example.com:5000']\n"
+    )
+    cluster = cluster_with(pull_secret("team-a", "regcred", entry))
+    obj = pod(pod_spec(container("app", image), secrets=["regcred"]))
+    assert validate(request(obj), config, cluster).allowed is covered
+
+
+def test_generate_name_pod_takes_the_namespace_from_the_request() -> None:
+    obj = pod(pod_spec(container("app", REG_IMAGE), secrets=["gone"]), name="")
+    obj["metadata"] = {"generateName": "web-5c77-"}
+    decision = validate(request(obj, name=""), PRIVATE, cluster_with())
+    assert (decision.message or "").startswith("pullguard denied Pod team-a/web-5c77-*:")
+    assert 'does not exist in namespace "team-a"' in (decision.message or "")
+
+
+def test_update_with_unchanged_image_is_never_judged() -> None:
+    old = deployment(pod_spec(container("web", "Bad:Image")))
+    new = deployment(pod_spec(container("web", "Bad:Image")))
+    new["spec"]["replicas"] = 5
+    decision = validate(request(new, operation="UPDATE", old=old), PRIVATE, cluster_with())
+    assert decision.allowed
+    assert decision.reason == "unchanged"
+
+
+def test_update_judges_only_the_changed_container() -> None:
+    old = deployment(pod_spec(container("a", "Bad:Image"), container("b", "nginx:1.25")))
+    new = deployment(pod_spec(container("a", "Bad:Image"), container("b", "nginx:1.26")))
+    assert validate(request(new, operation="UPDATE", old=old), PRIVATE, cluster_with()).allowed
+    new = deployment(pod_spec(container("a", "Bad:Image"), container("b", "Nginx:1.26")))
+    decision = validate(request(new, operation="UPDATE", old=old), PRIVATE, cluster_with())
+    assert not decision.allowed
+    assert 'container "b"' in (decision.message or "")
+    assert 'container "a"' not in (decision.message or "")
+
+
+def test_ephemeral_container_added_by_kubectl_debug_is_judged() -> None:
+    old = pod(pod_spec(container("app", "nginx:1.25")))
+    new = pod(pod_spec(container("app", "nginx:1.25")))
+    new["spec"]["ephemeralContainers"] = [container("debugger", "BusyBox")]
+    decision = validate(
+        request(new, operation="UPDATE", old=old, sub_resource="ephemeralcontainers"),
+        PRIVATE,
+        cluster_with(),
+    )
+    assert not decision.allowed
+    assert 'ephemeral container "debugger"' in (decision.message or "")
+
+
+def test_dry_run_is_judged_the_same() -> None:
+    obj = pod(pod_spec(container("app", "Nginx")))
+    assert not validate(request(obj, dry_run=True), PRIVATE, cluster_with()).allowed
+
+
+def test_pull_policy_findings_are_warnings_by_default() -> None:
+    obj = pod(
+        pod_spec(
+            container("a", "nginx:latest", "IfNotPresent"), container("b", "nginx:1.25", "Never")
+        )
+    )
+    decision = validate(request(obj), PRIVATE, cluster_with())
+    assert decision.allowed
+    assert len(decision.warnings) == 2
+    assert all(len(w) <= 120 for w in decision.warnings), decision.warnings
+    assert "IfNotPresent" in decision.warnings[0]
+    assert "Never" in decision.warnings[1]
+
+
+def test_namespace_mode_label_overrides_every_check() -> None:
+    obj = pod(pod_spec(container("app", "Nginx")))
+    warn = cluster_with(namespaces={"team-a": {"pullguard.io/mode": "warn"}})
+    decision = validate(request(obj), PRIVATE, warn)
+    assert decision.allowed and decision.warnings
+    off = cluster_with(namespaces={"team-a": {"pullguard.io/mode": "off"}})
+    decision = validate(request(obj), PRIVATE, off)
+    assert decision.allowed and not decision.warnings
+
+
+def test_exempt_and_own_namespaces_are_never_judged() -> None:
+    obj = pod(pod_spec(container("app", "Nginx")), namespace="kube-system")
+    assert validate(request(obj, namespace="kube-system"), PRIVATE, cluster_with()).allowed
+    obj = pod(pod_spec(container("app", "Nginx")), namespace="pullguard")
+    assert validate(
+        request(obj, namespace="pullguard"), PRIVATE, cluster_with(), own_namespace="pullguard"
+    ).allowed
+
+
+def test_without_a_cluster_secret_checks_say_they_could_not_run() -> None:
+    obj = pod(pod_spec(container("app", REG_IMAGE), secrets=["regcred"]))
+    decision = validate(request(obj), PRIVATE, NoCluster())
+    assert decision.allowed
+    assert any("pullSecrets check could not run" in w for w in decision.warnings)
+    assert decision.outcomes["pullSecrets"] == "unavailable"
+
+
+def test_registry_typo_is_a_warning_even_when_reference_is_enforced() -> None:
+    config = load_config_text("privateRegistries: [my-registry.com]\n")
+    obj = pod(pod_spec(container("app", "my-regisry.com/team/app:1")))
+    decision = validate(request(obj), config, cluster_with())
+    assert decision.allowed
+    assert any("looks like a typo of 'my-registry.com'" in w for w in decision.warnings)
+
+
+def test_template_is_judged_as_its_pods_after_mutation() -> None:
+    # A Deployment is not denied for a secret pullguard would inject into its pods.
+    config = load_config_text(
+        "privateRegistries: [registry.example.com]\n"
+        "defaultPullSecrets:\n  - secret: corp\n    registries: [registry.example.com]\n"
+    )
+    cluster = cluster_with(pull_secret("team-a", "corp", "registry.example.com"))
+    obj = deployment(pod_spec(container("web", REG_IMAGE)))
+    assert validate(request(obj), config, cluster).allowed
+    assert not validate(request(obj), PRIVATE, cluster).allowed
+
+
+def test_warnings_stay_within_the_api_servers_limits() -> None:
+    many = [container(f"c{i}", "nginx:latest", "IfNotPresent") for i in range(200)]
+    decision = validate(request(pod(pod_spec(*many))), PRIVATE, cluster_with())
+    assert sum(len(w.encode()) for w in decision.warnings) <= 4096
+    assert decision.warnings[-1].endswith("more warnings not shown")
