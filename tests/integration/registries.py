@@ -72,7 +72,7 @@ def start_registry(
     lines = [
         "version: 0.1",
         "log: {level: warn}",
-        f"storage: {{filesystem: {{rootdirectory: {workdir / 'data'}}}, delete: {{enabled: true}}}}",
+        f"storage: {{filesystem: {{rootdirectory: {workdir / 'data'}}}}}",
         f"http: {{addr: '127.0.0.1:{port}', tls: {{certificate: {cert}, key: {key}}}}}",
     ]
     if auth is not None:

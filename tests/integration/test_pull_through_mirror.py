@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import base64
 import json
-from dataclasses import dataclass
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
