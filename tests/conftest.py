@@ -53,7 +53,7 @@ class Server:
         return self.log.read_text(errors="replace")
 
 
-def start_server(workdir: Path, *args: str) -> Server:
+def start_server(workdir: Path, *args: str, ca: Path | None = None) -> Server:
     """``pullguard serve --dev`` in ``workdir`` (its certs/ go there), ready on return."""
     port = free_port()
     log = workdir / "server.log"
@@ -65,7 +65,7 @@ def start_server(workdir: Path, *args: str) -> Server:
         stderr=subprocess.STDOUT,
         env=env,
     )
-    server = Server(f"https://127.0.0.1:{port}", workdir / "certs" / "ca.crt", process, log)
+    server = Server(f"https://127.0.0.1:{port}", ca or workdir / "certs" / "ca.crt", process, log)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if process.poll() is not None:

@@ -48,6 +48,18 @@ def register(sub: Any) -> None:  # argparse's _SubParsersAction is private
         "embedded default configuration",
     )
     serve.add_argument(
+        "--service",
+        default="pullguard",
+        help="the webhook's Service, for self-managed certificates "
+        "(used when neither --cert/--key nor --dev is given)",
+    )
+    serve.add_argument(
+        "--cert-dir",
+        type=Path,
+        default=Path("/var/run/pullguard/certs"),
+        help="where self-managed certificates are written for gunicorn",
+    )
+    serve.add_argument(
         "--cluster-state",
         type=Path,
         metavar="FILE",
@@ -118,13 +130,28 @@ def cmd_serve(args: argparse.Namespace) -> int:
         certfile, keyfile, _ = ensure_dev_certs(Path("certs"))
         args.cert, args.key = str(certfile), str(keyfile)
         log.info("dev mode: self-signed certificate in certs/ (CA: certs/ca.crt)")
+    cert_controller = None
     if not (args.cert and args.key):
-        print(
-            "pullguard serve: --cert and --key are required (or --dev for a local "
-            "self-signed certificate)",
-            file=sys.stderr,
+        if args.cert or args.key:
+            print("pullguard serve: give both --cert and --key, or neither", file=sys.stderr)
+            return 2
+        # Self-managed: agree on a certificate in a Secret before gunicorn binds.
+        from webhook.edge.kube import load_kube_config, own_namespace_default
+        from webhook.edge.selfcerts import CertController, KubeCertApi
+
+        load_kube_config()
+        args.namespace = args.namespace or own_namespace_default()
+        if not args.namespace:
+            print(
+                "pullguard serve: cannot tell the webhook's namespace; pass --namespace",
+                file=sys.stderr,
+            )
+            return 2
+        cert_controller = CertController(
+            KubeCertApi(args.namespace, args.service), args.service, args.namespace, args.cert_dir
         )
-        return 2
+        cert_controller.sync()
+        args.cert, args.key = str(cert_controller.certfile), str(cert_controller.keyfile)
     host = args.host or ("127.0.0.1" if args.dev else "0.0.0.0")  # noqa: S104 - a server
 
     def app_factory() -> Any:
@@ -145,6 +172,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 config=store, cluster=cluster, metrics=metrics, own_namespace=args.namespace or ""
             )
             return create_app(runtime)
+        if cert_controller is not None:
+            threading.Thread(target=cert_controller.run, name="cert-sync", daemon=True).start()
         return create_app(_cluster_runtime(args, store, metrics))
 
     return server.run(

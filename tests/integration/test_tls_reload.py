@@ -1,0 +1,58 @@
+"""gunicorn serves a renewed certificate without a restart (same process, new handshakes)."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import time
+from pathlib import Path
+
+from cryptography import x509
+
+from tests.conftest import start_server, stop_server
+from webhook.edge.certs import make_bundle
+
+
+def served_serial(port: int, ca: Path) -> int:
+    context = ssl.create_default_context(cafile=str(ca))
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+        context.wrap_socket(raw, server_hostname="localhost") as tls,
+    ):
+        der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    return x509.load_der_x509_certificate(der).serial_number
+
+
+def test_renewed_certificate_is_served_without_restart(tmp_path: Path) -> None:
+    first = make_bundle(["localhost"], ["127.0.0.1"])
+    paths = first.write(tmp_path / "tls")
+    server = start_server(
+        tmp_path,
+        "--cert",
+        str(paths["tls.crt"]),
+        "--key",
+        str(paths["tls.key"]),
+        ca=paths["ca.crt"],
+    )
+    port = int(server.url.rsplit(":", 1)[1])
+    try:
+        pid = server.process.pid
+        before = served_serial(port, paths["ca.crt"])
+        renewed = make_bundle(
+            ["localhost"], ["127.0.0.1"], ca_cert_pem=first.ca_cert, ca_key_pem=first.ca_key
+        )
+        (tmp_path / "tls" / "tls.key").write_bytes(renewed.key)
+        (tmp_path / "tls" / "tls.crt").write_bytes(renewed.cert)
+        expected = x509.load_pem_x509_certificate(renewed.cert).serial_number
+        deadline = time.monotonic() + 20
+        after = before
+        while time.monotonic() < deadline and after != expected:
+            time.sleep(0.5)
+            after = served_serial(port, paths["ca.crt"])
+        assert before != expected
+        assert after == expected
+        assert server.process.pid == pid and server.process.poll() is None
+        assert "serving certificate reloaded" in server.log_text()
+    finally:
+        stop_server(server)
