@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import yaml
 
 from webhook.core.config import Action, ConfigError, load_config_text
 from webhook.edge.configsource import default_config_text
@@ -92,11 +91,6 @@ def test_yaml_syntax_error_names_the_line() -> None:
     assert caught.value.problems[0].startswith("(document): not valid YAML at line")
 
 
-def test_deploy_configmap_carries_the_default_document() -> None:
-    configmap = Path(__file__).resolve().parents[2] / "deploy" / "configmap.yaml"
-    if not configmap.exists():
-        pytest.skip("deploy/configmap.yaml is added by the installation issue")
-    document = yaml.safe_load(configmap.read_text())
-    assert load_config_text(document["data"]["config.yaml"]) == load_config_text(
-        default_config_text()
-    )
+def test_deploy_ships_the_embedded_default_document() -> None:
+    shipped = Path(__file__).resolve().parents[2] / "deploy" / "base" / "config.yaml"
+    assert shipped.read_text() == default_config_text()
