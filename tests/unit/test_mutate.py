@@ -208,3 +208,32 @@ def test_mutating_its_own_output_gives_no_patch(obj: dict[str, Any]) -> None:
             for part in ("@" + DIGEST, ":1.25", ":7", ":1"):
                 if before["image"].endswith(part):
                     assert after["image"].endswith(part)
+
+
+def test_patch_is_the_same_in_every_process() -> None:
+    # jsonpatch orders operations by set iteration, which follows the process's hash seed:
+    # the same request must still get the same bytes from every replica.
+    import subprocess
+    import sys
+
+    script = (
+        "import json\n"
+        "from tests.unit.builders import container, pod, pod_spec, request, cluster_with\n"
+        "from tests.unit.test_mutate import CONFIG\n"
+        "from webhook.core.mutate import mutate\n"
+        "obj = pod(pod_spec(container('a', 'nginx:1'), container('b', 'redis'),"
+        " container('c', 'registry.example.com/x:1'), init=[container('i', 'busybox:2')]))\n"
+        "print(json.dumps(mutate(request(obj), CONFIG, cluster_with()).patch))\n"
+    )
+    outputs = {
+        subprocess.run(
+            [sys.executable, "-c", script],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={"PYTHONHASHSEED": str(seed), "PATH": "/usr/bin"},
+            cwd=str(__import__("pathlib").Path(__file__).parents[2]),
+        ).stdout
+        for seed in range(6)
+    }
+    assert len(outputs) == 1, outputs

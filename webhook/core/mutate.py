@@ -268,6 +268,19 @@ def preview_pod_spec(
     )
 
 
+def _ordered(patch: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The patch in a fixed order. jsonpatch emits operations in set-iteration order, which
+    follows the process's hash seed, so two replicas would answer the same request with
+    different bytes. pullguard only adds and replaces at independent paths (and appends to
+    arrays by increasing index), so ordering by path, indices as numbers, keeps it valid."""
+
+    def key(operation: dict[str, Any]) -> list[tuple[int, int | str]]:
+        tokens = str(operation["path"]).split("/")[1:]
+        return [(0, int(t)) if t.isdigit() else (1, t) for t in tokens]
+
+    return sorted(patch, key=key)
+
+
 def _changed(view: PodSpecView, old: PodSpecView | None) -> list[Container]:
     if old is None:
         return view.containers
@@ -311,7 +324,7 @@ def mutate(
     # The ephemeralcontainers subresource keeps only ephemeral-container changes; an
     # annotation written there would be dropped or refused, so it is not attempted.
     apply_plan(mutated, view, plan, annotate=request.sub_resource != "ephemeralcontainers")
-    patch = jsonpatch.make_patch(request.object, mutated).patch
+    patch = _ordered(jsonpatch.make_patch(request.object, mutated).patch)
     warnings: list[str] = []
     if config.mutation.warnings:
         for rewrite in plan.rewrites:
