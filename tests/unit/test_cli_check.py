@@ -1,0 +1,86 @@
+"""``pullguard check``: manifests judged offline with the same engine."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+GOOD = """
+apiVersion: v1
+kind: Pod
+metadata: {name: ok, namespace: team-a}
+spec:
+  containers: [{name: app, image: "nginx:1.25"}]
+"""
+BAD_LIST = """
+apiVersion: v1
+kind: List
+items:
+  - apiVersion: apps/v1
+    kind: Deployment
+    metadata: {name: web, namespace: team-a}
+    spec:
+      template:
+        spec:
+          containers: [{name: web, image: "docker.io/Library/Web:2"}]
+  - apiVersion: v1
+    kind: ConfigMap
+    metadata: {name: ignored}
+"""
+STATE = """
+apiVersion: v1
+kind: Secret
+metadata: {name: regcred, namespace: other}
+type: kubernetes.io/dockerconfigjson
+data: {.dockerconfigjson: eyJhdXRocyI6IHt9fQ==}
+"""
+
+
+def check(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "webhook", "check", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_folder_with_multi_document_yaml_and_lists(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text(GOOD + "---\n" + BAD_LIST)
+    result = check("-f", str(tmp_path))
+    assert result.returncode == 1, result.stderr
+    assert "ok: Pod team-a/ok" in result.stdout
+    assert (
+        "pullguard denied Deployment team-a/web: 1 problem would cause ImagePullBackOff"
+        in result.stdout
+    )
+    assert "kubectl set image deployment/web web=docker.io/library/web:2 -n team-a" in result.stdout
+
+
+def test_stdin_and_json_output() -> None:
+    result = check("-f", "-", "--output", "json", stdin=GOOD)
+    assert result.returncode == 0, result.stderr
+    (report,) = json.loads(result.stdout)
+    assert report["kind"] == "Pod" and report["allowed"] is True
+
+
+def test_cluster_state_file_judges_secrets(tmp_path: Path) -> None:
+    state = tmp_path / "state.yaml"
+    state.write_text(STATE)
+    pod = GOOD.replace("spec:\n", "spec:\n  imagePullSecrets: [{name: regcred}]\n")
+    result = check("-f", "-", "--cluster-state", str(state), stdin=pod)
+    assert result.returncode == 1
+    assert '(it exists in "other")' in result.stdout
+
+
+def test_invalid_config_is_refused_with_every_problem(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text("checks: {reference: maybe}\nmirrors: 3\n")
+    result = check("-f", "-", "--config", str(config), stdin=GOOD)
+    assert result.returncode == 2
+    assert "checks.reference: must be one of enforce, warn, off" in result.stderr
+    assert "mirrors: must be a list, got a number" in result.stderr
