@@ -118,7 +118,6 @@ def _setup_logging() -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from webhook.core.cluster import NoCluster
     from webhook.edge import server
     from webhook.edge.app import Runtime, create_app
     from webhook.edge.certs import ensure_dev_certs
@@ -163,13 +162,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         elif args.dev:
             store.apply_text(default_config_text(), "embedded default")
         if args.dev:
-            cluster: Any = NoCluster()
-            if args.cluster_state is not None:
-                from webhook.edge.statefile import load_cluster_state
-
-                cluster = load_cluster_state(args.cluster_state)
             runtime = Runtime(
-                config=store, cluster=cluster, metrics=metrics, own_namespace=args.namespace or ""
+                config=store,
+                cluster=_offline_cluster(args.cluster_state),
+                metrics=metrics,
+                own_namespace=args.namespace or "",
             )
             return create_app(runtime)
         if cert_controller is not None:
@@ -221,6 +218,17 @@ def _cluster_runtime(args: argparse.Namespace, store: Any, metrics: Any) -> Any:
     )
 
 
+def _offline_cluster(state: Path | None) -> Any:
+    """The cluster view for runs without a cluster: a state file's contents, or nothing."""
+    from webhook.core.cluster import NoCluster
+
+    if state is None:
+        return NoCluster()
+    from webhook.edge.statefile import load_cluster_state
+
+    return load_cluster_state(state)
+
+
 def _documents(paths: list[str]) -> Iterator[tuple[str, Any]]:
     for raw in paths:
         if raw == "-":
@@ -243,7 +251,6 @@ def _documents(paths: list[str]) -> Iterator[tuple[str, Any]]:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from webhook.core.cluster import NoCluster
     from webhook.core.config import DEFAULT_CONFIG, ConfigError, load_config_text
     from webhook.core.review import AdmissionRequest
     from webhook.core.validate import validate
@@ -256,11 +263,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     except OSError as error:
         print(f"pullguard check: {error}", file=sys.stderr)
         return 2
-    cluster: Any = NoCluster()
-    if args.cluster_state is not None:
-        from webhook.edge.statefile import load_cluster_state
-
-        cluster = load_cluster_state(args.cluster_state)
+    cluster = _offline_cluster(args.cluster_state)
     results: list[dict[str, Any]] = []
     denied = False
     try:

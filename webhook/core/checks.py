@@ -77,11 +77,9 @@ def check_reference(
             command = workload.set_image_command(container.name, error.suggestion)
             fix = f"use image {error.suggestion!r}" + (f": {command}" if command else "")
         return None, [
-            Finding(
-                check="reference",
-                subject=container.label,
-                image=container.image,
-                pointer=container.image_pointer,
+            Finding.for_container(
+                "reference",
+                container,
                 problem=f"image {container.image!r} can never be pulled: {error.reason}",
                 short=f"image {container.image!r} is invalid: {error.reason}",
                 fix=fix,
@@ -92,11 +90,9 @@ def check_reference(
         return ref, []
     corrected = str(ref.with_name(typo, ref.path))
     return ref, [
-        Finding(
-            check="reference",
-            subject=container.label,
-            image=container.image,
-            pointer=container.image_pointer,
+        Finding.for_container(
+            "reference",
+            container,
             problem=f"registry {ref.domain!r} of image {container.image!r} looks like a typo "
             f"of {typo!r}",
             short=f"registry {ref.domain!r} looks like a typo of {typo!r}",
@@ -111,10 +107,9 @@ def check_pull_policy(container: Container, ref: Reference) -> list[Finding]:
     policy = container.pull_policy or default_pull_policy(ref)
     if policy == "Never":
         return [
-            Finding(
-                check="pullPolicy",
-                subject=container.label,
-                image=container.image,
+            Finding.for_container(
+                "pullPolicy",
+                container,
                 pointer=container.pointer + "/imagePullPolicy",
                 problem=f"imagePullPolicy Never starts {container.image!r} only on nodes that "
                 "already have it; anywhere else the pod fails with ErrImageNeverPull",
@@ -125,10 +120,9 @@ def check_pull_policy(container: Container, ref: Reference) -> list[Finding]:
     if policy == "IfNotPresent" and ref.is_latest:
         tag = f":{ref.tag}" if ref.tag else " with no tag"
         return [
-            Finding(
-                check="pullPolicy",
-                subject=container.label,
-                image=container.image,
+            Finding.for_container(
+                "pullPolicy",
+                container,
                 pointer=container.pointer + "/imagePullPolicy",
                 problem=f"image {container.image!r} uses{' tag' if ref.tag else ''}{tag} with "
                 "imagePullPolicy IfNotPresent, so each node runs whatever version it cached",
@@ -265,11 +259,9 @@ def check_coverage(
         have = "the pod has no imagePullSecrets"
     name = "regcred-" + ref.domain.replace(":", "-").replace(".", "-").strip("[]-")[:40]
     return [
-        Finding(
-            check="pullSecrets",
-            subject=container.label,
-            image=container.image,
-            pointer=container.image_pointer,
+        Finding.for_container(
+            "pullSecrets",
+            container,
             problem=f"image {container.image!r} is on {ref.domain}, which needs credentials, "
             f"but {have}",
             short=f"no imagePullSecret covers {ref.domain} (needed by {ref.familiar})",

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 from webhook.core.config import Action
+from webhook.core.podspec import Container
 
 #: kubectl prints each warning on its own line; past 256 characters the API server may cut
 #: one, and past 4096 bytes in all it drops the rest (FACTS.md).
@@ -44,6 +46,19 @@ class Finding:
     action: Action = Action.ENFORCE
     advisory: bool = False
     """Advisory findings are never enforced (a guess, such as a registry-host typo)."""
+
+    @classmethod
+    def for_container(
+        cls, check: str, container: Container, *, pointer: str | None = None, **fields: Any
+    ) -> Finding:
+        """A finding about one container's image (pointer defaults to its ``image``)."""
+        return cls(
+            check=check,
+            subject=container.label,
+            image=container.image,
+            pointer=pointer or container.image_pointer,
+            **fields,
+        )
 
     def with_action(self, action: Action) -> Finding:
         if self.advisory and action is Action.ENFORCE:

@@ -39,7 +39,7 @@ from webhook.core.cluster import ClusterUnavailable, ClusterView
 from webhook.core.config import Config, DefaultPullSecret, Mirror
 from webhook.core.hosts import any_host_matches
 from webhook.core.keyring import SecretFormatError, lookup, parse_pull_secret
-from webhook.core.podspec import Container, PodSpecView, pod_spec
+from webhook.core.podspec import Container, PodSpecView, changed_containers, pod_spec
 from webhook.core.reference import PATH_MAX, Reference, parse_or_none
 from webhook.core.review import AdmissionRequest
 
@@ -281,13 +281,6 @@ def _ordered(patch: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(patch, key=key)
 
 
-def _changed(view: PodSpecView, old: PodSpecView | None) -> list[Container]:
-    if old is None:
-        return view.containers
-    before = {(c.list_name, c.name): c.image for c in old.containers}
-    return [c for c in view.containers if before.get((c.list_name, c.name)) != c.image]
-
-
 def mutate(
     request: AdmissionRequest,
     config: Config,
@@ -316,7 +309,9 @@ def mutate(
     old = pod_spec(request.kind, request.old_object) if request.operation == "UPDATE" else None
     # A Pod's imagePullSecrets are immutable after creation; templates may change any time.
     inject = request.operation == "CREATE" or view.is_template
-    plan = plan_pod(view, _changed(view, old), config, cluster, namespace, inject_secrets=inject)
+    plan = plan_pod(
+        view, changed_containers(view, old), config, cluster, namespace, inject_secrets=inject
+    )
     if not plan.rewrites and not plan.injected_secrets:
         return Mutation(patch=None, reason="unchanged")
 

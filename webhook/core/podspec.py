@@ -127,6 +127,22 @@ def list_containers(spec: Mapping[str, Any], base_pointer: str) -> list[Containe
     return out
 
 
+def changed_containers(
+    new: PodSpecView, old: PodSpecView | None, *, with_pull_policy: bool = False
+) -> list[Container]:
+    """Containers of ``new`` that ``old`` lacks or had with another image (and, if asked,
+    another pull policy). Without ``old`` (a CREATE), every container."""
+    containers = new.containers
+    if old is None:
+        return containers
+
+    def key(c: Container) -> tuple[str, str | None]:
+        return (c.image, c.pull_policy if with_pull_policy else None)
+
+    before = {(c.list_name, c.name): key(c) for c in old.containers}
+    return [c for c in containers if before.get((c.list_name, c.name)) != key(c)]
+
+
 def escape_pointer(token: str) -> str:
     """Escape one JSON-pointer token (RFC 6901): ``~`` -> ``~0``, ``/`` -> ``~1``."""
     return token.replace("~", "~0").replace("/", "~1")

@@ -33,7 +33,7 @@ from webhook.core.cluster import ClusterUnavailable, ClusterView
 from webhook.core.config import CHECK_NAMES, Action, Config
 from webhook.core.findings import Finding, denial_message, describe_object, warning_lines
 from webhook.core.mutate import preview_pod_spec
-from webhook.core.podspec import Container, PodSpecView, pod_spec
+from webhook.core.podspec import Container, PodSpecView, changed_containers, pod_spec
 from webhook.core.reference import Reference
 from webhook.core.review import AdmissionRequest
 
@@ -72,14 +72,6 @@ def namespace_actions(
     return actions, None
 
 
-def _changed_containers(new: PodSpecView, old: PodSpecView | None) -> list[Container]:
-    containers = new.containers
-    if old is None:
-        return containers
-    before = {(c.list_name, c.name): (c.image, c.pull_policy) for c in old.containers}
-    return [c for c in containers if before.get((c.list_name, c.name)) != (c.image, c.pull_policy)]
-
-
 def _secrets_changed(new: PodSpecView, old: PodSpecView | None) -> bool:
     if old is None:
         return True
@@ -107,7 +99,7 @@ def validate(
         return allow("unsupported")
     old_view = pod_spec(request.kind, request.old_object) if request.operation == "UPDATE" else None
 
-    judged = _changed_containers(view, old_view)
+    judged = changed_containers(view, old_view, with_pull_policy=True)
     secrets_changed = _secrets_changed(view, old_view)
     if not judged and not secrets_changed:
         return allow("unchanged")
