@@ -59,9 +59,11 @@ def engine(seconds: float) -> None:
         mutate(request, config, cluster)
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    print(f"engine: {count / elapsed:,.0f} reviews/s (validate+mutate, one core), "
-          f"{elapsed / count * 1e6:,.0f} us each; peak {peak / 1024:,.0f} KiB for "
-          f"{len(bodies) * 10} reviews")
+    print(
+        f"engine: {count / elapsed:,.0f} reviews/s (validate+mutate, one core), "
+        f"{elapsed / count * 1e6:,.0f} us each; peak {peak / 1024:,.0f} KiB for "
+        f"{len(bodies) * 10} reviews"
+    )
 
 
 def rss_kib(pid: int) -> int:
@@ -73,8 +75,13 @@ def rss_kib(pid: int) -> int:
 
 def server(seconds: float) -> None:
     with tempfile.TemporaryDirectory() as work:
-        running = start_server(Path(work), "--config", str(DATA / "config.yaml"),
-                               "--cluster-state", str(DATA / "cluster-state.yaml"))
+        running = start_server(
+            Path(work),
+            "--config",
+            str(DATA / "config.yaml"),
+            "--cluster-state",
+            str(DATA / "cluster-state.yaml"),
+        )
         try:
             bodies = [json.loads(p.read_text())["body"] for p in sorted(REVIEWS.glob("*.json"))]
             context = ssl.create_default_context(cafile=str(running.ca))
@@ -88,15 +95,20 @@ def server(seconds: float) -> None:
                         latencies.append(time.perf_counter() - t0)
                         assert reply.status_code == 200
                 elapsed = time.perf_counter() - start
-            workers = [int(p) for p in os.listdir("/proc") if p.isdigit()
-                       and _parent(int(p)) == running.process.pid]
+            workers = [
+                int(p)
+                for p in os.listdir("/proc")
+                if p.isdigit() and _parent(int(p)) == running.process.pid
+            ]
             rss = sum(rss_kib(p) for p in workers)
         finally:
             stop_server(running)
     quantiles = statistics.quantiles(latencies, n=100)
-    print(f"server: {len(latencies) / elapsed:,.0f} requests/s from one keep-alive client; "
-          f"latency p50 {quantiles[49] * 1000:.1f} ms, p99 {quantiles[98] * 1000:.1f} ms; "
-          f"worker RSS {rss / 1024:.0f} MiB")
+    print(
+        f"server: {len(latencies) / elapsed:,.0f} requests/s from one keep-alive client; "
+        f"latency p50 {quantiles[49] * 1000:.1f} ms, p99 {quantiles[98] * 1000:.1f} ms; "
+        f"worker RSS {rss / 1024:.0f} MiB"
+    )
 
 
 def _parent(pid: int) -> int:
