@@ -147,7 +147,6 @@ class SecretSet:
     names: list[str]
     origin: str  # "" (the pod's own list) or 'ServiceAccount "builder"'
     credentials: list[Credential] = field(default_factory=list)
-    readable: list[str] = field(default_factory=list)
     unavailable: str | None = None  # why the cluster could not be asked
 
 
@@ -184,7 +183,6 @@ def read_secrets(
             findings.append(_bad_secret(secret, str(error), where, subject, server))
             continue
         secrets.credentials.extend(credentials)
-        secrets.readable.append(name)
     return secrets, findings
 
 

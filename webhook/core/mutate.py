@@ -73,7 +73,6 @@ class PodPlan:
     secret_copies: list[SecretCopy] = field(default_factory=list)
     prepend_secrets: list[str] = field(default_factory=list)
     """The ServiceAccount's secrets, copied into a template before an injected one."""
-    notes: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,8 +144,7 @@ def _plan_secrets(
         try:
             account = cluster.get_service_account(namespace, view.service_account)
         except ClusterUnavailable:
-            account = None
-            plan.notes.append("ServiceAccount not read; its secrets were not copied")
+            account = None  # the validating webhook reports the unreadable account
         if account is not None:
             plan.prepend_secrets = list(account.image_pull_secrets)
             names = list(account.image_pull_secrets)

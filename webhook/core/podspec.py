@@ -141,8 +141,3 @@ def changed_containers(
 
     before = {(c.list_name, c.name): key(c) for c in old.containers}
     return [c for c in containers if before.get((c.list_name, c.name)) != key(c)]
-
-
-def escape_pointer(token: str) -> str:
-    """Escape one JSON-pointer token (RFC 6901): ``~`` -> ``~0``, ``/`` -> ``~1``."""
-    return token.replace("~", "~0").replace("/", "~1")

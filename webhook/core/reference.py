@@ -133,11 +133,6 @@ class Reference(NamedTuple):
         return f"{self.domain}/{self.path}" if self.domain else self.path
 
     @property
-    def registry(self) -> str:
-        """The host[:port] that serves this repository (the domain, Docker Hub's included)."""
-        return self.domain
-
-    @property
     def familiar_name(self) -> str:
         """The repository as a person types it: ``nginx``, ``bitnami/redis``, ``ghcr.io/x/y``."""
         domain, path, _, _ = self

@@ -50,7 +50,6 @@ class Decision:
     """Per check: pass | warn | deny | off | unavailable | not-judged (for metrics)."""
     reason: str = "judged"
     """Why it was (not) judged: judged | exempt | unsupported | unchanged | mode-off."""
-    patch: list[dict[str, object]] | None = None
 
 
 def allow(reason: str) -> Decision:

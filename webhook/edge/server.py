@@ -39,7 +39,6 @@ class ReloadingTLS:
         self._stamp: tuple[float, float] = (0.0, 0.0)
         self._checked = 0.0
         self._lock = threading.Lock()
-        self.reloads = 0
 
     def _files_stamp(self) -> tuple[float, float]:
         return (Path(self.certfile).stat().st_mtime, Path(self.keyfile).stat().st_mtime)
@@ -68,7 +67,6 @@ class ReloadingTLS:
             log.warning("certificate reload postponed: %s", error)
             return
         self._stamp = stamp
-        self.reloads += 1
         log.info("serving certificate reloaded from %s", self.certfile)
 
 
