@@ -20,6 +20,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from webhook.core.hosts import split_host_port
+
 DOCKER_CONFIG_JSON = "kubernetes.io/dockerconfigjson"
 DOCKER_CFG = "kubernetes.io/dockercfg"
 #: Secret types the kubelet reads pull credentials from, and the data key of each.
@@ -118,23 +120,13 @@ def _split_target(target: str) -> tuple[str, str]:
     return host, slash + path
 
 
-def _host_parts(hostport: str) -> tuple[list[str], str]:
-    host, port = hostport, ""
-    if hostport.startswith("["):
-        end = hostport.find("]")
-        host, rest = hostport[: end + 1], hostport[end + 1 :]
-        port = rest[1:] if rest.startswith(":") else ""
-    elif ":" in hostport:
-        host, _, port = hostport.rpartition(":")
-    return host.split("."), port
-
-
 def url_matches(glob: str, target: str) -> bool:
     """The kubelet's ``URLsMatchStr``: same port, same label count, globbed labels, path prefix."""
     glob_host, glob_path = _split_target(glob)
     target_host, target_path = _split_target(target)
-    glob_labels, glob_port = _host_parts(glob_host)
-    target_labels, target_port = _host_parts(target_host)
+    glob_name, glob_port = split_host_port(glob_host)
+    target_name, target_port = split_host_port(target_host)
+    glob_labels, target_labels = glob_name.split("."), target_name.split(".")
     if glob_port != target_port or len(glob_labels) != len(target_labels):
         return False
     if not target_path.startswith(glob_path):
