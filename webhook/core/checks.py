@@ -66,7 +66,7 @@ _SET_IMAGE_KINDS = {
 
 
 def check_reference(
-    container: Container, config: Config, workload: WorkloadRef
+    container: Container, known_registries: Sequence[str], workload: WorkloadRef
 ) -> tuple[Reference | None, list[Finding]]:
     """Parse the image; findings for an invalid one, or a likely typo in a valid one's host."""
     try:
@@ -85,7 +85,7 @@ def check_reference(
                 fix=fix,
             )
         ]
-    typo = suggest_registry(ref.domain, config.known_registries()) if ref.domain else None
+    typo = suggest_registry(ref.domain, known_registries) if ref.domain else None
     if typo is None:
         return ref, []
     corrected = str(ref.with_name(typo, ref.path))

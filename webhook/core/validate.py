@@ -121,8 +121,9 @@ def validate(
     unavailable: dict[str, str] = {}
     refs: dict[str, Reference] = {}
 
+    known_registries = config.known_registries()
     for container in judged:
-        ref, found = check_reference(container, config, workload)
+        ref, found = check_reference(container, known_registries, workload)
         findings.extend(found)
         if ref is None:
             continue
