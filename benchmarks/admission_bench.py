@@ -2,7 +2,7 @@
 
 Prints figures; asserts nothing. Two measurements:
 
-1. The pure engine in-process (validate + mutate of every file in ../shared/admission-reviews
+1. The pure engine in-process (validate + mutate of every file in tests/fixtures/admission-reviews
    against an in-memory cluster): decisions per second on one core, and peak Python memory
    (tracemalloc) for a batch.
 2. The real server (gunicorn over TLS, one worker): requests per second and latency

@@ -1,4 +1,7 @@
-"""Shared fixtures: paths to ../shared, and a real pullguard server (gunicorn over TLS)."""
+"""Shared fixtures: the captured AdmissionReviews, and a real pullguard server (gunicorn over TLS).
+
+Every input lives in this repository: a user's clone has nothing beside it.
+"""
 
 from __future__ import annotations
 
@@ -18,8 +21,8 @@ import httpx
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared"
-REVIEWS = SHARED / "admission-reviews"
+#: Real requests captured from a kube-apiserver (see the README in that folder).
+REVIEWS = ROOT / "tests" / "fixtures" / "admission-reviews"
 
 
 def review_files() -> list[Path]:
@@ -105,3 +108,32 @@ def golden_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     )
     yield server
     stop_server(server)
+
+
+# -- skips that must not happen -----------------------------------------------------------
+
+
+def skips_forbidden(item: pytest.Item) -> str | None:
+    """Why a skip of ``item`` is a failure here, or ``None`` when a skip is acceptable.
+
+    - ``KUBEBUILDER_ASSETS`` set (``.ci/run`` sets it): the control plane is expected, so an
+      end-to-end test that skips is a failure, not a pass.
+    - ``CI`` set: CI installs every real server the tests use; no test may skip there.
+    """
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        return "CI is set: every test must run"
+    if item.get_closest_marker("e2e") and os.environ.get("KUBEBUILDER_ASSETS"):
+        return "KUBEBUILDER_ASSETS is set: the end-to-end suite must run"
+    return None
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    if report.skipped and not hasattr(report, "wasxfail"):
+        why = skips_forbidden(item)
+        if why is not None:
+            skipped = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
+            report.outcome = "failed"
+            report.longrepr = f"skipped where it must run ({why}): {skipped}"

@@ -54,6 +54,21 @@ def register(sub: Any) -> None:  # argparse's _SubParsersAction is private
         "(used when neither --cert/--key nor --dev is given)",
     )
     serve.add_argument(
+        "--webhook-url",
+        metavar="URL",
+        help="with self-managed certificates: the API server reaches pullguard at URL "
+        "(https://HOST[:PORT], e.g. when it runs outside the cluster) instead of through "
+        "the Service; HOST goes into the certificate, the CA bundle into the webhook entries "
+        "whose clientConfig.url starts with URL",
+    )
+    serve.add_argument(
+        "--cert-check-interval",
+        type=float,
+        default=3600.0,
+        metavar="SECONDS",
+        help="how often self-managed certificates are re-read and renewed (default 3600)",
+    )
+    serve.add_argument(
         "--cert-dir",
         type=Path,
         default=Path("/var/run/pullguard/certs"),
@@ -146,8 +161,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 2
+        extra_hosts: tuple[str, ...] = ()
+        if args.webhook_url:
+            from urllib.parse import urlsplit
+
+            url = urlsplit(args.webhook_url)
+            if url.scheme != "https" or not url.hostname:
+                print("pullguard serve: --webhook-url must be https://HOST[:PORT]", file=sys.stderr)
+                return 2
+            extra_hosts = (url.hostname,)
         cert_controller = CertController(
-            KubeCertApi(args.namespace, args.service), args.service, args.namespace, args.cert_dir
+            KubeCertApi(args.namespace, args.service, url=args.webhook_url),
+            args.service,
+            args.namespace,
+            args.cert_dir,
+            extra_hosts=extra_hosts,
         )
         cert_controller.sync()
         args.cert, args.key = str(cert_controller.certfile), str(cert_controller.keyfile)
@@ -170,7 +198,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
             )
             return create_app(runtime)
         if cert_controller is not None:
-            threading.Thread(target=cert_controller.run, name="cert-sync", daemon=True).start()
+            threading.Thread(
+                target=cert_controller.run,
+                kwargs={"interval": args.cert_check_interval},
+                name="cert-sync",
+                daemon=True,
+            ).start()
         return create_app(_cluster_runtime(args, store, metrics))
 
     return server.run(

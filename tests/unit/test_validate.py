@@ -232,3 +232,39 @@ def test_warnings_stay_within_the_api_servers_limits() -> None:
     decision = validate(request(pod(pod_spec(*many))), PRIVATE, cluster_with())
     assert sum(len(w.encode()) for w in decision.warnings) <= 4096
     assert decision.warnings[-1].endswith("more warnings not shown")
+
+
+CORP = load_config_text(
+    "privateRegistries: [registry.example.com]\n"
+    "defaultPullSecrets:\n"
+    "  - secret: corp\n    registries: [registry.example.com]\n    sourceNamespace: pullguard\n"
+)
+
+
+@pytest.mark.parametrize("dry_run", [True, False])
+def test_default_secret_that_pullguard_copies_is_not_missing(dry_run: bool) -> None:
+    # The mutating webhook injected "corp" and copies it from "pullguard" (skipped on dry-run):
+    # the real create succeeds, so neither a dry-run nor the pod itself may be denied for it.
+    cluster = cluster_with(pull_secret("pullguard", "corp", "registry.example.com"))
+    obj = pod(pod_spec(container("app", REG_IMAGE), secrets=["corp"]))
+    decision = validate(request(obj, dry_run=dry_run), CORP, cluster)
+    assert decision.allowed, decision.message
+    # Templates: previewed with "corp" injected; still not missing in a namespace with no copy.
+    assert validate(request(deployment(pod_spec(container("w", REG_IMAGE)))), CORP, cluster).allowed
+
+
+def test_default_secret_copy_still_has_to_cover_the_registry() -> None:
+    # The source's credentials are what the copy will hold: they are judged as the pod's.
+    cluster = cluster_with(pull_secret("pullguard", "corp", "other.example.com"))
+    obj = pod(pod_spec(container("app", REG_IMAGE), secrets=["corp"]))
+    decision = validate(request(obj), CORP, cluster)
+    assert not decision.allowed
+    assert "no registry" not in (decision.message or "")
+    assert "other.example.com" in (decision.message or "")
+
+
+def test_default_secret_missing_at_its_source_is_still_missing() -> None:
+    obj = pod(pod_spec(container("app", REG_IMAGE), secrets=["corp"]))
+    decision = validate(request(obj), CORP, cluster_with())
+    assert not decision.allowed
+    assert 'imagePullSecret "corp" does not exist' in (decision.message or "")

@@ -17,7 +17,7 @@ Pure: cluster facts come from a :class:`~webhook.core.cluster.ClusterView`.
 from __future__ import annotations
 
 import shlex
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from webhook.core.cluster import ClusterUnavailable, ClusterView, SecretInfo
@@ -158,8 +158,15 @@ def read_secrets(
     *,
     subject: str,
     needing_registries: Sequence[str],
+    copied_from: Mapping[str, str] | None = None,
 ) -> tuple[SecretSet, list[Finding]]:
-    """Read each named secret; findings for missing, mistyped and malformed ones."""
+    """Read each named secret; findings for missing, mistyped and malformed ones.
+
+    ``copied_from`` maps the default pull secrets pullguard copies into a namespace that lacks
+    them to their source namespace: such a secret missing here is not missing (the mutating
+    webhook copies it on the real create, and skips the copy on a dry-run), and it is judged
+    by the source's contents, which the copy will hold.
+    """
     secrets = SecretSet(names=list(names), origin=origin)
     findings: list[Finding] = []
     where = f" (listed on {origin})" if origin else ""
@@ -167,6 +174,9 @@ def read_secrets(
     for name in names:
         try:
             secret = cluster.get_secret(namespace, name)
+            source = (copied_from or {}).get(name)
+            if secret is None and source is not None and source != namespace:
+                secret = cluster.get_secret(source, name)
         except ClusterUnavailable as error:
             secrets.unavailable = str(error)
             return secrets, findings

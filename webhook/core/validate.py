@@ -189,6 +189,11 @@ def _pull_secret_findings(
         cluster,
         subject=subject,
         needing_registries=[refs[c.pointer].domain for c in needing],
+        copied_from={
+            d.secret: d.source_namespace
+            for d in config.default_pull_secrets
+            if d.source_namespace is not None
+        },
     )
     if secrets.unavailable is not None:
         unavailable["pullSecrets"] = secrets.unavailable

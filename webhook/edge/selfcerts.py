@@ -13,20 +13,28 @@ Replicas agree on one certificate: the Secret is created with "create" (a second
 gets 409 and adopts the winner's) and renewed with a resourceVersion precondition (a loser
 re-reads). gunicorn picks up the new files without a restart (see ``server.ReloadingTLS``).
 
+Reached by URL instead (``serve --webhook-url https://HOST:PORT``: pullguard outside the cluster,
+or behind a load balancer), the serving certificate also names HOST, and the CA bundle goes into
+the entries whose ``clientConfig.url`` is on that base. A stored certificate that lacks a name
+pullguard needs (a renamed Service, a new URL) is re-issued by the same CA.
+
 Must not: log key material; touch any webhook entry that does not point at pullguard's own
-Service.
+Service or URL.
 """
 
 from __future__ import annotations
 
 import base64
 import datetime
+import ipaddress
 import logging
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
+
+from cryptography import x509
 
 from webhook.edge.certs import CertBundle, make_bundle, not_after, service_dns_names
 
@@ -65,6 +73,17 @@ class CertController:
     directory: Path
     now: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(datetime.UTC)
     validity: datetime.timedelta = datetime.timedelta(days=365)
+    extra_hosts: tuple[str, ...] = ()
+    """Names or IP addresses the certificate must carry besides the Service's DNS names."""
+
+    @property
+    def dns_names(self) -> list[str]:
+        names = service_dns_names(self.service, self.namespace)
+        return names + [h for h in self.extra_hosts if not _is_ip(h) and h not in names]
+
+    @property
+    def ip_addresses(self) -> list[str]:
+        return [h for h in self.extra_hosts if _is_ip(h)]
 
     @property
     def certfile(self) -> Path:
@@ -81,14 +100,19 @@ class CertController:
 
     def _needs_renewal(self, bundle: CertBundle) -> bool:
         expiry = not_after(bundle.cert)
-        return expiry - self.now() < self.validity / 3
+        if expiry - self.now() < self.validity / 3:
+            return True
+        dns, ips = subject_alt_names(bundle.cert)
+        return not (set(self.dns_names) <= dns and set(self.ip_addresses) <= ips)
 
     def _renew(self, old: CertBundle | None) -> CertBundle:
-        names = service_dns_names(self.service, self.namespace)
         if old is None:
-            return make_bundle(names, now=self.now(), validity=self.validity)
+            return make_bundle(
+                self.dns_names, self.ip_addresses, now=self.now(), validity=self.validity
+            )
         return make_bundle(
-            names,
+            self.dns_names,
+            self.ip_addresses,
             now=self.now(),
             ca_cert_pem=old.ca_cert,
             ca_key_pem=old.ca_key,
@@ -149,6 +173,29 @@ class CertController:
                 log.error("certificate sync failed (will retry): %s", type(error).__name__)
 
 
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def subject_alt_names(cert_pem: bytes) -> tuple[set[str], set[str]]:
+    """The DNS names and IP addresses (as text) a certificate is valid for."""
+    try:
+        extension = x509.load_pem_x509_certificate(cert_pem).extensions.get_extension_for_class(
+            x509.SubjectAlternativeName
+        )
+    except x509.ExtensionNotFound:
+        return set(), set()
+    names = extension.value
+    return (
+        set(names.get_values_for_type(x509.DNSName)),
+        {str(ip) for ip in names.get_values_for_type(x509.IPAddress)},
+    )
+
+
 def _as_data(bundle: CertBundle) -> dict[str, bytes]:
     return {
         "ca.crt": bundle.ca_cert,
@@ -161,15 +208,26 @@ def _as_data(bundle: CertBundle) -> dict[str, bytes]:
 class KubeCertApi:
     """:class:`CertApi` through the kubernetes client."""
 
-    def __init__(self, namespace: str, service: str) -> None:
+    def __init__(
+        self, namespace: str, service: str, *, url: str | None = None, api_client: Any = None
+    ) -> None:
         from kubernetes import client
 
         # Typed as Any: the client's generated models are looser than the wire format we
         # send (plain dicts are accepted as bodies).
-        self.core: Any = client.CoreV1Api()
-        self.admission: Any = client.AdmissionregistrationV1Api()
+        self.core: Any = client.CoreV1Api(api_client)
+        self.admission: Any = client.AdmissionregistrationV1Api(api_client)
         self.namespace = namespace
         self.service = service
+        #: Entries whose clientConfig.url starts with this base are pullguard's too.
+        self.url_base = url.rstrip("/") + "/" if url else None
+
+    def _is_ours(self, client_config: Any) -> bool:
+        service = client_config.service
+        if service is not None:
+            return bool((service.name, service.namespace) == (self.service, self.namespace))
+        url = client_config.url or ""
+        return self.url_base is not None and url.startswith(self.url_base)
 
     def read_secret(self) -> tuple[dict[str, bytes], str] | None:
         from kubernetes.client.exceptions import ApiException
@@ -237,11 +295,7 @@ class KubeCertApi:
             for configuration in lister(label_selector=selector).items:
                 patch = []
                 for index, hook in enumerate(configuration.webhooks or []):
-                    service = hook.client_config.service
-                    if service is None or (service.name, service.namespace) != (
-                        self.service,
-                        self.namespace,
-                    ):
+                    if not self._is_ours(hook.client_config):
                         continue
                     if hook.client_config.ca_bundle != bundle:
                         patch.append(

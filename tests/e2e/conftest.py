@@ -1,0 +1,321 @@
+"""End-to-end fixtures: a real control plane with ``deploy/`` installed and pullguard serving it.
+
+- ``control_plane``: etcd, kube-apiserver and kube-controller-manager
+  (see :mod:`tests.e2e.cluster`).
+- ``installed``: ``deploy/`` rendered by ``kubectl kustomize`` and applied server-side, as an
+  admin would, with one change: the webhook configurations reach pullguard by URL on loopback
+  instead of through the Service (there is no kubelet to run its pods). Two pullguard processes
+  are then started at once as the ``pullguard`` ServiceAccount, so they hold exactly the RBAC of
+  ``deploy/``, manage their own certificate, and inject its CA into both configurations.
+
+When ``KUBEBUILDER_ASSETS`` does not name the binaries these fixtures skip; wherever the
+assets are expected (CI, or the variable set), the root conftest turns that skip into a failure.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import ssl
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from tests.conftest import ROOT, free_port
+from tests.e2e.cluster import ControlPlane, assets_folder, missing_assets_reason, wait_for
+
+NAMESPACE = "pullguard"
+REGISTRY_AUTH = base64.b64encode(b"user:pass").decode()
+
+#: The configuration the admission tests run with (applied over deploy/'s ConfigMap).
+CONFIG = """
+checks: {reference: enforce, pullSecrets: enforce, pullPolicy: warn}
+exemptNamespaces: [kube-system]
+privateRegistries: [registry.example.com]
+defaultPullSecrets:
+  - secret: corp-pull
+    registries: [corp.example.com]
+    sourceNamespace: pullguard
+mirrors:
+  - registry: docker.io
+    mirror: mirror.example.com/dockerhub
+"""
+
+
+@pytest.fixture(scope="session")
+def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+    assets = assets_folder()
+    if assets is None:
+        pytest.skip(missing_assets_reason())
+    plane = ControlPlane(assets, tmp_path_factory.mktemp("control-plane")).start()
+    try:
+        yield plane
+    finally:
+        plane.stop()
+
+
+# -- manifests ----------------------------------------------------------------------------
+
+
+def namespace(plane: ControlPlane, name: str, labels: dict[str, str] | None = None) -> None:
+    """Create (or relabel) a namespace and wait for its ``default`` ServiceAccount."""
+    body = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+    if labels:
+        body["metadata"]["labels"] = labels  # type: ignore[index]
+    plane.apply(json.dumps(body), check=True)
+    wait_for(
+        lambda: plane.kubectl("get", "serviceaccount", "default", "-n", name).ok,
+        30,
+        f"ServiceAccount {name}/default",
+    )
+
+
+def pull_secret(name: str, namespace: str, host: str, auth: str = REGISTRY_AUTH) -> str:
+    document = json.dumps({"auths": {host: {"auth": auth}}})
+    return json.dumps(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": name, "namespace": namespace},
+            "type": "kubernetes.io/dockerconfigjson",
+            "data": {".dockerconfigjson": base64.b64encode(document.encode()).decode()},
+        }
+    )
+
+
+def pod(
+    name: str,
+    namespace: str,
+    image: str,
+    secrets: tuple[str, ...] = (),
+    **spec: Any,
+) -> str:
+    body: dict[str, Any] = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"containers": [{"name": "app", "image": image}], **spec},
+    }
+    if secrets:
+        body["spec"]["imagePullSecrets"] = [{"name": s} for s in secrets]
+    return json.dumps(body)
+
+
+def configmap(text: str) -> str:
+    return json.dumps(
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "pullguard-config", "namespace": NAMESPACE},
+            "data": {"config.yaml": text},
+        }
+    )
+
+
+def set_config(plane: ControlPlane, text: str) -> None:
+    """Replace pullguard's configuration the way an admin would (server-side apply)."""
+    plane.kubectl(
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        "--field-manager=e2e-admin",
+        "-f",
+        "-",
+        stdin=configmap(text),
+        check=True,
+    )
+
+
+# -- deploy/ ------------------------------------------------------------------------------
+
+
+def rendered_deploy(plane: ControlPlane) -> list[dict[str, Any]]:
+    text = plane.kubectl("kustomize", str(ROOT / "deploy"), check=True).stdout
+    return [d for d in yaml.safe_load_all(text) if d]
+
+
+def by_url(documents: list[dict[str, Any]], base_url: str) -> list[dict[str, Any]]:
+    """``deploy/`` with each webhook's ``clientConfig.service`` replaced by a URL on
+    ``base_url`` (same path). Nothing else changes."""
+    out = []
+    for original in documents:
+        document = json.loads(json.dumps(original))
+        if document["kind"] in ("ValidatingWebhookConfiguration", "MutatingWebhookConfiguration"):
+            for hook in document["webhooks"]:
+                service = hook["clientConfig"].pop("service")
+                hook["clientConfig"]["url"] = base_url + service["path"]
+        out.append(document)
+    return out
+
+
+def server_side_apply(plane: ControlPlane, documents: list[dict[str, Any]]) -> None:
+    body = {"apiVersion": "v1", "kind": "List", "items": documents}
+    plane.kubectl(
+        "apply",
+        "--server-side",
+        "--field-manager=e2e-admin",
+        "-f",
+        "-",
+        stdin=json.dumps(body),
+        check=True,
+    )
+
+
+# -- pullguard processes ------------------------------------------------------------------
+
+
+@dataclass
+class Pullguard:
+    """One ``pullguard serve`` process on loopback, with self-managed certificates."""
+
+    process: subprocess.Popen[bytes]
+    port: int
+    cert_dir: Path
+    log: Path
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def client(self) -> httpx.Client:
+        context = ssl.create_default_context(cafile=str(self.cert_dir / "ca.crt"))
+        return httpx.Client(base_url=self.url, verify=context, timeout=10)
+
+    def served_certificate(self) -> bytes:
+        """The DER certificate this process presents in a TLS handshake right now."""
+        context = ssl.create_default_context(cafile=str(self.cert_dir / "ca.crt"))
+        import socket
+
+        with (
+            socket.create_connection(("127.0.0.1", self.port), timeout=5) as raw,
+            context.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
+        ):
+            der = tls.getpeercert(binary_form=True)
+        assert der is not None
+        return der
+
+    def ready(self) -> bool:
+        if self.process.poll() is not None:
+            raise RuntimeError(f"pullguard exited:\n{self.log_text()[-4000:]}")
+        if not (self.cert_dir / "ca.crt").exists():
+            return False
+        with self.client() as client:
+            return client.get("/readyz").status_code == 200
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout=40)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+
+
+def spawn_pullguard(
+    plane: ControlPlane,
+    workdir: Path,
+    *,
+    kubeconfig: Path,
+    port: int,
+    webhook_url: str,
+    name: str,
+    extra: tuple[str, ...] = (),
+) -> Pullguard:
+    cert_dir = workdir / f"{name}-certs"
+    log = workdir / f"{name}.log"
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "webhook",
+            "serve",
+            "--namespace",
+            NAMESPACE,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--webhook-url",
+            webhook_url,
+            "--cert-dir",
+            str(cert_dir),
+            "--cert-check-interval",
+            "2",
+            *extra,
+        ],
+        env=dict(os.environ, KUBECONFIG=str(kubeconfig), PYTHONUNBUFFERED="1"),
+        cwd=workdir,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    return Pullguard(process, port, cert_dir, log)
+
+
+@dataclass
+class Installation:
+    plane: ControlPlane
+    replicas: list[Pullguard]
+    webhook_url: str
+    kubeconfig: Path
+
+    @property
+    def primary(self) -> Pullguard:
+        """The replica the webhook configurations point at."""
+        return self.replicas[0]
+
+
+@pytest.fixture(scope="session")
+def installed(
+    control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Installation]:
+    plane = control_plane
+    workdir = tmp_path_factory.mktemp("pullguard")
+    port = free_port()
+    webhook_url = f"https://127.0.0.1:{port}"
+    server_side_apply(plane, by_url(rendered_deploy(plane), webhook_url))
+    set_config(plane, CONFIG)
+    plane.apply(pull_secret("corp-pull", NAMESPACE, "corp.example.com"), check=True)
+    for name in ("e2e", "other"):
+        namespace(plane, name)
+    kubeconfig = plane.service_account_kubeconfig(NAMESPACE, "pullguard")
+    # Two replicas started at the same moment must agree on one certificate.
+    replicas = [
+        spawn_pullguard(
+            plane,
+            workdir,
+            kubeconfig=kubeconfig,
+            port=replica_port,
+            webhook_url=webhook_url,
+            name=f"replica-{index}",
+        )
+        for index, replica_port in enumerate((port, free_port()))
+    ]
+    try:
+        for replica in replicas:
+            wait_for(replica.ready, 60, f"pullguard on port {replica.port}")
+        # The API server loads webhook configurations (and their caBundle) asynchronously.
+        wait_for(
+            lambda: (
+                "denied the request"
+                in plane.apply(pod("probe", "e2e", "Probe:Image"), "--dry-run=server").stderr
+            ),
+            30,
+            "the API server calling pullguard",
+        )
+        yield Installation(plane, replicas, webhook_url, kubeconfig)
+    finally:
+        for replica in replicas:
+            replica.stop()
