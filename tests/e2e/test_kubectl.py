@@ -262,3 +262,33 @@ def test_config_change_applies_without_restart(plane: ControlPlane, ns: str) -> 
         30,
         "the enforcing configuration again",
     )
+
+
+def volume_pod(name: str, ns: str, reference: str) -> str:
+    """A pod mounting an image volume (``spec.volumes[].image``, on by default since 1.35)."""
+    body = json.loads(pod(name, ns, "registry.k8s.io/pause:3.10"))
+    body["spec"]["volumes"] = [{"name": "models", "image": {"reference": reference}}]
+    body["spec"]["containers"][0]["volumeMounts"] = [{"name": "models", "mountPath": "/models"}]
+    return json.dumps(body)
+
+
+def test_image_volume_with_a_bad_reference_is_denied(plane: ControlPlane, ns: str) -> None:
+    result = plane.apply(volume_pod("vol", ns, "Acme/Models:1"))
+    assert result.returncode == 1, result.stderr
+    assert f"pullguard denied Pod {ns}/vol" in result.stderr
+    assert "- image volume \"models\": image 'Acme/Models:1' can never be pulled" in result.stderr
+
+
+def test_image_volume_is_rewritten_to_the_mirror(plane: ControlPlane, ns: str) -> None:
+    result = plane.apply(volume_pod("vol", ns, "acme/models:1"))
+    assert result.returncode == 0, result.stderr
+    assert 'image volume "models" image rewritten to mirror' in result.stderr
+    stored = plane.get_json("pod", "vol", "-n", ns)
+    volume = next(v for v in stored["spec"]["volumes"] if v["name"] == "models")
+    # The API server defaulted pullPolicy (IfNotPresent for a tag) and kept pullguard's rewrite.
+    assert volume["image"] == {
+        "reference": "mirror.example.com/dockerhub/acme/models:1",
+        "pullPolicy": "IfNotPresent",
+    }
+    recorded = json.loads(stored["metadata"]["annotations"]["pullguard.io/original-images"])
+    assert recorded == {"volume/models": "acme/models:1"}

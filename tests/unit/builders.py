@@ -18,15 +18,26 @@ def container(name: str, image: str, policy: str | None = None) -> dict[str, Any
     return out
 
 
+def image_volume(name: str, reference: str, policy: str | None = None) -> dict[str, Any]:
+    """An image volume (``spec.volumes[].image``), as the API server stores it."""
+    source: dict[str, Any] = {"reference": reference}
+    if policy:
+        source["pullPolicy"] = policy
+    return {"name": name, "image": source}
+
+
 def pod_spec(
     *containers: dict[str, Any],
     secrets: list[str] | None = None,
     sa: str | None = None,
     init: list[dict[str, Any]] | None = None,
+    volumes: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     spec: dict[str, Any] = {"containers": list(containers)}
     if init:
         spec["initContainers"] = init
+    if volumes:
+        spec["volumes"] = volumes
     if secrets is not None:
         spec["imagePullSecrets"] = [{"name": s} for s in secrets]
     if sa:

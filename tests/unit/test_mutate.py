@@ -15,6 +15,7 @@ from tests.unit.builders import (
     cluster_with,
     container,
     deployment,
+    image_volume,
     pod,
     pod_spec,
     pull_secret,
@@ -187,7 +188,8 @@ def pods(draw: st.DrawFn) -> dict[str, Any]:
     containers = [container(f"c{i}", image) for i, image in enumerate(chosen)]
     init = [container("init", draw(images))] if draw(st.booleans()) else None
     secrets = draw(st.sampled_from([None, [], ["mine"], ["corp"], ["mine", "corp"]]))
-    obj = pod(pod_spec(*containers, secrets=secrets, init=init))
+    volumes = [image_volume("data", draw(images))] if draw(st.booleans()) else None
+    obj = pod(pod_spec(*containers, secrets=secrets, init=init, volumes=volumes))
     if draw(st.booleans()):
         obj["metadata"]["annotations"] = {"keep": "me"}
     return obj
@@ -237,3 +239,36 @@ def test_patch_is_the_same_in_every_process() -> None:
         for seed in range(6)
     }
     assert len(outputs) == 1, outputs
+
+
+def test_image_volume_is_rewritten_to_the_mirror_and_recorded() -> None:
+    obj = pod(
+        pod_spec(
+            container("app", "nginx:1.25"),
+            volumes=[{"name": "cache", "emptyDir": {}}, image_volume("models", "ghcr.io/a/m:1")],
+        )
+    )
+    result = mutate(request(obj), CONFIG, cluster_with())
+    after = patched(obj, result.patch)
+    assert after["spec"]["volumes"][1]["image"] == {
+        "reference": "harbor.example.com:8443/ghcr-proxy/a/m:1"
+    }
+    assert after["spec"]["volumes"][0] == {"name": "cache", "emptyDir": {}}
+    annotation = json.loads(after["metadata"]["annotations"][ORIGINAL_IMAGES_ANNOTATION])
+    assert annotation == {"app": "nginx:1.25", "volume/models": "ghcr.io/a/m:1"}
+    assert (
+        'pullguard: image volume "models" image rewritten to mirror: '
+        "harbor.example.com:8443/ghcr-proxy/a/m:1" in result.warnings
+    )
+    assert mutate(request(after), CONFIG, cluster_with()).patch is None
+
+
+def test_image_volume_alone_gets_the_default_secret() -> None:
+    obj = pod(
+        pod_spec(
+            container("app", "quay.io/x/y:1"),
+            volumes=[image_volume("data", "registry.example.com/team/data:3")],
+        )
+    )
+    result = mutate(request(obj), CONFIG, cluster_with())
+    assert result.injected_secrets == ("corp",)

@@ -8,6 +8,7 @@ from tests.unit.builders import (
     cluster_with,
     container,
     deployment,
+    image_volume,
     pod,
     pod_spec,
     pull_secret,
@@ -268,3 +269,40 @@ def test_default_secret_missing_at_its_source_is_still_missing() -> None:
     decision = validate(request(obj), CORP, cluster_with())
     assert not decision.allowed
     assert 'imagePullSecret "corp" does not exist' in (decision.message or "")
+
+
+def test_image_volume_reference_is_judged_like_a_container() -> None:
+    obj = deployment(
+        pod_spec(container("web", "nginx:1.25"), volumes=[image_volume("models", "Acme/Models:1")])
+    )
+    decision = validate(request(obj), PRIVATE, cluster_with())
+    assert not decision.allowed
+    message = decision.message or ""
+    assert "- image volume \"models\": image 'Acme/Models:1' can never be pulled" in message
+    assert "kubectl set image" not in message  # it knows containers only
+    (finding,) = decision.findings
+    assert finding.pointer == "/spec/template/spec/volumes/0/image/reference"
+
+
+def test_image_volume_on_a_private_registry_needs_a_covering_secret() -> None:
+    obj = pod(pod_spec(container("app", "nginx:1.25"), volumes=[image_volume("data", REG_IMAGE)]))
+    decision = validate(request(obj), PRIVATE, cluster_with())
+    assert not decision.allowed
+    assert 'image volume "data"' in (decision.message or "")
+    covered = cluster_with(pull_secret("team-a", "reg", "registry.example.com"))
+    obj["spec"]["imagePullSecrets"] = [{"name": "reg"}]
+    assert validate(request(obj), PRIVATE, covered).allowed
+
+
+def test_image_volume_pull_policy_is_named_as_its_own_field() -> None:
+    obj = pod(
+        pod_spec(
+            container("app", "nginx:1.25"),
+            volumes=[image_volume("data", "quay.io/x/data:latest", "IfNotPresent")],
+        )
+    )
+    decision = validate(request(obj), PRIVATE, cluster_with())
+    assert decision.allowed
+    (finding,) = decision.findings
+    assert finding.pointer == "/spec/volumes/0/image/pullPolicy"
+    assert "set pullPolicy: Always" in (finding.fix or "")

@@ -74,7 +74,12 @@ def check_reference(
     except InvalidReference as error:
         fix = None
         if error.suggestion is not None:
-            command = workload.set_image_command(container.name, error.suggestion)
+            # kubectl set image knows containers only; a volume's image is fixed in the manifest.
+            command = (
+                None
+                if container.is_volume
+                else workload.set_image_command(container.name, error.suggestion)
+            )
             fix = f"use image {error.suggestion!r}" + (f": {command}" if command else "")
         return None, [
             Finding.for_container(
@@ -105,16 +110,17 @@ def check_reference(
 def check_pull_policy(container: Container, ref: Reference) -> list[Finding]:
     """``Never``, or a moving tag with ``IfNotPresent``."""
     policy = container.pull_policy or default_pull_policy(ref)
+    field_name = container.policy_field  # imagePullPolicy, or pullPolicy on an image volume
     if policy == "Never":
         return [
             Finding.for_container(
                 "pullPolicy",
                 container,
-                pointer=container.pointer + "/imagePullPolicy",
-                problem=f"imagePullPolicy Never starts {container.image!r} only on nodes that "
+                pointer=container.policy_pointer,
+                problem=f"{field_name} Never starts {container.image!r} only on nodes that "
                 "already have it; anywhere else the pod fails with ErrImageNeverPull",
-                short=f"imagePullPolicy Never: {ref.familiar} runs only where already cached",
-                fix="set imagePullPolicy: IfNotPresent, or preload the image on every node",
+                short=f"{field_name} Never: {ref.familiar} runs only where already cached",
+                fix=f"set {field_name}: IfNotPresent, or preload the image on every node",
             )
         ]
     if policy == "IfNotPresent" and ref.is_latest:
@@ -123,12 +129,12 @@ def check_pull_policy(container: Container, ref: Reference) -> list[Finding]:
             Finding.for_container(
                 "pullPolicy",
                 container,
-                pointer=container.pointer + "/imagePullPolicy",
+                pointer=container.policy_pointer,
                 problem=f"image {container.image!r} uses{' tag' if ref.tag else ''}{tag} with "
-                "imagePullPolicy IfNotPresent, so each node runs whatever version it cached",
+                f"{field_name} IfNotPresent, so each node runs whatever version it cached",
                 short=f"{ref.familiar}{' (no tag)' if not ref.tag else ''} with IfNotPresent "
                 "runs whatever each node cached",
-                fix="pin a version tag or digest, or set imagePullPolicy: Always",
+                fix=f"pin a version tag or digest, or set {field_name}: Always",
             )
         ]
     return []

@@ -30,7 +30,7 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Mapping, MutableMapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import jsonpatch
@@ -194,8 +194,7 @@ def apply_plan(
     """Write ``plan`` into ``obj`` (a deep copy of the request's object)."""
     spec = _resolve(obj, view.pointer)
     for rewrite in plan.rewrites:
-        container = spec[rewrite.container.list_name][rewrite.container.index]
-        container["image"] = rewrite.rewritten
+        rewrite.container.set_image(spec, rewrite.rewritten)
     if plan.injected_secrets:
         secrets = spec.setdefault("imagePullSecrets", [])
         if not secrets:
@@ -215,7 +214,7 @@ def apply_plan(
         if not isinstance(recorded, dict):
             recorded = {}
         for rewrite in plan.rewrites:
-            recorded.setdefault(rewrite.container.name, rewrite.original)
+            recorded.setdefault(rewrite.container.annotation_key, rewrite.original)
         annotations[ORIGINAL_IMAGES_ANNOTATION] = json.dumps(
             recorded, sort_keys=True, separators=(",", ":")
         )
@@ -244,14 +243,7 @@ def preview_pod_spec(
     rebased = PodPlan(
         rewrites=[
             ImageRewrite(
-                Container(
-                    r.container.list_name,
-                    r.container.index,
-                    r.container.name,
-                    r.container.image,
-                    r.container.pull_policy,
-                    f"/spec/{r.container.list_name}/{r.container.index}",
-                ),
+                replace(r.container, pointer=f"/spec/{r.container.list_name}/{r.container.index}"),
                 r.original,
                 r.rewritten,
             )

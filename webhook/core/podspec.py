@@ -1,9 +1,12 @@
-"""Where the pod spec lives in each kind, and every container in it, with its JSON pointer.
+"""Where the pod spec lives in each kind, and every image in it, with its JSON pointer.
 
 One walk serves every check and every mutation: Pods and each kind that carries a pod
-template, over ``initContainers``, ``containers`` and ``ephemeralContainers``. Each image is
-carried with the JSON pointer of its container, so a finding can say exactly where it is and
-a mutation can patch exactly that place.
+template, over ``initContainers``, ``containers``, ``ephemeralContainers`` and image volumes
+(``volumes[].image.reference`` with its own ``pullPolicy``; on by default since Kubernetes
+1.35: a volume image that cannot be pulled keeps the pod in ContainerCreating with
+ImagePullBackOff, exactly like a container's). Each image is carried with the JSON pointer
+of its container or volume, so a finding can say exactly where it is and a mutation can
+patch exactly that place.
 
 Pure: reads plain dicts decoded from the request; never changes them.
 """
@@ -26,31 +29,66 @@ POD_SPEC_PATHS: dict[str, tuple[str, ...]] = {
     "CronJob": ("spec", "jobTemplate", "spec", "template", "spec"),
 }
 CONTAINER_LISTS = ("initContainers", "containers", "ephemeralContainers")
+VOLUMES = "volumes"
+CONTAINER_FIELDS = (("image",), ("imagePullPolicy",))
+VOLUME_FIELDS = (("image", "reference"), ("image", "pullPolicy"))
 
 
 @dataclass(frozen=True, slots=True)
 class Container:
-    """One container of a pod spec, as the request has it."""
+    """One image a pod pulls, as the request has it: a container's, or an image volume's."""
 
-    list_name: str  # initContainers | containers | ephemeralContainers
+    list_name: str  # initContainers | containers | ephemeralContainers | volumes
     index: int
     name: str
     image: str
     pull_policy: str | None
-    pointer: str  # JSON pointer of the container, e.g. /spec/template/spec/containers/0
+    pointer: str  # JSON pointer of the container or volume, e.g. /spec/containers/0
+    image_path: tuple[str, ...] = CONTAINER_FIELDS[0]
+    """Where the image is inside the container or volume."""
+    policy_path: tuple[str, ...] = CONTAINER_FIELDS[1]
+    """Where its pull policy is."""
 
     @property
     def image_pointer(self) -> str:
-        return self.pointer + "/image"
+        return self.pointer + "/" + "/".join(self.image_path)
+
+    @property
+    def policy_pointer(self) -> str:
+        return self.pointer + "/" + "/".join(self.policy_path)
+
+    @property
+    def policy_field(self) -> str:
+        """The pull policy's field name, as a manifest spells it."""
+        return self.policy_path[-1]
+
+    @property
+    def is_volume(self) -> bool:
+        return self.list_name == VOLUMES
+
+    @property
+    def annotation_key(self) -> str:
+        """Its key in ``pullguard.io/original-images``: the container's name, or
+        ``volume/NAME`` (container names are DNS labels, so the two never collide)."""
+        return f"volume/{self.name}" if self.is_volume else self.name
 
     @property
     def label(self) -> str:
-        """How messages name it: ``container "web"``, ``init container "setup"``."""
+        """How messages name it: ``container "web"``, ``init container "setup"``,
+        ``image volume "models"``."""
         kind = {
             "initContainers": "init container",
             "ephemeralContainers": "ephemeral container",
+            VOLUMES: "image volume",
         }.get(self.list_name, "container")
         return f'{kind} "{self.name}"'
+
+    def set_image(self, spec: Any, image: str) -> None:
+        """Write ``image`` into ``spec`` (a mutable copy of the pod spec it came from)."""
+        node = spec[self.list_name][self.index]
+        for key in self.image_path[:-1]:
+            node = node[key]
+        node[self.image_path[-1]] = image
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,8 +138,9 @@ def pod_spec(kind: str, obj: Mapping[str, Any] | None) -> PodSpecView | None:
 
 
 def list_containers(spec: Mapping[str, Any], base_pointer: str) -> list[Container]:
-    """Every container of ``spec`` in list order; entries without a string image are skipped
-    (the API server's schema validation refuses those before any validating webhook)."""
+    """Every image of ``spec``: containers in list order, then image volumes. Entries without
+    a string image are skipped (the API server's schema validation refuses those before any
+    validating webhook)."""
     out: list[Container] = []
     for list_name in CONTAINER_LISTS:
         items = spec.get(list_name)
@@ -124,6 +163,32 @@ def list_containers(spec: Mapping[str, Any], base_pointer: str) -> list[Containe
                     pointer=f"{base_pointer}/{list_name}/{index}",
                 )
             )
+    out.extend(_image_volumes(spec, base_pointer))
+    return out
+
+
+def _image_volumes(spec: Mapping[str, Any], base_pointer: str) -> list[Container]:
+    volumes = spec.get(VOLUMES)
+    if not isinstance(volumes, list):
+        return []
+    out = []
+    for index, volume in enumerate(volumes):
+        source = volume.get("image") if isinstance(volume, Mapping) else None
+        if not isinstance(source, Mapping) or not isinstance(source.get("reference"), str):
+            continue
+        policy = source.get("pullPolicy")
+        out.append(
+            Container(
+                list_name=VOLUMES,
+                index=index,
+                name=str(volume.get("name") or f"{VOLUMES}[{index}]"),
+                image=source["reference"],
+                pull_policy=policy if isinstance(policy, str) else None,
+                pointer=f"{base_pointer}/{VOLUMES}/{index}",
+                image_path=VOLUME_FIELDS[0],
+                policy_path=VOLUME_FIELDS[1],
+            )
+        )
     return out
 
 
