@@ -66,14 +66,21 @@ class Reflector:
         list_func: Callable[..., Any],
         convert: Callable[[Any], Any],
         *,
+        list_args: tuple[Any, ...] = (),
         list_kwargs: Mapping[str, Any] | None = None,
         on_event: Callable[[str, Any], None] | None = None,
         watch_factory: Callable[[], Any] | None = None,
+        watch_timeout: int = 300,
     ) -> None:
+        """``list_func`` must be the client's own list method (``list_func(*list_args)``),
+        never a lambda around it: the client's ``Watch`` reads the model type from the
+        method's docstring, and without it every watch event arrives as a plain dict."""
         self.name = name
         self._list = list_func
+        self._args = list_args
         self._convert = convert
         self._kwargs = dict(list_kwargs or {})
+        self._watch_timeout = watch_timeout
         self._on_event = on_event
         self._watch_factory = watch_factory
         self._items: dict[tuple[str, str], Any] = {}
@@ -104,7 +111,7 @@ class Reflector:
 
     def relist(self) -> str:
         """Replace the cache with a fresh list; return its resourceVersion."""
-        result = self._list(**self._kwargs)
+        result = self._list(*self._args, **self._kwargs)
         fresh = {self._key(item): self._convert(item) for item in result.items}
         with self._lock:
             self._items = fresh
@@ -139,8 +146,9 @@ class Reflector:
                 stream = (self._watch_factory or watch.Watch)()
                 for event in stream.stream(
                     self._list,
+                    *self._args,
                     resource_version=version,
-                    timeout_seconds=300,
+                    timeout_seconds=self._watch_timeout,
                     allow_watch_bookmarks=True,
                     **self._kwargs,
                 ):
@@ -281,8 +289,9 @@ class ConfigMapSource:
         self.namespace = namespace
         self.reflector = Reflector(
             "configmap",
-            lambda **kw: core_api.list_namespaced_config_map(namespace, **kw),
+            core_api.list_namespaced_config_map,
             lambda cm: cm,
+            list_args=(namespace,),
             list_kwargs={"field_selector": f"metadata.name={CONFIGMAP_NAME}"},
             on_event=self._on_event,
         )
