@@ -122,12 +122,16 @@ def configmap(text: str) -> str:
 
 
 def set_config(plane: ControlPlane, text: str) -> None:
-    """Replace pullguard's configuration the way an admin would (server-side apply)."""
+    """Replace pullguard's configuration the way an admin would (server-side apply).
+
+    Under a field manager of its own: applied as the manager that installed ``deploy/``, the
+    ConfigMap's labels (which this document does not name) would be removed.
+    """
     plane.kubectl(
         "apply",
         "--server-side",
         "--force-conflicts",
-        "--field-manager=e2e-admin",
+        "--field-manager=e2e-config-editor",
         "-f",
         "-",
         stdin=configmap(text),
