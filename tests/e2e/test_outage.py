@@ -1,0 +1,68 @@
+"""The API server goes away and comes back: caches must follow it again, with no restart.
+
+Runs after the other end-to-end modules (it restarts the shared API server). Recovery times
+are printed (``-s`` shows them); the bound asserted is the one pullguard documents, not a
+benchmark.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from tests.e2e.cluster import ControlPlane, wait_for
+from tests.e2e.conftest import Installation, namespace, pod, pull_secret
+from webhook.edge.kube import Reflector, secret_info
+
+pytestmark = pytest.mark.e2e
+
+#: Longest a watch may stay broken after the API server is back: the reconnect back-off
+#: doubles up to 30 s, plus jitter.
+RECOVERY_BOUND = 45
+
+
+def test_cache_follows_the_api_server_across_a_restart(
+    control_plane: ControlPlane, installed: Installation
+) -> None:
+    plane = control_plane
+    namespace(plane, "outage")
+    core: Any = client.CoreV1Api(plane.api_client())
+    reflector = Reflector(
+        "secrets-outage",
+        core.list_secret_for_all_namespaces,
+        secret_info,
+        list_kwargs={"field_selector": "type=kubernetes.io/dockerconfigjson"},
+    )
+    reflector.start()
+    try:
+        assert reflector.synced.wait(10)
+        plane.apply(pull_secret("before", "outage", "registry.example.com"), check=True)
+        wait_for(lambda: reflector.get("outage", "before"), 10, "event before the outage")
+
+        plane.restart_apiserver()
+        back = time.monotonic()
+        plane.apply(pull_secret("after", "outage", "registry.example.com"), check=True)
+        wait_for(lambda: reflector.get("outage", "after"), RECOVERY_BOUND, "event after restart")
+        print(f"\nin-process cache caught up {time.monotonic() - back:.1f}s after the restart")
+        assert reflector.get("outage", "before") is not None
+    finally:
+        reflector.stop()
+
+    # The running replicas: a secret deleted after the restart must stop admitting pods that
+    # need it, which only a re-established watch can tell them (a cached secret is trusted).
+    secret_pod = pod("needs-it", "outage", "registry.example.com/app:1", ("before",))
+    assert plane.apply(secret_pod, "--dry-run=server").ok
+    plane.kubectl("delete", "secret", "before", "-n", "outage", check=True)
+    deleted = time.monotonic()
+    result = wait_for(
+        lambda: (r := plane.apply(secret_pod, "--dry-run=server")).returncode == 1 and r,
+        RECOVERY_BOUND,
+        "pullguard's cache to see the deletion",
+    )
+    print(f"pullguard saw the deletion {time.monotonic() - deleted:.1f}s after it")
+    assert 'imagePullSecret "before" does not exist' in result.stderr
+    for replica in installed.replicas:
+        assert replica.ready(), replica.log_text()[-2000:]
