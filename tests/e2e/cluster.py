@@ -271,8 +271,11 @@ class ControlPlane:
         timeout: float = 60,
     ) -> Result:
         env = dict(os.environ, KUBECONFIG=str(kubeconfig or self.kubeconfig))
+        # envtest's folder carries a kubectl of the server's version; else the one on PATH.
+        bundled = self.assets / "kubectl"
+        binary = str(bundled) if bundled.exists() else shutil.which("kubectl") or "kubectl"
         done = subprocess.run(
-            [shutil.which("kubectl") or "kubectl", *args],
+            [binary, *args],
             input=stdin,
             capture_output=True,
             text=True,
