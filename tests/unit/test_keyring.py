@@ -8,8 +8,10 @@ import json
 import pytest
 
 from webhook.core.keyring import (
+    DOCKER_CONFIG_JSON,
     Credential,
     SecretFormatError,
+    covered_registries,
     keyring_key,
     lookup,
     parse_pull_secret,
@@ -91,3 +93,50 @@ def test_globs_match_one_label_only() -> None:
     )
     assert not url_matches("*.example.com", "a.b.example.com/x")
     assert not url_matches("example.com", "example.com:443/x")
+
+
+LEAKY = "https://robot:Sup3rS3cret@registry.example.com/v1/"
+
+
+def _secret_data(auths: dict[str, object]) -> dict[str, str]:
+    raw = json.dumps({"auths": auths}).encode()
+    return {".dockerconfigjson": base64.b64encode(raw).decode()}
+
+
+def test_a_key_with_user_info_matches_on_host_and_path_only() -> None:
+    # The kubelet parses the key as a URL and matches its host[:port] and path: user info in
+    # the key is not part of what it matches (and must never be shown).
+    entry = {"auth": base64.b64encode(b"u:p").decode()}
+    credentials = parse_pull_secret(DOCKER_CONFIG_JSON, _secret_data({LEAKY: entry}))
+    assert keyring_key(LEAKY) == "registry.example.com"
+    assert lookup(credentials, "registry.example.com/team/app")
+    assert covered_registries(credentials) == ["registry.example.com"]
+
+
+def test_format_errors_never_repeat_a_raw_key() -> None:
+    for entry in ("not an object", {"auth": "!!!"}, {"auth": base64.b64encode(b"x").decode()}):
+        try:
+            parse_pull_secret(DOCKER_CONFIG_JSON, _secret_data({LEAKY: entry}))
+        except SecretFormatError as error:
+            assert "Sup3rS3cret" not in str(error)
+            assert "robot" not in str(error)
+            assert "registry.example.com" in str(error)
+        else:
+            raise AssertionError(f"{entry!r} was accepted")
+
+
+def test_denial_and_warnings_never_carry_credentials_from_a_key() -> None:
+    from tests.unit.builders import cluster_with, container, pod, pod_spec, request
+    from webhook.core.cluster import SecretInfo
+    from webhook.core.config import load_config_text
+    from webhook.core.validate import validate
+
+    config = load_config_text("privateRegistries: [registry.example.com, other.example.com]\n")
+    good = {"auth": base64.b64encode(b"u:p").decode()}
+    for auths in ({LEAKY: good}, {LEAKY: "broken"}):
+        secret = SecretInfo("team-a", "leaky", DOCKER_CONFIG_JSON, _secret_data(auths))
+        obj = pod(pod_spec(container("app", "other.example.com/a:1"), secrets=["leaky"]))
+        decision = validate(request(obj), config, cluster_with(secret))
+        text = (decision.message or "") + "\n".join(decision.warnings)
+        assert not decision.allowed
+        assert "Sup3rS3cret" not in text and "robot" not in text, text

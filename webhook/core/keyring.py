@@ -7,7 +7,9 @@ is tried first, ``/v1/`` and ``/v2/`` suffixes mean the bare host, and the Docke
 ``https://index.docker.io/v1/`` serves every Docker Hub image.
 
 Pure: it reads the already-decoded bytes of a secret and never logs or returns a password
-except inside :class:`Credential`, whose ``repr`` hides it.
+except inside :class:`Credential`, whose ``repr`` hides it. An entry's raw key is secret
+material too (``https://robot:PASSWORD@registry/`` is a key people write): matching and every
+text use :func:`keyring_key`, which keeps only host[:port] and path, as the kubelet does.
 """
 
 from __future__ import annotations
@@ -76,9 +78,16 @@ def parse_pull_secret(
     credentials = []
     for key, entry in auths.items():
         if not isinstance(entry, dict):
-            raise SecretFormatError(f"entry {key!r} is not an object")
+            raise SecretFormatError(f"entry {shown_key(key)!r} is not an object")
         credentials.append(_credential(key, entry, source))
     return credentials
+
+
+def shown_key(key: str) -> str:
+    """An entry's key as it may be shown: its keyring key (no scheme, user info, query or
+    fragment), cut to a readable length."""
+    shown = keyring_key(str(key))
+    return shown if len(shown) <= 80 else shown[:77] + "..."
 
 
 def _credential(key: str, entry: Mapping[str, object], source: str) -> Credential:
@@ -89,10 +98,14 @@ def _credential(key: str, entry: Mapping[str, object], source: str) -> Credentia
         try:
             decoded = base64.b64decode(auth, validate=True).decode("utf-8")
         except (binascii.Error, ValueError):
-            raise SecretFormatError(f'entry {key!r} has an "auth" that is not base64') from None
+            raise SecretFormatError(
+                f'entry {shown_key(key)!r} has an "auth" that is not base64'
+            ) from None
         user, colon, secret = decoded.partition(":")
         if not colon:
-            raise SecretFormatError(f'entry {key!r} has an "auth" that is not user:password')
+            raise SecretFormatError(
+                f'entry {shown_key(key)!r} has an "auth" that is not user:password'
+            )
         username, password = user, secret
     token = str(entry.get("identitytoken") or "")
     return Credential(
@@ -101,13 +114,15 @@ def _credential(key: str, entry: Mapping[str, object], source: str) -> Credentia
 
 
 def keyring_key(location: str) -> str:
-    """The kubelet's index key for a config entry: host plus path, no scheme, no /v1/."""
+    """The kubelet's index key for a config entry: host[:port] plus path; no scheme, no
+    ``/v1/``, and no user info (Go's ``url.URL.Host`` never includes it: matching a key that
+    kept it would fail, and showing it would print a password)."""
     value = location if location.startswith(("https://", "http://")) else "https://" + location
     try:
         parsed = urlsplit(value)
-        host = parsed.netloc
+        host = parsed.netloc.rpartition("@")[2]
     except ValueError:
-        return location
+        return "(unparsable key)"
     path = parsed.path
     if path.startswith(("/v2/", "/v1/")):
         path = path[3:]
