@@ -41,6 +41,13 @@ def free_port() -> int:
         return port
 
 
+def checkout_env(**extra: str) -> dict[str, str]:
+    """The environment for a ``python -m webhook`` child: this checkout's code first, whatever
+    ``pip install -e`` last pointed at (children run in temporary folders)."""
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    return dict(os.environ, PYTHONPATH=path, PYTHONUNBUFFERED="1", **extra)
+
+
 @dataclass
 class Server:
     url: str
@@ -60,7 +67,7 @@ def start_server(workdir: Path, *args: str, ca: Path | None = None) -> Server:
     """``pullguard serve --dev`` in ``workdir`` (its certs/ go there), ready on return."""
     port = free_port()
     log = workdir / "server.log"
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env = checkout_env()
     process = subprocess.Popen(
         [sys.executable, "-m", "webhook", "serve", "--dev", "--port", str(port), *args],
         cwd=workdir,

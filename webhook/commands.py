@@ -69,6 +69,14 @@ def register(sub: Any) -> None:  # argparse's _SubParsersAction is private
         help="how often self-managed certificates are re-read and renewed (default 3600)",
     )
     serve.add_argument(
+        "--sync-interval",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="how often default pull-secret copies are brought in line with their sources "
+        "(default 30)",
+    )
+    serve.add_argument(
         "--cert-dir",
         type=Path,
         default=Path("/var/run/pullguard/certs"),
@@ -224,6 +232,7 @@ def _cluster_runtime(args: argparse.Namespace, store: Any, metrics: Any) -> Any:
         KubeSecretWriter,
         load_kube_config,
         own_namespace_default,
+        sync_key,
     )
     from webhook.edge.secretsync import SecretSyncer
 
@@ -239,15 +248,48 @@ def _cluster_runtime(args: argparse.Namespace, store: Any, metrics: Any) -> Any:
                 "--namespace or set POD_NAMESPACE"
             )
         ConfigMapSource(api, namespace, store).start()
-    syncer = SecretSyncer(KubeSecretWriter(api))
-    threading.Thread(target=syncer.run, name="secret-sync", daemon=True).start()
+    copy_secret = None
+    if namespace:
+        try:
+            key = sync_key(api, namespace)
+        except Exception as error:  # no RBAC for it, or no API server yet
+            log.error(
+                "default pull secrets will not be copied: cannot read or create Secret "
+                "%s/pullguard-sync-key (%s)",
+                namespace,
+                type(error).__name__,
+            )
+        else:
+
+            def allowed() -> set[tuple[str, str]]:
+                if not store.loaded:
+                    return set()
+                return {
+                    (d.secret, d.source_namespace)
+                    for d in store.current.default_pull_secrets
+                    if d.source_namespace
+                }
+
+            syncer = SecretSyncer(
+                KubeSecretWriter(api),
+                key=key,
+                allowed=allowed,
+                record=lambda outcome: metrics.secret_syncs.labels(outcome).inc(),
+            )
+            threading.Thread(
+                target=syncer.run,
+                kwargs={"interval": args.sync_interval},
+                name="secret-sync",
+                daemon=True,
+            ).start()
+            copy_secret = syncer.copy
     return Runtime(
         config=store,
         cluster=cluster,
         metrics=metrics,
         own_namespace=namespace,
         not_ready=cluster.not_synced,
-        copy_secret=syncer.copy,
+        copy_secret=copy_secret,
     )
 
 

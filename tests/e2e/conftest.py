@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import signal
 import ssl
 import subprocess
@@ -30,7 +29,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.conftest import ROOT, free_port
+from tests.conftest import ROOT, checkout_env, free_port
 from tests.e2e.cluster import ControlPlane, assets_folder, missing_assets_reason, wait_for
 
 NAMESPACE = "pullguard"
@@ -258,9 +257,11 @@ def spawn_pullguard(
             str(cert_dir),
             "--cert-check-interval",
             "2",
+            "--sync-interval",
+            "2",
             *extra,
         ],
-        env=dict(os.environ, KUBECONFIG=str(kubeconfig), PYTHONUNBUFFERED="1"),
+        env=checkout_env(KUBECONFIG=str(kubeconfig)),
         cwd=workdir,
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,

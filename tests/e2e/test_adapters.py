@@ -26,12 +26,15 @@ from webhook.edge.kube import (
     KubeSecretWriter,
     Reflector,
     secret_info,
+    sync_key,
 )
 from webhook.edge.metrics import Metrics
 from webhook.edge.secretsync import SecretSyncer
 from webhook.edge.selfcerts import KubeCertApi
 
 pytestmark = pytest.mark.e2e
+
+PAIRS = {("corp", "adapters-src")}
 
 
 @pytest.fixture(scope="module")
@@ -183,12 +186,13 @@ def test_secret_writer_and_syncer_keep_a_copy_in_line_with_its_source(
 ) -> None:
     control_plane.apply(pull_secret("corp", "adapters-src", "corp.example.com"), check=True)
     writer = KubeSecretWriter(core)
-    syncer = SecretSyncer(writer)
+    syncer = SecretSyncer(writer, key=sync_key(core, "adapters-src"), allowed=lambda: PAIRS)
     assert syncer.copy(SecretCopy("corp", "adapters-src", "adapters")) == "created"
     assert syncer.copy(SecretCopy("corp", "adapters-src", "adapters")) == "exists"
     copy = writer.read("adapters", "corp")
     assert copy is not None
     assert copy.labels == {"app.kubernetes.io/managed-by": "pullguard"}
+    assert sync_key(core, "adapters-src") == syncer.key  # made once, then read back
     assert copy.data == writer.read("adapters-src", "corp").data  # type: ignore[union-attr]
 
     # A stale resourceVersion is refused by the API server, never overwritten.
@@ -206,6 +210,32 @@ def test_secret_writer_and_syncer_keep_a_copy_in_line_with_its_source(
     control_plane.kubectl("delete", "secret", "corp", "-n", "adapters", check=True)
     assert syncer.reconcile_once() == {"recreated": 1}
     assert [s.name for s in writer.managed_copies() if s.namespace == "adapters"] == ["corp"]
+
+    # The source changes type (immutable on a Secret): the copy is deleted and made again.
+    control_plane.kubectl("delete", "secret", "corp", "-n", "adapters-src", check=True)
+    raw = json.dumps({"corp.example.com": {"auth": "dTpw"}}).encode()
+    control_plane.apply(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": "corp", "namespace": "adapters-src"},
+                "type": "kubernetes.io/dockercfg",
+                "data": {".dockercfg": base64.b64encode(raw).decode()},
+            }
+        ),
+        check=True,
+    )
+    assert syncer.reconcile_once() == {"recreated": 1}
+    assert writer.read("adapters", "corp").type == "kubernetes.io/dockercfg"  # type: ignore[union-attr]
+
+    # Its namespace is deleted: forgotten.
+    control_plane.kubectl("delete", "namespace", "adapters-gone", "--ignore-not-found")
+    namespace(control_plane, "adapters-gone")
+    assert syncer.copy(SecretCopy("corp", "adapters-src", "adapters-gone")) == "created"
+    control_plane.kubectl("delete", "namespace", "adapters-gone", "--wait=true", timeout=120)
+    assert syncer.reconcile_once() == {"in-sync": 1, "namespace-gone": 1}
+    assert ("adapters-gone", "corp", "adapters-src") not in syncer.targets
 
 
 def _webhook_configuration(kind: str, name: str, hooks: list[dict[str, Any]]) -> dict[str, Any]:

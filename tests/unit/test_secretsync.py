@@ -1,4 +1,5 @@
-"""Default pull-secret copies: created, kept in sync, recreated, and never fought over."""
+"""Default pull-secret copies: created, kept in sync, recreated, never fought over, and never
+a way for a tenant to read another namespace's secrets."""
 
 from __future__ import annotations
 
@@ -8,7 +9,13 @@ from dataclasses import replace
 from tests.unit.builders import dockerconfigjson
 from webhook.core.cluster import SecretInfo
 from webhook.core.mutate import MANAGED_BY_LABEL, SecretCopy
-from webhook.edge.secretsync import SOURCE_ANNOTATION, SecretSyncer
+from webhook.edge.secretsync import (
+    OUTCOMES,
+    PROOF_ANNOTATION,
+    SOURCE_ANNOTATION,
+    SecretSyncer,
+    copy_proof,
+)
 
 
 class FakeApi:
@@ -17,6 +24,7 @@ class FakeApi:
     def __init__(self) -> None:
         self.secrets: dict[tuple[str, str], SecretInfo] = {}
         self.version = 0
+        self.namespaces = {"pullguard", "team-a", "team-b", "kube-system", "tenant"}
 
     def put(self, secret: SecretInfo) -> None:
         self.version += 1
@@ -28,10 +36,19 @@ class FakeApi:
         return self.secrets.get((namespace, name))
 
     def create(self, secret: SecretInfo) -> str:
+        if secret.namespace not in self.namespaces:
+            return "namespace-gone"
         if (secret.namespace, secret.name) in self.secrets:
             return "exists"
         self.put(secret)
         return "created"
+
+    def delete(self, secret: SecretInfo) -> bool:
+        current = self.secrets.get((secret.namespace, secret.name))
+        if current is None or current.resource_version != secret.resource_version:
+            return False
+        del self.secrets[(secret.namespace, secret.name)]
+        return True
 
     def replace_data(
         self, secret: SecretInfo, data: Mapping[str, str], resource_version: str
@@ -46,25 +63,37 @@ class FakeApi:
         return [s for s in self.secrets.values() if s.labels.get(MANAGED_BY_LABEL) == "pullguard"]
 
 
-def source(data: dict[str, str]) -> SecretInfo:
-    return SecretInfo("pullguard", "corp", "kubernetes.io/dockerconfigjson", data)
+KEY = b"k" * 32
+CONFIGURED = {("corp", "pullguard")}
 
 
-def test_copy_is_labelled_and_identical_to_its_source() -> None:
+def source(data: dict[str, str], secret_type: str = "kubernetes.io/dockerconfigjson") -> SecretInfo:
+    return SecretInfo("pullguard", "corp", secret_type, data)
+
+
+def syncer(api: FakeApi, allowed: set[tuple[str, str]] | None = None) -> SecretSyncer:
+    pairs = CONFIGURED if allowed is None else allowed
+    return SecretSyncer(api, key=KEY, allowed=lambda: pairs)
+
+
+def test_copy_is_labelled_proven_and_identical_to_its_source() -> None:
     api = FakeApi()
     api.put(source(dockerconfigjson("registry.example.com")))
-    assert SecretSyncer(api).copy(SecretCopy("corp", "pullguard", "team-a")) == "created"
+    assert syncer(api).copy(SecretCopy("corp", "pullguard", "team-a")) == "created"
     copy = api.read("team-a", "corp")
     assert copy is not None
     assert copy.data == dockerconfigjson("registry.example.com")
     assert copy.labels == {MANAGED_BY_LABEL: "pullguard"}
-    assert copy.annotations == {SOURCE_ANNOTATION: "pullguard/corp"}
+    assert copy.annotations == {
+        SOURCE_ANNOTATION: "pullguard/corp",
+        PROOF_ANNOTATION: copy_proof(KEY, "team-a", "corp", "pullguard"),
+    }
 
 
 def test_rotation_deletion_and_a_second_replica() -> None:
     api = FakeApi()
     api.put(source(dockerconfigjson("old.example.com")))
-    first, second = SecretSyncer(api), SecretSyncer(api)
+    first, second = syncer(api), syncer(api)
     assert first.copy(SecretCopy("corp", "pullguard", "team-a")) == "created"
     assert second.copy(SecretCopy("corp", "pullguard", "team-a")) == "exists"
     api.put(source(dockerconfigjson("new.example.com")))  # the source rotates
@@ -76,25 +105,147 @@ def test_rotation_deletion_and_a_second_replica() -> None:
     assert copy is not None and copy.data == dockerconfigjson("new.example.com")
 
 
-def test_a_secret_not_managed_by_pullguard_is_never_touched() -> None:
+def test_a_secret_not_made_by_pullguard_is_never_touched() -> None:
     api = FakeApi()
     api.put(source(dockerconfigjson("a.example.com")))
-    syncer = SecretSyncer(api)
-    syncer.copy(SecretCopy("corp", "pullguard", "team-a"))
+    sync = syncer(api)
+    sync.copy(SecretCopy("corp", "pullguard", "team-a"))
     theirs = SecretInfo(
         "team-a", "corp", "kubernetes.io/dockerconfigjson", dockerconfigjson("theirs.example.com")
     )
     api.put(theirs)
-    assert syncer.reconcile_once() == {"not-managed": 1}
+    assert sync.reconcile_once() == {"not-managed": 1}
     stored = api.read("team-a", "corp")
     assert stored is not None and stored.data == theirs.data
+    assert sync.targets == set()  # and forgotten
 
 
-def test_restart_adopts_existing_copies() -> None:
+def test_restart_adopts_its_own_copies() -> None:
     api = FakeApi()
     api.put(source(dockerconfigjson("a.example.com")))
-    SecretSyncer(api).copy(SecretCopy("corp", "pullguard", "team-b"))
+    syncer(api).copy(SecretCopy("corp", "pullguard", "team-b"))
     api.put(source(dockerconfigjson("b.example.com")))
-    restarted = SecretSyncer(api)
+    restarted = syncer(api)
     restarted.learn_existing()
     assert restarted.reconcile_once() == {"updated": 1}
+
+
+def forged(namespace: str, name: str, source_ref: str, proof: str = "") -> SecretInfo:
+    """What a tenant can write in its own namespace: any label, any annotation."""
+    return SecretInfo(
+        namespace,
+        name,
+        "kubernetes.io/dockerconfigjson",
+        dockerconfigjson("tenant.example.com"),
+        labels={MANAGED_BY_LABEL: "pullguard"},
+        annotations={SOURCE_ANNOTATION: source_ref, PROOF_ANNOTATION: proof},
+    )
+
+
+def test_a_forged_copy_of_a_kube_system_secret_is_never_filled() -> None:
+    # The attack: label a secret of your own as pullguard's copy of kube-system/token and wait
+    # for the sync to fill it with the token's data.
+    api = FakeApi()
+    api.put(
+        SecretInfo("kube-system", "token", "kubernetes.io/service-account-token", {"t": "WA=="})
+    )
+    api.put(forged("tenant", "token", "kube-system/token", proof="0" * 64))
+    sync = syncer(api)
+    sync.learn_existing()
+    assert sync.targets == set()
+    assert sync.reconcile_once() == {}
+    stored = api.read("tenant", "token")
+    assert stored is not None and stored.data == dockerconfigjson("tenant.example.com")
+
+
+def test_a_forged_copy_of_a_configured_secret_without_a_valid_proof_is_left_alone() -> None:
+    api = FakeApi()
+    api.put(source(dockerconfigjson("corp.example.com")))
+    api.put(forged("tenant", "corp", "pullguard/corp", proof="0" * 64))
+    sync = syncer(api)
+    sync.learn_existing()
+    assert sync.targets == set()
+    # Asked to copy into that namespace, it finds a secret that is not its own: hands off.
+    assert sync.copy(SecretCopy("corp", "pullguard", "tenant")) == "not-managed"
+    assert sync.targets == set()
+    stored = api.read("tenant", "corp")
+    assert stored is not None and stored.data == dockerconfigjson("tenant.example.com")
+
+
+def test_only_configured_pairs_of_pull_secret_type_are_copied() -> None:
+    api = FakeApi()
+    api.put(
+        SecretInfo("kube-system", "token", "kubernetes.io/service-account-token", {"t": "WA=="})
+    )
+    api.put(source({"k": "dg=="}, secret_type="Opaque"))
+    sync = syncer(api, allowed={("corp", "pullguard")})
+    assert sync.copy(SecretCopy("token", "kube-system", "tenant")) == "refused"
+    assert sync.copy(SecretCopy("corp", "pullguard", "tenant")) == "refused"  # not a pull type
+    assert api.read("tenant", "token") is None and api.read("tenant", "corp") is None
+    assert sync.targets == set()
+
+
+def test_forged_reviews_for_namespaces_that_do_not_exist_never_grow_the_list() -> None:
+    api = FakeApi()
+    api.put(source(dockerconfigjson("corp.example.com")))
+    sync = syncer(api)
+    for index in range(300):
+        assert sync.copy(SecretCopy("corp", "pullguard", f"ghost-{index}")) == "namespace-gone"
+    assert sync.targets == set()
+
+
+def test_a_namespace_that_went_away_is_forgotten() -> None:
+    api = FakeApi()
+    api.put(source(dockerconfigjson("corp.example.com")))
+    sync = syncer(api)
+    sync.copy(SecretCopy("corp", "pullguard", "team-a"))
+    api.namespaces.discard("team-a")
+    del api.secrets[("team-a", "corp")]
+    assert sync.reconcile_once() == {"namespace-gone": 1}
+    assert sync.targets == set()
+
+
+def test_a_pair_removed_from_the_configuration_stops_being_synced() -> None:
+    api = FakeApi()
+    api.put(source(dockerconfigjson("corp.example.com")))
+    pairs = set(CONFIGURED)
+    sync = SecretSyncer(api, key=KEY, allowed=lambda: pairs)
+    sync.copy(SecretCopy("corp", "pullguard", "team-a"))
+    pairs.clear()
+    assert sync.reconcile_once() == {}
+    assert sync.targets == set()
+    assert api.read("team-a", "corp") is not None  # left in place for the pods using it
+
+
+def test_a_source_that_changes_type_gets_its_copy_recreated() -> None:
+    api = FakeApi()
+    api.put(source(dockerconfigjson("corp.example.com")))
+    sync = syncer(api)
+    sync.copy(SecretCopy("corp", "pullguard", "team-a"))
+    raw = '{"corp.example.com": {"auth": "dTpw"}}'
+    import base64
+
+    api.put(
+        source({".dockercfg": base64.b64encode(raw.encode()).decode()}, "kubernetes.io/dockercfg")
+    )
+    assert sync.reconcile_once() == {"recreated": 1}
+    copy = api.read("team-a", "corp")
+    assert copy is not None and copy.type == "kubernetes.io/dockercfg"
+
+
+def test_every_failure_is_counted_with_a_known_outcome() -> None:
+    class Broken(FakeApi):
+        def read(self, namespace: str, name: str) -> SecretInfo | None:
+            if namespace == "team-a":
+                raise ConnectionError("API server unreachable")
+            return super().read(namespace, name)
+
+    api = Broken()
+    api.put(source(dockerconfigjson("corp.example.com")))
+    seen: list[str] = []
+    sync = SecretSyncer(api, key=KEY, allowed=lambda: CONFIGURED, record=seen.append)
+    assert sync.copy(SecretCopy("corp", "pullguard", "team-b")) == "created"
+    sync._remember(("team-a", "corp", "pullguard"))
+    assert sync.reconcile_once() == {"failed": 1, "in-sync": 1}
+    assert sorted(seen) == ["failed", "in-sync"]
+    assert set(seen) <= set(OUTCOMES)

@@ -242,23 +242,32 @@ CORP = load_config_text(
 )
 
 
-@pytest.mark.parametrize("dry_run", [True, False])
-def test_default_secret_that_pullguard_copies_is_not_missing(dry_run: bool) -> None:
-    # The mutating webhook injected "corp" and copies it from "pullguard" (skipped on dry-run):
-    # the real create succeeds, so neither a dry-run nor the pod itself may be denied for it.
+def test_default_secret_that_pullguard_copies_is_not_missing() -> None:
+    # The mutating webhook injected "corp" and copies it from "pullguard", but not on a
+    # dry-run: the real create succeeds, so the dry-run may not be denied for it. A template's
+    # pods get their copy when they are created, so a Deployment is not denied either.
     cluster = cluster_with(pull_secret("pullguard", "corp", "registry.example.com"))
     obj = pod(pod_spec(container("app", REG_IMAGE), secrets=["corp"]))
-    decision = validate(request(obj, dry_run=dry_run), CORP, cluster)
+    decision = validate(request(obj, dry_run=True), CORP, cluster)
     assert decision.allowed, decision.message
-    # Templates: previewed with "corp" injected; still not missing in a namespace with no copy.
     assert validate(request(deployment(pod_spec(container("w", REG_IMAGE)))), CORP, cluster).allowed
+
+
+def test_a_real_pod_create_whose_copy_failed_is_denied() -> None:
+    # On a real create the mutating webhook has already copied the secret (the validating
+    # webhook runs after it): still missing means the copy failed, and the pull will fail.
+    cluster = cluster_with(pull_secret("pullguard", "corp", "registry.example.com"))
+    obj = pod(pod_spec(container("app", REG_IMAGE), secrets=["corp"]))
+    decision = validate(request(obj), CORP, cluster)
+    assert not decision.allowed
+    assert 'imagePullSecret "corp" does not exist in namespace "team-a"' in (decision.message or "")
 
 
 def test_default_secret_copy_still_has_to_cover_the_registry() -> None:
     # The source's credentials are what the copy will hold: they are judged as the pod's.
     cluster = cluster_with(pull_secret("pullguard", "corp", "other.example.com"))
     obj = pod(pod_spec(container("app", REG_IMAGE), secrets=["corp"]))
-    decision = validate(request(obj), CORP, cluster)
+    decision = validate(request(obj, dry_run=True), CORP, cluster)
     assert not decision.allowed
     assert "no registry" not in (decision.message or "")
     assert "other.example.com" in (decision.message or "")

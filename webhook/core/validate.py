@@ -140,6 +140,7 @@ def validate(
                 cluster=cluster,
                 namespace=namespace,
                 unavailable=unavailable,
+                dry_run=request.dry_run,
             )
         )
 
@@ -159,6 +160,7 @@ def _pull_secret_findings(
     cluster: ClusterView,
     namespace: str,
     unavailable: dict[str, str],
+    dry_run: bool,
 ) -> list[Finding]:
     names, origin = view.pull_secret_names, ""
     if view.is_template and not names:
@@ -189,11 +191,17 @@ def _pull_secret_findings(
         cluster,
         subject=subject,
         needing_registries=[refs[c.pointer].domain for c in needing],
+        # A default secret pullguard copies into the namespace is judged by its source's
+        # contents where the copy has not happened yet: on a dry-run (copies are skipped) and
+        # for a template (its pods get the copy when they are created). On a real Pod create
+        # the mutating webhook has already made it, so a missing copy is really missing.
         copied_from={
             d.secret: d.source_namespace
             for d in config.default_pull_secrets
             if d.source_namespace is not None
-        },
+        }
+        if view.is_template or dry_run
+        else None,
     )
     if secrets.unavailable is not None:
         unavailable["pullSecrets"] = secrets.unavailable

@@ -122,13 +122,17 @@ def create_app(runtime: Runtime) -> Flask:
             if review.dry_run:
                 # dryRun forbids side effects (the webhook declares sideEffects: NoneOnDryRun).
                 metrics.secret_copies.labels("skipped_dry_run").inc()
-            elif runtime.copy_secret is not None:
-                outcome = runtime.copy_secret(copy_request)
+            else:
+                outcome = (
+                    runtime.copy_secret(copy_request)
+                    if runtime.copy_secret is not None
+                    else "failed"  # copying is unavailable (no sync key): said in the log
+                )
                 metrics.secret_copies.labels(outcome).inc()
-                if outcome == "failed":
+                if outcome not in ("created", "exists"):
                     warnings.append(
                         f'pullguard: could not copy secret "{copy_request.name}" into '
-                        f'"{copy_request.namespace}"; see the pullguard logs'
+                        f'"{copy_request.namespace}" ({outcome}); see the pullguard logs'
                     )
         _record_mutation(metrics, review, result)
         body = review_response(review.uid, allowed=True, warnings=warnings, patch=result.patch)

@@ -363,9 +363,30 @@ class KubeSecretWriter(SecretWriter):
             self.api.create_namespaced_secret(secret.namespace, body, _request_timeout=3)
         except ApiException as error:
             if error.status == 409:
-                return "exists"  # another replica was first: same content by construction
+                return "exists"  # another replica was first, or someone else's secret
+            if error.status == 404:
+                return "namespace-gone"
             raise
         return "created"
+
+    def delete(self, secret: SecretInfo) -> bool:
+        from kubernetes import client
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            self.api.delete_namespaced_secret(
+                secret.name,
+                secret.namespace,
+                body=client.V1DeleteOptions(
+                    preconditions=client.V1Preconditions(resource_version=secret.resource_version)
+                ),
+                _request_timeout=3,
+            )
+        except ApiException as error:
+            if error.status in (404, 409):
+                return False
+            raise
+        return True
 
     def replace_data(
         self, secret: SecretInfo, data: Mapping[str, str], resource_version: str
@@ -393,3 +414,38 @@ class KubeSecretWriter(SecretWriter):
             label_selector=f"{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}", _request_timeout=10
         )
         return [secret_info(s) for s in result.items]
+
+
+def sync_key(core_api: Any, namespace: str) -> bytes:
+    """The key that proves a secret copy is pullguard's (see ``secretsync``): read from the
+    Secret ``pullguard-sync-key`` in pullguard's namespace, made once by the first replica."""
+    import base64
+    import secrets
+
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    from webhook.edge.secretsync import KEY_SECRET
+
+    for _ in range(3):
+        try:
+            found = core_api.read_namespaced_secret(KEY_SECRET, namespace, _request_timeout=5)
+            return base64.b64decode((found.data or {})["key"])
+        except ApiException as error:
+            if error.status != 404:
+                raise
+        body = client.V1Secret(
+            metadata=client.V1ObjectMeta(
+                name=KEY_SECRET,
+                namespace=namespace,
+                labels={"app.kubernetes.io/name": "pullguard"},
+            ),
+            type="Opaque",
+            data={"key": base64.b64encode(secrets.token_bytes(32)).decode()},
+        )
+        try:
+            core_api.create_namespaced_secret(namespace, body, _request_timeout=5)
+        except ApiException as error:
+            if error.status != 409:  # another replica made it first: read theirs
+                raise
+    raise RuntimeError(f"could not read or create Secret {namespace}/{KEY_SECRET}")

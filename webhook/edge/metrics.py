@@ -11,7 +11,9 @@ Names and labels:
 - ``pullguard_config_reloads_total{result}``: applied | invalid | unchanged.
 - ``pullguard_config_last_reload_success``: 1 when the newest document was applied.
 - ``pullguard_mutations_total{kind,change}``: image_rewrite | secret_injection.
-- ``pullguard_secret_copies_total{result}``: created | updated | exists | failed | skipped_dry_run.
+- ``pullguard_secret_copies_total{result}``: one of ``secretsync.OUTCOMES``, or skipped_dry_run.
+- ``pullguard_secret_syncs_total{result}``: the background sync, one of ``secretsync.OUTCOMES``;
+  alert on ``failed`` and ``source-missing``.
 """
 
 from __future__ import annotations
@@ -68,6 +70,12 @@ class Metrics:
         self.secret_copies = Counter(
             "pullguard_secret_copies",
             "Default pull secrets copied into namespaces.",
+            ["result"],
+            registry=r,
+        )
+        self.secret_syncs = Counter(
+            "pullguard_secret_syncs",
+            "Outcomes of keeping default pull-secret copies in line with their sources.",
             ["result"],
             registry=r,
         )

@@ -1,0 +1,152 @@
+"""Attacks by a tenant, on a real API server with RBAC: each must fail.
+
+The tenant is a ServiceAccount with full rights over Secrets in its own namespace and nothing
+else, acting through its own token, as a namespace user would.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import free_port
+from tests.e2e.cluster import ControlPlane, wait_for
+from tests.e2e.conftest import (
+    NAMESPACE,
+    Installation,
+    namespace,
+    pod,
+    pull_secret,
+    spawn_pullguard,
+)
+
+pytestmark = pytest.mark.e2e
+
+TENANT = "tenant"
+
+
+@pytest.fixture(scope="module")
+def tenant(installed: Installation) -> Path:
+    """A kubeconfig for ServiceAccount tenant/app, allowed everything on Secrets in ``tenant``."""
+    plane = installed.plane
+    namespace(plane, TENANT)
+    plane.apply(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "List",
+                "items": [
+                    {
+                        "apiVersion": "v1",
+                        "kind": "ServiceAccount",
+                        "metadata": {"name": "app", "namespace": TENANT},
+                    },
+                    {
+                        "apiVersion": "rbac.authorization.k8s.io/v1",
+                        "kind": "Role",
+                        "metadata": {"name": "secrets", "namespace": TENANT},
+                        "rules": [
+                            {"apiGroups": [""], "resources": ["secrets"], "verbs": ["*"]},
+                            {"apiGroups": [""], "resources": ["pods"], "verbs": ["*"]},
+                        ],
+                    },
+                    {
+                        "apiVersion": "rbac.authorization.k8s.io/v1",
+                        "kind": "RoleBinding",
+                        "metadata": {"name": "secrets", "namespace": TENANT},
+                        "roleRef": {
+                            "apiGroup": "rbac.authorization.k8s.io",
+                            "kind": "Role",
+                            "name": "secrets",
+                        },
+                        "subjects": [
+                            {"kind": "ServiceAccount", "name": "app", "namespace": TENANT}
+                        ],
+                    },
+                ],
+            }
+        ),
+        check=True,
+    )
+    return plane.service_account_kubeconfig(TENANT, "app")
+
+
+def forged_copy(name: str, source: str) -> str:
+    """What a tenant can write: pullguard's label and source annotation, any proof."""
+    document = json.dumps({"auths": {"tenant.example.com": {"auth": "dDpw"}}})
+    return json.dumps(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {
+                "name": name,
+                "namespace": TENANT,
+                "labels": {"app.kubernetes.io/managed-by": "pullguard"},
+                "annotations": {
+                    "pullguard.io/source": source,
+                    "pullguard.io/copy-proof": "0" * 64,
+                },
+            },
+            "type": "kubernetes.io/dockerconfigjson",
+            "data": {".dockerconfigjson": base64.b64encode(document.encode()).decode()},
+        }
+    )
+
+
+def secret_hosts(plane: ControlPlane, ns: str, name: str) -> str:
+    data = plane.get_json("secret", name, "-n", ns)["data"]
+    key = ".dockerconfigjson" if ".dockerconfigjson" in data else next(iter(data))
+    return base64.b64decode(data[key]).decode()
+
+
+def test_a_forged_copy_never_receives_another_namespaces_secret(
+    installed: Installation, tenant: Path, tmp_path: Path
+) -> None:
+    plane = installed.plane
+    # A secret the tenant may not read, and the configured default secret.
+    plane.kubectl(
+        "create", "secret", "generic", "victim", "-n", "kube-system", "--from-literal=token=XYZ"
+    )
+    assert not plane.kubectl("get", "secret", "victim", "-n", "kube-system", kubeconfig=tenant).ok
+    for name, source in (("victim", "kube-system/victim"), ("corp-pull", f"{NAMESPACE}/corp-pull")):
+        result = plane.kubectl(
+            "apply", "-f", "-", stdin=forged_copy(name, source), kubeconfig=tenant
+        )
+        assert result.ok, result.stderr
+
+    # Positive control: a genuine copy in another namespace, which the sync must keep up to date.
+    namespace(plane, "genuine")
+    assert plane.apply(pod("corp", "genuine", "corp.example.com/a:1")).ok
+    assert "corp.example.com" in secret_hosts(plane, "genuine", "corp-pull")
+
+    # A replica started now adopts what it finds at start-up, then syncs every 2 s.
+    port = free_port()
+    fresh = spawn_pullguard(
+        plane,
+        tmp_path,
+        kubeconfig=installed.kubeconfig,
+        port=port,
+        webhook_url=installed.webhook_url,
+        name="restarted",
+    )
+    try:
+        wait_for(fresh.ready, 60, "the restarted replica")
+        plane.apply(pull_secret("corp-pull", NAMESPACE, "rotated.example.com"), check=True)
+        wait_for(
+            lambda: "rotated.example.com" in secret_hosts(plane, "genuine", "corp-pull"),
+            30,
+            "the genuine copy to follow its source",
+        )
+        time.sleep(5)  # two more sync passes
+        for name in ("victim", "corp-pull"):
+            held = secret_hosts(plane, TENANT, name)
+            assert held == '{"auths": {"tenant.example.com": {"auth": "dDpw"}}}', held
+        log = fresh.log_text()
+        assert "XYZ" not in log
+    finally:
+        fresh.stop()
+        plane.apply(pull_secret("corp-pull", NAMESPACE, "corp.example.com"), check=True)
