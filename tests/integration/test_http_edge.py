@@ -168,3 +168,59 @@ def test_reviews_are_never_logged_with_secret_data(golden_server: Server) -> Non
     for value in secret_values:
         assert value not in log
     assert json.dumps(log)  # the log is text we could ship
+
+
+def _review_with(obj: object, uid: str, kind: str = "Pod") -> bytes:
+    prefix = (
+        '{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"'
+        + uid
+        + '","kind":{"group":"","version":"v1","kind":"'
+        + kind
+        + '"},"operation":"CREATE","namespace":"team-a","object":'
+    )
+    return prefix.encode() + (obj if isinstance(obj, bytes) else json.dumps(obj).encode()) + b"}}"
+
+
+@pytest.mark.parametrize("depth", [800, 100_000])
+def test_deeply_nested_json_is_a_400_review_with_the_uid(golden_server: Server, depth: int) -> None:
+    # 800 levels parse but are deeper than any object the API server stores; 100,000 do not
+    # even parse. Either way: a 400 AdmissionReview that names the request, never a 500 page.
+    nested = b"[" * depth + b"]" * depth
+    # nginx is rewritten to the mirror, so /mutate copies the whole object.
+    obj = (
+        b'{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p"},"spec":{"containers":'
+        b'[{"name":"a","image":"nginx:1.25"}],"x":' + nested + b"}}"
+    )
+    with golden_server.client() as client:
+        for endpoint in ("/validate", "/mutate"):
+            reply = client.post(
+                endpoint,
+                content=_review_with(obj, f"deep-{depth}"),
+                headers={"Content-Type": "application/json"},
+            )
+            response = reply.json()["response"]
+            assert response["uid"] == f"deep-{depth}"
+            if depth == 800 and endpoint == "/validate":
+                # Parsed, and nothing in the judged paths is deep: judged like any pod.
+                assert reply.status_code == 200, reply.text[:300]
+                continue
+            assert reply.status_code == 400, reply.text[:300]
+            assert "nested" in response["status"]["message"]
+
+
+def test_caller_chosen_kinds_never_become_metric_labels(golden_server: Server) -> None:
+    body = load_review(REVIEWS / "pod-create-plain.json")["body"]
+    with golden_server.client() as client:
+        for index in range(20):
+            forged = json.loads(json.dumps(body))
+            forged["request"]["uid"] = f"forged-{index}"
+            forged["request"]["kind"]["kind"] = f"K{index}" + "x" * 100_000
+            forged["request"]["name"] = "n" * 100_000
+            for endpoint in ("/validate", "/mutate"):
+                reply = client.post(endpoint, json=forged)
+                assert reply.status_code == 200
+        scrape = client.get("/metrics").text
+    assert len(scrape) < 64 * 1024
+    assert "xxxxxxxxxx" not in scrape
+    assert 'kind="other"' in scrape
+    assert len(golden_server.log_text()) < 2 * 1024 * 1024  # no 100 kB names in the log

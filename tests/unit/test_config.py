@@ -94,3 +94,44 @@ def test_yaml_syntax_error_names_the_line() -> None:
 def test_deploy_ships_the_embedded_default_document() -> None:
     shipped = Path(__file__).resolve().parents[2] / "deploy" / "base" / "config.yaml"
     assert shipped.read_text() == default_config_text()
+
+
+def test_unquoted_off_is_read_as_off() -> None:
+    # YAML 1.1 reads an unquoted off as false; the docs write it that way.
+    config = load_config_text("checks:\n  registry: off\n  pullPolicy: off\n")
+    assert config.checks.registry is Action.OFF
+    assert config.checks.pullPolicy is Action.OFF
+
+
+#: Billion laughs: nine levels of ten references each, 10^9 strings if expanded.
+ALIAS_BOMB = (
+    "a: &a [x, x, x, x, x, x, x, x, x, x]\n"
+    + "".join(
+        f"{c}: &{c} [{', '.join(['*' + p] * 10)}]\n"
+        for p, c in zip("abcdefgh", "bcdefghi", strict=True)
+    )
+    + "exemptNamespaces: *i\n"
+)
+HOSTILE = {
+    "an alias bomb": ALIAS_BOMB,
+    "500-deep nesting": "checks: " + "[" * 500 + "]" * 500 + "\n",
+    "a 1 MiB document": "exemptNamespaces: [" + ", ".join(["ns"] * 350_000) + "]\n",
+    "a 1 MiB string": "namespaceModeLabel: " + "x" * (1 << 20) + "\n",
+}
+
+
+@pytest.mark.parametrize("text", HOSTILE.values(), ids=HOSTILE.keys())
+def test_a_hostile_document_is_refused_with_a_bounded_error(text: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config_text(text)
+    assert 0 < len(caught.value.problems) <= 51
+    assert len(str(caught.value)) < 4096
+
+
+def test_thousands_of_problems_are_listed_up_to_a_bound() -> None:
+    text = "exemptNamespaces: [" + ", ".join(["1"] * 5000) + "]\n"
+    with pytest.raises(ConfigError) as caught:
+        load_config_text(text)
+    problems = caught.value.problems
+    assert len(problems) == 51
+    assert problems[-1] == "(document): and 4950 more problems"

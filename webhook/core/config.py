@@ -125,10 +125,23 @@ class Config:
         return names
 
 
+#: Bounds on a configuration document. Whoever can edit the ConfigMap could otherwise make
+#: every replica spend its memory and CPU on it (alias bombs, deep nesting, huge documents);
+#: the real document is a few KiB.
+MAX_DOCUMENT_BYTES = 256 * 1024
+MAX_DEPTH = 20
+MAX_NODES = 20_000
+MAX_PROBLEMS = 50
+
+
 class ConfigError(ValueError):
-    """An invalid configuration document; ``problems`` lists each one by key path."""
+    """An invalid configuration document; ``problems`` lists each one by key path (at most
+    :data:`MAX_PROBLEMS`, then how many more)."""
 
     def __init__(self, problems: list[str]) -> None:
+        if len(problems) > MAX_PROBLEMS:
+            more = len(problems) - MAX_PROBLEMS
+            problems = [*problems[:MAX_PROBLEMS], f"(document): and {more} more problems"]
         super().__init__("; ".join(problems))
         self.problems = problems
 
@@ -139,8 +152,18 @@ class ConfigError(ValueError):
 
 
 def load_config_text(text: str) -> Config:
-    """Parse a YAML document into a :class:`Config`, or raise :class:`ConfigError`."""
+    """Parse a YAML document into a :class:`Config`, or raise :class:`ConfigError`.
+
+    The document's shape is checked from the parser's event stream before any object is
+    built: no aliases, at most :data:`MAX_DEPTH` levels and :data:`MAX_NODES` nodes.
+    """
+    size = len(text.encode("utf-8", "surrogateescape"))
+    if size > MAX_DOCUMENT_BYTES:
+        raise ConfigError(
+            [f"(document): {size} bytes; a configuration may have at most {MAX_DOCUMENT_BYTES}"]
+        )
     try:
+        _check_shape(text)
         document = yaml.safe_load(text)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
@@ -148,6 +171,25 @@ def load_config_text(text: str) -> Config:
         problem = getattr(error, "problem", None) or str(error)
         raise ConfigError([f"(document): not valid YAML{where}: {problem}"]) from None
     return parse_config({} if document is None else document)
+
+
+def _check_shape(text: str) -> None:
+    depth = nodes = 0
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(event, yaml.AliasEvent):
+            raise ConfigError(
+                ["(document): YAML aliases (*name) are not accepted in a configuration"]
+            )
+        if isinstance(event, yaml.NodeEvent):
+            nodes += 1
+            if nodes > MAX_NODES:
+                raise ConfigError([f"(document): more than {MAX_NODES} values"])
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise ConfigError([f"(document): nested deeper than {MAX_DEPTH} levels"])
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
 
 
 class _Reader:
@@ -220,13 +262,15 @@ class _Reader:
 
 
 def _kind(value: Any) -> str:
+    """How a problem names a value: its kind, and a string's first 40 characters."""
     if value is None:
         return "nothing"
+    if isinstance(value, str):
+        return f"the string {value[:40]!r}{'...' if len(value) > 40 else ''}"
     return {
         bool: "a boolean",
         int: "a number",
         float: "a number",
-        str: f"the string {value!r}",
         list: "a list",
         dict: "a mapping",
     }.get(type(value), type(value).__name__)
@@ -276,6 +320,8 @@ def parse_config(document: Any) -> Config:
         raw = checks_doc.get(name)
         if raw is None:
             continue
+        if raw is False:
+            raw = "off"  # YAML 1.1 reads an unquoted off as false, as the docs write it
         try:
             actions[name] = Action(raw)
         except ValueError:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, NotRequired, TypedDict
@@ -79,12 +80,28 @@ class AdmissionRequest:
         return value if isinstance(value, str) else ""
 
 
+#: ``"request": {"uid": "..."`` at the start of the request, as the API server writes it:
+#: how a body that cannot be decoded still gets its uid back (a 400 must name the request).
+_UID_PREFIX = re.compile(rb'"request"\s*:\s*\{\s*"uid"\s*:\s*"([A-Za-z0-9._:-]{1,128})"')
+NESTED_TOO_DEEPLY = "nested deeper than any object the API server stores"
+
+
+def uid_from_bytes(body: bytes) -> str:
+    """The request's uid read from the raw body, or "" (only the first 64 KiB are looked at)."""
+    found = _UID_PREFIX.search(body[: 64 * 1024])
+    return found.group(1).decode("ascii") if found else ""
+
+
 def parse_review_bytes(body: bytes) -> AdmissionRequest:
     """Decode and read an AdmissionReview body."""
     try:
         document = json.loads(body)
+    except RecursionError:
+        raise MalformedReview(f"body is {NESTED_TOO_DEEPLY}", uid_from_bytes(body)) from None
     except (ValueError, UnicodeDecodeError) as error:
-        raise MalformedReview(f"body is not valid JSON: {error}") from None
+        raise MalformedReview(
+            f"body is not valid JSON: {str(error)[:200]}", uid_from_bytes(body)
+        ) from None
     return parse_review(document)
 
 

@@ -24,10 +24,15 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from webhook.core.cluster import ClusterView
 from webhook.core.mutate import Mutation, SecretCopy, mutate
-from webhook.core.review import MalformedReview, parse_review_bytes, review_response
+from webhook.core.review import (
+    NESTED_TOO_DEEPLY,
+    MalformedReview,
+    parse_review_bytes,
+    review_response,
+)
 from webhook.core.validate import Decision, validate
 from webhook.edge.configsource import ConfigStore
-from webhook.edge.metrics import Metrics
+from webhook.edge.metrics import Metrics, kind_label, operation_label
 
 log = logging.getLogger("pullguard.admission")
 
@@ -83,7 +88,7 @@ def create_app(runtime: Runtime) -> Flask:
             return parse_review_bytes(body), None
         except MalformedReview as error:
             metrics.requests.labels(webhook_name, "", "", "malformed").inc()
-            log.warning("malformed review (uid %r): %s", error.uid, error.reason)
+            log.warning("malformed review (uid %r): %s", error.uid, _short(error.reason))
             return None, _error_review(error.uid, 400, f"malformed AdmissionReview: {error.reason}")
 
     def guarded(webhook_name: str, handle: Callable[[Any], Response]) -> Response:
@@ -93,9 +98,18 @@ def create_app(runtime: Runtime) -> Flask:
             return error_response
         try:
             return handle(review)
+        except RecursionError:
+            # Decoded, but deeper than the API server stores any object: a forged review.
+            metrics.requests.labels(webhook_name, "other", "other", "malformed").inc()
+            log.warning("malformed review (uid %r): object %s", review.uid, NESTED_TOO_DEEPLY)
+            return _error_review(
+                review.uid, 400, f"malformed AdmissionReview: object is {NESTED_TOO_DEEPLY}"
+            )
         except Exception:  # the 500 must still carry the uid
             log.exception("internal error on %s (uid %s)", webhook_name, review.uid)
-            metrics.requests.labels(webhook_name, review.kind, review.operation, "error").inc()
+            metrics.requests.labels(
+                webhook_name, kind_label(review.kind), operation_label(review.operation), "error"
+            ).inc()
             return _error_review(
                 review.uid, 500, f"pullguard internal error while handling uid {review.uid}"
             )
@@ -176,18 +190,19 @@ def _record_validation(metrics: Metrics, review: Any, decision: Decision) -> Non
         outcome = "warned"
     else:
         outcome = "allowed"
-    metrics.requests.labels("validate", review.kind, review.operation, outcome).inc()
+    kind, operation = kind_label(review.kind), operation_label(review.operation)
+    metrics.requests.labels("validate", kind, operation, outcome).inc()
     for check, result in decision.outcomes.items():
-        metrics.check_results.labels("validate", review.kind, check, result).inc()
+        metrics.check_results.labels("validate", kind, check, result).inc()
     for finding in decision.findings:
         metrics.findings.labels(finding.check, finding.action.value).inc()
     log.info(
         "validate uid=%s kind=%s ns=%s name=%s op=%s decision=%s findings=%s",
-        review.uid,
-        review.kind,
-        review.namespace,
-        review.object_name or review.generate_name,
-        review.operation,
+        _short(review.uid),
+        _short(review.kind),
+        _short(review.namespace),
+        _short(review.object_name or review.generate_name),
+        operation,
         outcome,
         ",".join(f"{f.check}:{f.action.value}" for f in decision.findings) or "-",
     )
@@ -195,20 +210,29 @@ def _record_validation(metrics: Metrics, review: Any, decision: Decision) -> Non
 
 def _record_mutation(metrics: Metrics, review: Any, result: Mutation) -> None:
     outcome = "patched" if result.patch else ("exempt" if result.reason == "exempt" else "allowed")
-    metrics.requests.labels("mutate", review.kind, review.operation, outcome).inc()
+    kind = kind_label(review.kind)
+    metrics.requests.labels("mutate", kind, operation_label(review.operation), outcome).inc()
     for rewrite in result.rewrites:
-        metrics.mutations.labels(review.kind, "image_rewrite").inc()
+        metrics.mutations.labels(kind, "image_rewrite").inc()
         log.info(
             "mutate uid=%s ns=%s %s: %s -> %s%s",
-            review.uid,
-            review.namespace,
-            rewrite.container.label,
-            rewrite.original,
-            rewrite.rewritten,
+            _short(review.uid),
+            _short(review.namespace),
+            _short(rewrite.container.label),
+            _short(rewrite.original),
+            _short(rewrite.rewritten),
             " (dry run)" if review.dry_run else "",
         )
     for name in result.injected_secrets:
-        metrics.mutations.labels(review.kind, "secret_injection").inc()
+        metrics.mutations.labels(kind, "secret_injection").inc()
         log.info(
-            "mutate uid=%s ns=%s: imagePullSecret %s injected", review.uid, review.namespace, name
+            "mutate uid=%s ns=%s: imagePullSecret %s injected",
+            _short(review.uid),
+            _short(review.namespace),
+            _short(name),
         )
+
+
+def _short(value: str, limit: int = 256) -> str:
+    """A caller-supplied value as it may appear in a log line: at most ``limit`` characters."""
+    return value if len(value) <= limit else value[:limit] + f"...({len(value)} chars)"

@@ -20,6 +20,22 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from webhook.core.podspec import POD_SPEC_PATHS
+
+#: Label values are never taken from a request as they are: whoever reaches the port chooses
+#: them, and each new value is a new time series held for the life of the process.
+KIND_LABELS = frozenset(POD_SPEC_PATHS)
+OPERATION_LABELS = frozenset({"CREATE", "UPDATE", "DELETE", "CONNECT"})
+
+
+def kind_label(kind: str) -> str:
+    """The ``kind`` label for a review: a kind pullguard judges, else ``other``."""
+    return kind if kind in KIND_LABELS else "other"
+
+
+def operation_label(operation: str) -> str:
+    return operation if operation in OPERATION_LABELS else "other"
+
 
 class Metrics:
     def __init__(self) -> None:

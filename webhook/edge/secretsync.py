@@ -182,9 +182,7 @@ class SecretSyncer:
             outcome = self.writer.create(copy_of(source, request.namespace, self.key))
             if outcome == "exists":
                 current = self.writer.read(request.namespace, request.name)
-                if current is None or not is_our_copy(
-                    current, request.source_namespace, self.key
-                ):
+                if current is None or not is_our_copy(current, request.source_namespace, self.key):
                     log.warning(
                         "secret %s/%s exists and is not a pullguard copy; left alone",
                         request.namespace,
@@ -215,9 +213,7 @@ class SecretSyncer:
         and still configured."""
         allowed = set(self.allowed())
         for secret in self.writer.managed_copies():
-            source_ns, _, source_name = secret.annotations.get(SOURCE_ANNOTATION, "").partition(
-                "/"
-            )
+            source_ns, _, source_name = secret.annotations.get(SOURCE_ANNOTATION, "").partition("/")
             if (
                 source_name == secret.name
                 and (secret.name, source_ns) in allowed
