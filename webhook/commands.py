@@ -40,7 +40,13 @@ def register(sub: Any) -> None:  # argparse's _SubParsersAction is private
     serve.add_argument(
         "--host", default=None, help="address to bind (default 0.0.0.0; 127.0.0.1 with --dev)"
     )
-    serve.add_argument("--threads", type=int, default=8)
+    serve.add_argument(
+        "--connections",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="connections served at once (default 1000); more wait in the listen backlog",
+    )
     serve.add_argument(
         "--dev",
         action="store_true",
@@ -141,6 +147,14 @@ def _setup_logging() -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    # The server runs on gevent (see webhook.edge.server). Patch the standard library before
+    # anything imports ssl or socket: the kubernetes client (urllib3) is used here, in
+    # gunicorn's master, for self-managed certificates, and an SSLContext class from before
+    # the patch makes every TLS call in the worker recurse without end.
+    from gevent import monkey
+
+    monkey.patch_all()
+
     from webhook.edge import server
     from webhook.edge.app import Runtime, create_app
     from webhook.edge.certs import ensure_dev_certs
@@ -190,7 +204,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     host = args.host or ("127.0.0.1" if args.dev else "0.0.0.0")  # noqa: S104 - a server
 
     def app_factory() -> Any:
-        # Runs inside the gunicorn worker, after the fork: threads start here.
+        # Runs inside the gunicorn worker, after the fork (and after gevent patched the
+        # standard library): background threads start here, as greenlets.
         metrics = Metrics()
         store = ConfigStore(metrics)
         if args.config is not None:
@@ -216,7 +231,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     return server.run(
         server.ServeOptions(
-            host=host, port=args.port, certfile=args.cert, keyfile=args.key, threads=args.threads
+            host=host,
+            port=args.port,
+            certfile=args.cert,
+            keyfile=args.key,
+            connections=args.connections,
         ),
         app_factory,
     )

@@ -21,11 +21,8 @@ from typing import Any
 
 from tests.conftest import REVIEWS, Server, load_review, start_server
 
-#: One request per thread of ``pullguard serve`` (8), each stopped half-way through its body.
-#: (A ninth could not even finish its TLS handshake: gunicorn's gthread worker handshakes
-#: and reads bodies on the request threads, so half-sent bodies hold all of them. That is a
-#: slow-client exposure of its own, tracked with the security work, not what this tests.)
-IN_FLIGHT = 8
+#: Reviews provably in flight when SIGTERM lands: headers and half of each body sent.
+IN_FLIGHT = 16
 
 
 def _read_response(tls: ssl.SSLSocket) -> tuple[int, dict[str, str], bytes]:

@@ -1,14 +1,27 @@
 """``pullguard serve``: the Flask app under gunicorn over TLS.
 
-One gunicorn worker process with threads (``gthread``): the list+watch caches, the config
-watch and the secret sync live once per process and are shared by every request thread, and
-nothing starts before the fork (the app is built in the worker's ``load``).
+One gunicorn worker process running :class:`PullguardWorker`, gunicorn's gevent worker with
+pullguard's own TLS edge: every connection is a greenlet, so the list+watch caches, the
+config watch and the secret sync live once per process, and nothing starts before the fork
+(the app is built in the worker's ``load``).
 
-TLS: gunicorn's ``gthread`` worker asks the ``ssl_context`` hook for a context on every new
-connection. :class:`ReloadingTLS` answers with one context per process, and when the
-certificate files change on disk (a renewal, a mounted Secret's update) it loads them into
-that same context, so new handshakes get the new certificate without a restart and without a
-context built per connection.
+Why gevent and not threads: the API server is not the only one who can reach the port. With
+a pool of request threads (gunicorn's ``gthread``), the TLS handshake and the request read
+happen on those threads, so eight clients that send one byte each held every thread,
+``/healthz`` failed, and with ``failurePolicy: Ignore`` the API server admitted everything
+unchecked. A greenlet per connection makes a slow client cost a socket and a few KiB, never
+the capacity to answer the API server; and each connection still has deadlines:
+
+- :data:`HANDSHAKE_SECONDS` for the TLS handshake, as a whole;
+- :data:`READ_SECONDS` for each read of a request (a client that stops sending is dropped),
+  and gunicorn's keep-alive timeout for all of a request's headers;
+- at most ``worker_connections`` connections at once; past that, new ones wait in the
+  listen backlog instead of costing memory.
+
+TLS: :class:`ReloadingTLS` keeps one SSLContext per process, consulted on every new
+connection, and when the certificate files change on disk (a renewal, a mounted Secret's
+update) it loads them into that same context, so new handshakes get the new certificate
+without a restart.
 """
 
 from __future__ import annotations
@@ -26,6 +39,10 @@ from flask import Flask
 from gunicorn.app.base import BaseApplication
 
 log = logging.getLogger("pullguard.server")
+
+HANDSHAKE_SECONDS = 5.0
+READ_SECONDS = 10.0
+MAX_CONNECTIONS = 1000
 
 
 class ReloadingTLS:
@@ -70,13 +87,60 @@ class ReloadingTLS:
         log.info("serving certificate reloaded from %s", self.certfile)
 
 
+def tls_context_factory(certfile: str, keyfile: str) -> Callable[[], ssl.SSLContext]:
+    def factory() -> ssl.SSLContext:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(certfile, keyfile)
+        return context
+
+    return factory
+
+
+def _gevent_worker_class() -> type:
+    """:class:`PullguardWorker`, built on first use: importing gevent's worker imports gevent,
+    which must not happen in commands that never serve."""
+    from gunicorn.workers.base_async import AsyncWorker
+    from gunicorn.workers.ggevent import GeventWorker
+
+    class PullguardWorker(GeventWorker):  # type: ignore[misc]
+        """gunicorn's gevent worker, with TLS done here under deadlines (see the module)."""
+
+        def handle(self, listener: Any, client: Any, addr: Any) -> None:
+            import gevent
+
+            tls: TLSSettings = self.app.tls_settings  # self.app: the _Gunicorn application
+            client.settimeout(READ_SECONDS)
+            try:
+                with gevent.Timeout(HANDSHAKE_SECONDS):
+                    secure = tls.tls.context(tls.factory).wrap_socket(client, server_side=True)
+            except (gevent.Timeout, ssl.SSLError, OSError) as error:
+                log.debug("TLS handshake from %s failed: %s", addr, type(error).__name__)
+                client.close()
+                return
+            secure.settimeout(READ_SECONDS)
+            try:
+                # AsyncWorker.handle, not GeventWorker.handle: that one would make the socket
+                # blocking again, without the read timeout.
+                AsyncWorker.handle(self, listener, secure, addr)
+            finally:
+                secure.close()
+
+    return PullguardWorker
+
+
+@dataclass
+class TLSSettings:
+    tls: ReloadingTLS
+    factory: Callable[[], ssl.SSLContext]
+
+
 @dataclass
 class ServeOptions:
     host: str
     port: int
     certfile: str
     keyfile: str
-    threads: int = 8
+    connections: int = MAX_CONNECTIONS
     graceful_timeout: int = 25
 
 
@@ -84,11 +148,13 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
     def __init__(self, options: ServeOptions, app_factory: Callable[[], Flask]) -> None:
         self.options = options
         self.app_factory = app_factory
-        self.tls = ReloadingTLS(options.certfile, options.keyfile)
+        self.tls_settings = TLSSettings(
+            ReloadingTLS(options.certfile, options.keyfile),
+            tls_context_factory(options.certfile, options.keyfile),
+        )
         super().__init__()
 
     def load_config(self) -> None:
-        tls = self.tls
         settings: dict[str, Any] = {
             "bind": [
                 f"[{self.options.host}]:{self.options.port}"
@@ -96,16 +162,14 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
                 else f"{self.options.host}:{self.options.port}"
             ],
             "workers": 1,
-            "worker_class": "gthread",
-            "threads": self.options.threads,
-            "certfile": self.options.certfile,
-            "keyfile": self.options.keyfile,
-            "ssl_context": lambda _conf, factory: tls.context(factory),
+            "worker_class": _gevent_worker_class(),
+            "worker_connections": self.options.connections,
+            # No certfile/keyfile for gunicorn itself: the worker does TLS (see the module).
             # In-flight reviews get this long to finish on SIGTERM; keep it under the Pod's
             # terminationGracePeriodSeconds.
             "graceful_timeout": self.options.graceful_timeout,
             "timeout": 60,
-            "keepalive": 30,  # the API server reuses connections
+            "keepalive": 30,  # the API server reuses connections; also the headers' deadline
             "accesslog": None,
             "errorlog": "-",
             "loglevel": "info",
@@ -120,6 +184,14 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
                 self.cfg.set(key, value)
 
     def load(self) -> Flask:
+        # gunicorn's own start-up lines say "http://": it does not know the worker does TLS.
+        log.info(
+            "serving HTTPS on %s:%s (TLS handshake deadline %.0fs, read timeout %.0fs)",
+            self.options.host,
+            self.options.port,
+            HANDSHAKE_SECONDS,
+            READ_SECONDS,
+        )
         return self.app_factory()
 
 
