@@ -41,6 +41,12 @@ def register(sub: Any) -> None:  # argparse's _SubParsersAction is private
         "--host", default=None, help="address to bind (default 0.0.0.0; 127.0.0.1 with --dev)"
     )
     serve.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="N",
+        help="also serve /metrics and /healthz (only those) over plain HTTP on port N",
+    )
+    serve.add_argument(
         "--connections",
         type=int,
         default=1000,
@@ -218,6 +224,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 cluster=_offline_cluster(args.cluster_state),
                 metrics=metrics,
                 own_namespace=args.namespace or "",
+                metrics_port=args.metrics_port,
             )
             return create_app(runtime)
         if cert_controller is not None:
@@ -236,6 +243,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             certfile=args.cert,
             keyfile=args.key,
             connections=args.connections,
+            metrics_port=args.metrics_port,
         ),
         app_factory,
     )
@@ -309,6 +317,7 @@ def _cluster_runtime(args: argparse.Namespace, store: Any, metrics: Any) -> Any:
         own_namespace=namespace,
         not_ready=cluster.not_synced,
         copy_secret=copy_secret,
+        metrics_port=args.metrics_port,
     )
 
 

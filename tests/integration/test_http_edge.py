@@ -224,3 +224,25 @@ def test_caller_chosen_kinds_never_become_metric_labels(golden_server: Server) -
     assert "xxxxxxxxxx" not in scrape
     assert 'kind="other"' in scrape
     assert len(golden_server.log_text()) < 2 * 1024 * 1024  # no 100 kB names in the log
+
+
+def test_metrics_port_serves_metrics_only_over_plain_http(tmp_path: Path) -> None:
+    from tests.conftest import free_port
+
+    metrics_port = free_port()
+    server = start_server(tmp_path, "--metrics-port", str(metrics_port))
+    try:
+        plain = f"http://127.0.0.1:{metrics_port}"
+        scrape = httpx.get(f"{plain}/metrics", timeout=5)
+        assert scrape.status_code == 200
+        assert "pullguard_admission_requests_total" in scrape.text
+        assert httpx.get(f"{plain}/healthz", timeout=5).status_code == 200
+        review = load_review(REVIEWS / "pod-create-plain.json")["body"]
+        for path in ("/validate", "/mutate"):
+            assert httpx.post(f"{plain}{path}", json=review, timeout=5).status_code == 404
+        assert httpx.get(f"{plain}/readyz", timeout=5).status_code == 404
+        with server.client() as client:  # the webhook port is unchanged
+            assert client.post("/validate", json=review).status_code == 200
+            assert client.get("/metrics").status_code == 200
+    finally:
+        stop_server(server)

@@ -53,6 +53,8 @@ class Runtime:
     """Reasons the process is not ready yet (caches not synced...); empty when ready."""
     copy_secret: Callable[[SecretCopy], str] | None = None
     """Copies a default pull secret into a namespace; returns the outcome for metrics."""
+    metrics_port: int | None = None
+    """The plain-HTTP port: only /metrics and /healthz are served there."""
 
 
 def _json(document: Any, status: int = 200) -> Response:
@@ -151,6 +153,18 @@ def create_app(runtime: Runtime) -> Flask:
         _record_mutation(metrics, review, result)
         body = review_response(review.uid, allowed=True, warnings=warnings, patch=result.patch)
         return _json(body)
+
+    if runtime.metrics_port:
+        metrics_only = {"/metrics", "/healthz"}
+        metrics_port = str(runtime.metrics_port)
+
+        @app.before_request
+        def plain_port_serves_metrics_only() -> Response | None:
+            if request.environ.get("SERVER_PORT") == metrics_port and (
+                request.path not in metrics_only
+            ):
+                return Response("not found\n", status=404, mimetype="text/plain")
+            return None
 
     @app.post("/validate")
     def validate_endpoint() -> Response:

@@ -110,6 +110,10 @@ def _gevent_worker_class() -> type:
 
             tls: TLSSettings = self.app.tls_settings  # self.app: the _Gunicorn application
             client.settimeout(READ_SECONDS)
+            if listener.getsockname()[1] in tls.plain_ports:
+                # The metrics port: plain HTTP, and the app serves nothing else there.
+                AsyncWorker.handle(self, listener, client, addr)
+                return
             try:
                 with gevent.Timeout(HANDSHAKE_SECONDS):
                     secure = tls.tls.context(tls.factory).wrap_socket(client, server_side=True)
@@ -132,6 +136,8 @@ def _gevent_worker_class() -> type:
 class TLSSettings:
     tls: ReloadingTLS
     factory: Callable[[], ssl.SSLContext]
+    plain_ports: frozenset[int] = frozenset()
+    """Listeners served without TLS (the metrics port)."""
 
 
 @dataclass
@@ -142,6 +148,9 @@ class ServeOptions:
     keyfile: str
     connections: int = MAX_CONNECTIONS
     graceful_timeout: int = 25
+    metrics_port: int | None = None
+    """A plain-HTTP port serving only /metrics and /healthz, for a scraper a NetworkPolicy
+    can tell apart from the API server."""
 
 
 class _Gunicorn(BaseApplication):  # type: ignore[misc]
@@ -151,16 +160,17 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
         self.tls_settings = TLSSettings(
             ReloadingTLS(options.certfile, options.keyfile),
             tls_context_factory(options.certfile, options.keyfile),
+            frozenset({options.metrics_port} if options.metrics_port else set()),
         )
         super().__init__()
 
     def load_config(self) -> None:
+        host = f"[{self.options.host}]" if ":" in self.options.host else self.options.host
+        ports = [self.options.port] + (
+            [self.options.metrics_port] if self.options.metrics_port else []
+        )
         settings: dict[str, Any] = {
-            "bind": [
-                f"[{self.options.host}]:{self.options.port}"
-                if ":" in self.options.host
-                else f"{self.options.host}:{self.options.port}"
-            ],
+            "bind": [f"{host}:{port}" for port in ports],
             "workers": 1,
             "worker_class": _gevent_worker_class(),
             "worker_connections": self.options.connections,
