@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from tests.e2e.cluster import ControlPlane, wait_for
+from tests.e2e.cluster import ADMIN_TOKEN, ControlPlane, wait_for
 from tests.e2e.conftest import Installation, namespace, pod, pull_secret
 from webhook.edge.kube import Reflector, secret_info
 
@@ -66,3 +66,47 @@ def test_cache_follows_the_api_server_across_a_restart(
     assert 'imagePullSecret "before" does not exist' in result.stderr
     for replica in installed.replicas:
         assert replica.ready(), replica.log_text()[-2000:]
+
+
+def test_a_watch_behind_a_half_open_connection_does_not_stay_stale(
+    control_plane: ControlPlane,
+) -> None:
+    # The watch's connection goes half-open (open, silent). The cache must notice by its read
+    # deadline, reconnect, and then reflect a deletion made meanwhile.
+    from tests.e2e.proxy import FreezingProxy
+
+    plane = control_plane
+    namespace(plane, "half-open")
+    proxy = FreezingProxy(int(plane.server.rsplit(":", 1)[1]))
+    kubeconfig = plane.write_kubeconfig(
+        plane.workdir / "kubeconfig-proxy", token=ADMIN_TOKEN, user="admin"
+    )
+    text = kubeconfig.read_text().replace(plane.server, f"https://127.0.0.1:{proxy.port}")
+    kubeconfig.write_text(text)
+    core: Any = client.CoreV1Api(plane.api_client(kubeconfig))
+    read_timeout = 4
+    reflector = Reflector(
+        "secrets-half-open",
+        core.list_secret_for_all_namespaces,
+        secret_info,
+        list_kwargs={"field_selector": "type=kubernetes.io/dockerconfigjson"},
+        watch_timeout=300,  # the server would keep this watch for 5 minutes
+        read_timeout=read_timeout,
+    )
+    reflector.start()
+    try:
+        assert reflector.synced.wait(10)
+        plane.apply(pull_secret("doomed", "half-open", "registry.example.com"), check=True)
+        wait_for(lambda: reflector.get("half-open", "doomed"), 10, "the secret in the cache")
+        assert proxy.freeze() >= 1
+        plane.kubectl("delete", "secret", "doomed", "-n", "half-open", check=True)
+        frozen = time.monotonic()
+        wait_for(
+            lambda: reflector.get("half-open", "doomed") is None,
+            read_timeout + 10,
+            "the deletion, through a new connection",
+        )
+        print(f"\nhalf-open watch replaced; deletion seen {time.monotonic() - frozen:.1f}s later")
+    finally:
+        reflector.stop()
+        proxy.close()

@@ -121,3 +121,88 @@ def test_secret_info_keeps_data_base64_and_out_of_repr() -> None:
     info = secret_info(obj("ns", "s", "3", type="kubernetes.io/dockercfg", data={"x": "c2VjcmV0"}))
     assert info.data == {"x": "c2VjcmV0"}
     assert "c2VjcmV0" not in repr(info)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_back_off_resets_once_the_api_server_answers_and_errors_resume_without_relist() -> None:
+    # Three failed watches (an outage), then the API server answers again: the next failure
+    # must wait the shortest delay again, not the long one the outage built up.
+    lists: list[dict[str, Any]] = []
+
+    def list_func(**kwargs: Any) -> Any:
+        lists.append(kwargs)
+        return listing([obj("a", "s1", "1")], "10")
+
+    done = threading.Event()
+    outage = ConnectionError("API server unreachable")
+    script: list[Any] = [
+        outage,
+        outage,
+        outage,
+        [{"type": "ADDED", "object": obj("a", "s2", "11")}],
+    ]
+    script.append(outage)
+    waits: list[float] = []
+    reflector = Reflector(
+        "test",
+        list_func,
+        lambda o: o.metadata.name,
+        watch_factory=ScriptedWatch(script, done),
+        sleep=lambda seconds: waits.append(seconds) or False,
+        jitter=lambda: 0.0,
+    )
+    reflector.start()
+    assert done.wait(5)
+    reflector.stop()
+    assert waits == [0.5, 1.0, 2.0, 0.5]
+    assert len(lists) == 1  # network errors resume from the resourceVersion: no relist
+    assert sorted(reflector.items()) == ["s1", "s2"]
+
+
+def test_back_off_is_capped() -> None:
+    from webhook.edge.kube import MAX_BACKOFF
+
+    done = threading.Event()
+    script: list[Any] = [ConnectionError("down")] * 12
+    waits: list[float] = []
+    reflector = Reflector(
+        "test",
+        lambda **_: listing([], "1"),
+        lambda o: o,
+        watch_factory=ScriptedWatch(script, done),
+        sleep=lambda seconds: waits.append(seconds) or False,
+        jitter=lambda: 0.0,
+    )
+    reflector.start()
+    assert done.wait(5)
+    reflector.stop()
+    assert max(waits) == MAX_BACKOFF <= 8
+
+
+def test_a_cache_that_has_not_heard_from_the_api_server_is_not_ready() -> None:
+    clock = Clock()
+    reflector = Reflector("secrets-x", lambda **_: listing([], "1"), lambda o: o, clock=clock)
+    assert reflector.silence() is None  # never synced: "not synced" says it already
+    reflector.relist()
+    assert reflector.silence() == 0.0
+    clock.now += 200
+    assert reflector.silence() == 200.0
+
+    api = FakeCoreApi()
+    view = KubeClusterView(api, clock=clock, max_silence=150)
+    for cache in view.reflectors():
+        cache.relist()
+    assert view.not_synced() == []
+    clock.now += 151
+    problems = view.not_synced()
+    assert len(problems) == len(view.reflectors())
+    assert (
+        problems[0] == "secrets-dockerconfigjson cache has not heard from the API server for 151s"
+    )

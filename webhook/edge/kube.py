@@ -1,7 +1,12 @@
 """The cluster, through the official kubernetes client: caches, direct reads, watches, writes.
 
 - :class:`Reflector` keeps a list+watch cache of one kind (relisting on ``410 Gone``, backing
-  off on errors) and says when it has synced.
+  off on errors) and says when it has synced. It is never silently stale: each watch is ended
+  by the server after ``watch_timeout`` and abandoned by the client when nothing at all
+  arrives for ``read_timeout`` (a half-open connection, which TCP keepalive alone may never
+  notice behind a proxy that still answers), errors resume from the last resourceVersion,
+  the back-off is short and resets as soon as the API server answers, and readiness reports
+  a cache that has not heard from the API server for too long.
 - :class:`KubeClusterView` answers the core's :class:`~webhook.core.cluster.ClusterView` from
   those caches, and confirms every "does not exist" with a direct read before returning it:
   ``kubectl apply`` of a Secret and a Deployment in one file reaches the webhook before the
@@ -20,6 +25,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -31,18 +37,32 @@ from webhook.edge.secretsync import SecretWriter
 
 log = logging.getLogger("pullguard.kube")
 
+#: The server ends each watch after this long; a clean end is proof the API server is there.
+WATCH_SECONDS = 60
+#: Nothing at all received on a watch for this long: the connection is dead, start another.
+READ_SECONDS = 75
+#: A cache that has heard nothing from the API server for this long makes pullguard unready.
+MAX_SILENCE_SECONDS = 150
+MIN_BACKOFF = 0.5
+MAX_BACKOFF = 8.0
+
 CONFIGMAP_NAME = "pullguard-config"
 CONFIGMAP_KEY = "config.yaml"
 
 
 def load_kube_config() -> None:
     """In-cluster service account first, then ``KUBECONFIG`` / ``~/.kube/config``."""
+    from kubernetes import client
     from kubernetes import config as kube_config
 
     try:
         kube_config.load_incluster_config()  # type: ignore[no-untyped-call]
     except kube_config.ConfigException:
         kube_config.load_kube_config()  # type: ignore[no-untyped-call]
+    # TCP keepalive with client-go's settings: a dead peer under a quiet watch is noticed.
+    configuration = client.Configuration.get_default_copy()
+    configuration.keep_alive = True
+    client.Configuration.set_default(configuration)
 
 
 def own_namespace_default() -> str:
@@ -70,7 +90,11 @@ class Reflector:
         list_kwargs: Mapping[str, Any] | None = None,
         on_event: Callable[[str, Any], None] | None = None,
         watch_factory: Callable[[], Any] | None = None,
-        watch_timeout: int = 300,
+        watch_timeout: int = WATCH_SECONDS,
+        read_timeout: float = READ_SECONDS,
+        sleep: Callable[[float], bool] | None = None,
+        jitter: Callable[[], float] = random.random,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """``list_func`` must be the client's own list method (``list_func(*list_args)``),
         never a lambda around it: the client's ``Watch`` reads the model type from the
@@ -81,13 +105,27 @@ class Reflector:
         self._convert = convert
         self._kwargs = dict(list_kwargs or {})
         self._watch_timeout = watch_timeout
+        self._read_timeout = read_timeout
         self._on_event = on_event
         self._watch_factory = watch_factory
         self._items: dict[tuple[str, str], Any] = {}
         self._lock = threading.Lock()
         self.synced = threading.Event()
         self._stop = threading.Event()
+        self._sleep = sleep or self._stop.wait
+        self._jitter = jitter
+        self._clock = clock
+        self._heard: float | None = None
         self._thread: threading.Thread | None = None
+
+    def heard(self) -> None:
+        """The API server answered (a list, an event, a bookmark, a watch it ended)."""
+        self._heard = self._clock()
+
+    def silence(self) -> float | None:
+        """Seconds since the API server last answered this cache; ``None`` before the first
+        list (readiness says "not synced" then)."""
+        return None if self._heard is None else self._clock() - self._heard
 
     def items(self) -> list[Any]:
         with self._lock:
@@ -119,6 +157,7 @@ class Reflector:
             # A relist (at start, or after 410 Gone) may hide changes no event announced.
             for item in result.items:
                 self._on_event("ADDED", item)
+        self.heard()
         self.synced.set()
         return str(result.metadata.resource_version or "")
 
@@ -136,13 +175,13 @@ class Reflector:
         from kubernetes import watch
         from kubernetes.client.exceptions import ApiException
 
-        delay = 1.0
+        delay = MIN_BACKOFF
         version = ""
         while not self._stop.is_set():
             try:
                 if not version:
                     version = self.relist()
-                    delay = 1.0
+                    delay = MIN_BACKOFF
                 stream = (self._watch_factory or watch.Watch)()
                 for event in stream.stream(
                     self._list,
@@ -150,8 +189,11 @@ class Reflector:
                     resource_version=version,
                     timeout_seconds=self._watch_timeout,
                     allow_watch_bookmarks=True,
+                    _request_timeout=(10, self._read_timeout),
                     **self._kwargs,
                 ):
+                    self.heard()
+                    delay = MIN_BACKOFF
                     if self._stop.is_set():
                         stream.stop()
                         return
@@ -168,20 +210,23 @@ class Reflector:
                         break
                     self.apply_event(event["type"], obj)
                     version = obj.metadata.resource_version or version
+                else:
+                    self.heard()  # the server ended the watch after its timeout
+                    delay = MIN_BACKOFF
+                continue
             except ApiException as error:
                 if error.status == 410:
                     version = ""
                     continue
-                log.warning(
-                    "%s watch failed (%s); retrying in %.0fs", self.name, error.status, delay
-                )
-                self._stop.wait(delay + random.random())  # noqa: S311 - jitter, not crypto
-                delay = min(delay * 2, 30.0)
+                problem = f"API server answered {error.status}"
             except Exception as error:  # network errors of every kind: keep trying
-                log.warning("%s watch failed (%s); retrying in %.0fs", self.name, error, delay)
-                version = ""
-                self._stop.wait(delay + random.random())  # noqa: S311
-                delay = min(delay * 2, 30.0)
+                # Resume from the last resourceVersion: a relist of every secret is costly,
+                # and if the version is too old the API server says 410 and we relist then.
+                problem = type(error).__name__
+            log.warning("%s watch failed (%s); retrying in %.1fs", self.name, problem, delay)
+            if self._sleep(delay + self._jitter() * delay / 2):
+                return
+            delay = min(delay * 2, MAX_BACKOFF)
 
 
 def secret_info(secret: Any) -> SecretInfo:
@@ -212,14 +257,22 @@ def namespace_labels_of(namespace: Any) -> dict[str, str]:
 class KubeClusterView:
     """The core's ClusterView over list+watch caches, with direct reads to confirm absence."""
 
-    def __init__(self, core_api: Any) -> None:
+    def __init__(
+        self,
+        core_api: Any,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        max_silence: float = MAX_SILENCE_SECONDS,
+    ) -> None:
         self.api = core_api
+        self.max_silence = max_silence
         self.secret_caches = [
             Reflector(
                 f"secrets-{kind.rsplit('/', 1)[-1]}",
                 core_api.list_secret_for_all_namespaces,
                 secret_info,
                 list_kwargs={"field_selector": f"type={kind}"},
+                clock=clock,
             )
             for kind in (DOCKER_CONFIG_JSON, DOCKER_CFG)
         ]
@@ -227,8 +280,11 @@ class KubeClusterView:
             "serviceaccounts",
             core_api.list_service_account_for_all_namespaces,
             service_account_info,
+            clock=clock,
         )
-        self.namespaces = Reflector("namespaces", core_api.list_namespace, namespace_labels_of)
+        self.namespaces = Reflector(
+            "namespaces", core_api.list_namespace, namespace_labels_of, clock=clock
+        )
 
     def reflectors(self) -> list[Reflector]:
         return [*self.secret_caches, self.accounts, self.namespaces]
@@ -238,7 +294,17 @@ class KubeClusterView:
             reflector.start()
 
     def not_synced(self) -> list[str]:
-        return [f"{r.name} cache not synced" for r in self.reflectors() if not r.synced.is_set()]
+        """Why the caches cannot be trusted now: not synced yet, or silent for too long."""
+        problems = []
+        for reflector in self.reflectors():
+            silence = reflector.silence()
+            if not reflector.synced.is_set() or silence is None:
+                problems.append(f"{reflector.name} cache not synced")
+            elif silence > self.max_silence:
+                problems.append(
+                    f"{reflector.name} cache has not heard from the API server for {silence:.0f}s"
+                )
+        return problems
 
     def _read(self, reader: Callable[..., Any], *args: str) -> Any | None:
         from kubernetes.client.exceptions import ApiException
