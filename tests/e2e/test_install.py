@@ -121,3 +121,35 @@ def test_a_renewal_is_served_without_a_restart(installed: Installation) -> None:
     assert all(replica.process.poll() is None for replica in installed.replicas)
     denied = plane.apply(pod("renewed", "e2e", "Bad:Ref"), "--dry-run=server")
     assert 'admission webhook "validate.pullguard.io" denied the request' in denied.stderr
+
+
+def test_a_garbage_certificate_in_the_secret_is_repaired_by_the_running_replicas(
+    installed: Installation,
+) -> None:
+    plane = installed.plane
+    before = stored_bundle(installed)
+    pids = [replica.process.pid for replica in installed.replicas]
+    garbage = base64.b64encode(b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
+    patch = {"data": {"tls.crt": garbage.decode()}}
+    plane.kubectl(
+        "patch", "secret", SECRET_NAME, "-n", NAMESPACE, "-p", json.dumps(patch), check=True
+    )
+
+    def repaired() -> bytes | None:
+        current = stored_bundle(installed)["tls.crt"]
+        try:
+            return current if x509.load_pem_x509_certificate(current) else None
+        except ValueError:
+            return None
+
+    fresh = wait_for(repaired, 30, "a replica repairing the certificate")
+    assert stored_bundle(installed)["ca.crt"] == before["ca.crt"]
+    for replica in installed.replicas:
+        wait_for(
+            lambda r=replica: r.served_certificate() == der(fresh),
+            30,
+            f"replica on {replica.port} serving the repaired certificate",
+        )
+    assert [replica.process.pid for replica in installed.replicas] == pids
+    denied = plane.apply(pod("repaired", "e2e", "Bad:Ref"), "--dry-run=server")
+    assert 'admission webhook "validate.pullguard.io" denied the request' in denied.stderr

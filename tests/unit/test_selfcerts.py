@@ -9,7 +9,7 @@ from pathlib import Path
 
 from cryptography import x509
 
-from webhook.edge.certs import not_after
+from webhook.edge.certs import make_bundle, not_after, service_dns_names
 from webhook.edge.selfcerts import CertController
 
 NOW = datetime.datetime(2026, 11, 21, tzinfo=datetime.UTC)
@@ -102,3 +102,86 @@ def test_a_replica_that_loses_the_renewal_race_adopts_the_winner(tmp_path: Path)
 
     api.read_secret = read_once_stale  # type: ignore[method-assign]
     assert loser.sync() == renewed
+
+
+def _served_pair_is_valid(directory: Path, ca_pem: bytes) -> None:
+    """The files gunicorn serves load as a pair and verify against ``ca_pem``."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(directory / "tls.crt", directory / "tls.key")
+    cert = x509.load_pem_x509_certificate((directory / "tls.crt").read_bytes())
+    cert.verify_directly_issued_by(x509.load_pem_x509_certificate(ca_pem))
+
+
+def test_garbage_serving_certificate_is_reissued_by_the_same_ca(tmp_path: Path) -> None:
+    api = FakeCertApi()
+    original = controller(api, tmp_path / "a").sync()
+    assert api.data is not None
+    api.data["tls.crt"] = b"-----BEGIN CERTIFICATE-----\ngarbage\n-----END CERTIFICATE-----\n"
+    repaired = controller(api, tmp_path / "b").sync()  # a replica starting now: no crash
+    assert repaired.ca_cert == original.ca_cert
+    assert repaired.cert != original.cert
+    _served_pair_is_valid(tmp_path / "b", original.ca_cert)
+
+
+def test_a_certificate_with_the_wrong_key_is_reissued(tmp_path: Path) -> None:
+    api = FakeCertApi()
+    original = controller(api, tmp_path / "a").sync()
+    other = make_bundle(["x"])
+    assert api.data is not None
+    api.data["tls.key"] = other.key  # handshakes would fail forever with this pair
+    repaired = controller(api, tmp_path / "b").sync()
+    assert repaired.ca_cert == original.ca_cert
+    _served_pair_is_valid(tmp_path / "b", original.ca_cert)
+
+
+def test_a_serving_certificate_from_another_ca_is_reissued(tmp_path: Path) -> None:
+    api = FakeCertApi()
+    original = controller(api, tmp_path / "a").sync()
+    foreign = make_bundle(service_dns_names("pullguard", "pullguard"))
+    assert api.data is not None
+    api.data["tls.crt"], api.data["tls.key"] = foreign.cert, foreign.key
+    controller(api, tmp_path / "b").sync()
+    _served_pair_is_valid(tmp_path / "b", original.ca_cert)
+
+
+def test_garbage_ca_is_replaced_and_published(tmp_path: Path) -> None:
+    api = FakeCertApi()
+    controller(api, tmp_path / "a").sync()
+    assert api.data is not None
+    api.data["ca.key"] = b"not a key"
+    repaired = controller(api, tmp_path / "b").sync()
+    assert api.bundles["validate"].startswith(repaired.ca_cert)
+    _served_pair_is_valid(tmp_path / "b", repaired.ca_cert)
+
+
+def test_an_ageing_ca_is_rotated_with_both_cas_in_the_bundle(tmp_path: Path) -> None:
+    api = FakeCertApi()
+    original = controller(api, tmp_path / "a").sync()
+    # Seven years on: the CA (ten years) has less than a third of its life left.
+    later = NOW + datetime.timedelta(days=7 * 365)
+    rotated = controller(api, tmp_path / "b", later).sync()
+    assert rotated.ca_cert != original.ca_cert
+    assert not_after(rotated.cert) <= not_after(rotated.ca_cert)
+    # API servers that still hold the old bundle keep trusting until they get the new one.
+    assert api.bundles["validate"] == rotated.ca_cert + original.ca_cert
+    _served_pair_is_valid(tmp_path / "b", rotated.ca_cert)
+    # Once the old CA has expired it leaves the bundle.
+    much_later = NOW + datetime.timedelta(days=10 * 365 + 30)
+    controller(api, tmp_path / "c", much_later).sync()
+    assert api.bundles["validate"].count(b"BEGIN CERTIFICATE") == 1
+
+
+def test_replicas_repairing_at_once_converge(tmp_path: Path) -> None:
+    api = FakeCertApi()
+    controller(api, tmp_path / "x").sync()
+    assert api.data is not None
+    api.data["tls.crt"] = b"garbage"
+    first = controller(api, tmp_path / "a")
+    second = controller(api, tmp_path / "b")
+    stale = api.read_secret()
+    first_result = first.sync()
+    calls = iter([stale])
+    original_read = api.read_secret
+    api.read_secret = lambda: next(calls, None) or original_read()  # type: ignore[method-assign]
+    assert second.sync() == first_result
+    assert (tmp_path / "a" / "tls.crt").read_bytes() == (tmp_path / "b" / "tls.crt").read_bytes()

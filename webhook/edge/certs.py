@@ -30,6 +30,8 @@ class CertBundle:
     ca_key: bytes
     cert: bytes
     key: bytes
+    previous_ca: bytes = b""
+    """The CA this one replaced, still trusted (in the CA bundle) until it expires."""
 
     def write(self, directory: Path) -> dict[str, Path]:
         directory.mkdir(parents=True, exist_ok=True)

@@ -7,7 +7,16 @@ bundle into its two webhook configurations. A loop then:
 - re-reads the Secret, so a certificate renewed by another replica is picked up;
 - renews the serving certificate when less than a third of its life is left (months ahead),
   signed by the same CA, so the webhook configurations' CA bundle does not change;
-- re-asserts the CA bundle (someone may have re-applied the manifests with an empty one).
+- re-asserts the CA bundle (someone may have re-applied the manifests with an empty one);
+- repairs what is broken, whoever broke it: every pass validates the stored bundle (each
+  part parses, each key matches its certificate, the serving certificate is issued by the CA
+  and names what it must, both are inside their lifetimes) and regenerates only what fails.
+  A bad serving certificate is re-issued by the same CA. A bad CA, or one with less than a
+  third of its life left, is replaced; the old one, while still valid, stays in the CA
+  bundle beside the new one (``ca-previous.crt``), and the bundle is published before the new
+  certificate is served, so no API server ever holds a bundle that cannot verify it. A garbage
+  ``tls.crt`` used to crash-loop every replica, a mismatched key to fail every handshake, and
+  an expired CA to go on signing renewals.
 
 Replicas agree on one certificate: the Secret is created with "create" (a second replica
 gets 409 and adopts the winner's) and renewed with a resourceVersion precondition (a loser
@@ -35,13 +44,22 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
 
-from webhook.edge.certs import CertBundle, make_bundle, not_after, service_dns_names
+from webhook.edge.certs import (
+    CA_VALIDITY,
+    CertBundle,
+    make_bundle,
+    not_after,
+    service_dns_names,
+)
 
 log = logging.getLogger("pullguard.certs")
 
 SECRET_NAME = "pullguard-tls"  # noqa: S105 - a name, not a password
 KEYS = ("ca.crt", "ca.key", "tls.crt", "tls.key")
+PREVIOUS_CA = "ca-previous.crt"
 
 
 class CertApi(Protocol):
@@ -93,58 +111,88 @@ class CertController:
     def keyfile(self) -> Path:
         return self.directory / "tls.key"
 
-    def _bundle(self, data: Mapping[str, bytes]) -> CertBundle | None:
-        if not all(key in data for key in KEYS):
-            return None
-        return CertBundle(data["ca.crt"], data["ca.key"], data["tls.crt"], data["tls.key"])
+    def _valid(self, cert: x509.Certificate | None, lifetime: datetime.timedelta) -> bool:
+        """Inside its lifetime, with more than a third of ``lifetime`` left."""
+        if cert is None:
+            return False
+        now = self.now()
+        return cert.not_valid_before_utc <= now and cert.not_valid_after_utc - now > lifetime / 3
 
-    def _needs_renewal(self, bundle: CertBundle) -> bool:
-        expiry = not_after(bundle.cert)
-        if expiry - self.now() < self.validity / 3:
-            return True
-        dns, ips = subject_alt_names(bundle.cert)
-        return not (set(self.dns_names) <= dns and set(self.ip_addresses) <= ips)
+    def _serving_problem(self, data: Mapping[str, bytes], ca: x509.Certificate) -> str | None:
+        """Why the stored serving certificate cannot be served, or ``None``."""
+        cert = _load_pair(data.get("tls.crt"), data.get("tls.key"))
+        if cert is None:
+            return "the serving certificate or its key is unreadable, or they do not match"
+        try:
+            cert.verify_directly_issued_by(ca)
+        except (ValueError, TypeError, InvalidSignature):
+            return "the serving certificate is not issued by the CA"
+        if not self._valid(cert, self.validity):
+            return "the serving certificate expires within a third of its lifetime"
+        dns, ips = subject_alt_names(data["tls.crt"])
+        if not (set(self.dns_names) <= dns and set(self.ip_addresses) <= ips):
+            return "the serving certificate lacks a name it must carry"
+        return None
 
-    def _renew(self, old: CertBundle | None) -> CertBundle:
-        if old is None:
-            return make_bundle(
-                self.dns_names, self.ip_addresses, now=self.now(), validity=self.validity
+    def _desired(self, data: Mapping[str, bytes]) -> tuple[CertBundle, str | None]:
+        """The bundle to serve, and why it differs from the stored one (``None``: it does not)."""
+        now = self.now()
+        ca = _load_pair(data.get("ca.crt"), data.get("ca.key"))
+        if not self._valid(ca, CA_VALIDITY):
+            # Keep trusting the old CA while it is still valid: API servers may hold it.
+            old = ca or _load_cert(data.get("ca.crt"))
+            keep = bool(old and old.not_valid_before_utc <= now < old.not_valid_after_utc)
+            fresh = make_bundle(self.dns_names, self.ip_addresses, now=now, validity=self.validity)
+            reason = "a new CA" + (" (the stored one is invalid or ageing)" if data else "")
+            previous = data["ca.crt"] if keep else b""
+            return CertBundle(fresh.ca_cert, fresh.ca_key, fresh.cert, fresh.key, previous), reason
+        assert ca is not None
+        previous = data.get(PREVIOUS_CA, b"")
+        old = _load_cert(previous)
+        if previous and not (old and now < old.not_valid_after_utc):
+            previous = b""  # the replaced CA has expired: out of the bundle
+        problem = self._serving_problem(data, ca)
+        if problem is not None:
+            fresh = make_bundle(
+                self.dns_names,
+                self.ip_addresses,
+                now=now,
+                ca_cert_pem=data["ca.crt"],
+                ca_key_pem=data["ca.key"],
+                validity=self.validity,
             )
-        return make_bundle(
-            self.dns_names,
-            self.ip_addresses,
-            now=self.now(),
-            ca_cert_pem=old.ca_cert,
-            ca_key_pem=old.ca_key,
-            validity=self.validity,
+            bundle = CertBundle(data["ca.crt"], data["ca.key"], fresh.cert, fresh.key, previous)
+            return bundle, f"serving certificate re-issued: {problem}"
+        bundle = CertBundle(
+            data["ca.crt"], data["ca.key"], data["tls.crt"], data["tls.key"], previous
         )
+        return bundle, None if previous == data.get(PREVIOUS_CA, b"") else "expired CA dropped"
 
     def sync(self) -> CertBundle:
-        """One pass: agree on a certificate, write it out, fix the CA bundles."""
+        """One pass: agree on a valid certificate, publish its CA bundle, write it out."""
         for _ in range(5):
             current = self.api.read_secret()
-            if current is None:
-                bundle = self._renew(None)
-                if not self.api.create_secret(_as_data(bundle)):
-                    continue  # another replica created it first: adopt theirs
-                log.info("created CA and serving certificate in Secret %s", SECRET_NAME)
-            else:
-                data, version = current
-                existing = self._bundle(data)
-                if existing is not None and not self._needs_renewal(existing):
-                    bundle = existing
-                else:
-                    bundle = self._renew(existing)
-                    if not self.api.update_secret(_as_data(bundle), version):
-                        continue  # another replica renewed first: re-read
-                    log.info(
-                        "serving certificate renewed; valid until %s",
-                        not_after(bundle.cert).isoformat(),
-                    )
-            self._write(bundle)
-            changed = self.api.ensure_ca_bundle(bundle.ca_cert)
+            data, version = current if current is not None else ({}, None)
+            bundle, reason = self._desired(data)
+            if reason is not None:
+                stored = (
+                    self.api.create_secret(_as_data(bundle))
+                    if version is None
+                    else self.api.update_secret(_as_data(bundle), version)
+                )
+                if not stored:
+                    continue  # another replica wrote first: re-read and judge theirs
+                log.info(
+                    "Secret %s: %s; serving certificate valid until %s",
+                    SECRET_NAME,
+                    reason,
+                    not_after(bundle.cert).isoformat(),
+                )
+            # The bundle first: an API server must trust the CA before it meets its certificate.
+            changed = self.api.ensure_ca_bundle(bundle.ca_cert + bundle.previous_ca)
             if changed:
                 log.info("CA bundle set on %d webhook entries", changed)
+            self._write(bundle)
             return bundle
         raise RuntimeError("could not agree on a certificate after 5 attempts")
 
@@ -197,12 +245,38 @@ def subject_alt_names(cert_pem: bytes) -> tuple[set[str], set[str]]:
 
 
 def _as_data(bundle: CertBundle) -> dict[str, bytes]:
-    return {
+    data = {
         "ca.crt": bundle.ca_cert,
         "ca.key": bundle.ca_key,
         "tls.crt": bundle.cert,
         "tls.key": bundle.key,
     }
+    if bundle.previous_ca:
+        data[PREVIOUS_CA] = bundle.previous_ca
+    return data
+
+
+def _load_pair(cert_pem: bytes | None, key_pem: bytes | None) -> x509.Certificate | None:
+    """The certificate, if it and its key parse and belong together."""
+    if not cert_pem or not key_pem:
+        return None
+    try:
+        cert = x509.load_pem_x509_certificate(cert_pem)
+        key = serialization.load_pem_private_key(key_pem, password=None)
+    except (ValueError, TypeError):
+        return None
+    spki = serialization.PublicFormat.SubjectPublicKeyInfo
+    der = serialization.Encoding.DER
+    if cert.public_key().public_bytes(der, spki) != key.public_key().public_bytes(der, spki):
+        return None
+    return cert
+
+
+def _load_cert(pem: bytes | None) -> x509.Certificate | None:
+    try:
+        return x509.load_pem_x509_certificate(pem) if pem else None
+    except ValueError:
+        return None
 
 
 class KubeCertApi:
