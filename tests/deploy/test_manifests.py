@@ -161,3 +161,57 @@ def test_network_policy_component_renders_and_validates(tmp_path: Path) -> None:
     container = by_kind(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]
     assert ports == {p["name"] for p in container["ports"]} == {"https", "metrics"}
     assert "--metrics-port" in container["args"]
+
+
+def _with_component(tmp_path: Path, component: str) -> list[dict[str, Any]]:
+    overlay = tmp_path / "overlay"
+    overlay.mkdir(exist_ok=True)
+    base = os.path.relpath(ROOT / "deploy", overlay)
+    path = os.path.relpath(ROOT / "deploy" / "components" / component, overlay)
+    (overlay / "kustomization.yaml").write_text(
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
+        f"resources: [{base}]\ncomponents: [{path}]\n"
+    )
+    assert KUBECTL is not None
+    out = subprocess.run(
+        [KUBECTL, "kustomize", "--load-restrictor=LoadRestrictionsNone", str(overlay)],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout
+    return [d for d in yaml.safe_load_all(out) if d]
+
+
+def test_by_default_pullguard_can_write_no_secret_outside_its_namespace() -> None:
+    cluster_role = next(
+        o
+        for o in render("deploy")
+        if o["kind"] == "ClusterRole" and o["metadata"]["name"] == "pullguard"
+    )
+    for rule in cluster_role["rules"]:
+        if "secrets" in rule["resources"]:
+            assert set(rule["verbs"]) <= {"get", "list", "watch"}, rule
+
+
+def test_secret_copy_component_is_narrow_and_valid(tmp_path: Path) -> None:
+    objects = _with_component(tmp_path, "default-pull-secrets")
+    role = next(
+        o
+        for o in objects
+        if o["metadata"]["name"] == "pullguard-secret-copies" and o["kind"] == "ClusterRole"
+    )
+    create, modify = role["rules"]
+    assert create["verbs"] == ["create"]
+    assert modify["verbs"] == ["patch", "delete"] and modify["resourceNames"]
+    for obj in objects:
+        if obj["metadata"].get("name") == "pullguard-secret-copies":
+            kubernetes_validate.validate(obj, SCHEMA_VERSION, strict=True)
+            assert obj["metadata"]["labels"]["app.kubernetes.io/name"] == "pullguard"
+    kinds = {o["kind"] for o in objects if o["metadata"].get("name") == "pullguard-secret-copies"}
+    assert kinds == {
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
+    }

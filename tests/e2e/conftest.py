@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import signal
 import ssl
 import subprocess
@@ -141,8 +142,35 @@ def set_config(plane: ControlPlane, text: str) -> None:
 # -- deploy/ ------------------------------------------------------------------------------
 
 
+#: The admin's overlay the tests install: deploy/ with secret copying switched on, for the
+#: default secret the test configuration names.
+OVERLAY = """apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+resources: [{deploy}]
+components: [{component}]
+patches:
+  - target: {{kind: ClusterRole, name: pullguard-secret-copies}}
+    patch: |-
+      - op: replace
+        path: /rules/1/resourceNames
+        value: [corp-pull]
+"""
+
+
 def rendered_deploy(plane: ControlPlane) -> list[dict[str, Any]]:
-    text = plane.kubectl("kustomize", str(ROOT / "deploy"), check=True).stdout
+    overlay = plane.workdir / "overlay"
+    overlay.mkdir(exist_ok=True)
+    (overlay / "kustomization.yaml").write_text(
+        OVERLAY.format(
+            deploy=os.path.relpath(ROOT / "deploy", overlay),
+            component=os.path.relpath(
+                ROOT / "deploy" / "components" / "default-pull-secrets", overlay
+            ),
+        )
+    )
+    text = plane.kubectl(
+        "kustomize", "--load-restrictor=LoadRestrictionsNone", str(overlay), check=True
+    ).stdout
     return [d for d in yaml.safe_load_all(text) if d]
 
 

@@ -150,3 +150,62 @@ def test_a_forged_copy_never_receives_another_namespaces_secret(
     finally:
         fresh.stop()
         plane.apply(pull_secret("corp-pull", NAMESPACE, "corp.example.com"), check=True)
+
+
+def _secret(name: str, ns: str, secret_type: str, labelled: bool) -> str:
+    metadata: dict[str, object] = {"name": name, "namespace": ns}
+    if labelled:
+        metadata["labels"] = {"app.kubernetes.io/managed-by": "pullguard"}
+        metadata["annotations"] = {"pullguard.io/copy-proof": "p" * 64}
+    data = {".dockerconfigjson": base64.b64encode(b'{"auths": {}}').decode()}
+    if secret_type == "Opaque":
+        data = {"token": base64.b64encode(b"planted").decode()}
+    return json.dumps(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": metadata,
+            "type": secret_type,
+            "data": data,
+        }
+    )
+
+
+def test_pullguards_own_rights_cannot_plant_or_rewrite_other_secrets(
+    installed: Installation, tenant: Path
+) -> None:
+    # Even pullguard's own token, with the opt-in copy rights, can only write labelled pull
+    # secrets, and only patch or delete the configured names.
+    plane, sa = installed.plane, installed.kubeconfig
+    planted = plane.kubectl(
+        "create", "-f", "-", stdin=_secret("planted", TENANT, "Opaque", True), kubeconfig=sa
+    )
+    assert not planted.ok
+    assert "pullguard may only write pull secrets that are its own labelled copies" in (
+        planted.stderr
+    )
+    unlabelled = plane.kubectl(
+        "create",
+        "-f",
+        "-",
+        stdin=_secret("corp-pull", TENANT, "kubernetes.io/dockerconfigjson", False),
+        kubeconfig=sa,
+    )
+    assert not unlabelled.ok and "its own labelled copies" in unlabelled.stderr
+    plane.kubectl(
+        "create", "secret", "generic", "app-config", "-n", TENANT, "--from-literal=a=b", check=True
+    )
+    patched = plane.kubectl(
+        "patch", "secret", "app-config", "-n", TENANT, "-p", '{"data":{"a":"Yw=="}}', kubeconfig=sa
+    )
+    assert not patched.ok and "forbidden" in patched.stderr.lower()
+    deleted = plane.kubectl("delete", "secret", "app-config", "-n", TENANT, kubeconfig=sa)
+    assert not deleted.ok and "forbidden" in deleted.stderr.lower()
+    made = plane.kubectl(
+        "create",
+        "-f",
+        "-",
+        stdin=_secret("corp-pull", "e2e", "kubernetes.io/dockerconfigjson", True),
+        kubeconfig=sa,
+    )
+    assert made.ok or "already exists" in made.stderr, made.stderr
