@@ -34,6 +34,13 @@ def register(sub: Any) -> None:  # argparse's _SubParsersAction is private
         help="the webhook's own namespace (default: POD_NAMESPACE, else the "
         "in-cluster service account's)",
     )
+    serve.add_argument(
+        "--configmap",
+        default="pullguard-config",
+        metavar="NAME",
+        help="the ConfigMap (key config.yaml) in the webhook's namespace to read and watch "
+        "(default pullguard-config)",
+    )
     serve.add_argument("--cert", metavar="FILE", help="serving certificate (PEM)")
     serve.add_argument("--key", metavar="FILE", help="its private key (PEM)")
     serve.add_argument("--port", type=int, default=8443)
@@ -274,7 +281,7 @@ def _cluster_runtime(args: argparse.Namespace, store: Any, metrics: Any) -> Any:
                 "pullguard serve: cannot tell the webhook's namespace; pass "
                 "--namespace or set POD_NAMESPACE"
             )
-        ConfigMapSource(api, namespace, store).start()
+        ConfigMapSource(api, namespace, store, args.configmap).start()
     copy_secret = None
     if namespace:
         try:

@@ -215,3 +215,96 @@ def test_secret_copy_component_is_narrow_and_valid(tmp_path: Path) -> None:
         "ValidatingAdmissionPolicy",
         "ValidatingAdmissionPolicyBinding",
     }
+
+
+def _renamed(tmp_path: Path, top: str) -> list[dict[str, Any]]:
+    """``top`` (deploy or deploy/cert-manager) with the secret-copy component, renamed the
+    documented way: namespace and namePrefix set in the top kustomization itself."""
+    copy = tmp_path / "deploy"
+    shutil.copytree(ROOT / "deploy", copy)
+    kustomization = copy / top.removeprefix("deploy").strip("/") / "kustomization.yaml"
+    component = os.path.relpath(copy / "components" / "default-pull-secrets", kustomization.parent)
+    text = kustomization.read_text().replace(
+        "\nresources:",
+        f"\nnamespace: guard\nnamePrefix: acme-\ncomponents: [{component}]\nresources:",
+        1,
+    )
+    kustomization.write_text(text)
+    assert KUBECTL is not None
+    out = subprocess.run(
+        [KUBECTL, "kustomize", str(kustomization.parent)],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout
+    return [d for d in yaml.safe_load_all(out) if d]
+
+
+@pytest.mark.parametrize("top", ["deploy", "deploy/cert-manager"])
+def test_renaming_in_one_place_renames_every_reference(tmp_path: Path, top: str) -> None:
+    objects = _renamed(tmp_path, top)
+
+    def one(kind: str, name: str | None = None) -> dict[str, Any]:
+        (found,) = [
+            o for o in objects if o["kind"] == kind and name in (None, o["metadata"]["name"])
+        ]
+        return found
+
+    namespace = one("Namespace")["metadata"]["name"]
+    service = one("Service")["metadata"]["name"]
+    account = one("ServiceAccount")["metadata"]["name"]
+    configmap = one("ConfigMap")["metadata"]["name"]
+    assert (namespace, service, account, configmap) == (
+        "guard",
+        "acme-pullguard",
+        "acme-pullguard",
+        "acme-pullguard-config",
+    )
+    pod = one("Deployment")["spec"]["template"]["spec"]
+    args = pod["containers"][0]["args"]
+    assert args[args.index("--configmap") + 1] == configmap
+    if "--service" in args:
+        assert args[args.index("--service") + 1] == service
+    assert pod["serviceAccountName"] == account
+    hooks = [one("ValidatingWebhookConfiguration"), one("MutatingWebhookConfiguration")]
+    for configuration in hooks:
+        for hook in configuration["webhooks"]:
+            assert hook["clientConfig"]["service"]["name"] == service
+            assert hook["clientConfig"]["service"]["namespace"] == namespace
+            excluded = hook["namespaceSelector"]["matchExpressions"][0]["values"]
+            assert namespace in excluded and "kube-system" in excluded
+    for binding in [o for o in objects if o["kind"] in ("RoleBinding", "ClusterRoleBinding")]:
+        assert binding["subjects"] == [
+            {"kind": "ServiceAccount", "name": account, "namespace": namespace}
+        ]
+    names = [c["metadata"]["name"] for c in hooks]
+    own_rule = one("ClusterRole", "acme-pullguard")["rules"][4]
+    assert own_rule["resourceNames"] == names
+    policy = one("ValidatingAdmissionPolicy")["spec"]["matchConditions"][0]["expression"]
+    assert f"'serviceaccount', '{namespace}', '{account}']" in policy
+    binding = one("ValidatingAdmissionPolicyBinding")
+    assert binding["spec"]["matchResources"]["namespaceSelector"]["matchExpressions"][0][
+        "values"
+    ] == [namespace]
+    for obj in objects:
+        if obj["apiVersion"].startswith(BUILT_IN_GROUPS):
+            kubernetes_validate.validate(obj, SCHEMA_VERSION, strict=True)
+    if top == "deploy/cert-manager":
+        certificate = one("Certificate")
+        assert f"{service}.{namespace}.svc" in certificate["spec"]["dnsNames"]
+        for configuration in hooks:
+            annotation = configuration["metadata"]["annotations"]["cert-manager.io/inject-ca-from"]
+            assert annotation == f"{namespace}/{certificate['metadata']['name']}"
+
+
+def test_both_tops_carry_the_same_name_replacements() -> None:
+    # kustomize cannot share one replacements file between the two tops without loosening its
+    # load restrictions, so each carries the block; the cert-manager top adds its own after it.
+    def replacements(path: str) -> list[Any]:
+        document = yaml.safe_load((ROOT / path / "kustomization.yaml").read_text())
+        found: list[Any] = document["replacements"]
+        return found
+
+    shared = replacements("deploy")
+    assert replacements("deploy/cert-manager")[: len(shared)] == shared

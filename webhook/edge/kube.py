@@ -350,21 +350,24 @@ class KubeClusterView:
 class ConfigMapSource:
     """Watches the ConfigMap ``pullguard-config`` in the webhook's namespace."""
 
-    def __init__(self, core_api: Any, namespace: str, store: ConfigStore) -> None:
+    def __init__(
+        self, core_api: Any, namespace: str, store: ConfigStore, name: str = CONFIGMAP_NAME
+    ) -> None:
         self.store = store
         self.namespace = namespace
+        self.name = name
         self.reflector = Reflector(
             "configmap",
             core_api.list_namespaced_config_map,
             lambda cm: cm,
             list_args=(namespace,),
-            list_kwargs={"field_selector": f"metadata.name={CONFIGMAP_NAME}"},
+            list_kwargs={"field_selector": f"metadata.name={name}"},
             on_event=self._on_event,
         )
 
     def _apply(self, configmap: Any) -> None:
         text = (configmap.data or {}).get(CONFIGMAP_KEY)
-        source = f"ConfigMap {self.namespace}/{CONFIGMAP_NAME}"
+        source = f"ConfigMap {self.namespace}/{self.name}"
         if text is None:
             log.error("%s has no key %r; configuration unchanged", source, CONFIGMAP_KEY)
             return
@@ -377,7 +380,7 @@ class ConfigMapSource:
             log.warning(
                 "ConfigMap %s/%s deleted; the last good configuration stays in force",
                 self.namespace,
-                CONFIGMAP_NAME,
+                self.name,
             )
 
     def start(self) -> None:
@@ -390,7 +393,7 @@ class ConfigMapSource:
             log.warning(
                 "ConfigMap %s/%s not found; running on the embedded default",
                 self.namespace,
-                CONFIGMAP_NAME,
+                self.name,
             )
             self.store.apply_text(default_config_text(), "embedded default")
 
