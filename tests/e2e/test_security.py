@@ -209,3 +209,41 @@ def test_pullguards_own_rights_cannot_plant_or_rewrite_other_secrets(
         kubeconfig=sa,
     )
     assert made.ok or "already exists" in made.stderr, made.stderr
+
+
+def test_a_password_in_a_secret_key_never_reaches_a_denial_or_an_event(
+    installed: Installation, tenant: Path
+) -> None:
+    plane = installed.plane
+    leaky = {"auths": {"https://robot:Sup3rS3cret@registry.example.com/v1/": {"auth": "dTpw"}}}
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "leaky", "namespace": TENANT},
+        "type": "kubernetes.io/dockerconfigjson",
+        "data": {".dockerconfigjson": base64.b64encode(json.dumps(leaky).encode()).decode()},
+    }
+    assert plane.kubectl("apply", "-f", "-", stdin=json.dumps(secret), kubeconfig=tenant).ok
+    # The key covers registry.example.com: that pod runs (matched on host and path only) ...
+    covered = pod("covered", TENANT, "registry.example.com/team/app:1", ("leaky",))
+    result = plane.kubectl("apply", "--dry-run=server", "-f", "-", stdin=covered, kubeconfig=tenant)
+    assert result.ok, result.stderr
+    # ... and a denial (registry.example.com needs credentials; "leaky" is unreadable for
+    # this one) never repeats the key as written.
+    broken = dict(secret)
+    broken["metadata"] = {"name": "broken", "namespace": TENANT}
+    bad = {"auths": {"https://robot:Sup3rS3cret@registry.example.com/v1/": "not an object"}}
+    broken["data"] = {".dockerconfigjson": base64.b64encode(json.dumps(bad).encode()).decode()}
+    assert plane.kubectl("apply", "-f", "-", stdin=json.dumps(broken), kubeconfig=tenant).ok
+    denied = plane.kubectl(
+        "apply",
+        "-f",
+        "-",
+        stdin=pod("denied", TENANT, "registry.example.com/team/app:1", ("broken",)),
+        kubeconfig=tenant,
+    )
+    assert not denied.ok
+    assert 'imagePullSecret "broken"' in denied.stderr
+    assert "Sup3rS3cret" not in denied.stderr and "robot" not in denied.stderr
+    events = plane.kubectl("get", "events", "-n", TENANT, "-o", "json", check=True).stdout
+    assert "Sup3rS3cret" not in events
