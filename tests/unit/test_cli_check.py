@@ -58,7 +58,9 @@ def test_folder_with_multi_document_yaml_and_lists(tmp_path: Path) -> None:
         "pullguard denied Deployment team-a/web: 1 problem would cause ImagePullBackOff"
         in result.stdout
     )
-    assert "kubectl set image deployment/web web=docker.io/library/web:2 -n team-a" in result.stdout
+    # A manifest checked before it is applied: the fix is in the file, not a kubectl command.
+    assert "use image 'docker.io/library/web:2' in the manifest" in result.stdout
+    assert "kubectl set image" not in result.stdout
 
 
 def test_stdin_and_json_output() -> None:
@@ -71,10 +73,17 @@ def test_stdin_and_json_output() -> None:
 def test_cluster_state_file_judges_secrets(tmp_path: Path) -> None:
     state = tmp_path / "state.yaml"
     state.write_text(STATE)
+    config = tmp_path / "config.yaml"
+    config.write_text("privateRegistries: [registry.example.com]\n")
     pod = GOOD.replace("spec:\n", "spec:\n  imagePullSecrets: [{name: regcred}]\n")
-    result = check("-f", "-", "--cluster-state", str(state), stdin=pod)
+    private = pod.replace("nginx:1.25", "registry.example.com/app:1")
+    result = check("-f", "-", "--cluster-state", str(state), "--config", str(config), stdin=private)
     assert result.returncode == 1
     assert '(it exists in "other")' in result.stdout
+    # A public image runs without it: a warning, not a failure.
+    public = check("-f", "-", "--cluster-state", str(state), "--config", str(config), stdin=pod)
+    assert public.returncode == 0, public.stdout
+    assert "(not needed)" in public.stdout
 
 
 def test_invalid_config_is_refused_with_every_problem(tmp_path: Path) -> None:

@@ -272,3 +272,34 @@ def test_image_volume_alone_gets_the_default_secret() -> None:
     )
     result = mutate(request(obj), CONFIG, cluster_with())
     assert result.injected_secrets == ("corp",)
+
+
+def test_an_image_pulled_never_is_left_as_written() -> None:
+    # Preloaded on the nodes under its own name (kind load, say): on a mirror it would fail
+    # with ErrImageNeverPull, a failure pullguard would have caused.
+    obj = pod(
+        pod_spec(container("app", "nginx:1.25", "Never")),
+    )
+    obj["spec"]["volumes"] = [
+        {"name": "m", "image": {"reference": "acme/m:1", "pullPolicy": "Never"}}
+    ]
+    assert mutate(request(obj), CONFIG, cluster_with()).patch is None
+
+
+def test_the_annotation_records_the_image_before_the_latest_rewrite() -> None:
+    first = patched(
+        pod(pod_spec(container("app", "nginx:1.25"))),
+        mutate(
+            request(pod(pod_spec(container("app", "nginx:1.25")))), CONFIG, cluster_with()
+        ).patch,
+    )
+    # kubectl set image pod/p app=nginx:1.26: only that container's image changes.
+    updated = copy.deepcopy(first)
+    updated["spec"]["containers"][0]["image"] = "nginx:1.26"
+    result = mutate(request(updated, operation="UPDATE", old=first), CONFIG, cluster_with())
+    after = patched(updated, result.patch)
+    recorded = json.loads(after["metadata"]["annotations"][ORIGINAL_IMAGES_ANNOTATION])
+    assert recorded == {"app": "nginx:1.26"}
+    assert (
+        after["spec"]["containers"][0]["image"] == "mirror.example.com/dockerhub/library/nginx:1.26"
+    )

@@ -35,7 +35,14 @@ def test_invalid_reference_is_denied_with_the_correction() -> None:
         "- container \"web\": image 'docker.io/Library/Nginx:1.25' can never "
         "be pulled: repository name must be lowercase"
     )
+    # On CREATE the Deployment does not exist yet: the fix is in the manifest.
     assert lines[2] == (
+        "  Fix: use image 'docker.io/library/nginx:1.25' in the manifest, then apply it again"
+    )
+    # On UPDATE it exists, and kubectl set image changes it in place.
+    old = deployment(pod_spec(container("web", "docker.io/library/nginx:1.24")))
+    update = validate(request(obj, operation="UPDATE", old=old), PRIVATE, cluster_with())
+    assert (update.message or "").splitlines()[2] == (
         "  Fix: use image 'docker.io/library/nginx:1.25': kubectl set image "
         "deployment/web web=docker.io/library/nginx:1.25 -n team-a"
     )
@@ -315,3 +322,118 @@ def test_image_volume_pull_policy_is_named_as_its_own_field() -> None:
     (finding,) = decision.findings
     assert finding.pointer == "/spec/volumes/0/image/pullPolicy"
     assert "set pullPolicy: Always" in (finding.fix or "")
+
+
+# -- issue: no denial of what would run -------------------------------------------------
+
+
+def test_a_missing_secret_that_is_not_needed_only_warns() -> None:
+    # [regcred, legacy]: regcred covers the private registry, legacy is gone. The kubelet
+    # pulls with regcred and only records a warning event for legacy.
+    cluster = cluster_with(pull_secret("team-a", "regcred", "registry.example.com"))
+    obj = pod(pod_spec(container("app", REG_IMAGE), secrets=["regcred", "legacy"]))
+    decision = validate(request(obj), PRIVATE, cluster)
+    assert decision.allowed, decision.message
+    assert any('imagePullSecret "legacy" does not exist' in w for w in decision.warnings)
+
+
+def test_a_missing_secret_on_a_public_image_only_warns() -> None:
+    obj = pod(pod_spec(container("app", "nginx:1.25"), secrets=["gone"]))
+    decision = validate(request(obj), PRIVATE, cluster_with())
+    assert decision.allowed
+    assert any('"gone" does not exist' in w for w in decision.warnings)
+
+
+def test_a_missing_secret_that_is_needed_denies() -> None:
+    obj = pod(pod_spec(container("app", REG_IMAGE), secrets=["regcred"]))
+    decision = validate(request(obj), PRIVATE, cluster_with())
+    assert not decision.allowed
+    assert 'imagePullSecret "regcred" does not exist' in (decision.message or "")
+
+
+def test_kubectl_debug_of_a_pod_whose_list_names_a_missing_secret_is_allowed() -> None:
+    old = pod(pod_spec(container("app", "nginx:1.25"), secrets=["gone"]))
+    new = pod(pod_spec(container("app", "nginx:1.25"), secrets=["gone"]))
+    new["spec"]["ephemeralContainers"] = [{"name": "debugger", "image": "busybox:1.36"}]
+    review = request(new, operation="UPDATE", old=old, sub_resource="ephemeralcontainers")
+    decision = validate(review, PRIVATE, cluster_with())
+    assert decision.allowed, decision.message
+
+
+def _owned(obj: dict[str, object], kind: str = "ReplicaSet") -> dict[str, object]:
+    obj["metadata"]["ownerReferences"] = [  # type: ignore[index]
+        {"apiVersion": "apps/v1", "kind": kind, "name": "web-1", "uid": "u", "controller": True}
+    ]
+    return obj
+
+
+def test_controller_made_pods_are_denied_only_for_certain_failures() -> None:
+    config = load_config_text(
+        "checks: {pullPolicy: enforce}\nprivateRegistries: [registry.example.com]\n"
+    )
+    moving = _owned(pod(pod_spec(container("app", "nginx:latest", "IfNotPresent"))))
+    decision = validate(request(moving), config, cluster_with())
+    assert decision.allowed, decision.message  # advisory for a pod its controller made
+    assert any("IfNotPresent" in w for w in decision.warnings)
+    by_hand = pod(pod_spec(container("app", "nginx:latest", "IfNotPresent")))
+    assert not validate(request(by_hand), config, cluster_with()).allowed
+    # Certain failures still deny: they would fail on every node anyway.
+    broken = _owned(pod(pod_spec(container("app", "Nginx:1.25"))))
+    assert not validate(request(broken), config, cluster_with()).allowed
+    uncovered = _owned(pod(pod_spec(container("app", REG_IMAGE))))
+    assert not validate(request(uncovered), config, cluster_with()).allowed
+
+
+def test_replicasets_of_a_deployment_follow_the_same_rule() -> None:
+    config = load_config_text("checks: {pullPolicy: enforce}\n")
+
+    def replicaset() -> dict[str, object]:
+        spec = pod_spec(container("app", "nginx:latest", "IfNotPresent"))
+        return {
+            "apiVersion": "apps/v1",
+            "kind": "ReplicaSet",
+            "metadata": {"name": "web-1", "namespace": "team-a"},
+            "spec": {"template": {"metadata": {}, "spec": spec}},
+        }
+
+    assert validate(request(_owned(replicaset(), "Deployment")), config, cluster_with()).allowed
+    assert not validate(request(replicaset()), config, cluster_with()).allowed
+
+
+def test_a_template_whose_list_has_only_a_blank_name_gets_no_service_account_secrets() -> None:
+    # [{name: ""}] is a non-empty list: the ServiceAccount plugin adds nothing to its pods.
+    account = ServiceAccountInfo("team-a", "builder", ("regcred",))
+    cluster = cluster_with(
+        pull_secret("team-a", "regcred", "registry.example.com"), accounts=(account,)
+    )
+    spec = pod_spec(container("web", REG_IMAGE), sa="builder")
+    assert validate(request(deployment(spec)), PRIVATE, cluster).allowed
+    spec["imagePullSecrets"] = [{"name": ""}]
+    decision = validate(request(deployment(spec)), PRIVATE, cluster)
+    assert not decision.allowed
+    assert 'hide ServiceAccount "builder"\'s ("regcred")' in (decision.message or "")
+
+
+def test_ipv6_registries_match_their_secret_and_get_a_valid_secret_name() -> None:
+    config = load_config_text("privateRegistries: ['[2001:db8::1]:5000']\n")
+    image = "[2001:db8::1]:5000/team/app:1"
+    covered = cluster_with(pull_secret("team-a", "v6", "[2001:db8::1]:5000"))
+    obj = pod(pod_spec(container("app", image), secrets=["v6"]))
+    assert validate(request(obj), config, covered).allowed
+    decision = validate(request(pod(pod_spec(container("app", image)))), config, cluster_with())
+    assert not decision.allowed
+    (finding,) = decision.findings
+    name = (finding.fix or "").split("create secret docker-registry ")[1].split()[0]
+    import re
+
+    assert re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", name), name
+    assert len(name) <= 63
+
+
+def test_an_upper_case_single_label_host_warns_with_the_docker_hub_name() -> None:
+    decision = validate(
+        request(pod(pod_spec(container("app", "Bitnami/os-shell:12")))), PRIVATE, cluster_with()
+    )
+    assert decision.allowed  # a guess: the name might resolve somewhere
+    (warning,) = [w for w in decision.warnings if "Bitnami" in w]
+    assert "docker.io/bitnami/os-shell:12" in warning

@@ -16,8 +16,9 @@ Pure: cluster facts come from a :class:`~webhook.core.cluster.ClusterView`.
 
 from __future__ import annotations
 
+import re
 import shlex
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from webhook.core.cluster import ClusterUnavailable, ClusterView, SecretInfo
@@ -32,7 +33,7 @@ from webhook.core.keyring import (
     parse_pull_secret,
 )
 from webhook.core.podspec import Container
-from webhook.core.reference import InvalidReference, Reference, parse
+from webhook.core.reference import InvalidReference, Reference, parse, parse_or_none
 
 q = shlex.quote
 
@@ -44,9 +45,12 @@ class WorkloadRef:
     kind: str
     namespace: str
     name: str
+    exists: bool = False
+    """Already in the cluster (an UPDATE): on a CREATE there is nothing to run a command on
+    yet, and the fix is in the manifest."""
 
     def set_image_command(self, container: str, image: str) -> str | None:
-        if not self.name or self.kind not in _SET_IMAGE_KINDS:
+        if not self.exists or not self.name or self.kind not in _SET_IMAGE_KINDS:
             return None
         return (
             f"kubectl set image {self.kind.lower()}/{self.name} "
@@ -54,6 +58,8 @@ class WorkloadRef:
         )
 
 
+#: Kinds whose pod template ``kubectl set image`` can change in place. Not Job: a Job's
+#: template is immutable once created.
 _SET_IMAGE_KINDS = {
     "Deployment",
     "StatefulSet",
@@ -61,7 +67,6 @@ _SET_IMAGE_KINDS = {
     "ReplicaSet",
     "ReplicationController",
     "CronJob",
-    "Job",
 }
 
 
@@ -80,7 +85,9 @@ def check_reference(
                 if container.is_volume
                 else workload.set_image_command(container.name, error.suggestion)
             )
-            fix = f"use image {error.suggestion!r}" + (f": {command}" if command else "")
+            fix = f"use image {error.suggestion!r}" + (
+                f": {command}" if command else " in the manifest, then apply it again"
+            )
         return None, [
             Finding.for_container(
                 "reference",
@@ -90,6 +97,9 @@ def check_reference(
                 fix=fix,
             )
         ]
+    shouted = _single_label_host(ref)
+    if shouted is not None:
+        return ref, [shouted(container)]
     typo = suggest_registry(ref.domain, known_registries) if ref.domain else None
     if typo is None:
         return ref, []
@@ -105,6 +115,32 @@ def check_reference(
             advisory=True,
         )
     ]
+
+
+def _single_label_host(ref: Reference) -> Callable[[Container], Finding] | None:
+    """``Bitnami/os-shell:12``: an upper-case letter makes the runtime read the first
+    component as a host, and a single-label host almost never resolves on a node. A guess
+    (it might), so advisory; the Docker Hub name is the likely intent."""
+    domain = ref.domain
+    if "." in domain or ":" in domain or domain == "localhost" or domain == domain.lower():
+        return None
+    intended = ref.with_name("docker.io", f"{domain.lower()}/{ref.path}")
+    if parse_or_none(str(intended)) != intended:
+        return None
+    suggestion = str(intended)
+
+    def finding(container: Container) -> Finding:
+        return Finding.for_container(
+            "reference",
+            container,
+            problem=f"image {container.image!r} names host {domain!r} (its first component has "
+            "upper case), which the nodes will look up and most likely not find",
+            short=f"{domain!r} is read as a registry host; did you mean {suggestion}?",
+            fix=f"use image {suggestion!r} if Docker Hub was meant",
+            advisory=True,
+        )
+
+    return finding
 
 
 def check_pull_policy(container: Container, ref: Reference) -> list[Finding]:
@@ -258,8 +294,14 @@ def needs_credentials(ref: Reference, config: Config) -> bool:
     )
 
 
+def secret_name_for(registry: str) -> str:
+    """A valid Secret name (DNS-1123 subdomain label style) to suggest for ``registry``."""
+    cleaned = re.sub(r"[^a-z0-9]+", "-", registry.lower()).strip("-")
+    return ("regcred-" + cleaned)[:63].rstrip("-")
+
+
 def check_coverage(
-    container: Container, ref: Reference, secrets: SecretSet, namespace: str
+    container: Container, ref: Reference, secrets: SecretSet, namespace: str, *, note: str = ""
 ) -> list[Finding]:
     """An image from a registry needing credentials must be covered by one of the secrets."""
     if lookup(secrets.credentials, ref.name):
@@ -271,13 +313,13 @@ def check_coverage(
         have = f"the pod's imagePullSecrets ({listed}) cover {cover}"
     else:
         have = "the pod has no imagePullSecrets"
-    name = "regcred-" + ref.domain.replace(":", "-").replace(".", "-").strip("[]-")[:40]
+    name = secret_name_for(ref.domain)
     return [
         Finding.for_container(
             "pullSecrets",
             container,
             problem=f"image {container.image!r} is on {ref.domain}, which needs credentials, "
-            f"but {have}",
+            f"but {have}{note}",
             short=f"no imagePullSecret covers {ref.domain} (needed by {ref.familiar})",
             fix=_create_secret_command(name, namespace, ref.domain)
             + f", then add {{name: {name}}} to spec.imagePullSecrets",

@@ -60,6 +60,15 @@ class Finding:
             **fields,
         )
 
+    def as_advisory(self, problem_note: str = "", short_note: str = "") -> Finding:
+        """The same finding, never enforced; the notes say why (appended to the texts)."""
+        return replace(
+            self,
+            advisory=True,
+            problem=self.problem + problem_note,
+            short=(self.short or self.problem) + short_note if short_note else self.short,
+        )
+
     def with_action(self, action: Action) -> Finding:
         if self.advisory and action is Action.ENFORCE:
             action = Action.WARN

@@ -141,6 +141,9 @@ def url_matches(glob: str, target: str) -> bool:
     target_host, target_path = _split_target(target)
     glob_name, glob_port = split_host_port(glob_host)
     target_name, target_port = split_host_port(target_host)
+    # The kubelet compares url.Hostname(), without an IPv6 address's brackets (which
+    # fnmatch would also read as a character class).
+    glob_name, target_name = glob_name.strip("[]"), target_name.strip("[]")
     glob_labels, target_labels = glob_name.split("."), target_name.split(".")
     if glob_port != target_port or len(glob_labels) != len(target_labels):
         return False

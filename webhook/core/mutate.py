@@ -17,6 +17,12 @@ Rules that come from how the API server behaves (FACTS.md):
 - Mirrors need ``library/`` for official Docker Hub images (``mirror/library/nginx``);
   Harbor proxy projects add a path prefix. Tags and digests are kept exactly.
 - Anything written into a pod is fully qualified (CRI-O may refuse short names).
+- An image with pull policy ``Never`` is never rewritten: it was preloaded on the nodes under
+  its own name (``kind load``, an air-gapped cache), and on the mirror's name the kubelet
+  would fail it with ErrImageNeverPull.
+- ``pullguard.io/original-images`` holds, per container, the image from before the latest
+  rewrite: after ``kubectl set image`` (or another webhook's change) it is the new value, so
+  anything restoring originals never rolls a version back.
 
 Pod templates are left as written unless ``mutation.podTemplates`` is on, so GitOps tools see
 no drift; :func:`preview_pod_spec` shows the validating webhook what the pods will become.
@@ -121,6 +127,9 @@ def plan_pod(
         ref = parse_or_none(container.image)
         if ref is None:
             continue  # invalid references are the validating webhook's to report
+        if container.pull_policy == "Never":
+            refs.append(ref)  # preloaded under this very name: never rewritten
+            continue
         target = mirror_for(ref, config.mirrors)
         refs.append(target or ref)
         if target is not None:
@@ -140,7 +149,7 @@ def _plan_secrets(
     namespace: str,
 ) -> None:
     names = list(view.pull_secret_names)
-    if view.is_template and not names:
+    if view.is_template and not view.lists_pull_secrets:
         try:
             account = cluster.get_service_account(namespace, view.service_account)
         except ClusterUnavailable:
@@ -214,7 +223,7 @@ def apply_plan(
         if not isinstance(recorded, dict):
             recorded = {}
         for rewrite in plan.rewrites:
-            recorded.setdefault(rewrite.container.annotation_key, rewrite.original)
+            recorded[rewrite.container.annotation_key] = rewrite.original
         annotations[ORIGINAL_IMAGES_ANNOTATION] = json.dumps(
             recorded, sort_keys=True, separators=(",", ":")
         )

@@ -111,6 +111,14 @@ class PodSpecView:
         return str(name) if name else "default"
 
     @property
+    def lists_pull_secrets(self) -> bool:
+        """Is ``spec.imagePullSecrets`` a non-empty list? The ServiceAccount plugin adds the
+        account's secrets to a Pod only when it is not, even if every entry's name is blank
+        (``[{name: ""}]``)."""
+        listed = self.spec.get("imagePullSecrets")
+        return isinstance(listed, list) and len(listed) > 0
+
+    @property
     def pull_secret_names(self) -> list[str]:
         """Names in ``spec.imagePullSecrets``, in order, without duplicates or blanks."""
         names: list[str] = []

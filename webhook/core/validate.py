@@ -8,6 +8,15 @@ Order of a decision:
 3. On UPDATE only what changed is judged (a container's image or pull policy, the pull
    secrets, the ServiceAccount), so an old workload is never blocked by a rule added after it
    was created, and ``kubectl scale`` never meets pullguard at all.
+3b. An object a controller makes from a template (a Pod of a ReplicaSet, StatefulSet,
+   DaemonSet or Job; a ReplicaSet of a Deployment; a Job of a CronJob: an ownerReference with
+   ``controller: true``) is denied only for a failure that is certain: a reference the runtime
+   cannot parse, or credentials missing for a registry that needs them. Everything else about
+   it is a warning. Its template was judged when a person applied it; a rollout restart, a
+   scale-up or a node drain must never lose capacity to a rule added since, or to advice.
+3c. A missing or unreadable pull secret denies only when an image needs credentials that no
+   secret the pod can read provides: the kubelet pulls with the credentials it has and only
+   records a warning event for the rest (FACTS.md).
 4. A pod template is judged as its pods will be: with the ServiceAccount's pull secrets when
    the template has none (the API server adds them only to Pods), and with what the mutating
    webhook will change in each pod (mirrors, default secrets).
@@ -32,6 +41,7 @@ from webhook.core.checks import (
 from webhook.core.cluster import ClusterUnavailable, ClusterView
 from webhook.core.config import CHECK_NAMES, Action, Config
 from webhook.core.findings import Finding, denial_message, describe_object, warning_lines
+from webhook.core.keyring import lookup
 from webhook.core.mutate import preview_pod_spec
 from webhook.core.podspec import Container, PodSpecView, changed_containers, pod_spec
 from webhook.core.reference import Reference
@@ -50,6 +60,20 @@ class Decision:
     """Per check: pass | warn | deny | off | unavailable | not-judged (for metrics)."""
     reason: str = "judged"
     """Why it was (not) judged: judged | exempt | unsupported | unchanged | mode-off."""
+
+
+#: Checks whose (non-advisory) findings are certain pull failures, enforceable even on objects
+#: a controller makes.
+CERTAIN_CHECKS = frozenset({"reference", "pullSecrets"})
+
+
+def made_by_controller(obj: Mapping[str, object] | None) -> bool:
+    """Does ``obj`` have a controlling owner (it was made from a template by a controller)?"""
+    metadata = (obj or {}).get("metadata")
+    owners = metadata.get("ownerReferences") if isinstance(metadata, Mapping) else None
+    return isinstance(owners, list) and any(
+        isinstance(o, Mapping) and o.get("controller") is True for o in owners
+    )
 
 
 def allow(reason: str) -> Decision:
@@ -116,7 +140,9 @@ def validate(
         if secrets_changed:
             judged = view.containers
 
-    workload = WorkloadRef(request.kind, namespace, request.object_name)
+    workload = WorkloadRef(
+        request.kind, namespace, request.object_name, exists=request.operation == "UPDATE"
+    )
     findings: list[Finding] = []
     unavailable: dict[str, str] = {}
     refs: dict[str, Reference] = {}
@@ -148,6 +174,9 @@ def validate(
     for check in ("registry", "platform"):
         unavailable.setdefault(check, "no registry client in this engine run")
 
+    if made_by_controller(request.object):
+        findings = [f if f.check in CERTAIN_CHECKS else f.as_advisory() for f in findings]
+
     return _decide(request, findings, actions, unavailable, labels_unavailable)
 
 
@@ -162,17 +191,26 @@ def _pull_secret_findings(
     unavailable: dict[str, str],
     dry_run: bool,
 ) -> list[Finding]:
-    names, origin = view.pull_secret_names, ""
-    if view.is_template and not names:
+    names, origin, hidden = view.pull_secret_names, "", ""
+    if view.is_template:
         # The ServiceAccount admission plugin fills imagePullSecrets only into Pods, and only
-        # when the Pod has none: a template must be judged with the account's list.
+        # when the Pod's list is empty: a template must be judged with the account's list
+        # when it has none, and told when its own list hides the account's.
         try:
             account = cluster.get_service_account(namespace, view.service_account)
         except ClusterUnavailable as error:
             unavailable["pullSecrets"] = str(error)
             return []
         if account is not None and account.image_pull_secrets:
-            names, origin = list(account.image_pull_secrets), f'ServiceAccount "{account.name}"'
+            listed = ", ".join(f'"{n}"' for n in account.image_pull_secrets)
+            if not view.lists_pull_secrets:
+                names = list(account.image_pull_secrets)
+                origin = f'ServiceAccount "{account.name}"'
+            else:
+                hidden = (
+                    f"; the template's own imagePullSecrets hide ServiceAccount "
+                    f'"{account.name}"\'s ({listed}), which its pods will not get'
+                )
 
     needing = [
         c for c in judged if c.pointer in refs and needs_credentials(refs[c.pointer], config)
@@ -206,12 +244,27 @@ def _pull_secret_findings(
     if secrets.unavailable is not None:
         unavailable["pullSecrets"] = secrets.unavailable
         return findings
+    uncovered = [c for c in needing if not lookup(secrets.credentials, refs[c.pointer].name)]
+    if findings and not uncovered:
+        # Not needed: every image that needs credentials is covered by what the pod can read
+        # (or none does), so the kubelet pulls without these and the pod runs.
+        why = (
+            "the pod's other imagePullSecrets cover the images that need credentials"
+            if needing
+            else "none of its images is on a registry known to need credentials"
+        )
+        return [
+            f.as_advisory(f"; not needed, so the pod runs: {why}", " (not needed)")
+            for f in findings
+        ]
     if findings:
         # A missing or unreadable secret may well be the one that covers the registry:
         # its fix comes first, and a second finding about coverage would only add noise.
         return findings
     for container in needing:
-        findings.extend(check_coverage(container, refs[container.pointer], secrets, namespace))
+        findings.extend(
+            check_coverage(container, refs[container.pointer], secrets, namespace, note=hidden)
+        )
     return findings
 
 
