@@ -437,3 +437,50 @@ def test_an_upper_case_single_label_host_warns_with_the_docker_hub_name() -> Non
     assert decision.allowed  # a guess: the name might resolve somewhere
     (warning,) = [w for w in decision.warnings if "Bitnami" in w]
     assert "docker.io/bitnami/os-shell:12" in warning
+
+
+MIRRORED = load_config_text(
+    "privateRegistries: [mirror.example.com]\n"
+    "mirrors:\n  - registry: docker.io\n    mirror: mirror.example.com/dockerhub\n"
+)
+
+
+def test_messages_name_the_image_as_the_user_wrote_it() -> None:
+    # The validating webhook sees the Pod after the mirror rewrite; the annotation says what
+    # the user wrote, and the denial speaks of that.
+    obj = pod(pod_spec(container("app", "mirror.example.com/dockerhub/library/nginx:1.25")))
+    obj["metadata"]["annotations"] = {"pullguard.io/original-images": '{"app": "nginx:1.25"}'}
+    decision = validate(request(obj), MIRRORED, cluster_with())
+    assert not decision.allowed
+    assert "image 'nginx:1.25' is on mirror.example.com" in (decision.message or "")
+    # A template: judged as its pods will be, named as written.
+    template = validate(
+        request(deployment(pod_spec(container("w", "nginx:1.25")))), MIRRORED, cluster_with()
+    )
+    assert "image 'nginx:1.25' is on mirror.example.com" in (template.message or "")
+    # A forged or stale annotation never renames an image.
+    obj["metadata"]["annotations"] = {"pullguard.io/original-images": '{"app": "evil:1"}'}
+    forged = validate(request(obj), MIRRORED, cluster_with())
+    assert "image 'mirror.example.com/dockerhub/library/nginx:1.25'" in (forged.message or "")
+
+
+def test_a_running_pod_is_never_told_to_change_its_pull_secrets() -> None:
+    old = pod(pod_spec(container("app", "nginx:1.25")))
+    new = pod(pod_spec(container("app", "nginx:1.25")))
+    new["spec"]["ephemeralContainers"] = [{"name": "debugger", "image": REG_IMAGE}]
+    review = request(new, operation="UPDATE", old=old, sub_resource="ephemeralcontainers")
+    decision = validate(review, PRIVATE, cluster_with())
+    assert not decision.allowed
+    fix = decision.findings[0].fix or ""
+    assert "recreate the pod" in fix and "add {name:" not in fix
+
+
+def test_pull_policy_wording() -> None:
+    decision = validate(
+        request(pod(pod_spec(container("app", "busybox", "IfNotPresent")))), PRIVATE, cluster_with()
+    )
+    (finding,) = decision.findings
+    assert finding.problem == (
+        "image 'busybox' has no tag, and with imagePullPolicy IfNotPresent each node runs "
+        "whatever version it cached"
+    )

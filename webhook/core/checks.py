@@ -92,8 +92,8 @@ def check_reference(
             Finding.for_container(
                 "reference",
                 container,
-                problem=f"image {container.image!r} can never be pulled: {error.reason}",
-                short=f"image {container.image!r} is invalid: {error.reason}",
+                problem=f"image {container.shown_image!r} can never be pulled: {error.reason}",
+                short=f"image {container.shown_image!r} is invalid: {error.reason}",
                 fix=fix,
             )
         ]
@@ -108,7 +108,7 @@ def check_reference(
         Finding.for_container(
             "reference",
             container,
-            problem=f"registry {ref.domain!r} of image {container.image!r} looks like a typo "
+            problem=f"registry {ref.domain!r} of image {container.shown_image!r} looks like a typo "
             f"of {typo!r}",
             short=f"registry {ref.domain!r} looks like a typo of {typo!r}",
             fix=f"use image {corrected!r} if that was meant",
@@ -133,8 +133,8 @@ def _single_label_host(ref: Reference) -> Callable[[Container], Finding] | None:
         return Finding.for_container(
             "reference",
             container,
-            problem=f"image {container.image!r} names host {domain!r} (its first component has "
-            "upper case), which the nodes will look up and most likely not find",
+            problem=f"image {container.shown_image!r} names host {domain!r} (its first "
+            "component has upper case), which the nodes will look up and most likely not find",
             short=f"{domain!r} is read as a registry host; did you mean {suggestion}?",
             fix=f"use image {suggestion!r} if Docker Hub was meant",
             advisory=True,
@@ -153,21 +153,22 @@ def check_pull_policy(container: Container, ref: Reference) -> list[Finding]:
                 "pullPolicy",
                 container,
                 pointer=container.policy_pointer,
-                problem=f"{field_name} Never starts {container.image!r} only on nodes that "
+                problem=f"{field_name} Never starts {container.shown_image!r} only on nodes that "
                 "already have it; anywhere else the pod fails with ErrImageNeverPull",
                 short=f"{field_name} Never: {ref.familiar} runs only where already cached",
                 fix=f"set {field_name}: IfNotPresent, or preload the image on every node",
             )
         ]
     if policy == "IfNotPresent" and ref.is_latest:
-        tag = f":{ref.tag}" if ref.tag else " with no tag"
         return [
             Finding.for_container(
                 "pullPolicy",
                 container,
                 pointer=container.policy_pointer,
-                problem=f"image {container.image!r} uses{' tag' if ref.tag else ''}{tag} with "
-                f"{field_name} IfNotPresent, so each node runs whatever version it cached",
+                problem=f"image {container.shown_image!r} "
+                + (f"has the moving tag :{ref.tag}" if ref.tag else "has no tag")
+                + f", and with {field_name} IfNotPresent each node runs whatever version it "
+                "cached",
                 short=f"{ref.familiar}{' (no tag)' if not ref.tag else ''} with IfNotPresent "
                 "runs whatever each node cached",
                 fix=f"pin a version tag or digest, or set {field_name}: Always",
@@ -278,7 +279,8 @@ def _bad_secret(secret: SecretInfo, reason: str, where: str, subject: str, serve
     return Finding(
         check="pullSecrets",
         subject=subject,
-        problem=f'imagePullSecret "{secret.name}"{where} {reason}, so the kubelet ignores it',
+        problem=f'imagePullSecret "{secret.name}"{where} {reason}: the kubelet cannot read it, '
+        "and a pull that needs it fails",
         short=f'imagePullSecret "{secret.name}" {reason}',
         fix=f"kubectl delete secret {secret.name} -n {secret.namespace} && "
         + _create_secret_command(secret.name, secret.namespace, server),
@@ -301,7 +303,13 @@ def secret_name_for(registry: str) -> str:
 
 
 def check_coverage(
-    container: Container, ref: Reference, secrets: SecretSet, namespace: str, *, note: str = ""
+    container: Container,
+    ref: Reference,
+    secrets: SecretSet,
+    namespace: str,
+    *,
+    note: str = "",
+    running_pod: bool = False,
 ) -> list[Finding]:
     """An image from a registry needing credentials must be covered by one of the secrets."""
     if lookup(secrets.credentials, ref.name):
@@ -314,14 +322,20 @@ def check_coverage(
     else:
         have = "the pod has no imagePullSecrets"
     name = secret_name_for(ref.domain)
+    where_to_add = (
+        # A running Pod's imagePullSecrets cannot change (kubectl debug on it, say).
+        f"recreate the pod with {{name: {name}}} in spec.imagePullSecrets, or use an image "
+        "from a registry its secrets cover"
+        if running_pod
+        else f"add {{name: {name}}} to the manifest's imagePullSecrets and apply it again"
+    )
     return [
         Finding.for_container(
             "pullSecrets",
             container,
-            problem=f"image {container.image!r} is on {ref.domain}, which needs credentials, "
+            problem=f"image {container.shown_image!r} is on {ref.domain}, which needs credentials, "
             f"but {have}{note}",
             short=f"no imagePullSecret covers {ref.domain} (needed by {ref.familiar})",
-            fix=_create_secret_command(name, namespace, ref.domain)
-            + f", then add {{name: {name}}} to spec.imagePullSecrets",
+            fix=_create_secret_command(name, namespace, ref.domain) + f", then {where_to_add}",
         )
     ]

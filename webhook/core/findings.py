@@ -55,7 +55,7 @@ class Finding:
         return cls(
             check=check,
             subject=container.label,
-            image=container.image,
+            image=container.shown_image,
             pointer=pointer or container.image_pointer,
             **fields,
         )

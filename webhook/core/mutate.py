@@ -93,6 +93,36 @@ class Mutation:
     reason: str = "mutated"
 
 
+def recorded_originals(obj: Mapping[str, Any] | None) -> dict[str, str]:
+    """``pullguard.io/original-images`` of a Pod (or template) as a dict; empty when absent
+    or not readable."""
+    metadata = (obj or {}).get("metadata")
+    annotations = metadata.get("annotations") if isinstance(metadata, Mapping) else None
+    raw = annotations.get(ORIGINAL_IMAGES_ANNOTATION) if isinstance(annotations, Mapping) else None
+    try:
+        recorded = json.loads(raw) if isinstance(raw, str) else {}
+    except ValueError:
+        return {}
+    if not isinstance(recorded, dict):
+        return {}
+    return {str(k): v for k, v in recorded.items() if isinstance(v, str)}
+
+
+def as_written(
+    container: Container, original: str | None, mirrors: tuple[Mirror, ...]
+) -> Container:
+    """``container`` carrying the image the user wrote, when ``original`` is it: the
+    configured mirrors rewrite ``original`` to exactly the container's image now. Anything
+    else (an image changed since, a forged annotation) is ignored."""
+    if not original or original == container.image:
+        return container
+    before = parse_or_none(original)
+    rewritten = mirror_for(before, mirrors) if before is not None else None
+    if rewritten is None or str(rewritten) != container.image:
+        return container
+    return replace(container, written=original)
+
+
 def mirror_for(ref: Reference, mirrors: tuple[Mirror, ...]) -> Reference | None:
     """The reference on its mirror, or ``None`` when no mirror applies."""
     for mirror in mirrors:

@@ -48,6 +48,13 @@ class Container:
     """Where the image is inside the container or volume."""
     policy_path: tuple[str, ...] = CONTAINER_FIELDS[1]
     """Where its pull policy is."""
+    written: str | None = None
+    """The image as the user wrote it, when pullguard's mirror rewrite replaced it."""
+
+    @property
+    def shown_image(self) -> str:
+        """The image as messages name it: as the user wrote it."""
+        return self.written or self.image
 
     @property
     def image_pointer(self) -> str:

@@ -42,7 +42,7 @@ from webhook.core.cluster import ClusterUnavailable, ClusterView
 from webhook.core.config import CHECK_NAMES, Action, Config
 from webhook.core.findings import Finding, denial_message, describe_object, warning_lines
 from webhook.core.keyring import lookup
-from webhook.core.mutate import preview_pod_spec
+from webhook.core.mutate import as_written, preview_pod_spec, recorded_originals
 from webhook.core.podspec import Container, PodSpecView, changed_containers, pod_spec
 from webhook.core.reference import Reference
 from webhook.core.review import AdmissionRequest
@@ -132,13 +132,19 @@ def validate(
         return allow("mode-off")
 
     if view.is_template and not config.mutation.pod_templates:
-        # Judge the template as its pods will be once the mutating webhook has run.
-        preview = preview_pod_spec(view, config, cluster, namespace)
-        view = preview
+        # Judge the template as its pods will be once the mutating webhook has run, and
+        # name each image as the user wrote it.
+        written = {c.pointer: c.image for c in view.containers}
+        view = preview_pod_spec(view, config, cluster, namespace)
         judged_keys = {(c.list_name, c.name) for c in judged}
-        judged = [c for c in view.containers if (c.list_name, c.name) in judged_keys]
+        previewed = [as_written(c, written.get(c.pointer), config.mirrors) for c in view.containers]
+        judged = [c for c in previewed if (c.list_name, c.name) in judged_keys]
         if secrets_changed:
-            judged = view.containers
+            judged = previewed
+    else:
+        # A Pod the mutating webhook rewrote: its annotation says what the user wrote.
+        recorded = recorded_originals(request.object)
+        judged = [as_written(c, recorded.get(c.annotation_key), config.mirrors) for c in judged]
 
     workload = WorkloadRef(
         request.kind, namespace, request.object_name, exists=request.operation == "UPDATE"
@@ -167,6 +173,7 @@ def validate(
                 namespace=namespace,
                 unavailable=unavailable,
                 dry_run=request.dry_run,
+                operation=request.operation,
             )
         )
 
@@ -190,6 +197,7 @@ def _pull_secret_findings(
     namespace: str,
     unavailable: dict[str, str],
     dry_run: bool,
+    operation: str,
 ) -> list[Finding]:
     names, origin, hidden = view.pull_secret_names, "", ""
     if view.is_template:
@@ -263,7 +271,14 @@ def _pull_secret_findings(
         return findings
     for container in needing:
         findings.extend(
-            check_coverage(container, refs[container.pointer], secrets, namespace, note=hidden)
+            check_coverage(
+                container,
+                refs[container.pointer],
+                secrets,
+                namespace,
+                note=hidden,
+                running_pod=not view.is_template and operation == "UPDATE",
+            )
         )
     return findings
 
