@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.unit.builders import (
     cluster_with,
@@ -484,3 +486,54 @@ def test_pull_policy_wording() -> None:
         "image 'busybox' has no tag, and with imagePullPolicy IfNotPresent each node runs "
         "whatever version it cached"
     )
+
+
+# -- properties behind those cases -------------------------------------------------------
+
+
+PROPERTY_IMAGES = st.sampled_from(
+    [
+        "nginx:1.25",
+        "nginx:latest",
+        "busybox",
+        "registry.example.com/team/app:1",
+        "registry.example.com/team/app:latest",
+        "quay.io/x/y:2",
+        "Bad:Ref",
+        "Bitnami/os-shell:12",
+    ]
+)
+POLICIES = st.sampled_from([None, "Always", "IfNotPresent", "Never"])
+
+
+@st.composite
+def pod_specs(draw: st.DrawFn) -> dict[str, object]:
+    count = draw(st.integers(1, 3))
+    containers = [container(f"c{i}", draw(PROPERTY_IMAGES), draw(POLICIES)) for i in range(count)]
+    return pod_spec(*containers)
+
+
+@settings(max_examples=200, deadline=None)
+@given(pod_specs(), st.lists(st.sampled_from(["gone", "legacy", "old"]), max_size=3))
+def test_missing_secrets_never_turn_an_allowed_pod_into_a_denied_one(
+    spec: dict[str, object], missing: list[str]
+) -> None:
+    cluster = cluster_with(pull_secret("team-a", "regcred", "registry.example.com"))
+    spec["imagePullSecrets"] = [{"name": "regcred"}]
+    before = validate(request(pod(spec)), PRIVATE, cluster)
+    spec["imagePullSecrets"] = [{"name": "regcred"}] + [{"name": n} for n in missing]
+    after = validate(request(pod(spec)), PRIVATE, cluster)
+    assert after.allowed or not before.allowed, after.message
+
+
+@settings(max_examples=200, deadline=None)
+@given(pod_specs())
+def test_controller_made_pods_are_denied_only_by_certain_checks(spec: dict[str, object]) -> None:
+    enforce_all = load_config_text(
+        "checks: {reference: enforce, pullSecrets: enforce, pullPolicy: enforce}\n"
+        "privateRegistries: [registry.example.com]\n"
+    )
+    decision = validate(request(_owned(pod(spec))), enforce_all, cluster_with())
+    enforced = {f.check for f in decision.findings if f.action.value == "enforce"}
+    assert enforced <= {"reference", "pullSecrets"}
+    assert all(not f.advisory for f in decision.findings if f.action.value == "enforce")
