@@ -136,33 +136,6 @@ def test_every_rbac_rule_is_commented() -> None:
             )
 
 
-def test_network_policy_component_renders_and_validates(tmp_path: Path) -> None:
-    overlay = tmp_path / "overlay"
-    overlay.mkdir()
-    base = os.path.relpath(ROOT / "deploy" / "base", overlay)
-    component = os.path.relpath(ROOT / "deploy" / "components" / "network-policy", overlay)
-    (overlay / "kustomization.yaml").write_text(
-        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
-        f"resources: [{base}]\ncomponents: [{component}]\n"
-    )
-    assert KUBECTL is not None
-    out = subprocess.run(
-        [KUBECTL, "kustomize", "--load-restrictor=LoadRestrictionsNone", str(overlay)],
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    ).stdout
-    objects = [d for d in yaml.safe_load_all(out) if d]
-    policy = by_kind(objects, "NetworkPolicy")
-    kubernetes_validate.validate(policy, SCHEMA_VERSION, strict=True)
-    assert policy["metadata"]["namespace"] == "pullguard"
-    ports = {rule["ports"][0]["port"] for rule in policy["spec"]["ingress"]}
-    container = by_kind(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]
-    assert ports == {p["name"] for p in container["ports"]} == {"https", "metrics"}
-    assert "--metrics-port" in container["args"]
-
-
 def _with_component(tmp_path: Path, component: str) -> list[dict[str, Any]]:
     overlay = tmp_path / "overlay"
     overlay.mkdir(exist_ok=True)
@@ -181,6 +154,17 @@ def _with_component(tmp_path: Path, component: str) -> list[dict[str, Any]]:
         timeout=60,
     ).stdout
     return [d for d in yaml.safe_load_all(out) if d]
+
+
+def test_network_policy_component_renders_and_validates(tmp_path: Path) -> None:
+    objects = _with_component(tmp_path, "network-policy")
+    policy = by_kind(objects, "NetworkPolicy")
+    kubernetes_validate.validate(policy, SCHEMA_VERSION, strict=True)
+    assert policy["metadata"]["namespace"] == "pullguard"
+    ports = {rule["ports"][0]["port"] for rule in policy["spec"]["ingress"]}
+    container = by_kind(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    assert ports == {p["name"] for p in container["ports"]} == {"https", "metrics"}
+    assert "--metrics-port" in container["args"]
 
 
 def test_by_default_pullguard_can_write_no_secret_outside_its_namespace() -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import signal
 import ssl
 import subprocess
@@ -352,3 +353,21 @@ def installed(
     finally:
         for replica in replicas:
             replica.stop()
+
+
+# -- per-test fixtures on the installed control plane --------------------------------------
+
+
+@pytest.fixture
+def plane(installed: Installation) -> ControlPlane:
+    return installed.plane
+
+
+@pytest.fixture
+def ns(plane: ControlPlane, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A namespace of the test's own (named after it), deleted afterwards."""
+    name = re.sub(r"[^a-z0-9-]", "-", request.node.name.lower().removeprefix("test_"))[:50]
+    name = name.strip("-")
+    namespace(plane, name)
+    yield name
+    plane.kubectl("delete", "namespace", name, "--wait=false")

@@ -10,29 +10,14 @@ import json
 import os
 import re
 import subprocess
-from collections.abc import Iterator
 
 import pytest
 
 from tests.e2e.cluster import ControlPlane, Result, wait_for
-from tests.e2e.conftest import Installation, namespace, pod, pull_secret
+from tests.e2e.conftest import pod, pull_secret
 from tests.e2e.test_kubectl import deployment, jsonpath
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-def plane(installed: Installation) -> ControlPlane:
-    return installed.plane
-
-
-@pytest.fixture
-def ns(plane: ControlPlane, request: pytest.FixtureRequest) -> Iterator[str]:
-    name = re.sub(r"[^a-z0-9-]", "-", request.node.name.lower().removeprefix("test_"))[:50]
-    name = name.strip("-")
-    namespace(plane, name)
-    yield name
-    plane.kubectl("delete", "namespace", name, "--wait=false")
 
 
 def wait_for_mode(plane: ControlPlane, ns: str, mode: str) -> None:

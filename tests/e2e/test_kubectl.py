@@ -7,29 +7,13 @@ namespace of its own, so no test depends on another's leftovers.
 from __future__ import annotations
 
 import json
-import re
-from collections.abc import Iterator
 
 import pytest
 
 from tests.e2e.cluster import ControlPlane, wait_for
-from tests.e2e.conftest import CONFIG, Installation, namespace, pod, pull_secret, set_config
+from tests.e2e.conftest import CONFIG, pod, pull_secret, set_config
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-def plane(installed: Installation) -> ControlPlane:
-    return installed.plane
-
-
-@pytest.fixture
-def ns(plane: ControlPlane, request: pytest.FixtureRequest) -> Iterator[str]:
-    name = re.sub(r"[^a-z0-9-]", "-", request.node.name.lower().removeprefix("test_"))[:50]
-    name = name.strip("-")
-    namespace(plane, name)
-    yield name
-    plane.kubectl("delete", "namespace", name, "--wait=false")
 
 
 def jsonpath(plane: ControlPlane, *args: str, path: str) -> str:
