@@ -184,10 +184,13 @@ def test_pull_policy_findings_are_warnings_by_default() -> None:
     )
     decision = validate(request(obj), PRIVATE, cluster_with())
     assert decision.allowed
-    assert len(decision.warnings) == 2
-    assert all(len(w) <= 120 for w in decision.warnings), decision.warnings
-    assert "IfNotPresent" in decision.warnings[0]
-    assert "Never" in decision.warnings[1]
+    # Each finding: what is wrong (under 120 characters), then its fix.
+    problems, fixes = decision.warnings[0::2], decision.warnings[1::2]
+    assert len(problems) == len(fixes) == 2
+    assert all(len(w) <= 120 for w in problems), problems
+    assert "IfNotPresent" in problems[0]
+    assert "Never" in problems[1]
+    assert all(f.startswith("pullguard: fix: ") for f in fixes)
 
 
 def test_namespace_mode_label_overrides_every_check() -> None:
@@ -537,3 +540,18 @@ def test_controller_made_pods_are_denied_only_by_certain_checks(spec: dict[str, 
     enforced = {f.check for f in decision.findings if f.action.value == "enforce"}
     assert enforced <= {"reference", "pullSecrets"}
     assert all(not f.advisory for f in decision.findings if f.action.value == "enforce")
+
+
+def test_warnings_carry_the_prefix_and_the_fix() -> None:
+    # The namespace warns instead of denying: the developer still gets where it comes from,
+    # what is wrong, and what to do (the corrected image for a bad reference).
+    cluster = cluster_with(namespaces={"team-a": {"pullguard.io/mode": "warn"}})
+    obj = pod(pod_spec(container("app", "docker.io/Library/Nginx:1.25")))
+    decision = validate(request(obj), PRIVATE, cluster)
+    assert decision.allowed
+    assert decision.warnings[0].startswith('pullguard: container "app": ')
+    assert decision.warnings[1] == (
+        "pullguard: fix: use image 'docker.io/library/nginx:1.25' in the manifest, then apply it "
+        "again"
+    )
+    assert all(w.startswith("pullguard: ") and len(w) <= 256 for w in decision.warnings)

@@ -74,13 +74,21 @@ class Finding:
             action = Action.WARN
         return replace(self, action=action)
 
-    def warning_text(self) -> str:
-        """One kubectl warning line, kept under :data:`WARNING_TARGET` where the facts fit."""
+    def warning_texts(self) -> list[str]:
+        """kubectl warning lines: what is wrong, kept under :data:`WARNING_TARGET` where the
+        facts fit, and then the fix when one exists and fits a warning whole (a command cut
+        short would be worse than none). Each starts with ``pullguard:``, so a developer can
+        tell where it comes from."""
         body = self.short or self.problem
-        text = f"{self.subject}: {body}"
+        text = f"pullguard: {self.subject}: {body}"
         if len(text) > WARNING_MAX:
             text = text[: WARNING_MAX - 3] + "..."
-        return text
+        lines = [text]
+        if self.fix:
+            fix = f"pullguard: fix: {self.fix}"
+            if len(fix) <= WARNING_MAX:
+                lines.append(fix)
+        return lines
 
 
 def describe_object(kind: str, namespace: str, name: str, generate_name: str = "") -> str:
@@ -109,7 +117,7 @@ def denial_message(subject: str, findings: Sequence[Finding]) -> str:
 
 def warning_lines(findings: Sequence[Finding], extra: Sequence[str] = ()) -> list[str]:
     """kubectl warnings for ``findings`` plus ``extra`` lines, within the API server's limits."""
-    lines = [f.warning_text() for f in findings] + list(extra)
+    lines = [line for f in findings for line in f.warning_texts()] + list(extra)
     out: list[str] = []
     used = 0
     for index, line in enumerate(lines):
