@@ -18,6 +18,20 @@ import yaml
 
 log = logging.getLogger("pullguard")
 
+#: What this build cannot do, said once in the log and in /readyz (not only in metrics).
+NOTES = (
+    "the registry and platform checks cannot run: this build has no registry client "
+    "(reference, pullSecrets and pullPolicy run)",
+)
+NO_CLUSTER = (
+    "no cluster (--dev): the pullSecrets check cannot run; give --cluster-state FILE to "
+    "judge against a cluster's secrets"
+)
+NO_COPIES = (
+    "default pull secrets are not copied into namespaces: pullguard-sync-key could not be "
+    "read or created (see the log)"
+)
+
 
 def register(sub: Any) -> None:  # argparse's _SubParsersAction is private
     """Add the edge sub-commands to the ``pullguard`` parser."""
@@ -232,6 +246,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 metrics=metrics,
                 own_namespace=args.namespace or "",
                 metrics_port=args.metrics_port,
+                configmap_name=args.configmap,
+                notes=[*NOTES, *([] if args.cluster_state else [NO_CLUSTER])],
             )
             return create_app(runtime)
         if cert_controller is not None:
@@ -325,6 +341,8 @@ def _cluster_runtime(args: argparse.Namespace, store: Any, metrics: Any) -> Any:
         not_ready=cluster.not_synced,
         copy_secret=copy_secret,
         metrics_port=args.metrics_port,
+        configmap_name=args.configmap,
+        notes=list(NOTES) + ([] if copy_secret else [NO_COPIES]),
     )
 
 

@@ -101,7 +101,7 @@ def test_webhooks_follow_the_api_servers_good_practices() -> None:
     objects = render("deploy")
     budget = DEFAULT_CONFIG.registry.timeout_seconds
     for kind in ("ValidatingWebhookConfiguration", "MutatingWebhookConfiguration"):
-        (hook,) = by_kind(objects, kind)["webhooks"]
+        hook = by_kind(objects, kind)["webhooks"][0]
         assert hook["admissionReviewVersions"] == ["v1"]
         assert hook["failurePolicy"] == "Ignore"
         assert hook["timeoutSeconds"] > budget
@@ -125,6 +125,20 @@ def test_webhooks_follow_the_api_servers_good_practices() -> None:
             assert hook["reinvocationPolicy"] == "IfNeeded"
         else:
             assert hook["sideEffects"] in ("None", "NoneOnDryRun")
+
+
+def test_own_configmap_is_judged_at_admission_and_only_it() -> None:
+    validating = by_kind(render("deploy"), "ValidatingWebhookConfiguration")
+    (hook,) = [h for h in validating["webhooks"] if h["name"] == "config.pullguard.io"]
+    assert hook["failurePolicy"] == "Ignore"  # a broken pullguard never blocks fixing it
+    assert hook["namespaceSelector"]["matchExpressions"] == [
+        {"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["pullguard"]}
+    ]
+    assert hook["objectSelector"] == {"matchLabels": {"app.kubernetes.io/name": "pullguard"}}
+    (rule,) = hook["rules"]
+    assert rule["resources"] == ["configmaps"]
+    configmap = by_kind(render("deploy"), "ConfigMap")
+    assert configmap["metadata"]["labels"]["app.kubernetes.io/name"] == "pullguard"
 
 
 def test_every_rbac_rule_is_commented() -> None:
@@ -256,8 +270,11 @@ def test_renaming_in_one_place_renames_every_reference(tmp_path: Path, top: str)
         for hook in configuration["webhooks"]:
             assert hook["clientConfig"]["service"]["name"] == service
             assert hook["clientConfig"]["service"]["namespace"] == namespace
-            excluded = hook["namespaceSelector"]["matchExpressions"][0]["values"]
-            assert namespace in excluded and "kube-system" in excluded
+            selector = hook["namespaceSelector"]["matchExpressions"][0]
+            if selector["operator"] == "In":  # the own-ConfigMap webhook: its namespace only
+                assert selector["values"] == [namespace]
+            else:
+                assert namespace in selector["values"] and "kube-system" in selector["values"]
     for binding in [o for o in objects if o["kind"] in ("RoleBinding", "ClusterRoleBinding")]:
         assert binding["subjects"] == [
             {"kind": "ServiceAccount", "name": account, "namespace": namespace}

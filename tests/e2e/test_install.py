@@ -66,9 +66,9 @@ def test_both_configurations_carry_the_ca_and_the_api_server_uses_it(
     plane = installed.plane
     ca = stored_bundle(installed)["ca.crt"]
     for resource in ("validatingwebhookconfiguration", "mutatingwebhookconfiguration"):
-        (hook,) = plane.get_json(resource, "pullguard")["webhooks"]
-        assert base64.b64decode(hook["clientConfig"]["caBundle"]) == ca
-        assert hook["clientConfig"]["url"].startswith(installed.webhook_url + "/")
+        for hook in plane.get_json(resource, "pullguard")["webhooks"]:  # every entry
+            assert base64.b64decode(hook["clientConfig"]["caBundle"]) == ca
+            assert hook["clientConfig"]["url"].startswith(installed.webhook_url + "/")
     # Both webhooks answer the API server over TLS with that CA.
     denied = plane.apply(pod("tls", "e2e", "Bad:Ref"), "--dry-run=server")
     assert 'admission webhook "validate.pullguard.io" denied the request' in denied.stderr

@@ -11,7 +11,7 @@ import json
 import pytest
 
 from tests.e2e.cluster import ControlPlane, wait_for
-from tests.e2e.conftest import CONFIG, pod, pull_secret, set_config
+from tests.e2e.conftest import CONFIG, configmap, pod, pull_secret, set_config
 
 pytestmark = pytest.mark.e2e
 
@@ -276,3 +276,22 @@ def test_image_volume_is_rewritten_to_the_mirror(plane: ControlPlane, ns: str) -
     }
     recorded = json.loads(stored["metadata"]["annotations"]["pullguard.io/original-images"])
     assert recorded == {"volume/models": "acme/models:1"}
+
+
+def test_an_invalid_configuration_is_refused_by_kubectl_apply(plane: ControlPlane, ns: str) -> None:
+    bad = CONFIG.replace("reference: enforce", "reference: maybe") + "mirrors: 3\n"
+    result = plane.kubectl(
+        "apply",
+        "--server-side",
+        "--force-conflicts",
+        "--field-manager=e2e-config-editor",
+        "-f",
+        "-",
+        stdin=configmap(bad),
+    )
+    assert not result.ok
+    assert 'admission webhook "config.pullguard.io" denied the request' in result.stderr
+    assert "checks.reference: must be one of enforce, warn, off" in result.stderr
+    assert "pullguard check --config FILE" in result.stderr
+    # Nothing changed: the configuration in force still enforces references.
+    assert not plane.apply(pod("strict", ns, "Nginx"), "--dry-run=server").ok

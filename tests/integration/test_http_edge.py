@@ -246,3 +246,16 @@ def test_metrics_port_serves_metrics_only_over_plain_http(tmp_path: Path) -> Non
             assert client.get("/metrics").status_code == 200
     finally:
         stop_server(server)
+
+
+def test_readyz_says_which_checks_cannot_run(tmp_path: Path) -> None:
+    server = start_server(tmp_path)
+    try:
+        with server.client() as client:
+            body = client.get("/readyz").text
+        assert body.startswith("ok\n")
+        assert "note: the registry and platform checks cannot run" in body
+        assert "note: no cluster (--dev): the pullSecrets check cannot run" in body
+        assert server.log_text().count("the registry and platform checks cannot run") == 1
+    finally:
+        stop_server(server)

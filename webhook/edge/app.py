@@ -23,6 +23,7 @@ from flask import Flask, Response, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from webhook.core.cluster import ClusterView
+from webhook.core.configreview import review_config
 from webhook.core.mutate import Mutation, SecretCopy, mutate
 from webhook.core.review import (
     NESTED_TOO_DEEPLY,
@@ -55,6 +56,11 @@ class Runtime:
     """Copies a default pull secret into a namespace; returns the outcome for metrics."""
     metrics_port: int | None = None
     """The plain-HTTP port: only /metrics and /healthz are served there."""
+    configmap_name: str = "pullguard-config"
+    """pullguard's own ConfigMap (in ``own_namespace``), judged when it is applied."""
+    notes: list[str] = field(default_factory=list)
+    """What cannot run in this process (no cluster, no registry client): logged once, and
+    shown in /readyz."""
 
 
 def _json(document: Any, status: int = 200) -> Response:
@@ -68,6 +74,8 @@ def _error_review(uid: str, code: int, message: str) -> Response:
 
 def create_app(runtime: Runtime) -> Flask:
     """Build the Flask app around ``runtime``. No state lives outside the returned app."""
+    for note in runtime.notes:
+        log.warning("%s", note)
     app = Flask("pullguard")
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     metrics = runtime.metrics
@@ -120,7 +128,14 @@ def create_app(runtime: Runtime) -> Flask:
 
     def handle_validate(review: Any) -> Response:
         config = runtime.config.current
-        decision = validate(review, config, runtime.cluster, own_namespace=runtime.own_namespace)
+        if review.kind == "ConfigMap":
+            decision = review_config(
+                review, namespace=runtime.own_namespace, name=runtime.configmap_name
+            )
+        else:
+            decision = validate(
+                review, config, runtime.cluster, own_namespace=runtime.own_namespace
+            )
         _record_validation(metrics, review, decision)
         body = review_response(
             review.uid,
@@ -182,11 +197,14 @@ def create_app(runtime: Runtime) -> Flask:
     def readyz() -> Response:
         reasons = [] if runtime.config.loaded else ["configuration not loaded"]
         reasons += runtime.not_ready()
+        notes = "".join(f"note: {note}\n" for note in runtime.notes)
         if reasons:
             return Response(
-                "not ready: " + "; ".join(reasons) + "\n", status=503, mimetype="text/plain"
+                "not ready: " + "; ".join(reasons) + "\n" + notes,
+                status=503,
+                mimetype="text/plain",
             )
-        return Response("ok\n", mimetype="text/plain")
+        return Response("ok\n" + notes, mimetype="text/plain")
 
     @app.get("/metrics")
     def metrics_endpoint() -> Response:
