@@ -10,11 +10,8 @@ import json
 import logging
 import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 log = logging.getLogger("pullguard")
 
@@ -35,6 +32,10 @@ NO_COPIES = (
 
 def register(sub: Any) -> None:  # argparse's _SubParsersAction is private
     """Add the edge sub-commands to the ``pullguard`` parser."""
+    from webhook import check, exportstate
+
+    check.register(sub)
+    exportstate.register(sub)
     serve = sub.add_parser("serve", help="run the webhook under gunicorn over TLS")
     serve.add_argument(
         "--config",
@@ -123,32 +124,6 @@ def register(sub: Any) -> None:  # argparse's _SubParsersAction is private
         "from this YAML file instead of no cluster at all",
     )
     serve.set_defaults(func=cmd_serve)
-
-    check = sub.add_parser("check", help="evaluate manifests offline with the same engine")
-    check.add_argument(
-        "-f",
-        "--filename",
-        dest="paths",
-        action="append",
-        required=True,
-        metavar="PATH",
-        help="file, folder or - for stdin (repeatable)",
-    )
-    check.add_argument("--config", type=Path, metavar="FILE")
-    check.add_argument(
-        "--namespace",
-        default="default",
-        help="namespace for objects that name none (default: default)",
-    )
-    check.add_argument("--output", choices=("text", "json"), default="text")
-    check.add_argument(
-        "--cluster-state",
-        type=Path,
-        metavar="FILE",
-        help="Secrets, ServiceAccounts and Namespaces to judge against "
-        "(e.g. kubectl get secret,sa,ns -A -o yaml)",
-    )
-    check.set_defaults(func=cmd_check)
 
     certs = sub.add_parser("certs", help="write a CA and a serving certificate")
     certs.add_argument("--service", required=True)
@@ -242,7 +217,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if args.dev:
             runtime = Runtime(
                 config=store,
-                cluster=_offline_cluster(args.cluster_state),
+                cluster=offline_cluster(args.cluster_state),
                 metrics=metrics,
                 own_namespace=args.namespace or "",
                 metrics_port=args.metrics_port,
@@ -346,7 +321,7 @@ def _cluster_runtime(args: argparse.Namespace, store: Any, metrics: Any) -> Any:
     )
 
 
-def _offline_cluster(state: Path | None) -> Any:
+def offline_cluster(state: Path | None) -> Any:
     """The cluster view for runs without a cluster: a state file's contents, or nothing."""
     from webhook.core.cluster import NoCluster
 
@@ -355,104 +330,6 @@ def _offline_cluster(state: Path | None) -> Any:
     from webhook.edge.statefile import load_cluster_state
 
     return load_cluster_state(state)
-
-
-def _documents(paths: list[str]) -> Iterator[tuple[str, Any]]:
-    for raw in paths:
-        if raw == "-":
-            sources: list[tuple[str, str]] = [("<stdin>", sys.stdin.read())]
-        else:
-            path = Path(raw)
-            files = (
-                sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml", ".json"))
-                if path.is_dir()
-                else [path]
-            )
-            sources = [(str(f), f.read_text("utf-8")) for f in files]
-        for name, text in sources:
-            for document in yaml.safe_load_all(text):
-                if isinstance(document, dict) and document.get("kind", "").endswith("List"):
-                    for item in document.get("items") or []:
-                        yield name, item
-                elif document is not None:
-                    yield name, document
-
-
-def cmd_check(args: argparse.Namespace) -> int:
-    from webhook.core.config import DEFAULT_CONFIG, ConfigError, load_config_text
-    from webhook.core.review import AdmissionRequest
-    from webhook.core.validate import validate
-
-    try:
-        config = load_config_text(args.config.read_text("utf-8")) if args.config else DEFAULT_CONFIG
-    except ConfigError as error:
-        print(f"pullguard check: {args.config}: {error}", file=sys.stderr)
-        return 2
-    except OSError as error:
-        print(f"pullguard check: {error}", file=sys.stderr)
-        return 2
-    cluster = _offline_cluster(args.cluster_state)
-    results: list[dict[str, Any]] = []
-    denied = False
-    try:
-        documents = list(_documents(args.paths))
-    except (OSError, yaml.YAMLError) as error:
-        print(f"pullguard check: {error}", file=sys.stderr)
-        return 2
-    for source, obj in documents:
-        if not isinstance(obj, dict):
-            continue
-        metadata = obj.get("metadata") or {}
-        request = AdmissionRequest(
-            uid="offline",
-            kind=str(obj.get("kind") or ""),
-            namespace=str(metadata.get("namespace") or args.namespace),
-            name=str(metadata.get("name") or ""),
-            operation="CREATE",
-            sub_resource="",
-            object=obj,
-            old_object=None,
-            dry_run=True,
-        )
-        decision = validate(request, config, cluster)
-        if decision.reason == "unsupported":
-            continue
-        denied = denied or not decision.allowed
-        results.append(
-            {
-                "source": source,
-                "kind": request.kind,
-                "namespace": request.namespace,
-                "name": request.name,
-                "allowed": decision.allowed,
-                "message": decision.message,
-                "warnings": list(decision.warnings),
-                "findings": [
-                    {
-                        "check": f.check,
-                        "action": f.action.value,
-                        "subject": f.subject,
-                        "image": f.image,
-                        "problem": f.problem,
-                        "fix": f.fix,
-                        "pointer": f.pointer,
-                    }
-                    for f in decision.findings
-                ],
-            }
-        )
-    if args.output == "json":
-        print(json.dumps(results, indent=2))
-    else:
-        for result in results:
-            label = f"{result['kind']} {result['namespace']}/{result['name']} ({result['source']})"
-            if result["message"]:
-                print(result["message"])
-            else:
-                print(f"ok: {label}")
-            for warning in result["warnings"]:
-                print(f"  warning: {warning}")
-    return 1 if denied else 0
 
 
 def cmd_certs(args: argparse.Namespace) -> int:

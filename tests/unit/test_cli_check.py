@@ -93,3 +93,41 @@ def test_invalid_config_is_refused_with_every_problem(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "checks.reference: must be one of enforce, warn, off" in result.stderr
     assert "mirrors: must be a list, got a number" in result.stderr
+
+
+def test_check_agrees_with_the_cluster_on_default_pull_secrets(tmp_path: Path) -> None:
+    # In the cluster the mutating webhook injects the default secret before validation:
+    # check must judge the pod the same way, not deny what the cluster admits.
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "privateRegistries: [corp.example.com]\n"
+        "defaultPullSecrets:\n  - secret: corp\n    registries: [corp.example.com]\n"
+    )
+    state = tmp_path / "state.yaml"
+    state.write_text(
+        STATE.replace("regcred", "corp")
+        .replace("namespace: other", "namespace: team-a")
+        .replace(
+            "eyJhdXRocyI6IHt9fQ==",
+            "eyJhdXRocyI6IHsiY29ycC5leGFtcGxlLmNvbSI6IHsiYXV0aCI6ICJkVHB3In19fQ==",
+        )
+    )
+    pod = GOOD.replace("nginx:1.25", "corp.example.com/app:1")
+    result = check("-f", "-", "--config", str(config), "--cluster-state", str(state), stdin=pod)
+    assert result.returncode == 0, result.stdout
+
+
+def test_findings_name_their_file_and_document_and_bad_yaml_does_not_stop_the_run(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "a.yaml").write_text(GOOD + "---\n" + BAD_LIST)
+    (tmp_path / "broken.yaml").write_text("kind: Pod\nmetadata: {name: [unclosed\n")
+    result = check("-f", str(tmp_path))
+    assert result.returncode == 1, result.stdout  # something is denied
+    assert f"{tmp_path / 'a.yaml'} (document 2): pullguard denied Deployment team-a/web" in (
+        result.stdout
+    )
+    assert f"{tmp_path / 'broken.yaml'}: not valid YAML" in result.stderr
+    assert "ok: Pod team-a/ok" in result.stdout  # the other files were still judged
+    alone = check("-f", str(tmp_path / "broken.yaml"))
+    assert alone.returncode == 2

@@ -140,3 +140,15 @@ def test_denial_and_warnings_never_carry_credentials_from_a_key() -> None:
         text = (decision.message or "") + "\n".join(decision.warnings)
         assert not decision.allowed
         assert "Sup3rS3cret" not in text and "robot" not in text, text
+
+
+def test_redaction_keeps_what_is_matched_and_nothing_secret() -> None:
+    from webhook.core.keyring import redacted_pull_secret
+
+    entries = {LEAKY: {"auth": base64.b64encode(b"robot:Sup3rS3cret").decode()}}
+    redacted = redacted_pull_secret(DOCKER_CONFIG_JSON, _secret_data(entries))
+    text = base64.b64decode(redacted[".dockerconfigjson"]).decode()
+    assert "Sup3rS3cret" not in text and "robot" not in text
+    credentials = parse_pull_secret(DOCKER_CONFIG_JSON, redacted)
+    assert lookup(credentials, "registry.example.com/team/app")
+    assert redacted_pull_secret(DOCKER_CONFIG_JSON, {".dockerconfigjson": "!!"}) == {}

@@ -180,3 +180,20 @@ def lookup(credentials: Iterable[Credential], image_name: str) -> list[Credentia
 def covered_registries(credentials: Iterable[Credential]) -> list[str]:
     """The keys a set of credentials covers, as a person would read them, sorted."""
     return sorted({keyring_key(c.key) for c in credentials})
+
+
+REDACTED_AUTH = base64.b64encode(b"redacted:redacted").decode()
+
+
+def redacted_pull_secret(secret_type: str, data: Mapping[str, str]) -> dict[str, str]:
+    """``data`` of a pull secret with every credential replaced, keeping what the checks
+    match on: the entries' keys (host[:port] and path, never user info). A secret the
+    kubelet cannot read stays unreadable (no data), so it is judged the same way."""
+    try:
+        credentials = parse_pull_secret(secret_type, data)
+    except SecretFormatError:
+        return {}
+    entries = {keyring_key(c.key): {"auth": REDACTED_AUTH} for c in credentials}
+    document = {"auths": entries} if secret_type == DOCKER_CONFIG_JSON else entries
+    encoded = base64.b64encode(json.dumps(document, sort_keys=True).encode()).decode()
+    return {PULL_SECRET_KEYS[secret_type]: encoded}

@@ -1,0 +1,71 @@
+"""Commands against the real API server: ``pullguard export-state`` feeding ``pullguard check``."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import checkout_env
+from tests.e2e.cluster import ControlPlane
+from tests.e2e.conftest import CONFIG, pod, pull_secret
+
+pytestmark = pytest.mark.e2e
+
+
+def pullguard(
+    plane: ControlPlane, *args: str, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "webhook", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=checkout_env(KUBECONFIG=str(plane.kubeconfig)),
+        check=False,
+    )
+
+
+def test_exported_state_has_no_credentials_and_check_agrees_with_the_cluster(
+    plane: ControlPlane, ns: str, tmp_path: Path
+) -> None:
+    plane.apply(
+        pull_secret("regcred", ns, "registry.example.com", auth="cm9ib3Q6U3VwM3I="), check=True
+    )
+    account = {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": {"name": "builder", "namespace": ns},
+        "imagePullSecrets": [{"name": "regcred"}],
+    }
+    plane.apply(json.dumps(account), check=True)
+    exported = pullguard(plane, "export-state", "-n", ns)
+    assert exported.returncode == 0, exported.stderr
+    assert "U3VwM3I" not in exported.stdout and "Sup3r" not in exported.stdout
+    state = tmp_path / "state.yaml"
+    state.write_text(exported.stdout)
+    config = tmp_path / "config.yaml"
+    config.write_text(CONFIG)
+
+    covered = pod("covered", ns, "registry.example.com/team/app:1", ("regcred",))
+    uncovered = pod("uncovered", ns, "registry.example.com/team/app:1", ("absent",))
+    for manifest in (covered, uncovered):
+        in_cluster = plane.apply(manifest, "--dry-run=server").ok
+        offline = pullguard(
+            plane,
+            "check",
+            "-f",
+            "-",
+            "--config",
+            str(config),
+            "--cluster-state",
+            str(state),
+            stdin=manifest,
+        )
+        assert (offline.returncode == 0) == in_cluster, offline.stdout + offline.stderr
+    assert plane.apply(covered, "--dry-run=server").ok
+    assert not plane.apply(uncovered, "--dry-run=server").ok

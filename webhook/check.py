@@ -1,0 +1,192 @@
+"""``pullguard check``: manifests judged offline, exactly as the cluster would judge them.
+
+Each object goes through what the API server does with it: the mutating webhook's changes
+first (mirrors, default pull secrets), then the validating decision, on the same engine and
+configuration. So a pod whose registry a ``defaultPullSecrets`` entry covers passes here as it
+does in the cluster. Every result names its file and, in a multi-document file, the document;
+a file that cannot be read or parsed is reported and the run goes on with the others.
+
+Exit status: 1 when anything would be denied, else 2 when a file could not be read, else 0.
+Must not: contact a cluster (state comes from ``--cluster-state``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import jsonpatch
+import yaml
+
+from webhook.core.cluster import ClusterView
+from webhook.core.config import DEFAULT_CONFIG, Config, ConfigError, load_config_text
+from webhook.core.mutate import mutate
+from webhook.core.review import AdmissionRequest
+from webhook.core.validate import Decision, validate
+
+
+@dataclass(frozen=True)
+class Document:
+    source: str
+    index: int  # 1-based, within its file
+    count: int  # documents in its file
+    obj: dict[str, Any]
+
+    @property
+    def where(self) -> str:
+        return self.source if self.count == 1 else f"{self.source} (document {self.index})"
+
+
+def register(sub: Any) -> None:
+    check = sub.add_parser("check", help="evaluate manifests offline with the same engine")
+    check.add_argument(
+        "-f",
+        "--filename",
+        dest="paths",
+        action="append",
+        required=True,
+        metavar="PATH",
+        help="file, folder or - for stdin (repeatable)",
+    )
+    check.add_argument("--config", type=Path, metavar="FILE")
+    check.add_argument(
+        "--namespace", default="default", help="namespace for objects that name none"
+    )
+    check.add_argument("--output", choices=("text", "json"), default="text")
+    check.add_argument(
+        "--cluster-state",
+        type=Path,
+        metavar="FILE",
+        help="Secrets, ServiceAccounts and Namespaces to judge against "
+        "(e.g. kubectl get secret,sa,ns -A -o yaml)",
+    )
+    check.set_defaults(func=cmd_check)
+
+
+def _files(paths: list[str]) -> Iterator[tuple[str, str | OSError]]:
+    for raw in paths:
+        if raw == "-":
+            yield "<stdin>", sys.stdin.read()
+            continue
+        path = Path(raw)
+        files = (
+            sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml", ".json"))
+            if path.is_dir()
+            else [path]
+        )
+        for file in files:
+            try:
+                yield str(file), file.read_text("utf-8")
+            except (OSError, UnicodeDecodeError) as error:
+                yield str(file), OSError(str(error))
+
+
+def documents(paths: list[str], errors: list[str]) -> Iterator[Document]:
+    """Every object of every file (``List`` kinds unpacked); problems go to ``errors``."""
+    for name, text in _files(paths):
+        if isinstance(text, OSError):
+            errors.append(f"{name}: cannot read: {text}")
+            continue
+        try:
+            parsed = [d for d in yaml.safe_load_all(text) if d is not None]
+        except yaml.YAMLError as error:
+            mark = getattr(error, "problem_mark", None)
+            at = f" at line {mark.line + 1}" if mark else ""
+            errors.append(f"{name}: not valid YAML{at}: {getattr(error, 'problem', error)}")
+            continue
+        objects: list[dict[str, Any]] = []
+        for document in parsed:
+            if isinstance(document, dict) and str(document.get("kind", "")).endswith("List"):
+                objects.extend(i for i in document.get("items") or [] if isinstance(i, dict))
+            elif isinstance(document, dict):
+                objects.append(document)
+        for index, obj in enumerate(objects, 1):
+            yield Document(name, index, len(objects), obj)
+
+
+def judge(obj: dict[str, Any], namespace: str, config: Config, cluster: ClusterView) -> Decision:
+    """The decision the cluster would reach for a CREATE of ``obj``: mutated, then validated.
+    A dry-run, as nothing is created: default secrets are judged by their source."""
+    metadata = obj.get("metadata") or {}
+    request = AdmissionRequest(
+        uid="offline",
+        kind=str(obj.get("kind") or ""),
+        namespace=str(metadata.get("namespace") or namespace),
+        name=str(metadata.get("name") or ""),
+        operation="CREATE",
+        sub_resource="",
+        object=obj,
+        old_object=None,
+        dry_run=True,
+    )
+    mutation = mutate(request, config, cluster)
+    if mutation.patch:
+        request = replace(request, object=jsonpatch.apply_patch(obj, mutation.patch))
+    return validate(request, config, cluster)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from webhook.commands import offline_cluster
+
+    try:
+        config = load_config_text(args.config.read_text("utf-8")) if args.config else DEFAULT_CONFIG
+    except ConfigError as error:
+        print(f"pullguard check: {args.config}: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:
+        print(f"pullguard check: {error}", file=sys.stderr)
+        return 2
+    cluster = offline_cluster(args.cluster_state)
+    errors: list[str] = []
+    results: list[dict[str, Any]] = []
+    for document in documents(args.paths, errors):
+        metadata = document.obj.get("metadata") or {}
+        decision = judge(document.obj, args.namespace, config, cluster)
+        if decision.reason == "unsupported":
+            continue
+        results.append(
+            {
+                "source": document.source,
+                "document": document.index,
+                "where": document.where,
+                "kind": str(document.obj.get("kind") or ""),
+                "namespace": str(metadata.get("namespace") or args.namespace),
+                "name": str(metadata.get("name") or ""),
+                "allowed": decision.allowed,
+                "message": decision.message,
+                "warnings": list(decision.warnings),
+                "findings": [
+                    {
+                        "check": f.check,
+                        "action": f.action.value,
+                        "subject": f.subject,
+                        "image": f.image,
+                        "problem": f.problem,
+                        "fix": f.fix,
+                        "pointer": f.pointer,
+                    }
+                    for f in decision.findings
+                ],
+            }
+        )
+    for problem in errors:
+        print(f"pullguard check: {problem}", file=sys.stderr)
+    if args.output == "json":
+        print(json.dumps(results, indent=2))
+    else:
+        for result in results:
+            if result["message"]:
+                print(f"{result['where']}: {result['message']}")
+            else:
+                label = f"{result['kind']} {result['namespace']}/{result['name']}"
+                print(f"ok: {label} ({result['where']})")
+            for warning in result["warnings"]:
+                print(f"  warning: {warning}")
+    if any(not r["allowed"] for r in results):
+        return 1
+    return 2 if errors else 0
