@@ -129,6 +129,21 @@ def register(sub: Any) -> None:  # argparse's _SubParsersAction is private
     certs.add_argument("--service", required=True)
     certs.add_argument("--namespace", required=True)
     certs.add_argument("--out", type=Path, default=Path("certs"))
+    certs.add_argument(
+        "--host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="another DNS name the certificate is valid for (repeatable): pullguard run "
+        "outside the cluster and registered by URL",
+    )
+    certs.add_argument(
+        "--ip",
+        action="append",
+        default=[],
+        metavar="ADDRESS",
+        help="an IP address the certificate is valid for (repeatable)",
+    )
     certs.set_defaults(func=cmd_certs)
 
 
@@ -333,10 +348,18 @@ def offline_cluster(state: Path | None) -> Any:
 
 
 def cmd_certs(args: argparse.Namespace) -> int:
+    import ipaddress
+
     from webhook.edge.certs import make_bundle, service_dns_names
 
-    names = service_dns_names(args.service, args.namespace)
-    paths = make_bundle(names).write(args.out)
+    for address in args.ip:
+        try:
+            ipaddress.ip_address(address)
+        except ValueError:
+            print(f"pullguard certs: --ip {address!r} is not an IP address", file=sys.stderr)
+            return 2
+    names = service_dns_names(args.service, args.namespace) + list(args.host)
+    paths = make_bundle(names, list(args.ip)).write(args.out)
     for name, path in paths.items():
         print(f"{name}: {path}")
     return 0
