@@ -34,7 +34,7 @@ def _read_stdin_lines(stream: TextIO) -> list[str]:
 
 
 def ref_report(value: str, known_registries: Iterable[str] = ()) -> dict[str, object]:
-    """The ``pullguard ref --json`` object for one input (see CONTRACT.md)."""
+    """The ``pullguard ref --json`` object for one input (see docs/reference.md)."""
     try:
         ref = parse(value)
     except InvalidReference as error:

@@ -69,3 +69,32 @@ def test_exported_state_has_no_credentials_and_check_agrees_with_the_cluster(
         assert (offline.returncode == 0) == in_cluster, offline.stdout + offline.stderr
     assert plane.apply(covered, "--dry-run=server").ok
     assert not plane.apply(uncovered, "--dry-run=server").ok
+
+
+def test_the_readmes_audit_pipeline_runs_against_a_live_cluster(
+    plane: ControlPlane, ns: str, tmp_path: Path
+) -> None:
+    # README, "Before you enforce": export-state, then every workload through check.
+    plane.apply(pod("bad", ns, "nginx:1.25", ("absent",)), check=True)  # a warning, not needed
+    state = tmp_path / "state.yaml"
+    state.write_text(pullguard(plane, "export-state", "-A").stdout)
+    config = tmp_path / "config.yaml"
+    config.write_text(CONFIG)
+    listed = plane.kubectl(
+        "get", "deploy,sts,ds,cronjob,job,pod", "-A", "-o", "yaml", check=True
+    ).stdout
+    result = pullguard(
+        plane,
+        "check",
+        "-f",
+        "-",
+        "--config",
+        str(config),
+        "--cluster-state",
+        str(state),
+        stdin=listed,
+    )
+    assert result.returncode in (0, 1), result.stderr
+    assert f"Pod {ns}/bad" in result.stdout
+    assert 'imagePullSecret "absent" does not exist' in result.stdout
+    assert "Traceback" not in result.stderr

@@ -2,7 +2,7 @@
 
 Denials are data: each check returns :class:`Finding` values; only the final step turns the
 enforced ones into the denial message and the warned ones into kubectl warnings. The message
-format is fixed by CONTRACT.md::
+format is fixed by docs/reference.md ("Messages")::
 
     pullguard denied Deployment team-a/web: 1 problem would cause ImagePullBackOff
     - container "web": imagePullSecret "regcred" does not exist in namespace "team-a" (...).

@@ -20,7 +20,8 @@ Order of a decision:
 4. A pod template is judged as its pods will be: with the ServiceAccount's pull secrets when
    the template has none (the API server adds them only to Pods), and with what the mutating
    webhook will change in each pod (mirrors, default secrets).
-5. Enforced findings deny with the CONTRACT.md message; warned ones become kubectl warnings.
+5. Enforced findings deny with the message of docs/reference.md; warned ones become
+   kubectl warnings.
 
 Pure: the cluster is reached only through :class:`~webhook.core.cluster.ClusterView`.
 """
