@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import signal
+import ssl
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -80,7 +81,9 @@ def run_serve_dev(plane: ControlPlane, block: str, tmp: Path) -> None:
         wait_for(
             lambda: (
                 httpx.get(
-                    "https://127.0.0.1:8443/readyz", verify=str(tmp / "certs" / "ca.crt"), timeout=2
+                    "https://127.0.0.1:8443/readyz",
+                    verify=ssl.create_default_context(cafile=str(tmp / "certs" / "ca.crt")),
+                    timeout=2,
                 ).status_code
                 == 200
             ),
