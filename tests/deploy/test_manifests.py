@@ -309,3 +309,14 @@ def test_both_tops_carry_the_same_name_replacements() -> None:
 
     shared = replacements("deploy")
     assert replacements("deploy/cert-manager")[: len(shared)] == shared
+
+
+def test_service_monitor_component_scrapes_the_metrics_port(tmp_path: Path) -> None:
+    objects = _with_component(tmp_path, "service-monitor")
+    monitor = by_kind(objects, "ServiceMonitor")
+    service = by_kind(objects, "Service")
+    assert monitor["metadata"]["namespace"] == service["metadata"]["namespace"]
+    labels = service["metadata"]["labels"]
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert endpoint["port"] in {p["name"] for p in service["spec"]["ports"]}
