@@ -29,10 +29,11 @@ BUILT_IN_GROUPS = (
 pytestmark = pytest.mark.skipif(KUBECTL is None, reason="kubectl is needed to render kustomize")
 
 
-def render(path: str) -> list[dict[str, Any]]:
+def render(path: str | Path) -> list[dict[str, Any]]:
+    """``kubectl kustomize`` of a folder (relative to the repository, or absolute)."""
     assert KUBECTL is not None
     out = subprocess.run(
-        [KUBECTL, "kustomize", str(ROOT / path)],
+        [KUBECTL, "kustomize", "--load-restrictor=LoadRestrictionsNone", str(ROOT / path)],
         check=True,
         capture_output=True,
         text=True,
@@ -159,15 +160,7 @@ def _with_component(tmp_path: Path, component: str) -> list[dict[str, Any]]:
         "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
         f"resources: [{base}]\ncomponents: [{path}]\n"
     )
-    assert KUBECTL is not None
-    out = subprocess.run(
-        [KUBECTL, "kustomize", "--load-restrictor=LoadRestrictionsNone", str(overlay)],
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    ).stdout
-    return [d for d in yaml.safe_load_all(out) if d]
+    return render(overlay)
 
 
 def test_network_policy_component_renders_and_validates(tmp_path: Path) -> None:
@@ -228,15 +221,7 @@ def _renamed(tmp_path: Path, top: str) -> list[dict[str, Any]]:
         1,
     )
     kustomization.write_text(text)
-    assert KUBECTL is not None
-    out = subprocess.run(
-        [KUBECTL, "kustomize", str(kustomization.parent)],
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    ).stdout
-    return [d for d in yaml.safe_load_all(out) if d]
+    return render(kustomization.parent)
 
 
 @pytest.mark.parametrize("top", ["deploy", "deploy/cert-manager"])

@@ -32,7 +32,7 @@ import pytest
 import yaml
 
 from tests.conftest import ROOT, checkout_env, free_port
-from tests.e2e.cluster import ControlPlane, assets_folder, missing_assets_reason, wait_for
+from tests.e2e.cluster import ControlPlane, Result, assets_folder, missing_assets_reason, wait_for
 
 NAMESPACE = "pullguard"
 REGISTRY_AUTH = base64.b64encode(b"user:pass").decode()
@@ -122,13 +122,13 @@ def configmap(text: str) -> str:
     )
 
 
-def set_config(plane: ControlPlane, text: str) -> None:
+def set_config(plane: ControlPlane, text: str, *, check: bool = True) -> Result:
     """Replace pullguard's configuration the way an admin would (server-side apply).
 
     Under a field manager of its own: applied as the manager that installed ``deploy/``, the
     ConfigMap's labels (which this document does not name) would be removed.
     """
-    plane.kubectl(
+    return plane.kubectl(
         "apply",
         "--server-side",
         "--force-conflicts",
@@ -136,7 +136,7 @@ def set_config(plane: ControlPlane, text: str) -> None:
         "-f",
         "-",
         stdin=configmap(text),
-        check=True,
+        check=check,
     )
 
 

@@ -47,21 +47,27 @@ WAIVED = {
     "bash tests/run": "it is the command running this suite",
     "export KUBEBUILDER_ASSETS=$(setup-envtest use 1.36 -p path)": (
         "setup-envtest downloads binaries; this machine reaches only package registries "
-        "(CI gets the same binaries from ../shared/kube)"
+        "(CI gets the same binaries from the control-plane folder beside the checkout)"
     ),
 }
 
 
-def shell(plane: ControlPlane, script: str, cwd: Path, timeout: float = 120) -> str:
-    done = subprocess.run(
+def run(plane: ControlPlane, script: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """``script`` under bash (errexit, pipefail) as the admin, in ``cwd``."""
+    return subprocess.run(
         ["bash", "-e", "-o", "pipefail", "-c", script],
         cwd=cwd,
         env=checkout_env(KUBECONFIG=str(plane.kubeconfig)),
         capture_output=True,
         text=True,
-        timeout=timeout,
+        timeout=120,
         check=False,
     )
+
+
+def shell(plane: ControlPlane, script: str, cwd: Path) -> str:
+    """``run``, which must succeed; its output."""
+    done = run(plane, script, cwd)
     assert done.returncode == 0, f"{script}\n{done.stdout}\n{done.stderr}"
     return done.stdout + done.stderr
 
@@ -113,15 +119,7 @@ def run_apply(plane: ControlPlane, block: str, tmp: Path) -> None:
         assert fresh.get_json("deployment", "pullguard", "-n", "pullguard")["spec"]["replicas"] == 3
         # deploy/cert-manager/ needs cert-manager's CRDs, which this control plane lacks:
         # everything else in it must be accepted.
-        done = subprocess.run(
-            ["bash", "-c", cert_manager],
-            cwd=ROOT,
-            env=checkout_env(KUBECONFIG=str(fresh.kubeconfig)),
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        done = run(fresh, cert_manager, ROOT)
         errors = [
             line
             for line in done.stderr.splitlines()
@@ -142,15 +140,7 @@ def run_check(plane: ControlPlane, block: str, tmp: Path) -> None:
 
 def run_audit(plane: ControlPlane, block: str, tmp: Path) -> None:
     (tmp / "config.yaml").write_text(CONFIG)
-    done = subprocess.run(
-        ["bash", "-o", "pipefail", "-c", block],
-        cwd=tmp,
-        env=checkout_env(KUBECONFIG=str(plane.kubeconfig)),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = run(plane, block, tmp)
     assert done.returncode in (0, 1), done.stderr  # 1: something would be denied
     assert "Traceback" not in done.stderr and done.stdout
 

@@ -11,7 +11,7 @@ import json
 import pytest
 
 from tests.e2e.cluster import ControlPlane, wait_for
-from tests.e2e.conftest import CONFIG, configmap, pod, pull_secret, set_config
+from tests.e2e.conftest import CONFIG, pod, pull_secret, set_config
 
 pytestmark = pytest.mark.e2e
 
@@ -280,15 +280,7 @@ def test_image_volume_is_rewritten_to_the_mirror(plane: ControlPlane, ns: str) -
 
 def test_an_invalid_configuration_is_refused_by_kubectl_apply(plane: ControlPlane, ns: str) -> None:
     bad = CONFIG.replace("reference: enforce", "reference: maybe") + "mirrors: 3\n"
-    result = plane.kubectl(
-        "apply",
-        "--server-side",
-        "--force-conflicts",
-        "--field-manager=e2e-config-editor",
-        "-f",
-        "-",
-        stdin=configmap(bad),
-    )
+    result = set_config(plane, bad, check=False)
     assert not result.ok
     assert 'admission webhook "config.pullguard.io" denied the request' in result.stderr
     assert "checks.reference: must be one of enforce, warn, off" in result.stderr
