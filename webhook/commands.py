@@ -241,12 +241,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             )
             return create_app(runtime)
         if cert_controller is not None:
-            threading.Thread(
-                target=cert_controller.run,
-                kwargs={"interval": args.cert_check_interval},
-                name="cert-sync",
-                daemon=True,
-            ).start()
+            _in_background(cert_controller.run, args.cert_check_interval, "cert-sync")
         return create_app(_cluster_runtime(args, store, metrics))
 
     return server.run(
@@ -316,12 +311,7 @@ def _cluster_runtime(args: argparse.Namespace, store: Any, metrics: Any) -> Any:
                 allowed=allowed,
                 record=lambda outcome: metrics.secret_syncs.labels(outcome).inc(),
             )
-            threading.Thread(
-                target=syncer.run,
-                kwargs={"interval": args.sync_interval},
-                name="secret-sync",
-                daemon=True,
-            ).start()
+            _in_background(syncer.run, args.sync_interval, "secret-sync")
             copy_secret = syncer.copy
     return Runtime(
         config=store,
@@ -334,6 +324,11 @@ def _cluster_runtime(args: argparse.Namespace, store: Any, metrics: Any) -> Any:
         configmap_name=args.configmap,
         notes=list(NOTES) + ([] if copy_secret else [NO_COPIES]),
     )
+
+
+def _in_background(loop: Any, interval: float, name: str) -> None:
+    """Run ``loop(interval=...)`` (a controller's reconcile loop) in a daemon thread."""
+    threading.Thread(target=loop, kwargs={"interval": interval}, name=name, daemon=True).start()
 
 
 def offline_cluster(state: Path | None) -> Any:

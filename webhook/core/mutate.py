@@ -98,14 +98,19 @@ def recorded_originals(obj: Mapping[str, Any] | None) -> dict[str, str]:
     or not readable."""
     metadata = (obj or {}).get("metadata")
     annotations = metadata.get("annotations") if isinstance(metadata, Mapping) else None
+    recorded = _parse_recorded(annotations)
+    return {str(k): v for k, v in recorded.items() if isinstance(v, str)}
+
+
+def _parse_recorded(annotations: object) -> dict[str, Any]:
+    """The original-images annotation of ``annotations`` decoded; empty when absent or not a
+    JSON object (a value anyone may have edited)."""
     raw = annotations.get(ORIGINAL_IMAGES_ANNOTATION) if isinstance(annotations, Mapping) else None
     try:
         recorded = json.loads(raw) if isinstance(raw, str) else {}
     except ValueError:
         return {}
-    if not isinstance(recorded, dict):
-        return {}
-    return {str(k): v for k, v in recorded.items() if isinstance(v, str)}
+    return recorded if isinstance(recorded, dict) else {}
 
 
 def as_written(
@@ -246,12 +251,7 @@ def apply_plan(
         annotations = metadata.get("annotations")
         if not isinstance(annotations, dict):
             annotations = metadata["annotations"] = {}
-        try:
-            recorded = json.loads(annotations.get(ORIGINAL_IMAGES_ANNOTATION) or "{}")
-        except ValueError:
-            recorded = {}
-        if not isinstance(recorded, dict):
-            recorded = {}
+        recorded = _parse_recorded(annotations)
         for rewrite in plan.rewrites:
             recorded[rewrite.container.annotation_key] = rewrite.original
         annotations[ORIGINAL_IMAGES_ANNOTATION] = json.dumps(

@@ -58,7 +58,6 @@ from webhook.edge.certs import (
 log = logging.getLogger("pullguard.certs")
 
 SECRET_NAME = "pullguard-tls"  # noqa: S105 - a name, not a password
-KEYS = ("ca.crt", "ca.key", "tls.crt", "tls.key")
 PREVIOUS_CA = "ca-previous.crt"
 
 

@@ -60,12 +60,14 @@ class ReloadingTLS:
     def _files_stamp(self) -> tuple[float, float]:
         return (Path(self.certfile).stat().st_mtime, Path(self.keyfile).stat().st_mtime)
 
-    def context(self, factory: Callable[[], ssl.SSLContext]) -> ssl.SSLContext:
+    def context(self) -> ssl.SSLContext:
+        """The context for a new connection, reloaded first when the files have changed."""
         now = time.monotonic()
         with self._lock:
             if self._context is None:
-                self._context = factory()
+                self._context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
                 self._context.minimum_version = ssl.TLSVersion.TLSv1_2
+                self._context.load_cert_chain(self.certfile, self.keyfile)
                 self._stamp = self._files_stamp()
                 self._checked = now
             elif now - self._checked >= self.check_interval:
@@ -87,15 +89,6 @@ class ReloadingTLS:
         log.info("serving certificate reloaded from %s", self.certfile)
 
 
-def tls_context_factory(certfile: str, keyfile: str) -> Callable[[], ssl.SSLContext]:
-    def factory() -> ssl.SSLContext:
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(certfile, keyfile)
-        return context
-
-    return factory
-
-
 def _gevent_worker_class() -> type:
     """:class:`PullguardWorker`, built on first use: importing gevent's worker imports gevent,
     which must not happen in commands that never serve."""
@@ -108,15 +101,15 @@ def _gevent_worker_class() -> type:
         def handle(self, listener: Any, client: Any, addr: Any) -> None:
             import gevent
 
-            tls: TLSSettings = self.app.tls_settings  # self.app: the _Gunicorn application
+            app: _Gunicorn = self.app  # gunicorn hands each worker its application
             client.settimeout(READ_SECONDS)
-            if listener.getsockname()[1] in tls.plain_ports:
+            if listener.getsockname()[1] in app.plain_ports:
                 # The metrics port: plain HTTP, and the app serves nothing else there.
                 AsyncWorker.handle(self, listener, client, addr)
                 return
             try:
                 with gevent.Timeout(HANDSHAKE_SECONDS):
-                    secure = tls.tls.context(tls.factory).wrap_socket(client, server_side=True)
+                    secure = app.tls.context().wrap_socket(client, server_side=True)
             except (gevent.Timeout, ssl.SSLError, OSError) as error:
                 log.debug("TLS handshake from %s failed: %s", addr, type(error).__name__)
                 client.close()
@@ -130,14 +123,6 @@ def _gevent_worker_class() -> type:
                 secure.close()
 
     return PullguardWorker
-
-
-@dataclass
-class TLSSettings:
-    tls: ReloadingTLS
-    factory: Callable[[], ssl.SSLContext]
-    plain_ports: frozenset[int] = frozenset()
-    """Listeners served without TLS (the metrics port)."""
 
 
 @dataclass
@@ -157,11 +142,9 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
     def __init__(self, options: ServeOptions, app_factory: Callable[[], Flask]) -> None:
         self.options = options
         self.app_factory = app_factory
-        self.tls_settings = TLSSettings(
-            ReloadingTLS(options.certfile, options.keyfile),
-            tls_context_factory(options.certfile, options.keyfile),
-            frozenset({options.metrics_port} if options.metrics_port else set()),
-        )
+        self.tls = ReloadingTLS(options.certfile, options.keyfile)
+        #: Listeners served without TLS (the metrics port).
+        self.plain_ports = frozenset({options.metrics_port} if options.metrics_port else set())
         super().__init__()
 
     def load_config(self) -> None:
