@@ -63,11 +63,14 @@ class Server:
         return self.log.read_text(errors="replace")
 
 
-def start_server(workdir: Path, *args: str, ca: Path | None = None) -> Server:
-    """``pullguard serve --dev`` in ``workdir`` (its certs/ go there), ready on return."""
+def start_server(
+    workdir: Path, *args: str, ca: Path | None = None, env: dict[str, str] | None = None
+) -> Server:
+    """``pullguard serve --dev`` in ``workdir`` (its certs/ go there), ready on return.
+    ``env``: extra environment (``SSL_CERT_FILE`` for registries with a test CA)."""
     port = free_port()
     log = workdir / "server.log"
-    env = checkout_env()
+    env = checkout_env(**(env or {}))
     process = subprocess.Popen(
         [sys.executable, "-m", "webhook", "serve", "--dev", "--port", str(port), *args],
         cwd=workdir,

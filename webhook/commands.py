@@ -16,13 +16,10 @@ from typing import Any
 log = logging.getLogger("pullguard")
 
 #: What this build cannot do, said once in the log and in /readyz (not only in metrics).
-NOTES = (
-    "the registry and platform checks cannot run: this build has no registry client "
-    "(reference, pullSecrets and pullPolicy run)",
-)
+NOTES: tuple[str, ...] = ()
 NO_CLUSTER = (
-    "no cluster (--dev): the pullSecrets check cannot run; give --cluster-state FILE to "
-    "judge against a cluster's secrets"
+    "no cluster (--dev): the pullSecrets and platform checks cannot run; give "
+    "--cluster-state FILE to judge against a cluster's secrets and nodes"
 )
 NO_COPIES = (
     "default pull secrets are not copied into namespaces: pullguard-sync-key could not be "
@@ -171,6 +168,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from gevent import monkey
 
     monkey.patch_all()
+    # httpcore (the registry client) imports trio when it is installed, only to support
+    # async callers; trio cannot be imported once gevent has removed select.epoll. Never
+    # used here: make its import fail the way httpcore expects of a missing package.
+    sys.modules.setdefault("trio", None)  # type: ignore[arg-type]
 
     from webhook.edge import server
     from webhook.edge.app import Runtime, create_app
@@ -229,6 +230,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             FileConfigSource(args.config, store).start()
         elif args.dev:
             store.apply_text(default_config_text(), "embedded default")
+        registry, mirrors = registry_parts(store, metrics)
         if args.dev:
             runtime = Runtime(
                 config=store,
@@ -238,11 +240,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 metrics_port=args.metrics_port,
                 configmap_name=args.configmap,
                 notes=[*NOTES, *([] if args.cluster_state else [NO_CLUSTER])],
+                registry=registry,
+                mirrors_down=mirrors.down,
             )
             return create_app(runtime)
         if cert_controller is not None:
             _in_background(cert_controller.run, args.cert_check_interval, "cert-sync")
-        return create_app(_cluster_runtime(args, store, metrics))
+        runtime = _cluster_runtime(args, store, metrics)
+        runtime.registry, runtime.mirrors_down = registry, mirrors.down
+        return create_app(runtime)
 
     return server.run(
         server.ServeOptions(
@@ -324,6 +330,47 @@ def _cluster_runtime(args: argparse.Namespace, store: Any, metrics: Any) -> Any:
         configmap_name=args.configmap,
         notes=list(NOTES) + ([] if copy_secret else [NO_COPIES]),
     )
+
+
+def registry_parts(store: Any, metrics: Any) -> tuple[Any, Any]:
+    """The registry client and the mirror prober, both following the live configuration.
+    Configured mirrors are an admin's choice, so they may sit on private addresses."""
+    from webhook.core.hosts import WELL_KNOWN_REGISTRIES
+    from webhook.edge.mirrors import MirrorHealth
+    from webhook.edge.registry import HttpRegistry
+
+    def settings() -> Any:
+        return store.current.registry
+
+    def mirror_hosts() -> list[str]:
+        return [m.mirror_host for m in store.current.mirrors] if store.loaded else []
+
+    def probed_mirrors() -> list[str]:
+        mirrors = store.current.mirrors if store.loaded else ()
+        return [m.mirror_host for m in mirrors if m.probe]
+
+    def known() -> list[str]:
+        return store.current.known_registries() if store.loaded else []
+
+    def registry_label(name: str) -> str:
+        labelled = {*WELL_KNOWN_REGISTRIES, *known()}
+        return name if name in labelled else "other"
+
+    def observe(question: Any, answer: Any, seconds: float) -> None:
+        label = registry_label(question.registry)
+        metrics.registry_requests.labels(label, answer.outcome.value).inc()
+        metrics.registry_seconds.labels(label).observe(seconds)
+
+    registry = HttpRegistry(
+        settings,
+        known_registries=known,
+        trusted_private=mirror_hosts,
+        observe=observe,
+        on_cache=lambda hit: metrics.registry_cache.labels("hit" if hit else "miss").inc(),
+    )
+    mirrors = MirrorHealth(probed_mirrors, registry.probe, metrics=metrics)
+    mirrors.start()
+    return registry, mirrors
 
 
 def _in_background(loop: Any, interval: float, name: str) -> None:

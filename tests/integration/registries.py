@@ -4,6 +4,7 @@ Images are pushed with the registry's own HTTP API."""
 
 from __future__ import annotations
 
+import base64
 import gzip
 import hashlib
 import io
@@ -23,6 +24,7 @@ from tests.conftest import free_port
 
 REGISTRY_BINARY = shutil.which("docker-registry") or shutil.which("registry")
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 ACCEPT = ", ".join(
     [
         "application/vnd.oci.image.index.v1+json",
@@ -65,14 +67,19 @@ def start_registry(
     ca: Path,
     auth: tuple[str, str] | None = None,
     proxy_of: Registry | None = None,
+    token: TokenServer | None = None,
+    storage: Path | None = None,
 ) -> Registry:
+    """``token``: Bearer auth through that token server (the registry's own token
+    configuration); ``storage``: another registry's data folder, shared (push through one,
+    read through the other)."""
     assert REGISTRY_BINARY, "docker-registry is not installed"
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     lines = [
         "version: 0.1",
         "log: {level: warn}",
-        f"storage: {{filesystem: {{rootdirectory: {workdir / 'data'}}}}}",
+        f"storage: {{filesystem: {{rootdirectory: {storage or workdir / 'data'}}}}}",
         f"http: {{addr: '127.0.0.1:{port}', tls: {{certificate: {cert}, key: {key}}}}}",
     ]
     if auth is not None:
@@ -82,6 +89,11 @@ def start_registry(
         ).stdout
         htpasswd.write_bytes(out)
         lines.append(f"auth: {{htpasswd: {{realm: test-registry, path: {htpasswd}}}}}")
+    if token is not None:
+        lines.append(
+            f"auth: {{token: {{realm: '{token.url}/token', service: '{token.service}', "
+            f"issuer: '{token.issuer}', rootcertbundle: {token.certfile}}}}}"
+        )
     if proxy_of is not None:
         user, password = proxy_of.auth or ("", "")
         lines.append(
@@ -112,6 +124,121 @@ def start_registry(
             time.sleep(0.1)
     registry.stop()
     raise RuntimeError(f"registry not ready: {log.read_text()}")
+
+
+class TokenServer:
+    """A Bearer token realm for the distribution registry's ``auth: token``: Basic auth
+    against ``users`` (user -> (password, repository prefixes it may pull)); anonymous
+    callers get a token granting nothing. Tokens are RS256 JWTs carrying their certificate
+    (``x5c``), which the registry checks against ``certfile``."""
+
+    service = "pullguard-test-registry"
+    issuer = "pullguard-test-issuer"
+
+    def __init__(
+        self, workdir: Path, users: dict[str, tuple[str, tuple[str, ...]]], tls: dict[str, Path]
+    ) -> None:
+        import datetime
+        import http.server
+        import threading
+
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import rsa
+        from cryptography.x509.oid import NameOID
+
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.users = users
+        self.requests: list[dict[str, str]] = []
+        self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, self.issuer)])
+        now = datetime.datetime.now(datetime.UTC)
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(self.key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(hours=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(self.key, hashes.SHA256())
+        )
+        self.cert_der = cert.public_bytes(serialization.Encoding.DER)
+        self.certfile = workdir / "token-issuer.crt"
+        self.certfile.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        issuer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                from urllib.parse import parse_qs, urlsplit
+
+                query = {k: v[0] for k, v in parse_qs(urlsplit(self.path).query).items()}
+                header = self.headers.get("Authorization", "")
+                issuer.requests.append({**query, "authorization": header})
+                user = ""
+                if header.startswith("Basic "):
+                    raw = base64.b64decode(header[6:]).decode()
+                    user, _, password = raw.partition(":")
+                    if issuer.users.get(user, ("",))[0] != password or not password:
+                        self.send_response(401)
+                        self.send_header("Content-Type", "application/json")
+                        body = b'{"details":"incorrect username or password"}'
+                        self.send_header("Content-Length", str(len(body)))
+                        self.end_headers()
+                        self.wfile.write(body)
+                        return
+                token = issuer.issue(user, query.get("scope", ""))
+                body = json.dumps({"token": token, "expires_in": 300}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(str(tls["cert"]), str(tls["key"]))
+        self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+        self.url = f"https://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def issue(self, user: str, scope: str) -> str:
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import padding
+
+        access = []
+        kind, _, rest = scope.partition(":")
+        repository, _, _actions = rest.rpartition(":")
+        prefixes = self.users.get(user, ("", ()))[1] if user else ()
+        if kind == "repository" and any(repository.startswith(p) for p in prefixes):
+            access.append({"type": "repository", "name": repository, "actions": ["pull"]})
+        now = int(time.time())
+        claims = {
+            "iss": self.issuer,
+            "sub": user,
+            "aud": self.service,
+            "exp": now + 300,
+            "nbf": now - 10,
+            "iat": now,
+            "jti": os.urandom(8).hex(),
+            "access": access,
+        }
+        header = {"typ": "JWT", "alg": "RS256", "x5c": [base64.b64encode(self.cert_der).decode()]}
+
+        def part(document: dict[str, object]) -> str:
+            raw = json.dumps(document, separators=(",", ":")).encode()
+            return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+        signing_input = f"{part(header)}.{part(claims)}"
+        signature = self.key.sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())
+        return signing_input + "." + base64.urlsafe_b64encode(signature).rstrip(b"=").decode()
+
+    def stop(self) -> None:
+        self.server.shutdown()
 
 
 def _layer(content: bytes) -> bytes:
@@ -187,6 +314,58 @@ def push_image(
         )
         assert put.status_code == 201, put.text
         return put.headers["docker-content-digest"]
+
+
+def push_index(
+    registry: Registry, repository: str, tag: str, platforms: list[tuple[str, str]]
+) -> str:
+    """Push one image per (os, architecture) and an OCI index of them under ``tag``; return
+    the index's digest. The index also lists an attestation entry (``unknown/unknown``), as
+    buildx writes one."""
+    entries = []
+    for os_name, architecture in platforms:
+        content = f"{os_name}/{architecture}\n".encode()
+        digest = push_image(
+            registry,
+            repository,
+            f"build-{os_name}-{architecture}",
+            content=content,
+            os_name=os_name,
+            architecture=architecture,
+        )
+        with registry.client() as client:
+            size = len(
+                client.get(
+                    f"/v2/{repository}/manifests/{digest}", headers={"Accept": ACCEPT}
+                ).content
+            )
+        entries.append(
+            {
+                "mediaType": OCI_MANIFEST,
+                "digest": digest,
+                "size": size,
+                "platform": {"os": os_name, "architecture": architecture},
+            }
+        )
+    entries.append(
+        {
+            "mediaType": OCI_MANIFEST,
+            "digest": entries[0]["digest"],
+            "size": entries[0]["size"],
+            "platform": {"os": "unknown", "architecture": "unknown"},
+        }
+    )
+    index = json.dumps(
+        {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries}, sort_keys=True
+    ).encode()
+    with registry.client() as client:
+        put = client.put(
+            f"/v2/{repository}/manifests/{tag}",
+            content=index,
+            headers={"Content-Type": OCI_INDEX},
+        )
+        assert put.status_code == 201, put.text
+        return str(put.headers["docker-content-digest"])
 
 
 def manifest_digest(registry: Registry, repository: str, reference: str) -> tuple[int, str]:

@@ -73,7 +73,11 @@ def test_rewritten_reference_resolves_through_the_mirror_to_the_same_digest(
     digest = push_image(upstream, "team/app", "1.0")
     config = tmp_path / "config.yaml"
     config.write_text(f"mirrors:\n  - registry: '{upstream.host}'\n    mirror: '{mirror.host}'\n")
-    server = start_server(tmp_path, "--config", str(config))
+    # pullguard probes the mirror before rewriting to it; it trusts the test CA as an admin
+    # would have it trust a private one.
+    server = start_server(
+        tmp_path, "--config", str(config), env={"SSL_CERT_FILE": str(upstream.ca)}
+    )
     try:
         review = load_review(REVIEWS / "pod-create-plain.json")
         request = review["body"]["request"]

@@ -71,7 +71,7 @@ mutation: {podTemplates: 1}
         "checks.pullPolicy: must be one of enforce, warn, off, got a number",
         "privateRegistries[0]: 'https://registry.example.com/v2' must be a host[:port], "
         "without scheme or path",
-        "registry.timeoutSeconds: must be between 0.1 and 25, got 99",
+        "registry.timeoutSeconds: must be between 0.1 and 4, got 99",
         "registry.allowPrivateNetworks: must be true or false, got the string 'yes'",
         "defaultPullSecrets[0].secret: must be a non-empty string, got nothing",
         "defaultPullSecrets[0].registries: must name at least one registry",

@@ -97,6 +97,9 @@ class FakeCoreApi:
     def list_namespace(self, **_: Any) -> Any:
         return listing([], "1")
 
+    def list_node(self, **_: Any) -> Any:
+        return listing([], "1")
+
     def read_namespaced_secret(self, name: str, namespace: str, **_: Any) -> Any:
         self.direct_reads.append((namespace, name))
         if (namespace, name) not in self.secrets:

@@ -58,6 +58,11 @@ class ClusterView(Protocol):
         """Labels of the namespace, or ``None`` if it does not exist."""
         ...
 
+    def node_platforms(self) -> frozenset[tuple[str, str]]:
+        """The (``kubernetes.io/os``, ``kubernetes.io/arch``) pairs of the cluster's nodes;
+        empty when no node says."""
+        ...
+
 
 class NoCluster:
     """A cluster view for runs without a cluster: every read is unavailable."""
@@ -76,6 +81,9 @@ class NoCluster:
     def namespace_labels(self, namespace: str) -> Mapping[str, str] | None:
         raise ClusterUnavailable(self.reason)
 
+    def node_platforms(self) -> frozenset[tuple[str, str]]:
+        raise ClusterUnavailable(self.reason)
+
 
 class InMemoryCluster:
     """A cluster made of plain dictionaries. Namespaces exist once anything is put in them."""
@@ -84,6 +92,7 @@ class InMemoryCluster:
         self.secrets: dict[tuple[str, str], SecretInfo] = {}
         self.service_accounts: dict[tuple[str, str], ServiceAccountInfo] = {}
         self.namespaces: dict[str, dict[str, str]] = {}
+        self.nodes: set[tuple[str, str]] = set()
 
     def add_namespace(self, name: str, labels: Mapping[str, str] | None = None) -> None:
         self.namespaces.setdefault(name, {}).update(labels or {})
@@ -115,3 +124,6 @@ class InMemoryCluster:
 
     def namespace_labels(self, namespace: str) -> Mapping[str, str] | None:
         return self.namespaces.get(namespace)
+
+    def node_platforms(self) -> frozenset[tuple[str, str]]:
+        return frozenset(self.nodes)

@@ -37,13 +37,33 @@ class Checks:
     reference: Action = Action.ENFORCE
     pullSecrets: Action = Action.ENFORCE
     pullPolicy: Action = Action.WARN
-    registry: Action = Action.WARN
+    registry: Action = Action.ENFORCE
     platform: Action = Action.WARN
 
     def action(self, check: str) -> Action:
         """The action configured for ``check`` (one of :data:`CHECK_NAMES`)."""
         value: Action = getattr(self, check)
         return value
+
+
+#: The managed clouds' registries, whose pulls the kubelet's credential providers authenticate
+#: with the node's own identity (FACTS.md): ECR, Artifact Registry / Container Registry, ACR.
+NODE_CREDENTIAL_REGISTRIES = (
+    "*.dkr.ecr.*.amazonaws.com",
+    "*.dkr.ecr.*.amazonaws.com.cn",
+    "*.dkr.ecr-fips.*.amazonaws.com",
+    "*-docker.pkg.dev",
+    "gcr.io",
+    "*.gcr.io",
+    "*.azurecr.io",
+    "*.azurecr.cn",
+    "*.azurecr.us",
+)
+
+#: The webhooks' ``timeoutSeconds`` in deploy/: the registry budget must end well before it,
+#: or the API server gives up on the whole review first (and, failing open, admits silently).
+WEBHOOK_TIMEOUT_SECONDS = 5.0
+MAX_REGISTRY_BUDGET_SECONDS = 4.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,13 +73,17 @@ class RegistrySettings:
     timeout_seconds: float = 2.0
     """Budget for all registry calls of one admission; past it the checks report "could not run"."""
     cache_ttl_seconds: int = 300
-    """How long a registry answer (found, not found, unauthorized) is reused."""
+    """How long a positive answer (the image exists and is readable) is reused. Answers by
+    digest are kept for the process's life; "not found" and refusals are never reused."""
     allow_private_networks: bool = False
     """Contact registries that resolve to loopback, link-local or private addresses."""
     allowed_private_registries: tuple[str, ...] = ()
     """host[:port] patterns exempt from the line above (an in-cluster registry, say)."""
     insecure_registries: tuple[str, ...] = ()
     """host[:port] patterns reached over plain HTTP."""
+    node_credential_registries: tuple[str, ...] = NODE_CREDENTIAL_REGISTRIES
+    """Registries the nodes authenticate to themselves (kubelet credential providers): an
+    "unauthorized" from one of these is not proof the node is refused, so it only warns."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +104,9 @@ class Mirror:
     mirror: str
     exclude: tuple[str, ...] = ()
     """Repositories left alone, fully qualified (``docker.io/library/busybox``)."""
+    probe: bool = True
+    """Rewrite only while the mirror answers its ``/v2/`` probe. Off for a mirror only the
+    nodes can reach: then images are always rewritten to it."""
 
     @property
     def mirror_host(self) -> str:
@@ -343,11 +370,16 @@ def parse_config(document: Any) -> Config:
             "allowPrivateNetworks",
             "allowedPrivateRegistries",
             "insecureRegistries",
+            "nodeCredentialRegistries",
         },
     )
     registry = RegistrySettings(
         timeout_seconds=r.number(
-            reg_doc.get("timeoutSeconds"), "registry.timeoutSeconds", 2.0, 0.1, 25.0
+            reg_doc.get("timeoutSeconds"),
+            "registry.timeoutSeconds",
+            2.0,
+            0.1,
+            MAX_REGISTRY_BUDGET_SECONDS,
         ),
         cache_ttl_seconds=int(
             r.number(reg_doc.get("cacheTTLSeconds"), "registry.cacheTTLSeconds", 300, 0, 86400)
@@ -360,6 +392,10 @@ def parse_config(document: Any) -> Config:
         ),
         insecure_registries=r.hosts(
             reg_doc.get("insecureRegistries"), "registry.insecureRegistries"
+        ),
+        node_credential_registries=r.hosts(
+            reg_doc.get("nodeCredentialRegistries", list(NODE_CREDENTIAL_REGISTRIES)),
+            "registry.nodeCredentialRegistries",
         ),
     )
 
@@ -391,7 +427,7 @@ def parse_config(document: Any) -> Config:
     seen_registries: dict[str, int] = {}
     for index, item in enumerate(raw_mirrors):
         path = f"mirrors[{index}]"
-        entry = r.mapping(item, path, {"registry", "mirror", "exclude"})
+        entry = r.mapping(item, path, {"registry", "mirror", "exclude", "probe"})
         source_registry = r.string(entry.get("registry"), f"{path}.registry")
         target = r.string(entry.get("mirror"), f"{path}.mirror")
         exclude = r.strings(entry.get("exclude"), f"{path}.exclude")
@@ -431,6 +467,7 @@ def parse_config(document: Any) -> Config:
                     registry=_canonical_registry(source_registry),
                     mirror=target.rstrip("/"),
                     exclude=tuple(normalized_exclude),
+                    probe=r.boolean(entry.get("probe"), f"{path}.probe", True),
                 )
             )
 

@@ -62,6 +62,14 @@ class ImageRewrite:
 
 
 @dataclass(frozen=True, slots=True)
+class MirrorSkip:
+    """An image left as written because its mirror is not answering."""
+
+    container: Container
+    mirror: str  # the mirror's host[:port]
+
+
+@dataclass(frozen=True, slots=True)
 class SecretCopy:
     """Copy ``name`` from ``source_namespace`` into ``namespace`` (done by the edge)."""
 
@@ -78,6 +86,7 @@ class PodPlan:
     injected_secrets: list[str] = field(default_factory=list)
     secret_copies: list[SecretCopy] = field(default_factory=list)
     prepend_secrets: list[str] = field(default_factory=list)
+    skipped: list[MirrorSkip] = field(default_factory=list)
     """The ServiceAccount's secrets, copied into a template before an injected one."""
 
 
@@ -91,6 +100,8 @@ class Mutation:
     injected_secrets: tuple[str, ...] = ()
     secret_copies: tuple[SecretCopy, ...] = ()
     reason: str = "mutated"
+    skipped: tuple[MirrorSkip, ...] = ()
+    """Images left as written because their mirror is down (a warning each, and a metric)."""
 
 
 def recorded_originals(obj: Mapping[str, Any] | None) -> dict[str, str]:
@@ -154,8 +165,11 @@ def plan_pod(
     namespace: str,
     *,
     inject_secrets: bool,
+    mirrors_down: frozenset[str] = frozenset(),
 ) -> PodPlan:
-    """Plan the rewrites of ``containers`` and the secrets ``view`` should gain."""
+    """Plan the rewrites of ``containers`` and the secrets ``view`` should gain. Images
+    whose mirror host is in ``mirrors_down`` stay as written: an outage of the mirror must
+    never become an outage of the cluster."""
     plan = PodPlan()
     refs: list[Reference] = []
     for container in containers:
@@ -166,6 +180,9 @@ def plan_pod(
             refs.append(ref)  # preloaded under this very name: never rewritten
             continue
         target = mirror_for(ref, config.mirrors)
+        if target is not None and target.domain in mirrors_down:
+            plan.skipped.append(MirrorSkip(container, target.domain))
+            target = None
         refs.append(target or ref)
         if target is not None:
             plan.rewrites.append(ImageRewrite(container, container.image, str(target)))
@@ -269,10 +286,23 @@ def _resolve(obj: MutableMapping[str, Any], pointer: str, create: bool = False) 
 
 
 def preview_pod_spec(
-    view: PodSpecView, config: Config, cluster: ClusterView, namespace: str
+    view: PodSpecView,
+    config: Config,
+    cluster: ClusterView,
+    namespace: str,
+    *,
+    mirrors_down: frozenset[str] = frozenset(),
 ) -> PodSpecView:
     """The pod spec as the mutating webhook will leave it in each pod made from ``view``."""
-    plan = plan_pod(view, view.containers, config, cluster, namespace, inject_secrets=True)
+    plan = plan_pod(
+        view,
+        view.containers,
+        config,
+        cluster,
+        namespace,
+        inject_secrets=True,
+        mirrors_down=mirrors_down,
+    )
     if not plan.rewrites and not plan.injected_secrets:
         return view
     wrapper: dict[str, Any] = {"spec": copy.deepcopy(dict(view.spec))}
@@ -316,8 +346,10 @@ def mutate(
     cluster: ClusterView,
     *,
     own_namespace: str = "",
+    mirrors_down: frozenset[str] = frozenset(),
 ) -> Mutation:
-    """Decide the patch for one admission request."""
+    """Decide the patch for one admission request. ``mirrors_down``: mirror hosts whose
+    ``/v2/`` probe fails now; images are not rewritten to them."""
     if request.operation not in ("CREATE", "UPDATE") or request.object is None:
         return Mutation(patch=None, reason="unsupported")
     namespace = request.namespace
@@ -339,17 +371,30 @@ def mutate(
     # A Pod's imagePullSecrets are immutable after creation; templates may change any time.
     inject = request.operation == "CREATE" or view.is_template
     plan = plan_pod(
-        view, changed_containers(view, old), config, cluster, namespace, inject_secrets=inject
+        view,
+        changed_containers(view, old),
+        config,
+        cluster,
+        namespace,
+        inject_secrets=inject,
+        mirrors_down=mirrors_down,
+    )
+    skip_warnings = tuple(
+        f"pullguard: {skip.container.label}: mirror {skip.mirror} is not answering, so "
+        f"{skip.container.image} is pulled as written"
+        for skip in plan.skipped
     )
     if not plan.rewrites and not plan.injected_secrets:
-        return Mutation(patch=None, reason="unchanged")
+        return Mutation(
+            patch=None, reason="unchanged", warnings=skip_warnings, skipped=tuple(plan.skipped)
+        )
 
     mutated = copy.deepcopy(dict(request.object))
     # The ephemeralcontainers subresource keeps only ephemeral-container changes; an
     # annotation written there would be dropped or refused, so it is not attempted.
     apply_plan(mutated, view, plan, annotate=request.sub_resource != "ephemeralcontainers")
     patch = _ordered(jsonpatch.make_patch(request.object, mutated).patch)
-    warnings: list[str] = []
+    warnings: list[str] = list(skip_warnings)
     if config.mutation.warnings:
         for rewrite in plan.rewrites:
             warnings.append(
@@ -364,4 +409,5 @@ def mutate(
         rewrites=tuple(plan.rewrites),
         injected_secrets=tuple(plan.injected_secrets),
         secret_copies=tuple(plan.secret_copies),
+        skipped=tuple(plan.skipped),
     )

@@ -32,6 +32,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from webhook.core.checks import (
+    SecretSet,
     WorkloadRef,
     check_coverage,
     check_pull_policy,
@@ -42,10 +43,20 @@ from webhook.core.checks import (
 from webhook.core.cluster import ClusterUnavailable, ClusterView
 from webhook.core.config import CHECK_NAMES, Action, Config
 from webhook.core.findings import Finding, denial_message, describe_object, warning_lines
+from webhook.core.hosts import any_host_matches
+from webhook.core.imagecheck import platform_finding, question_for, registry_finding
 from webhook.core.keyring import lookup
 from webhook.core.mutate import as_written, preview_pod_spec, recorded_originals
 from webhook.core.podspec import Container, PodSpecView, changed_containers, pod_spec
 from webhook.core.reference import Reference
+from webhook.core.registry import (
+    Answer,
+    Outcome,
+    Question,
+    RegistryView,
+    platform_fit,
+    runnable_node_platforms,
+)
 from webhook.core.review import AdmissionRequest
 
 
@@ -111,8 +122,12 @@ def validate(
     cluster: ClusterView,
     *,
     own_namespace: str = "",
+    registry: RegistryView | None = None,
+    mirrors_down: frozenset[str] = frozenset(),
 ) -> Decision:
-    """Judge one admission request."""
+    """Judge one admission request. Without ``registry`` the registry and platform checks
+    report that they could not run; ``mirrors_down`` are mirror hosts the mutating webhook
+    is not rewriting to now."""
     if request.operation not in ("CREATE", "UPDATE"):
         return allow("unsupported")
     namespace = request.namespace
@@ -136,7 +151,7 @@ def validate(
         # Judge the template as its pods will be once the mutating webhook has run, and
         # name each image as the user wrote it.
         written = {c.pointer: c.image for c in view.containers}
-        view = preview_pod_spec(view, config, cluster, namespace)
+        view = preview_pod_spec(view, config, cluster, namespace, mirrors_down=mirrors_down)
         judged_keys = {(c.list_name, c.name) for c in judged}
         previewed = [as_written(c, written.get(c.pointer), config.mirrors) for c in view.containers]
         judged = [c for c in previewed if (c.list_name, c.name) in judged_keys]
@@ -163,32 +178,93 @@ def validate(
         refs[container.pointer] = ref
         findings.extend(check_pull_policy(container, ref))
 
-    if actions["pullSecrets"] is not Action.OFF:
+    wants_registry = registry is not None and (
+        actions["registry"] is not Action.OFF or actions["platform"] is not Action.OFF
+    )
+    pod = None
+    if actions["pullSecrets"] is not Action.OFF or wants_registry:
+        pod = _read_pod_secrets(
+            view,
+            judged,
+            refs=refs,
+            config=config,
+            cluster=cluster,
+            namespace=namespace,
+            dry_run=request.dry_run,
+        )
+    answers: dict[str, Answer] = {}
+    if wants_registry and registry is not None and pod is not None:
+        answers = _ask_registry(
+            judged,
+            refs,
+            pod,
+            registry,
+            config,
+            with_platforms=actions["platform"] is not Action.OFF,
+        )
+
+    if actions["pullSecrets"] is not Action.OFF and pod is not None:
+        if pod.secrets.unavailable is not None:
+            unavailable["pullSecrets"] = pod.secrets.unavailable
         findings.extend(
             _pull_secret_findings(
                 view,
                 judged,
+                pod,
                 refs=refs,
+                answers=answers,
                 config=config,
-                cluster=cluster,
                 namespace=namespace,
-                unavailable=unavailable,
-                dry_run=request.dry_run,
                 operation=request.operation,
             )
         )
 
-    # The registry and platform checks need a registry client; they join here when present.
-    for check in ("registry", "platform"):
-        unavailable.setdefault(check, "no registry client in this engine run")
+    if registry is None:
+        for check in ("registry", "platform"):
+            unavailable.setdefault(check, "no registry client in this engine run")
+    else:
+        findings.extend(
+            _registry_findings(
+                view,
+                judged,
+                refs,
+                answers,
+                pod,
+                config,
+                cluster,
+                namespace,
+                unavailable,
+                blocked=any(f.check == "pullSecrets" and not f.advisory for f in findings),
+            )
+        )
 
     if made_by_controller(request.object):
         findings = [f if f.check in CERTAIN_CHECKS else f.as_advisory() for f in findings]
 
-    return _decide(request, findings, actions, unavailable, labels_unavailable)
+    loud = frozenset({"reference", "pullSecrets", "pullPolicy"})
+    if registry is not None:
+        loud |= {"registry"}
+    return _decide(
+        request,
+        findings=findings,
+        actions=actions,
+        unavailable=unavailable,
+        labels_unavailable=labels_unavailable,
+        loud=loud,
+    )
 
 
-def _pull_secret_findings(
+@dataclass
+class PodSecrets:
+    """The pull secrets a pod will use, read once per admission, and what is wrong with them."""
+
+    secrets: SecretSet
+    findings: list[Finding]
+    hidden: str = ""
+    """A note when a template's own list hides its ServiceAccount's secrets."""
+
+
+def _read_pod_secrets(
     view: PodSpecView,
     judged: list[Container],
     *,
@@ -196,10 +272,8 @@ def _pull_secret_findings(
     config: Config,
     cluster: ClusterView,
     namespace: str,
-    unavailable: dict[str, str],
     dry_run: bool,
-    operation: str,
-) -> list[Finding]:
+) -> PodSecrets:
     names, origin, hidden = view.pull_secret_names, "", ""
     if view.is_template:
         # The ServiceAccount admission plugin fills imagePullSecrets only into Pods, and only
@@ -208,8 +282,7 @@ def _pull_secret_findings(
         try:
             account = cluster.get_service_account(namespace, view.service_account)
         except ClusterUnavailable as error:
-            unavailable["pullSecrets"] = str(error)
-            return []
+            return PodSecrets(SecretSet(names=[], origin="", unavailable=str(error)), [])
         if account is not None and account.image_pull_secrets:
             listed = ", ".join(f'"{n}"' for n in account.image_pull_secrets)
             if not view.lists_pull_secrets:
@@ -220,7 +293,6 @@ def _pull_secret_findings(
                     f"; the template's own imagePullSecrets hide ServiceAccount "
                     f'"{account.name}"\'s ({listed}), which its pods will not get'
                 )
-
     needing = [
         c for c in judged if c.pointer in refs and needs_credentials(refs[c.pointer], config)
     ]
@@ -230,14 +302,14 @@ def _pull_secret_findings(
         or judged
         or view.containers
     )
-    subject = _subject(affected)
     secrets, findings = read_secrets(
         names,
         origin,
         namespace,
         cluster,
-        subject=subject,
-        needing_registries=[refs[c.pointer].domain for c in needing],
+        subject=_subject(affected),
+        needing_registries=[refs[c.pointer].domain for c in needing]
+        or [refs[c.pointer].domain for c in affected if c.pointer in refs],
         # A default secret pullguard copies into the namespace is judged by its source's
         # contents where the copy has not happened yet: on a dry-run (copies are skipped) and
         # for a template (its pods get the copy when they are created). On a real Pod create
@@ -250,37 +322,160 @@ def _pull_secret_findings(
         if view.is_template or dry_run
         else None,
     )
+    return PodSecrets(secrets, findings, hidden)
+
+
+#: At most this many distinct manifests are asked about per admission; a pod naming more
+#: (a forged review, say) has the rest reported as not asked.
+MAX_QUESTIONS = 32
+
+
+def _ask_registry(
+    judged: list[Container],
+    refs: Mapping[str, Reference],
+    pod: PodSecrets,
+    registry: RegistryView,
+    config: Config,
+    *,
+    with_platforms: bool,
+) -> dict[str, Answer]:
+    """Each judged image's answer, by container pointer. Images are asked in parallel, with
+    the credentials the kubelet would use for each."""
+    questions: dict[str, Question] = {}
+    for container in judged:
+        ref = refs.get(container.pointer)
+        if ref is None:
+            continue
+        credentials = lookup(pod.secrets.credentials, ref.name)
+        questions[container.pointer] = question_for(ref, credentials, with_platforms)
+    distinct = list(dict.fromkeys(questions.values()))
+    asked = distinct[:MAX_QUESTIONS]
+    got = dict(registry.ask(asked, config.registry.timeout_seconds)) if asked else {}
+    too_many = Answer(Outcome.NOT_ASKED, f"more than {MAX_QUESTIONS} distinct images in one object")
+    return {pointer: got.get(question, too_many) for pointer, question in questions.items()}
+
+
+def _pull_secret_findings(
+    view: PodSpecView,
+    judged: list[Container],
+    pod: PodSecrets,
+    *,
+    refs: Mapping[str, Reference],
+    answers: Mapping[str, Answer],
+    config: Config,
+    namespace: str,
+    operation: str,
+) -> list[Finding]:
+    secrets, findings = pod.secrets, pod.findings
     if secrets.unavailable is not None:
-        unavailable["pullSecrets"] = secrets.unavailable
         return findings
-    uncovered = [c for c in needing if not lookup(secrets.credentials, refs[c.pointer].name)]
+    # An image needs credentials when the configuration says its registry always does, or
+    # when the registry refused to serve it with what the pod has (and the nodes cannot
+    # bring their own).
+    refused = {
+        c.pointer
+        for c in judged
+        if (a := answers.get(c.pointer)) is not None
+        and a.outcome is Outcome.UNAUTHORIZED
+        and not any_host_matches(config.registry.node_credential_registries, refs[c.pointer].domain)
+    }
+    needing = [
+        c
+        for c in judged
+        if c.pointer in refs
+        and (needs_credentials(refs[c.pointer], config) or c.pointer in refused)
+    ]
+    uncovered = [
+        c
+        for c in needing
+        if c.pointer in refused or not lookup(secrets.credentials, refs[c.pointer].name)
+    ]
     if findings and not uncovered:
         # Not needed: every image that needs credentials is covered by what the pod can read
         # (or none does), so the kubelet pulls without these and the pod runs.
-        why = (
-            "the pod's other imagePullSecrets cover the images that need credentials"
-            if needing
-            else "none of its images is on a registry known to need credentials"
-        )
-        return [
-            f.as_advisory(f"; not needed, so the pod runs: {why}", " (not needed)")
-            for f in findings
-        ]
+        served = [c for c in judged if (a := answers.get(c.pointer)) and a.outcome is Outcome.FOUND]
+        if needing:
+            why = "the pod's other imagePullSecrets cover the images that need credentials"
+        elif judged and len(served) == len(judged):
+            why = "the registry serves its images with the credentials the pod has"
+        else:
+            why = "none of its images is on a registry known to need credentials"
+        short = " (the image is public, so the pod runs)" if served else " (not needed)"
+        return [f.as_advisory(f"; not needed, so the pod runs: {why}", short) for f in findings]
     if findings:
         # A missing or unreadable secret may well be the one that covers the registry:
         # its fix comes first, and a second finding about coverage would only add noise.
         return findings
     for container in needing:
+        if container.pointer in refused:
+            continue  # the registry check says who refused and with which secret
         findings.extend(
             check_coverage(
                 container,
                 refs[container.pointer],
                 secrets,
                 namespace,
-                note=hidden,
+                note=pod.hidden,
                 running_pod=not view.is_template and operation == "UPDATE",
             )
         )
+    return findings
+
+
+def _registry_findings(  # noqa: PLR0917 - one call site, every argument named there
+    view: PodSpecView,
+    judged: list[Container],
+    refs: Mapping[str, Reference],
+    answers: Mapping[str, Answer],
+    pod: PodSecrets | None,
+    config: Config,
+    cluster: ClusterView,
+    namespace: str,
+    unavailable: dict[str, str],
+    *,
+    blocked: bool,
+) -> list[Finding]:
+    """Findings of the ``registry`` and ``platform`` checks. ``blocked``: a pull-secret
+    finding already denies, and its fix comes first; a refusal would repeat it."""
+    findings: list[Finding] = []
+    not_asked: list[str] = []
+    try:
+        nodes: frozenset[tuple[str, str]] | None = cluster.node_platforms()
+    except ClusterUnavailable as error:
+        nodes = None
+        unavailable["platform"] = str(error)
+    runnable = runnable_node_platforms(view.spec, nodes) if nodes else set()
+    if nodes is not None and not nodes:
+        unavailable["platform"] = "no Node says its kubernetes.io/os and kubernetes.io/arch"
+    secrets_unreadable = pod is None or pod.secrets.unavailable is not None
+    for container in judged:
+        ref = refs.get(container.pointer)
+        answer = answers.get(container.pointer)
+        if ref is None or answer is None:
+            continue
+        if answer.outcome is Outcome.NOT_ASKED:
+            not_asked.append(answer.detail)
+        if answer.outcome is Outcome.UNAUTHORIZED and blocked:
+            continue
+        finding = registry_finding(
+            container,
+            ref,
+            answer,
+            namespace=namespace,
+            node_credential_registries=config.registry.node_credential_registries,
+            secrets_unreadable=secrets_unreadable,
+        )
+        if finding is not None:
+            findings.append(finding)
+        if answer.platforms:
+            fit = platform_fit(answer.platforms, runnable)
+            if fit is not None:
+                findings.append(platform_finding(container, ref, answer.platforms, fit))
+        elif answer.outcome is Outcome.FOUND and answer.platforms_note:
+            unavailable.setdefault("platform", answer.platforms_note)
+    if not_asked:
+        unavailable["registry"] = "; ".join(dict.fromkeys(not_asked))
+        unavailable.setdefault("platform", unavailable["registry"])
     return findings
 
 
@@ -294,11 +489,16 @@ def _subject(containers: list[Container]) -> str:
 
 def _decide(
     request: AdmissionRequest,
+    *,
     findings: list[Finding],
     actions: Mapping[str, Action],
     unavailable: Mapping[str, str],
     labels_unavailable: str | None,
+    loud: frozenset[str],
 ) -> Decision:
+    """``loud``: the checks whose "could not run" is worth a warning on the request (not the
+    platform check, whose usual reason, no node labels, is the admin's to see in metrics;
+    not the registry check where this run has no registry client at all)."""
     acted = [
         f.with_action(actions[f.check]) for f in findings if actions[f.check] is not Action.OFF
     ]
@@ -320,7 +520,7 @@ def _decide(
 
     extra = []
     for check, why in unavailable.items():
-        if actions[check] is not Action.OFF and check not in ("registry", "platform"):
+        if actions[check] is not Action.OFF and check in loud:
             extra.append(f"pullguard: {check} check could not run: {why}")
     # An unreadable namespace label is not worth a warning on every request: the configured
     # actions apply, and the reason is in the log and the "unavailable" metrics.

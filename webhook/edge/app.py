@@ -25,6 +25,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from webhook.core.cluster import ClusterView
 from webhook.core.configreview import review_config
 from webhook.core.mutate import Mutation, SecretCopy, mutate
+from webhook.core.registry import RegistryView
 from webhook.core.review import (
     NESTED_TOO_DEEPLY,
     MalformedReview,
@@ -61,6 +62,11 @@ class Runtime:
     notes: list[str] = field(default_factory=list)
     """What cannot run in this process (no cluster, no registry client): logged once, and
     shown in /readyz."""
+    registry: RegistryView | None = None
+    """Answers the registry and platform checks' questions; ``None``: those checks report
+    that they could not run."""
+    mirrors_down: Callable[[], frozenset[str]] = field(default=frozenset)
+    """Mirror hosts failing their probe now: images are not rewritten to them."""
 
 
 def _json(document: Any, status: int = 200) -> Response:
@@ -134,7 +140,12 @@ def create_app(runtime: Runtime) -> Flask:
             )
         else:
             decision = validate(
-                review, config, runtime.cluster, own_namespace=runtime.own_namespace
+                review,
+                config,
+                runtime.cluster,
+                own_namespace=runtime.own_namespace,
+                registry=runtime.registry,
+                mirrors_down=runtime.mirrors_down(),
             )
         _record_validation(metrics, review, decision)
         body = review_response(
@@ -147,7 +158,13 @@ def create_app(runtime: Runtime) -> Flask:
 
     def handle_mutate(review: Any) -> Response:
         config = runtime.config.current
-        result = mutate(review, config, runtime.cluster, own_namespace=runtime.own_namespace)
+        result = mutate(
+            review,
+            config,
+            runtime.cluster,
+            own_namespace=runtime.own_namespace,
+            mirrors_down=runtime.mirrors_down(),
+        )
         warnings = list(result.warnings)
         for copy_request in result.secret_copies:
             if review.dry_run:
@@ -254,6 +271,15 @@ def _record_mutation(metrics: Metrics, review: Any, result: Mutation) -> None:
             _short(rewrite.original),
             _short(rewrite.rewritten),
             " (dry run)" if review.dry_run else "",
+        )
+    for skip in result.skipped:
+        metrics.mirror_skips.labels(skip.mirror).inc()
+        log.warning(
+            "mutate uid=%s ns=%s %s: mirror %s is down, image left as written",
+            _short(review.uid),
+            _short(review.namespace),
+            _short(skip.container.label),
+            skip.mirror,
         )
     for name in result.injected_secrets:
         metrics.mutations.labels(kind, "secret_injection").inc()

@@ -254,6 +254,15 @@ def namespace_labels_of(namespace: Any) -> dict[str, str]:
     return dict(namespace.metadata.labels or {})
 
 
+def node_platform_of(node: Any) -> tuple[str, str] | None:
+    """A Node's (os, arch) from its well-known labels (the kubelet sets them); only these two
+    strings are kept, never the rest of the Node."""
+    labels = node.metadata.labels or {}
+    os_name = labels.get("kubernetes.io/os") or labels.get("beta.kubernetes.io/os")
+    arch = labels.get("kubernetes.io/arch") or labels.get("beta.kubernetes.io/arch")
+    return (str(os_name), str(arch)) if os_name and arch else None
+
+
 class KubeClusterView:
     """The core's ClusterView over list+watch caches, with direct reads to confirm absence."""
 
@@ -285,9 +294,10 @@ class KubeClusterView:
         self.namespaces = Reflector(
             "namespaces", core_api.list_namespace, namespace_labels_of, clock=clock
         )
+        self.nodes = Reflector("nodes", core_api.list_node, node_platform_of, clock=clock)
 
     def reflectors(self) -> list[Reflector]:
-        return [*self.secret_caches, self.accounts, self.namespaces]
+        return [*self.secret_caches, self.accounts, self.namespaces, self.nodes]
 
     def start(self) -> None:
         for reflector in self.reflectors():
@@ -345,6 +355,11 @@ class KubeClusterView:
             return cached  # type: ignore[no-any-return]
         found = self._read(self.api.read_namespace, namespace)
         return namespace_labels_of(found) if found is not None else None
+
+    def node_platforms(self) -> frozenset[tuple[str, str]]:
+        if not self.nodes.synced.is_set():
+            raise ClusterUnavailable("the Node cache has not synced yet")
+        return frozenset(p for p in self.nodes.items() if p is not None)
 
 
 class ConfigMapSource:

@@ -96,5 +96,39 @@ class Metrics:
             registry=r,
         )
 
+        self.registry_requests = Counter(
+            "pullguard_registry_requests",
+            "Registry questions asked over the network, by registry and outcome. Registries "
+            "outside the configuration and the well-known ones count as 'other'.",
+            ["registry", "outcome"],
+            registry=r,
+        )
+        self.registry_seconds = Histogram(
+            "pullguard_registry_request_duration_seconds",
+            "Time to answer one registry question over the network (token exchange included).",
+            ["registry"],
+            registry=r,
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 4),
+        )
+        self.registry_cache = Counter(
+            "pullguard_registry_cache",
+            "Registry questions answered from the cache (hit) or not (miss).",
+            ["result"],
+            registry=r,
+        )
+        self.mirror_up = Gauge(
+            "pullguard_mirror_up",
+            "1 while a configured mirror answers its /v2/ probe; images are rewritten to it "
+            "only then.",
+            ["mirror"],
+            registry=r,
+        )
+        self.mirror_skips = Counter(
+            "pullguard_mirror_skipped_rewrites",
+            "Images left as written because their mirror was down.",
+            ["mirror"],
+            registry=r,
+        )
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -1,8 +1,10 @@
-"""Cluster state from a YAML file: Secrets, ServiceAccounts and Namespaces as kubectl shows them.
+"""Cluster state from a YAML file: Secrets, ServiceAccounts, Namespaces and Nodes as kubectl
+shows them.
 
 ``pullguard check --cluster-state FILE`` and ``pullguard serve --dev --cluster-state FILE``
-judge against it instead of a live cluster (``kubectl get secret,sa,ns -A -o yaml`` makes
-one). Secrets may use ``data`` (base64) or ``stringData``.
+judge against it instead of a live cluster (``kubectl get secret,sa,ns,node -A -o yaml``
+makes one; of a Node only its ``kubernetes.io/os`` and ``kubernetes.io/arch`` labels
+count). Secrets may use ``data`` (base64) or ``stringData``.
 
 Must not: print or log secret data.
 """
@@ -48,6 +50,11 @@ def load_cluster_state(path: Path) -> InMemoryCluster:
                         labels=meta.get("labels") or {},
                     )
                 )
+            elif kind == "Node":
+                labels = meta.get("labels") or {}
+                os_name, arch = labels.get("kubernetes.io/os"), labels.get("kubernetes.io/arch")
+                if os_name and arch:
+                    cluster.nodes.add((str(os_name), str(arch)))
             elif kind == "ServiceAccount":
                 names = tuple(
                     str(ref["name"])

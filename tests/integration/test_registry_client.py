@@ -1,0 +1,364 @@
+"""The registry client against real registries on loopback: the CNCF distribution registry
+with TLS and htpasswd (Basic), the same storage behind the registry's own token auth with a
+token server (Bearer), and misbehaving servers (down, hanging, dripping, 429, 503,
+redirecting). Every outcome the registry check classifies has a case here."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import free_port
+from tests.integration.faults import FaultServer
+from tests.integration.registries import (
+    REGISTRY_BINARY,
+    Registry,
+    TokenServer,
+    push_image,
+    push_index,
+    start_registry,
+)
+from webhook.core.config import RegistrySettings
+from webhook.core.keyring import Credential
+from webhook.core.registry import Answer, Outcome, Platform, Question
+from webhook.edge.certs import make_bundle
+from webhook.edge.registry import HttpRegistry
+
+pytestmark = [
+    pytest.mark.registry,
+    pytest.mark.skipif(
+        REGISTRY_BINARY is None,
+        reason="docker-registry not installed (tests/run installs it as root)",
+    ),
+]
+
+PUSHER = ("pusher", "push-pw")
+READER = Credential("ignored", "reader", "read-pw", source="team-a/regcred")
+WRONG = Credential("ignored", "reader", "not-the-password", source="team-a/stale")
+OUTSIDER = Credential("ignored", "outsider", "out-pw", source="team-a/other")
+
+
+@dataclass
+class Setup:
+    tls: dict[str, Path]
+    context: ssl.SSLContext
+    public: Registry  # anonymous
+    basic: Registry  # htpasswd: pusher / reader
+    token: Registry  # the basic registry's storage behind Bearer auth
+    tokens: TokenServer
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
+    base = tmp_path_factory.mktemp("registry-client")
+    paths = make_bundle(["localhost"], ["127.0.0.1"]).write(base / "tls")
+    tls = {"cert": paths["tls.crt"], "key": paths["tls.key"], "ca": paths["ca.crt"]}
+    public = start_registry(base / "public", **tls)
+    basic = start_registry(base / "basic", auth=PUSHER, **tls)
+    # htpasswd holds one user per registry here; the reader logs in through the token realm.
+    tokens = TokenServer(
+        base / "tokens",
+        {"reader": ("read-pw", ("team/",)), "outsider": ("out-pw", ("other/",))},
+        tls,
+    )
+    token = start_registry(base / "token", token=tokens, storage=base / "basic" / "data", **tls)
+    context = ssl.create_default_context(cafile=str(tls["ca"]))
+    yield Setup(tls, context, public, basic, token, tokens)
+    for registry in (token, basic, public):
+        registry.stop()
+    tokens.stop()
+
+
+def client(setup: Setup, **settings: object) -> HttpRegistry:
+    values: dict[str, object] = {"allow_private_networks": True}
+    values.update(settings)
+    current = RegistrySettings(**values)  # type: ignore[arg-type]
+    return HttpRegistry(lambda: current, ssl_context=setup.context)
+
+
+def ask(registry: HttpRegistry, question: Question, budget: float = 3.0) -> Answer:
+    return registry.ask([question], budget)[question]
+
+
+def q(registry: Registry | str, repository: str, reference: str, *creds: Credential) -> Question:
+    host = registry if isinstance(registry, str) else registry.host
+    return Question(host, repository, reference, tuple(creds))
+
+
+def test_found_anonymously_with_its_digest(setup: Setup) -> None:
+    digest = push_image(setup.public, "team/web", "1.0")
+    answer = ask(client(setup), q(setup.public, "team/web", "1.0"))
+    assert answer.outcome is Outcome.FOUND
+    assert answer.digest == digest
+    by_digest = ask(client(setup), q(setup.public, "team/web", digest))
+    assert by_digest.outcome is Outcome.FOUND
+
+
+def test_missing_tag_in_an_existing_repository_lists_its_tags(setup: Setup) -> None:
+    push_image(setup.public, "team/api", "1.25")
+    answer = ask(client(setup), q(setup.public, "team/api", "1.52"))
+    assert answer.outcome is Outcome.NOT_FOUND
+    assert answer.repository_exists is True
+    assert "1.25" in answer.tags
+
+
+def test_missing_repository_says_so_in_the_registrys_words(setup: Setup) -> None:
+    answer = ask(client(setup), q(setup.public, "team/nope", "1.0"))
+    assert answer.outcome is Outcome.NOT_FOUND
+    assert answer.repository_exists is False
+    assert answer.registry_says.startswith("NAME_UNKNOWN")
+
+
+def test_an_image_pushed_after_a_not_found_is_found_at_once(setup: Setup) -> None:
+    registry = client(setup)
+    question = q(setup.public, "team/fresh", "2.0")
+    assert ask(registry, question).outcome is Outcome.NOT_FOUND
+    push_image(setup.public, "team/fresh", "2.0")
+    assert ask(registry, question).outcome is Outcome.FOUND
+
+
+def test_basic_auth_with_the_pods_credentials(setup: Setup) -> None:
+    push_image(setup.basic, "team/private", "1.0")
+    pusher = Credential("k", *PUSHER, source="team-a/pusher")
+    registry = client(setup)
+    assert ask(registry, q(setup.basic, "team/private", "1.0", pusher)).outcome is Outcome.FOUND
+    wrong = ask(registry, q(setup.basic, "team/private", "1.0", replace(pusher, password="x")))
+    assert (wrong.outcome, wrong.tried) == (Outcome.UNAUTHORIZED, ("team-a/pusher",))
+    anonymous = ask(registry, q(setup.basic, "team/private", "1.0"))
+    assert (anonymous.outcome, anonymous.tried) == (Outcome.UNAUTHORIZED, ())
+
+
+def test_bearer_token_flow(setup: Setup) -> None:
+    push_image(setup.basic, "team/tokened", "1.0")
+    registry = client(setup)
+    before = len(setup.tokens.requests)
+    found = ask(registry, q(setup.token, "team/tokened", "1.0", READER))
+    assert found.outcome is Outcome.FOUND, found
+    asked = setup.tokens.requests[before:]
+    assert asked and asked[0]["scope"] == "repository:team/tokened:pull"
+    assert asked[0]["service"] == TokenServer.service
+    assert asked[0]["authorization"].startswith("Basic ")
+    # Refusals, each with what was tried.
+    wrong = ask(registry, q(setup.token, "team/tokened", "1.0", WRONG))
+    assert (wrong.outcome, wrong.tried) == (Outcome.UNAUTHORIZED, ("team-a/stale",))
+    outsider = ask(registry, q(setup.token, "team/tokened", "1.0", OUTSIDER))
+    assert outsider.outcome is Outcome.UNAUTHORIZED
+    anonymous = ask(registry, q(setup.token, "team/tokened", "1.0"))
+    assert (anonymous.outcome, anonymous.tried) == (Outcome.UNAUTHORIZED, ())
+
+
+def test_most_specific_credential_first_then_the_next(setup: Setup) -> None:
+    push_image(setup.basic, "team/two-creds", "1.0")
+    answer = ask(client(setup), q(setup.token, "team/two-creds", "1.0", WRONG, READER))
+    assert answer.outcome is Outcome.FOUND
+    assert answer.tried == ("team-a/stale", "team-a/regcred")
+
+
+def test_a_multi_platform_index_lists_its_platforms(setup: Setup) -> None:
+    push_index(setup.public, "team/multi", "1.0", [("linux", "arm64"), ("linux", "s390x")])
+    question = replace(q(setup.public, "team/multi", "1.0"), platforms=True)
+    answer = ask(client(setup), question)
+    assert answer.outcome is Outcome.FOUND
+    assert answer.platforms == (Platform("linux", "arm64"), Platform("linux", "s390x"))
+
+
+def test_a_single_image_platform_comes_from_its_config(setup: Setup) -> None:
+    push_image(setup.basic, "team/single", "1.0", architecture="arm64")
+    question = replace(q(setup.token, "team/single", "1.0", READER), platforms=True)
+    answer = ask(client(setup), question)
+    assert answer.platforms == (Platform("linux", "arm64"),), answer
+
+
+def test_positive_answers_are_cached_and_negative_ones_never(setup: Setup) -> None:
+    push_image(setup.public, "team/cached", "1.0")
+    registry = client(setup)
+    found = q(setup.public, "team/cached", "1.0")
+    missing = q(setup.public, "team/cached", "9.9")
+    assert not ask(registry, found).cached
+    assert ask(registry, found).cached
+    assert not ask(registry, missing).cached
+    assert not ask(registry, missing).cached
+
+
+def test_concurrent_admissions_share_one_request(setup: Setup) -> None:
+    slow = FaultServer("status", setup.tls, status=503, delay=0.5)
+    try:
+        registry = client(setup)
+        question = q(slow.host, "team/x", "1.0")
+        answers: list[Answer] = []
+        threads = [
+            threading.Thread(target=lambda: answers.append(ask(registry, question)))
+            for _ in range(5)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert [a.outcome for a in answers] == [Outcome.REGISTRY_ERROR] * 5
+        assert len(slow.requests) == 1
+    finally:
+        slow.stop()
+
+
+def test_a_registry_that_is_down(setup: Setup) -> None:
+    answer = ask(client(setup), q(f"127.0.0.1:{free_port()}", "team/x", "1.0"))
+    assert (answer.outcome, answer.detail) == (Outcome.UNREACHABLE, "connection refused")
+
+
+@pytest.mark.parametrize("mode", ["hang", "drip"])
+def test_a_registry_that_hangs_or_drips_is_cut_at_the_budget(setup: Setup, mode: str) -> None:
+    fault = FaultServer(mode, setup.tls)
+    try:
+        registry = client(setup)
+        started = time.monotonic()
+        answer = ask(registry, q(fault.host, "team/x", "1.0"), budget=1.0)
+        elapsed = time.monotonic() - started
+        print(f"{mode}: {answer.outcome} {answer.detail!r} after {elapsed:.2f}s")
+        assert elapsed < 1.5
+        assert answer.outcome in (Outcome.UNREACHABLE, Outcome.NOT_ASKED)
+        # The flight itself ends at its deadline too: no greenlet or socket is left behind.
+        deadline = time.monotonic() + 2
+        while registry.flights and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not registry.flights
+    finally:
+        fault.stop()
+
+
+def test_rate_limited_with_the_remaining_count(setup: Setup) -> None:
+    fault = FaultServer(
+        "status",
+        setup.tls,
+        status=429,
+        headers={"RateLimit-Limit": "100;w=21600", "RateLimit-Remaining": "0;w=21600"},
+    )
+    try:
+        answer = ask(client(setup), q(fault.host, "library/nginx", "1.25"))
+        assert answer.outcome is Outcome.RATE_LIMITED
+        assert answer.ratelimit_remaining == "0;w=21600"
+    finally:
+        fault.stop()
+
+
+def test_a_server_error(setup: Setup) -> None:
+    fault = FaultServer("status", setup.tls, status=503)
+    try:
+        answer = ask(client(setup), q(fault.host, "team/x", "1.0"))
+        assert (answer.outcome, answer.detail) == (Outcome.REGISTRY_ERROR, "HTTP 503")
+    finally:
+        fault.stop()
+
+
+def test_tls_failure_is_named(setup: Setup) -> None:
+    untrusting = HttpRegistry(
+        lambda: RegistrySettings(allow_private_networks=True),
+        ssl_context=ssl.create_default_context(),
+    )
+    answer = ask(untrusting, q(setup.public, "team/web", "1.0"))
+    assert answer.outcome is Outcome.UNREACHABLE
+    assert answer.detail.startswith("TLS failure"), answer.detail
+
+
+def test_dns_name_not_found_suggests_the_registry_meant(setup: Setup) -> None:
+    def resolver(host: str, port: int) -> list[str]:
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    registry = HttpRegistry(RegistrySettings, resolver=resolver)
+    answer = ask(registry, q("ghrc.io", "team/x", "1.0"))
+    assert answer.outcome is Outcome.UNREACHABLE
+    assert answer.detail == "DNS name ghrc.io not found"
+    assert answer.suggestion == "ghcr.io"
+
+
+# -- Addresses: private networks, redirects, credentials ------------------------------------
+
+
+def strict(setup: Setup, *allowed: str) -> HttpRegistry:
+    return client(setup, allow_private_networks=False, allowed_private_registries=allowed)
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "169.254.169.254",
+        "2852039166",
+        "0xa9fea9fe",
+        "0251.0376.0251.0376",
+        "[::ffff:a9fe:a9fe]",
+        "[::ffff:169.254.169.254]",
+        "127.0.0.1",
+        "localhost",  # a DNS name resolving to loopback
+        "10.1.2.3",
+        "[::1]",
+    ],
+)
+def test_internal_addresses_are_never_contacted(setup: Setup, host: str) -> None:
+    answer = ask(strict(setup), q(host, "team/x", "1.0"))
+    assert answer.outcome is Outcome.NOT_ASKED, answer
+    assert "allowedPrivateRegistries" in answer.detail
+
+
+def test_an_allowed_private_registry_is_asked(setup: Setup) -> None:
+    push_image(setup.public, "team/allowed", "1.0")
+    answer = ask(strict(setup, setup.public.host), q(setup.public, "team/allowed", "1.0"))
+    assert answer.outcome is Outcome.FOUND
+
+
+@pytest.mark.parametrize(
+    "target", ["https://169.254.169.254/v2/", "https://127.0.0.1:{port}/v2/x/manifests/1"]
+)
+def test_a_redirect_to_a_private_address_is_refused(setup: Setup, target: str) -> None:
+    other = FaultServer("status", setup.tls, status=200)
+    redirect = FaultServer("redirect", setup.tls, location=target.format(port=other.port))
+    try:
+        registry = strict(setup, redirect.host)
+        answer = ask(registry, q(redirect.host, "team/x", "1.0"))
+        assert answer.outcome is Outcome.NOT_ASKED, answer
+        assert redirect.requests and not other.requests
+    finally:
+        redirect.stop()
+        other.stop()
+
+
+def test_credentials_never_follow_a_redirect_to_another_host(setup: Setup) -> None:
+    other = FaultServer("status", setup.tls, status=200)
+    redirect = FaultServer("redirect", setup.tls, location=f"https://{other.host}/v2/x")
+    basic_challenge = FaultServer(
+        "status", setup.tls, status=401, headers={"WWW-Authenticate": 'Basic realm="r"'}
+    )
+    try:
+        # A Basic registry answers 401 first; pullguard retries with the credential, and the
+        # redirect then points elsewhere.
+        registry = client(setup)
+        answer = ask(registry, q(redirect.host, "team/x", "1.0", READER))
+        assert answer.outcome is Outcome.FOUND
+        assert other.raw and b"authorization" not in other.raw[0].lower()
+        ask(registry, q(basic_challenge.host, "team/x", "1.0", READER))
+        assert any(b"authorization: basic" in r.lower() for r in basic_challenge.raw)
+    finally:
+        for server in (redirect, other, basic_challenge):
+            server.stop()
+
+
+def test_plain_http_only_for_insecure_registries(setup: Setup) -> None:
+    redirect = FaultServer("redirect", setup.tls, location="http://127.0.0.1:1/v2/")
+    try:
+        answer = ask(client(setup), q(redirect.host, "team/x", "1.0"))
+        assert answer.outcome is Outcome.REGISTRY_ERROR
+        assert "plain HTTP" in answer.detail
+    finally:
+        redirect.stop()
+
+
+def test_mirror_probe(setup: Setup) -> None:
+    registry = client(setup)
+    assert registry.probe(setup.public.host, 2.0)
+    assert registry.probe(setup.basic.host, 2.0)  # 401 is a live registry
+    assert not registry.probe(f"127.0.0.1:{free_port()}", 2.0)

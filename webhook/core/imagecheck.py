@@ -1,0 +1,228 @@
+"""The ``registry`` and ``platform`` checks: from registry answers to findings.
+
+``registry``: the manifest the kubelet will ask for exists and the pod's own credentials
+may read it. Only definite answers (a live "not found", credentials refused) are findings
+that can deny; a rate limit, an unreachable or failing registry admit with a warning, since
+the nodes may see another network. A refusal from a registry the nodes authenticate to
+themselves (``registry.nodeCredentialRegistries``) is a warning too: pullguard cannot see
+node credentials.
+
+``platform``: the image has a build for the node platforms (os/arch) the pod may be
+scheduled on, from the cluster's Node labels and the pod's own node selector and required
+node affinity.
+
+Pure: answers come in as :class:`~webhook.core.registry.Answer` values.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Sequence
+
+from webhook.core.checks import secret_name_for
+from webhook.core.findings import Finding
+from webhook.core.hosts import any_host_matches, edit_distance
+from webhook.core.keyring import Credential
+from webhook.core.podspec import Container
+from webhook.core.reference import Reference
+from webhook.core.registry import (
+    Answer,
+    Outcome,
+    Platform,
+    PlatformFit,
+    Question,
+    words_list,
+)
+
+q = shlex.quote
+
+
+def question_for(ref: Reference, credentials: Sequence[Credential], platforms: bool) -> Question:
+    """What the kubelet will ask for ``ref``: by digest when it has one, else by tag."""
+    return Question(
+        registry=ref.domain,
+        repository=ref.path,
+        reference=ref.digest or ref.tag or "latest",
+        credentials=tuple(credentials),
+        platforms=platforms,
+    )
+
+
+def _said(answer: Answer) -> str:
+    return f" (registry says: {answer.registry_says})" if answer.registry_says else ""
+
+
+def _tried(answer: Answer) -> str:
+    if not answer.tried:
+        return "anonymously (the pod has no imagePullSecret for it)"
+    names = words_list([f'"{t}"' for t in answer.tried])
+    return f"with imagePullSecret {names}"
+
+
+def closest_tag(wanted: str, tags: Sequence[str]) -> str | None:
+    """A tag one or two edits from ``wanted`` (``1.25`` for ``1.52``), if there is one."""
+    best: tuple[int, str] | None = None
+    for tag in tags:
+        distance = edit_distance(wanted, tag, 2)
+        if distance <= 2 and (best is None or distance < best[0]):
+            best = (distance, tag)
+    return best[1] if best else None
+
+
+def registry_finding(
+    container: Container,
+    ref: Reference,
+    answer: Answer,
+    *,
+    namespace: str,
+    node_credential_registries: Sequence[str],
+    secrets_unreadable: bool = False,
+) -> Finding | None:
+    """The finding for one image's answer, or ``None`` (found, or not asked)."""
+    outcome = answer.outcome
+    shown = container.shown_image
+    where = ref.domain
+    if outcome in (Outcome.FOUND, Outcome.NOT_ASKED):
+        return None
+    if outcome is Outcome.NOT_FOUND:
+        return _not_found(container, ref, answer)
+    if outcome is Outcome.UNAUTHORIZED:
+        name = secret_name_for(ref.domain)
+        create = (
+            f"kubectl create secret docker-registry {name} -n {namespace} "
+            f"--docker-server={where} --docker-username=USER --docker-password=PASSWORD"
+        )
+        if answer.tried:
+            fix = (
+                f"check that the credentials in imagePullSecret {answer.tried[0]} may pull "
+                f"{ref.familiar_name}; to replace them: kubectl delete secret "
+                f"{answer.tried[0].rpartition('/')[2]} -n {namespace} && "
+                + create.replace(f" {name} ", f" {answer.tried[0].rpartition('/')[2]} ")
+            )
+        else:
+            fix = f"{create}, then add {{name: {name}}} to the pod's imagePullSecrets"
+        finding = Finding.for_container(
+            "registry",
+            container,
+            problem=f"registry {where} refused to serve {shown!r} {_tried(answer)}"
+            f"{_said(answer)}; the kubelet will get the same answer",
+            short=f"{where} refused {ref.familiar} {_tried(answer).split(' (')[0]}",
+            fix=fix,
+        )
+        if any_host_matches(node_credential_registries, ref.domain):
+            return finding.as_advisory(
+                "; but the nodes may authenticate to this registry themselves (a kubelet "
+                "credential provider), which pullguard cannot see",
+                " (the nodes' own credentials may work)",
+            )
+        if secrets_unreadable:
+            return finding.as_advisory(
+                "; pullguard could not read the pod's pull secrets, so this is not certain",
+                " (pull secrets unreadable: not certain)",
+            )
+        return finding
+    if outcome is Outcome.RATE_LIMITED:
+        remaining = (
+            f", ratelimit-remaining {answer.ratelimit_remaining}"
+            if answer.ratelimit_remaining
+            else ""
+        )
+        return Finding.for_container(
+            "registry",
+            container,
+            problem=f"registry {where} is rate limiting pulls (HTTP 429{remaining})"
+            f"{_said(answer)}: nodes pulling now may get ImagePullBackOff until the limit resets",
+            short=f"{where} is rate limiting pulls (429{remaining}); {ref.familiar} may not pull",
+            fix="pull through a mirror (mirrors in the pullguard config), or authenticate the "
+            "pulls with an imagePullSecret",
+            advisory=True,
+        )
+    if outcome is Outcome.UNREACHABLE:
+        meant = f"; did you mean {answer.suggestion}?" if answer.suggestion else ""
+        return Finding.for_container(
+            "registry",
+            container,
+            problem=f"pullguard could not reach registry {where}: {answer.detail}{meant} "
+            "(the nodes may see another network, so the pod was admitted)",
+            short=f"could not reach {where}: {answer.detail}{meant}",
+            fix=f"use image {str(ref.with_name(answer.suggestion, ref.path))!r} if that was meant"
+            if answer.suggestion
+            else None,
+            advisory=True,
+        )
+    return Finding.for_container(
+        "registry",
+        container,
+        problem=f"registry {where} failed to answer for {shown!r}: {answer.detail}"
+        f"{_said(answer)}; pulls may fail until it recovers",
+        short=f"{where} failed: {answer.detail}{_said(answer)}",
+        advisory=True,
+    )
+
+
+def _not_found(container: Container, ref: Reference, answer: Answer) -> Finding:
+    shown = container.shown_image
+    repository = f"{ref.domain}/{ref.path}"
+    said = _said(answer)
+    if answer.repository_exists is False:
+        return Finding.for_container(
+            "registry",
+            container,
+            problem=f"image {shown!r} does not exist: {ref.domain} has no repository "
+            f"{ref.path!r}{said}",
+            short=f"{ref.familiar}: no repository {ref.path!r} on {ref.domain}",
+            fix="correct the repository name, or push the image first",
+        )
+    wanted = ref.digest or ref.tag or "latest"
+    what = f"manifest {wanted}" if ref.digest else f"tag {wanted!r}"
+    near = closest_tag(wanted, answer.tags) if not ref.digest else None
+    some = (
+        f" (tags there include {words_list([repr(t) for t in answer.tags[:5]])})"
+        if answer.tags
+        else ""
+    )
+    if answer.repository_exists:
+        problem = f"image {shown!r} does not exist: repository {repository} has no {what}{some}"
+    else:
+        problem = f"image {shown!r} does not exist: {repository} has no {what}{said}"
+    fix = (
+        f"use tag {near!r} if that was meant, or push {wanted!r} first"
+        if near
+        else f"use a {('digest' if ref.digest else 'tag')} that exists, or push it first"
+    )
+    return Finding.for_container(
+        "registry",
+        container,
+        problem=problem,
+        short=f"{ref.familiar} does not exist: no {what} in {repository}",
+        fix=fix,
+    )
+
+
+def platform_finding(
+    container: Container, ref: Reference, image: Sequence[Platform], fit: PlatformFit
+) -> Finding:
+    """The image lacks a build for some (or all) of the node platforms the pod may use."""
+    has = words_list([str(p) for p in image])
+    lacking = words_list([f"{os_name}/{arch}" for os_name, arch in fit.missing])
+    if fit.fits_none:
+        return Finding.for_container(
+            "platform",
+            container,
+            problem=f"image {container.shown_image!r} has {has} only; this pod can only run on "
+            f'{lacking} nodes, where it fails with "no matching manifest"',
+            short=f"{ref.familiar} has {has} only; the pod can only run on {lacking} nodes",
+            fix="use an image built for those platforms (a multi-platform build), or schedule "
+            "the pod onto nodes it supports with a kubernetes.io/arch nodeSelector",
+        )
+    arch = sorted({p.architecture for p in image})
+    return Finding.for_container(
+        "platform",
+        container,
+        problem=f"image {container.shown_image!r} has {has} only; on the cluster's {lacking} "
+        'nodes it fails with "no matching manifest"',
+        short=f"{ref.familiar} has {has} only; it fails on {lacking} nodes",
+        fix=f"add nodeSelector kubernetes.io/arch: {arch[0]} to the pod spec, or use a "
+        "multi-platform build",
+        advisory=True,
+    )

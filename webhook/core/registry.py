@@ -1,0 +1,376 @@
+"""What pullguard asks a registry, what an answer means, and the rules any registry call obeys.
+
+The ``registry`` and ``platform`` checks ask, for each image a pod will pull, what the kubelet
+will ask: ``HEAD /v2/<name>/manifests/<tag-or-digest>``, with the credentials the kubelet would
+use (the pod's pull secrets matched the keyring way, most specific first; none: anonymous).
+A :class:`Question` is that request; an :class:`Answer` is what came back, classified the
+way a user thinks about it (:class:`Outcome`), with the registry's own words.
+
+This module holds the pure parts: the protocol the engine asks through (:class:`RegistryView`,
+implemented with HTTP in ``webhook.edge.registry``), the classification of status codes and
+error bodies, ``WWW-Authenticate`` parsing, manifest platforms, pod platform constraints, and
+the address policy (:func:`address_refusal`) every connection is held to.
+
+Pure: no sockets, no DNS, no clock. Nothing here ever returns or formats a password.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Protocol
+
+from webhook.core.keyring import Credential
+
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+#: The manifest media types the kubelet's runtime accepts, in its order of preference.
+ACCEPT = ", ".join([OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST])
+INDEX_TYPES = frozenset({OCI_INDEX, DOCKER_LIST})
+
+#: Where Docker Hub's API lives: images say ``docker.io``, the API is on another host.
+API_HOSTS = {"docker.io": "registry-1.docker.io", "index.docker.io": "registry-1.docker.io"}
+
+#: Longest text of a registry's own words that reaches a message.
+WORDS_MAX = 160
+
+
+class Outcome(StrEnum):
+    """What a registry's answer means for the pod."""
+
+    FOUND = "found"  # the manifest exists and these credentials may read it
+    NOT_FOUND = "not_found"  # 404: no such repository, tag or digest
+    UNAUTHORIZED = "unauthorized"  # 401/403 with the credentials the pod has (or none)
+    RATE_LIMITED = "rate_limited"  # 429
+    UNREACHABLE = "unreachable"  # DNS, connection refused, timeout, TLS
+    REGISTRY_ERROR = "registry_error"  # 5xx, or an answer no registry should give
+    NOT_ASKED = "not_asked"  # refused by policy (private address), over budget, too many
+
+
+#: Answers that are worth a denial: the kubelet will certainly get the same.
+DEFINITE = frozenset({Outcome.NOT_FOUND, Outcome.UNAUTHORIZED})
+
+
+@dataclass(frozen=True, slots=True)
+class Platform:
+    os: str
+    architecture: str
+    variant: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.os}/{self.architecture}" + (f"/{self.variant}" if self.variant else "")
+
+    @property
+    def node_key(self) -> tuple[str, str]:
+        """What a node's labels say: ``kubernetes.io/os`` and ``kubernetes.io/arch``."""
+        return (self.os, self.architecture)
+
+
+@dataclass(frozen=True, slots=True)
+class Question:
+    """One manifest to ask about, with the credentials to try (most specific first)."""
+
+    registry: str  # host[:port] as the reference has it (docker.io, ghcr.io, 10.0.0.5:5000)
+    repository: str  # library/nginx
+    reference: str  # a tag or a digest
+    credentials: tuple[Credential, ...] = ()
+    platforms: bool = False
+    """Also find the image's platforms (one GET of the manifest by digest, kept for good)."""
+
+    @property
+    def image(self) -> str:
+        joiner = "@" if self.by_digest else ":"
+        return f"{self.registry}/{self.repository}{joiner}{self.reference}"
+
+    @property
+    def by_digest(self) -> bool:
+        return ":" in self.reference
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A classified answer. ``detail`` says the cause in words ("HTTP 404", "DNS name not
+    found", "timed out after 2 s"); ``registry_says`` is the registry's own error, cleaned."""
+
+    outcome: Outcome
+    detail: str = ""
+    registry_says: str = ""
+    repository_exists: bool | None = None
+    """For NOT_FOUND: whether the repository itself exists, when the registry told."""
+    tags: tuple[str, ...] = ()
+    """For NOT_FOUND with an existing repository: some of its tags (for "did you mean")."""
+    tried: tuple[str, ...] = ()
+    """The sources ("namespace/secret") of the credentials tried; empty: anonymous."""
+    ratelimit_remaining: str = ""
+    digest: str = ""
+    platforms: tuple[Platform, ...] | None = None
+    """The image's platforms; ``None`` when not asked for or not learned."""
+    platforms_note: str = ""
+    """Why the platforms are unknown, when they were asked for."""
+    suggestion: str = ""
+    """For an unknown DNS name: the registry host that was probably meant."""
+    cached: bool = False
+
+
+class RegistryView(Protocol):
+    """Answers questions about manifests. The implementation guarantees what this promises:
+
+    - a ``NOT_FOUND`` answer was fetched live during this call, never from a cache;
+    - every question gets an answer within ``budget`` seconds (``NOT_ASKED`` past it);
+    - credentials go only to the registry asked and the token realm it names.
+    """
+
+    def ask(self, questions: Sequence[Question], budget: float) -> Mapping[Question, Answer]: ...
+
+
+class NoRegistry:
+    """For runs without network access to registries (``pullguard check``, tests)."""
+
+    reason = "no registry client in this run"
+
+    def ask(self, questions: Sequence[Question], budget: float) -> Mapping[Question, Answer]:
+        return {q: Answer(Outcome.NOT_ASKED, self.reason) for q in questions}
+
+
+class FixedRegistry:
+    """A registry view answering from a table (tests and offline runs): image -> answer."""
+
+    def __init__(self, answers: Mapping[str, Answer] | None = None) -> None:
+        self.answers = dict(answers or {})
+        self.asked: list[Question] = []
+
+    def ask(self, questions: Sequence[Question], budget: float) -> Mapping[Question, Answer]:
+        self.asked.extend(questions)
+        return {
+            q: self.answers.get(q.image, Answer(Outcome.NOT_ASKED, "not in the table"))
+            for q in questions
+        }
+
+
+def api_host(registry: str) -> str:
+    """The host[:port] that serves a registry's API."""
+    return API_HOSTS.get(registry, registry)
+
+
+def classify_status(status: int) -> Outcome:
+    """The outcome of a final HTTP status (after any token exchange)."""
+    if 200 <= status < 300:
+        return Outcome.FOUND
+    if status == 404:
+        return Outcome.NOT_FOUND
+    if status in (401, 403):
+        return Outcome.UNAUTHORIZED
+    if status == 429:
+        return Outcome.RATE_LIMITED
+    return Outcome.REGISTRY_ERROR
+
+
+_UNPRINTABLE = re.compile(r"[^\x20-\x7e]+")
+
+
+def clean_words(text: str, limit: int = WORDS_MAX) -> str:
+    """A registry's (untrusted) text as it may appear in a message or log: printable ASCII,
+    one line, at most ``limit`` characters."""
+    cleaned = _UNPRINTABLE.sub(" ", text).strip()
+    return cleaned if len(cleaned) <= limit else cleaned[: limit - 3] + "..."
+
+
+def error_words(body: bytes) -> str:
+    """``MANIFEST_UNKNOWN: manifest unknown`` from a distribution error body; ``""`` when
+    the body is not one."""
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return ""
+    errors = document.get("errors") if isinstance(document, dict) else None
+    if not isinstance(errors, list) or not errors or not isinstance(errors[0], dict):
+        return ""
+    code, message = errors[0].get("code"), errors[0].get("message")
+    words = ": ".join(str(part) for part in (code, message) if isinstance(part, str) and part)
+    return clean_words(words)
+
+
+def error_code(body: bytes) -> str:
+    """The first error's ``code`` (``NAME_UNKNOWN``), or ``""``."""
+    words = error_words(body)
+    return words.partition(":")[0] if words else ""
+
+
+_CHALLENGE_PARAM = re.compile(r'\s*([A-Za-z0-9_\-]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^,\s]*))\s*,?')
+
+
+def parse_challenge(header: str) -> tuple[str, dict[str, str]]:
+    """``("bearer", {"realm": ..., "service": ..., "scope": ...})`` from a
+    ``WWW-Authenticate`` value; the scheme is lower-cased, ``("", {})`` when unreadable."""
+    scheme, _, rest = header.strip().partition(" ")
+    params: dict[str, str] = {}
+    position = 0
+    while position < len(rest):
+        match = _CHALLENGE_PARAM.match(rest, position)
+        if match is None or match.end() == position:
+            break
+        quoted, bare = match.group(2), match.group(3)
+        value = re.sub(r"\\(.)", r"\1", quoted) if quoted is not None else bare
+        params[match.group(1).lower()] = value
+        position = match.end()
+    return scheme.lower(), params
+
+
+def platforms_of_index(document: Mapping[str, Any]) -> tuple[Platform, ...]:
+    """The runnable platforms an index lists (attestation entries, ``unknown/unknown``,
+    are not images and are left out)."""
+    found = []
+    for entry in document.get("manifests") or []:
+        platform = entry.get("platform") if isinstance(entry, Mapping) else None
+        if not isinstance(platform, Mapping):
+            continue
+        os_name, arch = platform.get("os"), platform.get("architecture")
+        if (
+            not isinstance(os_name, str)
+            or not isinstance(arch, str)
+            or "unknown" in (os_name, arch)
+        ):
+            continue
+        variant = platform.get("variant")
+        found.append(Platform(os_name, arch, variant if isinstance(variant, str) else ""))
+    return tuple(dict.fromkeys(found))
+
+
+def platform_of_config(document: Mapping[str, Any]) -> Platform | None:
+    """A single image's platform, from its config blob."""
+    os_name, arch = document.get("os"), document.get("architecture")
+    if not isinstance(os_name, str) or not isinstance(arch, str) or not os_name or not arch:
+        return None
+    variant = document.get("variant")
+    return Platform(os_name, arch, variant if isinstance(variant, str) else "")
+
+
+def address_refusal(address: str) -> str | None:
+    """Why a connection to IP ``address`` is refused by default, or ``None`` when it is a
+    public address. IPv4-mapped (``::ffff:a9fe:a9fe``), 6to4 and Teredo addresses are judged
+    by the IPv4 address inside them."""
+    try:
+        ip: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(
+            address.split("%", 1)[0].strip("[]")
+        )
+    except ValueError:
+        return "not an IP address"
+    if isinstance(ip, ipaddress.IPv6Address):
+        inner = ip.ipv4_mapped or ip.sixtofour or (ip.teredo[1] if ip.teredo else None)
+        if inner is not None:
+            ip = inner
+    if ip.is_loopback:
+        return "a loopback address"
+    if ip.is_link_local:
+        return "a link-local address (where cloud metadata services live)"
+    if ip.is_unspecified:
+        return "the unspecified address"
+    if ip.is_multicast:
+        return "a multicast address"
+    if ip.is_private:
+        return "a private address"
+    if not ip.is_global:
+        return "an internal or reserved address"
+    return None
+
+
+# -- Platforms the pod can run on --------------------------------------------------------
+
+OS_LABELS = ("kubernetes.io/os", "beta.kubernetes.io/os")
+ARCH_LABELS = ("kubernetes.io/arch", "beta.kubernetes.io/arch")
+
+
+def _node_labels(node: tuple[str, str]) -> dict[str, str]:
+    os_name, arch = node
+    labels = dict.fromkeys(OS_LABELS, os_name)
+    labels.update(dict.fromkeys(ARCH_LABELS, arch))
+    return labels
+
+
+def _expression_allows(expression: Mapping[str, Any], labels: Mapping[str, str]) -> bool:
+    """One ``matchExpressions`` entry against a node's os/arch labels. Expressions about any
+    other label cannot be judged from platforms alone, so they allow every node."""
+    key = expression.get("key")
+    if not isinstance(key, str) or key not in labels:
+        return True
+    operator = expression.get("operator")
+    values = expression.get("values") or []
+    value = labels[key]
+    if operator == "In":
+        return value in values
+    if operator == "NotIn":
+        return value not in values
+    # DoesNotExist fails on a labelled node; Exists, Gt and Lt (never about os/arch in
+    # practice) allow it.
+    return operator != "DoesNotExist"
+
+
+def runnable_node_platforms(
+    spec: Mapping[str, Any], nodes: Iterable[tuple[str, str]]
+) -> set[tuple[str, str]]:
+    """The cluster's (os, arch) node platforms this pod spec may be scheduled on, judging
+    its ``nodeSelector`` and required node affinity on the os/arch labels only."""
+    selector = spec.get("nodeSelector")
+    selector = selector if isinstance(selector, Mapping) else {}
+    affinity = spec.get("affinity")
+    node_affinity = affinity.get("nodeAffinity") if isinstance(affinity, Mapping) else None
+    required = (
+        node_affinity.get("requiredDuringSchedulingIgnoredDuringExecution")
+        if isinstance(node_affinity, Mapping)
+        else None
+    )
+    terms = required.get("nodeSelectorTerms") if isinstance(required, Mapping) else None
+    terms = [t for t in terms if isinstance(t, Mapping)] if isinstance(terms, list) else []
+    allowed = set()
+    for node in nodes:
+        labels = _node_labels(node)
+        if any(key in labels and labels[key] != value for key, value in selector.items()):
+            continue
+        if terms and not any(
+            all(
+                _expression_allows(e, labels)
+                for e in (term.get("matchExpressions") or [])
+                if isinstance(e, Mapping)
+            )
+            for term in terms
+        ):
+            continue
+        allowed.add(node)
+    return allowed
+
+
+@dataclass(frozen=True, slots=True)
+class PlatformFit:
+    """How an image's platforms fit the nodes a pod may run on."""
+
+    fits_none: bool  # no node the pod may use can run the image
+    missing: tuple[tuple[str, str], ...] = field(default=())  # node platforms it lacks
+
+
+def platform_fit(image: Sequence[Platform], runnable: set[tuple[str, str]]) -> PlatformFit | None:
+    """``None`` when the image runs on every node platform the pod may use (or nothing is
+    known), else which node platforms lack a build."""
+    if not image or not runnable:
+        return None
+    have = {p.node_key for p in image}
+    missing = tuple(sorted(n for n in runnable if n not in have))
+    if not missing:
+        return None
+    return PlatformFit(fits_none=len(missing) == len(runnable), missing=missing)
+
+
+def words_list(items: Sequence[str], limit: int = 4) -> str:
+    """``a, b and c`` (then "and N more")."""
+    shown = list(items[:limit])
+    more = len(items) - len(shown)
+    if more:
+        return ", ".join(shown) + f" and {more} more"
+    if len(shown) <= 1:
+        return "".join(shown)
+    return ", ".join(shown[:-1]) + " and " + shown[-1]
