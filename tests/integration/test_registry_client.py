@@ -362,3 +362,73 @@ def test_mirror_probe(setup: Setup) -> None:
     assert registry.probe(setup.public.host, 2.0)
     assert registry.probe(setup.basic.host, 2.0)  # 401 is a live registry
     assert not registry.probe(f"127.0.0.1:{free_port()}", 2.0)
+
+
+# -- Through the server: gunicorn over TLS, pullguard serve --dev -------------------------
+
+
+def _review(image: str, secrets: list[str] | None = None) -> dict[str, object]:
+    from tests.conftest import REVIEWS, load_review
+
+    review = load_review(REVIEWS / "pod-create-plain.json")["body"]
+    spec = review["request"]["object"]["spec"]
+    spec["containers"][0]["image"] = image
+    spec.pop("initContainers", None)
+    if secrets is not None:
+        spec["imagePullSecrets"] = [{"name": s} for s in secrets]
+    return review
+
+
+def test_admission_through_the_server(setup: Setup, tmp_path: Path) -> None:
+    from tests.conftest import start_server, stop_server
+
+    push_image(setup.public, "team/served", "1.0")
+    down = f"127.0.0.1:{free_port()}"
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "registry:\n"
+        f"  allowedPrivateRegistries: ['{setup.public.host}', '{setup.basic.host}']\n"
+        f"mirrors:\n  - registry: docker.io\n    mirror: '{down}'\n"
+    )
+    server = start_server(
+        tmp_path, "--config", str(config), env={"SSL_CERT_FILE": str(setup.tls["ca"])}
+    )
+    try:
+        with server.client() as http:
+
+            def call(path: str, review: dict[str, object]) -> dict[str, object]:
+                body = http.post(path, json=review).json()["response"]
+                assert isinstance(body, dict)
+                return body
+
+            ok = call("/validate", _review(f"{setup.public.host}/team/served:1.0"))
+            assert ok["allowed"] is True, ok
+            missing = call("/validate", _review(f"{setup.public.host}/team/served:1.1"))
+            assert missing["allowed"] is False
+            message = missing["status"]["message"]  # type: ignore[index]
+            assert "has no tag '1.1' (tags there include '1.0')" in message
+            private = call("/validate", _review(f"{setup.basic.host}/team/private:1.0"))
+            assert private["allowed"] is False
+            assert "anonymously" in private["status"]["message"]  # type: ignore[index]
+            # An internal address not allowed: never contacted, admitted with a warning.
+            internal = call("/validate", _review("10.255.0.1:5000/team/x:1.0"))
+            assert internal["allowed"] is True
+            assert any("allowedPrivateRegistries" in w for w in internal["warnings"])  # type: ignore[union-attr]
+            # The mirror is down: images stay as written, said in a warning and a metric.
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                metrics = http.get("/metrics").text
+                if f'pullguard_mirror_up{{mirror="{down}"}} 0.0' in metrics:
+                    break
+                time.sleep(0.2)
+            mutated = call("/mutate", _review("nginx:1.25"))
+            assert "patch" not in mutated
+            assert any("is not answering" in w for w in mutated["warnings"])  # type: ignore[union-attr]
+            metrics = http.get("/metrics").text
+        assert f'pullguard_mirror_skipped_rewrites_total{{mirror="{down}"}} 1.0' in metrics
+        assert 'pullguard_registry_requests_total{outcome="not_found",registry="other"}' in metrics
+        assert 'pullguard_registry_cache_total{result="miss"}' in metrics
+        log = server.log_text()
+        assert f"registry {setup.public.host}/team/served:1.1 outcome=not_found" in log
+    finally:
+        stop_server(server)

@@ -54,7 +54,8 @@ def _said(answer: Answer) -> str:
 
 def _tried(answer: Answer) -> str:
     if not answer.tried:
-        return "anonymously (the pod has no imagePullSecret for it)"
+        return "anonymously (the pod has no imagePullSecret for it; the image is private or "
+        "does not exist)"
     names = words_list([f'"{t}"' for t in answer.tried])
     return f"with imagePullSecret {names}"
 
@@ -100,7 +101,7 @@ def registry_finding(
                 + create.replace(f" {name} ", f" {answer.tried[0].rpartition('/')[2]} ")
             )
         else:
-            fix = f"{create}, then add {{name: {name}}} to the pod's imagePullSecrets"
+            fix = f"{create}, then add {{name: {name}}} to the imagePullSecrets in the manifest"
         finding = Finding.for_container(
             "registry",
             container,
