@@ -33,6 +33,8 @@ import yaml
 
 from tests.conftest import ROOT, checkout_env, free_port
 from tests.e2e.cluster import ControlPlane, Result, assets_folder, missing_assets_reason, wait_for
+from tests.integration.registries import Registry, start_registry
+from webhook.edge.certs import make_bundle
 
 NAMESPACE = "pullguard"
 REGISTRY_AUTH = base64.b64encode(b"user:pass").decode()
@@ -49,6 +51,10 @@ defaultPullSecrets:
 mirrors:
   - registry: docker.io
     mirror: mirror.example.com/dockerhub
+    probe: false  # a fictional mirror: rewrite without asking whether it answers
+registry:
+  # The tests' registries run on loopback (the private-address rules have their own tests).
+  allowPrivateNetworks: true
 """
 
 
@@ -265,6 +271,7 @@ def spawn_pullguard(
     webhook_url: str,
     name: str,
     extra: tuple[str, ...] = (),
+    env: dict[str, str] | None = None,
 ) -> Pullguard:
     cert_dir = workdir / f"{name}-certs"
     log = workdir / f"{name}.log"
@@ -290,7 +297,7 @@ def spawn_pullguard(
             "2",
             *extra,
         ],
-        env=checkout_env(KUBECONFIG=str(kubeconfig)),
+        env=checkout_env(KUBECONFIG=str(kubeconfig), **(env or {})),
         cwd=workdir,
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
@@ -311,9 +318,32 @@ class Installation:
         return self.replicas[0]
 
 
+@dataclass
+class E2ERegistries:
+    """Real registries on loopback for the registry check: one with htpasswd, one anonymous."""
+
+    private: Registry
+    public: Registry
+    ca: Path
+
+
+@pytest.fixture(scope="session")
+def registries(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2ERegistries]:
+    base = tmp_path_factory.mktemp("e2e-registries")
+    paths = make_bundle(["localhost"], ["127.0.0.1"]).write(base / "tls")
+    tls = {"cert": paths["tls.crt"], "key": paths["tls.key"], "ca": paths["ca.crt"]}
+    private = start_registry(base / "private", auth=("user", "pass"), **tls)
+    public = start_registry(base / "public", **tls)
+    yield E2ERegistries(private, public, paths["ca.crt"])
+    private.stop()
+    public.stop()
+
+
 @pytest.fixture(scope="session")
 def installed(
-    control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory
+    control_plane: ControlPlane,
+    registries: E2ERegistries,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Installation]:
     plane = control_plane
     workdir = tmp_path_factory.mktemp("pullguard")
@@ -334,6 +364,7 @@ def installed(
             port=replica_port,
             webhook_url=webhook_url,
             name=f"replica-{index}",
+            env={"SSL_CERT_FILE": str(registries.ca)},
         )
         for index, replica_port in enumerate((port, free_port()))
     ]

@@ -142,7 +142,8 @@ def test_node_credential_registries_never_deny_on_a_refusal() -> None:
         ),
         (
             Answer(Outcome.UNREACHABLE, "DNS name ghrc.io not found", suggestion="ghcr.io"),
-            "could not reach registry.example.com: DNS name ghrc.io not found; did you mean ghcr.io?",
+            "could not reach registry.example.com: DNS name ghrc.io not found; "
+            "did you mean ghcr.io?",
         ),
         (Answer(Outcome.UNREACHABLE, "connection refused"), "connection refused"),
         (Answer(Outcome.UNREACHABLE, "timed out"), "timed out"),

@@ -1,0 +1,128 @@
+"""The registry and platform checks through the real API server: ``kubectl apply`` of real
+manifests whose images live on real registries (docker-registry on loopback, TLS, one with
+htpasswd), judged with the pod's own secrets as the API server hands them over."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+
+from tests.e2e.cluster import ControlPlane, wait_for
+from tests.e2e.conftest import E2ERegistries, pod, pull_secret
+from tests.e2e.test_kubectl import deployment
+from tests.integration.registries import push_image, push_index
+
+pytestmark = pytest.mark.e2e
+
+GOOD = base64.b64encode(b"user:pass").decode()
+BAD = base64.b64encode(b"user:wrong").decode()
+
+
+def test_a_tag_never_pushed_is_denied_and_a_fresh_push_admitted_at_once(
+    plane: ControlPlane, ns: str, registries: E2ERegistries
+) -> None:
+    host = registries.public.host
+    push_image(registries.public, "team/web", "1.0")
+    manifest = deployment("web", ns, f"{host}/team/web:1.1")
+    denied = plane.apply(manifest)
+    assert not denied.ok
+    assert (
+        f"image '{host}/team/web:1.1' does not exist: repository {host}/team/web has no "
+        "tag '1.1' (tags there include '1.0')" in denied.stderr
+    )
+    assert "Fix: use tag '1.0' if that was meant, or push '1.1' first" in denied.stderr
+    # A pipeline pushes, then deploys within a second: a "not found" is never reused.
+    push_image(registries.public, "team/web", "1.1")
+    assert plane.apply(manifest).ok
+
+
+def test_a_private_image_needs_working_credentials(
+    plane: ControlPlane, ns: str, registries: E2ERegistries
+) -> None:
+    host = registries.private.host
+    push_image(registries.private, "team/api", "2.0")
+    image = f"{host}/team/api:2.0"
+    anonymous = plane.apply(pod("anon", ns, image))
+    assert not anonymous.ok
+    assert f"registry {host} refused to serve '{image}' anonymously" in anonymous.stderr
+
+    plane.apply(pull_secret("stale", ns, host, BAD), check=True)
+    wrong = plane.apply(pod("wrong", ns, image, ("stale",)))
+    assert not wrong.ok
+    assert f'with imagePullSecret "{ns}/stale"' in wrong.stderr
+
+    plane.apply(pull_secret("regcred", ns, host, GOOD), check=True)
+    assert plane.apply(pod("right", ns, image, ("regcred",))).ok
+
+    # A missing secret denies here: the registry refuses the pull without it.
+    missing = plane.apply(pod("missing", ns, image, ("nope",)))
+    assert not missing.ok
+    assert f'imagePullSecret "nope" does not exist in namespace "{ns}"' in missing.stderr
+
+
+def test_a_missing_secret_for_a_public_image_only_warns(
+    plane: ControlPlane, ns: str, registries: E2ERegistries
+) -> None:
+    image = f"{registries.public.host}/team/open:1.0"
+    push_image(registries.public, "team/open", "1.0")
+    result = plane.apply(pod("open", ns, image, ("nope",)))
+    assert result.ok, result.stderr
+    assert 'imagePullSecret "nope" does not exist' in result.stderr
+    assert "(the image is public, so the pod runs)" in result.stderr
+
+
+def test_a_deployment_is_judged_with_its_service_accounts_secret(
+    plane: ControlPlane, ns: str, registries: E2ERegistries
+) -> None:
+    host = registries.private.host
+    push_image(registries.private, "team/worker", "1.0")
+    plane.apply(pull_secret("regcred", ns, host, GOOD), check=True)
+    plane.kubectl(
+        "patch",
+        "serviceaccount",
+        "default",
+        "-n",
+        ns,
+        "-p",
+        json.dumps({"imagePullSecrets": [{"name": "regcred"}]}),
+        check=True,
+    )
+    wait_for(
+        lambda: (
+            plane.apply(deployment("worker", ns, f"{host}/team/worker:1.0"), "--dry-run=server").ok
+        ),
+        30,
+        "the ServiceAccount's secret in pullguard's cache",
+    )
+    assert plane.apply(deployment("worker", ns, f"{host}/team/worker:1.0")).ok
+
+
+def test_an_image_without_a_build_for_the_nodes(
+    plane: ControlPlane, ns: str, registries: E2ERegistries
+) -> None:
+    push_index(registries.public, "team/arm-only", "1.0", [("linux", "arm64"), ("linux", "s390x")])
+    node = {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": "e2e-amd64-node",
+            "labels": {"kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64"},
+        },
+    }
+    plane.apply(json.dumps(node), check=True)
+    try:
+        manifest = deployment("arm", ns, f"{registries.public.host}/team/arm-only:1.0")
+        expected = "has linux/arm64 and linux/s390x only; the pod can only run on linux/amd64"
+        # The Node reaches pullguard's cache by watch.
+        wait_for(
+            lambda: expected in plane.apply(manifest, "--dry-run=server").stderr,
+            30,
+            "the platform warning",
+        )
+        result = plane.apply(manifest)
+        assert result.ok  # platform: warn by default
+        assert expected in result.stderr
+    finally:
+        plane.kubectl("delete", "node", "e2e-amd64-node", "--wait=false")
