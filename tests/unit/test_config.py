@@ -15,8 +15,10 @@ def test_embedded_default_is_valid_and_matches_the_contract() -> None:
     assert config.checks.reference is Action.ENFORCE
     assert config.checks.pullSecrets is Action.ENFORCE
     assert config.checks.pullPolicy is Action.WARN
-    assert config.checks.registry is Action.WARN
+    assert config.checks.registry is Action.ENFORCE  # CONTRACT.md: only definite answers deny
     assert config.checks.platform is Action.WARN
+    assert "*.dkr.ecr.*.amazonaws.com" in config.registry.node_credential_registries
+    assert "*.azurecr.io" in config.registry.node_credential_registries
     assert config.exempt_namespaces == {"kube-system"}
     assert config.namespace_mode_label == "pullguard.io/mode"
     assert config.registry.timeout_seconds == 2

@@ -119,7 +119,10 @@ def test_refused_anonymously_says_no_secret_was_tried() -> None:
         request(pod(pod_spec(container("web", IMAGE)))), DEFAULT, cluster_with(), registry=registry
     )
     assert decision.message is not None
-    assert "anonymously (the pod has no imagePullSecret for it)" in decision.message
+    assert (
+        "anonymously (the pod has no imagePullSecret for it; the image is private or "
+        "does not exist)" in decision.message
+    )
     assert "kubectl create secret docker-registry regcred-registry-example-com" in decision.message
 
 
