@@ -54,8 +54,10 @@ def _said(answer: Answer) -> str:
 
 def _tried(answer: Answer) -> str:
     if not answer.tried:
-        return "anonymously (the pod has no imagePullSecret for it; the image is private or "
-        "does not exist)"
+        return (
+            "anonymously (the pod has no imagePullSecret for it; the image is private or "
+            "does not exist)"
+        )
     names = words_list([f'"{t}"' for t in answer.tried])
     return f"with imagePullSecret {names}"
 
