@@ -432,3 +432,13 @@ def test_admission_through_the_server(setup: Setup, tmp_path: Path) -> None:
         assert f"registry {setup.public.host}/team/served:1.1 outcome=not_found" in log
     finally:
         stop_server(server)
+
+
+def test_connections_are_pooled_and_speak_http2_where_offered(setup: Setup) -> None:
+    push_image(setup.public, "team/pooled", "1.0")
+    registry = client(setup, cache_ttl_seconds=0)
+    for _ in range(3):
+        assert ask(registry, q(setup.public, "team/pooled", "1.0")).outcome is Outcome.FOUND
+    connections = registry.http.pool.connections
+    assert len(connections) == 1  # three questions, one connection
+    assert "HTTP/2" in connections[0].info()
