@@ -20,8 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.conftest import REVIEWS, load_review, start_server, stop_server  # noqa: E402
-from tests.integration.registries import push_image, start_registry  # noqa: E402
-from webhook.edge.certs import make_bundle  # noqa: E402
+from tests.integration.registries import loopback_tls, push_image, start_registry  # noqa: E402
 
 
 def measure(workdir: Path, config: str, ca: Path, image: str, seconds: float) -> list[float]:
@@ -69,10 +68,8 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
-        paths = make_bundle(["localhost"], ["127.0.0.1"]).write(base / "tls")
-        registry = start_registry(
-            base / "registry", cert=paths["tls.crt"], key=paths["tls.key"], ca=paths["ca.crt"]
-        )
+        tls = loopback_tls(base / "tls")
+        registry = start_registry(base / "registry", **tls)
         try:
             push_image(registry, "team/web", "1.0")
             image = f"{registry.host}/team/web:1.0"
@@ -82,21 +79,21 @@ def main() -> None:
                 measure(
                     base / "off",
                     "checks: {registry: off, platform: off}\n",
-                    paths["ca.crt"],
+                    tls["ca"],
                     image,
                     args.seconds,
                 ),
             )
             warm = describe(
                 "registry check on, warm cache",
-                measure(base / "warm", allowed, paths["ca.crt"], image, args.seconds),
+                measure(base / "warm", allowed, tls["ca"], image, args.seconds),
             )
             describe(
                 "registry check on, no cache (live)",
                 measure(
                     base / "live",
                     allowed + "  cacheTTLSeconds: 0\n",
-                    paths["ca.crt"],
+                    tls["ca"],
                     image,
                     args.seconds,
                 ),

@@ -33,8 +33,7 @@ import yaml
 
 from tests.conftest import ROOT, checkout_env, free_port
 from tests.e2e.cluster import ControlPlane, Result, assets_folder, missing_assets_reason, wait_for
-from tests.integration.registries import Registry, start_registry
-from webhook.edge.certs import make_bundle
+from tests.integration.registries import Registry, loopback_tls, start_registry
 
 NAMESPACE = "pullguard"
 REGISTRY_AUTH = base64.b64encode(b"user:pass").decode()
@@ -330,11 +329,10 @@ class E2ERegistries:
 @pytest.fixture(scope="session")
 def registries(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2ERegistries]:
     base = tmp_path_factory.mktemp("e2e-registries")
-    paths = make_bundle(["localhost"], ["127.0.0.1"]).write(base / "tls")
-    tls = {"cert": paths["tls.crt"], "key": paths["tls.key"], "ca": paths["ca.crt"]}
+    tls = loopback_tls(base / "tls")
     private = start_registry(base / "private", auth=("user", "pass"), **tls)
     public = start_registry(base / "public", **tls)
-    yield E2ERegistries(private, public, paths["ca.crt"])
+    yield E2ERegistries(private, public, tls["ca"])
     private.stop()
     public.stop()
 

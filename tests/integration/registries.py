@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.conftest import free_port
 
@@ -33,6 +34,24 @@ ACCEPT = ", ".join(
         "application/vnd.docker.distribution.manifest.v2+json",
     ]
 )
+
+
+#: Marks for a module whose tests start real registries.
+NEEDS_REGISTRY = [
+    pytest.mark.registry,
+    pytest.mark.skipif(
+        REGISTRY_BINARY is None,
+        reason="docker-registry not installed (tests/run installs it as root)",
+    ),
+]
+
+
+def loopback_tls(folder: Path) -> dict[str, Path]:
+    """A CA and a serving certificate for 127.0.0.1 and localhost: ``cert``, ``key``, ``ca``."""
+    from webhook.edge.certs import make_bundle
+
+    paths = make_bundle(["localhost"], ["127.0.0.1"]).write(folder)
+    return {"cert": paths["tls.crt"], "key": paths["tls.key"], "ca": paths["ca.crt"]}
 
 
 @dataclass

@@ -13,21 +13,15 @@ import pytest
 
 from tests.conftest import REVIEWS, load_review, start_server, stop_server
 from tests.integration.registries import (
-    REGISTRY_BINARY,
+    NEEDS_REGISTRY,
     Registry,
+    loopback_tls,
     manifest_digest,
     push_image,
     start_registry,
 )
-from webhook.edge.certs import make_bundle
 
-pytestmark = [
-    pytest.mark.registry,
-    pytest.mark.skipif(
-        REGISTRY_BINARY is None,
-        reason="docker-registry not installed (tests/run installs it as root)",
-    ),
-]
+pytestmark = NEEDS_REGISTRY
 
 
 @dataclass
@@ -46,8 +40,7 @@ def registries(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registries]
     sent them. So the mirror's upstream is anonymous, and auth is exercised on its own.
     """
     base = tmp_path_factory.mktemp("registries")
-    paths = make_bundle(["localhost"], ["127.0.0.1"]).write(base / "tls")
-    tls = {"cert": paths["tls.crt"], "key": paths["tls.key"], "ca": paths["ca.crt"]}
+    tls = loopback_tls(base / "tls")
     private = start_registry(base / "private", auth=("pusher", "s3cret-pw"), **tls)
     upstream = start_registry(base / "upstream", **tls)
     mirror = start_registry(base / "mirror", proxy_of=upstream, **tls)

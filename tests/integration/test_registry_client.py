@@ -18,9 +18,10 @@ import pytest
 from tests.conftest import free_port
 from tests.integration.faults import FaultServer
 from tests.integration.registries import (
-    REGISTRY_BINARY,
+    NEEDS_REGISTRY,
     Registry,
     TokenServer,
+    loopback_tls,
     push_image,
     push_index,
     start_registry,
@@ -28,16 +29,9 @@ from tests.integration.registries import (
 from webhook.core.config import RegistrySettings
 from webhook.core.keyring import Credential
 from webhook.core.registry import Answer, Outcome, Platform, Question
-from webhook.edge.certs import make_bundle
 from webhook.edge.registry import HttpRegistry
 
-pytestmark = [
-    pytest.mark.registry,
-    pytest.mark.skipif(
-        REGISTRY_BINARY is None,
-        reason="docker-registry not installed (tests/run installs it as root)",
-    ),
-]
+pytestmark = NEEDS_REGISTRY
 
 PUSHER = ("pusher", "push-pw")
 READER = Credential("ignored", "reader", "read-pw", source="team-a/regcred")
@@ -58,8 +52,7 @@ class Setup:
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     base = tmp_path_factory.mktemp("registry-client")
-    paths = make_bundle(["localhost"], ["127.0.0.1"]).write(base / "tls")
-    tls = {"cert": paths["tls.crt"], "key": paths["tls.key"], "ca": paths["ca.crt"]}
+    tls = loopback_tls(base / "tls")
     public = start_registry(base / "public", **tls)
     basic = start_registry(base / "basic", auth=PUSHER, **tls)
     # htpasswd holds one user per registry here; the reader logs in through the token realm.
