@@ -29,10 +29,12 @@ NO_COPIES = (
 
 def register(sub: Any) -> None:  # argparse's _SubParsersAction is private
     """Add the edge sub-commands to the ``pullguard`` parser."""
-    from webhook import check, exportstate
+    from webhook import audit, check, diagnose, exportstate
 
     check.register(sub)
     exportstate.register(sub)
+    diagnose.register(sub)
+    audit.register(sub)
     serve = sub.add_parser("serve", help="run the webhook under gunicorn over TLS")
     serve.add_argument(
         "--config",

@@ -46,6 +46,9 @@ class Finding:
     action: Action = Action.ENFORCE
     advisory: bool = False
     """Advisory findings are never enforced (a guess, such as a registry-host typo)."""
+    cause: str | None = None
+    """The pull failure this finding predicts, in ``webhook.core.pullfailure.Cause`` words
+    (``not_found``, ``unauthorized``...), where the check knows it exactly."""
 
     @classmethod
     def for_container(

@@ -107,6 +107,7 @@ def registry_finding(
         finding = Finding.for_container(
             "registry",
             container,
+            cause="unauthorized",
             problem=f"registry {where} refused to serve {shown!r} {_tried(answer)}"
             f"{_said(answer)}; the kubelet will get the same answer",
             short=f"{where} refused {ref.familiar} {_tried(answer).split(' (')[0]}",
@@ -133,6 +134,7 @@ def registry_finding(
         return Finding.for_container(
             "registry",
             container,
+            cause="rate_limited",
             problem=f"registry {where} is rate limiting pulls (HTTP 429{remaining})"
             f"{_said(answer)}: nodes pulling now may get ImagePullBackOff until the limit resets",
             short=f"{where} is rate limiting pulls (429{remaining}); {ref.familiar} may not pull",
@@ -145,6 +147,7 @@ def registry_finding(
         return Finding.for_container(
             "registry",
             container,
+            cause=_unreachable_cause(answer.detail),
             problem=f"pullguard could not reach registry {where}: {answer.detail}{meant} "
             "(the nodes may see another network, so the pod was admitted)",
             short=f"could not reach {where}: {answer.detail}{meant}",
@@ -156,6 +159,7 @@ def registry_finding(
     return Finding.for_container(
         "registry",
         container,
+        cause="registry_error",
         problem=f"registry {where} failed to answer for {shown!r}: {answer.detail}"
         f"{_said(answer)}; pulls may fail until it recovers",
         short=f"{where} failed: {answer.detail}{_said(answer)}",
@@ -171,6 +175,7 @@ def _not_found(container: Container, ref: Reference, answer: Answer) -> Finding:
         return Finding.for_container(
             "registry",
             container,
+            cause="not_found",
             problem=f"image {shown!r} does not exist: {ref.domain} has no repository "
             f"{ref.path!r}{said}",
             short=f"{ref.familiar}: no repository {ref.path!r} on {ref.domain}",
@@ -196,10 +201,23 @@ def _not_found(container: Container, ref: Reference, answer: Answer) -> Finding:
     return Finding.for_container(
         "registry",
         container,
+        cause="not_found",
         problem=problem,
         short=f"{ref.familiar} does not exist: no {what} in {repository}",
         fix=fix,
     )
+
+
+def _unreachable_cause(detail: str) -> str:
+    if detail.startswith("DNS"):
+        return "dns"
+    if detail.startswith("TLS"):
+        return "tls"
+    if detail == "connection refused":
+        return "connection_refused"
+    if detail == "timed out":
+        return "timeout"
+    return "unknown"
 
 
 def platform_finding(
@@ -212,6 +230,7 @@ def platform_finding(
         return Finding.for_container(
             "platform",
             container,
+            cause="platform",
             problem=f"image {container.shown_image!r} has {has} only; this pod can only run on "
             f'{lacking} nodes, where it fails with "no matching manifest"',
             short=f"{ref.familiar} has {has} only; the pod can only run on {lacking} nodes",
@@ -222,6 +241,7 @@ def platform_finding(
     return Finding.for_container(
         "platform",
         container,
+        cause="platform",
         problem=f"image {container.shown_image!r} has {has} only; on the cluster's {lacking} "
         'nodes it fails with "no matching manifest"',
         short=f"{ref.familiar} has {has} only; it fails on {lacking} nodes",

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from webhook.core.cluster import ClusterUnavailable, SecretInfo, ServiceAccountInfo
-from webhook.core.keyring import DOCKER_CFG, DOCKER_CONFIG_JSON
+from webhook.core.keyring import DOCKER_CFG, DOCKER_CONFIG_JSON, PULL_SECRET_KEYS
 from webhook.edge.configsource import ConfigStore, default_config_text
 from webhook.edge.secretsync import SecretWriter
 
@@ -533,3 +533,76 @@ def sync_key(core_api: Any, namespace: str) -> bytes:
             if error.status != 409:  # another replica made it first: read theirs
                 raise
     raise RuntimeError(f"could not read or create Secret {namespace}/{KEY_SECRET}")
+
+
+class DirectClusterView:
+    """The core's ClusterView by direct reads, remembered for one run: for the CLI
+    (``diagnose``, ``audit``), which must not hold cluster-wide watches. A read the
+    caller's RBAC forbids becomes "could not run" for the check that needed it."""
+
+    def __init__(self, core_api: Any) -> None:
+        self.api = core_api
+        self.memo: dict[tuple[str, ...], Any] = {}
+
+    def _read(self, key: tuple[str, ...], reader: Callable[..., Any], *args: str) -> Any | None:
+        from kubernetes.client.exceptions import ApiException
+
+        if key in self.memo:
+            return self.memo[key]
+        try:
+            found = reader(*args, _request_timeout=10)
+        except ApiException as error:
+            if error.status != 404:
+                raise ClusterUnavailable(f"API server answered {error.status}") from None
+            found = None
+        except Exception as error:
+            raise ClusterUnavailable(f"API server unreachable: {type(error).__name__}") from None
+        self.memo[key] = found
+        return found
+
+    def get_secret(self, namespace: str, name: str) -> SecretInfo | None:
+        found = self._read(
+            ("secret", namespace, name), self.api.read_namespaced_secret, name, namespace
+        )
+        return secret_info(found) if found is not None else None
+
+    def namespaces_with_pull_secret(self, name: str) -> list[str]:
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            listed = self.api.list_secret_for_all_namespaces(
+                field_selector=f"metadata.name={name}", _request_timeout=10
+            )
+        except (ApiException, OSError):
+            return []  # no cluster-wide read: the message just cannot say where it is
+        return sorted(s.metadata.namespace for s in listed.items if s.type in PULL_SECRET_KEYS)
+
+    def get_service_account(self, namespace: str, name: str) -> ServiceAccountInfo | None:
+        found = self._read(
+            ("sa", namespace, name), self.api.read_namespaced_service_account, name, namespace
+        )
+        return service_account_info(found) if found is not None else None
+
+    def namespace_labels(self, namespace: str) -> Mapping[str, str] | None:
+        found = self._read(("ns", namespace), self.api.read_namespace, namespace)
+        return namespace_labels_of(found) if found is not None else None
+
+    def node_platforms(self) -> frozenset[tuple[str, str]]:
+        key = ("nodes",)
+        if key not in self.memo:
+            from kubernetes.client.exceptions import ApiException
+
+            try:
+                nodes = self.api.list_node(_request_timeout=10).items
+            except ApiException as error:
+                raise ClusterUnavailable(f"cannot list nodes ({error.status})") from None
+            self.memo[key] = frozenset(
+                p for p in (node_platform_of(n) for n in nodes) if p is not None
+            )
+        platforms: frozenset[tuple[str, str]] = self.memo[key]
+        return platforms
+
+    def node_platform(self, name: str) -> tuple[str, str] | None:
+        """One node's (os, arch), or ``None`` when unknown."""
+        found = self._read(("node", name), self.api.read_node, name)
+        return node_platform_of(found) if found is not None else None

@@ -1,0 +1,194 @@
+"""``pullguard diagnose`` and ``pullguard audit`` against the real API server.
+
+There is no kubelet here: pods are created where pullguard's admission is off, and their
+status and events are written the way a kubelet writes them (the runtime's own texts, from
+tests/fixtures/pull-failures.yaml). The images live on real registries on loopback, so the
+live re-check asks them."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import uuid
+from typing import Any
+
+import pytest
+
+from tests.conftest import checkout_env
+from tests.e2e.cluster import ControlPlane
+from tests.e2e.conftest import E2ERegistries, pod, pull_secret
+from tests.e2e.test_kubectl import deployment
+from tests.integration.registries import push_image
+
+pytestmark = pytest.mark.e2e
+
+CONTAINERD_NOT_FOUND = (
+    'rpc error: code = NotFound desc = failed to pull and unpack image "{image}": failed to '
+    'resolve reference "{image}": {image}: not found'
+)
+CONTAINERD_AMBIGUOUS = (
+    'failed to pull and unpack image "{image}": failed to resolve reference "{image}": pull '
+    "access denied, repository does not exist or may require authorization: server message: "
+    "insufficient_scope: authorization failed"
+)
+
+
+def pullguard(plane: ControlPlane, registries: E2ERegistries, *args: str) -> Any:
+    return subprocess.run(
+        [sys.executable, "-m", "webhook", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=checkout_env(KUBECONFIG=str(plane.kubeconfig), SSL_CERT_FILE=str(registries.ca)),
+        check=False,
+    )
+
+
+def off(plane: ControlPlane, ns: str) -> None:
+    """pullguard's admission off in ``ns``: the failing pods must exist to be diagnosed."""
+    plane.kubectl("label", "namespace", ns, "pullguard.io/mode=off", "--overwrite", check=True)
+
+
+def failing_pod(
+    plane: ControlPlane, ns: str, name: str, image: str, message: str, **spec: Any
+) -> None:
+    """A pod whose container is in ImagePullBackOff, with the kubelet's Failed event."""
+    # The namespace label reaches pullguard's cache by watch: retry until admitted.
+    from tests.e2e.cluster import wait_for
+
+    wait_for(lambda: plane.apply(pod(name, ns, image, **spec)).ok, 30, f"pod {name} admitted")
+    status = {
+        "status": {
+            "phase": "Pending",
+            "containerStatuses": [
+                {
+                    "name": "app",
+                    "image": image,
+                    "imageID": "",
+                    "ready": False,
+                    "restartCount": 0,
+                    "state": {"waiting": {"reason": "ImagePullBackOff", "message": message}},
+                }
+            ],
+        }
+    }
+    plane.kubectl(
+        "patch",
+        "pod",
+        name,
+        "-n",
+        ns,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps(status),
+        check=True,
+    )
+    event = {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"name": f"{name}.{uuid.uuid4().hex[:8]}", "namespace": ns},
+        "involvedObject": {
+            "kind": "Pod",
+            "name": name,
+            "namespace": ns,
+            "fieldPath": "spec.containers{app}",
+        },
+        "reason": "Failed",
+        "type": "Warning",
+        "message": f'Failed to pull image "{image}": {message}',
+        "source": {"component": "kubelet"},
+    }
+    plane.apply(json.dumps(event), check=True)
+
+
+def test_diagnose_confirms_a_missing_tag_with_the_registry(
+    plane: ControlPlane, ns: str, registries: E2ERegistries
+) -> None:
+    off(plane, ns)
+    host = registries.public.host
+    push_image(registries.public, "team/diag", "1.0")
+    image = f"{host}/team/diag:1.1"
+    failing_pod(plane, ns, "web", image, CONTAINERD_NOT_FOUND.format(image=image))
+    result = pullguard(plane, registries, "diagnose", "web", "-n", ns)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert out.startswith(f"pullguard diagnosed Pod {ns}/web: 1 image failing to pull")
+    assert "[not_found, confirmed]" in out
+    assert "Evidence: kubelet: rpc error: code = NotFound" in out
+    assert "has no tag '1.1' (tags there include '1.0')" in out
+    assert "Fix: use tag '1.0' if that was meant" in out
+
+
+def test_diagnose_tells_private_from_missing_when_containerd_cannot(
+    plane: ControlPlane, ns: str, registries: E2ERegistries
+) -> None:
+    off(plane, ns)
+    private = f"{registries.private.host}/team/secret-diag:1.0"
+    push_image(registries.private, "team/secret-diag", "1.0")
+    failing_pod(plane, ns, "private", private, CONTAINERD_AMBIGUOUS.format(image=private))
+    missing = f"{registries.public.host}/team/never-pushed:1.0"
+    failing_pod(plane, ns, "missing", missing, CONTAINERD_AMBIGUOUS.format(image=missing))
+
+    result = pullguard(plane, registries, "diagnose", "--all", "-n", ns, "--output", "json")
+    assert result.returncode == 0, result.stderr
+    pods = {p["name"]: p["images"][0] for p in json.loads(result.stdout)["pods"]}
+    assert pods["private"]["cause"] == "unauthorized"
+    assert pods["private"]["verdict"] == "confirmed"
+    assert any("anonymously" in e for e in pods["private"]["evidence"])
+    assert any("kubectl create secret docker-registry" in f for f in pods["private"]["fixes"])
+    # containerd said "may require authorization"; the registry says it does not exist.
+    assert pods["missing"]["verdict"] == "corrected"
+    assert "has no repository 'team/never-pushed'" in pods["missing"]["summary"]
+
+
+def test_diagnose_a_pod_that_is_fine_or_missing(
+    plane: ControlPlane, ns: str, registries: E2ERegistries
+) -> None:
+    off(plane, ns)
+    from tests.e2e.cluster import wait_for
+
+    wait_for(lambda: plane.apply(pod("fine", ns, "nginx:1.25")).ok, 30, "pod admitted")
+    fine = pullguard(plane, registries, "diagnose", "fine", "-n", ns)
+    assert fine.returncode == 1
+    assert f"pod {ns}/fine is not failing on an image" in fine.stdout
+    nothing = pullguard(plane, registries, "diagnose", "nope", "-n", ns)
+    assert nothing.returncode == 2
+    assert f"pod {ns}/nope not found" in nothing.stderr
+    assert pullguard(plane, registries, "diagnose", "-n", ns).returncode == 2
+
+
+def test_audit_finds_what_would_be_denied_today(
+    plane: ControlPlane, ns: str, registries: E2ERegistries
+) -> None:
+    host = registries.public.host
+    push_image(registries.public, "team/audited", "1.0")
+    off(plane, ns)
+    from tests.e2e.cluster import wait_for
+
+    # Admitted while admission was off; the tag was never pushed.
+    wait_for(
+        lambda: plane.apply(deployment("broken", ns, f"{host}/team/audited:9.9")).ok,
+        30,
+        "the broken Deployment admitted",
+    )
+    assert plane.apply(deployment("good", ns, f"{host}/team/audited:1.0")).ok
+    plane.apply(pull_secret("regcred", ns, "other.example.com"), check=True)
+    # Admission is back on: the audit says what it would deny today.
+    plane.kubectl("label", "namespace", ns, "pullguard.io/mode-", check=True)
+    text = pullguard(plane, registries, "audit", "-n", ns)
+    assert text.returncode == 1, text.stderr
+    assert f"DENY Deployment {ns}/broken" in text.stdout
+    assert "has no tag '9.9' (tags there include '1.0')" in text.stdout
+    assert f"Deployment {ns}/good" not in text.stdout
+    assert f"{ns:<24} registry         1     0" in text.stdout
+    assert "\r" not in text.stderr  # piped: no progress line
+    as_json = pullguard(plane, registries, "audit", "-n", ns, "--output", "json")
+    document = json.loads(as_json.stdout)
+    names = {(o["kind"], o["name"]) for o in document["objects"]}
+    assert ("Deployment", "broken") in names
+    # The ReplicaSets the Deployment controller made are judged through their owner.
+    assert not any(kind == "ReplicaSet" for kind, _ in names)
+    assert document["summary"][ns]["registry"] == {"deny": 1, "warn": 0}
+    assert document["configuration"] == "ConfigMap pullguard/pullguard-config"

@@ -1,0 +1,163 @@
+"""``pullguard audit``: what in a live cluster would be denied or warned today.
+
+Read-only. Lists every pod template carrier (Deployment, StatefulSet, DaemonSet, ReplicaSet,
+Job, CronJob) and every Pod, leaves out objects a controller made (their owner is judged
+instead), and judges each with the webhook's checks as if it were created now: the
+cluster's own configuration as it is (exempt namespaces, mode labels and ``off`` checks
+included), the registry asked with each object's own credentials, each distinct image
+once. Exit 1 when anything would be denied.
+
+A progress line goes to a terminal's stderr for long scans; nothing when piped.
+
+Wiring only: judging is ``webhook.core.validate``; listing is the kubernetes client.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import defaultdict
+from collections.abc import Iterator
+from typing import Any
+
+from webhook import livecheck
+from webhook.core.validate import made_by_controller
+
+#: kind -> (API class, list method for one namespace, for all namespaces)
+KINDS = {
+    "Deployment": ("AppsV1Api", "list_namespaced_deployment", "list_deployment_for_all_namespaces"),
+    "StatefulSet": (
+        "AppsV1Api",
+        "list_namespaced_stateful_set",
+        "list_stateful_set_for_all_namespaces",
+    ),
+    "DaemonSet": ("AppsV1Api", "list_namespaced_daemon_set", "list_daemon_set_for_all_namespaces"),
+    "ReplicaSet": (
+        "AppsV1Api",
+        "list_namespaced_replica_set",
+        "list_replica_set_for_all_namespaces",
+    ),
+    "Job": ("BatchV1Api", "list_namespaced_job", "list_job_for_all_namespaces"),
+    "CronJob": ("BatchV1Api", "list_namespaced_cron_job", "list_cron_job_for_all_namespaces"),
+    "Pod": ("CoreV1Api", "list_namespaced_pod", "list_pod_for_all_namespaces"),
+}
+
+
+def register(sub: Any) -> None:
+    parser = sub.add_parser(
+        "audit", help="read-only scan: what in the cluster would be denied or warned today"
+    )
+    scope = parser.add_mutually_exclusive_group()
+    scope.add_argument("-n", "--namespace", default="default", help="this namespace")
+    scope.add_argument("-A", "--all-namespaces", action="store_true", help="every namespace")
+    livecheck.add_common_arguments(parser)
+    parser.set_defaults(func=cmd_audit)
+
+
+def objects(api_client: Any, namespace: str | None) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(kind, object as the API returns it) for every judged object in scope."""
+    from kubernetes import client
+
+    for kind, (api_name, namespaced, everywhere) in KINDS.items():
+        api = getattr(client, api_name)(api_client)
+        listed = (
+            getattr(api, namespaced)(namespace, _request_timeout=30)
+            if namespace
+            else getattr(api, everywhere)(_request_timeout=30)
+        )
+        for item in listed.items:
+            document = api_client.sanitize_for_serialization(item)
+            if not made_by_controller(document):
+                yield kind, document
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from webhook.edge.kube import DirectClusterView
+
+    try:
+        core, api_client = livecheck.load_kube()
+        config, source = livecheck.live_config(core, args)
+        found = list(objects(api_client, None if args.all_namespaces else args.namespace))
+    except Exception as error:
+        print(f"pullguard audit: cannot read the cluster: {error}", file=sys.stderr)
+        return 2
+    cluster = DirectClusterView(core)
+    registry = livecheck.live_registry(config)
+    progress = sys.stderr.isatty()
+    results = []
+    for index, (kind, document) in enumerate(found, 1):
+        if progress:
+            print(f"\rpullguard audit: {index}/{len(found)} objects", end="", file=sys.stderr)
+        decision = livecheck.judge(kind, document, config, cluster, registry)
+        if decision.findings:
+            results.append((kind, document["metadata"], decision))
+    if progress:
+        print(file=sys.stderr)
+    denied = any(not d.allowed for _, _, d in results)
+    summary: dict[str, dict[str, dict[str, int]]] = defaultdict(
+        lambda: defaultdict(lambda: {"deny": 0, "warn": 0})
+    )
+    for _, meta, decision in results:
+        for finding in decision.findings:
+            key = "deny" if finding.action.value == "enforce" else "warn"
+            summary[meta.get("namespace", "")][finding.check][key] += 1
+    if args.output == "json":
+        print(
+            json.dumps(
+                {
+                    "configuration": source,
+                    "scanned": len(found),
+                    "objects": [
+                        {
+                            "kind": kind,
+                            "namespace": meta.get("namespace", ""),
+                            "name": meta.get("name", ""),
+                            "decision": "denied" if not d.allowed else "warned",
+                            "findings": [
+                                {
+                                    "check": f.check,
+                                    "action": "deny" if f.action.value == "enforce" else "warn",
+                                    "subject": f.subject,
+                                    "image": f.image,
+                                    "problem": f.problem,
+                                    "fix": f.fix,
+                                }
+                                for f in d.findings
+                            ],
+                        }
+                        for kind, meta, d in results
+                    ],
+                    "summary": summary,
+                },
+                indent=2,
+            )
+        )
+    else:
+        print(_text(results, summary, len(found), source))
+    return 1 if denied else 0
+
+
+def _text(
+    results: list[Any], summary: dict[str, dict[str, dict[str, int]]], scanned: int, source: str
+) -> str:
+    lines = [f"pullguard audit: {scanned} objects scanned with {source}"]
+    for kind, meta, decision in results:
+        verdict = "DENY" if not decision.allowed else "WARN"
+        lines.append(f"{verdict} {kind} {meta.get('namespace', '')}/{meta.get('name', '')}")
+        for f in decision.findings:
+            action = "deny" if f.action.value == "enforce" else "warn"
+            text = f.short if action == "warn" and f.short else f.problem
+            lines.append(f"  [{action} {f.check}] {f.subject}: {text}")
+            if f.fix and action == "deny":
+                lines.append(f"    Fix: {f.fix}")
+    if not results:
+        lines.append("nothing would be denied or warned")
+        return "\n".join(lines)
+    lines.append("")
+    lines.append(f"{'NAMESPACE':<24} {'CHECK':<12} {'DENY':>5} {'WARN':>5}")
+    for namespace in sorted(summary):
+        for check in sorted(summary[namespace]):
+            counts = summary[namespace][check]
+            lines.append(f"{namespace:<24} {check:<12} {counts['deny']:>5} {counts['warn']:>5}")
+    return "\n".join(lines)

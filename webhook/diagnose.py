@@ -1,0 +1,170 @@
+"""``pullguard diagnose``: explain pods already failing to pull their images.
+
+Reads each pod's container statuses and events, classifies the failure from the kubelet's
+and the runtime's texts, re-runs the checks live (with the pod's own credentials, and the
+platform check against the node the pod was scheduled on), and prints per image the cause,
+the evidence and the commands that fix it. Exit 0 when a cause was found, 1 when no pod is
+failing on an image, 2 on usage errors (no such pod, no cluster).
+
+Wiring only: classification and wording are in ``webhook.core.pullfailure`` and
+``webhook.core.diagnosis``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import defaultdict
+from typing import Any
+
+from webhook import livecheck
+from webhook.core.cluster import ClusterUnavailable
+from webhook.core.diagnosis import ContainerDiagnosis, diagnose, failing_containers, render_text
+from webhook.core.pullfailure import CAUSE_WORDS
+
+
+def register(sub: Any) -> None:
+    parser = sub.add_parser(
+        "diagnose", help="explain pods failing to pull their images, with the fix"
+    )
+    parser.add_argument("pod", nargs="?", metavar="POD", help="the pod (omit with --all)")
+    parser.add_argument("-n", "--namespace", default="default", help="the pod's namespace")
+    parser.add_argument("--all", action="store_true", help="every pod failing on an image")
+    parser.add_argument(
+        "-A", "--all-namespaces", action="store_true", help="with --all: in every namespace"
+    )
+    livecheck.add_common_arguments(parser)
+    parser.set_defaults(func=cmd_diagnose)
+
+
+class _ScheduledNode:
+    """The cluster view, with the node platforms narrowed to the node the pod runs on."""
+
+    def __init__(self, cluster: Any, node: str) -> None:
+        self.cluster = cluster
+        self.node = node
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.cluster, name)
+
+    def node_platforms(self) -> frozenset[tuple[str, str]]:
+        if not self.node:
+            return frozenset(self.cluster.node_platforms())
+        platform = self.cluster.node_platform(self.node)
+        if platform is None:
+            raise ClusterUnavailable(f"node {self.node} does not say its os and arch")
+        return frozenset({platform})
+
+
+def _events(core: Any, namespace: str, pod: str) -> list[dict[str, Any]]:
+    listed = core.list_namespaced_event(
+        namespace,
+        field_selector=f"involvedObject.kind=Pod,involvedObject.name={pod}",
+        _request_timeout=10,
+    )
+    return [core.api_client.sanitize_for_serialization(e) for e in listed.items]
+
+
+def diagnose_one(
+    core: Any, pod: dict[str, Any], config: Any, cluster: Any, registry: Any
+) -> list[ContainerDiagnosis]:
+    meta = pod["metadata"]
+    events = _events(core, meta["namespace"], meta["name"])
+    if not failing_containers(pod, events):
+        return []
+    node = str((pod.get("spec") or {}).get("nodeName") or "")
+    decision = livecheck.judge("Pod", pod, config, _ScheduledNode(cluster, node), registry)
+    unavailable = [
+        f"{check}: {result}"
+        for check, result in decision.outcomes.items()
+        if result == "unavailable"
+    ]
+    note = "; ".join(unavailable) if not decision.findings and unavailable else ""
+    return diagnose(pod, events, decision.findings, live_note=note)
+
+
+def cmd_diagnose(args: argparse.Namespace) -> int:
+    if bool(args.pod) == bool(args.all):
+        print("pullguard diagnose: give a POD, or --all", file=sys.stderr)
+        return 2
+    from kubernetes.client.exceptions import ApiException
+
+    from webhook.edge.kube import DirectClusterView
+
+    try:
+        core, api_client = livecheck.load_kube()
+    except Exception as error:
+        print(f"pullguard diagnose: no cluster: {error}", file=sys.stderr)
+        return 2
+    config, _ = livecheck.live_config(core, args)
+    config = livecheck.everything_on(config)
+    cluster = DirectClusterView(core)
+    registry = livecheck.live_registry(config)
+    try:
+        if args.pod:
+            pods = [
+                api_client.sanitize_for_serialization(
+                    core.read_namespaced_pod(args.pod, args.namespace, _request_timeout=10)
+                )
+            ]
+        elif args.all_namespaces:
+            pods = [
+                api_client.sanitize_for_serialization(p)
+                for p in core.list_pod_for_all_namespaces().items
+            ]
+        else:
+            pods = [
+                api_client.sanitize_for_serialization(p)
+                for p in core.list_namespaced_pod(args.namespace).items
+            ]
+    except ApiException as error:
+        if error.status == 404:
+            print(f"pullguard diagnose: pod {args.namespace}/{args.pod} not found", file=sys.stderr)
+        else:
+            print(f"pullguard diagnose: the API server answered {error.status}", file=sys.stderr)
+        return 2
+    results = []
+    for pod in pods:
+        found = diagnose_one(core, pod, config, cluster, registry)
+        if found:
+            results.append((pod["metadata"]["namespace"], pod["metadata"]["name"], found))
+    if args.output == "json":
+        document = {
+            "pods": [
+                {"namespace": ns, "name": name, "images": [d.as_json() for d in found]}
+                for ns, name, found in results
+            ]
+        }
+        print(json.dumps(document, indent=2))
+    elif not results:
+        where = f"pod {args.namespace}/{args.pod}" if args.pod else "no pod"
+        print(
+            f"pullguard: {where} is not failing on an image"
+            if args.pod
+            else "pullguard: no pod is failing on an image"
+        )
+    elif args.all:
+        print(_grouped(results))
+    else:
+        ns, name, found = results[0]
+        print(render_text(name, ns, found))
+    return 0 if results else 1
+
+
+def _grouped(results: list[tuple[str, str, list[ContainerDiagnosis]]]) -> str:
+    by_cause: dict[str, list[str]] = defaultdict(list)
+    for ns, name, found in results:
+        for d in found:
+            by_cause[d.cause.value].append(f"{ns}/{name} {d.container} ({d.image})")
+    plural = "s" if len(results) != 1 else ""
+    lines = [f"pullguard diagnosed {len(results)} pod{plural} failing on an image"]
+    for cause, entries in sorted(by_cause.items(), key=lambda item: -len(item[1])):
+        from webhook.core.pullfailure import Cause
+
+        lines.append(f"\n{cause} ({len(entries)}): {CAUSE_WORDS[Cause(cause)]}")
+        lines.extend(f"  {entry}" for entry in entries)
+    lines.append("")
+    for ns, name, found in results:
+        lines.append(render_text(name, ns, found))
+    return "\n".join(lines)

@@ -1,0 +1,144 @@
+"""What ``diagnose`` and ``audit`` share: the live configuration, the registry client, and
+judging one object as the webhook would.
+
+The configuration is ``--config FILE``, else the cluster's own ``pullguard-config``
+(``--pullguard-namespace``), else the embedded default. ``audit`` judges with it as it is
+(what admission would do today); ``diagnose`` with :func:`everything_on` (nothing hidden).
+The registry client is the webhook's, with every answer remembered for the run, so each
+distinct image is asked once however many objects use it.
+
+I/O at the edge of the CLI only; deciding stays in ``webhook.core``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from webhook.core.config import CHECK_NAMES, Action, Checks, Config, load_config_text
+from webhook.core.registry import Answer, Question, RegistryView
+from webhook.core.review import AdmissionRequest
+from webhook.core.validate import Decision, validate
+
+CONFIGMAP = "pullguard-config"
+
+
+def add_common_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config", type=Path, metavar="FILE", help="judge with this configuration file"
+    )
+    parser.add_argument(
+        "--pullguard-namespace",
+        default="pullguard",
+        metavar="NS",
+        help="where pullguard's ConfigMap pullguard-config lives (default pullguard)",
+    )
+    parser.add_argument("--output", choices=("text", "json"), default="text")
+
+
+def live_config(core: Any, args: argparse.Namespace) -> tuple[Config, str]:
+    """The configuration to judge with, and where it came from."""
+    from webhook.edge.configsource import default_config_text
+
+    if args.config is not None:
+        return load_config_text(args.config.read_text("utf-8")), str(args.config)
+    try:
+        configmap = core.read_namespaced_config_map(
+            CONFIGMAP, args.pullguard_namespace, _request_timeout=10
+        )
+        text = (configmap.data or {}).get("config.yaml")
+        if text:
+            source = f"ConfigMap {args.pullguard_namespace}/{CONFIGMAP}"
+            return load_config_text(text), source
+    except Exception as error:  # not installed, or not readable by this user: said
+        print(
+            f"pullguard: ConfigMap {args.pullguard_namespace}/{CONFIGMAP} not read "
+            f"({type(error).__name__}); judging with the embedded default",
+            file=sys.stderr,
+        )
+    return load_config_text(default_config_text()), "the embedded default"
+
+
+def everything_on(config: Config) -> Config:
+    """``config`` with every check at least warning, no namespace exempt and no namespace
+    mode label read: a diagnosis wants the whole picture, whatever admission does there."""
+    actions = {
+        name: (
+            Action.WARN if config.checks.action(name) is Action.OFF else config.checks.action(name)
+        )
+        for name in CHECK_NAMES
+    }
+    return replace(
+        config,
+        checks=Checks(**actions),
+        exempt_namespaces=frozenset(),
+        namespace_mode_label="",  # no label has an empty key
+    )
+
+
+class RunMemo:
+    """A registry view remembering every answer for one CLI run (negative ones too: the
+    run is minutes long at most, and each image must be asked once)."""
+
+    def __init__(self, inner: RegistryView) -> None:
+        self.inner = inner
+        self.answers: dict[Question, Answer] = {}
+        self.lock = threading.Lock()
+
+    def ask(self, questions: Sequence[Question], budget: float) -> Mapping[Question, Answer]:
+        with self.lock:
+            missing = [q for q in questions if q not in self.answers]
+        if missing:
+            got = self.inner.ask(missing, budget)
+            with self.lock:
+                self.answers.update(got)
+        with self.lock:
+            return {q: self.answers[q] for q in questions}
+
+
+def live_registry(config: Config) -> RunMemo:
+    from webhook.edge.registry import HttpRegistry
+
+    mirrors = [m.mirror_host for m in config.mirrors]
+    return RunMemo(
+        HttpRegistry(
+            lambda: config.registry,
+            known_registries=config.known_registries,
+            trusted_private=lambda: mirrors,
+        )
+    )
+
+
+def judge(
+    kind: str, obj: Mapping[str, Any], config: Config, cluster: Any, registry: RegistryView
+) -> Decision:
+    """The validating decision on ``obj`` as if it were created now."""
+    metadata = obj.get("metadata") or {}
+    request = AdmissionRequest(
+        uid="pullguard-cli",
+        kind=kind,
+        namespace=str(metadata.get("namespace") or ""),
+        name=str(metadata.get("name") or ""),
+        operation="CREATE",
+        sub_resource="",
+        object=dict(obj),
+        old_object=None,
+        dry_run=True,
+    )
+    return validate(request, config, cluster, registry=registry)
+
+
+def load_kube() -> tuple[Any, Any]:
+    """(CoreV1Api, ApiClient) from the usual KUBECONFIG or in-cluster configuration."""
+    from kubernetes import client
+
+    from webhook.edge.kube import load_kube_config
+
+    load_kube_config()
+    api_client = client.ApiClient()
+    return client.CoreV1Api(api_client), api_client
