@@ -114,6 +114,7 @@ def test_diagnose_confirms_a_missing_tag_with_the_registry(
     result = pullguard(plane, registries, "diagnose", "web", "-n", ns)
     assert result.returncode == 0, result.stderr
     out = result.stdout
+    print(out)  # the README's session is this output
     assert out.startswith(f"pullguard diagnosed Pod {ns}/web: 1 image failing to pull")
     assert "[not_found, confirmed]" in out
     assert "Evidence: kubelet: rpc error: code = NotFound" in out
@@ -179,6 +180,7 @@ def test_audit_finds_what_would_be_denied_today(
     plane.kubectl("label", "namespace", ns, "pullguard.io/mode-", check=True)
     text = pullguard(plane, registries, "audit", "-n", ns)
     assert text.returncode == 1, text.stderr
+    print(text.stdout)  # the README's session is this output
     assert f"DENY Deployment {ns}/broken" in text.stdout
     assert "has no tag '9.9' (tags there include '1.0')" in text.stdout
     assert f"Deployment {ns}/good" not in text.stdout
