@@ -55,6 +55,14 @@ def register(sub: Any) -> None:  # argparse's _SubParsersAction is private
         help="the ConfigMap (key config.yaml) in the webhook's namespace to read and watch "
         "(default pullguard-config)",
     )
+    serve.add_argument(
+        "--audit-interval",
+        type=float,
+        default=0,
+        metavar="SECONDS",
+        help="run the audit in the cluster every SECONDS: metrics and Events on offending "
+        "objects (needs deploy/components/in-cluster-audit; default 0: off)",
+    )
     serve.add_argument("--cert", metavar="FILE", help="serving certificate (PEM)")
     serve.add_argument("--key", metavar="FILE", help="its private key (PEM)")
     serve.add_argument("--port", type=int, default=8443)
@@ -250,6 +258,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
             _in_background(cert_controller.run, args.cert_check_interval, "cert-sync")
         runtime = _cluster_runtime(args, store, metrics)
         runtime.registry, runtime.mirrors_down = registry, mirrors.down
+        if args.audit_interval > 0:
+            from kubernetes import client
+
+            from webhook.edge.inclusteraudit import InClusterAudit
+
+            audit = InClusterAudit(
+                client.ApiClient(), lambda: store.current, runtime.cluster, registry, metrics
+            )
+            _in_background(audit.run, args.audit_interval, "in-cluster-audit")
         return create_app(runtime)
 
     return server.run(

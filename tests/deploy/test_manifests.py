@@ -305,3 +305,22 @@ def test_service_monitor_component_scrapes_the_metrics_port(tmp_path: Path) -> N
     assert monitor["spec"]["selector"]["matchLabels"].items() <= labels.items()
     (endpoint,) = monitor["spec"]["endpoints"]
     assert endpoint["port"] in {p["name"] for p in service["spec"]["ports"]}
+
+
+def test_in_cluster_audit_component_is_read_only_but_events(tmp_path: Path) -> None:
+    objects = _with_component(tmp_path, "in-cluster-audit")
+    role = next(
+        o
+        for o in objects
+        if o["kind"] == "ClusterRole" and o["metadata"]["name"] == "pullguard-audit"
+    )
+    verbs = {verb for rule in role["rules"] for verb in rule["verbs"]}
+    assert verbs == {"list", "create"}
+    (creates,) = [r for r in role["rules"] if "create" in r["verbs"]]
+    assert creates["resources"] == ["events"]
+    for obj in objects:
+        if obj["metadata"].get("name") == "pullguard-audit":
+            kubernetes_validate.validate(obj, SCHEMA_VERSION, strict=True)
+            assert obj["metadata"]["labels"]["app.kubernetes.io/name"] == "pullguard"
+    container = by_kind(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    assert "--audit-interval=3600" in container["args"]

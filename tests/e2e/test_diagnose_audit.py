@@ -194,3 +194,66 @@ def test_audit_finds_what_would_be_denied_today(
     assert not any(kind == "ReplicaSet" for kind, _ in names)
     assert document["summary"][ns]["registry"] == {"deny": 1, "warn": 0}
     assert document["configuration"] == "ConfigMap pullguard/pullguard-config"
+
+
+def test_in_cluster_audit_publishes_metrics_and_events(
+    installed: Any, ns: str, registries: E2ERegistries, tmp_path: Any
+) -> None:
+    from pathlib import Path
+
+    import httpx
+
+    from tests.conftest import ROOT, free_port
+    from tests.e2e.cluster import wait_for
+    from tests.e2e.conftest import spawn_pullguard
+
+    plane = installed.plane
+    host = registries.public.host
+    push_image(registries.public, "team/in-cluster", "1.0")
+    off(plane, ns)
+    wait_for(
+        lambda: plane.apply(deployment("stale", ns, f"{host}/team/in-cluster:0.9")).ok,
+        30,
+        "the stale Deployment admitted",
+    )
+    plane.kubectl("label", "namespace", ns, "pullguard.io/mode-", check=True)
+    # The component's RBAC, applied as an admin would; pullguard then runs as its account.
+    rbac = Path(ROOT / "deploy" / "components" / "in-cluster-audit" / "rbac.yaml").read_text()
+    plane.apply(rbac, check=True)
+    metrics_port = free_port()
+    auditor = spawn_pullguard(
+        plane,
+        Path(tmp_path),
+        kubeconfig=installed.kubeconfig,
+        port=free_port(),
+        webhook_url=installed.webhook_url,
+        name="auditor",
+        extra=("--audit-interval", "2", "--metrics-port", str(metrics_port)),
+        env={"SSL_CERT_FILE": str(registries.ca)},
+    )
+    try:
+        wanted = f'pullguard_audit_findings{{action="deny",check="registry",namespace="{ns}"}} 1.0'
+
+        def scraped() -> bool:
+            try:
+                text = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=2).text
+            except httpx.HTTPError:
+                return False
+            return wanted in text
+
+        wait_for(scraped, 60, "the audit metric")
+        events = plane.get_json("events", "-n", ns, "--field-selector", "reason=PullguardAudit")
+        (event,) = [e for e in events["items"] if e["involvedObject"]["name"] == "stale"]
+        assert event["involvedObject"]["kind"] == "Deployment"
+        assert event["type"] == "Warning"
+        assert "would be denied today" in event["message"]
+        assert "has no tag '0.9'" in event["message"]
+        # A steady state makes no new events: two more passes, still one.
+        import time
+
+        time.sleep(5)
+        again = plane.get_json("events", "-n", ns, "--field-selector", "reason=PullguardAudit")
+        assert len(again["items"]) == 1
+        assert "audit pass failed" not in auditor.log_text()
+    finally:
+        auditor.stop()

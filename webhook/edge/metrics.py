@@ -130,5 +130,20 @@ class Metrics:
             registry=r,
         )
 
+        self.audit_findings = Gauge(
+            "pullguard_audit_findings",
+            "Findings of the last in-cluster audit pass (serve --audit-interval).",
+            ["namespace", "check", "action"],
+            registry=r,
+        )
+        self.audit_objects = Gauge(
+            "pullguard_audit_objects", "Objects judged by the last audit pass.", registry=r
+        )
+        self.audit_last_pass = Gauge(
+            "pullguard_audit_last_pass_timestamp_seconds",
+            "When the last audit pass ended (Unix time).",
+            registry=r,
+        )
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -1,0 +1,136 @@
+"""In-cluster audit (``serve --audit-interval SECONDS``, off by default): the ``pullguard
+audit`` scan, run by the webhook on an interval, so a secret that expired or a tag that was
+deleted is seen before a pod restart needs it.
+
+Each pass lists the workloads and the Pods no controller made, judges them with the live
+configuration, the webhook's cluster caches and its registry client (each distinct image
+asked once per pass), and publishes:
+
+- ``pullguard_audit_findings{namespace,check,action}``: findings of the last pass (gauges,
+  replaced whole at the end of each pass);
+- ``pullguard_audit_objects`` and ``pullguard_audit_last_pass_timestamp_seconds``;
+- a Warning Event ``PullguardAudit`` on each offending object, only when its findings
+  changed since the last pass (no event storm from a steady state).
+
+It needs the RBAC of ``deploy/components/in-cluster-audit``. It must never write anything
+but Events, and a failing pass must never stop the webhook.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from webhook import livecheck
+from webhook.audit import objects
+
+log = logging.getLogger("pullguard.audit")
+
+EVENT_REASON = "PullguardAudit"
+EVENT_MESSAGE_MAX = 1024
+
+
+class InClusterAudit:
+    def __init__(
+        self,
+        api_client: Any,
+        config: Callable[[], Any],
+        cluster: Any,
+        registry: Any,
+        metrics: Any,
+    ) -> None:
+        self.api_client = api_client
+        self.config = config
+        self.cluster = cluster
+        self.registry = registry
+        self.metrics = metrics
+        self.reported: dict[str, str] = {}  # object uid -> digest of its findings' texts
+        self.stopping = threading.Event()
+
+    def run_once(self) -> int:
+        """One pass; returns the number of objects with findings."""
+        config = self.config()
+        registry = livecheck.RunMemo(self.registry)
+        counts: dict[tuple[str, str, str], int] = {}
+        scanned = offending = 0
+        seen: dict[str, str] = {}
+        for kind, document in objects(self.api_client, None):
+            scanned += 1
+            decision = livecheck.judge(kind, document, config, self.cluster, registry)
+            if not decision.findings:
+                continue
+            offending += 1
+            meta = document["metadata"]
+            for finding in decision.findings:
+                action = "deny" if finding.action.value == "enforce" else "warn"
+                key = (str(meta.get("namespace", "")), finding.check, action)
+                counts[key] = counts.get(key, 0) + 1
+            text = decision.message or "\n".join(decision.warnings)
+            digest = hashlib.sha256(text.encode()).hexdigest()
+            uid = str(meta.get("uid", ""))
+            seen[uid] = digest
+            if self.reported.get(uid) != digest:
+                self._event(kind, document, text, denied=not decision.allowed)
+        self.reported = seen
+        gauge = self.metrics.audit_findings
+        gauge.clear()
+        for (namespace, check, action), value in counts.items():
+            gauge.labels(namespace, check, action).set(value)
+        self.metrics.audit_objects.set(scanned)
+        self.metrics.audit_last_pass.set(time.time())
+        log.info("audit pass: %d objects, %d with findings", scanned, offending)
+        return offending
+
+    def _event(self, kind: str, document: dict[str, Any], text: str, *, denied: bool) -> None:
+        from kubernetes import client
+
+        meta = document["metadata"]
+        namespace = meta.get("namespace") or "default"
+        now = datetime.datetime.now(datetime.UTC)
+        lead = "would be denied today" if denied else "has warnings today"
+        message = f"pullguard audit: {lead}:\n{text}"
+        if len(message) > EVENT_MESSAGE_MAX:
+            message = message[: EVENT_MESSAGE_MAX - 3] + "..."
+        event = client.CoreV1Event(
+            metadata=client.V1ObjectMeta(generate_name=f"{meta.get('name', 'object')}.pullguard-"),
+            involved_object=client.V1ObjectReference(
+                api_version=document.get("apiVersion"),
+                kind=kind,
+                name=meta.get("name"),
+                namespace=namespace,
+                uid=meta.get("uid"),
+            ),
+            reason=EVENT_REASON,
+            type="Warning",
+            message=message,
+            first_timestamp=now,
+            last_timestamp=now,
+            count=1,
+            source=client.V1EventSource(component="pullguard"),
+            reporting_component="pullguard",
+        )
+        try:
+            client.CoreV1Api(self.api_client).create_namespaced_event(
+                namespace, event, _request_timeout=10
+            )
+        except Exception as error:
+            log.warning(
+                "audit event on %s %s/%s failed: %s",
+                kind,
+                namespace,
+                meta.get("name"),
+                type(error).__name__,
+            )
+
+    def run(self, interval: float) -> None:
+        while not self.stopping.is_set():
+            try:
+                self.run_once()
+            except Exception:
+                log.exception("audit pass failed; trying again in %.0fs", interval)
+            self.stopping.wait(interval)
