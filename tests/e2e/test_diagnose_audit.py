@@ -10,14 +10,17 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 import uuid
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
-from tests.conftest import checkout_env
-from tests.e2e.cluster import ControlPlane
-from tests.e2e.conftest import E2ERegistries, pod, pull_secret
+from tests.conftest import ROOT, checkout_env, free_port
+from tests.e2e.cluster import ControlPlane, wait_for
+from tests.e2e.conftest import E2ERegistries, Installation, pod, pull_secret, spawn_pullguard
 from tests.e2e.test_kubectl import deployment
 from tests.integration.registries import push_image
 
@@ -50,13 +53,19 @@ def off(plane: ControlPlane, ns: str) -> None:
     plane.kubectl("label", "namespace", ns, "pullguard.io/mode=off", "--overwrite", check=True)
 
 
+def admitted_while_off(plane: ControlPlane, ns: str, name: str, image: str) -> None:
+    """A Deployment of ``image`` created while admission was off in ``ns``; admission is on
+    again when this returns (what an audit finds: objects older than a rule)."""
+    off(plane, ns)
+    wait_for(lambda: plane.apply(deployment(name, ns, image)).ok, 30, f"Deployment {name} admitted")
+    plane.kubectl("label", "namespace", ns, "pullguard.io/mode-", check=True)
+
+
 def failing_pod(
     plane: ControlPlane, ns: str, name: str, image: str, message: str, **spec: Any
 ) -> None:
     """A pod whose container is in ImagePullBackOff, with the kubelet's Failed event."""
     # The namespace label reaches pullguard's cache by watch: retry until admitted.
-    from tests.e2e.cluster import wait_for
-
     wait_for(lambda: plane.apply(pod(name, ns, image, **spec)).ok, 30, f"pod {name} admitted")
     status = {
         "status": {
@@ -148,8 +157,6 @@ def test_diagnose_a_pod_that_is_fine_or_missing(
     plane: ControlPlane, ns: str, registries: E2ERegistries
 ) -> None:
     off(plane, ns)
-    from tests.e2e.cluster import wait_for
-
     wait_for(lambda: plane.apply(pod("fine", ns, "nginx:1.25")).ok, 30, "pod admitted")
     fine = pullguard(plane, registries, "diagnose", "fine", "-n", ns)
     assert fine.returncode == 1
@@ -165,19 +172,10 @@ def test_audit_finds_what_would_be_denied_today(
 ) -> None:
     host = registries.public.host
     push_image(registries.public, "team/audited", "1.0")
-    off(plane, ns)
-    from tests.e2e.cluster import wait_for
-
-    # Admitted while admission was off; the tag was never pushed.
-    wait_for(
-        lambda: plane.apply(deployment("broken", ns, f"{host}/team/audited:9.9")).ok,
-        30,
-        "the broken Deployment admitted",
-    )
+    # The tag was never pushed; the audit says what admission would deny today.
+    admitted_while_off(plane, ns, "broken", f"{host}/team/audited:9.9")
     assert plane.apply(deployment("good", ns, f"{host}/team/audited:1.0")).ok
     plane.apply(pull_secret("regcred", ns, "other.example.com"), check=True)
-    # Admission is back on: the audit says what it would deny today.
-    plane.kubectl("label", "namespace", ns, "pullguard.io/mode-", check=True)
     text = pullguard(plane, registries, "audit", "-n", ns)
     assert text.returncode == 1, text.stderr
     print(text.stdout)  # the README's session is this output
@@ -197,33 +195,18 @@ def test_audit_finds_what_would_be_denied_today(
 
 
 def test_in_cluster_audit_publishes_metrics_and_events(
-    installed: Any, ns: str, registries: E2ERegistries, tmp_path: Any
+    installed: Installation, ns: str, registries: E2ERegistries, tmp_path: Path
 ) -> None:
-    from pathlib import Path
-
-    import httpx
-
-    from tests.conftest import ROOT, free_port
-    from tests.e2e.cluster import wait_for
-    from tests.e2e.conftest import spawn_pullguard
-
     plane = installed.plane
-    host = registries.public.host
     push_image(registries.public, "team/in-cluster", "1.0")
-    off(plane, ns)
-    wait_for(
-        lambda: plane.apply(deployment("stale", ns, f"{host}/team/in-cluster:0.9")).ok,
-        30,
-        "the stale Deployment admitted",
-    )
-    plane.kubectl("label", "namespace", ns, "pullguard.io/mode-", check=True)
+    admitted_while_off(plane, ns, "stale", f"{registries.public.host}/team/in-cluster:0.9")
     # The component's RBAC, applied as an admin would; pullguard then runs as its account.
-    rbac = Path(ROOT / "deploy" / "components" / "in-cluster-audit" / "rbac.yaml").read_text()
+    rbac = (ROOT / "deploy" / "components" / "in-cluster-audit" / "rbac.yaml").read_text()
     plane.apply(rbac, check=True)
     metrics_port = free_port()
     auditor = spawn_pullguard(
         plane,
-        Path(tmp_path),
+        tmp_path,
         kubeconfig=installed.kubeconfig,
         port=free_port(),
         webhook_url=installed.webhook_url,
@@ -249,8 +232,6 @@ def test_in_cluster_audit_publishes_metrics_and_events(
         assert "would be denied today" in event["message"]
         assert "has no tag '0.9'" in event["message"]
         # A steady state makes no new events: two more passes, still one.
-        import time
-
         time.sleep(5)
         again = plane.get_json("events", "-n", ns, "--field-selector", "reason=PullguardAudit")
         assert len(again["items"]) == 1
