@@ -17,12 +17,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections import defaultdict
-from collections.abc import Iterator
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from webhook import livecheck
-from webhook.core.validate import made_by_controller
+from webhook.core.config import Action
+from webhook.core.findings import Finding
+from webhook.core.validate import Decision, made_by_controller
 
 #: kind -> (API class, list method for one namespace, for all namespaces)
 KINDS = {
@@ -53,6 +55,20 @@ def register(sub: Any) -> None:
     scope.add_argument("-A", "--all-namespaces", action="store_true", help="every namespace")
     livecheck.add_common_arguments(parser)
     parser.set_defaults(func=cmd_audit)
+
+
+def action_of(finding: Finding) -> str:
+    """How the audit names a finding's action: ``deny`` (enforced) or ``warn``."""
+    return "deny" if finding.action is Action.ENFORCE else "warn"
+
+
+def tally(judged: Iterable[tuple[str, Decision]]) -> Counter[tuple[str, str, str]]:
+    """Findings of (namespace, decision) pairs, counted by (namespace, check, action)."""
+    return Counter(
+        (namespace, finding.check, action_of(finding))
+        for namespace, decision in judged
+        for finding in decision.findings
+    )
 
 
 def objects(api_client: Any, namespace: str | None) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -98,10 +114,9 @@ def cmd_audit(args: argparse.Namespace) -> int:
     summary: dict[str, dict[str, dict[str, int]]] = defaultdict(
         lambda: defaultdict(lambda: {"deny": 0, "warn": 0})
     )
-    for _, meta, decision in results:
-        for finding in decision.findings:
-            key = "deny" if finding.action.value == "enforce" else "warn"
-            summary[meta.get("namespace", "")][finding.check][key] += 1
+    counts = tally((meta.get("namespace", ""), decision) for _, meta, decision in results)
+    for (namespace, check, action), count in counts.items():
+        summary[namespace][check][action] = count
     if args.output == "json":
         print(
             json.dumps(
@@ -117,7 +132,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
                             "findings": [
                                 {
                                     "check": f.check,
-                                    "action": "deny" if f.action.value == "enforce" else "warn",
+                                    "action": action_of(f),
                                     "subject": f.subject,
                                     "image": f.image,
                                     "problem": f.problem,
@@ -146,7 +161,7 @@ def _text(
         verdict = "DENY" if not decision.allowed else "WARN"
         lines.append(f"{verdict} {kind} {meta.get('namespace', '')}/{meta.get('name', '')}")
         for f in decision.findings:
-            action = "deny" if f.action.value == "enforce" else "warn"
+            action = action_of(f)
             text = f.short if action == "warn" and f.short else f.problem
             lines.append(f"  [{action} {f.check}] {f.subject}: {text}")
             if f.fix and action == "deny":

@@ -21,7 +21,7 @@ from typing import Any
 from webhook import livecheck
 from webhook.core.cluster import ClusterUnavailable
 from webhook.core.diagnosis import ContainerDiagnosis, diagnose, failing_containers, render_text
-from webhook.core.pullfailure import CAUSE_WORDS
+from webhook.core.pullfailure import CAUSE_WORDS, Cause
 
 
 def register(sub: Any) -> None:
@@ -138,12 +138,8 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
         }
         print(json.dumps(document, indent=2))
     elif not results:
-        where = f"pod {args.namespace}/{args.pod}" if args.pod else "no pod"
-        print(
-            f"pullguard: {where} is not failing on an image"
-            if args.pod
-            else "pullguard: no pod is failing on an image"
-        )
+        where = f"pod {args.namespace}/{args.pod} is" if args.pod else "no pod is"
+        print(f"pullguard: {where} not failing on an image")
     elif args.all:
         print(_grouped(results))
     else:
@@ -153,16 +149,14 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
 
 
 def _grouped(results: list[tuple[str, str, list[ContainerDiagnosis]]]) -> str:
-    by_cause: dict[str, list[str]] = defaultdict(list)
+    by_cause: dict[Cause, list[str]] = defaultdict(list)
     for ns, name, found in results:
         for d in found:
-            by_cause[d.cause.value].append(f"{ns}/{name} {d.container} ({d.image})")
+            by_cause[d.cause].append(f"{ns}/{name} {d.container} ({d.image})")
     plural = "s" if len(results) != 1 else ""
     lines = [f"pullguard diagnosed {len(results)} pod{plural} failing on an image"]
     for cause, entries in sorted(by_cause.items(), key=lambda item: -len(item[1])):
-        from webhook.core.pullfailure import Cause
-
-        lines.append(f"\n{cause} ({len(entries)}): {CAUSE_WORDS[Cause(cause)]}")
+        lines.append(f"\n{cause.value} ({len(entries)}): {CAUSE_WORDS[cause]}")
         lines.extend(f"  {entry}" for entry in entries)
     lines.append("")
     for ns, name, found in results:

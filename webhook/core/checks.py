@@ -239,7 +239,9 @@ def read_secrets(
     return secrets, findings
 
 
-def _create_secret_command(name: str, namespace: str, server: str) -> str:
+def create_secret_command(name: str, namespace: str, server: str) -> str:
+    """The kubectl command that creates pull secret ``name`` for ``server`` (placeholders
+    for the login)."""
     return (
         f"kubectl create secret docker-registry {name} -n {namespace} "
         f"--docker-server={server} --docker-username=USER --docker-password=PASSWORD"
@@ -271,7 +273,7 @@ def _missing_secret(
         subject=subject,
         problem=f'imagePullSecret "{name}"{where} does not exist in namespace "{namespace}"',
         short=f'imagePullSecret "{name}" does not exist in namespace "{namespace}"',
-        fix=_create_secret_command(name, namespace, server),
+        fix=create_secret_command(name, namespace, server),
     )
 
 
@@ -283,7 +285,7 @@ def _bad_secret(secret: SecretInfo, reason: str, where: str, subject: str, serve
         "and a pull that needs it fails",
         short=f'imagePullSecret "{secret.name}" {reason}',
         fix=f"kubectl delete secret {secret.name} -n {secret.namespace} && "
-        + _create_secret_command(secret.name, secret.namespace, server),
+        + create_secret_command(secret.name, secret.namespace, server),
     )
 
 
@@ -336,6 +338,6 @@ def check_coverage(
             problem=f"image {container.shown_image!r} is on {ref.domain}, which needs credentials, "
             f"but {have}{note}",
             short=f"no imagePullSecret covers {ref.domain} (needed by {ref.familiar})",
-            fix=_create_secret_command(name, namespace, ref.domain) + f", then {where_to_add}",
+            fix=create_secret_command(name, namespace, ref.domain) + f", then {where_to_add}",
         )
     ]

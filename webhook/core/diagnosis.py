@@ -13,32 +13,21 @@ Pure: dicts and findings in, :class:`ContainerDiagnosis` values out.
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from webhook.core.checks import create_secret_command
 from webhook.core.findings import Finding
 from webhook.core.podspec import Container, pod_spec
 from webhook.core.pullfailure import CAUSE_WORDS, PULL_REASONS, Cause, classify
 
-q = shlex.quote
-
-#: Which cause a live finding of each check stands for, to tell "confirmed" from "corrected".
+#: For findings that do not name their cause (``Finding.cause``; the registry and platform
+#: checks always do): the causes a finding of each check stands for, to tell "confirmed"
+#: from "corrected". A missing secret confirms a 401 too: that is how the kubelet meets it.
 _FINDING_CAUSES = {
     "reference": {Cause.INVALID_NAME},
     "pullSecrets": {Cause.SECRET_MISSING, Cause.UNAUTHORIZED},
-    "registry": {
-        Cause.NOT_FOUND,
-        Cause.UNAUTHORIZED,
-        Cause.RATE_LIMITED,
-        Cause.DNS,
-        Cause.CONNECTION_REFUSED,
-        Cause.TIMEOUT,
-        Cause.TLS,
-        Cause.REGISTRY_ERROR,
-    },
-    "platform": {Cause.PLATFORM},
     "pullPolicy": {Cause.NEVER_PULL},
 }
 
@@ -212,8 +201,7 @@ def _fixes_for(
     return {
         Cause.NOT_FOUND: [f"push {container.image}, or use an image that exists: {set_image}"],
         Cause.UNAUTHORIZED: [
-            f"kubectl create secret docker-registry regcred -n {namespace} --docker-server="
-            f"{host} --docker-username=USER --docker-password=PASSWORD, then list it in the "
+            f"{create_secret_command('regcred', namespace, host)}, then list it in the "
             "workload's imagePullSecrets (a Pod's list cannot change: recreate it)"
         ],
         Cause.SECRET_MISSING: [

@@ -16,10 +16,9 @@ Pure: answers come in as :class:`~webhook.core.registry.Answer` values.
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Sequence
 
-from webhook.core.checks import secret_name_for
+from webhook.core.checks import create_secret_command, secret_name_for
 from webhook.core.findings import Finding
 from webhook.core.hosts import any_host_matches, edit_distance
 from webhook.core.keyring import Credential
@@ -33,8 +32,6 @@ from webhook.core.registry import (
     Question,
     words_list,
 )
-
-q = shlex.quote
 
 
 def question_for(ref: Reference, credentials: Sequence[Credential], platforms: bool) -> Question:
@@ -53,13 +50,15 @@ def _said(answer: Answer) -> str:
 
 
 def _tried(answer: Answer) -> str:
+    """How the refused pull was made: ``with imagePullSecret "ns/name"`` or ``anonymously``."""
     if not answer.tried:
-        return (
-            "anonymously (the pod has no imagePullSecret for it; the image is private or "
-            "does not exist)"
-        )
+        return "anonymously"
     names = words_list([f'"{t}"' for t in answer.tried])
     return f"with imagePullSecret {names}"
+
+
+#: Why an anonymous refusal is worth a denial, said after :func:`_tried` in the full text.
+_ANONYMOUS_NOTE = " (the pod has no imagePullSecret for it; the image is private or does not exist)"
 
 
 def closest_tag(wanted: str, tags: Sequence[str]) -> str | None:
@@ -90,27 +89,27 @@ def registry_finding(
     if outcome is Outcome.NOT_FOUND:
         return _not_found(container, ref, answer)
     if outcome is Outcome.UNAUTHORIZED:
-        name = secret_name_for(ref.domain)
-        create = (
-            f"kubectl create secret docker-registry {name} -n {namespace} "
-            f"--docker-server={where} --docker-username=USER --docker-password=PASSWORD"
-        )
         if answer.tried:
+            stale = answer.tried[0].rpartition("/")[2]
             fix = (
                 f"check that the credentials in imagePullSecret {answer.tried[0]} may pull "
                 f"{ref.familiar_name}; to replace them: kubectl delete secret "
-                f"{answer.tried[0].rpartition('/')[2]} -n {namespace} && "
-                + create.replace(f" {name} ", f" {answer.tried[0].rpartition('/')[2]} ")
+                f"{stale} -n {namespace} && {create_secret_command(stale, namespace, where)}"
             )
         else:
-            fix = f"{create}, then add {{name: {name}}} to the imagePullSecrets in the manifest"
+            name = secret_name_for(ref.domain)
+            fix = (
+                f"{create_secret_command(name, namespace, where)}, then add {{name: {name}}} "
+                "to the imagePullSecrets in the manifest"
+            )
         finding = Finding.for_container(
             "registry",
             container,
             cause="unauthorized",
             problem=f"registry {where} refused to serve {shown!r} {_tried(answer)}"
-            f"{_said(answer)}; the kubelet will get the same answer",
-            short=f"{where} refused {ref.familiar} {_tried(answer).split(' (')[0]}",
+            f"{'' if answer.tried else _ANONYMOUS_NOTE}{_said(answer)}; "
+            "the kubelet will get the same answer",
+            short=f"{where} refused {ref.familiar} {_tried(answer)}",
             fix=fix,
         )
         if any_host_matches(node_credential_registries, ref.domain):

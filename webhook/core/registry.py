@@ -129,15 +129,6 @@ class RegistryView(Protocol):
     def ask(self, questions: Sequence[Question], budget: float) -> Mapping[Question, Answer]: ...
 
 
-class NoRegistry:
-    """For runs without network access to registries (``pullguard check``, tests)."""
-
-    reason = "no registry client in this run"
-
-    def ask(self, questions: Sequence[Question], budget: float) -> Mapping[Question, Answer]:
-        return {q: Answer(Outcome.NOT_ASKED, self.reason) for q in questions}
-
-
 class FixedRegistry:
     """A registry view answering from a table (tests and offline runs): image -> answer."""
 

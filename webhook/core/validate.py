@@ -262,6 +262,8 @@ class PodSecrets:
     findings: list[Finding]
     hidden: str = ""
     """A note when a template's own list hides its ServiceAccount's secrets."""
+    configured_needing: list[Container] = field(default_factory=list)
+    """Judged images whose registry the configuration says always needs credentials."""
 
 
 def _read_pod_secrets(
@@ -322,7 +324,7 @@ def _read_pod_secrets(
         if view.is_template or dry_run
         else None,
     )
-    return PodSecrets(secrets, findings, hidden)
+    return PodSecrets(secrets, findings, hidden, needing)
 
 
 #: At most this many distinct manifests are asked about per admission; a pod naming more
@@ -379,12 +381,8 @@ def _pull_secret_findings(
         and a.outcome is Outcome.UNAUTHORIZED
         and not any_host_matches(config.registry.node_credential_registries, refs[c.pointer].domain)
     }
-    needing = [
-        c
-        for c in judged
-        if c.pointer in refs
-        and (needs_credentials(refs[c.pointer], config) or c.pointer in refused)
-    ]
+    configured = {c.pointer for c in pod.configured_needing}
+    needing = [c for c in judged if c.pointer in configured or c.pointer in refused]
     uncovered = [
         c
         for c in needing

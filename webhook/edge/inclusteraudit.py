@@ -27,7 +27,7 @@ from collections.abc import Callable
 from typing import Any
 
 from webhook import livecheck
-from webhook.audit import objects
+from webhook.audit import objects, tally
 
 log = logging.getLogger("pullguard.audit")
 
@@ -56,20 +56,16 @@ class InClusterAudit:
         """One pass; returns the number of objects with findings."""
         config = self.config()
         registry = livecheck.RunMemo(self.registry)
-        counts: dict[tuple[str, str, str], int] = {}
-        scanned = offending = 0
+        offending: list[tuple[str, Any]] = []  # (namespace, decision)
+        scanned = 0
         seen: dict[str, str] = {}
         for kind, document in objects(self.api_client, None):
             scanned += 1
             decision = livecheck.judge(kind, document, config, self.cluster, registry)
             if not decision.findings:
                 continue
-            offending += 1
             meta = document["metadata"]
-            for finding in decision.findings:
-                action = "deny" if finding.action.value == "enforce" else "warn"
-                key = (str(meta.get("namespace", "")), finding.check, action)
-                counts[key] = counts.get(key, 0) + 1
+            offending.append((str(meta.get("namespace", "")), decision))
             text = decision.message or "\n".join(decision.warnings)
             digest = hashlib.sha256(text.encode()).hexdigest()
             uid = str(meta.get("uid", ""))
@@ -79,12 +75,12 @@ class InClusterAudit:
         self.reported = seen
         gauge = self.metrics.audit_findings
         gauge.clear()
-        for (namespace, check, action), value in counts.items():
+        for (namespace, check, action), value in tally(offending).items():
             gauge.labels(namespace, check, action).set(value)
         self.metrics.audit_objects.set(scanned)
         self.metrics.audit_last_pass.set(time.time())
-        log.info("audit pass: %d objects, %d with findings", scanned, offending)
-        return offending
+        log.info("audit pass: %d objects, %d with findings", scanned, len(offending))
+        return len(offending)
 
     def _event(self, kind: str, document: dict[str, Any], text: str, *, denied: bool) -> None:
         from kubernetes import client

@@ -263,6 +263,21 @@ def node_platform_of(node: Any) -> tuple[str, str] | None:
     return (str(os_name), str(arch)) if os_name and arch else None
 
 
+def read_or_none(reader: Callable[..., Any], *args: str, timeout: float) -> Any | None:
+    """A direct read: the object, ``None`` when the API server says 404, else
+    :class:`ClusterUnavailable` (any other status, or no answer)."""
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        return reader(*args, _request_timeout=timeout)
+    except ApiException as error:
+        if error.status == 404:
+            return None
+        raise ClusterUnavailable(f"API server answered {error.status}") from None
+    except Exception as error:
+        raise ClusterUnavailable(f"API server unreachable: {type(error).__name__}") from None
+
+
 class KubeClusterView:
     """The core's ClusterView over list+watch caches, with direct reads to confirm absence."""
 
@@ -317,16 +332,7 @@ class KubeClusterView:
         return problems
 
     def _read(self, reader: Callable[..., Any], *args: str) -> Any | None:
-        from kubernetes.client.exceptions import ApiException
-
-        try:
-            return reader(*args, _request_timeout=2)
-        except ApiException as error:
-            if error.status == 404:
-                return None
-            raise ClusterUnavailable(f"API server answered {error.status}") from None
-        except Exception as error:
-            raise ClusterUnavailable(f"API server unreachable: {type(error).__name__}") from None
+        return read_or_none(reader, *args, timeout=2)
 
     def get_secret(self, namespace: str, name: str) -> SecretInfo | None:
         for cache in self.secret_caches:
@@ -545,20 +551,9 @@ class DirectClusterView:
         self.memo: dict[tuple[str, ...], Any] = {}
 
     def _read(self, key: tuple[str, ...], reader: Callable[..., Any], *args: str) -> Any | None:
-        from kubernetes.client.exceptions import ApiException
-
-        if key in self.memo:
-            return self.memo[key]
-        try:
-            found = reader(*args, _request_timeout=10)
-        except ApiException as error:
-            if error.status != 404:
-                raise ClusterUnavailable(f"API server answered {error.status}") from None
-            found = None
-        except Exception as error:
-            raise ClusterUnavailable(f"API server unreachable: {type(error).__name__}") from None
-        self.memo[key] = found
-        return found
+        if key not in self.memo:
+            self.memo[key] = read_or_none(reader, *args, timeout=10)
+        return self.memo[key]
 
     def get_secret(self, namespace: str, name: str) -> SecretInfo | None:
         found = self._read(

@@ -483,7 +483,9 @@ class _Asker:
         candidates: list[Credential | None] = list(question.credentials) or [None]
         tried: list[str] = []
         answer = Answer(Outcome.NOT_ASKED, "no credential was tried")
+        used: Credential | None = None  # the credential the final answer was given to
         for credential in candidates:
+            used = credential
             if credential is not None:
                 tried.append(credential.source or "(a pull secret)")
             answer = self._head(question, credential, known)
@@ -493,15 +495,12 @@ class _Asker:
         if answer.outcome is Outcome.NOT_FOUND:
             # Registries are eventually consistent and pipelines push then deploy within
             # seconds: ask again before the answer may deny.
-            credential = candidates[len(tried) - 1] if tried else None
-            again = replace(self._head(question, credential, known), tried=tuple(tried))
+            again = replace(self._head(question, used, known), tried=tuple(tried))
             if again.outcome is not Outcome.NOT_FOUND:
                 return again
-            answer = self._repository_facts(question, credential, again)
+            answer = self._repository_facts(question, used, again)
         if answer.outcome is Outcome.FOUND and question.platforms:
-            answer = self._platforms(
-                question, candidates[len(tried) - 1] if tried else None, answer
-            )
+            answer = self._platforms(question, used, answer)
         return answer
 
     def _head(
