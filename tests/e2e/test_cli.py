@@ -17,15 +17,20 @@ pytestmark = pytest.mark.e2e
 
 
 def pullguard(
-    plane: ControlPlane, *args: str, stdin: str | None = None
+    plane: ControlPlane,
+    *args: str,
+    stdin: str | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 60,
 ) -> subprocess.CompletedProcess[str]:
+    """``python -m webhook ARGS`` as the cluster's admin; ``env``: extra variables."""
     return subprocess.run(
         [sys.executable, "-m", "webhook", *args],
         input=stdin,
         capture_output=True,
         text=True,
-        timeout=60,
-        env=checkout_env(KUBECONFIG=str(plane.kubeconfig)),
+        timeout=timeout,
+        env=checkout_env(KUBECONFIG=str(plane.kubeconfig), **(env or {})),
         check=False,
     )
 

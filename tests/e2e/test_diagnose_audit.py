@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -18,9 +17,11 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import ROOT, checkout_env, free_port
+from tests.conftest import ROOT, free_port
+from tests.e2e import test_cli as cli
 from tests.e2e.cluster import ControlPlane, wait_for
 from tests.e2e.conftest import E2ERegistries, Installation, pod, pull_secret, spawn_pullguard
+from tests.e2e.test_decisions import wait_for_mode
 from tests.e2e.test_kubectl import deployment
 from tests.integration.registries import push_image
 
@@ -37,27 +38,24 @@ CONTAINERD_AMBIGUOUS = (
 )
 
 
-def pullguard(plane: ControlPlane, registries: E2ERegistries, *args: str) -> Any:
-    return subprocess.run(
-        [sys.executable, "-m", "webhook", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=checkout_env(KUBECONFIG=str(plane.kubeconfig), SSL_CERT_FILE=str(registries.ca)),
-        check=False,
-    )
+def pullguard(
+    plane: ControlPlane, registries: E2ERegistries, *args: str
+) -> subprocess.CompletedProcess[str]:
+    """The CLI as the admin, trusting the test registries' CA."""
+    return cli.pullguard(plane, *args, env={"SSL_CERT_FILE": str(registries.ca)}, timeout=120)
 
 
 def off(plane: ControlPlane, ns: str) -> None:
-    """pullguard's admission off in ``ns``: the failing pods must exist to be diagnosed."""
-    plane.kubectl("label", "namespace", ns, "pullguard.io/mode=off", "--overwrite", check=True)
+    """pullguard's admission off in ``ns`` (and known to it): the failing pods must exist to
+    be diagnosed."""
+    wait_for_mode(plane, ns, "off")
 
 
 def admitted_while_off(plane: ControlPlane, ns: str, name: str, image: str) -> None:
     """A Deployment of ``image`` created while admission was off in ``ns``; admission is on
     again when this returns (what an audit finds: objects older than a rule)."""
     off(plane, ns)
-    wait_for(lambda: plane.apply(deployment(name, ns, image)).ok, 30, f"Deployment {name} admitted")
+    plane.apply(deployment(name, ns, image), check=True)
     plane.kubectl("label", "namespace", ns, "pullguard.io/mode-", check=True)
 
 
@@ -65,8 +63,7 @@ def failing_pod(
     plane: ControlPlane, ns: str, name: str, image: str, message: str, **spec: Any
 ) -> None:
     """A pod whose container is in ImagePullBackOff, with the kubelet's Failed event."""
-    # The namespace label reaches pullguard's cache by watch: retry until admitted.
-    wait_for(lambda: plane.apply(pod(name, ns, image, **spec)).ok, 30, f"pod {name} admitted")
+    plane.apply(pod(name, ns, image, **spec), check=True)
     status = {
         "status": {
             "phase": "Pending",
@@ -157,7 +154,7 @@ def test_diagnose_a_pod_that_is_fine_or_missing(
     plane: ControlPlane, ns: str, registries: E2ERegistries
 ) -> None:
     off(plane, ns)
-    wait_for(lambda: plane.apply(pod("fine", ns, "nginx:1.25")).ok, 30, "pod admitted")
+    plane.apply(pod("fine", ns, "nginx:1.25"), check=True)
     fine = pullguard(plane, registries, "diagnose", "fine", "-n", ns)
     assert fine.returncode == 1
     assert f"pod {ns}/fine is not failing on an image" in fine.stdout

@@ -34,10 +34,6 @@ IMAGE = "registry.example.com/team/app:1.0"
 FOUND = Answer(Outcome.FOUND, "HTTP 200")
 
 
-def answers(**by_image: Answer) -> FixedRegistry:
-    return FixedRegistry({k.replace("__", "/"): v for k, v in by_image.items()})
-
-
 def table(mapping: dict[str, Answer]) -> FixedRegistry:
     return FixedRegistry(mapping)
 
