@@ -34,6 +34,15 @@ def load_review(path: Path) -> dict[str, Any]:
     return document
 
 
+def metric_value(text: str, series: str) -> float:
+    """The value of one series (name and labels, as exposed) in a /metrics text; 0 if absent.
+    Several workers' values are already summed in the text."""
+    for line in text.splitlines():
+        if line.startswith(series + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -6,7 +6,6 @@ Argument parsing and wiring only: the parts come from ``webhook.edge`` and ``web
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import threading
@@ -83,6 +82,14 @@ def register(sub: Any) -> None:  # argparse's _SubParsersAction is private
         help="connections served at once (default 1000); more wait in the listen backlog",
     )
     serve.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        metavar="N",
+        help="worker processes, each a whole pullguard (default 0: one per usable core, "
+        "counting the container's CPU limit)",
+    )
+    serve.add_argument(
         "--dev",
         action="store_true",
         help="no cluster needed: a self-signed certificate under certs/ and the "
@@ -154,22 +161,6 @@ def register(sub: Any) -> None:  # argparse's _SubParsersAction is private
     certs.set_defaults(func=cmd_certs)
 
 
-def _setup_logging() -> None:
-    logging.basicConfig(
-        level=logging.INFO,
-        format='{"time":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s",'
-        '"message":%(message_json)s}',
-    )
-    old_factory = logging.getLogRecordFactory()
-
-    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
-        record = old_factory(*args, **kwargs)
-        record.message_json = json.dumps(record.getMessage())
-        return record
-
-    logging.setLogRecordFactory(factory)
-
-
 def cmd_serve(args: argparse.Namespace) -> int:
     # The server runs on gevent (see webhook.edge.server). Patch the standard library before
     # anything imports ssl or socket: the kubernetes client (urllib3) is used here, in
@@ -183,13 +174,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # used here: make its import fail the way httpcore expects of a missing package.
     sys.modules.setdefault("trio", None)  # type: ignore[arg-type]
 
-    from webhook.edge import server
+    from webhook.edge import workers
+
+    # Before anything imports prometheus_client: the workers' metrics go to shared files.
+    run_dir = workers.prepare_shared_dir()
+    try:
+        return _serve(args, workers.Leadership(run_dir / "leader.lock"))
+    finally:
+        workers.remove_shared_dir(run_dir)
+
+
+def _serve(args: argparse.Namespace, leadership: Any) -> int:
+    from webhook.edge import logs, server, workers
     from webhook.edge.app import Runtime, create_app
     from webhook.edge.certs import ensure_dev_certs
     from webhook.edge.configsource import ConfigStore, FileConfigSource, default_config_text
     from webhook.edge.metrics import Metrics
 
-    _setup_logging()
+    logs.setup()
     if args.dev and not (args.cert and args.key):
         certfile, keyfile, _ = ensure_dev_certs(Path("certs"))
         args.cert, args.key = str(certfile), str(keyfile)
@@ -255,8 +257,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
             )
             return create_app(runtime)
         if cert_controller is not None:
-            _in_background(cert_controller.run, args.cert_check_interval, "cert-sync")
-        runtime = _cluster_runtime(args, store, metrics)
+            leadership.add(
+                "certificate renewal",
+                lambda: _in_background(cert_controller.run, args.cert_check_interval, "cert-sync"),
+            )
+        runtime = _cluster_runtime(args, store, metrics, leadership)
         runtime.registry, runtime.mirrors_down = registry, mirrors.down
         if args.audit_interval > 0:
             from kubernetes import client
@@ -266,7 +271,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
             audit = InClusterAudit(
                 client.ApiClient(), lambda: store.current, runtime.cluster, registry, metrics
             )
-            _in_background(audit.run, args.audit_interval, "in-cluster-audit")
+            leadership.add(
+                "in-cluster audit",
+                lambda: _in_background(audit.run, args.audit_interval, "in-cluster-audit"),
+            )
+        leadership.start()
         return create_app(runtime)
 
     return server.run(
@@ -277,12 +286,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
             keyfile=args.key,
             connections=args.connections,
             metrics_port=args.metrics_port,
+            workers=args.workers or workers.usable_cores(),
+            on_worker_exit=workers.worker_exited,
         ),
         app_factory,
     )
 
 
-def _cluster_runtime(args: argparse.Namespace, store: Any, metrics: Any) -> Any:
+def _cluster_runtime(args: argparse.Namespace, store: Any, metrics: Any, leadership: Any) -> Any:
     from kubernetes import client
 
     from webhook.edge.app import Runtime
@@ -336,7 +347,10 @@ def _cluster_runtime(args: argparse.Namespace, store: Any, metrics: Any) -> Any:
                 allowed=allowed,
                 record=lambda outcome: metrics.secret_syncs.labels(outcome).inc(),
             )
-            _in_background(syncer.run, args.sync_interval, "secret-sync")
+            leadership.add(
+                "secret-copy sync",
+                lambda: _in_background(syncer.run, args.sync_interval, "secret-sync"),
+            )
             copy_secret = syncer.copy
     return Runtime(
         config=store,

@@ -9,7 +9,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import REVIEWS, Server, load_review, start_server, stop_server
+from tests.conftest import (
+    REVIEWS,
+    Server,
+    load_review,
+    metric_value,
+    start_server,
+    stop_server,
+)
 from webhook.core.cluster import ClusterUnavailable, SecretInfo
 from webhook.core.config import DEFAULT_CONFIG
 from webhook.edge.app import MAX_BODY_BYTES, Runtime, create_app
@@ -77,7 +84,8 @@ def test_health_readiness_and_metrics(golden_server: Server) -> None:
     )
     assert 'pullguard_findings_total{action="enforce",check="pullSecrets"}' in metrics
     assert "pullguard_admission_duration_seconds_bucket" in metrics
-    assert 'pullguard_config_reloads_total{result="applied"} 1.0' in metrics
+    # Every worker applies the configuration once; /metrics sums the workers.
+    assert metric_value(metrics, 'pullguard_config_reloads_total{result="applied"}') >= 1
 
 
 def test_plain_http_is_refused(golden_server: Server) -> None:
@@ -139,10 +147,8 @@ def test_config_file_changes_apply_without_restart(tmp_path: Path) -> None:
         assert "checks.bogus: unknown key" in log
         assert "exemptNamespaces: must be a list of strings, got a number" in log
         with server.client() as client:
-            assert (
-                'pullguard_config_reloads_total{result="invalid"} 1.0'
-                in client.get("/metrics").text
-            )
+            metrics = client.get("/metrics").text
+            assert metric_value(metrics, 'pullguard_config_reloads_total{result="invalid"}') >= 1
     finally:
         stop_server(server)
 
@@ -235,7 +241,8 @@ def test_metrics_port_serves_metrics_only_over_plain_http(tmp_path: Path) -> Non
         plain = f"http://127.0.0.1:{metrics_port}"
         scrape = httpx.get(f"{plain}/metrics", timeout=5)
         assert scrape.status_code == 200
-        assert "pullguard_admission_requests_total" in scrape.text
+        # Series appear once counted (the workers' shared files hold only what was counted).
+        assert "pullguard_config_reloads_total" in scrape.text
         assert httpx.get(f"{plain}/healthz", timeout=5).status_code == 200
         review = load_review(REVIEWS / "pod-create-plain.json")["body"]
         for path in ("/validate", "/mutate"):

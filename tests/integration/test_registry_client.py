@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port
+from tests.conftest import free_port, metric_value
 from tests.integration.faults import FaultServer
 from tests.integration.registries import (
     NEEDS_REGISTRY,
@@ -383,8 +383,14 @@ def test_admission_through_the_server(setup: Setup, tmp_path: Path) -> None:
         f"  allowedPrivateRegistries: ['{setup.public.host}', '{setup.basic.host}']\n"
         f"mirrors:\n  - registry: docker.io\n    mirror: '{down}'\n"
     )
+    # One worker: each worker probes the mirror on its own, and this test follows one prober.
     server = start_server(
-        tmp_path, "--config", str(config), env={"SSL_CERT_FILE": str(setup.tls["ca"])}
+        tmp_path,
+        "--config",
+        str(config),
+        "--workers",
+        "1",
+        env={"SSL_CERT_FILE": str(setup.tls["ca"])},
     )
     try:
         with server.client() as http:
@@ -418,7 +424,8 @@ def test_admission_through_the_server(setup: Setup, tmp_path: Path) -> None:
             assert "patch" not in mutated
             assert any("is not answering" in w for w in mutated["warnings"])  # type: ignore[union-attr]
             metrics = http.get("/metrics").text
-        assert f'pullguard_mirror_skipped_rewrites_total{{mirror="{down}"}} 1.0' in metrics
+        skipped = f'pullguard_mirror_skipped_rewrites_total{{mirror="{down}"}}'
+        assert metric_value(metrics, skipped) == 1
         assert 'pullguard_registry_requests_total{outcome="not_found",registry="other"}' in metrics
         assert 'pullguard_registry_cache_total{result="miss"}' in metrics
         log = server.log_text()

@@ -25,7 +25,7 @@ from webhook.core.cluster import ServiceAccountInfo
 from webhook.core.config import load_config_text
 from webhook.core.mutate import ORIGINAL_IMAGES_ANNOTATION, mutate
 
-CONFIG = load_config_text("""
+CONFIG_TEXT = """
 mirrors:
   - registry: docker.io
     mirror: mirror.example.com/dockerhub
@@ -36,7 +36,8 @@ defaultPullSecrets:
   - secret: corp
     registries: [registry.example.com]
     sourceNamespace: pullguard
-""")
+"""
+CONFIG = load_config_text(CONFIG_TEXT)
 DIGEST = "sha256:" + "ab" * 32
 
 
@@ -210,6 +211,56 @@ def test_mutating_its_own_output_gives_no_patch(obj: dict[str, Any]) -> None:
             for part in ("@" + DIGEST, ":1.25", ":7", ":1"):
                 if before["image"].endswith(part):
                     assert after["image"].endswith(part)
+
+
+@st.composite
+def shaped_objects(draw: st.DrawFn) -> dict[str, Any]:
+    """Pods and Deployments whose pod metadata is there, lacks annotations, has them null,
+    or is missing altogether."""
+    obj = draw(pods())
+    if draw(st.booleans()):
+        obj = deployment(obj["spec"])
+        owner = obj["spec"]["template"]
+    else:
+        obj["status"] = {"phase": "Pending", "conditions": [{"type": "PodScheduled"}]}
+        owner = obj
+    shape = draw(st.sampled_from(["as-built", "absent", "no-annotations", "null-annotations"]))
+    if shape == "absent":
+        del owner["metadata"]
+    elif shape == "no-annotations":
+        owner["metadata"].pop("annotations", None)
+    elif shape == "null-annotations":
+        owner["metadata"]["annotations"] = None
+    return obj
+
+
+@settings(max_examples=300, deadline=None)
+@given(shaped_objects())
+def test_the_patch_is_what_a_diff_of_the_whole_object_gives(obj: dict[str, Any]) -> None:
+    # mutate copies and diffs only the parts it writes; the patch must be the one a copy and
+    # diff of the whole object gives, and the request's object must stay as it came.
+    from webhook.core.mutate import _ordered, apply_plan, changed_containers, plan_pod
+    from webhook.core.podspec import pod_spec as view_of
+    from webhook.core.review import AdmissionRequest
+
+    config = load_config_text(CONFIG_TEXT + "mutation: {podTemplates: true}\n")
+    cluster = cluster_with(pull_secret("team-a", "mine", "quay.io"))
+    before = copy.deepcopy(obj)
+    review = AdmissionRequest(
+        uid="u", kind=obj["kind"], namespace="team-a", name="", operation="CREATE",
+        sub_resource="", object=obj, old_object=None, dry_run=False,
+    )  # fmt: skip
+    result = mutate(review, config, cluster)
+    assert obj == before
+    view = view_of(obj["kind"], obj)
+    assert view is not None
+    plan = plan_pod(view, changed_containers(view, None), config, cluster, "team-a",
+                    inject_secrets=True)  # fmt: skip
+    whole = copy.deepcopy(obj)
+    apply_plan(whole, view, plan, annotate=bool(plan.rewrites))
+    expected = _ordered(jsonpatch.make_patch(obj, whole).patch) or None
+    assert result.patch == expected
+    assert patched(obj, result.patch) == whole
 
 
 def test_patch_is_the_same_in_every_process() -> None:

@@ -327,6 +327,45 @@ def preview_pod_spec(
     )
 
 
+def _copy_along(obj: Mapping[str, Any], pointers: list[str]) -> dict[str, Any]:
+    """``obj`` with every node on the way to each pointer copied, and the nodes the pointers
+    name copied deeply: what :func:`apply_plan` writes, and nothing else, is a copy."""
+    root = dict(obj)
+    for pointer in pointers:
+        node = root
+        tokens = [t for t in pointer.split("/") if t]
+        for depth, token in enumerate(tokens):
+            child = node.get(token)
+            if not isinstance(child, Mapping):
+                break  # missing here: apply_plan creates what it needs
+            copied = copy.deepcopy(dict(child)) if depth == len(tokens) - 1 else dict(child)
+            node[token] = copied
+            node = copied
+    return root
+
+
+def _diff_at(before: Mapping[str, Any], after: Mapping[str, Any], pointer: str) -> list[Any]:
+    """The JSON patch from ``before`` to ``after`` inside ``pointer``, with full paths: an
+    ``add`` of the first node on the way that ``before`` lacks, else jsonpatch's diff of the
+    two nodes."""
+    tokens = [t for t in pointer.split("/") if t]
+    old: Any = before
+    new: Any = after
+    for depth, token in enumerate(tokens):
+        if not isinstance(new, Mapping) or token not in new:
+            return []
+        if not isinstance(old, Mapping) or token not in old:
+            path = "/" + "/".join(tokens[: depth + 1])
+            return [{"op": "add", "path": path, "value": new[token]}]
+        old, new = old[token], new[token]
+    operations = jsonpatch.make_patch(old, new).patch
+    for operation in operations:
+        for field_name in ("path", "from"):
+            if field_name in operation:
+                operation[field_name] = pointer + operation[field_name]
+    return list(operations)
+
+
 def _ordered(patch: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The patch in a fixed order. jsonpatch emits operations in set-iteration order, which
     follows the process's hash seed, so two replicas would answer the same request with
@@ -389,11 +428,18 @@ def mutate(
             patch=None, reason="unchanged", warnings=skip_warnings, skipped=tuple(plan.skipped)
         )
 
-    mutated = copy.deepcopy(dict(request.object))
     # The ephemeralcontainers subresource keeps only ephemeral-container changes; an
     # annotation written there would be dropped or refused, so it is not attempted.
-    apply_plan(mutated, view, plan, annotate=request.sub_resource != "ephemeralcontainers")
-    patch = _ordered(jsonpatch.make_patch(request.object, mutated).patch)
+    annotate = request.sub_resource != "ephemeralcontainers" and bool(plan.rewrites)
+    annotations = view.pointer.rsplit("/", 1)[0] + "/metadata/annotations"
+    touched = [view.pointer, annotations] if annotate else [view.pointer]
+    # Only the parts the plan writes are copied and compared: the rest of the object
+    # (managedFields, status, volumes...) cannot change, and diffing it was most of the cost.
+    mutated = _copy_along(request.object, touched)
+    apply_plan(mutated, view, plan, annotate=annotate)
+    patch = _ordered(
+        [op for pointer in touched for op in _diff_at(request.object, mutated, pointer)]
+    )
     warnings: list[str] = list(skip_warnings)
     if config.mutation.warnings:
         for rewrite in plan.rewrites:

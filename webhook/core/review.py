@@ -16,6 +16,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, NotRequired, TypedDict
 
+import orjson
+
 API_VERSION = "admission.k8s.io/v1"
 
 
@@ -92,10 +94,37 @@ def uid_from_bytes(body: bytes) -> str:
     return found.group(1).decode("ascii") if found else ""
 
 
+#: Bodies with at most this many ``{`` and ``[`` together cannot nest deeper than Python's
+#: recursion limit, so orjson may decode them; others go to the standard library, whose
+#: RecursionError on deep nesting is how a forged, too-deep review is told apart.
+_ORJSON_MAX_OPENINGS = 900
+
+
+def decode_json(body: bytes) -> Any:
+    """JSON bytes to Python values, as the standard library decodes them, faster.
+
+    orjson takes a tenth of the standard library's time on a review; it is used when it cannot
+    change the outcome: bodies that cannot nest deeply (it has no depth limit, so a 100,000
+    deep body would decode and reach code that recurses), and the standard library decodes
+    whatever orjson refuses but JSON allows (integers past 64 bits, other UTF encodings).
+    """
+    if body.count(b"{") + body.count(b"[") <= _ORJSON_MAX_OPENINGS:
+        try:
+            return orjson.loads(body)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(body)
+
+
+def encode_json(document: Any) -> bytes:
+    """Python values to compact JSON bytes (orjson; it refuses non-string keys)."""
+    return orjson.dumps(document)
+
+
 def parse_review_bytes(body: bytes) -> AdmissionRequest:
     """Decode and read an AdmissionReview body."""
     try:
-        document = json.loads(body)
+        document = decode_json(body)
     except RecursionError:
         raise MalformedReview(f"body is {NESTED_TOO_DEEPLY}", uid_from_bytes(body)) from None
     except (ValueError, UnicodeDecodeError) as error:
@@ -183,7 +212,5 @@ def review_response(
         response["warnings"] = list(warnings)
     if patch:
         response["patchType"] = "JSONPatch"
-        response["patch"] = base64.b64encode(
-            json.dumps(patch, separators=(",", ":")).encode("utf-8")
-        ).decode("ascii")
+        response["patch"] = base64.b64encode(encode_json(patch)).decode("ascii")
     return {"apiVersion": API_VERSION, "kind": "AdmissionReview", "response": response}

@@ -7,7 +7,7 @@ configuration, the webhook's cluster caches and its registry client (each distin
 asked once per pass), and publishes:
 
 - ``pullguard_audit_findings{namespace,check,action}``: findings of the last pass (gauges,
-  replaced whole at the end of each pass);
+  set at the end of each pass; a series whose findings went away drops to 0);
 - ``pullguard_audit_objects`` and ``pullguard_audit_last_pass_timestamp_seconds``;
 - a Warning Event ``PullguardAudit`` on each offending object, only when its findings
   changed since the last pass (no event storm from a steady state).
@@ -50,6 +50,7 @@ class InClusterAudit:
         self.registry = registry
         self.metrics = metrics
         self.reported: dict[str, str] = {}  # object uid -> digest of its findings' texts
+        self.published: set[tuple[str, str, str]] = set()  # audit_findings series set
         self.stopping = threading.Event()
 
     def run_once(self) -> int:
@@ -74,9 +75,14 @@ class InClusterAudit:
                 self._event(kind, document, text, denied=not decision.allowed)
         self.reported = seen
         gauge = self.metrics.audit_findings
-        gauge.clear()
-        for (namespace, check, action), value in tally(offending).items():
+        counts = tally(offending)
+        # Series that went away are set to 0, not removed: with several workers the values
+        # live in shared files, where a removed series would keep its last value.
+        for gone in self.published - counts.keys():
+            gauge.labels(*gone).set(0)
+        for (namespace, check, action), value in counts.items():
             gauge.labels(namespace, check, action).set(value)
+        self.published |= counts.keys()
         self.metrics.audit_objects.set(scanned)
         self.metrics.audit_last_pass.set(time.time())
         log.info("audit pass: %d objects, %d with findings", scanned, len(offending))

@@ -18,6 +18,8 @@ Names and labels:
 
 from __future__ import annotations
 
+import os
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from webhook.core.podspec import POD_SPEC_PATHS
@@ -76,6 +78,7 @@ class Metrics:
             "pullguard_config_last_reload_success",
             "1 when the newest configuration document was applied, 0 when it was refused.",
             registry=r,
+            multiprocess_mode="livemin",  # 0 while any worker holds a refused document
         )
         self.mutations = Counter(
             "pullguard_mutations",
@@ -122,6 +125,7 @@ class Metrics:
             "only then.",
             ["mirror"],
             registry=r,
+            multiprocess_mode="livemin",  # 0 while any worker sees the mirror down
         )
         self.mirror_skips = Counter(
             "pullguard_mirror_skipped_rewrites",
@@ -135,15 +139,29 @@ class Metrics:
             "Findings of the last in-cluster audit pass (serve --audit-interval).",
             ["namespace", "check", "action"],
             registry=r,
+            multiprocess_mode="livemax",  # one worker runs the audit
         )
         self.audit_objects = Gauge(
-            "pullguard_audit_objects", "Objects judged by the last audit pass.", registry=r
+            "pullguard_audit_objects",
+            "Objects judged by the last audit pass.",
+            registry=r,
+            multiprocess_mode="livemax",
         )
         self.audit_last_pass = Gauge(
             "pullguard_audit_last_pass_timestamp_seconds",
             "When the last audit pass ended (Unix time).",
             registry=r,
+            multiprocess_mode="livemax",
         )
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        """The text exposition: this process's metrics, or, when the server's workers share
+        a metrics directory (see :mod:`webhook.edge.workers`), all workers' together."""
+        shared = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+        if not shared:
+            return generate_latest(self.registry)
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, path=shared)  # type: ignore[no-untyped-call]
+        return generate_latest(registry)
