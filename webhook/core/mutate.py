@@ -250,11 +250,17 @@ def _plan_copy(
 
 
 def apply_plan(
-    obj: MutableMapping[str, Any], view: PodSpecView, plan: PodPlan, *, annotate: bool
+    obj: MutableMapping[str, Any],
+    view: PodSpecView,
+    plan: PodPlan,
+    *,
+    annotate: bool,
+    images: bool = True,
 ) -> None:
-    """Write ``plan`` into ``obj`` (a deep copy of the request's object)."""
+    """Write ``plan`` into ``obj`` (a copy of the request's object, deep where it writes);
+    ``images=False``: all but the image rewrites."""
     spec = _resolve(obj, view.pointer)
-    for rewrite in plan.rewrites:
+    for rewrite in plan.rewrites if images else ():
         rewrite.container.set_image(spec, rewrite.rewritten)
     if plan.injected_secrets:
         secrets = spec.setdefault("imagePullSecrets", [])
@@ -335,12 +341,15 @@ def _copy_along(obj: Mapping[str, Any], pointers: list[str]) -> dict[str, Any]:
         node = root
         tokens = [t for t in pointer.split("/") if t]
         for depth, token in enumerate(tokens):
-            child = node.get(token)
-            if not isinstance(child, Mapping):
+            if token not in node:
                 break  # missing here: apply_plan creates what it needs
-            copied = copy.deepcopy(dict(child)) if depth == len(tokens) - 1 else dict(child)
-            node[token] = copied
-            node = copied
+            child = node[token]
+            if depth == len(tokens) - 1:
+                node[token] = copy.deepcopy(child)
+            elif isinstance(child, Mapping):
+                node[token] = node = dict(child)
+            else:
+                break  # missing here: apply_plan creates what it needs
     return root
 
 
@@ -432,13 +441,18 @@ def mutate(
     # annotation written there would be dropped or refused, so it is not attempted.
     annotate = request.sub_resource != "ephemeralcontainers" and bool(plan.rewrites)
     annotations = view.pointer.rsplit("/", 1)[0] + "/metadata/annotations"
-    touched = [view.pointer, annotations] if annotate else [view.pointer]
-    # Only the parts the plan writes are copied and compared: the rest of the object
-    # (managedFields, status, volumes...) cannot change, and diffing it was most of the cost.
+    touched = [view.pointer + "/imagePullSecrets", *([annotations] if annotate else [])]
+    # Only the nodes the plan writes are copied and compared, and an image rewrite is one
+    # known replacement: the rest of the object (containers, managedFields, status) cannot
+    # change, and copying and diffing it was most of a mutation's time.
     mutated = _copy_along(request.object, touched)
-    apply_plan(mutated, view, plan, annotate=annotate)
+    apply_plan(mutated, view, plan, annotate=annotate, images=False)
+    replaced = [
+        {"op": "replace", "path": r.container.image_pointer, "value": r.rewritten}
+        for r in plan.rewrites
+    ]
     patch = _ordered(
-        [op for pointer in touched for op in _diff_at(request.object, mutated, pointer)]
+        replaced + [op for at in touched for op in _diff_at(request.object, mutated, at)]
     )
     warnings: list[str] = list(skip_warnings)
     if config.mutation.warnings:
