@@ -28,6 +28,7 @@ def main() -> int:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--cert", required=True)
     parser.add_argument("--key", required=True)
+    parser.add_argument("--workers", type=int, default=1)
     args = parser.parse_args()
 
     def app_factory() -> Flask:
@@ -47,7 +48,13 @@ def main() -> int:
         return app
 
     return run(
-        ServeOptions(host="127.0.0.1", port=args.port, certfile=args.cert, keyfile=args.key),
+        ServeOptions(
+            host="127.0.0.1",
+            port=args.port,
+            certfile=args.cert,
+            keyfile=args.key,
+            workers=args.workers,
+        ),
         app_factory,
     )
 

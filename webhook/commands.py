@@ -268,8 +268,17 @@ def _serve(args: argparse.Namespace, leadership: Any) -> int:
 
             from webhook.edge.inclusteraudit import InClusterAudit
 
+            def audit_waits() -> list[str]:
+                loaded = [] if store.loaded else ["configuration not loaded"]
+                return loaded + list(runtime.not_ready())
+
             audit = InClusterAudit(
-                client.ApiClient(), lambda: store.current, runtime.cluster, registry, metrics
+                client.ApiClient(),
+                lambda: store.current,
+                runtime.cluster,
+                registry,
+                metrics,
+                not_ready=audit_waits,
             )
             leadership.add(
                 "in-cluster audit",

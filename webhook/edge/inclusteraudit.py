@@ -43,8 +43,14 @@ class InClusterAudit:
         cluster: Any,
         registry: Any,
         metrics: Any,
+        *,
+        not_ready: Callable[[], list[str]] = list,
     ) -> None:
         self.api_client = api_client
+        self.not_ready = not_ready
+        """Why a pass would judge on partial data now (configuration not loaded, caches not
+        synced); a pass waits until this is empty, so a half-filled cache never reports
+        findings (or sends Events) that are not there."""
         self.config = config
         self.cluster = cluster
         self.registry = registry
@@ -131,6 +137,11 @@ class InClusterAudit:
 
     def run(self, interval: float) -> None:
         while not self.stopping.is_set():
+            waiting = self.not_ready()
+            if waiting:
+                log.info("audit pass waits: %s", "; ".join(waiting))
+                self.stopping.wait(min(interval, 2.0))
+                continue
             try:
                 self.run_once()
             except Exception:
