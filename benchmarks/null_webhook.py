@@ -1,6 +1,6 @@
 """A null webhook: answers every review "allowed" without looking, on pullguard's own server
 (the same gunicorn worker, TLS and settings as ``pullguard serve``). The baseline of
-``versus_null.py``: what the stack costs before pullguard decides anything.
+``performance.py``: what the stack costs before pullguard decides anything.
 
     python benchmarks/null_webhook.py --port 9443 --cert certs/tls.crt --key certs/tls.key
 """

@@ -472,7 +472,9 @@ def _webhooks(name: str, mutate_url: str, validate_url: str, ca: Path, namespace
     return json.dumps({"apiVersion": "v1", "kind": "List", "items": documents})
 
 
-def _create_pods(plane: Any, namespace: str, count: int, clients: int) -> tuple[list[float], int]:
+def _create_pods(
+    plane: Any, namespace: str, count: int, clients: int, prefix: str = "p"
+) -> tuple[list[float], int]:
     """``count`` pod creates from ``clients`` threads, each on its own keep-alive connection."""
     from tests.e2e.cluster import ADMIN_TOKEN
 
@@ -496,7 +498,7 @@ def _create_pods(plane: Any, namespace: str, count: int, clients: int) -> tuple[
                 pod = {
                     "apiVersion": "v1",
                     "kind": "Pod",
-                    "metadata": {"name": f"p{n}", "namespace": namespace},
+                    "metadata": {"name": f"{prefix}{n}", "namespace": namespace},
                     "spec": {
                         "containers": [
                             {"name": "app", "image": "registry.example.com/team/app:1.0"}
@@ -516,6 +518,41 @@ def _create_pods(plane: Any, namespace: str, count: int, clients: int) -> tuple[
     for thread in threads:
         thread.join()
     return latencies, failures
+
+
+def _decision_means(server: Running) -> str:
+    """pullguard's mean time from a review's first byte read to its answer, per webhook."""
+    text = httpx.get(
+        server.url + "/metrics", verify=ssl.create_default_context(cafile=str(server.ca))
+    ).text
+    means = []
+    for webhook in ("mutate", "validate"):
+        total = re.search(
+            rf'pullguard_admission_duration_seconds_sum{{webhook="{webhook}"}} (\S+)', text
+        )
+        count = re.search(
+            rf'pullguard_admission_duration_seconds_count{{webhook="{webhook}"}} (\S+)', text
+        )
+        if total and count and float(count.group(1)) > 0:
+            means.append(f"{webhook} {float(total.group(1)) / float(count.group(1)) * 1000:.2f} ms")
+    return ", ".join(means)
+
+
+def _webhook_seconds(plane: Any) -> dict[str, tuple[float, float]]:
+    """The API server's own account of each webhook's calls: (seconds, calls) so far."""
+    text = plane.kubectl("get", "--raw", "/metrics").stdout
+    totals: dict[str, list[float]] = {}
+    pattern = re.compile(
+        r"^apiserver_admission_webhook_admission_duration_seconds_(sum|count)\{(.*)\} (\S+)$"
+    )
+    for line in text.splitlines():
+        found = pattern.match(line)
+        if not found:
+            continue
+        name = re.search(r'name="([^"]*)"', found.group(2))
+        entry = totals.setdefault(name.group(1) if name else "?", [0.0, 0.0])
+        entry[0 if found.group(1) == "sum" else 1] += float(found.group(3))
+    return {name: (value[0], value[1]) for name, value in totals.items()}
 
 
 def section_apiserver(work: Path, pods: int, clients: int, workers: int, rounds: int) -> None:
@@ -546,7 +583,16 @@ def section_apiserver(work: Path, pods: int, clients: int, workers: int, rounds:
             )  # fmt: skip
             return [p], f"{p.url}/mutate", f"{p.url}/validate", ec["ca.crt"]
 
-        setups += [("default null pair", null_pair), ("pullguard", pullguard)]
+        def null_same() -> tuple[list[Running], str, str, Path]:
+            # The null app on pullguard's own server and settings: the stack without the engine.
+            n = start_null_same("null-same", ec, workers)
+            return [n], f"{n.url}/mutate", f"{n.url}/validate", ec["ca.crt"]
+
+        setups += [
+            ("default null pair", null_pair),
+            ("null on our server", null_same),
+            ("pullguard", pullguard),
+        ]
         medians: dict[str, list[tuple[float, float]]] = {name: [] for name, _ in setups}
         for round_number in range(rounds):
             for name, setup in setups:
@@ -562,8 +608,13 @@ def section_apiserver(work: Path, pods: int, clients: int, workers: int, rounds:
                             check=True,
                         )
                         time.sleep(2)  # the API server picks up new webhook configurations
-                    _create_pods(plane, namespace, 20, clients)  # warm: connections, caches
+                    _create_pods(plane, namespace, 20, clients, "warm")  # warm: connections, caches
+                    before = _webhook_seconds(plane)
                     latencies, failures = _create_pods(plane, namespace, pods, clients)
+                    after = _webhook_seconds(plane)
+                    decided = ""
+                    if name == "pullguard":
+                        decided = _decision_means(servers[0])
                 finally:
                     for server in servers:
                         server.stop()
@@ -576,6 +627,16 @@ def section_apiserver(work: Path, pods: int, clients: int, workers: int, rounds:
                 medians[name].append((p50, p99))
                 print(f"round {round_number + 1}  {name:<18} p50 {ms(p50)} p99 {ms(p99)} "
                       f"max {ms(max(latencies))}  failed {failures}  at the 10 s timeout {stalls}")  # fmt: skip
+                if decided:
+                    print(f"         pullguard's own mean time to decide: {decided}")
+                for webhook, (seconds_after, calls_after) in sorted(after.items()):
+                    seconds_before, calls_before = before.get(webhook, (0.0, 0.0))
+                    calls = calls_after - calls_before
+                    if calls > 0 and webhook.endswith(".bench"):
+                        mean = (seconds_after - seconds_before) / calls
+                        print(
+                            f"         API server's mean for {webhook.split('.')[0]} calls: {mean * 1000:.2f} ms"
+                        )
         base = medians["no webhook"]
         for name in ("default null pair", "pullguard"):
             added = [

@@ -191,7 +191,7 @@ def _serve(args: argparse.Namespace, leadership: Any) -> int:
     from webhook.edge.configsource import ConfigStore, FileConfigSource, default_config_text
     from webhook.edge.metrics import Metrics
 
-    logs.setup()
+    log_handler = logs.setup()
     if args.dev and not (args.cert and args.key):
         certfile, keyfile, _ = ensure_dev_certs(Path("certs"))
         args.cert, args.key = str(certfile), str(keyfile)
@@ -236,6 +236,7 @@ def _serve(args: argparse.Namespace, leadership: Any) -> int:
     def app_factory() -> Any:
         # Runs inside the gunicorn worker, after the fork (and after gevent patched the
         # standard library): background threads start here, as greenlets.
+        log_handler.start_flusher()
         metrics = Metrics()
         store = ConfigStore(metrics)
         if args.config is not None:

@@ -1,0 +1,192 @@
+"""Bad input in bulk, through the real server (gunicorn, TLS, every worker).
+
+Hypothesis takes the captured reviews apart: any field of the envelope or of the object
+inside may become null, the wrong type, odd Unicode, a huge or deeply nested value. Both
+endpoints must answer every one with a well-formed AdmissionReview (200), or a 4xx that
+still is one and says why: never a 500, never a dead worker, never an answer slower than the
+API server's webhook timeout. Then the large cases a generator rarely reaches: a 3 MiB
+object, 10,000 containers.
+
+Volume: ``PULLGUARD_FUZZ_EXAMPLES`` reviews per endpoint (default 150 here; the figures in
+docs/reliability.md come from a run with more).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import time
+from typing import Any
+
+import httpx
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.conftest import REVIEWS, Server, load_review, review_files
+
+EXAMPLES = int(os.environ.get("PULLGUARD_FUZZ_EXAMPLES", "150"))
+WEBHOOK_TIMEOUT = 10.0  # the API server's maximum timeoutSeconds
+CAPTURED = [load_review(path)["body"] for path in review_files()]
+
+odd_text = st.sampled_from(
+    [
+        "",
+        " ",
+        "\u202enginx:1.25",  # right-to-left override
+        "nginx\u200b:1.25",  # zero-width space
+        "ngínx:1.25",
+        "\ud800",  # a lone surrogate: valid JSON (escaped), not valid UTF-8
+        "\x00",
+        "x" * 70_000,
+        "../../etc/passwd",
+        "nginx:1.25\r\nX-Injected: 1",
+        "%s%n%x",
+        "docker.io/" + "a/" * 300 + "b",
+    ]
+) | st.text(max_size=50)
+junk = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**80), 2**80)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | odd_text,
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(odd_text, inner, max_size=5),
+    max_leaves=20,
+)
+
+
+def _paths(node: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    found = [prefix]
+    if len(prefix) > 40:
+        return found  # inside a nesting an earlier step made: deep enough
+    if isinstance(node, dict):
+        for key, value in node.items():
+            found += _paths(value, (*prefix, key))
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            found += _paths(value, (*prefix, index))
+    return found
+
+
+def _replace(document: Any, path: tuple[Any, ...], value: Any) -> Any:
+    if not path:
+        return value
+    node = document
+    for step in path[:-1]:
+        node = node[step]
+    node[path[-1]] = value
+    return document
+
+
+@st.composite
+def broken_reviews(draw: st.DrawFn) -> Any:
+    review = copy.deepcopy(draw(st.sampled_from(CAPTURED)))
+    for _ in range(draw(st.integers(1, 4))):
+        paths = _paths(review)
+        path = draw(st.sampled_from(paths))
+        choice = draw(st.integers(0, 5))
+        if choice == 0 and path:  # drop the field
+            parent = review
+            for step in path[:-1]:
+                parent = parent[step]
+            if isinstance(parent, dict):
+                parent.pop(path[-1], None)
+            continue
+        if choice == 1:  # deep nesting in place
+            # (100,000 levels, past any parser's limit: tests/integration/test_http_edge.py)
+            depth = draw(st.sampled_from([50, 500, 900]))
+            value: Any = []
+            for _ in range(depth):
+                value = [value]
+        else:
+            value = draw(junk)
+        review = _replace(review, path, value)
+    return review
+
+
+def _post(client: httpx.Client, endpoint: str, body: bytes) -> tuple[httpx.Response, float]:
+    started = time.perf_counter()
+    reply = client.post(endpoint, content=body, headers={"Content-Type": "application/json"})
+    return reply, time.perf_counter() - started
+
+
+def _assert_well_formed(reply: httpx.Response, took: float) -> None:
+    assert reply.status_code in (200, 400, 413), (reply.status_code, reply.text[:500])
+    assert took < WEBHOOK_TIMEOUT, f"answered in {took:.1f}s"
+    answer = reply.json()
+    assert answer["apiVersion"] == "admission.k8s.io/v1"
+    assert answer["kind"] == "AdmissionReview"
+    response = answer["response"]
+    assert isinstance(response["uid"], str)
+    assert isinstance(response["allowed"], bool)
+    if reply.status_code != 200:
+        assert response["allowed"] is False
+        assert response["status"]["message"]
+
+
+@pytest.mark.parametrize("endpoint", ["/validate", "/mutate"])
+def test_broken_reviews_get_a_well_formed_answer(golden_server: Server, endpoint: str) -> None:
+    with golden_server.client() as client:
+
+        @settings(
+            max_examples=EXAMPLES,
+            deadline=None,
+            suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+        )
+        @given(broken_reviews())
+        def check(review: Any) -> None:
+            body = json.dumps(review).encode()
+            reply, took = _post(client, endpoint, body)
+            _assert_well_formed(reply, took)
+
+        check()
+        # Every worker still answers a good review afterwards.
+        good = json.dumps(CAPTURED[0]).encode()
+        for _ in range(8):
+            reply, took = _post(client, endpoint, good)
+            _assert_well_formed(reply, took)
+            assert reply.status_code == 200
+    assert golden_server.process.poll() is None
+    assert "Traceback" not in golden_server.log_text()
+
+
+def _big_pod(containers: int, annotation_bytes: int = 0) -> bytes:
+    review = copy.deepcopy(load_review(REVIEWS / "pod-create-plain.json")["body"])
+    obj = review["request"]["object"]
+    template = obj["spec"]["containers"][0]
+    obj["spec"]["containers"] = [
+        {**template, "name": f"c{n}", "image": f"registry.example.com/team/app{n % 7}:1.{n}"}
+        for n in range(containers)
+    ]
+    obj["spec"].pop("initContainers", None)
+    if annotation_bytes:
+        obj["metadata"].setdefault("annotations", {})["big"] = "x" * annotation_bytes
+    return json.dumps(review).encode()
+
+
+@pytest.mark.parametrize(
+    ("name", "body"),
+    [
+        ("3 MiB object", _big_pod(1, 3 * 1024 * 1024)),
+        ("10,000 containers", _big_pod(10_000)),
+        ("containers: null", json.dumps(
+            _replace(copy.deepcopy(CAPTURED[0]), ("request", "object", "spec", "containers"), None)
+        ).encode()),
+        ("body past the size cap", _big_pod(1, 8 * 1024 * 1024)),
+    ],
+    ids=lambda value: value if isinstance(value, str) else "",
+)  # fmt: skip
+def test_large_and_odd_objects_are_answered_in_time(
+    golden_server: Server, name: str, body: bytes
+) -> None:
+    with golden_server.client() as client:
+        for endpoint in ("/validate", "/mutate"):
+            reply, took = _post(client, endpoint, body)
+            _assert_well_formed(reply, took)
+            if name == "body past the size cap":
+                assert reply.status_code == 413
+            else:
+                assert reply.status_code == 200, reply.text[:300]
+    assert golden_server.process.poll() is None
