@@ -21,8 +21,8 @@ Sections:
   several concurrencies, for /validate and /mutate, and pullguard's ratio to each null;
 - ``fixed``: p50/p99 at a fixed 500 reviews/s (an open-loop client: latency counts from when
   each request was due, so a stall is not hidden by the client waiting for it);
-- ``apiserver``: pod-create latency through a real kube-apiserver (KUBEBUILDER_ASSETS, or
-  ../shared/kube): no webhook, the default null pair (two stock gunicorn apps, 1 worker x 4
+- ``apiserver``: pod-create latency through a real kube-apiserver (KUBEBUILDER_ASSETS: the
+  envtest folder the README names): no webhook, the default null pair (two stock gunicorn apps, 1 worker x 4
   threads, 2 s keep-alive, RSA certificates), and pullguard's two webhooks; what each adds;
 - ``registry``: /validate p50/p99 with the registry check off, on with a warm cache, and on
   with every check asked live (a real docker-registry on loopback, Debian ``docker-registry``);
@@ -406,18 +406,7 @@ def section_fixed(work: Path, seconds: float, workers: int, rate: float = 500) -
 def assets() -> Path | None:
     from tests.e2e.cluster import assets_folder
 
-    found = assets_folder()
-    if found is None and (ROOT.parent / "shared" / "kube" / "assets").exists():
-        out = subprocess.run(
-            [str(ROOT.parent / "shared" / "kube" / "assets")],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if out.returncode == 0 and out.stdout.strip():
-            os.environ["KUBEBUILDER_ASSETS"] = out.stdout.strip()
-            found = assets_folder()
-    return found
+    return assets_folder()
 
 
 @contextlib.contextmanager
@@ -426,7 +415,7 @@ def control_plane(work: Path) -> Iterator[Any]:
 
     folder = assets()
     if folder is None:
-        raise SystemExit("needs KUBEBUILDER_ASSETS (kube-apiserver, etcd): see ../shared/kube")
+        raise SystemExit("needs KUBEBUILDER_ASSETS (kube-apiserver, etcd): see the README")
     work.mkdir(parents=True, exist_ok=True)
     plane = ControlPlane(folder, work).start()
     try:

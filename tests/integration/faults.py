@@ -13,8 +13,8 @@ from pathlib import Path
 
 
 class FaultServer:
-    """``mode``: hang | drip | status | redirect. ``status``/``headers`` for status mode;
-    ``location`` for redirect mode."""
+    """``mode``: hang | drip | status | redirect | big. ``status``/``headers`` for status mode;
+    ``location`` for redirect mode; big: ``status`` with a 5 MiB body."""
 
     def __init__(
         self,
@@ -73,6 +73,19 @@ class FaultServer:
                         return
                     conn.sendall(bytes([byte]))
                     time.sleep(0.1)
+                return
+            if self.mode == "big":
+                size = 5 * 1024 * 1024
+                conn.sendall(
+                    f"HTTP/1.1 {self.status} Status\r\nContent-Type: application/json\r\n"
+                    f"Content-Length: {size}\r\nConnection: close\r\n\r\n".encode()
+                )
+                chunk = b" " * 65536
+                for _ in range(size // len(chunk)):
+                    if self.stopping.is_set():
+                        return
+                    conn.sendall(chunk)
+                conn.close()
                 return
             if self.mode == "redirect":
                 head = f"HTTP/1.1 307 Temporary Redirect\r\nLocation: {self.location}\r\n"

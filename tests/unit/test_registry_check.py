@@ -141,13 +141,16 @@ def test_node_credential_registries_never_deny_on_a_refusal() -> None:
         ),
         (
             Answer(Outcome.UNREACHABLE, "DNS name ghrc.io not found", suggestion="ghcr.io"),
-            "could not reach registry.example.com: DNS name ghrc.io not found; "
-            "did you mean ghcr.io?",
+            "could not reach registry.example.com to check registry.example.com/team/app:1.0: "
+            "DNS name ghrc.io not found; did you mean ghcr.io?",
         ),
         (Answer(Outcome.UNREACHABLE, "connection refused"), "connection refused"),
         (Answer(Outcome.UNREACHABLE, "timed out"), "timed out"),
         (Answer(Outcome.UNREACHABLE, "TLS failure: certificate has expired"), "TLS failure"),
-        (Answer(Outcome.REGISTRY_ERROR, "HTTP 503"), "failed: HTTP 503"),
+        (
+            Answer(Outcome.REGISTRY_ERROR, "HTTP 503"),
+            "failed to answer for registry.example.com/team/app:1.0: HTTP 503",
+        ),
         (
             Answer(Outcome.NOT_ASKED, "no answer within 2 s (registry.timeoutSeconds)"),
             "registry check could not run: no answer within 2 s",

@@ -149,7 +149,7 @@ def registry_finding(
             cause=_unreachable_cause(answer.detail),
             problem=f"pullguard could not reach registry {where}: {answer.detail}{meant} "
             "(the nodes may see another network, so the pod was admitted)",
-            short=f"could not reach {where}: {answer.detail}{meant}",
+            short=f"could not reach {where} to check {ref.familiar}: {answer.detail}{meant}",
             fix=f"use image {str(ref.with_name(answer.suggestion, ref.path))!r} if that was meant"
             if answer.suggestion
             else None,
@@ -161,7 +161,7 @@ def registry_finding(
         cause="registry_error",
         problem=f"registry {where} failed to answer for {shown!r}: {answer.detail}"
         f"{_said(answer)}; pulls may fail until it recovers",
-        short=f"{where} failed: {answer.detail}{_said(answer)}",
+        short=f"{where} failed to answer for {ref.familiar}: {answer.detail}{_said(answer)}",
         advisory=True,
     )
 

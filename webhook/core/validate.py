@@ -437,6 +437,7 @@ def _registry_findings(  # noqa: PLR0917 - one call site, every argument named t
     finding already denies, and its fix comes first; a refusal would repeat it."""
     findings: list[Finding] = []
     not_asked: list[str] = []
+    unchecked: list[str] = []  # the images behind not_asked
     try:
         nodes: frozenset[tuple[str, str]] | None = cluster.node_platforms()
     except ClusterUnavailable as error:
@@ -453,6 +454,7 @@ def _registry_findings(  # noqa: PLR0917 - one call site, every argument named t
             continue
         if answer.outcome is Outcome.NOT_ASKED:
             not_asked.append(answer.detail)
+            unchecked.append(container.shown_image)
         if answer.outcome is Outcome.UNAUTHORIZED and blocked:
             continue
         finding = registry_finding(
@@ -472,7 +474,9 @@ def _registry_findings(  # noqa: PLR0917 - one call site, every argument named t
         elif answer.outcome is Outcome.FOUND and answer.platforms_note:
             unavailable.setdefault("platform", answer.platforms_note)
     if not_asked:
-        unavailable["registry"] = "; ".join(dict.fromkeys(not_asked))
+        images = list(dict.fromkeys(unchecked))
+        named = ", ".join(images[:3]) + (f" and {len(images) - 3} more" if len(images) > 3 else "")
+        unavailable["registry"] = "; ".join(dict.fromkeys(not_asked)) + f"; not checked: {named}"
         unavailable.setdefault("platform", unavailable["registry"])
     return findings
 
