@@ -354,3 +354,24 @@ def test_the_annotation_records_the_image_before_the_latest_rewrite() -> None:
     assert (
         after["spec"]["containers"][0]["image"] == "mirror.example.com/dockerhub/library/nginx:1.26"
     )
+
+
+@pytest.mark.parametrize("metadata", [[[]], "text", 3])
+def test_metadata_that_is_not_an_object_gets_no_annotation_and_no_crash(metadata: Any) -> None:
+    # Found by tests/integration/test_fuzz.py: a forged review whose pod metadata is a list.
+    from webhook.core.review import AdmissionRequest
+
+    obj = pod(pod_spec(container("app", "nginx:1.25")))
+    obj["metadata"] = metadata
+    review = AdmissionRequest(
+        uid="u", kind="Pod", namespace="team-a", name="", operation="CREATE",
+        sub_resource="", object=obj, old_object=None, dry_run=False,
+    )  # fmt: skip
+    result = mutate(review, CONFIG, cluster_with())
+    assert result.patch == [
+        {
+            "op": "replace",
+            "path": "/spec/containers/0/image",
+            "value": "mirror.example.com/dockerhub/library/nginx:1.25",
+        }
+    ]

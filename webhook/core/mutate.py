@@ -333,6 +333,18 @@ def preview_pod_spec(
     )
 
 
+def _resolve_or_empty(obj: Mapping[str, Any], pointer: str) -> Any:
+    """The node at ``pointer``, or an empty mapping when it (or a node on the way) is absent."""
+    node: Any = obj
+    for token in [t for t in pointer.split("/") if t]:
+        if not isinstance(node, Mapping):
+            return None
+        if token not in node:
+            return {}
+        node = node[token]
+    return node
+
+
 def _copy_along(obj: Mapping[str, Any], pointers: list[str]) -> dict[str, Any]:
     """``obj`` with every node on the way to each pointer copied, and the nodes the pointers
     name copied deeply: what :func:`apply_plan` writes, and nothing else, is a copy."""
@@ -439,8 +451,14 @@ def mutate(
 
     # The ephemeralcontainers subresource keeps only ephemeral-container changes; an
     # annotation written there would be dropped or refused, so it is not attempted.
-    annotate = request.sub_resource != "ephemeralcontainers" and bool(plan.rewrites)
-    annotations = view.pointer.rsplit("/", 1)[0] + "/metadata/annotations"
+    metadata = view.pointer.rsplit("/", 1)[0] + "/metadata"
+    annotate = (
+        request.sub_resource != "ephemeralcontainers"
+        and bool(plan.rewrites)
+        # metadata the API server would never send (not an object): nothing to annotate
+        and isinstance(_resolve_or_empty(request.object, metadata), Mapping)
+    )
+    annotations = metadata + "/annotations"
     touched = [view.pointer + "/imagePullSecrets", *([annotations] if annotate else [])]
     # Only the nodes the plan writes are copied and compared, and an image rewrite is one
     # known replacement: the rest of the object (containers, managedFields, status) cannot
