@@ -34,7 +34,6 @@ Sections:
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import copy
 import json
@@ -58,6 +57,7 @@ sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
 
+from tests import loadgen  # noqa: E402
 from tests.conftest import REVIEWS, free_port  # noqa: E402
 from webhook.edge.certs import make_bundle  # noqa: E402
 
@@ -275,59 +275,15 @@ def wrk(url: str, body: Path, connections: int, seconds: float, work: Path) -> d
     return figures
 
 
-async def _open_loop(
-    server: Running, path: str, body: bytes, rate: float, seconds: float, connections: int
-) -> tuple[list[float], int]:
-    context = ssl.create_default_context(cafile=str(server.ca))
-    head = (
-        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(body)}\r\n\r\n"
-    ).encode()
-    due: asyncio.Queue[float | None] = asyncio.Queue()
-    latencies: list[float] = []
-    errors = 0
-
-    async def connection() -> None:
-        nonlocal errors
-        reader, writer = await asyncio.open_connection("127.0.0.1", server.port, ssl=context)
-        while (when := await due.get()) is not None:
-            try:
-                writer.write(head + body)
-                await writer.drain()
-                headers = await reader.readuntil(b"\r\n\r\n")
-                found = re.search(rb"(?i)content-length:\s*(\d+)", headers)
-                await reader.readexactly(int(found.group(1)) if found else 0)
-                if not headers.startswith(b"HTTP/1.1 200"):
-                    errors += 1
-            except (OSError, asyncio.IncompleteReadError):
-                errors += 1
-                reader, writer = await asyncio.open_connection(
-                    "127.0.0.1", server.port, ssl=context
-                )
-            latencies.append(time.perf_counter() - when)
-        writer.close()
-
-    tasks = [asyncio.create_task(connection()) for _ in range(connections)]
-    await asyncio.sleep(0.5)  # connections and handshakes are not part of the figures
-    start = time.perf_counter()
-    for n in range(int(rate * seconds)):
-        when = start + n / rate
-        pause = when - time.perf_counter()
-        if pause > 0:
-            await asyncio.sleep(pause)
-        due.put_nowait(when)
-    for _ in tasks:
-        due.put_nowait(None)
-    await asyncio.gather(*tasks)
-    return latencies, errors
-
-
 def open_loop(
     server: Running, path: str, body: bytes, rate: float, seconds: float, connections: int = 16
 ) -> tuple[list[float], int]:
-    """Requests sent on a fixed schedule (``rate`` per second) over ``connections``
-    keep-alive connections; each latency counts from when its request was due."""
-    return asyncio.run(_open_loop(server, path, body, rate, seconds, connections))
+    """Requests sent on a fixed schedule (tests/loadgen.py); latencies and failures."""
+    outcome = loadgen.open_loop(server.port, server.ca, [(path, body)], rate, seconds, connections)
+    failures = sum(outcome.errors.values()) + sum(
+        n for status, n in outcome.statuses.items() if status != 200
+    )
+    return outcome.latencies, failures
 
 
 def percentiles(samples: list[float]) -> tuple[float, float, float]:
