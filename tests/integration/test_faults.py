@@ -124,6 +124,10 @@ def test_registry_faults_admit_with_a_warning_within_budget(
     finally:
         for item in faults:
             item.stop()
+    slowest = max(took for took, _ in answers)
+    print(
+        f"\n{fault}: {len(answers)} answered, slowest {slowest:.2f}s: {answers[0][1]['warnings']}"
+    )
     _assert_admitted_in_budget(answers, image)
     # Still serving, and nothing crashed on the way.
     assert server.process.poll() is None
@@ -187,5 +191,8 @@ def test_a_certificate_rotated_under_load_drops_nothing(tmp_path: Path) -> None:
             thread.join()
         stop_server(server)
     failures = [r for r in results if r != 200]
+    print(
+        f"\n{len(results)} reviews on new connections during the rotation, {len(failures)} failed"
+    )
     assert len(results) > 50
     assert failures == [], failures[:10]
