@@ -26,13 +26,17 @@ import json
 import os
 import shutil
 import signal
+import ssl
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 from tests.conftest import free_port
 from webhook.edge.certs import make_bundle
@@ -294,6 +298,47 @@ class ControlPlane:
 
     def get_json(self, *args: str) -> Any:
         return json.loads(self.kubectl("get", *args, "-o", "json", check=True).stdout)
+
+    def create_pods(
+        self, namespace: str, names: list[str], image: str, clients: int
+    ) -> list[tuple[int, float]]:
+        """Create a pod per name (one container, ``image``) from ``clients`` threads, each on
+        its own keep-alive connection as the admin; (HTTP status, seconds) per create."""
+        context = ssl.create_default_context(cafile=str(self.ca))
+        lock = threading.Lock()
+        todo = iter(names)
+        results: list[tuple[int, float]] = []
+
+        def client() -> None:
+            with httpx.Client(
+                base_url=self.server,
+                verify=context,
+                timeout=30,
+                headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+            ) as http:
+                while True:
+                    with lock:
+                        name = next(todo, None)
+                    if name is None:
+                        return
+                    pod = {
+                        "apiVersion": "v1",
+                        "kind": "Pod",
+                        "metadata": {"name": name},
+                        "spec": {"containers": [{"name": "app", "image": image}]},
+                    }
+                    started = time.perf_counter()
+                    reply = http.post(f"/api/v1/namespaces/{namespace}/pods", json=pod)
+                    took = time.perf_counter() - started
+                    with lock:
+                        results.append((reply.status_code, took))
+
+        threads = [threading.Thread(target=client) for _ in range(clients)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        return results
 
     def api_client(self, kubeconfig: Path | None = None) -> Any:
         """A ``kubernetes.client.ApiClient`` for this control plane (not the global one)."""

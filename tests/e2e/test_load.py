@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import re
-import ssl
 import threading
 import time
 from typing import Any
@@ -22,7 +21,7 @@ from typing import Any
 import httpx
 
 from tests.conftest import REVIEWS, load_review
-from tests.e2e.cluster import ADMIN_TOKEN, ControlPlane, wait_for
+from tests.e2e.cluster import ControlPlane, wait_for
 from tests.e2e.conftest import CONFIG, NAMESPACE, E2ERegistries, Installation, configmap
 from tests.integration.registries import push_image
 
@@ -49,46 +48,6 @@ def _webhook_failures(plane: ControlPlane) -> float:
     return total
 
 
-def _create_pods(
-    plane: ControlPlane, namespace: str, names: list[str], image: str, clients: int
-) -> list[tuple[int, float]]:
-    context = ssl.create_default_context(cafile=str(plane.ca))
-    lock = threading.Lock()
-    todo = iter(names)
-    results: list[tuple[int, float]] = []
-
-    def client() -> None:
-        with httpx.Client(
-            base_url=plane.server,
-            verify=context,
-            timeout=30,
-            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
-        ) as http:
-            while True:
-                with lock:
-                    name = next(todo, None)
-                if name is None:
-                    return
-                pod = {
-                    "apiVersion": "v1",
-                    "kind": "Pod",
-                    "metadata": {"name": name},
-                    "spec": {"containers": [{"name": "app", "image": image}]},
-                }
-                started = time.perf_counter()
-                reply = http.post(f"/api/v1/namespaces/{namespace}/pods", json=pod)
-                took = time.perf_counter() - started
-                with lock:
-                    results.append((reply.status_code, took))
-
-    threads = [threading.Thread(target=client) for _ in range(clients)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return results
-
-
 def test_thousands_of_pod_creates_and_no_webhook_call_times_out(
     installed: Installation, ns: str, registries: E2ERegistries
 ) -> None:
@@ -104,7 +63,7 @@ def test_thousands_of_pod_creates_and_no_webhook_call_times_out(
         time.sleep(gap)
         names = [f"load-{n}" for n in range(made, made + count)]
         made += count
-        results += _create_pods(plane, ns, names, image, clients)
+        results += plane.create_pods(ns, names, image, clients)
     statuses = [status for status, _ in results]
     slowest = max(took for _, took in results)
     print(f"{len(results)} creates, slowest {slowest:.2f}s")

@@ -13,7 +13,6 @@ load. The fault table in docs/reliability.md is this file's.
 from __future__ import annotations
 
 import concurrent.futures
-import socket
 import ssl
 import threading
 import time
@@ -28,6 +27,7 @@ from cryptography import x509
 from tests.conftest import REVIEWS, Server, free_port, load_review, start_server, stop_server
 from tests.integration.faults import FaultServer
 from tests.integration.registries import loopback_tls
+from tests.integration.test_tls_reload import served_serial
 from webhook.edge.certs import make_bundle
 
 BUDGET = 2.0  # registry.timeoutSeconds below
@@ -134,17 +134,6 @@ def test_registry_faults_admit_with_a_warning_within_budget(
     assert "Traceback" not in server.log_text()
 
 
-def _served_serial(port: int, ca: Path) -> int:
-    context = ssl.create_default_context(cafile=str(ca))
-    with (
-        socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
-        context.wrap_socket(raw, server_hostname="localhost") as secure,
-    ):
-        der = secure.getpeercert(binary_form=True)
-    assert der is not None
-    return x509.load_der_x509_certificate(der).serial_number
-
-
 def test_a_certificate_rotated_under_load_drops_nothing(tmp_path: Path) -> None:
     first = make_bundle(["localhost"], ["127.0.0.1"])
     paths = first.write(tmp_path / "tls")
@@ -180,10 +169,10 @@ def test_a_certificate_rotated_under_load_drops_nothing(tmp_path: Path) -> None:
         # Every worker serves the new one within its check interval (5 s), without a restart.
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
-            if all(_served_serial(port, paths["ca.crt"]) == expected for _ in range(8)):
+            if all(served_serial(port, paths["ca.crt"]) == expected for _ in range(8)):
                 break
             time.sleep(0.5)
-        assert all(_served_serial(port, paths["ca.crt"]) == expected for _ in range(8))
+        assert all(served_serial(port, paths["ca.crt"]) == expected for _ in range(8))
         time.sleep(1)
     finally:
         stop.set()

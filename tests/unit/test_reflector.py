@@ -83,6 +83,39 @@ def test_events_update_the_cache_and_410_triggers_a_relist() -> None:
     assert len(calls) == 2
 
 
+def test_a_relist_reads_pages_and_keeps_every_item() -> None:
+    from types import SimpleNamespace
+
+    from webhook.edge.kube import LIST_PAGE
+
+    pages = {
+        None: ([obj("a", f"s{n}", "1") for n in range(3)], "p2"),
+        "p2": ([obj("b", f"t{n}", "1") for n in range(2)], "p3"),
+        "p3": ([obj("c", "u0", "1")], None),
+    }
+    calls: list[dict[str, Any]] = []
+
+    def list_func(**kwargs: Any) -> Any:
+        calls.append(kwargs)
+        items, token = pages[kwargs.get("_continue")]
+        meta = SimpleNamespace(resource_version="40", _continue=token)
+        return SimpleNamespace(items=items, metadata=meta)
+
+    added: list[str] = []
+    reflector = Reflector(
+        "paged",
+        list_func,
+        lambda o: o.metadata.name,
+        list_kwargs={"field_selector": "type=x"},
+        on_event=lambda kind, item: added.append(item.metadata.name),
+    )
+    assert reflector.relist() == "40"
+    assert sorted(reflector.items()) == ["s0", "s1", "s2", "t0", "t1", "u0"]
+    assert sorted(added) == sorted(reflector.items())
+    assert [c.get("_continue") for c in calls] == [None, "p2", "p3"]
+    assert all(c["limit"] == LIST_PAGE and c["field_selector"] == "type=x" for c in calls)
+
+
 class FakeCoreApi:
     def __init__(self) -> None:
         self.direct_reads: list[tuple[str, str]] = []

@@ -32,6 +32,7 @@ from typing import Any
 
 from webhook.core.cluster import ClusterUnavailable, SecretInfo, ServiceAccountInfo
 from webhook.core.keyring import DOCKER_CFG, DOCKER_CONFIG_JSON, PULL_SECRET_KEYS
+from webhook.core.mutate import MANAGED_BY_LABEL
 from webhook.edge.configsource import ConfigStore, default_config_text
 from webhook.edge.secretsync import SecretWriter
 
@@ -75,6 +76,10 @@ def own_namespace_default() -> str:
         return Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace").read_text().strip()
     except OSError:
         return ""
+
+
+#: Objects per list request when a cache (re)lists.
+LIST_PAGE = 500
 
 
 class Reflector:
@@ -148,18 +153,34 @@ class Reflector:
         return (meta.namespace or "", meta.name)
 
     def relist(self) -> str:
-        """Replace the cache with a fresh list; return its resourceVersion."""
-        result = self._list(*self._args, **self._kwargs)
-        fresh = {self._key(item): self._convert(item) for item in result.items}
+        """Replace the cache with a fresh list; return its resourceVersion.
+
+        Listed in pages of :data:`LIST_PAGE`: only one page of the client's full objects is
+        alive at a time, so a cluster's 10,000 Secrets never sit in memory as full objects
+        at once (the peak would stay as the worker's resident size). An expired continue
+        token (410) fails the relist, and the caller lists again from the start."""
+        fresh: dict[tuple[str, str], Any] = {}
+        token: str | None = None
+        version = ""
+        while True:
+            page = self._list(
+                *self._args, limit=LIST_PAGE, **({"_continue": token} if token else {}),
+                **self._kwargs,
+            )  # fmt: skip
+            for item in page.items:
+                fresh[self._key(item)] = self._convert(item)
+                if self._on_event is not None:
+                    # A relist (at start, or after 410 Gone) may hide changes no event announced.
+                    self._on_event("ADDED", item)
+            version = str(page.metadata.resource_version or version)
+            token = getattr(page.metadata, "_continue", None)
+            if not token:
+                break
         with self._lock:
             self._items = fresh
-        if self._on_event is not None:
-            # A relist (at start, or after 410 Gone) may hide changes no event announced.
-            for item in result.items:
-                self._on_event("ADDED", item)
         self.heard()
         self.synced.set()
-        return str(result.metadata.resource_version or "")
+        return version
 
     def apply_event(self, event_type: str, obj: Any) -> None:
         key = self._key(obj)
@@ -229,15 +250,23 @@ class Reflector:
             delay = min(delay * 2, MAX_BACKOFF)
 
 
+def _ours(values: Mapping[str, str] | None, keep: frozenset[str] = frozenset()) -> dict[str, str]:
+    """The labels or annotations pullguard reads: its own (``pullguard.io/``) and ``keep``."""
+    return {k: v for k, v in (values or {}).items() if k.startswith("pullguard.io/") or k in keep}
+
+
 def secret_info(secret: Any) -> SecretInfo:
+    """What pullguard keeps of a Secret: its type and data, and only its own labels and
+    annotations (a kubectl-applied Secret's last-applied annotation is a second copy of its
+    data: with 10,000 pull secrets that alone was megabytes per worker)."""
     meta = secret.metadata
     return SecretInfo(
         namespace=meta.namespace or "",
         name=meta.name,
         type=secret.type or "Opaque",
         data=dict(secret.data or {}),
-        labels=dict(meta.labels or {}),
-        annotations=dict(meta.annotations or {}),
+        labels=_ours(meta.labels, frozenset({MANAGED_BY_LABEL})),
+        annotations=_ours(meta.annotations),
         resource_version=str(meta.resource_version or ""),
     )
 
