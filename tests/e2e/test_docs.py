@@ -45,6 +45,10 @@ def snippets() -> dict[str, str]:
 #: Snippets no test here can run, and why.
 WAIVED = {
     "bash tests/run": "it is the command running this suite",
+    "python benchmarks/performance.py            # all sections, about 15 minutes": (
+        "a 15-minute benchmark that asserts nothing; its clients and servers are the ones "
+        "tests/loadgen.py, tests/integration/test_load.py and tests/e2e/test_load.py run"
+    ),
     "export KUBEBUILDER_ASSETS=$(setup-envtest use 1.36 -p path)": (
         "setup-envtest downloads binaries; this machine reaches only package registries "
         "(CI gets the same binaries from the control-plane folder beside the checkout)"

@@ -103,3 +103,34 @@ def test_a_stalled_handshake_is_dropped_after_its_deadline(tmp_path: Path) -> No
             assert client.get("/healthz").status_code == 200
     finally:
         stop_server(server)
+
+
+def test_a_connection_idle_before_its_first_request_is_still_served(tmp_path: Path) -> None:
+    # The API server dials connections ahead and may leave one unused in its pool past the
+    # 10 s read timeout; closing it then races the request it will carry (found by
+    # tests/e2e/test_load.py). A fresh connection may idle for the keep-alive time.
+    import json
+
+    from webhook.edge.server import READ_SECONDS
+
+    server = start_server(tmp_path)
+    try:
+        port = int(server.url.rsplit(":", 1)[1])
+        context = ssl.create_default_context(cafile=str(server.ca))
+        body = json.dumps(load_review(REVIEWS / "pod-create-plain.json")["body"]).encode()
+        request = (
+            b"POST /validate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            + f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        with (
+            socket.create_connection(("127.0.0.1", port), timeout=30) as raw,
+            context.wrap_socket(raw, server_hostname="127.0.0.1") as secure,
+        ):
+            time.sleep(READ_SECONDS + 1.5)
+            secure.sendall(request)
+            answer = secure.recv(65536)
+        assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
+        assert "Socket error" not in server.log_text()
+    finally:
+        stop_server(server)

@@ -199,7 +199,12 @@ def _gevent_worker_class() -> type:
             try:
                 # AsyncWorker.handle, not GeventWorker.handle: that one would make the socket
                 # blocking again, without the read timeout.
-                connection = _CoalescingSocket(secure, idle_seconds=app.options.keepalive)
+                # Idle until the first request, too: the API server dials connections ahead
+                # and may leave one unused in its pool for a while. The socket's idle timeout
+                # is a little past gunicorn's keep-alive, so gunicorn ends an idle connection
+                # quietly first.
+                connection = _CoalescingSocket(secure, idle_seconds=app.options.keepalive + 5)
+                connection.between_requests()
                 AsyncWorker.handle(self, listener, connection, addr)
             finally:
                 secure.close()
