@@ -20,6 +20,8 @@ from typing import Any
 import httpx
 import pytest
 
+from webhook.edge.logs import FLUSH_SECONDS
+
 ROOT = Path(__file__).resolve().parent.parent
 #: Real requests captured from a kube-apiserver (see the README in that folder).
 REVIEWS = ROOT / "tests" / "fixtures" / "admission-reviews"
@@ -69,6 +71,9 @@ class Server:
         return httpx.Client(base_url=self.url, verify=context, timeout=10)
 
     def log_text(self) -> str:
+        """The server's log so far, INFO lines included: those are written in batches at
+        most FLUSH_SECONDS old (webhook/edge/logs.py), so this waits that long first."""
+        time.sleep(FLUSH_SECONDS + 0.1)
         return self.log.read_text(errors="replace")
 
 

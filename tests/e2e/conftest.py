@@ -22,6 +22,7 @@ import signal
 import ssl
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,7 @@ import yaml
 from tests.conftest import ROOT, checkout_env, free_port
 from tests.e2e.cluster import ControlPlane, Result, assets_folder, missing_assets_reason, wait_for
 from tests.integration.registries import Registry, loopback_tls, start_registry
+from webhook.edge.logs import FLUSH_SECONDS
 
 NAMESPACE = "pullguard"
 REGISTRY_AUTH = base64.b64encode(b"user:pass").decode()
@@ -224,6 +226,9 @@ class Pullguard:
         return f"https://127.0.0.1:{self.port}"
 
     def log_text(self) -> str:
+        """The server's log so far, INFO lines included: those are written in batches at
+        most FLUSH_SECONDS old (webhook/edge/logs.py), so this waits that long first."""
+        time.sleep(FLUSH_SECONDS + 0.1)
         return self.log.read_text(errors="replace")
 
     def client(self) -> httpx.Client:

@@ -256,7 +256,8 @@ def test_metrics_port_serves_metrics_only_over_plain_http(tmp_path: Path) -> Non
 
 
 def test_readyz_says_which_checks_cannot_run(tmp_path: Path) -> None:
-    server = start_server(tmp_path)
+    # One worker: each worker says its notes once, in its own log lines.
+    server = start_server(tmp_path, "--workers", "1")
     try:
         with server.client() as client:
             body = client.get("/readyz").text
