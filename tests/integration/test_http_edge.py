@@ -124,7 +124,9 @@ def test_unexpected_exception_is_500_that_names_the_uid() -> None:
 def test_config_file_changes_apply_without_restart(tmp_path: Path) -> None:
     config = tmp_path / "config.yaml"
     config.write_text("checks: {reference: enforce}\n")
-    server = start_server(tmp_path, "--config", str(config))
+    # One worker: each worker follows the file on its own, and this test follows one (the
+    # ConfigMap flipped under load in tests/e2e/test_load.py covers every worker).
+    server = start_server(tmp_path, "--config", str(config), "--workers", "1")
     try:
         review = load_review(REVIEWS / "pod-create-plain.json")
         review["body"]["request"]["object"]["spec"]["containers"][0]["image"] = "NGINX"
