@@ -271,6 +271,8 @@ def apply_plan(
     if annotate and plan.rewrites:
         metadata_pointer = view.pointer.rsplit("/", 1)[0] + "/metadata"
         metadata = _resolve(obj, metadata_pointer, create=True)
+        if not isinstance(metadata, MutableMapping):
+            return  # metadata the API server would never send (a forged review): not annotated
         annotations = metadata.get("annotations")
         if not isinstance(annotations, dict):
             annotations = metadata["annotations"] = {}
@@ -282,9 +284,14 @@ def apply_plan(
         )
 
 
+def _tokens(pointer: str) -> list[str]:
+    """A JSON pointer's tokens (pullguard's pointers never need ``~`` escapes)."""
+    return [t for t in pointer.split("/") if t]
+
+
 def _resolve(obj: MutableMapping[str, Any], pointer: str, create: bool = False) -> Any:
     node: Any = obj
-    for token in [t for t in pointer.split("/") if t]:
+    for token in _tokens(pointer):
         if create and token not in node:
             node[token] = {}
         node = node[token]
@@ -333,25 +340,13 @@ def preview_pod_spec(
     )
 
 
-def _resolve_or_empty(obj: Mapping[str, Any], pointer: str) -> Any:
-    """The node at ``pointer``, or an empty mapping when it (or a node on the way) is absent."""
-    node: Any = obj
-    for token in [t for t in pointer.split("/") if t]:
-        if not isinstance(node, Mapping):
-            return None
-        if token not in node:
-            return {}
-        node = node[token]
-    return node
-
-
 def _copy_along(obj: Mapping[str, Any], pointers: list[str]) -> dict[str, Any]:
     """``obj`` with every node on the way to each pointer copied, and the nodes the pointers
     name copied deeply: what :func:`apply_plan` writes, and nothing else, is a copy."""
     root = dict(obj)
     for pointer in pointers:
         node = root
-        tokens = [t for t in pointer.split("/") if t]
+        tokens = _tokens(pointer)
         for depth, token in enumerate(tokens):
             if token not in node:
                 break  # missing here: apply_plan creates what it needs
@@ -369,7 +364,7 @@ def _diff_at(before: Mapping[str, Any], after: Mapping[str, Any], pointer: str) 
     """The JSON patch from ``before`` to ``after`` inside ``pointer``, with full paths: an
     ``add`` of the first node on the way that ``before`` lacks, else jsonpatch's diff of the
     two nodes."""
-    tokens = [t for t in pointer.split("/") if t]
+    tokens = _tokens(pointer)
     old: Any = before
     new: Any = after
     for depth, token in enumerate(tokens):
@@ -451,14 +446,8 @@ def mutate(
 
     # The ephemeralcontainers subresource keeps only ephemeral-container changes; an
     # annotation written there would be dropped or refused, so it is not attempted.
-    metadata = view.pointer.rsplit("/", 1)[0] + "/metadata"
-    annotate = (
-        request.sub_resource != "ephemeralcontainers"
-        and bool(plan.rewrites)
-        # metadata the API server would never send (not an object): nothing to annotate
-        and isinstance(_resolve_or_empty(request.object, metadata), Mapping)
-    )
-    annotations = metadata + "/annotations"
+    annotate = request.sub_resource != "ephemeralcontainers" and bool(plan.rewrites)
+    annotations = view.pointer.rsplit("/", 1)[0] + "/metadata/annotations"
     touched = [view.pointer + "/imagePullSecrets", *([annotations] if annotate else [])]
     # Only the nodes the plan writes are copied and compared, and an image rewrite is one
     # known replacement: the rest of the object (containers, managedFields, status) cannot

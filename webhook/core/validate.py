@@ -56,6 +56,7 @@ from webhook.core.registry import (
     RegistryView,
     platform_fit,
     runnable_node_platforms,
+    words_list,
 )
 from webhook.core.review import AdmissionRequest
 
@@ -474,8 +475,7 @@ def _registry_findings(  # noqa: PLR0917 - one call site, every argument named t
         elif answer.outcome is Outcome.FOUND and answer.platforms_note:
             unavailable.setdefault("platform", answer.platforms_note)
     if not_asked:
-        images = list(dict.fromkeys(unchecked))
-        named = ", ".join(images[:3]) + (f" and {len(images) - 3} more" if len(images) > 3 else "")
+        named = words_list(list(dict.fromkeys(unchecked)), limit=3)
         unavailable["registry"] = "; ".join(dict.fromkeys(not_asked)) + f"; not checked: {named}"
         unavailable.setdefault("platform", unavailable["registry"])
     return findings

@@ -17,7 +17,7 @@ the capacity to answer the API server; and each connection still has deadlines:
 - :data:`READ_SECONDS` for each read of a request (a client that stops sending is dropped),
   and gunicorn's keep-alive timeout for all of a request's headers;
 - the keep-alive time (120 s, longer than the API server keeps idle connections) for an idle
-  connection between two requests;
+  connection, before its first request and between two;
 - at most ``worker_connections`` connections at once; past that, new ones wait in the
   listen backlog instead of costing memory.
 
@@ -110,7 +110,7 @@ class _CoalescingSocket:
     without a body is never held back.
     """
 
-    def __init__(self, sock: Any, idle_seconds: float = 0.0) -> None:
+    def __init__(self, sock: Any, idle_seconds: float) -> None:
         self._sock = sock
         self._held = b""
         self._idle_seconds = idle_seconds
@@ -120,9 +120,8 @@ class _CoalescingSocket:
         """The response is out: until the next request's first bytes, the connection is
         idle, and may stay so for the keep-alive time rather than the read timeout."""
         self.flush()
-        if self._idle_seconds:
-            self._idle = True
-            self._sock.settimeout(self._idle_seconds)
+        self._idle = True
+        self._sock.settimeout(self._idle_seconds)
 
     def _reading(self) -> None:
         if self._idle:

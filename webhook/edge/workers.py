@@ -24,6 +24,7 @@ import os
 import shutil
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -124,6 +125,6 @@ class Leadership:
 
         def follow() -> None:
             while not self.try_lead():
-                threading.Event().wait(self.poll)
+                time.sleep(self.poll)
 
         threading.Thread(target=follow, name="leadership", daemon=True).start()
