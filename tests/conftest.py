@@ -66,6 +66,10 @@ class Server:
     process: subprocess.Popen[bytes]
     log: Path
 
+    @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1])
+
     def client(self) -> httpx.Client:
         context = ssl.create_default_context(cafile=str(self.ca))
         return httpx.Client(base_url=self.url, verify=context, timeout=10)

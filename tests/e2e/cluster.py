@@ -299,14 +299,14 @@ class ControlPlane:
     def get_json(self, *args: str) -> Any:
         return json.loads(self.kubectl("get", *args, "-o", "json", check=True).stdout)
 
-    def create_pods(
-        self, namespace: str, names: list[str], image: str, clients: int
+    def post_many(
+        self, requests: list[tuple[str, dict[str, Any]]], clients: int
     ) -> list[tuple[int, float]]:
-        """Create a pod per name (one container, ``image``) from ``clients`` threads, each on
-        its own keep-alive connection as the admin; (HTTP status, seconds) per create."""
+        """POST each (path, object) as the admin from ``clients`` threads, each on its own
+        keep-alive connection; (HTTP status, seconds) per request, in completion order."""
         context = ssl.create_default_context(cafile=str(self.ca))
         lock = threading.Lock()
-        todo = iter(names)
+        todo = iter(requests)
         results: list[tuple[int, float]] = []
 
         def client() -> None:
@@ -318,17 +318,11 @@ class ControlPlane:
             ) as http:
                 while True:
                     with lock:
-                        name = next(todo, None)
-                    if name is None:
+                        request = next(todo, None)
+                    if request is None:
                         return
-                    pod = {
-                        "apiVersion": "v1",
-                        "kind": "Pod",
-                        "metadata": {"name": name},
-                        "spec": {"containers": [{"name": "app", "image": image}]},
-                    }
                     started = time.perf_counter()
-                    reply = http.post(f"/api/v1/namespaces/{namespace}/pods", json=pod)
+                    reply = http.post(request[0], json=request[1])
                     took = time.perf_counter() - started
                     with lock:
                         results.append((reply.status_code, took))
@@ -339,6 +333,23 @@ class ControlPlane:
         for thread in threads:
             thread.join()
         return results
+
+    def create_pods(
+        self, namespace: str, names: list[str], image: str, clients: int
+    ) -> list[tuple[int, float]]:
+        """A pod per name (one container, ``image``), created as :meth:`post_many` does."""
+        pods = [
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": name},
+                "spec": {"containers": [{"name": "app", "image": image}]},
+            }
+            for name in names
+        ]
+        return self.post_many(
+            [(f"/api/v1/namespaces/{namespace}/pods", pod) for pod in pods], clients
+        )
 
     def api_client(self, kubeconfig: Path | None = None) -> Any:
         """A ``kubernetes.client.ApiClient`` for this control plane (not the global one)."""

@@ -35,6 +35,16 @@ def pullguard(
     )
 
 
+def offline_check(
+    plane: ControlPlane, config: Path, state: Path, manifests: str
+) -> subprocess.CompletedProcess[str]:
+    """``pullguard check -f -`` of ``manifests`` against an exported cluster state."""
+    return pullguard(
+        plane, "check", "-f", "-", "--config", str(config), "--cluster-state", str(state),
+        stdin=manifests,
+    )  # fmt: skip
+
+
 def test_exported_state_has_no_credentials_and_check_agrees_with_the_cluster(
     plane: ControlPlane, ns: str, tmp_path: Path
 ) -> None:
@@ -60,17 +70,7 @@ def test_exported_state_has_no_credentials_and_check_agrees_with_the_cluster(
     uncovered = pod("uncovered", ns, "registry.example.com/team/app:1", ("absent",))
     for manifest in (covered, uncovered):
         in_cluster = plane.apply(manifest, "--dry-run=server").ok
-        offline = pullguard(
-            plane,
-            "check",
-            "-f",
-            "-",
-            "--config",
-            str(config),
-            "--cluster-state",
-            str(state),
-            stdin=manifest,
-        )
+        offline = offline_check(plane, config, state, manifest)
         assert (offline.returncode == 0) == in_cluster, offline.stdout + offline.stderr
     assert plane.apply(covered, "--dry-run=server").ok
     assert not plane.apply(uncovered, "--dry-run=server").ok
@@ -88,17 +88,7 @@ def test_the_readmes_audit_pipeline_runs_against_a_live_cluster(
     listed = plane.kubectl(
         "get", "deploy,sts,ds,cronjob,job,pod", "-A", "-o", "yaml", check=True
     ).stdout
-    result = pullguard(
-        plane,
-        "check",
-        "-f",
-        "-",
-        "--config",
-        str(config),
-        "--cluster-state",
-        str(state),
-        stdin=listed,
-    )
+    result = offline_check(plane, config, state, listed)
     assert result.returncode in (0, 1), result.stderr
     assert f"Pod {ns}/bad" in result.stdout
     assert 'imagePullSecret "absent" does not exist' in result.stdout

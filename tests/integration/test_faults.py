@@ -22,12 +22,11 @@ from typing import Any
 
 import httpx
 import pytest
-from cryptography import x509
 
 from tests.conftest import REVIEWS, Server, free_port, load_review, start_server, stop_server
 from tests.integration.faults import FaultServer
 from tests.integration.registries import loopback_tls
-from tests.integration.test_tls_reload import served_serial
+from tests.integration.test_tls_reload import renew_in_place, served_serial
 from webhook.edge.certs import make_bundle
 
 BUDGET = 2.0  # registry.timeoutSeconds below
@@ -141,7 +140,7 @@ def test_a_certificate_rotated_under_load_drops_nothing(tmp_path: Path) -> None:
         tmp_path, "--cert", str(paths["tls.crt"]), "--key", str(paths["tls.key"]),
         ca=paths["ca.crt"],
     )  # fmt: skip
-    port = int(server.url.rsplit(":", 1)[1])
+    port = server.port
     body = load_review(REVIEWS / "pod-create-plain.json")["body"]
     context = ssl.create_default_context(cafile=str(paths["ca.crt"]))
     stop = threading.Event()
@@ -160,12 +159,7 @@ def test_a_certificate_rotated_under_load_drops_nothing(tmp_path: Path) -> None:
         for thread in threads:
             thread.start()
         time.sleep(2)
-        renewed = make_bundle(
-            ["localhost"], ["127.0.0.1"], ca_cert_pem=first.ca_cert, ca_key_pem=first.ca_key
-        )
-        (tmp_path / "tls" / "tls.key").write_bytes(renewed.key)
-        (tmp_path / "tls" / "tls.crt").write_bytes(renewed.cert)
-        expected = x509.load_pem_x509_certificate(renewed.cert).serial_number
+        expected = renew_in_place(first, tmp_path / "tls")
         # Every worker serves the new one within its check interval (5 s), without a restart.
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:

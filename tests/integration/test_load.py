@@ -54,7 +54,7 @@ def server(tmp_path: Path) -> Iterator[Server]:
 
 
 def test_a_burst_far_above_capacity_is_answered_or_shed_cleanly(server: Server) -> None:
-    port = int(server.url.rsplit(":", 1)[1])
+    port = server.port
     workers = _workers(server)
     outcome = loadgen.burst(
         port, server.ca, "/validate", BODY.encode(), count=2000, timeout=WEBHOOK_TIMEOUT
@@ -80,7 +80,7 @@ def test_a_burst_far_above_capacity_is_answered_or_shed_cleanly(server: Server) 
 def test_a_steady_rate_for_ten_minutes_without_errors_or_growth(server: Server) -> None:
     seconds = float(os.environ.get("PULLGUARD_SOAK_SECONDS", "600"))
     rate = float(os.environ.get("PULLGUARD_SOAK_RATE", "300"))
-    port = int(server.url.rsplit(":", 1)[1])
+    port = server.port
     workers = _workers(server)
     requests = [("/validate", BODY.encode()), ("/mutate", BODY.encode())]
     # Warm-up: caches, allocator arenas, the first minute's growth is not a leak.

@@ -46,7 +46,7 @@ def _read_response(tls: ssl.SSLSocket) -> tuple[int, dict[str, str], bytes]:
 
 def _open(server: Server) -> ssl.SSLSocket:
     context = ssl.create_default_context(cafile=str(server.ca))
-    port = int(server.url.rsplit(":", 1)[1])
+    port = server.port
     raw = socket.create_connection(("127.0.0.1", port), timeout=30)
     return context.wrap_socket(raw, server_hostname="127.0.0.1")
 

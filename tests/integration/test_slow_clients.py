@@ -24,7 +24,7 @@ ANSWER_BUDGET = 2.0
 
 
 def _port(server: Server) -> int:
-    return int(server.url.rsplit(":", 1)[1])
+    return server.port
 
 
 def _tls(server: Server) -> ssl.SSLSocket:
@@ -115,7 +115,7 @@ def test_a_connection_idle_before_its_first_request_is_still_served(tmp_path: Pa
 
     server = start_server(tmp_path)
     try:
-        port = int(server.url.rsplit(":", 1)[1])
+        port = server.port
         context = ssl.create_default_context(cafile=str(server.ca))
         body = json.dumps(load_review(REVIEWS / "pod-create-plain.json")["body"]).encode()
         request = (

@@ -10,7 +10,7 @@ from pathlib import Path
 from cryptography import x509
 
 from tests.conftest import start_server, stop_server
-from webhook.edge.certs import make_bundle
+from webhook.edge.certs import CertBundle, make_bundle
 
 
 def served_serial(port: int, ca: Path) -> int:
@@ -22,6 +22,17 @@ def served_serial(port: int, ca: Path) -> int:
         der = tls.getpeercert(binary_form=True)
     assert der is not None
     return x509.load_der_x509_certificate(der).serial_number
+
+
+def renew_in_place(first: CertBundle, folder: Path) -> int:
+    """Write a new serving certificate and key from ``first``'s CA over the pair in
+    ``folder`` (as a renewal or a mounted Secret's update does); its serial number."""
+    renewed = make_bundle(
+        ["localhost"], ["127.0.0.1"], ca_cert_pem=first.ca_cert, ca_key_pem=first.ca_key
+    )
+    (folder / "tls.key").write_bytes(renewed.key)
+    (folder / "tls.crt").write_bytes(renewed.cert)
+    return int(x509.load_pem_x509_certificate(renewed.cert).serial_number)
 
 
 def test_renewed_certificate_is_served_without_restart(tmp_path: Path) -> None:
@@ -39,16 +50,11 @@ def test_renewed_certificate_is_served_without_restart(tmp_path: Path) -> None:
         "1",
         ca=paths["ca.crt"],
     )
-    port = int(server.url.rsplit(":", 1)[1])
+    port = server.port
     try:
         pid = server.process.pid
         before = served_serial(port, paths["ca.crt"])
-        renewed = make_bundle(
-            ["localhost"], ["127.0.0.1"], ca_cert_pem=first.ca_cert, ca_key_pem=first.ca_key
-        )
-        (tmp_path / "tls" / "tls.key").write_bytes(renewed.key)
-        (tmp_path / "tls" / "tls.crt").write_bytes(renewed.cert)
-        expected = x509.load_pem_x509_certificate(renewed.cert).serial_number
+        expected = renew_in_place(first, tmp_path / "tls")
         deadline = time.monotonic() + 20
         after = before
         while time.monotonic() < deadline and after != expected:
