@@ -87,6 +87,17 @@ def namespace(plane: ControlPlane, name: str, labels: dict[str, str] | None = No
     )
 
 
+def service_account(name: str, namespace: str, pull_secrets: tuple[str, ...] = ()) -> str:
+    return json.dumps(
+        {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": {"name": name, "namespace": namespace},
+            "imagePullSecrets": [{"name": secret} for secret in pull_secrets],
+        }
+    )
+
+
 def pull_secret(name: str, namespace: str, host: str, auth: str = REGISTRY_AUTH) -> str:
     document = json.dumps({"auths": {host: {"auth": auth}}})
     return json.dumps(

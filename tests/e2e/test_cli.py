@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +10,7 @@ import pytest
 
 from tests.conftest import checkout_env
 from tests.e2e.cluster import ControlPlane
-from tests.e2e.conftest import CONFIG, pod, pull_secret
+from tests.e2e.conftest import CONFIG, pod, pull_secret, service_account
 
 pytestmark = pytest.mark.e2e
 
@@ -51,13 +50,7 @@ def test_exported_state_has_no_credentials_and_check_agrees_with_the_cluster(
     plane.apply(
         pull_secret("regcred", ns, "registry.example.com", auth="cm9ib3Q6U3VwM3I="), check=True
     )
-    account = {
-        "apiVersion": "v1",
-        "kind": "ServiceAccount",
-        "metadata": {"name": "builder", "namespace": ns},
-        "imagePullSecrets": [{"name": "regcred"}],
-    }
-    plane.apply(json.dumps(account), check=True)
+    plane.apply(service_account("builder", ns, ("regcred",)), check=True)
     exported = pullguard(plane, "export-state", "-n", ns)
     assert exported.returncode == 0, exported.stderr
     assert "U3VwM3I" not in exported.stdout and "Sup3r" not in exported.stdout

@@ -14,7 +14,7 @@ import subprocess
 import pytest
 
 from tests.e2e.cluster import ControlPlane, Result, wait_for
-from tests.e2e.conftest import pod, pull_secret
+from tests.e2e.conftest import pod, pull_secret, service_account
 from tests.e2e.test_kubectl import deployment, jsonpath
 
 pytestmark = pytest.mark.e2e
@@ -96,13 +96,7 @@ def test_a_blank_secret_name_hides_the_service_accounts_secrets(
     plane: ControlPlane, ns: str
 ) -> None:
     plane.apply(pull_secret("regcred", ns, "registry.example.com"), check=True)
-    account = {
-        "apiVersion": "v1",
-        "kind": "ServiceAccount",
-        "metadata": {"name": "builder", "namespace": ns},
-        "imagePullSecrets": [{"name": "regcred"}],
-    }
-    plane.apply(json.dumps(account), check=True)
+    plane.apply(service_account("builder", ns, ("regcred",)), check=True)
     manifest = deployment("web", ns, "registry.example.com/team/web:1").replace(
         "      containers:",
         "      serviceAccountName: builder\n"
