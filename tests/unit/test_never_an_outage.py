@@ -116,6 +116,10 @@ def test_pull_policy_never_needs_no_credentials() -> None:
     ):
         decision = validate(request(obj), config, cluster_with(), registry=FixedRegistry())
         assert decision.allowed, decision.message
+    listed = pod(pod_spec(container("app", image, "Never"), secrets=["gone"]))
+    decision = validate(request(listed), config, cluster_with(), registry=FixedRegistry())
+    (gone,) = [f for f in decision.findings if f.check == "pullSecrets"]
+    assert "the kubelet pulls none of its images (pull policy Never)" in gone.problem
 
 
 def test_an_image_volume_with_pull_policy_never_is_not_asked_about() -> None:
