@@ -3,7 +3,8 @@ real client: real distribution registries on loopback where a registry can play 
 small scripted attacker servers (:class:`~tests.integration.faults.ScriptedServer`) where a
 registry cannot misbehave the way the attack needs (redirect to another host and challenge
 from there, serve megabyte platform strings, 60 KiB tokens, bytes that do not match their
-digest). Each test failed before its fix; docs/reliability.md ("Registry client") lists them.
+digest). Each attack test failed before its fix; the few that passed before are guards and
+say so. docs/reliability.md ("Registry client") lists them.
 """
 
 from __future__ import annotations
@@ -204,7 +205,8 @@ def test_every_ipv6_form_of_an_internal_address_is_refused(setup: Setup, address
 @pytest.mark.parametrize("address", ["64:ff9b::808:808", "::ffff:0:808:808", "2606:4700::1111"])
 def test_public_addresses_behind_nat64_stay_reachable(address: str) -> None:
     """A NAT64 cluster reaches every public registry through 64:ff9b::/96: those addresses are
-    judged by the IPv4 address inside, so public ones are asked."""
+    judged by the IPv4 address inside, so public ones are asked. (A guard: the fix must not
+    refuse these.)"""
     assert address_refusal(address) is None
 
 
@@ -415,6 +417,9 @@ def _printable(value: object) -> bool:
 
 @pytest.mark.parametrize("where", ["platform", "variant", "tags", "error", "challenge"])
 def test_registry_text_reaches_no_message_unescaped(setup: Setup, where: str) -> None:
+    """Escape sequences in every registry-supplied text an answer carries. The platform and
+    variant cases failed before the fix; tags, error bodies and challenge words were cleaned
+    already (guards)."""
     platform = {"os": "linux", "architecture": "amd64"}
     if where == "platform":
         platform["os"] = "linux" + ESCAPES

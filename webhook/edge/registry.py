@@ -6,17 +6,33 @@ scope) and Basic auth, and classifies the answer. Rules it keeps, each tested ag
 registries on loopback:
 
 - **Addresses.** Every connection, including redirects and token realms, resolves the host
-  once, refuses loopback, link-local, private and other internal addresses (IPv4-mapped,
-  6to4 and Teredo unwrapped) unless the configuration allows the host, and connects to the
-  very address it checked: there is no second resolution to race.
-- **Credentials** go only to the registry asked and to the token realm it names; a redirect to
-  another host carries none. Plain HTTP only for ``registry.insecureRegistries``.
-- **Bounded.** One deadline per question covers connect, TLS, every read and the token
-  exchange (a registry dripping its answer byte by byte is cut at the deadline); bodies are
-  capped; at most :data:`MAX_REDIRECTS` redirects; at most :data:`MAX_FLIGHTS` questions in
-  flight per process.
-- **Polite.** HEAD for existence (a GET counts against Docker Hub's rate limit); a GET only for
-  a manifest's platforms, by digest, once per process; positive answers cached for
+  once, refuses loopback, link-local, private, site-local and other internal addresses (every
+  IPv6 form with an IPv4 address inside, NAT64 included, judged by the IPv4 rules: see
+  :func:`~webhook.core.registry.address_refusal`) unless the configuration allows the host,
+  and connects to the very address it checked: there is no second resolution to race.
+- **Credentials** answer a challenge only from the host they are for: a registry redirecting
+  a manifest, tag list or blob to another host that challenges with a realm of its choosing
+  gets no password sent there; the conversation goes on anonymously (issue 20, item 1). A
+  redirect to another host carries no ``Authorization``. Plain HTTP only for
+  ``registry.insecureRegistries``.
+- **Bounded in time.** One deadline per question covers DNS (run where it can be abandoned:
+  :class:`Lookups`), connect, TLS, every read and the token exchange (a registry dripping its
+  answer byte by byte is cut at the deadline); bodies are capped; at most
+  :data:`MAX_REDIRECTS` redirects.
+- **Fair.** At most :data:`MAX_FLIGHTS` questions in flight per process and
+  :data:`FLIGHTS_PER_TENANT` per namespace, each slot free again at its question's deadline;
+  DNS lookups limited the same way; every refusal counted (issue 20, item 4: names that never
+  answer held every slot for a minute, and other tenants' pods were admitted unchecked).
+- **Bounded in memory.** Answers, tokens and platforms live in caches with a byte budget, of
+  which one registry fills at most a quarter (:class:`BudgetCache`); platforms are short
+  identifiers, cached under the digest of the bytes received (issue 20, item 3: 64 KiB tokens
+  and megabyte platform names grew a worker past its memory limit).
+- **Registry text is data.** Every text of an answer is cleaned to printable ASCII here
+  (:func:`clean_answer`), before it can reach a warning, denial, Event or CLI output
+  (issue 20, item 9).
+- **Polite.** HEAD for existence (a GET of a manifest counts as a pull on Docker Hub); the
+  platform check GETs a manifest only by digest and once per digest per process, whatever
+  the tag or repository (blob GETs are not pulls); positive answers cached for
   ``cacheTTLSeconds`` (by digest: for the process's life), keyed by registry, repository,
   reference and credential identity (a keyed hash, never the secret); concurrent admissions
   asking the same question share one flight; connections pooled, HTTP/2 where offered.
@@ -914,7 +930,7 @@ def clean_answer(answer: Answer) -> Answer:
     commands. Platforms are short identifiers already (the core refuses anything else)."""
     return replace(
         answer,
-        detail=clean_words(answer.detail, 300),
+        detail=clean_words(answer.detail, 600),
         registry_says=clean_words(answer.registry_says),
         tags=tuple(clean_words(t, 128) for t in answer.tags),
         tried=tuple(clean_words(t, 300) for t in answer.tried),
