@@ -32,10 +32,13 @@ registries on loopback:
   (issue 20, item 9).
 - **Polite.** HEAD for existence (a GET of a manifest counts as a pull on Docker Hub); the
   platform check GETs a manifest only by digest and once per digest per process, whatever
-  the tag or repository (blob GETs are not pulls); positive answers cached for
-  ``cacheTTLSeconds`` (by digest: for the process's life), keyed by registry, repository,
+  the tag or repository (blob GETs are not pulls); connections pooled, HTTP/2 where offered.
+- **Fresh.** A positive answer admits for ``cacheTTLSeconds`` after it was asked, by tag and
+  by digest alike (issue 21, item 5: the runtime resolves the reference on every pull, so a
+  manifest deleted after pullguard saw it fails the next pull, and an answer kept for the
+  process's life admitted such pods until a restart); keyed by registry, repository,
   reference and credential identity (a keyed hash, never the secret); concurrent admissions
-  asking the same question share one flight; connections pooled, HTTP/2 where offered.
+  asking the same question share one flight, whatever the window.
 - **Never stale on a denial.** "Not found" and refusals are never cached: a not-found is
   re-asked before it is reported, so an image pushed a second ago is admitted.
 
@@ -1077,21 +1080,28 @@ class HttpRegistry:
         if entry is None:
             return None
         answer, expires = entry
-        if expires < self.clock():
+        if expires <= self.clock():
             self.cache.pop(key)
             return None
         return replace(answer, cached=True)
 
-    def _remember(self, key: tuple[Any, ...], question: Question, answer: Answer) -> None:
+    def _remember(
+        self, key: tuple[Any, ...], question: Question, answer: Answer, asked: float
+    ) -> None:
+        """Keep a positive answer until ``cacheTTLSeconds`` after it was ``asked`` for.
+
+        By tag and by digest alike (issue 21, item 5): containerd resolves the reference on
+        every pull, so a manifest deleted after pullguard saw it fails the next pull even by
+        digest, and an answer kept for the process's life admitted such pods for good. A
+        digest's *content* cannot change (its platforms stay cached, :class:`_Asker`); its
+        *existence* can. The age counts from the question, not the answer: a registry that
+        answers slowly does not lengthen the life of what it said."""
         if answer.outcome is not Outcome.FOUND:
             return  # only positive answers are reused; a denial always rests on a live one
         ttl = self.settings().cache_ttl_seconds
-        if question.by_digest:
-            expires = float("inf")
-        elif ttl <= 0:
+        if ttl <= 0:
             return
-        else:
-            expires = self.clock() + ttl
+        expires = asked + ttl
         self.cache.put(key, (answer, expires), _answer_size(key, answer), question.registry)
 
     def _refusal(self, tenant: str) -> tuple[str, str] | None:
@@ -1172,6 +1182,7 @@ class HttpRegistry:
         self, key: tuple[Any, ...], question: Question, flight: _Flight, deadline: float
     ) -> None:
         started = time.monotonic()
+        asked = self.clock()
         _current.deadline = deadline
         _current.tenant = flight.tenant
         try:
@@ -1185,7 +1196,7 @@ class HttpRegistry:
         elapsed = time.monotonic() - started
         with self.lock:
             if not flight.released:  # an answer after the deadline is nobody's to reuse
-                self._remember(key, question, answer)
+                self._remember(key, question, answer, asked)
             flight.answer = answer
             self._release(key, flight)
         flight.done.set()
