@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import base64
 import json
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,6 +17,7 @@ from tests.conftest import REVIEWS, Server, load_review, metric_value, start_ser
 from tests.integration.registries import (
     NEEDS_REGISTRY,
     Registry,
+    SilentServer,
     loopback_tls,
     manifest_digest,
     push_image,
@@ -126,35 +125,10 @@ def _pod_review(image: str, annotations: dict[str, str] | None = None) -> dict[s
     return review
 
 
-class Silent:
-    """A TCP port that accepts connections and never answers: a mirror that hangs."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
-        self.host = f"127.0.0.1:{self.sock.getsockname()[1]}"
-        self.held: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.held.append(conn)
-
-    def close(self) -> None:
-        self.sock.close()
-        for conn in self.held:
-            conn.close()
-
-
 def test_a_mirror_is_not_rewritten_to_before_it_was_seen_answering(tmp_path: Path) -> None:
     # Right after start no probe has answered yet; a mirror that hangs keeps the first one
     # open for its whole timeout. Until it answers, nothing goes to it.
-    silent = Silent()
+    silent = SilentServer()
     config = tmp_path / "config.yaml"
     config.write_text(f"mirrors:\n  - registry: docker.io\n    mirror: '{silent.host}/hub'\n")
     server = start_server(tmp_path, "--config", str(config))

@@ -483,6 +483,12 @@ def _rewritten_pod() -> dict[str, object]:
             "image 'nginx:1.25' does not exist: repository docker.io/library/nginx has no "
             "tag '1.25'",
         ),
+        # Refused as the pod would be: the mirror, with no credentials of its own, is too.
+        (
+            Answer(Outcome.UNAUTHORIZED, "HTTP 401"),
+            False,
+            "registry docker.io refused to serve 'nginx:1.25' anonymously",
+        ),
     ],
 )
 def test_a_mirrors_not_found_is_asked_again_as_written_before_it_denies(

@@ -265,15 +265,19 @@ def mirror_not_found_finding(
     namespace: str,
     node_credential_registries: Sequence[str],
     secrets_unreadable: bool = False,
+    mirror_has_credentials: bool = False,
 ) -> Finding | None:
     """The finding for an image the mirror ``mirrored.domain`` says does not exist, from
     ``answer``, the registry's own answer for the image as written (``original``).
 
-    Not found there too: the usual denial, about the image as written. Found there: the
-    mirror cannot serve what exists (its upstream is down or refuses it), a warning. Any
-    other answer: neither says for certain, a warning."""
+    Not found there too, or refused there with what the pod has (a mirror without
+    credentials of its own is refused the same way): the usual finding about the image as
+    written, which may deny. Found there: the mirror cannot serve what exists (its upstream
+    is down or refuses it), a warning. Any other answer: neither says for certain, a
+    warning."""
     mirror = mirrored.domain
-    if answer.outcome is Outcome.NOT_FOUND:
+    refused = answer.outcome is Outcome.UNAUTHORIZED and not mirror_has_credentials
+    if answer.outcome is Outcome.NOT_FOUND or refused:
         return registry_finding(
             container,
             original,

@@ -52,7 +52,7 @@ from webhook.core.imagecheck import (
     registry_finding,
 )
 from webhook.core.keyring import lookup
-from webhook.core.mutate import as_written, preview_pod_spec, recorded_for
+from webhook.core.mutate import as_written, mirror_entry, preview_pod_spec, recorded_for
 from webhook.core.podspec import Container, PodSpecView, changed_containers, pod_spec
 from webhook.core.reference import Reference, parse_or_none
 from webhook.core.registry import (
@@ -510,6 +510,7 @@ def _registry_findings(  # noqa: PLR0917 - one call site, every argument named t
             continue
         if container.pointer in as_written:
             original, original_answer = as_written[container.pointer]
+            entry = mirror_entry(original, config.mirrors)
             finding = mirror_not_found_finding(
                 container,
                 ref,
@@ -518,6 +519,7 @@ def _registry_findings(  # noqa: PLR0917 - one call site, every argument named t
                 namespace=namespace,
                 node_credential_registries=config.registry.node_credential_registries,
                 secrets_unreadable=secrets_unreadable,
+                mirror_has_credentials=entry is not None and entry[0].upstream_credentials,
             )
             if finding is not None:
                 findings.append(finding)
