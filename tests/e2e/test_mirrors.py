@@ -108,6 +108,17 @@ def fail_closed(installed: Installation) -> Iterator[None]:
         yield
     finally:
         set_config(installed.plane, CONFIG)
+        # Back in force on both replicas before the next module: its fictional mirror again.
+        probe = pod("probe", "e2e", "nginx:1.25")
+        wait_for(
+            lambda: all(
+                dry_run(installed.plane, probe)[0]
+                == "mirror.example.com/dockerhub/library/nginx:1.25"
+                for _ in range(4)
+            ),
+            30,
+            "conftest.CONFIG back in force",
+        )
         _set_failure_policy(installed.plane, "Ignore")
 
 

@@ -324,7 +324,7 @@ def mirror_down_finding(container: Container, ref: Reference) -> Finding:
         problem=f"the pod was rewritten to mirror {ref.domain}, which has stopped answering "
         f"its /v2/ probe: pulling {ref} may fail",
         short=f"mirror {ref.domain} stopped answering; {container.shown_image} may not pull",
-        fix="delete the pod once its controller can make it again (while the mirror is down, "
-        "pullguard leaves new pods' images as written)",
+        fix="delete the pod if it does not start: made again while the mirror is down, it "
+        "pulls as written (pullguard rewrites only to a mirror that answers)",
         advisory=True,
     )

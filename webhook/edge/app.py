@@ -349,6 +349,15 @@ def _record_mutation(metrics: Metrics, review: Any, result: Mutation) -> None:
             _short(skip.container.label),
             skip.mirror,
         )
+    for private in result.private:
+        log.info(
+            "mutate uid=%s ns=%s %s: pulled with the pod's own credentials, which mirror %s "
+            "cannot use: left as written",
+            _short(review.uid),
+            _short(review.namespace),
+            _short(private.container.label),
+            private.mirror,
+        )
     for name in result.injected_secrets:
         metrics.mutations.labels(kind, "secret_injection").inc()
         log.info(
