@@ -229,6 +229,40 @@ def test_a_mirror_whose_upstream_is_down_does_not_deny_existing_images(
         upstream.stop()
 
 
+def test_a_mirror_that_dies_is_left_within_the_probe_window(
+    plane: ControlPlane,
+    ns: str,
+    mirrored: Mirrored,
+    fail_closed: None,
+    tmp_path: Path,
+) -> None:
+    mirror = mirrored.mirror("dying-mirror", mirrored.hub, tmp_path)
+    written = f"{mirrored.hub.host}/library/web:1.0"
+    try:
+        set_config(plane, config_with([{"registry": mirrored.hub.host, "mirror": mirror.host}]))
+        wait_for(
+            lambda: all(
+                dry_run(plane, pod("p", ns, written))[0] == f"{mirror.host}/library/web:1.0"
+                for _ in range(4)
+            ),
+            30,
+            "both replicas rewriting to the mirror",
+        )
+        mirror.stop()
+        died = time.monotonic()
+        # Left by both replicas (the API server may call either): four answers in a row.
+        in_a_row, left, stderr = 0, 0.0, ""
+        while in_a_row < 4 and time.monotonic() - died < 30:
+            image, stderr = dry_run(plane, pod("p", ns, written))
+            in_a_row = in_a_row + 1 if image == written else 0
+            left = time.monotonic() - died if in_a_row == 1 else left
+        print(f"\nboth replicas left the dead mirror {left:.1f} s after it died")
+        assert in_a_row == 4 and left <= BLIND_SECONDS + 1.5
+        assert f"mirror {mirror.host} did not answer its last /v2/ probe (every 2 s)" in stderr
+    finally:
+        mirror.stop()
+
+
 def _template_image(plane: ControlPlane, ns: str) -> tuple[str, int]:
     stored = plane.get_json("deployment", "web", "-n", ns)
     return (
