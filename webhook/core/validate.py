@@ -20,6 +20,9 @@ Order of a decision:
 4. A pod template is judged as its pods will be: with the ServiceAccount's pull secrets when
    the template has none (the API server adds them only to Pods), and with what the mutating
    webhook will change in each pod (mirrors, default secrets).
+4b. An image on a mirror is named as the user wrote it, and a mirror's "not found" is asked
+   again of the registry as written before it can deny (``imagecheck``): a pull-through
+   mirror that cannot reach its upstream answers 404 for images that exist.
 5. Enforced findings deny with the message of docs/reference.md; warned ones become
    kubectl warnings.
 
