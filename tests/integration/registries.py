@@ -11,9 +11,11 @@ import io
 import json
 import os
 import shutil
+import socket
 import ssl
 import subprocess
 import tarfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -407,3 +409,28 @@ def delete_manifest(registry: Registry, repository: str, digest: str) -> None:
     with registry.client() as client:
         reply = client.delete(f"/v2/{repository}/manifests/{digest}")
     assert reply.status_code == 202, reply.text
+
+
+class SilentServer:
+    """A TCP port that accepts connections and never answers: a mirror that hangs."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.host = f"127.0.0.1:{self.sock.getsockname()[1]}"
+        self.held: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.held.append(conn)
+
+    def close(self) -> None:
+        self.sock.close()
+        for conn in self.held:
+            conn.close()
