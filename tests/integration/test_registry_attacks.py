@@ -567,10 +567,16 @@ def test_one_namespace_cannot_leave_the_others_unchecked_through_the_server(
 # -- 6. Narrowed address rules apply to connections already open ----------------------------
 
 
-def _heads(registry: Registry, repository: str) -> int:
-    """HEADs of ``repository``'s manifests the registry has logged (its access log)."""
+def _heads(registry: Registry, repository: str, *, at_least: int = 0) -> int:
+    """HEADs of ``repository``'s manifests the registry has logged (its access log, written
+    just after each answer: waits up to 5 s for ``at_least`` of them)."""
     marker = f'"HEAD /v2/{repository}/manifests/'
-    return sum(1 for line in registry.log.read_text().splitlines() if marker in line)
+    deadline = time.monotonic() + 5
+    while True:
+        count = sum(1 for line in registry.log.read_text().splitlines() if marker in line)
+        if count >= at_least or time.monotonic() > deadline:
+            return count
+        time.sleep(0.05)
 
 
 @dataclass
@@ -610,13 +616,13 @@ def test_narrowing_the_private_rules_applies_to_pooled_connections(
     try:
         assert ask(registry, question).outcome is Outcome.FOUND
         assert registry.http.pool.connections  # the connection stays open, pooled
-        time.sleep(0.2)
-        asked = _heads(setup.public, repository)
+        asked = _heads(setup.public, repository, at_least=1)
+        assert asked == 1
         now.settings, now.mirrors = strict, []
         narrowed = ask(registry, question)
         assert narrowed.outcome is Outcome.NOT_ASKED, narrowed
         assert "allowedPrivateRegistries" in narrowed.detail
-        time.sleep(0.2)
+        time.sleep(0.3)
         assert _heads(setup.public, repository) == asked  # the registry heard nothing more
         # A guard: allowing it again reaches it again.
         now.settings = replace(strict, allowed_private_registries=(setup.public.host,))
@@ -654,8 +660,7 @@ def test_narrowing_the_private_rules_applies_at_once_through_the_server(
             checked = http.post("/validate", json=pod).json()["response"]
             assert checked["allowed"] is True, checked
             assert not any("allowedPrivateRegistries" in w for w in checked.get("warnings", []))
-            time.sleep(0.2)
-            asked = _heads(setup.public, repository)
+            asked = _heads(setup.public, repository, at_least=1)
             assert asked >= 1
             config.write_text("registry:\n  cacheTTLSeconds: 0\n")
 
@@ -670,7 +675,7 @@ def test_narrowing_the_private_rules_applies_at_once_through_the_server(
         assert narrowed["allowed"] is True, narrowed
         warnings = narrowed.get("warnings", [])
         assert any("allowedPrivateRegistries" in w for w in warnings), warnings
-        time.sleep(0.2)
+        time.sleep(0.3)
         assert _heads(setup.public, repository) == asked
     finally:
         stop_server(server)

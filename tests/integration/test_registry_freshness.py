@@ -153,8 +153,12 @@ def test_with_no_window_identical_questions_in_flight_still_share_one(setup: Set
         return 200, {"Docker-Content-Digest": "sha256:" + "b" * 64}, b""
 
     server = ScriptedServer(setup.tls, held)
+    joined = threading.Semaphore(0)  # released as each admission waits on its flight
     try:
-        registry = client(setup, Clock(), cache_ttl_seconds=0)
+        current = RegistrySettings(allow_private_networks=True, cache_ttl_seconds=0)
+        registry = HttpRegistry(
+            lambda: current, ssl_context=setup.context, on_cache=lambda hit: joined.release()
+        )
         question = Question(server.host, "team/shared", "1.0")
         answers: list[Answer] = []
         threads = [
@@ -163,10 +167,8 @@ def test_with_no_window_identical_questions_in_flight_still_share_one(setup: Set
         ]
         for thread in threads:
             thread.start()
-        deadline = time.monotonic() + 5
-        while len(server.requests) < 1 and time.monotonic() < deadline:
-            time.sleep(0.01)
-        time.sleep(0.2)  # let the other four join the flight
+        for _ in threads:  # all five are waiting (on one flight) before the registry answers
+            assert joined.acquire(timeout=5)
         gate.set()
         for thread in threads:
             thread.join()
