@@ -37,6 +37,7 @@ from webhook.core.checks import (
     check_coverage,
     check_pull_policy,
     check_reference,
+    default_pull_policy,
     needs_credentials,
     read_secrets,
 )
@@ -372,6 +373,48 @@ def _pull_secret_findings(
     secrets, findings = pod.secrets, pod.findings
     if secrets.unavailable is not None:
         return findings
+    # A secret the kubelet cannot parse fails every pull of the pod: certain wherever an
+    # image is pulled at all (imagePullPolicy Never never builds the keyring).
+    fatal = [f for f in findings if any(f is u for u in secrets.unparseable)]
+    pulled = [
+        c
+        for c in judged
+        if c.pointer in refs and (c.pull_policy or default_pull_policy(refs[c.pointer])) != "Never"
+    ]
+    rest = [f for f in findings if not any(f is u for u in secrets.unparseable)]
+    if fatal and pulled:
+        # Its fix comes first; the other secrets change nothing while it stays.
+        return fatal + [f.as_advisory() for f in rest]
+    fatal = [
+        f.as_advisory("; but no image of the pod is pulled (imagePullPolicy Never)") for f in fatal
+    ]
+    return fatal + _usable_secret_findings(
+        view,
+        judged,
+        pod,
+        rest,
+        refs=refs,
+        answers=answers,
+        config=config,
+        namespace=namespace,
+        operation=operation,
+    )
+
+
+def _usable_secret_findings(
+    view: PodSpecView,
+    judged: list[Container],
+    pod: PodSecrets,
+    findings: list[Finding],
+    *,
+    refs: Mapping[str, Reference],
+    answers: Mapping[str, Answer],
+    config: Config,
+    namespace: str,
+    operation: str,
+) -> list[Finding]:
+    """Missing and skipped secrets, and coverage: what depends on the registry's answer."""
+    secrets = pod.secrets
     # An image needs credentials when the configuration says its registry always does, or
     # when the registry refused to serve it with what the pod has (and the nodes cannot
     # bring their own).
