@@ -160,6 +160,7 @@ def test_a_multi_platform_index_lists_its_platforms(setup: Setup) -> None:
     answer = ask(client(setup), question)
     assert answer.outcome is Outcome.FOUND
     assert answer.platforms == (Platform("linux", "arm64"), Platform("linux", "s390x"))
+    assert not answer.single_image
 
 
 def test_a_single_image_platform_comes_from_its_config(setup: Setup) -> None:
@@ -167,6 +168,14 @@ def test_a_single_image_platform_comes_from_its_config(setup: Setup) -> None:
     question = replace(q(setup.token, "team/single", "1.0", READER), platforms=True)
     answer = ask(client(setup), question)
     assert answer.platforms == (Platform("linux", "arm64"),), answer
+    # The runtime pulls a single image whatever its platform: the check must know, also
+    # when the platforms come from the per-digest cache (another tag, the same manifest).
+    assert answer.single_image
+    push_image(setup.basic, "team/single", "1.1", architecture="arm64")
+    registry = client(setup)
+    assert ask(registry, question).single_image
+    again = ask(registry, replace(question, reference="1.1"))
+    assert again.platforms == (Platform("linux", "arm64"),) and again.single_image
 
 
 def test_positive_answers_are_cached_and_negative_ones_never(setup: Setup) -> None:

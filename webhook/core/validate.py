@@ -487,7 +487,15 @@ def _registry_findings(  # noqa: PLR0917 - one call site, every argument named t
     except ClusterUnavailable as error:
         nodes = None
         unavailable["platform"] = str(error)
-    runnable = runnable_node_platforms(view.spec, nodes) if nodes else set()
+    node_name = view.spec.get("nodeName")
+    node_name = node_name if isinstance(node_name, str) else ""
+    named_node = None
+    if node_name and nodes:
+        try:
+            named_node = cluster.node_platform(node_name)
+        except ClusterUnavailable:
+            named_node = None  # judged against every node, as without a nodeName
+    runnable = runnable_node_platforms(view.spec, nodes, named_node) if nodes else set()
     if nodes is not None and not nodes:
         unavailable["platform"] = "no Node says its kubernetes.io/os and kubernetes.io/arch"
     secrets_unreadable = pod is None or pod.secrets.unavailable is not None
@@ -512,9 +520,21 @@ def _registry_findings(  # noqa: PLR0917 - one call site, every argument named t
         if finding is not None:
             findings.append(finding)
         if answer.platforms:
-            fit = platform_fit(answer.platforms, runnable)
-            if fit is not None:
-                findings.append(platform_finding(container, ref, answer.platforms, fit))
+            fit = platform_fit(answer.platforms, runnable, single_image=answer.single_image)
+            found = (
+                platform_finding(
+                    container,
+                    ref,
+                    answer.platforms,
+                    fit,
+                    single_image=answer.single_image,
+                    node_name=node_name if named_node is not None else "",
+                )
+                if fit is not None
+                else None
+            )
+            if found is not None:
+                findings.append(found)
         elif answer.outcome is Outcome.FOUND and answer.platforms_note:
             unavailable.setdefault("platform", answer.platforms_note)
     if not_asked:

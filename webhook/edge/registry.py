@@ -369,10 +369,11 @@ class _Asker:
         self.identity = identity
         self.tokens: dict[tuple[str, str, str, str], _Token] = {}
         self.tokens_lock = threading.Lock()
-        # A digest names its content for good: its platforms are learned once per process.
-        self.platforms: collections.OrderedDict[tuple[str, str, str], tuple[Platform, ...]] = (
-            collections.OrderedDict()
-        )
+        # A digest names its content for good: its platforms (and whether they are one
+        # image's own, not an index's) are learned once per process.
+        self.platforms: collections.OrderedDict[
+            tuple[str, str, str], tuple[tuple[Platform, ...], bool]
+        ] = collections.OrderedDict()
 
     def base(self, registry: str) -> tuple[str, str]:
         host = api_host(registry)
@@ -562,11 +563,11 @@ class _Asker:
         with self.tokens_lock:
             known = self.platforms.get(key) if ":" in reference else None
         if known is not None:
-            return replace(answer, platforms=known, platforms_note="")
+            return replace(answer, platforms=known[0], platforms_note="", single_image=known[1])
         learned = self._learn_platforms(question, credential, answer, reference)
         if learned.platforms and ":" in reference:
             with self.tokens_lock:
-                self.platforms[key] = learned.platforms
+                self.platforms[key] = (learned.platforms, learned.single_image)
                 while len(self.platforms) > MAX_CACHE_ENTRIES:
                     self.platforms.popitem(last=False)
         return learned
@@ -608,7 +609,7 @@ class _Asker:
             return replace(answer, platforms_note=f"platforms unknown: {type(error).__name__}")
         if platform is None:
             return replace(answer, platforms_note="the image config names no platform")
-        return replace(answer, platforms=(platform,), platforms_note="")
+        return replace(answer, platforms=(platform,), platforms_note="", single_image=True)
 
 
 def _header_words(reply: Reply) -> str:
