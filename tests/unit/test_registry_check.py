@@ -548,3 +548,17 @@ def test_node_name_decides_the_node_and_the_fix_names_no_node_selector() -> None
         request(pod(spec)), ENFORCE_PLATFORM, cluster, registry=table({IMAGE: ARM_S390})
     )
     assert decision.allowed and not decision.warnings
+
+
+def test_a_digest_naming_a_blob_is_denied_as_what_it_is() -> None:
+    image = "registry.example.com/team/app@sha256:" + "a" * 64
+    answer = Answer(Outcome.NOT_A_MANIFEST, "a blob, not a manifest")
+    decision = validate(
+        request(pod(pod_spec(container("web", image)))),
+        DEFAULT,
+        cluster_with(),
+        registry=table({image: answer}),
+    )
+    assert not decision.allowed
+    assert "is a blob (a layer or an image config), not a manifest" in (decision.message or "")
+    assert "An image ID (the config's digest) is not a pull digest" in (decision.message or "")

@@ -89,6 +89,18 @@ def registry_finding(
         return None
     if outcome is Outcome.NOT_FOUND:
         return _not_found(container, ref, answer)
+    if outcome is Outcome.NOT_A_MANIFEST:
+        return Finding.for_container(
+            "registry",
+            container,
+            cause="not_found",
+            problem=f"image {shown!r} names digest {ref.digest}, which on {where} is a blob "
+            "(a layer or an image config), not a manifest: the runtime fails the pull on its "
+            "media type. An image ID (the config's digest) is not a pull digest",
+            short=f"{ref.familiar}: the digest is a blob (an image ID?), not a manifest",
+            fix="use the digest of the image's manifest or index (the registry's "
+            "Docker-Content-Digest, as `docker buildx imagetools inspect` prints it)",
+        )
     if outcome is Outcome.UNAUTHORIZED:
         if answer.tried:
             stale = answer.tried[0].rpartition("/")[2]

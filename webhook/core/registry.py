@@ -51,10 +51,11 @@ class Outcome(StrEnum):
     UNREACHABLE = "unreachable"  # DNS, connection refused, timeout, TLS
     REGISTRY_ERROR = "registry_error"  # 5xx, or an answer no registry should give
     NOT_ASKED = "not_asked"  # refused by policy (private address), over budget, too many
+    NOT_A_MANIFEST = "not_a_manifest"  # the digest names a blob (a layer or config)
 
 
 #: Answers that are worth a denial: the kubelet will certainly get the same.
-DEFINITE = frozenset({Outcome.NOT_FOUND, Outcome.UNAUTHORIZED})
+DEFINITE = frozenset({Outcome.NOT_FOUND, Outcome.UNAUTHORIZED, Outcome.NOT_A_MANIFEST})
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,6 +235,20 @@ def platforms_of_index(document: Mapping[str, Any]) -> tuple[Platform, ...]:
         variant = platform.get("variant")
         found.append(Platform(os_name, arch, variant if isinstance(variant, str) else ""))
     return tuple(dict.fromkeys(found))
+
+
+def is_manifest(body: bytes) -> bool:
+    """Could ``body`` be a manifest or an index (what a digest must name to be pulled)? A
+    JSON object with ``schemaVersion`` and ``layers``, ``manifests`` or ``fsLayers``."""
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return False
+    return (
+        isinstance(document, dict)
+        and "schemaVersion" in document
+        and any(key in document for key in ("layers", "manifests", "fsLayers"))
+    )
 
 
 def platform_of_config(document: Mapping[str, Any]) -> Platform | None:

@@ -65,6 +65,7 @@ from webhook.core.registry import (
     clean_words,
     error_code,
     error_words,
+    is_manifest,
     parse_challenge,
     platform_of_config,
     platforms_of_index,
@@ -500,9 +501,36 @@ class _Asker:
             if again.outcome is not Outcome.NOT_FOUND:
                 return again
             answer = self._repository_facts(question, used, again)
+        if answer.outcome is Outcome.REGISTRY_ERROR and question.by_digest:
+            answer = self._blob_instead(question, used, answer)
         if answer.outcome is Outcome.FOUND and question.platforms:
             answer = self._platforms(question, used, answer)
         return answer
+
+    def _blob_instead(
+        self, question: Question, credential: Credential | None, answer: Answer
+    ) -> Answer:
+        """A digest that names a blob (a layer, or the config: an "image ID") instead of a
+        manifest: distribution answers the manifest HEAD with 500, and the runtime falls
+        back to ``blobs/`` and fails on the media type. Only a blob that is certainly no
+        manifest (read, at most CONFIG_BODY_MAX bytes) changes the answer."""
+        if answer.detail != "HTTP 500":
+            return answer
+        try:
+            blob = self.authorized_get(
+                "GET",
+                question.registry,
+                question.repository,
+                f"blobs/{question.reference}",
+                credential,
+                accept="*/*",
+                max_body=CONFIG_BODY_MAX,
+            )
+        except Exception:
+            return answer
+        if blob.status != 200 or is_manifest(blob.body):
+            return answer
+        return replace(answer, outcome=Outcome.NOT_A_MANIFEST, detail="a blob, not a manifest")
 
     def _head(
         self, question: Question, credential: Credential | None, known: Sequence[str]
