@@ -253,3 +253,18 @@ def test_redaction_keeps_what_is_matched_and_nothing_secret() -> None:
     with pytest.raises(SecretFormatError) as caught:
         parse_pull_secret(DOCKER_CONFIG_JSON, broken)
     assert caught.value.fatal
+
+
+def test_an_identity_token_is_ignored_as_the_kubelet_ignores_it() -> None:
+    """The kubelet's entry has username, password, email and auth only: a registry login
+    that needs the identity token fails on the node, so pullguard must not use it."""
+    text = json.dumps({"auths": {"r.io": {"username": "0000", "identitytoken": "refresh-me"}}})
+    [credential] = parse_pull_secret(DOCKER_CONFIG_JSON, config_json(text))
+    assert (credential.username, credential.password, credential.identity_token) == (
+        "0000",
+        "",
+        "",
+    )
+    # Nor does its type matter: an unknown key is never decoded.
+    weird = json.dumps({"auths": {"r.io": {"auth": b64("u:p"), "identitytoken": 5}}})
+    assert parse_pull_secret(DOCKER_CONFIG_JSON, config_json(weird))[0].username == "u"

@@ -56,9 +56,11 @@ class SecretFormatError(ValueError):
         self.fatal = fatal
 
 
-#: Go's ``encoding/json`` matches object keys to struct fields case-insensitively:
-#: ``"Auth"`` and ``"USERNAME"`` fill the fields as ``"auth"`` and ``"username"`` do.
-_ENTRY_FIELDS = ("username", "password", "email", "auth", "identitytoken")
+#: The fields of the kubelet's ``dockerConfigEntryWithAuth``. Go's ``encoding/json`` matches
+#: object keys to them case-insensitively (``"Auth"`` and ``"USERNAME"`` fill them as
+#: ``"auth"`` and ``"username"`` do) and ignores every other key: ``identitytoken`` too, so
+#: the kubelet never sends one, and neither may a prediction of its pull.
+_ENTRY_FIELDS = ("username", "password", "email", "auth")
 
 
 def parse_pull_secret(
@@ -166,7 +168,6 @@ def _credential(key: str, entry: object, source: str) -> Credential:
         key=key,
         username=username,
         password=password,
-        identity_token=fields.get("identitytoken", ""),
         source=source,
     )
 
