@@ -336,13 +336,14 @@ class Installation:
 
 @dataclass
 class E2ERegistries:
-    """Real registries on loopback for the registry check: one with htpasswd, one anonymous.
-    ``tls``: their certificate, key and CA, for more registries pullguard already trusts."""
+    """Real registries on loopback for the registry check: one with htpasswd, one anonymous."""
 
     private: Registry
     public: Registry
     ca: Path
     tls: dict[str, Path]
+    """The CA, certificate and key they serve with (127.0.0.1, ::1 and localhost), for a
+    registry a test starts of its own."""
 
 
 @pytest.fixture(scope="session")
@@ -439,3 +440,40 @@ def ns(plane: ControlPlane, request: pytest.FixtureRequest) -> Iterator[str]:
     namespace(plane, name)
     yield name
     plane.kubectl("delete", "namespace", name, "--wait=false")
+
+
+#: The webhooks that judge and mutate pods, by configuration: (resource, webhook name).
+POD_WEBHOOKS = (
+    ("validatingwebhookconfiguration", "validate.pullguard.io"),
+    ("mutatingwebhookconfiguration", "mutate.pullguard.io"),
+)
+
+
+def set_failure_policy(plane: ControlPlane, policy: str) -> None:
+    """Set ``failurePolicy`` of pullguard's pod webhooks (the ones ``deploy/`` installs with
+    Ignore). A JSON patch with a ``test`` of the entry's name, so it never edits another."""
+    for resource, hook in POD_WEBHOOKS:
+        hooks = plane.get_json(resource, "pullguard")["webhooks"]
+        index = next(i for i, h in enumerate(hooks) if h["name"] == hook)
+        patch = [
+            {"op": "test", "path": f"/webhooks/{index}/name", "value": hook},
+            {"op": "replace", "path": f"/webhooks/{index}/failurePolicy", "value": policy},
+        ]
+        plane.kubectl(
+            "patch", resource, "pullguard", "--type=json", "-p", json.dumps(patch), check=True
+        )
+
+
+@pytest.fixture
+def fail_closed(installed: Installation) -> Iterator[ControlPlane]:
+    """The control plane with pullguard's pod webhooks at ``failurePolicy: Fail`` for one
+    test: a crash or a timeout of pullguard then denies, so a test that expects an admission
+    sees pullguard's own answer, never Ignore's. Put back to Ignore afterwards."""
+    plane = installed.plane
+    set_failure_policy(plane, "Fail")
+    # The API server picks up webhook configurations from its informer, within a second.
+    time.sleep(2)
+    try:
+        yield plane
+    finally:
+        set_failure_policy(plane, "Ignore")

@@ -47,16 +47,17 @@ NEEDS_REGISTRY = [
 
 
 def loopback_tls(folder: Path) -> dict[str, Path]:
-    """A CA and a serving certificate for 127.0.0.1 and localhost: ``cert``, ``key``, ``ca``."""
+    """A CA and a serving certificate for 127.0.0.1, ::1 and localhost: ``cert``, ``key``,
+    ``ca``."""
     from webhook.edge.certs import make_bundle
 
-    paths = make_bundle(["localhost"], ["127.0.0.1"]).write(folder)
+    paths = make_bundle(["localhost"], ["127.0.0.1", "::1"]).write(folder)
     return {"cert": paths["tls.crt"], "key": paths["tls.key"], "ca": paths["ca.crt"]}
 
 
 @dataclass
 class Registry:
-    host: str  # 127.0.0.1:PORT
+    host: str  # 127.0.0.1:PORT, or [::1]:PORT
     process: subprocess.Popen[bytes]
     ca: Path
     log: Path
@@ -88,10 +89,11 @@ def start_registry(
     proxy_of: Registry | None = None,
     token: TokenServer | None = None,
     storage: Path | None = None,
+    address: str = "127.0.0.1",
 ) -> Registry:
     """``token``: Bearer auth through that token server (the registry's own token
     configuration); ``storage``: another registry's data folder, shared (push through one,
-    read through the other)."""
+    read through the other); ``address``: where it listens (``[::1]`` for IPv6 loopback)."""
     assert REGISTRY_BINARY, "docker-registry is not installed"
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
@@ -99,7 +101,7 @@ def start_registry(
         "version: 0.1",
         "log: {level: warn}",
         f"storage: {{filesystem: {{rootdirectory: {storage or workdir / 'data'}}}}}",
-        f"http: {{addr: '127.0.0.1:{port}', tls: {{certificate: {cert}, key: {key}}}}}",
+        f"http: {{addr: '{address}:{port}', tls: {{certificate: {cert}, key: {key}}}}}",
     ]
     if auth is not None:
         htpasswd = workdir / "htpasswd"
@@ -130,7 +132,7 @@ def start_registry(
         stderr=subprocess.STDOUT,
         env=env,
     )
-    registry = Registry(f"127.0.0.1:{port}", process, ca, log, auth)
+    registry = Registry(f"{address}:{port}", process, ca, log, auth)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         if process.poll() is not None:

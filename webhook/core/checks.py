@@ -5,8 +5,9 @@
 - ``pullPolicy``: ``Never`` (works only where the image is already cached), and ``:latest`` or
   no tag with ``IfNotPresent`` (runs whatever each node happens to have).
 - ``pullSecrets``: each secret the pod will use exists here, is of a pull-secret type and
-  parses; each image from a registry that needs credentials is covered by one of them, matched
-  the way the kubelet matches.
+  parses; each image from a registry that needs credentials (``privateRegistries``, or one
+  that refused the pull without them) is covered by one of them, matched the way the kubelet
+  matches.
 
 The ``registry`` and ``platform`` checks (manifest exists and is readable with the pod's own
 credentials; a build for the nodes' platforms) plug in through :class:`RegistryView`.
@@ -310,12 +311,14 @@ def _bad_secret(
 
 
 def needs_credentials(ref: Reference, config: Config) -> bool:
-    """Does this image's registry always need credentials (per the configuration)?"""
-    if any_host_matches(config.private_registries, ref.domain):
-        return True
-    return any(
-        any_host_matches(default.registries, ref.domain) for default in config.default_pull_secrets
-    )
+    """Does this image's registry always need credentials (``privateRegistries``)?
+
+    Not a ``defaultPullSecrets`` registry as such: a default secret is an optimisation (Docker
+    Hub's rate limit, say), and when its copy into a namespace fails, every pod there would
+    be denied although the registry serves the image anonymously. Such a registry needs the
+    secret only when it refuses the pull without it, which the registry check asks.
+    """
+    return any_host_matches(config.private_registries, ref.domain)
 
 
 def secret_name_for(registry: str) -> str:

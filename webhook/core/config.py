@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from webhook.core.hosts import ipv6_host, split_host_port
 from webhook.core.reference import parse_or_none
 
 
@@ -280,7 +281,7 @@ class _Reader:
         return float(value)
 
     def hosts(self, value: Any, path: str) -> tuple[str, ...]:
-        hosts = self.strings(value, path)
+        hosts = tuple(normal_host_pattern(h) for h in self.strings(value, path))
         for index, host in enumerate(hosts):
             problem = host_pattern_problem(host)
             if problem:
@@ -310,6 +311,22 @@ def _closest(key: str, known: set[str]) -> str | None:
         if c == lowered or c.rstrip("s") == lowered.rstrip("s") or (len(c) > 4 and c in lowered):
             return candidate
     return None
+
+
+def normal_host_pattern(pattern: str) -> str:
+    """``pattern`` in the form image references use: an IPv6 address bracketed and
+    compressed (``2001:DB8::1`` -> ``[2001:db8::1]``, ``[::1]:5000`` kept). Users write
+    IPv6 addresses both ways; an unbracketed one cannot carry a port (``::1:5000`` is itself
+    an address), so with a port the brackets are required."""
+    address = ipv6_host(pattern)
+    if address is not None:
+        return address
+    if pattern.startswith("["):
+        host, port = split_host_port(pattern)
+        address = ipv6_host(host)
+        if address is not None and port:
+            return f"{address}:{port}"
+    return pattern
 
 
 def host_pattern_problem(pattern: str) -> str | None:

@@ -2,13 +2,16 @@
 
 Patterns are ``host[:port]`` with ``*`` standing for exactly one DNS label, as the kubelet's
 credential keyring and the configuration's ``privateRegistries`` use them
-(``*.dkr.ecr.us-east-1.amazonaws.com``). Matching is case-insensitive, as DNS is.
+(``*.dkr.ecr.us-east-1.amazonaws.com``). Matching is case-insensitive, as DNS is. An IPv6
+host is bracketed, as image references write it (``[2001:db8::1]:5000``), and matches by
+address: ``[2001:0db8::1]`` and ``[2001:db8::1]`` are one registry.
 
 Pure: no DNS, no sockets.
 """
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterable
 
 #: Registries so common that a host one or two edits away from one is almost surely a typo.
@@ -36,6 +39,19 @@ def split_host_port(hostport: str) -> tuple[str, str]:
     return hostport, ""
 
 
+def ipv6_host(host: str) -> str | None:
+    """``[2001:db8::1]`` (bracketed, compressed, lower case) when ``host`` is an IPv6
+    address, bracketed or not; else ``None``. No zone (``%eth0``): image references have
+    none."""
+    inner = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if ":" not in inner or "%" in inner:
+        return None
+    try:
+        return f"[{ipaddress.IPv6Address(inner).compressed}]"
+    except ValueError:
+        return None
+
+
 def host_matches(pattern: str, hostport: str) -> bool:
     """Does ``hostport`` match ``pattern`` (``*`` globs one label; ports must be equal)?
 
@@ -46,6 +62,9 @@ def host_matches(pattern: str, hostport: str) -> bool:
     host, port = split_host_port(hostport.lower())
     if pattern_port != port:
         return False
+    if host.startswith("[") or pattern_host.startswith("["):
+        address = ipv6_host(host)
+        return address is not None and address == ipv6_host(pattern_host)
     pattern_labels = pattern_host.split(".")
     labels = host.split(".")
     if len(pattern_labels) != len(labels):

@@ -14,12 +14,22 @@ Order of a decision:
    cannot parse, or credentials missing for a registry that needs them. Everything else about
    it is a warning. Its template was judged when a person applied it; a rollout restart, a
    scale-up or a node drain must never lose capacity to a rule added since, or to advice.
+   An ephemeral container (``kubectl debug``, the ``pods/ephemeralcontainers``
+   subresource) is always a person's change, never the controller's: judged in full.
 3c. A missing or unreadable pull secret denies only when an image needs credentials that no
    secret the pod can read provides: the kubelet pulls with the credentials it has and only
-   records a warning event for the rest (FACTS.md).
+   records a warning event for the rest (FACTS.md). An image needs credentials when its
+   registry is in ``privateRegistries`` or refused the pull without them; a
+   ``defaultPullSecrets`` registry as such does not (a default secret is an optimisation,
+   and one whose copy failed must not deny what the registry serves anonymously).
+3d. An image with pull policy ``Never`` is never pulled: only its reference and the
+   pull-policy advice are judged; the registry is not asked and no credentials are needed.
 4. A pod template is judged as its pods will be: with the ServiceAccount's pull secrets when
    the template has none (the API server adds them only to Pods), and with what the mutating
-   webhook will change in each pod (mirrors, default secrets).
+   webhook will change in each pod (mirrors, default secrets). When that ServiceAccount does
+   not exist yet (``kubectl apply -f dir/`` applies files in name order), its secrets are
+   unknown: credentials are not judged (a warning says so) and its pods, which cannot be
+   created before the account exists, are judged when they come.
 5. Enforced findings deny with the message of docs/reference.md; warned ones become
    kubectl warnings.
 
@@ -149,6 +159,8 @@ def validate(
     if all(action is Action.OFF for action in actions.values()):
         return allow("mode-off")
 
+    # Before the preview adds any default secret: does the template name its own?
+    lists_own_secrets = view.lists_pull_secrets
     if view.is_template and not config.mutation.pod_templates:
         # Judge the template as its pods will be once the mutating webhook has run, and
         # name each image as the user wrote it.
@@ -180,6 +192,11 @@ def validate(
         refs[container.pointer] = ref
         findings.extend(check_pull_policy(container, ref))
 
+    # The kubelet never pulls an image whose pull policy is Never: it runs the node's copy
+    # or fails with ErrImageNeverPull, and neither the registry nor credentials take part.
+    # Such images are judged for their reference and the pull-policy advice only.
+    pulled = [c for c in judged if c.pull_policy != "Never"]
+
     wants_registry = registry is not None and (
         actions["registry"] is not Action.OFF or actions["platform"] is not Action.OFF
     )
@@ -187,17 +204,18 @@ def validate(
     if actions["pullSecrets"] is not Action.OFF or wants_registry:
         pod = _read_pod_secrets(
             view,
-            judged,
+            pulled,
             refs=refs,
             config=config,
             cluster=cluster,
             namespace=namespace,
             dry_run=request.dry_run,
+            lists_own_secrets=lists_own_secrets,
         )
     answers: dict[str, Answer] = {}
     if wants_registry and registry is not None and pod is not None:
         answers = _ask_registry(
-            judged,
+            pulled,
             refs,
             pod,
             registry,
@@ -211,7 +229,7 @@ def validate(
         findings.extend(
             _pull_secret_findings(
                 view,
-                judged,
+                pulled,
                 pod,
                 refs=refs,
                 answers=answers,
@@ -228,7 +246,7 @@ def validate(
         findings.extend(
             _registry_findings(
                 view,
-                judged,
+                pulled,
                 refs,
                 answers,
                 pod,
@@ -240,7 +258,12 @@ def validate(
             )
         )
 
-    if made_by_controller(request.object):
+    if pod is not None and pod.pending_account:
+        findings = _pending_account(findings, pod.pending_account, pulled, refs)
+
+    # An ephemeral container (kubectl debug) is added by a person, never by the controller
+    # that made the pod: it is judged as a person's change, owner or not.
+    if made_by_controller(request.object) and request.sub_resource != "ephemeralcontainers":
         findings = [f if f.check in CERTAIN_CHECKS else f.as_advisory() for f in findings]
 
     loud = frozenset({"reference", "pullSecrets", "pullPolicy"})
@@ -266,6 +289,9 @@ class PodSecrets:
     """A note when a template's own list hides its ServiceAccount's secrets."""
     configured_needing: list[Container] = field(default_factory=list)
     """Judged images whose registry the configuration says always needs credentials."""
+    pending_account: str = ""
+    """A template's ServiceAccount that does not exist yet (``kubectl apply -f dir/`` applies
+    files in name order): its pull secrets, which its pods will get, are not known."""
 
 
 def _read_pod_secrets(
@@ -277,8 +303,11 @@ def _read_pod_secrets(
     cluster: ClusterView,
     namespace: str,
     dry_run: bool,
+    lists_own_secrets: bool,
 ) -> PodSecrets:
-    names, origin, hidden = view.pull_secret_names, "", ""
+    """``lists_own_secrets``: the object as written lists imagePullSecrets (``view`` may be
+    the preview, with default secrets added)."""
+    names, origin, hidden, pending = view.pull_secret_names, "", "", ""
     if view.is_template:
         # The ServiceAccount admission plugin fills imagePullSecrets only into Pods, and only
         # when the Pod's list is empty: a template must be judged with the account's list
@@ -287,11 +316,16 @@ def _read_pod_secrets(
             account = cluster.get_service_account(namespace, view.service_account)
         except ClusterUnavailable as error:
             return PodSecrets(SecretSet(names=[], origin="", unavailable=str(error)), [])
+        if account is None and not lists_own_secrets:
+            # Not created yet (a Deployment applied before its ServiceAccount): the pods,
+            # which cannot be created before it exists, are judged with its secrets then.
+            pending = view.service_account
         if account is not None and account.image_pull_secrets:
             listed = ", ".join(f'"{n}"' for n in account.image_pull_secrets)
-            if not view.lists_pull_secrets:
-                names = list(account.image_pull_secrets)
-                origin = f'ServiceAccount "{account.name}"'
+            if not lists_own_secrets:
+                if not view.lists_pull_secrets:  # the preview adds them with a default one
+                    names = list(account.image_pull_secrets)
+                    origin = f'ServiceAccount "{account.name}"'
             else:
                 hidden = (
                     f"; the template's own imagePullSecrets hide ServiceAccount "
@@ -326,7 +360,52 @@ def _read_pod_secrets(
         if view.is_template or dry_run
         else None,
     )
-    return PodSecrets(secrets, findings, hidden, needing)
+    return PodSecrets(secrets, findings, hidden, needing, pending)
+
+
+def _pending_account(
+    findings: list[Finding],
+    account: str,
+    pulled: list[Container],
+    refs: Mapping[str, Reference],
+) -> list[Finding]:
+    """Findings about credentials, when the template's ServiceAccount does not exist yet:
+    one warning that says so instead of coverage findings (whose fix, a new secret, may not
+    be needed), and refusals only as warnings (the account's secrets may serve the pull).
+    Everything else (a reference that cannot parse, an image that does not exist) stands."""
+    kept: list[Finding] = []
+    for finding in findings:
+        if finding.check == "pullSecrets":
+            continue
+        kept.append(
+            finding.as_advisory(
+                f'; ServiceAccount "{account}" does not exist yet, and its imagePullSecrets '
+                "may serve the pull",
+                f' (ServiceAccount "{account}" does not exist yet)',
+            )
+            if finding.cause == "unauthorized"
+            else finding
+        )
+    if not pulled:
+        return kept  # nothing is pulled: no credentials to judge, now or later
+    registries = words_list(
+        list(dict.fromkeys(refs[c.pointer].domain for c in pulled if c.pointer in refs)), limit=3
+    )
+    kept.append(
+        Finding(
+            check="pullSecrets",
+            subject=_subject(pulled) if pulled else "pod template",
+            problem=f'ServiceAccount "{account}" does not exist yet, so the pull secrets its '
+            f"pods will get are not known and credentials for {registries or 'its images'} "
+            "are not judged; its pods are judged when they are created",
+            short=f'ServiceAccount "{account}" does not exist yet: credentials are judged '
+            "when its pods are created",
+            fix=f"create ServiceAccount {account} before the workload (kubectl apply -f DIR "
+            "applies files in name order)",
+            advisory=True,
+        )
+    )
+    return kept
 
 
 #: At most this many distinct manifests are asked about per admission; a pod naming more
@@ -438,6 +517,8 @@ def _usable_secret_findings(
         served = [c for c in judged if (a := answers.get(c.pointer)) and a.outcome is Outcome.FOUND]
         if needing:
             why = "the pod's other imagePullSecrets cover the images that need credentials"
+        elif not judged:
+            why = "the kubelet pulls none of its images (pull policy Never)"
         elif judged and len(served) == len(judged):
             why = "the registry serves its images with the credentials the pod has"
         else:

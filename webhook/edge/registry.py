@@ -175,7 +175,9 @@ class GuardedBackend(httpcore.NetworkBackend):
         local_address: str | None = None,
         socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
     ) -> httpcore.NetworkStream:
-        hostport = f"{host}:{port}"
+        # httpcore passes an IPv6 host without its brackets; the allow list names it as
+        # image references do (``[::1]:5000``), so the brackets go back on before matching.
+        hostport = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         try:
             addresses = self.resolver(host, port)
         except socket.gaierror as error:
