@@ -556,8 +556,11 @@ def node(name: str, arch: str) -> str:
 
 
 @pytest.fixture
-def matrix_cluster(plane: ControlPlane) -> Iterator[httpx.Client]:
-    """The matrix namespace and the two Node objects, seen by pullguard; an admin client."""
+def matrix_cluster(fail_closed: ControlPlane) -> Iterator[httpx.Client]:
+    """The matrix namespace and the two Node objects, seen by pullguard; an admin client.
+    pullguard's webhooks are at ``failurePolicy: Fail``: an admission is pullguard's own
+    answer, never a crash or a timeout let through by Ignore."""
+    plane = fail_closed
     namespace(plane, NS)
     for name, arch in ((AMD64_NODE, "amd64"), (ARM64_NODE, "arm64")):
         plane.apply(node(name, arch), check=True)
@@ -617,6 +620,10 @@ def test_pullguard_agrees_with_the_runtime(
             f"{case.name:<52} {verdict:<9} {'pulls' if pulled.ok else 'fails':<7} "
             f"{'yes' if agreement else 'NO':<6} {case.why}"
         )
+        if not pulled.ok:
+            # The runtime's own words, without the "failed to pull and unpack" preamble.
+            said = pulled.error.rsplit('": ', 1)[-1]
+            print(f"{'':<52} runtime: {said[:110]}")
     assert not wrong, "\n".join(wrong)
 
 
