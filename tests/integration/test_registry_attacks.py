@@ -679,3 +679,47 @@ def test_narrowing_the_private_rules_applies_at_once_through_the_server(
         assert _heads(setup.public, repository) == asked
     finally:
         stop_server(server)
+
+
+def test_a_question_in_flight_when_the_rules_change_ends_and_its_pool_is_closed(
+    setup: Setup,
+) -> None:
+    """The other half of the rule above: a request already sent under the old rules gets its
+    answer (nothing is cut mid-answer), and the old pool's connections (here one to the
+    distribution registry, idle, kept alive) are closed when that request ends, not left
+    open for their 60 s."""
+    push_image(setup.public, "team/kept-alive", "1.0")
+    gate = threading.Event()
+
+    def held(request: Request) -> tuple[int, dict[str, str], bytes]:
+        gate.wait(5)
+        return 200, {"Docker-Content-Digest": digest_of(b"held")}, b""
+
+    server = ScriptedServer(setup.tls, held)
+    now = InForce(RegistrySettings(allow_private_networks=True, cache_ttl_seconds=0), [])
+    context = ssl.create_default_context(cafile=str(setup.tls["ca"]))
+    registry = HttpRegistry(lambda: now.settings, ssl_context=context)
+    old = registry.http.pool
+    answers: list[Answer] = []
+    question = Question(server.host, "team/held", "1.0")
+    thread = threading.Thread(target=lambda: answers.append(ask(registry, question)))
+    try:
+        kept = Question(setup.public.host, "team/kept-alive", "1.0")
+        assert ask(registry, kept).outcome is Outcome.FOUND
+        (idle,) = old.connections  # kept alive in the pool of the rules in force
+        thread.start()
+        deadline = time.monotonic() + 5
+        while not server.requests and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert server.requests  # sent under the old rules, waiting for its answer
+        now.settings = replace(now.settings, allowed_private_registries=(server.host,))
+        assert registry.http.pool is not old  # the next request takes a pool of the new rules
+        assert idle in old.connections  # the old pool is still serving the request in flight
+        gate.set()
+        thread.join(5)
+        assert [a.outcome for a in answers] == [Outcome.FOUND]
+        assert not old.connections  # closed once its last request ended
+    finally:
+        gate.set()
+        registry.close()
+        server.stop()
