@@ -42,6 +42,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from webhook.core.checks import (
+    TYPO_WORDS,
     SecretSet,
     WorkloadRef,
     check_coverage,
@@ -254,8 +255,10 @@ def validate(
                 namespace,
                 unavailable,
                 blocked=any(f.check == "pullSecrets" and not f.advisory for f in findings),
+                running_pod=not view.is_template and request.operation == "UPDATE",
             )
         )
+        findings = _served_is_no_typo(findings, answers, pulled)
 
     if pod is not None and pod.pending_account:
         findings = _pending_account(findings, pod.pending_account, pulled, refs)
@@ -330,6 +333,20 @@ def _read_pod_secrets(
                     f"; the template's own imagePullSecrets hide ServiceAccount "
                     f'"{account.name}"\'s ({listed}), which its pods will not get'
                 )
+    elif lists_own_secrets:
+        # A Pod that lists its own secrets gets none of its ServiceAccount's: the plugin
+        # fills the list only when it is empty. Said, so the pod's list is not read as all.
+        try:
+            account = cluster.get_service_account(namespace, view.service_account)
+        except ClusterUnavailable:
+            account = None
+        extra = [n for n in (account.image_pull_secrets if account else []) if n not in names]
+        if account is not None and extra:
+            listed = ", ".join(f'"{n}"' for n in extra)
+            hidden = (
+                f"; the pod's own imagePullSecrets hide ServiceAccount \"{account.name}\"'s "
+                f"({listed}), which the API server adds only to a pod that lists none"
+            )
     needing = [
         c for c in judged if c.pointer in refs and needs_credentials(refs[c.pointer], config)
     ]
@@ -514,9 +531,12 @@ def _registry_findings(  # noqa: PLR0917 - one call site, every argument named t
     unavailable: dict[str, str],
     *,
     blocked: bool,
+    running_pod: bool = False,
 ) -> list[Finding]:
     """Findings of the ``registry`` and ``platform`` checks. ``blocked``: a pull-secret
-    finding already denies, and its fix comes first; a refusal would repeat it."""
+    finding already denies, and its fix comes first; a refusal would repeat it.
+    ``running_pod``: the pod exists already (``kubectl debug``), and its pull secrets
+    cannot change."""
     findings: list[Finding] = []
     not_asked: list[str] = []
     unchecked: list[str] = []  # the images behind not_asked
@@ -546,6 +566,14 @@ def _registry_findings(  # noqa: PLR0917 - one call site, every argument named t
             namespace=namespace,
             node_credential_registries=config.registry.node_credential_registries,
             secrets_unreadable=secrets_unreadable,
+            secrets=pod.secrets if pod is not None else None,
+            hidden=pod.hidden if pod is not None else "",
+            running_pod=running_pod,
+            default_sources={
+                d.secret: d.source_namespace
+                for d in config.default_pull_secrets
+                if d.source_namespace is not None
+            },
         )
         if finding is not None:
             findings.append(finding)
@@ -560,6 +588,29 @@ def _registry_findings(  # noqa: PLR0917 - one call site, every argument named t
         unavailable["registry"] = "; ".join(dict.fromkeys(not_asked)) + f"; not checked: {named}"
         unavailable.setdefault("platform", unavailable["registry"])
     return findings
+
+
+def _served_is_no_typo(
+    findings: list[Finding], answers: Mapping[str, Answer], pulled: list[Container]
+) -> list[Finding]:
+    """Drop the "looks like a typo of another registry" guess for an image its registry has
+    just served: the host is the one meant (a real registry one edit from a well-known one,
+    ``quay.io`` and ``quai.io`` say, is not a typo when it has the image)."""
+    served = {
+        c.image_pointer
+        for c in pulled
+        if (answer := answers.get(c.pointer)) is not None and answer.outcome is Outcome.FOUND
+    }
+    return [
+        f
+        for f in findings
+        if not (
+            f.check == "reference"
+            and f.advisory
+            and TYPO_WORDS in f.problem
+            and f.pointer in served
+        )
+    ]
 
 
 def _subject(containers: list[Container]) -> str:
