@@ -8,6 +8,7 @@ live re-check asks them."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 import uuid
@@ -235,3 +236,48 @@ def test_in_cluster_audit_publishes_metrics_and_events(
         assert "audit pass failed" not in auditor.log_text()
     finally:
         auditor.stop()
+
+
+def run_printed(plane: ControlPlane, fix: str, **placeholders: str) -> None:
+    """Run a diagnosis's fix from its first kubectl as printed, with only its placeholders
+    (USER, PASSWORD) filled in, as the person would."""
+    command = fix[fix.index("kubectl") :]
+    for placeholder, value in placeholders.items():
+        command = command.replace(placeholder, value)
+    done = subprocess.run(
+        ["bash", "-c", command],
+        env={**os.environ, "KUBECONFIG": str(plane.kubeconfig)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, f"{command}\n{done.stderr}"
+
+
+def test_diagnose_of_a_bare_pod_recreates_it_with_the_secret_as_printed(
+    plane: ControlPlane, ns: str, registries: E2ERegistries
+) -> None:
+    # Issue 22: a bare pod's imagePullSecrets cannot change; the fix recreates it.
+    off(plane, ns)
+    private = f"{registries.private.host}/team/bare-diag:1.0"
+    push_image(registries.private, "team/bare-diag", "1.0")
+    failing_pod(plane, ns, "bare", private, CONTAINERD_AMBIGUOUS.format(image=private))
+    missing = f"{registries.public.host}/team/never-pushed-bare:1.0"
+    failing_pod(plane, ns, "typo", missing, CONTAINERD_AMBIGUOUS.format(image=missing))
+    result = pullguard(plane, registries, "diagnose", "bare", "-n", ns)
+    assert result.returncode == 0, result.stderr
+    (fix,) = [line.split("Fix: ", 1)[1] for line in result.stdout.splitlines() if "Fix: " in line]
+    assert "kubectl replace --force -f -" in fix and "in the manifest" not in fix, fix
+    uid = plane.get_json("pod", "bare", "-n", ns)["metadata"]["uid"]
+    run_printed(plane, fix, USER="user", PASSWORD="pass")
+    recreated = plane.get_json("pod", "bare", "-n", ns)
+    assert recreated["metadata"]["uid"] != uid
+    secret = recreated["spec"]["imagePullSecrets"][0]["name"]
+    assert secret.startswith("regcred-")
+    assert plane.kubectl("get", "secret", secret, "-n", ns).ok
+    # --all groups each pod by the cause its diagnosis settled on: the "may require
+    # authorization" of the missing image is corrected to not_found.
+    grouped = pullguard(plane, registries, "diagnose", "--all", "-n", ns)
+    assert "\nnot_found (1): " in grouped.stdout, grouped.stdout
+    assert f"  {ns}/typo " in grouped.stdout.split("\nnot_found (1): ", 1)[1].split("\n\n")[0]
