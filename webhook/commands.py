@@ -410,6 +410,7 @@ def registry_parts(store: Any, metrics: Any) -> tuple[Any, Any]:
         trusted_private=mirror_hosts,
         observe=observe,
         on_cache=lambda hit: metrics.registry_cache.labels("hit" if hit else "miss").inc(),
+        on_refused=lambda reason: metrics.registry_refusals.labels(reason).inc(),
     )
     mirrors = MirrorHealth(probed_mirrors, registry.probe, metrics=metrics)
     mirrors.start()

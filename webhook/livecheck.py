@@ -90,11 +90,13 @@ class RunMemo:
         self.answers: dict[Question, Answer] = {}
         self.lock = threading.Lock()
 
-    def ask(self, questions: Sequence[Question], budget: float) -> Mapping[Question, Answer]:
+    def ask(
+        self, questions: Sequence[Question], budget: float, tenant: str = ""
+    ) -> Mapping[Question, Answer]:
         with self.lock:
             missing = [q for q in questions if q not in self.answers]
         if missing:
-            got = self.inner.ask(missing, budget)
+            got = self.inner.ask(missing, budget, tenant)
             with self.lock:
                 self.answers.update(got)
         with self.lock:

@@ -1,14 +1,18 @@
 """Misbehaving registries for tests, on loopback over TLS: one that accepts and never
 answers, one that drips its answer a byte at a time, one that answers a fixed status (429,
-503...), and one that redirects (to a private address, say)."""
+503...), one that redirects (to a private address, say), and a scripted attacker server
+(:class:`ScriptedServer`) that answers each request as a test says."""
 
 from __future__ import annotations
 
 import contextlib
+import http.server
 import socket
 import ssl
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -103,3 +107,65 @@ class FaultServer:
         for conn in self.connections:
             with contextlib.suppress(OSError):
                 conn.close()
+
+
+Handler = Callable[["Request"], tuple[int, dict[str, str], bytes]]
+
+
+@dataclass(frozen=True)
+class Request:
+    method: str
+    path: str
+    headers: dict[str, str]  # names lower-cased
+
+
+class ScriptedServer:
+    """An attacker's HTTPS server on loopback: ``handler`` answers each request (status,
+    headers, body), every request is recorded. For what a real registry cannot be made to do:
+    redirect a manifest to another host, challenge from there, serve hostile platforms."""
+
+    def __init__(self, tls: dict[str, Path], handler: Handler) -> None:
+        self.handler = handler
+        self.requests: list[Request] = []
+        outer = self
+
+        class _Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                return
+
+            def _answer(self) -> None:
+                request = Request(
+                    self.command, self.path, {k.lower(): v for k, v in self.headers.items()}
+                )
+                outer.requests.append(request)
+                length = int(self.headers.get("content-length") or 0)
+                if length:
+                    self.rfile.read(length)
+                status, headers, body = outer.handler(request)
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(body)
+
+            do_GET = do_HEAD = do_POST = _answer
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        self.httpd.daemon_threads = True
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(str(tls["cert"]), str(tls["key"]))
+        self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True)
+        self.port = self.httpd.server_address[1]
+        self.host = f"127.0.0.1:{self.port}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def seen(self, method: str, path_start: str) -> list[Request]:
+        return [r for r in self.requests if r.method == method and r.path.startswith(path_start)]
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()

@@ -16,6 +16,8 @@ Pure: no sockets, no DNS, no clock. Nothing here ever returns or formats a passw
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import ipaddress
 import json
 import re
@@ -123,10 +125,14 @@ class RegistryView(Protocol):
 
     - a ``NOT_FOUND`` answer was fetched live during this call, never from a cache;
     - every question gets an answer within ``budget`` seconds (``NOT_ASKED`` past it);
-    - credentials go only to the registry asked and the token realm it names.
+    - credentials go only to the registry asked and the token realm it names;
+    - ``tenant`` (the namespace asking) gets no more than its share of the capacity, so one
+      namespace cannot leave the others unchecked.
     """
 
-    def ask(self, questions: Sequence[Question], budget: float) -> Mapping[Question, Answer]: ...
+    def ask(
+        self, questions: Sequence[Question], budget: float, tenant: str = ""
+    ) -> Mapping[Question, Answer]: ...
 
 
 class FixedRegistry:
@@ -136,7 +142,9 @@ class FixedRegistry:
         self.answers = dict(answers or {})
         self.asked: list[Question] = []
 
-    def ask(self, questions: Sequence[Question], budget: float) -> Mapping[Question, Answer]:
+    def ask(
+        self, questions: Sequence[Question], budget: float, tenant: str = ""
+    ) -> Mapping[Question, Answer]:
         self.asked.extend(questions)
         return {
             q: self.answers.get(q.image, Answer(Outcome.NOT_ASKED, "not in the table"))
@@ -213,49 +221,119 @@ def parse_challenge(header: str) -> tuple[str, dict[str, str]]:
     return scheme.lower(), params
 
 
+#: What an os, architecture or variant may be: a short identifier (``linux``, ``arm64``,
+#: ``v8``, ``windows``). Anything else is refused, whole: a registry's megabyte "platform"
+#: would otherwise be kept for the process's life, and its escape sequences printed in
+#: warnings, denials and Events (issue 20, items 3 and 9).
+PLATFORM_FIELD = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,31}\Z")
+#: More distinct platforms than any real index lists (the largest list about 10).
+MAX_PLATFORMS = 64
+
+
+class PlatformError(ValueError):
+    """A manifest's platforms are not what any real image has: the platforms are unknown."""
+
+
+def _platform(os_name: object, arch: object, variant: object) -> Platform | None:
+    if not isinstance(os_name, str) or not isinstance(arch, str) or not os_name or not arch:
+        return None
+    variant = variant if isinstance(variant, str) else ""
+    for value in (os_name, arch, variant):
+        if value and not PLATFORM_FIELD.match(value):
+            raise PlatformError(
+                "the registry named a platform that is not a short identifier (os, "
+                "architecture, variant: letters, digits, '.', '_', '-', at most 32)"
+            )
+    return Platform(os_name, arch, variant)
+
+
 def platforms_of_index(document: Mapping[str, Any]) -> tuple[Platform, ...]:
     """The runnable platforms an index lists (attestation entries, ``unknown/unknown``,
-    are not images and are left out)."""
-    found = []
-    for entry in document.get("manifests") or []:
+    are not images and are left out). :class:`PlatformError` when an entry's platform is
+    not made of short identifiers, or there are more than :data:`MAX_PLATFORMS`: one bad
+    entry makes them all unknown (leaving it out could deny a pod its platform)."""
+    found: dict[Platform, None] = {}
+    entries = document.get("manifests")
+    for entry in entries if isinstance(entries, list) else []:
         platform = entry.get("platform") if isinstance(entry, Mapping) else None
         if not isinstance(platform, Mapping):
             continue
-        os_name, arch = platform.get("os"), platform.get("architecture")
-        if (
-            not isinstance(os_name, str)
-            or not isinstance(arch, str)
-            or "unknown" in (os_name, arch)
-        ):
+        parsed = _platform(
+            platform.get("os"), platform.get("architecture"), platform.get("variant")
+        )
+        if parsed is None or "unknown" in (parsed.os, parsed.architecture):
             continue
-        variant = platform.get("variant")
-        found.append(Platform(os_name, arch, variant if isinstance(variant, str) else ""))
-    return tuple(dict.fromkeys(found))
+        found[parsed] = None
+        if len(found) > MAX_PLATFORMS:
+            raise PlatformError(f"the index lists more than {MAX_PLATFORMS} platforms")
+    return tuple(found)
 
 
 def platform_of_config(document: Mapping[str, Any]) -> Platform | None:
-    """A single image's platform, from its config blob."""
-    os_name, arch = document.get("os"), document.get("architecture")
-    if not isinstance(os_name, str) or not isinstance(arch, str) or not os_name or not arch:
-        return None
-    variant = document.get("variant")
-    return Platform(os_name, arch, variant if isinstance(variant, str) else "")
+    """A single image's platform, from its config blob (:class:`PlatformError` as above)."""
+    return _platform(document.get("os"), document.get("architecture"), document.get("variant"))
 
 
-def address_refusal(address: str) -> str | None:
-    """Why a connection to IP ``address`` is refused by default, or ``None`` when it is a
-    public address. IPv4-mapped (``::ffff:a9fe:a9fe``), 6to4 and Teredo addresses are judged
-    by the IPv4 address inside them."""
-    try:
-        ip: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(
-            address.split("%", 1)[0].strip("[]")
-        )
-    except ValueError:
-        return "not an IP address"
-    if isinstance(ip, ipaddress.IPv6Address):
-        inner = ip.ipv4_mapped or ip.sixtofour or (ip.teredo[1] if ip.teredo else None)
-        if inner is not None:
-            ip = inner
+_DIGEST = re.compile(r"(sha256:[0-9a-f]{64}|sha512:[0-9a-f]{128})\Z")
+
+
+def is_digest(text: str) -> bool:
+    """A sha256 or sha512 digest, the only kinds pullguard can check."""
+    return bool(_DIGEST.match(text))
+
+
+def digest_matches(digest: str, body: bytes) -> bool:
+    """Do ``body``'s bytes have this digest? (A manifest is cached by its digest only when
+    they do: a registry serving other bytes under a digest poisons nothing.)"""
+    if not is_digest(digest):
+        return False
+    algorithm, _, value = digest.partition(":")
+    return hmac.compare_digest(hashlib.new(algorithm, body).hexdigest(), value)
+
+
+def digest_of(body: bytes) -> str:
+    return "sha256:" + hashlib.sha256(body).hexdigest()
+
+
+_NAT64_WELL_KNOWN = ipaddress.IPv6Network("64:ff9b::/96")
+_NAT64_LOCAL = ipaddress.IPv6Network("64:ff9b:1::/48")  # RFC 8215, local use
+_SIIT = ipaddress.IPv6Network("::ffff:0:0:0/96")  # IPv4-translated (RFC 2765)
+_COMPATIBLE = ipaddress.IPv6Network("::/96")  # IPv4-compatible (deprecated)
+_THIS_NETWORK = ipaddress.IPv4Network("0.0.0.0/8")
+
+
+def _rfc6052(ip: ipaddress.IPv6Address, prefix: int) -> ipaddress.IPv4Address:
+    """The IPv4 address an RFC 6052 translator with a ``prefix``-bit prefix reads from
+    ``ip`` (bits 64-71 are the reserved "u" octet, skipped)."""
+    octets = ip.packed
+    start = prefix // 8
+    picked = [octets[i] for i in range(start, 16) if i != 8][:4]
+    return ipaddress.IPv4Address(bytes(picked))
+
+
+def embedded_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """Every IPv4 address a packet to ``ip`` may reach: IPv4-mapped, SIIT, IPv4-compatible,
+    6to4, Teredo, and NAT64 (the well-known ``64:ff9b::/96``; for the local-use
+    ``64:ff9b:1::/48`` every prefix length RFC 6052 allows, since the translator's is not
+    known here)."""
+    if ip.ipv4_mapped is not None:
+        return [ip.ipv4_mapped]
+    if ip in _SIIT or ip in _NAT64_WELL_KNOWN or (ip in _COMPATIBLE and int(ip) > 1):
+        return [ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)]
+    if ip in _NAT64_LOCAL:
+        # 0.0.0.0/8 is no destination a translator reaches: a reading that lands there is
+        # the zero padding of another prefix length's form.
+        readings = [_rfc6052(ip, prefix) for prefix in (48, 56, 64, 96)]
+        routable = [r for r in readings if r not in _THIS_NETWORK]
+        return routable or readings[-1:]
+    if ip.sixtofour is not None:
+        return [ip.sixtofour]
+    if ip.teredo is not None:
+        return [ip.teredo[1]]
+    return []
+
+
+def _refusal(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
     if ip.is_loopback:
         return "a loopback address"
     if ip.is_link_local:
@@ -264,11 +342,38 @@ def address_refusal(address: str) -> str | None:
         return "the unspecified address"
     if ip.is_multicast:
         return "a multicast address"
+    if isinstance(ip, ipaddress.IPv6Address) and ip.is_site_local:
+        return "a site-local address"
     if ip.is_private:
         return "a private address"
     if not ip.is_global:
         return "an internal or reserved address"
     return None
+
+
+def address_refusal(address: str) -> str | None:
+    """Why a connection to IP ``address`` is refused by default, or ``None`` when it is a
+    public address. An IPv6 address with an IPv4 address inside (IPv4-mapped
+    ``::ffff:a9fe:a9fe``, SIIT ``::ffff:0:a9fe:a9fe``, IPv4-compatible ``::a9fe:a9fe``,
+    NAT64 ``64:ff9b::a9fe:a9fe`` and ``64:ff9b:1::/48``, 6to4, Teredo) is judged by the
+    IPv4 rules, so ``64:ff9b::8.8.8.8`` is public and ``64:ff9b::169.254.169.254`` is the
+    metadata service a NAT64 gateway would connect to (issue 20, item 2); site-local
+    ``fec0::/10`` is internal."""
+    try:
+        ip: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(
+            address.split("%", 1)[0].strip("[]")
+        )
+    except ValueError:
+        return "not an IP address"
+    if isinstance(ip, ipaddress.IPv6Address):
+        inner = embedded_ipv4(ip)
+        for candidate in inner:
+            refusal = _refusal(candidate)
+            if refusal is not None:
+                return f"{refusal} ({candidate} inside)"
+        if inner:
+            return None
+    return _refusal(ip)
 
 
 # -- Platforms the pod can run on --------------------------------------------------------

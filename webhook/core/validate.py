@@ -221,6 +221,7 @@ def validate(
             registry,
             config,
             with_platforms=actions["platform"] is not Action.OFF,
+            namespace=namespace,
         )
 
     if actions["pullSecrets"] is not Action.OFF and pod is not None:
@@ -437,6 +438,7 @@ def _ask_registry(
     config: Config,
     *,
     with_platforms: bool,
+    namespace: str,
 ) -> dict[str, Answer]:
     """Each judged image's answer, by container pointer. Images are asked in parallel, with
     the credentials the kubelet would use for each."""
@@ -449,7 +451,9 @@ def _ask_registry(
         questions[container.pointer] = question_for(ref, credentials, with_platforms)
     distinct = list(dict.fromkeys(questions.values()))
     asked = distinct[:MAX_QUESTIONS]
-    got = dict(registry.ask(asked, config.registry.timeout_seconds)) if asked else {}
+    budget = config.registry.timeout_seconds
+    # The namespace is the tenant: it gets its share of the registry client, no more.
+    got = dict(registry.ask(asked, budget, tenant=namespace)) if asked else {}
     too_many = Answer(Outcome.NOT_ASKED, f"more than {MAX_QUESTIONS} distinct images in one object")
     return {pointer: got.get(question, too_many) for pointer, question in questions.items()}
 

@@ -119,6 +119,14 @@ class Metrics:
             ["result"],
             registry=r,
         )
+        self.registry_refusals = Counter(
+            "pullguard_registry_capacity_refusals",
+            "Registry questions not asked for lack of capacity, by reason: process (every "
+            "slot in use), namespace (one namespace's share in use), dns (too many DNS "
+            "lookups outstanding). Any increase means images were admitted unchecked: alert.",
+            ["reason"],
+            registry=r,
+        )
         self.mirror_up = Gauge(
             "pullguard_mirror_up",
             "1 while a configured mirror answers its /v2/ probe; images are rewritten to it "

@@ -6,17 +6,33 @@ scope) and Basic auth, and classifies the answer. Rules it keeps, each tested ag
 registries on loopback:
 
 - **Addresses.** Every connection, including redirects and token realms, resolves the host
-  once, refuses loopback, link-local, private and other internal addresses (IPv4-mapped,
-  6to4 and Teredo unwrapped) unless the configuration allows the host, and connects to the
-  very address it checked: there is no second resolution to race.
-- **Credentials** go only to the registry asked and to the token realm it names; a redirect to
-  another host carries none. Plain HTTP only for ``registry.insecureRegistries``.
-- **Bounded.** One deadline per question covers connect, TLS, every read and the token
-  exchange (a registry dripping its answer byte by byte is cut at the deadline); bodies are
-  capped; at most :data:`MAX_REDIRECTS` redirects; at most :data:`MAX_FLIGHTS` questions in
-  flight per process.
-- **Polite.** HEAD for existence (a GET counts against Docker Hub's rate limit); a GET only for
-  a manifest's platforms, by digest, once per process; positive answers cached for
+  once, refuses loopback, link-local, private, site-local and other internal addresses (every
+  IPv6 form with an IPv4 address inside, NAT64 included, judged by the IPv4 rules: see
+  :func:`~webhook.core.registry.address_refusal`) unless the configuration allows the host,
+  and connects to the very address it checked: there is no second resolution to race.
+- **Credentials** answer a challenge only from the host they are for: a registry redirecting
+  a manifest, tag list or blob to another host that challenges with a realm of its choosing
+  gets no password sent there; the conversation goes on anonymously (issue 20, item 1). A
+  redirect to another host carries no ``Authorization``. Plain HTTP only for
+  ``registry.insecureRegistries``.
+- **Bounded in time.** One deadline per question covers DNS (run where it can be abandoned:
+  :class:`Lookups`), connect, TLS, every read and the token exchange (a registry dripping its
+  answer byte by byte is cut at the deadline); bodies are capped; at most
+  :data:`MAX_REDIRECTS` redirects.
+- **Fair.** At most :data:`MAX_FLIGHTS` questions in flight per process and
+  :data:`FLIGHTS_PER_TENANT` per namespace, each slot free again at its question's deadline;
+  DNS lookups limited the same way; every refusal counted (issue 20, item 4: names that never
+  answer held every slot for a minute, and other tenants' pods were admitted unchecked).
+- **Bounded in memory.** Answers, tokens and platforms live in caches with a byte budget, of
+  which one registry fills at most a quarter (:class:`BudgetCache`); platforms are short
+  identifiers, cached under the digest of the bytes received (issue 20, item 3: 64 KiB tokens
+  and megabyte platform names grew a worker past its memory limit).
+- **Registry text is data.** Every text of an answer is cleaned to printable ASCII here
+  (:func:`clean_answer`), before it can reach a warning, denial, Event or CLI output
+  (issue 20, item 9).
+- **Polite.** HEAD for existence (a GET of a manifest counts as a pull on Docker Hub); the
+  platform check GETs a manifest only by digest and once per digest per process, whatever
+  the tag or repository (blob GETs are not pulls); positive answers cached for
   ``cacheTTLSeconds`` (by digest: for the process's life), keyed by registry, repository,
   reference and credential identity (a keyed hash, never the secret); concurrent admissions
   asking the same question share one flight; connections pooled, HTTP/2 where offered.
@@ -33,6 +49,7 @@ import base64
 import collections
 import hashlib
 import hmac
+import ipaddress
 import json
 import logging
 import os
@@ -44,7 +61,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 from urllib.parse import urlencode, urljoin, urlsplit
 
 import httpcore
@@ -58,13 +75,17 @@ from webhook.core.registry import (
     Answer,
     Outcome,
     Platform,
+    PlatformError,
     Question,
     address_refusal,
     api_host,
     classify_status,
     clean_words,
+    digest_matches,
+    digest_of,
     error_code,
     error_words,
+    is_digest,
     parse_challenge,
     platform_of_config,
     platforms_of_index,
@@ -73,8 +94,21 @@ from webhook.core.registry import (
 log = logging.getLogger("pullguard.registry")
 
 MAX_REDIRECTS = 3
-MAX_FLIGHTS = 64
+#: Registry questions in flight per process, and the share one namespace may hold: a
+#: namespace's pods (32 images each at most) cannot take the slots the others need.
+MAX_FLIGHTS = 128
+FLIGHTS_PER_TENANT = 32
+#: DNS lookups outstanding per process and per namespace. A lookup that does not answer is
+#: abandoned at the question's deadline but keeps its place until the resolver gives up.
+MAX_LOOKUPS = 48
+LOOKUPS_PER_TENANT = 16
 MAX_CACHE_ENTRIES = 10_000
+#: Byte budgets of the caches, and the share of each one registry may fill (issue 20,
+#: item 3: an attacker's registry filled a worker with 64 KiB tokens and megabyte platforms).
+ANSWER_CACHE_BYTES = 8 * 1024 * 1024
+TOKEN_CACHE_BYTES = 8 * 1024 * 1024
+PLATFORM_CACHE_BYTES = 2 * 1024 * 1024
+REGISTRY_SHARE = 4  # one registry may fill a quarter of a cache
 ERROR_BODY_MAX = 64 * 1024
 TOKEN_BODY_MAX = 64 * 1024
 TAGS_BODY_MAX = 256 * 1024
@@ -96,7 +130,15 @@ class NameNotFound(httpcore.ConnectError):
 
 
 class DeadlinePassed(httpcore.ReadTimeout):
-    """The question's deadline passed (connect, TLS, reads and writes all count)."""
+    """The question's deadline passed (DNS, connect, TLS, reads and writes all count)."""
+
+
+class CapacityRefused(Exception):
+    """Not asked: the process's or the namespace's share of slots or lookups is in use."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 _current = threading.local()
@@ -146,10 +188,144 @@ class _DeadlineStream(httpcore.NetworkStream):
 Resolver = Callable[[str, int], list[str]]
 
 
+def _blocking_getaddrinfo() -> Callable[..., Any]:
+    """The C library's ``getaddrinfo``, also under gevent (whose patched one would run in
+    the hub's small thread pool, where hanging lookups queue the others behind them)."""
+    try:
+        from gevent import monkey
+    except ImportError:  # pragma: no cover - gevent is a dependency
+        return socket.getaddrinfo
+    if monkey.is_module_patched("socket"):
+        return monkey.get_original("socket", "getaddrinfo")  # type: ignore[no-any-return]
+    return socket.getaddrinfo
+
+
 def system_resolver(host: str, port: int) -> list[str]:
-    """The host's addresses, in the system's order (one lookup)."""
-    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    """The host's addresses, in the system's order (one lookup; it may block for as long
+    as the system resolver retries: :class:`Lookups` runs it where it can be abandoned)."""
+    infos = _blocking_getaddrinfo()(host, port, type=socket.SOCK_STREAM)
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]").split("%", 1)[0])
+    except ValueError:
+        return False
+    return True
+
+
+class _Lookup:
+    """One lookup in its own native thread; waiters wait for it until their deadline."""
+
+    def __init__(self, tenant: str) -> None:
+        self.tenant = tenant
+        self.addresses: list[str] | None = None
+        self.error: BaseException | None = None
+        self.wait: Callable[[float], bool] = lambda timeout: False
+
+
+class Lookups:
+    """DNS under the question's deadline (issue 20, item 4: names whose nameservers never
+    answer held every registry slot for a minute). Each lookup runs in a native thread
+    (gevent's pool of real threads under gevent, a daemon thread otherwise) and is waited for
+    only until the deadline; lookups of one host share one; at most :data:`MAX_LOOKUPS` are
+    outstanding per process and :data:`LOOKUPS_PER_TENANT` per namespace, counted until
+    the resolver really returns, so abandoned lookups cost their own namespace only."""
+
+    def __init__(self, resolver: Resolver, on_refused: Callable[[str], None] | None = None) -> None:
+        self.resolver = resolver
+        self.on_refused = on_refused
+        self.lock = threading.Lock()
+        self.running: dict[tuple[str, int], _Lookup] = {}
+        self.by_tenant: collections.Counter[str] = collections.Counter()
+        self._pool: Any = None  # a gevent ThreadPool (empty ones are falsy: test for None)
+        self._pool_checked = False
+
+    def outstanding(self) -> int:
+        with self.lock:
+            return len(self.running)
+
+    def __call__(self, host: str, port: int) -> list[str]:
+        if _is_address(host):
+            return self.resolver(host, port)  # a literal: nothing to look up, nothing waits
+        tenant: str = getattr(_current, "tenant", "")
+        key = (host, port)
+        with self.lock:
+            job = self.running.get(key)
+            if job is None:
+                if len(self.running) >= MAX_LOOKUPS or (
+                    self.by_tenant[tenant] >= LOOKUPS_PER_TENANT
+                ):
+                    if self.on_refused is not None:
+                        self.on_refused("dns")
+                    raise CapacityRefused(
+                        "dns",
+                        f"too many DNS lookups outstanding (at most {LOOKUPS_PER_TENANT} per "
+                        f"namespace, {MAX_LOOKUPS} per process); the names asked for do not "
+                        "answer",
+                    )
+                job = self.running[key] = _Lookup(tenant)
+                self.by_tenant[tenant] += 1
+                self._start(key, job)  # never blocks: the pool has a thread for each
+        if not job.wait(_remaining(None)):
+            raise DeadlinePassed(f"DNS lookup of {host} did not answer in time")
+        if job.error is not None:
+            raise job.error
+        return list(job.addresses or [])
+
+    def _finish(self, key: tuple[str, int], job: _Lookup) -> None:
+        with self.lock:
+            if self.running.get(key) is job:
+                del self.running[key]
+            self.by_tenant[job.tenant] -= 1
+            if self.by_tenant[job.tenant] <= 0:
+                del self.by_tenant[job.tenant]
+
+    def _run(self, key: tuple[str, int], job: _Lookup) -> None:
+        try:
+            job.addresses = self.resolver(*key)
+        except BaseException as error:  # handed to the waiters, raised there
+            job.error = error
+
+    def _start(self, key: tuple[str, int], job: _Lookup) -> None:
+        pool = self._gevent_pool()
+        if pool is not None:
+            result = pool.spawn(self._run, key, job)
+            result.rawlink(lambda _: self._finish(key, job))
+
+            def wait_gevent(timeout: float) -> bool:
+                result.wait(timeout)
+                return bool(result.ready())
+
+            job.wait = wait_gevent
+            return
+        done = threading.Event()
+
+        def run() -> None:
+            try:
+                self._run(key, job)
+            finally:
+                done.set()
+                self._finish(key, job)
+
+        job.wait = done.wait
+        threading.Thread(target=run, name="registry-dns", daemon=True).start()
+
+    def _gevent_pool(self) -> Any:
+        """gevent's pool of native threads when the process runs on gevent (made on first
+        use, in the worker after the fork), else ``None``."""
+        if not self._pool_checked:
+            self._pool_checked = True
+            try:
+                from gevent import monkey
+            except ImportError:  # pragma: no cover - gevent is a dependency
+                return None
+            if monkey.is_module_patched("socket"):
+                from gevent.threadpool import ThreadPool
+
+                self._pool = ThreadPool(MAX_LOOKUPS)
+        return self._pool
 
 
 class GuardedBackend(httpcore.NetworkBackend):
@@ -163,7 +339,7 @@ class GuardedBackend(httpcore.NetworkBackend):
         inner: httpcore.NetworkBackend | None = None,
     ) -> None:
         self.allows_private = allows_private
-        self.resolver = resolver
+        self.resolver = resolver if isinstance(resolver, Lookups) else Lookups(resolver)
         self.inner = inner or httpcore.SyncBackend()
 
     def connect_tcp(
@@ -183,6 +359,8 @@ class GuardedBackend(httpcore.NetworkBackend):
             if error.errno in (socket.EAI_NONAME, getattr(socket, "EAI_NODATA", -5)):
                 raise NameNotFound(f"DNS name {host} not found") from None
             raise httpcore.ConnectError(f"DNS lookup of {host} failed: {error.strerror}") from None
+        except OSError as error:
+            raise httpcore.ConnectError(f"DNS lookup of {host} failed: {error}") from None
         allowed = self.allows_private(hostport)
         refusals: list[str] = []
         last: Exception | None = None
@@ -230,6 +408,10 @@ class Reply:
     status: int
     headers: Mapping[str, str]
     body: bytes = b""
+    host: str = ""
+    """The host[:port] that gave this answer (after redirects)."""
+    url: str = ""
+    """The URL that gave it."""
 
 
 class Blocked(Exception):
@@ -337,7 +519,7 @@ class _Http:
                             raise Blocked(f"answer larger than {max_body} bytes")
                         chunks.append(chunk)
                     body = b"".join(chunks)
-                return Reply(status, reply_headers, body)
+                return Reply(status, reply_headers, body, hostport, url)
         raise Blocked(f"more than {MAX_REDIRECTS} redirects")
 
 
@@ -347,6 +529,95 @@ def _has_h2() -> bool:
     except ImportError:  # pragma: no cover - a dependency; HTTP/1.1 still works
         return False
     return True
+
+
+# -- Caches bounded in bytes ---------------------------------------------------------------
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class BudgetCache(Generic[K, V]):
+    """Least recently used entries within a byte budget, of which one registry may fill at
+    most a share: a registry's oversized entries evict its own first and cannot grow the
+    process (issue 20, item 3). Sizes are the caller's estimate of what an entry holds.
+    Not thread-safe: callers hold their lock."""
+
+    def __init__(self, budget: int, *, share: int | None = None) -> None:
+        self.budget = budget
+        self.share = share if share is not None else budget // REGISTRY_SHARE
+        self.entries: collections.OrderedDict[K, tuple[V, int, str]] = collections.OrderedDict()
+        self.bytes = 0
+        self._by_registry: collections.Counter[str] = collections.Counter()
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def used_by(self, registry: str) -> int:
+        return self._by_registry[registry]
+
+    def get(self, key: K) -> V | None:
+        entry = self.entries.get(key)
+        if entry is None:
+            return None
+        self.entries.move_to_end(key)
+        return entry[0]
+
+    def pop(self, key: K) -> None:
+        entry = self.entries.pop(key, None)
+        if entry is not None:
+            self._forget(entry)
+
+    def put(self, key: K, value: V, size: int, registry: str) -> bool:
+        """Keep ``value``; ``False`` (and nothing kept) when it alone exceeds the share."""
+        self.pop(key)
+        if size > self.share:
+            return False
+        while self._by_registry[registry] + size > self.share:
+            oldest = next(k for k, e in self.entries.items() if e[2] == registry)
+            self.pop(oldest)
+        while self.bytes + size > self.budget or len(self.entries) >= MAX_CACHE_ENTRIES:
+            _, entry = self.entries.popitem(last=False)
+            self._forget(entry)
+        self.entries[key] = (value, size, registry)
+        self.bytes += size
+        self._by_registry[registry] += size
+        return True
+
+    def clear(self) -> None:
+        self.entries.clear()
+        self._by_registry.clear()
+        self.bytes = 0
+
+    def _forget(self, entry: tuple[V, int, str]) -> None:
+        _, size, registry = entry
+        self.bytes -= size
+        self._by_registry[registry] -= size
+        if self._by_registry[registry] <= 0:
+            del self._by_registry[registry]
+
+
+#: What an entry costs beyond its text: the objects, the key, the dictionary slot.
+_ENTRY_OVERHEAD = 512
+
+
+def _size(*texts: str) -> int:
+    return _ENTRY_OVERHEAD + sum(len(t) for t in texts)
+
+
+def _answer_size(key: tuple[Any, ...], answer: Answer) -> int:
+    platforms = answer.platforms or ()
+    return _size(
+        *(str(part) for part in key),
+        answer.detail,
+        answer.registry_says,
+        answer.digest,
+        answer.platforms_note,
+        answer.ratelimit_remaining,
+        *answer.tags,
+        *answer.tried,
+        *(str(p) for p in platforms),
+    ) + 64 * len(platforms)
 
 
 # -- Asking one question ---------------------------------------------------------------------
@@ -369,12 +640,12 @@ class _Asker:
     def __init__(self, http: _Http, identity: Callable[[Credential | None], str]) -> None:
         self.http = http
         self.identity = identity
-        self.tokens: dict[tuple[str, str, str, str], _Token] = {}
+        self.tokens: BudgetCache[tuple[str, str, str], _Token] = BudgetCache(TOKEN_CACHE_BYTES)
         self.tokens_lock = threading.Lock()
-        # A digest names its content for good: its platforms are learned once per process.
-        self.platforms: collections.OrderedDict[tuple[str, str, str], tuple[Platform, ...]] = (
-            collections.OrderedDict()
-        )
+        # A digest names its content for good: its platforms are learned once per process,
+        # under the digest of the bytes received (so any registry, repository or tag with
+        # that digest shares them, and a registry lying about a digest poisons nothing).
+        self.platforms: BudgetCache[str, tuple[Platform, ...]] = BudgetCache(PLATFORM_CACHE_BYTES)
 
     def base(self, registry: str) -> tuple[str, str]:
         host = api_host(registry)
@@ -391,7 +662,14 @@ class _Asker:
         accept: str = ACCEPT,
         max_body: int = ERROR_BODY_MAX,
     ) -> Reply:
-        """``method`` on ``/v2/<repository>/<path>``, answering one auth challenge."""
+        """``method`` on ``/v2/<repository>/<path>``, answering one auth challenge.
+
+        The credential is for the registry's host: a challenge is answered with it only when
+        that host issued the challenge. A registry that redirects (a blob to a CDN, or an
+        attacker's registry anywhere) to another host that answers ``401 Bearer realm=...``
+        would otherwise have the pod's password sent to a realm of its choosing (issue 20,
+        item 1); after a cross-host redirect pullguard goes on anonymously, at the URL that
+        challenged, as containerd picks credentials by the host that issued the challenge."""
         base, host = self.base(registry)
         url = f"{base}/v2/{repository}/{path}"
         scope = f"repository:{repository}:pull"
@@ -402,9 +680,13 @@ class _Asker:
         reply = self.http.request(method, url, headers, max_body=max_body, credentials_host=host)
         if reply.status != 401:
             return reply
+        challenger = reply.host or host
+        if challenger != host:
+            credential, url = None, reply.url
+            headers = {"Accept": accept}
         scheme, params = parse_challenge(reply.headers.get("www-authenticate", ""))
         if scheme == "bearer" and params.get("realm"):
-            fetched = self._fetch_token(host, params, scope, credential)
+            fetched = self._fetch_token(challenger, params, scope, credential)
             if fetched is None:
                 return reply
             if isinstance(fetched, Reply):
@@ -414,12 +696,14 @@ class _Asker:
             headers["Authorization"] = _basic(credential)
         else:
             return reply
-        return self.http.request(method, url, headers, max_body=max_body, credentials_host=host)
+        return self.http.request(
+            method, url, headers, max_body=max_body, credentials_host=challenger
+        )
 
     def _token_key(
         self, host: str, scope: str, credential: Credential | None
-    ) -> tuple[str, str, str, str]:
-        return (host, scope, self.identity(credential), "")
+    ) -> tuple[str, str, str]:
+        return (host, scope, self.identity(credential))
 
     def _cached_token(self, host: str, scope: str, credential: Credential | None) -> str | None:
         with self.tokens_lock:
@@ -473,10 +757,9 @@ class _Asker:
         if not isinstance(token, str) or not token:
             return None
         expires = time.monotonic() + max(0.0, min(lifetime, TOKEN_TTL_MAX) - 5)
+        key = self._token_key(host, scope, credential)
         with self.tokens_lock:
-            if len(self.tokens) > MAX_CACHE_ENTRIES:
-                self.tokens.clear()
-            self.tokens[self._token_key(host, scope, credential)] = _Token(token, expires)
+            self.tokens.put(key, _Token(token, expires), _size(token, *key), host)
         return token
 
     # -- the question ------------------------------------------------------------------
@@ -559,23 +842,29 @@ class _Asker:
     def _platforms(
         self, question: Question, credential: Credential | None, answer: Answer
     ) -> Answer:
-        reference = answer.digest or question.reference
-        key = (question.registry, question.repository, reference)
-        with self.tokens_lock:
-            known = self.platforms.get(key) if ":" in reference else None
-        if known is not None:
-            return replace(answer, platforms=known, platforms_note="")
-        learned = self._learn_platforms(question, credential, answer, reference)
-        if learned.platforms and ":" in reference:
+        """The image's platforms: from the cache when the HEAD named a digest already read,
+        else one GET of the manifest (by digest: a GET counts as a pull on Docker Hub, so
+        each digest is read once per process), its bytes checked against the digest."""
+        if question.by_digest:
+            reference = question.reference
+        else:
+            reference = answer.digest if is_digest(answer.digest) else question.reference
+        if is_digest(reference):
             with self.tokens_lock:
-                self.platforms[key] = learned.platforms
-                while len(self.platforms) > MAX_CACHE_ENTRIES:
-                    self.platforms.popitem(last=False)
+                known = self.platforms.get(reference)
+            if known is not None:
+                return replace(answer, platforms=known, platforms_note="")
+        learned, digest = self._learn_platforms(question, credential, answer, reference)
+        if learned.platforms and digest:
+            size = _size(digest, *(str(p) for p in learned.platforms))
+            with self.tokens_lock:
+                self.platforms.put(digest, learned.platforms, size, question.registry)
         return learned
 
     def _learn_platforms(
         self, question: Question, credential: Credential | None, answer: Answer, reference: str
-    ) -> Answer:
+    ) -> tuple[Answer, str]:
+        """The platforms and the digest of the manifest bytes they came from."""
         try:
             manifest = self.authorized_get(
                 "GET",
@@ -586,14 +875,30 @@ class _Asker:
                 max_body=MANIFEST_BODY_MAX,
             )
             if manifest.status != 200:
-                return replace(answer, platforms_note=f"manifest GET answered {manifest.status}")
+                return replace(
+                    answer, platforms_note=f"manifest GET answered {manifest.status}"
+                ), ""
+            if is_digest(reference):
+                if not digest_matches(reference, manifest.body):
+                    return replace(
+                        answer,
+                        platforms_note="the manifest's bytes do not match its digest "
+                        f"{reference[:80]} (a pull would fail there too)",
+                    ), ""
+                digest = reference
+            else:
+                digest = digest_of(manifest.body)
             document = json.loads(manifest.body)
+            if not isinstance(document, dict):
+                return replace(answer, platforms_note="the manifest is not a JSON object"), ""
             media = document.get("mediaType") or manifest.headers.get("content-type", "")
             if media in INDEX_TYPES or "manifests" in document:
-                return replace(answer, platforms=platforms_of_index(document), platforms_note="")
-            config_digest = (document.get("config") or {}).get("digest")
-            if not isinstance(config_digest, str):
-                return replace(answer, platforms_note="the manifest names no config")
+                platforms = platforms_of_index(document)
+                return replace(answer, platforms=platforms, platforms_note=""), digest
+            config = document.get("config")
+            config_digest = config.get("digest") if isinstance(config, dict) else None
+            if not isinstance(config_digest, str) or not is_digest(config_digest):
+                return replace(answer, platforms_note="the manifest names no config"), ""
             blob = self.authorized_get(
                 "GET",
                 question.registry,
@@ -604,13 +909,38 @@ class _Asker:
                 max_body=CONFIG_BODY_MAX,
             )
             if blob.status != 200:
-                return replace(answer, platforms_note=f"config GET answered {blob.status}")
-            platform = platform_of_config(json.loads(blob.body))
+                return replace(answer, platforms_note=f"config GET answered {blob.status}"), ""
+            if not digest_matches(config_digest, blob.body):
+                return replace(
+                    answer, platforms_note="the image config's bytes do not match its digest"
+                ), ""
+            document = json.loads(blob.body)
+            platform = platform_of_config(document) if isinstance(document, dict) else None
+        except PlatformError as error:
+            return replace(answer, platforms_note=str(error)), ""
         except Exception as error:
-            return replace(answer, platforms_note=f"platforms unknown: {type(error).__name__}")
+            return replace(answer, platforms_note=f"platforms unknown: {type(error).__name__}"), ""
         if platform is None:
-            return replace(answer, platforms_note="the image config names no platform")
-        return replace(answer, platforms=(platform,), platforms_note="")
+            return replace(answer, platforms_note="the image config names no platform"), ""
+        return replace(answer, platforms=(platform,), platforms_note=""), digest
+
+
+def clean_answer(answer: Answer) -> Answer:
+    """Every text of an answer as printable, one-line ASCII (issue 20, item 9): a registry's
+    words, tags, digests and headers reach warnings, denials, Events, ``audit``,
+    ``diagnose`` and ``check``; escape sequences from a registry are data, never terminal
+    commands. Platforms are short identifiers already (the core refuses anything else)."""
+    return replace(
+        answer,
+        detail=clean_words(answer.detail, 600),
+        registry_says=clean_words(answer.registry_says),
+        tags=tuple(clean_words(t, 128) for t in answer.tags),
+        tried=tuple(clean_words(t, 300) for t in answer.tried),
+        ratelimit_remaining=clean_words(answer.ratelimit_remaining, 40),
+        digest=clean_words(answer.digest, 140),
+        platforms_note=clean_words(answer.platforms_note, 300),
+        suggestion=clean_words(answer.suggestion, 100),
+    )
 
 
 def _header_words(reply: Reply) -> str:
@@ -624,6 +954,8 @@ def _header_words(reply: Reply) -> str:
 
 def _failure(error: Exception, registry: str, known: Sequence[str]) -> Answer:
     """An exception from the conversation, as an answer a user can act on."""
+    if isinstance(error, CapacityRefused):
+        return Answer(Outcome.NOT_ASKED, str(error))
     if isinstance(error, AddressRefused):
         return Answer(
             Outcome.NOT_ASKED,
@@ -660,16 +992,25 @@ def _failure(error: Exception, registry: str, known: Sequence[str]) -> Answer:
 
 
 class _Flight:
-    def __init__(self) -> None:
+    def __init__(self, tenant: str, deadline: float) -> None:
+        self.tenant = tenant
+        self.deadline = deadline
         self.done = threading.Event()
         self.answer: Answer | None = None
+        self.released = False
 
 
 Observer = Callable[[Question, Answer, float], None]
 
 
 class HttpRegistry:
-    """The core's RegistryView over HTTP. Thread-safe; under gevent each flight is a greenlet."""
+    """The core's RegistryView over HTTP. Thread-safe; under gevent each flight is a greenlet.
+
+    Capacity is shared fairly (issue 20, item 4): at most :data:`MAX_FLIGHTS` questions in
+    flight, of which one namespace holds at most :data:`FLIGHTS_PER_TENANT`; a question's slot
+    is free again when its deadline passes, whatever the registry (or its DNS) does; every
+    question refused for capacity is reported to ``on_refused`` (``process``, ``namespace``
+    or ``dns``: the ``pullguard_registry_capacity_refusals_total`` metric)."""
 
     def __init__(
         self,
@@ -681,24 +1022,36 @@ class HttpRegistry:
         ssl_context: ssl.SSLContext | None = None,
         observe: Observer | None = None,
         on_cache: Callable[[bool], None] | None = None,
+        on_refused: Callable[[str], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
         self.known_registries = known_registries
+        self.on_refused = on_refused
+        self.lookups = Lookups(resolver, on_refused)
         self.http = _Http(
-            settings, trusted_private=trusted_private, resolver=resolver, ssl_context=ssl_context
+            settings,
+            trusted_private=trusted_private,
+            resolver=self.lookups,
+            ssl_context=ssl_context,
         )
         self._key = secrets.token_bytes(32)
         self.asker = _Asker(self.http, self.identity)
         self.observe = observe
         self.on_cache = on_cache
         self.clock = clock
-        self.cache: collections.OrderedDict[tuple[Any, ...], tuple[Answer, float]] = (
-            collections.OrderedDict()
+        self.cache: BudgetCache[tuple[Any, ...], tuple[Answer, float]] = BudgetCache(
+            ANSWER_CACHE_BYTES
         )
         self.flights: dict[tuple[Any, ...], _Flight] = {}
         self.lock = threading.Lock()
-        self.slots = threading.BoundedSemaphore(MAX_FLIGHTS)
+        self.held = 0
+        self.held_by: collections.Counter[str] = collections.Counter()
+
+    def in_flight(self) -> int:
+        """Slots held now (questions asked and not past their deadline)."""
+        with self.lock:
+            return self.held
 
     def identity(self, credential: Credential | None) -> str:
         """A keyed hash of a credential: equal logins share cache entries and tokens, and
@@ -725,9 +1078,8 @@ class HttpRegistry:
             return None
         answer, expires = entry
         if expires < self.clock():
-            del self.cache[key]
+            self.cache.pop(key)
             return None
-        self.cache.move_to_end(key)
         return replace(answer, cached=True)
 
     def _remember(self, key: tuple[Any, ...], question: Question, answer: Answer) -> None:
@@ -740,15 +1092,40 @@ class HttpRegistry:
             return
         else:
             expires = self.clock() + ttl
-        self.cache[key] = (answer, expires)
-        self.cache.move_to_end(key)
-        while len(self.cache) > MAX_CACHE_ENTRIES:
-            self.cache.popitem(last=False)
+        self.cache.put(key, (answer, expires), _answer_size(key, answer), question.registry)
 
-    def ask(self, questions: Sequence[Question], budget: float) -> Mapping[Question, Answer]:
+    def _refusal(self, tenant: str) -> tuple[str, str] | None:
+        """Why a new flight for ``tenant`` may not start now (the lock is held)."""
+        if self.held >= MAX_FLIGHTS:
+            return "process", f"too many registry questions in flight ({MAX_FLIGHTS})"
+        if self.held_by[tenant] >= FLIGHTS_PER_TENANT:
+            where = f"namespace {tenant}" if tenant else "this caller"
+            return (
+                "namespace",
+                f"too many registry questions in flight from {where} (at most "
+                f"{FLIGHTS_PER_TENANT} at once, so other namespaces are still checked)",
+            )
+        return None
+
+    def _release(self, key: tuple[Any, ...], flight: _Flight) -> None:
+        """Free the flight's slot (once); the lock is held."""
+        if self.flights.get(key) is flight:
+            del self.flights[key]
+        if flight.released:
+            return
+        flight.released = True
+        self.held -= 1
+        self.held_by[flight.tenant] -= 1
+        if self.held_by[flight.tenant] <= 0:
+            del self.held_by[flight.tenant]
+
+    def ask(
+        self, questions: Sequence[Question], budget: float, tenant: str = ""
+    ) -> Mapping[Question, Answer]:
         deadline = time.monotonic() + budget
         answers: dict[Question, Answer] = {}
-        waiting: dict[Question, _Flight] = {}
+        waiting: dict[Question, tuple[tuple[Any, ...], _Flight]] = {}
+        refused: list[str] = []
         with self.lock:
             for question in questions:
                 key = self.key(question)
@@ -758,26 +1135,34 @@ class HttpRegistry:
                     continue
                 flight = self.flights.get(key)
                 if flight is None:
-                    if not self.slots.acquire(blocking=False):
-                        answers[question] = Answer(
-                            Outcome.NOT_ASKED, "too many registry questions in flight"
-                        )
+                    refusal = self._refusal(tenant)
+                    if refusal is not None:
+                        refused.append(refusal[0])
+                        answers[question] = Answer(Outcome.NOT_ASKED, refusal[1])
                         continue
-                    flight = self.flights[key] = _Flight()
+                    flight = self.flights[key] = _Flight(tenant, deadline)
+                    self.held += 1
+                    self.held_by[tenant] += 1
                     threading.Thread(
                         target=self._fly,
                         args=(key, question, flight, deadline),
                         name="registry-flight",
                         daemon=True,
                     ).start()
-                waiting[question] = flight
+                waiting[question] = (key, flight)
+        if self.on_refused is not None:
+            for reason in refused:
+                self.on_refused(reason)
         if self.on_cache is not None:
             for question in questions:
                 self.on_cache(question in answers and answers[question].cached)
-        for question, flight in waiting.items():
+        for question, (key, flight) in waiting.items():
             left = deadline - time.monotonic()
             if left > 0:
                 flight.done.wait(left)
+            if not flight.done.is_set() and time.monotonic() >= flight.deadline:
+                with self.lock:  # past its deadline: the slot is free, whatever the flight does
+                    self._release(key, flight)
             answers[question] = flight.answer or Answer(
                 Outcome.NOT_ASKED, f"no answer within {budget:g} s (registry.timeoutSeconds)"
             )
@@ -788,20 +1173,22 @@ class HttpRegistry:
     ) -> None:
         started = time.monotonic()
         _current.deadline = deadline
+        _current.tenant = flight.tenant
         try:
-            answer = self.asker.answer(question, list(self.known_registries()))
+            answer = clean_answer(self.asker.answer(question, list(self.known_registries())))
         except Exception as error:  # never let a flight die without an answer
             answer = Answer(Outcome.REGISTRY_ERROR, f"unexpected error: {type(error).__name__}")
             log.exception("registry question failed: %s", question.image[:200])
         finally:
             _current.deadline = None
+            _current.tenant = ""
         elapsed = time.monotonic() - started
         with self.lock:
-            self._remember(key, question, answer)
+            if not flight.released:  # an answer after the deadline is nobody's to reuse
+                self._remember(key, question, answer)
             flight.answer = answer
-            self.flights.pop(key, None)
+            self._release(key, flight)
         flight.done.set()
-        self.slots.release()
         log.info(
             "registry %s outcome=%s detail=%r tried=%s ms=%d",
             question.image[:300],
@@ -816,6 +1203,7 @@ class HttpRegistry:
     def probe(self, hostport: str, timeout: float) -> bool:
         """Does a registry (a mirror) answer its ``/v2/`` probe? 200 or 401 mean it is up."""
         _current.deadline = time.monotonic() + timeout
+        _current.tenant = "(mirror probe)"
         try:
             url = f"{self.http.scheme_for(hostport)}://{hostport}/v2/"
             reply = self.http.request("GET", url, {}, max_body=ERROR_BODY_MAX, credentials_host="")
@@ -824,6 +1212,7 @@ class HttpRegistry:
             return False
         finally:
             _current.deadline = None
+            _current.tenant = ""
         return reply.status in (200, 401)
 
     def close(self) -> None:
@@ -832,8 +1221,10 @@ class HttpRegistry:
 
 __all__ = [
     "AddressRefused",
+    "BudgetCache",
     "GuardedBackend",
     "HttpRegistry",
+    "Lookups",
     "NameNotFound",
     "Platform",
     "system_resolver",

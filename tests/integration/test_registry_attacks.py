@@ -1,0 +1,564 @@
+"""Attacks on the registry client (issue 20, "Security, round two"), each mounted against the
+real client: real distribution registries on loopback where a registry can play its part, and
+small scripted attacker servers (:class:`~tests.integration.faults.ScriptedServer`) where a
+registry cannot misbehave the way the attack needs (redirect to another host and challenge
+from there, serve megabyte platform strings, 60 KiB tokens, bytes that do not match their
+digest). Each attack test failed before its fix; the few that passed before are guards and
+say so. docs/reliability.md ("Registry client") lists them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import ssl
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import pytest
+
+from tests.integration.faults import Request, ScriptedServer
+from tests.integration.registries import (
+    NEEDS_REGISTRY,
+    Registry,
+    loopback_tls,
+    push_image,
+    push_index,
+    start_registry,
+)
+from webhook.core.config import RegistrySettings
+from webhook.core.keyring import Credential
+from webhook.core.registry import Answer, Outcome, Question, address_refusal
+from webhook.edge.registry import HttpRegistry, Resolver, system_resolver
+
+pytestmark = NEEDS_REGISTRY
+
+SECRET = Credential("ignored", "victim", "victim-password", source="team-a/regcred")
+INDEX = "application/vnd.oci.image.index.v1+json"
+MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+
+
+@dataclass
+class Setup:
+    tls: dict[str, Path]
+    public: Registry
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
+    base = tmp_path_factory.mktemp("registry-attacks")
+    tls = loopback_tls(base / "tls")
+    public = start_registry(base / "public", **tls)
+    yield Setup(tls, public)
+    public.stop()
+
+
+def client(
+    setup: Setup,
+    *,
+    resolver: Resolver = system_resolver,
+    on_refused: Callable[[str], None] | None = None,
+    **settings: object,
+) -> HttpRegistry:
+    values: dict[str, object] = {"allow_private_networks": True}
+    values.update(settings)
+    current = RegistrySettings(**values)  # type: ignore[arg-type]
+    context = ssl.create_default_context(cafile=str(setup.tls["ca"]))
+    extra = {"on_refused": on_refused} if on_refused is not None else {}
+    return HttpRegistry(lambda: current, ssl_context=context, resolver=resolver, **extra)
+
+
+def ask(registry: HttpRegistry, question: Question, budget: float = 3.0) -> Answer:
+    return registry.ask([question], budget)[question]
+
+
+def digest_of(body: bytes) -> str:
+    return "sha256:" + hashlib.sha256(body).hexdigest()
+
+
+def index_of(*platforms: dict[str, str]) -> bytes:
+    entries = [
+        {"mediaType": MANIFEST, "digest": digest_of(str(i).encode()), "size": 1, "platform": p}
+        for i, p in enumerate(platforms)
+    ]
+    return json.dumps({"schemaVersion": 2, "mediaType": INDEX, "manifests": entries}).encode()
+
+
+# -- 1. Credentials never leave for another host --------------------------------------------
+
+
+@pytest.mark.parametrize("redirected", ["manifest", "tags", "blob"])
+def test_credentials_never_reach_a_realm_named_by_another_host_after_a_redirect(
+    setup: Setup, redirected: str
+) -> None:
+    """Registry A redirects a manifest, tags or blob request to host B; B answers 401 with a
+    Bearer realm on host C. The pod's Basic credentials are for A: C must never see them (and
+    B neither); pullguard goes on anonymously, and B serves an anonymous token."""
+    config = json.dumps({"os": "linux", "architecture": "amd64"}).encode()
+    config_digest = digest_of(config)
+    manifest = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": MANIFEST,
+            "config": {"mediaType": "x", "digest": config_digest, "size": len(config)},
+            "layers": [],
+        }
+    ).encode()
+    manifest_digest = digest_of(manifest)
+
+    def realm(request: Request) -> tuple[int, dict[str, str], bytes]:
+        return 200, {"Content-Type": "application/json"}, b'{"token": "anonymous-token"}'
+
+    realm_server = ScriptedServer(setup.tls, realm)
+
+    def other(request: Request) -> tuple[int, dict[str, str], bytes]:
+        if request.headers.get("authorization") != "Bearer anonymous-token":
+            challenge = f'Bearer realm="https://{realm_server.host}/token",service="b"'
+            return 401, {"WWW-Authenticate": challenge}, b""
+        if "/tags/list" in request.path:
+            return 200, {"Content-Type": "application/json"}, b'{"tags": ["1.0"]}'
+        if "/blobs/" in request.path:
+            return 200, {}, config
+        return 200, {"Docker-Content-Digest": manifest_digest, "Content-Type": MANIFEST}, manifest
+
+    other_server = ScriptedServer(setup.tls, other)
+    away = f"https://{other_server.host}"
+
+    def registry(request: Request) -> tuple[int, dict[str, str], bytes]:
+        path = request.path
+        if redirected == "manifest" and "/manifests/" in path:
+            return 302, {"Location": away + path}, b""
+        if redirected == "tags":
+            if "/manifests/" in path:
+                return 404, {}, b'{"errors": [{"code": "MANIFEST_UNKNOWN"}]}'
+            return 302, {"Location": away + path}, b""
+        if "/manifests/" in path:
+            headers = {"Docker-Content-Digest": manifest_digest, "Content-Type": MANIFEST}
+            return 200, headers, manifest
+        return 302, {"Location": away + path}, b""
+
+    attacked = ScriptedServer(setup.tls, registry)
+    try:
+        question = Question(
+            attacked.host, "team/app", "1.0", (SECRET,), platforms=redirected == "blob"
+        )
+        answer = ask(client(setup), question)
+        for server in (realm_server, other_server):
+            assert server.requests, f"the attack did not reach {server.host}"
+            for request in server.requests:
+                assert (
+                    "authorization" not in request.headers
+                    or (request.headers["authorization"]) == "Bearer anonymous-token"
+                ), request
+                assert "victim" not in json.dumps(request.headers)
+        # Anonymously, the other host still answered: the image is found, the repository
+        # listed, the platform read.
+        if redirected == "tags":
+            assert answer.outcome is Outcome.NOT_FOUND and answer.tags == ("1.0",), answer
+        else:
+            assert answer.outcome is Outcome.FOUND, answer
+        if redirected == "blob":
+            assert [str(p) for p in answer.platforms or ()] == ["linux/amd64"], answer
+    finally:
+        for server in (attacked, other_server, realm_server):
+            server.stop()
+
+
+# -- 2. Every IPv6 form of an internal address ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "64:ff9b::a9fe:a9fe",  # NAT64 well-known prefix, 169.254.169.254 inside
+        "64:ff9b::7f00:1",  # ... 127.0.0.1
+        "64:ff9b::a00:1",  # ... 10.0.0.1
+        "64:ff9b:1::a9fe:a9fe",  # local-use NAT64 (RFC 8215), /96 form
+        "64:ff9b:1:a9fe:a9:fe00::",  # local-use NAT64, RFC 6052 /48 form of 169.254.169.254
+        "::ffff:0:a9fe:a9fe",  # SIIT IPv4-translated
+        "::a9fe:a9fe",  # IPv4-compatible
+        "::127.0.0.1",
+        "fec0::1",  # site-local
+    ],
+)
+def test_every_ipv6_form_of_an_internal_address_is_refused(setup: Setup, address: str) -> None:
+    assert address_refusal(address) is not None
+    # As an image's host, and as what an attacker's DNS name resolves to.
+    literal = ask(client(setup, allow_private_networks=False), Question(f"[{address}]", "x", "1"))
+    assert literal.outcome is Outcome.NOT_ASKED, literal
+    assert "allowedPrivateRegistries" in literal.detail
+
+    def resolver(host: str, port: int) -> list[str]:
+        return [address] if host == "metadata.attacker.test" else system_resolver(host, port)
+
+    named = ask(
+        client(setup, resolver=resolver, allow_private_networks=False),
+        Question("metadata.attacker.test", "x", "1"),
+    )
+    assert named.outcome is Outcome.NOT_ASKED, named
+    assert address in named.detail
+
+
+@pytest.mark.parametrize("address", ["64:ff9b::808:808", "::ffff:0:808:808", "2606:4700::1111"])
+def test_public_addresses_behind_nat64_stay_reachable(address: str) -> None:
+    """A NAT64 cluster reaches every public registry through 64:ff9b::/96: those addresses are
+    judged by the IPv4 address inside, so public ones are asked. (A guard: the fix must not
+    refuse these.)"""
+    assert address_refusal(address) is None
+
+
+# -- 3. Memory bounded in bytes -------------------------------------------------------------
+
+
+def test_megabyte_platform_strings_are_refused_and_never_kept(setup: Setup) -> None:
+    huge = index_of({"os": "linux" + "x" * 1_000_000, "architecture": "amd64"})
+
+    def serve(request: Request) -> tuple[int, dict[str, str], bytes]:
+        return 200, {"Content-Type": INDEX, "Docker-Content-Digest": digest_of(huge)}, huge
+
+    attacker = ScriptedServer(setup.tls, serve)
+    try:
+        registry = client(setup)
+        answer = ask(registry, Question(attacker.host, "x", "1", platforms=True))
+        assert answer.outcome is Outcome.FOUND
+        assert answer.platforms is None
+        assert "short identifier" in answer.platforms_note, answer
+        assert registry.asker.platforms.bytes == 0
+        assert registry.cache.bytes < 10_000
+    finally:
+        attacker.stop()
+
+
+def test_tokens_live_in_a_byte_budget_with_a_per_registry_share(setup: Setup) -> None:
+    """60 KiB tokens for a thousand repositories: today 60 MiB kept for their lifetime."""
+    token = "t" * 60_000
+
+    def serve(request: Request) -> tuple[int, dict[str, str], bytes]:
+        if request.path.startswith("/token"):
+            return 200, {}, json.dumps({"token": token, "expires_in": 300}).encode()
+        if request.headers.get("authorization") != f"Bearer {token}":
+            challenge = f'Bearer realm="https://{attacker.host}/token",service="s"'
+            return 401, {"WWW-Authenticate": challenge}, b""
+        return 200, {"Docker-Content-Digest": digest_of(b"m")}, b""
+
+    attacker = ScriptedServer(setup.tls, serve)
+    push_image(setup.public, "team/honest", "1.0")
+    try:
+        registry = client(setup)
+        questions = [Question(attacker.host, f"r{i}", "1") for i in range(400)]
+        for start in range(0, len(questions), 32):
+            batch = questions[start : start + 32]
+            answers = registry.ask(batch, 10.0)
+            assert all(a.outcome is Outcome.FOUND for a in answers.values()), answers
+        tokens = registry.asker.tokens
+        assert tokens.bytes <= tokens.budget
+        assert tokens.used_by(attacker.host) <= tokens.share
+        assert tokens.share * 4 <= tokens.budget
+    finally:
+        attacker.stop()
+
+
+def test_a_cached_digest_must_match_the_bytes_received(setup: Setup) -> None:
+    """The HEAD names digest D, the GET of D serves other bytes: those platforms are nobody's,
+    never cached under D, and said to be unknown (containerd would refuse them too)."""
+    lying = index_of({"os": "linux", "architecture": "s390x"})
+    claimed = digest_of(b"some other index")
+
+    def serve(request: Request) -> tuple[int, dict[str, str], bytes]:
+        return 200, {"Content-Type": INDEX, "Docker-Content-Digest": claimed}, lying
+
+    attacker = ScriptedServer(setup.tls, serve)
+    try:
+        registry = client(setup)
+        answer = ask(registry, Question(attacker.host, "x", "1", platforms=True))
+        assert answer.platforms is None, answer
+        assert "do not match" in answer.platforms_note
+        assert registry.asker.platforms.bytes == 0
+    finally:
+        attacker.stop()
+
+
+# -- 4. One tenant cannot switch the check off for the others --------------------------------
+
+
+class NeverAnswering:
+    """A resolver whose names on ``.hang.test`` never answer (as names whose nameservers drop
+    every query do: the system's stub resolver waits out its retries, up to a minute). The
+    system resolver cannot be pointed at a loopback DNS server without changing the machine's
+    /etc/resolv.conf, so the hang is the resolver's, injected."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.calls = 0
+
+    def __call__(self, host: str, port: int) -> list[str]:
+        if host.endswith(".hang.test"):
+            self.calls += 1
+            self.release.wait(120)
+            raise OSError("released")
+        return system_resolver(host, port)
+
+
+def test_never_answering_dns_names_cannot_take_the_other_tenants_slots(setup: Setup) -> None:
+    push_image(setup.public, "team/victim", "1.0")
+    resolver = NeverAnswering()
+    refused: list[str] = []
+    try:
+        registry = client(setup, resolver=resolver, on_refused=refused.append)
+        attack = [
+            [Question(f"r{pod}-{i}.hang.test", "x", "1") for i in range(32)] for pod in range(4)
+        ]
+        started = time.monotonic()
+        threads = [
+            threading.Thread(target=registry.ask, args=(pod, 1.0), kwargs={"tenant": "attacker"})
+            for pod in attack
+        ]
+        for thread in threads:
+            thread.start()
+        time.sleep(0.3)  # the attack's lookups are hanging now
+        # By name, so the victim's question needs a DNS lookup too.
+        victim = Question(setup.public.host.replace("127.0.0.1", "localhost"), "team/victim", "1.0")
+        answer = registry.ask([victim], 2.0, tenant="victim")[victim]
+        assert answer.outcome is Outcome.FOUND, answer
+        for thread in threads:
+            thread.join(5)
+        assert time.monotonic() - started < 3.0  # every step under the deadline, DNS too
+        assert resolver.calls <= 32  # the namespace's share of lookups, no more
+        assert refused and set(refused) <= {"namespace", "dns"}, refused
+        # Past the deadline the attacker's slots are free again; the hanging lookups still
+        # count against its own share only.
+        again = registry.ask([victim], 2.0, tenant="victim")[victim]
+        assert again.outcome is Outcome.FOUND
+        assert registry.in_flight() == 0
+    finally:
+        resolver.release.set()
+
+
+_UNDER_GEVENT = """
+import json, os, sys, time
+from gevent import monkey
+
+monkey.patch_all()
+sys.modules.setdefault("trio", None)  # as pullguard serve does (webhook/commands.py)
+from webhook.core.config import RegistrySettings
+from webhook.core.registry import Question
+from webhook.edge.registry import HttpRegistry, system_resolver
+
+blocking_sleep = monkey.get_original("time", "sleep")
+
+
+def resolver(host, port):
+    if host.endswith(".hang.test"):
+        blocking_sleep(30)  # a C call that does not return, as getaddrinfo on a dead name
+        raise OSError("released")
+    return system_resolver(host, port)
+
+
+settings = RegistrySettings(allow_private_networks=True)
+registry = HttpRegistry(lambda: settings, resolver=resolver)
+questions = [Question(f"n{i}.hang.test", "x", "1") for i in range(24)]
+started = time.monotonic()
+answers = registry.ask(questions, 1.0, tenant="attacker")
+elapsed = time.monotonic() - started
+started = time.monotonic()
+resolved = registry.lookups("localhost", 443)
+print(json.dumps({
+    "elapsed": elapsed,
+    "details": sorted({a.detail for a in answers.values()}),
+    "outstanding": registry.lookups.outstanding(),
+    "in_flight": registry.in_flight(),
+    "localhost": resolved,
+    "localhost_seconds": time.monotonic() - started,
+}))
+sys.stdout.flush()
+os._exit(0)
+"""
+
+
+def test_under_gevent_a_lookup_that_never_returns_is_abandoned_at_the_deadline() -> None:
+    """The server runs on gevent: there the lookups run in gevent's pool of native threads
+    (the hub's own pool, ten threads, would queue every lookup behind the hanging ones)."""
+    import subprocess
+    import sys
+
+    from tests.conftest import checkout_env
+
+    out = subprocess.run(
+        [sys.executable, "-c", _UNDER_GEVENT],
+        env=checkout_env(),
+        capture_output=True,
+        timeout=20,
+        check=True,
+    ).stdout
+    result = json.loads(out)
+    assert result["elapsed"] < 1.5, result
+    # 16 lookups hang and are cut at the deadline; the other 8 are refused at once.
+    timeouts = {"timed out", "no answer within 1 s (registry.timeoutSeconds)"}
+    refused = [d for d in result["details"] if d.startswith("too many DNS lookups")]
+    assert refused and set(result["details"]) - set(refused) <= timeouts, result
+    assert set(result["details"]) & timeouts, result
+    assert result["outstanding"] == 16  # the namespace's share, still hanging
+    assert result["in_flight"] == 0  # but no registry slot held
+    assert "127.0.0.1" in result["localhost"] and result["localhost_seconds"] < 0.5
+
+
+# -- 9. Registry-supplied text is data -------------------------------------------------------
+
+ESCAPES = "\x1b]0;owned\x07\x1b[2J\x9b31m\u202e"
+
+
+def _printable(value: object) -> bool:
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    return all(" " <= ch <= "~" for ch in text)
+
+
+@pytest.mark.parametrize("where", ["platform", "variant", "tags", "error", "challenge"])
+def test_registry_text_reaches_no_message_unescaped(setup: Setup, where: str) -> None:
+    """Escape sequences in every registry-supplied text an answer carries. The platform and
+    variant cases failed before the fix; tags, error bodies and challenge words were cleaned
+    already (guards)."""
+    platform = {"os": "linux", "architecture": "amd64"}
+    if where == "platform":
+        platform["os"] = "linux" + ESCAPES
+    if where == "variant":
+        platform["variant"] = "v8" + ESCAPES
+    index = index_of(platform)
+
+    def serve(request: Request) -> tuple[int, dict[str, str], bytes]:
+        if where in ("tags", "error") and "/manifests/" in request.path:
+            return 404, {}, b""
+        if where == "tags":
+            return 200, {}, json.dumps({"tags": ["1.0" + ESCAPES]}).encode()
+        if where == "error":
+            body = {"errors": [{"code": "NAME_UNKNOWN", "message": "gone" + ESCAPES}]}
+            return 404, {}, json.dumps(body).encode()
+        if where == "challenge":
+            return 401, {"WWW-Authenticate": 'Bearer error="x\x9b2J"'}, b""
+        return 200, {"Content-Type": INDEX, "Docker-Content-Digest": digest_of(index)}, index
+
+    attacker = ScriptedServer(setup.tls, serve)
+    try:
+        answer = ask(client(setup), Question(attacker.host, "x", "1", platforms=True))
+        assert attacker.requests
+        for field in fields(answer):
+            value = getattr(answer, field.name)
+            assert _printable(value), (field.name, value)
+        if where in ("platform", "variant"):
+            assert answer.platforms is None and "short identifier" in answer.platforms_note
+    finally:
+        attacker.stop()
+
+
+# -- 11. "Never a GET" -----------------------------------------------------------------------
+
+
+def test_a_manifest_is_read_once_per_digest_and_the_registry_check_only_heads(
+    setup: Setup,
+) -> None:
+    """The same index under two tags in two repositories: one GET of the manifest (by
+    digest, its bytes verified), HEADs for the rest. The registry check alone never GETs."""
+    push_index(setup.public, "team/multi-a", "1.0", [("linux", "amd64"), ("linux", "arm64")])
+    push_index(setup.public, "team/multi-b", "2.0", [("linux", "amd64"), ("linux", "arm64")])
+    # A recording proxy in front of the real registry: it counts what pullguard asks.
+    upstream = setup.public.client()
+
+    def proxy(request: Request) -> tuple[int, dict[str, str], bytes]:
+        headers = {k: v for k, v in request.headers.items() if k in ("accept", "authorization")}
+        reply = upstream.request(request.method, request.path, headers=headers)
+        keep = ("content-type", "docker-content-digest", "www-authenticate", "location")
+        return (
+            reply.status_code,
+            {k: v for k, v in reply.headers.items() if k in keep},
+            reply.content,
+        )
+
+    recorder = ScriptedServer(setup.tls, proxy)
+    try:
+        registry = client(setup, cache_ttl_seconds=0)
+        for repository, tag in [("team/multi-a", "1.0"), ("team/multi-b", "2.0")] * 2:
+            answer = ask(registry, Question(recorder.host, repository, tag, platforms=True))
+            assert {str(p) for p in answer.platforms or ()} == {"linux/amd64", "linux/arm64"}
+        gets = recorder.seen("GET", "/v2/team/")
+        assert len([r for r in gets if "/manifests/" in r.path]) == 1, gets
+        assert all("/manifests/sha256:" in r.path for r in gets if "/manifests/" in r.path)
+        before = len(recorder.requests)
+        plain = client(setup, cache_ttl_seconds=0)
+        ask(plain, Question(recorder.host, "team/multi-a", "1.0"))
+        assert {r.method for r in recorder.requests[before:]} == {"HEAD"}
+    finally:
+        upstream.close()
+        recorder.stop()
+
+
+def _pod(namespace: str, images: list[str], *, dry_run: bool = True) -> dict[str, object]:
+    from tests.conftest import REVIEWS, load_review
+
+    review = load_review(REVIEWS / "pod-create-plain.json")["body"]
+    request = review["request"]
+    request["namespace"] = request["object"]["metadata"]["namespace"] = namespace
+    request["dryRun"] = dry_run
+    spec = request["object"]["spec"]
+    spec["containers"] = [{"name": f"c{i}", "image": image} for i, image in enumerate(images)]
+    spec.pop("initContainers", None)
+    spec.pop("imagePullSecrets", None)
+    return review
+
+
+def test_one_namespace_cannot_leave_the_others_unchecked_through_the_server(
+    setup: Setup, tmp_path: Path
+) -> None:
+    """Through gunicorn over TLS: namespace "attacker" sends dry-run pods of 32 images each on
+    a registry that never answers, four at once; a pod of namespace "victim" sent meanwhile is
+    still checked (denied: its tag does not exist), and the refusals are counted."""
+    from tests.conftest import metric_value, start_server, stop_server
+    from tests.integration.faults import FaultServer
+
+    push_image(setup.public, "team/real", "1.0")
+    hang = FaultServer("hang", setup.tls)
+    named = setup.public.host.replace("127.0.0.1", "localhost")
+    config = tmp_path / "config.yaml"
+    config.write_text(f"registry:\n  allowedPrivateRegistries: ['{hang.host}', '{named}']\n")
+    server = start_server(
+        tmp_path,
+        "--config",
+        str(config),
+        "--workers",
+        "1",
+        env={"SSL_CERT_FILE": str(setup.tls["ca"])},
+    )
+    try:
+        with server.client() as http:
+            attack = [
+                _pod("attacker", [f"{hang.host}/p{pod}/i{i}:1" for i in range(32)])
+                for pod in range(4)
+            ]
+            results: list[dict[str, object]] = []
+
+            def send(review: dict[str, object]) -> None:
+                with server.client() as own:
+                    results.append(own.post("/validate", json=review).json()["response"])
+
+            threads = [threading.Thread(target=send, args=(review,)) for review in attack]
+            for thread in threads:
+                thread.start()
+            time.sleep(0.5)  # the attack holds what it can now
+            # By name: its DNS lookup runs in gevent's native threads, beside the attack.
+            victim = http.post("/validate", json=_pod("victim", [f"{named}/team/real:9.9"])).json()[
+                "response"
+            ]
+            for thread in threads:
+                thread.join(15)
+            assert victim["allowed"] is False, victim
+            assert "has no tag '9.9'" in victim["status"]["message"]
+            assert len(results) == 4 and all(r["allowed"] for r in results)
+            warnings = [w for r in results for w in r.get("warnings", [])]  # type: ignore[attr-defined]
+            assert any("from namespace attacker" in w for w in warnings), warnings[:5]
+            metrics = http.get("/metrics").text
+        refused = 'pullguard_registry_capacity_refusals_total{reason="namespace"}'
+        assert metric_value(metrics, refused) >= 32
+    finally:
+        stop_server(server)
+        hang.stop()
