@@ -281,3 +281,32 @@ def test_diagnose_of_a_bare_pod_recreates_it_with_the_secret_as_printed(
     grouped = pullguard(plane, registries, "diagnose", "--all", "-n", ns)
     assert "\nnot_found (1): " in grouped.stdout, grouped.stdout
     assert f"  {ns}/typo " in grouped.stdout.split("\nnot_found (1): ", 1)[1].split("\n\n")[0]
+
+
+def test_audit_counts_what_it_could_not_check_and_skips_its_own_namespace(
+    plane: ControlPlane, ns: str, registries: E2ERegistries
+) -> None:
+    # Issue 22 item 4: an audit that could not look never says "nothing".
+    closed = f"127.0.0.1:{free_port()}"  # nothing listens there: connection refused
+    image = f"{closed}/team/unreachable:1.0"
+    admitted_while_off(plane, ns, "unchecked", image)
+    text = pullguard(plane, registries, "audit", "-n", ns)
+    assert text.returncode == 3, text.stdout + text.stderr
+    assert "nothing would be denied or warned\n" not in text.stdout + "\n"
+    lines = text.stdout.splitlines()
+    (counted,) = [line for line in lines if "image not checked: " in line]
+    assert counted.startswith("1 image not checked: unreachable")
+    assert lines[lines.index(counted) + 1] == f"  {image}"
+    document = json.loads(
+        pullguard(plane, registries, "audit", "-n", ns, "--output", "json").stdout
+    )
+    assert [entry["image"] for entry in document["notChecked"]] == [image]
+    # pullguard's own namespace is exempt at admission; the audit does not judge it either.
+    own = deployment("own-broken", "pullguard", f"{registries.public.host}/team/never:0")
+    plane.apply(own, check=True)
+    try:
+        result = pullguard(plane, registries, "audit", "-n", "pullguard")
+        assert "own-broken" not in result.stdout, result.stdout
+        assert result.returncode == 0, result.stdout
+    finally:
+        plane.kubectl("delete", "deployment", "own-broken", "-n", "pullguard", check=True)

@@ -39,7 +39,7 @@ Pure: the cluster is reached only through :class:`~webhook.core.cluster.ClusterV
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from webhook.core.checks import (
     TYPO_WORDS,
@@ -84,6 +84,10 @@ class Decision:
     """Per check: pass | warn | deny | off | unavailable | not-judged (for metrics)."""
     reason: str = "judged"
     """Why it was (not) judged: judged | exempt | unsupported | unchanged | mode-off."""
+    not_checked: tuple[tuple[str, str], ...] = ()
+    """(image as written, why) for each image the registry check could not settle: not
+    asked, unreachable, rate limited or failing. ``audit`` counts and lists them: it must
+    never say "nothing" where it could not look."""
 
 
 #: Checks whose (non-advisory) findings are certain pull failures, enforceable even on objects
@@ -272,7 +276,7 @@ def validate(
     loud = frozenset({"reference", "pullSecrets", "pullPolicy"})
     if registry is not None:
         loud |= {"registry"}
-    return _decide(
+    decision = _decide(
         request,
         findings=findings,
         actions=actions,
@@ -280,6 +284,29 @@ def validate(
         labels_unavailable=labels_unavailable,
         loud=loud,
     )
+    if actions["registry"] is Action.OFF:
+        return decision
+    return replace(decision, not_checked=_not_checked(pulled, answers))
+
+
+#: Answers that leave an image's existence and access unknown.
+_UNSETTLED = frozenset(
+    {Outcome.NOT_ASKED, Outcome.UNREACHABLE, Outcome.RATE_LIMITED, Outcome.REGISTRY_ERROR}
+)
+
+
+def _not_checked(
+    pulled: list[Container], answers: Mapping[str, Answer]
+) -> tuple[tuple[str, str], ...]:
+    out: dict[str, str] = {}
+    for container in pulled:
+        answer = answers.get(container.pointer)
+        if answer is not None and answer.outcome in _UNSETTLED:
+            why = answer.outcome.value.replace("_", " ")
+            out.setdefault(
+                container.shown_image, f"{why}: {answer.detail}" if answer.detail else why
+            )
+    return tuple(out.items())
 
 
 @dataclass
