@@ -23,7 +23,7 @@ from tests.e2e import test_cli as cli
 from tests.e2e.cluster import ControlPlane, wait_for
 from tests.e2e.conftest import E2ERegistries, Installation, pod, pull_secret, spawn_pullguard
 from tests.e2e.test_decisions import wait_for_mode
-from tests.e2e.test_kubectl import deployment
+from tests.e2e.test_kubectl import deployment, jsonpath
 from tests.integration.registries import push_image
 
 pytestmark = pytest.mark.e2e
@@ -65,12 +65,19 @@ def failing_pod(
 ) -> None:
     """A pod whose container is in ImagePullBackOff, with the kubelet's Failed event."""
     plane.apply(pod(name, ns, image, **spec), check=True)
+    mark_failing(plane, ns, name, image, message)
+
+
+def mark_failing(
+    plane: ControlPlane, ns: str, name: str, image: str, message: str, container: str = "app"
+) -> None:
+    """Pod ``name``'s ``container`` in ImagePullBackOff, as the kubelet writes it."""
     status = {
         "status": {
             "phase": "Pending",
             "containerStatuses": [
                 {
-                    "name": "app",
+                    "name": container,
                     "image": image,
                     "imageID": "",
                     "ready": False,
@@ -100,7 +107,7 @@ def failing_pod(
             "kind": "Pod",
             "name": name,
             "namespace": ns,
-            "fieldPath": "spec.containers{app}",
+            "fieldPath": f"spec.containers{{{container}}}",
         },
         "reason": "Failed",
         "type": "Warning",
@@ -310,3 +317,31 @@ def test_audit_counts_what_it_could_not_check_and_skips_its_own_namespace(
         assert result.returncode == 0, result.stdout
     finally:
         plane.kubectl("delete", "deployment", "own-broken", "-n", "pullguard", check=True)
+
+
+def test_diagnose_of_a_deployments_pod_patches_the_deployment_as_printed(
+    plane: ControlPlane, ns: str, registries: E2ERegistries
+) -> None:
+    # Issue 22 items 2, 3: the fix changes what makes the next pod (the Deployment, not its
+    # ReplicaSet, not the pod), and runs as printed.
+    private = f"{registries.private.host}/team/owned-diag:1.0"
+    push_image(registries.private, "team/owned-diag", "1.0")
+    admitted_while_off(plane, ns, "owned", private)
+    off(plane, ns)
+    wait_for(
+        lambda: jsonpath(
+            plane, "pods", "-n", ns, "-l", "app=owned", path="{.items[*].metadata.name}"
+        ),
+        60,
+        "the Deployment's pod",
+    )
+    name = jsonpath(plane, "pods", "-n", ns, "-l", "app=owned", path="{.items[0].metadata.name}")
+    mark_failing(plane, ns, name, private, CONTAINERD_AMBIGUOUS.format(image=private), "web")
+    result = pullguard(plane, registries, "diagnose", name, "-n", ns)
+    assert result.returncode == 0, result.stderr
+    (fix,) = [line.split("Fix: ", 1)[1] for line in result.stdout.splitlines() if "Fix: " in line]
+    assert "kubectl patch deployment/owned" in fix, fix
+    run_printed(plane, fix, USER="user", PASSWORD="pass")
+    template = plane.get_json("deployment", "owned", "-n", ns)["spec"]["template"]["spec"]
+    (secret,) = template["imagePullSecrets"]
+    assert plane.kubectl("get", "secret", secret["name"], "-n", ns).ok
