@@ -255,6 +255,7 @@ def _serve(args: argparse.Namespace, leadership: Any) -> int:
                 notes=[*NOTES, *([] if args.cluster_state else [NO_CLUSTER])],
                 registry=registry,
                 mirrors_down=mirrors.down,
+                not_ready=mirrors.not_ready,
             )
             return create_app(runtime)
         if cert_controller is not None:
@@ -264,14 +265,15 @@ def _serve(args: argparse.Namespace, leadership: Any) -> int:
             )
         runtime = _cluster_runtime(args, store, metrics, leadership)
         runtime.registry, runtime.mirrors_down = registry, mirrors.down
+        caches_not_ready = runtime.not_ready
+        runtime.not_ready = lambda: caches_not_ready() + mirrors.not_ready()
         if args.audit_interval > 0:
             from kubernetes import client
 
             from webhook.edge.inclusteraudit import InClusterAudit
 
             def audit_waits() -> list[str]:
-                loaded = [] if store.loaded else ["configuration not loaded"]
-                return loaded + list(runtime.not_ready())
+                return store.not_ready() + list(runtime.not_ready())
 
             audit = InClusterAudit(
                 client.ApiClient(),

@@ -11,9 +11,11 @@ import io
 import json
 import os
 import shutil
+import socket
 import ssl
 import subprocess
 import tarfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -393,3 +395,28 @@ def manifest_digest(registry: Registry, repository: str, reference: str) -> tupl
     with registry.client() as client:
         reply = client.get(f"/v2/{repository}/manifests/{reference}", headers={"Accept": ACCEPT})
     return reply.status_code, reply.headers.get("docker-content-digest", "")
+
+
+class SilentServer:
+    """A TCP port that accepts connections and never answers: a mirror that hangs."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.host = f"127.0.0.1:{self.sock.getsockname()[1]}"
+        self.held: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.held.append(conn)
+
+    def close(self) -> None:
+        self.sock.close()
+        for conn in self.held:
+            conn.close()

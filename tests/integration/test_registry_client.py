@@ -422,7 +422,7 @@ def test_admission_through_the_server(setup: Setup, tmp_path: Path) -> None:
                 time.sleep(0.2)
             mutated = call("/mutate", _review("nginx:1.25"))
             assert "patch" not in mutated
-            assert any("is not answering" in w for w in mutated["warnings"])  # type: ignore[union-attr]
+            assert any("did not answer its last /v2/ probe" in w for w in mutated["warnings"])  # type: ignore[union-attr]
             metrics = http.get("/metrics").text
         skipped = f'pullguard_mirror_skipped_rewrites_total{{mirror="{down}"}}'
         assert metric_value(metrics, skipped) == 1

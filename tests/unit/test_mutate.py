@@ -375,3 +375,104 @@ def test_metadata_that_is_not_an_object_gets_no_annotation_and_no_crash(metadata
             "value": "mirror.example.com/dockerhub/library/nginx:1.25",
         }
     ]
+
+
+# -- issue 19: a mirror must never be the cause of an outage --------------------------------
+
+HUB_MIRROR = load_config_text(
+    "mirrors:\n  - registry: docker.io\n    mirror: mirror.example.com/dockerhub\n"
+    "mutation: {podTemplates: true}\n"
+)
+HUB_KEY = "https://index.docker.io/v1/"
+DOWN = frozenset({"mirror.example.com"})
+
+
+def test_an_image_the_pods_own_credentials_cover_stays_as_written() -> None:
+    # The pod pulls acme/private with its secret for Docker Hub; the mirror would be asked
+    # anonymously (the kubelet sends that secret to Docker Hub only) and refuse it.
+    secret = pull_secret("team-a", "hub", HUB_KEY)
+    obj = pod(pod_spec(container("app", "acme/private:1"), secrets=["hub"]))
+    result = mutate(request(obj), HUB_MIRROR, cluster_with(secret))
+    assert result.patch is None
+    assert [(p.container.name, p.mirror) for p in result.private] == [("app", "mirror.example.com")]
+    # A public image in the same pod, on a registry the secret does not cover, still goes.
+    other = pod(pod_spec(container("app", "quay.io/x/y:1"), container("web", "nginx:1")))
+    assert mutate(request(other), HUB_MIRROR, cluster_with()).patch is not None
+    # A template is judged with its ServiceAccount's secrets, as its pods will be.
+    account = ServiceAccountInfo("team-a", "default", ("hub",))
+    template = deployment(pod_spec(container("app", "acme/private:1")))
+    with_account = cluster_with(secret, accounts=(account,))
+    assert mutate(request(template), HUB_MIRROR, with_account).patch is None
+
+
+def test_a_mirror_with_credentials_of_its_own_takes_private_images_too() -> None:
+    config = load_config_text(
+        "mirrors:\n  - registry: docker.io\n    mirror: mirror.example.com/dockerhub\n"
+        "    upstreamCredentials: true\n"
+    )
+    secret = pull_secret("team-a", "hub", HUB_KEY)
+    obj = pod(pod_spec(container("app", "acme/private:1"), secrets=["hub"]))
+    after = patched(obj, mutate(request(obj), config, cluster_with(secret)).patch)
+    assert after["spec"]["containers"][0]["image"] == "mirror.example.com/dockerhub/acme/private:1"
+
+
+def test_unreadable_pull_secrets_leave_the_image_as_written() -> None:
+    from webhook.core.cluster import NoCluster
+
+    obj = pod(pod_spec(container("app", "nginx:1"), secrets=["maybe-hub"]))
+    assert mutate(request(obj), HUB_MIRROR, NoCluster()).patch is None
+    # Without any secret there is nothing to read: rewritten.
+    bare = pod(pod_spec(container("app", "nginx:1")))
+    assert mutate(request(bare), HUB_MIRROR, NoCluster()).patch is not None
+
+
+def test_a_template_does_not_follow_the_mirrors_health() -> None:
+    # With podTemplates, a mirror outage must not flip the template: each GitOps re-sync
+    # would roll the workload out again.
+    obj = deployment(pod_spec(container("web", "nginx:1.25")))
+    up = mutate(request(obj), HUB_MIRROR, cluster_with())
+    down = mutate(request(obj), HUB_MIRROR, cluster_with(), mirrors_down=DOWN)
+    assert up.patch == down.patch and up.patch is not None
+    after = patched(obj, down.patch)
+    template = after["spec"]["template"]
+    assert template["spec"]["containers"][0]["image"] == (
+        "mirror.example.com/dockerhub/library/nginx:1.25"
+    )
+    # A re-sync of the manifest as written (an UPDATE back to the written image) comes out
+    # the same, mirror up or down.
+    resync = request(obj, operation="UPDATE", old=after)
+    for mirrors_down in (frozenset(), DOWN):
+        result = mutate(resync, HUB_MIRROR, cluster_with(), mirrors_down=mirrors_down)
+        again = patched(obj, result.patch)
+        assert again["spec"]["template"] == template
+
+
+def test_a_pod_of_a_rewritten_template_gets_its_image_back_while_the_mirror_is_down() -> None:
+    mirrored = "mirror.example.com/dockerhub/library/nginx:1.25"
+    obj = pod(pod_spec(container("web", mirrored)))
+    obj["metadata"]["annotations"] = {ORIGINAL_IMAGES_ANNOTATION: '{"web": "nginx:1.25"}'}
+    assert mutate(request(obj), HUB_MIRROR, cluster_with()).patch is None  # mirror up: kept
+    result = mutate(request(obj), HUB_MIRROR, cluster_with(), mirrors_down=DOWN)
+    assert result.patch == [
+        {"op": "replace", "path": "/spec/containers/0/image", "value": "nginx:1.25"}
+    ]
+    assert result.warnings == (
+        'pullguard: container "web": mirror mirror.example.com is not answering, so '
+        "nginx:1.25 is pulled as written",
+    )
+    # Idempotent: the API server may call the webhook again on its own output.
+    after = patched(obj, result.patch)
+    assert mutate(request(after), HUB_MIRROR, cluster_with(), mirrors_down=DOWN).patch is None
+    assert mutate(request(after), HUB_MIRROR, cluster_with()).patch is not None  # up again
+    # An annotation that does not map to the image (forged, or stale) restores nothing.
+    obj["metadata"]["annotations"] = {ORIGINAL_IMAGES_ANNOTATION: '{"web": "evil:1"}'}
+    assert mutate(request(obj), HUB_MIRROR, cluster_with(), mirrors_down=DOWN).patch is None
+
+
+def test_a_mirror_without_probe_is_rewritten_to_whatever_the_probe_says() -> None:
+    config = load_config_text(
+        "mirrors:\n  - registry: docker.io\n    mirror: mirror.example.com/dockerhub\n"
+        "    probe: false\n"
+    )
+    obj = pod(pod_spec(container("app", "nginx:1")))
+    assert mutate(request(obj), config, cluster_with(), mirrors_down=DOWN).patch is not None

@@ -256,17 +256,27 @@ def test_a_template_is_asked_with_its_service_accounts_secrets_after_the_mirror(
         accounts=(ServiceAccountInfo("team-a", "default", ("hub",)),),
     )
     rewritten = "mirror.example.com/hub/library/nginx:1.25"
-    registry = table({rewritten: Answer(Outcome.NOT_FOUND, "HTTP 404")})
+    original = "docker.io/library/nginx:1.25"
+    registry = table(
+        {
+            rewritten: Answer(Outcome.NOT_FOUND, "HTTP 404"),
+            original: Answer(Outcome.NOT_FOUND, "HTTP 404"),
+        }
+    )
     decision = validate(
         request(deployment(pod_spec(container("web", "nginx:1.25")))),
         config,
         cluster,
         registry=registry,
     )
-    (question,) = registry.asked
+    question, as_written = registry.asked
     assert question.image == rewritten
     assert [c.source for c in question.credentials] == ["team-a/hub"]
+    # The mirror's "not found" is confirmed with the registry itself before it denies; the
+    # pod has no credentials for docker.io, so it is asked anonymously.
+    assert as_written.image == original and as_written.credentials == ()
     # The message names the image as the user wrote it.
+    assert not decision.allowed
     assert decision.message is not None and "'nginx:1.25'" in decision.message
 
 
@@ -441,3 +451,78 @@ def test_address_policy(address: str, refused: str | None) -> None:
         assert reason is None
     else:
         assert reason is not None and refused in reason
+
+
+# -- issue 19: a mirror's "not found" is not its upstream's ---------------------------------
+
+HUB = load_config_text("mirrors: [{registry: docker.io, mirror: mirror.example.com/hub}]\n")
+ON_MIRROR = "mirror.example.com/hub/library/nginx:1.25"
+AS_WRITTEN = "docker.io/library/nginx:1.25"
+MIRROR_404 = Answer(Outcome.NOT_FOUND, "HTTP 404", repository_exists=False)
+
+
+def _rewritten_pod() -> dict[str, object]:
+    obj = pod(pod_spec(container("web", ON_MIRROR)))
+    obj["metadata"]["annotations"] = {"pullguard.io/original-images": '{"web": "nginx:1.25"}'}
+    return obj
+
+
+@pytest.mark.parametrize(
+    ("upstream", "allowed", "words"),
+    [
+        # The mirror answers /v2/ but cannot reach the registry it mirrors.
+        (FOUND, True, "mirror mirror.example.com lacks nginx:1.25, which docker.io has"),
+        (
+            Answer(Outcome.UNREACHABLE, "connection refused"),
+            True,
+            "mirror.example.com lacks nginx:1.25; docker.io could not confirm (connection refused)",
+        ),
+        (
+            Answer(Outcome.NOT_FOUND, "HTTP 404", repository_exists=True, tags=("1.24",)),
+            False,
+            "image 'nginx:1.25' does not exist: repository docker.io/library/nginx has no "
+            "tag '1.25'",
+        ),
+        # Refused as the pod would be: the mirror, with no credentials of its own, is too.
+        (
+            Answer(Outcome.UNAUTHORIZED, "HTTP 401"),
+            False,
+            "registry docker.io refused to serve 'nginx:1.25' anonymously",
+        ),
+    ],
+)
+def test_a_mirrors_not_found_is_asked_again_as_written_before_it_denies(
+    upstream: Answer, allowed: bool, words: str
+) -> None:
+    registry = table({ON_MIRROR: MIRROR_404, AS_WRITTEN: upstream})
+    decision = validate(request(_rewritten_pod()), HUB, cluster_with(), registry=registry)
+    assert [q.image for q in registry.asked] == [ON_MIRROR, AS_WRITTEN]
+    assert decision.allowed is allowed
+    text = decision.message if not allowed else " ".join(decision.warnings)
+    assert words in (text or ""), text
+    assert "correct the repository name" not in (text or "")
+
+
+def test_a_template_judged_as_its_pods_asks_as_written_too() -> None:
+    registry = table({ON_MIRROR: MIRROR_404, AS_WRITTEN: FOUND})
+    template = deployment(pod_spec(container("web", "nginx:1.25")))
+    decision = validate(request(template), HUB, cluster_with(), registry=registry)
+    assert decision.allowed
+    assert any("mirror mirror.example.com lacks" in w for w in decision.warnings)
+
+
+def test_a_pod_rewritten_to_a_mirror_that_stopped_answering_is_warned_about() -> None:
+    # Another worker rewrote the pod a moment ago; this one's probe already knows better,
+    # and the mirror's cached "found" must not hide it.
+    registry = table({ON_MIRROR: Answer(Outcome.FOUND, "HTTP 200", cached=True)})
+    decision = validate(
+        request(_rewritten_pod()),
+        HUB,
+        cluster_with(),
+        registry=registry,
+        mirrors_down=frozenset({"mirror.example.com"}),
+    )
+    assert decision.allowed
+    assert any("mirror mirror.example.com stopped answering" in w for w in decision.warnings), (
+        decision.warnings
+    )

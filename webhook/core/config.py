@@ -108,6 +108,11 @@ class Mirror:
     probe: bool = True
     """Rewrite only while the mirror answers its ``/v2/`` probe. Off for a mirror only the
     nodes can reach: then images are always rewritten to it."""
+    upstream_credentials: bool = False
+    """The mirror pulls from ``registry`` with credentials of its own (distribution's
+    ``proxy.username``, a Harbor registry endpoint). Off: an image the pod pulls with its
+    own credentials for ``registry`` stays as written, since a mirror never sees the pod's
+    credentials for another host and would serve it anonymously or not at all."""
 
     @property
     def mirror_host(self) -> str:
@@ -444,7 +449,9 @@ def parse_config(document: Any) -> Config:
     seen_registries: dict[str, int] = {}
     for index, item in enumerate(raw_mirrors):
         path = f"mirrors[{index}]"
-        entry = r.mapping(item, path, {"registry", "mirror", "exclude", "probe"})
+        entry = r.mapping(
+            item, path, {"registry", "mirror", "exclude", "probe", "upstreamCredentials"}
+        )
         source_registry = r.string(entry.get("registry"), f"{path}.registry")
         target = r.string(entry.get("mirror"), f"{path}.mirror")
         exclude = r.strings(entry.get("exclude"), f"{path}.exclude")
@@ -485,6 +492,9 @@ def parse_config(document: Any) -> Config:
                     mirror=target.rstrip("/"),
                     exclude=tuple(normalized_exclude),
                     probe=r.boolean(entry.get("probe"), f"{path}.probe", True),
+                    upstream_credentials=r.boolean(
+                        entry.get("upstreamCredentials"), f"{path}.upstreamCredentials", False
+                    ),
                 )
             )
 

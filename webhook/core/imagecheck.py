@@ -7,6 +7,12 @@ the nodes may see another network. A refusal from a registry the nodes authentic
 themselves (``registry.nodeCredentialRegistries``) is a warning too: pullguard cannot see
 node credentials.
 
+A mirror's answer is not its upstream's: when the image on a pull-through mirror is "not
+found", the mirror may only be failing to reach the registry it mirrors (distribution in
+proxy mode answers 404 then). :func:`mirror_not_found_finding` judges such an image by the
+answer for the image as written: denied only when the registry itself says it does not
+exist, else a warning.
+
 ``platform``: the image has a build for the node platforms (os/arch) the pod may be
 scheduled on, from the cluster's Node labels and the pod's own node selector and required
 node affinity.
@@ -301,3 +307,77 @@ def _selector(image: Sequence[Platform], fit: PlatformFit) -> str:
             f"-l kubernetes.io/os={oses[0]} -o jsonpath='{{.items[*].spec.taints}}')"
         )
     return f"kubernetes.io/arch: {arches[0]}"
+
+
+def mirror_not_found_finding(
+    container: Container,
+    mirrored: Reference,
+    original: Reference,
+    answer: Answer,
+    *,
+    namespace: str,
+    node_credential_registries: Sequence[str],
+    secrets_unreadable: bool = False,
+    mirror_has_credentials: bool = False,
+) -> Finding | None:
+    """The finding for an image the mirror ``mirrored.domain`` says does not exist, from
+    ``answer``, the registry's own answer for the image as written (``original``).
+
+    Not found there too, or refused there with what the pod has (a mirror without
+    credentials of its own is refused the same way): the usual finding about the image as
+    written, which may deny. Found there: the mirror cannot serve what exists (its upstream
+    is down or refuses it), a warning. Any other answer: neither says for certain, a
+    warning."""
+    mirror = mirrored.domain
+    refused = answer.outcome is Outcome.UNAUTHORIZED and not mirror_has_credentials
+    if answer.outcome is Outcome.NOT_FOUND or refused:
+        return registry_finding(
+            container,
+            original,
+            answer,
+            namespace=namespace,
+            node_credential_registries=node_credential_registries,
+            secrets_unreadable=secrets_unreadable,
+        )
+    shown = container.shown_image
+    if answer.outcome is Outcome.FOUND:
+        return Finding.for_container(
+            "registry",
+            container,
+            cause="mirror_not_found",
+            problem=f"mirror {mirror} says {shown!r} does not exist, but {original.domain} "
+            f"has it: the mirror is not reaching {original.domain} (or is refused there), and "
+            "pulls through it fail until it does",
+            short=f"mirror {mirror} lacks {original.familiar}, which {original.domain} has: "
+            "pulls may fail",
+            fix=f"check the mirror's connection to {original.domain}, or add "
+            f"{original.name} to the mirror's exclude list",
+            advisory=True,
+        )
+    why = answer.detail or answer.outcome.value
+    return Finding.for_container(
+        "registry",
+        container,
+        cause="mirror_not_found",
+        problem=f"mirror {mirror} says {shown!r} does not exist, and {original.domain} could "
+        f"not confirm it ({why}): a mirror's 'not found' may only mean it cannot reach "
+        f"{original.domain}, so the pod was admitted",
+        short=f"mirror {mirror} lacks {original.familiar}; {original.domain} could not "
+        f"confirm ({why})",
+        advisory=True,
+    )
+
+
+def mirror_down_finding(container: Container, ref: Reference) -> Finding:
+    """A Pod rewritten to a mirror that has stopped answering its probe since."""
+    return Finding.for_container(
+        "registry",
+        container,
+        cause="mirror_down",
+        problem=f"the pod was rewritten to mirror {ref.domain}, which has stopped answering "
+        f"its /v2/ probe: pulling {ref} may fail",
+        short=f"mirror {ref.domain} stopped answering; {container.shown_image} may not pull",
+        fix="delete the pod if it does not start: made again while the mirror is down, it "
+        "pulls as written (pullguard rewrites only to a mirror that answers)",
+        advisory=True,
+    )

@@ -24,6 +24,28 @@ Rules that come from how the API server behaves (FACTS.md):
   rewrite: after ``kubectl set image`` (or another webhook's change) it is the new value, so
   anything restoring originals never rolls a version back.
 
+Rules that keep a mirror from ever becoming the cause of an outage (issue 19):
+
+- **Only to a mirror seen answering.** The edge passes ``mirrors_down``: every probed mirror
+  that has not answered its ``/v2/`` probe within the probe's freshness window, including
+  one that was never probed yet (just after start, or just after the ConfigMap added it).
+  An image whose mirror is in it stays as written, with a warning. A mirror with
+  ``probe: false`` is an admin's promise that the nodes reach it: always rewritten to.
+- **Only what the mirror can serve with what the pod presents there.** A pull-through
+  mirror pulls from its upstream with credentials of its own, or none; the kubelet sends
+  the pod's credentials for the original registry only to that registry (keys match by
+  host). So an image the pod's pull secrets cover on the original registry (a private
+  repository, most likely) stays as written, unless the mirror entry says
+  ``upstreamCredentials: true``. Pull secrets that cannot be read count as covering it:
+  as written is the pull that cannot get worse.
+- **A template does not follow the mirror's health.** With ``mutation.podTemplates`` a
+  template is rewritten by the configuration and the pod's credentials alone, never by a
+  probe: a mirror outage must not flip templates back and forth, or every GitOps re-sync
+  would roll out every mirrored workload. The health decision is made per Pod: a Pod
+  created from a rewritten template (its ``pullguard.io/original-images`` annotation maps
+  through the mirrors to exactly its image) whose mirror is down now is given back the
+  image as written, on CREATE, before it ever pulls.
+
 Pod templates are left as written unless ``mutation.podTemplates`` is on, so GitOps tools see
 no drift; :func:`preview_pod_spec` shows the validating webhook what the pods will become.
 
@@ -35,7 +57,7 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Collection, Mapping, MutableMapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -44,7 +66,7 @@ import jsonpatch
 from webhook.core.cluster import ClusterUnavailable, ClusterView
 from webhook.core.config import Config, DefaultPullSecret, Mirror
 from webhook.core.hosts import any_host_matches
-from webhook.core.keyring import SecretFormatError, lookup, parse_pull_secret
+from webhook.core.keyring import Credential, SecretFormatError, lookup, parse_pull_secret
 from webhook.core.podspec import Container, PodSpecView, changed_containers, pod_spec
 from webhook.core.reference import PATH_MAX, Reference, parse_or_none
 from webhook.core.review import AdmissionRequest
@@ -59,6 +81,9 @@ class ImageRewrite:
     container: Container
     original: str
     rewritten: str
+    restored: bool = False
+    """A Pod given back the image as written (its template's mirror is down): not recorded
+    in the annotation, whose entry already names that image."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +92,17 @@ class MirrorSkip:
 
     container: Container
     mirror: str  # the mirror's host[:port]
+    image: str = ""
+    """The image as written, which the pod pulls."""
+
+
+@dataclass(frozen=True, slots=True)
+class PrivateSkip:
+    """An image left as written because the pod pulls it with its own credentials, which
+    its mirror cannot use."""
+
+    container: Container
+    mirror: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,8 +122,9 @@ class PodPlan:
     injected_secrets: list[str] = field(default_factory=list)
     secret_copies: list[SecretCopy] = field(default_factory=list)
     prepend_secrets: list[str] = field(default_factory=list)
-    skipped: list[MirrorSkip] = field(default_factory=list)
     """The ServiceAccount's secrets, copied into a template before an injected one."""
+    skipped: list[MirrorSkip] = field(default_factory=list)
+    private: list[PrivateSkip] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +139,8 @@ class Mutation:
     reason: str = "mutated"
     skipped: tuple[MirrorSkip, ...] = ()
     """Images left as written because their mirror is down (a warning each, and a metric)."""
+    private: tuple[PrivateSkip, ...] = ()
+    """Images left as written because the pod's own credentials cover them."""
 
 
 def recorded_originals(obj: Mapping[str, Any] | None) -> dict[str, str]:
@@ -141,6 +180,12 @@ def as_written(
 
 def mirror_for(ref: Reference, mirrors: tuple[Mirror, ...]) -> Reference | None:
     """The reference on its mirror, or ``None`` when no mirror applies."""
+    found = mirror_entry(ref, mirrors)
+    return found[1] if found is not None else None
+
+
+def mirror_entry(ref: Reference, mirrors: tuple[Mirror, ...]) -> tuple[Mirror, Reference] | None:
+    """The mirror entry that applies to ``ref`` and the reference on it, or ``None``."""
     for mirror in mirrors:
         if ref.domain != mirror.registry or ref.name in mirror.exclude:
             continue
@@ -153,8 +198,61 @@ def mirror_for(ref: Reference, mirrors: tuple[Mirror, ...]) -> Reference | None:
         # Parse the result again: only a reference the runtime accepts is ever written.
         if parse_or_none(str(rewritten)) != rewritten:
             return None
-        return rewritten
+        return mirror, rewritten
     return None
+
+
+def recorded_for(view: PodSpecView, obj: Mapping[str, Any] | None) -> dict[str, str]:
+    """``pullguard.io/original-images`` beside ``view``'s spec: the Pod's own metadata, or
+    the template's (``spec.template.metadata``), where :func:`apply_plan` writes it."""
+    node: Any = obj
+    for token in _tokens(view.pointer)[:-1]:
+        node = node.get(token) if isinstance(node, Mapping) else None
+    return recorded_originals(node if isinstance(node, Mapping) else None)
+
+
+@dataclass(frozen=True, slots=True)
+class PodCredentials:
+    """The pull secrets a pod (or a template's pods) will present, as the mutation sees them."""
+
+    names: list[str]
+    """The secret names, in order: the pod's own, or its ServiceAccount's for a template
+    without any."""
+    prepend: list[str]
+    """The ServiceAccount's secrets a template must copy before adding one of its own."""
+    credentials: list[Credential]
+    certain: bool
+    """False when a secret or the ServiceAccount could not be read: the pod may hold
+    credentials not seen here."""
+
+
+def pod_credentials(view: PodSpecView, cluster: ClusterView, namespace: str) -> PodCredentials:
+    """The credentials the kubelet will hold for pods of ``view``. A Pod's list was already
+    filled from its ServiceAccount by the API server; a template's pods get the account's
+    list only when the template names none."""
+    names, prepend, certain = list(view.pull_secret_names), [], True
+    if view.is_template and not view.lists_pull_secrets:
+        try:
+            account = cluster.get_service_account(namespace, view.service_account)
+        except ClusterUnavailable:
+            account, certain = None, False  # the validating webhook reports the account
+        if account is not None:
+            prepend = list(account.image_pull_secrets)
+            names = list(account.image_pull_secrets)
+    credentials: list[Credential] = []
+    for name in names:
+        try:
+            secret = cluster.get_secret(namespace, name)
+        except ClusterUnavailable:
+            certain = False
+            continue
+        if secret is None:
+            continue  # the kubelet skips a missing secret
+        try:
+            credentials.extend(parse_pull_secret(secret.type, secret.data))
+        except SecretFormatError:
+            continue  # the validating webhook denies it: the kubelet's keyring fails
+    return PodCredentials(names, prepend, credentials, certain)
 
 
 def plan_pod(
@@ -165,72 +263,79 @@ def plan_pod(
     namespace: str,
     *,
     inject_secrets: bool,
-    mirrors_down: frozenset[str] = frozenset(),
+    mirrors_down: Collection[str] = frozenset(),
 ) -> PodPlan:
-    """Plan the rewrites of ``containers`` and the secrets ``view`` should gain. Images
-    whose mirror host is in ``mirrors_down`` stay as written: an outage of the mirror must
-    never become an outage of the cluster."""
+    """Plan the rewrites of ``containers`` and the secrets ``view`` should gain.
+
+    Each container is planned from the image as written (``Container.written`` when the
+    caller found a rewrite of pullguard's): to its mirror when the mirror may serve it
+    (see the module's rules), else as written. When that differs from the image the
+    request carries, it is rewritten; a rewrite back to the image as written is a restore.
+    Images whose mirror host is in ``mirrors_down`` stay as written: an outage of the
+    mirror must never become an outage of the cluster."""
     plan = PodPlan()
     refs: list[Reference] = []
+    held: PodCredentials | None = None
+    if config.mirrors or (inject_secrets and config.default_pull_secrets):
+        held = pod_credentials(view, cluster, namespace)
     for container in containers:
-        ref = parse_or_none(container.image)
+        source = container.written or container.image
+        ref = parse_or_none(source)
         if ref is None:
             continue  # invalid references are the validating webhook's to report
         if container.pull_policy == "Never":
-            refs.append(ref)  # preloaded under this very name: never rewritten
+            refs.append(parse_or_none(container.image) or ref)  # preloaded: never rewritten
             continue
-        target = mirror_for(ref, config.mirrors)
-        if target is not None and target.domain in mirrors_down:
-            plan.skipped.append(MirrorSkip(container, target.domain))
-            target = None
+        target = None
+        found = mirror_entry(ref, config.mirrors)
+        if found is not None:
+            mirror, target = found
+            if (
+                not mirror.upstream_credentials
+                and held is not None
+                and (not held.certain or lookup(held.credentials, ref.name))
+            ):
+                plan.private.append(PrivateSkip(container, mirror.mirror_host))
+                target = None
+            elif mirror.probe and target.domain in mirrors_down:
+                plan.skipped.append(MirrorSkip(container, target.domain, source))
+                target = None
         refs.append(target or ref)
-        if target is not None:
+        if target is not None and str(target) != container.image:
             plan.rewrites.append(ImageRewrite(container, container.image, str(target)))
-    if inject_secrets and config.default_pull_secrets:
-        _plan_secrets(plan, view, refs, config=config, cluster=cluster, namespace=namespace)
+        elif target is None and container.written:
+            # Back to exactly what the user wrote (the annotation holds it as written).
+            plan.rewrites.append(
+                ImageRewrite(container, container.image, container.written, restored=True)
+            )
+    if inject_secrets and config.default_pull_secrets and held is not None:
+        _plan_secrets(plan, refs, held, config=config, cluster=cluster, namespace=namespace)
     return plan
 
 
 def _plan_secrets(
     plan: PodPlan,
-    view: PodSpecView,
     refs: list[Reference],
+    held: PodCredentials,
     *,
     config: Config,
     cluster: ClusterView,
     namespace: str,
 ) -> None:
-    names = list(view.pull_secret_names)
-    if view.is_template and not view.lists_pull_secrets:
-        try:
-            account = cluster.get_service_account(namespace, view.service_account)
-        except ClusterUnavailable:
-            account = None  # the validating webhook reports the unreadable account
-        if account is not None:
-            plan.prepend_secrets = list(account.image_pull_secrets)
-            names = list(account.image_pull_secrets)
-    credentials = []
-    for name in names:
-        try:
-            secret = cluster.get_secret(namespace, name)
-        except ClusterUnavailable:
-            continue
-        if secret is None:
-            continue
-        try:
-            credentials.extend(parse_pull_secret(secret.type, secret.data))
-        except SecretFormatError:
-            continue
+    names = list(held.names)
     for default in config.default_pull_secrets:
         if default.secret in names:
             continue
         wanted = [
             r
             for r in refs
-            if any_host_matches(default.registries, r.domain) and not lookup(credentials, r.name)
+            if any_host_matches(default.registries, r.domain)
+            and not lookup(held.credentials, r.name)
         ]
         if not wanted:
             continue
+        if not plan.injected_secrets:
+            plan.prepend_secrets = list(held.prepend)
         plan.injected_secrets.append(default.secret)
         names.append(default.secret)
         _plan_copy(plan, default, cluster, namespace)
@@ -268,7 +373,7 @@ def apply_plan(
             secrets.extend({"name": n} for n in plan.prepend_secrets)
         present = {s.get("name") for s in secrets if isinstance(s, Mapping)}
         secrets.extend({"name": n} for n in plan.injected_secrets if n not in present)
-    if annotate and plan.rewrites:
+    if annotate and any(not r.restored for r in plan.rewrites):
         metadata_pointer = view.pointer.rsplit("/", 1)[0] + "/metadata"
         metadata = _resolve(obj, metadata_pointer, create=True)
         if not isinstance(metadata, MutableMapping):
@@ -278,7 +383,8 @@ def apply_plan(
             annotations = metadata["annotations"] = {}
         recorded = _parse_recorded(annotations)
         for rewrite in plan.rewrites:
-            recorded[rewrite.container.annotation_key] = rewrite.original
+            if not rewrite.restored:
+                recorded[rewrite.container.annotation_key] = rewrite.original
         annotations[ORIGINAL_IMAGES_ANNOTATION] = json.dumps(
             recorded, sort_keys=True, separators=(",", ":")
         )
@@ -304,7 +410,7 @@ def preview_pod_spec(
     cluster: ClusterView,
     namespace: str,
     *,
-    mirrors_down: frozenset[str] = frozenset(),
+    mirrors_down: Collection[str] = frozenset(),
 ) -> PodSpecView:
     """The pod spec as the mutating webhook will leave it in each pod made from ``view``."""
     plan = plan_pod(
@@ -401,10 +507,11 @@ def mutate(
     cluster: ClusterView,
     *,
     own_namespace: str = "",
-    mirrors_down: frozenset[str] = frozenset(),
+    mirrors_down: Collection[str] = frozenset(),
 ) -> Mutation:
-    """Decide the patch for one admission request. ``mirrors_down``: mirror hosts whose
-    ``/v2/`` probe fails now; images are not rewritten to them."""
+    """Decide the patch for one admission request. ``mirrors_down``: mirror hosts not seen
+    answering their ``/v2/`` probe lately; images are not rewritten to them. A mapping says
+    why, per host, for the warning ("did not answer its last /v2/ probe (every 2 s)")."""
     if request.operation not in ("CREATE", "UPDATE") or request.object is None:
         return Mutation(patch=None, reason="unsupported")
     namespace = request.namespace
@@ -425,28 +532,45 @@ def mutate(
     old = pod_spec(request.kind, request.old_object) if request.operation == "UPDATE" else None
     # A Pod's imagePullSecrets are immutable after creation; templates may change any time.
     inject = request.operation == "CREATE" or view.is_template
+    containers = changed_containers(view, old)
+    if not view.is_template:
+        # A Pod made from a template pullguard rewrote carries the template's annotation:
+        # planned from the image as written, so a mirror that is down now is undone.
+        recorded = recorded_for(view, request.object)
+        containers = [
+            as_written(c, recorded.get(c.annotation_key), config.mirrors) for c in containers
+        ]
     plan = plan_pod(
         view,
-        changed_containers(view, old),
+        containers,
         config,
         cluster,
         namespace,
         inject_secrets=inject,
-        mirrors_down=mirrors_down,
+        # A template is rewritten by the configuration alone (the module's rules).
+        mirrors_down=frozenset() if view.is_template else mirrors_down,
     )
+    why = mirrors_down if isinstance(mirrors_down, Mapping) else {}
     skip_warnings = tuple(
-        f"pullguard: {skip.container.label}: mirror {skip.mirror} is not answering, so "
-        f"{skip.container.image} is pulled as written"
+        f"pullguard: {skip.container.label}: mirror {skip.mirror} "
+        f"{why.get(skip.mirror) or 'is not answering'}, so "
+        f"{skip.image or skip.container.image} is pulled as written"
         for skip in plan.skipped
     )
     if not plan.rewrites and not plan.injected_secrets:
         return Mutation(
-            patch=None, reason="unchanged", warnings=skip_warnings, skipped=tuple(plan.skipped)
+            patch=None,
+            reason="unchanged",
+            warnings=skip_warnings,
+            skipped=tuple(plan.skipped),
+            private=tuple(plan.private),
         )
 
     # The ephemeralcontainers subresource keeps only ephemeral-container changes; an
     # annotation written there would be dropped or refused, so it is not attempted.
-    annotate = request.sub_resource != "ephemeralcontainers" and bool(plan.rewrites)
+    annotate = request.sub_resource != "ephemeralcontainers" and any(
+        not r.restored for r in plan.rewrites
+    )
     annotations = view.pointer.rsplit("/", 1)[0] + "/metadata/annotations"
     touched = [view.pointer + "/imagePullSecrets", *([annotations] if annotate else [])]
     # Only the nodes the plan writes are copied and compared, and an image rewrite is one
@@ -464,6 +588,8 @@ def mutate(
     warnings: list[str] = list(skip_warnings)
     if config.mutation.warnings:
         for rewrite in plan.rewrites:
+            if rewrite.restored:
+                continue  # said by the skip warning above
             warnings.append(
                 f"pullguard: {rewrite.container.label} image rewritten to mirror: "
                 f"{rewrite.rewritten}"
@@ -477,4 +603,5 @@ def mutate(
         injected_secrets=tuple(plan.injected_secrets),
         secret_copies=tuple(plan.secret_copies),
         skipped=tuple(plan.skipped),
+        private=tuple(plan.private),
     )

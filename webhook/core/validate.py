@@ -30,6 +30,9 @@ Order of a decision:
    not exist yet (``kubectl apply -f dir/`` applies files in name order), its secrets are
    unknown: credentials are not judged (a warning says so) and its pods, which cannot be
    created before the account exists, are judged when they come.
+4b. An image on a mirror is named as the user wrote it, and a mirror's "not found" is asked
+   again of the registry as written before it can deny (``imagecheck``): a pull-through
+   mirror that cannot reach its upstream answers 404 for images that exist.
 5. Enforced findings deny with the message of docs/reference.md; warned ones become
    kubectl warnings.
 
@@ -38,7 +41,7 @@ Pure: the cluster is reached only through :class:`~webhook.core.cluster.ClusterV
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, replace
 
 from webhook.core.checks import (
@@ -55,11 +58,17 @@ from webhook.core.cluster import ClusterUnavailable, ClusterView
 from webhook.core.config import CHECK_NAMES, Action, Config
 from webhook.core.findings import Finding, denial_message, describe_object, warning_lines
 from webhook.core.hosts import any_host_matches
-from webhook.core.imagecheck import platform_finding, question_for, registry_finding
+from webhook.core.imagecheck import (
+    mirror_down_finding,
+    mirror_not_found_finding,
+    platform_finding,
+    question_for,
+    registry_finding,
+)
 from webhook.core.keyring import lookup
-from webhook.core.mutate import as_written, preview_pod_spec, recorded_originals
+from webhook.core.mutate import as_written, mirror_entry, preview_pod_spec, recorded_for
 from webhook.core.podspec import Container, PodSpecView, changed_containers, pod_spec
-from webhook.core.reference import Reference
+from webhook.core.reference import Reference, parse_or_none
 from webhook.core.registry import (
     Answer,
     Outcome,
@@ -139,7 +148,7 @@ def validate(
     *,
     own_namespace: str = "",
     registry: RegistryView | None = None,
-    mirrors_down: frozenset[str] = frozenset(),
+    mirrors_down: Collection[str] = frozenset(),
 ) -> Decision:
     """Judge one admission request. Without ``registry`` the registry and platform checks
     report that they could not run; ``mirrors_down`` are mirror hosts the mutating webhook
@@ -176,8 +185,9 @@ def validate(
         if secrets_changed:
             judged = previewed
     else:
-        # A Pod the mutating webhook rewrote: its annotation says what the user wrote.
-        recorded = recorded_originals(request.object)
+        # A Pod (or, with mutation.podTemplates, a template) the mutating webhook rewrote:
+        # its annotation says what the user wrote.
+        recorded = recorded_for(view, request.object)
         judged = [as_written(c, recorded.get(c.annotation_key), config.mirrors) for c in judged]
 
     workload = WorkloadRef(
@@ -217,6 +227,7 @@ def validate(
             lists_own_secrets=lists_own_secrets,
         )
     answers: dict[str, Answer] = {}
+    as_written_answers: dict[str, tuple[Reference, Answer]] = {}
     if wants_registry and registry is not None and pod is not None:
         answers = _ask_registry(
             pulled,
@@ -226,6 +237,9 @@ def validate(
             config,
             with_platforms=actions["platform"] is not Action.OFF,
             namespace=namespace,
+        )
+        as_written_answers = _ask_as_written(
+            pulled, answers, pod, registry, config, namespace=namespace
         )
 
     if actions["pullSecrets"] is not Action.OFF and pod is not None:
@@ -261,6 +275,8 @@ def validate(
                 unavailable,
                 blocked=any(f.check == "pullSecrets" and not f.advisory for f in findings),
                 running_pod=not view.is_template and request.operation == "UPDATE",
+                as_written=as_written_answers,
+                mirrors_down=frozenset() if view.is_template else mirrors_down,
             )
         )
         findings = _served_is_no_typo(findings, answers, pulled)
@@ -485,6 +501,39 @@ def _ask_registry(
     return {pointer: got.get(question, too_many) for pointer, question in questions.items()}
 
 
+def _ask_as_written(
+    judged: list[Container],
+    answers: Mapping[str, Answer],
+    pod: PodSecrets,
+    registry: RegistryView,
+    config: Config,
+    *,
+    namespace: str,
+) -> dict[str, tuple[Reference, Answer]]:
+    """For each image rewritten to a mirror that says "not found": the registry's own answer
+    for the image as written, asked with the credentials the pod has for it. A mirror's "not
+    found" is not its upstream's (imagecheck), and only the upstream's may deny."""
+    questions: dict[str, tuple[Reference, Question]] = {}
+    for container in judged:
+        answer = answers.get(container.pointer)
+        if answer is None or answer.outcome is not Outcome.NOT_FOUND or not container.written:
+            continue
+        original = parse_or_none(container.written)
+        if original is None:
+            continue
+        credentials = lookup(pod.secrets.credentials, original.name)
+        questions[container.pointer] = (original, question_for(original, credentials, False))
+    if not questions:
+        return {}
+    distinct = list(dict.fromkeys(q for _, q in questions.values()))[:MAX_QUESTIONS]
+    got = registry.ask(distinct, config.registry.timeout_seconds, tenant=namespace)
+    too_many = Answer(Outcome.NOT_ASKED, f"more than {MAX_QUESTIONS} distinct images in one object")
+    return {
+        pointer: (original, got.get(question, too_many))
+        for pointer, (original, question) in questions.items()
+    }
+
+
 def _pull_secret_findings(
     view: PodSpecView,
     judged: list[Container],
@@ -562,12 +611,16 @@ def _registry_findings(  # noqa: PLR0917 - one call site, every argument named t
     unavailable: dict[str, str],
     *,
     blocked: bool,
+    as_written: Mapping[str, tuple[Reference, Answer]],
+    mirrors_down: Collection[str],
     running_pod: bool = False,
 ) -> list[Finding]:
     """Findings of the ``registry`` and ``platform`` checks. ``blocked``: a pull-secret
     finding already denies, and its fix comes first; a refusal would repeat it.
-    ``running_pod``: the pod exists already (``kubectl debug``), and its pull secrets
-    cannot change."""
+    ``as_written``: the registry's answer for the image as written, where its mirror said
+    "not found"; ``mirrors_down``: mirrors a Pod's rewritten image may be on, which stopped
+    answering since (a cached answer from the mirror would hide that). ``running_pod``: the
+    pod exists already (``kubectl debug``), and its pull secrets cannot change."""
     findings: list[Finding] = []
     not_asked: list[str] = []
     unchecked: list[str] = []  # the images behind not_asked
@@ -589,6 +642,25 @@ def _registry_findings(  # noqa: PLR0917 - one call site, every argument named t
             not_asked.append(answer.detail)
             unchecked.append(container.shown_image)
         if answer.outcome is Outcome.UNAUTHORIZED and blocked:
+            continue
+        if container.written and ref.domain in mirrors_down:
+            findings.append(mirror_down_finding(container, ref))
+            continue
+        if container.pointer in as_written:
+            original, original_answer = as_written[container.pointer]
+            entry = mirror_entry(original, config.mirrors)
+            finding = mirror_not_found_finding(
+                container,
+                ref,
+                original,
+                original_answer,
+                namespace=namespace,
+                node_credential_registries=config.registry.node_credential_registries,
+                secrets_unreadable=secrets_unreadable,
+                mirror_has_credentials=entry is not None and entry[0].upstream_credentials,
+            )
+            if finding is not None:
+                findings.append(finding)
             continue
         finding = registry_finding(
             container,

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,8 +64,9 @@ class Runtime:
     registry: RegistryView | None = None
     """Answers the registry and platform checks' questions; ``None``: those checks report
     that they could not run."""
-    mirrors_down: Callable[[], frozenset[str]] = field(default=frozenset)
-    """Mirror hosts failing their probe now: images are not rewritten to them."""
+    mirrors_down: Callable[[], Mapping[str, str]] = field(default=dict)
+    """Mirror hosts not seen answering their probe lately, each with why: images are not
+    rewritten to them (``webhook.edge.mirrors``)."""
 
 
 #: A WSGI status line per status code the admission endpoints answer with.
@@ -272,8 +273,7 @@ def create_app(runtime: Runtime) -> Flask:
 
     @app.get("/readyz")
     def readyz() -> Response:
-        reasons = [] if runtime.config.loaded else ["configuration not loaded"]
-        reasons += runtime.not_ready()
+        reasons = runtime.config.not_ready() + runtime.not_ready()
         notes = "".join(f"note: {note}\n" for note in runtime.notes)
         if reasons:
             return Response(
@@ -348,6 +348,15 @@ def _record_mutation(metrics: Metrics, review: Any, result: Mutation) -> None:
             _short(review.namespace),
             _short(skip.container.label),
             skip.mirror,
+        )
+    for private in result.private:
+        log.info(
+            "mutate uid=%s ns=%s %s: pulled with the pod's own credentials, which mirror %s "
+            "cannot use: left as written",
+            _short(review.uid),
+            _short(review.namespace),
+            _short(private.container.label),
+            private.mirror,
         )
     for name in result.injected_secrets:
         metrics.mutations.labels(kind, "secret_injection").inc()

@@ -14,7 +14,10 @@
 - Secrets are cached only for the two pull-secret types (field selectors on ``type``), so
   pullguard never holds the cluster's other secrets. A direct read by name is still needed to
   tell "missing" from "exists with the wrong type".
-- :class:`ConfigMapSource` watches ``pullguard-config`` and feeds the config store.
+- :class:`ConfigMapSource` watches ``pullguard-config`` and feeds the config store; a
+  document it refuses gets a Warning Event ``PullguardConfigRefused`` on the ConfigMap, one
+  per refused version whichever replica or worker sees it first (the Event is named after
+  the ConfigMap's resourceVersion, so the others' creates fail as already there).
 - :class:`KubeSecretWriter` performs the copies of default pull secrets.
 
 Must not: decide anything; every answer goes back to the core as plain data.
@@ -49,6 +52,8 @@ MAX_BACKOFF = 8.0
 
 CONFIGMAP_NAME = "pullguard-config"
 CONFIGMAP_KEY = "config.yaml"
+CONFIG_EVENT_REASON = "PullguardConfigRefused"
+CONFIG_EVENT_MESSAGE_MAX = 1024
 
 
 def load_kube_config() -> None:
@@ -403,6 +408,7 @@ class ConfigMapSource:
     def __init__(
         self, core_api: Any, namespace: str, store: ConfigStore, name: str = CONFIGMAP_NAME
     ) -> None:
+        self.api = core_api
         self.store = store
         self.namespace = namespace
         self.name = name
@@ -421,7 +427,61 @@ class ConfigMapSource:
         if text is None:
             log.error("%s has no key %r; configuration unchanged", source, CONFIGMAP_KEY)
             return
-        self.store.apply_text(text, source)
+        if not self.store.apply_text(text, source):
+            threading.Thread(
+                target=self._refused_event,
+                args=(configmap, list(self.store.last_problems), self.store.loaded),
+                name="config-event",
+                daemon=True,
+            ).start()
+
+    def _refused_event(self, configmap: Any, problems: list[str], kept: bool) -> None:
+        """A Warning Event on the ConfigMap saying what was refused and what is in force."""
+        import datetime
+
+        from kubernetes import client
+        from kubernetes.client.exceptions import ApiException
+
+        meta = configmap.metadata
+        version = str(meta.resource_version or "0")
+        in_force = (
+            "the last good configuration stays in force"
+            if kept
+            else "no good configuration yet: reviews are judged with the embedded default "
+            "(no mirrors, no default pull secrets) and pullguard is not ready"
+        )
+        message = f"pullguard refused config.yaml; {in_force}: " + "; ".join(problems)
+        if len(message) > CONFIG_EVENT_MESSAGE_MAX:
+            message = message[: CONFIG_EVENT_MESSAGE_MAX - 3] + "..."
+        now = datetime.datetime.now(datetime.UTC)
+        event = client.CoreV1Event(
+            metadata=client.V1ObjectMeta(
+                name=f"{self.name}.pullguard-refused.{version}", namespace=self.namespace
+            ),
+            involved_object=client.V1ObjectReference(
+                api_version="v1",
+                kind="ConfigMap",
+                name=self.name,
+                namespace=self.namespace,
+                uid=meta.uid,
+                resource_version=version,
+            ),
+            reason=CONFIG_EVENT_REASON,
+            type="Warning",
+            message=message,
+            first_timestamp=now,
+            last_timestamp=now,
+            count=1,
+            source=client.V1EventSource(component="pullguard"),
+            reporting_component="pullguard",
+        )
+        try:
+            self.api.create_namespaced_event(self.namespace, event, _request_timeout=5)
+        except ApiException as error:
+            if error.status != 409:  # 409: another replica or worker told it first
+                log.warning("Event on refused %s failed: HTTP %s", self.name, error.status)
+        except Exception as error:
+            log.warning("Event on refused %s failed: %s", self.name, type(error).__name__)
 
     def _on_event(self, event_type: str, configmap: Any) -> None:
         if event_type in ("ADDED", "MODIFIED"):

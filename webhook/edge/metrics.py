@@ -10,6 +10,8 @@ Names and labels:
 - ``pullguard_admission_duration_seconds{webhook}``: time to decide, histogram.
 - ``pullguard_config_reloads_total{result}``: applied | invalid | unchanged.
 - ``pullguard_config_last_reload_success``: 1 when the newest document was applied.
+- ``pullguard_config_embedded_default``: 1 while no good document has been applied and
+  reviews are judged with the embedded default.
 - ``pullguard_mutations_total{kind,change}``: image_rewrite | secret_injection.
 - ``pullguard_secret_copies_total{result}``: one of ``secretsync.OUTCOMES``, or skipped_dry_run.
 - ``pullguard_secret_syncs_total{result}``: the background sync, one of ``secretsync.OUTCOMES``;
@@ -79,6 +81,13 @@ class Metrics:
             "1 when the newest configuration document was applied, 0 when it was refused.",
             registry=r,
             multiprocess_mode="livemin",  # 0 while any worker holds a refused document
+        )
+        self.config_embedded_default = Gauge(
+            "pullguard_config_embedded_default",
+            "1 while no good configuration has been applied and reviews are judged with the "
+            "embedded default (no mirrors, no default pull secrets).",
+            registry=r,
+            multiprocess_mode="livemax",  # 1 while any worker judges with it
         )
         self.mutations = Counter(
             "pullguard_mutations",
