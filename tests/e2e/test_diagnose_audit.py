@@ -133,7 +133,10 @@ def test_diagnose_confirms_a_missing_tag_with_the_registry(
     assert "[not_found, confirmed]" in out
     assert "Evidence: kubelet: rpc error: code = NotFound" in out
     assert "has no tag '1.1' (tags there include '1.0')" in out
-    assert "Fix: use tag '1.0' if that was meant" in out
+    assert (
+        f"Fix: use tag '1.0' if that was meant, or push '1.1' first: kubectl set image pod/web "
+        f"app={host}/team/diag:1.0 -n {ns}" in out
+    )
 
 
 def test_diagnose_tells_private_from_missing_when_containerd_cannot(
@@ -283,6 +286,23 @@ def test_diagnose_of_a_bare_pod_recreates_it_with_the_secret_as_printed(
     secret = recreated["spec"]["imagePullSecrets"][0]["name"]
     assert secret.startswith("regcred-")
     assert plane.kubectl("get", "secret", secret, "-n", ns).ok
+    # A bare pod with pull policy Never, on a node without the image: recreated with
+    # IfNotPresent (a Pod's policy cannot change in place).
+    never = f"{registries.public.host}/team/never-diag:1.0"
+    push_image(registries.public, "team/never-diag", "1.0")
+    body = json.loads(pod("cached", ns, never))
+    body["spec"]["containers"][0]["imagePullPolicy"] = "Never"
+    plane.apply(json.dumps(body), check=True)
+    message = f'Container image "{never}" is not present with pull policy of Never'
+    mark_failing(plane, ns, "cached", never, message)
+    (fix,) = [
+        line.split("Fix: ", 1)[1]
+        for line in pullguard(plane, registries, "diagnose", "cached", "-n", ns).stdout.splitlines()
+        if "Fix: " in line
+    ]
+    run_printed(plane, fix)
+    policy = plane.get_json("pod", "cached", "-n", ns)["spec"]["containers"][0]
+    assert policy["imagePullPolicy"] == "IfNotPresent", fix
     # --all groups each pod by the cause its diagnosis settled on: the "may require
     # authorization" of the missing image is corrected to not_found.
     grouped = pullguard(plane, registries, "diagnose", "--all", "-n", ns)

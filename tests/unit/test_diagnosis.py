@@ -206,3 +206,18 @@ def test_a_bare_pod_is_never_told_to_edit_its_pull_secrets() -> None:
         '\'{"spec":{"imagePullSecrets":[{"name":"old"},{"name":"regcred-x"}]}}\' '
         "| kubectl replace --force -f -"
     )
+
+
+def test_a_near_tag_is_set_on_the_pod_as_a_command() -> None:
+    near = Finding(
+        "registry",
+        'container "web"',
+        "no tag",
+        fix="use tag '1.1' if that was meant, or push '1.0' first",
+        cause="not_found",
+    )
+    (found,) = diagnose(failing(NOT_FOUND_TEXT), [], [near], workload=Workload("Deployment", "web"))
+    assert found.fixes == [
+        "use tag '1.1' if that was meant, or push '1.0' first: kubectl set image deployment/web "
+        "web=registry.example.com/team/app:1.1 -n team-a"
+    ]

@@ -266,6 +266,7 @@ def _predicts(finding: Finding, cause: Cause) -> bool:
 
 _SECRET_TO_ADD = re.compile(r", then (?:add|recreate the pod with) \{name: ([a-z0-9.-]+)\}")
 _BUILT_FOR = re.compile(r" has ([a-z0-9]+)/([a-z0-9]+)")
+_TAG_MEANT = re.compile(r"^use tag '([^']+)' if that was meant")
 _IMAGE_MEANT = re.compile(r"^use image '([^']+)'(?: if that was meant)?")
 
 
@@ -282,8 +283,14 @@ def _use(
         fix = finding.fix
         if added := _SECRET_TO_ADD.search(fix):
             fix = f"{fix[: added.start()]} && {fixer.add_secret(added.group(1))}"
+        elif (tag := _TAG_MEANT.match(fix)) and "@" not in container.image:
+            head, slash, last = container.image.rpartition("/")
+            retagged = f"{head}{slash}{last.partition(':')[0]}:{tag.group(1)}"
+            fix = f"{fix}: {fixer.set_image(container, retagged)}"
         elif meant := _IMAGE_MEANT.match(fix):
             fix = f"use image {meant.group(1)!r}: {fixer.set_image(container, meant.group(1))}"
+        elif finding.check == "pullPolicy" and " Never " in finding.problem:
+            fix = f"{fix}: {fixer.set_pull_policy(container)}"
         elif finding.cause == "platform" and (built := _BUILT_FOR.search(finding.problem)):
             labels = {"kubernetes.io/os": built.group(1), "kubernetes.io/arch": built.group(2)}
             fix = f"{fix}; to keep the pods on {built.group(1)}/{built.group(2)} nodes: "

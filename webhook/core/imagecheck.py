@@ -17,6 +17,12 @@ exist, else a warning.
 scheduled on, from the cluster's Node labels and the pod's own node selector and required
 node affinity.
 
+Fixes are ones a person can run as printed: an anonymous refusal names the secrets the pod
+has and why each missed; a pod that exists (``kubectl debug``) is told to be recreated, never
+to edit its ``imagePullSecrets``; a refused default secret is replaced at its source (the copy
+follows it); a Windows-only image is kept on Windows nodes by ``kubernetes.io/os``, with a
+toleration, not by an arch that Linux nodes share.
+
 Pure: answers come in as :class:`~webhook.core.registry.Answer` values.
 """
 
