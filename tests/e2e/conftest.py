@@ -35,6 +35,7 @@ import yaml
 from tests.conftest import ROOT, checkout_env, free_port
 from tests.e2e.cluster import ControlPlane, Result, assets_folder, missing_assets_reason, wait_for
 from tests.integration.registries import Registry, loopback_tls, start_registry
+from tests.runtime import Containerd, runtime_missing
 from webhook.edge.logs import FLUSH_SECONDS
 
 NAMESPACE = "pullguard"
@@ -354,6 +355,26 @@ def registries(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2ERegistri
     yield E2ERegistries(private, public, tls["ca"], tls)
     private.stop()
     public.stop()
+
+
+@pytest.fixture(scope="session")
+def runtime(
+    registries: E2ERegistries, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Containerd]:
+    """One private containerd for the session (see :mod:`tests.runtime`), trusting the
+    test registries' CA. Skips where it cannot run; the root conftest fails that skip
+    wherever the suite must run."""
+    why = runtime_missing()
+    if why is not None:
+        pytest.skip(why)
+    daemon = Containerd(tmp_path_factory.mktemp("containerd"))
+    for registry in (registries.public, registries.private):
+        daemon.trust(registry.host, registries.ca)
+    daemon.start()
+    try:
+        yield daemon
+    finally:
+        daemon.stop()
 
 
 @pytest.fixture(scope="session")

@@ -202,20 +202,36 @@ class TokenServer:
                 query = {k: v[0] for k, v in parse_qs(urlsplit(self.path).query).items()}
                 header = self.headers.get("Authorization", "")
                 issuer.requests.append({**query, "authorization": header})
-                user = ""
+                user = password = ""
                 if header.startswith("Basic "):
                     raw = base64.b64decode(header[6:]).decode()
                     user, _, password = raw.partition(":")
-                    if issuer.users.get(user, ("",))[0] != password or not password:
-                        self.send_response(401)
-                        self.send_header("Content-Type", "application/json")
-                        body = b'{"details":"incorrect username or password"}'
-                        self.send_header("Content-Length", str(len(body)))
-                        self.end_headers()
-                        self.wfile.write(body)
-                        return
+                self.answer(user, password, query, header.startswith("Basic "), "token")
+
+            def do_POST(self) -> None:
+                """OAuth2's password grant, which containerd tries first when it has
+                credentials (form fields instead of Basic auth; ``access_token``)."""
+                from urllib.parse import parse_qs
+
+                length = int(self.headers.get("Content-Length") or 0)
+                form = {k: v[0] for k, v in parse_qs(self.rfile.read(length).decode()).items()}
+                issuer.requests.append({**form, "password": "***", "method": "POST"})
+                user, password = form.get("username", ""), form.get("password", "")
+                self.answer(user, password, form, bool(user), "access_token")
+
+            def answer(
+                self, user: str, password: str, query: dict[str, str], login: bool, field: str
+            ) -> None:
+                if login and (issuer.users.get(user, ("",))[0] != password or not password):
+                    self.send_response(401)
+                    self.send_header("Content-Type", "application/json")
+                    body = b'{"details":"incorrect username or password"}'
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                    return
                 token = issuer.issue(user, query.get("scope", ""))
-                body = json.dumps({"token": token, "expires_in": 300}).encode()
+                body = json.dumps({field: token, "expires_in": 300}).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
@@ -286,16 +302,26 @@ def push_image(
     content: bytes = b"hello\n",
     os_name: str = "linux",
     architecture: str = "amd64",
+    variant: str = "",
+    diff_id: str | None = None,
 ) -> str:
-    """Push a one-layer OCI image; return its manifest digest."""
+    """Push a one-layer OCI image; return its manifest digest.
+
+    A runtime unpacks it: the config's ``diff_ids`` are digests of the *uncompressed*
+    layers, which containerd checks while unpacking. ``diff_id`` replaces that digest, for
+    tests that need an image the runtime refuses to unpack."""
     layer = _layer(content)
     config = json.dumps(
         {
             "architecture": architecture,
             "os": os_name,
-            "rootfs": {"type": "layers", "diff_ids": [_digest(gzip.decompress(layer))]},
+            "rootfs": {
+                "type": "layers",
+                "diff_ids": [diff_id or _digest(gzip.decompress(layer))],
+            },
             "config": {},
-        },
+        }
+        | ({"variant": variant} if variant else {}),
         sort_keys=True,
     ).encode()
     with registry.client() as client:
@@ -340,21 +366,26 @@ def push_image(
 
 
 def push_index(
-    registry: Registry, repository: str, tag: str, platforms: list[tuple[str, str]]
+    registry: Registry,
+    repository: str,
+    tag: str,
+    platforms: list[tuple[str, str]] | list[tuple[str, str, str]],
 ) -> str:
-    """Push one image per (os, architecture) and an OCI index of them under ``tag``; return
-    the index's digest. The index also lists an attestation entry (``unknown/unknown``), as
-    buildx writes one."""
+    """Push one image per (os, architecture[, variant]) and an OCI index of them under
+    ``tag``; return the index's digest. The index also lists an attestation entry
+    (``unknown/unknown``), as buildx writes one."""
     entries = []
-    for os_name, architecture in platforms:
-        content = f"{os_name}/{architecture}\n".encode()
+    for os_name, architecture, *rest in platforms:
+        variant = rest[0] if rest else ""
+        content = f"{os_name}/{architecture}/{variant}\n".encode()
         digest = push_image(
             registry,
             repository,
-            f"build-{os_name}-{architecture}",
+            f"build-{os_name}-{architecture}{variant}",
             content=content,
             os_name=os_name,
             architecture=architecture,
+            variant=variant,
         )
         with registry.client() as client:
             size = len(
@@ -367,7 +398,8 @@ def push_index(
                 "mediaType": OCI_MANIFEST,
                 "digest": digest,
                 "size": size,
-                "platform": {"os": os_name, "architecture": architecture},
+                "platform": {"os": os_name, "architecture": architecture}
+                | ({"variant": variant} if variant else {}),
             }
         )
     entries.append(

@@ -160,6 +160,7 @@ def test_a_multi_platform_index_lists_its_platforms(setup: Setup) -> None:
     answer = ask(client(setup), question)
     assert answer.outcome is Outcome.FOUND
     assert answer.platforms == (Platform("linux", "arm64"), Platform("linux", "s390x"))
+    assert not answer.single_image
 
 
 def test_a_single_image_platform_comes_from_its_config(setup: Setup) -> None:
@@ -167,6 +168,14 @@ def test_a_single_image_platform_comes_from_its_config(setup: Setup) -> None:
     question = replace(q(setup.token, "team/single", "1.0", READER), platforms=True)
     answer = ask(client(setup), question)
     assert answer.platforms == (Platform("linux", "arm64"),), answer
+    # The runtime pulls a single image whatever its platform: the check must know, also
+    # when the platforms come from the per-digest cache (another tag, the same manifest).
+    assert answer.single_image
+    push_image(setup.basic, "team/single", "1.1", architecture="arm64")
+    registry = client(setup)
+    assert ask(registry, question).single_image
+    again = ask(registry, replace(question, reference="1.1"))
+    assert again.platforms == (Platform("linux", "arm64"),) and again.single_image
 
 
 def test_positive_answers_are_cached_and_negative_ones_never(setup: Setup) -> None:
@@ -442,3 +451,22 @@ def test_connections_are_pooled_and_speak_http2_where_offered(setup: Setup) -> N
     connections = registry.http.pool.connections
     assert len(connections) == 1  # three questions, one connection
     assert "HTTP/2" in connections[0].info()
+
+
+def test_a_digest_that_names_a_blob_is_reported_as_one(setup: Setup) -> None:
+    """``image@<config digest>`` (an image ID taken for a pull digest): distribution answers
+    the manifest HEAD with 500; the blob is read and is no manifest, so the answer says so
+    (the runtime fails the pull on the media type; see tests/e2e/test_runtime.py)."""
+    digest = push_image(setup.public, "team/blobbed", "1.0")
+    with setup.public.client() as http:
+        manifest = http.get(
+            f"/v2/team/blobbed/manifests/{digest}",
+            headers={"Accept": "application/vnd.oci.image.manifest.v1+json"},
+        ).json()
+    config, layer = manifest["config"]["digest"], manifest["layers"][0]["digest"]
+    registry = client(setup)
+    for blob in (config, layer):
+        answer = ask(registry, q(setup.public, "team/blobbed", blob))
+        assert answer.outcome is Outcome.NOT_A_MANIFEST, answer
+    # A manifest's digest read through blobs/ is a manifest: a 500 there stays an error.
+    assert ask(registry, q(setup.public, "team/blobbed", digest)).outcome is Outcome.FOUND

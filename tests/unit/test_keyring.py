@@ -39,27 +39,123 @@ def test_dockerconfigjson_and_dockercfg_both_parse() -> None:
     assert "s3cret" not in repr(new[0])
 
 
+def config_json(document: object) -> dict[str, str]:
+    text = document if isinstance(document, str) else json.dumps(document)
+    return {".dockerconfigjson": b64(text)}
+
+
 @pytest.mark.parametrize(
-    ("secret_type", "data", "words"),
+    ("secret_type", "data", "words", "fatal"),
     [
-        ("Opaque", {}, "has type 'Opaque'"),
-        ("kubernetes.io/dockerconfigjson", {}, "no '.dockerconfigjson' key"),
-        ("kubernetes.io/dockerconfigjson", {".dockerconfigjson": "%%%"}, "not valid base64"),
-        ("kubernetes.io/dockerconfigjson", {".dockerconfigjson": b64("[]")}, "not an object"),
-        ("kubernetes.io/dockerconfigjson", {".dockerconfigjson": b64("{}")}, 'no "auths"'),
+        # What the kubelet skips silently (secrets.go: only these two types, a present and
+        # non-empty key): the pod's other credentials still work.
+        ("Opaque", {}, "has type 'Opaque'", False),
+        ("kubernetes.io/dockerconfigjson", {}, "no '.dockerconfigjson' key", False),
+        ("kubernetes.io/dockerconfigjson", {".dockerconfigjson": ""}, "an empty", False),
+        # What it cannot parse: MakeDockerKeyring fails, and with it every pull of the pod.
+        ("kubernetes.io/dockerconfigjson", {".dockerconfigjson": "%%%"}, "not valid base64", True),
+        ("kubernetes.io/dockerconfigjson", config_json("[]"), "not an object", True),
+        ("kubernetes.io/dockerconfigjson", config_json({"auths": []}), "not an object", True),
+        ("kubernetes.io/dockerconfigjson", config_json('{"auths": {}, "x": NaN}'), "JSON", True),
+        ("kubernetes.io/dockercfg", {".dockercfg": b64('"text"')}, "not an object", True),
+        ("kubernetes.io/dockerconfigjson", config_json({"auths": {"r": "x"}}), "object", True),
         (
             "kubernetes.io/dockerconfigjson",
-            {".dockerconfigjson": b64(json.dumps({"auths": {"r": {"auth": b64("nocolon")}}}))},
+            config_json({"auths": {"r": {"auth": b64("nocolon")}}}),
             "not user:password",
+            True,
+        ),
+        (
+            "kubernetes.io/dockerconfigjson",
+            config_json({"auths": {"r": {"auth": "!!not-base64!!"}}}),
+            '"auth" that is not base64',
+            True,
+        ),
+        (
+            "kubernetes.io/dockerconfigjson",
+            config_json({"auths": {"r": {"username": "u", "password": 5}}}),
+            '"password" that is not a string',
+            True,
         ),
     ],
 )
-def test_broken_secrets_say_what_is_wrong(
-    secret_type: str, data: dict[str, str], words: str
+def test_broken_secrets_say_what_is_wrong_and_whether_the_kubelet_gives_up(
+    secret_type: str, data: dict[str, str], words: str, fatal: bool
 ) -> None:
     with pytest.raises(SecretFormatError) as caught:
         parse_pull_secret(secret_type, data)
     assert words in str(caught.value)
+    assert caught.value.fatal is fatal
+
+
+@pytest.mark.parametrize(
+    "document",
+    [{}, {"auths": None}, {"auths": {}}, "null", {"HttpHeaders": {"X": "y"}}],
+)
+def test_a_config_without_entries_is_read_as_no_credentials(document: object) -> None:
+    """Go's decoder leaves the map empty: no error, the kubelet pulls anonymously."""
+    assert parse_pull_secret(DOCKER_CONFIG_JSON, config_json(document)) == []
+
+
+@pytest.mark.parametrize(
+    "auth",
+    [
+        "cm9ib3Q6czNjcmV0IQ==",  # robot:s3cret!, padded (StdEncoding)
+        "cm9ib3Q6czNjcmV0IQ",  # the same, unpadded (RawStdEncoding): the kubelet pulls with it
+        "cm9ib3Q6\nczNjcmV0IQ==",  # Go's decoder skips line breaks
+    ],
+)
+def test_auth_is_decoded_padded_or_unpadded_as_the_kubelet_does(auth: str) -> None:
+    [credential] = parse_pull_secret(
+        DOCKER_CONFIG_JSON, config_json({"auths": {"r.io": {"auth": auth}}})
+    )
+    assert (credential.username, credential.password) == ("robot", "s3cret!")
+
+
+@pytest.mark.parametrize(
+    "auth",
+    [
+        "cm9ib3Q6czNjcmV0IQ=",  # ends in "=": padded, and padded wrongly
+        "cm9ib3Q6czNjcmV0I",  # unpadded, one character too many for a whole byte
+        "cm9i=b3Q6czNjcmV0IQ",  # "=" inside an unpadded value
+        " cm9ib3Q6czNjcmV0IQ==",  # a space is outside the alphabet
+        "cm9ib3Q6czNjcmV0IQ-_",  # URL-safe characters are not StdEncoding
+    ],
+)
+def test_auth_the_kubelet_cannot_decode_is_fatal(auth: str) -> None:
+    with pytest.raises(SecretFormatError) as caught:
+        parse_pull_secret(DOCKER_CONFIG_JSON, config_json({"auths": {"r.io": {"auth": auth}}}))
+    assert caught.value.fatal
+
+
+def test_field_names_match_in_any_case_and_repeats_keep_the_last() -> None:
+    """Go's encoding/json: keys fold to struct fields case-insensitively; a repeated key
+    overwrites; every spelling of "auths" fills the same map; null changes nothing."""
+    text = (
+        '{"Auths": {"a.io": {"Username": "u1", "PASSWORD": "p1", "password": null}},'
+        ' "auths": {"b.io": {"AUTH": "'
+        + b64("u2:p2")
+        + '"}, "b.io": {"auth": "'
+        + b64("u3:p3")
+        + '"}, "c.io": null}}'
+    )
+    credentials = parse_pull_secret(DOCKER_CONFIG_JSON, config_json(text))
+    assert [(c.key, c.username, c.password) for c in credentials] == [
+        ("a.io", "u1", "p1"),
+        ("b.io", "u3", "p3"),
+        ("c.io", "", ""),
+    ]
+
+
+def test_redaction_keeps_an_unparseable_secret_unparseable() -> None:
+    from webhook.core.keyring import redacted_pull_secret
+
+    data = config_json({"auths": {"r.io": {"auth": "!!", "password": "hunter2"}}})
+    redacted = redacted_pull_secret(DOCKER_CONFIG_JSON, data)
+    assert "hunter2" not in base64.b64decode(redacted[".dockerconfigjson"]).decode()
+    with pytest.raises(SecretFormatError) as caught:
+        parse_pull_secret(DOCKER_CONFIG_JSON, redacted)
+    assert caught.value.fatal
 
 
 @pytest.mark.parametrize(
@@ -151,4 +247,24 @@ def test_redaction_keeps_what_is_matched_and_nothing_secret() -> None:
     assert "Sup3rS3cret" not in text and "robot" not in text
     credentials = parse_pull_secret(DOCKER_CONFIG_JSON, redacted)
     assert lookup(credentials, "registry.example.com/team/app")
-    assert redacted_pull_secret(DOCKER_CONFIG_JSON, {".dockerconfigjson": "!!"}) == {}
+    # One the kubelet skips stays skipped (no data); one it cannot parse stays unparseable.
+    assert redacted_pull_secret("Opaque", {"x": "!!"}) == {}
+    broken = redacted_pull_secret(DOCKER_CONFIG_JSON, {".dockerconfigjson": "!!"})
+    with pytest.raises(SecretFormatError) as caught:
+        parse_pull_secret(DOCKER_CONFIG_JSON, broken)
+    assert caught.value.fatal
+
+
+def test_an_identity_token_is_ignored_as_the_kubelet_ignores_it() -> None:
+    """The kubelet's entry has username, password, email and auth only: a registry login
+    that needs the identity token fails on the node, so pullguard must not use it."""
+    text = json.dumps({"auths": {"r.io": {"username": "0000", "identitytoken": "refresh-me"}}})
+    [credential] = parse_pull_secret(DOCKER_CONFIG_JSON, config_json(text))
+    assert (credential.username, credential.password, credential.identity_token) == (
+        "0000",
+        "",
+        "",
+    )
+    # Nor does its type matter: an unknown key is never decoded.
+    weird = json.dumps({"auths": {"r.io": {"auth": b64("u:p"), "identitytoken": 5}}})
+    assert parse_pull_secret(DOCKER_CONFIG_JSON, config_json(weird))[0].username == "u"

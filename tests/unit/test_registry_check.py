@@ -526,3 +526,124 @@ def test_a_pod_rewritten_to_a_mirror_that_stopped_answering_is_warned_about() ->
     assert any("mirror mirror.example.com stopped answering" in w for w in decision.warnings), (
         decision.warnings
     )
+
+
+# -- Platforms as the runtime matches them (containerd 1.6, checked in tests/e2e) ---------
+
+
+def _index(*platforms: Platform) -> Answer:
+    return Answer(Outcome.FOUND, platforms=platforms)
+
+
+ENFORCE_PLATFORM = load_config_text("checks: {platform: enforce}\n")
+
+
+def judge(answer: Answer, *node_platforms: tuple[str, str], spec_extra: dict | None = None):  # type: ignore[no-untyped-def,type-arg]
+    spec = pod_spec(container("web", IMAGE)) | (spec_extra or {})
+    cluster = nodes(*node_platforms)
+    cluster.add_node("node-amd64", "linux", "amd64")
+    return validate(request(pod(spec)), ENFORCE_PLATFORM, cluster, registry=table({IMAGE: answer}))
+
+
+def test_a_386_only_index_runs_on_containerd_amd64_nodes_and_warns_for_cri_o() -> None:
+    decision = judge(_index(Platform("linux", "386")))
+    assert decision.allowed
+    assert any(
+        "runs on containerd linux/amd64 nodes, fails on CRI-O" in w for w in decision.warnings
+    )
+
+
+def test_an_amd64_v3_only_index_fails_on_amd64_nodes() -> None:
+    """Was admitted silently: the architecture matched and the variant was not read."""
+    decision = judge(_index(Platform("linux", "amd64", "v3"), Platform("linux", "arm64")))
+    assert not decision.allowed
+    assert "takes no variant but v1, and the image has linux/amd64/v3 only" in (
+        decision.message or ""
+    )
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        Platform("linux", "amd64"),
+        Platform("linux", "amd64", "v1"),
+        Platform("linux", "x86_64"),
+        Platform("Linux", "amd64"),
+    ],
+)
+def test_what_the_runtime_normalizes_to_amd64_serves_amd64(build: Platform) -> None:
+    decision = judge(_index(build, Platform("linux", "amd64", "v3")))
+    assert decision.allowed and not decision.warnings
+
+
+def test_a_386_build_with_a_variant_is_no_fallback() -> None:
+    assert not judge(_index(Platform("linux", "386", "sse2"))).allowed
+
+
+def test_a_single_platform_image_of_another_arch_is_pulled_and_dies_with_exec_format_error() -> (
+    None
+):
+    answer = Answer(Outcome.FOUND, platforms=(Platform("linux", "arm64"),), single_image=True)
+    decision = judge(answer)
+    assert decision.allowed  # a node may emulate arm64: not certain
+    assert any("exec format error" in w for w in decision.warnings), decision.warnings
+    full = [f.problem for f in decision.findings]
+    assert any("(CrashLoopBackOff, not ImagePullBackOff)" in p for p in full)
+
+
+def test_a_single_platform_image_volume_executes_nothing() -> None:
+    answer = Answer(Outcome.FOUND, platforms=(Platform("linux", "arm64"),), single_image=True)
+    spec = pod_spec(container("web", "registry.example.com/team/web:1"))
+    spec["volumes"] = [image_volume("data", IMAGE)]
+    cluster = nodes()
+    cluster.add_node("node-amd64", "linux", "amd64")
+    registry = table({IMAGE: answer, "registry.example.com/team/web:1": FOUND})
+    decision = validate(request(pod(spec)), ENFORCE_PLATFORM, cluster, registry=registry)
+    assert decision.allowed and not decision.warnings
+
+
+def test_an_image_volume_index_follows_the_same_platform_rules() -> None:
+    spec = pod_spec(container("web", "registry.example.com/team/web:1"))
+    spec["volumes"] = [image_volume("data", IMAGE)]
+    cluster = nodes()
+    cluster.add_node("node-amd64", "linux", "amd64")
+    registry = table({IMAGE: ARM_S390, "registry.example.com/team/web:1": FOUND})
+    decision = validate(request(pod(spec)), ENFORCE_PLATFORM, cluster, registry=registry)
+    assert not decision.allowed
+    assert "has linux/arm64 and linux/s390x only" in (decision.message or "")
+
+
+def test_node_name_decides_the_node_and_the_fix_names_no_node_selector() -> None:
+    """spec.nodeName bypasses the scheduler: the named node alone counts. It was ignored,
+    and the suggested nodeSelector would make the kubelet reject the pod."""
+    cluster = nodes(("linux", "arm64"))
+    cluster.add_node("node-amd64", "linux", "amd64")
+    spec = pod_spec(container("web", IMAGE)) | {"nodeName": "node-amd64"}
+    decision = validate(
+        request(pod(spec)), ENFORCE_PLATFORM, cluster, registry=table({IMAGE: ARM_S390})
+    )
+    assert not decision.allowed
+    message = decision.message or ""
+    assert "this pod can only run on node node-amd64" in message
+    assert "nodeSelector" not in message
+    # Named onto an arm64 node, the same image is fine.
+    cluster.add_node("node-arm64", "linux", "arm64")
+    spec["nodeName"] = "node-arm64"
+    decision = validate(
+        request(pod(spec)), ENFORCE_PLATFORM, cluster, registry=table({IMAGE: ARM_S390})
+    )
+    assert decision.allowed and not decision.warnings
+
+
+def test_a_digest_naming_a_blob_is_denied_as_what_it_is() -> None:
+    image = "registry.example.com/team/app@sha256:" + "a" * 64
+    answer = Answer(Outcome.NOT_A_MANIFEST, "a blob, not a manifest")
+    decision = validate(
+        request(pod(pod_spec(container("web", image)))),
+        DEFAULT,
+        cluster_with(),
+        registry=table({image: answer}),
+    )
+    assert not decision.allowed
+    assert "is a blob (a layer or an image config), not a manifest" in (decision.message or "")
+    assert "An image ID (the config's digest) is not a pull digest" in (decision.message or "")

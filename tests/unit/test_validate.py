@@ -558,3 +558,77 @@ def test_warnings_carry_the_prefix_and_the_fix() -> None:
         "again"
     )
     assert all(w.startswith("pullguard: ") and len(w) <= 256 for w in decision.warnings)
+
+
+# -- what the kubelet does with a secret it cannot parse (MakeDockerKeyring) ----------------
+
+
+def _unparseable(name: str = "broken") -> SecretInfo:
+    import base64
+    import json
+
+    document = {"auths": {"registry.example.com": {"auth": "%%% not base64"}}}
+    encoded = base64.b64encode(json.dumps(document).encode()).decode()
+    return SecretInfo(
+        "team-a", name, "kubernetes.io/dockerconfigjson", {".dockerconfigjson": encoded}
+    )
+
+
+def test_an_unparseable_secret_fails_every_pull_even_of_a_public_image() -> None:
+    """The kubelet builds one keyring from all the pod's secrets and returns the parse
+    error before any pull: a Docker Hub image the pod does not need credentials for fails
+    too, so this is certain (it was "the image is public, so the pod runs")."""
+    obj = pod(pod_spec(container("app", "docker.io/library/nginx:1.25"), secrets=["broken"]))
+    decision = validate(request(obj), PRIVATE, cluster_with(_unparseable()))
+    assert not decision.allowed
+    assert (
+        'imagePullSecret "broken" entry \'registry.example.com\' has an "auth" that is not '
+        "base64: the kubelet cannot parse it, and then pulls no image of this pod at all, "
+        "not even a public one" in (decision.message or "")
+    )
+
+
+def test_an_unparseable_secret_is_fatal_beside_a_good_one() -> None:
+    obj = pod(pod_spec(container("app", REG_IMAGE), secrets=["broken", "regcred"]))
+    cluster = cluster_with(_unparseable(), pull_secret("team-a", "regcred", "registry.example.com"))
+    decision = validate(request(obj), PRIVATE, cluster)
+    assert not decision.allowed
+    assert 'imagePullSecret "broken"' in (decision.message or "")
+
+
+def test_an_unparseable_secret_only_warns_when_nothing_is_pulled() -> None:
+    obj = pod(
+        pod_spec(container("app", "docker.io/library/nginx:1.25", "Never"), secrets=["broken"])
+    )
+    decision = validate(request(obj), PRIVATE, cluster_with(_unparseable()))
+    assert decision.allowed
+    assert any("the kubelet pulls no image of the pod" in w for w in decision.warnings)
+
+
+def test_a_secret_the_kubelet_skips_is_like_a_missing_one() -> None:
+    """The wrong type is skipped silently (secrets.go): a public image still runs."""
+    opaque = SecretInfo("team-a", "regcred", "Opaque", {"password": "eA=="})
+    obj = pod(pod_spec(container("app", "docker.io/library/nginx:1.25"), secrets=["regcred"]))
+    decision = validate(request(obj), PRIVATE, cluster_with(opaque))
+    assert decision.allowed
+    assert any("has type 'Opaque'" in w for w in decision.warnings)
+
+
+def test_an_unpadded_auth_is_read_as_the_kubelet_reads_it() -> None:
+    """``auth`` without its ``=`` padding: the kubelet decodes it (RawStdEncoding) and
+    pulls; it was denied as "not base64"."""
+    import base64
+    import json
+
+    auth = base64.b64encode(b"robot:s3cret!").decode().rstrip("=")
+    document = {"auths": {"registry.example.com": {"auth": auth}}}
+    secret = SecretInfo(
+        "team-a",
+        "regcred",
+        "kubernetes.io/dockerconfigjson",
+        {".dockerconfigjson": base64.b64encode(json.dumps(document).encode()).decode()},
+    )
+    obj = pod(pod_spec(container("app", REG_IMAGE), secrets=["regcred"]))
+    decision = validate(request(obj), PRIVATE, cluster_with(secret))
+    assert decision.allowed, decision.message
+    assert decision.warnings == ()

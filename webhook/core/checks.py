@@ -196,6 +196,9 @@ class SecretSet:
     origin: str  # "" (the pod's own list) or 'ServiceAccount "builder"'
     credentials: list[Credential] = field(default_factory=list)
     unavailable: str | None = None  # why the cluster could not be asked
+    unparseable: list[Finding] = field(default_factory=list)
+    """Findings about secrets the kubelet cannot parse: it then builds no keyring, and every
+    pull of the pod fails, whatever the other secrets hold (also in the findings list)."""
 
 
 def read_secrets(
@@ -238,7 +241,10 @@ def read_secrets(
         try:
             credentials = parse_pull_secret(secret.type, secret.data, source=f"{namespace}/{name}")
         except SecretFormatError as error:
-            findings.append(_bad_secret(secret, str(error), where, subject, server))
+            finding = _bad_secret(secret, str(error), where, subject, server, fatal=error.fatal)
+            findings.append(finding)
+            if error.fatal:
+                secrets.unparseable.append(finding)
             continue
         secrets.credentials.extend(credentials)
     return secrets, findings
@@ -282,13 +288,27 @@ def _missing_secret(
     )
 
 
-def _bad_secret(secret: SecretInfo, reason: str, where: str, subject: str, server: str) -> Finding:
+def _bad_secret(
+    secret: SecretInfo, reason: str, where: str, subject: str, server: str, *, fatal: bool
+) -> Finding:
+    if fatal:
+        # The kubelet's MakeDockerKeyring returns the parse error before any pull.
+        problem = (
+            f'imagePullSecret "{secret.name}"{where} {reason}: the kubelet cannot parse it, '
+            "and then pulls no image of this pod at all, not even a public one"
+        )
+        short = f'imagePullSecret "{secret.name}" {reason}: the kubelet pulls no image of the pod'
+    else:
+        problem = (
+            f'imagePullSecret "{secret.name}"{where} {reason}: the kubelet skips it, '
+            "and a pull that needs it fails"
+        )
+        short = f'imagePullSecret "{secret.name}" {reason}'
     return Finding(
         check="pullSecrets",
         subject=subject,
-        problem=f'imagePullSecret "{secret.name}"{where} {reason}: the kubelet cannot read it, '
-        "and a pull that needs it fails",
-        short=f'imagePullSecret "{secret.name}" {reason}',
+        problem=problem,
+        short=short,
         fix=f"kubectl delete secret {secret.name} -n {secret.namespace} && "
         + create_secret_command(secret.name, secret.namespace, server),
     )

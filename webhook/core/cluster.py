@@ -63,6 +63,11 @@ class ClusterView(Protocol):
         empty when no node says."""
         ...
 
+    def node_platform(self, name: str) -> tuple[str, str] | None:
+        """One node's (os, arch) (for a pod's ``spec.nodeName``), or ``None`` when the node
+        is unknown or does not say."""
+        ...
+
 
 class NoCluster:
     """A cluster view for runs without a cluster: every read is unavailable."""
@@ -84,6 +89,9 @@ class NoCluster:
     def node_platforms(self) -> frozenset[tuple[str, str]]:
         raise ClusterUnavailable(self.reason)
 
+    def node_platform(self, name: str) -> tuple[str, str] | None:
+        raise ClusterUnavailable(self.reason)
+
 
 class InMemoryCluster:
     """A cluster made of plain dictionaries. Namespaces exist once anything is put in them."""
@@ -93,6 +101,7 @@ class InMemoryCluster:
         self.service_accounts: dict[tuple[str, str], ServiceAccountInfo] = {}
         self.namespaces: dict[str, dict[str, str]] = {}
         self.nodes: set[tuple[str, str]] = set()
+        self.named_nodes: dict[str, tuple[str, str]] = {}
 
     def add_namespace(self, name: str, labels: Mapping[str, str] | None = None) -> None:
         self.namespaces.setdefault(name, {}).update(labels or {})
@@ -125,5 +134,12 @@ class InMemoryCluster:
     def namespace_labels(self, namespace: str) -> Mapping[str, str] | None:
         return self.namespaces.get(namespace)
 
+    def add_node(self, name: str, os_name: str, arch: str) -> None:
+        self.named_nodes[name] = (os_name, arch)
+        self.nodes.add((os_name, arch))
+
     def node_platforms(self) -> frozenset[tuple[str, str]]:
         return frozenset(self.nodes)
+
+    def node_platform(self, name: str) -> tuple[str, str] | None:
+        return self.named_nodes.get(name)

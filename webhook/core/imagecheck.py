@@ -47,6 +47,7 @@ from webhook.core.registry import (
     Platform,
     PlatformFit,
     Question,
+    normalized,
     words_list,
 )
 
@@ -123,6 +124,18 @@ def registry_finding(
         return None
     if outcome is Outcome.NOT_FOUND:
         return _not_found(container, ref, answer)
+    if outcome is Outcome.NOT_A_MANIFEST:
+        return Finding.for_container(
+            "registry",
+            container,
+            cause="not_found",
+            problem=f"image {shown!r} names digest {ref.digest}, which on {where} is a blob "
+            "(a layer or an image config), not a manifest: the runtime fails the pull on its "
+            "media type. An image ID (the config's digest) is not a pull digest",
+            short=f"{ref.familiar}: the digest is a blob (an image ID?), not a manifest",
+            fix="use the digest of the image's manifest or index (the registry's "
+            "Docker-Content-Digest, as `docker buildx imagetools inspect` prints it)",
+        )
     if outcome is Outcome.UNAUTHORIZED:
         if answer.tried:
             stale = answer.tried[0].rpartition("/")[2]
@@ -267,28 +280,98 @@ def _unreachable_cause(detail: str) -> str:
 
 
 def platform_finding(
-    container: Container, ref: Reference, image: Sequence[Platform], fit: PlatformFit
-) -> Finding:
-    """The image lacks a build for some (or all) of the node platforms the pod may use."""
+    container: Container,
+    ref: Reference,
+    image: Sequence[Platform],
+    fit: PlatformFit,
+    *,
+    single_image: bool = False,
+    node_name: str = "",
+) -> Finding | None:
+    """The image lacks a build for some (or all) of the node platforms the pod may use.
+
+    How the runtime picks a build decides the words (FACTS, checked on containerd 1.6):
+
+    - an index without an entry for the node fails the pull: "no match for platform in
+      manifest" (ImagePullBackOff); an amd64 node takes no variant but v1, so an index
+      whose only amd64 entry is ``amd64/v3`` fails there;
+    - an index with a ``linux/386`` build and no amd64 one runs on containerd's amd64 nodes
+      and fails on CRI-O's: a runtime difference, so a warning that says so;
+    - a single-platform image (no index) is pulled anywhere; its container then dies with
+      "exec format error" (CrashLoopBackOff): a warning, since a node may emulate the
+      architecture. An image volume executes nothing, so it is no finding at all.
+
+    ``node_name``: the pod's ``spec.nodeName``, which alone decides its node; the fix then
+    never suggests a nodeSelector (the kubelet rejects a pod its node does not match).
+    """
     has = words_list([str(p) for p in image])
     lacking = words_list([f"{os_name}/{arch}" for os_name, arch in fit.missing])
-    if fit.fits_none:
+    shown = container.shown_image
+    where = f"node {node_name}" if node_name else f"{lacking} nodes"
+    if single_image:
+        if container.is_volume or not fit.missing:
+            return None
         return Finding.for_container(
             "platform",
             container,
             cause="platform",
-            problem=f"image {container.shown_image!r} has {has} only; this pod can only run on "
-            f'{lacking} nodes, where it fails with "no matching manifest"',
-            short=f"{ref.familiar} has {has} only; the pod can only run on {lacking} nodes",
-            fix="use an image built for those platforms (a multi-platform build), or schedule "
-            "the pod onto nodes it supports with a kubernetes.io/arch nodeSelector",
+            problem=f"image {shown!r} is a single-platform {has} image (no index): the "
+            f"runtime pulls it on {where} too, and the container then fails with "
+            '"exec format error" (CrashLoopBackOff, not ImagePullBackOff), unless the node '
+            "emulates that architecture",
+            short=f"{ref.familiar} is {has} only: on {where} it fails with exec format error",
+            fix="use a multi-platform build, or one built for the node's platform",
+            advisory=True,
+        )
+    if not fit.missing:
+        fallback = words_list([f"{os_name}/{arch}" for os_name, arch in fit.containerd_only])
+        return Finding.for_container(
+            "platform",
+            container,
+            cause="platform",
+            problem=f"image {shown!r} has {has} only: containerd runs its linux/386 build on "
+            f"{fallback} nodes, but CRI-O (containers/image) takes no 386 build for amd64 "
+            'and fails there with "no image found in manifest list"',
+            short=f"{ref.familiar} has {has} only: runs on containerd {fallback} nodes, "
+            "fails on CRI-O ones",
+            fix="add a linux/amd64 build to the image",
+            advisory=True,
+        )
+    variants = sorted(
+        {str(p) for p in image if p.variant and any(p.architecture == a for _, a in fit.missing)}
+    )
+    why = (
+        f"; the runtime's {lacking} takes no variant but v1, and the image has "
+        f"{words_list(variants)} only"
+        if variants
+        else ""
+    )
+    if fit.fits_none:
+        if node_name:
+            fix = (
+                f"use an image with a build for {lacking} (a multi-platform build), or set "
+                "spec.nodeName to a node the image supports"
+            )
+        else:
+            fix = (
+                "use an image built for those platforms (a multi-platform build), or "
+                "schedule the pod onto nodes it supports with a kubernetes.io/arch nodeSelector"
+            )
+        return Finding.for_container(
+            "platform",
+            container,
+            cause="platform",
+            problem=f"image {shown!r} has {has} only; this pod can only run on "
+            f'{where}, where it fails with "no matching manifest"{why}',
+            short=f"{ref.familiar} has {has} only; the pod can only run on {where}",
+            fix=fix,
         )
     return Finding.for_container(
         "platform",
         container,
-        problem=f"image {container.shown_image!r} has {has} only; on the cluster's {lacking} "
-        'nodes it fails with "no matching manifest"',
         cause="platform",
+        problem=f"image {shown!r} has {has} only; on the cluster's {lacking} "
+        f'nodes it fails with "no matching manifest"{why}',
         short=f"{ref.familiar} has {has} only; it fails on {lacking} nodes",
         fix=f"add nodeSelector {_selector(image, fit)} to the pod spec, or use a "
         "multi-platform build",
@@ -301,8 +384,8 @@ def _selector(image: Sequence[Platform], fit: PlatformFit) -> str:
     ``kubernetes.io/os`` when the nodes it lacks run another system (a Windows image in a
     Linux cluster: selecting amd64 would still pick the Linux amd64 nodes), with the
     toleration Windows nodes usually need (they are tainted so Linux pods stay off)."""
-    oses = sorted({p.os for p in image})
-    arches = sorted({p.architecture for p in image})
+    oses = sorted({normalized(p).os for p in image})
+    arches = sorted({normalized(p).architecture for p in image})
     lacking_os = {os_name for os_name, _ in fit.missing}
     if len(oses) == 1 and oses[0] not in lacking_os:
         selector = f"kubernetes.io/os: {oses[0]}"

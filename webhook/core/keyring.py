@@ -43,44 +43,91 @@ class Credential:
 
 
 class SecretFormatError(ValueError):
-    """A pull secret whose data the kubelet could not read; the message names the problem."""
+    """A pull secret whose data the kubelet could not use; the message names the problem.
+
+    ``fatal``: the kubelet fails to *parse* it, and then builds no keyring at all, so every
+    pull of the pod fails, even of a public image (``MakeDockerKeyring`` returns the error
+    before any pull). Not fatal: the kubelet skips it silently (the wrong type, no data key,
+    an empty value) and pulls with the credentials it has, as for a missing secret.
+    """
+
+    def __init__(self, message: str, *, fatal: bool = True) -> None:
+        super().__init__(message)
+        self.fatal = fatal
+
+
+#: The fields of the kubelet's ``dockerConfigEntryWithAuth``. Go's ``encoding/json`` matches
+#: object keys to them case-insensitively (``"Auth"`` and ``"USERNAME"`` fill them as
+#: ``"auth"`` and ``"username"`` do) and ignores every other key: ``identitytoken`` too, so
+#: the kubelet never sends one, and neither may a prediction of its pull.
+_ENTRY_FIELDS = ("username", "password", "email", "auth")
 
 
 def parse_pull_secret(
     secret_type: str, data: Mapping[str, str], *, source: str = ""
 ) -> list[Credential]:
-    """Credentials from a Secret's ``data`` (base64 values, as the API returns them).
+    """Credentials from a Secret's ``data`` (base64 values, as the API returns them), read
+    the way the kubelet's ``MakeDockerKeyring`` reads them.
 
-    Raises :class:`SecretFormatError` for the wrong type, a missing key, bad base64 or JSON
-    that the kubelet would not read. The error text never contains secret material.
+    Raises :class:`SecretFormatError`: not fatal for what the kubelet skips (the wrong type,
+    no data key, an empty value), fatal for what it cannot parse (not JSON, ``auths`` or an
+    entry of the wrong JSON type, a non-string field, an ``auth`` that is not base64 of
+    ``user:password``). The error text never contains secret material.
     """
     data_key = PULL_SECRET_KEYS.get(secret_type)
     if data_key is None:
         raise SecretFormatError(
-            f"has type {secret_type!r}; a pull secret must be {DOCKER_CONFIG_JSON} or {DOCKER_CFG}"
+            f"has type {secret_type!r}; a pull secret must be {DOCKER_CONFIG_JSON} or {DOCKER_CFG}",
+            fatal=False,
         )
     encoded = data.get(data_key)
-    if encoded is None:
-        raise SecretFormatError(f"has type {secret_type} but no {data_key!r} key")
+    if not encoded:
+        what = "no" if encoded is None else "an empty"
+        raise SecretFormatError(f"has type {secret_type} but {what} {data_key!r} key", fatal=False)
     try:
         raw = base64.b64decode(encoded, validate=True)
-        document = json.loads(raw)
+        # Go's decoder: bad UTF-8 becomes U+FFFD, and NaN or Infinity is not JSON.
+        document = json.loads(
+            raw.decode("utf-8", errors="replace"),
+            object_pairs_hook=_Pairs,
+            parse_constant=_not_json,
+        )
     except (binascii.Error, ValueError):
         raise SecretFormatError(f"key {data_key!r} is not valid base64-encoded JSON") from None
-    if not isinstance(document, dict):
-        raise SecretFormatError(f"key {data_key!r} holds JSON that is not an object")
     if secret_type == DOCKER_CONFIG_JSON:
-        auths = document.get("auths")
-        if not isinstance(auths, dict):
-            raise SecretFormatError(f'key {data_key!r} has no "auths" object')
+        if document is None:
+            return []
+        if not isinstance(document, _Pairs):
+            raise SecretFormatError(f"key {data_key!r} holds JSON that is not an object")
+        # Every key spelled "auths" in any case fills the same map (Go merges into it).
+        auths = _Pairs()
+        for name, value in document:
+            if name.lower() != "auths" or value is None:
+                continue
+            if not isinstance(value, _Pairs):
+                raise SecretFormatError(f'key {data_key!r} has an "auths" that is not an object')
+            auths.extend(value)
+    elif document is None:
+        return []
+    elif not isinstance(document, _Pairs):
+        raise SecretFormatError(f"key {data_key!r} holds JSON that is not an object")
     else:
         auths = document
-    credentials = []
-    for key, entry in auths.items():
-        if not isinstance(entry, dict):
-            raise SecretFormatError(f"entry {shown_key(key)!r} is not an object")
-        credentials.append(_credential(key, entry, source))
-    return credentials
+    entries: dict[str, Credential] = {}
+    for key, entry in auths:
+        # A repeated key: the last one wins, as in a Go map.
+        entries.pop(key, None)
+        entries[key] = _credential(key, entry, source)
+    return list(entries.values())
+
+
+def _not_json(word: str) -> object:
+    raise ValueError(f"{word} is not JSON")
+
+
+class _Pairs(list[tuple[str, object]]):
+    """A JSON object as its (key, value) pairs, in order, repeats kept: Go's decoder sees
+    every pair, and the rules for repeats and letter case need them all."""
 
 
 def shown_key(key: str) -> str:
@@ -90,27 +137,60 @@ def shown_key(key: str) -> str:
     return shown if len(shown) <= 80 else shown[:77] + "..."
 
 
-def _credential(key: str, entry: Mapping[str, object], source: str) -> Credential:
-    username = str(entry.get("username") or "")
-    password = str(entry.get("password") or "")
-    auth = entry.get("auth")
-    if isinstance(auth, str) and auth:
-        try:
-            decoded = base64.b64decode(auth, validate=True).decode("utf-8")
-        except (binascii.Error, ValueError):
+def _credential(key: str, entry: object, source: str) -> Credential:
+    if entry is None:
+        return Credential(key=key, source=source)  # Go's decoder leaves a null entry empty
+    if not isinstance(entry, _Pairs):
+        raise SecretFormatError(f"entry {shown_key(key)!r} is not an object")
+    fields: dict[str, str] = {}
+    for name, value in entry:
+        folded = name.lower()
+        if folded not in _ENTRY_FIELDS or value is None:
+            continue  # unknown keys are ignored; null leaves a field as it was
+        if not isinstance(value, str):
             raise SecretFormatError(
-                f'entry {shown_key(key)!r} has an "auth" that is not base64'
-            ) from None
+                f'entry {shown_key(key)!r} has a "{folded}" that is not a string'
+            )
+        fields[folded] = value
+    username, password = fields.get("username", ""), fields.get("password", "")
+    auth = fields.get("auth", "")
+    if auth:
+        decoded = decode_auth(auth)
+        if decoded is None:
+            raise SecretFormatError(f'entry {shown_key(key)!r} has an "auth" that is not base64')
         user, colon, secret = decoded.partition(":")
         if not colon:
             raise SecretFormatError(
                 f'entry {shown_key(key)!r} has an "auth" that is not user:password'
             )
         username, password = user, secret
-    token = str(entry.get("identitytoken") or "")
     return Credential(
-        key=key, username=username, password=password, identity_token=token, source=source
+        key=key,
+        username=username,
+        password=password,
+        source=source,
     )
+
+
+def decode_auth(auth: str) -> str | None:
+    """An entry's ``auth`` decoded as the kubelet decodes it, or ``None`` when it cannot be.
+
+    Padded base64 when the value (spaces trimmed) ends in ``=``, else unpadded (Go's
+    ``StdEncoding`` / ``RawStdEncoding``); both are strict about the alphabet and ignore only
+    line breaks. So ``dXNlcjpwYXNzMQ`` and ``dXNlcjpwYXNzMQ==`` are both ``user:pass1``.
+    """
+    text = auth.replace("\r", "").replace("\n", "")
+    if auth.strip().endswith("="):
+        if len(text) % 4:
+            return None
+    else:
+        if "=" in text or len(text) % 4 == 1:
+            return None
+        text += "=" * (-len(text) % 4)
+    try:
+        return base64.b64decode(text, validate=True).decode("utf-8", errors="replace")
+    except (binascii.Error, ValueError):
+        return None
 
 
 def keyring_key(location: str) -> str:
@@ -213,8 +293,12 @@ def redacted_pull_secret(secret_type: str, data: Mapping[str, str]) -> dict[str,
     kubelet cannot read stays unreadable (no data), so it is judged the same way."""
     try:
         credentials = parse_pull_secret(secret_type, data)
-    except SecretFormatError:
-        return {}
+    except SecretFormatError as error:
+        if not error.fatal or secret_type not in PULL_SECRET_KEYS:
+            return {}
+        # Still a document the kubelet cannot parse, and nothing of the original.
+        broken = base64.b64encode(b'{"auths": "unreadable"}').decode()
+        return {PULL_SECRET_KEYS[secret_type]: broken}
     entries = {keyring_key(c.key): {"auth": REDACTED_AUTH} for c in credentials}
     document = {"auths": entries} if secret_type == DOCKER_CONFIG_JSON else entries
     encoded = base64.b64encode(json.dumps(document, sort_keys=True).encode()).decode()

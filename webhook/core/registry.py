@@ -53,10 +53,11 @@ class Outcome(StrEnum):
     UNREACHABLE = "unreachable"  # DNS, connection refused, timeout, TLS
     REGISTRY_ERROR = "registry_error"  # 5xx, or an answer no registry should give
     NOT_ASKED = "not_asked"  # refused by policy (private address), over budget, too many
+    NOT_A_MANIFEST = "not_a_manifest"  # the digest names a blob (a layer or config)
 
 
 #: Answers that are worth a denial: the kubelet will certainly get the same.
-DEFINITE = frozenset({Outcome.NOT_FOUND, Outcome.UNAUTHORIZED})
+DEFINITE = frozenset({Outcome.NOT_FOUND, Outcome.UNAUTHORIZED, Outcome.NOT_A_MANIFEST})
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +116,9 @@ class Answer:
     """The image's platforms; ``None`` when not asked for or not learned."""
     platforms_note: str = ""
     """Why the platforms are unknown, when they were asked for."""
+    single_image: bool = False
+    """The platforms come from one image's config, not an index: the runtime pulls such an
+    image whatever its platform (there is nothing to choose from)."""
     suggestion: str = ""
     """For an unknown DNS name: the registry host that was probably meant."""
     cached: bool = False
@@ -269,6 +273,20 @@ def platforms_of_index(document: Mapping[str, Any]) -> tuple[Platform, ...]:
     return tuple(found)
 
 
+def is_manifest(body: bytes) -> bool:
+    """Could ``body`` be a manifest or an index (what a digest must name to be pulled)? A
+    JSON object with ``schemaVersion`` and ``layers``, ``manifests`` or ``fsLayers``."""
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return False
+    return (
+        isinstance(document, dict)
+        and "schemaVersion" in document
+        and any(key in document for key in ("layers", "manifests", "fsLayers"))
+    )
+
+
 def platform_of_config(document: Mapping[str, Any]) -> Platform | None:
     """A single image's platform, from its config blob (:class:`PlatformError` as above)."""
     return _platform(document.get("os"), document.get("architecture"), document.get("variant"))
@@ -408,10 +426,18 @@ def _expression_allows(expression: Mapping[str, Any], labels: Mapping[str, str])
 
 
 def runnable_node_platforms(
-    spec: Mapping[str, Any], nodes: Iterable[tuple[str, str]]
+    spec: Mapping[str, Any],
+    nodes: Iterable[tuple[str, str]],
+    named_node: tuple[str, str] | None = None,
 ) -> set[tuple[str, str]]:
     """The cluster's (os, arch) node platforms this pod spec may be scheduled on, judging
-    its ``nodeSelector`` and required node affinity on the os/arch labels only."""
+    its ``nodeSelector`` and required node affinity on the os/arch labels only.
+
+    ``named_node``: the platform of the node ``spec.nodeName`` names, when it is set and
+    known. That node decides alone: the scheduler is bypassed, and the kubelet there
+    rejects a pod whose selector does not match it (so no selector can move the pod)."""
+    if named_node is not None:
+        return {named_node}
     selector = spec.get("nodeSelector")
     selector = selector if isinstance(selector, Mapping) else {}
     affinity = spec.get("affinity")
@@ -441,24 +467,95 @@ def runnable_node_platforms(
     return allowed
 
 
+# -- Which build a node's runtime takes ------------------------------------------------------
+
+#: containerd's ``platforms.Normalize``: architecture aliases, and the variants that mean
+#: the architecture's baseline (``amd64/v1``, ``arm64/v8``) read as no variant at all.
+_ARCH_ALIASES = {"x86_64": "amd64", "x86-64": "amd64", "i386": "386", "aarch64": "arm64"}
+_BASELINE_VARIANTS = {"amd64": ("v1",), "arm64": ("8", "v8")}
+
+
+def normalized(platform: Platform) -> Platform:
+    """``platform`` as containerd compares it (``Linux/x86_64/v1`` is ``linux/amd64``)."""
+    arch = platform.architecture.lower()
+    arch = _ARCH_ALIASES.get(arch, arch)
+    variant = platform.variant.lower()
+    if variant in _BASELINE_VARIANTS.get(arch, ()):
+        variant = ""
+    return Platform(platform.os.lower(), arch, variant)
+
+
+def serves(build: Platform, node: tuple[str, str]) -> bool:
+    """Does every runtime take index entry ``build`` on a node of (os, arch)?
+
+    An amd64 node wants ``linux/amd64`` with no variant: an index whose only amd64 entry is
+    ``amd64/v3`` fails there with "no match for platform in manifest" (checked on containerd
+    1.6: v2 and v3 fail, v1 and x86_64 match). Other architectures are compared by name
+    only: their variants depend on the node's CPU, which no label tells.
+    """
+    build = normalized(build)
+    node_os, node_arch = node[0].lower(), _ARCH_ALIASES.get(node[1].lower(), node[1].lower())
+    if build.os != node_os or build.architecture != node_arch:
+        return False
+    return node_arch != "amd64" or build.variant == ""
+
+
+def serves_on_containerd_only(build: Platform, node: tuple[str, str]) -> bool:
+    """containerd's ``platforms.Only`` lets an amd64 node take a ``linux/386`` build when
+    the index has no amd64 one; CRI-O's containers/image does not (FACTS)."""
+    build = normalized(build)
+    return (
+        node[1].lower() == "amd64"
+        and build.os == node[0].lower()
+        and build.architecture == "386"
+        and build.variant == ""
+    )
+
+
+def executes_on(build: Platform, node: tuple[str, str]) -> bool:
+    """Can a node of (os, arch) execute a single image's binaries (no index, so no choice):
+    the same architecture, any variant, or 386 binaries on an amd64 kernel."""
+    build = normalized(build)
+    node_arch = _ARCH_ALIASES.get(node[1].lower(), node[1].lower())
+    return build.os == node[0].lower() and (
+        build.architecture == node_arch or (node_arch == "amd64" and build.architecture == "386")
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class PlatformFit:
     """How an image's platforms fit the nodes a pod may run on."""
 
     fits_none: bool  # no node the pod may use can run the image
     missing: tuple[tuple[str, str], ...] = field(default=())  # node platforms it lacks
+    containerd_only: tuple[tuple[str, str], ...] = field(default=())
+    """Node platforms served only by containerd's 386 fallback (CRI-O fails there)."""
 
 
-def platform_fit(image: Sequence[Platform], runnable: set[tuple[str, str]]) -> PlatformFit | None:
+def platform_fit(
+    image: Sequence[Platform], runnable: set[tuple[str, str]], *, single_image: bool = False
+) -> PlatformFit | None:
     """``None`` when the image runs on every node platform the pod may use (or nothing is
-    known), else which node platforms lack a build."""
+    known), else which node platforms lack a build. ``single_image``: ``image`` is one
+    image's own platform, pulled anywhere and then executed or not."""
     if not image or not runnable:
         return None
-    have = {p.node_key for p in image}
-    missing = tuple(sorted(n for n in runnable if n not in have))
-    if not missing:
+    if single_image:
+        missing = tuple(sorted(n for n in runnable if not any(executes_on(p, n) for p in image)))
+        fallback: tuple[tuple[str, str], ...] = ()
+    else:
+        served = {n for n in runnable if any(serves(p, n) for p in image)}
+        fallback = tuple(
+            sorted(
+                n for n in runnable - served if any(serves_on_containerd_only(p, n) for p in image)
+            )
+        )
+        missing = tuple(sorted(runnable - served - set(fallback)))
+    if not missing and not fallback:
         return None
-    return PlatformFit(fits_none=len(missing) == len(runnable), missing=missing)
+    return PlatformFit(
+        fits_none=len(missing) == len(runnable), missing=missing, containerd_only=fallback
+    )
 
 
 def words_list(items: Sequence[str], limit: int = 4) -> str:

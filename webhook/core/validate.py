@@ -51,6 +51,7 @@ from webhook.core.checks import (
     check_coverage,
     check_pull_policy,
     check_reference,
+    default_pull_policy,
     needs_credentials,
     read_secrets,
 )
@@ -548,6 +549,48 @@ def _pull_secret_findings(
     secrets, findings = pod.secrets, pod.findings
     if secrets.unavailable is not None:
         return findings
+    # A secret the kubelet cannot parse fails every pull of the pod: certain wherever an
+    # image is pulled at all (imagePullPolicy Never never builds the keyring).
+    fatal = [f for f in findings if any(f is u for u in secrets.unparseable)]
+    pulled = [
+        c
+        for c in judged
+        if c.pointer in refs and (c.pull_policy or default_pull_policy(refs[c.pointer])) != "Never"
+    ]
+    rest = [f for f in findings if not any(f is u for u in secrets.unparseable)]
+    if fatal and pulled:
+        # Its fix comes first; the other secrets change nothing while it stays.
+        return fatal + [f.as_advisory() for f in rest]
+    fatal = [
+        f.as_advisory("; but no image of the pod is pulled (imagePullPolicy Never)") for f in fatal
+    ]
+    return fatal + _usable_secret_findings(
+        view,
+        judged,
+        pod,
+        rest,
+        refs=refs,
+        answers=answers,
+        config=config,
+        namespace=namespace,
+        operation=operation,
+    )
+
+
+def _usable_secret_findings(
+    view: PodSpecView,
+    judged: list[Container],
+    pod: PodSecrets,
+    findings: list[Finding],
+    *,
+    refs: Mapping[str, Reference],
+    answers: Mapping[str, Answer],
+    config: Config,
+    namespace: str,
+    operation: str,
+) -> list[Finding]:
+    """Missing and skipped secrets, and coverage: what depends on the registry's answer."""
+    secrets = pod.secrets
     # An image needs credentials when the configuration says its registry always does, or
     # when the registry refused to serve it with what the pod has (and the nodes cannot
     # bring their own).
@@ -629,7 +672,15 @@ def _registry_findings(  # noqa: PLR0917 - one call site, every argument named t
     except ClusterUnavailable as error:
         nodes = None
         unavailable["platform"] = str(error)
-    runnable = runnable_node_platforms(view.spec, nodes) if nodes else set()
+    node_name = view.spec.get("nodeName")
+    node_name = node_name if isinstance(node_name, str) else ""
+    named_node = None
+    if node_name and nodes:
+        try:
+            named_node = cluster.node_platform(node_name)
+        except ClusterUnavailable:
+            named_node = None  # judged against every node, as without a nodeName
+    runnable = runnable_node_platforms(view.spec, nodes, named_node) if nodes else set()
     if nodes is not None and not nodes:
         unavailable["platform"] = "no Node says its kubernetes.io/os and kubernetes.io/arch"
     secrets_unreadable = pod is None or pod.secrets.unavailable is not None
@@ -681,9 +732,21 @@ def _registry_findings(  # noqa: PLR0917 - one call site, every argument named t
         if finding is not None:
             findings.append(finding)
         if answer.platforms:
-            fit = platform_fit(answer.platforms, runnable)
-            if fit is not None:
-                findings.append(platform_finding(container, ref, answer.platforms, fit))
+            fit = platform_fit(answer.platforms, runnable, single_image=answer.single_image)
+            found = (
+                platform_finding(
+                    container,
+                    ref,
+                    answer.platforms,
+                    fit,
+                    single_image=answer.single_image,
+                    node_name=node_name if named_node is not None else "",
+                )
+                if fit is not None
+                else None
+            )
+            if found is not None:
+                findings.append(found)
         elif answer.outcome is Outcome.FOUND and answer.platforms_note:
             unavailable.setdefault("platform", answer.platforms_note)
     if not_asked:

@@ -401,6 +401,12 @@ class KubeClusterView:
             raise ClusterUnavailable("the Node cache has not synced yet")
         return frozenset(p for p in self.nodes.items() if p is not None)
 
+    def node_platform(self, name: str) -> tuple[str, str] | None:
+        if not self.nodes.synced.is_set():
+            raise ClusterUnavailable("the Node cache has not synced yet")
+        platform: tuple[str, str] | None = self.nodes.get("", name)
+        return platform
+
 
 class ConfigMapSource:
     """Watches the ConfigMap ``pullguard-config`` in the webhook's namespace."""

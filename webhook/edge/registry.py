@@ -86,6 +86,7 @@ from webhook.core.registry import (
     error_code,
     error_words,
     is_digest,
+    is_manifest,
     parse_challenge,
     platform_of_config,
     platforms_of_index,
@@ -645,7 +646,9 @@ class _Asker:
         # A digest names its content for good: its platforms are learned once per process,
         # under the digest of the bytes received (so any registry, repository or tag with
         # that digest shares them, and a registry lying about a digest poisons nothing).
-        self.platforms: BudgetCache[str, tuple[Platform, ...]] = BudgetCache(PLATFORM_CACHE_BYTES)
+        self.platforms: BudgetCache[str, tuple[tuple[Platform, ...], bool]] = BudgetCache(
+            PLATFORM_CACHE_BYTES
+        )
 
     def base(self, registry: str) -> tuple[str, str]:
         host = api_host(registry)
@@ -784,9 +787,36 @@ class _Asker:
             if again.outcome is not Outcome.NOT_FOUND:
                 return again
             answer = self._repository_facts(question, used, again)
+        if answer.outcome is Outcome.REGISTRY_ERROR and question.by_digest:
+            answer = self._blob_instead(question, used, answer)
         if answer.outcome is Outcome.FOUND and question.platforms:
             answer = self._platforms(question, used, answer)
         return answer
+
+    def _blob_instead(
+        self, question: Question, credential: Credential | None, answer: Answer
+    ) -> Answer:
+        """A digest that names a blob (a layer, or the config: an "image ID") instead of a
+        manifest: distribution answers the manifest HEAD with 500, and the runtime falls
+        back to ``blobs/`` and fails on the media type. Only a blob that is certainly no
+        manifest (read, at most CONFIG_BODY_MAX bytes) changes the answer."""
+        if answer.detail != "HTTP 500":
+            return answer
+        try:
+            blob = self.authorized_get(
+                "GET",
+                question.registry,
+                question.repository,
+                f"blobs/{question.reference}",
+                credential,
+                accept="*/*",
+                max_body=CONFIG_BODY_MAX,
+            )
+        except Exception:
+            return answer
+        if blob.status != 200 or is_manifest(blob.body):
+            return answer
+        return replace(answer, outcome=Outcome.NOT_A_MANIFEST, detail="a blob, not a manifest")
 
     def _head(
         self, question: Question, credential: Credential | None, known: Sequence[str]
@@ -853,12 +883,14 @@ class _Asker:
             with self.tokens_lock:
                 known = self.platforms.get(reference)
             if known is not None:
-                return replace(answer, platforms=known, platforms_note="")
+                return replace(answer, platforms=known[0], platforms_note="", single_image=known[1])
         learned, digest = self._learn_platforms(question, credential, answer, reference)
         if learned.platforms and digest:
             size = _size(digest, *(str(p) for p in learned.platforms))
             with self.tokens_lock:
-                self.platforms.put(digest, learned.platforms, size, question.registry)
+                self.platforms.put(
+                    digest, (learned.platforms, learned.single_image), size, question.registry
+                )
         return learned
 
     def _learn_platforms(
@@ -922,7 +954,7 @@ class _Asker:
             return replace(answer, platforms_note=f"platforms unknown: {type(error).__name__}"), ""
         if platform is None:
             return replace(answer, platforms_note="the image config names no platform"), ""
-        return replace(answer, platforms=(platform,), platforms_note=""), digest
+        return replace(answer, platforms=(platform,), platforms_note="", single_image=True), digest
 
 
 def clean_answer(answer: Answer) -> Answer:
