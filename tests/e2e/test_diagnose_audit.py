@@ -365,3 +365,38 @@ def test_diagnose_of_a_deployments_pod_patches_the_deployment_as_printed(
     template = plane.get_json("deployment", "owned", "-n", ns)["spec"]["template"]["spec"]
     (secret,) = template["imagePullSecrets"]
     assert plane.kubectl("get", "secret", secret["name"], "-n", ns).ok
+
+
+def test_diagnose_an_unrelated_missing_secret_event_does_not_hide_a_missing_tag(
+    plane: ControlPlane, ns: str, registries: E2ERegistries
+) -> None:
+    # Issue 22 item 3: the kubelet records "Unable to retrieve some image pull secrets" for
+    # the pod whichever image fails; a tag that was never pushed stays the cause.
+    off(plane, ns)
+    push_image(registries.public, "team/evented", "1.0")
+    image = f"{registries.public.host}/team/evented:2.0"
+    failing_pod(
+        plane,
+        ns,
+        "evented",
+        image,
+        CONTAINERD_NOT_FOUND.format(image=image),
+        imagePullSecrets=[{"name": "legacy"}],
+    )
+    event = {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"name": f"evented.{uuid.uuid4().hex[:8]}", "namespace": ns},
+        "involvedObject": {"kind": "Pod", "name": "evented", "namespace": ns},
+        "reason": "FailedToRetrieveImagePullSecret",
+        "type": "Warning",
+        "message": "Unable to retrieve some image pull secrets (legacy); attempting to pull "
+        "the image may not succeed.",
+        "source": {"component": "kubelet"},
+    }
+    plane.apply(json.dumps(event), check=True)
+    result = pullguard(plane, registries, "diagnose", "evented", "-n", ns, "--output", "json")
+    assert result.returncode == 0, result.stderr
+    (found,) = json.loads(result.stdout)["pods"][0]["images"]
+    assert (found["cause"], found["verdict"]) == ("not_found", "confirmed"), found
+    assert any("use tag '1.0' if that was meant" in f for f in found["fixes"])
