@@ -4,8 +4,14 @@ Read-only. Lists every pod template carrier (Deployment, StatefulSet, DaemonSet,
 Job, CronJob) and every Pod, leaves out objects a controller made (their owner is judged
 instead), and judges each with the webhook's checks as if it were created now: the
 cluster's own configuration as it is (exempt namespaces, mode labels and ``off`` checks
-included), the registry asked with each object's own credentials, each distinct image
-once. Exit 1 when anything would be denied.
+included; pullguard's own namespace, ``--pullguard-namespace``, is exempt as at admission),
+the registry asked with each object's own credentials, each distinct image once.
+
+It never says "nothing" where it could not look: every image the registry check could not
+settle (not asked, unreachable, rate limited, failing) is counted and listed with why.
+
+Exit status: 1 when anything would be denied; else 3 when some images could not be checked;
+else 0. 2 when the cluster could not be read.
 
 A progress line goes to a terminal's stderr for long scans; nothing when piped.
 
@@ -102,10 +108,15 @@ def cmd_audit(args: argparse.Namespace) -> int:
     registry = livecheck.live_registry(config)
     progress = sys.stderr.isatty()
     results = []
+    not_checked: dict[str, dict[str, None]] = {}  # why -> images, in order met
     for index, (kind, document) in enumerate(found, 1):
         if progress:
             print(f"\rpullguard audit: {index}/{len(found)} objects", end="", file=sys.stderr)
-        decision = livecheck.judge(kind, document, config, cluster, registry)
+        decision = livecheck.judge(
+            kind, document, config, cluster, registry, own_namespace=args.pullguard_namespace
+        )
+        for image, why in decision.not_checked:
+            not_checked.setdefault(why, {}).setdefault(image, None)
         if decision.findings:
             results.append((kind, document["metadata"], decision))
     if progress:
@@ -144,17 +155,28 @@ def cmd_audit(args: argparse.Namespace) -> int:
                         for kind, meta, d in results
                     ],
                     "summary": summary,
+                    "notChecked": [
+                        {"image": image, "why": why}
+                        for why, images in not_checked.items()
+                        for image in images
+                    ],
                 },
                 indent=2,
             )
         )
     else:
-        print(_text(results, summary, len(found), source))
-    return 1 if denied else 0
+        print(_text(results, summary, len(found), source, not_checked))
+    if denied:
+        return 1
+    return 3 if not_checked else 0
 
 
 def _text(
-    results: list[Any], summary: dict[str, dict[str, dict[str, int]]], scanned: int, source: str
+    results: list[Any],
+    summary: dict[str, dict[str, dict[str, int]]],
+    scanned: int,
+    source: str,
+    not_checked: dict[str, dict[str, None]],
 ) -> str:
     lines = [f"pullguard audit: {scanned} objects scanned with {source}"]
     for kind, meta, decision in results:
@@ -166,7 +188,11 @@ def _text(
             lines.append(f"  [{action} {f.check}] {f.subject}: {text}")
             if f.fix and action == "deny":
                 lines.append(f"    Fix: {f.fix}")
+    unchecked = _not_checked_text(not_checked)
     if not results:
+        if unchecked:
+            lines.append("nothing would be denied or warned among the images checked")
+            return "\n".join([*lines, *unchecked])
         lines.append("nothing would be denied or warned")
         return "\n".join(lines)
     lines.append("")
@@ -175,4 +201,14 @@ def _text(
         for check in sorted(summary[namespace]):
             counts = summary[namespace][check]
             lines.append(f"{namespace:<24} {check:<12} {counts['deny']:>5} {counts['warn']:>5}")
-    return "\n".join(lines)
+    return "\n".join([*lines, *unchecked])
+
+
+def _not_checked_text(not_checked: dict[str, dict[str, None]]) -> list[str]:
+    """``2 images not checked: unreachable: connection refused``, then each image."""
+    lines: list[str] = []
+    for why, images in not_checked.items():
+        count = len(images)
+        lines.append(f"{count} image{'s' if count != 1 else ''} not checked: {why}")
+        lines.extend(f"  {image}" for image in images)
+    return ["", *lines] if lines else []

@@ -6,8 +6,14 @@ configuration. So a pod whose registry a ``defaultPullSecrets`` entry covers pas
 does in the cluster. Every result names its file and, in a multi-document file, the document;
 a file that cannot be read or parsed is reported and the run goes on with the others.
 
+The registry is not asked unless ``--registry`` is given: an "ok" then says so, since a tag
+never pushed or a private image is judged only at admission. With ``--registry`` the
+registries are asked anonymously (``--cluster-state`` credentials are redacted): a refusal
+is reported as not judged, never as a denial, since the pod's real secrets may serve it.
+
 Exit status: 1 when anything would be denied, else 2 when a file could not be read, else 0.
-Must not: contact a cluster (state comes from ``--cluster-state``).
+Must not: contact a cluster (state comes from ``--cluster-state``); send any credential
+(it has none: a state file's are redacted).
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -26,8 +32,16 @@ import yaml
 from webhook.core.cluster import ClusterView
 from webhook.core.config import DEFAULT_CONFIG, Config, ConfigError, load_config_text
 from webhook.core.mutate import mutate
+from webhook.core.registry import Answer, Outcome, Question, RegistryView
 from webhook.core.review import AdmissionRequest
 from webhook.core.validate import Decision, validate
+
+#: What an offline "ok" adds when the registry was not asked (issue 22: a bare "ok" for a
+#: tag admission would deny sends the person the wrong way).
+NOT_ASKED_NOTE = (
+    "registry not asked (offline): tags, digests and access are judged at admission; "
+    "to ask now: pullguard check --registry"
+)
 
 
 @dataclass(frozen=True)
@@ -65,7 +79,37 @@ def register(sub: Any) -> None:
         help="Secrets, ServiceAccounts and Namespaces to judge against "
         "(e.g. kubectl get secret,sa,ns -A -o yaml)",
     )
+    check.add_argument(
+        "--registry",
+        action="store_true",
+        help="also ask each image's registry (anonymously) whether the image exists",
+    )
     check.set_defaults(func=cmd_check)
+
+
+class Anonymous:
+    """The registry asked without credentials (check has none: a state file's are redacted).
+    A refusal is not a fact about the pod, whose real secrets may serve the image: it is
+    reported as not judged."""
+
+    def __init__(self, inner: RegistryView) -> None:
+        self.inner = inner
+
+    def ask(
+        self, questions: Sequence[Question], budget: float, tenant: str = ""
+    ) -> Mapping[Question, Answer]:
+        bare = {q: replace(q, credentials=()) for q in questions}
+        got = self.inner.ask(list(dict.fromkeys(bare.values())), budget, tenant)
+        out = {}
+        for question, asked in bare.items():
+            answer = got[asked]
+            if answer.outcome is Outcome.UNAUTHORIZED:
+                answer = Answer(
+                    Outcome.NOT_ASKED,
+                    f"{question.registry} wants credentials, and check has none",
+                )
+            out[question] = answer
+        return out
 
 
 def _files(paths: list[str]) -> Iterator[tuple[str, str | OSError]]:
@@ -109,7 +153,13 @@ def documents(paths: list[str], errors: list[str]) -> Iterator[Document]:
             yield Document(name, index, len(objects), obj)
 
 
-def judge(obj: dict[str, Any], namespace: str, config: Config, cluster: ClusterView) -> Decision:
+def judge(
+    obj: dict[str, Any],
+    namespace: str,
+    config: Config,
+    cluster: ClusterView,
+    registry: RegistryView | None = None,
+) -> Decision:
     """The decision the cluster would reach for a CREATE of ``obj``: mutated, then validated.
     A dry-run, as nothing is created: default secrets are judged by their source."""
     metadata = obj.get("metadata") or {}
@@ -127,7 +177,7 @@ def judge(obj: dict[str, Any], namespace: str, config: Config, cluster: ClusterV
     mutation = mutate(request, config, cluster)
     if mutation.patch:
         request = replace(request, object=jsonpatch.apply_patch(obj, mutation.patch))
-    return validate(request, config, cluster)
+    return validate(request, config, cluster, registry=registry)
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -142,11 +192,16 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(f"pullguard check: {error}", file=sys.stderr)
         return 2
     cluster = offline_cluster(args.cluster_state)
+    registry = None
+    if args.registry:
+        from webhook.livecheck import live_registry
+
+        registry = Anonymous(live_registry(config))
     errors: list[str] = []
     results: list[dict[str, Any]] = []
     for document in documents(args.paths, errors):
         metadata = document.obj.get("metadata") or {}
-        decision = judge(document.obj, args.namespace, config, cluster)
+        decision = judge(document.obj, args.namespace, config, cluster, registry)
         if decision.reason == "unsupported":
             continue
         results.append(
@@ -160,6 +215,9 @@ def cmd_check(args: argparse.Namespace) -> int:
                 "allowed": decision.allowed,
                 "message": decision.message,
                 "warnings": list(decision.warnings),
+                "registry": "not asked (offline)"
+                if registry is None and decision.outcomes.get("registry") == "unavailable"
+                else decision.outcomes.get("registry", ""),
                 "findings": [
                     {
                         "check": f.check,
@@ -184,7 +242,8 @@ def cmd_check(args: argparse.Namespace) -> int:
                 print(f"{result['where']}: {result['message']}")
             else:
                 label = f"{result['kind']} {result['namespace']}/{result['name']}"
-                print(f"ok: {label} ({result['where']})")
+                note = f"; {NOT_ASKED_NOTE}" if result["registry"] == "not asked (offline)" else ""
+                print(f"ok: {label} ({result['where']}){note}")
             for warning in result["warnings"]:
                 print(f"  warning: {warning}")
     if any(not r["allowed"] for r in results):

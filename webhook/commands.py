@@ -282,6 +282,7 @@ def _serve(args: argparse.Namespace, leadership: Any) -> int:
                 registry,
                 metrics,
                 not_ready=audit_waits,
+                own_namespace=args.namespace or "",
             )
             leadership.add(
                 "in-cluster audit",

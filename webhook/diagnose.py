@@ -20,7 +20,13 @@ from typing import Any
 
 from webhook import livecheck
 from webhook.core.cluster import ClusterUnavailable
-from webhook.core.diagnosis import ContainerDiagnosis, diagnose, failing_containers, render_text
+from webhook.core.diagnosis import (
+    ContainerDiagnosis,
+    Workload,
+    diagnose,
+    failing_containers,
+    render_text,
+)
 from webhook.core.pullfailure import CAUSE_WORDS, Cause
 
 
@@ -66,6 +72,48 @@ def _events(core: Any, namespace: str, pod: str) -> list[dict[str, Any]]:
     return [core.api_client.sanitize_for_serialization(e) for e in listed.items]
 
 
+def _controller(metadata: Any) -> tuple[str, str] | None:
+    for owner in (metadata or {}).get("ownerReferences") or []:
+        if owner.get("controller") is True and owner.get("kind") and owner.get("name"):
+            return str(owner["kind"]), str(owner["name"])
+    return None
+
+
+def workload_of(core: Any, pod: dict[str, Any]) -> Workload:
+    """What makes the pod, for fixes that must outlive it: its controller, and a
+    ReplicaSet's Deployment (or a Job's CronJob) above that; the pod itself when it has no
+    controller. A read that fails leaves the nearest owner known."""
+    from kubernetes import client
+
+    meta = pod["metadata"]
+    namespace = meta["namespace"]
+    spec = pod.get("spec") or {}
+    account = str(spec.get("serviceAccountName") or "default")
+    try:
+        read = core.read_namespaced_service_account(account, namespace, _request_timeout=10)
+        account_secrets = tuple(s.name for s in read.image_pull_secrets or [] if s.name)
+    except Exception:  # not readable by this user: the fix names the pod's own list
+        account_secrets = ()
+    owner = _controller(meta)
+    if owner is None:
+        return Workload("Pod", meta["name"], account, account_secrets)
+    kind, name = owner
+    above = {
+        "ReplicaSet": (client.AppsV1Api, "read_namespaced_replica_set"),
+        "Job": (client.BatchV1Api, "read_namespaced_job"),
+    }.get(kind)
+    if above is not None:
+        api, method = above
+        try:
+            parent = getattr(api(core.api_client), method)(name, namespace, _request_timeout=10)
+            grand = _controller(core.api_client.sanitize_for_serialization(parent)["metadata"])
+        except Exception:
+            grand = None
+        if grand is not None and grand[0] in ("Deployment", "CronJob"):
+            kind, name = grand
+    return Workload(kind, name, account, account_secrets)
+
+
 def diagnose_one(
     core: Any, pod: dict[str, Any], config: Any, cluster: Any, registry: Any
 ) -> list[ContainerDiagnosis]:
@@ -81,7 +129,7 @@ def diagnose_one(
         if result == "unavailable"
     ]
     note = "; ".join(unavailable) if not decision.findings and unavailable else ""
-    return diagnose(pod, events, decision.findings, live_note=note)
+    return diagnose(pod, events, decision.findings, live_note=note, workload=workload_of(core, pod))
 
 
 def cmd_diagnose(args: argparse.Namespace) -> int:

@@ -117,9 +117,16 @@ def live_registry(config: Config) -> RunMemo:
 
 
 def judge(
-    kind: str, obj: Mapping[str, Any], config: Config, cluster: Any, registry: RegistryView
+    kind: str,
+    obj: Mapping[str, Any],
+    config: Config,
+    cluster: Any,
+    registry: RegistryView,
+    *,
+    own_namespace: str = "",
 ) -> Decision:
-    """The validating decision on ``obj`` as if it were created now."""
+    """The validating decision on ``obj`` as if it were created now. ``own_namespace``:
+    pullguard's own, exempt at admission as it is here."""
     metadata = obj.get("metadata") or {}
     request = AdmissionRequest(
         uid="pullguard-cli",
@@ -132,7 +139,7 @@ def judge(
         old_object=None,
         dry_run=True,
     )
-    return validate(request, config, cluster, registry=registry)
+    return validate(request, config, cluster, registry=registry, own_namespace=own_namespace)
 
 
 def load_kube() -> tuple[Any, Any]:

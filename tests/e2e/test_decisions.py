@@ -202,3 +202,24 @@ def test_every_fix_command_works_when_run_as_printed(plane: ControlPlane, ns: st
         plane, "deployment", "web", "-n", ns, path="{.spec.template.spec.containers[0].image}"
     ) == ("registry.example.com/team/web:2")
     assert ran == 5
+
+
+def test_a_denial_names_the_secret_the_pod_has_and_its_fix_works(
+    plane: ControlPlane, ns: str
+) -> None:
+    # Issue 22 item 1: the pod lists a secret whose entry is a path prefix that misses the
+    # image; the denial names it and why, instead of "the pod has no imagePullSecrets".
+    plane.apply(pull_secret("team-only", ns, "registry.example.com/other"), check=True)
+    body = json.loads(pod("prefixed", ns, "registry.example.com/team/app:1", ("team-only",)))
+    stderr = denied(plane.apply(json.dumps(body)))
+    assert "has no imagePullSecrets" not in stderr
+    assert (
+        "the pod's imagePullSecrets \"team-only\" (entry 'registry.example.com/other' covers "
+        "only the path /other, not /team/app) do not cover registry.example.com/team/app"
+    ) in stderr
+    (fix,) = fixes(stderr)
+    run_fix(plane, fix)
+    name = re.search(r"add \{name: ([a-z0-9-]+)\} to the manifest", fix)
+    assert name is not None, fix
+    body["spec"]["imagePullSecrets"].append({"name": name.group(1)})
+    assert plane.apply(json.dumps(body)).ok

@@ -8,6 +8,7 @@ live re-check asks them."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 import uuid
@@ -22,7 +23,7 @@ from tests.e2e import test_cli as cli
 from tests.e2e.cluster import ControlPlane, wait_for
 from tests.e2e.conftest import E2ERegistries, Installation, pod, pull_secret, spawn_pullguard
 from tests.e2e.test_decisions import wait_for_mode
-from tests.e2e.test_kubectl import deployment
+from tests.e2e.test_kubectl import deployment, jsonpath
 from tests.integration.registries import push_image
 
 pytestmark = pytest.mark.e2e
@@ -64,12 +65,19 @@ def failing_pod(
 ) -> None:
     """A pod whose container is in ImagePullBackOff, with the kubelet's Failed event."""
     plane.apply(pod(name, ns, image, **spec), check=True)
+    mark_failing(plane, ns, name, image, message)
+
+
+def mark_failing(
+    plane: ControlPlane, ns: str, name: str, image: str, message: str, container: str = "app"
+) -> None:
+    """Pod ``name``'s ``container`` in ImagePullBackOff, as the kubelet writes it."""
     status = {
         "status": {
             "phase": "Pending",
             "containerStatuses": [
                 {
-                    "name": "app",
+                    "name": container,
                     "image": image,
                     "imageID": "",
                     "ready": False,
@@ -99,7 +107,7 @@ def failing_pod(
             "kind": "Pod",
             "name": name,
             "namespace": ns,
-            "fieldPath": "spec.containers{app}",
+            "fieldPath": f"spec.containers{{{container}}}",
         },
         "reason": "Failed",
         "type": "Warning",
@@ -125,7 +133,10 @@ def test_diagnose_confirms_a_missing_tag_with_the_registry(
     assert "[not_found, confirmed]" in out
     assert "Evidence: kubelet: rpc error: code = NotFound" in out
     assert "has no tag '1.1' (tags there include '1.0')" in out
-    assert "Fix: use tag '1.0' if that was meant" in out
+    assert (
+        f"Fix: use tag '1.0' if that was meant, or push '1.1' first: kubectl set image pod/web "
+        f"app={host}/team/diag:1.0 -n {ns}" in out
+    )
 
 
 def test_diagnose_tells_private_from_missing_when_containerd_cannot(
@@ -235,3 +246,157 @@ def test_in_cluster_audit_publishes_metrics_and_events(
         assert "audit pass failed" not in auditor.log_text()
     finally:
         auditor.stop()
+
+
+def run_printed(plane: ControlPlane, fix: str, **placeholders: str) -> None:
+    """Run a diagnosis's fix from its first kubectl as printed, with only its placeholders
+    (USER, PASSWORD) filled in, as the person would."""
+    command = fix[fix.index("kubectl") :]
+    for placeholder, value in placeholders.items():
+        command = command.replace(placeholder, value)
+    done = subprocess.run(
+        ["bash", "-c", command],
+        env={**os.environ, "KUBECONFIG": str(plane.kubeconfig)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, f"{command}\n{done.stderr}"
+
+
+def test_diagnose_of_a_bare_pod_recreates_it_with_the_secret_as_printed(
+    plane: ControlPlane, ns: str, registries: E2ERegistries
+) -> None:
+    # Issue 22: a bare pod's imagePullSecrets cannot change; the fix recreates it.
+    off(plane, ns)
+    private = f"{registries.private.host}/team/bare-diag:1.0"
+    push_image(registries.private, "team/bare-diag", "1.0")
+    failing_pod(plane, ns, "bare", private, CONTAINERD_AMBIGUOUS.format(image=private))
+    missing = f"{registries.public.host}/team/never-pushed-bare:1.0"
+    failing_pod(plane, ns, "typo", missing, CONTAINERD_AMBIGUOUS.format(image=missing))
+    result = pullguard(plane, registries, "diagnose", "bare", "-n", ns)
+    assert result.returncode == 0, result.stderr
+    (fix,) = [line.split("Fix: ", 1)[1] for line in result.stdout.splitlines() if "Fix: " in line]
+    assert "kubectl replace --force -f -" in fix and "in the manifest" not in fix, fix
+    uid = plane.get_json("pod", "bare", "-n", ns)["metadata"]["uid"]
+    run_printed(plane, fix, USER="user", PASSWORD="pass")
+    recreated = plane.get_json("pod", "bare", "-n", ns)
+    assert recreated["metadata"]["uid"] != uid
+    secret = recreated["spec"]["imagePullSecrets"][0]["name"]
+    assert secret.startswith("regcred-")
+    assert plane.kubectl("get", "secret", secret, "-n", ns).ok
+    # A bare pod with pull policy Never, on a node without the image: recreated with
+    # IfNotPresent (a Pod's policy cannot change in place).
+    never = f"{registries.public.host}/team/never-diag:1.0"
+    push_image(registries.public, "team/never-diag", "1.0")
+    body = json.loads(pod("cached", ns, never))
+    body["spec"]["containers"][0]["imagePullPolicy"] = "Never"
+    plane.apply(json.dumps(body), check=True)
+    message = f'Container image "{never}" is not present with pull policy of Never'
+    mark_failing(plane, ns, "cached", never, message)
+    (fix,) = [
+        line.split("Fix: ", 1)[1]
+        for line in pullguard(plane, registries, "diagnose", "cached", "-n", ns).stdout.splitlines()
+        if "Fix: " in line
+    ]
+    run_printed(plane, fix)
+    policy = plane.get_json("pod", "cached", "-n", ns)["spec"]["containers"][0]
+    assert policy["imagePullPolicy"] == "IfNotPresent", fix
+    # --all groups each pod by the cause its diagnosis settled on: the "may require
+    # authorization" of the missing image is corrected to not_found.
+    grouped = pullguard(plane, registries, "diagnose", "--all", "-n", ns)
+    assert "\nnot_found (1): " in grouped.stdout, grouped.stdout
+    assert f"  {ns}/typo " in grouped.stdout.split("\nnot_found (1): ", 1)[1].split("\n\n")[0]
+
+
+def test_audit_counts_what_it_could_not_check_and_skips_its_own_namespace(
+    plane: ControlPlane, ns: str, registries: E2ERegistries
+) -> None:
+    # Issue 22 item 4: an audit that could not look never says "nothing".
+    closed = f"127.0.0.1:{free_port()}"  # nothing listens there: connection refused
+    image = f"{closed}/team/unreachable:1.0"
+    admitted_while_off(plane, ns, "unchecked", image)
+    text = pullguard(plane, registries, "audit", "-n", ns)
+    assert text.returncode == 3, text.stdout + text.stderr
+    assert "nothing would be denied or warned\n" not in text.stdout + "\n"
+    lines = text.stdout.splitlines()
+    (counted,) = [line for line in lines if "image not checked: " in line]
+    assert counted.startswith("1 image not checked: unreachable")
+    assert lines[lines.index(counted) + 1] == f"  {image}"
+    document = json.loads(
+        pullguard(plane, registries, "audit", "-n", ns, "--output", "json").stdout
+    )
+    assert [entry["image"] for entry in document["notChecked"]] == [image]
+    # pullguard's own namespace is exempt at admission; the audit does not judge it either.
+    own = deployment("own-broken", "pullguard", f"{registries.public.host}/team/never:0")
+    plane.apply(own, check=True)
+    try:
+        result = pullguard(plane, registries, "audit", "-n", "pullguard")
+        assert "own-broken" not in result.stdout, result.stdout
+        assert result.returncode == 0, result.stdout
+    finally:
+        plane.kubectl("delete", "deployment", "own-broken", "-n", "pullguard", check=True)
+
+
+def test_diagnose_of_a_deployments_pod_patches_the_deployment_as_printed(
+    plane: ControlPlane, ns: str, registries: E2ERegistries
+) -> None:
+    # Issue 22 items 2, 3: the fix changes what makes the next pod (the Deployment, not its
+    # ReplicaSet, not the pod), and runs as printed.
+    private = f"{registries.private.host}/team/owned-diag:1.0"
+    push_image(registries.private, "team/owned-diag", "1.0")
+    admitted_while_off(plane, ns, "owned", private)
+    off(plane, ns)
+    wait_for(
+        lambda: jsonpath(
+            plane, "pods", "-n", ns, "-l", "app=owned", path="{.items[*].metadata.name}"
+        ),
+        60,
+        "the Deployment's pod",
+    )
+    name = jsonpath(plane, "pods", "-n", ns, "-l", "app=owned", path="{.items[0].metadata.name}")
+    mark_failing(plane, ns, name, private, CONTAINERD_AMBIGUOUS.format(image=private), "web")
+    result = pullguard(plane, registries, "diagnose", name, "-n", ns)
+    assert result.returncode == 0, result.stderr
+    (fix,) = [line.split("Fix: ", 1)[1] for line in result.stdout.splitlines() if "Fix: " in line]
+    assert "kubectl patch deployment/owned" in fix, fix
+    run_printed(plane, fix, USER="user", PASSWORD="pass")
+    template = plane.get_json("deployment", "owned", "-n", ns)["spec"]["template"]["spec"]
+    (secret,) = template["imagePullSecrets"]
+    assert plane.kubectl("get", "secret", secret["name"], "-n", ns).ok
+
+
+def test_diagnose_an_unrelated_missing_secret_event_does_not_hide_a_missing_tag(
+    plane: ControlPlane, ns: str, registries: E2ERegistries
+) -> None:
+    # Issue 22 item 3: the kubelet records "Unable to retrieve some image pull secrets" for
+    # the pod whichever image fails; a tag that was never pushed stays the cause.
+    off(plane, ns)
+    push_image(registries.public, "team/evented", "1.0")
+    image = f"{registries.public.host}/team/evented:2.0"
+    failing_pod(
+        plane,
+        ns,
+        "evented",
+        image,
+        CONTAINERD_NOT_FOUND.format(image=image),
+        imagePullSecrets=[{"name": "legacy"}],
+    )
+    event = {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"name": f"evented.{uuid.uuid4().hex[:8]}", "namespace": ns},
+        "involvedObject": {"kind": "Pod", "name": "evented", "namespace": ns},
+        "reason": "FailedToRetrieveImagePullSecret",
+        "type": "Warning",
+        "message": "Unable to retrieve some image pull secrets (legacy); attempting to pull "
+        "the image may not succeed.",
+        "source": {"component": "kubelet"},
+    }
+    plane.apply(json.dumps(event), check=True)
+    result = pullguard(plane, registries, "diagnose", "evented", "-n", ns, "--output", "json")
+    assert result.returncode == 0, result.stderr
+    (found,) = json.loads(result.stdout)["pods"][0]["images"]
+    assert (found["cause"], found["verdict"]) == ("not_found", "confirmed"), found
+    assert any("use tag '1.0' if that was meant" in f for f in found["fixes"])

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from tests.unit.builders import container, image_volume, pod, pod_spec
-from webhook.core.diagnosis import diagnose, failing_containers, render_text
+from webhook.core.diagnosis import Workload, diagnose, failing_containers, render_text
 from webhook.core.findings import Finding
 from webhook.core.pullfailure import Cause
 
@@ -71,7 +71,13 @@ def test_a_live_finding_of_another_cause_corrects() -> None:
 def test_nothing_wrong_now_says_to_retry() -> None:
     (found,) = diagnose(failing(AMBIGUOUS), [], [])
     assert found.verdict == "not confirmed"
-    assert "kubectl delete pod web-1 -n team-a" in found.fixes[0]
+    # A bare pod deleted is gone: it is recreated as it is.
+    assert (
+        "kubectl get pod web-1 -n team-a -o yaml | kubectl replace --force -f -" in found.fixes[0]
+    )
+    owned = Workload("Deployment", "web")
+    (found,) = diagnose(failing(AMBIGUOUS), [], [], workload=owned)
+    assert "kubectl delete pod web-1 -n team-a (its Deployment makes a new one)" in found.fixes[0]
 
 
 def test_when_the_checks_could_not_run_the_cause_stands_with_its_fix() -> None:
@@ -82,3 +88,136 @@ def test_when_the_checks_could_not_run_the_cause_stands_with_its_fix() -> None:
     report = render_text("web-1", "team-a", [found])
     assert report.splitlines()[0] == "pullguard diagnosed Pod team-a/web-1: 1 image failing to pull"
     assert "  Evidence: pullguard could not re-check: registry: unavailable" in report
+
+
+# -- issue 22: the kubelet's evidence first, and a command for every cause ------------------
+
+
+NOT_FOUND_TEXT = (
+    'failed to pull and unpack image "registry.example.com/team/app:1.0": failed to resolve '
+    'reference "registry.example.com/team/app:1.0": registry.example.com/team/app:1.0: not found'
+)
+SECRET_EVENT = {
+    "reason": "FailedToRetrieveImagePullSecret",
+    "message": "Unable to retrieve some image pull secrets (legacy); attempting to pull the "
+    "image may not succeed.",
+    "involvedObject": {"kind": "Pod", "name": "web-1"},
+}
+
+
+def test_an_unrelated_missing_secret_event_does_not_hide_the_real_cause() -> None:
+    (found,) = diagnose(failing(NOT_FOUND_TEXT), [SECRET_EVENT], [])
+    assert found.cause is Cause.NOT_FOUND
+    # With a refusal, the missing secret is the explanation.
+    (refused,) = diagnose(failing("401 Unauthorized"), [SECRET_EVENT], [])
+    assert refused.cause is Cause.SECRET_MISSING
+
+
+def test_advice_never_overwrites_a_definite_cause_nor_its_fix() -> None:
+    advice = Finding(
+        "registry",
+        'container "web"',
+        "pullguard could not reach registry registry.example.com: timed out",
+        cause="timeout",
+        advisory=True,
+    )
+    latest = Finding("pullPolicy", 'container "web"', ":latest advice", fix="pin a tag")
+    (found,) = diagnose(failing(NOT_FOUND_TEXT), [], [advice, latest])
+    assert found.cause is Cause.NOT_FOUND
+    assert found.verdict == "not confirmed"
+    assert found.summary.startswith("the image does not exist")
+    assert found.fixes == [
+        "push registry.example.com/team/app:1.0, or use an image that exists: "
+        "kubectl set image pod/web-1 web=IMAGE -n team-a"
+    ]
+    assert "pullguard now (advice): pullguard could not reach registry" in " ".join(found.evidence)
+
+
+def test_a_correction_settles_the_cause_the_grouping_uses() -> None:
+    (found,) = diagnose(failing(AMBIGUOUS), [], [finding("not_found", "no repository")])
+    assert (found.verdict, found.cause) == ("corrected", Cause.NOT_FOUND)
+
+
+def test_a_rate_limit_ends_with_the_login_on_the_service_account() -> None:
+    owned = Workload("Deployment", "web", "builder", ("regcred",))
+    (found,) = diagnose(failing("429 Too Many Requests: toomanyrequests"), [], [], workload=owned)
+    (fix,) = found.fixes
+    assert (
+        "kubectl create secret docker-registry dockerhub -n team-a "
+        "--docker-server=https://index.docker.io/v1/" in fix
+    )
+    assert (
+        "kubectl patch serviceaccount builder -n team-a --type=merge "
+        '-p \'{"imagePullSecrets":[{"name":"regcred"},{"name":"dockerhub"}]}\'' in fix
+    )
+
+
+def test_a_host_typo_sets_the_suggested_image_on_the_owner() -> None:
+    typo = Finding(
+        "registry",
+        'container "web"',
+        "pullguard could not reach registry registry.exmaple.com: DNS name not found",
+        fix="use image 'registry.example.com/team/app:1.0' if that was meant",
+        cause="dns",
+        advisory=True,
+    )
+    owned = Workload("Deployment", "web")
+    (found,) = diagnose(failing("dial tcp: lookup x: no such host"), [], [typo], workload=owned)
+    assert found.fixes == [
+        "use image 'registry.example.com/team/app:1.0': kubectl set image deployment/web "
+        "web=registry.example.com/team/app:1.0 -n team-a"
+    ]
+
+
+def test_a_platform_mismatch_patches_the_owners_node_selector() -> None:
+    platform = Finding(
+        "platform",
+        'container "web"',
+        "image 'x' has linux/arm64 only; this pod can only run on linux/amd64 nodes",
+        fix="use an image built for those platforms",
+        cause="platform",
+    )
+    owned = Workload("Deployment", "web")
+    (found,) = diagnose(
+        failing("no match for platform in manifest"), [], [platform], workload=owned
+    )
+    assert found.fixes[0].endswith(
+        "to keep the pods on linux/arm64 nodes: kubectl patch deployment/web -n team-a "
+        '--type=merge -p \'{"spec":{"template":{"spec":{"nodeSelector":{"kubernetes.io/os":'
+        '"linux","kubernetes.io/arch":"arm64"}}}}}\''
+    )
+
+
+def test_a_bare_pod_is_never_told_to_edit_its_pull_secrets() -> None:
+    refused = Finding(
+        "registry",
+        'container "web"',
+        "refused anonymously",
+        fix="kubectl create secret docker-registry regcred-x -n team-a --docker-server=x "
+        "--docker-username=USER --docker-password=PASSWORD, then add {name: regcred-x} to the "
+        "imagePullSecrets in the manifest",
+        cause="unauthorized",
+    )
+    (found,) = diagnose(failing("401 Unauthorized", secrets=["old"]), [], [refused])
+    (fix,) = found.fixes
+    assert fix.endswith(
+        "--docker-password=PASSWORD && kubectl patch pod web-1 -n team-a --type=merge "
+        "--dry-run=client -o yaml -p "
+        '\'{"spec":{"imagePullSecrets":[{"name":"old"},{"name":"regcred-x"}]}}\' '
+        "| kubectl replace --force -f -"
+    )
+
+
+def test_a_near_tag_is_set_on_the_pod_as_a_command() -> None:
+    near = Finding(
+        "registry",
+        'container "web"',
+        "no tag",
+        fix="use tag '1.1' if that was meant, or push '1.0' first",
+        cause="not_found",
+    )
+    (found,) = diagnose(failing(NOT_FOUND_TEXT), [], [near], workload=Workload("Deployment", "web"))
+    assert found.fixes == [
+        "use tag '1.1' if that was meant, or push '1.0' first: kubectl set image deployment/web "
+        "web=registry.example.com/team/app:1.1 -n team-a"
+    ]

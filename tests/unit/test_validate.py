@@ -106,7 +106,10 @@ def test_secret_for_another_registry_names_what_it_covers() -> None:
     obj = pod(pod_spec(container("app", REG_IMAGE), secrets=["regcred"]))
     message = validate(request(obj), PRIVATE, cluster).message or ""
     assert "is on registry.example.com, which needs credentials" in message
-    assert 'the pod\'s imagePullSecrets ("regcred") cover ghcr.io' in message
+    assert (
+        "the pod's imagePullSecrets \"regcred\" (entry 'ghcr.io' is for another registry) "
+        "do not cover registry.example.com/" in message
+    )
 
 
 @pytest.mark.parametrize(

@@ -29,14 +29,18 @@ from webhook.core.hosts import any_host_matches, suggest_registry
 from webhook.core.keyring import (
     Credential,
     SecretFormatError,
-    covered_registries,
     lookup,
+    miss_reason,
     parse_pull_secret,
 )
 from webhook.core.podspec import Container
 from webhook.core.reference import InvalidReference, Reference, parse, parse_or_none
 
 q = shlex.quote
+
+#: The words of the registry-host typo guess (an advisory finding), which a registry that
+#: serves the image takes back.
+TYPO_WORDS = "looks like a typo of"
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,9 +113,9 @@ def check_reference(
         Finding.for_container(
             "reference",
             container,
-            problem=f"registry {ref.domain!r} of image {container.shown_image!r} looks like a typo "
-            f"of {typo!r}",
-            short=f"registry {ref.domain!r} looks like a typo of {typo!r}",
+            problem=f"registry {ref.domain!r} of image {container.shown_image!r} {TYPO_WORDS} "
+            f"{typo!r}",
+            short=f"registry {ref.domain!r} {TYPO_WORDS} {typo!r}",
             fix=f"use image {corrected!r} if that was meant",
             advisory=True,
         )
@@ -339,13 +343,7 @@ def check_coverage(
     """An image from a registry needing credentials must be covered by one of the secrets."""
     if lookup(secrets.credentials, ref.name):
         return []
-    covered = covered_registries(secrets.credentials)
-    if secrets.names:
-        listed = ", ".join(f'"{n}"' for n in secrets.names)
-        cover = ", ".join(covered) if covered else "no registry"
-        have = f"the pod's imagePullSecrets ({listed}) cover {cover}"
-    else:
-        have = "the pod has no imagePullSecrets"
+    have = what_the_pod_has(secrets, ref)
     name = secret_name_for(ref.domain)
     where_to_add = (
         # A running Pod's imagePullSecrets cannot change (kubectl debug on it, say).
@@ -364,3 +362,28 @@ def check_coverage(
             fix=create_secret_command(name, namespace, ref.domain) + f", then {where_to_add}",
         )
     ]
+
+
+def what_the_pod_has(secrets: SecretSet, ref: Reference) -> str:
+    """The pull secrets the pod has and why each misses ``ref``, in the kubelet's terms:
+    ``the pod's imagePullSecrets "regcred" (entry 'registry.example.com' has no port, and
+    the kubelet matches the port (5000)) do not cover registry.example.com:5000/team/app``.
+    A denial must name what the pod has, not say it has nothing (issue 22)."""
+    if not secrets.names:
+        return "the pod has no imagePullSecrets"
+    by_secret: dict[str, list[str]] = {}
+    for credential in secrets.credentials:
+        secret = credential.source.rpartition("/")[2]
+        by_secret.setdefault(secret, []).append(miss_reason(credential.key, ref.name))
+    described = []
+    for secret in secrets.names[:3]:
+        reasons = list(dict.fromkeys(by_secret.get(secret, [])))
+        if not reasons:
+            described.append(f'"{secret}" (no entries)')
+            continue
+        more = f"; {len(reasons) - 2} more entries" if len(reasons) > 2 else ""
+        described.append(f'"{secret}" ({"; ".join(reasons[:2])}{more})')
+    if len(secrets.names) > 3:
+        described.append(f"{len(secrets.names) - 3} more")
+    whose = f"{secrets.origin}'s" if secrets.origin else "the pod's"
+    return f"{whose} imagePullSecrets {', '.join(described)} do not cover {ref.name}"

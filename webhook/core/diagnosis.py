@@ -13,14 +13,19 @@ Pure: dicts and findings in, :class:`ContainerDiagnosis` values out.
 
 from __future__ import annotations
 
+import json
+import re
+import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from webhook.core.checks import create_secret_command
+from webhook.core.checks import create_secret_command, secret_name_for
 from webhook.core.findings import Finding
 from webhook.core.podspec import Container, pod_spec
-from webhook.core.pullfailure import CAUSE_WORDS, PULL_REASONS, Cause, classify
+from webhook.core.pullfailure import CAUSE_WORDS, PULL_REASONS, Cause, Classified, classify
+
+q = shlex.quote
 
 #: For findings that do not name their cause (``Finding.cause``; the registry and platform
 #: checks always do): the causes a finding of each check stands for, to tell "confirmed"
@@ -119,21 +124,56 @@ def secret_events(events: Sequence[Mapping[str, Any]]) -> list[str]:
     ]
 
 
+@dataclass(frozen=True, slots=True)
+class Workload:
+    """What a fix must change for a pod: its controlling owner (a Deployment, not its
+    ReplicaSet: the Deployment would put the ReplicaSet back), or the pod itself when it has
+    none; and the pod's ServiceAccount with its pull secrets (for a rate limit's fix)."""
+
+    kind: str = "Pod"
+    name: str = ""
+    service_account: str = "default"
+    account_secrets: tuple[str, ...] = ()
+
+    @property
+    def bare(self) -> bool:
+        return self.kind == "Pod"
+
+    @property
+    def template_path(self) -> tuple[str, ...]:
+        """Where the pod template's spec is, under the owner's ``spec``."""
+        if self.kind == "CronJob":
+            return ("jobTemplate", "spec", "template", "spec")
+        return ("template", "spec")
+
+
 def diagnose(
     pod: Mapping[str, Any],
     events: Sequence[Mapping[str, Any]],
     live: Sequence[Finding],
     *,
     live_note: str = "",
+    workload: Workload | None = None,
 ) -> list[ContainerDiagnosis]:
     """One diagnosis per failing image. ``live``: findings of the checks re-run now;
-    ``live_note``: why they could not all run (shown when nothing confirms)."""
+    ``live_note``: why they could not all run (shown when nothing confirms); ``workload``:
+    the pod's owner, so the fixes change what will make the next pod.
+
+    The kubelet's evidence comes first: a live finding that is only advice (the registry
+    cannot be reached from here now, a typo guess, ``:latest`` advice) never replaces the
+    cause the kubelet reported nor its fix; it is shown as evidence. Only a definite live
+    finding (not found, refused, a secret missing, a reference that cannot parse) corrects.
+    """
     metadata = pod.get("metadata") or {}
     name, namespace = str(metadata.get("name", "")), str(metadata.get("namespace", ""))
-    node = str((pod.get("spec") or {}).get("nodeName") or "")
+    spec = pod.get("spec") or {}
+    node = str(spec.get("nodeName") or "")
+    if workload is None:
+        workload = Workload("Pod", name, str(spec.get("serviceAccountName") or "default"))
+    fixer = _Fixer(pod, namespace, workload)
     out = []
     for container, texts in failing_containers(pod, events):
-        classified = classify(*texts, *secret_events(events))
+        classified = _classify(texts, secret_events(events))
         cause = classified.cause
         diagnosis = ContainerDiagnosis(
             container=container.label,
@@ -144,33 +184,77 @@ def diagnose(
         )
         mine = [f for f in live if f.subject == container.label or container.label in f.subject]
         confirming = [f for f in mine if _predicts(f, cause)]
+        definite = [f for f in mine if _definite(f)]
+        advice = [f for f in mine if f not in confirming and f not in definite]
         if confirming:
             diagnosis.verdict = "confirmed"
-            _use(diagnosis, confirming)
-        elif mine:
+            _use(diagnosis, confirming, fixer, container)
+        elif definite or (advice and cause is Cause.UNKNOWN):
+            correcting = definite or advice
             diagnosis.verdict = "corrected"
-            _use(diagnosis, mine)
+            _use(diagnosis, correcting, fixer, container)
+            settled = _settled_cause(correcting[0])
             diagnosis.summary = (
-                f"{mine[0].problem} (the kubelet's text suggested: {CAUSE_WORDS[cause]})"
+                f"{correcting[0].problem} (the kubelet's text suggested: {CAUSE_WORDS[cause]})"
             )
-        elif cause in (Cause.NOT_FOUND, Cause.UNAUTHORIZED, Cause.SECRET_MISSING) and not live_note:
+            if settled is not None:
+                diagnosis.cause = settled
+            advice = [f for f in advice if f not in correcting]
+        elif (
+            cause in (Cause.NOT_FOUND, Cause.UNAUTHORIZED, Cause.SECRET_MISSING)
+            and not live_note
+            and not any(f.check == "registry" for f in advice)
+        ):
+            # Asked now, and the registry served the image: fixed (or pushed) since.
             diagnosis.verdict = "not confirmed"
             diagnosis.evidence.append(
                 "pullguard now: the image exists and the pod's credentials may read it "
                 "(pushed or fixed since the last attempt)"
             )
             diagnosis.fixes.append(
-                f"the kubelet retries with a back-off of up to 5 minutes; to retry now: "
-                f"kubectl delete pod {name} -n {namespace} (its controller makes a new one)"
+                f"the kubelet retries with a back-off of up to 5 minutes; {fixer.retry()}"
             )
         else:
             diagnosis.verdict = "not checked" if live_note else "not confirmed"
             if live_note:
                 diagnosis.evidence.append(f"pullguard could not re-check: {live_note}")
+        diagnosis.evidence.extend(f"pullguard now (advice): {f.problem}" for f in advice)
         if not diagnosis.fixes:
-            diagnosis.fixes.extend(_fixes_for(cause, container, name, namespace, node))
+            diagnosis.fixes.extend(_fixes_for(diagnosis.cause, container, fixer, node))
         out.append(diagnosis)
     return out
+
+
+def _classify(texts: Sequence[str], secret_texts: Sequence[str]) -> Classified:
+    """The container's own texts decide; a "Unable to retrieve some image pull secrets"
+    event (about the pod, whichever image) explains only a refusal, or a failure the
+    runtime's text does not name: it must not hide a not-found, a TLS or a DNS failure."""
+    own = classify(*texts)
+    if secret_texts and own.cause in (Cause.UNAUTHORIZED, Cause.UNKNOWN):
+        missing = classify(*secret_texts)
+        if missing.cause is Cause.SECRET_MISSING:
+            return missing
+    return own
+
+
+def _definite(finding: Finding) -> bool:
+    """A live finding that states a pull failure rather than advice."""
+    return not finding.advisory and finding.check != "pullPolicy"
+
+
+def _settled_cause(finding: Finding) -> Cause | None:
+    """The cause a correcting finding stands for (``--all`` groups by it)."""
+    if finding.cause is not None:
+        try:
+            return Cause(finding.cause)
+        except ValueError:
+            return None
+    causes = _FINDING_CAUSES.get(finding.check, set())
+    return (
+        next(iter(sorted(causes)))
+        if len(causes) == 1
+        else (Cause.UNAUTHORIZED if finding.check == "pullSecrets" else None)
+    )
 
 
 def _predicts(finding: Finding, cause: Cause) -> bool:
@@ -180,41 +264,160 @@ def _predicts(finding: Finding, cause: Cause) -> bool:
     return cause in _FINDING_CAUSES.get(finding.check, set())
 
 
-def _use(diagnosis: ContainerDiagnosis, findings: Sequence[Finding]) -> None:
+_SECRET_TO_ADD = re.compile(r", then (?:add|recreate the pod with) \{name: ([a-z0-9.-]+)\}")
+_BUILT_FOR = re.compile(r" has ([a-z0-9]+)/([a-z0-9]+)")
+_TAG_MEANT = re.compile(r"^use tag '([^']+)' if that was meant")
+_IMAGE_MEANT = re.compile(r"^use image '([^']+)'(?: if that was meant)?")
+
+
+def _use(
+    diagnosis: ContainerDiagnosis, findings: Sequence[Finding], fixer: _Fixer, container: Container
+) -> None:
+    """Evidence and fixes from live findings, with each fix made runnable on the pod that
+    exists: a secret to add goes to the owner's template (a Pod's list cannot change: it is
+    recreated), an image to use is set on the owner."""
     for finding in findings:
         diagnosis.evidence.append(f"pullguard now: {finding.problem}")
-        if finding.fix:
-            diagnosis.fixes.append(finding.fix)
+        if not finding.fix:
+            continue
+        fix = finding.fix
+        if added := _SECRET_TO_ADD.search(fix):
+            fix = f"{fix[: added.start()]} && {fixer.add_secret(added.group(1))}"
+        elif (tag := _TAG_MEANT.match(fix)) and "@" not in container.image:
+            head, slash, last = container.image.rpartition("/")
+            retagged = f"{head}{slash}{last.partition(':')[0]}:{tag.group(1)}"
+            fix = f"{fix}: {fixer.set_image(container, retagged)}"
+        elif meant := _IMAGE_MEANT.match(fix):
+            fix = f"use image {meant.group(1)!r}: {fixer.set_image(container, meant.group(1))}"
+        elif finding.check == "pullPolicy" and " Never " in finding.problem:
+            fix = f"{fix}: {fixer.set_pull_policy(container)}"
+        elif finding.cause == "platform" and (built := _BUILT_FOR.search(finding.problem)):
+            labels = {"kubernetes.io/os": built.group(1), "kubernetes.io/arch": built.group(2)}
+            fix = f"{fix}; to keep the pods on {built.group(1)}/{built.group(2)} nodes: "
+            fix += fixer.node_selector(labels)
+        diagnosis.fixes.append(fix)
 
 
-def _fixes_for(
-    cause: Cause, container: Container, pod: str, namespace: str, node: str
-) -> list[str]:
-    """Fixes from the cause alone (when no live finding brought one)."""
+class _Fixer:
+    """kubectl commands on what makes the pod: the owner's template, or the bare pod
+    (whose ``imagePullSecrets`` and ``nodeSelector`` cannot change: it is recreated with
+    ``kubectl patch --dry-run=client -o yaml ... | kubectl replace --force -f -``)."""
+
+    def __init__(self, pod: Mapping[str, Any], namespace: str, workload: Workload) -> None:
+        self.pod = pod
+        self.namespace = namespace
+        self.workload = workload
+        spec = pod.get("spec") or {}
+        self.secrets = [
+            str(s.get("name"))
+            for s in spec.get("imagePullSecrets") or []
+            if isinstance(s, Mapping) and s.get("name")
+        ]
+
+    @property
+    def pod_name(self) -> str:
+        return str((self.pod.get("metadata") or {}).get("name", ""))
+
+    def _spec_patch(self, fields: Mapping[str, Any]) -> str:
+        """The command that sets ``fields`` of the pod spec where the next pod comes from."""
+        ns = self.namespace
+        if self.workload.bare:
+            body = json.dumps({"spec": fields}, separators=(",", ":"))
+            return (
+                f"kubectl patch pod {self.pod_name} -n {ns} --type=merge --dry-run=client "
+                f"-o yaml -p {q(body)} | kubectl replace --force -f -"
+            )
+        document: dict[str, Any] = dict(fields)
+        for key in reversed(self.workload.template_path):
+            document = {key: document}
+        body = json.dumps({"spec": document}, separators=(",", ":"))
+        target = f"{self.workload.kind.lower()}/{self.workload.name}"
+        return f"kubectl patch {target} -n {ns} --type=merge -p {q(body)}"
+
+    def add_secret(self, secret: str) -> str:
+        names = [*dict.fromkeys([*self.secrets, secret])]
+        return self._spec_patch({"imagePullSecrets": [{"name": n} for n in names]})
+
+    def node_selector(self, labels: Mapping[str, str]) -> str:
+        return self._spec_patch({"nodeSelector": dict(labels)})
+
+    def set_image(self, container: Container, image: str) -> str:
+        if container.is_volume:
+            return "change the image volume's reference in the manifest and apply it again"
+        if self.workload.bare or self.workload.kind == "Job":
+            # A Pod's image can change in place; a Job's template cannot.
+            target = f"pod/{self.pod_name}"
+        else:
+            target = f"{self.workload.kind.lower()}/{self.workload.name}"
+        return f"kubectl set image {target} {container.name}={q(image)} -n {self.namespace}"
+
+    def set_pull_policy(self, container: Container) -> str:
+        """``imagePullPolicy: IfNotPresent`` (JSON patch ``add`` sets a member that exists
+        too) on the pod template, or on a recreated bare pod (a Pod's policy cannot change)."""
+        pointer = container.policy_pointer
+        if not self.workload.bare:
+            pointer = pointer.replace("/spec", "/spec/" + "/".join(self.workload.template_path), 1)
+        body = json.dumps([{"op": "add", "path": pointer, "value": "IfNotPresent"}])
+        if self.workload.bare:
+            return (
+                f"kubectl patch pod {self.pod_name} -n {self.namespace} --type=json "
+                f"--dry-run=client -o yaml -p {q(body)} | kubectl replace --force -f -"
+            )
+        target = f"{self.workload.kind.lower()}/{self.workload.name}"
+        return f"kubectl patch {target} -n {self.namespace} --type=json -p {q(body)}"
+
+    def retry(self) -> str:
+        if self.workload.bare:
+            return (
+                f"to retry now: kubectl get pod {self.pod_name} -n {self.namespace} -o yaml | "
+                "kubectl replace --force -f -"
+            )
+        return (
+            f"to retry now: kubectl delete pod {self.pod_name} -n {self.namespace} (its "
+            f"{self.workload.kind} makes a new one)"
+        )
+
+    def docker_hub_login(self) -> str:
+        account = self.workload.service_account
+        names = [*dict.fromkeys([*self.workload.account_secrets, "dockerhub"])]
+        body = json.dumps({"imagePullSecrets": [{"name": n} for n in names]}, separators=(",", ":"))
+        return (
+            f"{create_secret_command('dockerhub', self.namespace, 'https://index.docker.io/v1/')}"
+            f" && kubectl patch serviceaccount {account} -n {self.namespace} --type=merge "
+            f"-p {q(body)}"
+        )
+
+
+def _fixes_for(cause: Cause, container: Container, fixer: _Fixer, node: str) -> list[str]:
+    """Fixes from the cause alone (when no live finding brought one), each ending with the
+    command that makes it where one exists."""
+    namespace, pod = fixer.namespace, fixer.pod_name
     host = container.image.split("/", 1)[0] if "/" in container.image else "docker.io"
-    set_image = (
-        f"kubectl set image pod/{pod} {container.name}=IMAGE -n {namespace}"
-        if not container.is_volume
-        else "change the image volume's reference in the manifest and apply it again"
-    )
     on_node = f" on node {node}" if node else " on the node"
+    name = secret_name_for(host)
     return {
-        Cause.NOT_FOUND: [f"push {container.image}, or use an image that exists: {set_image}"],
+        Cause.NOT_FOUND: [
+            f"push {container.image}, or use an image that exists: "
+            + fixer.set_image(container, "IMAGE")
+        ],
         Cause.UNAUTHORIZED: [
-            f"{create_secret_command('regcred', namespace, host)}, then list it in the "
-            "workload's imagePullSecrets (a Pod's list cannot change: recreate it)"
+            f"{create_secret_command(name, namespace, host)} && {fixer.add_secret(name)}"
         ],
         Cause.SECRET_MISSING: [
             f"kubectl get pod {pod} -n {namespace} -o "
             "jsonpath='{.spec.imagePullSecrets}', then create each one missing "
-            f"in namespace {namespace}"
+            f"in namespace {namespace}: {create_secret_command('NAME', namespace, host)}"
         ],
-        Cause.INVALID_NAME: [f"correct the reference: {set_image}"],
+        Cause.INVALID_NAME: [f"correct the reference: {fixer.set_image(container, 'IMAGE')}"],
         Cause.RATE_LIMITED: [
-            "pull through a mirror (mirrors in the pullguard configuration), or authenticate "
-            "the pulls with an imagePullSecret"
+            "authenticate the pulls (Docker Hub allows more to a login), then recreate the "
+            f"pods: {fixer.docker_hub_login()}; or pull through a mirror (mirrors in the "
+            "pullguard configuration)"
         ],
-        Cause.DNS: [f"check the registry host {host!r} for a typo; resolve it{on_node}"],
+        Cause.DNS: [
+            f"check the registry host {host!r} for a typo, and set the image meant: "
+            f"{fixer.set_image(container, 'IMAGE')}; or resolve it{on_node}"
+        ],
         Cause.CONNECTION_REFUSED: [f"check that the registry {host} is up and listening"],
         Cause.TIMEOUT: [
             f"check the network path (egress, proxy, firewall) from the node to {host}"
@@ -225,16 +428,16 @@ def _fixes_for(
         ],
         Cause.REGISTRY_ERROR: [f"the registry {host} is failing; the kubelet retries on its own"],
         Cause.PLATFORM: [
-            "use a multi-platform build, or add nodeSelector kubernetes.io/arch to the "
-            "workload so its pods land on nodes the image supports"
+            "use a multi-platform build, or keep the pods on nodes the image has a build "
+            "for: " + fixer.node_selector({"kubernetes.io/arch": "ARCH"})
         ],
         Cause.DISK_FULL: [
             f"free disk space{on_node}: kubectl describe node {node or 'NODE'}; remove unused "
             "images there (crictl rmi --prune)"
         ],
         Cause.NEVER_PULL: [
-            "set imagePullPolicy: IfNotPresent in the workload (a Pod's policy cannot change: "
-            "recreate it), or preload the image on every node"
+            "set imagePullPolicy: IfNotPresent where the pod comes from, or preload the image "
+            "on every node: " + fixer.set_pull_policy(container)
         ],
         Cause.UNKNOWN: [f"kubectl describe pod {pod} -n {namespace}"],
     }[cause]

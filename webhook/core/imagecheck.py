@@ -17,14 +17,25 @@ exist, else a warning.
 scheduled on, from the cluster's Node labels and the pod's own node selector and required
 node affinity.
 
+Fixes are ones a person can run as printed: an anonymous refusal names the secrets the pod
+has and why each missed; a pod that exists (``kubectl debug``) is told to be recreated, never
+to edit its ``imagePullSecrets``; a refused default secret is replaced at its source (the copy
+follows it); a Windows-only image is kept on Windows nodes by ``kubernetes.io/os``, with a
+toleration, not by an arch that Linux nodes share.
+
 Pure: answers come in as :class:`~webhook.core.registry.Answer` values.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
-from webhook.core.checks import create_secret_command, secret_name_for
+from webhook.core.checks import (
+    SecretSet,
+    create_secret_command,
+    secret_name_for,
+    what_the_pod_has,
+)
 from webhook.core.findings import Finding
 from webhook.core.hosts import any_host_matches, edit_distance
 from webhook.core.keyring import Credential
@@ -68,6 +79,15 @@ def _tried(answer: Answer) -> str:
 _ANONYMOUS_NOTE = " (the pod has no imagePullSecret for it; the image is private or does not exist)"
 
 
+def _anonymous_note(secrets: SecretSet | None, ref: Reference, hidden: str) -> str:
+    """Why the pull was anonymous: no secret at all, or the secrets the pod has and why
+    each misses the image (a key without the port, a path prefix that misses); ``hidden``:
+    a ServiceAccount's secrets the pod's own list hides."""
+    if secrets is None or not secrets.names:
+        return _ANONYMOUS_NOTE
+    return f" ({what_the_pod_has(secrets, ref)}{hidden}; the image is private or does not exist)"
+
+
 def closest_tag(wanted: str, tags: Sequence[str]) -> str | None:
     """A tag one or two edits from ``wanted`` (``1.25`` for ``1.52``), if there is one."""
     best: tuple[int, str] | None = None
@@ -86,8 +106,17 @@ def registry_finding(
     namespace: str,
     node_credential_registries: Sequence[str],
     secrets_unreadable: bool = False,
+    secrets: SecretSet | None = None,
+    running_pod: bool = False,
+    default_sources: Mapping[str, str] | None = None,
+    hidden: str = "",
 ) -> Finding | None:
-    """The finding for one image's answer, or ``None`` (found, or not asked)."""
+    """The finding for one image's answer, or ``None`` (found, or not asked).
+
+    ``secrets``: what the pod has, named when none of it matched the image. ``running_pod``:
+    the pod exists (``kubectl debug``), and its ``imagePullSecrets`` cannot change.
+    ``default_sources``: default pull secrets pullguard copies, by name, to their source
+    namespace: a refused copy is fixed at its source (the sync overwrites the copy)."""
     outcome = answer.outcome
     shown = container.shown_image
     where = ref.domain
@@ -110,23 +139,35 @@ def registry_finding(
     if outcome is Outcome.UNAUTHORIZED:
         if answer.tried:
             stale = answer.tried[0].rpartition("/")[2]
-            fix = (
-                f"check that the credentials in imagePullSecret {answer.tried[0]} may pull "
-                f"{ref.familiar_name}; to replace them: kubectl delete secret "
-                f"{stale} -n {namespace} && {create_secret_command(stale, namespace, where)}"
-            )
+            source = (default_sources or {}).get(stale)
+            if source and source != namespace:
+                fix = (
+                    f'imagePullSecret "{stale}" is pullguard\'s copy of {source}/{stale} '
+                    f"(defaultPullSecrets), which pullguard keeps in step: replace the source: "
+                    f"kubectl delete secret {stale} -n {source} && "
+                    f"{create_secret_command(stale, source, where)}"
+                )
+            else:
+                fix = (
+                    f"check that the credentials in imagePullSecret {answer.tried[0]} may pull "
+                    f"{ref.familiar_name}; to replace them: kubectl delete secret "
+                    f"{stale} -n {namespace} && {create_secret_command(stale, namespace, where)}"
+                )
         else:
             name = secret_name_for(ref.domain)
-            fix = (
-                f"{create_secret_command(name, namespace, where)}, then add {{name: {name}}} "
-                "to the imagePullSecrets in the manifest"
+            then = (
+                # A Pod's imagePullSecrets cannot change once it exists (kubectl debug).
+                f"then recreate the pod with {{name: {name}}} in spec.imagePullSecrets"
+                if running_pod
+                else f"then add {{name: {name}}} to the imagePullSecrets in the manifest"
             )
+            fix = f"{create_secret_command(name, namespace, where)}, {then}"
         finding = Finding.for_container(
             "registry",
             container,
             cause="unauthorized",
             problem=f"registry {where} refused to serve {shown!r} {_tried(answer)}"
-            f"{'' if answer.tried else _ANONYMOUS_NOTE}{_said(answer)}; "
+            f"{'' if answer.tried else _anonymous_note(secrets, ref, hidden)}{_said(answer)}; "
             "the kubelet will get the same answer",
             short=f"{where} refused {ref.familiar} {_tried(answer)}",
             fix=fix,
@@ -325,7 +366,6 @@ def platform_finding(
             short=f"{ref.familiar} has {has} only; the pod can only run on {where}",
             fix=fix,
         )
-    arch = sorted({normalized(p).architecture for p in image})
     return Finding.for_container(
         "platform",
         container,
@@ -333,10 +373,29 @@ def platform_finding(
         problem=f"image {shown!r} has {has} only; on the cluster's {lacking} "
         f'nodes it fails with "no matching manifest"{why}',
         short=f"{ref.familiar} has {has} only; it fails on {lacking} nodes",
-        fix=f"add nodeSelector kubernetes.io/arch: {arch[0]} to the pod spec, or use a "
+        fix=f"add nodeSelector {_selector(image, fit)} to the pod spec, or use a "
         "multi-platform build",
         advisory=True,
     )
+
+
+def _selector(image: Sequence[Platform], fit: PlatformFit) -> str:
+    """The nodeSelector that keeps the pod on nodes the image has a build for. By
+    ``kubernetes.io/os`` when the nodes it lacks run another system (a Windows image in a
+    Linux cluster: selecting amd64 would still pick the Linux amd64 nodes), with the
+    toleration Windows nodes usually need (they are tainted so Linux pods stay off)."""
+    oses = sorted({normalized(p).os for p in image})
+    arches = sorted({normalized(p).architecture for p in image})
+    lacking_os = {os_name for os_name, _ in fit.missing}
+    if len(oses) == 1 and oses[0] not in lacking_os:
+        selector = f"kubernetes.io/os: {oses[0]}"
+        if len(arches) == 1:
+            selector += f" and kubernetes.io/arch: {arches[0]}"
+        return (
+            f"{selector}, plus a toleration for the taints of those nodes (kubectl get nodes "
+            f"-l kubernetes.io/os={oses[0]} -o jsonpath='{{.items[*].spec.taints}}')"
+        )
+    return f"kubernetes.io/arch: {arches[0]}"
 
 
 def mirror_not_found_finding(

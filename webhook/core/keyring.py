@@ -257,6 +257,28 @@ def lookup(credentials: Iterable[Credential], image_name: str) -> list[Credentia
     return matched
 
 
+def miss_reason(key: str, image_name: str) -> str:
+    """Why the entry ``key`` does not cover ``image_name`` (``host[:port]/path``), in the
+    kubelet's terms, so a denial can say what the pod's secret has instead of "no secret":
+    the port must match (``registry.example.com`` never covers ``registry.example.com:5000``),
+    a key's path is a prefix of the repository, and a glob covers one DNS label."""
+    shown = shown_key(key)
+    glob_host, glob_path = _split_target(keyring_key(key))
+    target_host, target_path = _split_target(image_name)
+    glob_name, glob_port = split_host_port(glob_host)
+    target_name, target_port = split_host_port(target_host)
+    same_name = url_matches(glob_name, target_name)
+    if same_name and glob_port != target_port:
+        if not glob_port:
+            return f"entry {shown!r} has no port, and the kubelet matches the port ({target_port})"
+        if not target_port:
+            return f"entry {shown!r} is for port {glob_port}; the image names no port"
+        return f"entry {shown!r} is for port {glob_port}, not {target_port}"
+    if same_name and not target_path.startswith(glob_path):
+        return f"entry {shown!r} covers only the path {glob_path}, not {target_path}"
+    return f"entry {shown!r} is for another registry"
+
+
 def covered_registries(credentials: Iterable[Credential]) -> list[str]:
     """The keys a set of credentials covers, as a person would read them, sorted."""
     return sorted({keyring_key(c.key) for c in credentials})

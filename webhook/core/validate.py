@@ -42,9 +42,10 @@ Pure: the cluster is reached only through :class:`~webhook.core.cluster.ClusterV
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from webhook.core.checks import (
+    TYPO_WORDS,
     SecretSet,
     WorkloadRef,
     check_coverage,
@@ -93,6 +94,10 @@ class Decision:
     """Per check: pass | warn | deny | off | unavailable | not-judged (for metrics)."""
     reason: str = "judged"
     """Why it was (not) judged: judged | exempt | unsupported | unchanged | mode-off."""
+    not_checked: tuple[tuple[str, str], ...] = ()
+    """(image as written, why) for each image the registry check could not settle: not
+    asked, unreachable, rate limited or failing. ``audit`` counts and lists them: it must
+    never say "nothing" where it could not look."""
 
 
 #: Checks whose (non-advisory) findings are certain pull failures, enforceable even on objects
@@ -270,10 +275,12 @@ def validate(
                 namespace,
                 unavailable,
                 blocked=any(f.check == "pullSecrets" and not f.advisory for f in findings),
+                running_pod=not view.is_template and request.operation == "UPDATE",
                 as_written=as_written_answers,
                 mirrors_down=frozenset() if view.is_template else mirrors_down,
             )
         )
+        findings = _served_is_no_typo(findings, answers, pulled)
 
     if pod is not None and pod.pending_account:
         findings = _pending_account(findings, pod.pending_account, pulled, refs)
@@ -286,7 +293,7 @@ def validate(
     loud = frozenset({"reference", "pullSecrets", "pullPolicy"})
     if registry is not None:
         loud |= {"registry"}
-    return _decide(
+    decision = _decide(
         request,
         findings=findings,
         actions=actions,
@@ -294,6 +301,29 @@ def validate(
         labels_unavailable=labels_unavailable,
         loud=loud,
     )
+    if actions["registry"] is Action.OFF:
+        return decision
+    return replace(decision, not_checked=_not_checked(pulled, answers))
+
+
+#: Answers that leave an image's existence and access unknown.
+_UNSETTLED = frozenset(
+    {Outcome.NOT_ASKED, Outcome.UNREACHABLE, Outcome.RATE_LIMITED, Outcome.REGISTRY_ERROR}
+)
+
+
+def _not_checked(
+    pulled: list[Container], answers: Mapping[str, Answer]
+) -> tuple[tuple[str, str], ...]:
+    out: dict[str, str] = {}
+    for container in pulled:
+        answer = answers.get(container.pointer)
+        if answer is not None and answer.outcome in _UNSETTLED:
+            why = answer.outcome.value.replace("_", " ")
+            out.setdefault(
+                container.shown_image, f"{why}: {answer.detail}" if answer.detail else why
+            )
+    return tuple(out.items())
 
 
 @dataclass
@@ -348,6 +378,20 @@ def _read_pod_secrets(
                     f"; the template's own imagePullSecrets hide ServiceAccount "
                     f'"{account.name}"\'s ({listed}), which its pods will not get'
                 )
+    elif lists_own_secrets:
+        # A Pod that lists its own secrets gets none of its ServiceAccount's: the plugin
+        # fills the list only when it is empty. Said, so the pod's list is not read as all.
+        try:
+            account = cluster.get_service_account(namespace, view.service_account)
+        except ClusterUnavailable:
+            account = None
+        extra = [n for n in (account.image_pull_secrets if account else []) if n not in names]
+        if account is not None and extra:
+            listed = ", ".join(f'"{n}"' for n in extra)
+            hidden = (
+                f"; the pod's own imagePullSecrets hide ServiceAccount \"{account.name}\"'s "
+                f"({listed}), which the API server adds only to a pod that lists none"
+            )
     needing = [
         c for c in judged if c.pointer in refs and needs_credentials(refs[c.pointer], config)
     ]
@@ -612,12 +656,14 @@ def _registry_findings(  # noqa: PLR0917 - one call site, every argument named t
     blocked: bool,
     as_written: Mapping[str, tuple[Reference, Answer]],
     mirrors_down: Collection[str],
+    running_pod: bool = False,
 ) -> list[Finding]:
     """Findings of the ``registry`` and ``platform`` checks. ``blocked``: a pull-secret
     finding already denies, and its fix comes first; a refusal would repeat it.
     ``as_written``: the registry's answer for the image as written, where its mirror said
     "not found"; ``mirrors_down``: mirrors a Pod's rewritten image may be on, which stopped
-    answering since (a cached answer from the mirror would hide that)."""
+    answering since (a cached answer from the mirror would hide that). ``running_pod``: the
+    pod exists already (``kubectl debug``), and its pull secrets cannot change."""
     findings: list[Finding] = []
     not_asked: list[str] = []
     unchecked: list[str] = []  # the images behind not_asked
@@ -674,6 +720,14 @@ def _registry_findings(  # noqa: PLR0917 - one call site, every argument named t
             namespace=namespace,
             node_credential_registries=config.registry.node_credential_registries,
             secrets_unreadable=secrets_unreadable,
+            secrets=pod.secrets if pod is not None else None,
+            hidden=pod.hidden if pod is not None else "",
+            running_pod=running_pod,
+            default_sources={
+                d.secret: d.source_namespace
+                for d in config.default_pull_secrets
+                if d.source_namespace is not None
+            },
         )
         if finding is not None:
             findings.append(finding)
@@ -700,6 +754,29 @@ def _registry_findings(  # noqa: PLR0917 - one call site, every argument named t
         unavailable["registry"] = "; ".join(dict.fromkeys(not_asked)) + f"; not checked: {named}"
         unavailable.setdefault("platform", unavailable["registry"])
     return findings
+
+
+def _served_is_no_typo(
+    findings: list[Finding], answers: Mapping[str, Answer], pulled: list[Container]
+) -> list[Finding]:
+    """Drop the "looks like a typo of another registry" guess for an image its registry has
+    just served: the host is the one meant (a real registry one edit from a well-known one,
+    ``quay.io`` and ``quai.io`` say, is not a typo when it has the image)."""
+    served = {
+        c.image_pointer
+        for c in pulled
+        if (answer := answers.get(c.pointer)) is not None and answer.outcome is Outcome.FOUND
+    }
+    return [
+        f
+        for f in findings
+        if not (
+            f.check == "reference"
+            and f.advisory
+            and TYPO_WORDS in f.problem
+            and f.pointer in served
+        )
+    ]
 
 
 def _subject(containers: list[Container]) -> str:

@@ -45,8 +45,11 @@ class InClusterAudit:
         metrics: Any,
         *,
         not_ready: Callable[[], list[str]] = list,
+        own_namespace: str = "",
     ) -> None:
         self.api_client = api_client
+        self.own_namespace = own_namespace
+        """pullguard's own namespace: exempt at admission, so never judged here either."""
         self.not_ready = not_ready
         """Why a pass would judge on partial data now (configuration not loaded, caches not
         synced); a pass waits until this is empty, so a half-filled cache never reports
@@ -68,7 +71,9 @@ class InClusterAudit:
         seen: dict[str, str] = {}
         for kind, document in objects(self.api_client, None):
             scanned += 1
-            decision = livecheck.judge(kind, document, config, self.cluster, registry)
+            decision = livecheck.judge(
+                kind, document, config, self.cluster, registry, own_namespace=self.own_namespace
+            )
             if not decision.findings:
                 continue
             meta = document["metadata"]

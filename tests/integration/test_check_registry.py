@@ -1,0 +1,93 @@
+"""``pullguard check`` says what it did not ask (issue 22 item 5): offline, an "ok" says the
+registry was not asked and how to ask; ``--registry`` asks a real registry (distribution on
+loopback) anonymously, so a tag never pushed is denied before the cluster sees it, and a
+private image is reported as not judged rather than refused."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import checkout_env
+from tests.integration.registries import Registry, loopback_tls, push_image, start_registry
+
+
+@pytest.fixture(scope="module")
+def registries(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Registry, Registry]]:
+    base = tmp_path_factory.mktemp("check-registries")
+    tls = loopback_tls(base / "tls")
+    public = start_registry(base / "public", **tls)
+    private = start_registry(base / "private", auth=("user", "pass"), **tls)
+    yield public, private
+    public.stop()
+    private.stop()
+
+
+def manifest(image: str) -> str:
+    return json.dumps(
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "app", "namespace": "team-a"},
+            "spec": {"containers": [{"name": "app", "image": image}]},
+        }
+    )
+
+
+def check(tmp_path: Path, ca: Path, image: str, *args: str) -> subprocess.CompletedProcess[str]:
+    (tmp_path / "pod.yaml").write_text(manifest(image))
+    config = tmp_path / "config.yaml"
+    config.write_text("registry: {allowPrivateNetworks: true}\n")
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "webhook",
+            "check",
+            "-f",
+            str(tmp_path / "pod.yaml"),
+            "--config",
+            str(config),
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=checkout_env(SSL_CERT_FILE=str(ca)),
+    )
+
+
+def test_an_offline_ok_says_the_registry_was_not_asked_and_registry_asks(
+    registries: tuple[Registry, Registry], tmp_path: Path
+) -> None:
+    public, _ = registries
+    push_image(public, "team/checked", "1.0")
+    never_pushed = f"{public.host}/team/checked:9.9"
+    offline = check(tmp_path, public.ca, never_pushed)
+    assert offline.returncode == 0, offline.stderr
+    assert offline.stdout.startswith("ok: Pod team-a/app (")
+    assert "registry not asked (offline)" in offline.stdout
+    assert "to ask now: pullguard check --registry" in offline.stdout
+    # Asked as printed: the tag admission would deny is denied here too.
+    asked = check(tmp_path, public.ca, never_pushed, "--registry")
+    assert asked.returncode == 1, asked.stdout + asked.stderr
+    assert "has no tag '9.9' (tags there include '1.0')" in asked.stdout
+    served = check(tmp_path, public.ca, f"{public.host}/team/checked:1.0", "--registry")
+    assert served.returncode == 0, served.stdout
+    assert served.stdout.startswith("ok: Pod team-a/app (") and "not asked" not in served.stdout
+
+
+def test_check_with_the_registry_never_denies_for_credentials_it_does_not_have(
+    registries: tuple[Registry, Registry], tmp_path: Path
+) -> None:
+    _, private = registries
+    push_image(private, "team/private-check", "1.0")
+    result = check(tmp_path, private.ca, f"{private.host}/team/private-check:1.0", "--registry")
+    assert result.returncode == 0, result.stdout
+    assert "wants credentials, and check has none" in result.stdout

@@ -1,0 +1,165 @@
+"""Every message pullguard can print is in docs/reference.md ("Every message"), with its
+cause and its fix, and every entry there is a message the code prints (issue 22 item 7).
+
+The messages are read from the code itself, so a new or reworded one fails this test until
+the reference has it: each finding's ``problem`` (the sentence of a denial or warning; a
+variable's every assignment in the function), each note :meth:`Finding.as_advisory` appends,
+each warning line the core writes itself (``pullguard: ...``), each cause ``diagnose``
+names (``CAUSE_WORDS``), and the notes ``check`` and ``audit`` print. A placeholder is the
+name of what fills it: ``{name}``, ``{shown_image}``, ``{why}``; a computed part is ``{…}``.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from collections.abc import Iterator
+
+from tests.conftest import ROOT
+from webhook.core.pullfailure import CAUSE_WORDS
+
+SOURCES = ROOT / "webhook"
+REFERENCE = ROOT / "docs" / "reference.md"
+#: Module constants whose text is printed as it is.
+PRINTED_CONSTANTS = {"NOT_ASKED_NOTE", "_ANONYMOUS_NOTE"}
+#: Functions whose every text (but the docstring) is part of a message.
+PRINTED_FUNCTIONS = {"miss_reason", "_not_checked_text"}
+
+
+#: Module-level string constants, by name: a message that names one shows its words.
+CONSTANTS: dict[str, str] = {}
+
+
+def placeholder(node: ast.expr) -> str:
+    if isinstance(node, ast.Name):
+        return CONSTANTS.get(node.id, "{" + node.id + "}")
+    if isinstance(node, ast.Attribute):
+        return "{" + node.attr + "}"
+    if isinstance(node, ast.Call):
+        func = node.func
+        name = func.id if isinstance(func, ast.Name) else getattr(func, "attr", "…")
+        return "{" + name + "()}"
+    return "{…}"
+
+
+def render(node: ast.expr) -> str | None:
+    """A string expression as a template; ``None`` when it is not built from literals."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    if isinstance(node, ast.JoinedStr):
+        parts = []
+        for value in node.values:
+            if isinstance(value, ast.Constant):
+                parts.append(str(value.value))
+            elif isinstance(value, ast.FormattedValue):
+                parts.append(placeholder(value.value))
+        return "".join(parts)
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+        left, right = render(node.left), render(node.right)
+        return None if left is None or right is None else left + right
+    if isinstance(node, ast.IfExp):
+        return "{…}"
+    return None
+
+
+def _functions(tree: ast.Module) -> Iterator[ast.AST]:
+    yield tree
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef):
+            yield node
+
+
+def _assigned(scope: ast.AST, name: str) -> list[ast.expr]:
+    return [
+        node.value
+        for node in ast.walk(scope)
+        if isinstance(node, ast.Assign)
+        and any(isinstance(t, ast.Name) and t.id == name for t in node.targets)
+    ]
+
+
+def templates_in_code() -> set[str]:
+    found: set[str] = set(CAUSE_WORDS.values())
+    for path in sorted(SOURCES.rglob("*.py")):
+        tree = ast.parse(path.read_text("utf-8"))
+        CONSTANTS.clear()
+        CONSTANTS.update(
+            {
+                target.id: node.value.value
+                for node in tree.body
+                if isinstance(node, ast.Assign)
+                and isinstance(node.value, ast.Constant)
+                and isinstance(node.value.value, str)
+                for target in node.targets
+                if isinstance(target, ast.Name) and target.id.isupper()
+            }
+        )
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Assign) and any(
+                isinstance(t, ast.Name) and t.id in PRINTED_CONSTANTS for t in node.targets
+            ):
+                text = render(node.value)
+                assert text is not None
+                found.add(text)
+        inner = {
+            id(part)
+            for node in ast.walk(tree)
+            if isinstance(node, ast.JoinedStr)
+            for part in node.values
+        } | {
+            id(node.value)
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Expr)  # docstrings
+        }
+        for node in ast.walk(tree):
+            # A warning line the code writes itself, whole.
+            if isinstance(node, ast.JoinedStr | ast.Constant) and id(node) not in inner:
+                text = render(node)
+                if text is not None and text.startswith("pullguard: "):
+                    found.add(text)
+            if isinstance(node, ast.FunctionDef) and node.name in PRINTED_FUNCTIONS:
+                for part in ast.walk(node):
+                    if isinstance(part, ast.JoinedStr) and id(part) not in inner:
+                        text = render(part)
+                        if text is not None:
+                            found.add(text)
+        for scope in _functions(tree):
+            for call in ast.walk(scope):
+                if not isinstance(call, ast.Call):
+                    continue
+                keywords = {k.arg: k.value for k in call.keywords}
+                values: list[ast.expr] = []
+                if "problem" in keywords:
+                    value = keywords["problem"]
+                    values = _assigned(scope, value.id) if isinstance(value, ast.Name) else [value]
+                elif getattr(call.func, "attr", "") == "as_advisory" and call.args:
+                    values = [call.args[0]]
+                for value in values:
+                    text = render(value)
+                    if text is not None and text.strip("{…}") and text != "{problem}":
+                        found.add(text)
+    # Only texts with words of their own (not "  {image}", a list's indentation).
+    return {t for t in found if re.search(r"[a-z]", re.sub(r"\{[^}]*\}", "", t))}
+
+
+def templates_in_reference() -> set[str]:
+    text = REFERENCE.read_text("utf-8")
+    section = text.split("### Every message", 1)[1].split("\n## ", 1)[0]
+    out = set()
+    for line in section.splitlines():
+        cells = [c.strip() for c in re.split(r"(?<!\\)\|", line)[1:-1]]
+        if len(cells) != 4 or not cells[1].startswith("`"):
+            continue
+        where, message, cause, fix = cells
+        assert where and cause and fix, f"an entry without its place, cause or fix: {line}"
+        out.add(message.strip("`").replace("\\|", "|"))
+    return out
+
+
+def test_every_message_in_the_code_is_in_the_reference_and_back() -> None:
+    code, reference = templates_in_code(), templates_in_reference()
+    assert len(code) > 40  # the extraction finds the messages at all
+    missing = sorted(code - reference)
+    stale = sorted(reference - code)
+    assert not missing, "messages the reference lacks:\n" + "\n".join(missing)
+    assert not stale, "reference entries no code prints:\n" + "\n".join(stale)
