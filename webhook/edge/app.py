@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,7 +23,8 @@ from flask import Flask, Response, request
 from webhook.core.cluster import ClusterView
 from webhook.core.configreview import review_config
 from webhook.core.mutate import Mutation, SecretCopy, mutate
-from webhook.core.registry import RegistryView
+from webhook.core.registry import Answer as RegistryAnswer
+from webhook.core.registry import Outcome, Question, RegistryView
 from webhook.core.review import (
     NESTED_TOO_DEEPLY,
     MalformedReview,
@@ -83,6 +84,30 @@ Answer = tuple[int, bytes]
 
 def _answer(document: Any, status: int = 200) -> Answer:
     return status, encode_json(document)
+
+
+#: Kept from a review's budget (``registry.timeoutSeconds``) for what follows the registry's
+#: answers: findings, the message, encoding, the write.
+ANSWER_MARGIN_SECONDS = 0.15
+
+
+class _DeadlineRegistry:
+    """A review's registry view: every question is asked within what is left of the
+    review's budget, counted from when its request arrived (reading and decoding the body
+    came out of it), so the answer is sent within ``registry.timeoutSeconds`` in all."""
+
+    def __init__(self, registry: RegistryView, started: float, budget: float) -> None:
+        self.registry = registry
+        self.deadline = started + budget - ANSWER_MARGIN_SECONDS
+
+    def ask(
+        self, questions: Sequence[Question], budget: float
+    ) -> Mapping[Question, RegistryAnswer]:
+        left = min(budget, self.deadline - time.perf_counter())
+        if left <= 0:
+            spent = RegistryAnswer(Outcome.NOT_ASKED, "the review's time budget was spent")
+            return dict.fromkeys(questions, spent)
+        return self.registry.ask(questions, left)
 
 
 def _error_review(uid: str, code: int, message: str) -> Answer:
@@ -166,7 +191,7 @@ def create_app(runtime: Runtime) -> Flask:
             return None, _error_review(error.uid, 400, f"malformed AdmissionReview: {error.reason}")
 
     def guarded(
-        webhook_name: str, handle: Callable[[Any], Answer]
+        webhook_name: str, handle: Callable[[Any, float], Answer]
     ) -> Callable[[dict[str, Any]], Answer]:
         duration = metrics.duration.labels(webhook_name)
 
@@ -176,7 +201,7 @@ def create_app(runtime: Runtime) -> Flask:
             if error_answer is not None:
                 return error_answer
             try:
-                return handle(review)
+                return handle(review, started)
             except RecursionError:
                 # Decoded, but deeper than the API server stores any object: a forged review.
                 metrics.requests.labels(webhook_name, "other", "other", "malformed").inc()
@@ -200,7 +225,7 @@ def create_app(runtime: Runtime) -> Flask:
 
         return endpoint
 
-    def handle_validate(review: Any) -> Answer:
+    def handle_validate(review: Any, started: float) -> Answer:
         config = runtime.config.current
         if review.kind == "ConfigMap":
             decision = review_config(
@@ -212,7 +237,9 @@ def create_app(runtime: Runtime) -> Flask:
                 config,
                 runtime.cluster,
                 own_namespace=runtime.own_namespace,
-                registry=runtime.registry,
+                registry=None
+                if runtime.registry is None
+                else _DeadlineRegistry(runtime.registry, started, config.registry.timeout_seconds),
                 mirrors_down=runtime.mirrors_down(),
             )
         _record_validation(metrics, review, decision)
@@ -224,7 +251,8 @@ def create_app(runtime: Runtime) -> Flask:
         )
         return _answer(body)
 
-    def handle_mutate(review: Any) -> Answer:
+    def handle_mutate(review: Any, started: float) -> Answer:
+        del started  # mutate asks no registry
         config = runtime.config.current
         result = mutate(
             review,
