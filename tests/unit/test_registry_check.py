@@ -229,7 +229,8 @@ def test_pods_made_by_a_controller_only_warn_on_registry_answers() -> None:
         }
     ]
     registry = table({IMAGE: Answer(Outcome.NOT_FOUND, "HTTP 404")})
-    decision = validate(request(obj), DEFAULT, cluster_with(), registry=registry)
+    controller = "system:serviceaccount:kube-system:replicaset-controller"
+    decision = validate(request(obj, user=controller), DEFAULT, cluster_with(), registry=registry)
     assert decision.allowed and decision.warnings
 
 

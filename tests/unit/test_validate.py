@@ -18,6 +18,7 @@ from tests.unit.builders import (
 )
 from webhook.core.cluster import NoCluster, SecretInfo, ServiceAccountInfo
 from webhook.core.config import load_config_text
+from webhook.core.registry import Answer, FixedRegistry, Outcome
 from webhook.core.validate import validate
 
 PRIVATE = load_config_text("privateRegistries: [registry.example.com]\n")
@@ -365,6 +366,10 @@ def test_kubectl_debug_of_a_pod_whose_list_names_a_missing_secret_is_allowed() -
     assert decision.allowed, decision.message
 
 
+#: The user the API server names for the ReplicaSet controller.
+RS_CONTROLLER = "system:serviceaccount:kube-system:replicaset-controller"
+
+
 def _owned(obj: dict[str, object], kind: str = "ReplicaSet") -> dict[str, object]:
     obj["metadata"]["ownerReferences"] = [  # type: ignore[index]
         {"apiVersion": "apps/v1", "kind": kind, "name": "web-1", "uid": "u", "controller": True}
@@ -377,16 +382,16 @@ def test_controller_made_pods_are_denied_only_for_certain_failures() -> None:
         "checks: {pullPolicy: enforce}\nprivateRegistries: [registry.example.com]\n"
     )
     moving = _owned(pod(pod_spec(container("app", "nginx:latest", "IfNotPresent"))))
-    decision = validate(request(moving), config, cluster_with())
+    decision = validate(request(moving, user=RS_CONTROLLER), config, cluster_with())
     assert decision.allowed, decision.message  # advisory for a pod its controller made
     assert any("IfNotPresent" in w for w in decision.warnings)
     by_hand = pod(pod_spec(container("app", "nginx:latest", "IfNotPresent")))
     assert not validate(request(by_hand), config, cluster_with()).allowed
     # Certain failures still deny: they would fail on every node anyway.
     broken = _owned(pod(pod_spec(container("app", "Nginx:1.25"))))
-    assert not validate(request(broken), config, cluster_with()).allowed
+    assert not validate(request(broken, user=RS_CONTROLLER), config, cluster_with()).allowed
     uncovered = _owned(pod(pod_spec(container("app", REG_IMAGE))))
-    assert not validate(request(uncovered), config, cluster_with()).allowed
+    assert not validate(request(uncovered, user=RS_CONTROLLER), config, cluster_with()).allowed
 
 
 def test_replicasets_of_a_deployment_follow_the_same_rule() -> None:
@@ -401,7 +406,9 @@ def test_replicasets_of_a_deployment_follow_the_same_rule() -> None:
             "spec": {"template": {"metadata": {}, "spec": spec}},
         }
 
-    assert validate(request(_owned(replicaset(), "Deployment")), config, cluster_with()).allowed
+    assert validate(
+        request(_owned(replicaset(), "Deployment"), user=RS_CONTROLLER), config, cluster_with()
+    ).allowed
     assert not validate(request(replicaset()), config, cluster_with()).allowed
 
 
@@ -536,7 +543,7 @@ def test_controller_made_pods_are_denied_only_by_certain_checks(spec: dict[str, 
         "checks: {reference: enforce, pullSecrets: enforce, pullPolicy: enforce}\n"
         "privateRegistries: [registry.example.com]\n"
     )
-    decision = validate(request(_owned(pod(spec))), enforce_all, cluster_with())
+    decision = validate(request(_owned(pod(spec)), user=RS_CONTROLLER), enforce_all, cluster_with())
     enforced = {f.check for f in decision.findings if f.action.value == "enforce"}
     assert enforced <= {"reference", "pullSecrets"}
     assert all(not f.advisory for f in decision.findings if f.action.value == "enforce")
@@ -555,3 +562,29 @@ def test_warnings_carry_the_prefix_and_the_fix() -> None:
         "again"
     )
     assert all(w.startswith("pullguard: ") and len(w) <= 256 for w in decision.warnings)
+
+
+@pytest.mark.parametrize(
+    ("user", "judged_as_controllers"),
+    [
+        ("alice", False),
+        ("system:serviceaccount:team-a:deployer", False),
+        ("system:serviceaccount:team-a:fake-controller", False),  # not kube-system
+        (RS_CONTROLLER, True),
+        ("system:kube-controller-manager", True),
+    ],
+)
+def test_a_made_up_controller_owner_is_trusted_only_from_a_controller(
+    user: str, judged_as_controllers: bool
+) -> None:
+    """A tenant's bare Pod with ``ownerReferences[].controller: true`` used to be judged as
+    a controller's pod: an image the registry says does not exist was only a warning."""
+    missing = "registry.example.com/team/app:gone"
+    registry = FixedRegistry({missing: Answer(Outcome.NOT_FOUND, "manifest unknown")})
+    cluster = cluster_with(pull_secret("team-a", "regcred", "registry.example.com"))
+    spec = pod_spec(container("app", missing), secrets=["regcred"])
+    review = request(_owned(pod(spec)), user=user)
+    decision = validate(review, PRIVATE, cluster, registry=registry)
+    assert decision.allowed is judged_as_controllers, decision.message
+    if not judged_as_controllers:
+        assert "gone" in (decision.message or "")

@@ -129,6 +129,15 @@ class MutationSettings:
     """Announce each rewritten image or injected secret as a kubectl warning."""
 
 
+#: The users the API server names for the built-in controllers: their own ServiceAccounts
+#: (kube-controller-manager with --use-service-account-credentials, the default of kubeadm
+#: and the managed clouds) or the controller manager's own identity.
+DEFAULT_CONTROLLER_USERS = (
+    "system:serviceaccount:kube-system:*-controller",
+    "system:kube-controller-manager",
+)
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     """The whole configuration. Build it with :func:`parse_config`; never mutate it."""
@@ -141,6 +150,9 @@ class Config:
     default_pull_secrets: tuple[DefaultPullSecret, ...] = ()
     mirrors: tuple[Mirror, ...] = ()
     mutation: MutationSettings = field(default_factory=MutationSettings)
+    controller_users: tuple[str, ...] = DEFAULT_CONTROLLER_USERS
+    """Users (``*`` globs) whose objects with a controlling ownerReference are judged as a
+    controller's (only certain failures deny); anyone else's are judged as a person's."""
 
     def known_registries(self) -> list[str]:
         """Registries this configuration names (for "did you mean" suggestions)."""
@@ -338,6 +350,7 @@ def parse_config(document: Any) -> Config:
             "defaultPullSecrets",
             "mirrors",
             "mutation",
+            "controllerUsers",
         },
     )
 
@@ -477,9 +490,14 @@ def parse_config(document: Any) -> Config:
         warnings=r.boolean(mutation_doc.get("warnings"), "mutation.warnings", True),
     )
 
+    controllers = r.strings(
+        top.get("controllerUsers", list(DEFAULT_CONTROLLER_USERS)), "controllerUsers"
+    )
+
     if r.problems:
         raise ConfigError(r.problems)
     return Config(
+        controller_users=tuple(controllers),
         checks=checks,
         exempt_namespaces=frozenset(exempt),
         namespace_mode_label=mode_label,

@@ -10,7 +10,8 @@ Order of a decision:
    was created, and ``kubectl scale`` never meets pullguard at all.
 3b. An object a controller makes from a template (a Pod of a ReplicaSet, StatefulSet,
    DaemonSet or Job; a ReplicaSet of a Deployment; a Job of a CronJob: an ownerReference with
-   ``controller: true``) is denied only for a failure that is certain: a reference the runtime
+   ``controller: true``), when the request's user is a controller (``controllerUsers``),
+   is denied only for a failure that is certain: a reference the runtime
    cannot parse, or credentials missing for a registry that needs them. Everything else about
    it is a warning. Its template was judged when a person applied it; a rollout restart, a
    scale-up or a node drain must never lose capacity to a rule added since, or to advice.
@@ -28,6 +29,7 @@ Pure: the cluster is reached only through :class:`~webhook.core.cluster.ClusterV
 
 from __future__ import annotations
 
+import fnmatch
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -87,6 +89,18 @@ def made_by_controller(obj: Mapping[str, object] | None) -> bool:
     return isinstance(owners, list) and any(
         isinstance(o, Mapping) and o.get("controller") is True for o in owners
     )
+
+
+def by_controller(request: AdmissionRequest, config: Config) -> bool:
+    """Did a controller make the request (``request.userInfo``, said by the API server)?
+
+    An ownerReference is written by whoever creates the object: a tenant's bare Pod with a
+    made-up ``controller: true`` owner used to be judged as a controller's pod, where only
+    certain failures deny (a self-bypass). The user is the API server's word when it is the
+    caller (``serve --client-ca``); a forged review can claim anything, but then it only
+    decides its own answer, never what the API server admits.
+    """
+    return any(fnmatch.fnmatchcase(request.user.username, u) for u in config.controller_users)
 
 
 def allow(reason: str) -> Decision:
@@ -239,7 +253,7 @@ def validate(
             )
         )
 
-    if made_by_controller(request.object):
+    if made_by_controller(request.object) and by_controller(request, config):
         findings = [f if f.check in CERTAIN_CHECKS else f.as_advisory() for f in findings]
 
     loud = frozenset({"reference", "pullSecrets", "pullPolicy"})
