@@ -13,6 +13,7 @@ content type other than JSON; 500 for an unexpected exception.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -41,6 +42,57 @@ log = logging.getLogger("pullguard.admission")
 #: The API server caps one object at 3 MiB (etcd's request limit, 1.5 MiB by default, is
 #: usually lower); an UPDATE review carries the object twice, plus the request's envelope.
 MAX_BODY_BYTES = 2 * 3 * 1024 * 1024 + 1024 * 1024
+#: Bytes of request bodies one worker holds at once (reserved before a body is read, by its
+#: Content-Length, released when its answer is out): 40 unfinished 7 MiB bodies once grew a
+#: worker by 330 MiB. A real review is a few KiB to a few hundred.
+IN_FLIGHT_BODY_BYTES = 32 * 1024 * 1024
+#: Bodies larger than this share at most :data:`LARGE_BODIES_SHARE` of the budget, so the
+#: rest stays for the reviews the API server usually sends while large ones are in flight
+#: (or held open by someone who never finishes them).
+LARGE_BODY_BYTES = 1024 * 1024
+LARGE_BODIES_SHARE = 24 * 1024 * 1024
+#: Seconds the API server is asked to wait before it sends a review refused for lack of
+#: room again: client-go's rest.Request retries a 429 that carries Retry-After, within the
+#: webhook's timeout.
+RETRY_AFTER_SECONDS = 1
+
+
+class BodyBudget:
+    """The bytes of request bodies in flight in this worker, reserved before they are read.
+
+    A body that does not fit is never read: it is answered 429 with ``Retry-After`` (the
+    API server retries it; holding the connection instead would keep its socket and, past
+    its timeout, fail the call anyway) and the connection is closed.
+    """
+
+    def __init__(
+        self,
+        total: int = IN_FLIGHT_BODY_BYTES,
+        *,
+        large: int = LARGE_BODY_BYTES,
+        large_share: int = LARGE_BODIES_SHARE,
+    ) -> None:
+        self.total, self.large, self.large_share = total, large, large_share
+        self.used = self.used_large = 0
+        self._lock = threading.Lock()
+
+    def reserve(self, size: int) -> bool:
+        with self._lock:
+            is_large = size > self.large
+            if self.used + size > self.total or (
+                is_large and self.used_large + size > self.large_share
+            ):
+                return False
+            self.used += size
+            if is_large:
+                self.used_large += size
+            return True
+
+    def release(self, size: int) -> None:
+        with self._lock:
+            self.used -= size
+            if size > self.large:
+                self.used_large -= size
 
 
 @dataclass
@@ -76,6 +128,7 @@ _STATUS_LINES = {
     405: "405 Method Not Allowed",
     413: "413 Request Entity Too Large",
     415: "415 Unsupported Media Type",
+    429: "429 Too Many Requests",
     500: "500 Internal Server Error",
 }
 Answer = tuple[int, bytes]
@@ -144,10 +197,21 @@ class AdmissionEndpoints:
         else:
             status, body = handle(environ)
         headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
-        if status == 413:
+        if status in (413, 429):
             headers.append(("Connection", "close"))  # the rest of the body is not read
+        if status == 429:
+            headers.append(("Retry-After", str(RETRY_AFTER_SECONDS)))
         start_response(_STATUS_LINES[status], headers)
         return [body]
+
+
+def _declared_size(environ: dict[str, Any]) -> int:
+    """The body's Content-Length; without one (chunked), the cap: that much may come."""
+    try:
+        declared = int(environ.get("CONTENT_LENGTH") or -1)
+    except ValueError:
+        declared = -1
+    return declared if declared >= 0 else MAX_BODY_BYTES
 
 
 def _read_body(environ: dict[str, Any]) -> bytes | None:
@@ -169,6 +233,7 @@ def create_app(runtime: Runtime) -> Flask:
         log.warning("%s", note)
     app = Flask("pullguard")
     metrics = runtime.metrics
+    bodies = BodyBudget()
 
     def read_review(webhook_name: str, environ: dict[str, Any]) -> tuple[Any, Answer | None]:
         content_type = str(environ.get("CONTENT_TYPE") or "").split(";")[0].strip().lower()
@@ -197,6 +262,21 @@ def create_app(runtime: Runtime) -> Flask:
 
         def endpoint(environ: dict[str, Any]) -> Answer:
             started = time.perf_counter()
+            size = min(_declared_size(environ), MAX_BODY_BYTES + 1)
+            if not bodies.reserve(size):
+                metrics.requests.labels(webhook_name, "", "", "shed").inc()
+                return _error_review(
+                    "",
+                    429,
+                    f"pullguard is reading {bodies.used} bytes of request bodies already; "
+                    f"retry after {RETRY_AFTER_SECONDS}s",
+                )
+            try:
+                return judged(environ, started)
+            finally:
+                bodies.release(size)
+
+        def judged(environ: dict[str, Any], started: float) -> Answer:
             review, error_answer = read_review(webhook_name, environ)
             if error_answer is not None:
                 return error_answer
