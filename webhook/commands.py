@@ -62,6 +62,13 @@ def register(sub: Any) -> None:  # argparse's _SubParsersAction is private
         help="run the audit in the cluster every SECONDS: metrics and Events on offending "
         "objects (needs deploy/components/in-cluster-audit; default 0: off)",
     )
+    serve.add_argument(
+        "--client-ca",
+        metavar="FILE",
+        help="PEM bundle of the CA that signs the API server's client certificate (its "
+        "AdmissionConfiguration's kubeConfigFile): /validate and /mutate then answer only "
+        "connections that present a certificate it signed (401 otherwise)",
+    )
     serve.add_argument("--cert", metavar="FILE", help="serving certificate (PEM)")
     serve.add_argument("--key", metavar="FILE", help="its private key (PEM)")
     serve.add_argument("--port", type=int, default=8443)
@@ -231,6 +238,9 @@ def _serve(args: argparse.Namespace, leadership: Any) -> int:
         )
         cert_controller.sync()
         args.cert, args.key = str(cert_controller.certfile), str(cert_controller.keyfile)
+    if args.client_ca and not Path(args.client_ca).is_file():
+        print(f"pullguard serve: --client-ca {args.client_ca} not found", file=sys.stderr)
+        return 2
     host = args.host or ("127.0.0.1" if args.dev else "0.0.0.0")  # noqa: S104 - a server
 
     def app_factory() -> Any:
@@ -255,6 +265,7 @@ def _serve(args: argparse.Namespace, leadership: Any) -> int:
                 notes=[*NOTES, *([] if args.cluster_state else [NO_CLUSTER])],
                 registry=registry,
                 mirrors_down=mirrors.down,
+                require_client_cert=bool(args.client_ca),
             )
             return create_app(runtime)
         if cert_controller is not None:
@@ -264,6 +275,7 @@ def _serve(args: argparse.Namespace, leadership: Any) -> int:
             )
         runtime = _cluster_runtime(args, store, metrics, leadership)
         runtime.registry, runtime.mirrors_down = registry, mirrors.down
+        runtime.require_client_cert = bool(args.client_ca)
         if args.audit_interval > 0:
             from kubernetes import client
 
@@ -298,6 +310,7 @@ def _serve(args: argparse.Namespace, leadership: Any) -> int:
             metrics_port=args.metrics_port,
             workers=args.workers or workers.usable_cores(),
             on_worker_exit=workers.worker_exited,
+            client_ca=args.client_ca,
         ),
         app_factory,
     )

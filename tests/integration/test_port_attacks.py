@@ -5,20 +5,34 @@
   the bytes of bodies in flight per worker are now reserved before they are read, and a
   body past the reservation is answered 429 with ``Retry-After`` without being read.
 
+- A review from anything but the API server: with ``serve --client-ca``, /validate and
+  /mutate answer 401 to a connection without a certificate that CA signed (before reading
+  the body), a certificate from another CA fails the handshake, and /healthz still answers
+  the kubelet's probes, which bring none.
+
 The worker's RSS under the attack is printed (``-s``): the figure in docs/reliability.md.
 """
 
 from __future__ import annotations
 
+import datetime
 import json
 import socket
 import ssl
 import time
 from pathlib import Path
 
+import httpx
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
 from tests.conftest import REVIEWS, Server, load_review, start_server, stop_server
 from tests.integration.test_load import _rss_kib, _workers
 from webhook.edge.app import IN_FLIGHT_BODY_BYTES, MAX_BODY_BYTES
+from webhook.edge.certs import make_bundle
 
 ATTACKERS = 40
 RSS_LIMIT_MIB = 200
@@ -91,4 +105,79 @@ def test_unfinished_large_bodies_do_not_grow_a_worker(tmp_path: Path) -> None:
     finally:
         for sock in held:
             sock.close()
+        stop_server(server)
+
+
+def client_certificate(folder: Path, name: str, *, ca: Path, ca_key: Path) -> tuple[Path, Path]:
+    """A client certificate (``clientAuth``) for ``name`` signed by the CA at ``ca``."""
+    ca_cert = x509.load_pem_x509_certificate(ca.read_bytes())
+    signer = serialization.load_pem_private_key(ca_key.read_bytes(), password=None)
+    assert isinstance(signer, ec.EllipticCurvePrivateKey)
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .sign(signer, hashes.SHA256())
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    cert_path, key_path = folder / f"{name}.crt", folder / f"{name}.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+def _client(server: Server, cert: tuple[Path, Path] | None) -> httpx.Client:
+    context = ssl.create_default_context(cafile=str(server.ca))
+    if cert is not None:
+        context.load_cert_chain(str(cert[0]), str(cert[1]))
+    return httpx.Client(base_url=server.url, verify=context, timeout=10)
+
+
+def test_only_a_client_certificate_the_ca_signed_may_send_reviews(tmp_path: Path) -> None:
+    """A pod anywhere in the cluster could POST a review with a forged namespace (and learn
+    another tenant's tags through their pull secret, or have pullguard copy a secret)."""
+    api_server_ca = make_bundle(["api-server-ca"]).write(tmp_path / "client-ca")
+    other_ca = make_bundle(["other-ca"]).write(tmp_path / "other-ca")
+    api_server = client_certificate(
+        tmp_path / "certs-client",
+        "kube-apiserver",
+        ca=api_server_ca["ca.crt"],
+        ca_key=api_server_ca["ca.key"],
+    )
+    stranger = client_certificate(
+        tmp_path / "certs-client", "stranger", ca=other_ca["ca.crt"], ca_key=other_ca["ca.key"]
+    )
+    server = start_server(tmp_path, "--client-ca", str(api_server_ca["ca.crt"]))
+    body = json.dumps(load_review(REVIEWS / "pod-create-plain.json")["body"]).encode()
+    headers = {"Content-Type": "application/json"}
+    try:
+        with _client(server, None) as anyone:
+            assert anyone.get("/healthz").status_code == 200  # the kubelet's probes
+            for endpoint in ("/validate", "/mutate"):
+                reply = anyone.post(endpoint, content=body, headers=headers)
+                assert reply.status_code == 401, reply.text[:300]
+                response = reply.json()["response"]
+                assert response["allowed"] is False
+                assert "client certificate" in response["status"]["message"]
+        with _client(server, stranger) as forged, pytest.raises(httpx.HTTPError):
+            forged.post("/validate", content=body, headers=headers)
+        with _client(server, api_server) as trusted:
+            for endpoint in ("/validate", "/mutate"):
+                reply = trusted.post(endpoint, content=body, headers=headers)
+                assert reply.status_code == 200, reply.text[:300]
+    finally:
         stop_server(server)

@@ -442,3 +442,26 @@ def test_address_policy(address: str, refused: str | None) -> None:
         assert reason is None
     else:
         assert reason is not None and refused in reason
+
+
+def test_tags_read_with_a_tenants_credentials_are_never_printed() -> None:
+    """A forged review naming another namespace and its pull secret used to answer "tags
+    there include ..." from that tenant's private repository: tags read with credentials
+    stay out of every message (anonymous tags are public: still shown, as above)."""
+    private = "registry.example.com/team/secret-app:1.0"
+    registry = table(
+        {
+            private: Answer(
+                Outcome.NOT_FOUND, "HTTP 404", repository_exists=True, tags=("1.1-rc", "2.0-rc")
+            )
+        }
+    )
+    cluster = cluster_with(pull_secret("team-a", "regcred", "registry.example.com"))
+    obj = pod(pod_spec(container("web", private), secrets=["regcred"]))
+    decision = validate(request(obj), DEFAULT, cluster, registry=registry)
+    (question,) = registry.asked
+    assert question.credentials  # asked with the tenant's secret
+    assert not decision.allowed
+    text = (decision.message or "") + "\n".join(decision.warnings)
+    assert "has no tag '1.0'" in text
+    assert "1.1-rc" not in text and "2.0-rc" not in text, text

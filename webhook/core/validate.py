@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from webhook.core.checks import (
     SecretSet,
@@ -205,7 +205,6 @@ def validate(
             config=config,
             cluster=cluster,
             namespace=namespace,
-            dry_run=request.dry_run,
         )
     answers: dict[str, Answer] = {}
     if wants_registry and registry is not None and pod is not None:
@@ -289,7 +288,6 @@ def _read_pod_secrets(
     config: Config,
     cluster: ClusterView,
     namespace: str,
-    dry_run: bool,
 ) -> PodSecrets:
     names, origin, hidden = view.pull_secret_names, "", ""
     if view.is_template:
@@ -328,16 +326,15 @@ def _read_pod_secrets(
         needing_registries=[refs[c.pointer].domain for c in needing]
         or [refs[c.pointer].domain for c in affected if c.pointer in refs],
         # A default secret pullguard copies into the namespace is judged by its source's
-        # contents where the copy has not happened yet: on a dry-run (copies are skipped) and
-        # for a template (its pods get the copy when they are created). On a real Pod create
-        # the mutating webhook has already made it, so a missing copy is really missing.
+        # contents where the copy has not happened yet: on a dry-run (copies are skipped),
+        # for a template (its pods get the copy when they are created), and for a Pod whose
+        # review did not come with proof (webhook.edge.secretsync: the copy is made once the
+        # API server has the Pod, right after this admission).
         copied_from={
             d.secret: d.source_namespace
             for d in config.default_pull_secrets
             if d.source_namespace is not None
-        }
-        if view.is_template or dry_run
-        else None,
+        },
     )
     return PodSecrets(secrets, findings, hidden, needing)
 
@@ -368,6 +365,10 @@ def _ask_registry(
     distinct = list(dict.fromkeys(questions.values()))
     asked = distinct[:MAX_QUESTIONS]
     got = dict(registry.ask(asked, config.registry.timeout_seconds)) if asked else {}
+    # Tags read with a namespace's credentials are that tenant's (a forged review naming
+    # another namespace once printed "tags there include ..." from its private repository):
+    # only tags anyone may list are ever shown.
+    got = {q: replace(a, tags=()) if q.credentials and a.tags else a for q, a in got.items()}
     too_many = Answer(Outcome.NOT_ASKED, f"more than {MAX_QUESTIONS} distinct images in one object")
     return {pointer: got.get(question, too_many) for pointer, question in questions.items()}
 

@@ -36,6 +36,7 @@ from webhook.core.review import (
 from webhook.core.validate import Decision, validate
 from webhook.edge.configsource import ConfigStore
 from webhook.edge.metrics import Metrics, kind_label, operation_label
+from webhook.edge.secretsync import CopyCause, copy_cause
 
 log = logging.getLogger("pullguard.admission")
 
@@ -105,8 +106,9 @@ class Runtime:
     own_namespace: str = ""
     not_ready: Callable[[], list[str]] = field(default=lambda: [])
     """Reasons the process is not ready yet (caches not synced...); empty when ready."""
-    copy_secret: Callable[[SecretCopy], str] | None = None
-    """Copies a default pull secret into a namespace; returns the outcome for metrics."""
+    copy_secret: Callable[[SecretCopy, CopyCause], str] | None = None
+    """Copies a default pull secret into a namespace, once the cause is proven real
+    (:mod:`webhook.edge.secretsync`); returns the outcome for metrics."""
     metrics_port: int | None = None
     """The plain-HTTP port: only /metrics and /healthz are served there."""
     configmap_name: str = "pullguard-config"
@@ -119,12 +121,17 @@ class Runtime:
     that they could not run."""
     mirrors_down: Callable[[], frozenset[str]] = field(default=frozenset)
     """Mirror hosts failing their probe now: images are not rewritten to them."""
+    require_client_cert: bool = False
+    """``serve --client-ca``: /validate and /mutate answer only connections that presented
+    a client certificate the CA signed (the API server's, through its
+    AdmissionConfiguration's kubeConfigFile)."""
 
 
 #: A WSGI status line per status code the admission endpoints answer with.
 _STATUS_LINES = {
     200: "200 OK",
     400: "400 Bad Request",
+    401: "401 Unauthorized",
     405: "405 Method Not Allowed",
     413: "413 Request Entity Too Large",
     415: "415 Unsupported Media Type",
@@ -256,12 +263,24 @@ def create_app(runtime: Runtime) -> Flask:
             return None, _error_review(error.uid, 400, f"malformed AdmissionReview: {error.reason}")
 
     def guarded(
-        webhook_name: str, handle: Callable[[Any, float], Answer]
+        webhook_name: str, handle: Callable[[Any, float, bool], Answer]
     ) -> Callable[[dict[str, Any]], Answer]:
         duration = metrics.duration.labels(webhook_name)
 
         def endpoint(environ: dict[str, Any]) -> Answer:
             started = time.perf_counter()
+            # Set by the server's TLS edge (webhook.edge.server) for a certificate signed by
+            # --client-ca; nothing a request carries can set it.
+            verified = bool(getattr(environ.get("gunicorn.socket"), "client_verified", False))
+            if runtime.require_client_cert and not verified:
+                # Before the body is read: an unauthenticated caller costs no memory.
+                metrics.requests.labels(webhook_name, "", "", "unauthenticated").inc()
+                return _error_review(
+                    "",
+                    401,
+                    "a client certificate signed by pullguard's --client-ca is required: "
+                    "only the API server may send reviews",
+                )
             size = min(_declared_size(environ), MAX_BODY_BYTES + 1)
             if not bodies.reserve(size):
                 metrics.requests.labels(webhook_name, "", "", "shed").inc()
@@ -272,16 +291,16 @@ def create_app(runtime: Runtime) -> Flask:
                     f"retry after {RETRY_AFTER_SECONDS}s",
                 )
             try:
-                return judged(environ, started)
+                return judged(environ, started, verified)
             finally:
                 bodies.release(size)
 
-        def judged(environ: dict[str, Any], started: float) -> Answer:
+        def judged(environ: dict[str, Any], started: float, verified: bool) -> Answer:
             review, error_answer = read_review(webhook_name, environ)
             if error_answer is not None:
                 return error_answer
             try:
-                return handle(review, started)
+                return handle(review, started, verified)
             except RecursionError:
                 # Decoded, but deeper than the API server stores any object: a forged review.
                 metrics.requests.labels(webhook_name, "other", "other", "malformed").inc()
@@ -305,7 +324,8 @@ def create_app(runtime: Runtime) -> Flask:
 
         return endpoint
 
-    def handle_validate(review: Any, started: float) -> Answer:
+    def handle_validate(review: Any, started: float, verified: bool) -> Answer:
+        del verified  # a forged review only decides its own answer
         config = runtime.config.current
         if review.kind == "ConfigMap":
             decision = review_config(
@@ -331,7 +351,7 @@ def create_app(runtime: Runtime) -> Flask:
         )
         return _answer(body)
 
-    def handle_mutate(review: Any, started: float) -> Answer:
+    def handle_mutate(review: Any, started: float, verified: bool) -> Answer:
         del started  # mutate asks no registry
         config = runtime.config.current
         result = mutate(
@@ -348,12 +368,18 @@ def create_app(runtime: Runtime) -> Flask:
                 metrics.secret_copies.labels("skipped_dry_run").inc()
             else:
                 outcome = (
-                    runtime.copy_secret(copy_request)
+                    runtime.copy_secret(copy_request, copy_cause(review, verified))
                     if runtime.copy_secret is not None
                     else "failed"  # copying is unavailable (no sync key): said in the log
                 )
                 metrics.secret_copies.labels(outcome).inc()
-                if outcome not in ("created", "exists"):
+                if outcome == "unproven":
+                    warnings.append(
+                        f'pullguard: secret "{copy_request.name}" not copied into '
+                        f'"{copy_request.namespace}": the review is not proven to come from the '
+                        "API server (serve --client-ca) and no existing object needs it"
+                    )
+                elif outcome not in ("created", "exists", "deferred"):
                     warnings.append(
                         f'pullguard: could not copy secret "{copy_request.name}" into '
                         f'"{copy_request.namespace}" ({outcome}); see the pullguard logs'

@@ -448,6 +448,20 @@ class ConfigMapSource:
             self.store.apply_text(default_config_text(), "embedded default")
 
 
+#: Kinds whose objects a default pull secret is copied for (Pods and their controllers'),
+#: with their resource names: what :meth:`KubeSecretWriter.read_object` may read.
+_WORKLOAD_PLURALS = {
+    "Pod": "pods",
+    "ReplicationController": "replicationcontrollers",
+    "ReplicaSet": "replicasets",
+    "Deployment": "deployments",
+    "StatefulSet": "statefulsets",
+    "DaemonSet": "daemonsets",
+    "Job": "jobs",
+    "CronJob": "cronjobs",
+}
+
+
 class KubeSecretWriter(SecretWriter):
     """Secret reads and writes for :mod:`webhook.edge.secretsync`, via the client."""
 
@@ -525,6 +539,33 @@ class KubeSecretWriter(SecretWriter):
                 return "conflict"
             raise
         return "updated"
+
+    def namespace_active(self, namespace: str) -> bool:
+        found = read_or_none(self.api.read_namespace, namespace, timeout=3)
+        return found is not None and (found.status is None or found.status.phase != "Terminating")
+
+    def read_object(
+        self, api_version: str, kind: str, namespace: str, name: str
+    ) -> Mapping[str, Any] | None:
+        from kubernetes.client.exceptions import ApiException
+
+        plural = _WORKLOAD_PLURALS.get(kind)
+        if plural is None or "/" in name or "/" in namespace or not name:
+            return None  # a kind whose objects never carry a pod pullguard copies for
+        base = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+        try:
+            data, _status, _headers = self.api.api_client.call_api(
+                f"{base}/namespaces/{namespace}/{plural}/{name}",
+                "GET",
+                response_type="object",
+                auth_settings=["BearerToken"],
+                _request_timeout=3,
+            )
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+        return data if isinstance(data, Mapping) else None
 
     def managed_copies(self) -> Iterable[SecretInfo]:
         from webhook.core.mutate import MANAGED_BY_LABEL, MANAGED_BY_VALUE
