@@ -588,3 +588,21 @@ def test_a_made_up_controller_owner_is_trusted_only_from_a_controller(
     assert decision.allowed is judged_as_controllers, decision.message
     if not judged_as_controllers:
         assert "gone" in (decision.message or "")
+
+
+def test_where_a_missing_secret_exists_is_said_only_to_who_may_read_it_there() -> None:
+    """ "it exists in namespace project-falcon" told any tenant which namespaces hold a
+    secret of that name: only namespaces whose Secrets the requesting user may read are
+    named (the API server's authorizer decides; here the in-memory cluster's table)."""
+    cluster = cluster_with(
+        pull_secret("project-falcon", "regcred", "registry.example.com"),
+        pull_secret("team-a-shared", "regcred", "registry.example.com"),
+    )
+    cluster.secret_readers = {"alice": {"team-a", "team-a-shared"}, "mallory": {"team-a"}}
+    obj = pod(pod_spec(container("web", REG_IMAGE), secrets=["regcred"]))
+    told_alice = validate(request(obj, user="alice"), PRIVATE, cluster).message or ""
+    told_mallory = validate(request(obj, user="mallory"), PRIVATE, cluster).message or ""
+    assert '(it exists in "team-a-shared")' in told_alice
+    assert "project-falcon" not in told_alice
+    assert 'imagePullSecret "regcred" does not exist in namespace "team-a"' in told_mallory
+    assert "project-falcon" not in told_mallory and "team-a-shared" not in told_mallory

@@ -42,7 +42,7 @@ from webhook.core.checks import (
     needs_credentials,
     read_secrets,
 )
-from webhook.core.cluster import ClusterUnavailable, ClusterView
+from webhook.core.cluster import ClusterUnavailable, ClusterView, SecretInfo, ServiceAccountInfo
 from webhook.core.config import CHECK_NAMES, Action, Config
 from webhook.core.findings import Finding, denial_message, describe_object, warning_lines
 from webhook.core.hosts import any_host_matches
@@ -60,7 +60,7 @@ from webhook.core.registry import (
     runnable_node_platforms,
     words_list,
 )
-from webhook.core.review import AdmissionRequest
+from webhook.core.review import AdmissionRequest, UserInfo
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +101,39 @@ def by_controller(request: AdmissionRequest, config: Config) -> bool:
     decides its own answer, never what the API server admits.
     """
     return any(fnmatch.fnmatchcase(request.user.username, u) for u in config.controller_users)
+
+
+#: At most this many namespaces holding a secret of the name are asked about per admission
+#: (each may cost the API server a SubjectAccessReview).
+MAX_NAMESPACES_ASKED = 8
+
+
+class ReadableTo:
+    """``cluster`` as ``user`` may see it in messages: :meth:`namespaces_with_pull_secret`
+    keeps only namespaces whose Secrets ``user`` may read. Every other read is the cluster's."""
+
+    def __init__(self, cluster: ClusterView, user: UserInfo) -> None:
+        self._cluster = cluster
+        self._user = user
+
+    def namespaces_with_pull_secret(self, name: str) -> list[str]:
+        holding = self._cluster.namespaces_with_pull_secret(name)[:MAX_NAMESPACES_ASKED]
+        return [ns for ns in holding if self._cluster.may_read_secrets(self._user, ns)]
+
+    def may_read_secrets(self, user: UserInfo, namespace: str) -> bool:
+        return self._cluster.may_read_secrets(user, namespace)
+
+    def get_secret(self, namespace: str, name: str) -> SecretInfo | None:
+        return self._cluster.get_secret(namespace, name)
+
+    def get_service_account(self, namespace: str, name: str) -> ServiceAccountInfo | None:
+        return self._cluster.get_service_account(namespace, name)
+
+    def namespace_labels(self, namespace: str) -> Mapping[str, str] | None:
+        return self._cluster.namespace_labels(namespace)
+
+    def node_platforms(self) -> frozenset[tuple[str, str]]:
+        return self._cluster.node_platforms()
 
 
 def allow(reason: str) -> Decision:
@@ -184,6 +217,9 @@ def validate(
     unavailable: dict[str, str] = {}
     refs: dict[str, Reference] = {}
 
+    # Only namespaces whose Secrets the requesting user may read are ever named in "it
+    # exists in ..." (it told any tenant which namespaces hold a secret of that name).
+    cluster = ReadableTo(cluster, request.user)
     known_registries = config.known_registries()
     for container in judged:
         ref, found = check_reference(container, known_registries, workload)

@@ -33,6 +33,7 @@ from typing import Any
 from webhook.core.cluster import ClusterUnavailable, SecretInfo, ServiceAccountInfo
 from webhook.core.keyring import DOCKER_CFG, DOCKER_CONFIG_JSON, PULL_SECRET_KEYS
 from webhook.core.mutate import MANAGED_BY_LABEL
+from webhook.core.review import UserInfo
 from webhook.edge.configsource import ConfigStore, default_config_text
 from webhook.edge.secretsync import SecretWriter
 
@@ -307,6 +308,63 @@ def read_or_none(reader: Callable[..., Any], *args: str, timeout: float) -> Any 
         raise ClusterUnavailable(f"API server unreachable: {type(error).__name__}") from None
 
 
+class SecretAccess:
+    """ "May this user read Secrets in that namespace?", asked of the API server's authorizer
+    with a SubjectAccessReview for the request's ``userInfo`` (pullguard needs ``create`` on
+    ``subjectaccessreviews``), remembered :data:`ACCESS_TTL_SECONDS` for at most
+    :data:`ACCESS_CACHE_SIZE` (user, namespace) pairs. No answer counts as "no": a message
+    then says less, never more."""
+
+    def __init__(self, api_client: Any, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.api_client = api_client
+        self.clock = clock
+        self._answers: dict[tuple[Any, ...], tuple[float, bool]] = {}
+        self._lock = threading.Lock()
+
+    def may_read_secrets(self, user: UserInfo, namespace: str) -> bool:
+        if not user.username:
+            return False
+        key = (user.username, user.uid, user.groups, tuple(sorted(user.extra.items())), namespace)
+        now = self.clock()
+        with self._lock:
+            found = self._answers.get(key)
+            if found is not None and now - found[0] < ACCESS_TTL_SECONDS:
+                return found[1]
+        allowed = self._ask(user, namespace)
+        with self._lock:
+            if len(self._answers) >= ACCESS_CACHE_SIZE:
+                self._answers.clear()  # a bound, not an LRU: refilled at one review each
+            self._answers[key] = (now, allowed)
+        return allowed
+
+    def _ask(self, user: UserInfo, namespace: str) -> bool:
+        from kubernetes import client
+
+        review = client.V1SubjectAccessReview(
+            spec=client.V1SubjectAccessReviewSpec(
+                user=user.username,
+                uid=user.uid or None,
+                groups=list(user.groups) or None,
+                extra={k: list(v) for k, v in user.extra.items()} or None,
+                resource_attributes=client.V1ResourceAttributes(
+                    namespace=namespace, verb="get", resource="secrets"
+                ),
+            )
+        )
+        try:
+            answer = client.AuthorizationV1Api(self.api_client).create_subject_access_review(
+                review, _request_timeout=2
+            )
+        except Exception as error:
+            log.warning("SubjectAccessReview failed: %s", type(error).__name__)
+            return False
+        return bool(answer.status and answer.status.allowed)
+
+
+ACCESS_TTL_SECONDS = 60.0
+ACCESS_CACHE_SIZE = 4096
+
+
 class KubeClusterView:
     """The core's ClusterView over list+watch caches, with direct reads to confirm absence."""
 
@@ -339,6 +397,7 @@ class KubeClusterView:
             "namespaces", core_api.list_namespace, namespace_labels_of, clock=clock
         )
         self.nodes = Reflector("nodes", core_api.list_node, node_platform_of, clock=clock)
+        self.access = SecretAccess(core_api.api_client, clock=clock)
 
     def reflectors(self) -> list[Reflector]:
         return [*self.secret_caches, self.accounts, self.namespaces, self.nodes]
@@ -376,6 +435,9 @@ class KubeClusterView:
             s.namespace for cache in self.secret_caches for s in cache.items() if s.name == name
         }
         return sorted(found)
+
+    def may_read_secrets(self, user: UserInfo, namespace: str) -> bool:
+        return self.access.may_read_secrets(user, namespace)
 
     def get_service_account(self, namespace: str, name: str) -> ServiceAccountInfo | None:
         cached = self.accounts.get(namespace, name)
@@ -641,6 +703,10 @@ class DirectClusterView:
         except (ApiException, OSError):
             return []  # no cluster-wide read: the message just cannot say where it is
         return sorted(s.metadata.namespace for s in listed.items if s.type in PULL_SECRET_KEYS)
+
+    def may_read_secrets(self, user: UserInfo, namespace: str) -> bool:
+        # The CLI lists secrets with the caller's own credentials: what it found, they read.
+        return True
 
     def get_service_account(self, namespace: str, name: str) -> ServiceAccountInfo | None:
         found = self._read(
