@@ -254,6 +254,7 @@ def _serve(args: argparse.Namespace, leadership: Any) -> int:
         elif args.dev:
             store.apply_text(default_config_text(), "embedded default")
         registry, mirrors = registry_parts(store, metrics)
+        offload = off_the_loop()
         if args.dev:
             runtime = Runtime(
                 config=store,
@@ -266,6 +267,7 @@ def _serve(args: argparse.Namespace, leadership: Any) -> int:
                 registry=registry,
                 mirrors_down=mirrors.down,
                 require_client_cert=bool(args.client_ca),
+                offload=offload,
             )
             return create_app(runtime)
         if cert_controller is not None:
@@ -276,6 +278,7 @@ def _serve(args: argparse.Namespace, leadership: Any) -> int:
         runtime = _cluster_runtime(args, store, metrics, leadership)
         runtime.registry, runtime.mirrors_down = registry, mirrors.down
         runtime.require_client_cert = bool(args.client_ca)
+        runtime.offload = offload
         if args.audit_interval > 0:
             from kubernetes import client
 
@@ -427,6 +430,19 @@ def registry_parts(store: Any, metrics: Any) -> tuple[Any, Any]:
     mirrors = MirrorHealth(probed_mirrors, registry.probe, metrics=metrics)
     mirrors.start()
     return registry, mirrors
+
+
+def off_the_loop() -> Any:
+    """Runs work in one real thread of the worker (gevent's thread pool), so the event loop
+    keeps serving; one thread, so forged work queues behind itself, not in front of reviews."""
+    from gevent.threadpool import ThreadPool
+
+    pool = ThreadPool(1)
+
+    def offload(work: Any) -> Any:
+        return pool.apply(work)
+
+    return offload
 
 
 def _in_background(loop: Any, interval: float, name: str) -> None:

@@ -181,3 +181,78 @@ def test_only_a_client_certificate_the_ca_signed_may_send_reviews(tmp_path: Path
                 assert reply.status_code == 200, reply.text[:300]
     finally:
         stop_server(server)
+
+
+def _forged_configmap_review(uid: str) -> bytes:
+    """pullguard's own ConfigMap with about the most expensive document the size and node
+    caps let through (valid: 19,900 exempt namespaces)."""
+    from webhook.core.config import MAX_DOCUMENT_BYTES
+
+    doc = "exemptNamespaces:\n" + "".join(f"  - n{i}\n" for i in range(19_900))
+    doc += "#" + "x" * (MAX_DOCUMENT_BYTES - len(doc.encode()) - 10) + "\n"
+    review = {
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": uid,
+            "kind": {"group": "", "version": "v1", "kind": "ConfigMap"},
+            "namespace": "pullguard",
+            "name": "pullguard-config",
+            "operation": "UPDATE",
+            "object": {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": "pullguard-config", "namespace": "pullguard"},
+                "data": {"config.yaml": doc},
+            },
+        },
+    }
+    return json.dumps(review).encode()
+
+
+def test_forged_configmap_reviews_do_not_hold_up_real_ones(tmp_path: Path) -> None:
+    """Eight forged ConfigMap reviews in a loop used to keep real reviews waiting past the
+    API server's 5 s: each cost the worker's event loop 1-2 s of YAML parsing."""
+    import concurrent.futures
+    import threading
+
+    server = start_server(tmp_path, "--workers", "1", "--namespace", "pullguard")
+    real = json.dumps(load_review(REVIEWS / "pod-create-plain.json")["body"]).encode()
+    headers = {"Content-Type": "application/json"}
+    stop = threading.Event()
+    forged_answers: list[float] = []
+
+    def forge(n: int) -> None:
+        with server.client() as client:
+            while not stop.is_set():
+                started = time.perf_counter()
+                reply = client.post(
+                    "/validate", content=_forged_configmap_review(f"f-{n}"), headers=headers
+                )
+                assert reply.status_code == 200, reply.text[:300]
+                forged_answers.append(time.perf_counter() - started)
+
+    latencies = []
+    try:
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            forgers = [pool.submit(forge, n) for n in range(8)]
+            time.sleep(1.0)
+            with server.client() as client:
+                for _ in range(20):
+                    started = time.perf_counter()
+                    reply = client.post("/validate", content=real, headers=headers)
+                    latencies.append(time.perf_counter() - started)
+                    assert reply.status_code == 200
+            stop.set()
+            for forger in forgers:
+                forger.result()
+    finally:
+        stop.set()
+        stop_server(server)
+    print(
+        f"\n8 forgers ({len(forged_answers)} forged ConfigMap reviews, slowest "
+        f"{max(forged_answers):.2f}s): real reviews slowest {max(latencies):.3f}s, "
+        f"median {sorted(latencies)[10]:.3f}s"
+    )
+    assert forged_answers
+    assert max(latencies) < 1.0, latencies

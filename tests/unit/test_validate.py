@@ -16,7 +16,7 @@ from tests.unit.builders import (
     pull_secret,
     request,
 )
-from webhook.core.cluster import NoCluster, SecretInfo, ServiceAccountInfo
+from webhook.core.cluster import InMemoryCluster, NoCluster, SecretInfo, ServiceAccountInfo
 from webhook.core.config import load_config_text
 from webhook.core.registry import Answer, FixedRegistry, Outcome
 from webhook.core.validate import validate
@@ -606,3 +606,53 @@ def test_where_a_missing_secret_exists_is_said_only_to_who_may_read_it_there() -
     assert "project-falcon" not in told_alice
     assert 'imagePullSecret "regcred" does not exist in namespace "team-a"' in told_mallory
     assert "project-falcon" not in told_mallory and "team-a-shared" not in told_mallory
+
+
+class CountingCluster(InMemoryCluster):
+    """Counts the secret reads a decision makes (each miss is a direct read on a real one)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.secret_reads = 0
+
+    def get_secret(self, namespace: str, name: str) -> SecretInfo | None:
+        self.secret_reads += 1
+        return super().get_secret(namespace, name)
+
+
+def test_a_pod_listing_3000_pull_secrets_costs_a_bounded_number_of_reads_and_is_denied() -> None:
+    """3,000 made-up names once cost 6,020 API-server GETs and outlived the API server's
+    timeout (so the pod was admitted unchecked). Past the cap the pod is denied, with why,
+    even when its image is public: an unread secret that does not parse fails every pull."""
+    from webhook.core.validate import MAX_PULL_SECRETS
+
+    cluster = CountingCluster()
+    cluster.add_namespace("team-a")
+    obj = pod(pod_spec(container("web", "nginx:1.25"), secrets=[f"s{n}" for n in range(3000)]))
+    decision = validate(request(obj), PRIVATE, cluster)
+    assert cluster.secret_reads <= MAX_PULL_SECRETS
+    assert not decision.allowed
+    assert f"lists 3000 imagePullSecrets; pullguard checks at most {MAX_PULL_SECRETS}" in (
+        decision.message or ""
+    )
+    # A real pod with a few secrets is not touched by the cap.
+    few = pod(pod_spec(container("web", "nginx:1.25"), secrets=["a", "b", "c"]))
+    assert validate(request(few), PRIVATE, cluster).allowed
+
+
+def test_a_pod_naming_more_images_than_are_asked_is_not_left_unchecked() -> None:
+    """A 33rd (now 65th) distinct image used to be "not checked": under enforce, a tenant
+    could switch the registry check off for its pod by naming many images."""
+    from webhook.core.validate import MAX_QUESTIONS
+
+    images = [f"registry.example.com/team/app{n}:1.0" for n in range(MAX_QUESTIONS + 1)]
+    registry = FixedRegistry({i: Answer(Outcome.FOUND, "HTTP 200") for i in images})
+    cluster = cluster_with(pull_secret("team-a", "regcred", "registry.example.com"))
+    spec = pod_spec(*[container(f"c{n}", i) for n, i in enumerate(images)], secrets=["regcred"])
+    decision = validate(request(pod(spec)), PRIVATE, cluster, registry=registry)
+    assert len(registry.asked) <= MAX_QUESTIONS
+    assert not decision.allowed
+    assert f"{MAX_QUESTIONS + 1} distinct images" in (decision.message or "")
+    # 40 containers sharing a few images: judged as usual, and admitted.
+    shared = pod_spec(*[container(f"c{n}", images[n % 5]) for n in range(40)], secrets=["regcred"])
+    assert validate(request(pod(shared)), PRIVATE, cluster, registry=registry).allowed

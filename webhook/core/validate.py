@@ -268,6 +268,7 @@ def validate(
                 operation=request.operation,
             )
         )
+        findings.extend(pod.over_cap)
 
     if registry is None:
         for check in ("registry", "platform"):
@@ -287,6 +288,9 @@ def validate(
                 blocked=any(f.check == "pullSecrets" and not f.advisory for f in findings),
             )
         )
+
+    if wants_registry and registry is not None:
+        findings.extend(_too_many_images(judged, refs, view))
 
     if made_by_controller(request.object) and by_controller(request, config):
         findings = [f if f.check in CERTAIN_CHECKS else f.as_advisory() for f in findings]
@@ -314,6 +318,9 @@ class PodSecrets:
     """A note when a template's own list hides its ServiceAccount's secrets."""
     configured_needing: list[Container] = field(default_factory=list)
     """Judged images whose registry the configuration says always needs credentials."""
+    over_cap: list[Finding] = field(default_factory=list)
+    """More pull secrets listed than pullguard reads: never softened (an unread secret
+    that does not parse fails every pull of the pod, FACTS.md)."""
 
 
 def _read_pod_secrets(
@@ -326,6 +333,8 @@ def _read_pod_secrets(
     namespace: str,
 ) -> PodSecrets:
     names, origin, hidden = view.pull_secret_names, "", ""
+    over_cap = _too_many_secrets(names, "the pod spec", _subject(view.containers))
+    names = names[:MAX_PULL_SECRETS]
     if view.is_template:
         # The ServiceAccount admission plugin fills imagePullSecrets only into Pods, and only
         # when the Pod's list is empty: a template must be judged with the account's list
@@ -337,8 +346,10 @@ def _read_pod_secrets(
         if account is not None and account.image_pull_secrets:
             listed = ", ".join(f'"{n}"' for n in account.image_pull_secrets)
             if not view.lists_pull_secrets:
-                names = list(account.image_pull_secrets)
+                names = list(dict.fromkeys(account.image_pull_secrets))
                 origin = f'ServiceAccount "{account.name}"'
+                over_cap = _too_many_secrets(names, origin, _subject(view.containers))
+                names = names[:MAX_PULL_SECRETS]
             else:
                 hidden = (
                     f"; the template's own imagePullSecrets hide ServiceAccount "
@@ -372,12 +383,39 @@ def _read_pod_secrets(
             if d.source_namespace is not None
         },
     )
-    return PodSecrets(secrets, findings, hidden, needing)
+    return PodSecrets(secrets, findings, hidden, needing, over_cap)
 
 
-#: At most this many distinct manifests are asked about per admission; a pod naming more
-#: (a forged review, say) has the rest reported as not asked.
-MAX_QUESTIONS = 32
+#: Pull secrets read per pod: each one pullguard cannot find costs a direct read, and a pod
+#: listing 3,000 made-up names once cost the API server 6,020 GETs and outlived its
+#: timeout, so the pod was admitted unchecked. A real pod lists a handful.
+MAX_PULL_SECRETS = 64
+
+
+def _too_many_secrets(names: list[str], origin: str, subject: str) -> list[Finding]:
+    """A finding (enforced as the pullSecrets check is) when ``names`` is past the cap: past
+    it pullguard cannot vouch for the pod, and a cap a tenant can reach on purpose must not
+    switch the check off for that pod."""
+    if len(names) <= MAX_PULL_SECRETS:
+        return []
+    return [
+        Finding(
+            check="pullSecrets",
+            subject=subject,
+            problem=f"{origin} lists {len(names)} imagePullSecrets; pullguard checks at most "
+            f"{MAX_PULL_SECRETS} per pod, so it cannot tell whether this pod's pulls succeed",
+            short=f"{len(names)} imagePullSecrets: pullguard checks at most {MAX_PULL_SECRETS}",
+            fix=f"list at most {MAX_PULL_SECRETS} imagePullSecrets (the ones its registries need)",
+        )
+    ]
+
+
+#: At most this many distinct manifests are asked about per admission. A pod naming more is
+#: not "not checked" (under enforce that would switch the registry check off for any pod
+#: that names a 65th image on purpose): it gets a registry finding saying it exceeds what
+#: pullguard checks, enforced as the registry check is (a warning on a controller's pod,
+#: whose template was judged). Real pods with 40 containers share far fewer images.
+MAX_QUESTIONS = 64
 
 
 def _ask_registry(
@@ -407,6 +445,25 @@ def _ask_registry(
     got = {q: replace(a, tags=()) if q.credentials and a.tags else a for q, a in got.items()}
     too_many = Answer(Outcome.NOT_ASKED, f"more than {MAX_QUESTIONS} distinct images in one object")
     return {pointer: got.get(question, too_many) for pointer, question in questions.items()}
+
+
+def _too_many_images(
+    judged: list[Container], refs: Mapping[str, Reference], view: PodSpecView
+) -> list[Finding]:
+    distinct = list(dict.fromkeys(str(refs[c.pointer]) for c in judged if c.pointer in refs))
+    if len(distinct) <= MAX_QUESTIONS:
+        return []
+    return [
+        Finding(
+            check="registry",
+            subject=_subject(view.containers),
+            problem=f"the pod names {len(distinct)} distinct images; pullguard asks the "
+            f"registry about at most {MAX_QUESTIONS} per object, so it cannot tell whether "
+            "the rest exist",
+            short=f"{len(distinct)} distinct images: pullguard checks at most {MAX_QUESTIONS}",
+            fix=f"use at most {MAX_QUESTIONS} distinct images per pod",
+        )
+    ]
 
 
 def _pull_secret_findings(

@@ -121,6 +121,9 @@ class Runtime:
     that they could not run."""
     mirrors_down: Callable[[], frozenset[str]] = field(default=frozenset)
     """Mirror hosts failing their probe now: images are not rewritten to them."""
+    offload: Callable[[Callable[[], Any]], Any] = field(default=lambda work: work())
+    """Runs CPU-heavy work (parsing a configuration under review) away from the event loop,
+    so the reviews waiting behind it are answered meanwhile; by default, in place."""
     require_client_cert: bool = False
     """``serve --client-ca``: /validate and /mutate answer only connections that presented
     a client certificate the CA signed (the API server's, through its
@@ -328,8 +331,11 @@ def create_app(runtime: Runtime) -> Flask:
         del verified  # a forged review only decides its own answer
         config = runtime.config.current
         if review.kind == "ConfigMap":
-            decision = review_config(
-                review, namespace=runtime.own_namespace, name=runtime.configmap_name
+            # A forged ConfigMap review costs up to a 256 KiB YAML parse: never on the loop.
+            decision = runtime.offload(
+                lambda: review_config(
+                    review, namespace=runtime.own_namespace, name=runtime.configmap_name
+                )
             )
         else:
             decision = validate(
