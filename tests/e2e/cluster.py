@@ -176,6 +176,10 @@ class ControlPlane:
             "--root-ca-file",
             str(tls["ca.crt"]),
             "--leader-elect=false",
+            # Each controller acts as its own ServiceAccount, as kubeadm and the managed
+            # clouds run it: the API server names system:serviceaccount:kube-system:
+            # replicaset-controller (not the admin) as the user who makes a ReplicaSet's Pods.
+            "--use-service-account-credentials",
             "--secure-port=0",
             "--concurrent-deployment-syncs=2",
             "--concurrent-replicaset-syncs=2",

@@ -121,6 +121,10 @@ def test_a_forged_copy_never_receives_another_namespaces_secret(
     # Positive control: a genuine copy in another namespace, which the sync must keep up to date.
     namespace(plane, "genuine")
     assert plane.apply(pod("corp", "genuine", "corp.example.com/a:1")).ok
+    # (Made once the API server has the Pod: copies follow real objects.)
+    wait_for(
+        lambda: plane.kubectl("get", "secret", "corp-pull", "-n", "genuine").ok, 15, "the copy"
+    )
     assert "corp.example.com" in secret_hosts(plane, "genuine", "corp-pull")
 
     # A replica started now adopts what it finds at start-up, then syncs every 2 s.
