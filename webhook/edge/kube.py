@@ -512,16 +512,16 @@ class ConfigMapSource:
 
 
 #: Kinds whose objects a default pull secret is copied for (Pods and their controllers'),
-#: with their resource names: what :meth:`KubeSecretWriter.read_object` may read.
-_WORKLOAD_PLURALS = {
-    "Pod": "pods",
-    "ReplicationController": "replicationcontrollers",
-    "ReplicaSet": "replicasets",
-    "Deployment": "deployments",
-    "StatefulSet": "statefulsets",
-    "DaemonSet": "daemonsets",
-    "Job": "jobs",
-    "CronJob": "cronjobs",
+#: with the client call that reads one: what :meth:`KubeSecretWriter.read_object` may read.
+_WORKLOAD_READERS = {
+    ("v1", "Pod"): ("CoreV1Api", "read_namespaced_pod"),
+    ("v1", "ReplicationController"): ("CoreV1Api", "read_namespaced_replication_controller"),
+    ("apps/v1", "ReplicaSet"): ("AppsV1Api", "read_namespaced_replica_set"),
+    ("apps/v1", "Deployment"): ("AppsV1Api", "read_namespaced_deployment"),
+    ("apps/v1", "StatefulSet"): ("AppsV1Api", "read_namespaced_stateful_set"),
+    ("apps/v1", "DaemonSet"): ("AppsV1Api", "read_namespaced_daemon_set"),
+    ("batch/v1", "Job"): ("BatchV1Api", "read_namespaced_job"),
+    ("batch/v1", "CronJob"): ("BatchV1Api", "read_namespaced_cron_job"),
 }
 
 
@@ -610,25 +610,18 @@ class KubeSecretWriter(SecretWriter):
     def read_object(
         self, api_version: str, kind: str, namespace: str, name: str
     ) -> Mapping[str, Any] | None:
-        from kubernetes.client.exceptions import ApiException
+        from kubernetes import client
 
-        plural = _WORKLOAD_PLURALS.get(kind)
-        if plural is None or "/" in name or "/" in namespace or not name:
+        reader = _WORKLOAD_READERS.get((api_version, kind))
+        if reader is None or not name:
             return None  # a kind whose objects never carry a pod pullguard copies for
-        base = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
-        try:
-            data, _status, _headers = self.api.api_client.call_api(
-                f"{base}/namespaces/{namespace}/{plural}/{name}",
-                "GET",
-                response_type="object",
-                auth_settings=["BearerToken"],
-                _request_timeout=3,
-            )
-        except ApiException as error:
-            if error.status == 404:
-                return None
-            raise
-        return data if isinstance(data, Mapping) else None
+        api_class, method = reader
+        api = getattr(client, api_class)(self.api.api_client)
+        found = read_or_none(getattr(api, method), name, namespace, timeout=3)
+        if found is None:
+            return None
+        plain: Mapping[str, Any] = self.api.api_client.sanitize_for_serialization(found)
+        return plain
 
     def managed_copies(self) -> Iterable[SecretInfo]:
         from webhook.core.mutate import MANAGED_BY_LABEL, MANAGED_BY_VALUE
