@@ -2,7 +2,9 @@
 
 Requests are read defensively: a body that is not a usable AdmissionReview raises
 :class:`MalformedReview` with a reason a person can act on and whatever ``uid`` could be
-recovered, so the HTTP edge can answer 400 and still name the request.
+recovered, so the HTTP edge can answer 400 and still name the request. That includes objects
+shaped as the API server never sends them (it decodes every object into its Go type first):
+``podspec.shape_problem`` names the field, so no check meets a number where a list belongs.
 
 Pure: JSON-shaped data in, JSON-shaped data out; encoding and HTTP belong to the edge.
 """

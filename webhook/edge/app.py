@@ -6,8 +6,19 @@ decides nothing: ``webhook.core.validate`` and ``webhook.core.mutate`` do.
 
 Status codes: 200 with an AdmissionReview for every request that could be judged; 400 for a
 body that is not a usable AdmissionReview (still an AdmissionReview, with the uid when it
-could be read and the reason in ``status.message``); 413 past the size cap; 415 for a
-content type other than JSON; 500 for an unexpected exception.
+could be read and the reason in ``status.message``); 401 without the API server's client
+certificate under ``serve --client-ca``; 413 past the size cap; 415 for a content type other
+than JSON; 429 when the worker's body budget is taken; 500 for an unexpected exception.
+
+Limits it owns, each against an attack from anything that can reach the port:
+
+- :class:`BodyBudget`: the bytes of bodies in flight per worker, reserved before a body is
+  read (40 unfinished 7 MiB bodies once grew a worker by 330 MiB);
+- with ``--client-ca``, a review is read only from a connection whose client certificate
+  the CA signed (a forged review could name any namespace and user);
+- :class:`_DeadlineRegistry`: a review's answer within ``registry.timeoutSeconds`` counted
+  from its arrival (the registry used to get all of it, and the answer came after);
+- a ConfigMap under review is parsed off the event loop (``Runtime.offload``).
 """
 
 from __future__ import annotations

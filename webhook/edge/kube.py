@@ -15,7 +15,10 @@
   pullguard never holds the cluster's other secrets. A direct read by name is still needed to
   tell "missing" from "exists with the wrong type".
 - :class:`ConfigMapSource` watches ``pullguard-config`` and feeds the config store.
-- :class:`KubeSecretWriter` performs the copies of default pull secrets.
+- :class:`KubeSecretWriter` performs the copies of default pull secrets, and reads the
+  namespace and the object (or owner) a copy is for, to see that they are real.
+- :class:`SecretAccess` asks the API server's authorizer (SubjectAccessReview) whether the
+  requesting user may read Secrets in a namespace, before a message says a secret is there.
 
 Must not: decide anything; every answer goes back to the core as plain data.
 """

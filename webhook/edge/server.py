@@ -21,6 +21,11 @@ the capacity to answer the API server; and each connection still has deadlines:
 - at most ``worker_connections`` connections at once; past that, new ones wait in the
   listen backlog instead of costing memory.
 
+Client certificates (``serve --client-ca``): the handshake asks for one and verifies any
+that is presented against that CA (a certificate from another CA fails the handshake); a
+connection that presented a verified one is marked ``client_verified``, which the app
+requires on /validate and /mutate. Probes and scrapers connect without one.
+
 TLS: :class:`ReloadingTLS` keeps one SSLContext per process, consulted on every new
 connection, and when the certificate files change on disk (a renewal, a mounted Secret's
 update) it loads them into that same context, so new handshakes get the new certificate
