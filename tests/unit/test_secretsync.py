@@ -334,3 +334,25 @@ def test_a_bare_pods_copy_is_made_once_the_api_server_has_the_pod(monkeypatch: A
         time.sleep(0.05)
     assert recorded == ["created"]
     assert api.read("team-a", "corp") is not None
+
+
+def test_forged_reviews_cannot_multiply_the_waiting_copies(monkeypatch: Any) -> None:
+    """Each waiting copy polls the API server: a flood of forged named-Pod reviews must not
+    become a flood of reads."""
+    from webhook.edge import secretsync
+
+    monkeypatch.setattr(secretsync, "DEFER_SECONDS", 0.5)
+    monkeypatch.setattr(secretsync, "DEFER_POLL_SECONDS", 0.05)
+    api = FakeApi()
+    api.put(source(dockerconfigjson("corp.example.com")))
+    sync = syncer(api)
+    outcomes = [
+        sync.copy(SecretCopy("corp", "pullguard", "team-a"), CopyCause(False, name=f"p{n}"))
+        for n in range(100)
+    ]
+    assert outcomes.count("deferred") == secretsync.MAX_DEFERRED
+    assert outcomes.count("unproven") == 100 - secretsync.MAX_DEFERRED
+    deadline = time.monotonic() + 5
+    while sync._deferred and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert sync._deferred == 0  # all gave up: room again

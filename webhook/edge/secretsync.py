@@ -27,8 +27,10 @@ Trust rules, each against an attack a tenant could mount with rights to its own 
   ``serve --client-ca``: the API server is creating the object now), or the object's
   controlling owner exists with the uid the review names (a controller's Pod or
   ReplicaSet), or, on UPDATE, the object exists with that uid. Otherwise a named object's
-  copy waits until the API server has the object (:data:`DEFER_SECONDS`), and an unnamed
-  one (``generateName``, no owner) is not made: ``unproven``.
+  copy waits until the API server has the object and it lists the secret
+  (:data:`DEFER_SECONDS`; at most :data:`MAX_DEFERRED` wait at once, so forged reviews
+  cannot multiply the API server's reads), and an unnamed one (``generateName``, no owner)
+  is not made: ``unproven``.
 - Every outcome is logged (names only) and counted; a copy that can no longer be synced is
   never left silently stale.
 
@@ -78,6 +80,9 @@ OUTCOMES = (
 #: How long a copy for an object the API server does not have yet waits for it to appear.
 DEFER_SECONDS = 20.0
 DEFER_POLL_SECONDS = 0.25
+#: Copies waiting for their object at once, per process: each polls the API server, so a
+#: flood of forged reviews must not become a flood of reads. Past it: ``unproven``.
+MAX_DEFERRED = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,6 +218,7 @@ class SecretSyncer:
         self.allowed = allowed
         self.record = record
         self._targets: set[Target] = set()
+        self._deferred = 0
         self._lock = threading.Lock()
         self._stop = threading.Event()
 
@@ -270,6 +276,16 @@ class SecretSyncer:
         if proven:
             return self._copy_now(request)
         if cause.operation == "CREATE" and cause.name and cause.owner is None:
+            with self._lock:
+                if self._deferred >= MAX_DEFERRED:
+                    log.warning(
+                        "secret %s not copied into %s: %d copies already wait for their objects",
+                        request.name,
+                        request.namespace,
+                        self._deferred,
+                    )
+                    return "unproven"
+                self._deferred += 1
             threading.Thread(
                 target=self._copy_when_real,
                 args=(request, cause),
@@ -300,6 +316,13 @@ class SecretSyncer:
     def _copy_when_real(self, request: SecretCopy, cause: CopyCause) -> None:
         """Copy once the API server has the object the review named (a bare Pod is created
         right after its admission); give up after :data:`DEFER_SECONDS`."""
+        try:
+            self._wait_and_copy(request, cause)
+        finally:
+            with self._lock:
+                self._deferred -= 1
+
+    def _wait_and_copy(self, request: SecretCopy, cause: CopyCause) -> None:
         deadline = time.monotonic() + DEFER_SECONDS
         while time.monotonic() < deadline:
             try:
