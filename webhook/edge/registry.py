@@ -71,6 +71,7 @@ from webhook.core.hosts import any_host_matches, split_host_port, suggest_regist
 from webhook.core.keyring import Credential
 from webhook.core.registry import (
     ACCEPT,
+    DEFINITE,
     INDEX_TYPES,
     Answer,
     Outcome,
@@ -768,29 +769,47 @@ class _Asker:
     # -- the question ------------------------------------------------------------------
 
     def answer(self, question: Question, known: Sequence[str]) -> Answer:
+        """The answer the kubelet's pull would get. Its pull loop (kuberuntime
+        ``pullImage``) tries the matching credentials in order and goes on to the next after
+        *any* failed pull, a 404 too: registries hide a repository a login may not read
+        behind ``404 NAME_UNKNOWN``, and the next login may pull it. So every credential is
+        tried until one finds the image; a definite answer (not found, refused) stands only
+        when every credential got one, and one uncertain answer (a server error, a timeout)
+        makes the whole answer uncertain, since that pull may have worked."""
         candidates: list[Credential | None] = list(question.credentials) or [None]
         tried: list[str] = []
-        answer = Answer(Outcome.NOT_ASKED, "no credential was tried")
-        used: Credential | None = None  # the credential the final answer was given to
+        failed: list[tuple[Credential | None, Answer]] = []
         for credential in candidates:
-            used = credential
             if credential is not None:
                 tried.append(credential.source or "(a pull secret)")
-            answer = self._head(question, credential, known)
-            answer = replace(answer, tried=tuple(tried))
-            if answer.outcome is not Outcome.UNAUTHORIZED:
-                break
-        if answer.outcome is Outcome.NOT_FOUND:
+            answer = replace(self._head(question, credential, known), tried=tuple(tried))
+            if answer.outcome is Outcome.FOUND:
+                return self._found(question, credential, answer)
+            failed.append((credential, answer))
+        everyone = tuple(tried)
+        if all(a.outcome in DEFINITE for _, a in failed):
             # Registries are eventually consistent and pipelines push then deploy within
-            # seconds: ask again before the answer may deny.
-            again = replace(self._head(question, used, known), tried=tuple(tried))
-            if again.outcome is not Outcome.NOT_FOUND:
-                return again
-            answer = self._repository_facts(question, used, again)
+            # seconds: ask again before a not found may deny.
+            for index, (credential, answer) in enumerate(failed):
+                if answer.outcome is not Outcome.NOT_FOUND:
+                    continue
+                again = replace(self._head(question, credential, known), tried=everyone)
+                if again.outcome is Outcome.FOUND:
+                    return self._found(question, credential, again)
+                failed[index] = (credential, again)
+        uncertain = [(c, a) for c, a in failed if a.outcome not in DEFINITE]
+        missing = [(c, a) for c, a in failed if a.outcome is not Outcome.UNAUTHORIZED]
+        used, answer = (uncertain or missing or failed)[0 if uncertain or missing else -1]
+        answer = replace(answer, tried=everyone)
+        if answer.outcome is Outcome.NOT_FOUND:
+            answer = self._repository_facts(question, used, answer)
         if answer.outcome is Outcome.REGISTRY_ERROR and question.by_digest:
             answer = self._blob_instead(question, used, answer)
-        if answer.outcome is Outcome.FOUND and question.platforms:
-            answer = self._platforms(question, used, answer)
+        return answer
+
+    def _found(self, question: Question, credential: Credential | None, answer: Answer) -> Answer:
+        if question.platforms:
+            return self._platforms(question, credential, answer)
         return answer
 
     def _blob_instead(
