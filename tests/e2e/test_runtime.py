@@ -671,7 +671,12 @@ def test_pullguard_agrees_with_the_runtime_where_the_review_found_it_did_not(
     ``failurePolicy: Fail`` and the real containerd, each with its expected verdict."""
     http = matrix_cluster
     hiding = hiding_front(setup, registries.tls)
-    runtime.trust(hiding.host, registries.ca)
+    priv = setup.priv.host
+    front = ScriptedServer(
+        registries.tls, lambda r: (302, {"Location": f"https://{priv}{r.path}"}, b"")
+    )
+    for server in (hiding, front):
+        runtime.trust(server.host, registries.ca)
     other = ("other", "pw")
     auths = lambda entries: {"auths": entries}  # noqa: E731 - a table of one-liners
     secrets = [
@@ -680,6 +685,7 @@ def test_pullguard_agrees_with_the_runtime_where_the_review_found_it_did_not(
             "rv-hide-other", auths({f"{hiding.host}/team": {"auth": b64("other:pw")}})
         ),
         dockerconfigjson("rv-hide-good", auths({hiding.host: {"auth": PADDED}})),
+        dockerconfigjson("rv-front", auths({front.host: {"auth": PADDED}})),
     ]
     plane.apply(json.dumps({"apiVersion": "v1", "kind": "List", "items": secrets}), check=True)
     hidden = f"{hiding.host}/team/api:1.0"
@@ -701,25 +707,41 @@ def test_pullguard_agrees_with_the_runtime_where_the_review_found_it_did_not(
             (other,),
             ("rv-hide-other",),
         ),
+        Case(
+            "a host redirecting to its authenticating backend",
+            f"{front.host}/team/api:1.0",
+            "warn",
+            True,
+            ((USER, PASSWORD),),
+            ("rv-front",),
+            why="containerd answers the backend's challenge with the pod's credentials; "
+            "pullguard keeps them from a host the secret is not for, so it cannot know",
+        ),
     ]
+    # What pullguard's words must say, by case.
+    said = {
+        "a host redirecting to its authenticating backend": f"{front.host} redirected to "
+        f"{priv}, which asks for credentials (HTTP 401); pullguard does not send the pod's "
+        "password to a host its secret is not for",
+    }
     filler = f"{setup.pub.host}/matrix/web:1.0"
     wrong = []
     try:
         for index, case in enumerate(table, start=500):
             verdict, words = admission(http, pod_for(index, case, filler))
             pulled = runtime_says(runtime, case)
-            print(
-                f"\n{case.name}: pullguard {verdict}; runtime {'pulls' if pulled.ok else 'fails'}"
-            )
-            if not (
-                agrees(verdict, pulled.ok) and (verdict, pulled.ok) == (case.verdict, case.pulls)
-            ):
+            ran = "pulls" if pulled.ok else "fails"
+            print(f"\n{case.name}: pullguard {verdict}; runtime {ran}: {words[:300]}")
+            expected = (verdict, pulled.ok) == (case.verdict, case.pulls)
+            expected = expected and said.get(case.name, "") in words
+            if not (agrees(verdict, pulled.ok) and expected):
                 wrong.append(
                     f"{case.name}: pullguard {verdict} (expected {case.verdict}), runtime "
                     f"{'pulled' if pulled.ok else 'failed'}: {words[:300]} / {pulled.error[:300]}"
                 )
     finally:
         hiding.stop()
+        front.stop()
     assert not wrong, "\n".join(wrong)
 
 

@@ -428,6 +428,38 @@ def test_credentials_never_follow_a_redirect_to_another_host(setup: Setup) -> No
             server.stop()
 
 
+@pytest.mark.parametrize("backend", ["basic", "token"])
+def test_a_refusal_after_a_redirect_that_kept_the_password_back_is_not_certain(
+    setup: Setup, backend: str
+) -> None:
+    """A registry host (the secret's entry is for it) redirects to its backend, which asks
+    for credentials. pullguard keeps the password from a host the secret is not for; the
+    kubelet's containerd answers any host's challenge with the pod's credentials and pulls.
+    So the refusal pullguard gets is no denial: not checked, saying why (review of issue 20,
+    1). Without a credential there is nothing kept back: the refusal stays certain."""
+    target = setup.basic if backend == "basic" else setup.token
+    push_image(setup.basic, "team/behind", "1.0")
+    front = ScriptedServer(
+        setup.tls, lambda r: (302, {"Location": f"https://{target.host}{r.path}"}, b"")
+    )
+    login = Credential("k", *PUSHER, source="ns/front") if backend == "basic" else READER
+    try:
+        registry = client(setup)
+        answer = ask(registry, q(front.host, "team/behind", "1.0", login))
+        assert answer.outcome is Outcome.NOT_ASKED, answer
+        assert f"{front.host} redirected to {target.host}, which asks for credentials" in (
+            answer.detail
+        )
+        assert "does not send the pod's password" in answer.detail
+        anonymous = ask(registry, q(front.host, "team/behind", "1.0"))
+        assert anonymous.outcome is Outcome.UNAUTHORIZED, anonymous
+        # The same login straight at the backend is what the kubelet's pull does.
+        straight = ask(registry, q(target, "team/behind", "1.0", login))
+        assert straight.outcome is Outcome.FOUND, straight
+    finally:
+        front.stop()
+
+
 def test_plain_http_only_for_insecure_registries(setup: Setup) -> None:
     redirect = FaultServer("redirect", setup.tls, location="http://127.0.0.1:1/v2/")
     try:

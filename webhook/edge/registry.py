@@ -414,6 +414,9 @@ class Reply:
     """The host[:port] that gave this answer (after redirects)."""
     url: str = ""
     """The URL that gave it."""
+    withheld_from: str = ""
+    """The host a refused request kept the pod's credentials from (a redirect's target that
+    challenged): the refusal is pullguard's own choice, not what the kubelet will get."""
 
 
 class Blocked(Exception):
@@ -673,7 +676,10 @@ class _Asker:
         attacker's registry anywhere) to another host that answers ``401 Bearer realm=...``
         would otherwise have the pod's password sent to a realm of its choosing (issue 20,
         item 1); after a cross-host redirect pullguard goes on anonymously, at the URL that
-        challenged, as containerd picks credentials by the host that issued the challenge."""
+        challenged. That is pullguard's own safety rule, not the runtime's: containerd's CRI
+        answers whichever host challenges with the pod's credentials (the kubelet's
+        AuthConfig names no host), so a refusal there is marked ``withheld_from`` and is no
+        certain answer about the pull."""
         base, host = self.base(registry)
         url = f"{base}/v2/{repository}/{path}"
         scope = f"repository:{repository}:pull"
@@ -685,24 +691,28 @@ class _Asker:
         if reply.status != 401:
             return reply
         challenger = reply.host or host
+        withheld = ""
         if challenger != host:
+            withheld = challenger if credential is not None else ""
             credential, url = None, reply.url
             headers = {"Accept": accept}
         scheme, params = parse_challenge(reply.headers.get("www-authenticate", ""))
         if scheme == "bearer" and params.get("realm"):
             fetched = self._fetch_token(challenger, params, scope, credential)
             if fetched is None:
-                return reply
+                return replace(reply, withheld_from=withheld)
             if isinstance(fetched, Reply):
-                return fetched  # the realm itself refused: that is the answer
+                # The realm itself refused: that is the answer.
+                return replace(fetched, withheld_from=withheld)
             headers["Authorization"] = f"Bearer {fetched}"
         elif scheme == "basic" and credential is not None:
             headers["Authorization"] = _basic(credential)
         else:
-            return reply
-        return self.http.request(
+            return replace(reply, withheld_from=withheld)
+        final = self.http.request(
             method, url, headers, max_body=max_body, credentials_host=challenger
         )
+        return replace(final, withheld_from=withheld)
 
     def _token_key(
         self, host: str, scope: str, credential: Credential | None
@@ -852,6 +862,8 @@ class _Asker:
             return _failure(error, question.registry, known)
         outcome = classify_status(reply.status)
         detail = f"HTTP {reply.status}"
+        if outcome is Outcome.UNAUTHORIZED and reply.withheld_from:
+            return Answer(Outcome.NOT_ASKED, withheld_words(question.registry, reply))
         return Answer(
             outcome,
             detail,
@@ -991,6 +1003,17 @@ def clean_answer(answer: Answer) -> Answer:
         digest=clean_words(answer.digest, 140),
         platforms_note=clean_words(answer.platforms_note, 300),
         suggestion=clean_words(answer.suggestion, 100),
+    )
+
+
+def withheld_words(registry: str, reply: Reply) -> str:
+    """Why a refusal after a cross-host redirect is not certain (the pod's password was kept
+    from the host that asked for it; the kubelet's runtime sends it)."""
+    return (
+        f"{clean_words(api_host(registry), 100)} redirected to "
+        f"{clean_words(reply.withheld_from, 100)}, which asks for credentials "
+        f"(HTTP {reply.status}); pullguard does not send the pod's password to a host its "
+        "secret is not for; the kubelet's pull will, so whether it may pull is not known"
     )
 
 
