@@ -73,9 +73,11 @@ class RegistrySettings:
 
     timeout_seconds: float = 2.0
     """Budget for all registry calls of one admission; past it the checks report "could not run"."""
-    cache_ttl_seconds: int = 300
-    """How long a positive answer (the image exists and is readable) is reused. Answers by
-    digest are kept for the process's life; "not found" and refusals are never reused."""
+    cache_ttl_seconds: int = 5
+    """How long a positive answer (the image exists and is readable) is reused, by tag and by
+    digest alike, counted from when the registry was asked (issue 21, item 5: the runtime
+    resolves the reference on every pull, so a deleted image fails the next pull); 0: never.
+    "Not found" and refusals are never reused."""
     allow_private_networks: bool = False
     """Contact registries that resolve to loopback, link-local or private addresses."""
     allowed_private_registries: tuple[str, ...] = ()
@@ -404,7 +406,7 @@ def parse_config(document: Any) -> Config:
             MAX_REGISTRY_BUDGET_SECONDS,
         ),
         cache_ttl_seconds=int(
-            r.number(reg_doc.get("cacheTTLSeconds"), "registry.cacheTTLSeconds", 300, 0, 86400)
+            r.number(reg_doc.get("cacheTTLSeconds"), "registry.cacheTTLSeconds", 5, 0, 86400)
         ),
         allow_private_networks=r.boolean(
             reg_doc.get("allowPrivateNetworks"), "registry.allowPrivateNetworks", False
