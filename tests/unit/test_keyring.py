@@ -268,3 +268,25 @@ def test_an_identity_token_is_ignored_as_the_kubelet_ignores_it() -> None:
     # Nor does its type matter: an unknown key is never decoded.
     weird = json.dumps({"auths": {"r.io": {"auth": b64("u:p"), "identitytoken": 5}}})
     assert parse_pull_secret(DOCKER_CONFIG_JSON, config_json(weird))[0].username == "u"
+
+
+@pytest.mark.parametrize("headers", ["x", 7, ["x"], {"User-Agent": 1}, {"X": {"y": "z"}}])
+def test_httpheaders_that_go_cannot_unmarshal_fail_the_keyring(headers: object) -> None:
+    """The kubelet's ``DockerConfigJSON.HTTPHeaders`` is a ``map[string]string``: anything
+    else fails ``json.Unmarshal``, so ``MakeDockerKeyring`` fails and every pull of the pod
+    fails, a public image's too (review of issue 21, finding 3). The name matches in any
+    case, as Go's decoder matches field names."""
+    entry = {"r.example.com": {"auth": b64("u:p")}}
+    for name in ("HttpHeaders", "httpheaders"):
+        doc = {"auths": entry, name: headers}
+        with pytest.raises(SecretFormatError) as error:
+            parse_pull_secret(DOCKER_CONFIG_JSON, {".dockerconfigjson": b64(json.dumps(doc))})
+        assert error.value.fatal
+        assert "HttpHeaders" in str(error.value)
+
+
+@pytest.mark.parametrize("headers", [None, {}, {"User-Agent": "x", "X-Empty": None}])
+def test_httpheaders_go_can_unmarshal_leave_the_keyring_as_it_is(headers: object) -> None:
+    doc = {"auths": {"r.example.com": {"auth": b64("u:p")}}, "HttpHeaders": headers}
+    credentials = parse_pull_secret(DOCKER_CONFIG_JSON, {".dockerconfigjson": b64(json.dumps(doc))})
+    assert [(c.key, c.username) for c in credentials] == [("r.example.com", "u")]

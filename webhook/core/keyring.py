@@ -71,8 +71,8 @@ def parse_pull_secret(
 
     Raises :class:`SecretFormatError`: not fatal for what the kubelet skips (the wrong type,
     no data key, an empty value), fatal for what it cannot parse (not JSON, ``auths`` or an
-    entry of the wrong JSON type, a non-string field, an ``auth`` that is not base64 of
-    ``user:password``). The error text never contains secret material.
+    entry of the wrong JSON type, a non-string field, an ``HttpHeaders`` that is not an
+    object of strings, an ``auth`` that is not base64 of ``user:password``). The error text never contains secret material.
     """
     data_key = PULL_SECRET_KEYS.get(secret_type)
     if data_key is None:
@@ -99,9 +99,15 @@ def parse_pull_secret(
             return []
         if not isinstance(document, _Pairs):
             raise SecretFormatError(f"key {data_key!r} holds JSON that is not an object")
-        # Every key spelled "auths" in any case fills the same map (Go merges into it).
+        # The kubelet's DockerConfigJSON: {Auths DockerConfig `json:"auths"`; HTTPHeaders
+        # map[string]string `json:"HttpHeaders"`}. Every key spelled "auths" in any case
+        # fills the same map (Go merges into it); an "HttpHeaders" that is not an object of
+        # strings fails json.Unmarshal, so MakeDockerKeyring fails and every pull does.
         auths = _Pairs()
         for name, value in document:
+            if name.lower() == "httpheaders" and value is not None:
+                _check_headers(value, data_key)
+                continue
             if name.lower() != "auths" or value is None:
                 continue
             if not isinstance(value, _Pairs):
@@ -119,6 +125,17 @@ def parse_pull_secret(
         entries.pop(key, None)
         entries[key] = _credential(key, entry, source)
     return list(entries.values())
+
+
+def _check_headers(value: object, data_key: str) -> None:
+    """``HttpHeaders`` as Go decodes it into ``map[string]string``: an object whose values
+    are strings (or null); anything else is a secret the kubelet cannot parse."""
+    if not isinstance(value, _Pairs):
+        raise SecretFormatError(f'key {data_key!r} has an "HttpHeaders" that is not an object')
+    if any(header is not None and not isinstance(header, str) for _, header in value):
+        raise SecretFormatError(
+            f'key {data_key!r} has an "HttpHeaders" value that is not a string'
+        )
 
 
 def _not_json(word: str) -> object:
