@@ -686,6 +686,8 @@ def test_pullguard_agrees_with_the_runtime_where_the_review_found_it_did_not(
         ),
         dockerconfigjson("rv-hide-good", auths({hiding.host: {"auth": PADDED}})),
         dockerconfigjson("rv-front", auths({front.host: {"auth": PADDED}})),
+        dockerconfigjson("rv-headers", {"auths": {priv: {"auth": PADDED}}, "HttpHeaders": "x"}),
+        dockerconfigjson("rv-percent", auths({f"{priv}/te%61m": {"auth": PADDED}})),
     ]
     plane.apply(json.dumps({"apiVersion": "v1", "kind": "List", "items": secrets}), check=True)
     hidden = f"{hiding.host}/team/api:1.0"
@@ -716,6 +718,24 @@ def test_pullguard_agrees_with_the_runtime_where_the_review_found_it_did_not(
             ("rv-front",),
             why="containerd answers the backend's challenge with the pod's credentials; "
             "pullguard keeps them from a host the secret is not for, so it cannot know",
+        ),
+        Case(
+            "HttpHeaders not an object of strings, public image",
+            f"{setup.pub.host}/matrix/web:1.0",
+            "deny",
+            False,
+            KEYRING_FAILS,
+            ("rv-headers",),
+            why="json.Unmarshal into map[string]string fails: MakeDockerKeyring fails",
+        ),
+        Case(
+            "key path percent-encoded (/te%61m)",
+            f"{priv}/team/api:1.0",
+            "admit",
+            True,
+            ((USER, PASSWORD),),
+            ("rv-percent",),
+            why="Go's url.Parse decodes the key's path to /team",
         ),
     ]
     # What pullguard's words must say, by case.
