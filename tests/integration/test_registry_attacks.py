@@ -337,6 +337,49 @@ def test_never_answering_dns_names_cannot_take_the_other_tenants_slots(setup: Se
         resolver.release.set()
 
 
+def test_a_few_namespaces_together_cannot_take_every_registry_slot(setup: Setup) -> None:
+    """Four namespaces (one tenant's, or a few working together) each send 32 images on a
+    registry that accepts and never answers: 4 x 32 is the whole pool of 128. Other
+    namespaces are still checked, and even more namespaces joining the attack leave them
+    some (review of issue 20, finding 4): the last part of the pool is a reserve shared among
+    the namespaces holding slots, which the ones holding their 32 cannot touch."""
+    from tests.integration.faults import FaultServer
+
+    push_image(setup.public, "team/victim", "1.0")
+    hang = FaultServer("hang", setup.tls)
+    refused: list[str] = []
+    try:
+        registry = client(setup, on_refused=refused.append)
+        threads = [
+            threading.Thread(
+                target=registry.ask,
+                args=([Question(hang.host, f"{ns}/i{i}", "1") for i in range(32)], 3.0),
+                kwargs={"tenant": ns},
+            )
+            for ns in ("n1", "n2", "n3", "n4", "n5", "n6")
+        ]
+        for thread in threads:
+            thread.start()
+            time.sleep(0.1)  # in order: the first namespaces take their 32 first
+        time.sleep(0.3)
+        assert registry.in_flight() < 128, registry.in_flight()
+        for victim in ("victim-a", "victim-b"):
+            question = Question(setup.public.host, "team/victim", "1.0")
+            answer = registry.ask([question], 2.0, tenant=victim)[question]
+            assert answer.outcome is Outcome.FOUND, (victim, answer)
+        # A victim's pod of several images gets them all checked.
+        several = [Question(setup.public.host, "team/victim", f"v{i}") for i in range(4)]
+        answers = registry.ask(several, 2.0, tenant="victim-c")
+        assert all(a.outcome is Outcome.NOT_FOUND for a in answers.values()), answers
+        for thread in threads:
+            thread.join(10)
+        # n4, n5 and n6 got 8, 6 and 5 of the reserve: the rest of their 96 was refused.
+        assert set(refused) == {"process"} and len(refused) >= 64, refused
+        assert registry.in_flight() == 0
+    finally:
+        hang.stop()
+
+
 _UNDER_GEVENT = """
 import json, os, sys, time
 from gevent import monkey

@@ -106,6 +106,10 @@ MAX_REDIRECTS = 3
 #: namespace's pods (32 images each at most) cannot take the slots the others need.
 MAX_FLIGHTS = 128
 FLIGHTS_PER_TENANT = 32
+#: The last slots of the pool: shared among the namespaces holding slots, each at most its
+#: part of it (the reserve divided by their number), so namespaces that hold their 32 cannot
+#: take them, and four namespaces together cannot take the whole pool.
+FLIGHTS_RESERVE = 32
 #: DNS lookups outstanding per process and per namespace. A lookup that does not answer is
 #: abandoned at the question's deadline but keeps its place until the resolver gives up.
 MAX_LOOKUPS = 48
@@ -1270,17 +1274,34 @@ class HttpRegistry:
         self.cache.put(key, (answer, expires), _answer_size(key, answer), question.registry)
 
     def _refusal(self, tenant: str) -> tuple[str, str] | None:
-        """Why a new flight for ``tenant`` may not start now (the lock is held)."""
-        if self.held >= MAX_FLIGHTS:
-            return "process", f"too many registry questions in flight ({MAX_FLIGHTS})"
-        if self.held_by[tenant] >= FLIGHTS_PER_TENANT:
+        """Why a new flight for ``tenant`` may not start now (the lock is held).
+
+        A namespace holds at most :data:`FLIGHTS_PER_TENANT`. The attack this stops beyond
+        that: a few namespaces (one tenant's, or tenants together) of 32 never-answering
+        images each hold the whole pool until their deadline, and every other namespace's
+        pods are admitted unchecked. So the last :data:`FLIGHTS_RESERVE` slots are shared:
+        once the rest is in use, a namespace may hold only up to the reserve divided by the
+        namespaces holding slots (itself counted); one holding its 32 gets none of it, and
+        each newcomer leaves part of the reserve for the next."""
+        held_here = self.held_by[tenant]
+        if held_here >= FLIGHTS_PER_TENANT:
             where = f"namespace {tenant}" if tenant else "this caller"
             return (
                 "namespace",
                 f"too many registry questions in flight from {where} (at most "
                 f"{FLIGHTS_PER_TENANT} at once, so other namespaces are still checked)",
             )
-        return None
+        if self.held < MAX_FLIGHTS - FLIGHTS_RESERVE:
+            return None
+        active = len(self.held_by) + (0 if tenant in self.held_by else 1)
+        if self.held < MAX_FLIGHTS and (held_here + 1) * active <= FLIGHTS_RESERVE:
+            return None
+        return (
+            "process",
+            f"too many registry questions in flight ({self.held} of {MAX_FLIGHTS}; the last "
+            f"{FLIGHTS_RESERVE} are shared by the {active} namespaces asking, and this one "
+            "holds its part)",
+        )
 
     def _release(self, key: tuple[Any, ...], flight: _Flight) -> None:
         """Free the flight's slot (once); the lock is held."""
