@@ -380,6 +380,45 @@ def test_a_few_namespaces_together_cannot_take_every_registry_slot(setup: Setup)
         hang.stop()
 
 
+def test_namespaces_of_hanging_dns_names_leave_every_other_namespace_checked(
+    setup: Setup,
+) -> None:
+    """Three (then five) namespaces each ask 32 names whose nameservers never answer. Their
+    lookups stay outstanding until the resolver gives up (a minute), long after their
+    questions' deadlines: they must cost those namespaces only (review of issue 20, 5).
+    Before, 3 x 16 held all 48 process lookups and every other namespace got "too many DNS
+    lookups outstanding"."""
+    push_image(setup.public, "team/victim", "1.0")
+    resolver = NeverAnswering()
+    refused: list[str] = []
+    try:
+        registry = client(setup, resolver=resolver, on_refused=refused.append)
+        for attackers in (range(3), range(3, 5)):
+            threads = [
+                threading.Thread(
+                    target=registry.ask,
+                    args=([Question(f"n{ns}-{i}.hang.test", "x", "1") for i in range(32)], 1.0),
+                    kwargs={"tenant": f"attacker-{ns}"},
+                )
+                for ns in attackers
+            ]
+            for thread in threads:
+                thread.start()
+                time.sleep(0.05)
+            for thread in threads:
+                thread.join(5)
+            # The attackers' questions are past their deadline; their lookups still hang.
+            assert registry.in_flight() == 0
+            named = setup.public.host.replace("127.0.0.1", "localhost")
+            victim = Question(named, "team/victim", "1.0")
+            answer = registry.ask([victim], 2.0, tenant=f"victim-{len(attackers)}")[victim]
+            assert answer.outcome is Outcome.FOUND, answer
+        assert resolver.calls <= 64, resolver.calls  # the process's bound on threads holds
+        assert "dns" in refused
+    finally:
+        resolver.release.set()
+
+
 _UNDER_GEVENT = """
 import json, os, sys, time
 from gevent import monkey

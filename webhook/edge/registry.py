@@ -112,8 +112,11 @@ FLIGHTS_PER_TENANT = 32
 FLIGHTS_RESERVE = 32
 #: DNS lookups outstanding per process and per namespace. A lookup that does not answer is
 #: abandoned at the question's deadline but keeps its place until the resolver gives up.
-MAX_LOOKUPS = 48
+#: The process bound is on native threads; its last :data:`LOOKUPS_RESERVE` are shared as
+#: the flights' reserve is, so namespaces of hanging names cost those namespaces only.
+MAX_LOOKUPS = 64
 LOOKUPS_PER_TENANT = 16
+LOOKUPS_RESERVE = 16
 MAX_CACHE_ENTRIES = 10_000
 #: Byte budgets of the caches, and the share of each one registry may fill (issue 20,
 #: item 3: an attacker's registry filled a worker with 64 KiB tokens and megabyte platforms).
@@ -243,7 +246,12 @@ class Lookups:
     (gevent's pool of real threads under gevent, a daemon thread otherwise) and is waited for
     only until the deadline; lookups of one host share one; at most :data:`MAX_LOOKUPS` are
     outstanding per process and :data:`LOOKUPS_PER_TENANT` per namespace, counted until
-    the resolver really returns, so abandoned lookups cost their own namespace only."""
+    the resolver really returns. The attack: three namespaces of 32 never-answering names
+    held every lookup of the process (3 x 16) long past their deadlines, and every other
+    namespace got "too many DNS lookups outstanding". So the last :data:`LOOKUPS_RESERVE`
+    are a reserve: once the rest is in use, a namespace may hold only the reserve divided by
+    the namespaces holding lookups (itself counted), and abandoned lookups cost their own
+    namespace only."""
 
     def __init__(self, resolver: Resolver, on_refused: Callable[[str], None] | None = None) -> None:
         self.resolver = resolver
@@ -266,16 +274,14 @@ class Lookups:
         with self.lock:
             job = self.running.get(key)
             if job is None:
-                if len(self.running) >= MAX_LOOKUPS or (
-                    self.by_tenant[tenant] >= LOOKUPS_PER_TENANT
-                ):
+                if self._refused(tenant):
                     if self.on_refused is not None:
                         self.on_refused("dns")
                     raise CapacityRefused(
                         "dns",
                         f"too many DNS lookups outstanding (at most {LOOKUPS_PER_TENANT} per "
-                        f"namespace, {MAX_LOOKUPS} per process); the names asked for do not "
-                        "answer",
+                        f"namespace, {MAX_LOOKUPS} per process, of which the last "
+                        f"{LOOKUPS_RESERVE} are shared); the names asked for do not answer",
                     )
                 job = self.running[key] = _Lookup(tenant)
                 self.by_tenant[tenant] += 1
@@ -285,6 +291,16 @@ class Lookups:
         if job.error is not None:
             raise job.error
         return list(job.addresses or [])
+
+    def _refused(self, tenant: str) -> bool:
+        """May ``tenant`` not start another lookup now? (The lock is held.)"""
+        held_here, held = self.by_tenant[tenant], len(self.running)
+        if held_here >= LOOKUPS_PER_TENANT:
+            return True
+        if held < MAX_LOOKUPS - LOOKUPS_RESERVE:
+            return False
+        active = len(self.by_tenant) + (0 if tenant in self.by_tenant else 1)
+        return held >= MAX_LOOKUPS or (held_here + 1) * active > LOOKUPS_RESERVE
 
     def _finish(self, key: tuple[str, int], job: _Lookup) -> None:
         with self.lock:
