@@ -210,6 +210,8 @@ def decode_auth(auth: str) -> str | None:
         return None
 
 
+UNPARSABLE_KEY = "(unparsable key)"
+
 #: A ``%`` that does not start an escape of two hex digits: Go's ``url.Parse`` fails on it.
 _BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 
@@ -226,12 +228,21 @@ def _go_path(path: str) -> str | None:
 
 def _index_key(location: str) -> str | None:
     """The kubelet's index key, or ``None`` where ``url.Parse`` fails (``BasicDockerKeyring.Add``
-    then skips the entry)."""
+    then skips the entry).
+
+    A password with ``/``, ``?`` or ``#`` (``https://robot:pa/ss@host``) ends the URL's
+    authority early: Go's parser then reads ``robot:pa`` as host and port and refuses the
+    key, so the kubelet ignores the entry. Such a key is refused here too: it matches no
+    image, and no piece of it (``robot:pa``, ``ss@host``) is ever shown or exported (an
+    ``@`` cannot be part of a registry's path: the reference grammar has none).
+    """
     value = location if location.startswith(("https://", "http://")) else "https://" + location
     try:
         parsed = urlsplit(value)
         host = parsed.netloc.rpartition("@")[2]
     except ValueError:
+        return None
+    if "@" in value.partition("//")[2].partition(parsed.netloc)[2]:
         return None
     path = _go_path(parsed.path)
     if path is None:
@@ -247,7 +258,7 @@ def keyring_key(location: str) -> str:
     ``url.URL.Host`` never includes it: matching a key that kept it would fail, and showing
     it would print a password)."""
     key = _index_key(location)
-    return "(unparsable key)" if key is None else key
+    return UNPARSABLE_KEY if key is None else key
 
 
 def _split_target(target: str) -> tuple[str, str]:
