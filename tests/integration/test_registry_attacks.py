@@ -419,6 +419,62 @@ def test_namespaces_of_hanging_dns_names_leave_every_other_namespace_checked(
         resolver.release.set()
 
 
+def test_concurrent_questions_for_one_digest_share_one_manifest_get(setup: Setup) -> None:
+    """Eight tags with the same digest asked at once: one manifest GET for the digest (each GET
+    is a pull on Docker Hub), not eight (review of issue 20, finding 6)."""
+    body = index_of({"os": "linux", "architecture": "amd64"})
+    digest = digest_of(body)
+
+    def serve(request: Request) -> tuple[int, dict[str, str], bytes]:
+        time.sleep(0.2)
+        return 200, {"Docker-Content-Digest": digest, "Content-Type": INDEX}, body
+
+    server = ScriptedServer(setup.tls, serve)
+    try:
+        registry = client(setup)
+        questions = [Question(server.host, "team/app", f"v{i}", platforms=True) for i in range(8)]
+        answers = registry.ask(questions, 5.0, tenant="t")
+        assert all(
+            [str(p) for p in a.platforms or ()] == ["linux/amd64"] for a in answers.values()
+        ), answers
+        gets = [r.path for r in server.requests if r.method == "GET"]
+        assert len(gets) == 1, gets
+        assert len(server.seen("HEAD", "/v2/team/app/manifests/")) == 8
+    finally:
+        server.stop()
+
+
+def test_a_4_mib_index_of_empty_objects_is_never_built(setup: Setup) -> None:
+    """A 4 MiB index made of ``{}`` entries: json.loads builds ~1.4 million dicts (about
+    100 MB) per question, and eight at once on real threads (audit, diagnose) took a process
+    to 946 MiB. A manifest of more JSON values than any real image has is refused before it
+    is parsed: platforms unknown, a warning (review of issue 20, finding 6)."""
+    import resource
+
+    budget = 4 * 1024 * 1024
+    head, tail = b'{"mediaType":"' + INDEX.encode() + b'","manifests":[', b"{}]}"
+    body = head + b"{}," * ((budget - len(head) - len(tail)) // 3) + tail
+    assert len(body) <= budget
+    digest = digest_of(body)
+
+    def hostile(request: Request) -> tuple[int, dict[str, str], bytes]:
+        return 200, {"Docker-Content-Digest": digest, "Content-Type": INDEX}, body
+
+    server = ScriptedServer(setup.tls, hostile)
+    try:
+        registry = client(setup)
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        questions = [Question(server.host, f"x/app{i}", "1.0", platforms=True) for i in range(8)]
+        answers = registry.ask(questions, 10.0, tenant="attacker")
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        for answer in answers.values():
+            assert answer.outcome is Outcome.FOUND and answer.platforms is None, answer
+            assert "more JSON values than a real image has" in answer.platforms_note, answer
+        assert peak - before < 150, (before, peak)  # 8 x 4 MiB bodies at most, no object graph
+    finally:
+        server.stop()
+
+
 _UNDER_GEVENT = """
 import json, os, sys, time
 from gevent import monkey

@@ -767,6 +767,9 @@ class _Asker:
         self.platforms: BudgetCache[str, tuple[tuple[Platform, ...], bool]] = BudgetCache(
             PLATFORM_CACHE_BYTES
         )
+        # Digests being read now: a question for a digest another question is reading waits
+        # for that read (one GET per digest, each a pull on Docker Hub), under tokens_lock.
+        self.learning: dict[str, threading.Event] = {}
 
     def base(self, registry: str) -> tuple[str, str]:
         host = api_host(registry)
@@ -1024,18 +1027,35 @@ class _Asker:
             reference = question.reference
         else:
             reference = answer.digest if is_digest(answer.digest) else question.reference
+        leading: threading.Event | None = None
         if is_digest(reference):
             with self.tokens_lock:
                 known = self.platforms.get(reference)
+                reading = self.learning.get(reference) if known is None else None
+                if known is None and reading is None:
+                    leading = self.learning[reference] = threading.Event()
+            if reading is not None:
+                # Another question reads this digest now: wait for it (within the deadline),
+                # then read it alone only if that read learned nothing (other credentials).
+                reading.wait(_remaining(None))
+                with self.tokens_lock:
+                    known = self.platforms.get(reference)
             if known is not None:
                 return replace(answer, platforms=known[0], platforms_note="", single_image=known[1])
-        learned, digest = self._learn_platforms(question, credential, answer, reference)
-        if learned.platforms and digest:
-            size = _size(digest, *(str(p) for p in learned.platforms))
-            with self.tokens_lock:
-                self.platforms.put(
-                    digest, (learned.platforms, learned.single_image), size, question.registry
-                )
+        try:
+            learned, digest = self._learn_platforms(question, credential, answer, reference)
+            if learned.platforms and digest:
+                size = _size(digest, *(str(p) for p in learned.platforms))
+                with self.tokens_lock:
+                    self.platforms.put(
+                        digest, (learned.platforms, learned.single_image), size, question.registry
+                    )
+        finally:
+            if leading is not None:
+                with self.tokens_lock:
+                    if self.learning.get(reference) is leading:
+                        del self.learning[reference]
+                leading.set()
         return learned
 
     def _learn_platforms(
@@ -1065,7 +1085,7 @@ class _Asker:
                 digest = reference
             else:
                 digest = digest_of(manifest.body)
-            document = json.loads(manifest.body)
+            document = bounded_json(manifest.body)
             if not isinstance(document, dict):
                 return replace(answer, platforms_note="the manifest is not a JSON object"), ""
             media = document.get("mediaType") or manifest.headers.get("content-type", "")
@@ -1091,7 +1111,7 @@ class _Asker:
                 return replace(
                     answer, platforms_note="the image config's bytes do not match its digest"
                 ), ""
-            document = json.loads(blob.body)
+            document = bounded_json(blob.body)
             platform = platform_of_config(document) if isinstance(document, dict) else None
         except PlatformError as error:
             return replace(answer, platforms_note=str(error)), ""
@@ -1100,6 +1120,25 @@ class _Asker:
         if platform is None:
             return replace(answer, platforms_note="the image config names no platform"), ""
         return replace(answer, platforms=(platform,), platforms_note="", single_image=True), digest
+
+
+#: JSON values a manifest or config may hold before it is parsed: a real index of a thousand
+#: manifests has some 10,000; a 4 MiB body of ``{}`` has 1.4 million, which ``json.loads``
+#: builds as dicts (about 100 MB per question, on every thread reading one at once).
+MAX_JSON_VALUES = 50_000
+
+
+def bounded_json(body: bytes) -> Any:
+    """``json.loads`` of a manifest or config, refused before any object is built when it
+    holds more values than a real image has (each ``{``, ``[`` and ``,`` counted, inside
+    strings too: only an over-count, never an under-count). The attack it stops: a registry
+    serving 4 MiB of ``{}`` entries made eight questions at once cost 946 MiB."""
+    values = body.count(b"{") + body.count(b"[") + body.count(b",")
+    if values > MAX_JSON_VALUES:
+        raise PlatformError(
+            f"the manifest holds more JSON values than a real image has (over {MAX_JSON_VALUES})"
+        )
+    return json.loads(body)
 
 
 def clean_answer(answer: Answer) -> Answer:
