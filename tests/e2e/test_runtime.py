@@ -563,6 +563,8 @@ def matrix_cluster(fail_closed: ControlPlane) -> Iterator[httpx.Client]:
     pullguard's webhooks are at ``failurePolicy: Fail``: an admission is pullguard's own
     answer, never a crash or a timeout let through by Ignore."""
     plane = fail_closed
+    # A test before this one deleted the namespace without waiting: let it go first.
+    wait_for(lambda: not plane.kubectl("get", "namespace", NS).ok, 120, f"namespace {NS} deleted")
     namespace(plane, NS)
     for name, arch in ((AMD64_NODE, "amd64"), (ARM64_NODE, "arm64")):
         plane.apply(node(name, arch), check=True)
