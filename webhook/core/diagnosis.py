@@ -288,6 +288,8 @@ def _use(
         fix = finding.fix
         if added := _SECRET_TO_ADD.search(fix):
             fix = fixer.secret_for(container, fix[: added.start()], added.group(1))
+        elif "kubectl set image" in fix:
+            pass  # the finding's own command (an existing workload)
         elif (tag := _TAG_MEANT.match(fix)) and "@" not in container.image:
             head, slash, last = container.image.rpartition("/")
             retagged = f"{head}{slash}{last.partition(':')[0]}:{tag.group(1)}"

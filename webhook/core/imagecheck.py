@@ -32,6 +32,7 @@ from collections.abc import Mapping, Sequence
 
 from webhook.core.checks import (
     SecretSet,
+    WorkloadRef,
     create_secret_command,
     secret_name_for,
     what_the_pod_has,
@@ -110,6 +111,7 @@ def registry_finding(
     running_pod: bool = False,
     default_sources: Mapping[str, str] | None = None,
     hidden: str = "",
+    workload: WorkloadRef | None = None,
 ) -> Finding | None:
     """The finding for one image's answer, or ``None`` (found, or not asked).
 
@@ -123,7 +125,7 @@ def registry_finding(
     if outcome in (Outcome.FOUND, Outcome.NOT_ASKED):
         return None
     if outcome is Outcome.NOT_FOUND:
-        return _not_found(container, ref, answer)
+        return _not_found(container, ref, answer, workload)
     if outcome is Outcome.NOT_A_MANIFEST:
         return Finding.for_container(
             "registry",
@@ -226,7 +228,9 @@ def registry_finding(
     )
 
 
-def _not_found(container: Container, ref: Reference, answer: Answer) -> Finding:
+def _not_found(
+    container: Container, ref: Reference, answer: Answer, workload: WorkloadRef | None
+) -> Finding:
     shown = container.shown_image
     repository = f"{ref.domain}/{ref.path}"
     said = _said(answer)
@@ -257,6 +261,15 @@ def _not_found(container: Container, ref: Reference, answer: Answer) -> Finding:
         if near
         else f"use a {('digest' if ref.digest else 'tag')} that exists, or push it first"
     )
+    # An existing workload (an UPDATE) gets the command that sets the near tag.
+    retagged = str(Reference(domain=ref.domain, path=ref.path, tag=near))
+    command = (
+        workload.set_image_command(container.name, retagged)
+        if near and workload is not None and not container.is_volume
+        else None
+    )
+    if command:
+        fix = f"push {wanted!r} first, or use tag {near!r} if that was meant: {command}"
     return Finding.for_container(
         "registry",
         container,

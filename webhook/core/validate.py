@@ -330,6 +330,7 @@ def validate(
                 unavailable,
                 blocked=any(f.check == "pullSecrets" and not f.advisory for f in findings),
                 running_pod=not view.is_template and request.operation == "UPDATE",
+                workload=workload,
                 as_written=as_written_answers,
                 mirrors_down=frozenset() if view.is_template else mirrors_down,
             )
@@ -778,6 +779,7 @@ def _registry_findings(  # noqa: PLR0917 - one call site, every argument named t
     as_written: Mapping[str, tuple[Reference, Answer]],
     mirrors_down: Collection[str],
     running_pod: bool = False,
+    workload: WorkloadRef | None = None,
 ) -> list[Finding]:
     """Findings of the ``registry`` and ``platform`` checks. ``blocked``: a pull-secret
     finding already denies, and its fix comes first; a refusal would repeat it.
@@ -844,6 +846,7 @@ def _registry_findings(  # noqa: PLR0917 - one call site, every argument named t
             secrets=pod.secrets if pod is not None else None,
             hidden=pod.hidden if pod is not None else "",
             running_pod=running_pod,
+            workload=workload,
             default_sources={
                 d.secret: d.source_namespace
                 for d in config.default_pull_secrets
