@@ -31,6 +31,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from webhook.core.checks import (
+    PodOwner,
     SecretSet,
     WorkloadRef,
     create_secret_command,
@@ -112,6 +113,7 @@ def registry_finding(
     default_sources: Mapping[str, str] | None = None,
     hidden: str = "",
     workload: WorkloadRef | None = None,
+    owner: PodOwner | None = None,
 ) -> Finding | None:
     """The finding for one image's answer, or ``None`` (found, or not asked).
 
@@ -157,12 +159,13 @@ def registry_finding(
                 )
         else:
             name = secret_name_for(ref.domain)
-            then = (
+            if running_pod and owner is not None:
+                then = f"then {owner.where_to_add(name)}"
+            elif running_pod:
                 # A Pod's imagePullSecrets cannot change once it exists (kubectl debug).
-                f"then recreate the pod with {{name: {name}}} in spec.imagePullSecrets"
-                if running_pod
-                else f"then add {{name: {name}}} to the imagePullSecrets in the manifest"
-            )
+                then = f"then recreate the pod with {{name: {name}}} in spec.imagePullSecrets"
+            else:
+                then = f"then add {{name: {name}}} to the imagePullSecrets in the manifest"
             fix = f"{create_secret_command(name, namespace, where)}, {then}"
         finding = Finding.for_container(
             "registry",
