@@ -207,7 +207,7 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
             print(f"pullguard diagnose: the API server answered {error.status}", file=sys.stderr)
         return 2
     if not pods and not args.pod and not args.all_namespaces:
-        missing = _namespace_missing(core, args.namespace)
+        missing = livecheck.namespace_missing(core, args.namespace)
         if missing:
             print(f"pullguard diagnose: {missing}", file=sys.stderr)
             return 2
@@ -236,21 +236,6 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
         ns, name, found = results[0]
         print(render_text(name, ns, found))
     return 0 if results else 1
-
-
-def _namespace_missing(core: Any, namespace: str) -> str:
-    """Why a namespace with no pods cannot be diagnosed: it does not exist. Empty when it
-    exists, or when this user may not read Namespaces (then it is only empty)."""
-    from kubernetes.client.exceptions import ApiException
-
-    try:
-        core.read_namespace(namespace, _request_timeout=10)
-    except ApiException as error:
-        if error.status == 404:
-            return f'namespace "{namespace}" does not exist'
-    except Exception:  # not readable: the namespace is only empty
-        return ""
-    return ""
 
 
 def _grouped(results: list[tuple[str, str, list[ContainerDiagnosis]]]) -> str:
