@@ -696,3 +696,16 @@ def test_tags_read_with_a_tenants_credentials_are_never_printed() -> None:
     text = (decision.message or "") + "\n".join(decision.warnings)
     assert "has no tag '1.0'" in text
     assert "1.1-rc" not in text and "2.0-rc" not in text, text
+
+
+def test_an_unreachable_registry_is_worded_for_audit_and_diagnose_too() -> None:
+    """Issue 22 review item 8: the same words are printed by audit and diagnose, which admit
+    nothing: no "so the pod was admitted"."""
+    registry = table({IMAGE: Answer(Outcome.UNREACHABLE, "connection refused")})
+    decision = validate(
+        request(pod(pod_spec(container("web", IMAGE)))), DEFAULT, cluster_with(), registry=registry
+    )
+    assert decision.allowed
+    (finding,) = [f for f in decision.findings if f.check == "registry"]
+    assert "was admitted" not in finding.problem
+    assert finding.problem.endswith("(the nodes may see another network: a warning, not a denial)")

@@ -213,7 +213,7 @@ def registry_finding(
             container,
             cause=_unreachable_cause(answer.detail),
             problem=f"pullguard could not reach registry {where}: {answer.detail}{meant} "
-            "(the nodes may see another network, so the pod was admitted)",
+            "(the nodes may see another network: a warning, not a denial)",
             short=f"could not reach {where} to check {ref.familiar}: {answer.detail}{meant}",
             fix=f"use image {str(ref.with_name(answer.suggestion, ref.path))!r} if that was meant"
             if answer.suggestion
@@ -466,7 +466,7 @@ def mirror_not_found_finding(
         cause="mirror_not_found",
         problem=f"mirror {mirror} says {shown!r} does not exist, and {original.domain} could "
         f"not confirm it ({why}): a mirror's 'not found' may only mean it cannot reach "
-        f"{original.domain}, so the pod was admitted",
+        f"{original.domain}: a warning, not a denial",
         short=f"mirror {mirror} lacks {original.familiar}; {original.domain} could not "
         f"confirm ({why})",
         advisory=True,
