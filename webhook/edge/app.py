@@ -358,6 +358,16 @@ def _record_mutation(metrics: Metrics, review: Any, result: Mutation) -> None:
             _short(private.container.label),
             private.mirror,
         )
+    for withheld in result.withheld:
+        metrics.mutations.labels(kind, "secret_withheld").inc()
+        log.warning(
+            "mutate uid=%s ns=%s: default pull secret %s not injected for %s: it %s",
+            _short(review.uid),
+            _short(review.namespace),
+            _short(withheld.where),
+            _short(withheld.registry),
+            withheld.reason,
+        )
     for name in result.injected_secrets:
         metrics.mutations.labels(kind, "secret_injection").inc()
         log.info(
