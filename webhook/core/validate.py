@@ -709,6 +709,7 @@ def _registry_findings(  # noqa: PLR0917 - one call site, every argument named t
                 node_credential_registries=config.registry.node_credential_registries,
                 secrets_unreadable=secrets_unreadable,
                 mirror_has_credentials=entry is not None and entry[0].upstream_credentials,
+                template=view.is_template,
             )
             if finding is not None:
                 findings.append(finding)

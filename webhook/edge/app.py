@@ -67,6 +67,9 @@ class Runtime:
     mirrors_down: Callable[[], Mapping[str, str]] = field(default=dict)
     """Mirror hosts not seen answering their probe lately, each with why: images are not
     rewritten to them (``webhook.edge.mirrors``)."""
+    mirror_lacks: Callable[[str, str], None] = field(default=lambda host, image: None)
+    """Told of a mirror host that lacked an image its registry has (the validating
+    webhook's finding ``mirror_lacks``): it is not rewritten to for a while."""
 
 
 #: A WSGI status line per status code the admission endpoints answer with.
@@ -217,6 +220,9 @@ def create_app(runtime: Runtime) -> Flask:
                 mirrors_down=runtime.mirrors_down(),
             )
         _record_validation(metrics, review, decision)
+        for finding in decision.findings:
+            if finding.cause == "mirror_lacks" and finding.mirror:
+                runtime.mirror_lacks(finding.mirror, finding.image or "")
         body = review_response(
             review.uid,
             allowed=decision.allowed,
