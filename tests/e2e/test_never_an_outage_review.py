@@ -22,11 +22,10 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.cluster import ControlPlane, wait_for
-from tests.e2e.conftest import CONFIG, NAMESPACE, E2ERegistries, pod, pull_secret
+from tests.e2e.conftest import CONFIG, NAMESPACE, E2ERegistries, pod, pull_secret, set_config
 from tests.e2e.test_mirrors import (
     Mirrored,
     config_with,
-    dry_run,
     mirrored,  # noqa: F401  (the module's registries and mirrors)
     use_mirrors,
 )
@@ -176,16 +175,18 @@ def test_a_mirror_cut_off_from_a_live_registry_is_not_the_cause_of_a_failed_pull
     cut = start_registry(tmp_path / "cut", proxy_of=gone, **mirrored.tls)
     gone.stop()  # the mirror answers /v2/, but its link upstream is cut
     written = f"{mirrored.hub.host}/library/web:1.0"
-    on_mirror = f"{cut.host}/library/web:1.0"
     try:
-        from tests.e2e.conftest import set_config
-
         set_config(plane, config_with([{"registry": mirrored.hub.host, "mirror": cut.host}]))
-        wait_for(
-            lambda: all(dry_run(plane, pod("p", ns, written))[0] == on_mirror for _ in range(4)),
-            30,
-            "rewriting to the cut-off mirror",
-        )
+        # Waited on with an image neither has (denied as not existing, which teaches the
+        # workers nothing): the mutating webhook's warning says it went to the mirror.
+        nowhere = pod("p", ns, f"{mirrored.hub.host}/library/nope:1")
+        rewritten = f"rewritten to mirror: {cut.host}/library/nope:1"
+
+        def in_force() -> bool:
+            tries = [plane.apply(nowhere, "--dry-run=server") for _ in range(4)]
+            return all(rewritten in t.stderr and not t.ok for t in tries)
+
+        wait_for(in_force, 30, "rewriting to the cut-off mirror")
         assert manifest_digest(mirrored.hub, "library/web", "1.0")
         assert manifest_digest(cut, "library/web", "1.0") is None
         first = plane.apply(pod("web", ns, written))
