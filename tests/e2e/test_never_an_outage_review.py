@@ -29,7 +29,13 @@ from tests.e2e.test_mirrors import (
     mirrored,  # noqa: F401  (the module's registries and mirrors)
     use_mirrors,
 )
-from tests.e2e.test_never_an_outage import _configured, _restore, pods_of, workload
+from tests.e2e.test_never_an_outage import (  # noqa: F401  (its hub_default fixture)
+    _configured,
+    _restore,
+    hub_default,
+    pods_of,
+    workload,
+)
 from tests.integration.registries import manifest_digest, push_image, start_registry
 
 pytestmark = pytest.mark.e2e
@@ -187,8 +193,8 @@ def test_a_mirror_cut_off_from_a_live_registry_is_not_the_cause_of_a_failed_pull
             return all(rewritten in t.stderr and not t.ok for t in tries)
 
         wait_for(in_force, 30, "rewriting to the cut-off mirror")
-        assert manifest_digest(mirrored.hub, "library/web", "1.0")
-        assert manifest_digest(cut, "library/web", "1.0") is None
+        assert manifest_digest(mirrored.hub, "library/web", "1.0")[0] == 200
+        assert manifest_digest(cut, "library/web", "1.0")[0] == 404
         first = plane.apply(pod("web", ns, written))
         assert not first.ok  # as stored it would certainly fail
         assert f"mirror {cut.host} says '{written}' does not exist" in first.stderr
@@ -201,3 +207,17 @@ def test_a_mirror_cut_off_from_a_live_registry_is_not_the_cause_of_a_failed_pull
     finally:
         cut.stop()
         _restore(plane, ns, "nginx:1.25", "lacks")
+
+
+# -- F6b ----------------------------------------------------------------------------------
+
+
+def test_a_copy_refused_by_a_quota_says_so(
+    fail_closed: ControlPlane,
+    ns: str,
+    hub_default: str,  # noqa: F811
+) -> None:
+    result = fail_closed.apply(pod("by-hand", ns, hub_default))
+    assert result.ok, result.stderr
+    assert f'could not copy secret "hub-pull" into "{ns}" (failed: ' in result.stderr
+    assert "exceeded quota: no-secrets" in result.stderr

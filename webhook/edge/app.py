@@ -251,11 +251,13 @@ def create_app(runtime: Runtime) -> Flask:
                     if runtime.copy_secret is not None
                     else "failed"  # copying is unavailable (no sync key): said in the log
                 )
+                outcome, _, why = outcome.partition(": ")  # "failed: <the API server's words>"
                 metrics.secret_copies.labels(outcome).inc()
                 if outcome not in ("created", "exists"):
+                    said = f": {why}" if why else ""
                     warnings.append(
                         f'pullguard: could not copy secret "{copy_request.name}" into '
-                        f'"{copy_request.namespace}" ({outcome}); see the pullguard logs'
+                        f'"{copy_request.namespace}" ({outcome}{said}); see the pullguard logs'
                     )
         _record_mutation(metrics, review, result)
         body = review_response(review.uid, allowed=True, warnings=warnings, patch=result.patch)
