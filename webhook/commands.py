@@ -62,6 +62,13 @@ def register(sub: Any) -> None:  # argparse's _SubParsersAction is private
         help="run the audit in the cluster every SECONDS: metrics and Events on offending "
         "objects (needs deploy/components/in-cluster-audit; default 0: off)",
     )
+    serve.add_argument(
+        "--client-ca",
+        metavar="FILE",
+        help="PEM bundle of the CA that signs the API server's client certificate (its "
+        "AdmissionConfiguration's kubeConfigFile): /validate and /mutate then answer only "
+        "connections that present a certificate it signed (401 otherwise)",
+    )
     serve.add_argument("--cert", metavar="FILE", help="serving certificate (PEM)")
     serve.add_argument("--key", metavar="FILE", help="its private key (PEM)")
     serve.add_argument("--port", type=int, default=8443)
@@ -231,6 +238,9 @@ def _serve(args: argparse.Namespace, leadership: Any) -> int:
         )
         cert_controller.sync()
         args.cert, args.key = str(cert_controller.certfile), str(cert_controller.keyfile)
+    if args.client_ca and not Path(args.client_ca).is_file():
+        print(f"pullguard serve: --client-ca {args.client_ca} not found", file=sys.stderr)
+        return 2
     host = args.host or ("127.0.0.1" if args.dev else "0.0.0.0")  # noqa: S104 - a server
 
     def app_factory() -> Any:
@@ -244,6 +254,7 @@ def _serve(args: argparse.Namespace, leadership: Any) -> int:
         elif args.dev:
             store.apply_text(default_config_text(), "embedded default")
         registry, mirrors = registry_parts(store, metrics)
+        offload = off_the_loop()
         if args.dev:
             runtime = Runtime(
                 config=store,
@@ -257,6 +268,8 @@ def _serve(args: argparse.Namespace, leadership: Any) -> int:
                 mirrors_down=mirrors.down,
                 mirror_lacks=mirrors.lacks,
                 not_ready=mirrors.not_ready,
+                require_client_cert=bool(args.client_ca),
+                offload=offload,
             )
             return create_app(runtime)
         if cert_controller is not None:
@@ -269,6 +282,8 @@ def _serve(args: argparse.Namespace, leadership: Any) -> int:
         runtime.mirror_lacks = mirrors.lacks
         caches_not_ready = runtime.not_ready
         runtime.not_ready = lambda: caches_not_ready() + mirrors.not_ready()
+        runtime.require_client_cert = bool(args.client_ca)
+        runtime.offload = offload
         if args.audit_interval > 0:
             from kubernetes import client
 
@@ -303,6 +318,7 @@ def _serve(args: argparse.Namespace, leadership: Any) -> int:
             metrics_port=args.metrics_port,
             workers=args.workers or workers.usable_cores(),
             on_worker_exit=workers.worker_exited,
+            client_ca=args.client_ca,
         ),
         app_factory,
     )
@@ -420,6 +436,19 @@ def registry_parts(store: Any, metrics: Any) -> tuple[Any, Any]:
     mirrors = MirrorHealth(probed_mirrors, registry.probe, metrics=metrics)
     mirrors.start()
     return registry, mirrors
+
+
+def off_the_loop() -> Any:
+    """Runs work in one real thread of the worker (gevent's thread pool), so the event loop
+    keeps serving; one thread, so forged work queues behind itself, not in front of reviews."""
+    from gevent.threadpool import ThreadPool
+
+    pool = ThreadPool(1)
+
+    def offload(work: Any) -> Any:
+        return pool.apply(work)
+
+    return offload
 
 
 def _in_background(loop: Any, interval: float, name: str) -> None:

@@ -92,6 +92,10 @@ class ControlPlane:
     server: str = field(init=False)
     ca: Path = field(init=False)
     sa_key: Path = field(init=False)
+    admission_config: Path | None = None
+    """An ``AdmissionConfiguration`` for kube-apiserver's ``--admission-control-config-file``
+    (its webhook plugins' ``kubeConfigFile`` gives the API server a client certificate for
+    the webhooks); ``None``: the defaults, as every other test runs."""
     _processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     _commands: dict[str, list[str]] = field(default_factory=dict)
 
@@ -155,6 +159,11 @@ class ControlPlane:
             "--cert-dir",
             str(work / "apiserver-certs"),
         ]
+        if self.admission_config is not None:
+            self._commands["kube-apiserver"] += [
+                "--admission-control-config-file",
+                str(self.admission_config),
+            ]
         self.kubeconfig = self.write_kubeconfig(work / "kubeconfig", token=ADMIN_TOKEN)
         self._commands["kube-controller-manager"] = [
             str(self.assets / "kube-controller-manager"),
@@ -167,6 +176,10 @@ class ControlPlane:
             "--root-ca-file",
             str(tls["ca.crt"]),
             "--leader-elect=false",
+            # Each controller acts as its own ServiceAccount, as kubeadm and the managed
+            # clouds run it: the API server names system:serviceaccount:kube-system:
+            # replicaset-controller (not the admin) as the user who makes a ReplicaSet's Pods.
+            "--use-service-account-credentials",
             "--secure-port=0",
             "--concurrent-deployment-syncs=2",
             "--concurrent-replicaset-syncs=2",

@@ -182,6 +182,8 @@ def run_emergency_off(plane: ControlPlane, block: str, tmp: Path, installed: Ins
 
 def run_uninstall_copies(plane: ControlPlane, block: str, tmp: Path) -> None:
     assert plane.apply(pod("copied", "e2e", "corp.example.com/app:1")).ok
+    # The copy follows the real Pod (webhook/edge/secretsync.py): made once the API server has it.
+    wait_for(lambda: plane.kubectl("get", "secret", "corp-pull", "-n", "e2e").ok, 15, "the copy")
     output = shell(plane, block, tmp)
     assert "corp-pull" in output
     assert plane.kubectl("get", "secret", "corp-pull", "-n", "e2e").returncode == 1

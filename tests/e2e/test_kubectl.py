@@ -87,6 +87,9 @@ def test_default_secret_is_injected_and_copied(plane: ControlPlane, ns: str) -> 
     assert result.returncode == 0, result.stderr
     names = jsonpath(plane, "pod", "corp", "-n", ns, path="{.spec.imagePullSecrets[*].name}")
     assert names.split() == ["corp-pull"]
+    # A bare Pod's review came without the API server's client certificate: the copy is
+    # made once the API server has the Pod and it uses the secret (webhook/edge/secretsync.py).
+    wait_for(lambda: plane.kubectl("get", "secret", "corp-pull", "-n", ns).ok, 15, "the copy")
     copied = jsonpath(
         plane,
         "secret",

@@ -17,12 +17,14 @@ from tests.conftest import free_port
 from tests.e2e.cluster import ControlPlane, wait_for
 from tests.e2e.conftest import (
     NAMESPACE,
+    E2ERegistries,
     Installation,
     namespace,
     pod,
     pull_secret,
     spawn_pullguard,
 )
+from tests.integration.registries import push_image
 
 pytestmark = pytest.mark.e2e
 
@@ -121,6 +123,10 @@ def test_a_forged_copy_never_receives_another_namespaces_secret(
     # Positive control: a genuine copy in another namespace, which the sync must keep up to date.
     namespace(plane, "genuine")
     assert plane.apply(pod("corp", "genuine", "corp.example.com/a:1")).ok
+    # (Made once the API server has the Pod: copies follow real objects.)
+    wait_for(
+        lambda: plane.kubectl("get", "secret", "corp-pull", "-n", "genuine").ok, 15, "the copy"
+    )
     assert "corp.example.com" in secret_hosts(plane, "genuine", "corp-pull")
 
     # A replica started now adopts what it finds at start-up, then syncs every 2 s.
@@ -247,3 +253,48 @@ def test_a_password_in_a_secret_key_never_reaches_a_denial_or_an_event(
     assert "Sup3rS3cret" not in denied.stderr and "robot" not in denied.stderr
     events = plane.kubectl("get", "events", "-n", TENANT, "-o", "json", check=True).stdout
     assert "Sup3rS3cret" not in events
+
+
+def test_a_made_up_controller_owner_does_not_soften_a_tenants_pod(
+    installed: Installation, tenant: Path, registries: E2ERegistries
+) -> None:
+    """A bare Pod with ``ownerReferences[].controller: true`` pointing nowhere used to be
+    judged as a controller's pod, where an image that does not exist only warns."""
+    plane = installed.plane
+    host = registries.public.host
+    push_image(registries.public, "team/owned", "1.0")
+    forged = json.loads(pod("owned", TENANT, f"{host}/team/owned:9.9"))
+    forged["metadata"]["ownerReferences"] = [
+        {
+            "apiVersion": "apps/v1",
+            "kind": "ReplicaSet",
+            "name": "made-up",
+            "uid": "00000000-0000-0000-0000-000000000000",
+            "controller": True,
+        }
+    ]
+    result = plane.kubectl("apply", "-f", "-", stdin=json.dumps(forged), kubeconfig=tenant)
+    assert not result.ok, result.stdout
+    assert "has no tag '9.9'" in result.stderr, result.stderr
+
+
+def test_where_a_secret_exists_is_said_only_to_who_may_read_it(
+    installed: Installation, tenant: Path
+) -> None:
+    """ "it exists in namespace project-falcon" told any tenant which namespaces hold a
+    secret of that name; the API server's authorizer (a SubjectAccessReview for the
+    request's user) now decides whether that is said."""
+    plane = installed.plane
+    namespace(plane, "project-falcon")
+    plane.apply(pull_secret("falcon-cred", "project-falcon", "registry.example.com"), check=True)
+    manifest = pod("probe", TENANT, "registry.example.com/falcon/app:1", ("falcon-cred",))
+    as_tenant = plane.kubectl(
+        "apply", "--dry-run=server", "-f", "-", stdin=manifest, kubeconfig=tenant
+    )
+    assert not as_tenant.ok
+    assert 'imagePullSecret "falcon-cred" does not exist in namespace "tenant"' in as_tenant.stderr
+    assert "project-falcon" not in as_tenant.stderr, as_tenant.stderr
+    # The admin may read Secrets everywhere: told where it is (the message is not just gone).
+    as_admin = plane.apply(manifest, "--dry-run=server")
+    assert not as_admin.ok
+    assert '(it exists in "project-falcon")' in as_admin.stderr, as_admin.stderr

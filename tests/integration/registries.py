@@ -92,17 +92,22 @@ def start_registry(
     token: TokenServer | None = None,
     storage: Path | None = None,
     address: str = "127.0.0.1",
+    delete: bool = False,
 ) -> Registry:
     """``token``: Bearer auth through that token server (the registry's own token
     configuration); ``storage``: another registry's data folder, shared (push through one,
-    read through the other); ``address``: where it listens (``[::1]`` for IPv6 loopback)."""
+    read through the other); ``address``: where it listens (``[::1]`` for IPv6 loopback);
+    ``delete``: manifests may be deleted through the API (the registry's
+    ``storage.delete.enabled``, off by default: :func:`delete_manifest`)."""
     assert REGISTRY_BINARY, "docker-registry is not installed"
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     lines = [
         "version: 0.1",
         "log: {level: warn}",
-        f"storage: {{filesystem: {{rootdirectory: {storage or workdir / 'data'}}}}}",
+        f"storage: {{filesystem: {{rootdirectory: {storage or workdir / 'data'}}}"
+        + (", delete: {enabled: true}" if delete else "")
+        + "}",
         f"http: {{addr: '{address}:{port}', tls: {{certificate: {cert}, key: {key}}}}}",
     ]
     if auth is not None:
@@ -427,6 +432,15 @@ def manifest_digest(registry: Registry, repository: str, reference: str) -> tupl
     with registry.client() as client:
         reply = client.get(f"/v2/{repository}/manifests/{reference}", headers={"Accept": ACCEPT})
     return reply.status_code, reply.headers.get("docker-content-digest", "")
+
+
+def delete_manifest(registry: Registry, repository: str, digest: str) -> None:
+    """Delete a manifest by digest (``DELETE /v2/NAME/manifests/DIGEST``; the registry must be
+    started with ``delete=True``). The distribution registry removes every tag naming it: a
+    HEAD by tag or by digest then answers 404, as the next pull does."""
+    with registry.client() as client:
+        reply = client.delete(f"/v2/{repository}/manifests/{digest}")
+    assert reply.status_code == 202, reply.text
 
 
 class SilentServer:

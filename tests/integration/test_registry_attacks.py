@@ -15,7 +15,7 @@ import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import pytest
@@ -562,3 +562,164 @@ def test_one_namespace_cannot_leave_the_others_unchecked_through_the_server(
     finally:
         stop_server(server)
         hang.stop()
+
+
+# -- 6. Narrowed address rules apply to connections already open ----------------------------
+
+
+def _heads(registry: Registry, repository: str, *, at_least: int = 0) -> int:
+    """HEADs of ``repository``'s manifests the registry has logged (its access log, written
+    just after each answer: waits up to 5 s for ``at_least`` of them)."""
+    marker = f'"HEAD /v2/{repository}/manifests/'
+    deadline = time.monotonic() + 5
+    while True:
+        count = sum(1 for line in registry.log.read_text().splitlines() if marker in line)
+        if count >= at_least or time.monotonic() > deadline:
+            return count
+        time.sleep(0.05)
+
+
+@dataclass
+class InForce:
+    """The configuration in force, changed by the test as a reload would."""
+
+    settings: RegistrySettings
+    mirrors: list[str]
+
+
+@pytest.mark.parametrize(
+    "loosened_by", ["allowPrivateNetworks", "allowedPrivateRegistries", "mirror"]
+)
+def test_narrowing_the_private_rules_applies_to_pooled_connections(
+    setup: Setup, loosened_by: str
+) -> None:
+    """An operator lets pullguard reach a registry on loopback, then takes that back. The
+    connection opened under the old rules stays pooled (up to 60 s), and before the fix the
+    next question went through it: the registry the configuration now refuses was asked, and
+    answered. Every request is judged by the rules in force when it is sent."""
+    repository = f"team/narrowed-{loosened_by.lower()}"
+    push_image(setup.public, repository, "1.0")
+    strict = RegistrySettings(cache_ttl_seconds=0)
+    loose = {
+        "allowPrivateNetworks": replace(strict, allow_private_networks=True),
+        "allowedPrivateRegistries": replace(
+            strict, allowed_private_registries=(setup.public.host,)
+        ),
+        "mirror": strict,  # allowed as a configured mirror (trusted_private)
+    }[loosened_by]
+    now = InForce(loose, [setup.public.host] if loosened_by == "mirror" else [])
+    context = ssl.create_default_context(cafile=str(setup.tls["ca"]))
+    registry = HttpRegistry(
+        lambda: now.settings, trusted_private=lambda: now.mirrors, ssl_context=context
+    )
+    question = Question(setup.public.host, repository, "1.0")
+    try:
+        assert ask(registry, question).outcome is Outcome.FOUND
+        assert registry.http.pool.connections  # the connection stays open, pooled
+        asked = _heads(setup.public, repository, at_least=1)
+        assert asked == 1
+        now.settings, now.mirrors = strict, []
+        narrowed = ask(registry, question)
+        assert narrowed.outcome is Outcome.NOT_ASKED, narrowed
+        assert "allowedPrivateRegistries" in narrowed.detail
+        time.sleep(0.3)
+        assert _heads(setup.public, repository) == asked  # the registry heard nothing more
+        # A guard: allowing it again reaches it again.
+        now.settings = replace(strict, allowed_private_registries=(setup.public.host,))
+        assert ask(registry, question).outcome is Outcome.FOUND
+    finally:
+        registry.close()
+
+
+def test_narrowing_the_private_rules_applies_at_once_through_the_server(
+    setup: Setup, tmp_path: Path
+) -> None:
+    """Through gunicorn over TLS: ``allowedPrivateRegistries`` lists a registry on loopback,
+    a pod is checked there, then the configuration file drops it. The next pod's image is
+    not asked about (admitted with the warning naming the key), though the connection the
+    first check opened would still be pooled for a minute."""
+    from tests.conftest import start_server, stop_server
+
+    repository = "team/narrowed-served"
+    push_image(setup.public, repository, "1.0")
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        f"registry:\n  cacheTTLSeconds: 0\n  allowedPrivateRegistries: ['{setup.public.host}']\n"
+    )
+    server = start_server(
+        tmp_path,
+        "--config",
+        str(config),
+        "--workers",
+        "1",
+        env={"SSL_CERT_FILE": str(setup.tls["ca"])},
+    )
+    pod = _pod("team-a", [f"{setup.public.host}/{repository}:1.0"], dry_run=False)
+    try:
+        with server.client() as http:
+            checked = http.post("/validate", json=pod).json()["response"]
+            assert checked["allowed"] is True, checked
+            assert not any("allowedPrivateRegistries" in w for w in checked.get("warnings", []))
+            asked = _heads(setup.public, repository, at_least=1)
+            assert asked >= 1
+            config.write_text("registry:\n  cacheTTLSeconds: 0\n")
+
+            def reloads() -> int:
+                return server.log_text().count(f"configuration from file {config} applied")
+
+            deadline = time.monotonic() + 15
+            while reloads() < 2 and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert reloads() == 2, server.log_text()[-2000:]
+            narrowed = http.post("/validate", json=pod).json()["response"]
+        assert narrowed["allowed"] is True, narrowed
+        warnings = narrowed.get("warnings", [])
+        assert any("allowedPrivateRegistries" in w for w in warnings), warnings
+        time.sleep(0.3)
+        assert _heads(setup.public, repository) == asked
+    finally:
+        stop_server(server)
+
+
+def test_a_question_in_flight_when_the_rules_change_ends_and_its_pool_is_closed(
+    setup: Setup,
+) -> None:
+    """The other half of the rule above: a request already sent under the old rules gets its
+    answer (nothing is cut mid-answer), and the old pool's connections (here one to the
+    distribution registry, idle, kept alive) are closed when that request ends, not left
+    open for their 60 s."""
+    push_image(setup.public, "team/kept-alive", "1.0")
+    gate = threading.Event()
+
+    def held(request: Request) -> tuple[int, dict[str, str], bytes]:
+        gate.wait(5)
+        return 200, {"Docker-Content-Digest": digest_of(b"held")}, b""
+
+    server = ScriptedServer(setup.tls, held)
+    now = InForce(RegistrySettings(allow_private_networks=True, cache_ttl_seconds=0), [])
+    context = ssl.create_default_context(cafile=str(setup.tls["ca"]))
+    registry = HttpRegistry(lambda: now.settings, ssl_context=context)
+    old = registry.http.pool
+    answers: list[Answer] = []
+    question = Question(server.host, "team/held", "1.0")
+    thread = threading.Thread(target=lambda: answers.append(ask(registry, question)))
+    try:
+        kept = Question(setup.public.host, "team/kept-alive", "1.0")
+        assert ask(registry, kept).outcome is Outcome.FOUND
+        (idle,) = old.connections  # kept alive in the pool of the rules in force
+        thread.start()
+        deadline = time.monotonic() + 5
+        while not server.requests and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert server.requests  # sent under the old rules, waiting for its answer
+        now.settings = replace(now.settings, allowed_private_registries=(server.host,))
+        assert registry.http.pool is not old  # the next request takes a pool of the new rules
+        assert idle in old.connections  # the old pool is still serving the request in flight
+        gate.set()
+        thread.join(5)
+        assert [a.outcome for a in answers] == [Outcome.FOUND]
+        assert not old.connections  # closed once its last request ended
+    finally:
+        gate.set()
+        registry.close()
+        server.stop()

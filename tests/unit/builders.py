@@ -8,7 +8,7 @@ import json
 from typing import Any
 
 from webhook.core.cluster import InMemoryCluster, SecretInfo, ServiceAccountInfo
-from webhook.core.review import AdmissionRequest
+from webhook.core.review import AdmissionRequest, UserInfo
 
 
 def container(name: str, image: str, policy: str | None = None) -> dict[str, Any]:
@@ -74,8 +74,10 @@ def request(
     sub_resource: str = "",
     dry_run: bool = False,
     name: str | None = None,
+    user: str = "alice",
 ) -> AdmissionRequest:
     return AdmissionRequest(
+        user=UserInfo(username=user, groups=("system:authenticated",)),
         uid="uid-1",
         kind=obj["kind"],
         namespace=namespace,

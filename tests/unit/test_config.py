@@ -22,7 +22,7 @@ def test_embedded_default_is_valid_and_matches_the_contract() -> None:
     assert config.exempt_namespaces == {"kube-system"}
     assert config.namespace_mode_label == "pullguard.io/mode"
     assert config.registry.timeout_seconds == 2
-    assert config.registry.cache_ttl_seconds == 300
+    assert config.registry.cache_ttl_seconds == 5  # issue 21, item 5: seconds, not minutes
 
 
 def test_contract_example_parses() -> None:

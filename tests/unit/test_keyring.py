@@ -268,3 +268,42 @@ def test_an_identity_token_is_ignored_as_the_kubelet_ignores_it() -> None:
     # Nor does its type matter: an unknown key is never decoded.
     weird = json.dumps({"auths": {"r.io": {"auth": b64("u:p"), "identitytoken": 5}}})
     assert parse_pull_secret(DOCKER_CONFIG_JSON, config_json(weird))[0].username == "u"
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "https://robot:Sup3r/S3cret@registry.example.com",
+        "robot:Sup3r?S3cret@registry.example.com",
+        "https://robot:Sup3r#S3cret@registry.example.com/v1/",
+        "https://robot:1234/S3cret@registry.example.com",  # a port-like password: still a key
+    ],
+)
+def test_a_password_with_a_url_delimiter_is_never_shown_or_exported(key: str) -> None:
+    """``/``, ``?`` or ``#`` in the password end the URL's authority before the ``@``: the
+    password used to reach messages and ``export-state``'s output as host and path."""
+    from tests.unit.builders import cluster_with, container, pod, pod_spec, request
+    from webhook.core.cluster import SecretInfo
+    from webhook.core.config import load_config_text
+    from webhook.core.keyring import UNPARSABLE_KEY, redacted_pull_secret
+    from webhook.core.validate import validate
+
+    entry = {"auth": base64.b64encode(b"robot:Sup3r/S3cret").decode()}
+    data = _secret_data({key: entry})
+    assert keyring_key(key) == UNPARSABLE_KEY
+    credentials = parse_pull_secret(DOCKER_CONFIG_JSON, data)
+    # Go's url.Parse refuses the key, so the kubelet ignores the entry: it covers nothing.
+    assert lookup(credentials, "registry.example.com/team/app") == []
+
+    config = load_config_text("privateRegistries: [registry.example.com]\n")
+    secret = SecretInfo("team-a", "leaky", DOCKER_CONFIG_JSON, data)
+    obj = pod(pod_spec(container("app", "registry.example.com/a:1"), secrets=["leaky"]))
+    decision = validate(request(obj), config, cluster_with(secret))
+    text = (decision.message or "") + "\n".join(decision.warnings)
+    assert not decision.allowed  # nothing covers the private registry
+    for piece in ("Sup3r", "S3cret", "robot", "1234"):
+        assert piece not in text, text
+
+    exported = base64.b64decode(redacted_pull_secret(DOCKER_CONFIG_JSON, data)[".dockerconfigjson"])
+    for piece in ("Sup3r", "S3cret", "robot", "1234"):
+        assert piece.encode() not in exported, exported

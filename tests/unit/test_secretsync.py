@@ -3,8 +3,10 @@ a way for a tenant to read another namespace's secrets."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
+from typing import Any
 
 from tests.unit.builders import dockerconfigjson
 from webhook.core.cluster import SecretInfo
@@ -13,6 +15,7 @@ from webhook.edge.secretsync import (
     OUTCOMES,
     PROOF_ANNOTATION,
     SOURCE_ANNOTATION,
+    CopyCause,
     SecretSyncer,
     copy_proof,
 )
@@ -25,6 +28,7 @@ class FakeApi:
         self.secrets: dict[tuple[str, str], SecretInfo] = {}
         self.version = 0
         self.namespaces = {"pullguard", "team-a", "team-b", "kube-system", "tenant"}
+        self.objects: dict[tuple[str, str, str], Mapping[str, Any]] = {}
 
     def put(self, secret: SecretInfo) -> None:
         self.version += 1
@@ -61,6 +65,14 @@ class FakeApi:
 
     def managed_copies(self) -> Iterable[SecretInfo]:
         return [s for s in self.secrets.values() if s.labels.get(MANAGED_BY_LABEL) == "pullguard"]
+
+    def namespace_active(self, namespace: str) -> bool:
+        return namespace in self.namespaces
+
+    def read_object(
+        self, api_version: str, kind: str, namespace: str, name: str
+    ) -> Mapping[str, Any] | None:
+        return self.objects.get((kind, namespace, name))
 
 
 KEY = b"k" * 32
@@ -272,3 +284,98 @@ def test_a_refused_copy_says_the_api_servers_words() -> None:
     label, _, why = outcome.partition(": ")
     assert label == "failed" and label in OUTCOMES
     assert why.startswith('secrets "corp" is forbidden: exceeded quota: no-secrets')
+
+
+def _pod_object(name: str, uid: str, secrets: tuple[str, ...] = ()) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name, "uid": uid},
+        "spec": {"imagePullSecrets": [{"name": n} for n in secrets]},
+    }
+
+
+def test_a_forged_review_alone_never_makes_a_copy(monkeypatch: Any) -> None:
+    """Anything that reaches the port can POST a review: without the API server's client
+    certificate, a copy needs a real object that needs it, checked by direct reads."""
+    from webhook.edge import secretsync
+
+    monkeypatch.setattr(secretsync, "DEFER_SECONDS", 1.0)
+    monkeypatch.setattr(secretsync, "DEFER_POLL_SECONDS", 0.05)
+    api = FakeApi()
+    api.put(source(dockerconfigjson("corp.example.com")))
+    recorded: list[str] = []
+    sync = SecretSyncer(api, key=KEY, allowed=lambda: CONFIGURED, record=recorded.append)
+    wanted = SecretCopy("corp", "pullguard", "team-a")
+    forged = secretsync.CopyCause(authenticated=False)
+    # No name, no owner: nothing to wait for.
+    assert sync.copy(wanted, forged) == "unproven"
+    # An owner that does not exist, or exists with another uid.
+    owner = secretsync.Owner("apps/v1", "ReplicaSet", "web-1", "u-1")
+    claimed = secretsync.CopyCause(authenticated=False, owner=owner)
+    assert sync.copy(wanted, claimed) == "unproven"
+    api.objects[("ReplicaSet", "team-a", "web-1")] = _pod_object("web-1", "u-other")
+    assert sync.copy(wanted, claimed) == "unproven"
+    # A named pod that exists but does not use the secret.
+    api.objects[("Pod", "team-a", "p")] = _pod_object("p", "u-p")
+    assert sync.copy(wanted, secretsync.CopyCause(authenticated=False, name="p")) == "deferred"
+    time.sleep(0.5)
+    assert recorded == ["unproven"]
+    assert api.read("team-a", "corp") is None
+    # A namespace that does not exist, whatever the proof.
+    assert sync.copy(SecretCopy("corp", "pullguard", "ghost"), CopyCause()) == "namespace-gone"
+
+
+def test_copies_follow_real_objects() -> None:
+    from webhook.edge import secretsync
+
+    api = FakeApi()
+    api.put(source(dockerconfigjson("corp.example.com")))
+    sync = syncer(api)
+    # The API server's own review (client certificate verified): the object is being made.
+    assert sync.copy(SecretCopy("corp", "pullguard", "team-a"), CopyCause()) == "created"
+    # A controller's pod: its owner exists with the uid the review names.
+    api.objects[("ReplicaSet", "team-b", "web-1")] = _pod_object("web-1", "u-1")
+    owner = secretsync.Owner("apps/v1", "ReplicaSet", "web-1", "u-1")
+    cause = CopyCause(authenticated=False, owner=owner)
+    assert sync.copy(SecretCopy("corp", "pullguard", "team-b"), cause) == "created"
+
+
+def test_a_bare_pods_copy_is_made_once_the_api_server_has_the_pod(monkeypatch: Any) -> None:
+    from webhook.edge import secretsync
+
+    monkeypatch.setattr(secretsync, "DEFER_POLL_SECONDS", 0.05)
+    api = FakeApi()
+    api.put(source(dockerconfigjson("corp.example.com")))
+    recorded: list[str] = []
+    sync = SecretSyncer(api, key=KEY, allowed=lambda: CONFIGURED, record=recorded.append)
+    cause = CopyCause(authenticated=False, name="p")
+    assert sync.copy(SecretCopy("corp", "pullguard", "team-a"), cause) == "deferred"
+    time.sleep(0.2)
+    assert api.read("team-a", "corp") is None  # no such pod yet
+    api.objects[("Pod", "team-a", "p")] = _pod_object("p", "u-p", ("corp",))
+    deadline = time.monotonic() + 5
+    while not recorded and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert recorded == ["created"]
+    assert api.read("team-a", "corp") is not None
+
+
+def test_forged_reviews_cannot_multiply_the_waiting_copies(monkeypatch: Any) -> None:
+    """Each waiting copy polls the API server: a flood of forged named-Pod reviews must not
+    become a flood of reads."""
+    from webhook.edge import secretsync
+
+    monkeypatch.setattr(secretsync, "DEFER_SECONDS", 0.5)
+    monkeypatch.setattr(secretsync, "DEFER_POLL_SECONDS", 0.05)
+    api = FakeApi()
+    api.put(source(dockerconfigjson("corp.example.com")))
+    sync = syncer(api)
+    outcomes = [
+        sync.copy(SecretCopy("corp", "pullguard", "team-a"), CopyCause(False, name=f"p{n}"))
+        for n in range(100)
+    ]
+    assert outcomes.count("deferred") == secretsync.MAX_DEFERRED
+    assert outcomes.count("unproven") == 100 - secretsync.MAX_DEFERRED
+    deadline = time.monotonic() + 5
+    while sync._deferred and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert sync._deferred == 0  # all gave up: room again

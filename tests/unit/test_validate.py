@@ -16,8 +16,9 @@ from tests.unit.builders import (
     pull_secret,
     request,
 )
-from webhook.core.cluster import NoCluster, SecretInfo, ServiceAccountInfo
+from webhook.core.cluster import InMemoryCluster, NoCluster, SecretInfo, ServiceAccountInfo
 from webhook.core.config import load_config_text
+from webhook.core.registry import Answer, FixedRegistry, Outcome
 from webhook.core.validate import validate
 
 PRIVATE = load_config_text("privateRegistries: [registry.example.com]\n")
@@ -268,14 +269,14 @@ def test_default_secret_that_pullguard_copies_is_not_missing() -> None:
     assert validate(request(deployment(pod_spec(container("w", REG_IMAGE)))), CORP, cluster).allowed
 
 
-def test_a_real_pod_create_whose_copy_failed_is_denied() -> None:
-    # On a real create the mutating webhook has already copied the secret (the validating
-    # webhook runs after it): still missing means the copy failed, and the pull will fail.
+def test_a_real_pod_create_is_judged_by_the_copys_source() -> None:
+    # Copies follow real objects (webhook/edge/secretsync.py): without the API server's
+    # client certificate, a bare Pod's copy is made once the API server has the Pod, after
+    # this admission. So the copy-to-be is judged by its source, as for a template.
     cluster = cluster_with(pull_secret("pullguard", "corp", "registry.example.com"))
     obj = pod(pod_spec(container("app", REG_IMAGE), secrets=["corp"]))
     decision = validate(request(obj), CORP, cluster)
-    assert not decision.allowed
-    assert 'imagePullSecret "corp" does not exist in namespace "team-a"' in (decision.message or "")
+    assert decision.allowed, decision.message
 
 
 def test_default_secret_copy_still_has_to_cover_the_registry() -> None:
@@ -368,6 +369,10 @@ def test_kubectl_debug_of_a_pod_whose_list_names_a_missing_secret_is_allowed() -
     assert decision.allowed, decision.message
 
 
+#: The user the API server names for the ReplicaSet controller.
+RS_CONTROLLER = "system:serviceaccount:kube-system:replicaset-controller"
+
+
 def _owned(obj: dict[str, object], kind: str = "ReplicaSet") -> dict[str, object]:
     obj["metadata"]["ownerReferences"] = [  # type: ignore[index]
         {"apiVersion": "apps/v1", "kind": kind, "name": "web-1", "uid": "u", "controller": True}
@@ -380,16 +385,16 @@ def test_controller_made_pods_are_denied_only_for_certain_failures() -> None:
         "checks: {pullPolicy: enforce}\nprivateRegistries: [registry.example.com]\n"
     )
     moving = _owned(pod(pod_spec(container("app", "nginx:latest", "IfNotPresent"))))
-    decision = validate(request(moving), config, cluster_with())
+    decision = validate(request(moving, user=RS_CONTROLLER), config, cluster_with())
     assert decision.allowed, decision.message  # advisory for a pod its controller made
     assert any("IfNotPresent" in w for w in decision.warnings)
     by_hand = pod(pod_spec(container("app", "nginx:latest", "IfNotPresent")))
     assert not validate(request(by_hand), config, cluster_with()).allowed
     # Certain failures still deny: they would fail on every node anyway.
     broken = _owned(pod(pod_spec(container("app", "Nginx:1.25"))))
-    assert not validate(request(broken), config, cluster_with()).allowed
+    assert not validate(request(broken, user=RS_CONTROLLER), config, cluster_with()).allowed
     uncovered = _owned(pod(pod_spec(container("app", REG_IMAGE))))
-    assert not validate(request(uncovered), config, cluster_with()).allowed
+    assert not validate(request(uncovered, user=RS_CONTROLLER), config, cluster_with()).allowed
 
 
 def test_replicasets_of_a_deployment_follow_the_same_rule() -> None:
@@ -404,7 +409,9 @@ def test_replicasets_of_a_deployment_follow_the_same_rule() -> None:
             "spec": {"template": {"metadata": {}, "spec": spec}},
         }
 
-    assert validate(request(_owned(replicaset(), "Deployment")), config, cluster_with()).allowed
+    assert validate(
+        request(_owned(replicaset(), "Deployment"), user=RS_CONTROLLER), config, cluster_with()
+    ).allowed
     assert not validate(request(replicaset()), config, cluster_with()).allowed
 
 
@@ -539,7 +546,7 @@ def test_controller_made_pods_are_denied_only_by_certain_checks(spec: dict[str, 
         "checks: {reference: enforce, pullSecrets: enforce, pullPolicy: enforce}\n"
         "privateRegistries: [registry.example.com]\n"
     )
-    decision = validate(request(_owned(pod(spec))), enforce_all, cluster_with())
+    decision = validate(request(_owned(pod(spec)), user=RS_CONTROLLER), enforce_all, cluster_with())
     enforced = {f.check for f in decision.findings if f.action.value == "enforce"}
     assert enforced <= {"reference", "pullSecrets"}
     assert all(not f.advisory for f in decision.findings if f.action.value == "enforce")
@@ -632,3 +639,97 @@ def test_an_unpadded_auth_is_read_as_the_kubelet_reads_it() -> None:
     decision = validate(request(obj), PRIVATE, cluster_with(secret))
     assert decision.allowed, decision.message
     assert decision.warnings == ()
+
+
+@pytest.mark.parametrize(
+    ("user", "judged_as_controllers"),
+    [
+        ("alice", False),
+        ("system:serviceaccount:team-a:deployer", False),
+        ("system:serviceaccount:team-a:fake-controller", False),  # not kube-system
+        (RS_CONTROLLER, True),
+        ("system:kube-controller-manager", True),
+    ],
+)
+def test_a_made_up_controller_owner_is_trusted_only_from_a_controller(
+    user: str, judged_as_controllers: bool
+) -> None:
+    """A tenant's bare Pod with ``ownerReferences[].controller: true`` used to be judged as
+    a controller's pod: an image the registry says does not exist was only a warning."""
+    missing = "registry.example.com/team/app:gone"
+    registry = FixedRegistry({missing: Answer(Outcome.NOT_FOUND, "manifest unknown")})
+    cluster = cluster_with(pull_secret("team-a", "regcred", "registry.example.com"))
+    spec = pod_spec(container("app", missing), secrets=["regcred"])
+    review = request(_owned(pod(spec)), user=user)
+    decision = validate(review, PRIVATE, cluster, registry=registry)
+    assert decision.allowed is judged_as_controllers, decision.message
+    if not judged_as_controllers:
+        assert "gone" in (decision.message or "")
+
+
+def test_where_a_missing_secret_exists_is_said_only_to_who_may_read_it_there() -> None:
+    """ "it exists in namespace project-falcon" told any tenant which namespaces hold a
+    secret of that name: only namespaces whose Secrets the requesting user may read are
+    named (the API server's authorizer decides; here the in-memory cluster's table)."""
+    cluster = cluster_with(
+        pull_secret("project-falcon", "regcred", "registry.example.com"),
+        pull_secret("team-a-shared", "regcred", "registry.example.com"),
+    )
+    cluster.secret_readers = {"alice": {"team-a", "team-a-shared"}, "mallory": {"team-a"}}
+    obj = pod(pod_spec(container("web", REG_IMAGE), secrets=["regcred"]))
+    told_alice = validate(request(obj, user="alice"), PRIVATE, cluster).message or ""
+    told_mallory = validate(request(obj, user="mallory"), PRIVATE, cluster).message or ""
+    assert '(it exists in "team-a-shared")' in told_alice
+    assert "project-falcon" not in told_alice
+    assert 'imagePullSecret "regcred" does not exist in namespace "team-a"' in told_mallory
+    assert "project-falcon" not in told_mallory and "team-a-shared" not in told_mallory
+
+
+class CountingCluster(InMemoryCluster):
+    """Counts the secret reads a decision makes (each miss is a direct read on a real one)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.secret_reads = 0
+
+    def get_secret(self, namespace: str, name: str) -> SecretInfo | None:
+        self.secret_reads += 1
+        return super().get_secret(namespace, name)
+
+
+def test_a_pod_listing_3000_pull_secrets_costs_a_bounded_number_of_reads_and_is_denied() -> None:
+    """3,000 made-up names once cost 6,020 API-server GETs and outlived the API server's
+    timeout (so the pod was admitted unchecked). Past the cap the pod is denied, with why,
+    even when its image is public: an unread secret that does not parse fails every pull."""
+    from webhook.core.validate import MAX_PULL_SECRETS
+
+    cluster = CountingCluster()
+    cluster.add_namespace("team-a")
+    obj = pod(pod_spec(container("web", "nginx:1.25"), secrets=[f"s{n}" for n in range(3000)]))
+    decision = validate(request(obj), PRIVATE, cluster)
+    assert cluster.secret_reads <= MAX_PULL_SECRETS
+    assert not decision.allowed
+    assert f"lists 3000 imagePullSecrets; pullguard checks at most {MAX_PULL_SECRETS}" in (
+        decision.message or ""
+    )
+    # A real pod with a few secrets is not touched by the cap.
+    few = pod(pod_spec(container("web", "nginx:1.25"), secrets=["a", "b", "c"]))
+    assert validate(request(few), PRIVATE, cluster).allowed
+
+
+def test_a_pod_naming_more_images_than_are_asked_is_not_left_unchecked() -> None:
+    """A 33rd (now 65th) distinct image used to be "not checked": under enforce, a tenant
+    could switch the registry check off for its pod by naming many images."""
+    from webhook.core.validate import MAX_QUESTIONS
+
+    images = [f"registry.example.com/team/app{n}:1.0" for n in range(MAX_QUESTIONS + 1)]
+    registry = FixedRegistry({i: Answer(Outcome.FOUND, "HTTP 200") for i in images})
+    cluster = cluster_with(pull_secret("team-a", "regcred", "registry.example.com"))
+    spec = pod_spec(*[container(f"c{n}", i) for n, i in enumerate(images)], secrets=["regcred"])
+    decision = validate(request(pod(spec)), PRIVATE, cluster, registry=registry)
+    assert len(registry.asked) <= MAX_QUESTIONS
+    assert not decision.allowed
+    assert f"{MAX_QUESTIONS + 1} distinct images" in (decision.message or "")
+    # 40 containers sharing a few images: judged as usual, and admitted.
+    shared = pod_spec(*[container(f"c{n}", images[n % 5]) for n in range(40)], secrets=["regcred"])
+    assert validate(request(pod(shared)), PRIVATE, cluster, registry=registry).allowed

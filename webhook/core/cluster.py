@@ -14,7 +14,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from webhook.core.review import UserInfo
 
 
 class ClusterUnavailable(Exception):
@@ -52,6 +55,11 @@ class ClusterView(Protocol):
         """Namespaces holding a pull secret called ``name`` (for "it exists in ...")."""
         ...
 
+    def may_read_secrets(self, user: UserInfo, namespace: str) -> bool:
+        """May ``user`` read Secrets in ``namespace`` (the API server's authorizer says)?
+        ``False`` when it cannot be asked: a message then says less, never more."""
+        ...
+
     def get_service_account(self, namespace: str, name: str) -> ServiceAccountInfo | None: ...
 
     def namespace_labels(self, namespace: str) -> Mapping[str, str] | None:
@@ -80,6 +88,9 @@ class NoCluster:
     def namespaces_with_pull_secret(self, name: str) -> list[str]:
         raise ClusterUnavailable(self.reason)
 
+    def may_read_secrets(self, user: UserInfo, namespace: str) -> bool:
+        return False
+
     def get_service_account(self, namespace: str, name: str) -> ServiceAccountInfo | None:
         raise ClusterUnavailable(self.reason)
 
@@ -102,6 +113,9 @@ class InMemoryCluster:
         self.namespaces: dict[str, dict[str, str]] = {}
         self.nodes: set[tuple[str, str]] = set()
         self.named_nodes: dict[str, tuple[str, str]] = {}
+        #: Per username, the namespaces whose Secrets they may read; ``None``: everyone
+        #: may read every namespace (a state file a person judges against is their own).
+        self.secret_readers: dict[str, set[str]] | None = None
 
     def add_namespace(self, name: str, labels: Mapping[str, str] | None = None) -> None:
         self.namespaces.setdefault(name, {}).update(labels or {})
@@ -123,6 +137,11 @@ class InMemoryCluster:
         return sorted(
             ns for (ns, n), s in self.secrets.items() if n == name and s.type in PULL_SECRET_KEYS
         )
+
+    def may_read_secrets(self, user: UserInfo, namespace: str) -> bool:
+        if self.secret_readers is None:
+            return True
+        return namespace in self.secret_readers.get(user.username, set())
 
     def get_service_account(self, namespace: str, name: str) -> ServiceAccountInfo | None:
         account = self.service_accounts.get((namespace, name))

@@ -193,16 +193,28 @@ def decode_auth(auth: str) -> str | None:
         return None
 
 
+UNPARSABLE_KEY = "(unparsable key)"
+
+
 def keyring_key(location: str) -> str:
     """The kubelet's index key for a config entry: host[:port] plus path; no scheme, no
     ``/v1/``, and no user info (Go's ``url.URL.Host`` never includes it: matching a key that
-    kept it would fail, and showing it would print a password)."""
+    kept it would fail, and showing it would print a password).
+
+    A password with ``/``, ``?`` or ``#`` (``https://robot:pa/ss@host``) ends the URL's
+    authority early: Go's parser then reads ``robot:pa`` as host and port and refuses the
+    key, so the kubelet ignores the entry. Such a key is :data:`UNPARSABLE_KEY` here too:
+    it matches no image, and no piece of it (``robot:pa``, ``ss@host``) is ever shown or
+    exported (an ``@`` cannot be part of a registry's path: the reference grammar has none).
+    """
     value = location if location.startswith(("https://", "http://")) else "https://" + location
     try:
         parsed = urlsplit(value)
         host = parsed.netloc.rpartition("@")[2]
     except ValueError:
-        return "(unparsable key)"
+        return UNPARSABLE_KEY
+    if "@" in value.partition("//")[2].partition(parsed.netloc)[2]:
+        return UNPARSABLE_KEY
     path = parsed.path
     if path.startswith(("/v2/", "/v1/")):
         path = path[3:]

@@ -128,12 +128,13 @@ class PodSpecView:
     @property
     def pull_secret_names(self) -> list[str]:
         """Names in ``spec.imagePullSecrets``, in order, without duplicates or blanks."""
-        names: list[str] = []
-        for item in self.spec.get("imagePullSecrets") or []:
+        listed = self.spec.get("imagePullSecrets")
+        names: dict[str, None] = {}
+        for item in listed if isinstance(listed, list) else []:
             name = item.get("name") if isinstance(item, Mapping) else None
-            if isinstance(name, str) and name and name not in names:
-                names.append(name)
-        return names
+            if isinstance(name, str) and name:
+                names[name] = None
+        return list(names)
 
 
 def pod_spec(kind: str, obj: Mapping[str, Any] | None) -> PodSpecView | None:
@@ -221,3 +222,92 @@ def changed_containers(
 
     before = {(c.list_name, c.name): key(c) for c in old.containers}
     return [c for c in containers if before.get((c.list_name, c.name)) != key(c)]
+
+
+#: Per container or image volume: field -> the JSON types the API server's schema allows.
+_CONTAINER_STRINGS = ("name", "image", "imagePullPolicy")
+_POD_SPEC_LISTS = (*CONTAINER_LISTS, VOLUMES, "imagePullSecrets")
+
+
+def shape_problem(kind: str, obj: Mapping[str, Any], where: str) -> str | None:
+    """Why ``obj`` is not shaped like any object the API server sends, in the fields
+    pullguard reads; ``None`` when it is.
+
+    The API server decodes every object into its Go type before admission, so a list that
+    is a number, a container that is a string, or an image that is not a string never
+    comes from it: such a review is forged or broken, and gets a 400 that says which field
+    (a fuzzed ``imagePullSecrets: 5`` once reached ``pull_secret_names`` and made a 500).
+    ``where`` is the object's place in the review (``request.object``).
+    """
+    metadata = obj.get("metadata")
+    if metadata is not None:
+        if not isinstance(metadata, Mapping):
+            return f"{where}.metadata must be an object"
+        for key in ("annotations", "labels"):
+            value = metadata.get(key)
+            if value is not None and not isinstance(value, Mapping):
+                return f"{where}.metadata.{key} must be an object"
+        owners = metadata.get("ownerReferences")
+        if owners is not None and (
+            not isinstance(owners, list) or not all(isinstance(o, Mapping) for o in owners)
+        ):
+            return f"{where}.metadata.ownerReferences must be a list of objects"
+    path = POD_SPEC_PATHS.get(kind)
+    if path is None:
+        return None
+    node: Any = obj
+    pointer = where
+    for key in path:
+        node = node.get(key)
+        pointer += "." + key
+        if node is None:
+            return None  # no pod spec: not judged
+        if not isinstance(node, Mapping):
+            return f"{pointer} must be an object"
+    return _pod_spec_problem(node, pointer)
+
+
+def _pod_spec_problem(spec: Mapping[str, Any], pointer: str) -> str | None:
+    for list_name in _POD_SPEC_LISTS:
+        items = spec.get(list_name)
+        if items is None:
+            continue
+        if not isinstance(items, list):
+            return f"{pointer}.{list_name} must be a list, got {_json_type(items)}"
+        for index, item in enumerate(items):
+            at = f"{pointer}.{list_name}[{index}]"
+            if not isinstance(item, Mapping):
+                return f"{at} must be an object, got {_json_type(item)}"
+            fields: tuple[tuple[Any, str], ...]
+            if list_name == VOLUMES:
+                source = item.get("image")
+                if source is None:
+                    continue
+                if not isinstance(source, Mapping):
+                    return f"{at}.image must be an object, got {_json_type(source)}"
+                fields = ((source.get("reference"), "image.reference"),)
+                fields += ((source.get("pullPolicy"), "image.pullPolicy"),)
+            elif list_name == "imagePullSecrets":
+                fields = ((item.get("name"), "name"),)
+            else:
+                fields = tuple((item.get(key), key) for key in _CONTAINER_STRINGS)
+            for value, name in fields:
+                if value is not None and not isinstance(value, str):
+                    return f"{at}.{name} must be a string, got {_json_type(value)}"
+    for key in ("serviceAccountName", "serviceAccount"):
+        value = spec.get(key)
+        if value is not None and not isinstance(value, str):
+            return f"{pointer}.{key} must be a string, got {_json_type(value)}"
+    return None
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    return "an object" if isinstance(value, Mapping) else "null"

@@ -2,7 +2,9 @@
 
 Requests are read defensively: a body that is not a usable AdmissionReview raises
 :class:`MalformedReview` with a reason a person can act on and whatever ``uid`` could be
-recovered, so the HTTP edge can answer 400 and still name the request.
+recovered, so the HTTP edge can answer 400 and still name the request. That includes objects
+shaped as the API server never sends them (it decodes every object into its Go type first):
+``podspec.shape_problem`` names the field, so no check meets a number where a list belongs.
 
 Pure: JSON-shaped data in, JSON-shaped data out; encoding and HTTP belong to the edge.
 """
@@ -13,10 +15,12 @@ import base64
 import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, NotRequired, TypedDict
 
 import orjson
+
+from webhook.core.podspec import shape_problem
 
 API_VERSION = "admission.k8s.io/v1"
 
@@ -52,6 +56,18 @@ class MalformedReview(ValueError):
 
 
 @dataclass(frozen=True, slots=True)
+class UserInfo:
+    """``request.userInfo``: who made the request, as the API server authenticated them.
+    Only the API server's word when the review came from it (``serve --client-ca``): on a
+    port anyone can reach, a review may claim any user."""
+
+    username: str = ""
+    uid: str = ""
+    groups: tuple[str, ...] = ()
+    extra: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
 class AdmissionRequest:
     """The parts of ``request`` pullguard uses."""
 
@@ -65,6 +81,7 @@ class AdmissionRequest:
     old_object: Mapping[str, Any] | None
     dry_run: bool
     api_version: str = "v1"
+    user: UserInfo = UserInfo()
 
     @property
     def generate_name(self) -> str:
@@ -182,11 +199,18 @@ def parse_review(document: Any) -> AdmissionRequest:
             raise MalformedReview(f"request.{field_name} must be an object", uid)
     if operation in ("CREATE", "UPDATE") and obj is None:
         raise MalformedReview(f"request.object is missing for {operation}", uid)
+    for field_name, value in (("object", obj), ("oldObject", old)):
+        problem = (
+            shape_problem(str(kind["kind"]), value, f"request.{field_name}") if value else None
+        )
+        if problem is not None:
+            raise MalformedReview(problem, uid)
     namespace = request.get("namespace") or ""
     if not isinstance(namespace, str):
         raise MalformedReview("request.namespace must be a string", uid)
     return AdmissionRequest(
         uid=uid,
+        user=_user_info(request.get("userInfo"), uid),
         kind=str(kind["kind"]),
         api_version=str(kind.get("version") or ""),
         namespace=namespace,
@@ -196,6 +220,31 @@ def parse_review(document: Any) -> AdmissionRequest:
         object=obj,
         old_object=old,
         dry_run=bool(request.get("dryRun")),
+    )
+
+
+def _user_info(value: Any, uid: str) -> UserInfo:
+    """``request.userInfo`` read strictly: the API server always sends strings there."""
+    if value is None:
+        return UserInfo()
+    if not isinstance(value, Mapping):
+        raise MalformedReview("request.userInfo must be an object", uid)
+    username, user_uid = value.get("username") or "", value.get("uid") or ""
+    if not isinstance(username, str) or not isinstance(user_uid, str):
+        raise MalformedReview("request.userInfo.username and uid must be strings", uid)
+    groups = value.get("groups") or []
+    if not isinstance(groups, list) or not all(isinstance(g, str) for g in groups):
+        raise MalformedReview("request.userInfo.groups must be a list of strings", uid)
+    extra = value.get("extra") or {}
+    if not isinstance(extra, Mapping) or not all(
+        isinstance(v, list) and all(isinstance(i, str) for i in v) for v in extra.values()
+    ):
+        raise MalformedReview("request.userInfo.extra must map keys to lists of strings", uid)
+    return UserInfo(
+        username=username,
+        uid=user_uid,
+        groups=tuple(groups),
+        extra={str(k): tuple(v) for k, v in extra.items()},
     )
 
 

@@ -10,7 +10,8 @@ Order of a decision:
    was created, and ``kubectl scale`` never meets pullguard at all.
 3b. An object a controller makes from a template (a Pod of a ReplicaSet, StatefulSet,
    DaemonSet or Job; a ReplicaSet of a Deployment; a Job of a CronJob: an ownerReference with
-   ``controller: true``) is denied only for a failure that is certain: a reference the runtime
+   ``controller: true``), when the request's user is a controller (``controllerUsers``),
+   is denied only for a failure that is certain: a reference the runtime
    cannot parse, or credentials missing for a registry that needs them. Everything else about
    it is a warning. Its template was judged when a person applied it; a rollout restart, a
    scale-up or a node drain must never lose capacity to a rule added since, or to advice.
@@ -41,6 +42,7 @@ Pure: the cluster is reached only through :class:`~webhook.core.cluster.ClusterV
 
 from __future__ import annotations
 
+import fnmatch
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, replace
 
@@ -55,7 +57,7 @@ from webhook.core.checks import (
     needs_credentials,
     read_secrets,
 )
-from webhook.core.cluster import ClusterUnavailable, ClusterView
+from webhook.core.cluster import ClusterUnavailable, ClusterView, SecretInfo, ServiceAccountInfo
 from webhook.core.config import CHECK_NAMES, Action, Config
 from webhook.core.findings import Finding, denial_message, describe_object, warning_lines
 from webhook.core.hosts import any_host_matches
@@ -79,7 +81,7 @@ from webhook.core.registry import (
     runnable_node_platforms,
     words_list,
 )
-from webhook.core.review import AdmissionRequest
+from webhook.core.review import AdmissionRequest, UserInfo
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +114,54 @@ def made_by_controller(obj: Mapping[str, object] | None) -> bool:
     return isinstance(owners, list) and any(
         isinstance(o, Mapping) and o.get("controller") is True for o in owners
     )
+
+
+def by_controller(request: AdmissionRequest, config: Config) -> bool:
+    """Did a controller make the request (``request.userInfo``, said by the API server)?
+
+    An ownerReference is written by whoever creates the object: a tenant's bare Pod with a
+    made-up ``controller: true`` owner used to be judged as a controller's pod, where only
+    certain failures deny (a self-bypass). The user is the API server's word when it is the
+    caller (``serve --client-ca``); a forged review can claim anything, but then it only
+    decides its own answer, never what the API server admits.
+    """
+    return any(fnmatch.fnmatchcase(request.user.username, u) for u in config.controller_users)
+
+
+#: At most this many namespaces holding a secret of the name are asked about per admission
+#: (each may cost the API server a SubjectAccessReview).
+MAX_NAMESPACES_ASKED = 8
+
+
+class ReadableTo:
+    """``cluster`` as ``user`` may see it in messages: :meth:`namespaces_with_pull_secret`
+    keeps only namespaces whose Secrets ``user`` may read. Every other read is the cluster's."""
+
+    def __init__(self, cluster: ClusterView, user: UserInfo) -> None:
+        self._cluster = cluster
+        self._user = user
+
+    def namespaces_with_pull_secret(self, name: str) -> list[str]:
+        holding = self._cluster.namespaces_with_pull_secret(name)[:MAX_NAMESPACES_ASKED]
+        return [ns for ns in holding if self._cluster.may_read_secrets(self._user, ns)]
+
+    def may_read_secrets(self, user: UserInfo, namespace: str) -> bool:
+        return self._cluster.may_read_secrets(user, namespace)
+
+    def get_secret(self, namespace: str, name: str) -> SecretInfo | None:
+        return self._cluster.get_secret(namespace, name)
+
+    def get_service_account(self, namespace: str, name: str) -> ServiceAccountInfo | None:
+        return self._cluster.get_service_account(namespace, name)
+
+    def namespace_labels(self, namespace: str) -> Mapping[str, str] | None:
+        return self._cluster.namespace_labels(namespace)
+
+    def node_platforms(self) -> frozenset[tuple[str, str]]:
+        return self._cluster.node_platforms()
+
+    def node_platform(self, name: str) -> tuple[str, str] | None:
+        return self._cluster.node_platform(name)
 
 
 def allow(reason: str) -> Decision:
@@ -198,6 +248,9 @@ def validate(
     unavailable: dict[str, str] = {}
     refs: dict[str, Reference] = {}
 
+    # Only namespaces whose Secrets the requesting user may read are ever named in "it
+    # exists in ..." (it told any tenant which namespaces hold a secret of that name).
+    cluster = ReadableTo(cluster, request.user)
     known_registries = config.known_registries()
     for container in judged:
         ref, found = check_reference(container, known_registries, workload)
@@ -258,6 +311,7 @@ def validate(
                 operation=request.operation,
             )
         )
+        findings.extend(pod.over_cap)
 
     if registry is None:
         for check in ("registry", "platform"):
@@ -285,9 +339,17 @@ def validate(
     if pod is not None and pod.pending_account:
         findings = _pending_account(findings, pod.pending_account, pulled, refs)
 
+    if wants_registry and registry is not None:
+        findings.extend(_too_many_images(pulled, refs, view))
+
     # An ephemeral container (kubectl debug) is added by a person, never by the controller
-    # that made the pod: it is judged as a person's change, owner or not.
-    if made_by_controller(request.object) and request.sub_resource != "ephemeralcontainers":
+    # that made the pod: it is judged as a person's change, owner or not. An owner is
+    # trusted only when the API server says a controller sent the request (by_controller).
+    if (
+        made_by_controller(request.object)
+        and by_controller(request, config)
+        and request.sub_resource != "ephemeralcontainers"
+    ):
         findings = [f if f.check in CERTAIN_CHECKS else f.as_advisory() for f in findings]
 
     loud = frozenset({"reference", "pullSecrets", "pullPolicy"})
@@ -339,6 +401,9 @@ class PodSecrets:
     pending_account: str = ""
     """A template's ServiceAccount that does not exist yet (``kubectl apply -f dir/`` applies
     files in name order): its pull secrets, which its pods will get, are not known."""
+    over_cap: list[Finding] = field(default_factory=list)
+    """More pull secrets listed than pullguard reads: never softened (an unread secret
+    that does not parse fails every pull of the pod, FACTS.md)."""
 
 
 def _read_pod_secrets(
@@ -355,6 +420,8 @@ def _read_pod_secrets(
     """``lists_own_secrets``: the object as written lists imagePullSecrets (``view`` may be
     the preview, with default secrets added)."""
     names, origin, hidden, pending = view.pull_secret_names, "", "", ""
+    over_cap = _too_many_secrets(names, "the pod spec", _subject(view.containers))
+    names = names[:MAX_PULL_SECRETS]
     if view.is_template:
         # The ServiceAccount admission plugin fills imagePullSecrets only into Pods, and only
         # when the Pod's list is empty: a template must be judged with the account's list
@@ -371,8 +438,10 @@ def _read_pod_secrets(
             listed = ", ".join(f'"{n}"' for n in account.image_pull_secrets)
             if not lists_own_secrets:
                 if not view.lists_pull_secrets:  # the preview adds them with a default one
-                    names = list(account.image_pull_secrets)
+                    names = list(dict.fromkeys(account.image_pull_secrets))
                     origin = f'ServiceAccount "{account.name}"'
+                    over_cap = _too_many_secrets(names, origin, _subject(view.containers))
+                    names = names[:MAX_PULL_SECRETS]
             else:
                 hidden = (
                     f"; the template's own imagePullSecrets hide ServiceAccount "
@@ -410,18 +479,17 @@ def _read_pod_secrets(
         needing_registries=[refs[c.pointer].domain for c in needing]
         or [refs[c.pointer].domain for c in affected if c.pointer in refs],
         # A default secret pullguard copies into the namespace is judged by its source's
-        # contents where the copy has not happened yet: on a dry-run (copies are skipped) and
-        # for a template (its pods get the copy when they are created). On a real Pod create
-        # the mutating webhook has already made it, so a missing copy is really missing.
+        # contents where the copy has not happened yet: on a dry-run (copies are skipped),
+        # for a template (its pods get the copy when they are created), and for a Pod whose
+        # review did not come with proof (webhook.edge.secretsync: the copy is made once the
+        # API server has the Pod, right after this admission).
         copied_from={
             d.secret: d.source_namespace
             for d in config.default_pull_secrets
             if d.source_namespace is not None
-        }
-        if view.is_template or dry_run
-        else None,
+        },
     )
-    return PodSecrets(secrets, findings, hidden, needing, pending)
+    return PodSecrets(secrets, findings, hidden, needing, pending, over_cap)
 
 
 def _pending_account(
@@ -469,9 +537,36 @@ def _pending_account(
     return kept
 
 
-#: At most this many distinct manifests are asked about per admission; a pod naming more
-#: (a forged review, say) has the rest reported as not asked.
-MAX_QUESTIONS = 32
+#: Pull secrets read per pod: each one pullguard cannot find costs a direct read, and a pod
+#: listing 3,000 made-up names once cost the API server 6,020 GETs and outlived its
+#: timeout, so the pod was admitted unchecked. A real pod lists a handful.
+MAX_PULL_SECRETS = 64
+
+
+def _too_many_secrets(names: list[str], origin: str, subject: str) -> list[Finding]:
+    """A finding (enforced as the pullSecrets check is) when ``names`` is past the cap: past
+    it pullguard cannot vouch for the pod, and a cap a tenant can reach on purpose must not
+    switch the check off for that pod."""
+    if len(names) <= MAX_PULL_SECRETS:
+        return []
+    return [
+        Finding(
+            check="pullSecrets",
+            subject=subject,
+            problem=f"{origin} lists {len(names)} imagePullSecrets; pullguard checks at most "
+            f"{MAX_PULL_SECRETS} per pod, so it cannot tell whether this pod's pulls succeed",
+            short=f"{len(names)} imagePullSecrets: pullguard checks at most {MAX_PULL_SECRETS}",
+            fix=f"list at most {MAX_PULL_SECRETS} imagePullSecrets (the ones its registries need)",
+        )
+    ]
+
+
+#: At most this many distinct manifests are asked about per admission. A pod naming more is
+#: not "not checked" (under enforce that would switch the registry check off for any pod
+#: that names a 65th image on purpose): it gets a registry finding saying it exceeds what
+#: pullguard checks, enforced as the registry check is (a warning on a controller's pod,
+#: whose template was judged). Real pods with 40 containers share far fewer images.
+MAX_QUESTIONS = 64
 
 
 def _ask_registry(
@@ -497,7 +592,7 @@ def _ask_registry(
     asked = distinct[:MAX_QUESTIONS]
     budget = config.registry.timeout_seconds
     # The namespace is the tenant: it gets its share of the registry client, no more.
-    got = dict(registry.ask(asked, budget, tenant=namespace)) if asked else {}
+    got = _public_tags(registry.ask(asked, budget, tenant=namespace)) if asked else {}
     too_many = Answer(Outcome.NOT_ASKED, f"more than {MAX_QUESTIONS} distinct images in one object")
     return {pointer: got.get(question, too_many) for pointer, question in questions.items()}
 
@@ -527,12 +622,38 @@ def _ask_as_written(
     if not questions:
         return {}
     distinct = list(dict.fromkeys(q for _, q in questions.values()))[:MAX_QUESTIONS]
-    got = registry.ask(distinct, config.registry.timeout_seconds, tenant=namespace)
+    got = _public_tags(registry.ask(distinct, config.registry.timeout_seconds, tenant=namespace))
     too_many = Answer(Outcome.NOT_ASKED, f"more than {MAX_QUESTIONS} distinct images in one object")
     return {
         pointer: (original, got.get(question, too_many))
         for pointer, (original, question) in questions.items()
     }
+
+
+def _too_many_images(
+    judged: list[Container], refs: Mapping[str, Reference], view: PodSpecView
+) -> list[Finding]:
+    distinct = list(dict.fromkeys(str(refs[c.pointer]) for c in judged if c.pointer in refs))
+    if len(distinct) <= MAX_QUESTIONS:
+        return []
+    return [
+        Finding(
+            check="registry",
+            subject=_subject(view.containers),
+            problem=f"the pod names {len(distinct)} distinct images; pullguard asks the "
+            f"registry about at most {MAX_QUESTIONS} per object, so it cannot tell whether "
+            "the rest exist",
+            short=f"{len(distinct)} distinct images: pullguard checks at most {MAX_QUESTIONS}",
+            fix=f"use at most {MAX_QUESTIONS} distinct images per pod",
+        )
+    ]
+
+
+def _public_tags(got: Mapping[Question, Answer]) -> dict[Question, Answer]:
+    """The answers, without the tags read with a namespace's credentials: those are that
+    tenant's (a forged review naming another namespace once printed "tags there include
+    ..." from its private repository), so only tags anyone may list are ever shown."""
+    return {q: replace(a, tags=()) if q.credentials and a.tags else a for q, a in got.items()}
 
 
 def _pull_secret_findings(

@@ -6,15 +6,27 @@ decides nothing: ``webhook.core.validate`` and ``webhook.core.mutate`` do.
 
 Status codes: 200 with an AdmissionReview for every request that could be judged; 400 for a
 body that is not a usable AdmissionReview (still an AdmissionReview, with the uid when it
-could be read and the reason in ``status.message``); 413 past the size cap; 415 for a
-content type other than JSON; 500 for an unexpected exception.
+could be read and the reason in ``status.message``); 401 without the API server's client
+certificate under ``serve --client-ca``; 413 past the size cap; 415 for a content type other
+than JSON; 429 when the worker's body budget is taken; 500 for an unexpected exception.
+
+Limits it owns, each against an attack from anything that can reach the port:
+
+- :class:`BodyBudget`: the bytes of bodies in flight per worker, reserved before a body is
+  read (40 unfinished 7 MiB bodies once grew a worker by 330 MiB);
+- with ``--client-ca``, a review is read only from a connection whose client certificate
+  the CA signed (a forged review could name any namespace and user);
+- :class:`_DeadlineRegistry`: a review's answer within ``registry.timeoutSeconds`` counted
+  from its arrival (the registry used to get all of it, and the answer came after);
+- a ConfigMap under review is parsed off the event loop (``Runtime.offload``).
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,7 +35,8 @@ from flask import Flask, Response, request
 from webhook.core.cluster import ClusterView
 from webhook.core.configreview import review_config
 from webhook.core.mutate import Mutation, SecretCopy, mutate
-from webhook.core.registry import RegistryView
+from webhook.core.registry import Answer as RegistryAnswer
+from webhook.core.registry import Outcome, Question, RegistryView
 from webhook.core.review import (
     NESTED_TOO_DEEPLY,
     MalformedReview,
@@ -34,12 +47,64 @@ from webhook.core.review import (
 from webhook.core.validate import Decision, validate
 from webhook.edge.configsource import ConfigStore
 from webhook.edge.metrics import Metrics, kind_label, operation_label
+from webhook.edge.secretsync import CopyCause, copy_cause
 
 log = logging.getLogger("pullguard.admission")
 
 #: The API server caps one object at 3 MiB (etcd's request limit, 1.5 MiB by default, is
 #: usually lower); an UPDATE review carries the object twice, plus the request's envelope.
 MAX_BODY_BYTES = 2 * 3 * 1024 * 1024 + 1024 * 1024
+#: Bytes of request bodies one worker holds at once (reserved before a body is read, by its
+#: Content-Length, released when its answer is out): 40 unfinished 7 MiB bodies once grew a
+#: worker by 330 MiB. A real review is a few KiB to a few hundred.
+IN_FLIGHT_BODY_BYTES = 32 * 1024 * 1024
+#: Bodies larger than this share at most :data:`LARGE_BODIES_SHARE` of the budget, so the
+#: rest stays for the reviews the API server usually sends while large ones are in flight
+#: (or held open by someone who never finishes them).
+LARGE_BODY_BYTES = 1024 * 1024
+LARGE_BODIES_SHARE = 24 * 1024 * 1024
+#: Seconds the API server is asked to wait before it sends a review refused for lack of
+#: room again: client-go's rest.Request retries a 429 that carries Retry-After, within the
+#: webhook's timeout.
+RETRY_AFTER_SECONDS = 1
+
+
+class BodyBudget:
+    """The bytes of request bodies in flight in this worker, reserved before they are read.
+
+    A body that does not fit is never read: it is answered 429 with ``Retry-After`` (the
+    API server retries it; holding the connection instead would keep its socket and, past
+    its timeout, fail the call anyway) and the connection is closed.
+    """
+
+    def __init__(
+        self,
+        total: int = IN_FLIGHT_BODY_BYTES,
+        *,
+        large: int = LARGE_BODY_BYTES,
+        large_share: int = LARGE_BODIES_SHARE,
+    ) -> None:
+        self.total, self.large, self.large_share = total, large, large_share
+        self.used = self.used_large = 0
+        self._lock = threading.Lock()
+
+    def reserve(self, size: int) -> bool:
+        with self._lock:
+            is_large = size > self.large
+            if self.used + size > self.total or (
+                is_large and self.used_large + size > self.large_share
+            ):
+                return False
+            self.used += size
+            if is_large:
+                self.used_large += size
+            return True
+
+    def release(self, size: int) -> None:
+        with self._lock:
+            self.used -= size
+            if size > self.large:
+                self.used_large -= size
 
 
 @dataclass
@@ -52,8 +117,9 @@ class Runtime:
     own_namespace: str = ""
     not_ready: Callable[[], list[str]] = field(default=lambda: [])
     """Reasons the process is not ready yet (caches not synced...); empty when ready."""
-    copy_secret: Callable[[SecretCopy], str] | None = None
-    """Copies a default pull secret into a namespace; returns the outcome for metrics."""
+    copy_secret: Callable[[SecretCopy, CopyCause], str] | None = None
+    """Copies a default pull secret into a namespace, once the cause is proven real
+    (:mod:`webhook.edge.secretsync`); returns the outcome for metrics."""
     metrics_port: int | None = None
     """The plain-HTTP port: only /metrics and /healthz are served there."""
     configmap_name: str = "pullguard-config"
@@ -70,15 +136,24 @@ class Runtime:
     mirror_lacks: Callable[[str, str], None] = field(default=lambda host, image: None)
     """Told of a mirror host that lacked an image its registry has (the validating
     webhook's finding ``mirror_lacks``): it is not rewritten to for a while."""
+    offload: Callable[[Callable[[], Any]], Any] = field(default=lambda work: work())
+    """Runs CPU-heavy work (parsing a configuration under review) away from the event loop,
+    so the reviews waiting behind it are answered meanwhile; by default, in place."""
+    require_client_cert: bool = False
+    """``serve --client-ca``: /validate and /mutate answer only connections that presented
+    a client certificate the CA signed (the API server's, through its
+    AdmissionConfiguration's kubeConfigFile)."""
 
 
 #: A WSGI status line per status code the admission endpoints answer with.
 _STATUS_LINES = {
     200: "200 OK",
     400: "400 Bad Request",
+    401: "401 Unauthorized",
     405: "405 Method Not Allowed",
     413: "413 Request Entity Too Large",
     415: "415 Unsupported Media Type",
+    429: "429 Too Many Requests",
     500: "500 Internal Server Error",
 }
 Answer = tuple[int, bytes]
@@ -87,6 +162,30 @@ Answer = tuple[int, bytes]
 
 def _answer(document: Any, status: int = 200) -> Answer:
     return status, encode_json(document)
+
+
+#: Kept from a review's budget (``registry.timeoutSeconds``) for what follows the registry's
+#: answers: findings, the message, encoding, the write.
+ANSWER_MARGIN_SECONDS = 0.15
+
+
+class _DeadlineRegistry:
+    """A review's registry view: every question is asked within what is left of the
+    review's budget, counted from when its request arrived (reading and decoding the body
+    came out of it), so the answer is sent within ``registry.timeoutSeconds`` in all."""
+
+    def __init__(self, registry: RegistryView, started: float, budget: float) -> None:
+        self.registry = registry
+        self.deadline = started + budget - ANSWER_MARGIN_SECONDS
+
+    def ask(
+        self, questions: Sequence[Question], budget: float, tenant: str = ""
+    ) -> Mapping[Question, RegistryAnswer]:
+        left = min(budget, self.deadline - time.perf_counter())
+        if left <= 0:
+            spent = RegistryAnswer(Outcome.NOT_ASKED, "the review's time budget was spent")
+            return dict.fromkeys(questions, spent)
+        return self.registry.ask(questions, left, tenant=tenant)
 
 
 def _error_review(uid: str, code: int, message: str) -> Answer:
@@ -123,10 +222,21 @@ class AdmissionEndpoints:
         else:
             status, body = handle(environ)
         headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
-        if status == 413:
+        if status in (413, 429):
             headers.append(("Connection", "close"))  # the rest of the body is not read
+        if status == 429:
+            headers.append(("Retry-After", str(RETRY_AFTER_SECONDS)))
         start_response(_STATUS_LINES[status], headers)
         return [body]
+
+
+def _declared_size(environ: dict[str, Any]) -> int:
+    """The body's Content-Length; without one (chunked), the cap: that much may come."""
+    try:
+        declared = int(environ.get("CONTENT_LENGTH") or -1)
+    except ValueError:
+        declared = -1
+    return declared if declared >= 0 else MAX_BODY_BYTES
 
 
 def _read_body(environ: dict[str, Any]) -> bytes | None:
@@ -148,6 +258,7 @@ def create_app(runtime: Runtime) -> Flask:
         log.warning("%s", note)
     app = Flask("pullguard")
     metrics = runtime.metrics
+    bodies = BodyBudget()
 
     def read_review(webhook_name: str, environ: dict[str, Any]) -> tuple[Any, Answer | None]:
         content_type = str(environ.get("CONTENT_TYPE") or "").split(";")[0].strip().lower()
@@ -170,17 +281,44 @@ def create_app(runtime: Runtime) -> Flask:
             return None, _error_review(error.uid, 400, f"malformed AdmissionReview: {error.reason}")
 
     def guarded(
-        webhook_name: str, handle: Callable[[Any], Answer]
+        webhook_name: str, handle: Callable[[Any, float, bool], Answer]
     ) -> Callable[[dict[str, Any]], Answer]:
         duration = metrics.duration.labels(webhook_name)
 
         def endpoint(environ: dict[str, Any]) -> Answer:
             started = time.perf_counter()
+            # Set by the server's TLS edge (webhook.edge.server) for a certificate signed by
+            # --client-ca; nothing a request carries can set it.
+            verified = bool(getattr(environ.get("gunicorn.socket"), "client_verified", False))
+            if runtime.require_client_cert and not verified:
+                # Before the body is read: an unauthenticated caller costs no memory.
+                metrics.requests.labels(webhook_name, "", "", "unauthenticated").inc()
+                return _error_review(
+                    "",
+                    401,
+                    "a client certificate signed by pullguard's --client-ca is required: "
+                    "only the API server may send reviews",
+                )
+            size = min(_declared_size(environ), MAX_BODY_BYTES + 1)
+            if not bodies.reserve(size):
+                metrics.requests.labels(webhook_name, "", "", "shed").inc()
+                return _error_review(
+                    "",
+                    429,
+                    f"pullguard is reading {bodies.used} bytes of request bodies already; "
+                    f"retry after {RETRY_AFTER_SECONDS}s",
+                )
+            try:
+                return judged(environ, started, verified)
+            finally:
+                bodies.release(size)
+
+        def judged(environ: dict[str, Any], started: float, verified: bool) -> Answer:
             review, error_answer = read_review(webhook_name, environ)
             if error_answer is not None:
                 return error_answer
             try:
-                return handle(review)
+                return handle(review, started, verified)
             except RecursionError:
                 # Decoded, but deeper than the API server stores any object: a forged review.
                 metrics.requests.labels(webhook_name, "other", "other", "malformed").inc()
@@ -204,11 +342,15 @@ def create_app(runtime: Runtime) -> Flask:
 
         return endpoint
 
-    def handle_validate(review: Any) -> Answer:
+    def handle_validate(review: Any, started: float, verified: bool) -> Answer:
+        del verified  # a forged review only decides its own answer
         config = runtime.config.current
         if review.kind == "ConfigMap":
-            decision = review_config(
-                review, namespace=runtime.own_namespace, name=runtime.configmap_name
+            # A forged ConfigMap review costs up to a 256 KiB YAML parse: never on the loop.
+            decision = runtime.offload(
+                lambda: review_config(
+                    review, namespace=runtime.own_namespace, name=runtime.configmap_name
+                )
             )
         else:
             decision = validate(
@@ -216,7 +358,9 @@ def create_app(runtime: Runtime) -> Flask:
                 config,
                 runtime.cluster,
                 own_namespace=runtime.own_namespace,
-                registry=runtime.registry,
+                registry=None
+                if runtime.registry is None
+                else _DeadlineRegistry(runtime.registry, started, config.registry.timeout_seconds),
                 mirrors_down=runtime.mirrors_down(),
             )
         _record_validation(metrics, review, decision)
@@ -231,7 +375,8 @@ def create_app(runtime: Runtime) -> Flask:
         )
         return _answer(body)
 
-    def handle_mutate(review: Any) -> Answer:
+    def handle_mutate(review: Any, started: float, verified: bool) -> Answer:
+        del started  # mutate asks no registry
         config = runtime.config.current
         result = mutate(
             review,
@@ -247,13 +392,19 @@ def create_app(runtime: Runtime) -> Flask:
                 metrics.secret_copies.labels("skipped_dry_run").inc()
             else:
                 outcome = (
-                    runtime.copy_secret(copy_request)
+                    runtime.copy_secret(copy_request, copy_cause(review, verified))
                     if runtime.copy_secret is not None
                     else "failed"  # copying is unavailable (no sync key): said in the log
                 )
                 outcome, _, why = outcome.partition(": ")  # "failed: <the API server's words>"
                 metrics.secret_copies.labels(outcome).inc()
-                if outcome not in ("created", "exists"):
+                if outcome == "unproven":
+                    warnings.append(
+                        f'pullguard: secret "{copy_request.name}" not copied into '
+                        f'"{copy_request.namespace}": the review is not proven to come from the '
+                        "API server (serve --client-ca) and no existing object needs it"
+                    )
+                elif outcome not in ("created", "exists", "deferred"):
                     said = f": {why}" if why else ""
                     warnings.append(
                         f'pullguard: could not copy secret "{copy_request.name}" into '

@@ -18,7 +18,10 @@
   document it refuses gets a Warning Event ``PullguardConfigRefused`` on the ConfigMap, one
   per refused version whichever replica or worker sees it first (the Event is named after
   the ConfigMap's resourceVersion, so the others' creates fail as already there).
-- :class:`KubeSecretWriter` performs the copies of default pull secrets.
+- :class:`KubeSecretWriter` performs the copies of default pull secrets, and reads the
+  namespace and the object (or owner) a copy is for, to see that they are real.
+- :class:`SecretAccess` asks the API server's authorizer (SubjectAccessReview) whether the
+  requesting user may read Secrets in a namespace, before a message says a secret is there.
 
 Must not: decide anything; every answer goes back to the core as plain data.
 """
@@ -36,6 +39,7 @@ from typing import Any
 from webhook.core.cluster import ClusterUnavailable, SecretInfo, ServiceAccountInfo
 from webhook.core.keyring import DOCKER_CFG, DOCKER_CONFIG_JSON, PULL_SECRET_KEYS
 from webhook.core.mutate import MANAGED_BY_LABEL
+from webhook.core.review import UserInfo
 from webhook.edge.configsource import ConfigStore, default_config_text
 from webhook.edge.secretsync import SecretWriter
 
@@ -312,6 +316,63 @@ def read_or_none(reader: Callable[..., Any], *args: str, timeout: float) -> Any 
         raise ClusterUnavailable(f"API server unreachable: {type(error).__name__}") from None
 
 
+class SecretAccess:
+    """ "May this user read Secrets in that namespace?", asked of the API server's authorizer
+    with a SubjectAccessReview for the request's ``userInfo`` (pullguard needs ``create`` on
+    ``subjectaccessreviews``), remembered :data:`ACCESS_TTL_SECONDS` for at most
+    :data:`ACCESS_CACHE_SIZE` (user, namespace) pairs. No answer counts as "no": a message
+    then says less, never more."""
+
+    def __init__(self, api_client: Any, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.api_client = api_client
+        self.clock = clock
+        self._answers: dict[tuple[Any, ...], tuple[float, bool]] = {}
+        self._lock = threading.Lock()
+
+    def may_read_secrets(self, user: UserInfo, namespace: str) -> bool:
+        if not user.username or self.api_client is None:
+            return False
+        key = (user.username, user.uid, user.groups, tuple(sorted(user.extra.items())), namespace)
+        now = self.clock()
+        with self._lock:
+            found = self._answers.get(key)
+            if found is not None and now - found[0] < ACCESS_TTL_SECONDS:
+                return found[1]
+        allowed = self._ask(user, namespace)
+        with self._lock:
+            if len(self._answers) >= ACCESS_CACHE_SIZE:
+                self._answers.clear()  # a bound, not an LRU: refilled at one review each
+            self._answers[key] = (now, allowed)
+        return allowed
+
+    def _ask(self, user: UserInfo, namespace: str) -> bool:
+        from kubernetes import client
+
+        review = client.V1SubjectAccessReview(
+            spec=client.V1SubjectAccessReviewSpec(
+                user=user.username,
+                uid=user.uid or None,
+                groups=list(user.groups) or None,
+                extra={k: list(v) for k, v in user.extra.items()} or None,
+                resource_attributes=client.V1ResourceAttributes(
+                    namespace=namespace, verb="get", resource="secrets"
+                ),
+            )
+        )
+        try:
+            answer = client.AuthorizationV1Api(self.api_client).create_subject_access_review(
+                review, _request_timeout=2
+            )
+        except Exception as error:
+            log.warning("SubjectAccessReview failed: %s", type(error).__name__)
+            return False
+        return bool(answer.status and answer.status.allowed)
+
+
+ACCESS_TTL_SECONDS = 60.0
+ACCESS_CACHE_SIZE = 4096
+
+
 class KubeClusterView:
     """The core's ClusterView over list+watch caches, with direct reads to confirm absence."""
 
@@ -344,6 +405,8 @@ class KubeClusterView:
             "namespaces", core_api.list_namespace, namespace_labels_of, clock=clock
         )
         self.nodes = Reflector("nodes", core_api.list_node, node_platform_of, clock=clock)
+        # (A stand-in API without a client, in tests, can authorize nothing.)
+        self.access = SecretAccess(getattr(core_api, "api_client", None), clock=clock)
 
     def reflectors(self) -> list[Reflector]:
         return [*self.secret_caches, self.accounts, self.namespaces, self.nodes]
@@ -381,6 +444,9 @@ class KubeClusterView:
             s.namespace for cache in self.secret_caches for s in cache.items() if s.name == name
         }
         return sorted(found)
+
+    def may_read_secrets(self, user: UserInfo, namespace: str) -> bool:
+        return self.access.may_read_secrets(user, namespace)
 
     def get_service_account(self, namespace: str, name: str) -> ServiceAccountInfo | None:
         cached = self.accounts.get(namespace, name)
@@ -514,6 +580,20 @@ class ConfigMapSource:
             self.store.apply_text(default_config_text(), "embedded default")
 
 
+#: Kinds whose objects a default pull secret is copied for (Pods and their controllers'),
+#: with the client call that reads one: what :meth:`KubeSecretWriter.read_object` may read.
+_WORKLOAD_READERS = {
+    ("v1", "Pod"): ("CoreV1Api", "read_namespaced_pod"),
+    ("v1", "ReplicationController"): ("CoreV1Api", "read_namespaced_replication_controller"),
+    ("apps/v1", "ReplicaSet"): ("AppsV1Api", "read_namespaced_replica_set"),
+    ("apps/v1", "Deployment"): ("AppsV1Api", "read_namespaced_deployment"),
+    ("apps/v1", "StatefulSet"): ("AppsV1Api", "read_namespaced_stateful_set"),
+    ("apps/v1", "DaemonSet"): ("AppsV1Api", "read_namespaced_daemon_set"),
+    ("batch/v1", "Job"): ("BatchV1Api", "read_namespaced_job"),
+    ("batch/v1", "CronJob"): ("BatchV1Api", "read_namespaced_cron_job"),
+}
+
+
 class KubeSecretWriter(SecretWriter):
     """Secret reads and writes for :mod:`webhook.edge.secretsync`, via the client."""
 
@@ -592,6 +672,26 @@ class KubeSecretWriter(SecretWriter):
             raise
         return "updated"
 
+    def namespace_active(self, namespace: str) -> bool:
+        found = read_or_none(self.api.read_namespace, namespace, timeout=3)
+        return found is not None and (found.status is None or found.status.phase != "Terminating")
+
+    def read_object(
+        self, api_version: str, kind: str, namespace: str, name: str
+    ) -> Mapping[str, Any] | None:
+        from kubernetes import client
+
+        reader = _WORKLOAD_READERS.get((api_version, kind))
+        if reader is None or not name:
+            return None  # a kind whose objects never carry a pod pullguard copies for
+        api_class, method = reader
+        api = getattr(client, api_class)(self.api.api_client)
+        found = read_or_none(getattr(api, method), name, namespace, timeout=3)
+        if found is None:
+            return None
+        plain: Mapping[str, Any] = self.api.api_client.sanitize_for_serialization(found)
+        return plain
+
     def managed_copies(self) -> Iterable[SecretInfo]:
         from webhook.core.mutate import MANAGED_BY_LABEL, MANAGED_BY_VALUE
 
@@ -666,6 +766,10 @@ class DirectClusterView:
         except (ApiException, OSError):
             return []  # no cluster-wide read: the message just cannot say where it is
         return sorted(s.metadata.namespace for s in listed.items if s.type in PULL_SECRET_KEYS)
+
+    def may_read_secrets(self, user: UserInfo, namespace: str) -> bool:
+        # The CLI lists secrets with the caller's own credentials: what it found, they read.
+        return True
 
     def get_service_account(self, namespace: str, name: str) -> ServiceAccountInfo | None:
         found = self._read(

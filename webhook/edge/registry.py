@@ -9,7 +9,10 @@ registries on loopback:
   once, refuses loopback, link-local, private, site-local and other internal addresses (every
   IPv6 form with an IPv4 address inside, NAT64 included, judged by the IPv4 rules: see
   :func:`~webhook.core.registry.address_refusal`) unless the configuration allows the host,
-  and connects to the very address it checked: there is no second resolution to race.
+  and connects to the very address it checked: there is no second resolution to race. The
+  rules in force judge every request: pooled connections serve only requests made under the
+  rules they were opened under (:class:`_Http`), so narrowing the configuration applies to
+  the next request, not a minute later.
 - **Credentials** answer a challenge only from the host they are for: a registry redirecting
   a manifest, tag list or blob to another host that challenges with a realm of its choosing
   gets no password sent there; the conversation goes on anonymously (issue 20, item 1). A
@@ -32,10 +35,13 @@ registries on loopback:
   (issue 20, item 9).
 - **Polite.** HEAD for existence (a GET of a manifest counts as a pull on Docker Hub); the
   platform check GETs a manifest only by digest and once per digest per process, whatever
-  the tag or repository (blob GETs are not pulls); positive answers cached for
-  ``cacheTTLSeconds`` (by digest: for the process's life), keyed by registry, repository,
+  the tag or repository (blob GETs are not pulls); connections pooled, HTTP/2 where offered.
+- **Fresh.** A positive answer admits for ``cacheTTLSeconds`` after it was asked, by tag and
+  by digest alike (issue 21, item 5: the runtime resolves the reference on every pull, so a
+  manifest deleted after pullguard saw it fails the next pull, and an answer kept for the
+  process's life admitted such pods until a restart); keyed by registry, repository,
   reference and credential identity (a keyed hash, never the secret); concurrent admissions
-  asking the same question share one flight; connections pooled, HTTP/2 where offered.
+  asking the same question share one flight, whatever the window.
 - **Never stale on a denial.** "Not found" and refusals are never cached: a not-found is
   re-asked before it is reported, so an image pushed a second ago is admitted.
 
@@ -419,8 +425,45 @@ class Blocked(Exception):
     """A request the rules forbid (plain HTTP to a registry not listed as insecure...)."""
 
 
+@dataclass(frozen=True, slots=True)
+class _Rules:
+    """Which internal addresses may be reached: the part of the configuration a connection
+    is judged by when it is made."""
+
+    allow_all: bool
+    patterns: tuple[str, ...]
+
+    def allows(self, hostport: str) -> bool:
+        if self.allow_all:
+            return True
+        host, port = split_host_port(hostport)
+        default_port = port in ("443", "80")
+        return any_host_matches(self.patterns, hostport) or (
+            default_port and any_host_matches(self.patterns, host)
+        )
+
+
+class _Pool:
+    """A connection pool whose every connection was judged by one set of :class:`_Rules`,
+    and how many requests are using it now."""
+
+    def __init__(self, pool: httpcore.ConnectionPool) -> None:
+        self.pool = pool
+        self.users = 0
+
+
 class _Http:
-    """One pooled client; every request under the current question's deadline."""
+    """Pooled clients; every request under the current question's deadline.
+
+    **The rules in force judge every request, not only every connection.** A connection's
+    address is checked when it is made; a pooled one lives up to 60 s. So the pool is keyed
+    by the rules (``allowPrivateNetworks``, ``allowedPrivateRegistries``, the configured
+    mirrors): when a configuration change narrows them, the next request takes a pool made
+    under the new rules, whose connections are judged afresh, and the old pool is closed
+    once the requests already using it end. Without that, an operator who removed an
+    internal registry from the allow list (or turned ``allowPrivateNetworks`` off) left it
+    reachable through the open connection for another minute, and tenants' images kept
+    being fetched from an address the configuration now refuses."""
 
     def __init__(
         self,
@@ -432,27 +475,73 @@ class _Http:
     ) -> None:
         self.settings = settings
         self.trusted_private = trusted_private
-        self.pool = httpcore.ConnectionPool(
-            ssl_context=ssl_context or trust_context(),
-            max_connections=200,
-            max_keepalive_connections=50,
-            keepalive_expiry=60,
-            http1=True,
-            http2=_has_h2(),
-            retries=0,
-            network_backend=GuardedBackend(self.allows_private, resolver=resolver),
-        )
+        self.resolver = resolver
+        self.ssl_context = ssl_context or trust_context()
+        self.lock = threading.Lock()
+        self.current: tuple[_Rules, _Pool] | None = None
+        self.retired: list[_Pool] = []
+
+    def rules(self) -> _Rules:
+        current = self.settings()
+        patterns = (*current.allowed_private_registries, *self.trusted_private())
+        return _Rules(current.allow_private_networks, tuple(patterns))
 
     def allows_private(self, hostport: str) -> bool:
-        current = self.settings()
-        if current.allow_private_networks:
-            return True
-        host, port = split_host_port(hostport)
-        default_port = port in ("443", "80")
-        patterns = [*current.allowed_private_registries, *self.trusted_private()]
-        return any_host_matches(patterns, hostport) or (
-            default_port and any_host_matches(patterns, host)
+        """Whether the rules in force now allow ``hostport`` on an internal address."""
+        return self.rules().allows(hostport)
+
+    def _new_pool(self, rules: _Rules) -> _Pool:
+        return _Pool(
+            httpcore.ConnectionPool(
+                ssl_context=self.ssl_context,
+                max_connections=200,
+                max_keepalive_connections=50,
+                keepalive_expiry=60,
+                http1=True,
+                http2=_has_h2(),
+                retries=0,
+                network_backend=GuardedBackend(rules.allows, resolver=self.resolver),
+            )
         )
+
+    @property
+    def pool(self) -> httpcore.ConnectionPool:
+        """The pool of the rules in force now."""
+        pool = self._acquire()
+        self._release(pool)
+        return pool.pool
+
+    def _acquire(self) -> _Pool:
+        """The pool made under the rules in force now, counted as in use."""
+        rules = self.rules()
+        closing: list[_Pool] = []
+        with self.lock:
+            if self.current is None or self.current[0] != rules:
+                if self.current is not None:
+                    old = self.current[1]
+                    (closing if old.users == 0 else self.retired).append(old)
+                self.current = (rules, self._new_pool(rules))
+            pool = self.current[1]
+            pool.users += 1
+        for old in closing:
+            old.pool.close()
+        return pool
+
+    def _release(self, pool: _Pool) -> None:
+        with self.lock:
+            pool.users -= 1
+            done = pool in self.retired and pool.users == 0
+            if done:
+                self.retired.remove(pool)
+        if done:
+            pool.pool.close()
+
+    def close(self) -> None:
+        with self.lock:
+            pools = [*self.retired, *([self.current[1]] if self.current else [])]
+            self.retired, self.current = [], None
+        for pool in pools:
+            pool.pool.close()
 
     def scheme_for(self, hostport: str) -> str:
         insecure = self.settings().insecure_registries
@@ -486,41 +575,46 @@ class _Http:
                 content = urlencode(form).encode()
                 sent["Content-Type"] = "application/x-www-form-urlencoded"
             timeout = _remaining(None)
-            with self.pool.stream(
-                method,
-                url,
-                headers=list(sent.items()),
-                content=content or None,
-                extensions={
-                    "timeout": {
-                        "connect": timeout,
-                        "read": timeout,
-                        "write": timeout,
-                        "pool": timeout,
+            pool = self._acquire()  # per request: the pool of the rules in force now
+            try:
+                with pool.pool.stream(
+                    method,
+                    url,
+                    headers=list(sent.items()),
+                    content=content or None,
+                    extensions={
+                        "timeout": {
+                            "connect": timeout,
+                            "read": timeout,
+                            "write": timeout,
+                            "pool": timeout,
+                        }
+                    },
+                ) as response:
+                    reply_headers = {
+                        k.decode("latin-1").lower(): v.decode("latin-1")
+                        for k, v in response.headers
                     }
-                },
-            ) as response:
-                reply_headers = {
-                    k.decode("latin-1").lower(): v.decode("latin-1") for k, v in response.headers
-                }
-                status = response.status
-                location = reply_headers.get("location")
-                if status in (301, 302, 303, 307, 308) and location:
-                    url = urljoin(url, location)
-                    if status == 303:
-                        method, form = "GET", None
-                    continue
-                body = b""
-                if method != "HEAD":
-                    chunks: list[bytes] = []
-                    size = 0
-                    for chunk in response.iter_stream():
-                        size += len(chunk)
-                        if size > max_body:
-                            raise Blocked(f"answer larger than {max_body} bytes")
-                        chunks.append(chunk)
-                    body = b"".join(chunks)
-                return Reply(status, reply_headers, body, hostport, url)
+                    status = response.status
+                    location = reply_headers.get("location")
+                    if status in (301, 302, 303, 307, 308) and location:
+                        url = urljoin(url, location)
+                        if status == 303:
+                            method, form = "GET", None
+                        continue
+                    body = b""
+                    if method != "HEAD":
+                        chunks: list[bytes] = []
+                        size = 0
+                        for chunk in response.iter_stream():
+                            size += len(chunk)
+                            if size > max_body:
+                                raise Blocked(f"answer larger than {max_body} bytes")
+                            chunks.append(chunk)
+                        body = b"".join(chunks)
+                    return Reply(status, reply_headers, body, hostport, url)
+            finally:
+                self._release(pool)
         raise Blocked(f"more than {MAX_REDIRECTS} redirects")
 
 
@@ -1109,21 +1203,28 @@ class HttpRegistry:
         if entry is None:
             return None
         answer, expires = entry
-        if expires < self.clock():
+        if expires <= self.clock():
             self.cache.pop(key)
             return None
         return replace(answer, cached=True)
 
-    def _remember(self, key: tuple[Any, ...], question: Question, answer: Answer) -> None:
+    def _remember(
+        self, key: tuple[Any, ...], question: Question, answer: Answer, asked: float
+    ) -> None:
+        """Keep a positive answer until ``cacheTTLSeconds`` after it was ``asked`` for.
+
+        By tag and by digest alike (issue 21, item 5): containerd resolves the reference on
+        every pull, so a manifest deleted after pullguard saw it fails the next pull even by
+        digest, and an answer kept for the process's life admitted such pods for good. A
+        digest's *content* cannot change (its platforms stay cached, :class:`_Asker`); its
+        *existence* can. The age counts from the question, not the answer: a registry that
+        answers slowly does not lengthen the life of what it said."""
         if answer.outcome is not Outcome.FOUND:
             return  # only positive answers are reused; a denial always rests on a live one
         ttl = self.settings().cache_ttl_seconds
-        if question.by_digest:
-            expires = float("inf")
-        elif ttl <= 0:
+        if ttl <= 0:
             return
-        else:
-            expires = self.clock() + ttl
+        expires = asked + ttl
         self.cache.put(key, (answer, expires), _answer_size(key, answer), question.registry)
 
     def _refusal(self, tenant: str) -> tuple[str, str] | None:
@@ -1204,6 +1305,7 @@ class HttpRegistry:
         self, key: tuple[Any, ...], question: Question, flight: _Flight, deadline: float
     ) -> None:
         started = time.monotonic()
+        asked = self.clock()
         _current.deadline = deadline
         _current.tenant = flight.tenant
         try:
@@ -1217,7 +1319,7 @@ class HttpRegistry:
         elapsed = time.monotonic() - started
         with self.lock:
             if not flight.released:  # an answer after the deadline is nobody's to reuse
-                self._remember(key, question, answer)
+                self._remember(key, question, answer, asked)
             flight.answer = answer
             self._release(key, flight)
         flight.done.set()
@@ -1248,7 +1350,7 @@ class HttpRegistry:
         return reply.status in (200, 401)
 
     def close(self) -> None:
-        self.http.pool.close()
+        self.http.close()
 
 
 __all__ = [

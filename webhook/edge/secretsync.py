@@ -19,6 +19,18 @@ Trust rules, each against an attack a tenant could mount with rights to its own 
 - A copy joins the sync list only after it was made (or proven ours) in a namespace that
   exists, and leaves it when the namespace is gone or its pair leaves the configuration, so
   forged reviews cannot grow the list.
+- Copies follow real objects, never a review's word alone: anything that reaches the
+  webhook port can POST a review naming any namespace (a forged ``/mutate`` once made
+  pullguard copy the default secret wherever it said). A copy is made only into a namespace
+  the API server says exists and is not terminating, and only when a real object needs it:
+  the review came from the API server itself (a client certificate verified against
+  ``serve --client-ca``: the API server is creating the object now), or the object's
+  controlling owner exists with the uid the review names (a controller's Pod or
+  ReplicaSet), or, on UPDATE, the object exists with that uid. Otherwise a named object's
+  copy waits until the API server has the object and it lists the secret
+  (:data:`DEFER_SECONDS`; at most :data:`MAX_DEFERRED` wait at once, so forged reviews
+  cannot multiply the API server's reads), and an unnamed one (``generateName``, no owner)
+  is not made: ``unproven``.
 - Every outcome is logged (names only) and counted; a copy that can no longer be synced is
   never left silently stale.
 
@@ -35,12 +47,15 @@ import hmac
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable, Collection, Iterable, Mapping
-from typing import Protocol
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from webhook.core.cluster import SecretInfo
 from webhook.core.keyring import PULL_SECRET_KEYS
 from webhook.core.mutate import MANAGED_BY_LABEL, MANAGED_BY_VALUE, SecretCopy
+from webhook.core.podspec import pod_spec
 
 log = logging.getLogger("pullguard.secrets")
 SOURCE_ANNOTATION = "pullguard.io/source"
@@ -59,8 +74,63 @@ OUTCOMES = (
     "not-managed",
     "refused",
     "namespace-gone",
+    "deferred",
+    "unproven",
     "failed",
 )
+#: How long a copy for an object the API server does not have yet waits for it to appear.
+DEFER_SECONDS = 20.0
+DEFER_POLL_SECONDS = 0.25
+#: Copies waiting for their object at once, per process: each polls the API server, so a
+#: flood of forged reviews must not become a flood of reads. Past it: ``unproven``.
+MAX_DEFERRED = 16
+
+
+@dataclass(frozen=True, slots=True)
+class Owner:
+    api_version: str
+    kind: str
+    name: str
+    uid: str
+
+
+@dataclass(frozen=True, slots=True)
+class CopyCause:
+    """Why a copy is asked for: what the review says, and whether the API server sent it."""
+
+    authenticated: bool = True
+    """The review came over a connection with a client certificate ``--client-ca`` signed.
+    (The default is for callers that are not the webhook port: tests, tools.)"""
+    operation: str = "CREATE"
+    api_version: str = "v1"
+    kind: str = "Pod"
+    name: str = ""
+    uid: str = ""
+    owner: Owner | None = None
+
+
+def copy_cause(review: Any, authenticated: bool) -> CopyCause:
+    """The cause of the copies one admission review asks for."""
+    obj = review.object if isinstance(review.object, Mapping) else {}
+    metadata = obj.get("metadata")
+    metadata = metadata if isinstance(metadata, Mapping) else {}
+    owner = None
+    for ref in metadata.get("ownerReferences") or []:
+        if isinstance(ref, Mapping) and ref.get("controller") is True:
+            fields = [ref.get(k) for k in ("apiVersion", "kind", "name", "uid")]
+            if all(isinstance(f, str) and f for f in fields):
+                owner = Owner(*(str(f) for f in fields))
+    uid = metadata.get("uid")
+    api_version = obj.get("apiVersion")
+    return CopyCause(
+        authenticated=authenticated,
+        operation=review.operation,
+        api_version=api_version if isinstance(api_version, str) else "v1",
+        kind=review.kind,
+        name=review.object_name,
+        uid=uid if isinstance(uid, str) else "",
+        owner=owner,
+    )
 
 
 def api_message(error: Exception, limit: int = 300) -> str:
@@ -91,6 +161,22 @@ class SecretWriter(Protocol):
         ...
 
     def managed_copies(self) -> Iterable[SecretInfo]: ...
+    def namespace_active(self, namespace: str) -> bool:
+        """The API server has the namespace, and it is not terminating (a direct read)."""
+        ...
+
+    def read_object(
+        self, api_version: str, kind: str, namespace: str, name: str
+    ) -> Mapping[str, Any] | None:
+        """The object as the API server has it (plain JSON), by a direct read; ``None``
+        when it has none (or pullguard cannot read that kind)."""
+        ...
+
+
+def _uid(obj: Mapping[str, Any]) -> str:
+    metadata = obj.get("metadata")
+    uid = metadata.get("uid") if isinstance(metadata, Mapping) else None
+    return uid if isinstance(uid, str) else ""
 
 
 def copy_proof(key: bytes, namespace: str, name: str, source_namespace: str) -> str:
@@ -146,6 +232,7 @@ class SecretSyncer:
         self.allowed = allowed
         self.record = record
         self._targets: set[Target] = set()
+        self._deferred = 0
         self._lock = threading.Lock()
         self._stop = threading.Event()
 
@@ -185,9 +272,107 @@ class SecretSyncer:
             return None, "refused"
         return source, ""
 
-    def copy(self, request: SecretCopy) -> str:
-        """Make the copy now (the mutating webhook asked for it). Returns the outcome, which
-        the caller counts (``record`` counts the background sync only)."""
+    def copy(self, request: SecretCopy, cause: CopyCause = CopyCause()) -> str:
+        """Make the copy (the mutating webhook asked for it) once its cause is proven real:
+        now, later (``deferred``), or never (``unproven``; see the module). Returns the
+        outcome, which the caller counts (``record`` counts the background sync and the
+        deferred copies)."""
+        try:
+            if not self.writer.namespace_active(request.namespace):
+                log.warning(
+                    "secret %s not copied: no namespace %s", request.name, request.namespace
+                )
+                return "namespace-gone"
+            proven = self._proven(request.namespace, cause)
+        except Exception as error:
+            log.error("checking the cause of a copy failed: %s", type(error).__name__)
+            return "failed"
+        if proven:
+            return self._copy_now(request)
+        if cause.operation == "CREATE" and cause.name and cause.owner is None:
+            with self._lock:
+                if self._deferred >= MAX_DEFERRED:
+                    log.warning(
+                        "secret %s not copied into %s: %d copies already wait for their objects",
+                        request.name,
+                        request.namespace,
+                        self._deferred,
+                    )
+                    return "unproven"
+                self._deferred += 1
+            threading.Thread(
+                target=self._copy_when_real,
+                args=(request, cause),
+                name="secret-copy-deferred",
+                daemon=True,
+            ).start()
+            return "deferred"
+        log.warning(
+            "secret %s not copied into %s: nothing proves the review that asked came from the "
+            "API server (serve --client-ca) or that an object there needs it",
+            request.name,
+            request.namespace,
+        )
+        return "unproven"
+
+    def _proven(self, namespace: str, cause: CopyCause) -> bool:
+        if cause.authenticated:
+            return True
+        if cause.owner is not None:
+            owner = cause.owner
+            found = self.writer.read_object(owner.api_version, owner.kind, namespace, owner.name)
+            return found is not None and _uid(found) == owner.uid
+        if cause.operation == "UPDATE" and cause.name and cause.uid:
+            found = self.writer.read_object(cause.api_version, cause.kind, namespace, cause.name)
+            return found is not None and _uid(found) == cause.uid
+        return False
+
+    def _copy_when_real(self, request: SecretCopy, cause: CopyCause) -> None:
+        """Copy once the API server has the object the review named (a bare Pod is created
+        right after its admission); give up after :data:`DEFER_SECONDS`."""
+        try:
+            self._wait_and_copy(request, cause)
+        finally:
+            with self._lock:
+                self._deferred -= 1
+
+    def _wait_and_copy(self, request: SecretCopy, cause: CopyCause) -> None:
+        deadline = time.monotonic() + DEFER_SECONDS
+        while time.monotonic() < deadline:
+            try:
+                found = self.writer.read_object(
+                    cause.api_version, cause.kind, request.namespace, cause.name
+                )
+            except Exception as error:
+                found = None
+                log.debug("waiting for %s: %s", cause.name, type(error).__name__)
+            if found is not None:
+                # It must need the copy: a forged review naming some existing pod gets none.
+                view = pod_spec(cause.kind, found)
+                if view is not None and request.name in view.pull_secret_names:
+                    self.record(self._copy_now(request).partition(": ")[0])
+                else:
+                    log.warning(
+                        "secret %s not copied into %s: %s %s does not use it",
+                        request.name,
+                        request.namespace,
+                        cause.kind,
+                        cause.name,
+                    )
+                    self.record("unproven")
+                return
+            time.sleep(DEFER_POLL_SECONDS)
+        log.warning(
+            "secret %s not copied into %s: no %s %s appeared there within %.0fs",
+            request.name,
+            request.namespace,
+            cause.kind,
+            cause.name,
+            DEFER_SECONDS,
+        )
+        self.record("unproven")
+
+    def _copy_now(self, request: SecretCopy) -> str:
         target = (request.namespace, request.name, request.source_namespace)
         try:
             source, why = self._source(request.name, request.source_namespace)

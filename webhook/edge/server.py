@@ -21,6 +21,11 @@ the capacity to answer the API server; and each connection still has deadlines:
 - at most ``worker_connections`` connections at once; past that, new ones wait in the
   listen backlog instead of costing memory.
 
+Client certificates (``serve --client-ca``): the handshake asks for one and verifies any
+that is presented against that CA (a certificate from another CA fails the handshake); a
+connection that presented a verified one is marked ``client_verified``, which the app
+requires on /validate and /mutate. Probes and scrapers connect without one.
+
 TLS: :class:`ReloadingTLS` keeps one SSLContext per process, consulted on every new
 connection, and when the certificate files change on disk (a renewal, a mounted Secret's
 update) it loads them into that same context, so new handshakes get the new certificate
@@ -59,9 +64,17 @@ MAX_CONNECTIONS = 1000
 class ReloadingTLS:
     """One SSLContext per process, refreshed in place when the certificate files change."""
 
-    def __init__(self, certfile: str, keyfile: str, check_interval: float = 5.0) -> None:
+    def __init__(
+        self,
+        certfile: str,
+        keyfile: str,
+        check_interval: float = 5.0,
+        *,
+        client_ca: str | None = None,
+    ) -> None:
         self.certfile = certfile
         self.keyfile = keyfile
+        self.client_ca = client_ca
         self.check_interval = check_interval
         self._context: ssl.SSLContext | None = None
         self._stamp: tuple[float, float] = (0.0, 0.0)
@@ -79,6 +92,13 @@ class ReloadingTLS:
                 self._context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
                 self._context.minimum_version = ssl.TLSVersion.TLSv1_2
                 self._context.load_cert_chain(self.certfile, self.keyfile)
+                if self.client_ca:
+                    # Asked for, not required, in the handshake: the kubelet's probes and a
+                    # scraper connect without one. The app requires it on /validate and
+                    # /mutate; a certificate that is presented must verify, or the
+                    # handshake fails.
+                    self._context.verify_mode = ssl.CERT_OPTIONAL
+                    self._context.load_verify_locations(cafile=self.client_ca)
                 self._stamp = self._files_stamp()
                 self._checked = now
             elif now - self._checked >= self.check_interval:
@@ -109,6 +129,10 @@ class _CoalescingSocket:
     write; anything that could wait on the peer (a read, closing) sends it first, so a response
     without a body is never held back.
     """
+
+    #: The peer presented a certificate signed by ``--client-ca`` (the app reads it from
+    #: ``environ["gunicorn.socket"]``).
+    client_verified = False
 
     def __init__(self, sock: Any, idle_seconds: float) -> None:
         self._sock = sock
@@ -195,6 +219,8 @@ def _gevent_worker_class() -> type:
                 client.close()
                 return
             secure.settimeout(READ_SECONDS)
+            # With --client-ca, a certificate the CA signed was verified in the handshake.
+            verified = bool(app.options.client_ca) and bool(secure.getpeercert())
             try:
                 # AsyncWorker.handle, not GeventWorker.handle: that one would make the socket
                 # blocking again, without the read timeout.
@@ -203,6 +229,7 @@ def _gevent_worker_class() -> type:
                 # is a little past gunicorn's keep-alive, so gunicorn ends an idle connection
                 # quietly first.
                 connection = _CoalescingSocket(secure, idle_seconds=app.options.keepalive + 5)
+                connection.client_verified = verified
                 connection.between_requests()
                 AsyncWorker.handle(self, listener, connection, addr)
             finally:
@@ -239,6 +266,9 @@ class ServeOptions:
     about to reuse (a request sent into a closing connection is a stalled admission)."""
     on_worker_exit: Callable[[int], None] | None = None
     """Called in the master with the pid of each worker that exits."""
+    client_ca: str | None = None
+    """PEM bundle of the CA that signs the API server's client certificate: a connection
+    that presents one it signed is marked verified (``serve --client-ca``)."""
 
 
 class _HttpsListening(logging.Filter):
@@ -264,7 +294,7 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
     def __init__(self, options: ServeOptions, app_factory: Callable[[], Flask]) -> None:
         self.options = options
         self.app_factory = app_factory
-        self.tls = ReloadingTLS(options.certfile, options.keyfile)
+        self.tls = ReloadingTLS(options.certfile, options.keyfile, client_ca=options.client_ca)
         #: Listeners served without TLS (the metrics port).
         self.plain_ports = frozenset({options.metrics_port} if options.metrics_port else set())
         super().__init__()

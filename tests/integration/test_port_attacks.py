@@ -1,0 +1,258 @@
+"""Attacks on the webhook port by anything that can reach it, through the real server.
+
+- 40 unfinished 7 MiB request bodies: each connection sends its headers and most of its
+  body, then stalls. Without a bound, the worker buffered every byte (hundreds of MiB);
+  the bytes of bodies in flight per worker are now reserved before they are read, and a
+  body past the reservation is answered 429 with ``Retry-After`` without being read.
+
+- A review from anything but the API server: with ``serve --client-ca``, /validate and
+  /mutate answer 401 to a connection without a certificate that CA signed (before reading
+  the body), a certificate from another CA fails the handshake, and /healthz still answers
+  the kubelet's probes, which bring none.
+
+The worker's RSS under the attack is printed (``-s``): the figure in docs/reliability.md.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import socket
+import ssl
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from tests.conftest import REVIEWS, Server, load_review, start_server, stop_server
+from tests.integration.test_load import _rss_kib, _workers
+from webhook.edge.app import IN_FLIGHT_BODY_BYTES, MAX_BODY_BYTES
+from webhook.edge.certs import make_bundle
+
+ATTACKERS = 40
+RSS_LIMIT_MIB = 200
+
+
+def _tls(server: Server) -> ssl.SSLSocket:
+    context = ssl.create_default_context(cafile=str(server.ca))
+    raw = socket.create_connection(("127.0.0.1", server.port), timeout=30)
+    return context.wrap_socket(raw, server_hostname="127.0.0.1")
+
+
+def _unfinished_body(server: Server) -> ssl.SSLSocket:
+    """Headers for a body just under the cap, then all of it but the last KiB."""
+    tls = _tls(server)
+    size = MAX_BODY_BYTES - 1024
+    tls.sendall(
+        b"POST /validate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        + f"Content-Length: {size}\r\n\r\n".encode()
+    )
+    chunk = b" " * (256 * 1024)
+    sent = 0
+    tls.settimeout(0.5)
+    try:
+        while sent < size - 1024 - len(chunk):
+            tls.sendall(chunk)
+            sent += len(chunk)
+    except (TimeoutError, OSError):
+        pass  # the server stopped reading (or answered and closed): it holds no more of it
+    return tls
+
+
+def test_unfinished_large_bodies_do_not_grow_a_worker(tmp_path: Path) -> None:
+    server = start_server(tmp_path, "--workers", "1")
+    held: list[ssl.SSLSocket] = []
+    try:
+        (worker,) = _workers(server)
+        before = _rss_kib(worker) / 1024
+        for _ in range(ATTACKERS):
+            held.append(_unfinished_body(server))
+        time.sleep(1.0)
+        during = _rss_kib(worker) / 1024
+        # A real review is still answered meanwhile.
+        body = load_review(REVIEWS / "pod-create-plain.json")["body"]
+        with server.client() as client:
+            started = time.perf_counter()
+            reply = client.post(
+                "/validate",
+                content=json.dumps(body).encode(),
+                headers={"Content-Type": "application/json"},
+            )
+            took = time.perf_counter() - started
+        print(
+            f"\n{ATTACKERS} unfinished {MAX_BODY_BYTES / 2**20:.0f} MiB bodies: worker RSS "
+            f"{before:.0f} MiB before, {during:.0f} MiB during; a real review meanwhile: "
+            f"{reply.status_code} in {took:.3f}s"
+        )
+        assert during < RSS_LIMIT_MIB, f"worker RSS {during:.0f} MiB under the attack"
+        assert reply.status_code == 200, reply.text[:300]
+        shed = 0
+        for sock in held:
+            try:
+                head = sock.recv(4096)
+            except (TimeoutError, OSError):
+                continue  # still being read: one of the bodies that fit
+            if head.startswith(b"HTTP/1.1 429"):
+                assert b"Retry-After: 1" in head, head
+                shed += 1
+        print(f"{shed} of {ATTACKERS} answered 429 with Retry-After without being read")
+        assert shed >= ATTACKERS - IN_FLIGHT_BODY_BYTES // (MAX_BODY_BYTES - 1024)
+    finally:
+        for sock in held:
+            sock.close()
+        stop_server(server)
+
+
+def client_certificate(folder: Path, name: str, *, ca: Path, ca_key: Path) -> tuple[Path, Path]:
+    """A client certificate (``clientAuth``) for ``name`` signed by the CA at ``ca``."""
+    ca_cert = x509.load_pem_x509_certificate(ca.read_bytes())
+    signer = serialization.load_pem_private_key(ca_key.read_bytes(), password=None)
+    assert isinstance(signer, ec.EllipticCurvePrivateKey)
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .sign(signer, hashes.SHA256())
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    cert_path, key_path = folder / f"{name}.crt", folder / f"{name}.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+def _client(server: Server, cert: tuple[Path, Path] | None) -> httpx.Client:
+    context = ssl.create_default_context(cafile=str(server.ca))
+    if cert is not None:
+        context.load_cert_chain(str(cert[0]), str(cert[1]))
+    return httpx.Client(base_url=server.url, verify=context, timeout=10)
+
+
+def test_only_a_client_certificate_the_ca_signed_may_send_reviews(tmp_path: Path) -> None:
+    """A pod anywhere in the cluster could POST a review with a forged namespace (and learn
+    another tenant's tags through their pull secret, or have pullguard copy a secret)."""
+    api_server_ca = make_bundle(["api-server-ca"]).write(tmp_path / "client-ca")
+    other_ca = make_bundle(["other-ca"]).write(tmp_path / "other-ca")
+    api_server = client_certificate(
+        tmp_path / "certs-client",
+        "kube-apiserver",
+        ca=api_server_ca["ca.crt"],
+        ca_key=api_server_ca["ca.key"],
+    )
+    stranger = client_certificate(
+        tmp_path / "certs-client", "stranger", ca=other_ca["ca.crt"], ca_key=other_ca["ca.key"]
+    )
+    server = start_server(tmp_path, "--client-ca", str(api_server_ca["ca.crt"]))
+    body = json.dumps(load_review(REVIEWS / "pod-create-plain.json")["body"]).encode()
+    headers = {"Content-Type": "application/json"}
+    try:
+        with _client(server, None) as anyone:
+            assert anyone.get("/healthz").status_code == 200  # the kubelet's probes
+            for endpoint in ("/validate", "/mutate"):
+                reply = anyone.post(endpoint, content=body, headers=headers)
+                assert reply.status_code == 401, reply.text[:300]
+                response = reply.json()["response"]
+                assert response["allowed"] is False
+                assert "client certificate" in response["status"]["message"]
+        with _client(server, stranger) as forged, pytest.raises(httpx.HTTPError):
+            forged.post("/validate", content=body, headers=headers)
+        with _client(server, api_server) as trusted:
+            for endpoint in ("/validate", "/mutate"):
+                reply = trusted.post(endpoint, content=body, headers=headers)
+                assert reply.status_code == 200, reply.text[:300]
+    finally:
+        stop_server(server)
+
+
+def _forged_configmap_review(uid: str) -> bytes:
+    """pullguard's own ConfigMap with about the most expensive document the size and node
+    caps let through (valid: 19,900 exempt namespaces)."""
+    from webhook.core.config import MAX_DOCUMENT_BYTES
+
+    doc = "exemptNamespaces:\n" + "".join(f"  - n{i}\n" for i in range(19_900))
+    doc += "#" + "x" * (MAX_DOCUMENT_BYTES - len(doc.encode()) - 10) + "\n"
+    review = {
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": uid,
+            "kind": {"group": "", "version": "v1", "kind": "ConfigMap"},
+            "namespace": "pullguard",
+            "name": "pullguard-config",
+            "operation": "UPDATE",
+            "object": {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": "pullguard-config", "namespace": "pullguard"},
+                "data": {"config.yaml": doc},
+            },
+        },
+    }
+    return json.dumps(review).encode()
+
+
+def test_forged_configmap_reviews_do_not_hold_up_real_ones(tmp_path: Path) -> None:
+    """Eight forged ConfigMap reviews in a loop used to keep real reviews waiting past the
+    API server's 5 s: each cost the worker's event loop 1-2 s of YAML parsing."""
+    import concurrent.futures
+    import threading
+
+    server = start_server(tmp_path, "--workers", "1", "--namespace", "pullguard")
+    real = json.dumps(load_review(REVIEWS / "pod-create-plain.json")["body"]).encode()
+    headers = {"Content-Type": "application/json"}
+    stop = threading.Event()
+    forged_answers: list[float] = []
+
+    def forge(n: int) -> None:
+        with server.client() as client:
+            while not stop.is_set():
+                started = time.perf_counter()
+                reply = client.post(
+                    "/validate", content=_forged_configmap_review(f"f-{n}"), headers=headers
+                )
+                assert reply.status_code == 200, reply.text[:300]
+                forged_answers.append(time.perf_counter() - started)
+
+    latencies = []
+    try:
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            forgers = [pool.submit(forge, n) for n in range(8)]
+            time.sleep(1.0)
+            with server.client() as client:
+                for _ in range(20):
+                    started = time.perf_counter()
+                    reply = client.post("/validate", content=real, headers=headers)
+                    latencies.append(time.perf_counter() - started)
+                    assert reply.status_code == 200
+            stop.set()
+            for forger in forgers:
+                forger.result()
+    finally:
+        stop.set()
+        stop_server(server)
+    print(
+        f"\n8 forgers ({len(forged_answers)} forged ConfigMap reviews, slowest "
+        f"{max(forged_answers):.2f}s): real reviews slowest {max(latencies):.3f}s, "
+        f"median {sorted(latencies)[10]:.3f}s"
+    )
+    assert forged_answers
+    assert max(latencies) < 1.0, latencies
