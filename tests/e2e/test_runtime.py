@@ -28,6 +28,7 @@ import ssl
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -35,6 +36,7 @@ import pytest
 
 from tests.e2e.cluster import ADMIN_TOKEN, ControlPlane, wait_for
 from tests.e2e.conftest import E2ERegistries, namespace
+from tests.integration.faults import Request, ScriptedServer
 from tests.integration.registries import (
     OCI_MANIFEST,
     Registry,
@@ -561,6 +563,8 @@ def matrix_cluster(fail_closed: ControlPlane) -> Iterator[httpx.Client]:
     pullguard's webhooks are at ``failurePolicy: Fail``: an admission is pullguard's own
     answer, never a crash or a timeout let through by Ignore."""
     plane = fail_closed
+    # A test before this one deleted the namespace without waiting: let it go first.
+    wait_for(lambda: not plane.kubectl("get", "namespace", NS).ok, 120, f"namespace {NS} deleted")
     namespace(plane, NS)
     for name, arch in ((AMD64_NODE, "amd64"), (ARM64_NODE, "arm64")):
         plane.apply(node(name, arch), check=True)
@@ -624,6 +628,142 @@ def test_pullguard_agrees_with_the_runtime(
             # The runtime's own words, without the "failed to pull and unpack" preamble.
             said = pulled.error.rsplit('": ', 1)[-1]
             print(f"{'':<52} runtime: {said[:110]}")
+    assert not wrong, "\n".join(wrong)
+
+
+NAME_UNKNOWN = (
+    b'{"errors":[{"code":"NAME_UNKNOWN","message":"repository name not known to registry"}]}'
+)
+
+
+def hiding_front(s: Setup, tls: dict[str, Path]) -> ScriptedServer:
+    """A registry host that hides a repository from a login that may not read it behind
+    ``404 NAME_UNKNOWN`` (as many registries do for private repositories), in front of the
+    htpasswd registry: no login: a Basic challenge; the good login: the registry's answer;
+    any other login: the 404."""
+    good = "Basic " + PADDED
+
+    def serve(request: Request) -> tuple[int, dict[str, str], bytes]:
+        auth = request.headers.get("authorization", "")
+        if not auth:
+            return 401, {"WWW-Authenticate": 'Basic realm="hiding"'}, b""
+        if request.path != "/v2/" and auth != good:
+            return 404, {"Content-Type": "application/json"}, NAME_UNKNOWN
+        with s.priv.client() as upstream:
+            headers = {"Accept": request.headers.get("accept", "*/*"), "Authorization": good}
+            reply = upstream.request("GET", request.path, headers=headers)
+        keep = ("content-type", "docker-content-digest")
+        return (
+            reply.status_code,
+            {k: v for k, v in reply.headers.items() if k.lower() in keep},
+            reply.content,
+        )
+
+    return ScriptedServer(tls, serve)
+
+
+def test_pullguard_agrees_with_the_runtime_where_the_review_found_it_did_not(
+    plane: ControlPlane,
+    matrix_cluster: httpx.Client,
+    setup: Setup,
+    runtime: Containerd,
+    registries: E2ERegistries,
+) -> None:
+    """The outside review's cases (issues 20/21), through the real API server at
+    ``failurePolicy: Fail`` and the real containerd, each with its expected verdict."""
+    http = matrix_cluster
+    hiding = hiding_front(setup, registries.tls)
+    priv = setup.priv.host
+    front = ScriptedServer(
+        registries.tls, lambda r: (302, {"Location": f"https://{priv}{r.path}"}, b"")
+    )
+    for server in (hiding, front):
+        runtime.trust(server.host, registries.ca)
+    other = ("other", "pw")
+    auths = lambda entries: {"auths": entries}  # noqa: E731 - a table of one-liners
+    secrets = [
+        # Two keys for the hiding host: the path key is the more specific, so tried first.
+        dockerconfigjson(
+            "rv-hide-other", auths({f"{hiding.host}/team": {"auth": b64("other:pw")}})
+        ),
+        dockerconfigjson("rv-hide-good", auths({hiding.host: {"auth": PADDED}})),
+        dockerconfigjson("rv-front", auths({front.host: {"auth": PADDED}})),
+        dockerconfigjson("rv-headers", {"auths": {priv: {"auth": PADDED}}, "HttpHeaders": "x"}),
+        dockerconfigjson("rv-percent", auths({f"{priv}/te%61m": {"auth": PADDED}})),
+    ]
+    plane.apply(json.dumps({"apiVersion": "v1", "kind": "List", "items": secrets}), check=True)
+    hidden = f"{hiding.host}/team/api:1.0"
+    table = [
+        Case(
+            "a first login gets 404, the next pulls",
+            hidden,
+            "admit",
+            True,
+            (other, (USER, PASSWORD)),
+            ("rv-hide-other", "rv-hide-good"),
+            why="the kubelet tries the next credential after any failed pull",
+        ),
+        Case(
+            "the only login gets 404",
+            hidden,
+            "deny",
+            False,
+            (other,),
+            ("rv-hide-other",),
+        ),
+        Case(
+            "a host redirecting to its authenticating backend",
+            f"{front.host}/team/api:1.0",
+            "warn",
+            True,
+            ((USER, PASSWORD),),
+            ("rv-front",),
+            why="containerd answers the backend's challenge with the pod's credentials; "
+            "pullguard keeps them from a host the secret is not for, so it cannot know",
+        ),
+        Case(
+            "HttpHeaders not an object of strings, public image",
+            f"{setup.pub.host}/matrix/web:1.0",
+            "deny",
+            False,
+            KEYRING_FAILS,
+            ("rv-headers",),
+            why="json.Unmarshal into map[string]string fails: MakeDockerKeyring fails",
+        ),
+        Case(
+            "key path percent-encoded (/te%61m)",
+            f"{priv}/team/api:1.0",
+            "admit",
+            True,
+            ((USER, PASSWORD),),
+            ("rv-percent",),
+            why="Go's url.Parse decodes the key's path to /team",
+        ),
+    ]
+    # What pullguard's words must say, by case.
+    said = {
+        "a host redirecting to its authenticating backend": f"{front.host} redirected to "
+        f"{priv}, which asks for credentials (HTTP 401); pullguard does not send the pod's "
+        "password to a host its secret is not for",
+    }
+    filler = f"{setup.pub.host}/matrix/web:1.0"
+    wrong = []
+    try:
+        for index, case in enumerate(table, start=500):
+            verdict, words = admission(http, pod_for(index, case, filler))
+            pulled = runtime_says(runtime, case)
+            ran = "pulls" if pulled.ok else "fails"
+            print(f"\n{case.name}: pullguard {verdict}; runtime {ran}: {words[:300]}")
+            expected = (verdict, pulled.ok) == (case.verdict, case.pulls)
+            expected = expected and said.get(case.name, "") in words
+            if not (agrees(verdict, pulled.ok) and expected):
+                wrong.append(
+                    f"{case.name}: pullguard {verdict} (expected {case.verdict}), runtime "
+                    f"{'pulled' if pulled.ok else 'failed'}: {words[:300]} / {pulled.error[:300]}"
+                )
+    finally:
+        hiding.stop()
+        front.stop()
     assert not wrong, "\n".join(wrong)
 
 

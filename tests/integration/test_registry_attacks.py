@@ -337,6 +337,144 @@ def test_never_answering_dns_names_cannot_take_the_other_tenants_slots(setup: Se
         resolver.release.set()
 
 
+def test_a_few_namespaces_together_cannot_take_every_registry_slot(setup: Setup) -> None:
+    """Four namespaces (one tenant's, or a few working together) each send 32 images on a
+    registry that accepts and never answers: 4 x 32 is the whole pool of 128. Other
+    namespaces are still checked, and even more namespaces joining the attack leave them
+    some (review of issue 20, finding 4): the last part of the pool is a reserve shared among
+    the namespaces holding slots, which the ones holding their 32 cannot touch."""
+    from tests.integration.faults import FaultServer
+
+    push_image(setup.public, "team/victim", "1.0")
+    hang = FaultServer("hang", setup.tls)
+    refused: list[str] = []
+    try:
+        registry = client(setup, on_refused=refused.append)
+        threads = [
+            threading.Thread(
+                target=registry.ask,
+                args=([Question(hang.host, f"{ns}/i{i}", "1") for i in range(32)], 3.0),
+                kwargs={"tenant": ns},
+            )
+            for ns in ("n1", "n2", "n3", "n4", "n5", "n6")
+        ]
+        for thread in threads:
+            thread.start()
+            time.sleep(0.1)  # in order: the first namespaces take their 32 first
+        time.sleep(0.3)
+        assert registry.in_flight() < 128, registry.in_flight()
+        for victim in ("victim-a", "victim-b"):
+            question = Question(setup.public.host, "team/victim", "1.0")
+            answer = registry.ask([question], 2.0, tenant=victim)[question]
+            assert answer.outcome is Outcome.FOUND, (victim, answer)
+        # A victim's pod of several images gets them all checked.
+        several = [Question(setup.public.host, "team/victim", f"v{i}") for i in range(4)]
+        answers = registry.ask(several, 2.0, tenant="victim-c")
+        assert all(a.outcome is Outcome.NOT_FOUND for a in answers.values()), answers
+        for thread in threads:
+            thread.join(10)
+        # n4, n5 and n6 got 8, 6 and 5 of the reserve: the rest of their 96 was refused.
+        assert set(refused) == {"process"} and len(refused) >= 64, refused
+        assert registry.in_flight() == 0
+    finally:
+        hang.stop()
+
+
+def test_namespaces_of_hanging_dns_names_leave_every_other_namespace_checked(
+    setup: Setup,
+) -> None:
+    """Three (then five) namespaces each ask 32 names whose nameservers never answer. Their
+    lookups stay outstanding until the resolver gives up (a minute), long after their
+    questions' deadlines: they must cost those namespaces only (review of issue 20, 5).
+    Before, 3 x 16 held all 48 process lookups and every other namespace got "too many DNS
+    lookups outstanding"."""
+    push_image(setup.public, "team/victim", "1.0")
+    resolver = NeverAnswering()
+    refused: list[str] = []
+    try:
+        registry = client(setup, resolver=resolver, on_refused=refused.append)
+        for attackers in (range(3), range(3, 5)):
+            threads = [
+                threading.Thread(
+                    target=registry.ask,
+                    args=([Question(f"n{ns}-{i}.hang.test", "x", "1") for i in range(32)], 1.0),
+                    kwargs={"tenant": f"attacker-{ns}"},
+                )
+                for ns in attackers
+            ]
+            for thread in threads:
+                thread.start()
+                time.sleep(0.05)
+            for thread in threads:
+                thread.join(5)
+            # The attackers' questions are past their deadline; their lookups still hang.
+            assert registry.in_flight() == 0
+            named = setup.public.host.replace("127.0.0.1", "localhost")
+            victim = Question(named, "team/victim", "1.0")
+            answer = registry.ask([victim], 2.0, tenant=f"victim-{len(attackers)}")[victim]
+            assert answer.outcome is Outcome.FOUND, answer
+        assert resolver.calls <= 64, resolver.calls  # the process's bound on threads holds
+        assert "dns" in refused
+    finally:
+        resolver.release.set()
+
+
+def test_concurrent_questions_for_one_digest_share_one_manifest_get(setup: Setup) -> None:
+    """Eight tags with the same digest asked at once: one manifest GET for the digest (each GET
+    is a pull on Docker Hub), not eight (review of issue 20, finding 6)."""
+    body = index_of({"os": "linux", "architecture": "amd64"})
+    digest = digest_of(body)
+
+    def serve(request: Request) -> tuple[int, dict[str, str], bytes]:
+        time.sleep(0.2)
+        return 200, {"Docker-Content-Digest": digest, "Content-Type": INDEX}, body
+
+    server = ScriptedServer(setup.tls, serve)
+    try:
+        registry = client(setup)
+        questions = [Question(server.host, "team/app", f"v{i}", platforms=True) for i in range(8)]
+        answers = registry.ask(questions, 5.0, tenant="t")
+        assert all(
+            [str(p) for p in a.platforms or ()] == ["linux/amd64"] for a in answers.values()
+        ), answers
+        gets = [r.path for r in server.requests if r.method == "GET"]
+        assert len(gets) == 1, gets
+        assert len(server.seen("HEAD", "/v2/team/app/manifests/")) == 8
+    finally:
+        server.stop()
+
+
+def test_a_4_mib_index_of_empty_objects_is_never_built(setup: Setup) -> None:
+    """A 4 MiB index made of ``{}`` entries: json.loads builds ~1.4 million dicts (about
+    100 MB) per question, and eight at once on real threads (audit, diagnose) took a process
+    to 946 MiB. A manifest of more JSON values than any real image has is refused before it
+    is parsed: platforms unknown, a warning (review of issue 20, finding 6)."""
+    import resource
+
+    budget = 4 * 1024 * 1024
+    head, tail = b'{"mediaType":"' + INDEX.encode() + b'","manifests":[', b"{}]}"
+    body = head + b"{}," * ((budget - len(head) - len(tail)) // 3) + tail
+    assert len(body) <= budget
+    digest = digest_of(body)
+
+    def hostile(request: Request) -> tuple[int, dict[str, str], bytes]:
+        return 200, {"Docker-Content-Digest": digest, "Content-Type": INDEX}, body
+
+    server = ScriptedServer(setup.tls, hostile)
+    try:
+        registry = client(setup)
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        questions = [Question(server.host, f"x/app{i}", "1.0", platforms=True) for i in range(8)]
+        answers = registry.ask(questions, 10.0, tenant="attacker")
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        for answer in answers.values():
+            assert answer.outcome is Outcome.FOUND and answer.platforms is None, answer
+            assert "more JSON values than a real image has" in answer.platforms_note, answer
+        assert peak - before < 150, (before, peak)  # 8 x 4 MiB bodies at most, no object graph
+    finally:
+        server.stop()
+
+
 _UNDER_GEVENT = """
 import json, os, sys, time
 from gevent import monkey

@@ -5,6 +5,7 @@ redirecting). Every outcome the registry check classifies has a case here."""
 
 from __future__ import annotations
 
+import base64
 import socket
 import ssl
 import threading
@@ -16,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import free_port, metric_value
-from tests.integration.faults import FaultServer
+from tests.integration.faults import FaultServer, Request, ScriptedServer
 from tests.integration.registries import (
     NEEDS_REGISTRY,
     Registry,
@@ -152,6 +153,84 @@ def test_most_specific_credential_first_then_the_next(setup: Setup) -> None:
     answer = ask(client(setup), q(setup.token, "team/two-creds", "1.0", WRONG, READER))
     assert answer.outcome is Outcome.FOUND
     assert answer.tried == ("team-a/stale", "team-a/regcred")
+
+
+NAME_UNKNOWN = (
+    b'{"errors":[{"code":"NAME_UNKNOWN","message":"repository name not known to registry"}]}'
+)
+
+
+def hiding_front(setup: Setup, readers: dict[str, int]) -> ScriptedServer:
+    """A registry that hides repositories a login may not read behind ``404 NAME_UNKNOWN``
+    (as many do for private repositories), in front of the real public registry: anonymous
+    requests are challenged (Basic); a login in ``readers`` gets the real registry's answer
+    or, if its value is an HTTP status, that status; any other login gets the 404."""
+    allowed = {
+        "Basic " + base64.b64encode(login.encode()).decode(): status
+        for login, status in readers.items()
+    }
+
+    def serve(request: Request) -> tuple[int, dict[str, str], bytes]:
+        auth = request.headers.get("authorization", "")
+        if not auth:
+            return 401, {"WWW-Authenticate": 'Basic realm="r"'}, b""
+        status = allowed.get(auth)
+        if request.path == "/v2/" or status == 200:
+            with setup.public.client() as upstream:
+                reply = upstream.request(
+                    request.method,
+                    request.path,
+                    headers={"Accept": request.headers.get("accept", "*/*")},
+                )
+            keep = {
+                k: v
+                for k, v in reply.headers.items()
+                if k.lower() in ("content-type", "docker-content-digest")
+            }
+            return reply.status_code, keep, reply.content
+        if status is not None:
+            return status, {}, b""
+        return 404, {"Content-Type": "application/json"}, NAME_UNKNOWN
+
+    return ScriptedServer(setup.tls, serve)
+
+
+def test_a_credential_answered_not_found_goes_on_to_the_next(setup: Setup) -> None:
+    """The kubelet's pull loop (kuberuntime ``pullImage``) tries the next matching
+    credential after any failed pull, a 404 too: a first login the registry hides the
+    repository from must not make pullguard stop there and deny (review of issue 20, 2)."""
+    push_image(setup.public, "team/hidden", "1.0")
+    front = hiding_front(setup, {"good:pw": 200})
+    first = Credential("k", "other", "pw", source="ns/first")
+    second = Credential("k", "good", "pw", source="ns/second")
+    try:
+        registry = client(setup)
+        answer = ask(registry, q(front.host, "team/hidden", "1.0", first, second))
+        assert answer.outcome is Outcome.FOUND, answer
+        assert answer.tried == ("ns/first", "ns/second")
+        # Not found only when every credential the kubelet would try answered not found.
+        nowhere = ask(registry, q(front.host, "team/hidden", "9.9", first, second))
+        assert nowhere.outcome is Outcome.NOT_FOUND, nowhere
+        assert nowhere.tried == ("ns/first", "ns/second")
+        hidden = ask(registry, q(front.host, "team/hidden", "1.0", first))
+        assert (hidden.outcome, hidden.tried) == (Outcome.NOT_FOUND, ("ns/first",))
+    finally:
+        front.stop()
+
+
+def test_after_a_not_found_an_uncertain_answer_is_not_a_denial(setup: Setup) -> None:
+    """Not found with one login, a server error with the next: the kubelet's second pull
+    may work, so the answer is not a definite one."""
+    push_image(setup.public, "team/hidden", "1.0")
+    front = hiding_front(setup, {"broken:pw": 503})
+    first = Credential("k", "other", "pw", source="ns/first")
+    second = Credential("k", "broken", "pw", source="ns/second")
+    try:
+        answer = ask(client(setup), q(front.host, "team/hidden", "1.0", first, second))
+        assert answer.outcome is Outcome.REGISTRY_ERROR, answer
+        assert answer.tried == ("ns/first", "ns/second")
+    finally:
+        front.stop()
 
 
 def test_a_multi_platform_index_lists_its_platforms(setup: Setup) -> None:
@@ -347,6 +426,38 @@ def test_credentials_never_follow_a_redirect_to_another_host(setup: Setup) -> No
     finally:
         for server in (redirect, other, basic_challenge):
             server.stop()
+
+
+@pytest.mark.parametrize("backend", ["basic", "token"])
+def test_a_refusal_after_a_redirect_that_kept_the_password_back_is_not_certain(
+    setup: Setup, backend: str
+) -> None:
+    """A registry host (the secret's entry is for it) redirects to its backend, which asks
+    for credentials. pullguard keeps the password from a host the secret is not for; the
+    kubelet's containerd answers any host's challenge with the pod's credentials and pulls.
+    So the refusal pullguard gets is no denial: not checked, saying why (review of issue 20,
+    1). Without a credential there is nothing kept back: the refusal stays certain."""
+    target = setup.basic if backend == "basic" else setup.token
+    push_image(setup.basic, "team/behind", "1.0")
+    front = ScriptedServer(
+        setup.tls, lambda r: (302, {"Location": f"https://{target.host}{r.path}"}, b"")
+    )
+    login = Credential("k", *PUSHER, source="ns/front") if backend == "basic" else READER
+    try:
+        registry = client(setup)
+        answer = ask(registry, q(front.host, "team/behind", "1.0", login))
+        assert answer.outcome is Outcome.NOT_ASKED, answer
+        assert f"{front.host} redirected to {target.host}, which asks for credentials" in (
+            answer.detail
+        )
+        assert "does not send the pod's password" in answer.detail
+        anonymous = ask(registry, q(front.host, "team/behind", "1.0"))
+        assert anonymous.outcome is Outcome.UNAUTHORIZED, anonymous
+        # The same login straight at the backend is what the kubelet's pull does.
+        straight = ask(registry, q(target, "team/behind", "1.0", login))
+        assert straight.outcome is Outcome.FOUND, straight
+    finally:
+        front.stop()
 
 
 def test_plain_http_only_for_insecure_registries(setup: Setup) -> None:

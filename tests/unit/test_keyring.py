@@ -270,6 +270,55 @@ def test_an_identity_token_is_ignored_as_the_kubelet_ignores_it() -> None:
     assert parse_pull_secret(DOCKER_CONFIG_JSON, config_json(weird))[0].username == "u"
 
 
+@pytest.mark.parametrize("headers", ["x", 7, ["x"], {"User-Agent": 1}, {"X": {"y": "z"}}])
+def test_httpheaders_that_go_cannot_unmarshal_fail_the_keyring(headers: object) -> None:
+    """The kubelet's ``DockerConfigJSON.HTTPHeaders`` is a ``map[string]string``: anything
+    else fails ``json.Unmarshal``, so ``MakeDockerKeyring`` fails and every pull of the pod
+    fails, a public image's too (review of issue 21, finding 3). The name matches in any
+    case, as Go's decoder matches field names."""
+    entry = {"r.example.com": {"auth": b64("u:p")}}
+    for name in ("HttpHeaders", "httpheaders"):
+        doc = {"auths": entry, name: headers}
+        with pytest.raises(SecretFormatError) as error:
+            parse_pull_secret(DOCKER_CONFIG_JSON, {".dockerconfigjson": b64(json.dumps(doc))})
+        assert error.value.fatal
+        assert "HttpHeaders" in str(error.value)
+
+
+@pytest.mark.parametrize("headers", [None, {}, {"User-Agent": "x", "X-Empty": None}])
+def test_httpheaders_go_can_unmarshal_leave_the_keyring_as_it_is(headers: object) -> None:
+    doc = {"auths": {"r.example.com": {"auth": b64("u:p")}}, "HttpHeaders": headers}
+    credentials = parse_pull_secret(DOCKER_CONFIG_JSON, {".dockerconfigjson": b64(json.dumps(doc))})
+    assert [(c.key, c.username) for c in credentials] == [("r.example.com", "u")]
+
+
+def test_a_percent_encoded_key_path_matches_as_go_decodes_it() -> None:
+    """Go's ``url.Parse`` decodes ``URL.Path`` (``/te%61m`` is ``/team``), and the kubelet's
+    key is ``Host + Path``; ``URLsMatchStr`` parses the key once more (review of issue 21,
+    finding 7a). A bad escape fails ``url.Parse``: the kubelet skips that entry."""
+    creds = [Credential(key="r.example.com/te%61m", username="u", password="p")]
+    assert keyring_key("r.example.com/te%61m") == "r.example.com/team"
+    assert lookup(creds, "r.example.com/team/api") == creds
+    assert not lookup(creds, "r.example.com/other/api")
+    twice = [Credential(key="r.example.com/te%2561m", username="u")]
+    assert lookup(twice, "r.example.com/team/api") == twice  # decoded at Add, then at match
+    bad = [Credential(key="r.example.com/te%zzm", username="u")]
+    assert lookup(bad, "r.example.com/te%zzm/api") == []
+    assert lookup(bad + creds, "r.example.com/team/api") == creds
+
+
+@pytest.mark.parametrize("key", ["[2001:db8::1]", "[2001:db8::1]/team"])
+def test_a_bracketed_ipv6_key_without_port_matches_nothing(key: str) -> None:
+    """The kubelet's ``splitURL``: ``net.SplitHostPort("[2001:db8::1]")`` fails without a
+    port, so the host keeps its brackets, and ``filepath.Match`` reads them as a character
+    class: no image matches, and the kubelet pulls anonymously (review of issue 21, 7b)."""
+    creds = [Credential(key=key, username="u", password="p")]
+    assert lookup(creds, "[2001:db8::1]/team/api") == []
+    with_port = [Credential(key="[2001:db8::1]:5000", username="u")]
+    assert lookup(with_port, "[2001:db8::1]:5000/team/api") == with_port
+    assert lookup(with_port, "[2001:db8::1]/team/api") == []
+
+
 @pytest.mark.parametrize(
     "key",
     [

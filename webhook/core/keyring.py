@@ -18,9 +18,10 @@ import base64
 import binascii
 import fnmatch
 import json
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from webhook.core.hosts import split_host_port
 
@@ -71,8 +72,9 @@ def parse_pull_secret(
 
     Raises :class:`SecretFormatError`: not fatal for what the kubelet skips (the wrong type,
     no data key, an empty value), fatal for what it cannot parse (not JSON, ``auths`` or an
-    entry of the wrong JSON type, a non-string field, an ``auth`` that is not base64 of
-    ``user:password``). The error text never contains secret material.
+    entry of the wrong JSON type, a non-string field, an ``HttpHeaders`` that is not an
+    object of strings, an ``auth`` that is not base64 of ``user:password``). The error
+    text never contains secret material.
     """
     data_key = PULL_SECRET_KEYS.get(secret_type)
     if data_key is None:
@@ -99,9 +101,15 @@ def parse_pull_secret(
             return []
         if not isinstance(document, _Pairs):
             raise SecretFormatError(f"key {data_key!r} holds JSON that is not an object")
-        # Every key spelled "auths" in any case fills the same map (Go merges into it).
+        # The kubelet's DockerConfigJSON: {Auths DockerConfig `json:"auths"`; HTTPHeaders
+        # map[string]string `json:"HttpHeaders"`}. Every key spelled "auths" in any case
+        # fills the same map (Go merges into it); an "HttpHeaders" that is not an object of
+        # strings fails json.Unmarshal, so MakeDockerKeyring fails and every pull does.
         auths = _Pairs()
         for name, value in document:
+            if name.lower() == "httpheaders" and value is not None:
+                _check_headers(value, data_key)
+                continue
             if name.lower() != "auths" or value is None:
                 continue
             if not isinstance(value, _Pairs):
@@ -119,6 +127,15 @@ def parse_pull_secret(
         entries.pop(key, None)
         entries[key] = _credential(key, entry, source)
     return list(entries.values())
+
+
+def _check_headers(value: object, data_key: str) -> None:
+    """``HttpHeaders`` as Go decodes it into ``map[string]string``: an object whose values
+    are strings (or null); anything else is a secret the kubelet cannot parse."""
+    if not isinstance(value, _Pairs):
+        raise SecretFormatError(f'key {data_key!r} has an "HttpHeaders" that is not an object')
+    if any(header is not None and not isinstance(header, str) for _, header in value):
+        raise SecretFormatError(f'key {data_key!r} has an "HttpHeaders" value that is not a string')
 
 
 def _not_json(word: str) -> object:
@@ -195,30 +212,53 @@ def decode_auth(auth: str) -> str | None:
 
 UNPARSABLE_KEY = "(unparsable key)"
 
+#: A ``%`` that does not start an escape of two hex digits: Go's ``url.Parse`` fails on it.
+_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 
-def keyring_key(location: str) -> str:
-    """The kubelet's index key for a config entry: host[:port] plus path; no scheme, no
-    ``/v1/``, and no user info (Go's ``url.URL.Host`` never includes it: matching a key that
-    kept it would fail, and showing it would print a password).
+
+def _go_path(path: str) -> str | None:
+    """``URL.Path`` as Go's ``url.Parse`` gives it: escapes decoded (``/te%61m`` is
+    ``/team``); ``None`` where it fails on a bad escape."""
+    if "%" not in path:
+        return path
+    if _BAD_ESCAPE.search(path):
+        return None
+    return unquote(path, errors="surrogateescape")
+
+
+def _index_key(location: str) -> str | None:
+    """The kubelet's index key, or ``None`` where ``url.Parse`` fails (``BasicDockerKeyring.Add``
+    then skips the entry).
 
     A password with ``/``, ``?`` or ``#`` (``https://robot:pa/ss@host``) ends the URL's
     authority early: Go's parser then reads ``robot:pa`` as host and port and refuses the
-    key, so the kubelet ignores the entry. Such a key is :data:`UNPARSABLE_KEY` here too:
-    it matches no image, and no piece of it (``robot:pa``, ``ss@host``) is ever shown or
-    exported (an ``@`` cannot be part of a registry's path: the reference grammar has none).
+    key, so the kubelet ignores the entry. Such a key is refused here too: it matches no
+    image, and no piece of it (``robot:pa``, ``ss@host``) is ever shown or exported (an
+    ``@`` cannot be part of a registry's path: the reference grammar has none).
     """
     value = location if location.startswith(("https://", "http://")) else "https://" + location
     try:
         parsed = urlsplit(value)
         host = parsed.netloc.rpartition("@")[2]
     except ValueError:
-        return UNPARSABLE_KEY
+        return None
     if "@" in value.partition("//")[2].partition(parsed.netloc)[2]:
-        return UNPARSABLE_KEY
-    path = parsed.path
+        return None
+    path = _go_path(parsed.path)
+    if path is None:
+        return None
     if path.startswith(("/v2/", "/v1/")):
         path = path[3:]
     return host + path if path and path != "/" else host
+
+
+def keyring_key(location: str) -> str:
+    """The kubelet's index key for a config entry: host[:port] plus path, the path decoded
+    as Go decodes ``URL.Path``; no scheme, no ``/v1/``, and no user info (Go's
+    ``url.URL.Host`` never includes it: matching a key that kept it would fail, and showing
+    it would print a password)."""
+    key = _index_key(location)
+    return UNPARSABLE_KEY if key is None else key
 
 
 def _split_target(target: str) -> tuple[str, str]:
@@ -227,15 +267,30 @@ def _split_target(target: str) -> tuple[str, str]:
     return host, slash + path
 
 
+def _split_url(hostport: str) -> tuple[str, str]:
+    """The kubelet's ``splitURL``: ``net.SplitHostPort``, which fails without a port, and
+    then the host is taken whole. So ``[2001:db8::1]:5000`` is ``2001:db8::1`` and port
+    5000, but a portless ``[2001:db8::1]`` keeps its brackets, which ``filepath.Match``
+    (and :func:`fnmatch.fnmatchcase`) reads as a character class: such a key matches no
+    image, and the kubelet pulls anonymously. Stripping them would predict a pull with
+    credentials the kubelet never sends."""
+    name, port = split_host_port(hostport)
+    if port and name.startswith("[") and name.endswith("]"):
+        name = name[1:-1]
+    return name, port
+
+
 def url_matches(glob: str, target: str) -> bool:
-    """The kubelet's ``URLsMatchStr``: same port, same label count, globbed labels, path prefix."""
+    """The kubelet's ``URLsMatchStr``: same port, same label count, globbed labels, path
+    prefix. It parses the key again (its path decoded once more, a bad escape: no match)."""
     glob_host, glob_path = _split_target(glob)
     target_host, target_path = _split_target(target)
-    glob_name, glob_port = split_host_port(glob_host)
-    target_name, target_port = split_host_port(target_host)
-    # The kubelet compares url.Hostname(), without an IPv6 address's brackets (which
-    # fnmatch would also read as a character class).
-    glob_name, target_name = glob_name.strip("[]"), target_name.strip("[]")
+    decoded = _go_path(glob_path)
+    if decoded is None:
+        return False
+    glob_path = decoded
+    glob_name, glob_port = _split_url(glob_host)
+    target_name, target_port = _split_url(target_host)
     glob_labels, target_labels = glob_name.split("."), target_name.split(".")
     if glob_port != target_port or len(glob_labels) != len(target_labels):
         return False
@@ -259,7 +314,9 @@ def lookup(credentials: Iterable[Credential], image_name: str) -> list[Credentia
     """
     by_key: dict[str, list[Credential]] = {}
     for credential in credentials:
-        by_key.setdefault(keyring_key(credential.key), []).append(credential)
+        key = _index_key(credential.key)
+        if key is not None:  # an entry url.Parse refuses is skipped, as the kubelet does
+            by_key.setdefault(key, []).append(credential)
     matched: list[Credential] = []
     for key in sorted(by_key, reverse=True):
         if url_matches(key, image_name):

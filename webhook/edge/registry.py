@@ -77,6 +77,7 @@ from webhook.core.hosts import any_host_matches, split_host_port, suggest_regist
 from webhook.core.keyring import Credential
 from webhook.core.registry import (
     ACCEPT,
+    DEFINITE,
     INDEX_TYPES,
     Answer,
     Outcome,
@@ -105,10 +106,17 @@ MAX_REDIRECTS = 3
 #: namespace's pods (32 images each at most) cannot take the slots the others need.
 MAX_FLIGHTS = 128
 FLIGHTS_PER_TENANT = 32
+#: The last slots of the pool: shared among the namespaces holding slots, each at most its
+#: part of it (the reserve divided by their number), so namespaces that hold their 32 cannot
+#: take them, and four namespaces together cannot take the whole pool.
+FLIGHTS_RESERVE = 32
 #: DNS lookups outstanding per process and per namespace. A lookup that does not answer is
 #: abandoned at the question's deadline but keeps its place until the resolver gives up.
-MAX_LOOKUPS = 48
+#: The process bound is on native threads; its last :data:`LOOKUPS_RESERVE` are shared as
+#: the flights' reserve is, so namespaces of hanging names cost those namespaces only.
+MAX_LOOKUPS = 64
 LOOKUPS_PER_TENANT = 16
+LOOKUPS_RESERVE = 16
 MAX_CACHE_ENTRIES = 10_000
 #: Byte budgets of the caches, and the share of each one registry may fill (issue 20,
 #: item 3: an attacker's registry filled a worker with 64 KiB tokens and megabyte platforms).
@@ -238,7 +246,12 @@ class Lookups:
     (gevent's pool of real threads under gevent, a daemon thread otherwise) and is waited for
     only until the deadline; lookups of one host share one; at most :data:`MAX_LOOKUPS` are
     outstanding per process and :data:`LOOKUPS_PER_TENANT` per namespace, counted until
-    the resolver really returns, so abandoned lookups cost their own namespace only."""
+    the resolver really returns. The attack: three namespaces of 32 never-answering names
+    held every lookup of the process (3 x 16) long past their deadlines, and every other
+    namespace got "too many DNS lookups outstanding". So the last :data:`LOOKUPS_RESERVE`
+    are a reserve: once the rest is in use, a namespace may hold only the reserve divided by
+    the namespaces holding lookups (itself counted), and abandoned lookups cost their own
+    namespace only."""
 
     def __init__(self, resolver: Resolver, on_refused: Callable[[str], None] | None = None) -> None:
         self.resolver = resolver
@@ -261,16 +274,14 @@ class Lookups:
         with self.lock:
             job = self.running.get(key)
             if job is None:
-                if len(self.running) >= MAX_LOOKUPS or (
-                    self.by_tenant[tenant] >= LOOKUPS_PER_TENANT
-                ):
+                if self._refused(tenant):
                     if self.on_refused is not None:
                         self.on_refused("dns")
                     raise CapacityRefused(
                         "dns",
                         f"too many DNS lookups outstanding (at most {LOOKUPS_PER_TENANT} per "
-                        f"namespace, {MAX_LOOKUPS} per process); the names asked for do not "
-                        "answer",
+                        f"namespace, {MAX_LOOKUPS} per process, of which the last "
+                        f"{LOOKUPS_RESERVE} are shared); the names asked for do not answer",
                     )
                 job = self.running[key] = _Lookup(tenant)
                 self.by_tenant[tenant] += 1
@@ -280,6 +291,16 @@ class Lookups:
         if job.error is not None:
             raise job.error
         return list(job.addresses or [])
+
+    def _refused(self, tenant: str) -> bool:
+        """May ``tenant`` not start another lookup now? (The lock is held.)"""
+        held_here, held = self.by_tenant[tenant], len(self.running)
+        if held_here >= LOOKUPS_PER_TENANT:
+            return True
+        if held < MAX_LOOKUPS - LOOKUPS_RESERVE:
+            return False
+        active = len(self.by_tenant) + (0 if tenant in self.by_tenant else 1)
+        return held >= MAX_LOOKUPS or (held_here + 1) * active > LOOKUPS_RESERVE
 
     def _finish(self, key: tuple[str, int], job: _Lookup) -> None:
         with self.lock:
@@ -419,6 +440,9 @@ class Reply:
     """The host[:port] that gave this answer (after redirects)."""
     url: str = ""
     """The URL that gave it."""
+    withheld_from: str = ""
+    """The host a refused request kept the pod's credentials from (a redirect's target that
+    challenged): the refusal is pullguard's own choice, not what the kubelet will get."""
 
 
 class Blocked(Exception):
@@ -743,6 +767,9 @@ class _Asker:
         self.platforms: BudgetCache[str, tuple[tuple[Platform, ...], bool]] = BudgetCache(
             PLATFORM_CACHE_BYTES
         )
+        # Digests being read now: a question for a digest another question is reading waits
+        # for that read (one GET per digest, each a pull on Docker Hub), under tokens_lock.
+        self.learning: dict[str, threading.Event] = {}
 
     def base(self, registry: str) -> tuple[str, str]:
         host = api_host(registry)
@@ -766,7 +793,10 @@ class _Asker:
         attacker's registry anywhere) to another host that answers ``401 Bearer realm=...``
         would otherwise have the pod's password sent to a realm of its choosing (issue 20,
         item 1); after a cross-host redirect pullguard goes on anonymously, at the URL that
-        challenged, as containerd picks credentials by the host that issued the challenge."""
+        challenged. That is pullguard's own safety rule, not the runtime's: containerd's CRI
+        answers whichever host challenges with the pod's credentials (the kubelet's
+        AuthConfig names no host), so a refusal there is marked ``withheld_from`` and is no
+        certain answer about the pull."""
         base, host = self.base(registry)
         url = f"{base}/v2/{repository}/{path}"
         scope = f"repository:{repository}:pull"
@@ -778,24 +808,28 @@ class _Asker:
         if reply.status != 401:
             return reply
         challenger = reply.host or host
+        withheld = ""
         if challenger != host:
+            withheld = challenger if credential is not None else ""
             credential, url = None, reply.url
             headers = {"Accept": accept}
         scheme, params = parse_challenge(reply.headers.get("www-authenticate", ""))
         if scheme == "bearer" and params.get("realm"):
             fetched = self._fetch_token(challenger, params, scope, credential)
             if fetched is None:
-                return reply
+                return replace(reply, withheld_from=withheld)
             if isinstance(fetched, Reply):
-                return fetched  # the realm itself refused: that is the answer
+                # The realm itself refused: that is the answer.
+                return replace(fetched, withheld_from=withheld)
             headers["Authorization"] = f"Bearer {fetched}"
         elif scheme == "basic" and credential is not None:
             headers["Authorization"] = _basic(credential)
         else:
-            return reply
-        return self.http.request(
+            return replace(reply, withheld_from=withheld)
+        final = self.http.request(
             method, url, headers, max_body=max_body, credentials_host=challenger
         )
+        return replace(final, withheld_from=withheld)
 
     def _token_key(
         self, host: str, scope: str, credential: Credential | None
@@ -862,29 +896,47 @@ class _Asker:
     # -- the question ------------------------------------------------------------------
 
     def answer(self, question: Question, known: Sequence[str]) -> Answer:
+        """The answer the kubelet's pull would get. Its pull loop (kuberuntime
+        ``pullImage``) tries the matching credentials in order and goes on to the next after
+        *any* failed pull, a 404 too: registries hide a repository a login may not read
+        behind ``404 NAME_UNKNOWN``, and the next login may pull it. So every credential is
+        tried until one finds the image; a definite answer (not found, refused) stands only
+        when every credential got one, and one uncertain answer (a server error, a timeout)
+        makes the whole answer uncertain, since that pull may have worked."""
         candidates: list[Credential | None] = list(question.credentials) or [None]
         tried: list[str] = []
-        answer = Answer(Outcome.NOT_ASKED, "no credential was tried")
-        used: Credential | None = None  # the credential the final answer was given to
+        failed: list[tuple[Credential | None, Answer]] = []
         for credential in candidates:
-            used = credential
             if credential is not None:
                 tried.append(credential.source or "(a pull secret)")
-            answer = self._head(question, credential, known)
-            answer = replace(answer, tried=tuple(tried))
-            if answer.outcome is not Outcome.UNAUTHORIZED:
-                break
-        if answer.outcome is Outcome.NOT_FOUND:
+            answer = replace(self._head(question, credential, known), tried=tuple(tried))
+            if answer.outcome is Outcome.FOUND:
+                return self._found(question, credential, answer)
+            failed.append((credential, answer))
+        everyone = tuple(tried)
+        if all(a.outcome in DEFINITE for _, a in failed):
             # Registries are eventually consistent and pipelines push then deploy within
-            # seconds: ask again before the answer may deny.
-            again = replace(self._head(question, used, known), tried=tuple(tried))
-            if again.outcome is not Outcome.NOT_FOUND:
-                return again
-            answer = self._repository_facts(question, used, again)
+            # seconds: ask again before a not found may deny.
+            for index, (credential, answer) in enumerate(failed):
+                if answer.outcome is not Outcome.NOT_FOUND:
+                    continue
+                again = replace(self._head(question, credential, known), tried=everyone)
+                if again.outcome is Outcome.FOUND:
+                    return self._found(question, credential, again)
+                failed[index] = (credential, again)
+        uncertain = [(c, a) for c, a in failed if a.outcome not in DEFINITE]
+        missing = [(c, a) for c, a in failed if a.outcome is not Outcome.UNAUTHORIZED]
+        used, answer = (uncertain or missing or failed)[0 if uncertain or missing else -1]
+        answer = replace(answer, tried=everyone)
+        if answer.outcome is Outcome.NOT_FOUND:
+            answer = self._repository_facts(question, used, answer)
         if answer.outcome is Outcome.REGISTRY_ERROR and question.by_digest:
             answer = self._blob_instead(question, used, answer)
-        if answer.outcome is Outcome.FOUND and question.platforms:
-            answer = self._platforms(question, used, answer)
+        return answer
+
+    def _found(self, question: Question, credential: Credential | None, answer: Answer) -> Answer:
+        if question.platforms:
+            return self._platforms(question, credential, answer)
         return answer
 
     def _blob_instead(
@@ -927,6 +979,8 @@ class _Asker:
             return _failure(error, question.registry, known)
         outcome = classify_status(reply.status)
         detail = f"HTTP {reply.status}"
+        if outcome is Outcome.UNAUTHORIZED and reply.withheld_from:
+            return Answer(Outcome.NOT_ASKED, withheld_words(question.registry, reply))
         return Answer(
             outcome,
             detail,
@@ -973,18 +1027,35 @@ class _Asker:
             reference = question.reference
         else:
             reference = answer.digest if is_digest(answer.digest) else question.reference
+        leading: threading.Event | None = None
         if is_digest(reference):
             with self.tokens_lock:
                 known = self.platforms.get(reference)
+                reading = self.learning.get(reference) if known is None else None
+                if known is None and reading is None:
+                    leading = self.learning[reference] = threading.Event()
+            if reading is not None:
+                # Another question reads this digest now: wait for it (within the deadline),
+                # then read it alone only if that read learned nothing (other credentials).
+                reading.wait(_remaining(None))
+                with self.tokens_lock:
+                    known = self.platforms.get(reference)
             if known is not None:
                 return replace(answer, platforms=known[0], platforms_note="", single_image=known[1])
-        learned, digest = self._learn_platforms(question, credential, answer, reference)
-        if learned.platforms and digest:
-            size = _size(digest, *(str(p) for p in learned.platforms))
-            with self.tokens_lock:
-                self.platforms.put(
-                    digest, (learned.platforms, learned.single_image), size, question.registry
-                )
+        try:
+            learned, digest = self._learn_platforms(question, credential, answer, reference)
+            if learned.platforms and digest:
+                size = _size(digest, *(str(p) for p in learned.platforms))
+                with self.tokens_lock:
+                    self.platforms.put(
+                        digest, (learned.platforms, learned.single_image), size, question.registry
+                    )
+        finally:
+            if leading is not None:
+                with self.tokens_lock:
+                    if self.learning.get(reference) is leading:
+                        del self.learning[reference]
+                leading.set()
         return learned
 
     def _learn_platforms(
@@ -1014,7 +1085,7 @@ class _Asker:
                 digest = reference
             else:
                 digest = digest_of(manifest.body)
-            document = json.loads(manifest.body)
+            document = bounded_json(manifest.body)
             if not isinstance(document, dict):
                 return replace(answer, platforms_note="the manifest is not a JSON object"), ""
             media = document.get("mediaType") or manifest.headers.get("content-type", "")
@@ -1040,7 +1111,7 @@ class _Asker:
                 return replace(
                     answer, platforms_note="the image config's bytes do not match its digest"
                 ), ""
-            document = json.loads(blob.body)
+            document = bounded_json(blob.body)
             platform = platform_of_config(document) if isinstance(document, dict) else None
         except PlatformError as error:
             return replace(answer, platforms_note=str(error)), ""
@@ -1049,6 +1120,25 @@ class _Asker:
         if platform is None:
             return replace(answer, platforms_note="the image config names no platform"), ""
         return replace(answer, platforms=(platform,), platforms_note="", single_image=True), digest
+
+
+#: JSON values a manifest or config may hold before it is parsed: a real index of a thousand
+#: manifests has some 10,000; a 4 MiB body of ``{}`` has 1.4 million, which ``json.loads``
+#: builds as dicts (about 100 MB per question, on every thread reading one at once).
+MAX_JSON_VALUES = 50_000
+
+
+def bounded_json(body: bytes) -> Any:
+    """``json.loads`` of a manifest or config, refused before any object is built when it
+    holds more values than a real image has (each ``{``, ``[`` and ``,`` counted, inside
+    strings too: only an over-count, never an under-count). The attack it stops: a registry
+    serving 4 MiB of ``{}`` entries made eight questions at once cost 946 MiB."""
+    values = body.count(b"{") + body.count(b"[") + body.count(b",")
+    if values > MAX_JSON_VALUES:
+        raise PlatformError(
+            f"the manifest holds more JSON values than a real image has (over {MAX_JSON_VALUES})"
+        )
+    return json.loads(body)
 
 
 def clean_answer(answer: Answer) -> Answer:
@@ -1066,6 +1156,17 @@ def clean_answer(answer: Answer) -> Answer:
         digest=clean_words(answer.digest, 140),
         platforms_note=clean_words(answer.platforms_note, 300),
         suggestion=clean_words(answer.suggestion, 100),
+    )
+
+
+def withheld_words(registry: str, reply: Reply) -> str:
+    """Why a refusal after a cross-host redirect is not certain (the pod's password was kept
+    from the host that asked for it; the kubelet's runtime sends it)."""
+    return (
+        f"{clean_words(api_host(registry), 100)} redirected to "
+        f"{clean_words(reply.withheld_from, 100)}, which asks for credentials "
+        f"(HTTP {reply.status}); pullguard does not send the pod's password to a host its "
+        "secret is not for; the kubelet's pull will, so whether it may pull is not known"
     )
 
 
@@ -1228,17 +1329,34 @@ class HttpRegistry:
         self.cache.put(key, (answer, expires), _answer_size(key, answer), question.registry)
 
     def _refusal(self, tenant: str) -> tuple[str, str] | None:
-        """Why a new flight for ``tenant`` may not start now (the lock is held)."""
-        if self.held >= MAX_FLIGHTS:
-            return "process", f"too many registry questions in flight ({MAX_FLIGHTS})"
-        if self.held_by[tenant] >= FLIGHTS_PER_TENANT:
+        """Why a new flight for ``tenant`` may not start now (the lock is held).
+
+        A namespace holds at most :data:`FLIGHTS_PER_TENANT`. The attack this stops beyond
+        that: a few namespaces (one tenant's, or tenants together) of 32 never-answering
+        images each hold the whole pool until their deadline, and every other namespace's
+        pods are admitted unchecked. So the last :data:`FLIGHTS_RESERVE` slots are shared:
+        once the rest is in use, a namespace may hold only up to the reserve divided by the
+        namespaces holding slots (itself counted); one holding its 32 gets none of it, and
+        each newcomer leaves part of the reserve for the next."""
+        held_here = self.held_by[tenant]
+        if held_here >= FLIGHTS_PER_TENANT:
             where = f"namespace {tenant}" if tenant else "this caller"
             return (
                 "namespace",
                 f"too many registry questions in flight from {where} (at most "
                 f"{FLIGHTS_PER_TENANT} at once, so other namespaces are still checked)",
             )
-        return None
+        if self.held < MAX_FLIGHTS - FLIGHTS_RESERVE:
+            return None
+        active = len(self.held_by) + (0 if tenant in self.held_by else 1)
+        if self.held < MAX_FLIGHTS and (held_here + 1) * active <= FLIGHTS_RESERVE:
+            return None
+        return (
+            "process",
+            f"too many registry questions in flight ({self.held} of {MAX_FLIGHTS}; the last "
+            f"{FLIGHTS_RESERVE} are shared by the {active} namespaces asking, and this one "
+            "holds its part)",
+        )
 
     def _release(self, key: tuple[Any, ...], flight: _Flight) -> None:
         """Free the flight's slot (once); the lock is held."""
