@@ -263,6 +263,29 @@ def test_every_failure_is_counted_with_a_known_outcome() -> None:
     assert set(seen) <= set(OUTCOMES)
 
 
+def test_a_refused_copy_says_the_api_servers_words() -> None:
+    # A ResourceQuota allowing no Secret (issue 19 review F6b): the same create by hand would
+    # be refused too, so the warning says why.
+    from kubernetes.client.exceptions import ApiException
+
+    class Quota(FakeApi):
+        def create(self, secret: SecretInfo) -> str:
+            error = ApiException(status=403, reason="Forbidden")
+            error.body = (
+                '{"kind":"Status","message":"secrets \\"corp\\" is forbidden: exceeded quota: '
+                'no-secrets, requested: secrets=1, used: secrets=0, limited: secrets=0"}'
+            )
+            raise error
+
+    api = Quota()
+    api.put(source(dockerconfigjson("corp.example.com")))
+    sync = SecretSyncer(api, key=KEY, allowed=lambda: CONFIGURED)
+    outcome = sync.copy(SecretCopy("corp", "pullguard", "team-b"))
+    label, _, why = outcome.partition(": ")
+    assert label == "failed" and label in OUTCOMES
+    assert why.startswith('secrets "corp" is forbidden: exceeded quota: no-secrets')
+
+
 def _pod_object(name: str, uid: str, secrets: tuple[str, ...] = ()) -> dict[str, Any]:
     return {
         "metadata": {"name": name, "uid": uid},
