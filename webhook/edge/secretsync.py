@@ -462,12 +462,20 @@ class SecretSyncer:
             return "failed"
 
     def run(self, interval: float = 30.0) -> None:
-        """Reconcile until stopped (a daemon thread of ``pullguard serve``)."""
-        try:
-            self.learn_existing()
-        except Exception as error:
-            log.warning("could not list managed secret copies: %s", type(error).__name__)
-        while not self._stop.wait(interval):
+        """Reconcile until stopped (a daemon thread of ``pullguard serve``).
+
+        Every pass first adopts the copies the cluster holds, not only those this syncer
+        made: only the worker holding the cluster-wide lock runs this loop, while any
+        worker's admission makes copies, and a copy adopted before the configuration naming
+        its source was loaded would otherwise never be synced (a rotated source would leave
+        it stale until a restart)."""
+        while True:
+            try:
+                self.learn_existing()
+            except Exception as error:
+                log.warning("could not list managed secret copies: %s", type(error).__name__)
+            if self._stop.wait(interval):
+                return
             self.reconcile_once()
 
     def stop(self) -> None:
