@@ -266,6 +266,7 @@ def _serve(args: argparse.Namespace, leadership: Any) -> int:
                 notes=[*NOTES, *([] if args.cluster_state else [NO_CLUSTER])],
                 registry=registry,
                 mirrors_down=mirrors.down,
+                mirror_lacks=mirrors.lacks,
                 not_ready=mirrors.not_ready,
                 require_client_cert=bool(args.client_ca),
                 offload=offload,
@@ -278,6 +279,7 @@ def _serve(args: argparse.Namespace, leadership: Any) -> int:
             )
         runtime = _cluster_runtime(args, store, metrics, leadership)
         runtime.registry, runtime.mirrors_down = registry, mirrors.down
+        runtime.mirror_lacks = mirrors.lacks
         caches_not_ready = runtime.not_ready
         runtime.not_ready = lambda: caches_not_ready() + mirrors.not_ready()
         runtime.require_client_cert = bool(args.client_ca)

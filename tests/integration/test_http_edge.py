@@ -12,6 +12,7 @@ import pytest
 from tests.conftest import (
     REVIEWS,
     Server,
+    free_port,
     load_review,
     metric_value,
     start_server,
@@ -270,5 +271,22 @@ def test_readyz_says_which_checks_cannot_run(tmp_path: Path) -> None:
         note = "no cluster (--dev): the pullSecrets and platform checks cannot run"
         assert f"note: {note}" in body
         assert server.log_text().count(note) == 1
+    finally:
+        stop_server(server)
+
+
+def test_the_start_up_log_names_the_scheme_it_serves(tmp_path: Path) -> None:
+    # gunicorn does not know the worker does TLS; its "Listening at" line must not say
+    # http:// for the HTTPS port (issue 19 review F6d). The metrics port is plain HTTP.
+    metrics = free_port()
+    server = start_server(tmp_path, "--workers", "1", "--metrics-port", str(metrics))
+    try:
+        port = server.port
+        log = server.log_text()
+        listening = [line for line in log.splitlines() if "Listening at:" in line]
+        assert listening, log
+        assert f"https://127.0.0.1:{port}" in listening[0]
+        assert f"http://127.0.0.1:{port}" not in log
+        assert f"http://127.0.0.1:{metrics}" in listening[0]
     finally:
         stop_server(server)

@@ -137,3 +137,11 @@ def test_thousands_of_problems_are_listed_up_to_a_bound() -> None:
     problems = caught.value.problems
     assert len(problems) == 51
     assert problems[-1] == "(document): and 4950 more problems"
+
+
+@pytest.mark.parametrize("written", ["2001:db8::1", "2001:DB8::1", "[2001:db8::1]"])
+def test_a_mirrored_registry_may_be_a_bare_ipv6_address_as_other_host_lists(written: str) -> None:
+    # As allowedPrivateRegistries accepts it: normalized to the form references use.
+    config = load_config_text(f"mirrors: [{{registry: '{written}', mirror: mirror.example.com}}]\n")
+    (mirror,) = config.mirrors
+    assert mirror.registry == "[2001:db8::1]"

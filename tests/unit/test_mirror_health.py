@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import threading
 
-from webhook.edge.mirrors import FAILED, NOT_YET, MirrorHealth
+from webhook.edge.mirrors import FAILED, LACKS_SECONDS, NOT_YET, MirrorHealth
 
 
 class Probe:
@@ -101,3 +101,19 @@ def test_mirrors_are_probed_at_the_same_time() -> None:
     mirrors = MirrorHealth(lambda: hosts, probe)
     mirrors.check_once()
     assert mirrors.down() == {"slow.example.com": FAILED}
+
+
+def test_a_mirror_that_lacked_an_image_its_registry_has_is_down_for_a_while() -> None:
+    # It answers /v2/ all along (it lost its upstream): only time ends it.
+    mirrors, probe, clock = health(["mirror.example.com"])
+    probe.answers["mirror.example.com"] = True
+    mirrors.check_once()
+    mirrors.lacks("mirror.example.com", "docker.io/library/web:1.0")
+    clock.now += 3
+    mirrors.check_once()
+    assert mirrors.down() == {
+        "mirror.example.com": "lacked docker.io/library/web:1.0, which its registry has, 3 s ago"
+    }
+    clock.now += LACKS_SECONDS
+    mirrors.check_once()
+    assert mirrors.down() == {}

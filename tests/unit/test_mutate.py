@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 from typing import Any
@@ -21,7 +22,7 @@ from tests.unit.builders import (
     pull_secret,
     request,
 )
-from webhook.core.cluster import ServiceAccountInfo
+from webhook.core.cluster import SecretInfo, ServiceAccountInfo
 from webhook.core.config import load_config_text
 from webhook.core.mutate import ORIGINAL_IMAGES_ANNOTATION, mutate
 
@@ -38,6 +39,8 @@ defaultPullSecrets:
     sourceNamespace: pullguard
 """
 CONFIG = load_config_text(CONFIG_TEXT)
+#: The default secret's source, in pullguard's namespace.
+SOURCE = pull_secret("pullguard", "corp", "registry.example.com")
 DIGEST = "sha256:" + "ab" * 32
 
 
@@ -76,7 +79,7 @@ def test_mirror_rewrites(image: str, expected: str | None) -> None:
 
 def test_default_secret_is_appended_never_replacing() -> None:
     obj = pod(pod_spec(container("app", "registry.example.com/team/app:1"), secrets=["mine"]))
-    result = mutate(request(obj), CONFIG, cluster_with())
+    result = mutate(request(obj), CONFIG, cluster_with(SOURCE))
     after = patched(obj, result.patch)
     assert after["spec"]["imagePullSecrets"] == [{"name": "mine"}, {"name": "corp"}]
     assert [(c.name, c.source_namespace, c.namespace) for c in result.secret_copies] == [
@@ -148,7 +151,12 @@ mutation: {podTemplates: true}
             sa="builder",
         )
     )
-    after = patched(obj, mutate(request(obj), config, cluster_with(accounts=(account,))).patch)
+    cluster = cluster_with(
+        pull_secret("team-a", "sa-secret", "other.example.com"),
+        pull_secret("team-a", "corp", "registry.example.com"),
+        accounts=(account,),
+    )
+    after = patched(obj, mutate(request(obj), config, cluster).patch)
     template = after["spec"]["template"]
     assert template["spec"]["containers"][0]["image"] == "mirror.example.com/library/nginx:1.25"
     # The account's secrets are copied first: adding one to an empty template list would
@@ -159,7 +167,7 @@ mutation: {podTemplates: true}
 
 def test_dry_run_still_patches_but_the_edge_skips_copies() -> None:
     obj = pod(pod_spec(container("app", "registry.example.com/team/app:1")))
-    result = mutate(request(obj, dry_run=True), CONFIG, cluster_with())
+    result = mutate(request(obj, dry_run=True), CONFIG, cluster_with(SOURCE))
     assert result.patch is not None
     assert result.secret_copies  # the HTTP edge refuses to act on them when dryRun is set
 
@@ -321,8 +329,60 @@ def test_image_volume_alone_gets_the_default_secret() -> None:
             volumes=[image_volume("data", "registry.example.com/team/data:3")],
         )
     )
-    result = mutate(request(obj), CONFIG, cluster_with())
+    result = mutate(request(obj), CONFIG, cluster_with(SOURCE))
     assert result.injected_secrets == ("corp",)
+
+
+def unparseable(namespace: str) -> SecretInfo:
+    """Secret ``corp`` whose ``auth`` is not user:password: the kubelet cannot parse it."""
+    raw = json.dumps({"auths": {"registry.example.com": {"auth": "bm9jb2xvbg=="}}}).encode()
+    data = {".dockerconfigjson": base64.b64encode(raw).decode()}
+    return SecretInfo(namespace, "corp", "kubernetes.io/dockerconfigjson", data)
+
+
+@pytest.mark.parametrize(
+    ("secrets", "where", "said"),
+    [
+        ((), "pullguard/corp", "does not exist"),
+        ((unparseable("pullguard"),), "pullguard/corp", "the kubelet cannot parse it"),
+        (
+            (pull_secret("pullguard", "corp", "other.example.com"),),
+            "pullguard/corp",
+            "holds no credentials for registry.example.com",
+        ),
+        # A broken copy already in the namespace is what the pod would use.
+        ((SOURCE, unparseable("team-a")), "team-a/corp", "the kubelet cannot parse it"),
+    ],
+)
+def test_a_default_secret_that_would_not_help_the_pod_is_not_injected(
+    secrets: tuple[SecretInfo, ...], where: str, said: str
+) -> None:
+    obj = pod(pod_spec(container("app", "registry.example.com/team/app:1")))
+    result = mutate(request(obj), CONFIG, cluster_with(*secrets))
+    assert result.patch is None and not result.injected_secrets and not result.secret_copies
+    (withheld,) = result.withheld
+    assert withheld.where == where and said in withheld.reason
+    (warning,) = result.warnings
+    assert f'defaultPullSecret "{where}" not added for registry.example.com' in warning
+    namespace = where.split("/", maxsplit=1)[0]
+    assert "Fix: " in warning and f"docker-registry corp -n {namespace}" in warning
+
+
+def test_a_named_secret_that_does_not_exist_yet_keeps_the_template_as_written() -> None:
+    config = load_config_text(
+        "mirrors: [{registry: docker.io, mirror: mirror.example.com}]\n"
+        "mutation: {podTemplates: true}\n"
+    )
+    obj = deployment(pod_spec(container("web", "nginx:1.25"), secrets=["hubcred"]))
+    # Applied before its Secret, and after: the same answer, so no rollout.
+    before = mutate(request(obj), config, cluster_with())
+    after = mutate(
+        request(obj), config, cluster_with(pull_secret("team-a", "hubcred", "docker.io"))
+    )
+    assert before.patch is None and after.patch is None
+    # Control: a secret for another registry lets it go to the mirror.
+    other = cluster_with(pull_secret("team-a", "hubcred", "quay.io"))
+    assert mutate(request(obj), config, other).patch is not None
 
 
 def test_an_image_pulled_never_is_left_as_written() -> None:

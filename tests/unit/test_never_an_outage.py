@@ -72,6 +72,18 @@ def test_a_default_secret_whose_copy_failed_never_denies_an_anonymous_pull(owned
     assert offline.allowed, offline.message
 
 
+def test_an_unreachable_registry_never_says_a_missing_secret_is_not_needed() -> None:
+    # pullguard cannot know the registry serves the image without it (issue 19 review F6a;
+    # a default secret's copy is judged by its source since issue 20, so a pod's own here).
+    obj = pod(pod_spec(container("web", HUB_IMAGE), secrets=["regcred"]))
+    registry = FixedRegistry({HUB_IMAGE: Answer(Outcome.UNREACHABLE, "connection refused")})
+    decision = validate(request(obj), EMPTY, cluster_with(), registry=registry)
+    assert decision.allowed, decision.message
+    said = " ".join(decision.warnings)
+    assert "(not checked: the registry could not be reached)" in said, said
+    assert "(not needed)" not in said
+
+
 def test_a_default_secret_still_denies_when_the_registry_refuses_without_it() -> None:
     # "unless the registry refuses the pull without it": then the pod fails for certain.
     registry = FixedRegistry({HUB_IMAGE: REFUSED})

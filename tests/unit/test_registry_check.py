@@ -496,8 +496,13 @@ def _rewritten_pod() -> dict[str, object]:
 @pytest.mark.parametrize(
     ("upstream", "allowed", "words"),
     [
-        # The mirror answers /v2/ but cannot reach the registry it mirrors.
-        (FOUND, True, "mirror mirror.example.com lacks nginx:1.25, which docker.io has"),
+        # The mirror answers /v2/ but cannot reach the registry it mirrors: the pod as
+        # stored certainly fails (issue 19 review F2); its retry is left as written.
+        (
+            FOUND,
+            False,
+            "mirror mirror.example.com says 'nginx:1.25' does not exist, but docker.io has it",
+        ),
         (
             Answer(Outcome.UNREACHABLE, "connection refused"),
             True,
@@ -535,6 +540,10 @@ def test_a_template_judged_as_its_pods_asks_as_written_too() -> None:
     decision = validate(request(template), HUB, cluster_with(), registry=registry)
     assert decision.allowed
     assert any("mirror mirror.example.com lacks" in w for w in decision.warnings)
+    # The edge learns from it too: the template's pods are left as written.
+    assert [(f.cause, f.mirror) for f in decision.findings] == [
+        ("mirror_lacks", "mirror.example.com")
+    ]
 
 
 def test_a_pod_rewritten_to_a_mirror_that_stopped_answering_is_warned_about() -> None:

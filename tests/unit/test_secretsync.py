@@ -142,6 +142,37 @@ def test_restart_adopts_its_own_copies() -> None:
     assert restarted.reconcile_once() == {"updated": 1}
 
 
+def test_the_sync_loop_follows_copies_another_worker_made_and_a_late_configuration() -> None:
+    """Each worker of ``serve`` has its own syncer, and only the one holding the lock runs
+    the loop: a copy the admission of another worker made, or one adopted before the
+    configuration naming its source was loaded, must still follow its source (found by the
+    e2e test that rotates a source under a restarted replica)."""
+    import threading
+
+    api = FakeApi()
+    api.put(source(dockerconfigjson("a.example.com")))
+    pairs: set[tuple[str, str]] = set()  # nothing configured yet when the loop starts
+    leader = SecretSyncer(api, key=KEY, allowed=lambda: pairs)
+    worker = syncer(api)
+    loop = threading.Thread(target=leader.run, args=(0.05,), daemon=True)
+    loop.start()
+    try:
+        pairs.update(CONFIGURED)  # the configuration arrives
+        assert worker.copy(SecretCopy("corp", "pullguard", "team-b")) == "created"
+        api.put(source(dockerconfigjson("rotated.example.com")))
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            copy = api.read("team-b", "corp")
+            if copy is not None and copy.data == dockerconfigjson("rotated.example.com"):
+                break
+            time.sleep(0.05)
+        copy = api.read("team-b", "corp")
+        assert copy is not None and copy.data == dockerconfigjson("rotated.example.com")
+    finally:
+        leader.stop()
+        loop.join(5)
+
+
 def forged(namespace: str, name: str, source_ref: str, proof: str = "") -> SecretInfo:
     """What a tenant can write in its own namespace: any label, any annotation."""
     return SecretInfo(
@@ -261,6 +292,29 @@ def test_every_failure_is_counted_with_a_known_outcome() -> None:
     assert sync.reconcile_once() == {"failed": 1, "in-sync": 1}
     assert sorted(seen) == ["failed", "in-sync"]
     assert set(seen) <= set(OUTCOMES)
+
+
+def test_a_refused_copy_says_the_api_servers_words() -> None:
+    # A ResourceQuota allowing no Secret (issue 19 review F6b): the same create by hand would
+    # be refused too, so the warning says why.
+    from kubernetes.client.exceptions import ApiException
+
+    class Quota(FakeApi):
+        def create(self, secret: SecretInfo) -> str:
+            error = ApiException(status=403, reason="Forbidden")
+            error.body = (
+                '{"kind":"Status","message":"secrets \\"corp\\" is forbidden: exceeded quota: '
+                'no-secrets, requested: secrets=1, used: secrets=0, limited: secrets=0"}'
+            )
+            raise error
+
+    api = Quota()
+    api.put(source(dockerconfigjson("corp.example.com")))
+    sync = SecretSyncer(api, key=KEY, allowed=lambda: CONFIGURED)
+    outcome = sync.copy(SecretCopy("corp", "pullguard", "team-b"))
+    label, _, why = outcome.partition(": ")
+    assert label == "failed" and label in OUTCOMES
+    assert why.startswith('secrets "corp" is forbidden: exceeded quota: no-secrets')
 
 
 def _pod_object(name: str, uid: str, secrets: tuple[str, ...] = ()) -> dict[str, Any]:

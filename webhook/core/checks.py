@@ -353,12 +353,15 @@ def _missing_secret(
             fix=f"kubectl get secret {name} -n {source} -o yaml | "
             f"sed 's/namespace: {source}/namespace: {namespace}/' | kubectl apply -f -",
         )
+    # ``kubectl apply -f dir/`` applies in file-name order: a Deployment sorting before the
+    # Secret it names is denied (its pods would fail), while the Secret is created after it.
     return Finding(
         check="pullSecrets",
         subject=subject,
-        problem=f'imagePullSecret "{name}"{where} does not exist in namespace "{namespace}"',
-        short=f'imagePullSecret "{name}" does not exist in namespace "{namespace}"',
-        fix=create_secret_command(name, namespace, server),
+        problem=f'imagePullSecret "{name}"{where} does not exist in namespace "{namespace}" (yet)',
+        short=f'imagePullSecret "{name}" does not exist in namespace "{namespace}" (yet)',
+        fix="if this apply creates it in a later file, apply again or apply the Secret "
+        f"first; otherwise: {create_secret_command(name, namespace, server)}",
     )
 
 

@@ -472,7 +472,9 @@ def parse_config(document: Any) -> Config:
         entry = r.mapping(
             item, path, {"registry", "mirror", "exclude", "probe", "upstreamCredentials"}
         )
+        # Bracketed and compressed as in every other host list: users write IPv6 both ways.
         source_registry = r.string(entry.get("registry"), f"{path}.registry")
+        source_registry = normal_host_pattern(source_registry) if source_registry else None
         target = r.string(entry.get("mirror"), f"{path}.mirror")
         exclude = r.strings(entry.get("exclude"), f"{path}.exclude")
         if source_registry:

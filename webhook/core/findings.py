@@ -49,6 +49,9 @@ class Finding:
     cause: str | None = None
     """The pull failure this finding predicts, in ``webhook.core.pullfailure.Cause`` words
     (``not_found``, ``unauthorized``...), where the check knows it exactly."""
+    mirror: str | None = None
+    """For ``mirror_lacks``: the mirror host that lacked the image (the edge stops
+    rewriting to it for a while)."""
 
     @classmethod
     def for_container(

@@ -424,6 +424,7 @@ def mirror_not_found_finding(
     node_credential_registries: Sequence[str],
     secrets_unreadable: bool = False,
     mirror_has_credentials: bool = False,
+    template: bool = False,
 ) -> Finding | None:
     """The finding for an image the mirror ``mirrored.domain`` says does not exist, from
     ``answer``, the registry's own answer for the image as written (``original``).
@@ -446,18 +447,26 @@ def mirror_not_found_finding(
         )
     shown = container.shown_image
     if answer.outcome is Outcome.FOUND:
+        # The pod as stored pulls from the mirror, which said not found (asked fresh): it
+        # certainly fails, so it is denied like any image that does not exist. The edge
+        # marks the mirror as not serving (cause "mirror_lacks"), so the retry a controller
+        # makes by itself, or a person's, is left as written and runs. A template only
+        # warns: its pods are judged, and left as written, one by one.
         return Finding.for_container(
             "registry",
             container,
-            cause="mirror_not_found",
+            cause="mirror_lacks",
+            mirror=mirror,
             problem=f"mirror {mirror} says {shown!r} does not exist, but {original.domain} "
-            f"has it: the mirror is not reaching {original.domain} (or is refused there), and "
-            "pulls through it fail until it does",
+            f"has it: the mirror is not reaching {original.domain} (or is refused there), so "
+            f"the pod as rewritten would fail to pull; pods made from now on are pulled as "
+            f"written from {original.domain} for a while",
             short=f"mirror {mirror} lacks {original.familiar}, which {original.domain} has: "
-            "pulls may fail",
-            fix=f"check the mirror's connection to {original.domain}, or add "
+            "the next try is pulled as written",
+            fix="create the pod again (a controller retries by itself): it is pulled as "
+            f"written; and check the mirror's connection to {original.domain}, or add "
             f"{original.name} to the mirror's exclude list",
-            advisory=True,
+            advisory=template,
         )
     why = answer.detail or answer.outcome.value
     return Finding.for_container(

@@ -37,7 +37,9 @@ Rules that keep a mirror from ever becoming the cause of an outage (issue 19):
   host). So an image the pod's pull secrets cover on the original registry (a private
   repository, most likely) stays as written, unless the mirror entry says
   ``upstreamCredentials: true``. Pull secrets that cannot be read count as covering it:
-  as written is the pull that cannot get worse.
+  as written is the pull that cannot get worse. So does a named secret that does not exist
+  yet: ``kubectl apply -f dir/`` may create it after the Deployment, and a template
+  rewritten on the first apply would be put back on the second (an unplanned rollout).
 - **A template does not follow the mirror's health.** With ``mutation.podTemplates`` a
   template is rewritten by the configuration and the pod's credentials alone, never by a
   probe: a mirror outage must not flip templates back and forth, or every GitOps re-sync
@@ -45,6 +47,14 @@ Rules that keep a mirror from ever becoming the cause of an outage (issue 19):
   created from a rewritten template (its ``pullguard.io/original-images`` annotation maps
   through the mirrors to exactly its image) whose mirror is down now is given back the
   image as written, on CREATE, before it ever pulls.
+
+- **Only a default secret that helps.** A ``defaultPullSecrets`` secret the kubelet cannot
+  parse makes it pull no image of the pod at all, not even a public one: injected, it
+  would fail every pod of its registry, scale-ups included, where pods without it run. So
+  before injecting, the secret the pod would use (the copy already in the namespace, else
+  the source) must exist, parse and hold credentials for the image's registry; otherwise
+  it is not injected, and the warning names that secret (``pullguard/<source>``) and its
+  fix. When the cluster cannot be asked it is injected, as the configuration says.
 
 Pod templates are left as written unless ``mutation.podTemplates`` is on, so GitOps tools see
 no drift; :func:`preview_pod_spec` shows the validating webhook what the pods will become.
@@ -114,6 +124,18 @@ class SecretCopy:
     namespace: str
 
 
+@dataclass(frozen=True, slots=True)
+class WithheldSecret:
+    """A default pull secret not injected: the one the pod would get (``where``, as
+    ``namespace/name``) is missing, unparseable or for another registry."""
+
+    secret: str
+    where: str
+    registry: str
+    reason: str
+    fix: str
+
+
 @dataclass
 class PodPlan:
     """What the mutating webhook will change in one pod spec."""
@@ -125,6 +147,7 @@ class PodPlan:
     """The ServiceAccount's secrets, copied into a template before an injected one."""
     skipped: list[MirrorSkip] = field(default_factory=list)
     private: list[PrivateSkip] = field(default_factory=list)
+    withheld: list[WithheldSecret] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +164,8 @@ class Mutation:
     """Images left as written because their mirror is down (a warning each, and a metric)."""
     private: tuple[PrivateSkip, ...] = ()
     """Images left as written because the pod's own credentials cover them."""
+    withheld: tuple[WithheldSecret, ...] = ()
+    """Default pull secrets not injected, because the pod would be worse off with them."""
 
 
 def recorded_originals(obj: Mapping[str, Any] | None) -> dict[str, str]:
@@ -222,8 +247,8 @@ class PodCredentials:
     """The ServiceAccount's secrets a template must copy before adding one of its own."""
     credentials: list[Credential]
     certain: bool
-    """False when a secret or the ServiceAccount could not be read: the pod may hold
-    credentials not seen here."""
+    """False when a secret or the ServiceAccount could not be read, or a named secret does not
+    exist yet: the pod may hold credentials not seen here."""
 
 
 def pod_credentials(view: PodSpecView, cluster: ClusterView, namespace: str) -> PodCredentials:
@@ -247,7 +272,11 @@ def pod_credentials(view: PodSpecView, cluster: ClusterView, namespace: str) -> 
             certain = False
             continue
         if secret is None:
-            continue  # the kubelet skips a missing secret
+            # The kubelet skips it today, but it is named to be created (``kubectl apply -f
+            # dir/`` creates it after the template): for the rewrite it may cover the image,
+            # so the decision does not depend on which was applied first.
+            certain = False
+            continue
         try:
             credentials.extend(parse_pull_secret(secret.type, secret.data))
         except SecretFormatError:
@@ -334,11 +363,66 @@ def _plan_secrets(
         ]
         if not wanted:
             continue
+        withheld = _withheld(default, wanted, cluster, namespace)
+        if withheld is not None:
+            plan.withheld.append(withheld)
+            continue
         if not plan.injected_secrets:
             plan.prepend_secrets = list(held.prepend)
         plan.injected_secrets.append(default.secret)
         names.append(default.secret)
         _plan_copy(plan, default, cluster, namespace)
+
+
+def _withheld(
+    default: DefaultPullSecret, wanted: list[Reference], cluster: ClusterView, namespace: str
+) -> WithheldSecret | None:
+    """Why injecting ``default`` would not help the pod, or ``None`` to inject it.
+
+    Judged on the secret the pod would use: the copy already in the namespace (pullguard
+    never overwrites it), else the source the edge copies from. Unknown (the cluster cannot
+    be asked): injected, as before."""
+    registry = wanted[0].domain
+    try:
+        secret = cluster.get_secret(namespace, default.secret)
+        where = namespace
+        source = default.source_namespace
+        if secret is None and source and source != namespace:
+            secret, where = cluster.get_secret(source, default.secret), source
+    except ClusterUnavailable:
+        return None
+    create = (
+        f"kubectl create secret docker-registry {default.secret} -n {where} "
+        f"--docker-server={registry} --docker-username=USER --docker-password=PASSWORD"
+    )
+    if secret is None:
+        return WithheldSecret(
+            default.secret, f"{where}/{default.secret}", registry, "does not exist", create
+        )
+    try:
+        credentials = parse_pull_secret(secret.type, secret.data)
+    except SecretFormatError as error:
+        reason = (
+            f"{error}: the kubelet cannot parse it, and would pull no image of the pod"
+            if error.fatal
+            else f"{error}: the kubelet would skip it"
+        )
+        return WithheldSecret(
+            default.secret,
+            f"{where}/{default.secret}",
+            registry,
+            reason,
+            f"kubectl delete secret {default.secret} -n {where} && {create}",
+        )
+    if not any(lookup(credentials, r.name) for r in wanted):
+        return WithheldSecret(
+            default.secret,
+            f"{where}/{default.secret}",
+            registry,
+            f"holds no credentials for {registry}",
+            f"kubectl delete secret {default.secret} -n {where} && {create}",
+        )
+    return None
 
 
 def _plan_copy(
@@ -557,6 +641,11 @@ def mutate(
         f"{skip.image or skip.container.image} is pulled as written"
         for skip in plan.skipped
     )
+    skip_warnings += tuple(
+        f'pullguard: defaultPullSecret "{w.where}" not added for {w.registry}: it {w.reason}, '
+        f"so the pod pulls without it. Fix: {w.fix}"
+        for w in plan.withheld
+    )
     if not plan.rewrites and not plan.injected_secrets:
         return Mutation(
             patch=None,
@@ -564,6 +653,7 @@ def mutate(
             warnings=skip_warnings,
             skipped=tuple(plan.skipped),
             private=tuple(plan.private),
+            withheld=tuple(plan.withheld),
         )
 
     # The ephemeralcontainers subresource keeps only ephemeral-container changes; an
@@ -604,4 +694,5 @@ def mutate(
         secret_copies=tuple(plan.secret_copies),
         skipped=tuple(plan.skipped),
         private=tuple(plan.private),
+        withheld=tuple(plan.withheld),
     )

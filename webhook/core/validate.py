@@ -756,7 +756,17 @@ def _usable_secret_findings(
             why = "the registry serves its images with the credentials the pod has"
         else:
             why = "none of its images is on a registry known to need credentials"
-        short = " (the image is public, so the pod runs)" if served else " (not needed)"
+        unanswered = not needing and any(
+            (a := answers.get(c.pointer)) is not None and a.outcome is Outcome.UNREACHABLE
+            for c in judged
+        )
+        if served and not unanswered:
+            short = " (the image is public, so the pod runs)"
+        elif unanswered:
+            # Not known to be unneeded: the registry did not say whether it serves without it.
+            short = " (not checked: the registry could not be reached)"
+        else:
+            short = " (not needed)"
         return [f.as_advisory(f"; not needed, so the pod runs: {why}", short) for f in findings]
     if findings:
         # A missing or unreadable secret may well be the one that covers the registry:
@@ -848,6 +858,7 @@ def _registry_findings(  # noqa: PLR0917 - one call site, every argument named t
                 node_credential_registries=config.registry.node_credential_registries,
                 secrets_unreadable=secrets_unreadable,
                 mirror_has_credentials=entry is not None and entry[0].upstream_credentials,
+                template=view.is_template,
             )
             if finding is not None:
                 findings.append(finding)

@@ -133,6 +133,9 @@ class Runtime:
     mirrors_down: Callable[[], Mapping[str, str]] = field(default=dict)
     """Mirror hosts not seen answering their probe lately, each with why: images are not
     rewritten to them (``webhook.edge.mirrors``)."""
+    mirror_lacks: Callable[[str, str], None] = field(default=lambda host, image: None)
+    """Told of a mirror host that lacked an image its registry has (the validating
+    webhook's finding ``mirror_lacks``): it is not rewritten to for a while."""
     offload: Callable[[Callable[[], Any]], Any] = field(default=lambda work: work())
     """Runs CPU-heavy work (parsing a configuration under review) away from the event loop,
     so the reviews waiting behind it are answered meanwhile; by default, in place."""
@@ -361,6 +364,9 @@ def create_app(runtime: Runtime) -> Flask:
                 mirrors_down=runtime.mirrors_down(),
             )
         _record_validation(metrics, review, decision)
+        for finding in decision.findings:
+            if finding.cause == "mirror_lacks" and finding.mirror:
+                runtime.mirror_lacks(finding.mirror, finding.image or "")
         body = review_response(
             review.uid,
             allowed=decision.allowed,
@@ -390,6 +396,7 @@ def create_app(runtime: Runtime) -> Flask:
                     if runtime.copy_secret is not None
                     else "failed"  # copying is unavailable (no sync key): said in the log
                 )
+                outcome, _, why = outcome.partition(": ")  # "failed: <the API server's words>"
                 metrics.secret_copies.labels(outcome).inc()
                 if outcome == "unproven":
                     warnings.append(
@@ -398,9 +405,10 @@ def create_app(runtime: Runtime) -> Flask:
                         "API server (serve --client-ca) and no existing object needs it"
                     )
                 elif outcome not in ("created", "exists", "deferred"):
+                    said = f": {why}" if why else ""
                     warnings.append(
                         f'pullguard: could not copy secret "{copy_request.name}" into '
-                        f'"{copy_request.namespace}" ({outcome}); see the pullguard logs'
+                        f'"{copy_request.namespace}" ({outcome}{said}); see the pullguard logs'
                     )
         _record_mutation(metrics, review, result)
         body = review_response(review.uid, allowed=True, warnings=warnings, patch=result.patch)
@@ -508,6 +516,16 @@ def _record_mutation(metrics: Metrics, review: Any, result: Mutation) -> None:
             _short(review.namespace),
             _short(private.container.label),
             private.mirror,
+        )
+    for withheld in result.withheld:
+        metrics.mutations.labels(kind, "secret_withheld").inc()
+        log.warning(
+            "mutate uid=%s ns=%s: default pull secret %s not injected for %s: it %s",
+            _short(review.uid),
+            _short(review.namespace),
+            _short(withheld.where),
+            _short(withheld.registry),
+            withheld.reason,
         )
     for name in result.injected_secrets:
         metrics.mutations.labels(kind, "secret_injection").inc()

@@ -14,6 +14,13 @@ rewritten to now, with why:
 - **Not probed lately**: an answer older than :data:`FRESH_SECONDS` is not trusted (a probe
   loop that stalled must not keep a mirror "up").
 
+- **Lacked an image its registry has**: the validating webhook saw the mirror say "not
+  found" for an image the registry as written has (the mirror lost its upstream, or is
+  refused there), and denied that pod, which would certainly have failed. For
+  :data:`LACKS_SECONDS` after, the mirror is not rewritten to, so the retry is pulled as
+  written. A ``/v2/`` probe cannot prove it serves again (it answered all along), so this
+  ends by time only. Each worker learns it from its own admissions.
+
 So a mirror that dies is still rewritten to for at most one probe period plus one probe
 timeout (:data:`BLIND_SECONDS`): what a probe can know. Nothing can warn about those pods
 at admission, since even the registry check may answer from its cache; docs/reference.md
@@ -43,6 +50,9 @@ FRESH_SECONDS = BLIND_SECONDS + 1.0
 NOT_YET = "has not answered its /v2/ probe yet"
 FAILED = f"did not answer its last /v2/ probe (every {PROBE_INTERVAL_SECONDS:g} s)"
 STALE = "has not been probed for {seconds:.0f} s"
+#: How long a mirror that lacked an image its registry has is not rewritten to.
+LACKS_SECONDS = 120.0
+LACKS = "lacked {image}, which its registry has, {seconds:.0f} s ago"
 
 
 class MirrorHealth:
@@ -67,6 +77,8 @@ class MirrorHealth:
         """Per mirror: when its last good probe started (the mirror answered after that)."""
         self._failing: set[str] = set()
         self._probed: set[str] = set()
+        self._lacking: dict[str, tuple[float, str]] = {}
+        """Per mirror: when it lacked an image its registry has, and which."""
         self.stopping = threading.Event()
         self._wake = threading.Event()
         self.first_round = threading.Event()
@@ -77,13 +89,30 @@ class MirrorHealth:
         ConfigMap adds later never makes it unready: it is only not rewritten to yet)."""
         return [] if self.first_round.is_set() else ["mirrors not probed yet"]
 
+    def lacks(self, host: str, image: str) -> None:
+        """The validating webhook saw mirror ``host`` lack ``image``, which its registry has."""
+        if host not in self._lacking:
+            log.warning(
+                "mirror %s lacks %s, which its registry has; images stay as written for %g s",
+                host,
+                image,
+                LACKS_SECONDS,
+            )
+        self._lacking[host] = (self.clock(), image)
+
     def down(self) -> dict[str, str]:
         """Probed mirror hosts not to rewrite to now, each with why (for the warning)."""
         now = self.clock()
         down: dict[str, str] = {}
         for host in self.mirrors():
             answered = self._answered.get(host)
-            if host in self._failing:
+            lacked = self._lacking.get(host)
+            if lacked is not None and now - lacked[0] > LACKS_SECONDS:
+                self._lacking.pop(host, None)
+                lacked = None
+            if lacked is not None:
+                down[host] = LACKS.format(image=lacked[1], seconds=now - lacked[0])
+            elif host in self._failing:
                 down[host] = FAILED
             elif answered is None:
                 down[host] = NOT_YET

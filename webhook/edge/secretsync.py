@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import logging
 import threading
 import time
@@ -130,6 +131,19 @@ def copy_cause(review: Any, authenticated: bool) -> CopyCause:
         uid=uid if isinstance(uid, str) else "",
         owner=owner,
     )
+
+
+def api_message(error: Exception, limit: int = 300) -> str:
+    """The API server's ``message`` of a refused request (its Status body), else the error's
+    type: what the user is shown about a copy that failed. Never the request's contents."""
+    body = getattr(error, "body", None)
+    try:
+        message = json.loads(body).get("message") if isinstance(body, (str, bytes)) else None
+    except (ValueError, AttributeError):
+        message = None
+    if not isinstance(message, str) or not message:
+        return type(error).__name__
+    return message if len(message) <= limit else message[:limit] + "..."
 
 
 class SecretWriter(Protocol):
@@ -336,7 +350,7 @@ class SecretSyncer:
                 # It must need the copy: a forged review naming some existing pod gets none.
                 view = pod_spec(cause.kind, found)
                 if view is not None and request.name in view.pull_secret_names:
-                    self.record(self._copy_now(request))
+                    self.record(self._copy_now(request).partition(": ")[0])
                 else:
                     log.warning(
                         "secret %s not copied into %s: %s %s does not use it",
@@ -375,13 +389,11 @@ class SecretSyncer:
                     )
                     return "not-managed"
         except Exception as error:
-            log.error(
-                "copying secret %s into %s failed: %s",
-                request.name,
-                request.namespace,
-                type(error).__name__,
-            )
-            return "failed"
+            why = api_message(error)
+            log.error("copying secret %s into %s failed: %s", request.name, request.namespace, why)
+            # The API server's words (a ResourceQuota's "exceeded quota", a Forbidden) go
+            # into the warning: the fix the user would try next is refused for that reason.
+            return f"failed: {why}"
         if outcome in ("created", "exists"):
             self._remember(target)
         log.info(
@@ -450,12 +462,20 @@ class SecretSyncer:
             return "failed"
 
     def run(self, interval: float = 30.0) -> None:
-        """Reconcile until stopped (a daemon thread of ``pullguard serve``)."""
-        try:
-            self.learn_existing()
-        except Exception as error:
-            log.warning("could not list managed secret copies: %s", type(error).__name__)
-        while not self._stop.wait(interval):
+        """Reconcile until stopped (a daemon thread of ``pullguard serve``).
+
+        Every pass first adopts the copies the cluster holds, not only those this syncer
+        made: only the worker holding the cluster-wide lock runs this loop, while any
+        worker's admission makes copies, and a copy adopted before the configuration naming
+        its source was loaded would otherwise never be synced (a rotated source would leave
+        it stale until a restart)."""
+        while True:
+            try:
+                self.learn_existing()
+            except Exception as error:
+                log.warning("could not list managed secret copies: %s", type(error).__name__)
+            if self._stop.wait(interval):
+                return
             self.reconcile_once()
 
     def stop(self) -> None:

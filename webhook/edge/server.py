@@ -271,6 +271,25 @@ class ServeOptions:
     that presents one it signed is marked verified (``serve --client-ca``)."""
 
 
+class _HttpsListening(logging.Filter):
+    """gunicorn's arbiter logs "Listening at: http://HOST:PORT": it does not know the worker
+    does TLS. The line is given the scheme each listener really serves (the metrics port
+    stays http://), so an operator is not sent to a plain-HTTP URL that cannot answer."""
+
+    def __init__(self, tls_binds: list[str]) -> None:
+        super().__init__()
+        self.tls_binds = tls_binds
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if str(record.msg).startswith("Listening at:") and record.args:
+            args = list(record.args) if isinstance(record.args, tuple) else [record.args]
+            text = str(args[0])
+            for bind in self.tls_binds:
+                text = text.replace(f"http://{bind}", f"https://{bind}")
+            record.args = (text, *args[1:])
+        return True
+
+
 class _Gunicorn(BaseApplication):  # type: ignore[misc]
     def __init__(self, options: ServeOptions, app_factory: Callable[[], Flask]) -> None:
         self.options = options
@@ -284,6 +303,9 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
         host = f"[{self.options.host}]" if ":" in self.options.host else self.options.host
         ports = [self.options.port] + (
             [self.options.metrics_port] if self.options.metrics_port else []
+        )
+        logging.getLogger("gunicorn.error").addFilter(
+            _HttpsListening([f"{host}:{self.options.port}"])
         )
         settings: dict[str, Any] = {
             "bind": [f"{host}:{port}" for port in ports],
@@ -314,7 +336,7 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
                 self.cfg.set(key, value)
 
     def load(self) -> Flask:
-        # gunicorn's own start-up lines say "http://": it does not know the worker does TLS.
+        # pullguard's own line, with the deadlines (gunicorn's "Listening at" is mended above).
         log.info(
             "serving HTTPS on %s:%s (TLS handshake deadline %.0fs, read timeout %.0fs)",
             self.options.host,
