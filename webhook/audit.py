@@ -11,7 +11,7 @@ It never says "nothing" where it could not look: every image the registry check 
 settle (not asked, unreachable, rate limited, failing) is counted and listed with why.
 
 Exit status: 1 when anything would be denied; else 3 when some images could not be checked;
-else 0. 2 when the cluster could not be read.
+else 0. 2 when the cluster could not be read, or the namespace asked for does not exist.
 
 A progress line goes to a terminal's stderr for long scans; nothing when piped.
 
@@ -101,8 +101,17 @@ def cmd_audit(args: argparse.Namespace) -> int:
         core, api_client = livecheck.load_kube()
         config, source = livecheck.live_config(core, args)
         found = list(objects(api_client, None if args.all_namespaces else args.namespace))
+        missing = (
+            ""
+            if found or args.all_namespaces
+            else livecheck.namespace_missing(core, args.namespace)
+        )
     except Exception as error:
         print(f"pullguard audit: cannot read the cluster: {error}", file=sys.stderr)
+        return 2
+    if missing:
+        # Not "0 objects scanned ... nothing would be denied": there was nothing to look at.
+        print(f"pullguard audit: {missing}", file=sys.stderr)
         return 2
     cluster = DirectClusterView(core)
     registry = livecheck.live_registry(config)
@@ -178,7 +187,9 @@ def _text(
     source: str,
     not_checked: dict[str, dict[str, None]],
 ) -> str:
-    lines = [f"pullguard audit: {scanned} objects scanned with {source}"]
+    lines = [
+        f"pullguard audit: {scanned} object{'' if scanned == 1 else 's'} scanned with {source}"
+    ]
     for kind, meta, decision in results:
         verdict = "DENY" if not decision.allowed else "WARN"
         lines.append(f"{verdict} {kind} {meta.get('namespace', '')}/{meta.get('name', '')}")

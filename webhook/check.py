@@ -44,6 +44,16 @@ NOT_ASKED_NOTE = (
 )
 
 
+def _not_asked_note(whys: Sequence[str]) -> str:
+    """What an "ok" under ``--registry`` adds when the registry could not be asked about an
+    image (it wants credentials check does not have, an address refused): not a pass."""
+    why = "; ".join(w.removeprefix("not asked: ") for w in whys)
+    return (
+        f"registry not asked: {why}; those images are not judged here "
+        "(admission asks with the pod's own credentials)"
+    )
+
+
 @dataclass(frozen=True)
 class Document:
     source: str
@@ -215,6 +225,9 @@ def cmd_check(args: argparse.Namespace) -> int:
                 "allowed": decision.allowed,
                 "message": decision.message,
                 "warnings": list(decision.warnings),
+                "notAsked": list(dict.fromkeys(why for _, why in decision.not_checked))
+                if registry is not None
+                else [],
                 "registry": "not asked (offline)"
                 if registry is None and decision.outcomes.get("registry") == "unavailable"
                 else decision.outcomes.get("registry", ""),
@@ -243,6 +256,8 @@ def cmd_check(args: argparse.Namespace) -> int:
             else:
                 label = f"{result['kind']} {result['namespace']}/{result['name']}"
                 note = f"; {NOT_ASKED_NOTE}" if result["registry"] == "not asked (offline)" else ""
+                if result["notAsked"]:
+                    note = f"; {_not_asked_note(result['notAsked'])}"
                 print(f"ok: {label} ({result['where']}){note}")
             for warning in result["warnings"]:
                 print(f"  warning: {warning}")

@@ -27,6 +27,12 @@ from webhook.core.diagnosis import (
     failing_containers,
     render_text,
 )
+from webhook.core.keyring import (
+    PULL_SECRET_KEYS,
+    Credential,
+    SecretFormatError,
+    parse_pull_secret,
+)
 from webhook.core.pullfailure import CAUSE_WORDS, Cause
 
 
@@ -129,7 +135,35 @@ def diagnose_one(
         if result == "unavailable"
     ]
     note = "; ".join(unavailable) if not decision.findings and unavailable else ""
-    return diagnose(pod, events, decision.findings, live_note=note, workload=workload_of(core, pod))
+    return diagnose(
+        pod,
+        events,
+        decision.findings,
+        live_note=note,
+        workload=workload_of(core, pod),
+        namespace_credentials=namespace_credentials(core, meta["namespace"]),
+    )
+
+
+def namespace_credentials(core: Any, namespace: str) -> list[Credential]:
+    """The pull credentials of the namespace's secrets, so a fix patches in a secret that
+    already covers the image instead of creating one whose name may be taken. Empty when
+    this user may not list secrets there (the fix then creates one, idempotently)."""
+    try:
+        listed = core.list_namespaced_secret(namespace, _request_timeout=10).items
+    except Exception:
+        return []
+    out: list[Credential] = []
+    for secret in listed:
+        if secret.type not in PULL_SECRET_KEYS or not secret.data:
+            continue
+        try:
+            out += parse_pull_secret(
+                secret.type, secret.data, source=f"{namespace}/{secret.metadata.name}"
+            )
+        except SecretFormatError:
+            continue
+    return out
 
 
 def cmd_diagnose(args: argparse.Namespace) -> int:
@@ -172,6 +206,11 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
         else:
             print(f"pullguard diagnose: the API server answered {error.status}", file=sys.stderr)
         return 2
+    if not pods and not args.pod and not args.all_namespaces:
+        missing = livecheck.namespace_missing(core, args.namespace)
+        if missing:
+            print(f"pullguard diagnose: {missing}", file=sys.stderr)
+            return 2
     results = []
     for pod in pods:
         found = diagnose_one(core, pod, config, cluster, registry)
@@ -186,8 +225,11 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
         }
         print(json.dumps(document, indent=2))
     elif not results:
-        where = f"pod {args.namespace}/{args.pod} is" if args.pod else "no pod is"
-        print(f"pullguard: {where} not failing on an image")
+        if args.pod:
+            print(f"pullguard: pod {args.namespace}/{args.pod} is not failing on an image")
+        else:
+            where = "" if args.all_namespaces else f" in namespace {args.namespace}"
+            print(f"pullguard: no pod{where} is failing on an image")
     elif args.all:
         print(_grouped(results))
     else:

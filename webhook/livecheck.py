@@ -142,6 +142,21 @@ def judge(
     return validate(request, config, cluster, registry=registry, own_namespace=own_namespace)
 
 
+def namespace_missing(core: Any, namespace: str) -> str:
+    """Why a namespace with nothing in it cannot be looked at: it does not exist. Empty when
+    it exists, or when this user may not read Namespaces (then it is only empty)."""
+    from kubernetes.client.exceptions import ApiException
+
+    try:
+        core.read_namespace(namespace, _request_timeout=10)
+    except ApiException as error:
+        if error.status == 404:
+            return f'namespace "{namespace}" does not exist'
+    except Exception:  # not readable: the namespace is only empty
+        return ""
+    return ""
+
+
 def load_kube() -> tuple[Any, Any]:
     """(CoreV1Api, ApiClient) from the usual KUBECONFIG or in-cluster configuration."""
     from kubernetes import client

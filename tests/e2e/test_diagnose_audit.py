@@ -173,6 +173,23 @@ def test_diagnose_a_pod_that_is_fine_or_missing(
     assert nothing.returncode == 2
     assert f"pod {ns}/nope not found" in nothing.stderr
     assert pullguard(plane, registries, "diagnose", "-n", ns).returncode == 2
+    # Issue 22 review items 5, 6: no double negative, and a namespace that does not exist
+    # is said to be missing (exit 2), not an empty success.
+    none = pullguard(plane, registries, "diagnose", "--all", "-n", ns)
+    assert none.returncode == 1
+    assert f"pullguard: no pod in namespace {ns} is failing on an image" in none.stdout
+    for command in ("diagnose", "audit"):
+        gone = pullguard(
+            plane,
+            registries,
+            command,
+            *(["--all"] * (command == "diagnose")),
+            "-n",
+            "no-such-ns-r22",
+        )
+        assert gone.returncode == 2, gone.stdout
+        assert 'namespace "no-such-ns-r22" does not exist' in gone.stderr
+        assert "scanned" not in gone.stdout
 
 
 def test_audit_finds_what_would_be_denied_today(
@@ -365,6 +382,15 @@ def test_diagnose_of_a_deployments_pod_patches_the_deployment_as_printed(
     template = plane.get_json("deployment", "owned", "-n", ns)["spec"]["template"]["spec"]
     (secret,) = template["imagePullSecrets"]
     assert plane.kubectl("get", "secret", secret["name"], "-n", ns).ok
+    # Issue 22 review item 1: the secret of that name exists now and covers the image: the
+    # fix is the patch alone (a "kubectl create" would fail with "already exists", and the
+    # "&&" behind it would skip the patch).
+    again = pullguard(plane, registries, "diagnose", name, "-n", ns)
+    assert again.returncode == 0, again.stderr
+    (fix,) = [line.split("Fix: ", 1)[1] for line in again.stdout.splitlines() if "Fix: " in line]
+    assert "kubectl create" not in fix and "kubectl patch deployment/owned" in fix, fix
+    assert f'imagePullSecret "{secret["name"]}" in namespace {ns} already covers' in fix
+    run_printed(plane, fix)
 
 
 def test_diagnose_an_unrelated_missing_secret_event_does_not_hide_a_missing_tag(

@@ -33,6 +33,18 @@ def test_a_tag_never_pushed_is_denied_and_a_fresh_push_admitted_at_once(
         "tag '1.1' (tags there include '1.0')" in denied.stderr
     )
     assert "Fix: use tag '1.0' if that was meant, or push '1.1' first" in denied.stderr
+    # Issue 22 review item 3: on an existing workload (an UPDATE) the fix is a command, and it
+    # runs as printed.
+    assert plane.apply(deployment("web-set", ns, f"{host}/team/web:1.0")).ok
+    updated = plane.kubectl(
+        "set", "image", "deployment/web-set", f"web={host}/team/web:1.1", "-n", ns
+    )
+    assert not updated.ok
+    command = f"kubectl set image deployment/web-set web={host}/team/web:1.0 -n {ns}"
+    assert f"Fix: push '1.1' first, or use tag '1.0' if that was meant: {command}" in (
+        updated.stderr
+    ), updated.stderr
+    assert plane.kubectl(*command.split()[1:]).ok
     # A pipeline pushes, then deploys within a second: a "not found" is never reused.
     push_image(registries.public, "team/web", "1.1")
     assert plane.apply(manifest).ok

@@ -39,10 +39,12 @@ def manifest(image: str) -> str:
     )
 
 
-def check(tmp_path: Path, ca: Path, image: str, *args: str) -> subprocess.CompletedProcess[str]:
+def check(
+    tmp_path: Path, ca: Path, image: str, *args: str, private: bool = True
+) -> subprocess.CompletedProcess[str]:
     (tmp_path / "pod.yaml").write_text(manifest(image))
     config = tmp_path / "config.yaml"
-    config.write_text("registry: {allowPrivateNetworks: true}\n")
+    config.write_text("registry: {allowPrivateNetworks: true}\n" if private else "{}\n")
     return subprocess.run(
         [
             sys.executable,
@@ -91,3 +93,26 @@ def test_check_with_the_registry_never_denies_for_credentials_it_does_not_have(
     result = check(tmp_path, private.ca, f"{private.host}/team/private-check:1.0", "--registry")
     assert result.returncode == 0, result.stdout
     assert "wants credentials, and check has none" in result.stdout
+
+
+def test_an_ok_under_registry_says_what_it_could_not_ask_and_why(
+    registries: tuple[Registry, Registry], tmp_path: Path
+) -> None:
+    """Issue 22 review item 7: a registry not asked (it wants credentials check lacks, or its
+    address is refused) is no bare "ok": the line says "registry not asked: WHY", and the
+    refused address reads as a sentence."""
+    public, private = registries
+    push_image(private, "team/private-ok", "1.0")
+    wanted = check(tmp_path, private.ca, f"{private.host}/team/private-ok:1.0", "--registry")
+    assert wanted.returncode == 0, wanted.stdout
+    (ok,) = [line for line in wanted.stdout.splitlines() if line.startswith("ok: ")]
+    assert "; registry not asked: 127.0.0.1:" in ok, ok
+    assert "wants credentials, and check has none; those images are not judged" in ok
+    assert "those images are not judged here" in ok
+    push_image(public, "team/loopback", "1.0")
+    image = f"{public.host}/team/loopback:1.0"
+    refused = check(tmp_path, public.ca, image, "--registry", private=False)
+    assert refused.returncode == 0, refused.stdout
+    (ok,) = [line for line in refused.stdout.splitlines() if line.startswith("ok: ")]
+    assert "; registry not asked: 127.0.0.1 is a loopback address" in ok, ok
+    assert "resolves to 127.0.0.1 is" not in refused.stdout

@@ -8,6 +8,7 @@ from typing import Any
 from tests.unit.builders import container, image_volume, pod, pod_spec
 from webhook.core.diagnosis import Workload, diagnose, failing_containers, render_text
 from webhook.core.findings import Finding
+from webhook.core.keyring import Credential
 from webhook.core.pullfailure import Cause
 
 IMAGE = "registry.example.com/team/app:1.0"
@@ -201,7 +202,8 @@ def test_a_bare_pod_is_never_told_to_edit_its_pull_secrets() -> None:
     (found,) = diagnose(failing("401 Unauthorized", secrets=["old"]), [], [refused])
     (fix,) = found.fixes
     assert fix.endswith(
-        "--docker-password=PASSWORD && kubectl patch pod web-1 -n team-a --type=merge "
+        "--docker-password=PASSWORD --dry-run=client -o yaml | kubectl apply -f - "
+        "&& kubectl patch pod web-1 -n team-a --type=merge "
         "--dry-run=client -o yaml -p "
         '\'{"spec":{"imagePullSecrets":[{"name":"old"},{"name":"regcred-x"}]}}\' '
         "| kubectl replace --force -f -"
@@ -221,3 +223,74 @@ def test_a_near_tag_is_set_on_the_pod_as_a_command() -> None:
         "use tag '1.1' if that was meant, or push '1.0' first: kubectl set image deployment/web "
         "web=registry.example.com/team/app:1.1 -n team-a"
     ]
+
+
+# -- the outside review of issue 22 -----------------------------------------------------------
+
+
+REFUSED = Finding(
+    "registry",
+    'container "web"',
+    "refused anonymously",
+    fix="kubectl create secret docker-registry regcred-registry-example-com -n team-a "
+    "--docker-server=registry.example.com --docker-username=USER --docker-password=PASSWORD, "
+    "then add {name: regcred-registry-example-com} to the imagePullSecrets in the manifest",
+    cause="unauthorized",
+)
+
+
+def test_a_secret_already_in_the_namespace_is_only_patched_in() -> None:
+    """A secret of the generated name, made for another workload: ``kubectl create`` would
+    fail with "already exists" and ``&&`` would skip the patch; only the patch is printed."""
+    theirs = Credential(
+        "registry.example.com", "u", "p", source="team-a/regcred-registry-example-com"
+    )
+    owned = Workload("Deployment", "web")
+    for live, note in (([REFUSED], ""), ([], "registry: unavailable")):
+        (found,) = diagnose(
+            failing("401 Unauthorized"),
+            [],
+            live,
+            live_note=note,
+            workload=owned,
+            namespace_credentials=[theirs],
+        )
+        (fix,) = found.fixes
+        assert "kubectl create" not in fix
+        assert fix == (
+            'imagePullSecret "regcred-registry-example-com" in namespace team-a already covers '
+            f"{IMAGE}: kubectl patch deployment/web -n team-a --type=merge -p "
+            '\'{"spec":{"template":{"spec":{"imagePullSecrets":'
+            '[{"name":"regcred-registry-example-com"}]}}}}\''
+        )
+
+
+def test_a_create_chained_before_a_patch_succeeds_when_the_name_exists() -> None:
+    """No secret covers the image: the create is idempotent, so the patch behind it runs."""
+    other = Credential("other.example.com", "u", "p", source="team-a/other")
+    for live, note in (([REFUSED], ""), ([], "registry: unavailable")):
+        (found,) = diagnose(
+            failing("401 Unauthorized"),
+            [],
+            live,
+            live_note=note,
+            workload=Workload("Deployment", "web"),
+            namespace_credentials=[other],
+        )
+        (fix,) = found.fixes
+        create, _, patch = fix.partition(" && ")
+        assert create.startswith("kubectl create secret docker-registry regcred-registry")
+        assert create.endswith("--dry-run=client -o yaml | kubectl apply -f -")
+        assert patch.startswith("kubectl patch deployment/web -n team-a")
+
+
+def test_a_platform_failure_with_nothing_known_prints_no_placeholder_command() -> None:
+    """kubectl accepts ``"kubernetes.io/arch":"ARCH"``, and the pods never schedule."""
+    for workload, where in (
+        (None, "on the pod"),
+        (Workload("Deployment", "web"), "in the pod template"),
+    ):
+        (found,) = diagnose(failing("no match for platform in manifest"), [], [], workload=workload)
+        (fix,) = found.fixes
+        assert "ARCH" not in fix and "kubectl" not in fix
+        assert f"set nodeSelector kubernetes.io/arch (and kubernetes.io/os) {where}" in fix

@@ -4,6 +4,8 @@ the outside probe found misleading, on the engine with a registry that answers f
 
 from __future__ import annotations
 
+import copy
+
 from tests.unit.builders import cluster_with, container, pod, pod_spec, pull_secret, request
 from webhook.core.cluster import ServiceAccountInfo
 from webhook.core.config import load_config_text, parse_config
@@ -80,6 +82,33 @@ def test_kubectl_debug_refused_anonymously_is_told_to_recreate_the_pod() -> None
         finding.fix or ""
     )
     assert "in the manifest" not in (finding.fix or "")
+
+
+def test_kubectl_debug_of_a_deployments_pod_patches_the_deployments_template() -> None:
+    """The ReplicaSet remakes the pod from its template: "recreate the pod" is for a bare
+    pod only; a Deployment's pod is fixed in the Deployment (named by pod-template-hash)."""
+    old = pod(pod_spec(container("app", "nginx:1.25"), secrets=["other"]))
+    old["metadata"]["labels"] = {"app": "web", "pod-template-hash": "5d8f7c"}
+    old["metadata"]["ownerReferences"] = [
+        {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-5d8f7c", "controller": True}
+    ]
+    new = copy.deepcopy(old)
+    new["spec"]["ephemeralContainers"] = [{"name": "debugger", "image": PORTED}]
+    review = request(new, operation="UPDATE", old=old, sub_resource="ephemeralcontainers")
+    registry = FixedRegistry({PORTED: Answer(Outcome.UNAUTHORIZED, "HTTP 401")})
+    cluster = cluster_with(pull_secret("team-a", "other", "ghcr.io"))
+    decision = validate(review, DEFAULT, cluster, registry=registry)
+    assert not decision.allowed
+    (finding,) = [f for f in decision.findings if f.check == "registry"]
+    fix = finding.fix or ""
+    assert "recreate the pod" not in fix
+    assert fix.endswith(
+        ", then add {name: regcred-registry-example-com-5000} to the imagePullSecrets of the "
+        "pod template of Deployment web (it makes the pod): kubectl patch deployment/web "
+        "-n team-a --type=merge -p "
+        '\'{"spec":{"template":{"spec":{"imagePullSecrets":[{"name":"other"},'
+        '{"name":"regcred-registry-example-com-5000"}]}}}}\''
+    )
 
 
 def test_a_refused_default_secret_is_fixed_at_its_source() -> None:

@@ -55,6 +55,29 @@ def test_a_tag_that_was_never_pushed_is_denied_with_the_tags_there() -> None:
     assert "Fix: use tag '1.1' if that was meant, or push '1.0' first" in decision.message
 
 
+def test_a_never_pushed_tag_on_an_existing_workload_gets_the_set_image_command() -> None:
+    """An UPDATE (``kubectl set image`` to a tag never pushed): the fix sets the near tag on
+    the workload, as README promises; a CREATE keeps the words (nothing to run it on yet)."""
+    registry = table(
+        {IMAGE: Answer(Outcome.NOT_FOUND, "HTTP 404", repository_exists=True, tags=("1.1",))}
+    )
+    old = deployment(pod_spec(container("web", "registry.example.com/team/app:1.1")))
+    new = deployment(pod_spec(container("web", IMAGE)))
+    decision = validate(
+        request(new, operation="UPDATE", old=old), DEFAULT, cluster_with(), registry=registry
+    )
+    assert not decision.allowed
+    assert decision.message is not None
+    assert (
+        "Fix: push '1.0' first, or use tag '1.1' if that was meant: kubectl set image "
+        "deployment/web web=registry.example.com/team/app:1.1 -n team-a" in decision.message
+    )
+    created = validate(request(new), DEFAULT, cluster_with(), registry=registry)
+    assert created.message is not None
+    assert "Fix: use tag '1.1' if that was meant, or push '1.0' first" in created.message
+    assert "kubectl set image" not in created.message
+
+
 def test_a_repository_that_does_not_exist_is_named() -> None:
     registry = table(
         {
@@ -682,3 +705,16 @@ def test_tags_read_with_a_tenants_credentials_are_never_printed() -> None:
     text = (decision.message or "") + "\n".join(decision.warnings)
     assert "has no tag '1.0'" in text
     assert "1.1-rc" not in text and "2.0-rc" not in text, text
+
+
+def test_an_unreachable_registry_is_worded_for_audit_and_diagnose_too() -> None:
+    """Issue 22 review item 8: the same words are printed by audit and diagnose, which admit
+    nothing: no "so the pod was admitted"."""
+    registry = table({IMAGE: Answer(Outcome.UNREACHABLE, "connection refused")})
+    decision = validate(
+        request(pod(pod_spec(container("web", IMAGE)))), DEFAULT, cluster_with(), registry=registry
+    )
+    assert decision.allowed
+    (finding,) = [f for f in decision.findings if f.check == "registry"]
+    assert "was admitted" not in finding.problem
+    assert finding.problem.endswith("(the nodes may see another network: a warning, not a denial)")

@@ -17,10 +17,12 @@ Pure: cluster facts come from a :class:`~webhook.core.cluster.ClusterView`.
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from webhook.core.cluster import ClusterUnavailable, ClusterView, SecretInfo
 from webhook.core.config import Config
@@ -61,6 +63,78 @@ class WorkloadRef:
             f"kubectl set image {self.kind.lower()}/{self.name} "
             f"{container}={q(image)} -n {self.namespace}"
         )
+
+
+#: Controllers whose pod template a merge patch at ``spec.template.spec`` changes in place.
+_PATCHABLE_TEMPLATE_KINDS = {
+    "Deployment",
+    "StatefulSet",
+    "DaemonSet",
+    "ReplicaSet",
+    "ReplicationController",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class PodOwner:
+    """The controller a running pod (``kubectl debug`` on it) is made by: its pull secrets
+    are fixed in that template, since the controller remakes the pod from it (a Deployment
+    above its ReplicaSet, named by the ``pod-template-hash`` label the Deployment
+    controller puts in both the ReplicaSet's name and the pod's labels)."""
+
+    kind: str
+    name: str
+    namespace: str
+    secrets: tuple[str, ...] = ()
+
+    def where_to_add(self, secret: str) -> str:
+        shown = f"{{name: {secret}}}"
+        words = (
+            f"add {shown} to the imagePullSecrets of the pod template of {self.kind} {self.name}"
+        )
+        if self.kind not in _PATCHABLE_TEMPLATE_KINDS:
+            return f"{words} (it makes the pod)"
+        names = [*dict.fromkeys([*self.secrets, secret])]
+        body = {"spec": {"template": {"spec": {"imagePullSecrets": [{"name": n} for n in names]}}}}
+        text = json.dumps(body, separators=(",", ":"))
+        return (
+            f"{words} (it makes the pod): kubectl patch {self.kind.lower()}/{self.name} "
+            f"-n {self.namespace} --type=merge -p {q(text)}"
+        )
+
+
+def pod_owner(obj: Mapping[str, Any] | None, namespace: str) -> PodOwner | None:
+    """The controller of a pod object, or ``None`` for a bare pod."""
+    if not isinstance(obj, Mapping):
+        return None
+    metadata = obj.get("metadata")
+    if not isinstance(metadata, Mapping):
+        return None
+    spec = obj.get("spec")
+    listed = spec.get("imagePullSecrets") if isinstance(spec, Mapping) else None
+    secrets = tuple(
+        str(s["name"])
+        for s in listed or []
+        if isinstance(s, Mapping) and isinstance(s.get("name"), str) and s["name"]
+    )
+    for owner in metadata.get("ownerReferences") or []:
+        if not isinstance(owner, Mapping) or owner.get("controller") is not True:
+            continue
+        kind, name = owner.get("kind"), owner.get("name")
+        if not isinstance(kind, str) or not isinstance(name, str) or not kind or not name:
+            continue
+        labels = metadata.get("labels")
+        template_hash = labels.get("pod-template-hash") if isinstance(labels, Mapping) else None
+        if (
+            kind == "ReplicaSet"
+            and isinstance(template_hash, str)
+            and template_hash
+            and name.endswith(f"-{template_hash}")
+            and len(name) > len(template_hash) + 1
+        ):
+            kind, name = "Deployment", name[: -len(template_hash) - 1]
+        return PodOwner(kind, name, namespace, secrets)
+    return None
 
 
 #: Kinds whose pod template ``kubectl set image`` can change in place. Not Job: a Job's
@@ -342,19 +416,24 @@ def check_coverage(
     *,
     note: str = "",
     running_pod: bool = False,
+    owner: PodOwner | None = None,
 ) -> list[Finding]:
-    """An image from a registry needing credentials must be covered by one of the secrets."""
+    """An image from a registry needing credentials must be covered by one of the secrets.
+    ``owner``: the running pod's controller, whose template the secret goes to."""
     if lookup(secrets.credentials, ref.name):
         return []
     have = what_the_pod_has(secrets, ref)
     name = secret_name_for(ref.domain)
-    where_to_add = (
+    if running_pod and owner is not None:
+        where_to_add = owner.where_to_add(name)
+    elif running_pod:
         # A running Pod's imagePullSecrets cannot change (kubectl debug on it, say).
-        f"recreate the pod with {{name: {name}}} in spec.imagePullSecrets, or use an image "
-        "from a registry its secrets cover"
-        if running_pod
-        else f"add {{name: {name}}} to the manifest's imagePullSecrets and apply it again"
-    )
+        where_to_add = (
+            f"recreate the pod with {{name: {name}}} in spec.imagePullSecrets, or use an "
+            "image from a registry its secrets cover"
+        )
+    else:
+        where_to_add = f"add {{name: {name}}} to the manifest's imagePullSecrets and apply it again"
     return [
         Finding.for_container(
             "pullSecrets",

@@ -22,8 +22,10 @@ from typing import Any
 
 from webhook.core.checks import create_secret_command, secret_name_for
 from webhook.core.findings import Finding
+from webhook.core.keyring import Credential, lookup
 from webhook.core.podspec import Container, pod_spec
 from webhook.core.pullfailure import CAUSE_WORDS, PULL_REASONS, Cause, Classified, classify
+from webhook.core.reference import parse_or_none
 
 q = shlex.quote
 
@@ -154,10 +156,13 @@ def diagnose(
     *,
     live_note: str = "",
     workload: Workload | None = None,
+    namespace_credentials: Sequence[Credential] = (),
 ) -> list[ContainerDiagnosis]:
     """One diagnosis per failing image. ``live``: findings of the checks re-run now;
     ``live_note``: why they could not all run (shown when nothing confirms); ``workload``:
-    the pod's owner, so the fixes change what will make the next pod.
+    the pod's owner, so the fixes change what will make the next pod;
+    ``namespace_credentials``: the pull secrets of the pod's namespace (a secret there that
+    already covers the image is patched in, not created again).
 
     The kubelet's evidence comes first: a live finding that is only advice (the registry
     cannot be reached from here now, a typo guess, ``:latest`` advice) never replaces the
@@ -170,7 +175,7 @@ def diagnose(
     node = str(spec.get("nodeName") or "")
     if workload is None:
         workload = Workload("Pod", name, str(spec.get("serviceAccountName") or "default"))
-    fixer = _Fixer(pod, namespace, workload)
+    fixer = _Fixer(pod, namespace, workload, namespace_credentials)
     out = []
     for container, texts in failing_containers(pod, events):
         classified = _classify(texts, secret_events(events))
@@ -282,7 +287,9 @@ def _use(
             continue
         fix = finding.fix
         if added := _SECRET_TO_ADD.search(fix):
-            fix = f"{fix[: added.start()]} && {fixer.add_secret(added.group(1))}"
+            fix = fixer.secret_for(container, fix[: added.start()], added.group(1))
+        elif "kubectl set image" in fix:
+            pass  # the finding's own command (an existing workload)
         elif (tag := _TAG_MEANT.match(fix)) and "@" not in container.image:
             head, slash, last = container.image.rpartition("/")
             retagged = f"{head}{slash}{last.partition(':')[0]}:{tag.group(1)}"
@@ -303,10 +310,17 @@ class _Fixer:
     (whose ``imagePullSecrets`` and ``nodeSelector`` cannot change: it is recreated with
     ``kubectl patch --dry-run=client -o yaml ... | kubectl replace --force -f -``)."""
 
-    def __init__(self, pod: Mapping[str, Any], namespace: str, workload: Workload) -> None:
+    def __init__(
+        self,
+        pod: Mapping[str, Any],
+        namespace: str,
+        workload: Workload,
+        credentials: Sequence[Credential] = (),
+    ) -> None:
         self.pod = pod
         self.namespace = namespace
         self.workload = workload
+        self.credentials = credentials
         spec = pod.get("spec") or {}
         self.secrets = [
             str(s.get("name"))
@@ -333,6 +347,29 @@ class _Fixer:
         body = json.dumps({"spec": document}, separators=(",", ":"))
         target = f"{self.workload.kind.lower()}/{self.workload.name}"
         return f"kubectl patch {target} -n {ns} --type=merge -p {q(body)}"
+
+    def covering_secret(self, image: str) -> str | None:
+        """A pull secret of the namespace, not yet on the pod, that covers ``image``."""
+        ref = parse_or_none(image)
+        if ref is None:
+            return None
+        for credential in lookup(self.credentials, ref.name):
+            name = credential.source.rpartition("/")[2]
+            if name and name not in self.secrets:
+                return name
+        return None
+
+    def secret_for(self, container: Container, create: str, name: str) -> str:
+        """The secret's fix: only the patch when a secret of the namespace already covers
+        the image (made for another workload, say); else the create, made idempotent, then
+        the patch (a plain ``kubectl create`` fails on a name that exists, and ``&&`` would
+        skip the patch)."""
+        if existing := self.covering_secret(container.image):
+            return (
+                f'imagePullSecret "{existing}" in namespace {self.namespace} already covers '
+                f"{container.image}: {self.add_secret(existing)}"
+            )
+        return f"{idempotent(create)} && {self.add_secret(name)}"
 
     def add_secret(self, secret: str) -> str:
         names = [*dict.fromkeys([*self.secrets, secret])]
@@ -381,11 +418,19 @@ class _Fixer:
         account = self.workload.service_account
         names = [*dict.fromkeys([*self.workload.account_secrets, "dockerhub"])]
         body = json.dumps({"imagePullSecrets": [{"name": n} for n in names]}, separators=(",", ":"))
+        create = create_secret_command("dockerhub", self.namespace, "https://index.docker.io/v1/")
         return (
-            f"{create_secret_command('dockerhub', self.namespace, 'https://index.docker.io/v1/')}"
-            f" && kubectl patch serviceaccount {account} -n {self.namespace} --type=merge "
-            f"-p {q(body)}"
+            f"{idempotent(create)} && kubectl patch serviceaccount {account} "
+            f"-n {self.namespace} --type=merge -p {q(body)}"
         )
+
+
+def idempotent(create: str) -> str:
+    """``kubectl create ...`` as a command that also succeeds when the object exists (its
+    own output applied), so a command chained behind it with ``&&`` runs."""
+    if not create.startswith("kubectl create "):
+        return create
+    return f"{create} --dry-run=client -o yaml | kubectl apply -f -"
 
 
 def _fixes_for(cause: Cause, container: Container, fixer: _Fixer, node: str) -> list[str]:
@@ -401,7 +446,7 @@ def _fixes_for(cause: Cause, container: Container, fixer: _Fixer, node: str) -> 
             + fixer.set_image(container, "IMAGE")
         ],
         Cause.UNAUTHORIZED: [
-            f"{create_secret_command(name, namespace, host)} && {fixer.add_secret(name)}"
+            fixer.secret_for(container, create_secret_command(name, namespace, host), name)
         ],
         Cause.SECRET_MISSING: [
             f"kubectl get pod {pod} -n {namespace} -o "
@@ -428,8 +473,10 @@ def _fixes_for(cause: Cause, container: Container, fixer: _Fixer, node: str) -> 
         ],
         Cause.REGISTRY_ERROR: [f"the registry {host} is failing; the kubelet retries on its own"],
         Cause.PLATFORM: [
-            "use a multi-platform build, or keep the pods on nodes the image has a build "
-            "for: " + fixer.node_selector({"kubernetes.io/arch": "ARCH"})
+            # No placeholder command: kubectl accepts "ARCH" and the pods never schedule.
+            "use a multi-platform build, or set nodeSelector kubernetes.io/arch (and "
+            f"kubernetes.io/os) {'on the pod' if fixer.workload.bare else 'in the pod template'}"
+            " to a platform the image has a build for (pullguard could not learn which)"
         ],
         Cause.DISK_FULL: [
             f"free disk space{on_node}: kubectl describe node {node or 'NODE'}; remove unused "

@@ -31,7 +31,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from webhook.core.checks import (
+    PodOwner,
     SecretSet,
+    WorkloadRef,
     create_secret_command,
     secret_name_for,
     what_the_pod_has,
@@ -110,6 +112,8 @@ def registry_finding(
     running_pod: bool = False,
     default_sources: Mapping[str, str] | None = None,
     hidden: str = "",
+    workload: WorkloadRef | None = None,
+    owner: PodOwner | None = None,
 ) -> Finding | None:
     """The finding for one image's answer, or ``None`` (found, or not asked).
 
@@ -123,7 +127,7 @@ def registry_finding(
     if outcome in (Outcome.FOUND, Outcome.NOT_ASKED):
         return None
     if outcome is Outcome.NOT_FOUND:
-        return _not_found(container, ref, answer)
+        return _not_found(container, ref, answer, workload)
     if outcome is Outcome.NOT_A_MANIFEST:
         return Finding.for_container(
             "registry",
@@ -155,12 +159,13 @@ def registry_finding(
                 )
         else:
             name = secret_name_for(ref.domain)
-            then = (
+            if running_pod and owner is not None:
+                then = f"then {owner.where_to_add(name)}"
+            elif running_pod:
                 # A Pod's imagePullSecrets cannot change once it exists (kubectl debug).
-                f"then recreate the pod with {{name: {name}}} in spec.imagePullSecrets"
-                if running_pod
-                else f"then add {{name: {name}}} to the imagePullSecrets in the manifest"
-            )
+                then = f"then recreate the pod with {{name: {name}}} in spec.imagePullSecrets"
+            else:
+                then = f"then add {{name: {name}}} to the imagePullSecrets in the manifest"
             fix = f"{create_secret_command(name, namespace, where)}, {then}"
         finding = Finding.for_container(
             "registry",
@@ -208,7 +213,7 @@ def registry_finding(
             container,
             cause=_unreachable_cause(answer.detail),
             problem=f"pullguard could not reach registry {where}: {answer.detail}{meant} "
-            "(the nodes may see another network, so the pod was admitted)",
+            "(the nodes may see another network: a warning, not a denial)",
             short=f"could not reach {where} to check {ref.familiar}: {answer.detail}{meant}",
             fix=f"use image {str(ref.with_name(answer.suggestion, ref.path))!r} if that was meant"
             if answer.suggestion
@@ -226,7 +231,9 @@ def registry_finding(
     )
 
 
-def _not_found(container: Container, ref: Reference, answer: Answer) -> Finding:
+def _not_found(
+    container: Container, ref: Reference, answer: Answer, workload: WorkloadRef | None
+) -> Finding:
     shown = container.shown_image
     repository = f"{ref.domain}/{ref.path}"
     said = _said(answer)
@@ -257,6 +264,15 @@ def _not_found(container: Container, ref: Reference, answer: Answer) -> Finding:
         if near
         else f"use a {('digest' if ref.digest else 'tag')} that exists, or push it first"
     )
+    # An existing workload (an UPDATE) gets the command that sets the near tag.
+    retagged = str(Reference(domain=ref.domain, path=ref.path, tag=near))
+    command = (
+        workload.set_image_command(container.name, retagged)
+        if near and workload is not None and not container.is_volume
+        else None
+    )
+    if command:
+        fix = f"push {wanted!r} first, or use tag {near!r} if that was meant: {command}"
     return Finding.for_container(
         "registry",
         container,
@@ -459,7 +475,7 @@ def mirror_not_found_finding(
         cause="mirror_not_found",
         problem=f"mirror {mirror} says {shown!r} does not exist, and {original.domain} could "
         f"not confirm it ({why}): a mirror's 'not found' may only mean it cannot reach "
-        f"{original.domain}, so the pod was admitted",
+        f"{original.domain}: a warning, not a denial",
         short=f"mirror {mirror} lacks {original.familiar}; {original.domain} could not "
         f"confirm ({why})",
         advisory=True,

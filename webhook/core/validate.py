@@ -48,6 +48,7 @@ from dataclasses import dataclass, field, replace
 
 from webhook.core.checks import (
     TYPO_WORDS,
+    PodOwner,
     SecretSet,
     WorkloadRef,
     check_coverage,
@@ -55,6 +56,7 @@ from webhook.core.checks import (
     check_reference,
     default_pull_policy,
     needs_credentials,
+    pod_owner,
     read_secrets,
 )
 from webhook.core.cluster import ClusterUnavailable, ClusterView, SecretInfo, ServiceAccountInfo
@@ -244,6 +246,13 @@ def validate(
     workload = WorkloadRef(
         request.kind, namespace, request.object_name, exists=request.operation == "UPDATE"
     )
+    # A running pod's controller (kubectl debug on a Deployment's pod): its template, not
+    # the pod, takes a pull secret.
+    owner = (
+        pod_owner(request.object, namespace)
+        if not view.is_template and request.operation == "UPDATE"
+        else None
+    )
     findings: list[Finding] = []
     unavailable: dict[str, str] = {}
     refs: dict[str, Reference] = {}
@@ -309,6 +318,7 @@ def validate(
                 config=config,
                 namespace=namespace,
                 operation=request.operation,
+                owner=owner,
             )
         )
         findings.extend(pod.over_cap)
@@ -330,6 +340,8 @@ def validate(
                 unavailable,
                 blocked=any(f.check == "pullSecrets" and not f.advisory for f in findings),
                 running_pod=not view.is_template and request.operation == "UPDATE",
+                workload=workload,
+                owner=owner,
                 as_written=as_written_answers,
                 mirrors_down=frozenset() if view.is_template else mirrors_down,
             )
@@ -666,6 +678,7 @@ def _pull_secret_findings(
     config: Config,
     namespace: str,
     operation: str,
+    owner: PodOwner | None = None,
 ) -> list[Finding]:
     secrets, findings = pod.secrets, pod.findings
     if secrets.unavailable is not None:
@@ -695,6 +708,7 @@ def _pull_secret_findings(
         config=config,
         namespace=namespace,
         operation=operation,
+        owner=owner,
     )
 
 
@@ -709,6 +723,7 @@ def _usable_secret_findings(
     config: Config,
     namespace: str,
     operation: str,
+    owner: PodOwner | None = None,
 ) -> list[Finding]:
     """Missing and skipped secrets, and coverage: what depends on the registry's answer."""
     secrets = pod.secrets
@@ -768,6 +783,7 @@ def _usable_secret_findings(
                 namespace,
                 note=pod.hidden,
                 running_pod=not view.is_template and operation == "UPDATE",
+                owner=owner,
             )
         )
     return findings
@@ -788,6 +804,8 @@ def _registry_findings(  # noqa: PLR0917 - one call site, every argument named t
     as_written: Mapping[str, tuple[Reference, Answer]],
     mirrors_down: Collection[str],
     running_pod: bool = False,
+    workload: WorkloadRef | None = None,
+    owner: PodOwner | None = None,
 ) -> list[Finding]:
     """Findings of the ``registry`` and ``platform`` checks. ``blocked``: a pull-secret
     finding already denies, and its fix comes first; a refusal would repeat it.
@@ -855,6 +873,8 @@ def _registry_findings(  # noqa: PLR0917 - one call site, every argument named t
             secrets=pod.secrets if pod is not None else None,
             hidden=pod.hidden if pod is not None else "",
             running_pod=running_pod,
+            workload=workload,
+            owner=owner,
             default_sources={
                 d.secret: d.source_namespace
                 for d in config.default_pull_secrets

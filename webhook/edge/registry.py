@@ -390,12 +390,12 @@ class GuardedBackend(httpcore.NetworkBackend):
         except OSError as error:
             raise httpcore.ConnectError(f"DNS lookup of {host} failed: {error}") from None
         allowed = self.allows_private(hostport)
-        refusals: list[str] = []
+        refusals: list[tuple[str, str]] = []
         last: Exception | None = None
         for address in addresses:
             refusal = None if allowed else address_refusal(address)
             if refusal is not None:
-                refusals.append(f"{address} is {refusal}")
+                refusals.append((address, refusal))
                 continue
             try:
                 stream = self.inner.connect_tcp(
@@ -412,7 +412,11 @@ class GuardedBackend(httpcore.NetworkBackend):
         if last is not None:
             raise last
         if refusals:
-            raise AddressRefused(f"{host} resolves to {refusals[0]}")
+            # "127.0.0.1 is a loopback address"; a name: "x resolves to 10.0.0.1, which is ...".
+            address, refusal = refusals[0]
+            if address == host:
+                raise AddressRefused(f"{host} is {refusal}")
+            raise AddressRefused(f"{host} resolves to {address}, which is {refusal}")
         raise httpcore.ConnectError(f"{host} has no address")
 
 
