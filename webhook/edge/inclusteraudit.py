@@ -18,7 +18,6 @@ but Events, and a failing pass must never stop the webhook.
 
 from __future__ import annotations
 
-import datetime
 import hashlib
 import logging
 import threading
@@ -28,6 +27,7 @@ from typing import Any
 
 from webhook import livecheck
 from webhook.audit import objects, tally
+from webhook.edge.kube import warning_event
 
 log = logging.getLogger("pullguard.audit")
 
@@ -104,14 +104,10 @@ class InClusterAudit:
 
         meta = document["metadata"]
         namespace = meta.get("namespace") or "default"
-        now = datetime.datetime.now(datetime.UTC)
         lead = "would be denied today" if denied else "has warnings today"
-        message = f"pullguard audit: {lead}:\n{text}"
-        if len(message) > EVENT_MESSAGE_MAX:
-            message = message[: EVENT_MESSAGE_MAX - 3] + "..."
-        event = client.CoreV1Event(
-            metadata=client.V1ObjectMeta(generate_name=f"{meta.get('name', 'object')}.pullguard-"),
-            involved_object=client.V1ObjectReference(
+        event = warning_event(
+            client.V1ObjectMeta(generate_name=f"{meta.get('name', 'object')}.pullguard-"),
+            client.V1ObjectReference(
                 api_version=document.get("apiVersion"),
                 kind=kind,
                 name=meta.get("name"),
@@ -119,13 +115,8 @@ class InClusterAudit:
                 uid=meta.get("uid"),
             ),
             reason=EVENT_REASON,
-            type="Warning",
-            message=message,
-            first_timestamp=now,
-            last_timestamp=now,
-            count=1,
-            source=client.V1EventSource(component="pullguard"),
-            reporting_component="pullguard",
+            message=f"pullguard audit: {lead}:\n{text}",
+            limit=EVENT_MESSAGE_MAX,
         )
         try:
             client.CoreV1Api(self.api_client).create_namespaced_event(

@@ -28,6 +28,7 @@ Must not: decide anything; every answer goes back to the core as plain data.
 
 from __future__ import annotations
 
+import datetime
 import logging
 import random
 import threading
@@ -509,7 +510,6 @@ class ConfigMapSource:
 
     def _refused_event(self, configmap: Any, problems: list[str], kept: bool) -> None:
         """A Warning Event on the ConfigMap saying what was refused and what is in force."""
-        import datetime
 
         from kubernetes import client
         from kubernetes.client.exceptions import ApiException
@@ -522,15 +522,11 @@ class ConfigMapSource:
             else "no good configuration yet: reviews are judged with the embedded default "
             "(no mirrors, no default pull secrets) and pullguard is not ready"
         )
-        message = f"pullguard refused config.yaml; {in_force}: " + "; ".join(problems)
-        if len(message) > CONFIG_EVENT_MESSAGE_MAX:
-            message = message[: CONFIG_EVENT_MESSAGE_MAX - 3] + "..."
-        now = datetime.datetime.now(datetime.UTC)
-        event = client.CoreV1Event(
-            metadata=client.V1ObjectMeta(
+        event = warning_event(
+            client.V1ObjectMeta(
                 name=f"{self.name}.pullguard-refused.{version}", namespace=self.namespace
             ),
-            involved_object=client.V1ObjectReference(
+            client.V1ObjectReference(
                 api_version="v1",
                 kind="ConfigMap",
                 name=self.name,
@@ -539,13 +535,8 @@ class ConfigMapSource:
                 resource_version=version,
             ),
             reason=CONFIG_EVENT_REASON,
-            type="Warning",
-            message=message,
-            first_timestamp=now,
-            last_timestamp=now,
-            count=1,
-            source=client.V1EventSource(component="pullguard"),
-            reporting_component="pullguard",
+            message=f"pullguard refused config.yaml; {in_force}: " + "; ".join(problems),
+            limit=CONFIG_EVENT_MESSAGE_MAX,
         )
         try:
             self.api.create_namespaced_event(self.namespace, event, _request_timeout=5)
@@ -800,3 +791,27 @@ class DirectClusterView:
         """One node's (os, arch), or ``None`` when unknown."""
         found = self._read(("node", name), self.api.read_node, name)
         return node_platform_of(found) if found is not None else None
+
+
+def warning_event(
+    metadata: Any, involved_object: Any, *, reason: str, message: str, limit: int
+) -> Any:
+    """A Warning Event from pullguard about ``involved_object``, its message cut to
+    ``limit`` characters (the API server refuses longer ones)."""
+    from kubernetes import client
+
+    if len(message) > limit:
+        message = message[: limit - 3] + "..."
+    now = datetime.datetime.now(datetime.UTC)
+    return client.CoreV1Event(
+        metadata=metadata,
+        involved_object=involved_object,
+        reason=reason,
+        type="Warning",
+        message=message,
+        first_timestamp=now,
+        last_timestamp=now,
+        count=1,
+        source=client.V1EventSource(component="pullguard"),
+        reporting_component="pullguard",
+    )
