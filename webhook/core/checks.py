@@ -150,9 +150,15 @@ _SET_IMAGE_KINDS = {
 
 
 def check_reference(
-    container: Container, known_registries: Sequence[str], workload: WorkloadRef
+    container: Container,
+    known_registries: Sequence[str],
+    workload: WorkloadRef,
+    *,
+    typos: dict[str, str | None] | None = None,
 ) -> tuple[Reference | None, list[Finding]]:
-    """Parse the image; findings for an invalid one, or a likely typo in a valid one's host."""
+    """Parse the image; findings for an invalid one, or a likely typo in a valid one's host.
+    ``typos``: the review's guesses so far, by host (each guess costs an edit-distance table
+    per known registry; a pod naming one host 20,000 times once paid it 20,000 times)."""
     try:
         ref = parse(container.image)
     except InvalidReference as error:
@@ -179,7 +185,12 @@ def check_reference(
     shouted = _single_label_host(ref)
     if shouted is not None:
         return ref, [shouted(container)]
-    typo = suggest_registry(ref.domain, known_registries) if ref.domain else None
+    if typos is None or ref.domain not in typos:
+        typo = suggest_registry(ref.domain, known_registries) if ref.domain else None
+        if typos is not None:
+            typos[ref.domain] = typo
+    else:
+        typo = typos[ref.domain]
     if typo is None:
         return ref, []
     corrected = str(ref.with_name(typo, ref.path))

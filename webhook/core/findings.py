@@ -104,13 +104,27 @@ def describe_object(kind: str, namespace: str, name: str, generate_name: str = "
     return f"{kind} {namespace}/{name}" if namespace else f"{kind} {name}"
 
 
+#: Problems a denial message lists: a pod with 20,000 malformed image references once got a
+#: 3.8 MB message. The count in the first line is always the whole count.
+MAX_PROBLEMS_LISTED = 20
+
+
 def denial_message(subject: str, findings: Sequence[Finding]) -> str:
-    """The denial text: the object, then one entry per problem with its fix."""
+    """The denial text: the object, then one entry per problem with its fix (at most
+    :data:`MAX_PROBLEMS_LISTED`, then how many more)."""
     count = len(findings)
     lines = [
         f"pullguard denied {subject}: {count} problem{'s' if count != 1 else ''} "
         "would cause ImagePullBackOff"
     ]
+    lines.extend(_problem_lines(findings[:MAX_PROBLEMS_LISTED]))
+    if count > MAX_PROBLEMS_LISTED:
+        lines.append(f"- {count - MAX_PROBLEMS_LISTED} more problems not shown")
+    return "\n".join(lines)
+
+
+def _problem_lines(findings: Sequence[Finding]) -> list[str]:
+    lines = []
     for finding in findings:
         problem = finding.problem.rstrip()
         if not problem.endswith((".", "?", "!")):
@@ -118,7 +132,7 @@ def denial_message(subject: str, findings: Sequence[Finding]) -> str:
         lines.append(f"- {finding.subject}: {problem}")
         if finding.fix:
             lines.append(f"  Fix: {finding.fix}")
-    return "\n".join(lines)
+    return lines
 
 
 def warning_lines(findings: Sequence[Finding], extra: Sequence[str] = ()) -> list[str]:

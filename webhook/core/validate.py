@@ -260,14 +260,10 @@ def validate(
     # Only namespaces whose Secrets the requesting user may read are ever named in "it
     # exists in ..." (it told any tenant which namespaces hold a secret of that name).
     cluster = ReadableTo(cluster, request.user)
-    known_registries = config.known_registries()
-    for container in judged:
-        ref, found = check_reference(container, known_registries, workload)
-        findings.extend(found)
-        if ref is None:
-            continue
-        refs[container.pointer] = ref
-        findings.extend(check_pull_policy(container, ref))
+    # Counted before any per-entry work: past MAX_IMAGE_ENTRIES only the grammar is checked,
+    # and the rest of the decision sees the first MAX_IMAGE_ENTRIES entries.
+    over_entries = _too_many_entries(judged)
+    judged = _check_references(judged, config.known_registries(), workload, refs, findings)
 
     # The kubelet never pulls an image whose pull policy is Never: it runs the node's copy
     # or fails with ErrImageNeverPull, and neither the registry nor credentials take part.
@@ -353,6 +349,7 @@ def validate(
 
     if wants_registry and registry is not None:
         findings.extend(_too_many_images(pulled, refs, view))
+    findings.extend(over_entries)
 
     # An ephemeral container (kubectl debug) is added by a person, never by the controller
     # that made the pod: it is judged as a person's change, owner or not. An owner is
@@ -579,6 +576,74 @@ def _too_many_secrets(names: list[str], origin: str, subject: str) -> list[Findi
 #: pullguard checks, enforced as the registry check is (a warning on a controller's pod,
 #: whose template was judged). Real pods with 40 containers share far fewer images.
 MAX_QUESTIONS = 64
+
+#: Image entries (containers, init and ephemeral containers, image volumes) judged in full
+#: per object. The API server takes a pod with 20,000 image volumes (the object limit is
+#: 1.5 MiB), and judging each one (the typo guess, pull-policy advice, credentials, the
+#: registry) once spent the review's whole budget before the registry was asked, so the pod
+#: was admitted "not checked" under enforce. Past the cap every entry's grammar is still
+#: checked (a reference the runtime cannot parse denies wherever it is); the rest of the
+#: decision sees the first MAX_IMAGE_ENTRIES, and the pod gets a registry finding saying it
+#: exceeds what pullguard checks, enforced as the 64-image cap is. No real pod comes near:
+#: a few containers, a sidecar or two, a handful of image volumes.
+MAX_IMAGE_ENTRIES = 256
+#: Past the cap, at most this many malformed references get their own finding (one is
+#: enough to deny; each is in the denial message).
+MAX_INVALID_PAST_CAP = 8
+
+
+def _check_references(
+    judged: list[Container],
+    known_registries: list[str],
+    workload: WorkloadRef,
+    refs: dict[str, Reference],
+    findings: list[Finding],
+) -> list[Container]:
+    """The reference and pull-policy checks of ``judged``, into ``refs`` and ``findings``;
+    returns the entries the rest of the decision judges (the first MAX_IMAGE_ENTRIES).
+
+    Every entry's grammar is checked, once per distinct reference string; the costly steps
+    (the registry-typo guess, once per host; the advice) run for the first entries only."""
+    head, rest = judged[:MAX_IMAGE_ENTRIES], judged[MAX_IMAGE_ENTRIES:]
+    typos: dict[str, str | None] = {}
+    for container in head:
+        ref, found = check_reference(container, known_registries, workload, typos=typos)
+        findings.extend(found)
+        if ref is None:
+            continue
+        refs[container.pointer] = ref
+        findings.extend(check_pull_policy(container, ref))
+    valid: dict[str, bool] = {}
+    invalid = 0
+    for container in rest:
+        image = container.image
+        ok = valid.get(image)
+        if ok is None:
+            ok = valid[image] = parse_or_none(image) is not None
+        if not ok:
+            invalid += 1
+            if invalid <= MAX_INVALID_PAST_CAP:
+                findings.extend(check_reference(container, (), workload)[1])
+    return head
+
+
+def _too_many_entries(judged: list[Container]) -> list[Finding]:
+    """A registry finding (worded as the 64-image cap's) when ``judged`` is past
+    MAX_IMAGE_ENTRIES: a cap a tenant can reach on purpose must not leave the rest
+    unchecked and admitted."""
+    if len(judged) <= MAX_IMAGE_ENTRIES:
+        return []
+    return [
+        Finding(
+            check="registry",
+            subject=_subject(judged),
+            problem=f"the pod names {len(judged)} images (containers and image volumes); "
+            f"pullguard checks at most {MAX_IMAGE_ENTRIES} per object, so it cannot tell "
+            "whether the rest can be pulled",
+            short=f"{len(judged)} images: pullguard checks at most {MAX_IMAGE_ENTRIES}",
+            fix=f"use at most {MAX_IMAGE_ENTRIES} containers and image volumes per pod",
+        )
+    ]
 
 
 def _ask_registry(
