@@ -480,7 +480,7 @@ import json, os, sys, time
 from gevent import monkey
 
 monkey.patch_all()
-sys.modules.setdefault("trio", None)  # as pullguard serve does (webhook/commands.py)
+sys.modules.setdefault("trio", None)  # as pullguard serve does (webhook/compose/serving.py)
 from webhook.core.config import RegistrySettings
 from webhook.core.registry import Question
 from webhook.edge.registry import HttpRegistry, system_resolver

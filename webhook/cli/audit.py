@@ -15,7 +15,8 @@ else 0. 2 when the cluster could not be read, or the namespace asked for does no
 
 A progress line goes to a terminal's stderr for long scans; nothing when piped.
 
-Wiring only: judging is ``webhook.core.validate``; listing is the kubernetes client.
+Arguments and printing only: the scan is :mod:`webhook.compose.scan`, judging
+:func:`webhook.compose.livecheck.judge`.
 """
 
 from __future__ import annotations
@@ -23,75 +24,27 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator
+from collections import defaultdict
 from typing import Any
 
-from webhook import livecheck
-from webhook.core.config import Action
-from webhook.core.findings import Finding
-from webhook.core.validate import Decision, made_by_controller
+from webhook.cli.options import SubParsers, add_live_arguments
+from webhook.compose import livecheck
+from webhook.compose.scan import action_of, objects, tally
+from webhook.core.validate import Decision
 
-#: kind -> (API class, list method for one namespace, for all namespaces)
-KINDS = {
-    "Deployment": ("AppsV1Api", "list_namespaced_deployment", "list_deployment_for_all_namespaces"),
-    "StatefulSet": (
-        "AppsV1Api",
-        "list_namespaced_stateful_set",
-        "list_stateful_set_for_all_namespaces",
-    ),
-    "DaemonSet": ("AppsV1Api", "list_namespaced_daemon_set", "list_daemon_set_for_all_namespaces"),
-    "ReplicaSet": (
-        "AppsV1Api",
-        "list_namespaced_replica_set",
-        "list_replica_set_for_all_namespaces",
-    ),
-    "Job": ("BatchV1Api", "list_namespaced_job", "list_job_for_all_namespaces"),
-    "CronJob": ("BatchV1Api", "list_namespaced_cron_job", "list_cron_job_for_all_namespaces"),
-    "Pod": ("CoreV1Api", "list_namespaced_pod", "list_pod_for_all_namespaces"),
-}
+#: (kind, metadata, decision) of each object with findings
+Judged = tuple[str, dict[str, Any], Decision]
 
 
-def register(sub: Any) -> None:
+def register(sub: SubParsers) -> None:
     parser = sub.add_parser(
         "audit", help="read-only scan: what in the cluster would be denied or warned today"
     )
     scope = parser.add_mutually_exclusive_group()
     scope.add_argument("-n", "--namespace", default="default", help="this namespace")
     scope.add_argument("-A", "--all-namespaces", action="store_true", help="every namespace")
-    livecheck.add_common_arguments(parser)
+    add_live_arguments(parser)
     parser.set_defaults(func=cmd_audit)
-
-
-def action_of(finding: Finding) -> str:
-    """How the audit names a finding's action: ``deny`` (enforced) or ``warn``."""
-    return "deny" if finding.action is Action.ENFORCE else "warn"
-
-
-def tally(judged: Iterable[tuple[str, Decision]]) -> Counter[tuple[str, str, str]]:
-    """Findings of (namespace, decision) pairs, counted by (namespace, check, action)."""
-    return Counter(
-        (namespace, finding.check, action_of(finding))
-        for namespace, decision in judged
-        for finding in decision.findings
-    )
-
-
-def objects(api_client: Any, namespace: str | None) -> Iterator[tuple[str, dict[str, Any]]]:
-    """(kind, object as the API returns it) for every judged object in scope."""
-    from kubernetes import client
-
-    for kind, (api_name, namespaced, everywhere) in KINDS.items():
-        api = getattr(client, api_name)(api_client)
-        listed = (
-            getattr(api, namespaced)(namespace, _request_timeout=30)
-            if namespace
-            else getattr(api, everywhere)(_request_timeout=30)
-        )
-        for item in listed.items:
-            document = api_client.sanitize_for_serialization(item)
-            if not made_by_controller(document):
-                yield kind, document
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
@@ -116,7 +69,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     cluster = DirectClusterView(core)
     registry = livecheck.live_registry(config)
     progress = sys.stderr.isatty()
-    results = []
+    results: list[Judged] = []
     not_checked: dict[str, dict[str, None]] = {}  # why -> images, in order met
     for index, (kind, document) in enumerate(found, 1):
         if progress:
@@ -181,7 +134,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 
 def _text(
-    results: list[Any],
+    results: list[Judged],
     summary: dict[str, dict[str, dict[str, int]]],
     scanned: int,
     source: str,

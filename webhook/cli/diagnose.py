@@ -18,8 +18,10 @@ import sys
 from collections import defaultdict
 from typing import Any
 
-from webhook import livecheck
-from webhook.core.cluster import ClusterUnavailable
+from webhook.cli.options import SubParsers, add_live_arguments
+from webhook.compose import livecheck
+from webhook.core.cluster import ClusterUnavailable, ClusterView
+from webhook.core.config import Config
 from webhook.core.diagnosis import (
     ContainerDiagnosis,
     Workload,
@@ -34,9 +36,10 @@ from webhook.core.keyring import (
     parse_pull_secret,
 )
 from webhook.core.pullfailure import CAUSE_WORDS, Cause
+from webhook.core.registry import RegistryView
 
 
-def register(sub: Any) -> None:
+def register(sub: SubParsers) -> None:
     parser = sub.add_parser(
         "diagnose", help="explain pods failing to pull their images, with the fix"
     )
@@ -46,14 +49,14 @@ def register(sub: Any) -> None:
     parser.add_argument(
         "-A", "--all-namespaces", action="store_true", help="with --all: in every namespace"
     )
-    livecheck.add_common_arguments(parser)
+    add_live_arguments(parser)
     parser.set_defaults(func=cmd_diagnose)
 
 
 class _ScheduledNode:
     """The cluster view, with the node platforms narrowed to the node the pod runs on."""
 
-    def __init__(self, cluster: Any, node: str) -> None:
+    def __init__(self, cluster: ClusterView, node: str) -> None:
         self.cluster = cluster
         self.node = node
 
@@ -121,7 +124,7 @@ def workload_of(core: Any, pod: dict[str, Any]) -> Workload:
 
 
 def diagnose_one(
-    core: Any, pod: dict[str, Any], config: Any, cluster: Any, registry: Any
+    core: Any, pod: dict[str, Any], config: Config, cluster: ClusterView, registry: RegistryView
 ) -> list[ContainerDiagnosis]:
     meta = pod["metadata"]
     events = _events(core, meta["namespace"], meta["name"])

@@ -7,7 +7,9 @@ The configuration is ``--config FILE``, else the cluster's own ``pullguard-confi
 The registry client is the webhook's, with every answer remembered for the run, so each
 distinct image is asked once however many objects use it.
 
-I/O at the edge of the CLI only; deciding stays in ``webhook.core``.
+Composition only: I/O comes from ``webhook.edge`` and the kubernetes client, deciding stays
+in ``webhook.core``. Must not: parse arguments (``webhook.cli.options`` declares the ones
+:func:`live_config` reads).
 """
 
 from __future__ import annotations
@@ -17,28 +19,15 @@ import sys
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
+from webhook.core.cluster import ClusterView
 from webhook.core.config import CHECK_NAMES, Action, Checks, Config, load_config_text
 from webhook.core.registry import Answer, Question, RegistryView
 from webhook.core.review import AdmissionRequest
 from webhook.core.validate import Decision, validate
 
 CONFIGMAP = "pullguard-config"
-
-
-def add_common_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--config", type=Path, metavar="FILE", help="judge with this configuration file"
-    )
-    parser.add_argument(
-        "--pullguard-namespace",
-        default="pullguard",
-        metavar="NS",
-        help="where pullguard's ConfigMap pullguard-config lives (default pullguard)",
-    )
-    parser.add_argument("--output", choices=("text", "json"), default="text")
 
 
 def live_config(core: Any, args: argparse.Namespace) -> tuple[Config, str]:
@@ -120,7 +109,7 @@ def judge(
     kind: str,
     obj: Mapping[str, Any],
     config: Config,
-    cluster: Any,
+    cluster: ClusterView,
     registry: RegistryView,
     *,
     own_namespace: str = "",

@@ -12,8 +12,10 @@ asked once per pass), and publishes:
 - a Warning Event ``PullguardAudit`` on each offending object, only when its findings
   changed since the last pass (no event storm from a steady state).
 
-It needs the RBAC of ``deploy/components/in-cluster-audit``. It must never write anything
-but Events, and a failing pass must never stop the webhook.
+Composition: the scan (:mod:`webhook.compose.scan`) and the live judge
+(:mod:`webhook.compose.livecheck`) that ``pullguard audit`` also uses, over the webhook's
+own caches. It needs the RBAC of ``deploy/components/in-cluster-audit``. It must never write
+anything but Events, and a failing pass must never stop the webhook.
 """
 
 from __future__ import annotations
@@ -23,11 +25,18 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from webhook import livecheck
-from webhook.audit import objects, tally
+from webhook.compose import livecheck
+from webhook.compose.scan import objects, tally
+from webhook.core.cluster import ClusterView
+from webhook.core.config import Config
+from webhook.core.registry import RegistryView
+from webhook.core.validate import Decision
 from webhook.edge.kube import warning_event
+
+if TYPE_CHECKING:  # prometheus_client must load after the shared metrics folder is set
+    from webhook.edge.metrics import Metrics
 
 log = logging.getLogger("pullguard.audit")
 
@@ -39,10 +48,10 @@ class InClusterAudit:
     def __init__(
         self,
         api_client: Any,
-        config: Callable[[], Any],
-        cluster: Any,
-        registry: Any,
-        metrics: Any,
+        config: Callable[[], Config],
+        cluster: ClusterView,
+        registry: RegistryView,
+        metrics: Metrics,
         *,
         not_ready: Callable[[], list[str]] = list,
         own_namespace: str = "",
@@ -66,7 +75,7 @@ class InClusterAudit:
         """One pass; returns the number of objects with findings."""
         config = self.config()
         registry = livecheck.RunMemo(self.registry)
-        offending: list[tuple[str, Any]] = []  # (namespace, decision)
+        offending: list[tuple[str, Decision]] = []  # (namespace, decision)
         scanned = 0
         seen: dict[str, str] = {}
         for kind, document in objects(self.api_client, None):

@@ -1,36 +1,17 @@
-"""``pullguard export-state``: the cluster state ``pullguard check`` needs, without credentials.
+"""The cluster state ``pullguard check --cluster-state`` reads, listed without credentials:
+Namespaces (name, labels), ServiceAccounts (their imagePullSecrets) and the Secrets of the two
+pull-secret types, as one YAML ``List``. Each pull secret keeps its name, type and the
+registries its entries cover; every credential is replaced (``keyring.redacted_pull_secret``).
 
-Lists Namespaces (name, labels), ServiceAccounts (their imagePullSecrets) and the Secrets of
-the two pull-secret types, and writes them as one YAML ``List`` that ``check --cluster-state``
-reads. Each pull secret keeps its name, type and the registries its entries cover; every
-credential is replaced (``keyring.redacted_pull_secret``), so the file can live in a CI system.
-``kubectl get secret -o yaml`` instead would put every registry password there.
-
-Reads with the caller's own credentials (KUBECONFIG); writes nothing to the cluster.
-Secrets of other types are not exported: a pod naming one is judged as naming a missing secret.
+Reads with the caller's own credentials; writes nothing to the cluster. Secrets of other types
+are not exported: a pod naming one is judged as naming a missing secret.
 """
 
 from __future__ import annotations
 
-import argparse
-import sys
 from typing import Any
 
-import yaml
-
 from webhook.core.keyring import DOCKER_CFG, DOCKER_CONFIG_JSON, redacted_pull_secret
-
-
-def register(sub: Any) -> None:
-    export = sub.add_parser(
-        "export-state",
-        help="write Namespaces, ServiceAccounts and pull secrets for check --cluster-state, "
-        "with every credential redacted",
-    )
-    scope = export.add_mutually_exclusive_group()
-    scope.add_argument("-n", "--namespace", help="only this namespace (default: all)")
-    scope.add_argument("-A", "--all-namespaces", action="store_true", help="every namespace")
-    export.set_defaults(func=cmd_export_state)
 
 
 def _meta(obj: Any) -> dict[str, Any]:
@@ -81,15 +62,3 @@ def export(core: Any, namespace: str | None) -> dict[str, Any]:
             }
         )
     return {"apiVersion": "v1", "kind": "List", "items": items}
-
-
-def cmd_export_state(args: argparse.Namespace) -> int:
-    from kubernetes import client
-
-    from webhook.edge.kube import load_kube_config
-
-    load_kube_config()
-    document = export(client.CoreV1Api(), args.namespace)
-    sys.stdout.write("# pullguard export-state: credentials redacted\n")
-    yaml.safe_dump(document, sys.stdout, sort_keys=False)
-    return 0

@@ -1,8 +1,6 @@
-"""The ``pullguard`` command: ``serve``, ``ref``, ``check`` and ``certs``.
+"""``pullguard ref``: parse and normalize image references, as the webhook reads them.
 
-Only argument parsing and printing live here; each sub-command calls into ``webhook.core``
-(pure) or ``webhook.edge`` (I/O). Heavy imports happen inside the sub-command that needs
-them, so ``pullguard ref`` starts fast and never loads flask or the kubernetes client.
+Pure: only ``webhook.core``; never loads flask or the kubernetes client.
 """
 
 from __future__ import annotations
@@ -10,12 +8,26 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import TextIO
 
-from webhook import __version__
+from webhook.cli.options import SubParsers
 from webhook.core.hosts import suggest_registry
 from webhook.core.reference import InvalidReference, parse
+
+
+def register(sub: SubParsers) -> None:
+    ref = sub.add_parser("ref", help="parse and normalize image references")
+    ref.add_argument("--json", action="store_true", help="one JSON object per input")
+    ref.add_argument(
+        "--registry",
+        action="append",
+        default=[],
+        metavar="HOST",
+        help="a registry of yours, so a host one or two edits away is flagged as a typo",
+    )
+    ref.add_argument("images", nargs="*", metavar="IMAGE", help="references (default: stdin)")
+    ref.set_defaults(func=cmd_ref)
 
 
 def _read_stdin_lines(stream: TextIO) -> list[str]:
@@ -87,40 +99,3 @@ def cmd_ref(args: argparse.Namespace) -> int:
                 line += f"; did you mean {report['suggestion']}?"
             out.write(line + "\n")
     return 0 if all_valid else 1
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="pullguard",
-        description="Admission webhook that stops ImagePullBackOff before a pod exists.",
-    )
-    parser.add_argument("--version", action="version", version=f"pullguard {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    ref = sub.add_parser("ref", help="parse and normalize image references")
-    ref.add_argument("--json", action="store_true", help="one JSON object per input")
-    ref.add_argument(
-        "--registry",
-        action="append",
-        default=[],
-        metavar="HOST",
-        help="a registry of yours, so a host one or two edits away is flagged as a typo",
-    )
-    ref.add_argument("images", nargs="*", metavar="IMAGE", help="references (default: stdin)")
-    ref.set_defaults(func=cmd_ref)
-
-    from webhook import commands
-
-    commands.register(sub)
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    result: int = args.func(args)
-    return result
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

@@ -1,6 +1,13 @@
-"""Sub-commands that need the I/O edge: ``serve``, ``check`` and ``certs``.
+"""The serving runtime of ``pullguard serve``: gunicorn's master and what each worker builds.
 
-Argument parsing and wiring only: the parts come from ``webhook.edge`` and ``webhook.core``.
+In the master: gevent's patch, the shared metrics folder, the leadership lock, self-managed
+certificates, then :func:`webhook.edge.server.run`. In each worker (``app_factory``, after the
+fork): the configuration store and its source, the registry client and the mirror prober, the
+cluster caches, the secret-copy syncer, the in-cluster audit, all put into one
+:class:`webhook.edge.app.Runtime` and handed to :func:`webhook.edge.app.create_app`.
+
+Wiring only: the parts come from ``webhook.edge`` (I/O) and ``webhook.core`` (decisions).
+Must not: parse arguments (``webhook.cli.serve``) or decide anything itself.
 """
 
 from __future__ import annotations
@@ -9,8 +16,25 @@ import argparse
 import logging
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, TypeVar
+
+from webhook.compose.offline import offline_cluster
+
+if TYPE_CHECKING:
+    from flask import Flask
+
+    from webhook.core.config import RegistrySettings
+    from webhook.core.registry import Answer, Question
+    from webhook.edge.app import Runtime
+    from webhook.edge.configsource import ConfigStore
+    from webhook.edge.metrics import Metrics
+    from webhook.edge.mirrors import MirrorHealth
+    from webhook.edge.registry import HttpRegistry
+    from webhook.edge.workers import Leadership
+
+T = TypeVar("T")
 
 log = logging.getLogger("pullguard")
 
@@ -26,149 +50,8 @@ NO_COPIES = (
 )
 
 
-def register(sub: Any) -> None:  # argparse's _SubParsersAction is private
-    """Add the edge sub-commands to the ``pullguard`` parser."""
-    from webhook import audit, check, diagnose, exportstate
-
-    check.register(sub)
-    exportstate.register(sub)
-    diagnose.register(sub)
-    audit.register(sub)
-    serve = sub.add_parser("serve", help="run the webhook under gunicorn over TLS")
-    serve.add_argument(
-        "--config",
-        type=Path,
-        metavar="FILE",
-        help="read the configuration from FILE (watched) instead of the ConfigMap",
-    )
-    serve.add_argument(
-        "--namespace",
-        metavar="NS",
-        help="the webhook's own namespace (default: POD_NAMESPACE, else the "
-        "in-cluster service account's)",
-    )
-    serve.add_argument(
-        "--configmap",
-        default="pullguard-config",
-        metavar="NAME",
-        help="the ConfigMap (key config.yaml) in the webhook's namespace to read and watch "
-        "(default pullguard-config)",
-    )
-    serve.add_argument(
-        "--audit-interval",
-        type=float,
-        default=0,
-        metavar="SECONDS",
-        help="run the audit in the cluster every SECONDS: metrics and Events on offending "
-        "objects (needs deploy/components/in-cluster-audit; default 0: off)",
-    )
-    serve.add_argument(
-        "--client-ca",
-        metavar="FILE",
-        help="PEM bundle of the CA that signs the API server's client certificate (its "
-        "AdmissionConfiguration's kubeConfigFile): /validate and /mutate then answer only "
-        "connections that present a certificate it signed (401 otherwise)",
-    )
-    serve.add_argument("--cert", metavar="FILE", help="serving certificate (PEM)")
-    serve.add_argument("--key", metavar="FILE", help="its private key (PEM)")
-    serve.add_argument("--port", type=int, default=8443)
-    serve.add_argument(
-        "--host", default=None, help="address to bind (default 0.0.0.0; 127.0.0.1 with --dev)"
-    )
-    serve.add_argument(
-        "--metrics-port",
-        type=int,
-        metavar="N",
-        help="also serve /metrics and /healthz (only those) over plain HTTP on port N",
-    )
-    serve.add_argument(
-        "--connections",
-        type=int,
-        default=1000,
-        metavar="N",
-        help="connections served at once (default 1000); more wait in the listen backlog",
-    )
-    serve.add_argument(
-        "--workers",
-        type=int,
-        default=0,
-        metavar="N",
-        help="worker processes, each a whole pullguard (default 0: one per usable core, "
-        "counting the container's CPU limit)",
-    )
-    serve.add_argument(
-        "--dev",
-        action="store_true",
-        help="no cluster needed: a self-signed certificate under certs/ and the "
-        "embedded default configuration",
-    )
-    serve.add_argument(
-        "--service",
-        default="pullguard",
-        help="the webhook's Service, for self-managed certificates "
-        "(used when neither --cert/--key nor --dev is given)",
-    )
-    serve.add_argument(
-        "--webhook-url",
-        metavar="URL",
-        help="with self-managed certificates: the API server reaches pullguard at URL "
-        "(https://HOST[:PORT], e.g. when it runs outside the cluster) instead of through "
-        "the Service; HOST goes into the certificate, the CA bundle into the webhook entries "
-        "whose clientConfig.url starts with URL",
-    )
-    serve.add_argument(
-        "--cert-check-interval",
-        type=float,
-        default=3600.0,
-        metavar="SECONDS",
-        help="how often self-managed certificates are re-read and renewed (default 3600)",
-    )
-    serve.add_argument(
-        "--sync-interval",
-        type=float,
-        default=30.0,
-        metavar="SECONDS",
-        help="how often default pull-secret copies are brought in line with their sources "
-        "(default 30)",
-    )
-    serve.add_argument(
-        "--cert-dir",
-        type=Path,
-        default=Path("/var/run/pullguard/certs"),
-        help="where self-managed certificates are written for gunicorn",
-    )
-    serve.add_argument(
-        "--cluster-state",
-        type=Path,
-        metavar="FILE",
-        help="with --dev: judge against Secrets, ServiceAccounts and Namespaces "
-        "from this YAML file instead of no cluster at all",
-    )
-    serve.set_defaults(func=cmd_serve)
-
-    certs = sub.add_parser("certs", help="write a CA and a serving certificate")
-    certs.add_argument("--service", required=True)
-    certs.add_argument("--namespace", required=True)
-    certs.add_argument("--out", type=Path, default=Path("certs"))
-    certs.add_argument(
-        "--host",
-        action="append",
-        default=[],
-        metavar="NAME",
-        help="another DNS name the certificate is valid for (repeatable): pullguard run "
-        "outside the cluster and registered by URL",
-    )
-    certs.add_argument(
-        "--ip",
-        action="append",
-        default=[],
-        metavar="ADDRESS",
-        help="an IP address the certificate is valid for (repeatable)",
-    )
-    certs.set_defaults(func=cmd_certs)
-
-
-def cmd_serve(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
+    """``pullguard serve``: gunicorn over TLS, each worker a whole pullguard."""
     # The server runs on gevent (see webhook.edge.server). Patch the standard library before
     # anything imports ssl or socket: the kubernetes client (urllib3) is used here, in
     # gunicorn's master, for self-managed certificates, and an SSLContext class from before
@@ -191,7 +74,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         workers.remove_shared_dir(run_dir)
 
 
-def _serve(args: argparse.Namespace, leadership: Any) -> int:
+def _serve(args: argparse.Namespace, leadership: Leadership) -> int:
     from webhook.edge import logs, server, workers
     from webhook.edge.app import Runtime, create_app
     from webhook.edge.certs import ensure_dev_certs
@@ -243,7 +126,7 @@ def _serve(args: argparse.Namespace, leadership: Any) -> int:
         return 2
     host = args.host or ("127.0.0.1" if args.dev else "0.0.0.0")  # noqa: S104 - a server
 
-    def app_factory() -> Any:
+    def app_factory() -> Flask:
         # Runs inside the gunicorn worker, after the fork (and after gevent patched the
         # standard library): background threads start here, as greenlets.
         log_handler.start_flusher()
@@ -287,7 +170,7 @@ def _serve(args: argparse.Namespace, leadership: Any) -> int:
         if args.audit_interval > 0:
             from kubernetes import client
 
-            from webhook.edge.inclusteraudit import InClusterAudit
+            from webhook.compose.inclusteraudit import InClusterAudit
 
             def audit_waits() -> list[str]:
                 return store.not_ready() + list(runtime.not_ready())
@@ -324,7 +207,9 @@ def _serve(args: argparse.Namespace, leadership: Any) -> int:
     )
 
 
-def _cluster_runtime(args: argparse.Namespace, store: Any, metrics: Any, leadership: Any) -> Any:
+def _cluster_runtime(
+    args: argparse.Namespace, store: ConfigStore, metrics: Metrics, leadership: Leadership
+) -> Runtime:
     from kubernetes import client
 
     from webhook.edge.app import Runtime
@@ -396,14 +281,14 @@ def _cluster_runtime(args: argparse.Namespace, store: Any, metrics: Any, leaders
     )
 
 
-def registry_parts(store: Any, metrics: Any) -> tuple[Any, Any]:
+def registry_parts(store: ConfigStore, metrics: Metrics) -> tuple[HttpRegistry, MirrorHealth]:
     """The registry client and the mirror prober, both following the live configuration.
     Configured mirrors are an admin's choice, so they may sit on private addresses."""
     from webhook.core.hosts import WELL_KNOWN_REGISTRIES
     from webhook.edge.mirrors import MirrorHealth
     from webhook.edge.registry import HttpRegistry
 
-    def settings() -> Any:
+    def settings() -> RegistrySettings:
         return store.current.registry
 
     def mirror_hosts() -> list[str]:
@@ -420,7 +305,7 @@ def registry_parts(store: Any, metrics: Any) -> tuple[Any, Any]:
         labelled = {*WELL_KNOWN_REGISTRIES, *known()}
         return name if name in labelled else "other"
 
-    def observe(question: Any, answer: Any, seconds: float) -> None:
+    def observe(question: Question, answer: Answer, seconds: float) -> None:
         label = registry_label(question.registry)
         metrics.registry_requests.labels(label, answer.outcome.value).inc()
         metrics.registry_seconds.labels(label).observe(seconds)
@@ -438,48 +323,20 @@ def registry_parts(store: Any, metrics: Any) -> tuple[Any, Any]:
     return registry, mirrors
 
 
-def off_the_loop() -> Any:
+def off_the_loop() -> Callable[[Callable[[], T]], T]:
     """Runs work in one real thread of the worker (gevent's thread pool), so the event loop
     keeps serving; one thread, so forged work queues behind itself, not in front of reviews."""
     from gevent.threadpool import ThreadPool
 
     pool = ThreadPool(1)
 
-    def offload(work: Any) -> Any:
-        return pool.apply(work)
+    def offload(work: Callable[[], T]) -> T:
+        result: T = pool.apply(work)
+        return result
 
     return offload
 
 
-def _in_background(loop: Any, interval: float, name: str) -> None:
+def _in_background(loop: Callable[..., None], interval: float, name: str) -> None:
     """Run ``loop(interval=...)`` (a controller's reconcile loop) in a daemon thread."""
     threading.Thread(target=loop, kwargs={"interval": interval}, name=name, daemon=True).start()
-
-
-def offline_cluster(state: Path | None) -> Any:
-    """The cluster view for runs without a cluster: a state file's contents, or nothing."""
-    from webhook.core.cluster import NoCluster
-
-    if state is None:
-        return NoCluster()
-    from webhook.edge.statefile import load_cluster_state
-
-    return load_cluster_state(state)
-
-
-def cmd_certs(args: argparse.Namespace) -> int:
-    import ipaddress
-
-    from webhook.edge.certs import make_bundle, service_dns_names
-
-    for address in args.ip:
-        try:
-            ipaddress.ip_address(address)
-        except ValueError:
-            print(f"pullguard certs: --ip {address!r} is not an IP address", file=sys.stderr)
-            return 2
-    names = service_dns_names(args.service, args.namespace) + list(args.host)
-    paths = make_bundle(names, list(args.ip)).write(args.out)
-    for name, path in paths.items():
-        print(f"{name}: {path}")
-    return 0

@@ -13,7 +13,8 @@ is reported as not judged, never as a denial, since the pod's real secrets may s
 
 Exit status: 1 when anything would be denied, else 2 when a file could not be read, else 0.
 Must not: contact a cluster (state comes from ``--cluster-state``); send any credential
-(it has none: a state file's are redacted).
+(it has none: a state file's are redacted). Reading and judging are
+:mod:`webhook.compose.offline`; this module parses the arguments and prints the results.
 """
 
 from __future__ import annotations
@@ -21,20 +22,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import jsonpatch
-import yaml
-
-from webhook.core.cluster import ClusterView
-from webhook.core.config import DEFAULT_CONFIG, Config, ConfigError, load_config_text
-from webhook.core.mutate import mutate
-from webhook.core.registry import Answer, Outcome, Question, RegistryView
-from webhook.core.review import AdmissionRequest
-from webhook.core.validate import Decision, validate
+from webhook.cli.options import SubParsers
+from webhook.compose.offline import Anonymous, documents, judge, offline_cluster
+from webhook.core.config import DEFAULT_CONFIG, ConfigError, load_config_text
+from webhook.core.registry import RegistryView
 
 #: What an offline "ok" adds when the registry was not asked (issue 22: a bare "ok" for a
 #: tag admission would deny sends the person the wrong way).
@@ -54,19 +49,7 @@ def _not_asked_note(whys: Sequence[str]) -> str:
     )
 
 
-@dataclass(frozen=True)
-class Document:
-    source: str
-    index: int  # 1-based, within its file
-    count: int  # documents in its file
-    obj: dict[str, Any]
-
-    @property
-    def where(self) -> str:
-        return self.source if self.count == 1 else f"{self.source} (document {self.index})"
-
-
-def register(sub: Any) -> None:
+def register(sub: SubParsers) -> None:
     check = sub.add_parser("check", help="evaluate manifests offline with the same engine")
     check.add_argument(
         "-f",
@@ -97,102 +80,7 @@ def register(sub: Any) -> None:
     check.set_defaults(func=cmd_check)
 
 
-class Anonymous:
-    """The registry asked without credentials (check has none: a state file's are redacted).
-    A refusal is not a fact about the pod, whose real secrets may serve the image: it is
-    reported as not judged."""
-
-    def __init__(self, inner: RegistryView) -> None:
-        self.inner = inner
-
-    def ask(
-        self, questions: Sequence[Question], budget: float, tenant: str = ""
-    ) -> Mapping[Question, Answer]:
-        bare = {q: replace(q, credentials=()) for q in questions}
-        got = self.inner.ask(list(dict.fromkeys(bare.values())), budget, tenant)
-        out = {}
-        for question, asked in bare.items():
-            answer = got[asked]
-            if answer.outcome is Outcome.UNAUTHORIZED:
-                answer = Answer(
-                    Outcome.NOT_ASKED,
-                    f"{question.registry} wants credentials, and check has none",
-                )
-            out[question] = answer
-        return out
-
-
-def _files(paths: list[str]) -> Iterator[tuple[str, str | OSError]]:
-    for raw in paths:
-        if raw == "-":
-            yield "<stdin>", sys.stdin.read()
-            continue
-        path = Path(raw)
-        files = (
-            sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml", ".json"))
-            if path.is_dir()
-            else [path]
-        )
-        for file in files:
-            try:
-                yield str(file), file.read_text("utf-8")
-            except (OSError, UnicodeDecodeError) as error:
-                yield str(file), OSError(str(error))
-
-
-def documents(paths: list[str], errors: list[str]) -> Iterator[Document]:
-    """Every object of every file (``List`` kinds unpacked); problems go to ``errors``."""
-    for name, text in _files(paths):
-        if isinstance(text, OSError):
-            errors.append(f"{name}: cannot read: {text}")
-            continue
-        try:
-            parsed = [d for d in yaml.safe_load_all(text) if d is not None]
-        except yaml.YAMLError as error:
-            mark = getattr(error, "problem_mark", None)
-            at = f" at line {mark.line + 1}" if mark else ""
-            errors.append(f"{name}: not valid YAML{at}: {getattr(error, 'problem', error)}")
-            continue
-        objects: list[dict[str, Any]] = []
-        for document in parsed:
-            if isinstance(document, dict) and str(document.get("kind", "")).endswith("List"):
-                objects.extend(i for i in document.get("items") or [] if isinstance(i, dict))
-            elif isinstance(document, dict):
-                objects.append(document)
-        for index, obj in enumerate(objects, 1):
-            yield Document(name, index, len(objects), obj)
-
-
-def judge(
-    obj: dict[str, Any],
-    namespace: str,
-    config: Config,
-    cluster: ClusterView,
-    registry: RegistryView | None = None,
-) -> Decision:
-    """The decision the cluster would reach for a CREATE of ``obj``: mutated, then validated.
-    A dry-run, as nothing is created: default secrets are judged by their source."""
-    metadata = obj.get("metadata") or {}
-    request = AdmissionRequest(
-        uid="offline",
-        kind=str(obj.get("kind") or ""),
-        namespace=str(metadata.get("namespace") or namespace),
-        name=str(metadata.get("name") or ""),
-        operation="CREATE",
-        sub_resource="",
-        object=obj,
-        old_object=None,
-        dry_run=True,
-    )
-    mutation = mutate(request, config, cluster)
-    if mutation.patch:
-        request = replace(request, object=jsonpatch.apply_patch(obj, mutation.patch))
-    return validate(request, config, cluster, registry=registry)
-
-
 def cmd_check(args: argparse.Namespace) -> int:
-    from webhook.commands import offline_cluster
-
     try:
         config = load_config_text(args.config.read_text("utf-8")) if args.config else DEFAULT_CONFIG
     except ConfigError as error:
@@ -202,9 +90,9 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(f"pullguard check: {error}", file=sys.stderr)
         return 2
     cluster = offline_cluster(args.cluster_state)
-    registry = None
+    registry: RegistryView | None = None
     if args.registry:
-        from webhook.livecheck import live_registry
+        from webhook.compose.livecheck import live_registry
 
         registry = Anonymous(live_registry(config))
     errors: list[str] = []

@@ -1,0 +1,132 @@
+"""``pullguard serve``: its arguments. The serving runtime it starts is
+:mod:`webhook.compose.serving`.
+
+Must not: import the server at module level (every ``pullguard`` run loads this module).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from webhook.cli.options import SubParsers
+
+
+def register(sub: SubParsers) -> None:
+    serve = sub.add_parser("serve", help="run the webhook under gunicorn over TLS")
+    serve.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="read the configuration from FILE (watched) instead of the ConfigMap",
+    )
+    serve.add_argument(
+        "--namespace",
+        metavar="NS",
+        help="the webhook's own namespace (default: POD_NAMESPACE, else the "
+        "in-cluster service account's)",
+    )
+    serve.add_argument(
+        "--configmap",
+        default="pullguard-config",
+        metavar="NAME",
+        help="the ConfigMap (key config.yaml) in the webhook's namespace to read and watch "
+        "(default pullguard-config)",
+    )
+    serve.add_argument(
+        "--audit-interval",
+        type=float,
+        default=0,
+        metavar="SECONDS",
+        help="run the audit in the cluster every SECONDS: metrics and Events on offending "
+        "objects (needs deploy/components/in-cluster-audit; default 0: off)",
+    )
+    serve.add_argument(
+        "--client-ca",
+        metavar="FILE",
+        help="PEM bundle of the CA that signs the API server's client certificate (its "
+        "AdmissionConfiguration's kubeConfigFile): /validate and /mutate then answer only "
+        "connections that present a certificate it signed (401 otherwise)",
+    )
+    serve.add_argument("--cert", metavar="FILE", help="serving certificate (PEM)")
+    serve.add_argument("--key", metavar="FILE", help="its private key (PEM)")
+    serve.add_argument("--port", type=int, default=8443)
+    serve.add_argument(
+        "--host", default=None, help="address to bind (default 0.0.0.0; 127.0.0.1 with --dev)"
+    )
+    serve.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="N",
+        help="also serve /metrics and /healthz (only those) over plain HTTP on port N",
+    )
+    serve.add_argument(
+        "--connections",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="connections served at once (default 1000); more wait in the listen backlog",
+    )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        metavar="N",
+        help="worker processes, each a whole pullguard (default 0: one per usable core, "
+        "counting the container's CPU limit)",
+    )
+    serve.add_argument(
+        "--dev",
+        action="store_true",
+        help="no cluster needed: a self-signed certificate under certs/ and the "
+        "embedded default configuration",
+    )
+    serve.add_argument(
+        "--service",
+        default="pullguard",
+        help="the webhook's Service, for self-managed certificates "
+        "(used when neither --cert/--key nor --dev is given)",
+    )
+    serve.add_argument(
+        "--webhook-url",
+        metavar="URL",
+        help="with self-managed certificates: the API server reaches pullguard at URL "
+        "(https://HOST[:PORT], e.g. when it runs outside the cluster) instead of through "
+        "the Service; HOST goes into the certificate, the CA bundle into the webhook entries "
+        "whose clientConfig.url starts with URL",
+    )
+    serve.add_argument(
+        "--cert-check-interval",
+        type=float,
+        default=3600.0,
+        metavar="SECONDS",
+        help="how often self-managed certificates are re-read and renewed (default 3600)",
+    )
+    serve.add_argument(
+        "--sync-interval",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="how often default pull-secret copies are brought in line with their sources "
+        "(default 30)",
+    )
+    serve.add_argument(
+        "--cert-dir",
+        type=Path,
+        default=Path("/var/run/pullguard/certs"),
+        help="where self-managed certificates are written for gunicorn",
+    )
+    serve.add_argument(
+        "--cluster-state",
+        type=Path,
+        metavar="FILE",
+        help="with --dev: judge against Secrets, ServiceAccounts and Namespaces "
+        "from this YAML file instead of no cluster at all",
+    )
+    serve.set_defaults(func=cmd_serve)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from webhook.compose import serving
+
+    return serving.run(args)
