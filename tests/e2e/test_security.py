@@ -11,6 +11,7 @@ import json
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.conftest import free_port
@@ -294,7 +295,41 @@ def test_where_a_secret_exists_is_said_only_to_who_may_read_it(
     assert not as_tenant.ok
     assert 'imagePullSecret "falcon-cred" does not exist in namespace "tenant"' in as_tenant.stderr
     assert "project-falcon" not in as_tenant.stderr, as_tenant.stderr
-    # The admin may read Secrets everywhere: told where it is (the message is not just gone).
+    # This install has no --client-ca: the review's user is nobody's word, so even the admin
+    # is not told (anyone at the port could claim system:masters: the next test).
     as_admin = plane.apply(manifest, "--dry-run=server")
     assert not as_admin.ok
-    assert '(it exists in "project-falcon")' in as_admin.stderr, as_admin.stderr
+    assert "project-falcon" not in as_admin.stderr, as_admin.stderr
+
+
+def test_a_review_forged_at_the_port_as_system_masters_learns_no_namespace(
+    installed: Installation,
+) -> None:
+    """Anyone in the cluster network could POST a review to the webhook port claiming
+    ``groups: [system:masters]``: the SubjectAccessReview said yes and the denial said
+    "it exists in project-falcon". Without --client-ca the user is not believed."""
+    plane = installed.plane
+    namespace(plane, "project-falcon")
+    plane.apply(pull_secret("falcon-cred", "project-falcon", "registry.example.com"), check=True)
+    review = {
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": "forged-masters",
+            "kind": {"group": "", "version": "v1", "kind": "Pod"},
+            "resource": {"group": "", "version": "v1", "resource": "pods"},
+            "namespace": TENANT,
+            "operation": "CREATE",
+            "userInfo": {"username": "x", "groups": ["system:masters"]},
+            "object": json.loads(
+                pod("probe", TENANT, "registry.example.com/falcon/app:1", ("falcon-cred",))
+            ),
+        },
+    }
+    with httpx.Client(verify=False, timeout=10) as anyone:  # the attacker trusts nothing
+        reply = anyone.post(f"https://127.0.0.1:{installed.primary.port}/validate", json=review)
+    response = reply.json()["response"]
+    assert response["allowed"] is False
+    message = response["status"]["message"]
+    assert f'imagePullSecret "falcon-cred" does not exist in namespace "{TENANT}"' in message
+    assert "project-falcon" not in message, message
