@@ -69,6 +69,13 @@ def register(sub: Any) -> None:  # argparse's _SubParsersAction is private
         "AdmissionConfiguration's kubeConfigFile): /validate and /mutate then answer only "
         "connections that present a certificate it signed (401 otherwise)",
     )
+    serve.add_argument(
+        "--credentials-need-client-ca",
+        action="store_true",
+        help="ask a registry with a namespace's pull secrets only for reviews over a "
+        "certificate --client-ca verified (without --client-ca: never; such images are "
+        "then not checked, with a warning)",
+    )
     serve.add_argument("--cert", metavar="FILE", help="serving certificate (PEM)")
     serve.add_argument("--key", metavar="FILE", help="its private key (PEM)")
     serve.add_argument("--port", type=int, default=8443)
@@ -269,6 +276,7 @@ def _serve(args: argparse.Namespace, leadership: Any) -> int:
                 mirror_lacks=mirrors.lacks,
                 not_ready=mirrors.not_ready,
                 require_client_cert=bool(args.client_ca),
+                credentials_need_client_ca=args.credentials_need_client_ca,
                 offload=offload,
             )
             return create_app(runtime)
@@ -283,6 +291,7 @@ def _serve(args: argparse.Namespace, leadership: Any) -> int:
         caches_not_ready = runtime.not_ready
         runtime.not_ready = lambda: caches_not_ready() + mirrors.not_ready()
         runtime.require_client_cert = bool(args.client_ca)
+        runtime.credentials_need_client_ca = args.credentials_need_client_ca
         runtime.offload = offload
         if args.audit_interval > 0:
             from kubernetes import client

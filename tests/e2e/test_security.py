@@ -333,3 +333,55 @@ def test_a_review_forged_at_the_port_as_system_masters_learns_no_namespace(
     message = response["status"]["message"]
     assert f'imagePullSecret "falcon-cred" does not exist in namespace "{TENANT}"' in message
     assert "project-falcon" not in message, message
+
+
+def test_a_flood_of_forged_bare_pod_reviews_leaves_a_real_bare_pod_its_copy(
+    installed: Installation, ns: str
+) -> None:
+    """Forged ``/mutate`` reviews for bare Pods (named, no owner) in one namespace held all
+    16 waiting-copy slots of a worker for 20 s each, so a real bare Pod created through the
+    API server in a namespace without a copy yet got none. A namespace now holds at most
+    ``MAX_DEFERRED_PER_NAMESPACE`` of them, and the refusals are counted."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.conftest import metric_value
+
+    plane = installed.plane
+    namespace(plane, "noisy")
+    url = f"https://127.0.0.1:{installed.primary.port}/mutate"
+
+    def forged(n: int) -> dict[str, object]:
+        return {
+            "apiVersion": "admission.k8s.io/v1",
+            "kind": "AdmissionReview",
+            "request": {
+                "uid": f"forged-{n}",
+                "kind": {"group": "", "version": "v1", "kind": "Pod"},
+                "resource": {"group": "", "version": "v1", "resource": "pods"},
+                "namespace": "noisy",
+                "name": f"never-{n}",
+                "operation": "CREATE",
+                "userInfo": {"username": "x"},
+                "object": json.loads(pod(f"never-{n}", "noisy", "corp.example.com/a:1")),
+            },
+        }
+
+    def send(numbers: range) -> list[str]:
+        with httpx.Client(verify=False, timeout=10) as anyone:  # the attacker trusts nothing
+            return [
+                "".join(anyone.post(url, json=forged(n)).json()["response"].get("warnings", []))
+                for n in numbers
+            ]
+
+    with ThreadPoolExecutor(4) as pool:
+        said = [w for part in pool.map(send, [range(i, 400, 4) for i in range(4)]) for w in part]
+    assert sum("not copied" in w for w in said) > 300, said[:3]  # refused, and said so
+    # A real bare Pod right after, in a namespace without a copy: it gets its copy.
+    result = plane.apply(pod("real", ns, "corp.example.com/a:1"))
+    assert result.returncode == 0, result.stderr
+    assert "not copied" not in result.stderr, result.stderr
+    wait_for(lambda: plane.kubectl("get", "secret", "corp-pull", "-n", ns).ok, 15, "the copy")
+    with httpx.Client(verify=False, timeout=10) as client:
+        metrics = client.get(f"https://127.0.0.1:{installed.primary.port}/metrics").text
+    unproven = 'pullguard_secret_copies_total{result="unproven"}'
+    assert metric_value(metrics, unproven) >= 300, metrics[-2000:]
