@@ -875,6 +875,8 @@ def _victims_state(folder: Path, host: str) -> Path:
     state = folder / "victim-state.yaml"
     state.write_text(
         "apiVersion: v1\nkind: Namespace\nmetadata: {name: victim}\n---\n"
+        "apiVersion: v1\nkind: Node\nmetadata: {name: n1, labels: "
+        "{kubernetes.io/os: linux, kubernetes.io/arch: amd64}}\n---\n"
         "apiVersion: v1\nkind: Secret\nmetadata: {name: victim-cred, namespace: victim}\n"
         "type: kubernetes.io/dockerconfigjson\n"
         f"data: {{.dockerconfigjson: {base64.b64encode(config).decode()}}}\n"
@@ -898,6 +900,7 @@ def test_a_forged_review_is_no_oracle_on_a_private_registry_with_the_opt_in(
     private = start_registry(tmp_path / "private", auth=("victim", "victim-password"), **setup.tls)
     try:
         push_image(private, "falcon/app", "1.0")
+        push_image(private, "falcon/app", "arm", architecture="arm64")
         state = _victims_state(tmp_path, private.host)
         config = tmp_path / "config.yaml"
         config.write_text(f"registry:\n  allowedPrivateRegistries: ['{private.host}']\n")
@@ -928,24 +931,27 @@ def test_a_forged_review_is_no_oracle_on_a_private_registry_with_the_opt_in(
                             content=review(tag),
                             headers={"Content-Type": "application/json"},
                         ).json()["response"]
-                        for tag in ("1.0", "9.9")
+                        for tag in ("1.0", "9.9", "arm")
                     ]
             finally:
                 stop_server(server)
 
-        # The default install: the oracle (a yes/no per image; no tags printed).
-        exists, missing = answers()
+        # The default install: the oracle (a yes/no per image; no tags printed), and the
+        # platform check names the platforms a private image is built for (documented).
+        exists, missing, arm = answers()
         assert exists["allowed"] is True, exists
         assert missing["allowed"] is False
         message = str(missing["status"]["message"])  # type: ignore[index]
         assert "has no tag '9.9'" in message and "1.0" not in message, message
+        assert "linux/arm64" in json.dumps(arm), arm
         # The opt-in: an unverified review's answer no longer depends on the tag.
-        exists, missing = answers("--credentials-need-client-ca")
+        exists, missing, arm = answers("--credentials-need-client-ca")
         assert exists["allowed"] is True and missing["allowed"] is True, missing
         assert exists["warnings"] == [
             w.replace("9.9", "1.0")
             for w in missing["warnings"]  # type: ignore[attr-defined]
         ]
+        assert arm["allowed"] is True and "arm64" not in json.dumps(arm), arm
         assert any(
             "only for reviews the API server sent" in w
             for w in missing["warnings"]  # type: ignore[attr-defined]
@@ -956,9 +962,10 @@ def test_a_forged_review_is_no_oracle_on_a_private_registry_with_the_opt_in(
             tmp_path / "client", "kube-apiserver", ca=ca["ca.crt"], ca_key=ca["ca.key"]
         )
         flags = ("--credentials-need-client-ca", "--client-ca", str(ca["ca.crt"]))
-        exists, missing = answers(*flags, cert=api_server)
+        exists, missing, arm = answers(*flags, cert=api_server)
         assert exists["allowed"] is True, exists
         assert missing["allowed"] is False, missing
         assert "has no tag '9.9'" in str(missing["status"]["message"])  # type: ignore[index]
+        assert "linux/arm64" in json.dumps(arm), arm
     finally:
         private.stop()

@@ -443,3 +443,16 @@ def test_one_namespaces_flood_leaves_room_for_a_real_bare_pod_elsewhere(monkeypa
     while api.read("team-a", "corp") is None and time.monotonic() < deadline:
         time.sleep(0.05)
     assert api.read("team-a", "corp") is not None
+
+
+def test_a_bare_pod_in_a_namespace_with_a_synced_copy_waits_for_nothing() -> None:
+    """Once a namespace has a copy this worker keeps in sync, a bare Pod's unproven review
+    needs no waiting slot: a flood can only delay a namespace's first copy."""
+    api = FakeApi()
+    api.put(source(dockerconfigjson("corp.example.com")))
+    sync = syncer(api)
+    assert sync.copy(SecretCopy("corp", "pullguard", "team-a"), CopyCause()) == "created"
+    reads = api.object_reads
+    outcome = sync.copy(SecretCopy("corp", "pullguard", "team-a"), CopyCause(False, name="web"))
+    assert outcome == "exists"
+    assert sync.waiting == 0 and api.object_reads == reads

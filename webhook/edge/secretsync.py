@@ -311,6 +311,16 @@ class SecretSyncer:
         if proven:
             return self._copy_now(request)
         if cause.operation == "CREATE" and cause.name and cause.owner is None:
+            with self._lock:
+                synced = (
+                    request.namespace,
+                    request.name,
+                    request.source_namespace,
+                ) in self._targets
+            if synced:
+                # This worker made or adopted the copy, and the sync loop keeps it (recreates
+                # it within a pass if deleted): nothing to wait for, in a flood or not.
+                return "exists"
             return self._defer(request, cause)
         log.warning(
             "secret %s not copied into %s: nothing proves the review that asked came from the "
