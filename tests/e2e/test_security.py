@@ -283,8 +283,10 @@ def test_where_a_secret_exists_is_said_only_to_who_may_read_it(
     installed: Installation, tenant: Path
 ) -> None:
     """ "it exists in namespace project-falcon" told any tenant which namespaces hold a
-    secret of that name; the API server's authorizer (a SubjectAccessReview for the
-    request's user) now decides whether that is said."""
+    secret of that name. With ``--client-ca`` the API server's authorizer (a
+    SubjectAccessReview for the request's user) decides whether that is said
+    (tests/unit/test_validate.py, tests/integration/test_port_attacks.py); this install has
+    none, so it is said to nobody, through the real API server."""
     plane = installed.plane
     namespace(plane, "project-falcon")
     plane.apply(pull_secret("falcon-cred", "project-falcon", "registry.example.com"), check=True)

@@ -89,8 +89,9 @@ DEFER_CHECKS = (0.5, 2.0, 6.0, 15.0)
 #: Copies waiting for their object at once, per process, and per namespace. Each costs at
 #: most ``len(DEFER_CHECKS)`` direct reads in ``DEFER_CHECKS[-1]`` seconds: a flood of
 #: forged reviews holding every slot costs the API server 128 * 4 / 15 = 34 reads/s (16
-#: threads polling every 0.25 s once cost 64 reads/s for 16 slots). Past either bound, or
-#: for a (namespace, object, secret) already waiting: ``unproven`` (counted).
+#: threads polling every 0.25 s once cost 64 reads/s for 16 slots). Past either bound:
+#: ``unproven`` (counted). A (namespace, object, secret) waits once: asked again, it takes
+#: no second slot.
 MAX_DEFERRED = 128
 MAX_DEFERRED_PER_NAMESPACE = 8
 
@@ -347,10 +348,12 @@ class SecretSyncer:
         admission): ``deferred``, or ``unproven`` when there is no room for it."""
         key = (request.namespace, cause.kind, cause.name, request.name)
         with self._lock:
-            in_namespace = sum(1 for k in self._waiting if k[0] == request.namespace)
             if key in self._waiting:
-                why = "a copy for that object waits already"
-            elif len(self._waiting) >= MAX_DEFERRED:
+                # The same object's copy waits already (a review sent again, or reinvoked):
+                # that one makes it, and this one takes no slot.
+                return "deferred"
+            in_namespace = sum(1 for k in self._waiting if k[0] == request.namespace)
+            if len(self._waiting) >= MAX_DEFERRED:
                 why = f"{len(self._waiting)} copies already wait for their objects"
             elif in_namespace >= MAX_DEFERRED_PER_NAMESPACE:
                 why = f"{in_namespace} copies already wait for their objects in that namespace"
