@@ -11,6 +11,7 @@ import json
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.conftest import free_port
@@ -282,8 +283,10 @@ def test_where_a_secret_exists_is_said_only_to_who_may_read_it(
     installed: Installation, tenant: Path
 ) -> None:
     """ "it exists in namespace project-falcon" told any tenant which namespaces hold a
-    secret of that name; the API server's authorizer (a SubjectAccessReview for the
-    request's user) now decides whether that is said."""
+    secret of that name. With ``--client-ca`` the API server's authorizer (a
+    SubjectAccessReview for the request's user) decides whether that is said
+    (tests/unit/test_validate.py, tests/integration/test_port_attacks.py); this install has
+    none, so it is said to nobody, through the real API server."""
     plane = installed.plane
     namespace(plane, "project-falcon")
     plane.apply(pull_secret("falcon-cred", "project-falcon", "registry.example.com"), check=True)
@@ -294,7 +297,93 @@ def test_where_a_secret_exists_is_said_only_to_who_may_read_it(
     assert not as_tenant.ok
     assert 'imagePullSecret "falcon-cred" does not exist in namespace "tenant"' in as_tenant.stderr
     assert "project-falcon" not in as_tenant.stderr, as_tenant.stderr
-    # The admin may read Secrets everywhere: told where it is (the message is not just gone).
+    # This install has no --client-ca: the review's user is nobody's word, so even the admin
+    # is not told (anyone at the port could claim system:masters: the next test).
     as_admin = plane.apply(manifest, "--dry-run=server")
     assert not as_admin.ok
-    assert '(it exists in "project-falcon")' in as_admin.stderr, as_admin.stderr
+    assert "project-falcon" not in as_admin.stderr, as_admin.stderr
+
+
+def test_a_review_forged_at_the_port_as_system_masters_learns_no_namespace(
+    installed: Installation,
+) -> None:
+    """Anyone in the cluster network could POST a review to the webhook port claiming
+    ``groups: [system:masters]``: the SubjectAccessReview said yes and the denial said
+    "it exists in project-falcon". Without --client-ca the user is not believed."""
+    plane = installed.plane
+    namespace(plane, "project-falcon")
+    plane.apply(pull_secret("falcon-cred", "project-falcon", "registry.example.com"), check=True)
+    review = {
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": "forged-masters",
+            "kind": {"group": "", "version": "v1", "kind": "Pod"},
+            "resource": {"group": "", "version": "v1", "resource": "pods"},
+            "namespace": TENANT,
+            "operation": "CREATE",
+            "userInfo": {"username": "x", "groups": ["system:masters"]},
+            "object": json.loads(
+                pod("probe", TENANT, "registry.example.com/falcon/app:1", ("falcon-cred",))
+            ),
+        },
+    }
+    with httpx.Client(verify=False, timeout=10) as anyone:  # the attacker trusts nothing
+        reply = anyone.post(f"https://127.0.0.1:{installed.primary.port}/validate", json=review)
+    response = reply.json()["response"]
+    assert response["allowed"] is False
+    message = response["status"]["message"]
+    assert f'imagePullSecret "falcon-cred" does not exist in namespace "{TENANT}"' in message
+    assert "project-falcon" not in message, message
+
+
+def test_a_flood_of_forged_bare_pod_reviews_leaves_a_real_bare_pod_its_copy(
+    installed: Installation, ns: str
+) -> None:
+    """Forged ``/mutate`` reviews for bare Pods (named, no owner) in one namespace held all
+    16 waiting-copy slots of a worker for 20 s each, so a real bare Pod created through the
+    API server in a namespace without a copy yet got none. A namespace now holds at most
+    ``MAX_DEFERRED_PER_NAMESPACE`` of them, and the refusals are counted."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.conftest import metric_value
+
+    plane = installed.plane
+    namespace(plane, "noisy")
+    url = f"https://127.0.0.1:{installed.primary.port}/mutate"
+
+    def forged(n: int) -> dict[str, object]:
+        return {
+            "apiVersion": "admission.k8s.io/v1",
+            "kind": "AdmissionReview",
+            "request": {
+                "uid": f"forged-{n}",
+                "kind": {"group": "", "version": "v1", "kind": "Pod"},
+                "resource": {"group": "", "version": "v1", "resource": "pods"},
+                "namespace": "noisy",
+                "name": f"never-{n}",
+                "operation": "CREATE",
+                "userInfo": {"username": "x"},
+                "object": json.loads(pod(f"never-{n}", "noisy", "corp.example.com/a:1")),
+            },
+        }
+
+    def send(numbers: range) -> list[str]:
+        with httpx.Client(verify=False, timeout=10) as anyone:  # the attacker trusts nothing
+            return [
+                "".join(anyone.post(url, json=forged(n)).json()["response"].get("warnings", []))
+                for n in numbers
+            ]
+
+    with ThreadPoolExecutor(4) as pool:
+        said = [w for part in pool.map(send, [range(i, 400, 4) for i in range(4)]) for w in part]
+    assert sum("not copied" in w for w in said) > 300, said[:3]  # refused, and said so
+    # A real bare Pod right after, in a namespace without a copy: it gets its copy.
+    result = plane.apply(pod("real", ns, "corp.example.com/a:1"))
+    assert result.returncode == 0, result.stderr
+    assert "not copied" not in result.stderr, result.stderr
+    wait_for(lambda: plane.kubectl("get", "secret", "corp-pull", "-n", ns).ok, 15, "the copy")
+    with httpx.Client(verify=False, timeout=10) as client:
+        metrics = client.get(f"https://127.0.0.1:{installed.primary.port}/metrics").text
+    unproven = 'pullguard_secret_copies_total{result="unproven"}'
+    assert metric_value(metrics, unproven) >= 300, metrics[-2000:]

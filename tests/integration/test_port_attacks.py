@@ -183,6 +183,46 @@ def test_only_a_client_certificate_the_ca_signed_may_send_reviews(tmp_path: Path
         stop_server(server)
 
 
+def test_a_forged_user_learns_no_namespace_and_the_api_server_still_does(
+    golden_server: Server, tmp_path: Path
+) -> None:
+    """Anyone who reaches the port (no ``--client-ca``) posted a review claiming
+    ``system:masters`` and was told which namespace holds the secret ("it exists in
+    shared"). Unverified, the user is not believed; over the API server's certificate
+    (``--client-ca``) the answer is today's."""
+    review = load_review(REVIEWS / "pod-create-generatename-missing-secret.json")["body"]
+    review["request"]["userInfo"] = {"username": "x", "groups": ["system:masters"]}
+    body = json.dumps(review).encode()
+    headers = {"Content-Type": "application/json"}
+    with golden_server.client() as anyone:
+        forged = anyone.post("/validate", content=body, headers=headers).json()["response"]
+    message = forged["status"]["message"]
+    assert 'imagePullSecret "missing-secret" does not exist in namespace "team-a"' in message
+    assert "shared" not in message, message
+    ca = make_bundle(["api-server-ca"]).write(tmp_path / "client-ca")
+    api_server = client_certificate(
+        tmp_path / "certs-client", "kube-apiserver", ca=ca["ca.crt"], ca_key=ca["ca.key"]
+    )
+    data = Path(__file__).parent / "data"
+    server = start_server(
+        tmp_path,
+        "--client-ca",
+        str(ca["ca.crt"]),
+        "--cluster-state",
+        str(data / "cluster-state.yaml"),
+        "--config",
+        str(data / "config.yaml"),
+        "--namespace",
+        "pullguard",
+    )
+    try:
+        with _client(server, api_server) as trusted:
+            reply = trusted.post("/validate", content=body, headers=headers).json()["response"]
+    finally:
+        stop_server(server)
+    assert '(it exists in "shared")' in reply["status"]["message"], reply
+
+
 def _forged_configmap_review(uid: str) -> bytes:
     """pullguard's own ConfigMap with about the most expensive document the size and node
     caps let through (valid: 19,900 exempt namespaces)."""

@@ -861,3 +861,111 @@ def test_a_question_in_flight_when_the_rules_change_ends_and_its_pool_is_closed(
         gate.set()
         registry.close()
         server.stop()
+
+
+# -- 7. A forged review as an oracle on another tenant's private registry --------------------
+
+
+def _victims_state(folder: Path, host: str) -> Path:
+    """A cluster state with namespace "victim" and its pull secret for ``host``."""
+    import base64
+
+    auth = base64.b64encode(b"victim:victim-password").decode()
+    config = json.dumps({"auths": {host: {"auth": auth}}}).encode()
+    state = folder / "victim-state.yaml"
+    state.write_text(
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: victim}\n---\n"
+        "apiVersion: v1\nkind: Node\nmetadata: {name: n1, labels: "
+        "{kubernetes.io/os: linux, kubernetes.io/arch: amd64}}\n---\n"
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: victim-cred, namespace: victim}\n"
+        "type: kubernetes.io/dockerconfigjson\n"
+        f"data: {{.dockerconfigjson: {base64.b64encode(config).decode()}}}\n"
+    )
+    return state
+
+
+def test_a_forged_review_is_no_oracle_on_a_private_registry_with_the_opt_in(
+    setup: Setup, tmp_path: Path
+) -> None:
+    """A review forged at the port names namespace "victim" and an image on victim's private
+    registry: pullguard asks with victim's pull secret, and "denied: no tag" or "admitted"
+    tells whether the tag exists. Without ``--client-ca`` that stays (documented); with
+    ``--credentials-need-client-ca`` an unverified review's credentialed questions are not
+    asked (both answers alike, a warning, nothing denied); a verified review is judged as
+    before."""
+    from tests.conftest import start_server, stop_server
+    from tests.integration.test_port_attacks import _client, client_certificate
+    from webhook.edge.certs import make_bundle
+
+    private = start_registry(tmp_path / "private", auth=("victim", "victim-password"), **setup.tls)
+    try:
+        push_image(private, "falcon/app", "1.0")
+        push_image(private, "falcon/app", "arm", architecture="arm64")
+        state = _victims_state(tmp_path, private.host)
+        config = tmp_path / "config.yaml"
+        config.write_text(f"registry:\n  allowedPrivateRegistries: ['{private.host}']\n")
+
+        def review(tag: str) -> bytes:
+            body = _pod("victim", [f"{private.host}/falcon/app:{tag}"])
+            spec = body["request"]["object"]["spec"]  # type: ignore[index]
+            spec["imagePullSecrets"] = [{"name": "victim-cred"}]
+            return json.dumps(body).encode()
+
+        def answers(*flags: str, cert: tuple[Path, Path] | None = None) -> list[dict[str, object]]:
+            folder = tmp_path / f"server{len(list(tmp_path.glob('server*')))}"
+            folder.mkdir()
+            server = start_server(
+                folder,
+                "--config",
+                str(config),
+                "--cluster-state",
+                str(state),
+                *flags,
+                env={"SSL_CERT_FILE": str(setup.tls["ca"])},
+            )
+            try:
+                with _client(server, cert) as http:
+                    return [
+                        http.post(
+                            "/validate",
+                            content=review(tag),
+                            headers={"Content-Type": "application/json"},
+                        ).json()["response"]
+                        for tag in ("1.0", "9.9", "arm")
+                    ]
+            finally:
+                stop_server(server)
+
+        # The default install: the oracle (a yes/no per image; no tags printed), and the
+        # platform check names the platforms a private image is built for (documented).
+        exists, missing, arm = answers()
+        assert exists["allowed"] is True, exists
+        assert missing["allowed"] is False
+        message = str(missing["status"]["message"])  # type: ignore[index]
+        assert "has no tag '9.9'" in message and "1.0" not in message, message
+        assert "linux/arm64" in json.dumps(arm), arm
+        # The opt-in: an unverified review's answer no longer depends on the tag.
+        exists, missing, arm = answers("--credentials-need-client-ca")
+        assert exists["allowed"] is True and missing["allowed"] is True, missing
+        assert exists["warnings"] == [
+            w.replace("9.9", "1.0")
+            for w in missing["warnings"]  # type: ignore[attr-defined]
+        ]
+        assert arm["allowed"] is True and "arm64" not in json.dumps(arm), arm
+        assert any(
+            "only for reviews the API server sent" in w
+            for w in missing["warnings"]  # type: ignore[attr-defined]
+        ), missing
+        # Over the API server's certificate: judged with the pull secret, as before.
+        ca = make_bundle(["api-server-ca"]).write(tmp_path / "client-ca")
+        api_server = client_certificate(
+            tmp_path / "client", "kube-apiserver", ca=ca["ca.crt"], ca_key=ca["ca.key"]
+        )
+        flags = ("--credentials-need-client-ca", "--client-ca", str(ca["ca.crt"]))
+        exists, missing, arm = answers(*flags, cert=api_server)
+        assert exists["allowed"] is True, exists
+        assert missing["allowed"] is False, missing
+        assert "has no tag '9.9'" in str(missing["status"]["message"])  # type: ignore[index]
+        assert "linux/arm64" in json.dumps(arm), arm
+    finally:
+        private.stop()

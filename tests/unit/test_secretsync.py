@@ -3,6 +3,7 @@ a way for a tenant to read another namespace's secrets."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
@@ -27,8 +28,10 @@ class FakeApi:
     def __init__(self) -> None:
         self.secrets: dict[tuple[str, str], SecretInfo] = {}
         self.version = 0
-        self.namespaces = {"pullguard", "team-a", "team-b", "kube-system", "tenant"}
+        self.namespaces = {"pullguard", "team-a", "team-b", "kube-system", "tenant", "noisy"}
+        self.namespaces |= {f"ns{n}" for n in range(40)}
         self.objects: dict[tuple[str, str, str], Mapping[str, Any]] = {}
+        self.object_reads = 0
 
     def put(self, secret: SecretInfo) -> None:
         self.version += 1
@@ -72,6 +75,7 @@ class FakeApi:
     def read_object(
         self, api_version: str, kind: str, namespace: str, name: str
     ) -> Mapping[str, Any] | None:
+        self.object_reads += 1
         return self.objects.get((kind, namespace, name))
 
 
@@ -329,8 +333,7 @@ def test_a_forged_review_alone_never_makes_a_copy(monkeypatch: Any) -> None:
     certificate, a copy needs a real object that needs it, checked by direct reads."""
     from webhook.edge import secretsync
 
-    monkeypatch.setattr(secretsync, "DEFER_SECONDS", 1.0)
-    monkeypatch.setattr(secretsync, "DEFER_POLL_SECONDS", 0.05)
+    monkeypatch.setattr(secretsync, "DEFER_CHECKS", (0.05, 0.1, 0.2))
     api = FakeApi()
     api.put(source(dockerconfigjson("corp.example.com")))
     recorded: list[str] = []
@@ -373,7 +376,7 @@ def test_copies_follow_real_objects() -> None:
 def test_a_bare_pods_copy_is_made_once_the_api_server_has_the_pod(monkeypatch: Any) -> None:
     from webhook.edge import secretsync
 
-    monkeypatch.setattr(secretsync, "DEFER_POLL_SECONDS", 0.05)
+    monkeypatch.setattr(secretsync, "DEFER_CHECKS", (0.05, 0.3, 1.0, 3.0))
     api = FakeApi()
     api.put(source(dockerconfigjson("corp.example.com")))
     recorded: list[str] = []
@@ -391,22 +394,67 @@ def test_a_bare_pods_copy_is_made_once_the_api_server_has_the_pod(monkeypatch: A
 
 
 def test_forged_reviews_cannot_multiply_the_waiting_copies(monkeypatch: Any) -> None:
-    """Each waiting copy polls the API server: a flood of forged named-Pod reviews must not
-    become a flood of reads."""
+    """Each waiting copy reads the API server: a flood of forged named-Pod reviews must not
+    become a flood of reads, threads, or take every slot from one namespace."""
     from webhook.edge import secretsync
 
-    monkeypatch.setattr(secretsync, "DEFER_SECONDS", 0.5)
-    monkeypatch.setattr(secretsync, "DEFER_POLL_SECONDS", 0.05)
+    monkeypatch.setattr(secretsync, "DEFER_CHECKS", (0.05, 0.1, 0.2, 0.4))
+    api = FakeApi()
+    api.put(source(dockerconfigjson("corp.example.com")))
+    recorded: list[str] = []
+    sync = SecretSyncer(api, key=KEY, allowed=lambda: CONFIGURED, record=recorded.append)
+    threads = threading.active_count()
+    outcomes = [
+        sync.copy(SecretCopy("corp", "pullguard", f"ns{n % 40}"), CopyCause(False, name=f"p{n}"))
+        for n in range(1000)
+    ]
+    assert outcomes.count("deferred") == secretsync.MAX_DEFERRED
+    assert outcomes.count("unproven") == 1000 - secretsync.MAX_DEFERRED
+    assert threading.active_count() <= threads + 1  # one scheduler thread, not one per copy
+    deadline = time.monotonic() + 5
+    while sync.waiting and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert sync.waiting == 0  # all gave up: room again
+    # Four reads per waiting copy, not one every 0.25 s for 20 s.
+    assert api.object_reads <= secretsync.MAX_DEFERRED * len(secretsync.DEFER_CHECKS)
+    assert recorded.count("unproven") == secretsync.MAX_DEFERRED
+
+
+def test_one_namespaces_flood_leaves_room_for_a_real_bare_pod_elsewhere(monkeypatch: Any) -> None:
+    """16 forged named-Pod reviews for one namespace once took all 16 waiting slots, so a
+    real bare Pod in a namespace without a copy yet got none. Now a namespace holds at most
+    MAX_DEFERRED_PER_NAMESPACE, the same object waits once, and the real Pod's copy is made."""
+    from webhook.edge import secretsync
+
+    monkeypatch.setattr(secretsync, "DEFER_CHECKS", (0.05, 0.2, 0.5, 2.0))
     api = FakeApi()
     api.put(source(dockerconfigjson("corp.example.com")))
     sync = syncer(api)
-    outcomes = [
-        sync.copy(SecretCopy("corp", "pullguard", "team-a"), CopyCause(False, name=f"p{n}"))
-        for n in range(100)
+    flood = [
+        sync.copy(SecretCopy("corp", "pullguard", "noisy"), CopyCause(False, name=f"f{n}"))
+        for n in range(500)
     ]
-    assert outcomes.count("deferred") == secretsync.MAX_DEFERRED
-    assert outcomes.count("unproven") == 100 - secretsync.MAX_DEFERRED
+    assert flood.count("deferred") == secretsync.MAX_DEFERRED_PER_NAMESPACE
+    again = SecretCopy("corp", "pullguard", "team-a"), CopyCause(False, name="web")
+    assert sync.copy(*again) == "deferred"
+    waiting = sync.waiting
+    assert sync.copy(*again) == "deferred"  # the same (namespace, object, secret) waits once
+    assert sync.waiting == waiting
+    api.objects[("Pod", "team-a", "web")] = _pod_object("web", "u-web", ("corp",))
     deadline = time.monotonic() + 5
-    while sync._deferred and time.monotonic() < deadline:
+    while api.read("team-a", "corp") is None and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert sync._deferred == 0  # all gave up: room again
+    assert api.read("team-a", "corp") is not None
+
+
+def test_a_bare_pod_in_a_namespace_with_a_synced_copy_waits_for_nothing() -> None:
+    """Once a namespace has a copy this worker keeps in sync, a bare Pod's unproven review
+    needs no waiting slot: a flood can only delay a namespace's first copy."""
+    api = FakeApi()
+    api.put(source(dockerconfigjson("corp.example.com")))
+    sync = syncer(api)
+    assert sync.copy(SecretCopy("corp", "pullguard", "team-a"), CopyCause()) == "created"
+    reads = api.object_reads
+    outcome = sync.copy(SecretCopy("corp", "pullguard", "team-a"), CopyCause(False, name="web"))
+    assert outcome == "exists"
+    assert sync.waiting == 0 and api.object_reads == reads

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -19,6 +21,7 @@ from tests.unit.builders import (
 from webhook.core.cluster import InMemoryCluster, NoCluster, SecretInfo, ServiceAccountInfo
 from webhook.core.config import load_config_text
 from webhook.core.registry import Answer, FixedRegistry, Outcome
+from webhook.core.review import UserInfo
 from webhook.core.validate import validate
 
 PRIVATE = load_config_text("privateRegistries: [registry.example.com]\n")
@@ -73,7 +76,7 @@ def test_missing_secret_on_service_account_says_where_it_was_listed() -> None:
         pull_secret("default", "regcred", "registry.example.com"), accounts=(account,)
     )
     obj = deployment(pod_spec(container("web", REG_IMAGE), sa="builder"))
-    message = validate(request(obj), PRIVATE, cluster).message or ""
+    message = validate(request(obj), PRIVATE, cluster, user_verified=True).message or ""
     assert (
         'imagePullSecret "regcred" (listed on ServiceAccount "builder") does not exist in '
         'namespace "team-a" (it exists in "default")'
@@ -677,12 +680,66 @@ def test_where_a_missing_secret_exists_is_said_only_to_who_may_read_it_there() -
     )
     cluster.secret_readers = {"alice": {"team-a", "team-a-shared"}, "mallory": {"team-a"}}
     obj = pod(pod_spec(container("web", REG_IMAGE), secrets=["regcred"]))
-    told_alice = validate(request(obj, user="alice"), PRIVATE, cluster).message or ""
-    told_mallory = validate(request(obj, user="mallory"), PRIVATE, cluster).message or ""
+    told_alice = validate(request(obj, user="alice"), PRIVATE, cluster, user_verified=True).message
+    told_mallory = (
+        validate(request(obj, user="mallory"), PRIVATE, cluster, user_verified=True).message or ""
+    )
+    assert told_alice is not None
     assert '(it exists in "team-a-shared")' in told_alice
     assert "project-falcon" not in told_alice
     assert 'imagePullSecret "regcred" does not exist in namespace "team-a"' in told_mallory
     assert "project-falcon" not in told_mallory and "team-a-shared" not in told_mallory
+
+
+class AskedCluster(InMemoryCluster):
+    """Counts the SubjectAccessReviews a decision asks (each one a POST to the API server)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked = 0
+
+    def may_read_secrets(self, user: UserInfo, namespace: str) -> bool:
+        self.asked += 1
+        return super().may_read_secrets(user, namespace)
+
+
+def test_a_forged_user_is_not_believed_where_a_secret_exists() -> None:
+    """A review anyone could POST to the port claimed ``groups: [system:masters]``: the
+    SubjectAccessReview said yes, and the denial said where the secret is ("it exists in
+    project-falcon"). Unverified, ``userInfo`` is nobody's word: no namespace is named, no
+    SubjectAccessReview is asked, and the fix is the command that still makes sense."""
+    cluster = AskedCluster()
+    cluster.add_namespace("team-a")
+    cluster.add_secret(pull_secret("project-falcon", "falcon-cred", "registry.example.com"))
+    cluster.secret_readers = {"x": {"team-a", "project-falcon"}}  # what system:masters gets
+    forged = request(pod(pod_spec(container("web", REG_IMAGE), secrets=["falcon-cred"])), user="x")
+    forged = replace(forged, user=UserInfo(username="x", groups=("system:masters",)))
+    message = validate(forged, PRIVATE, cluster).message or ""
+    assert "project-falcon" not in message, message
+    assert 'imagePullSecret "falcon-cred" does not exist in namespace "team-a"' in message
+    assert "kubectl create secret docker-registry falcon-cred -n team-a" in message
+    assert cluster.asked == 0
+    # The same review from the API server (serve --client-ca): today's answer.
+    verified = validate(forged, PRIVATE, cluster, user_verified=True).message or ""
+    assert '(it exists in "project-falcon")' in verified, verified
+    assert cluster.asked == 1
+
+
+def test_a_verified_review_asks_a_bounded_number_of_subject_access_reviews() -> None:
+    """64 missing secret names, each held by 10 other namespaces, once cost 8
+    SubjectAccessReviews per name (512 per review); the bound is per admission."""
+    from webhook.core.validate import MAX_NAMESPACES_ASKED, MAX_PULL_SECRETS
+
+    cluster = AskedCluster()
+    cluster.add_namespace("team-a")
+    names = [f"s{n}" for n in range(MAX_PULL_SECRETS)]
+    for name in names:
+        for other in range(10):
+            cluster.add_secret(pull_secret(f"other-{other}", name, "registry.example.com"))
+    obj = pod(pod_spec(container("web", REG_IMAGE), secrets=names))
+    decision = validate(request(obj), PRIVATE, cluster, user_verified=True)
+    assert not decision.allowed
+    assert 0 < cluster.asked <= MAX_NAMESPACES_ASKED, cluster.asked
 
 
 class CountingCluster(InMemoryCluster):

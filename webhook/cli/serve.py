@@ -48,6 +48,13 @@ def register(sub: SubParsers) -> None:
         "AdmissionConfiguration's kubeConfigFile): /validate and /mutate then answer only "
         "connections that present a certificate it signed (401 otherwise)",
     )
+    serve.add_argument(
+        "--credentials-need-client-ca",
+        action="store_true",
+        help="ask a registry with a namespace's pull secrets only for reviews over a "
+        "certificate --client-ca verified (without --client-ca: never; such images are "
+        "then not checked, with a warning)",
+    )
     serve.add_argument("--cert", metavar="FILE", help="serving certificate (PEM)")
     serve.add_argument("--key", metavar="FILE", help="its private key (PEM)")
     serve.add_argument("--port", type=int, default=8443)

@@ -128,7 +128,14 @@ def judge(
         old_object=None,
         dry_run=True,
     )
-    return validate(request, config, cluster, registry=registry, own_namespace=own_namespace)
+    return validate(
+        request,
+        config,
+        cluster,
+        registry=registry,
+        own_namespace=own_namespace,
+        user_verified=True,
+    )
 
 
 def namespace_missing(core: Any, namespace: str) -> str:

@@ -131,7 +131,7 @@ def judge(
     mutation = mutate(request, config, cluster)
     if mutation.patch:
         request = replace(request, object=jsonpatch.apply_patch(obj, mutation.patch))
-    return validate(request, config, cluster, registry=registry)
+    return validate(request, config, cluster, registry=registry, user_verified=True)
 
 
 def offline_cluster(state: Path | None) -> ClusterView:

@@ -152,6 +152,7 @@ def _serve(args: argparse.Namespace, leadership: Leadership) -> int:
                 mirror_lacks=mirrors.lacks,
                 not_ready=mirrors.not_ready,
                 require_client_cert=bool(args.client_ca),
+                credentials_need_client_ca=args.credentials_need_client_ca,
                 offload=offload,
             )
             return create_app(runtime)
@@ -166,6 +167,7 @@ def _serve(args: argparse.Namespace, leadership: Leadership) -> int:
         caches_not_ready = runtime.not_ready
         runtime.not_ready = lambda: caches_not_ready() + mirrors.not_ready()
         runtime.require_client_cert = bool(args.client_ca)
+        runtime.credentials_need_client_ca = args.credentials_need_client_ca
         runtime.offload = offload
         if args.audit_interval > 0:
             from kubernetes import client

@@ -143,6 +143,11 @@ class Runtime:
     """``serve --client-ca``: /validate and /mutate answer only connections that presented
     a client certificate the CA signed (the API server's, through its
     AdmissionConfiguration's kubeConfigFile)."""
+    credentials_need_client_ca: bool = False
+    """``serve --credentials-need-client-ca``: a registry is asked with a namespace's pull
+    secrets only for a review over a certificate ``--client-ca`` verified. Otherwise a forged
+    review naming another tenant's namespace learns whether an image exists in that tenant's
+    private registry (a yes/no per image)."""
 
 
 #: A WSGI status line per status code the admission endpoints answer with.
@@ -186,6 +191,31 @@ class _DeadlineRegistry:
             spent = RegistryAnswer(Outcome.NOT_ASKED, "the review's time budget was spent")
             return dict.fromkeys(questions, spent)
         return self.registry.ask(questions, left, tenant=tenant)
+
+
+#: Why a question that needs a namespace's pull secrets was not asked for an unverified
+#: review (``serve --credentials-need-client-ca``).
+UNVERIFIED_CREDENTIALS_NOTE = (
+    "pullguard asks a registry with a namespace's pull secrets only for reviews the API "
+    "server sent over its client certificate (serve --credentials-need-client-ca)"
+)
+
+
+class _AnonymousOnly:
+    """A registry view for an unverified review under ``--credentials-need-client-ca``:
+    questions carrying credentials are not asked (``not asked``, never a denial), the others
+    are: an anonymous answer is anyone's to learn."""
+
+    def __init__(self, registry: RegistryView) -> None:
+        self.registry = registry
+
+    def ask(
+        self, questions: Sequence[Question], budget: float, tenant: str = ""
+    ) -> Mapping[Question, RegistryAnswer]:
+        anonymous = [q for q in questions if not q.credentials]
+        got = dict(self.registry.ask(anonymous, budget, tenant=tenant)) if anonymous else {}
+        withheld = RegistryAnswer(Outcome.NOT_ASKED, UNVERIFIED_CREDENTIALS_NOTE)
+        return {q: got.get(q, withheld) for q in questions}
 
 
 def _error_review(uid: str, code: int, message: str) -> Answer:
@@ -343,7 +373,6 @@ def create_app(runtime: Runtime) -> Flask:
         return endpoint
 
     def handle_validate(review: Any, started: float, verified: bool) -> Answer:
-        del verified  # a forged review only decides its own answer
         config = runtime.config.current
         if review.kind == "ConfigMap":
             # A forged ConfigMap review costs up to a 256 KiB YAML parse: never on the loop.
@@ -358,10 +387,11 @@ def create_app(runtime: Runtime) -> Flask:
                 config,
                 runtime.cluster,
                 own_namespace=runtime.own_namespace,
-                registry=None
-                if runtime.registry is None
-                else _DeadlineRegistry(runtime.registry, started, config.registry.timeout_seconds),
+                registry=_review_registry(runtime, started, config, verified),
                 mirrors_down=runtime.mirrors_down(),
+                # A review's userInfo is believed only from the API server (--client-ca):
+                # anyone else could claim system:masters and be told where secrets are.
+                user_verified=verified,
             )
         _record_validation(metrics, review, decision)
         for finding in decision.findings:
@@ -455,6 +485,19 @@ def create_app(runtime: Runtime) -> Flask:
         runtime.metrics_port,
     )
     return app
+
+
+def _review_registry(
+    runtime: Runtime, started: float, config: Any, verified: bool
+) -> RegistryView | None:
+    """The registry view one review's questions go to: within its budget, and without
+    pull secrets for an unverified review under ``--credentials-need-client-ca``."""
+    if runtime.registry is None:
+        return None
+    view: RegistryView = runtime.registry
+    if runtime.credentials_need_client_ca and not verified:
+        view = _AnonymousOnly(view)
+    return _DeadlineRegistry(view, started, config.registry.timeout_seconds)
 
 
 def _record_validation(metrics: Metrics, review: Any, decision: Decision) -> None:

@@ -28,9 +28,11 @@ Trust rules, each against an attack a tenant could mount with rights to its own 
   controlling owner exists with the uid the review names (a controller's Pod or
   ReplicaSet), or, on UPDATE, the object exists with that uid. Otherwise a named object's
   copy waits until the API server has the object and it lists the secret
-  (:data:`DEFER_SECONDS`; at most :data:`MAX_DEFERRED` wait at once, so forged reviews
-  cannot multiply the API server's reads), and an unnamed one (``generateName``, no owner)
-  is not made: ``unproven``.
+  (looked for at :data:`DEFER_CHECKS`, by one scheduler thread; at most
+  :data:`MAX_DEFERRED` wait at once, :data:`MAX_DEFERRED_PER_NAMESPACE` per namespace, one
+  per (namespace, object, secret), so forged reviews cannot multiply the API server's reads
+  or take every namespace's first copy by flooding one), and an unnamed one
+  (``generateName``, no owner) is not made: ``unproven``.
 - Every outcome is logged (names only) and counted; a copy that can no longer be synced is
   never left silently stale.
 
@@ -43,6 +45,7 @@ Must not: log secret data, or copy anything not named by the configuration.
 from __future__ import annotations
 
 import hashlib
+import heapq
 import hmac
 import json
 import logging
@@ -78,12 +81,19 @@ OUTCOMES = (
     "unproven",
     "failed",
 )
-#: How long a copy for an object the API server does not have yet waits for it to appear.
-DEFER_SECONDS = 20.0
-DEFER_POLL_SECONDS = 0.25
-#: Copies waiting for their object at once, per process: each polls the API server, so a
-#: flood of forged reviews must not become a flood of reads. Past it: ``unproven``.
-MAX_DEFERRED = 16
+#: When a copy for an object the API server does not have yet looks for it: seconds after
+#: it was deferred. A bare Pod is created right after its admission, so the first look
+#: usually finds it; four reads per waiting copy in all (it once polled 80 times, every
+#: 0.25 s, on a thread of its own).
+DEFER_CHECKS = (0.5, 2.0, 6.0, 15.0)
+#: Copies waiting for their object at once, per process, and per namespace. Each costs at
+#: most ``len(DEFER_CHECKS)`` direct reads in ``DEFER_CHECKS[-1]`` seconds: a flood of
+#: forged reviews holding every slot costs the API server 128 * 4 / 15 = 34 reads/s (16
+#: threads polling every 0.25 s once cost 64 reads/s for 16 slots). Past either bound:
+#: ``unproven`` (counted). A (namespace, object, secret) waits once: asked again, it takes
+#: no second slot.
+MAX_DEFERRED = 128
+MAX_DEFERRED_PER_NAMESPACE = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,9 +242,21 @@ class SecretSyncer:
         self.allowed = allowed
         self.record = record
         self._targets: set[Target] = set()
-        self._deferred = 0
+        # Copies waiting for their object, by (namespace, kind, object name, secret); when
+        # each is looked for next (a heap of (due, sequence, key)); one thread does it.
+        self._waiting: dict[tuple[str, str, str, str], _Waiting] = {}
+        self._due: list[tuple[float, int, tuple[str, str, str, str]]] = []
+        self._sequence = 0
         self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._scheduler: threading.Thread | None = None
         self._stop = threading.Event()
+
+    @property
+    def waiting(self) -> int:
+        """Copies waiting for their object now."""
+        with self._lock:
+            return len(self._waiting)
 
     @property
     def targets(self) -> set[Target]:
@@ -291,22 +313,16 @@ class SecretSyncer:
             return self._copy_now(request)
         if cause.operation == "CREATE" and cause.name and cause.owner is None:
             with self._lock:
-                if self._deferred >= MAX_DEFERRED:
-                    log.warning(
-                        "secret %s not copied into %s: %d copies already wait for their objects",
-                        request.name,
-                        request.namespace,
-                        self._deferred,
-                    )
-                    return "unproven"
-                self._deferred += 1
-            threading.Thread(
-                target=self._copy_when_real,
-                args=(request, cause),
-                name="secret-copy-deferred",
-                daemon=True,
-            ).start()
-            return "deferred"
+                synced = (
+                    request.namespace,
+                    request.name,
+                    request.source_namespace,
+                ) in self._targets
+            if synced:
+                # This worker made or adopted the copy, and the sync loop keeps it (recreates
+                # it within a pass if deleted): nothing to wait for, in a flood or not.
+                return "exists"
+            return self._defer(request, cause)
         log.warning(
             "secret %s not copied into %s: nothing proves the review that asked came from the "
             "API server (serve --client-ca) or that an object there needs it",
@@ -327,50 +343,104 @@ class SecretSyncer:
             return found is not None and _uid(found) == cause.uid
         return False
 
-    def _copy_when_real(self, request: SecretCopy, cause: CopyCause) -> None:
-        """Copy once the API server has the object the review named (a bare Pod is created
-        right after its admission); give up after :data:`DEFER_SECONDS`."""
-        try:
-            self._wait_and_copy(request, cause)
-        finally:
-            with self._lock:
-                self._deferred -= 1
-
-    def _wait_and_copy(self, request: SecretCopy, cause: CopyCause) -> None:
-        deadline = time.monotonic() + DEFER_SECONDS
-        while time.monotonic() < deadline:
-            try:
-                found = self.writer.read_object(
-                    cause.api_version, cause.kind, request.namespace, cause.name
-                )
-            except Exception as error:
-                found = None
-                log.debug("waiting for %s: %s", cause.name, type(error).__name__)
-            if found is not None:
-                # It must need the copy: a forged review naming some existing pod gets none.
-                view = pod_spec(cause.kind, found)
-                if view is not None and request.name in view.pull_secret_names:
-                    self.record(self._copy_now(request).partition(": ")[0])
-                else:
-                    log.warning(
-                        "secret %s not copied into %s: %s %s does not use it",
-                        request.name,
-                        request.namespace,
-                        cause.kind,
-                        cause.name,
+    def _defer(self, request: SecretCopy, cause: CopyCause) -> str:
+        """Wait for the object the review named (a bare Pod is created right after its
+        admission): ``deferred``, or ``unproven`` when there is no room for it."""
+        key = (request.namespace, cause.kind, cause.name, request.name)
+        with self._lock:
+            if key in self._waiting:
+                # The same object's copy waits already (a review sent again, or reinvoked):
+                # that one makes it, and this one takes no slot.
+                return "deferred"
+            in_namespace = sum(1 for k in self._waiting if k[0] == request.namespace)
+            if len(self._waiting) >= MAX_DEFERRED:
+                why = f"{len(self._waiting)} copies already wait for their objects"
+            elif in_namespace >= MAX_DEFERRED_PER_NAMESPACE:
+                why = f"{in_namespace} copies already wait for their objects in that namespace"
+            else:
+                why = ""
+                now = time.monotonic()
+                self._waiting[key] = _Waiting(request, cause, now)
+                self._schedule(key, now + DEFER_CHECKS[0])
+                if self._scheduler is None or not self._scheduler.is_alive():
+                    self._scheduler = threading.Thread(
+                        target=self._look_for_objects, name="secret-copy-deferred", daemon=True
                     )
-                    self.record("unproven")
-                return
-            time.sleep(DEFER_POLL_SECONDS)
-        log.warning(
-            "secret %s not copied into %s: no %s %s appeared there within %.0fs",
-            request.name,
-            request.namespace,
-            cause.kind,
-            cause.name,
-            DEFER_SECONDS,
-        )
-        self.record("unproven")
+                    self._scheduler.start()
+                self._wake.notify()
+        if why:
+            log.warning("secret %s not copied into %s: %s", request.name, request.namespace, why)
+            return "unproven"
+        return "deferred"
+
+    def _schedule(self, key: tuple[str, str, str, str], due: float) -> None:
+        """(Holding the lock.)"""
+        self._sequence += 1
+        heapq.heappush(self._due, (due, self._sequence, key))
+
+    def _look_for_objects(self) -> None:
+        """The one thread that looks for the objects waiting copies are for, each at
+        :data:`DEFER_CHECKS` after it was deferred; it ends when none waits."""
+        while not self._stop.is_set():
+            with self._lock:
+                if not self._due:
+                    self._scheduler = None
+                    return
+                due, _, key = self._due[0]
+                wait = due - time.monotonic()
+                if wait > 0:
+                    self._wake.wait(min(wait, 1.0))
+                    continue
+                heapq.heappop(self._due)
+                waiting = self._waiting.get(key)
+            if waiting is None:
+                continue
+            done = self._look_once(waiting)
+            with self._lock:
+                waiting.looks += 1
+                if done or waiting.looks >= len(DEFER_CHECKS):
+                    del self._waiting[key]
+                else:
+                    self._schedule(key, waiting.since + DEFER_CHECKS[waiting.looks])
+            if not done and waiting.looks >= len(DEFER_CHECKS):
+                request, cause = waiting.request, waiting.cause
+                log.warning(
+                    "secret %s not copied into %s: no %s %s appeared there within %.0fs",
+                    request.name,
+                    request.namespace,
+                    cause.kind,
+                    cause.name,
+                    DEFER_CHECKS[-1],
+                )
+                self.record("unproven")
+
+    def _look_once(self, waiting: _Waiting) -> bool:
+        """Look for the object once; copy when it is there and lists the secret. True when
+        it was found (copied or not)."""
+        request, cause = waiting.request, waiting.cause
+        try:
+            found = self.writer.read_object(
+                cause.api_version, cause.kind, request.namespace, cause.name
+            )
+        except Exception as error:
+            log.debug("waiting for %s: %s", cause.name, type(error).__name__)
+            return False
+        if found is None:
+            return False
+        # It must need the copy: a forged review naming some existing pod gets none.
+        view = pod_spec(cause.kind, found)
+        if view is not None and request.name in view.pull_secret_names:
+            self.record(self._copy_now(request).partition(": ")[0])
+        else:
+            log.warning(
+                "secret %s not copied into %s: %s %s does not use it",
+                request.name,
+                request.namespace,
+                cause.kind,
+                cause.name,
+            )
+            self.record("unproven")
+        return True
 
     def _copy_now(self, request: SecretCopy) -> str:
         target = (request.namespace, request.name, request.source_namespace)
@@ -480,3 +550,15 @@ class SecretSyncer:
 
     def stop(self) -> None:
         self._stop.set()
+        with self._lock:
+            self._wake.notify_all()
+
+
+@dataclass(slots=True)
+class _Waiting:
+    """A copy waiting for the object its review named."""
+
+    request: SecretCopy
+    cause: CopyCause
+    since: float
+    looks: int = 0
