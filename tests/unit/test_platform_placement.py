@@ -258,6 +258,8 @@ def test_the_node_cache_keeps_barring_taints_only_and_within_bounds() -> None:
             client.V1Taint(key="os", value="windows", effect="NoSchedule"),
             client.V1Taint(key="spot", value="true", effect="PreferNoSchedule"),
             client.V1Taint(key="drain", effect="NoExecute"),
+            # A condition's taint comes and goes with the node's health: never tolerated.
+            client.V1Taint(key="node.kubernetes.io/not-ready", effect="NoSchedule"),
         )
     )
     assert kept == (("windows", "amd64"), (Taint("drain", "", "NoExecute"), WINDOWS_TAINT))

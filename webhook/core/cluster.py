@@ -46,6 +46,11 @@ class ServiceAccountInfo:
 
 #: The taint effects that keep a pod off a node (``PreferNoSchedule`` only prefers).
 BARRING_EFFECTS = ("NoSchedule", "NoExecute")
+#: Taints the node lifecycle controller and cloud controllers add for a node's condition
+#: (``node.kubernetes.io/not-ready``, ``.../unreachable``, ``.../disk-pressure``, an
+#: uninitialized node): they come and go with the node's health, and a fix that tolerated
+#: them would send pods to broken nodes. They are not kept.
+CONDITION_TAINT_PREFIXES = ("node.kubernetes.io/", "node.cloudprovider.kubernetes.io/")
 #: At most this many taints are kept per node; a node with more has unknown taints (a fix
 #: then says how to list them rather than print tolerations that might not be enough).
 MAX_TAINTS_PER_NODE = 16
@@ -70,7 +75,8 @@ NodeTaints = Mapping[tuple[str, str], frozenset[tuple[Taint, ...] | None]]
 
 
 def bounded_taints(taints: object) -> tuple[Taint, ...] | None:
-    """A node's barring taints from ``(key, value, effect)`` triples, sorted; ``None`` when
+    """A node's barring taints from ``(key, value, effect)`` triples, sorted, but those of
+    its conditions (:data:`CONDITION_TAINT_PREFIXES`); ``None`` when
     there are more than :data:`MAX_TAINTS_PER_NODE` or one is longer than a real taint."""
     if not isinstance(taints, (list, tuple)):
         return ()
@@ -79,7 +85,7 @@ def bounded_taints(taints: object) -> tuple[Taint, ...] | None:
         if not isinstance(entry, (list, tuple)) or len(entry) != 3:
             return None
         key, value, effect = (str(part or "") for part in entry)
-        if effect not in BARRING_EFFECTS:
+        if effect not in BARRING_EFFECTS or key.startswith(CONDITION_TAINT_PREFIXES):
             continue
         if not key or len(key) > MAX_TAINT_KEY or len(value) > MAX_TAINT_VALUE:
             return None

@@ -19,6 +19,7 @@ from typing import Any
 
 from webhook.core.cluster import (
     BARRING_EFFECTS,
+    CONDITION_TAINT_PREFIXES,
     ClusterUnavailable,
     ClusterView,
     NodeTaints,
@@ -121,7 +122,9 @@ def placement_for(
                 tuple(
                     t
                     for t in taints
-                    if t.effect in BARRING_EFFECTS and not any(tolerates(h, t) for h in has)
+                    if t.effect in BARRING_EFFECTS
+                    and not t.key.startswith(CONDITION_TAINT_PREFIXES)
+                    and not any(tolerates(h, t) for h in has)
                 )
             )
     if not needed:
