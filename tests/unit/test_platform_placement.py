@@ -271,3 +271,31 @@ def test_the_node_cache_keeps_barring_taints_only_and_within_bounds() -> None:
     long_key = client.V1Taint(key="k" * 400, value="v", effect="NoSchedule")
     assert node_facts_of(node(long_key))[1] is None
     assert node_facts_of(client.V1Node(metadata=client.V1ObjectMeta(name="bare"))) == (None, ())
+
+
+def test_a_bare_pod_bound_to_a_node_without_a_build_is_recreated_unbound() -> None:
+    """The recreated pod kept ``spec.nodeName``: bound to the same node, where the kubelet
+    rejects the new selector (and the image still has no build)."""
+    cluster = windows_cluster(WINDOWS_TAINT)
+    spec = pod_spec(container("web", IMAGE)) | {"nodeName": "linux-1"}
+    decision = validate(
+        request(pod(spec)), ENFORCE, cluster, registry=FixedRegistry({IMAGE: WINDOWS_ONLY})
+    )
+    failing = pod(spec, name="web-1")
+    failing["status"] = {
+        "containerStatuses": [
+            {
+                "name": "web",
+                "state": {
+                    "waiting": {"reason": "ErrImagePull", "message": "no match for platform"}
+                },
+            }
+        ]
+    }
+    (found,) = diagnose(failing, [], decision.findings)
+    (fix,) = found.fixes
+    command = fix[fix.index("kubectl patch pod web-1") :]
+    assert command.endswith("| kubectl replace --force -f -")
+    body = json.loads(shlex.split(command.split(" | ")[0])[-1])
+    assert body["spec"]["nodeName"] is None
+    assert schedulable(body["spec"], WINDOWS_LABELS, [WINDOWS_TAINT])

@@ -68,8 +68,9 @@ class Placement:
         return out
 
     def snippet(self) -> str:
-        """The fields as JSON (valid YAML, pasted into the pod spec as it is)."""
-        return json.dumps(self.fields(), separators=(", ", ": "))
+        """The fields as compact JSON (valid YAML, pasted into the pod spec as it is; short
+        enough for a kubectl warning line with one or two tolerations)."""
+        return json.dumps(self.fields(), separators=(",", ":"))
 
 
 def _selector(
