@@ -24,7 +24,7 @@ from tests.e2e.cluster import ControlPlane, wait_for
 from tests.e2e.conftest import E2ERegistries, Installation, pod, pull_secret, spawn_pullguard
 from tests.e2e.test_decisions import wait_for_mode
 from tests.e2e.test_kubectl import deployment, jsonpath
-from tests.integration.registries import push_image
+from tests.integration.registries import push_image, push_index
 
 pytestmark = pytest.mark.e2e
 
@@ -426,3 +426,107 @@ def test_diagnose_an_unrelated_missing_secret_event_does_not_hide_a_missing_tag(
     (found,) = json.loads(result.stdout)["pods"][0]["images"]
     assert (found["cause"], found["verdict"]) == ("not_found", "confirmed"), found
     assert any("use tag '1.0' if that was meant" in f for f in found["fixes"])
+
+
+CONTAINERD_NO_PLATFORM = (
+    'failed to pull and unpack image "{image}": no match for platform in manifest: not found'
+)
+
+
+def fix_lines(output: str) -> list[str]:
+    return [line.split("Fix: ", 1)[1] for line in output.splitlines() if "Fix: " in line]
+
+
+def test_diagnose_with_no_node_known_fills_the_platform_fix_from_the_registry(
+    plane: ControlPlane, ns: str, registries: E2ERegistries
+) -> None:
+    """Issue 22 review (b): no Node says its platform, and the fix was words only; the
+    registry's answer (the index's builds) is carried out of the live check."""
+    wait_for(lambda: not plane.get_json("nodes")["items"], 60, "no Node objects")
+    off(plane, ns)
+    image = f"{registries.public.host}/team/multi-diag:1.0"
+    push_index(
+        registries.public, "team/multi-diag", "1.0", [("linux", "amd64"), ("linux", "s390x")]
+    )
+    failing_pod(plane, ns, "multi", image, CONTAINERD_NO_PLATFORM.format(image=image))
+    result = pullguard(plane, registries, "diagnose", "multi", "-n", ns)
+    assert result.returncode == 0, result.stderr
+    assert "[platform, not checked]" in result.stdout, result.stdout
+    (fix,) = fix_lines(result.stdout)
+    assert fix.startswith("this image has builds for linux/amd64 and linux/s390x: "), fix
+    assert "could not learn" not in fix
+    first, second = fix.split("; or ")
+    assert '"kubernetes.io/arch":"s390x"' in second
+    run_printed(plane, first)
+    recreated = plane.get_json("pod", "multi", "-n", ns)["spec"]
+    assert recreated["nodeSelector"] == {"kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64"}
+
+
+def test_diagnose_moves_a_windows_image_to_the_tainted_windows_node_as_printed(
+    plane: ControlPlane, ns: str, registries: E2ERegistries
+) -> None:
+    """Issue 22 review (a), in diagnose: the patch carries the toleration the Windows
+    node's taint needs, and the recreated pod tolerates the Node as stored."""
+    from tests.e2e.test_registry import node_manifest
+    from tests.unit.test_platform_placement import schedulable
+    from webhook.core.cluster import Taint
+
+    off(plane, ns)
+    image = f"{registries.public.host}/team/win-diag:1.0"
+    push_index(registries.public, "team/win-diag", "1.0", [("windows", "amd64")])
+    windows_taint = {"key": "os", "value": "windows", "effect": "NoSchedule"}
+    plane.apply(node_manifest("e2e-diag-linux", "linux", "amd64", []), check=True)
+    plane.apply(node_manifest("e2e-diag-win", "windows", "amd64", [windows_taint]), check=True)
+    try:
+        # Bound to the Linux node, as the scheduler left it; the kubelet there failed.
+        failing_pod(
+            plane,
+            ns,
+            "win",
+            image,
+            CONTAINERD_NO_PLATFORM.format(image=image),
+            nodeName="e2e-diag-linux",
+        )
+        result = pullguard(plane, registries, "diagnose", "win", "-n", ns)
+        assert result.returncode == 0, result.stderr
+        assert "[platform, confirmed]" in result.stdout, result.stdout
+        (fix,) = fix_lines(result.stdout)
+        assert '{"key":"os","operator":"Equal","value":"windows","effect":"NoSchedule"}' in fix
+        uid = plane.get_json("pod", "win", "-n", ns)["metadata"]["uid"]
+        command = fix[fix.index("kubectl") :]
+        running = subprocess.Popen(
+            ["bash", "-c", command],
+            env={**os.environ, "KUBECONFIG": str(plane.kubeconfig)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            # No kubelet here: a bound pod's graceful deletion waits for the kubelet's
+            # confirmation (a delete with grace 0 once its containers stopped); given as
+            # the kubelet gives it.
+            wait_for(
+                lambda: plane.get_json("pod", "win", "-n", ns)["metadata"].get("deletionTimestamp"),
+                30,
+                "the old pod's deletion",
+            )
+            plane.kubectl("delete", "pod", "win", "-n", ns, "--grace-period=0", "--force")
+            _, stderr = running.communicate(timeout=60)
+        finally:
+            running.kill()
+        assert running.returncode == 0, f"{command}\n{stderr}"
+        recreated = plane.get_json("pod", "win", "-n", ns)
+        assert recreated["metadata"]["uid"] != uid
+        spec = recreated["spec"]
+        assert "nodeName" not in spec  # recreated unbound: the scheduler places it
+        stored = plane.get_json("node", "e2e-diag-win")
+        taints = [
+            Taint(t["key"], t.get("value", ""), t["effect"])
+            for t in stored["spec"]["taints"]
+            if not t["key"].startswith("node.kubernetes.io/")  # no kubelet: not-ready
+        ]
+        assert Taint("os", "windows", "NoSchedule") in taints
+        assert schedulable(spec, stored["metadata"]["labels"], taints), spec
+    finally:
+        for name in ("e2e-diag-linux", "e2e-diag-win"):
+            plane.kubectl("delete", "node", name, "--wait=false")

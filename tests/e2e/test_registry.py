@@ -138,3 +138,65 @@ def test_an_image_without_a_build_for_the_nodes(
         assert expected in result.stderr
     finally:
         plane.kubectl("delete", "node", "e2e-amd64-node", "--wait=false")
+
+
+def node_manifest(name: str, os_name: str, arch: str, taints: list[dict[str, str]]) -> str:
+    return json.dumps(
+        {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {
+                "name": name,
+                "labels": {"kubernetes.io/os": os_name, "kubernetes.io/arch": arch},
+            },
+            "spec": {"taints": taints},
+        }
+    )
+
+
+def test_a_windows_image_fix_carries_the_toleration_the_windows_node_needs(
+    plane: ControlPlane, ns: str, registries: E2ERegistries
+) -> None:
+    """Issue 22 review (a): the fix named the nodeSelector only, and the pod, so fixed,
+    still did not schedule: every Windows node was tainted against it."""
+    from tests.unit.test_platform_placement import applied, schedulable, snippet
+    from webhook.core.cluster import Taint
+
+    image = f"{registries.public.host}/team/win-only:1.0"
+    push_index(registries.public, "team/win-only", "1.0", [("windows", "amd64")])
+    windows_taint = {"key": "os", "value": "windows", "effect": "NoSchedule"}
+    plane.apply(node_manifest("e2e-linux-node", "linux", "amd64", []), check=True)
+    plane.apply(node_manifest("e2e-win-node", "windows", "amd64", [windows_taint]), check=True)
+    try:
+        manifest = pod("win", ns, image)
+        # The Nodes (with the taint) reach pullguard's cache by watch.
+        wait_for(
+            lambda: '"tolerations"' in plane.apply(manifest, "--dry-run=server").stderr,
+            30,
+            "the platform warning with the toleration",
+        )
+        result = plane.apply(manifest, "--dry-run=server")
+        assert result.ok  # platform: warn by default
+        (fix,) = [line for line in result.stderr.splitlines() if "pullguard: fix: " in line]
+        fields = snippet(fix)
+        # The fix applied, judged by the scheduler's rule against the Nodes as stored.
+        spec = applied(json.loads(manifest)["spec"], fields)
+        for name, runs in (("e2e-win-node", True), ("e2e-linux-node", False)):
+            stored = plane.get_json("node", name)
+            # No kubelet here: the node lifecycle controller taints these Nodes
+            # node.kubernetes.io/not-ready, which a Ready node does not carry (and which no
+            # fix should tolerate).
+            taints = [
+                Taint(t["key"], t.get("value", ""), t["effect"])
+                for t in stored["spec"].get("taints") or []
+                if not t["key"].startswith("node.kubernetes.io/")
+            ]
+            assert runs is (Taint("os", "windows", "NoSchedule") in taints)
+            assert schedulable(spec, stored["metadata"]["labels"], taints) is runs, (name, fix)
+        # And pullguard has nothing more to say about the fixed pod.
+        fixed = json.loads(manifest) | {"spec": spec}
+        again = plane.apply(json.dumps(fixed), "--dry-run=server")
+        assert again.ok and "pullguard" not in again.stderr, again.stderr
+    finally:
+        for name in ("e2e-linux-node", "e2e-win-node"):
+            plane.kubectl("delete", "node", name, "--wait=false")

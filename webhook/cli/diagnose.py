@@ -145,6 +145,7 @@ def diagnose_one(
         live_note=note,
         workload=workload_of(core, pod),
         namespace_credentials=namespace_credentials(core, meta["namespace"]),
+        image_platforms=dict(decision.image_platforms),
     )
 
 

@@ -12,7 +12,7 @@ Pure: no client library, no network.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
@@ -42,6 +42,57 @@ class ServiceAccountInfo:
     namespace: str
     name: str
     image_pull_secrets: tuple[str, ...] = ()
+
+
+#: The taint effects that keep a pod off a node (``PreferNoSchedule`` only prefers).
+BARRING_EFFECTS = ("NoSchedule", "NoExecute")
+#: Taints the node lifecycle controller and cloud controllers add for a node's condition
+#: (``node.kubernetes.io/not-ready``, ``.../unreachable``, ``.../disk-pressure``, an
+#: uninitialized node): they come and go with the node's health, and a fix that tolerated
+#: them would send pods to broken nodes. They are not kept.
+CONDITION_TAINT_PREFIXES = ("node.kubernetes.io/", "node.cloudprovider.kubernetes.io/")
+#: At most this many taints are kept per node; a node with more has unknown taints (a fix
+#: then says how to list them rather than print tolerations that might not be enough).
+MAX_TAINTS_PER_NODE = 16
+#: A taint key is a qualified name (a 253-character DNS prefix, ``/``, 63 characters); its
+#: value a label value (63). Anything longer is no taint the API server stores.
+MAX_TAINT_KEY = 317
+MAX_TAINT_VALUE = 63
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Taint:
+    """A node taint that keeps pods without a matching toleration off the node."""
+
+    key: str
+    value: str
+    effect: str  # NoSchedule | NoExecute
+
+
+#: Per node platform (os, arch), the distinct taint sets of its nodes: ``()`` for a node
+#: with no barring taint, ``None`` for one whose taints were not kept (over the caps).
+NodeTaints = Mapping[tuple[str, str], frozenset[tuple[Taint, ...] | None]]
+
+
+def bounded_taints(taints: object) -> tuple[Taint, ...] | None:
+    """A node's barring taints from ``(key, value, effect)`` triples, sorted, but those of
+    its conditions (:data:`CONDITION_TAINT_PREFIXES`); ``None`` when
+    there are more than :data:`MAX_TAINTS_PER_NODE` or one is longer than a real taint."""
+    if not isinstance(taints, (list, tuple)):
+        return ()
+    kept: set[Taint] = set()
+    for entry in taints:
+        if not isinstance(entry, (list, tuple)) or len(entry) != 3:
+            return None
+        key, value, effect = (str(part or "") for part in entry)
+        if effect not in BARRING_EFFECTS or key.startswith(CONDITION_TAINT_PREFIXES):
+            continue
+        if not key or len(key) > MAX_TAINT_KEY or len(value) > MAX_TAINT_VALUE:
+            return None
+        kept.add(Taint(key, value, effect))
+        if len(kept) > MAX_TAINTS_PER_NODE:
+            return None
+    return tuple(sorted(kept))
 
 
 class ClusterView(Protocol):
@@ -76,6 +127,11 @@ class ClusterView(Protocol):
         is unknown or does not say."""
         ...
 
+    def node_taints(self) -> NodeTaints:
+        """Every node platform of the cluster with the barring taints of its nodes (for a
+        platform fix that must schedule: the toleration a Windows node's taint needs)."""
+        ...
+
 
 class NoCluster:
     """A cluster view for runs without a cluster: every read is unavailable."""
@@ -103,6 +159,9 @@ class NoCluster:
     def node_platform(self, name: str) -> tuple[str, str] | None:
         raise ClusterUnavailable(self.reason)
 
+    def node_taints(self) -> NodeTaints:
+        raise ClusterUnavailable(self.reason)
+
 
 class InMemoryCluster:
     """A cluster made of plain dictionaries. Namespaces exist once anything is put in them."""
@@ -113,6 +172,7 @@ class InMemoryCluster:
         self.namespaces: dict[str, dict[str, str]] = {}
         self.nodes: set[tuple[str, str]] = set()
         self.named_nodes: dict[str, tuple[str, str]] = {}
+        self.taints: dict[str, tuple[Taint, ...] | None] = {}
         #: Per username, the namespaces whose Secrets they may read; ``None``: everyone
         #: may read every namespace (a state file a person judges against is their own).
         self.secret_readers: dict[str, set[str]] | None = None
@@ -153,12 +213,37 @@ class InMemoryCluster:
     def namespace_labels(self, namespace: str) -> Mapping[str, str] | None:
         return self.namespaces.get(namespace)
 
-    def add_node(self, name: str, os_name: str, arch: str) -> None:
+    def add_node(
+        self, name: str, os_name: str, arch: str, taints: tuple[Taint, ...] | None = ()
+    ) -> None:
+        """A node; ``taints=None``: its taints are unknown (over the caps)."""
         self.named_nodes[name] = (os_name, arch)
         self.nodes.add((os_name, arch))
+        self.taints[name] = taints
 
     def node_platforms(self) -> frozenset[tuple[str, str]]:
         return frozenset(self.nodes)
 
     def node_platform(self, name: str) -> tuple[str, str] | None:
         return self.named_nodes.get(name)
+
+    def node_taints(self) -> NodeTaints:
+        grouped = dict(
+            group_node_taints((p, self.taints.get(n, ())) for n, p in self.named_nodes.items())
+        )
+        # A platform added without a named node (``nodes.add``, a state file) says nothing
+        # of its nodes' taints.
+        for platform in self.nodes - set(grouped):
+            grouped[platform] = frozenset({None})
+        return grouped
+
+
+def group_node_taints(
+    nodes: Iterable[tuple[tuple[str, str] | None, tuple[Taint, ...] | None]],
+) -> NodeTaints:
+    """(platform, taints) per node, grouped by platform (nodes without one left out)."""
+    out: dict[tuple[str, str], set[tuple[Taint, ...] | None]] = {}
+    for platform, taints in nodes:
+        if platform is not None:
+            out.setdefault(platform, set()).add(taints)
+    return {p: frozenset(sets) for p, sets in out.items()}

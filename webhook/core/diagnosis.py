@@ -26,6 +26,7 @@ from webhook.core.keyring import Credential, lookup
 from webhook.core.podspec import Container, pod_spec
 from webhook.core.pullfailure import CAUSE_WORDS, PULL_REASONS, Cause, Classified, classify
 from webhook.core.reference import parse_or_none
+from webhook.core.registry import words_list
 
 q = shlex.quote
 
@@ -157,12 +158,15 @@ def diagnose(
     live_note: str = "",
     workload: Workload | None = None,
     namespace_credentials: Sequence[Credential] = (),
+    image_platforms: Mapping[str, Sequence[str]] | None = None,
 ) -> list[ContainerDiagnosis]:
     """One diagnosis per failing image. ``live``: findings of the checks re-run now;
     ``live_note``: why they could not all run (shown when nothing confirms); ``workload``:
     the pod's owner, so the fixes change what will make the next pod;
     ``namespace_credentials``: the pull secrets of the pod's namespace (a secret there that
-    already covers the image is patched in, not created again).
+    already covers the image is patched in, not created again); ``image_platforms``: per
+    container label, the builds the registry listed for its image (the live check's
+    ``Decision.image_platforms``), which fill a platform fix no live finding brought.
 
     The kubelet's evidence comes first: a live finding that is only advice (the registry
     cannot be reached from here now, a typo guess, ``:latest`` advice) never replaces the
@@ -225,7 +229,8 @@ def diagnose(
                 diagnosis.evidence.append(f"pullguard could not re-check: {live_note}")
         diagnosis.evidence.extend(f"pullguard now (advice): {f.problem}" for f in advice)
         if not diagnosis.fixes:
-            diagnosis.fixes.extend(_fixes_for(diagnosis.cause, container, fixer, node))
+            builds = (image_platforms or {}).get(container.label, ())
+            diagnosis.fixes.extend(_fixes_for(diagnosis.cause, container, fixer, node, builds))
         out.append(diagnosis)
     return out
 
@@ -298,6 +303,9 @@ def _use(
             fix = f"use image {meant.group(1)!r}: {fixer.set_image(container, meant.group(1))}"
         elif finding.check == "pullPolicy" and " Never " in finding.problem:
             fix = f"{fix}: {fixer.set_pull_policy(container)}"
+        elif finding.cause == "platform" and finding.placement is not None:
+            fix = f"{fix}; to keep the pods on nodes with a build of it: "
+            fix += fixer.place(finding.placement.fields())
         elif finding.cause == "platform" and (built := _BUILT_FOR.search(finding.problem)):
             labels = {"kubernetes.io/os": built.group(1), "kubernetes.io/arch": built.group(2)}
             fix = f"{fix}; to keep the pods on {built.group(1)}/{built.group(2)} nodes: "
@@ -376,7 +384,22 @@ class _Fixer:
         return self._spec_patch({"imagePullSecrets": [{"name": n} for n in names]})
 
     def node_selector(self, labels: Mapping[str, str]) -> str:
-        return self._spec_patch({"nodeSelector": dict(labels)})
+        return self.place({"nodeSelector": dict(labels)})
+
+    def place(self, fields: Mapping[str, Any]) -> str:
+        """The patch that sets a placement's selector keys and adds its tolerations to the
+        pod's own (a merge patch replaces a list whole). A bare pod is recreated without its
+        ``spec.nodeName``: the node it is bound to has no build, and the kubelet there
+        would reject the new selector."""
+        patch: dict[str, Any] = {"nodeSelector": dict(fields.get("nodeSelector") or {})}
+        added = list(fields.get("tolerations") or [])
+        if added:
+            spec = self.pod.get("spec") or {}
+            own = [t for t in spec.get("tolerations") or [] if isinstance(t, Mapping)]
+            patch["tolerations"] = [*own, *(t for t in added if t not in own)]
+        if self.workload.bare and (self.pod.get("spec") or {}).get("nodeName"):
+            patch["nodeName"] = None
+        return self._spec_patch(patch)
 
     def set_image(self, container: Container, image: str) -> str:
         if container.is_volume:
@@ -433,9 +456,14 @@ def idempotent(create: str) -> str:
     return f"{create} --dry-run=client -o yaml | kubectl apply -f -"
 
 
-def _fixes_for(cause: Cause, container: Container, fixer: _Fixer, node: str) -> list[str]:
+def _fixes_for(
+    cause: Cause, container: Container, fixer: _Fixer, node: str, builds: Sequence[str] = ()
+) -> list[str]:
     """Fixes from the cause alone (when no live finding brought one), each ending with the
-    command that makes it where one exists."""
+    command that makes it where one exists. ``builds``: the image's platforms as the
+    registry listed them (``linux/amd64``), for a platform fix."""
+    if cause is Cause.PLATFORM and (placed := _build_selectors(builds, fixer)):
+        return [placed]
     namespace, pod = fixer.namespace, fixer.pod_name
     host = container.image.split("/", 1)[0] if "/" in container.image else "docker.io"
     on_node = f" on node {node}" if node else " on the node"
@@ -488,6 +516,31 @@ def _fixes_for(cause: Cause, container: Container, fixer: _Fixer, node: str) -> 
         ],
         Cause.UNKNOWN: [f"kubectl describe pod {pod} -n {namespace}"],
     }[cause]
+
+
+#: At most this many builds get a command of their own in a platform fix.
+_MAX_BUILD_COMMANDS = 4
+
+
+def _build_selectors(builds: Sequence[str], fixer: _Fixer) -> str:
+    """ "this image has builds for linux/amd64 and linux/arm64: ..." with the patch that
+    keeps the pods on nodes of each (os/arch; a variant is no node label); empty when the
+    registry listed none."""
+    platforms = list(
+        dict.fromkeys((parts[0], parts[1]) for b in builds if len(parts := b.split("/")) >= 2)
+    )
+    if not platforms:
+        return ""
+    commands = [
+        fixer.node_selector({"kubernetes.io/os": os_name, "kubernetes.io/arch": arch})
+        for os_name, arch in platforms[:_MAX_BUILD_COMMANDS]
+    ]
+    has = words_list(list(builds))
+    where = "on the pod" if fixer.workload.bare else "in the pod template"
+    return (
+        f"this image has builds for {has}: select nodes of one of them {where} (the node it "
+        "failed on has none): " + "; or ".join(commands)
+    )
 
 
 def render_text(pod_name: str, namespace: str, diagnoses: Sequence[ContainerDiagnosis]) -> str:

@@ -15,10 +15,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from webhook.core.config import Action
 from webhook.core.podspec import Container
+
+if TYPE_CHECKING:
+    from webhook.core.placement import Placement
 
 #: kubectl prints each warning on its own line; past 256 characters the API server may cut
 #: one, and past 4096 bytes in all it drops the rest (FACTS.md).
@@ -52,6 +55,9 @@ class Finding:
     mirror: str | None = None
     """For ``mirror_lacks``: the mirror host that lacked the image (the edge stops
     rewriting to it for a while)."""
+    placement: Placement | None = None
+    """For ``platform``: the pod-spec fields (os/arch selector, tolerations) that put the
+    pod on nodes with a build, so ``diagnose`` patches the owner with them."""
 
     @classmethod
     def for_container(

@@ -41,6 +41,7 @@ from webhook.core.checks import (
 from webhook.core.findings import Finding
 from webhook.core.hosts import any_host_matches, edit_distance
 from webhook.core.keyring import Credential
+from webhook.core.placement import Placement
 from webhook.core.podspec import Container
 from webhook.core.reference import Reference
 from webhook.core.registry import (
@@ -303,6 +304,7 @@ def platform_finding(
     *,
     single_image: bool = False,
     node_name: str = "",
+    placement: Placement | None = None,
 ) -> Finding | None:
     """The image lacks a build for some (or all) of the node platforms the pod may use.
 
@@ -319,6 +321,8 @@ def platform_finding(
 
     ``node_name``: the pod's ``spec.nodeName``, which alone decides its node; the fix then
     never suggests a nodeSelector (the kubelet rejects a pod its node does not match).
+    ``placement``: the selector and tolerations that put the pod on nodes with a build
+    (:func:`webhook.core.placement.placement_for`); the fix prints them, filled in.
     """
     has = words_list([str(p) for p in image])
     lacking = words_list([f"{os_name}/{arch}" for os_name, arch in fit.missing])
@@ -338,6 +342,7 @@ def platform_finding(
             short=f"{ref.familiar} is {has} only: on {where} it fails with exec format error",
             fix="use a multi-platform build, or one built for the node's platform",
             advisory=True,
+            placement=placement,
         )
     if not fit.missing:
         fallback = words_list([f"{os_name}/{arch}" for os_name, arch in fit.containerd_only])
@@ -368,6 +373,11 @@ def platform_finding(
                 f"use an image with a build for {lacking} (a multi-platform build), or set "
                 "spec.nodeName to a node the image supports"
             )
+        elif placement is not None:
+            fix = (
+                "use an image built for those platforms (a multi-platform build), or add to "
+                f"the pod spec: {placement.snippet()}"
+            )
         else:
             fix = (
                 "use an image built for those platforms (a multi-platform build), or "
@@ -381,6 +391,7 @@ def platform_finding(
             f'{where}, where it fails with "no matching manifest"{why}',
             short=f"{ref.familiar} has {has} only; the pod can only run on {where}",
             fix=fix,
+            placement=placement,
         )
     return Finding.for_container(
         "platform",
@@ -389,9 +400,14 @@ def platform_finding(
         problem=f"image {shown!r} has {has} only; on the cluster's {lacking} "
         f'nodes it fails with "no matching manifest"{why}',
         short=f"{ref.familiar} has {has} only; it fails on {lacking} nodes",
-        fix=f"add nodeSelector {_selector(image, fit)} to the pod spec, or use a "
-        "multi-platform build",
+        fix=(
+            f"add to the pod spec: {placement.snippet()}, or use a multi-platform build"
+            if placement is not None
+            else f"add nodeSelector {_selector(image, fit)} to the pod spec, or use a "
+            "multi-platform build"
+        ),
         advisory=True,
+        placement=placement,
     )
 
 

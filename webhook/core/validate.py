@@ -59,7 +59,13 @@ from webhook.core.checks import (
     pod_owner,
     read_secrets,
 )
-from webhook.core.cluster import ClusterUnavailable, ClusterView, SecretInfo, ServiceAccountInfo
+from webhook.core.cluster import (
+    ClusterUnavailable,
+    ClusterView,
+    NodeTaints,
+    SecretInfo,
+    ServiceAccountInfo,
+)
 from webhook.core.config import CHECK_NAMES, Action, Config
 from webhook.core.findings import Finding, denial_message, describe_object, warning_lines
 from webhook.core.hosts import any_host_matches
@@ -72,6 +78,7 @@ from webhook.core.imagecheck import (
 )
 from webhook.core.keyring import lookup
 from webhook.core.mutate import as_written, mirror_entry, preview_pod_spec, recorded_for
+from webhook.core.placement import cluster_placement
 from webhook.core.podspec import Container, PodSpecView, changed_containers, pod_spec
 from webhook.core.reference import Reference, parse_or_none
 from webhook.core.registry import (
@@ -102,6 +109,10 @@ class Decision:
     """(image as written, why) for each image the registry check could not settle: not
     asked, unreachable, rate limited or failing. ``audit`` counts and lists them: it must
     never say "nothing" where it could not look."""
+    image_platforms: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    """(container label, the builds its image's index lists: ``linux/amd64``...) as the
+    registry answered, nodes known or not: ``diagnose`` fills a platform fix from them
+    where no node says its platform (never asking the registry twice)."""
 
 
 #: Checks whose (non-advisory) findings are certain pull failures, enforceable even on objects
@@ -180,6 +191,9 @@ class ReadableTo:
 
     def node_platform(self, name: str) -> tuple[str, str] | None:
         return self._cluster.node_platform(name)
+
+    def node_taints(self) -> NodeTaints:
+        return self._cluster.node_taints()
 
 
 def allow(reason: str) -> Decision:
@@ -394,7 +408,15 @@ def validate(
     )
     if actions["registry"] is Action.OFF:
         return decision
-    return replace(decision, not_checked=_not_checked(pulled, answers))
+    return replace(
+        decision,
+        not_checked=_not_checked(pulled, answers),
+        image_platforms=tuple(
+            (c.label, tuple(str(p) for p in answer.platforms))
+            for c in pulled
+            if (answer := answers.get(c.pointer)) is not None and answer.platforms
+        ),
+    )
 
 
 #: Answers that leave an image's existence and access unknown.
@@ -978,6 +1000,9 @@ def _registry_findings(  # noqa: PLR0917 - one call site, every argument named t
                     fit,
                     single_image=answer.single_image,
                     node_name=node_name if named_node is not None else "",
+                    placement=cluster_placement(
+                        cluster, answer.platforms, view.spec, single_image=answer.single_image
+                    ),
                 )
                 if fit is not None
                 else None

@@ -37,7 +37,15 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from webhook.core.cluster import ClusterUnavailable, SecretInfo, ServiceAccountInfo
+from webhook.core.cluster import (
+    ClusterUnavailable,
+    NodeTaints,
+    SecretInfo,
+    ServiceAccountInfo,
+    Taint,
+    bounded_taints,
+    group_node_taints,
+)
 from webhook.core.keyring import DOCKER_CFG, DOCKER_CONFIG_JSON, PULL_SECRET_KEYS
 from webhook.core.mutate import MANAGED_BY_LABEL
 from webhook.core.review import UserInfo
@@ -302,6 +310,19 @@ def node_platform_of(node: Any) -> tuple[str, str] | None:
     return (str(os_name), str(arch)) if os_name and arch else None
 
 
+#: What the Node cache keeps of a Node: its (os, arch), and its barring taints (bounded:
+#: ``None`` when over the caps of :func:`webhook.core.cluster.bounded_taints`).
+NodeFacts = tuple[tuple[str, str] | None, tuple[Taint, ...] | None]
+
+
+def node_facts_of(node: Any) -> NodeFacts:
+    """A Node's platform and its NoSchedule/NoExecute taints (key, value, effect only),
+    never the rest of the Node."""
+    spec = node.spec
+    taints = [(t.key, t.value, t.effect) for t in (spec.taints if spec else None) or []]
+    return node_platform_of(node), bounded_taints(taints)
+
+
 def read_or_none(reader: Callable[..., Any], *args: str, timeout: float) -> Any | None:
     """A direct read: the object, ``None`` when the API server says 404, else
     :class:`ClusterUnavailable` (any other status, or no answer)."""
@@ -405,7 +426,7 @@ class KubeClusterView:
         self.namespaces = Reflector(
             "namespaces", core_api.list_namespace, namespace_labels_of, clock=clock
         )
-        self.nodes = Reflector("nodes", core_api.list_node, node_platform_of, clock=clock)
+        self.nodes = Reflector("nodes", core_api.list_node, node_facts_of, clock=clock)
         # (A stand-in API without a client, in tests, can authorize nothing.)
         self.access = SecretAccess(getattr(core_api, "api_client", None), clock=clock)
 
@@ -463,16 +484,22 @@ class KubeClusterView:
         found = self._read(self.api.read_namespace, namespace)
         return namespace_labels_of(found) if found is not None else None
 
-    def node_platforms(self) -> frozenset[tuple[str, str]]:
+    def _node_facts(self) -> list[NodeFacts]:
         if not self.nodes.synced.is_set():
             raise ClusterUnavailable("the Node cache has not synced yet")
-        return frozenset(p for p in self.nodes.items() if p is not None)
+        return self.nodes.items()
+
+    def node_platforms(self) -> frozenset[tuple[str, str]]:
+        return frozenset(p for p, _ in self._node_facts() if p is not None)
 
     def node_platform(self, name: str) -> tuple[str, str] | None:
         if not self.nodes.synced.is_set():
             raise ClusterUnavailable("the Node cache has not synced yet")
-        platform: tuple[str, str] | None = self.nodes.get("", name)
-        return platform
+        facts: NodeFacts | None = self.nodes.get("", name)
+        return facts[0] if facts is not None else None
+
+    def node_taints(self) -> NodeTaints:
+        return group_node_taints(self._node_facts())
 
 
 class ConfigMapSource:
@@ -772,7 +799,7 @@ class DirectClusterView:
         found = self._read(("ns", namespace), self.api.read_namespace, namespace)
         return namespace_labels_of(found) if found is not None else None
 
-    def node_platforms(self) -> frozenset[tuple[str, str]]:
+    def _node_facts(self) -> list[NodeFacts]:
         key = ("nodes",)
         if key not in self.memo:
             from kubernetes.client.exceptions import ApiException
@@ -781,11 +808,15 @@ class DirectClusterView:
                 nodes = self.api.list_node(_request_timeout=10).items
             except ApiException as error:
                 raise ClusterUnavailable(f"cannot list nodes ({error.status})") from None
-            self.memo[key] = frozenset(
-                p for p in (node_platform_of(n) for n in nodes) if p is not None
-            )
-        platforms: frozenset[tuple[str, str]] = self.memo[key]
-        return platforms
+            self.memo[key] = [node_facts_of(n) for n in nodes]
+        facts: list[NodeFacts] = self.memo[key]
+        return facts
+
+    def node_platforms(self) -> frozenset[tuple[str, str]]:
+        return frozenset(p for p, _ in self._node_facts() if p is not None)
+
+    def node_taints(self) -> NodeTaints:
+        return group_node_taints(self._node_facts())
 
     def node_platform(self, name: str) -> tuple[str, str] | None:
         """One node's (os, arch), or ``None`` when unknown."""
