@@ -7,6 +7,7 @@
   judging of one object, shared by ``diagnose``, ``audit`` and the in-cluster audit.
 - :mod:`~webhook.compose.scan`: the audit scan (``audit`` and the in-cluster audit).
 - :mod:`~webhook.compose.inclusteraudit`: the scan run by the webhook on an interval.
+- :mod:`~webhook.compose.livediagnose`: what ``diagnose`` reads of a pod and judges.
 - :mod:`~webhook.compose.offline`: what ``check`` and ``serve --dev`` judge without a cluster.
 - :mod:`~webhook.compose.stateexport`: the redacted state ``export-state`` writes.
 
