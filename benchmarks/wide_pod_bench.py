@@ -5,7 +5,8 @@ under 1.5 MiB), 20,000 containers or init containers, identical or distinct refe
 ones near the grammar's limits. Each is decided by the pure engine (validate, a registry
 that finds everything, an in-memory cluster) and the CPU time of the decision is printed:
 it must stay well inside ``registry.timeoutSeconds`` (2 s), or the registry is never asked
-and the pod is admitted "not checked".
+and the pod is admitted "not checked". Then /mutate of docker.io image volumes with a mirror
+configured (``probe: false``): the CPU time of the decision, its patch and its warnings.
 
 Prints figures; asserts nothing. Run: python benchmarks/wide_pod_bench.py [--entries N]
 [--root CHECKOUT] (``--root`` another checkout's ``webhook``, to compare before and after).
@@ -75,6 +76,7 @@ def main() -> None:
 
     from webhook.core.cluster import InMemoryCluster
     from webhook.core.config import load_config_text
+    from webhook.core.mutate import mutate
     from webhook.core.registry import Answer, Outcome, Question
     from webhook.core.review import AdmissionRequest, UserInfo
     from webhook.core.validate import validate
@@ -106,6 +108,39 @@ def main() -> None:
         spent = time.process_time() - started
         verdict = "admitted" if decision.allowed else "denied"
         print(f"  {name:32s} {spent:7.3f} s  {verdict}, {len(decision.message or '')} B message")
+
+    mirrored = load_config_text(
+        "mirrors:\n  - registry: docker.io\n    mirror: mirror.example.com/hub\n    probe: false\n"
+    )
+    print("/mutate, mirror for docker.io; CPU seconds per decision")
+    for count in (255, args.entries):
+        spec = {
+            "containers": [{"name": "app", "image": "nginx:1.25"}],
+            "volumes": [
+                {"name": f"v{i}", "image": {"reference": "docker.io/team/models:1.0"}}
+                for i in range(count)
+            ],
+        }
+        request = AdmissionRequest(
+            user=UserInfo(username="alice", groups=("system:authenticated",)),
+            uid="u",
+            kind="Pod",
+            operation="CREATE",
+            namespace="t",
+            name="p",
+            object={"kind": "Pod", "metadata": {"name": "p", "namespace": "t"}, "spec": spec},
+            old_object=None,
+            sub_resource="",
+            dry_run=False,
+        )
+        started = time.process_time()
+        result = mutate(request, mirrored, InMemoryCluster())
+        spent = time.process_time() - started
+        runes = sum(len(w) for w in result.warnings)
+        print(
+            f"  {count + 1:6d} entries {spent:7.3f} s  {len(result.patch or [])} patch operations, "
+            f"{len(result.warnings)} warnings ({runes} runes before the response's bound)"
+        )
 
 
 if __name__ == "__main__":

@@ -19,15 +19,15 @@ from typing import TYPE_CHECKING, Any
 
 from webhook.core.config import Action
 from webhook.core.podspec import Container
+from webhook.core.review import VALIDATE_WARNING_RUNES, bounded_warnings
 
 if TYPE_CHECKING:
     from webhook.core.placement import Placement
 
 #: kubectl prints each warning on its own line; past 256 characters the API server may cut
-#: one, and past 4096 bytes in all it drops the rest (FACTS.md).
+#: one (FACTS.md); the total is bounded by ``review.bounded_warnings``.
 WARNING_TARGET = 120
 WARNING_MAX = 256
-WARNINGS_TOTAL_MAX = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,18 +142,7 @@ def _problem_lines(findings: Sequence[Finding]) -> list[str]:
 
 
 def warning_lines(findings: Sequence[Finding], extra: Sequence[str] = ()) -> list[str]:
-    """kubectl warnings for ``findings`` plus ``extra`` lines, within the API server's limits."""
+    """kubectl warnings for ``findings`` plus ``extra`` lines, within the validating
+    webhook's share of what the API server keeps (:func:`review.bounded_warnings`)."""
     lines = [line for f in findings for line in f.warning_texts()] + list(extra)
-    out: list[str] = []
-    used = 0
-    for index, line in enumerate(lines):
-        size = len(line.encode("utf-8"))
-        remaining = len(lines) - index - 1
-        # Keep room for the line that says how many were left out.
-        reserve = 64 if remaining else 0
-        if used + size + reserve > WARNINGS_TOTAL_MAX:
-            out.append(f"pullguard: {len(lines) - index} more warnings not shown")
-            break
-        out.append(line)
-        used += size
-    return out
+    return bounded_warnings(lines, VALIDATE_WARNING_RUNES)

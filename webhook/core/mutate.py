@@ -56,6 +56,13 @@ Rules that keep a mirror from ever becoming the cause of an outage (issue 19):
   it is not injected, and the warning names that secret (``pullguard/<source>``) and its
   fix. When the cluster cannot be asked it is injected, as the configuration says.
 
+Bounded (issue 20): a pod with more than :data:`MAX_IMAGE_ENTRIES` image entries (the
+validating side's cap) is left exactly as written, with one warning that says why: no
+mirror rewrite and no pull secret, since a mutation of the first entries only would make a
+half-rewritten pod, and judging every entry is the per-entry work the cap bounds. The
+validating webhook denies such a pod under ``enforce`` (a warning on a controller's pod).
+Warnings are bounded at the response (``review.bounded_warnings``), the patch by the cap.
+
 Pod templates are left as written unless ``mutation.podTemplates`` is on, so GitOps tools see
 no drift; :func:`preview_pod_spec` shows the validating webhook what the pods will become.
 
@@ -77,7 +84,13 @@ from webhook.core.cluster import ClusterUnavailable, ClusterView
 from webhook.core.config import Config, DefaultPullSecret, Mirror
 from webhook.core.hosts import any_host_matches
 from webhook.core.keyring import Credential, SecretFormatError, lookup, parse_pull_secret
-from webhook.core.podspec import Container, PodSpecView, changed_containers, pod_spec
+from webhook.core.podspec import (
+    MAX_IMAGE_ENTRIES,
+    Container,
+    PodSpecView,
+    changed_containers,
+    pod_spec,
+)
 from webhook.core.reference import PATH_MAX, Reference, parse_or_none
 from webhook.core.review import AdmissionRequest
 
@@ -496,7 +509,10 @@ def preview_pod_spec(
     *,
     mirrors_down: Collection[str] = frozenset(),
 ) -> PodSpecView:
-    """The pod spec as the mutating webhook will leave it in each pod made from ``view``."""
+    """The pod spec as the mutating webhook will leave it in each pod made from ``view``
+    (as written past :data:`MAX_IMAGE_ENTRIES`: :func:`mutate` leaves such a pod alone)."""
+    if len(view.containers) > MAX_IMAGE_ENTRIES:
+        return view
     plan = plan_pod(
         view,
         view.containers,
@@ -585,6 +601,14 @@ def _ordered(patch: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(patch, key=key)
 
 
+def _too_many_warning(containers: list[Container]) -> str:
+    return (
+        f"pullguard: the pod names {len(containers)} images (containers and image volumes); "
+        f"pullguard mutates at most {MAX_IMAGE_ENTRIES} per object, so it left the pod as "
+        "written: no mirror rewrite, no pull secret added"
+    )
+
+
 def mutate(
     request: AdmissionRequest,
     config: Config,
@@ -617,6 +641,10 @@ def mutate(
     # A Pod's imagePullSecrets are immutable after creation; templates may change any time.
     inject = request.operation == "CREATE" or view.is_template
     containers = changed_containers(view, old)
+    if len(containers) > MAX_IMAGE_ENTRIES and (config.mirrors or config.default_pull_secrets):
+        return Mutation(
+            patch=None, reason="too-many-images", warnings=(_too_many_warning(containers),)
+        )
     if not view.is_template:
         # A Pod made from a template pullguard rewrote carries the template's annotation:
         # planned from the image as written, so a mirror that is down now is undone.

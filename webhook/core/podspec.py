@@ -33,6 +33,14 @@ VOLUMES = "volumes"
 CONTAINER_FIELDS = (("image",), ("imagePullPolicy",))
 VOLUME_FIELDS = (("image", "reference"), ("image", "pullPolicy"))
 
+#: Image entries (containers, init and ephemeral containers, image volumes) judged in full
+#: per object by the validating webhook, and mutated at all by the mutating one. The API
+#: server takes a pod with 20,000 image volumes (the object limit is 1.5 MiB); judging or
+#: rewriting each one spent a review's budget, and answered with a warning and a patch
+#: operation per entry. No real pod comes near: a few containers, a sidecar or two, a
+#: handful of image volumes. What each side does past the cap: ``validate`` and ``mutate``.
+MAX_IMAGE_ENTRIES = 256
+
 
 @dataclass(frozen=True, slots=True)
 class Container:

@@ -6,6 +6,12 @@ recovered, so the HTTP edge can answer 400 and still name the request. That incl
 shaped as the API server never sends them (it decodes every object into its Go type first):
 ``podspec.shape_problem`` names the field, so no check meets a number where a list belongs.
 
+Responses' warnings are bounded as the API server keeps them (:func:`bounded_warnings`):
+every webhook's warnings on a request go into one recorder (kube-apiserver,
+``endpoints/filters/warning.go``), which keeps them whole up to 4096 runes in all; past that
+it cuts every warning to 256 runes and drops the rest, so the line that says how many were
+left out would be dropped too. pullguard's two webhooks share those 4096 runes.
+
 Pure: JSON-shaped data in, JSON-shaped data out; encoding and HTTP belong to the edge.
 """
 
@@ -23,6 +29,16 @@ import orjson
 from webhook.core.podspec import shape_problem
 
 API_VERSION = "admission.k8s.io/v1"
+
+#: The API server keeps a request's warnings whole up to this many runes in all (over every
+#: webhook and its own); past it, each is cut to 256 runes and the rest are dropped.
+API_SERVER_WARNING_RUNES = 4096
+#: pullguard's shares of them, which together fit: the mutating webhook runs first, and its
+#: warnings (rewrites, mostly) must never crowd out the validating webhook's findings.
+MUTATE_WARNING_RUNES = 1024
+VALIDATE_WARNING_RUNES = API_SERVER_WARNING_RUNES - MUTATE_WARNING_RUNES
+#: Room kept for the line that says how many warnings were left out.
+_MORE_RESERVE = 48
 
 
 class StatusDict(TypedDict, total=False):
@@ -255,9 +271,11 @@ def review_response(
     message: str | None = None,
     code: int | None = None,
     warnings: Sequence[str] = (),
+    warning_runes: int = VALIDATE_WARNING_RUNES,
     patch: list[dict[str, Any]] | None = None,
 ) -> ReviewResponseDict:
-    """An AdmissionReview response. A denial carries ``status.code`` (403 unless given)."""
+    """An AdmissionReview response. A denial carries ``status.code`` (403 unless given);
+    ``warnings`` are kept to ``warning_runes`` (:func:`bounded_warnings`)."""
     response: ResponseDict = {"uid": uid, "allowed": allowed}
     if not allowed or message:
         status: StatusDict = {"code": code or (200 if allowed else 403)}
@@ -267,8 +285,35 @@ def review_response(
             status["reason"] = "Forbidden" if (code or 403) == 403 else "BadRequest"
         response["status"] = status
     if warnings:
-        response["warnings"] = list(warnings)
+        response["warnings"] = bounded_warnings(warnings, warning_runes)
     if patch:
         response["patchType"] = "JSONPatch"
         response["patch"] = base64.b64encode(encode_json(patch)).decode("ascii")
     return {"apiVersion": API_VERSION, "kind": "AdmissionReview", "response": response}
+
+
+def _printable(line: str) -> str:
+    """``line`` with every control character a space: the API server drops a warning that
+    holds one (``NewWarningHeader``: Go's ``unicode.IsControl``, C0, DEL and C1)."""
+    if all(" " <= ch < "\x7f" or ch > "\x9f" for ch in line):
+        return line
+    return "".join(" " if ch < " " or "\x7f" <= ch <= "\x9f" else ch for ch in line)
+
+
+def bounded_warnings(lines: Sequence[str], runes: int) -> list[str]:
+    """``lines`` as the API server will keep them, within ``runes`` in all (it counts runes:
+    code points): whole lines in order while they fit, then ``pullguard: N more warnings not
+    shown``, itself within the bound. Lines that fit already are returned as they are, so
+    bounding twice changes nothing."""
+    lines = [_printable(line) for line in lines]
+    if sum(len(line) for line in lines) <= runes:
+        return lines
+    out: list[str] = []
+    used = 0
+    for line in lines:
+        if used + len(line) + _MORE_RESERVE > runes:
+            break
+        out.append(line)
+        used += len(line)
+    out.append(f"pullguard: {len(lines) - len(out)} more warnings not shown")
+    return out

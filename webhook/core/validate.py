@@ -79,7 +79,13 @@ from webhook.core.imagecheck import (
 from webhook.core.keyring import lookup
 from webhook.core.mutate import as_written, mirror_entry, preview_pod_spec, recorded_for
 from webhook.core.placement import cluster_placement
-from webhook.core.podspec import Container, PodSpecView, changed_containers, pod_spec
+from webhook.core.podspec import (
+    MAX_IMAGE_ENTRIES,
+    Container,
+    PodSpecView,
+    changed_containers,
+    pod_spec,
+)
 from webhook.core.reference import Reference, parse_or_none
 from webhook.core.registry import (
     Answer,
@@ -619,16 +625,13 @@ def _too_many_secrets(names: list[str], origin: str, subject: str) -> list[Findi
 #: whose template was judged). Real pods with 40 containers share far fewer images.
 MAX_QUESTIONS = 64
 
-#: Image entries (containers, init and ephemeral containers, image volumes) judged in full
-#: per object. The API server takes a pod with 20,000 image volumes (the object limit is
-#: 1.5 MiB), and judging each one (the typo guess, pull-policy advice, credentials, the
-#: registry) once spent the review's whole budget before the registry was asked, so the pod
-#: was admitted "not checked" under enforce. Past the cap every entry's grammar is still
-#: checked (a reference the runtime cannot parse denies wherever it is); the rest of the
-#: decision sees the first MAX_IMAGE_ENTRIES, and the pod gets a registry finding saying it
-#: exceeds what pullguard checks, enforced as the 64-image cap is. No real pod comes near:
-#: a few containers, a sidecar or two, a handful of image volumes.
-MAX_IMAGE_ENTRIES = 256
+# MAX_IMAGE_ENTRIES (podspec, shared with the mutating side): judging each entry (the typo
+# guess, pull-policy advice, credentials, the registry) once spent the review's whole budget
+# before the registry was asked, so the pod was admitted "not checked" under enforce. Past
+# the cap every entry's grammar is still checked (a reference the runtime cannot parse
+# denies wherever it is); the rest of the decision sees the first MAX_IMAGE_ENTRIES, and the
+# pod gets a registry finding saying it exceeds what pullguard checks, enforced as the
+# 64-image cap is.
 #: Past the cap, at most this many malformed references get their own finding (one is
 #: enough to deny; each is in the denial message).
 MAX_INVALID_PAST_CAP = 8

@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,6 +39,7 @@ from webhook.core.mutate import Mutation, SecretCopy, mutate
 from webhook.core.registry import Answer as RegistryAnswer
 from webhook.core.registry import Outcome, Question, RegistryView
 from webhook.core.review import (
+    MUTATE_WARNING_RUNES,
     NESTED_TOO_DEEPLY,
     MalformedReview,
     encode_json,
@@ -441,7 +443,13 @@ def create_app(runtime: Runtime) -> Flask:
                         f'"{copy_request.namespace}" ({outcome}{said}); see the pullguard logs'
                     )
         _record_mutation(metrics, review, result)
-        body = review_response(review.uid, allowed=True, warnings=warnings, patch=result.patch)
+        body = review_response(
+            review.uid,
+            allowed=True,
+            warnings=warnings,
+            warning_runes=MUTATE_WARNING_RUNES,
+            patch=result.patch,
+        )
         return _answer(body)
 
     if runtime.metrics_port:
@@ -528,56 +536,47 @@ def _record_validation(metrics: Metrics, review: Any, decision: Decision) -> Non
 
 
 def _record_mutation(metrics: Metrics, review: Any, result: Mutation) -> None:
+    """Metrics and one log line per review, with counts: a pod of 256 entries (the cap) is
+    one line, not one per entry. Mirror hosts and default secrets come from the
+    configuration, so naming them is bounded by it."""
     outcome = "patched" if result.patch else ("exempt" if result.reason == "exempt" else "allowed")
     kind = kind_label(review.kind)
     metrics.requests.labels("mutate", kind, operation_label(review.operation), outcome).inc()
-    for rewrite in result.rewrites:
-        metrics.mutations.labels(kind, "image_rewrite").inc()
-        log.info(
-            "mutate uid=%s ns=%s %s: %s -> %s%s",
-            _short(review.uid),
-            _short(review.namespace),
-            _short(rewrite.container.label),
-            _short(rewrite.original),
-            _short(rewrite.rewritten),
-            " (dry run)" if review.dry_run else "",
+    if result.rewrites:
+        metrics.mutations.labels(kind, "image_rewrite").inc(len(result.rewrites))
+    down = Counter(skip.mirror for skip in result.skipped)
+    for mirror, count in down.items():
+        metrics.mirror_skips.labels(mirror).inc(count)
+    if result.withheld:
+        metrics.mutations.labels(kind, "secret_withheld").inc(len(result.withheld))
+    if result.injected_secrets:
+        metrics.mutations.labels(kind, "secret_injection").inc(len(result.injected_secrets))
+    loud = bool(result.skipped or result.withheld) or result.reason == "too-many-images"
+    if not (loud or result.rewrites or result.private or result.injected_secrets):
+        return
+    restored = sum(1 for r in result.rewrites if r.restored)
+    (log.warning if loud else log.info)(
+        "mutate uid=%s kind=%s ns=%s name=%s op=%s outcome=%s reason=%s rewrites=%d "
+        "restored=%d mirror_down=%s private=%d injected=%s withheld=%s%s",
+        _short(review.uid),
+        _short(review.kind),
+        _short(review.namespace),
+        _short(review.object_name or review.generate_name),
+        operation_label(review.operation),
+        outcome,
+        result.reason,
+        len(result.rewrites) - restored,
+        restored,
+        ",".join(f"{mirror}:{count}" for mirror, count in sorted(down.items())) or "-",
+        len(result.private),
+        ",".join(_short(name) for name in result.injected_secrets) or "-",
+        "; ".join(
+            f"{_short(w.where)} for {_short(w.registry)}: it {_short(w.reason)}"
+            for w in result.withheld
         )
-    for skip in result.skipped:
-        metrics.mirror_skips.labels(skip.mirror).inc()
-        log.warning(
-            "mutate uid=%s ns=%s %s: mirror %s is down, image left as written",
-            _short(review.uid),
-            _short(review.namespace),
-            _short(skip.container.label),
-            skip.mirror,
-        )
-    for private in result.private:
-        log.info(
-            "mutate uid=%s ns=%s %s: pulled with the pod's own credentials, which mirror %s "
-            "cannot use: left as written",
-            _short(review.uid),
-            _short(review.namespace),
-            _short(private.container.label),
-            private.mirror,
-        )
-    for withheld in result.withheld:
-        metrics.mutations.labels(kind, "secret_withheld").inc()
-        log.warning(
-            "mutate uid=%s ns=%s: default pull secret %s not injected for %s: it %s",
-            _short(review.uid),
-            _short(review.namespace),
-            _short(withheld.where),
-            _short(withheld.registry),
-            withheld.reason,
-        )
-    for name in result.injected_secrets:
-        metrics.mutations.labels(kind, "secret_injection").inc()
-        log.info(
-            "mutate uid=%s ns=%s: imagePullSecret %s injected",
-            _short(review.uid),
-            _short(review.namespace),
-            _short(name),
-        )
+        or "-",
+        " (dry run)" if review.dry_run else "",
+    )
 
 
 def _short(value: str, limit: int = 256) -> str:
