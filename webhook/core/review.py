@@ -189,6 +189,9 @@ def parse_review(document: Any) -> AdmissionRequest:
     kind = request.get("kind")
     if not isinstance(kind, Mapping) or not isinstance(kind.get("kind"), str):
         raise MalformedReview("request.kind.kind is missing", uid)
+    problem = _envelope_problem(request)
+    if problem is not None:
+        raise MalformedReview(problem, uid)
     operation = request.get("operation")
     if operation not in ("CREATE", "UPDATE", "DELETE", "CONNECT"):
         raise MalformedReview(f"request.operation {operation!r} is not an admission operation", uid)
@@ -221,6 +224,39 @@ def parse_review(document: Any) -> AdmissionRequest:
         old_object=old,
         dry_run=bool(request.get("dryRun")),
     )
+
+
+#: ``request`` fields of Go type ``GroupVersionKind``/``GroupVersionResource`` (each field a
+#: string), ``string`` and ``*bool``: the API server sends each absent, null or so typed.
+_ENVELOPE_GROUPS = {
+    "kind": ("group", "version", "kind"),
+    "requestKind": ("group", "version", "kind"),
+    "resource": ("group", "version", "resource"),
+    "requestResource": ("group", "version", "resource"),
+}
+_ENVELOPE_STRINGS = ("name", "subResource", "requestSubResource")
+
+
+def _envelope_problem(request: Mapping[str, Any]) -> str | None:
+    """Why the fields of ``request`` around the objects are not shaped as the API server
+    sends them; ``None`` when they are."""
+    for field_name, keys in _ENVELOPE_GROUPS.items():
+        value = request.get(field_name)
+        if value is None:
+            continue
+        if not isinstance(value, Mapping):
+            return f"request.{field_name} must be an object"
+        for key in keys:
+            if value.get(key) is not None and not isinstance(value[key], str):
+                return f"request.{field_name}.{key} must be a string"
+    for field_name in _ENVELOPE_STRINGS:
+        value = request.get(field_name)
+        if value is not None and not isinstance(value, str):
+            return f"request.{field_name} must be a string"
+    dry_run = request.get("dryRun")
+    if dry_run is not None and not isinstance(dry_run, bool):
+        return "request.dryRun must be a boolean"
+    return None
 
 
 def _user_info(value: Any, uid: str) -> UserInfo:
