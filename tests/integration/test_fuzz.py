@@ -242,9 +242,33 @@ def test_large_and_odd_objects_are_answered_in_time(
     assert golden_server.process.poll() is None
 
 
+def _configmap_review() -> dict[str, Any]:
+    """A review of pullguard's own ConfigMap, as the API server sends it."""
+    review = copy.deepcopy(load_review(REVIEWS / "pod-create-plain.json")["body"])
+    request = review["request"]
+    request["kind"] = request["requestKind"] = {"group": "", "version": "v1", "kind": "ConfigMap"}
+    request["resource"] = request["requestResource"] = {
+        "group": "",
+        "version": "v1",
+        "resource": "configmaps",
+    }
+    request.update(name="pullguard-config", namespace="pullguard", operation="UPDATE")
+    request["object"] = request["oldObject"] = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "pullguard-config", "namespace": "pullguard"},
+        "data": {"config.yaml": "mode: warn\n"},
+    }
+    return review
+
+
 def _with(path: tuple[Any, ...], value: Any, source: str = "pod-create-plain.json") -> bytes:
-    review = copy.deepcopy(load_review(REVIEWS / source)["body"])
-    return json.dumps(_replace(review, path, value)).encode()
+    review = (
+        _configmap_review()
+        if source == "configmap"
+        else copy.deepcopy(load_review(REVIEWS / source)["body"])
+    )
+    return json.dumps(_replace(review, path, value) if path else review).encode()
 
 
 SPEC = ("request", "object", "spec")
@@ -265,6 +289,32 @@ SHAPES = [
     ((*SPEC, "template"), 1, "spec.template must be an object"),
     (USER, "admin", "request.userInfo must be an object"),
     ((*USER, "groups"), "system:masters", "request.userInfo.groups must be a list"),
+    (("request", "name"), [1], "request.name must be a string"),
+    (("request", "dryRun"), "yes", "request.dryRun must be a boolean"),
+    ((*SPEC, "nodeSelector"), 5, "object.spec.nodeSelector must be an object"),
+    ((*SPEC, "nodeSelector"), {"kubernetes.io/arch": 5}, "nodeSelector values must be strings"),
+    ((*SPEC, "affinity"), 5, "object.spec.affinity must be an object"),
+    ((*SPEC, "affinity"), {"nodeAffinity": []}, "affinity.nodeAffinity must be an object"),
+    (
+        (*SPEC, "affinity"),
+        {
+            "nodeAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": {
+                    "nodeSelectorTerms": [
+                        {"matchExpressions": [{"key": "kubernetes.io/arch", "values": 5}]}
+                    ]
+                }
+            }
+        },
+        "matchExpressions[0].values must be a list of strings",
+    ),
+    (("apiVersion",), 5, "apiVersion must be admission.k8s.io/v1"),
+    (("request", "object", "apiVersion"), 5, "request.object.apiVersion must be a string"),
+    (("request", "kind", "version"), 5, "request.kind.version must be a string"),
+    (("request", "resource"), 5, "request.resource must be an object"),
+    (("request", "subResource"), 5, "request.subResource must be a string"),
+    (("request", "object", "data"), 5, "request.object.data must be an object"),
+    (("request", "object", "data"), {"config.yaml": 5}, "object.data values must be strings"),
 ]
 
 
@@ -275,6 +325,7 @@ def test_shapes_the_api_server_never_sends_get_a_400_that_names_the_field(
     """The API server decodes every object into its Go type first: a number where a list
     belongs is a forged or broken review, answered 400 with the field, never a 500."""
     source = "deployment-create.json" if "template" in path else "pod-create-plain.json"
+    source = "configmap" if "data" in path else source
     body = _with(path, value, source)
     with golden_server.client() as client:
         for endpoint in ("/validate", "/mutate"):
@@ -285,6 +336,49 @@ def test_shapes_the_api_server_never_sends_get_a_400_that_names_the_field(
             assert words in message, message
             assert reply.json()["response"]["uid"]
     assert "Traceback" not in golden_server.log_text()
+
+
+#: Shapes the API server does send (Go's omitempty and nil maps): never a 400.
+ABSENT = object()
+SENT_SHAPES = [
+    ((*SPEC, "nodeSelector"), None),
+    ((*SPEC, "nodeSelector"), {}),
+    ((*SPEC, "affinity"), ABSENT),
+    ((*SPEC, "affinity"), {"nodeAffinity": None, "podAntiAffinity": {}}),
+    (("request", "dryRun"), ABSENT),
+    (("request", "dryRun"), True),
+    (("request", "subResource"), ABSENT),
+    (("request", "subResource"), ""),
+    (("request", "name"), ABSENT),
+    (("request", "name"), ""),
+    (("request", "resource"), ABSENT),
+    (("request", "requestKind"), ABSENT),
+    (("request", "kind", "group"), ABSENT),
+    (("request", "object", "data"), ABSENT),
+    (("request", "object", "data"), None),
+]
+
+
+@pytest.mark.parametrize(
+    ("path", "value"), SENT_SHAPES, ids=[f"{p[-1]}={v!r:.12}" for p, v in SENT_SHAPES]
+)
+def test_shapes_the_api_server_sends_are_never_a_400(
+    golden_server: Server, path: tuple[Any, ...], value: Any
+) -> None:
+    source = "configmap" if "data" in path else "pod-create-plain.json"
+    review = json.loads(_with((), None, source))
+    node = review
+    for step in path[:-1]:
+        node = node[step]
+    if value is ABSENT:
+        node.pop(path[-1], None)
+    else:
+        node[path[-1]] = value
+    with golden_server.client() as client:
+        for endpoint in ("/validate", "/mutate"):
+            reply, took = _post(client, endpoint, json.dumps(review).encode())
+            _assert_well_formed(reply, took)
+            assert reply.status_code == 200, reply.text[:300]
 
 
 def test_a_review_with_a_black_holed_registry_is_answered_within_its_budget(

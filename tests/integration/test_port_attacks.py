@@ -21,6 +21,7 @@ import socket
 import ssl
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -296,3 +297,199 @@ def test_forged_configmap_reviews_do_not_hold_up_real_ones(tmp_path: Path) -> No
     )
     assert forged_answers
     assert max(latencies) < 1.0, latencies
+
+
+def _peak_rss_mib(pid: int) -> float:
+    """The process's peak RSS so far (``VmHWM``), in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmHWM for {pid}")
+
+
+def _held_review(uid: str, image: str, filler: bytes, size: int) -> bytes:
+    """A Pod review whose image is on a registry that never answers (so the review is held
+    for ``registry.timeoutSeconds`` once decoded), padded to about ``size`` bytes with an
+    unknown field made of ``filler`` repeated."""
+    review = load_review(REVIEWS / "pod-create-plain.json")["body"]
+    review["request"]["uid"] = uid
+    spec = review["request"]["object"]["spec"]
+    spec.pop("initContainers", None)
+    spec["containers"][0]["image"] = image
+    spec["x"] = []
+    head, tail = json.dumps(review).encode().split(b'"x": []')
+    count = (size - len(head) - len(tail)) // len(filler)
+    return head + b'"x": [' + filler * count + filler.rstrip(b",") + b"]" + tail
+
+
+def _decoding_server(tmp_path: Path) -> tuple[Server, Any, str]:
+    from tests.integration.faults import FaultServer
+    from tests.integration.registries import loopback_tls
+
+    tls = loopback_tls(tmp_path / "tls")
+    hang = FaultServer("hang", tls)
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "registry:\n  allowPrivateNetworks: true\n  timeoutSeconds: 2\nchecks: {platform: off}\n"
+    )
+    server = start_server(
+        tmp_path,
+        "--workers",
+        "1",
+        "--config",
+        str(config),
+        env={"SSL_CERT_FILE": str(tls["ca"])},
+    )
+    return server, hang, f"{hang.host}/team/app:1.0"
+
+
+def _post_all(server: Server, bodies: list[bytes]) -> list[httpx.Response]:
+    import concurrent.futures
+
+    def post(body: bytes) -> httpx.Response:
+        with server.client() as client:
+            return client.post(
+                "/validate", content=body, headers={"Content-Type": "application/json"}
+            )
+
+    with concurrent.futures.ThreadPoolExecutor(len(bodies)) as pool:
+        return list(pool.map(post, bodies))
+
+
+def test_bodies_that_decode_to_hundreds_of_mib_do_not_grow_a_worker(tmp_path: Path) -> None:
+    """A 6.8 MiB body of ``[{},{},...]`` decodes to about 180 MiB of Python objects; four at
+    once, each held while the registry is asked, took a worker to 560 MiB (limit 384)."""
+    server, hang, image = _decoding_server(tmp_path)
+    try:
+        (worker,) = _workers(server)
+        before = _peak_rss_mib(worker)
+        size = int(6.8 * 2**20)
+        bodies = [_held_review(f"heavy-{n}", image, b"{},", size) for n in range(4)]
+        replies = _post_all(server, bodies) + _post_all(server, bodies)
+        peak = _peak_rss_mib(worker)
+        real = load_review(REVIEWS / "pod-create-plain.json")["body"]
+        with server.client() as client:
+            reply = client.post("/validate", json=real)
+        print(
+            f"\n8 reviews of {size / 2**20:.1f} MiB of [{{}},...] (4 at once): worker peak RSS "
+            f"{before:.0f} MiB before, {peak:.0f} MiB after; answers "
+            f"{sorted({r.status_code for r in replies})}"
+        )
+        assert reply.status_code == 200, reply.text[:300]
+        for answer in replies:
+            assert answer.status_code == 413, answer.text[:300]
+            response = answer.json()["response"]
+            assert response["uid"].startswith("heavy-")
+            assert "would decode to about" in response["status"]["message"]
+        assert peak < RSS_LIMIT_MIB, f"worker peak RSS {peak:.0f} MiB under the attack"
+    finally:
+        hang.stop()
+        stop_server(server)
+
+
+def test_several_bodies_past_the_decoding_budget_at_once_get_429(tmp_path: Path) -> None:
+    """Each fits alone (about 40 MiB decoded); held together past the worker's budget, the
+    rest get 429 with Retry-After, and the ones that fit are judged."""
+    server, hang, image = _decoding_server(tmp_path)
+    try:
+        bodies = [_held_review(f"big-{n}", image, b'"ab",', 3 * 2**20) for n in range(5)]
+        replies = _post_all(server, bodies)
+        codes = sorted(r.status_code for r in replies)
+        print(f"\n5 reviews of 3 MiB of strings at once: {codes}")
+        assert set(codes) == {200, 429}, codes
+        for answer in replies:
+            if answer.status_code == 429:
+                assert answer.headers["Retry-After"] == "1"
+                assert "decoding about" in answer.json()["response"]["status"]["message"]
+            assert answer.json()["response"]["uid"].startswith("big-")
+    finally:
+        hang.stop()
+        stop_server(server)
+
+
+def test_real_large_reviews_are_still_decoded(tmp_path: Path) -> None:
+    """What the API server sends fits the decoding budget: a 3 MiB Pod and its oldObject
+    (env entries and their managedFields), pullguard's own ConfigMap whose document is JSON
+    text, and every captured review."""
+    from tests.conftest import review_files
+    from webhook.core.config import MAX_DOCUMENT_BYTES
+
+    server = start_server(tmp_path, "--workers", "1", "--namespace", "pullguard")
+    headers = {"Content-Type": "application/json"}
+    try:
+        review = load_review(REVIEWS / "pod-create-plain.json")["body"]
+        pod = review["request"]["object"]
+        count = 26_000
+        pod["spec"]["containers"][0]["env"] = [
+            {"name": f"VARIABLE_{i}", "value": f"value-{i}"} for i in range(count)
+        ]
+        pod["metadata"]["managedFields"] = [
+            {
+                "manager": "kubectl",
+                "operation": "Update",
+                "apiVersion": "v1",
+                "fieldsType": "FieldsV1",
+                "fieldsV1": {
+                    "f:spec": {
+                        "f:containers": {
+                            'k:{"name":"app"}': {
+                                ".": {},
+                                "f:env": {
+                                    f'k:{{"name":"VARIABLE_{i}"}}': {
+                                        ".": {},
+                                        "f:name": {},
+                                        "f:value": {},
+                                    }
+                                    for i in range(count)
+                                },
+                            }
+                        }
+                    }
+                },
+            }
+        ]
+        review["request"].update(operation="UPDATE", oldObject=pod)
+        compact = (",", ":")  # as the API server writes it
+        body = json.dumps(review, separators=compact).encode()
+        pod_size = len(json.dumps(pod, separators=compact))
+        assert 2.5 * 2**20 < pod_size <= 3 * 2**20, pod_size
+        doc = json.dumps({"exemptNamespaces": [f"n{i}" for i in range(19_000)]})
+        doc = doc[: MAX_DOCUMENT_BYTES - 400].rsplit(",", 1)[0] + "]}"
+        configmap = {
+            "apiVersion": "admission.k8s.io/v1",
+            "kind": "AdmissionReview",
+            "request": {
+                "uid": "cm",
+                "kind": {"group": "", "version": "v1", "kind": "ConfigMap"},
+                "namespace": "pullguard",
+                "name": "pullguard-config",
+                "operation": "UPDATE",
+                "object": {
+                    "apiVersion": "v1",
+                    "kind": "ConfigMap",
+                    "metadata": {"name": "pullguard-config", "namespace": "pullguard"},
+                    "data": {"config.yaml": doc, "previous.json": doc},
+                },
+            },
+        }
+        configmap["request"]["oldObject"] = configmap["request"]["object"]
+        from webhook.core.review import decoded_cost
+
+        print(
+            f"\nestimates: {len(body) / 2**20:.1f} MiB Pod UPDATE "
+            f"{decoded_cost(body) / 2**20:.0f} MiB, ConfigMap "
+            f"{decoded_cost(json.dumps(configmap).encode()) / 2**20:.0f} MiB"
+        )
+        with server.client() as client:
+            for endpoint in ("/validate", "/mutate"):
+                reply = client.post(endpoint, content=body, headers=headers)
+                assert reply.status_code == 200, reply.text[:300]
+            reply = client.post("/validate", json=configmap)
+            assert reply.status_code == 200, reply.text[:300]
+            assert reply.json()["response"]["allowed"] is True, reply.text[:300]
+            for path in review_files():
+                captured = load_review(path)
+                reply = client.post(captured["path"], json=captured["body"])
+                assert reply.status_code == 200, (path.name, reply.text[:300])
+    finally:
+        stop_server(server)

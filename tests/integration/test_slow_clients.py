@@ -10,13 +10,16 @@ webhook timeout.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import ssl
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import REVIEWS, Server, load_review, start_server, stop_server
-from webhook.edge.server import HANDSHAKE_SECONDS
+from webhook.edge.server import HANDSHAKE_SECONDS, IdleConnections
 
 SLOW_CLIENTS = 100
 #: The default webhook timeoutSeconds is 10; deploy/ uses 5. Answers must come well within.
@@ -133,4 +136,152 @@ def test_a_connection_idle_before_its_first_request_is_still_served(tmp_path: Pa
         assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
         assert "Socket error" not in server.log_text()
     finally:
+        stop_server(server)
+
+
+#: ``--connections`` for the idle-connection tests: a small bound keeps them fast.
+BOUND = 20
+
+
+def _review_request() -> bytes:
+    import json
+
+    body = json.dumps(load_review(REVIEWS / "pod-create-plain.json")["body"]).encode()
+    return (
+        b"POST /validate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        + f"Content-Length: {len(body)}\r\n\r\n".encode()
+        + body
+    )
+
+
+def _idle_tls(server: Server, cert: tuple[Path, Path] | None = None) -> socket.socket:
+    """A connection that completes the TLS handshake (within 5 s) and then sends nothing;
+    if the handshake does not finish, the raw connection, waiting in the listen backlog."""
+    context = ssl.create_default_context(cafile=str(server.ca))
+    if cert is not None:
+        context.load_cert_chain(str(cert[0]), str(cert[1]))
+    raw = socket.create_connection(("127.0.0.1", _port(server)), timeout=5)
+    try:
+        return context.wrap_socket(raw, server_hostname="127.0.0.1")
+    except (TimeoutError, OSError):
+        return raw
+
+
+def _answered_within(server: Server, budget: float, cert: tuple[Path, Path] | None = None) -> float:
+    """A review on a new connection: how long its answer took (an error past ``budget``)."""
+    import httpx
+
+    context = ssl.create_default_context(cafile=str(server.ca))
+    if cert is not None:
+        context.load_cert_chain(str(cert[0]), str(cert[1]))
+    body = load_review(REVIEWS / "pod-create-plain.json")["body"]
+    started = time.monotonic()
+    with httpx.Client(base_url=server.url, verify=context, timeout=budget) as client:
+        reply = client.post("/validate", json=body)
+    took = time.monotonic() - started
+    assert reply.status_code == 200, reply.text[:300]
+    return took
+
+
+def test_idle_tls_connections_never_lock_out_a_real_review(tmp_path: Path) -> None:
+    """Connections that finish the TLS handshake and send nothing were kept for the
+    keep-alive time (125 s), so ``--connections`` of them per worker kept the API server's
+    new connections in the listen backlog and its reviews timed out."""
+    server = start_server(tmp_path, "--workers", "1", "--connections", str(BOUND))
+    held: list[socket.socket] = []
+    try:
+        slowest = 0.0
+        for _ in range(3):
+            held.extend(_idle_tls(server) for _ in range(2 * BOUND))
+            # Held, as an attacker holds them: past the seconds a fresh connection is given
+            # to write its first request.
+            time.sleep(IdleConnections.MIN_IDLE_SECONDS + 0.5)
+            slowest = max(slowest, _answered_within(server, 1.0))
+        closed = 0
+        for sock in held:
+            with contextlib.suppress(TimeoutError, OSError):  # OSError: a failed handshake's
+                sock.settimeout(0.1)
+                closed += sock.recv(1) == b""
+        print(
+            f"\n{len(held)} idle TLS connections against a bound of {BOUND}: a real review "
+            f"answered in {slowest * 1000:.0f} ms at worst; {closed} idle ones closed"
+        )
+        assert slowest < 1.0
+        assert "Traceback" not in server.log_text()
+    finally:
+        for sock in held:
+            sock.close()
+        stop_server(server)
+
+
+def test_without_pressure_idle_connections_are_kept(tmp_path: Path) -> None:
+    """Below the bound nothing idle is closed: a keep-alive client's connection (and
+    connections before their first request) stay open between requests."""
+    server = start_server(tmp_path, "--workers", "1", "--connections", str(BOUND))
+    request = _review_request()
+    idle = [_idle_tls(server) for _ in range(BOUND // 2)]
+    try:
+        context = ssl.create_default_context(cafile=str(server.ca))
+        with (
+            socket.create_connection(("127.0.0.1", _port(server)), timeout=10) as raw,
+            context.wrap_socket(raw, server_hostname="127.0.0.1") as keep_alive,
+        ):
+            for _ in range(3):
+                keep_alive.sendall(request)
+                assert keep_alive.recv(65536).startswith(b"HTTP/1.1 200")
+                for _ in range(5):  # new connections meanwhile, each with one review
+                    _answered_within(server, 2.0)
+                time.sleep(1.0)
+        for sock in idle:
+            assert isinstance(sock, ssl.SSLSocket)
+            sock.settimeout(0.1)
+            with pytest.raises(TimeoutError):
+                sock.recv(1)  # still open: nothing to read, no end of file
+    finally:
+        for sock in idle:
+            sock.close()
+        stop_server(server)
+
+
+def test_under_client_ca_unverified_idle_connections_go_first(tmp_path: Path) -> None:
+    """With ``--client-ca`` anyone may still connect (the probes bring no certificate):
+    idle unverified connections are closed before the API server's verified one."""
+    from tests.integration.test_port_attacks import client_certificate
+    from webhook.edge.certs import make_bundle
+
+    api_server_ca = make_bundle(["api-server-ca"]).write(tmp_path / "client-ca")
+    api_server = client_certificate(
+        tmp_path / "certs-client",
+        "kube-apiserver",
+        ca=api_server_ca["ca.crt"],
+        ca_key=api_server_ca["ca.key"],
+    )
+    server = start_server(
+        tmp_path,
+        "--workers",
+        "1",
+        "--connections",
+        str(BOUND),
+        "--client-ca",
+        str(api_server_ca["ca.crt"]),
+    )
+    request = _review_request()
+    held: list[socket.socket] = []
+    try:
+        trusted = _idle_tls(server, api_server)
+        assert isinstance(trusted, ssl.SSLSocket)
+        trusted.settimeout(10)
+        trusted.sendall(request)
+        assert trusted.recv(65536).startswith(b"HTTP/1.1 200")
+        time.sleep(0.2)  # idle longer than the attackers' will be: still kept
+        held.extend(_idle_tls(server) for _ in range(2 * BOUND))
+        time.sleep(IdleConnections.MIN_IDLE_SECONDS + 0.5)
+        took = _answered_within(server, 1.0, api_server)
+        trusted.sendall(request)
+        assert trusted.recv(65536).startswith(b"HTTP/1.1 200")
+        print(f"\nunder {2 * BOUND} unverified idle connections: a new review in {took:.3f}s")
+    finally:
+        trusted.close()
+        for sock in held:
+            sock.close()
         stop_server(server)

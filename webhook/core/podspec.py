@@ -254,6 +254,14 @@ def shape_problem(kind: str, obj: Mapping[str, Any], where: str) -> str | None:
     (a fuzzed ``imagePullSecrets: 5`` once reached ``pull_secret_names`` and made a 500).
     ``where`` is the object's place in the review (``request.object``).
     """
+    for key in ("apiVersion", "kind"):
+        value = obj.get(key)
+        if value is not None and not isinstance(value, str):
+            return f"{where}.{key} must be a string, got {_json_type(value)}"
+    if kind == "ConfigMap":
+        problem = _string_map_problem(obj.get("data"), f"{where}.data")
+        if problem is not None:
+            return problem
     metadata = obj.get("metadata")
     if metadata is not None:
         if not isinstance(metadata, Mapping):
@@ -309,10 +317,67 @@ def _pod_spec_problem(spec: Mapping[str, Any], pointer: str) -> str | None:
             for value, name in fields:
                 if value is not None and not isinstance(value, str):
                     return f"{at}.{name} must be a string, got {_json_type(value)}"
-    for key in ("serviceAccountName", "serviceAccount"):
+    for key in ("serviceAccountName", "serviceAccount", "nodeName"):
         value = spec.get(key)
         if value is not None and not isinstance(value, str):
             return f"{pointer}.{key} must be a string, got {_json_type(value)}"
+    problem = _string_map_problem(spec.get("nodeSelector"), f"{pointer}.nodeSelector")
+    return problem or _affinity_problem(spec.get("affinity"), f"{pointer}.affinity")
+
+
+def _string_map_problem(value: Any, at: str) -> str | None:
+    """A Go ``map[string]string`` (a nodeSelector, a ConfigMap's data): absent, null, or an
+    object of strings."""
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        return f"{at} must be an object, got {_json_type(value)}"
+    if not all(isinstance(item, str) for item in value.values()):
+        return f"{at} values must be strings"
+    return None
+
+
+def _affinity_problem(affinity: Any, at: str) -> str | None:
+    """The required node affinity, as far as the platform check reads it."""
+    if affinity is None:
+        return None
+    if not isinstance(affinity, Mapping):
+        return f"{at} must be an object, got {_json_type(affinity)}"
+    node: Any = affinity
+    for key in ("nodeAffinity", "requiredDuringSchedulingIgnoredDuringExecution"):
+        node = node.get(key)
+        at += "." + key
+        if node is None:
+            return None
+        if not isinstance(node, Mapping):
+            return f"{at} must be an object, got {_json_type(node)}"
+    terms = node.get("nodeSelectorTerms")
+    if terms is None:
+        return None
+    if not isinstance(terms, list):
+        return f"{at}.nodeSelectorTerms must be a list, got {_json_type(terms)}"
+    for index, term in enumerate(terms):
+        where = f"{at}.nodeSelectorTerms[{index}]"
+        if not isinstance(term, Mapping):
+            return f"{where} must be an object, got {_json_type(term)}"
+        expressions = term.get("matchExpressions")
+        if expressions is None:
+            continue
+        if not isinstance(expressions, list):
+            return f"{where}.matchExpressions must be a list, got {_json_type(expressions)}"
+        for number, expression in enumerate(expressions):
+            there = f"{where}.matchExpressions[{number}]"
+            if not isinstance(expression, Mapping):
+                return f"{there} must be an object, got {_json_type(expression)}"
+            for key in ("key", "operator"):
+                value = expression.get(key)
+                if value is not None and not isinstance(value, str):
+                    return f"{there}.{key} must be a string, got {_json_type(value)}"
+            values = expression.get("values")
+            if values is not None and (
+                not isinstance(values, list) or not all(isinstance(v, str) for v in values)
+            ):
+                return f"{there}.values must be a list of strings"
     return None
 
 

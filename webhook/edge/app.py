@@ -7,13 +7,18 @@ decides nothing: ``webhook.core.validate`` and ``webhook.core.mutate`` do.
 Status codes: 200 with an AdmissionReview for every request that could be judged; 400 for a
 body that is not a usable AdmissionReview (still an AdmissionReview, with the uid when it
 could be read and the reason in ``status.message``); 401 without the API server's client
-certificate under ``serve --client-ca``; 413 past the size cap; 415 for a content type other
-than JSON; 429 when the worker's body budget is taken; 500 for an unexpected exception.
+certificate under ``serve --client-ca``; 413 past the size cap, or for a body that would
+decode to more objects than a worker decodes at once; 415 for a content type other than
+JSON; 429 when the worker's body budget (or decoding budget) is taken; 500 for an
+unexpected exception.
 
 Limits it owns, each against an attack from anything that can reach the port:
 
 - :class:`BodyBudget`: the bytes of bodies in flight per worker, reserved before a body is
   read (40 unfinished 7 MiB bodies once grew a worker by 330 MiB);
+- the second :class:`BodyBudget`, ``decoded``: the estimated bytes of the objects bodies
+  decode to, reserved after a body is read and before it is decoded (a 6.8 MiB body of
+  ``[{},{},...]`` decodes to 180 MiB);
 - with ``--client-ca``, a review is read only from a connection whose client certificate
   the CA signed (a forged review could name any namespace and user);
 - :class:`_DeadlineRegistry`: a review's answer within ``registry.timeoutSeconds`` counted
@@ -42,9 +47,11 @@ from webhook.core.review import (
     MUTATE_WARNING_RUNES,
     NESTED_TOO_DEEPLY,
     MalformedReview,
+    decoded_cost,
     encode_json,
     parse_review_bytes,
     review_response,
+    uid_from_bytes,
 )
 from webhook.core.validate import Decision, validate
 from webhook.edge.configsource import ConfigStore
@@ -65,6 +72,17 @@ IN_FLIGHT_BODY_BYTES = 32 * 1024 * 1024
 #: (or held open by someone who never finishes them).
 LARGE_BODY_BYTES = 1024 * 1024
 LARGE_BODIES_SHARE = 24 * 1024 * 1024
+#: Bytes of Python objects one worker's decoded bodies may take at once, by
+#: ``core.review.decoded_cost``'s estimate, reserved after a body is read and before it is
+#: decoded, released when its answer is out: a 6.8 MiB body of ``[{},{},...]`` decodes to
+#: 180 MiB, and four at once once took a worker to 560 MiB (the pod's limit is 384).
+IN_FLIGHT_DECODED_BYTES = 128 * 1024 * 1024
+#: Estimates larger than this share at most :data:`LARGE_DECODED_SHARE`, so the rest stays
+#: for the small reviews; a body whose estimate alone is past that share is answered 413.
+#: A real review's estimate is about 10 times its size (20 for one made of managedFields):
+#: a 3 MiB object and its oldObject fit.
+LARGE_DECODED_BYTES = 4 * 1024 * 1024
+LARGE_DECODED_SHARE = 96 * 1024 * 1024
 #: Seconds the API server is asked to wait before it sends a review refused for lack of
 #: room again: client-go's rest.Request retries a 429 that carries Retry-After, within the
 #: webhook's timeout.
@@ -291,20 +309,49 @@ def create_app(runtime: Runtime) -> Flask:
     app = Flask("pullguard")
     metrics = runtime.metrics
     bodies = BodyBudget()
+    decoded = BodyBudget(
+        IN_FLIGHT_DECODED_BYTES, large=LARGE_DECODED_BYTES, large_share=LARGE_DECODED_SHARE
+    )
 
-    def read_review(webhook_name: str, environ: dict[str, Any]) -> tuple[Any, Answer | None]:
+    def read_body(webhook_name: str, environ: dict[str, Any]) -> tuple[bytes, Answer | None]:
         content_type = str(environ.get("CONTENT_TYPE") or "").split(";")[0].strip().lower()
         if content_type != "application/json":
             metrics.requests.labels(webhook_name, "", "", "malformed").inc()
-            return None, _error_review(
+            return b"", _error_review(
                 "", 415, f"content type must be application/json, got {content_type or 'none'!r}"
             )
         body = _read_body(environ)
         if body is None:
             metrics.requests.labels(webhook_name, "", "", "malformed").inc()
-            return None, _error_review(
+            return b"", _error_review(
                 "", 413, f"request body is larger than {MAX_BODY_BYTES} bytes"
             )
+        return body, None
+
+    def decoding_refusal(webhook_name: str, body: bytes, cost: int) -> Answer | None:
+        """Why ``body`` is not decoded now (its estimated decoded size does not fit), or
+        ``None`` once that size is reserved in ``decoded``."""
+        if cost > LARGE_DECODED_SHARE:
+            metrics.requests.labels(webhook_name, "", "", "malformed").inc()
+            log.warning("review of %d bytes refused: about %d MiB decoded", len(body), cost >> 20)
+            return _error_review(
+                uid_from_bytes(body),
+                413,
+                f"request body would decode to about {cost >> 20} MiB of objects, more than "
+                f"the {LARGE_DECODED_SHARE >> 20} MiB pullguard decodes at once: no object "
+                "the API server stores is shaped so",
+            )
+        if not decoded.reserve(cost):
+            metrics.requests.labels(webhook_name, "", "", "shed").inc()
+            return _error_review(
+                uid_from_bytes(body),
+                429,
+                f"pullguard is decoding about {decoded.used >> 20} MiB of reviews already; "
+                f"retry after {RETRY_AFTER_SECONDS}s",
+            )
+        return None
+
+    def parse_body(webhook_name: str, body: bytes) -> tuple[Any, Answer | None]:
         try:
             return parse_review_bytes(body), None
         except MalformedReview as error:
@@ -346,7 +393,21 @@ def create_app(runtime: Runtime) -> Flask:
                 bodies.release(size)
 
         def judged(environ: dict[str, Any], started: float, verified: bool) -> Answer:
-            review, error_answer = read_review(webhook_name, environ)
+            body, error_answer = read_body(webhook_name, environ)
+            if error_answer is not None:
+                return error_answer
+            # Before decoding: the objects a body decodes to can be 25 times its size.
+            cost = decoded_cost(body)
+            refusal = decoding_refusal(webhook_name, body, cost)
+            if refusal is not None:
+                return refusal
+            try:
+                return decoded_and_judged(body, started, verified)
+            finally:
+                decoded.release(cost)
+
+        def decoded_and_judged(body: bytes, started: float, verified: bool) -> Answer:
+            review, error_answer = parse_body(webhook_name, body)
             if error_answer is not None:
                 return error_answer
             try:

@@ -19,7 +19,9 @@ the capacity to answer the API server; and each connection still has deadlines:
 - the keep-alive time (120 s, longer than the API server keeps idle connections) for an idle
   connection, before its first request and between two;
 - at most ``worker_connections`` connections at once; past that, new ones wait in the
-  listen backlog instead of costing memory.
+  listen backlog instead of costing memory. Near that bound each new connection closes idle
+  ones (:class:`IdleConnections`): connections that finish the handshake and send nothing
+  cannot keep the API server's new ones out.
 
 Client certificates (``serve --client-ca``): the handshake asks for one and verifies any
 that is presented against that CA (a certificate from another CA fails the handshake); a
@@ -42,7 +44,10 @@ Per request, two things the stock worker does not do (both measured, see docs/pe
 
 from __future__ import annotations
 
+import _socket
 import logging
+import os
+import socket
 import ssl
 import threading
 import time
@@ -139,13 +144,55 @@ class _CoalescingSocket:
         self._held = b""
         self._idle_seconds = idle_seconds
         self._idle = False
+        #: Parked in a read while idle, with nothing of a request received: only then may
+        #: the connection be closed under pressure (never mid-request).
+        self._waiting = False
+        self.closed_idle = False
+        self.idle_since = time.monotonic()
+        self.responses = -1  # ``between_requests`` is called once before the first request
 
     def between_requests(self) -> None:
         """The response is out: until the next request's first bytes, the connection is
         idle, and may stay so for the keep-alive time rather than the read timeout."""
         self.flush()
         self._idle = True
+        self.idle_since = time.monotonic()
+        self.responses += 1
         self._sock.settimeout(self._idle_seconds)
+
+    def eviction_order(self) -> tuple[bool, bool, float]:
+        """Sorts the connections closed first under pressure first: unverified before
+        verified (``--client-ca``), before the first request before between two, idle
+        longest first."""
+        return (self.client_verified, self.responses > 0, self.idle_since)
+
+    def close_if_idle(self) -> bool:
+        """Under pressure: close the connection if it is idle, its greenlet parked in a read
+        that has received nothing (what every server does at keep-alive expiry). The read
+        wakes with an end of file, and gunicorn ends the connection quietly. Never a
+        connection with a request's bytes waiting or being read."""
+        if not (self._idle and self._waiting) or self.closed_idle:
+            return False
+        if self._sock.pending():
+            return False  # a TLS record's bytes already received: let them be read
+        try:
+            # The C socket module, on a duplicate of the descriptor: no greenlet switch
+            # between the check and the close, no select() limit on descriptor numbers, and
+            # the TLS object stays whole for the greenlet parked in its read.
+            dup = _socket.socket(fileno=os.dup(self._sock.fileno()))
+        except (OSError, ValueError):
+            return False
+        try:
+            dup.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+            return False  # bytes (or the peer's own close) are waiting: let them be read
+        except BlockingIOError:
+            dup.shutdown(socket.SHUT_RDWR)  # nothing waiting: the parked read wakes at EOF
+        except OSError:
+            return False
+        finally:
+            dup.close()
+        self.closed_idle = True
+        return True
 
     def _reading(self) -> None:
         if self._idle:
@@ -167,13 +214,21 @@ class _CoalescingSocket:
 
     def recv(self, size: int) -> bytes:
         self.flush()
-        data: bytes = self._sock.recv(size)  # idle: waits up to the keep-alive time
+        self._waiting = self._idle
+        try:
+            data: bytes = self._sock.recv(size)  # idle: waits up to the keep-alive time
+        finally:
+            self._waiting = False
         self._reading()
         return data
 
     def recv_into(self, buffer: Any, size: int = 0) -> int:
         self.flush()
-        count: int = self._sock.recv_into(buffer, size)
+        self._waiting = self._idle
+        try:
+            count: int = self._sock.recv_into(buffer, size)
+        finally:
+            self._waiting = False
         self._reading()
         return count
 
@@ -203,14 +258,24 @@ def _gevent_worker_class() -> type:
         """gunicorn's gevent worker, with TLS done here under deadlines (see the module)."""
 
         def handle(self, listener: Any, client: Any, addr: Any) -> None:
-            import gevent
-
             app: _Gunicorn = self.app  # gunicorn hands each worker its application
             client.settimeout(READ_SECONDS)
             if listener.getsockname()[1] in app.plain_ports:
                 # The metrics port: plain HTTP, and the app serves nothing else there.
                 AsyncWorker.handle(self, listener, client, addr)
                 return
+            if not hasattr(self, "idle_pool"):
+                self.idle_pool = IdleConnections(self.worker_connections)
+            self.idle_pool.opened()
+            try:
+                self._handle_tls(listener, client, addr)
+            finally:
+                self.idle_pool.ended()
+
+        def _handle_tls(self, listener: Any, client: Any, addr: Any) -> None:
+            import gevent
+
+            app: _Gunicorn = self.app
             try:
                 with gevent.Timeout(HANDSHAKE_SECONDS):
                     secure = app.tls.context().wrap_socket(client, server_side=True)
@@ -231,7 +296,11 @@ def _gevent_worker_class() -> type:
                 connection = _CoalescingSocket(secure, idle_seconds=app.options.keepalive + 5)
                 connection.client_verified = verified
                 connection.between_requests()
-                AsyncWorker.handle(self, listener, connection, addr)
+                self.idle_pool.add(connection)
+                try:
+                    AsyncWorker.handle(self, listener, connection, addr)
+                finally:
+                    self.idle_pool.discard(connection)
             finally:
                 secure.close()
 
@@ -245,6 +314,105 @@ def _gevent_worker_class() -> type:
             return keep_alive
 
     return PullguardWorker
+
+
+class IdleConnections:
+    """One worker's TLS connections, and room for a new one kept by closing idle ones.
+
+    ``worker_connections`` bounds a worker's connections; past it, new ones wait in the
+    listen backlog. Connections that finished the handshake and then sent nothing (anyone
+    who reaches the port can open a thousand) would keep the API server's own connections
+    waiting there, its reviews timing out. So when the connections reach the bound less
+    :attr:`reserve`, each new one closes idle ones (nginx's reuse of keep-alive connections
+    under pressure), in :meth:`_CoalescingSocket.eviction_order`: before their first request
+    first, then between requests, idle longest first; with ``--client-ca``, unverified ones
+    before verified ones. Without pressure nothing is closed before the keep-alive time (the
+    API server dials connections ahead and may leave one unused in its pool for a while), and
+    a connection with a request's bytes waiting or being read is never closed.
+    """
+
+    #: Seconds between two log lines about connections closed under pressure.
+    LOG_EVERY = 60.0
+    #: A connection idle for less than this before its first request is not closed: a
+    #: client that has just finished the handshake is about to write its request (in a
+    #: burst of 2,000 new connections, closing those idle for 0.1 s failed 865 of them; 1 s
+    #: still failed some on a loaded machine). An attacker's connections wait this long at
+    #: most before they are closed: well within the API server's webhook timeout.
+    MIN_IDLE_SECONDS = 3.0
+    #: The same between two requests: the idle longest go first, the client's last
+    #: answer is out.
+    MIN_KEPT_ALIVE_SECONDS = 0.1
+    #: While near the bound, room is also made this often (when the bound is reached, no
+    #: connection is accepted to make it).
+    SWEEP_SECONDS = 0.25
+
+    def __init__(self, bound: int) -> None:
+        self.bound = bound
+        self.reserve = max(1, bound // 10)
+        self.open = 0
+        self.connections: set[_CoalescingSocket] = set()
+        self.closed = 0
+        self._logged = 0.0
+        self._sweeping = False
+
+    def opened(self) -> None:
+        """A new connection was accepted: make room while the worker is near its bound."""
+        self.open += 1
+        if not self._sweeping:
+            import gevent
+
+            self._sweeping = True
+            gevent.spawn(self._sweep)
+        self.make_room()
+
+    def _sweep(self) -> None:
+        import gevent
+
+        while True:
+            gevent.sleep(self.SWEEP_SECONDS)
+            try:
+                self.make_room()
+            except Exception:  # never let the sweep die; the next accept tries again
+                log.exception("closing idle connections failed")
+
+    def make_room(self) -> None:
+        """Close idle connections, in eviction order, down to the bound less the reserve."""
+        if self.open <= self.bound - self.reserve:
+            return  # no pressure: the usual case, and the sweep's every quarter second
+        closing = sum(1 for c in self.connections if c.closed_idle)
+        excess = self.open - closing - (self.bound - self.reserve)
+        if excess <= 0:
+            return
+        closed = 0
+        now = time.monotonic()
+        unverified_kept = False
+        for connection in sorted(self.connections, key=_CoalescingSocket.eviction_order):
+            if closed >= excess or (connection.client_verified and unverified_kept):
+                break  # a verified connection only once no unverified one is left
+            least = self.MIN_KEPT_ALIVE_SECONDS if connection.responses else self.MIN_IDLE_SECONDS
+            if now - connection.idle_since >= least and connection.close_if_idle():
+                closed += 1
+            elif not connection.client_verified:
+                unverified_kept = True
+        self.closed += closed
+        if closed and now - self._logged >= self.LOG_EVERY:
+            self._logged = now
+            log.warning(
+                "%d connections open in this worker (bound %d): idle connections closed to "
+                "keep room for new ones (%d so far)",
+                self.open,
+                self.bound,
+                self.closed,
+            )
+
+    def ended(self) -> None:
+        self.open -= 1
+
+    def add(self, connection: _CoalescingSocket) -> None:
+        self.connections.add(connection)
+
+    def discard(self, connection: _CoalescingSocket) -> None:
+        self.connections.discard(connection)
 
 
 @dataclass
