@@ -15,8 +15,8 @@ else 0. 2 when the cluster could not be read, or the namespace asked for does no
 
 A progress line goes to a terminal's stderr for long scans; nothing when piped.
 
-Arguments and printing only: the scan is :mod:`webhook.compose.scan`, judging
-:func:`webhook.compose.livecheck.judge`.
+Arguments, printing and the exit status only: the scan is
+:func:`webhook.compose.scan.audit_cluster`, judging :func:`webhook.compose.livecheck.judge`.
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ from collections import defaultdict
 from typing import Any
 
 from webhook.cli.options import SubParsers, add_live_arguments
-from webhook.compose import livecheck
-from webhook.compose.scan import action_of, objects, tally
+from webhook.compose.livecheck import ClusterUnreadable, NamespaceMissing
+from webhook.compose.scan import action_of, audit_cluster, tally
 from webhook.core.validate import Decision
 
 #: (kind, metadata, decision) of each object with findings
@@ -48,41 +48,29 @@ def register(sub: SubParsers) -> None:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    from webhook.edge.kube import DirectClusterView
+    progress = sys.stderr.isatty()
+
+    def say_progress(index: int, total: int) -> None:
+        print(f"\rpullguard audit: {index}/{total} objects", end="", file=sys.stderr)
 
     try:
-        core, api_client = livecheck.load_kube()
-        config, source = livecheck.live_config(core, args)
-        found = list(objects(api_client, None if args.all_namespaces else args.namespace))
-        missing = (
-            ""
-            if found or args.all_namespaces
-            else livecheck.namespace_missing(core, args.namespace)
+        source, audit = audit_cluster(
+            args.config,
+            args.pullguard_namespace,
+            None if args.all_namespaces else args.namespace,
+            progress=say_progress if progress else None,
         )
-    except Exception as error:
+    except ClusterUnreadable as error:
         print(f"pullguard audit: cannot read the cluster: {error}", file=sys.stderr)
         return 2
-    if missing:
+    except NamespaceMissing as missing:
         # Not "0 objects scanned ... nothing would be denied": there was nothing to look at.
         print(f"pullguard audit: {missing}", file=sys.stderr)
         return 2
-    cluster = DirectClusterView(core)
-    registry = livecheck.live_registry(config)
-    progress = sys.stderr.isatty()
-    results: list[Judged] = []
-    not_checked: dict[str, dict[str, None]] = {}  # why -> images, in order met
-    for index, (kind, document) in enumerate(found, 1):
-        if progress:
-            print(f"\rpullguard audit: {index}/{len(found)} objects", end="", file=sys.stderr)
-        decision = livecheck.judge(
-            kind, document, config, cluster, registry, own_namespace=args.pullguard_namespace
-        )
-        for image, why in decision.not_checked:
-            not_checked.setdefault(why, {}).setdefault(image, None)
-        if decision.findings:
-            results.append((kind, document["metadata"], decision))
     if progress:
         print(file=sys.stderr)
+    results = [(kind, document["metadata"], d) for kind, document, d in audit.judged]
+    not_checked = audit.not_checked
     denied = any(not d.allowed for _, _, d in results)
     summary: dict[str, dict[str, dict[str, int]]] = defaultdict(
         lambda: defaultdict(lambda: {"deny": 0, "warn": 0})
@@ -95,7 +83,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
             json.dumps(
                 {
                     "configuration": source,
-                    "scanned": len(found),
+                    "scanned": audit.scanned,
                     "objects": [
                         {
                             "kind": kind,
@@ -127,7 +115,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
             )
         )
     else:
-        print(_text(results, summary, len(found), source, not_checked))
+        print(_text(results, summary, audit.scanned, source, not_checked))
     if denied:
         return 1
     return 3 if not_checked else 0

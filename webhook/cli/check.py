@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from webhook.cli.options import SubParsers
-from webhook.compose.offline import Anonymous, documents, judge, offline_cluster
+from webhook.compose.offline import anonymous_registry, documents, judge, offline_cluster
 from webhook.core.config import DEFAULT_CONFIG, ConfigError, load_config_text
 from webhook.core.registry import RegistryView
 
@@ -92,9 +92,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     cluster = offline_cluster(args.cluster_state)
     registry: RegistryView | None = None
     if args.registry:
-        from webhook.compose.livecheck import live_registry
-
-        registry = Anonymous(live_registry(config))
+        registry = anonymous_registry(config)
     errors: list[str] = []
     results: list[dict[str, Any]] = []
     for document in documents(args.paths, errors):

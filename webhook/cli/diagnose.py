@@ -6,7 +6,8 @@ platform check against the node the pod was scheduled on), and prints per image 
 the evidence and the commands that fix it. Exit 0 when a cause was found, 1 when no pod is
 failing on an image, 2 on usage errors (no such pod, no cluster).
 
-Arguments and printing only: what is read and judged is :mod:`webhook.compose.livediagnose`;
+Arguments, printing and exit codes only: what is read and judged is
+:func:`webhook.compose.livediagnose.diagnose_pods`, whose typed errors become the messages;
 classification and wording are in ``webhook.core.pullfailure`` and ``webhook.core.diagnosis``.
 """
 
@@ -18,8 +19,8 @@ import sys
 from collections import defaultdict
 
 from webhook.cli.options import SubParsers, add_live_arguments
-from webhook.compose import livecheck
-from webhook.compose.livediagnose import diagnose_one
+from webhook.compose.livecheck import ClusterUnreadable, NamespaceMissing
+from webhook.compose.livediagnose import PodNotFound, PodsUnreadable, diagnose_pods
 from webhook.core.diagnosis import ContainerDiagnosis, render_text
 from webhook.core.pullfailure import CAUSE_WORDS, Cause
 
@@ -42,52 +43,26 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
     if bool(args.pod) == bool(args.all):
         print("pullguard diagnose: give a POD, or --all", file=sys.stderr)
         return 2
-    from kubernetes.client.exceptions import ApiException
-
-    from webhook.edge.kube import DirectClusterView
-
     try:
-        core, api_client = livecheck.load_kube()
-    except Exception as error:
+        results = diagnose_pods(
+            args.config,
+            args.pullguard_namespace,
+            pod=args.pod,
+            namespace=args.namespace,
+            all_namespaces=args.all_namespaces,
+        )
+    except ClusterUnreadable as error:
         print(f"pullguard diagnose: no cluster: {error}", file=sys.stderr)
         return 2
-    config, _ = livecheck.live_config(core, args)
-    config = livecheck.everything_on(config)
-    cluster = DirectClusterView(core)
-    registry = livecheck.live_registry(config)
-    try:
-        if args.pod:
-            pods = [
-                api_client.sanitize_for_serialization(
-                    core.read_namespaced_pod(args.pod, args.namespace, _request_timeout=10)
-                )
-            ]
-        elif args.all_namespaces:
-            pods = [
-                api_client.sanitize_for_serialization(p)
-                for p in core.list_pod_for_all_namespaces().items
-            ]
-        else:
-            pods = [
-                api_client.sanitize_for_serialization(p)
-                for p in core.list_namespaced_pod(args.namespace).items
-            ]
-    except ApiException as error:
-        if error.status == 404:
-            print(f"pullguard diagnose: pod {args.namespace}/{args.pod} not found", file=sys.stderr)
-        else:
-            print(f"pullguard diagnose: the API server answered {error.status}", file=sys.stderr)
+    except PodNotFound:
+        print(f"pullguard diagnose: pod {args.namespace}/{args.pod} not found", file=sys.stderr)
         return 2
-    if not pods and not args.pod and not args.all_namespaces:
-        missing = livecheck.namespace_missing(core, args.namespace)
-        if missing:
-            print(f"pullguard diagnose: {missing}", file=sys.stderr)
-            return 2
-    results = []
-    for pod in pods:
-        found = diagnose_one(core, pod, config, cluster, registry)
-        if found:
-            results.append((pod["metadata"]["namespace"], pod["metadata"]["name"], found))
+    except PodsUnreadable as error:
+        print(f"pullguard diagnose: the API server answered {error.status}", file=sys.stderr)
+        return 2
+    except NamespaceMissing as missing:
+        print(f"pullguard diagnose: {missing}", file=sys.stderr)
+        return 2
     if args.output == "json":
         document = {
             "pods": [

@@ -34,13 +34,9 @@ def register(sub: SubParsers) -> None:
 
 
 def cmd_export_state(args: argparse.Namespace) -> int:
-    from kubernetes import client
-
     from webhook.compose.stateexport import export
-    from webhook.edge.kube import load_kube_config
 
-    load_kube_config()
-    document = export(client.CoreV1Api(), args.namespace)
+    document = export(args.namespace)
     sys.stdout.write("# pullguard export-state: credentials redacted\n")
     yaml.safe_dump(document, sys.stdout, sort_keys=False)
     return 0

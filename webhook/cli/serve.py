@@ -1,5 +1,6 @@
-"""``pullguard serve``: its arguments. The serving runtime it starts is
-:mod:`webhook.compose.serving`.
+"""``pullguard serve``: its arguments, and the usage errors in them (exit status 2: both or
+neither of ``--cert``/``--key``, the form of ``--webhook-url``, a ``--client-ca`` that is no
+file). The serving runtime it starts is :mod:`webhook.compose.serving`.
 
 Must not: import the server at module level (every ``pullguard`` run loads this module).
 """
@@ -7,7 +8,9 @@ Must not: import the server at module level (every ``pullguard`` run loads this 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from webhook.cli.options import SubParsers
 
@@ -133,7 +136,29 @@ def register(sub: SubParsers) -> None:
     serve.set_defaults(func=cmd_serve)
 
 
+def usage_error(args: argparse.Namespace) -> str:
+    """What is wrong with the arguments themselves, or ''."""
+    self_managed = not args.dev and not (args.cert and args.key)
+    if self_managed and (args.cert or args.key):
+        return "give both --cert and --key, or neither"
+    if self_managed and args.webhook_url:
+        url = urlsplit(args.webhook_url)
+        if url.scheme != "https" or not url.hostname:
+            return "--webhook-url must be https://HOST[:PORT]"
+    if args.client_ca and not Path(args.client_ca).is_file():
+        return f"--client-ca {args.client_ca} not found"
+    return ""
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
+    problem = usage_error(args)
+    if problem:
+        print(f"pullguard serve: {problem}", file=sys.stderr)
+        return 2
     from webhook.compose import serving
 
-    return serving.run(args)
+    try:
+        return serving.run(args)
+    except serving.ServeRefused as refused:
+        print(f"pullguard serve: {refused}", file=sys.stderr)
+        return 2

@@ -12,10 +12,11 @@ asked once per pass), and publishes:
 - a Warning Event ``PullguardAudit`` on each offending object, only when its findings
   changed since the last pass (no event storm from a steady state).
 
-Composition: the scan (:mod:`webhook.compose.scan`) and the live judge
+Composition: the scan (:func:`webhook.compose.scan.scan`) and the live judge
 (:mod:`webhook.compose.livecheck`) that ``pullguard audit`` also uses, over the webhook's
-own caches. It needs the RBAC of ``deploy/components/in-cluster-audit``. It must never write
-anything but Events, and a failing pass must never stop the webhook.
+own caches; listing and Events through :mod:`webhook.edge.kubereads`. It needs the RBAC of
+``deploy/components/in-cluster-audit``. It must never write anything but Events, and a
+failing pass must never stop the webhook.
 """
 
 from __future__ import annotations
@@ -28,14 +29,14 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from webhook.compose import livecheck
-from webhook.compose.scan import objects, tally
+from webhook.compose.scan import in_scope, scan, tally
 from webhook.core.cluster import ClusterView
 from webhook.core.config import Config
 from webhook.core.registry import RegistryView
 from webhook.core.validate import Decision
-from webhook.edge.kube import warning_event
 
 if TYPE_CHECKING:  # prometheus_client must load after the shared metrics folder is set
+    from webhook.edge.kubereads import Kube
     from webhook.edge.metrics import Metrics
 
 log = logging.getLogger("pullguard.audit")
@@ -47,7 +48,7 @@ EVENT_MESSAGE_MAX = 1024
 class InClusterAudit:
     def __init__(
         self,
-        api_client: Any,
+        kube: Kube,
         config: Callable[[], Config],
         cluster: ClusterView,
         registry: RegistryView,
@@ -56,7 +57,7 @@ class InClusterAudit:
         not_ready: Callable[[], list[str]] = list,
         own_namespace: str = "",
     ) -> None:
-        self.api_client = api_client
+        self.kube = kube
         self.own_namespace = own_namespace
         """pullguard's own namespace: exempt at admission, so never judged here either."""
         self.not_ready = not_ready
@@ -75,16 +76,16 @@ class InClusterAudit:
         """One pass; returns the number of objects with findings."""
         config = self.config()
         registry = livecheck.RunMemo(self.registry)
+        result = scan(
+            in_scope(self.kube, None),
+            config,
+            self.cluster,
+            registry,
+            own_namespace=self.own_namespace,
+        )
         offending: list[tuple[str, Decision]] = []  # (namespace, decision)
-        scanned = 0
         seen: dict[str, str] = {}
-        for kind, document in objects(self.api_client, None):
-            scanned += 1
-            decision = livecheck.judge(
-                kind, document, config, self.cluster, registry, own_namespace=self.own_namespace
-            )
-            if not decision.findings:
-                continue
+        for kind, document, decision in result.judged:
             meta = document["metadata"]
             offending.append((str(meta.get("namespace", "")), decision))
             text = decision.message or "\n".join(decision.warnings)
@@ -103,39 +104,27 @@ class InClusterAudit:
         for (namespace, check, action), value in counts.items():
             gauge.labels(namespace, check, action).set(value)
         self.published |= counts.keys()
-        self.metrics.audit_objects.set(scanned)
+        self.metrics.audit_objects.set(result.scanned)
         self.metrics.audit_last_pass.set(time.time())
-        log.info("audit pass: %d objects, %d with findings", scanned, len(offending))
+        log.info("audit pass: %d objects, %d with findings", result.scanned, len(offending))
         return len(offending)
 
     def _event(self, kind: str, document: dict[str, Any], text: str, *, denied: bool) -> None:
-        from kubernetes import client
-
-        meta = document["metadata"]
-        namespace = meta.get("namespace") or "default"
         lead = "would be denied today" if denied else "has warnings today"
-        event = warning_event(
-            client.V1ObjectMeta(generate_name=f"{meta.get('name', 'object')}.pullguard-"),
-            client.V1ObjectReference(
-                api_version=document.get("apiVersion"),
-                kind=kind,
-                name=meta.get("name"),
-                namespace=namespace,
-                uid=meta.get("uid"),
-            ),
-            reason=EVENT_REASON,
-            message=f"pullguard audit: {lead}:\n{text}",
-            limit=EVENT_MESSAGE_MAX,
-        )
         try:
-            client.CoreV1Api(self.api_client).create_namespaced_event(
-                namespace, event, _request_timeout=10
+            self.kube.warn_about(
+                kind,
+                document,
+                reason=EVENT_REASON,
+                message=f"pullguard audit: {lead}:\n{text}",
+                limit=EVENT_MESSAGE_MAX,
             )
         except Exception as error:
+            meta = document["metadata"]
             log.warning(
                 "audit event on %s %s/%s failed: %s",
                 kind,
-                namespace,
+                meta.get("namespace") or "default",
                 meta.get("name"),
                 type(error).__name__,
             )

@@ -7,19 +7,20 @@ The configuration is ``--config FILE``, else the cluster's own ``pullguard-confi
 The registry client is the webhook's, with every answer remembered for the run, so each
 distinct image is asked once however many objects use it.
 
-Composition only: I/O comes from ``webhook.edge`` and the kubernetes client, deciding stays
-in ``webhook.core``. Must not: parse arguments (``webhook.cli.options`` declares the ones
-:func:`live_config` reads).
+Composition only: I/O comes from ``webhook.edge`` (the API server through
+:mod:`webhook.edge.kubereads`), deciding stays in ``webhook.core``. Must not: parse arguments
+(``webhook.cli.options`` declares the ones whose values :func:`live_config` takes), or call
+the kubernetes client itself.
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from webhook.core.cluster import ClusterView
 from webhook.core.config import CHECK_NAMES, Action, Checks, Config, load_config_text
@@ -27,26 +28,37 @@ from webhook.core.registry import Answer, Question, RegistryView
 from webhook.core.review import AdmissionRequest
 from webhook.core.validate import Decision, validate
 
+if TYPE_CHECKING:
+    from webhook.edge.kubereads import Kube
+
 CONFIGMAP = "pullguard-config"
 
 
-def live_config(core: Any, args: argparse.Namespace) -> tuple[Config, str]:
-    """The configuration to judge with, and where it came from."""
+class ClusterUnreadable(Exception):
+    """The cluster could not be reached or read (its text is the client's error)."""
+
+
+class NamespaceMissing(Exception):
+    """The namespace asked for does not exist (its text says so)."""
+
+
+def live_config(
+    kube: Kube, config_file: Path | None, pullguard_namespace: str
+) -> tuple[Config, str]:
+    """The configuration to judge with, and where it came from: ``config_file`` (``--config``),
+    else the ConfigMap in ``pullguard_namespace``, else the embedded default."""
     from webhook.edge.configsource import default_config_text
 
-    if args.config is not None:
-        return load_config_text(args.config.read_text("utf-8")), str(args.config)
+    if config_file is not None:
+        return load_config_text(config_file.read_text("utf-8")), str(config_file)
     try:
-        configmap = core.read_namespaced_config_map(
-            CONFIGMAP, args.pullguard_namespace, _request_timeout=10
-        )
-        text = (configmap.data or {}).get("config.yaml")
+        text = kube.config_map_text(pullguard_namespace, CONFIGMAP, "config.yaml")
         if text:
-            source = f"ConfigMap {args.pullguard_namespace}/{CONFIGMAP}"
+            source = f"ConfigMap {pullguard_namespace}/{CONFIGMAP}"
             return load_config_text(text), source
     except Exception as error:  # not installed, or not readable by this user: said
         print(
-            f"pullguard: ConfigMap {args.pullguard_namespace}/{CONFIGMAP} not read "
+            f"pullguard: ConfigMap {pullguard_namespace}/{CONFIGMAP} not read "
             f"({type(error).__name__}); judging with the embedded default",
             file=sys.stderr,
         )
@@ -138,27 +150,9 @@ def judge(
     )
 
 
-def namespace_missing(core: Any, namespace: str) -> str:
+def namespace_missing(kube: Kube, namespace: str) -> str:
     """Why a namespace with nothing in it cannot be looked at: it does not exist. Empty when
     it exists, or when this user may not read Namespaces (then it is only empty)."""
-    from kubernetes.client.exceptions import ApiException
-
-    try:
-        core.read_namespace(namespace, _request_timeout=10)
-    except ApiException as error:
-        if error.status == 404:
-            return f'namespace "{namespace}" does not exist'
-    except Exception:  # not readable: the namespace is only empty
-        return ""
+    if kube.namespace_exists(namespace) is False:
+        return f'namespace "{namespace}" does not exist'
     return ""
-
-
-def load_kube() -> tuple[Any, Any]:
-    """(CoreV1Api, ApiClient) from the usual KUBECONFIG or in-cluster configuration."""
-    from kubernetes import client
-
-    from webhook.edge.kube import load_kube_config
-
-    load_kube_config()
-    api_client = client.ApiClient()
-    return client.CoreV1Api(api_client), api_client

@@ -2,17 +2,28 @@
 the credentials its namespace holds, and the live decision against the node it was
 scheduled on, put together into one diagnosis per failing image.
 
-Reads with the caller's own credentials and writes nothing. Classification and wording are
-in ``webhook.core.pullfailure`` and ``webhook.core.diagnosis``; printing in
-``webhook.cli.diagnose``.
+Reads with the caller's own credentials and writes nothing, through
+:mod:`webhook.edge.kubereads`; the API server's refusals arrive as typed errors
+(:class:`PodNotFound`, :class:`PodsUnreadable`, ``livecheck.NamespaceMissing``,
+``livecheck.ClusterUnreadable``) that ``webhook.cli.diagnose`` turns into messages and exit
+codes. Classification and wording are in ``webhook.core.pullfailure`` and
+``webhook.core.diagnosis``. Must not: print, or call the kubernetes client itself.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from webhook.compose import livecheck
-from webhook.core.cluster import ClusterUnavailable, ClusterView
+from webhook.core.cluster import (
+    ClusterUnavailable,
+    ClusterView,
+    NodeTaints,
+    SecretInfo,
+    ServiceAccountInfo,
+)
 from webhook.core.config import Config
 from webhook.core.diagnosis import (
     ContainerDiagnosis,
@@ -28,16 +39,55 @@ from webhook.core.keyring import (
 )
 from webhook.core.registry import RegistryView
 
+if TYPE_CHECKING:
+    from webhook.core.review import UserInfo
+    from webhook.edge.kubereads import Kube
 
-class _ScheduledNode:
-    """The cluster view, with the node platforms narrowed to the node the pod runs on."""
+
+class PodsUnreadable(Exception):
+    """The API server refused to give the pods (its HTTP status)."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(f"the API server answered {status}")
+        self.status = status
+
+
+class PodNotFound(PodsUnreadable):
+    """The API server answered 404 to the pods asked for."""
+
+    def __init__(self) -> None:
+        super().__init__(404)
+
+
+class _ScheduledNode(ClusterView):
+    """The cluster view, with the node platforms narrowed to the node the pod runs on; every
+    other read is the cluster view's own. It names the protocol as its base, so mypy holds
+    it to every read (a read the protocol gains and this class lacks makes it abstract)."""
 
     def __init__(self, cluster: ClusterView, node: str) -> None:
         self.cluster = cluster
         self.node = node
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.cluster, name)
+    def get_secret(self, namespace: str, name: str) -> SecretInfo | None:
+        return self.cluster.get_secret(namespace, name)
+
+    def namespaces_with_pull_secret(self, name: str) -> list[str]:
+        return self.cluster.namespaces_with_pull_secret(name)
+
+    def may_read_secrets(self, user: UserInfo, namespace: str) -> bool:
+        return self.cluster.may_read_secrets(user, namespace)
+
+    def get_service_account(self, namespace: str, name: str) -> ServiceAccountInfo | None:
+        return self.cluster.get_service_account(namespace, name)
+
+    def namespace_labels(self, namespace: str) -> Mapping[str, str] | None:
+        return self.cluster.namespace_labels(namespace)
+
+    def node_platform(self, name: str) -> tuple[str, str] | None:
+        return self.cluster.node_platform(name)
+
+    def node_taints(self) -> NodeTaints:
+        return self.cluster.node_taints()
 
     def node_platforms(self) -> frozenset[tuple[str, str]]:
         if not self.node:
@@ -48,15 +98,6 @@ class _ScheduledNode:
         return frozenset({platform})
 
 
-def _events(core: Any, namespace: str, pod: str) -> list[dict[str, Any]]:
-    listed = core.list_namespaced_event(
-        namespace,
-        field_selector=f"involvedObject.kind=Pod,involvedObject.name={pod}",
-        _request_timeout=10,
-    )
-    return [core.api_client.sanitize_for_serialization(e) for e in listed.items]
-
-
 def _controller(metadata: Any) -> tuple[str, str] | None:
     for owner in (metadata or {}).get("ownerReferences") or []:
         if owner.get("controller") is True and owner.get("kind") and owner.get("name"):
@@ -64,46 +105,94 @@ def _controller(metadata: Any) -> tuple[str, str] | None:
     return None
 
 
-def workload_of(core: Any, pod: dict[str, Any]) -> Workload:
+def workload_of(kube: Kube, pod: dict[str, Any]) -> Workload:
     """What makes the pod, for fixes that must outlive it: its controller, and a
     ReplicaSet's Deployment (or a Job's CronJob) above that; the pod itself when it has no
     controller. A read that fails leaves the nearest owner known."""
-    from kubernetes import client
-
     meta = pod["metadata"]
     namespace = meta["namespace"]
     spec = pod.get("spec") or {}
     account = str(spec.get("serviceAccountName") or "default")
     try:
-        read = core.read_namespaced_service_account(account, namespace, _request_timeout=10)
-        account_secrets = tuple(s.name for s in read.image_pull_secrets or [] if s.name)
+        account_secrets = kube.service_account_pull_secrets(namespace, account)
     except Exception:  # not readable by this user: the fix names the pod's own list
         account_secrets = ()
     owner = _controller(meta)
     if owner is None:
         return Workload("Pod", meta["name"], account, account_secrets)
     kind, name = owner
-    above = {
-        "ReplicaSet": (client.AppsV1Api, "read_namespaced_replica_set"),
-        "Job": (client.BatchV1Api, "read_namespaced_job"),
-    }.get(kind)
-    if above is not None:
-        api, method = above
-        try:
-            parent = getattr(api(core.api_client), method)(name, namespace, _request_timeout=10)
-            grand = _controller(core.api_client.sanitize_for_serialization(parent)["metadata"])
-        except Exception:
-            grand = None
-        if grand is not None and grand[0] in ("Deployment", "CronJob"):
-            kind, name = grand
+    try:
+        parent = kube.owner(kind, namespace, name)
+        grand = _controller(parent["metadata"]) if parent is not None else None
+    except Exception:
+        grand = None
+    if grand is not None and grand[0] in ("Deployment", "CronJob"):
+        kind, name = grand
     return Workload(kind, name, account, account_secrets)
 
 
+def pods_in_scope(
+    kube: Kube, *, pod: str | None, namespace: str, all_namespaces: bool
+) -> list[dict[str, Any]]:
+    """The pod asked for (``pod`` in ``namespace``), else the pods of ``namespace``, or of
+    every namespace with ``all_namespaces``, as the API returns them.
+    :class:`PodNotFound` (a 404) or :class:`PodsUnreadable` when the API server refuses;
+    :class:`~webhook.compose.livecheck.NamespaceMissing` when there are none because the
+    namespace does not exist."""
+    from webhook.edge.kubereads import ApiAnswered
+
+    try:
+        if pod:
+            pods = [kube.read_pod(namespace, pod)]
+        else:
+            pods = kube.list_pods(None if all_namespaces else namespace)
+    except ApiAnswered as error:
+        if error.status == 404:
+            raise PodNotFound() from error
+        raise PodsUnreadable(error.status) from error
+    if not pods and not pod and not all_namespaces:
+        missing = livecheck.namespace_missing(kube, namespace)
+        if missing:
+            raise livecheck.NamespaceMissing(missing)
+    return pods
+
+
+def diagnose_pods(
+    config_file: Path | None,
+    pullguard_namespace: str,
+    *,
+    pod: str | None,
+    namespace: str,
+    all_namespaces: bool,
+) -> list[tuple[str, str, list[ContainerDiagnosis]]]:
+    """``pullguard diagnose``: (namespace, name, diagnoses) of every pod in scope
+    (:func:`pods_in_scope`) that is failing on an image, judged with ``config_file`` or the
+    cluster's configuration, every check on (:func:`~webhook.compose.livecheck.everything_on`).
+    :class:`~webhook.compose.livecheck.ClusterUnreadable` when there is no cluster to ask."""
+    from webhook.edge.kubereads import connect
+
+    try:
+        kube = connect()
+    except Exception as error:
+        raise livecheck.ClusterUnreadable(str(error)) from error
+    config, _ = livecheck.live_config(kube, config_file, pullguard_namespace)
+    config = livecheck.everything_on(config)
+    cluster = kube.cluster_view()
+    registry = livecheck.live_registry(config)
+    pods = pods_in_scope(kube, pod=pod, namespace=namespace, all_namespaces=all_namespaces)
+    results = []
+    for found in pods:
+        diagnosed = diagnose_one(kube, found, config, cluster, registry)
+        if diagnosed:
+            results.append((found["metadata"]["namespace"], found["metadata"]["name"], diagnosed))
+    return results
+
+
 def diagnose_one(
-    core: Any, pod: dict[str, Any], config: Config, cluster: ClusterView, registry: RegistryView
+    kube: Kube, pod: dict[str, Any], config: Config, cluster: ClusterView, registry: RegistryView
 ) -> list[ContainerDiagnosis]:
     meta = pod["metadata"]
-    events = _events(core, meta["namespace"], meta["name"])
+    events = kube.pod_events(meta["namespace"], meta["name"])
     if not failing_containers(pod, events):
         return []
     node = str((pod.get("spec") or {}).get("nodeName") or "")
@@ -119,18 +208,18 @@ def diagnose_one(
         events,
         decision.findings,
         live_note=note,
-        workload=workload_of(core, pod),
-        namespace_credentials=namespace_credentials(core, meta["namespace"]),
+        workload=workload_of(kube, pod),
+        namespace_credentials=namespace_credentials(kube, meta["namespace"]),
         image_platforms=dict(decision.image_platforms),
     )
 
 
-def namespace_credentials(core: Any, namespace: str) -> list[Credential]:
+def namespace_credentials(kube: Kube, namespace: str) -> list[Credential]:
     """The pull credentials of the namespace's secrets, so a fix patches in a secret that
     already covers the image instead of creating one whose name may be taken. Empty when
     this user may not list secrets there (the fix then creates one, idempotently)."""
     try:
-        listed = core.list_namespaced_secret(namespace, _request_timeout=10).items
+        listed = kube.secrets(namespace)
     except Exception:
         return []
     out: list[Credential] = []
@@ -138,9 +227,7 @@ def namespace_credentials(core: Any, namespace: str) -> list[Credential]:
         if secret.type not in PULL_SECRET_KEYS or not secret.data:
             continue
         try:
-            out += parse_pull_secret(
-                secret.type, secret.data, source=f"{namespace}/{secret.metadata.name}"
-            )
+            out += parse_pull_secret(secret.type, secret.data, source=f"{namespace}/{secret.name}")
         except SecretFormatError:
             continue
     return out

@@ -6,13 +6,14 @@ Each object goes through what the API server does with it: the mutating webhook'
 first (mirrors, default pull secrets), then the validating decision, on the same engine and
 configuration. A file that cannot be read or parsed is reported and the others go on.
 
+Files are read by :mod:`webhook.edge.manifestfiles`, a state file by
+:mod:`webhook.edge.statefile`, the registry asked by :mod:`webhook.edge.registry`.
 Must not: contact a cluster; send any credential (a state file's are redacted, and
 :class:`Anonymous` strips the rest).
 """
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -66,27 +67,11 @@ class Anonymous:
         return out
 
 
-def _files(paths: list[str]) -> Iterator[tuple[str, str | OSError]]:
-    for raw in paths:
-        if raw == "-":
-            yield "<stdin>", sys.stdin.read()
-            continue
-        path = Path(raw)
-        files = (
-            sorted(p for p in path.rglob("*") if p.suffix in (".yaml", ".yml", ".json"))
-            if path.is_dir()
-            else [path]
-        )
-        for file in files:
-            try:
-                yield str(file), file.read_text("utf-8")
-            except (OSError, UnicodeDecodeError) as error:
-                yield str(file), OSError(str(error))
-
-
 def documents(paths: list[str], errors: list[str]) -> Iterator[Document]:
     """Every object of every file (``List`` kinds unpacked); problems go to ``errors``."""
-    for name, text in _files(paths):
+    from webhook.edge.manifestfiles import read_texts
+
+    for name, text in read_texts(paths):
         if isinstance(text, OSError):
             errors.append(f"{name}: cannot read: {text}")
             continue
@@ -132,6 +117,14 @@ def judge(
     if mutation.patch:
         request = replace(request, object=jsonpatch.apply_patch(obj, mutation.patch))
     return validate(request, config, cluster, registry=registry, user_verified=True)
+
+
+def anonymous_registry(config: Config) -> Anonymous:
+    """``check --registry``'s registry: the webhook's client, each answer remembered for the
+    run, asked without credentials."""
+    from webhook.compose.livecheck import live_registry
+
+    return Anonymous(live_registry(config))
 
 
 def offline_cluster(state: Path | None) -> ClusterView:

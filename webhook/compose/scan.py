@@ -1,39 +1,48 @@
 """The audit scan that ``pullguard audit`` and the in-cluster audit (``serve
---audit-interval``) share: every object in scope that carries a pod template, and the
-findings of their decisions counted.
+--audit-interval``) share: every object in scope that carries a pod template, judged as if it
+were created now, the objects with findings kept, the images the registry check could not
+settle collected, and the findings counted.
 
-Read-only: lists with the kubernetes client and writes nothing. Objects a controller made
-are left out (their owner is judged instead).
+- :func:`in_scope` lists what is judged (objects a controller made are left out: their owner
+  is judged instead); :func:`scan` judges it; :func:`tally` counts findings.
+- :func:`audit_cluster` is the whole of ``pullguard audit``'s run: the cluster, its
+  configuration, the scope, the scan.
+
+Read-only: the listing is :mod:`webhook.edge.kubereads`, judging
+:func:`webhook.compose.livecheck.judge`. Must not: print, or parse arguments.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from webhook.core.config import Action
+from webhook.compose import livecheck
+from webhook.core.cluster import ClusterView
+from webhook.core.config import Action, Config
 from webhook.core.findings import Finding
+from webhook.core.registry import RegistryView
 from webhook.core.validate import Decision, made_by_controller
 
-#: kind -> (API class, list method for one namespace, for all namespaces)
-KINDS = {
-    "Deployment": ("AppsV1Api", "list_namespaced_deployment", "list_deployment_for_all_namespaces"),
-    "StatefulSet": (
-        "AppsV1Api",
-        "list_namespaced_stateful_set",
-        "list_stateful_set_for_all_namespaces",
-    ),
-    "DaemonSet": ("AppsV1Api", "list_namespaced_daemon_set", "list_daemon_set_for_all_namespaces"),
-    "ReplicaSet": (
-        "AppsV1Api",
-        "list_namespaced_replica_set",
-        "list_replica_set_for_all_namespaces",
-    ),
-    "Job": ("BatchV1Api", "list_namespaced_job", "list_job_for_all_namespaces"),
-    "CronJob": ("BatchV1Api", "list_namespaced_cron_job", "list_cron_job_for_all_namespaces"),
-    "Pod": ("CoreV1Api", "list_namespaced_pod", "list_pod_for_all_namespaces"),
-}
+if TYPE_CHECKING:
+    from webhook.edge.kubereads import Kube
+
+#: (kind, object as the API returns it, its decision) of an object with findings
+Judged = tuple[str, dict[str, Any], Decision]
+
+
+@dataclass
+class Scan:
+    """What one scan saw."""
+
+    scanned: int = 0
+    judged: list[Judged] = field(default_factory=list)
+    """The objects with findings, in the order met."""
+    not_checked: dict[str, dict[str, None]] = field(default_factory=dict)
+    """Why -> the images the registry check could not settle for that reason, in order met."""
 
 
 def action_of(finding: Finding) -> str:
@@ -50,18 +59,69 @@ def tally(judged: Iterable[tuple[str, Decision]]) -> Counter[tuple[str, str, str
     )
 
 
-def objects(api_client: Any, namespace: str | None) -> Iterator[tuple[str, dict[str, Any]]]:
-    """(kind, object as the API returns it) for every judged object in scope."""
-    from kubernetes import client
+def in_scope(kube: Kube, namespace: str | None) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(kind, object as the API returns it) for every judged object in ``namespace`` (every
+    namespace for ``None``)."""
+    for kind, document in kube.pod_carriers(namespace):
+        if not made_by_controller(document):
+            yield kind, document
 
-    for kind, (api_name, namespaced, everywhere) in KINDS.items():
-        api = getattr(client, api_name)(api_client)
-        listed = (
-            getattr(api, namespaced)(namespace, _request_timeout=30)
-            if namespace
-            else getattr(api, everywhere)(_request_timeout=30)
+
+def scan(
+    found: Iterable[tuple[str, dict[str, Any]]],
+    config: Config,
+    cluster: ClusterView,
+    registry: RegistryView,
+    *,
+    own_namespace: str = "",
+    progress: Callable[[int], None] | None = None,
+) -> Scan:
+    """Each object of ``found`` judged; ``progress(n)`` before the n-th (1-based)."""
+    result = Scan()
+    for index, (kind, document) in enumerate(found, 1):
+        if progress is not None:
+            progress(index)
+        result.scanned = index
+        decision = livecheck.judge(
+            kind, document, config, cluster, registry, own_namespace=own_namespace
         )
-        for item in listed.items:
-            document = api_client.sanitize_for_serialization(item)
-            if not made_by_controller(document):
-                yield kind, document
+        for image, why in decision.not_checked:
+            result.not_checked.setdefault(why, {}).setdefault(image, None)
+        if decision.findings:
+            result.judged.append((kind, document, decision))
+    return result
+
+
+def audit_cluster(
+    config_file: Path | None,
+    pullguard_namespace: str,
+    namespace: str | None,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[str, Scan]:
+    """``pullguard audit``: (where the configuration came from, the scan) of ``namespace``
+    (every namespace for ``None``), with the caller's credentials. ``progress(n, total)``
+    before the n-th object. :class:`~webhook.compose.livecheck.ClusterUnreadable` when the
+    cluster or its objects could not be read, or ``--config`` not loaded;
+    :class:`~webhook.compose.livecheck.NamespaceMissing` when the namespace has nothing
+    because it does not exist."""
+    from webhook.edge.kubereads import connect
+
+    try:
+        kube = connect()
+        config, source = livecheck.live_config(kube, config_file, pullguard_namespace)
+        found = list(in_scope(kube, namespace))
+        missing = "" if found or namespace is None else livecheck.namespace_missing(kube, namespace)
+    except Exception as error:
+        raise livecheck.ClusterUnreadable(str(error)) from error
+    if missing:
+        raise livecheck.NamespaceMissing(missing)
+    total = len(found)
+    result = scan(
+        found,
+        config,
+        kube.cluster_view(),
+        livecheck.live_registry(config),
+        own_namespace=pullguard_namespace,
+        progress=None if progress is None else (lambda index: progress(index, total)),
+    )
+    return source, result

@@ -7,7 +7,8 @@ cluster caches, the secret-copy syncer, the in-cluster audit, all put into one
 :class:`webhook.edge.app.Runtime` and handed to :func:`webhook.edge.app.create_app`.
 
 Wiring only: the parts come from ``webhook.edge`` (I/O) and ``webhook.core`` (decisions).
-Must not: parse arguments (``webhook.cli.serve``) or decide anything itself.
+Must not: parse or check arguments (``webhook.cli.serve`` does, before :func:`run`), print
+(what keeps it from starting is :class:`ServeRefused`), or decide anything itself.
 """
 
 from __future__ import annotations
@@ -50,8 +51,14 @@ NO_COPIES = (
 )
 
 
+class ServeRefused(Exception):
+    """What keeps ``serve`` from starting that only the environment tells (its text is the
+    message ``webhook.cli.serve`` prints, with exit status 2)."""
+
+
 def run(args: argparse.Namespace) -> int:
-    """``pullguard serve``: gunicorn over TLS, each worker a whole pullguard."""
+    """``pullguard serve`` with arguments ``webhook.cli.serve`` has checked: gunicorn over
+    TLS, each worker a whole pullguard. :class:`ServeRefused` when it cannot start."""
     # The server runs on gevent (see webhook.edge.server). Patch the standard library before
     # anything imports ssl or socket: the kubernetes client (urllib3) is used here, in
     # gunicorn's master, for self-managed certificates, and an SSLContext class from before
@@ -88,9 +95,6 @@ def _serve(args: argparse.Namespace, leadership: Leadership) -> int:
         log.info("dev mode: self-signed certificate in certs/ (CA: certs/ca.crt)")
     cert_controller = None
     if not (args.cert and args.key):
-        if args.cert or args.key:
-            print("pullguard serve: give both --cert and --key, or neither", file=sys.stderr)
-            return 2
         # Self-managed: agree on a certificate in a Secret before gunicorn binds.
         from webhook.edge.kube import load_kube_config, own_namespace_default
         from webhook.edge.selfcerts import CertController, KubeCertApi
@@ -98,20 +102,12 @@ def _serve(args: argparse.Namespace, leadership: Leadership) -> int:
         load_kube_config()
         args.namespace = args.namespace or own_namespace_default()
         if not args.namespace:
-            print(
-                "pullguard serve: cannot tell the webhook's namespace; pass --namespace",
-                file=sys.stderr,
-            )
-            return 2
+            raise ServeRefused("cannot tell the webhook's namespace; pass --namespace")
         extra_hosts: tuple[str, ...] = ()
-        if args.webhook_url:
+        if args.webhook_url:  # its form checked by webhook.cli.serve
             from urllib.parse import urlsplit
 
-            url = urlsplit(args.webhook_url)
-            if url.scheme != "https" or not url.hostname:
-                print("pullguard serve: --webhook-url must be https://HOST[:PORT]", file=sys.stderr)
-                return 2
-            extra_hosts = (url.hostname,)
+            extra_hosts = (str(urlsplit(args.webhook_url).hostname),)
         cert_controller = CertController(
             KubeCertApi(args.namespace, args.service, url=args.webhook_url),
             args.service,
@@ -121,9 +117,6 @@ def _serve(args: argparse.Namespace, leadership: Leadership) -> int:
         )
         cert_controller.sync()
         args.cert, args.key = str(cert_controller.certfile), str(cert_controller.keyfile)
-    if args.client_ca and not Path(args.client_ca).is_file():
-        print(f"pullguard serve: --client-ca {args.client_ca} not found", file=sys.stderr)
-        return 2
     host = args.host or ("127.0.0.1" if args.dev else "0.0.0.0")  # noqa: S104 - a server
 
     def app_factory() -> Flask:
@@ -170,15 +163,14 @@ def _serve(args: argparse.Namespace, leadership: Leadership) -> int:
         runtime.credentials_need_client_ca = args.credentials_need_client_ca
         runtime.offload = offload
         if args.audit_interval > 0:
-            from kubernetes import client
-
             from webhook.compose.inclusteraudit import InClusterAudit
+            from webhook.edge.kubereads import configured
 
             def audit_waits() -> list[str]:
                 return store.not_ready() + list(runtime.not_ready())
 
             audit = InClusterAudit(
-                client.ApiClient(),
+                configured(),
                 lambda: store.current,
                 runtime.cluster,
                 registry,

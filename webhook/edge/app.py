@@ -39,6 +39,7 @@ from typing import Any
 from flask import Flask, Response, request
 
 from webhook.core.cluster import ClusterView
+from webhook.core.config import Config
 from webhook.core.configreview import review_config
 from webhook.core.mutate import Mutation, SecretCopy, mutate
 from webhook.core.registry import Answer as RegistryAnswer
@@ -46,6 +47,7 @@ from webhook.core.registry import Outcome, Question, RegistryView
 from webhook.core.review import (
     MUTATE_WARNING_RUNES,
     NESTED_TOO_DEEPLY,
+    AdmissionRequest,
     MalformedReview,
     decoded_cost,
     encode_json,
@@ -360,7 +362,7 @@ def create_app(runtime: Runtime) -> Flask:
             return None, _error_review(error.uid, 400, f"malformed AdmissionReview: {error.reason}")
 
     def guarded(
-        webhook_name: str, handle: Callable[[Any, float, bool], Answer]
+        webhook_name: str, handle: Callable[[AdmissionRequest, float, bool], Answer]
     ) -> Callable[[dict[str, Any]], Answer]:
         duration = metrics.duration.labels(webhook_name)
 
@@ -435,7 +437,7 @@ def create_app(runtime: Runtime) -> Flask:
 
         return endpoint
 
-    def handle_validate(review: Any, started: float, verified: bool) -> Answer:
+    def handle_validate(review: AdmissionRequest, started: float, verified: bool) -> Answer:
         config = runtime.config.current
         if review.kind == "ConfigMap":
             # A forged ConfigMap review costs up to a 256 KiB YAML parse: never on the loop.
@@ -468,7 +470,7 @@ def create_app(runtime: Runtime) -> Flask:
         )
         return _answer(body)
 
-    def handle_mutate(review: Any, started: float, verified: bool) -> Answer:
+    def handle_mutate(review: AdmissionRequest, started: float, verified: bool) -> Answer:
         del started  # mutate asks no registry
         config = runtime.config.current
         result = mutate(
@@ -557,7 +559,7 @@ def create_app(runtime: Runtime) -> Flask:
 
 
 def _review_registry(
-    runtime: Runtime, started: float, config: Any, verified: bool
+    runtime: Runtime, started: float, config: Config, verified: bool
 ) -> RegistryView | None:
     """The registry view one review's questions go to: within its budget, and without
     pull secrets for an unverified review under ``--credentials-need-client-ca``."""
@@ -569,7 +571,7 @@ def _review_registry(
     return _DeadlineRegistry(view, started, config.registry.timeout_seconds)
 
 
-def _record_validation(metrics: Metrics, review: Any, decision: Decision) -> None:
+def _record_validation(metrics: Metrics, review: AdmissionRequest, decision: Decision) -> None:
     if decision.reason in ("exempt", "unsupported", "unchanged", "mode-off"):
         outcome = "exempt" if decision.reason == "exempt" else "allowed"
     elif not decision.allowed:
@@ -596,7 +598,7 @@ def _record_validation(metrics: Metrics, review: Any, decision: Decision) -> Non
     )
 
 
-def _record_mutation(metrics: Metrics, review: Any, result: Mutation) -> None:
+def _record_mutation(metrics: Metrics, review: AdmissionRequest, result: Mutation) -> None:
     """Metrics and one log line per review, with counts: a pod of 256 entries (the cap) is
     one line, not one per entry. Mirror hosts and default secrets come from the
     configuration, so naming them is bounded by it."""

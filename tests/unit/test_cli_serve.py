@@ -1,0 +1,43 @@
+"""``pullguard serve``: usage errors in its arguments are said and end with exit status 2,
+before anything starts (no kubeconfig is read, no certificate written, no server bound)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import checkout_env
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--cert", "tls.crt"], "pullguard serve: give both --cert and --key, or neither\n"),
+        (["--key", "tls.key"], "pullguard serve: give both --cert and --key, or neither\n"),
+        (
+            ["--webhook-url", "http://pullguard.example:8443"],
+            "pullguard serve: --webhook-url must be https://HOST[:PORT]\n",
+        ),
+        (
+            ["--dev", "--client-ca", "missing-ca.pem"],
+            "pullguard serve: --client-ca missing-ca.pem not found\n",
+        ),
+    ],
+)
+def test_a_usage_error_is_said_with_exit_status_2(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "webhook", "serve", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        env=checkout_env(KUBECONFIG=str(tmp_path / "no-such-kubeconfig")),
+        check=False,
+    )
+    assert (result.returncode, result.stderr, result.stdout) == (2, message, "")
+    assert list(tmp_path.iterdir()) == []  # no dev certificate, nothing written
