@@ -254,10 +254,9 @@ def shape_problem(kind: str, obj: Mapping[str, Any], where: str) -> str | None:
     (a fuzzed ``imagePullSecrets: 5`` once reached ``pull_secret_names`` and made a 500).
     ``where`` is the object's place in the review (``request.object``).
     """
-    for key in ("apiVersion", "kind"):
-        value = obj.get(key)
-        if value is not None and not isinstance(value, str):
-            return f"{where}.{key} must be a string, got {_json_type(value)}"
+    problem = _string_fields_problem(obj, ("apiVersion", "kind"), where)
+    if problem is not None:
+        return problem
     if kind == "ConfigMap":
         problem = _string_map_problem(obj.get("data"), f"{where}.data")
         if problem is not None:
@@ -317,12 +316,19 @@ def _pod_spec_problem(spec: Mapping[str, Any], pointer: str) -> str | None:
             for value, name in fields:
                 if value is not None and not isinstance(value, str):
                     return f"{at}.{name} must be a string, got {_json_type(value)}"
-    for key in ("serviceAccountName", "serviceAccount", "nodeName"):
-        value = spec.get(key)
-        if value is not None and not isinstance(value, str):
-            return f"{pointer}.{key} must be a string, got {_json_type(value)}"
-    problem = _string_map_problem(spec.get("nodeSelector"), f"{pointer}.nodeSelector")
+    problem = _string_fields_problem(
+        spec, ("serviceAccountName", "serviceAccount", "nodeName"), pointer
+    ) or _string_map_problem(spec.get("nodeSelector"), f"{pointer}.nodeSelector")
     return problem or _affinity_problem(spec.get("affinity"), f"{pointer}.affinity")
+
+
+def _string_fields_problem(obj: Mapping[str, Any], keys: tuple[str, ...], at: str) -> str | None:
+    """The first of ``keys`` whose value is present and not a string (absent and null pass)."""
+    for key in keys:
+        value = obj.get(key)
+        if value is not None and not isinstance(value, str):
+            return f"{at}.{key} must be a string, got {_json_type(value)}"
+    return None
 
 
 def _string_map_problem(value: Any, at: str) -> str | None:
@@ -369,10 +375,9 @@ def _affinity_problem(affinity: Any, at: str) -> str | None:
             there = f"{where}.matchExpressions[{number}]"
             if not isinstance(expression, Mapping):
                 return f"{there} must be an object, got {_json_type(expression)}"
-            for key in ("key", "operator"):
-                value = expression.get(key)
-                if value is not None and not isinstance(value, str):
-                    return f"{there}.{key} must be a string, got {_json_type(value)}"
+            problem = _string_fields_problem(expression, ("key", "operator"), there)
+            if problem is not None:
+                return problem
             values = expression.get("values")
             if values is not None and (
                 not isinstance(values, list) or not all(isinstance(v, str) for v in values)
