@@ -13,7 +13,7 @@ The client (:class:`CriClient`) is the kubelet's call and nothing more: gRPC ove
 the unix socket, ``runtime.v1.ImageService/PullImage`` with ``auth`` {username, password}
 exactly as the kubelet fills it from a pull secret. The three protobuf messages it needs are
 encoded by hand (:func:`_message`), which avoids a code-generation step and a dependency:
-HTTP/2 comes from ``h2``, already installed with ``httpcore[http2]``.
+HTTP/2 comes from ``h2``, a test dependency.
 
 Where the runtime cannot run (not root, or the binary missing) :func:`runtime_missing`
 says why; the fixture skips with that reason, and the root conftest turns the skip into a

@@ -288,6 +288,22 @@ def test_concurrent_admissions_share_one_request(setup: Setup) -> None:
         slow.stop()
 
 
+def test_questions_asked_together_of_one_registry_each_get_its_answer(setup: Setup) -> None:
+    """A pod's images on one registry are asked at once. Over one multiplexed HTTP/2
+    connection the registry (Go's net/http) answered some of them with GOAWAY
+    PROTOCOL_ERROR or a stream reset, and those images were "not checked" ("broken
+    answer: RemoteProtocolError"): about one round in ten, with no attack. Each question
+    needs its own answer, every round."""
+    push_image(setup.public, "team/many", "1.0")
+    for round_ in range(12):
+        registry = client(setup)
+        assert ask(registry, q(setup.public, "team/many", "1.0")).outcome is Outcome.FOUND
+        several = [q(setup.public, "team/many", f"v{round_}-{i}") for i in range(6)]
+        answers = registry.ask(several, 5.0)
+        outcomes = {a.outcome.name + ": " + a.detail for a in answers.values()}
+        assert outcomes == {"NOT_FOUND: HTTP 404"}, (round_, outcomes)
+
+
 def test_a_registry_that_is_down(setup: Setup) -> None:
     answer = ask(client(setup), q(f"127.0.0.1:{free_port()}", "team/x", "1.0"))
     assert (answer.outcome, answer.detail) == (Outcome.UNREACHABLE, "connection refused")
@@ -554,14 +570,16 @@ def test_admission_through_the_server(setup: Setup, tmp_path: Path) -> None:
         stop_server(server)
 
 
-def test_connections_are_pooled_and_speak_http2_where_offered(setup: Setup) -> None:
+def test_connections_are_pooled_one_request_at_a_time(setup: Setup) -> None:
+    """HTTP/1.1, kept alive: HTTP/2's shared connection broke concurrent questions (see
+    test_questions_asked_together_of_one_registry_each_get_its_answer)."""
     push_image(setup.public, "team/pooled", "1.0")
     registry = client(setup, cache_ttl_seconds=0)
     for _ in range(3):
         assert ask(registry, q(setup.public, "team/pooled", "1.0")).outcome is Outcome.FOUND
     connections = registry.http.pool.connections
     assert len(connections) == 1  # three questions, one connection
-    assert "HTTP/2" in connections[0].info()
+    assert "HTTP/1.1" in connections[0].info()
 
 
 def test_a_digest_that_names_a_blob_is_reported_as_one(setup: Setup) -> None:
