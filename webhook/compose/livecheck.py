@@ -15,7 +15,7 @@ the kubernetes client itself.
 
 from __future__ import annotations
 
-import sys
+import logging
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from webhook.edge.kubereads import Kube
 
 CONFIGMAP = "pullguard-config"
+log = logging.getLogger("pullguard")
 
 
 class ClusterUnreadable(Exception):
@@ -57,11 +58,11 @@ def live_config(
             source = f"ConfigMap {pullguard_namespace}/{CONFIGMAP}"
             return load_config_text(text), source
     except Exception as error:  # not installed, or not readable by this user: said
-        print(
+        said = (
             f"pullguard: ConfigMap {pullguard_namespace}/{CONFIGMAP} not read "
-            f"({type(error).__name__}); judging with the embedded default",
-            file=sys.stderr,
+            f"({type(error).__name__}); judging with the embedded default"
         )
+        log.warning("%s", said)  # the cli's stderr, or the in-cluster audit's log
     return load_config_text(default_config_text()), "the embedded default"
 
 

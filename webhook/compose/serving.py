@@ -204,13 +204,12 @@ def _serve(args: argparse.Namespace, leadership: Leadership) -> int:
 def _cluster_runtime(
     args: argparse.Namespace, store: ConfigStore, metrics: Metrics, leadership: Leadership
 ) -> Runtime:
-    from kubernetes import client
-
     from webhook.edge.app import Runtime
     from webhook.edge.kube import (
         ConfigMapSource,
         KubeClusterView,
         KubeSecretWriter,
+        core_api,
         load_kube_config,
         own_namespace_default,
         sync_key,
@@ -218,7 +217,7 @@ def _cluster_runtime(
     from webhook.edge.secretsync import SecretSyncer
 
     load_kube_config()
-    api = client.CoreV1Api()
+    api = core_api()
     namespace = args.namespace or own_namespace_default()
     cluster = KubeClusterView(api)
     cluster.start()

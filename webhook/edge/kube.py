@@ -84,6 +84,13 @@ def load_kube_config() -> None:
     client.Configuration.set_default(configuration)
 
 
+def core_api() -> Any:
+    """The core/v1 API of the configuration already loaded (:func:`load_kube_config`)."""
+    from kubernetes import client
+
+    return client.CoreV1Api()
+
+
 def own_namespace_default() -> str:
     """The namespace pullguard runs in: ``POD_NAMESPACE``, else the service account's."""
     import os
