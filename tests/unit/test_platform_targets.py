@@ -280,6 +280,55 @@ def test_a_fix_too_long_for_a_warning_says_where_to_read_it() -> None:
     assert short.warning_texts()[1] == "pullguard: fix: " + "y" * 900
 
 
+def test_a_pods_own_huge_fields_are_not_repeated_past_the_snippet_bound() -> None:
+    """The snippet states the pod's own selector and tolerations whole, and a tenant's are of
+    any size: past MAX_SNIPPET the fix says in words what to set, remove and add, without
+    the pod's own entries; the line stays within WARNING_FIX_MAX, and done as said it
+    schedules."""
+    from webhook.core.placement import MAX_SNIPPET
+
+    cluster = cluster_with()
+    stored(cluster, "linux-1", LINUX_LABELS, [])
+    pool = {"key": "node.example.com/pool", "value": "windows-ltsc2022", "effect": "NoSchedule"}
+    stored(
+        cluster,
+        "win-1",
+        WINDOWS_LABELS,
+        [{"key": "os", "value": "windows", "effect": "NoSchedule"}, pool],
+    )
+    own = [{"key": f"team.example.com/t{i}", "operator": "Exists"} for i in range(2000)]
+    selector = {f"team.example.com/k{i}": "v" * 60 for i in range(200)}
+    spec = pod_spec(container("web", IMAGE)) | {
+        "tolerations": own,
+        "nodeSelector": selector | {"kubernetes.io/arch": "amd64", "kubernetes.io/os": "linux"},
+    }
+    fix = platform_fix(cluster, spec, WINDOWS_ONLY)
+    assert FIELDS_SAID not in fix and "team.example.com" not in fix, fix[:300]
+    words = 'set nodeSelector {"kubernetes.io/os":"windows"} and remove its kubernetes.io/arch'
+    assert words in fix, fix
+    start = fix.index("add to the pod's tolerations: ") + len("add to the pod's tolerations: ")
+    added, _ = json.JSONDecoder().raw_decode(fix[start:])
+    assert len(fix) < MAX_SNIPPET + 200
+    decision = validate(
+        request(pod(spec)), WARN, cluster, registry=FixedRegistry({IMAGE: WINDOWS_ONLY})
+    )
+    lines = [w for w in decision.warnings if w.startswith("pullguard: fix: ")]
+    assert lines == [f"pullguard: fix: {fix}"] and len(lines[0]) <= WARNING_FIX_MAX
+    # Done as the words say: the platform keys set and removed, the tolerations added.
+    fixed = dict(spec)
+    fixed["nodeSelector"] = {
+        k: v for k, v in spec["nodeSelector"].items() if k != "kubernetes.io/arch"
+    } | {"kubernetes.io/os": "windows"}
+    fixed["tolerations"] = [*own, *added]
+    windows_node = WINDOWS_LABELS | selector
+    assert schedulable(
+        fixed,
+        windows_node,
+        [WINDOWS_TAINT, Taint("node.example.com/pool", "windows-ltsc2022", "NoSchedule")],
+    )
+    assert not schedulable(fixed, LINUX_LABELS | selector, [])
+
+
 # -- 4. the pod's own required node affinity -------------------------------------------
 
 
