@@ -184,9 +184,9 @@ def test_a_windows_image_fix_carries_the_toleration_the_windows_node_needs(
         spec = applied(json.loads(manifest)["spec"], fields)
         for name, runs in (("e2e-win-node", True), ("e2e-linux-node", False)):
             stored = plane.get_json("node", name)
-            # No kubelet here: the node lifecycle controller taints these Nodes
-            # node.kubernetes.io/not-ready, which a Ready node does not carry (and which no
-            # fix should tolerate).
+            # No kubelet here: the API server's TaintNodesByCondition plugin taints each new
+            # Node node.kubernetes.io/not-ready, which a Ready node does not carry (and which
+            # no fix should tolerate; see ready_node for Nodes made Ready).
             taints = [
                 Taint(t["key"], t.get("value", ""), t["effect"])
                 for t in stored["spec"].get("taints") or []
