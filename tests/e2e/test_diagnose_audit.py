@@ -552,8 +552,8 @@ def test_diagnose_passes_over_a_cordoned_windows_node_and_its_patch_runs_as_prin
     ready_node(plane, nodes[2], "windows", "amd64", [])
     plane.kubectl("cordon", nodes[2], check=True)
     try:
-        admitted_while_off(plane, ns, "wincordon", image)
-        off(plane, ns)
+        off(plane, ns)  # the failing pod must exist to be diagnosed
+        plane.apply(deployment("wincordon", ns, image), check=True)
         wait_for(
             lambda: jsonpath(
                 plane, "pods", "-n", ns, "-l", "app=wincordon", path="{.items[*].metadata.name}"
