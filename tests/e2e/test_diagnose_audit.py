@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 
 from tests.conftest import ROOT, free_port
 from tests.e2e import test_cli as cli
@@ -530,3 +531,65 @@ def test_diagnose_moves_a_windows_image_to_the_tainted_windows_node_as_printed(
     finally:
         for name in ("e2e-diag-linux", "e2e-diag-win"):
             plane.kubectl("delete", "node", name, "--wait=false")
+
+
+def test_diagnose_passes_over_a_cordoned_windows_node_and_its_patch_runs_as_printed(
+    plane: ControlPlane, ns: str, registries: E2ERegistries
+) -> None:
+    """Issue 22, second review: a cordoned Windows node (``kubectl cordon``: only
+    spec.unschedulable, no taint) looked untainted, won "fewest taints", and the patch
+    carried no toleration: the Deployment's pods scheduled nowhere. The cordoned node is no
+    target; the patch tolerates the healthy Windows node's taint, runs as printed, and
+    pullguard's admission of the patched template is clean."""
+    from tests.e2e.test_registry import ready_node, schedules_on
+
+    image = f"{registries.public.host}/team/win-cordon:1.0"
+    push_index(registries.public, "team/win-cordon", "1.0", [("windows", "amd64")])
+    windows_taint = {"key": "os", "value": "windows", "effect": "NoSchedule"}
+    nodes = ("e2e-cordon-linux", "e2e-cordon-win", "e2e-cordon-win-off")
+    ready_node(plane, nodes[0], "linux", "amd64", [])
+    ready_node(plane, nodes[1], "windows", "amd64", [windows_taint])
+    ready_node(plane, nodes[2], "windows", "amd64", [])
+    plane.kubectl("cordon", nodes[2], check=True)
+    try:
+        off(plane, ns)  # the failing pod must exist to be diagnosed
+        plane.apply(deployment("wincordon", ns, image), check=True)
+        wait_for(
+            lambda: jsonpath(
+                plane, "pods", "-n", ns, "-l", "app=wincordon", path="{.items[*].metadata.name}"
+            ),
+            60,
+            "the Deployment's pod",
+        )
+        name = jsonpath(
+            plane, "pods", "-n", ns, "-l", "app=wincordon", path="{.items[0].metadata.name}"
+        )
+        mark_failing(plane, ns, name, image, CONTAINERD_NO_PLATFORM.format(image=image), "web")
+        result = pullguard(plane, registries, "diagnose", name, "-n", ns)
+        assert result.returncode == 0, result.stderr
+        (fix,) = fix_lines(result.stdout)
+        assert "kubectl patch deployment/wincordon" in fix, fix
+        assert "unschedulable" not in fix, fix  # a cordon is never tolerated
+        run_printed(plane, fix)
+        template = plane.get_json("deployment", "wincordon", "-n", ns)["spec"]["template"]
+        assert schedules_on(plane, template["spec"], *nodes) == {
+            "e2e-cordon-linux": False,
+            "e2e-cordon-win": True,
+            "e2e-cordon-win-off": False,
+        }, fix
+        # pullguard's own re-check of the patched template, as a new Deployment: admitted
+        # without a word (nothing left to fix), where the unpatched one is still warned.
+        plane.kubectl("label", "namespace", ns, "pullguard.io/mode-", check=True)
+        unpatched = deployment("wincordon-again", ns, image)
+        wait_for(
+            lambda: "pullguard: fix: " in plane.apply(unpatched, "--dry-run=server").stderr,
+            30,
+            "admission on again in the namespace",
+        )
+        again = yaml.safe_load(unpatched)
+        again["spec"]["template"]["spec"] = template["spec"]
+        checked = plane.apply(json.dumps(again))
+        assert checked.ok and "pullguard" not in checked.stderr, checked.stderr
+    finally:
+        for node in nodes:
+            plane.kubectl("delete", "node", node, "--wait=false")

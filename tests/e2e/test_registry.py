@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+from typing import Any
 
 import pytest
 
@@ -183,9 +184,9 @@ def test_a_windows_image_fix_carries_the_toleration_the_windows_node_needs(
         spec = applied(json.loads(manifest)["spec"], fields)
         for name, runs in (("e2e-win-node", True), ("e2e-linux-node", False)):
             stored = plane.get_json("node", name)
-            # No kubelet here: the node lifecycle controller taints these Nodes
-            # node.kubernetes.io/not-ready, which a Ready node does not carry (and which no
-            # fix should tolerate).
+            # No kubelet here: the API server's TaintNodesByCondition plugin taints each new
+            # Node node.kubernetes.io/not-ready, which a Ready node does not carry (and which
+            # no fix should tolerate; see ready_node for Nodes made Ready).
             taints = [
                 Taint(t["key"], t.get("value", ""), t["effect"])
                 for t in stored["spec"].get("taints") or []
@@ -199,4 +200,190 @@ def test_a_windows_image_fix_carries_the_toleration_the_windows_node_needs(
         assert again.ok and "pullguard" not in again.stderr, again.stderr
     finally:
         for name in ("e2e-linux-node", "e2e-win-node"):
+            plane.kubectl("delete", "node", name, "--wait=false")
+
+
+# -- issue 22, second review: the platform fix schedules as printed -----------------------
+
+
+def ready_node(
+    plane: ControlPlane, name: str, os_name: str, arch: str, taints: list[dict[str, str]]
+) -> None:
+    """A Node as a kubelet leaves a Ready one: the API server's TaintNodesByCondition
+    plugin taints every new Node ``node.kubernetes.io/not-ready`` (no kubelet runs here to
+    report Ready, and no node lifecycle controller to lift it), so the taints are set to
+    ``taints`` alone and the status says Ready."""
+    plane.apply(node_manifest(name, os_name, arch, taints), check=True)
+    plane.kubectl(
+        "patch",
+        "node",
+        name,
+        "--type=merge",
+        "-p",
+        json.dumps({"spec": {"taints": taints}}),
+        check=True,
+    )
+    ready = {"type": "Ready", "status": "True", "reason": "KubeletReady"}
+    plane.kubectl(
+        "patch",
+        "node",
+        name,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps({"status": {"conditions": [ready]}}),
+        check=True,
+    )
+
+
+def schedules_on(plane: ControlPlane, spec: dict[str, Any], *names: str) -> dict[str, bool]:
+    """Per Node as the API server stores it (labels, taints, ``spec.unschedulable``): would
+    the scheduler put a pod of ``spec`` there (the rules written out independently of
+    pullguard's, in tests.unit.test_platform_placement)? Every taint the Node has counts."""
+    from tests.unit.test_platform_placement import schedulable
+    from webhook.core.cluster import Taint
+
+    verdicts: dict[str, bool] = {}
+    for name in names:
+        stored = plane.get_json("node", name)
+        taints = [
+            Taint(t["key"], t.get("value", ""), t["effect"])
+            for t in stored["spec"].get("taints") or []
+        ]
+        verdicts[name] = schedulable(
+            spec,
+            stored["metadata"]["labels"],
+            taints,
+            unschedulable=bool(stored["spec"].get("unschedulable")),
+        )
+    return verdicts
+
+
+def the_fix(result: Any) -> str:
+    (fix,) = [line for line in result.stderr.splitlines() if "pullguard: fix: " in line]
+    return str(fix)
+
+
+def admitted_quietly(plane: ControlPlane, manifest: dict[str, Any]) -> dict[str, Any]:
+    """``manifest`` created for real: admitted, and pullguard has nothing to say of it (its
+    re-check of the fixed pod is clean); the Pod's spec as stored."""
+    created = plane.apply(json.dumps(manifest))
+    assert created.ok and "pullguard" not in created.stderr, created.stderr
+    spec = plane.get_json(
+        "pod", manifest["metadata"]["name"], "-n", manifest["metadata"]["namespace"]
+    )
+    return dict(spec["spec"])
+
+
+def test_a_windows_node_with_two_taints_gets_its_whole_fix_through_the_api_server(
+    plane: ControlPlane, ns: str, registries: E2ERegistries
+) -> None:
+    """The fix with two tolerations passed 256 characters and was dropped without a word;
+    it is sent whole (WARNING_FIX_MAX), kubectl prints it whole, and it schedules as
+    printed on the node with both taints."""
+    from tests.unit.test_platform_placement import applied, snippet
+
+    image = f"{registries.public.host}/team/win-two:1.0"
+    push_index(registries.public, "team/win-two", "1.0", [("windows", "amd64")])
+    taints = [
+        {"key": "os", "value": "windows", "effect": "NoSchedule"},
+        {"key": "node.example.com/pool", "value": "windows-ltsc2022", "effect": "NoExecute"},
+    ]
+    ready_node(plane, "e2e-two-linux", "linux", "amd64", [])
+    ready_node(plane, "e2e-two-win", "windows", "amd64", taints)
+    try:
+        manifest = pod("two", ns, image)
+        # The Nodes reach pullguard's cache by watch (an earlier test's may still be there).
+        wait_for(
+            lambda: "windows-ltsc2022" in plane.apply(manifest, "--dry-run=server").stderr,
+            30,
+            "the platform fix with both tolerations",
+        )
+        result = plane.apply(manifest, "--dry-run=server")
+        assert result.ok, result.stderr  # platform: warn by default
+        fix = the_fix(result)
+        assert len(fix) > 256, fix
+        assert "no node of the cluster is Ready" not in fix, fix
+        fields = snippet(fix)
+        assert fields["nodeSelector"] == {"kubernetes.io/os": "windows"}
+        spec = applied(json.loads(manifest)["spec"], fields)
+        assert schedules_on(plane, spec, "e2e-two-win", "e2e-two-linux") == {
+            "e2e-two-win": True,
+            "e2e-two-linux": False,
+        }, fix
+        fixed = json.loads(manifest) | {"spec": spec}
+        stored = admitted_quietly(plane, fixed)
+        assert schedules_on(plane, stored, "e2e-two-win", "e2e-two-linux")["e2e-two-win"]
+    finally:
+        for name in ("e2e-two-linux", "e2e-two-win"):
+            plane.kubectl("delete", "node", name, "--wait=false")
+
+
+def required_arch(operator: str, *values: str) -> dict[str, Any]:
+    """A required node affinity of one term: ``kubernetes.io/arch`` ``operator`` ``values``."""
+    expression = {"key": "kubernetes.io/arch", "operator": operator, "values": list(values)}
+    return {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [{"matchExpressions": [expression]}]
+            }
+        }
+    }
+
+
+def test_a_pods_required_node_affinity_is_kept_by_the_fix_or_named_in_it(
+    plane: ControlPlane, ns: str, registries: E2ERegistries
+) -> None:
+    """The scheduler ANDs the pod's required node affinity with any nodeSelector: a fix
+    that ignored it printed a selector no node matched. Where the affinity allows a node
+    with a build the fix stays within it; where it excludes all, the fix names its term."""
+    from tests.unit.test_platform_placement import applied, snippet
+
+    image = f"{registries.public.host}/team/arm-s390x:1.0"
+    push_index(registries.public, "team/arm-s390x", "1.0", [("linux", "arm64"), ("linux", "s390x")])
+    nodes = {"e2e-aff-amd64": "amd64", "e2e-aff-arm64": "arm64", "e2e-aff-s390x": "s390x"}
+    for name, arch in nodes.items():
+        ready_node(plane, name, "linux", arch, [])
+    try:
+        # Allowed by the affinity: amd64 (no build) and s390x. The fix keeps to s390x.
+        within = json.loads(pod("within", ns, image, affinity=required_arch("NotIn", "arm64")))
+        wait_for(
+            lambda: (
+                '"kubernetes.io/arch":"s390x"'
+                in plane.apply(json.dumps(within), "--dry-run=server").stderr
+            ),
+            30,
+            "the nodes in pullguard's cache",
+        )
+        fix = the_fix(plane.apply(json.dumps(within), "--dry-run=server"))
+        assert snippet(fix) == {"nodeSelector": {"kubernetes.io/arch": "s390x"}}, fix
+        spec = applied(within["spec"], snippet(fix))
+        assert schedules_on(plane, spec, *nodes) == {
+            "e2e-aff-amd64": False,
+            "e2e-aff-arm64": False,
+            "e2e-aff-s390x": True,
+        }
+        admitted_quietly(plane, within | {"spec": spec})
+        # Allowed by the affinity: amd64 only. No selector can help; the term is named.
+        only = json.loads(pod("only", ns, image, affinity=required_arch("In", "amd64")))
+        result = plane.apply(json.dumps(only), "--dry-run=server")
+        assert result.ok, result.stderr
+        fix = the_fix(result)
+        assert "set in the pod spec" not in fix and "nodeSelector" not in fix, fix
+        assert (
+            "the pod's own required node affinity (its kubernetes.io/arch term in "
+            "spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution) "
+            "excludes every node with a build (linux/arm64 and linux/s390x): to run there, "
+            "change that term to allow one"
+        ) in fix, fix
+        # Done as said: the term allows arm64. Scheduled there, and pullguard is quiet.
+        changed = only | {"spec": only["spec"] | {"affinity": required_arch("In", "arm64")}}
+        assert schedules_on(plane, changed["spec"], *nodes) == {
+            "e2e-aff-amd64": False,
+            "e2e-aff-arm64": True,
+            "e2e-aff-s390x": False,
+        }
+        admitted_quietly(plane, changed)
+    finally:
+        for name in nodes:
             plane.kubectl("delete", "node", name, "--wait=false")

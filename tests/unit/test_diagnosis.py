@@ -170,23 +170,24 @@ def test_a_host_typo_sets_the_suggested_image_on_the_owner() -> None:
     ]
 
 
-def test_a_platform_mismatch_patches_the_owners_node_selector() -> None:
+def test_a_platform_finding_without_placement_gets_no_patch_parsed_from_its_words() -> None:
+    """Issue 22 review 7: the platform was once parsed out of the problem text ("has
+    linux/arm64"), and a patch to it printed, though no node of the cluster has that
+    platform. The check's placement is the only source of a patch."""
     platform = Finding(
         "platform",
         'container "web"',
         "image 'x' has linux/arm64 only; this pod can only run on linux/amd64 nodes",
-        fix="use an image built for those platforms",
+        fix="use an image built for those platforms (a multi-platform build); no node of the "
+        "cluster has a build of it (its nodes are linux/amd64)",
         cause="platform",
     )
     owned = Workload("Deployment", "web")
     (found,) = diagnose(
         failing("no match for platform in manifest"), [], [platform], workload=owned
     )
-    assert found.fixes[0].endswith(
-        "to keep the pods on linux/arm64 nodes: kubectl patch deployment/web -n team-a "
-        '--type=merge -p \'{"spec":{"template":{"spec":{"nodeSelector":{"kubernetes.io/os":'
-        '"linux","kubernetes.io/arch":"arm64"}}}}}\''
-    )
+    assert found.fixes == [platform.fix]
+    assert "kubectl patch" not in found.fixes[0]
 
 
 def test_a_bare_pod_is_never_told_to_edit_its_pull_secrets() -> None:

@@ -181,6 +181,11 @@ def test_a_template_whose_service_account_does_not_exist_yet_only_warns() -> Non
     refused = FixedRegistry({"registry.example.com/team/web:1": REFUSED})
     asked = validate(request(deployment(spec)), PRIVATE, cluster_with(), registry=refused)
     assert asked.allowed, asked.message
+    # Nor told to create one: the refusal's fix (a new secret) waits for the account, and
+    # a fix line is no longer dropped for its length (WARNING_FIX_MAX).
+    said = "\n".join(asked.warnings)
+    assert "refused" in said and "create secret" not in said, said
+    assert "create ServiceAccount builder" in said
     # Once the account exists, its (missing) secrets are judged as before.
     account = ServiceAccountInfo("team-a", "builder", ())
     later = validate(request(deployment(spec)), PRIVATE, cluster_with(accounts=(account,)))

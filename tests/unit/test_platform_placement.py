@@ -43,14 +43,49 @@ def scheduler_tolerates(toleration: Mapping[str, Any], taint: Taint) -> bool:
     return operator == "Equal" and (toleration.get("value") or "") == taint.value
 
 
+def affinity_allows(spec: Mapping[str, Any], labels: Mapping[str, str]) -> bool:
+    """The pod's requiredDuringSchedulingIgnoredDuringExecution node affinity: its terms
+    ORed, each term's expressions ANDed (k8s.io/component-helpers nodeaffinity)."""
+    required = ((spec.get("affinity") or {}).get("nodeAffinity") or {}).get(
+        "requiredDuringSchedulingIgnoredDuringExecution"
+    ) or {}
+    terms = required.get("nodeSelectorTerms") or []
+    if not terms:
+        return True
+
+    def holds(e: Mapping[str, Any]) -> bool:
+        key, operator, values = e["key"], e["operator"], e.get("values") or []
+        if operator == "In":
+            return key in labels and labels[key] in values
+        if operator == "NotIn":
+            return key not in labels or labels[key] not in values
+        if operator == "Exists":
+            return key in labels
+        if operator == "DoesNotExist":
+            return key not in labels
+        raise AssertionError(operator)
+
+    return any(all(holds(e) for e in t.get("matchExpressions") or []) for t in terms)
+
+
 def schedulable(
-    spec: Mapping[str, Any], labels: Mapping[str, str], taints: Sequence[Taint]
+    spec: Mapping[str, Any],
+    labels: Mapping[str, str],
+    taints: Sequence[Taint],
+    *,
+    unschedulable: bool = False,
 ) -> bool:
-    """Would the scheduler put a pod of ``spec`` on a node of ``labels`` and ``taints``
-    (nodeSelector, and the NoSchedule/NoExecute taints)?"""
+    """Would the scheduler put a pod of ``spec`` on a node of ``labels`` and ``taints``:
+    its whole nodeSelector, its required node affinity, the NoSchedule/NoExecute taints, and
+    a cordoned node (``unschedulable``, the NodeUnschedulable plugin: as the
+    ``node.kubernetes.io/unschedulable:NoSchedule`` taint)?"""
     selector = spec.get("nodeSelector") or {}
     if any(labels.get(k) != v for k, v in selector.items()):
         return False
+    if not affinity_allows(spec, labels):
+        return False
+    if unschedulable:
+        taints = [*taints, Taint("node.kubernetes.io/unschedulable", "", "NoSchedule")]
     tolerations = spec.get("tolerations") or []
     return all(
         any(scheduler_tolerates(t, taint) for t in tolerations)
@@ -59,20 +94,20 @@ def schedulable(
     )
 
 
+FIELDS_SAID = "set in the pod spec: "
+
+
 def snippet(fix: str) -> dict[str, Any]:
-    """The pod-spec snippet the fix prints (the JSON after "add to the pod spec: ")."""
-    start = fix.index("add to the pod spec: ") + len("add to the pod spec: ")
+    """The pod-spec snippet the fix prints (the JSON after "set in the pod spec: ")."""
+    start = fix.index(FIELDS_SAID) + len(FIELDS_SAID)
     document, _ = json.JSONDecoder().raw_decode(fix[start:])
     assert isinstance(document, dict)
     return document
 
 
 def applied(spec: dict[str, Any], fields: Mapping[str, Any]) -> dict[str, Any]:
-    """``fields`` added to ``spec`` as the fix says: selector keys set, tolerations added."""
-    out = dict(spec)
-    out["nodeSelector"] = {**(spec.get("nodeSelector") or {}), **fields.get("nodeSelector", {})}
-    out["tolerations"] = [*(spec.get("tolerations") or []), *fields.get("tolerations", [])]
-    return out
+    """``fields`` set in ``spec`` exactly as the fix says: each field replaces the pod's."""
+    return {**spec, **fields}
 
 
 def windows_cluster(*windows_taints: Taint):  # type: ignore[no-untyped-def]
@@ -155,7 +190,7 @@ def test_nodes_whose_taints_were_not_kept_get_the_command_that_lists_them() -> N
     cluster.add_node("linux-1", "linux", "amd64")
     cluster.add_node("win-1", "windows", "amd64", taints=None)
     fix = platform_fix(cluster, pod_spec(container("web", IMAGE)), WINDOWS_ONLY)
-    assert "add to the pod spec" not in fix
+    assert FIELDS_SAID not in fix
     assert "kubectl get nodes -l kubernetes.io/os=windows" in fix
 
 
@@ -258,11 +293,15 @@ def test_the_node_cache_keeps_barring_taints_only_and_within_bounds() -> None:
             client.V1Taint(key="os", value="windows", effect="NoSchedule"),
             client.V1Taint(key="spot", value="true", effect="PreferNoSchedule"),
             client.V1Taint(key="drain", effect="NoExecute"),
-            # A condition's taint comes and goes with the node's health: never tolerated.
+            # A condition's taint is kept: it tells the node's health (never tolerated).
             client.V1Taint(key="node.kubernetes.io/not-ready", effect="NoSchedule"),
         )
     )
-    assert kept == (("windows", "amd64"), (Taint("drain", "", "NoExecute"), WINDOWS_TAINT))
+    not_ready = Taint("node.kubernetes.io/not-ready", "", "NoSchedule")
+    assert kept == (
+        ("windows", "amd64"),
+        (Taint("drain", "", "NoExecute"), not_ready, WINDOWS_TAINT),
+    )
     many = [
         client.V1Taint(key=f"k{i}", value="v", effect="NoSchedule")
         for i in range(MAX_TAINTS_PER_NODE + 1)

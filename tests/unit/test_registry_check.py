@@ -390,7 +390,10 @@ def test_a_mixed_cluster_warns_about_the_nodes_without_a_build() -> None:
     )
     assert decision.allowed
     assert any("fails on linux/amd64 nodes" in w for w in decision.warnings)
-    assert any("nodeSelector kubernetes.io/arch: arm64" in w for w in decision.warnings)
+    assert any(
+        'set the pod\'s nodeSelector to {"kubernetes.io/arch":"arm64"}' in w
+        for w in decision.warnings
+    ), decision.warnings
 
 
 def test_without_node_labels_the_platform_check_says_nothing() -> None:

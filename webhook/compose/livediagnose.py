@@ -203,6 +203,10 @@ def diagnose_one(
         if result == "unavailable"
     ]
     note = "; ".join(unavailable) if not decision.findings and unavailable else ""
+    try:
+        nodes: frozenset[tuple[str, str]] | None = cluster.node_platforms() or None
+    except ClusterUnavailable:
+        nodes = None
     return diagnose(
         pod,
         events,
@@ -211,6 +215,7 @@ def diagnose_one(
         workload=workload_of(kube, pod),
         namespace_credentials=namespace_credentials(kube, meta["namespace"]),
         image_platforms=dict(decision.image_platforms),
+        node_platforms=nodes,
     )
 
 

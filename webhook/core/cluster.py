@@ -47,10 +47,24 @@ class ServiceAccountInfo:
 #: The taint effects that keep a pod off a node (``PreferNoSchedule`` only prefers).
 BARRING_EFFECTS = ("NoSchedule", "NoExecute")
 #: Taints the node lifecycle controller and cloud controllers add for a node's condition
-#: (``node.kubernetes.io/not-ready``, ``.../unreachable``, ``.../disk-pressure``, an
-#: uninitialized node): they come and go with the node's health, and a fix that tolerated
-#: them would send pods to broken nodes. They are not kept.
+#: (``node.kubernetes.io/not-ready``, ``.../unreachable``, ``.../disk-pressure``,
+#: ``.../unschedulable`` for a cordoned node, an uninitialized node): they come and go with
+#: the node's health, and a fix that tolerated them would send pods to broken nodes.
 CONDITION_TAINT_PREFIXES = ("node.kubernetes.io/", "node.cloudprovider.kubernetes.io/")
+#: The condition taints of a node that is only not Ready (no kubelet answers): in a cluster
+#: where no node is Ready (a control plane without kubelets) such a node may still be named.
+NOT_READY_TAINTS = ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable")
+#: The taint a cordoned node (``spec.unschedulable``) carries, or is judged as carrying: the
+#: scheduler's NodeUnschedulable plugin treats the flag as this taint.
+UNSCHEDULABLE_TAINT = "node.kubernetes.io/unschedulable"
+#: Taints the cluster autoscaler and Karpenter put on a node they are about to remove (any
+#: effect): transient, never tolerated, and such a node takes no new pods.
+AUTOSCALER_TAINTS = (
+    "ToBeDeletedByClusterAutoscaler",
+    "DeletionCandidateOfClusterAutoscaler",
+    "karpenter.sh/disrupted",
+    "karpenter.sh/disruption",
+)
 #: At most this many taints are kept per node; a node with more has unknown taints (a fix
 #: then says how to list them rather than print tolerations that might not be enough).
 MAX_TAINTS_PER_NODE = 16
@@ -66,7 +80,7 @@ class Taint:
 
     key: str
     value: str
-    effect: str  # NoSchedule | NoExecute
+    effect: str  # NoSchedule | NoExecute (PreferNoSchedule: an autoscaler's only)
 
 
 #: Per node platform (os, arch), the distinct taint sets of its nodes: ``()`` for a node
@@ -74,18 +88,37 @@ class Taint:
 NodeTaints = Mapping[tuple[str, str], frozenset[tuple[Taint, ...] | None]]
 
 
-def bounded_taints(taints: object) -> tuple[Taint, ...] | None:
-    """A node's barring taints from ``(key, value, effect)`` triples, sorted, but those of
-    its conditions (:data:`CONDITION_TAINT_PREFIXES`); ``None`` when
-    there are more than :data:`MAX_TAINTS_PER_NODE` or one is longer than a real taint."""
-    if not isinstance(taints, (list, tuple)):
-        return ()
+def transient(taint: Taint) -> bool:
+    """A taint of the node's health or of its coming removal (:data:`CONDITION_TAINT_PREFIXES`,
+    :data:`AUTOSCALER_TAINTS`): never tolerated by a fix; a node carrying one is no target
+    while a healthy node would do."""
+    return taint.key.startswith(CONDITION_TAINT_PREFIXES) or taint.key in AUTOSCALER_TAINTS
+
+
+def node_state(taints: tuple[Taint, ...]) -> str:
+    """``ready`` (no :func:`transient` taint), ``not-ready`` (only those of
+    :data:`NOT_READY_TAINTS`), or ``unusable`` (cordoned, under pressure, being removed)."""
+    held = {t.key for t in taints if transient(t)}
+    if not held:
+        return "ready"
+    return "not-ready" if held <= set(NOT_READY_TAINTS) else "unusable"
+
+
+def bounded_taints(taints: object, *, unschedulable: bool = False) -> tuple[Taint, ...] | None:
+    """A node's barring taints from ``(key, value, effect)`` triples, sorted, with the
+    autoscaler's (any effect), and :data:`UNSCHEDULABLE_TAINT` for a cordoned node
+    (``unschedulable``); ``None`` when there are more than :data:`MAX_TAINTS_PER_NODE` or one
+    is longer than a real taint."""
     kept: set[Taint] = set()
+    if unschedulable:
+        kept.add(Taint(UNSCHEDULABLE_TAINT, "", "NoSchedule"))
+    if not isinstance(taints, (list, tuple)):
+        return tuple(sorted(kept))
     for entry in taints:
         if not isinstance(entry, (list, tuple)) or len(entry) != 3:
             return None
         key, value, effect = (str(part or "") for part in entry)
-        if effect not in BARRING_EFFECTS or key.startswith(CONDITION_TAINT_PREFIXES):
+        if effect not in BARRING_EFFECTS and key not in AUTOSCALER_TAINTS:
             continue
         if not key or len(key) > MAX_TAINT_KEY or len(value) > MAX_TAINT_VALUE:
             return None

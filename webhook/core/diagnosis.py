@@ -16,17 +16,18 @@ from __future__ import annotations
 import json
 import re
 import shlex
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from webhook.core.checks import create_secret_command, secret_name_for
 from webhook.core.findings import Finding
 from webhook.core.keyring import Credential, lookup
+from webhook.core.placement import platform_selector
 from webhook.core.podspec import Container, pod_spec
 from webhook.core.pullfailure import CAUSE_WORDS, PULL_REASONS, Cause, Classified, classify
 from webhook.core.reference import parse_or_none
-from webhook.core.registry import words_list
+from webhook.core.registry import Platform, normalized, serves, words_list
 
 q = shlex.quote
 
@@ -159,6 +160,7 @@ def diagnose(
     workload: Workload | None = None,
     namespace_credentials: Sequence[Credential] = (),
     image_platforms: Mapping[str, Sequence[str]] | None = None,
+    node_platforms: Collection[tuple[str, str]] | None = None,
 ) -> list[ContainerDiagnosis]:
     """One diagnosis per failing image. ``live``: findings of the checks re-run now;
     ``live_note``: why they could not all run (shown when nothing confirms); ``workload``:
@@ -166,7 +168,9 @@ def diagnose(
     ``namespace_credentials``: the pull secrets of the pod's namespace (a secret there that
     already covers the image is patched in, not created again); ``image_platforms``: per
     container label, the builds the registry listed for its image (the live check's
-    ``Decision.image_platforms``), which fill a platform fix no live finding brought.
+    ``Decision.image_platforms``), which fill a platform fix no live finding brought;
+    ``node_platforms``: the cluster's node platforms when known (a build no node would
+    pull is not offered).
 
     The kubelet's evidence comes first: a live finding that is only advice (the registry
     cannot be reached from here now, a typo guess, ``:latest`` advice) never replaces the
@@ -230,7 +234,11 @@ def diagnose(
         diagnosis.evidence.extend(f"pullguard now (advice): {f.problem}" for f in advice)
         if not diagnosis.fixes:
             builds = (image_platforms or {}).get(container.label, ())
-            diagnosis.fixes.extend(_fixes_for(diagnosis.cause, container, fixer, node, builds))
+            diagnosis.fixes.extend(
+                _fixes_for(
+                    diagnosis.cause, container, fixer, node, builds=builds, nodes=node_platforms
+                )
+            )
         out.append(diagnosis)
     return out
 
@@ -275,7 +283,6 @@ def _predicts(finding: Finding, cause: Cause) -> bool:
 
 
 _SECRET_TO_ADD = re.compile(r", then (?:add|recreate the pod with) \{name: ([a-z0-9.-]+)\}")
-_BUILT_FOR = re.compile(r" has ([a-z0-9]+)/([a-z0-9]+)")
 _TAG_MEANT = re.compile(r"^use tag '([^']+)' if that was meant")
 _IMAGE_MEANT = re.compile(r"^use image '([^']+)'(?: if that was meant)?")
 
@@ -306,10 +313,6 @@ def _use(
         elif finding.cause == "platform" and finding.placement is not None:
             fix = f"{fix}; to keep the pods on nodes with a build of it: "
             fix += fixer.place(finding.placement.fields())
-        elif finding.cause == "platform" and (built := _BUILT_FOR.search(finding.problem)):
-            labels = {"kubernetes.io/os": built.group(1), "kubernetes.io/arch": built.group(2)}
-            fix = f"{fix}; to keep the pods on {built.group(1)}/{built.group(2)} nodes: "
-            fix += fixer.node_selector(labels)
         diagnosis.fixes.append(fix)
 
 
@@ -383,18 +386,20 @@ class _Fixer:
         names = [*dict.fromkeys([*self.secrets, secret])]
         return self._spec_patch({"imagePullSecrets": [{"name": n} for n in names]})
 
-    def node_selector(self, labels: Mapping[str, str]) -> str:
-        return self.place({"nodeSelector": dict(labels)})
-
     def place(self, fields: Mapping[str, Any]) -> str:
-        """The patch that sets a placement's selector keys and adds its tolerations to the
-        pod's own (a merge patch replaces a list whole). A bare pod is recreated without its
-        ``spec.nodeName``: the node it is bound to has no build, and the kubelet there
-        would reject the new selector."""
-        patch: dict[str, Any] = {"nodeSelector": dict(fields.get("nodeSelector") or {})}
+        """The patch that makes the pod's nodeSelector the placement's whole one (a key of
+        the pod's it drops set to ``null``: a merge patch merges maps) and adds its
+        tolerations to the pod's own (a merge patch replaces a list whole). A bare pod is
+        recreated without its ``spec.nodeName``: the node it is bound to has no build, and
+        the kubelet there would reject the new selector."""
+        spec = self.pod.get("spec") or {}
+        selector: dict[str, Any] = dict(fields.get("nodeSelector") or {})
+        own_selector = spec.get("nodeSelector")
+        if isinstance(own_selector, Mapping):
+            selector |= {str(k): None for k in own_selector if k not in selector}
+        patch: dict[str, Any] = {"nodeSelector": selector}
         added = list(fields.get("tolerations") or [])
         if added:
-            spec = self.pod.get("spec") or {}
             own = [t for t in spec.get("tolerations") or [] if isinstance(t, Mapping)]
             patch["tolerations"] = [*own, *(t for t in added if t not in own)]
         if self.workload.bare and (self.pod.get("spec") or {}).get("nodeName"):
@@ -457,12 +462,19 @@ def idempotent(create: str) -> str:
 
 
 def _fixes_for(
-    cause: Cause, container: Container, fixer: _Fixer, node: str, builds: Sequence[str] = ()
+    cause: Cause,
+    container: Container,
+    fixer: _Fixer,
+    node: str,
+    *,
+    builds: Sequence[str] = (),
+    nodes: Collection[tuple[str, str]] | None = None,
 ) -> list[str]:
     """Fixes from the cause alone (when no live finding brought one), each ending with the
     command that makes it where one exists. ``builds``: the image's platforms as the
-    registry listed them (``linux/amd64``), for a platform fix."""
-    if cause is Cause.PLATFORM and (placed := _build_selectors(builds, fixer)):
+    registry listed them (``linux/amd64``), for a platform fix; ``nodes``: the cluster's
+    node platforms, when known."""
+    if cause is Cause.PLATFORM and (placed := _build_selectors(builds, fixer, nodes)):
         return [placed]
     namespace, pod = fixer.namespace, fixer.pod_name
     host = container.image.split("/", 1)[0] if "/" in container.image else "docker.io"
@@ -522,21 +534,47 @@ def _fixes_for(
 _MAX_BUILD_COMMANDS = 4
 
 
-def _build_selectors(builds: Sequence[str], fixer: _Fixer) -> str:
+def _build_selectors(
+    builds: Sequence[str], fixer: _Fixer, nodes: Collection[tuple[str, str]] | None = None
+) -> str:
     """ "this image has builds for linux/amd64 and linux/arm64: ..." with the patch that
-    keeps the pods on nodes of each (os/arch; a variant is no node label); empty when the
-    registry listed none."""
-    platforms = list(
-        dict.fromkeys((parts[0], parts[1]) for b in builds if len(parts := b.split("/")) >= 2)
-    )
-    if not platforms:
-        return ""
-    commands = [
-        fixer.node_selector({"kubernetes.io/os": os_name, "kubernetes.io/arch": arch})
-        for os_name, arch in platforms[:_MAX_BUILD_COMMANDS]
+    keeps the pods on nodes of each (os/arch, the selector of
+    :func:`webhook.core.placement.platform_selector`), offered only for node platforms
+    whose runtime would pull the build (:func:`webhook.core.registry.serves`: an amd64 node
+    takes no ``amd64/v3``), and, when the cluster's ``nodes`` are known, only for theirs;
+    empty when the registry listed none."""
+    parsed = [
+        Platform(*parts[:3]) if len(parts) >= 3 else Platform(parts[0], parts[1])
+        for b in builds
+        if len(parts := b.split("/")) >= 2
     ]
+    if not parsed:
+        return ""
     has = words_list(list(builds))
     where = "on the pod" if fixer.workload.bare else "in the pod template"
+    offered = list(
+        dict.fromkeys(
+            key
+            for p in parsed
+            if serves(p, key := normalized(p).node_key) and (nodes is None or key in nodes)
+        )
+    )
+    if not offered:
+        if nodes is not None:
+            shown = words_list([f"{o}/{a}" for o, a in sorted(nodes)])
+            return (
+                f"this image has builds for {has} only, and no node of the cluster would pull "
+                f"one (its nodes are {shown}): use a multi-platform build with one for them"
+            )
+        return (
+            f"this image has builds for {has} only, which no node's runtime pulls (an amd64 "
+            "node takes no variant but v1): use a build without a variant"
+        )
+    spec = fixer.pod.get("spec") or {}
+    commands = [
+        fixer.place({"nodeSelector": platform_selector([platform], None, spec)})
+        for platform in offered[:_MAX_BUILD_COMMANDS]
+    ]
     return (
         f"this image has builds for {has}: select nodes of one of them {where} (the node it "
         "failed on has none): " + "; or ".join(commands)

@@ -24,10 +24,14 @@ from webhook.core.review import VALIDATE_WARNING_RUNES, bounded_warnings
 if TYPE_CHECKING:
     from webhook.core.placement import Placement
 
-#: kubectl prints each warning on its own line; past 256 characters the API server may cut
-#: one (FACTS.md); the total is bounded by ``review.bounded_warnings``.
+#: kubectl prints each warning on its own line. The API server keeps every warning whole
+#: while a request's warnings stay within 4096 runes, and cuts each to 256 only past that
+#: (FACTS.md); ``review.bounded_warnings`` keeps pullguard's share within the total. A
+#: problem line is kept under WARNING_MAX; a fix line goes whole up to WARNING_FIX_MAX (a
+#: command cut short would be worse than none), else a line saying where to read it.
 WARNING_TARGET = 120
 WARNING_MAX = 256
+WARNING_FIX_MAX = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,9 +92,9 @@ class Finding:
 
     def warning_texts(self) -> list[str]:
         """kubectl warning lines: what is wrong, kept under :data:`WARNING_TARGET` where the
-        facts fit, and then the fix when one exists and fits a warning whole (a command cut
-        short would be worse than none). Each starts with ``pullguard:``, so a developer can
-        tell where it comes from."""
+        facts fit, and then the fix when one exists: whole up to :data:`WARNING_FIX_MAX`,
+        else where to read it whole (a command cut short would be worse than none). Each
+        starts with ``pullguard:``, so a developer can tell where it comes from."""
         body = self.short or self.problem
         text = f"pullguard: {self.subject}: {body}"
         if len(text) > WARNING_MAX:
@@ -98,8 +102,12 @@ class Finding:
         lines = [text]
         if self.fix:
             fix = f"pullguard: fix: {self.fix}"
-            if len(fix) <= WARNING_MAX:
-                lines.append(fix)
+            if len(fix) > WARNING_FIX_MAX:
+                fix = (
+                    "pullguard: fix: too long for a warning: run `pullguard check -f` on the "
+                    "manifest to read it whole (or see the denial)"
+                )
+            lines.append(fix)
         return lines
 
 

@@ -41,7 +41,7 @@ from webhook.core.checks import (
 from webhook.core.findings import Finding
 from webhook.core.hosts import any_host_matches, edit_distance
 from webhook.core.keyring import Credential
-from webhook.core.placement import Placement
+from webhook.core.placement import Placement, Unplaced
 from webhook.core.podspec import Container
 from webhook.core.reference import Reference
 from webhook.core.registry import (
@@ -50,7 +50,6 @@ from webhook.core.registry import (
     Platform,
     PlatformFit,
     Question,
-    normalized,
     words_list,
 )
 
@@ -304,7 +303,7 @@ def platform_finding(
     *,
     single_image: bool = False,
     node_name: str = "",
-    placement: Placement | None = None,
+    placement: Placement | Unplaced | None = None,
 ) -> Finding | None:
     """The image lacks a build for some (or all) of the node platforms the pod may use.
 
@@ -322,8 +321,11 @@ def platform_finding(
     ``node_name``: the pod's ``spec.nodeName``, which alone decides its node; the fix then
     never suggests a nodeSelector (the kubelet rejects a pod its node does not match).
     ``placement``: the selector and tolerations that put the pod on nodes with a build
-    (:func:`webhook.core.placement.placement_for`); the fix prints them, filled in.
+    (:func:`webhook.core.placement.placement_for`); the fix prints them, filled in, or,
+    :class:`~webhook.core.placement.Unplaced`, says why no fields would do; ``None``: the
+    nodes could not be read.
     """
+    placed = placement if isinstance(placement, Placement) else None
     has = words_list([str(p) for p in image])
     lacking = words_list([f"{os_name}/{arch}" for os_name, arch in fit.missing])
     shown = container.shown_image
@@ -342,7 +344,7 @@ def platform_finding(
             short=f"{ref.familiar} is {has} only: on {where} it fails with exec format error",
             fix="use a multi-platform build, or one built for the node's platform",
             advisory=True,
-            placement=placement,
+            placement=placed,
         )
     if not fit.missing:
         fallback = words_list([f"{os_name}/{arch}" for os_name, arch in fit.containerd_only])
@@ -373,15 +375,9 @@ def platform_finding(
                 f"use an image with a build for {lacking} (a multi-platform build), or set "
                 "spec.nodeName to a node the image supports"
             )
-        elif placement is not None:
-            fix = (
-                "use an image built for those platforms (a multi-platform build), or add to "
-                f"the pod spec: {placement.snippet()}"
-            )
         else:
-            fix = (
-                "use an image built for those platforms (a multi-platform build), or "
-                "schedule the pod onto nodes it supports with a kubernetes.io/arch nodeSelector"
+            fix = _place(
+                "use an image built for those platforms (a multi-platform build)", placement
             )
         return Finding.for_container(
             "platform",
@@ -391,7 +387,7 @@ def platform_finding(
             f'{where}, where it fails with "no matching manifest"{why}',
             short=f"{ref.familiar} has {has} only; the pod can only run on {where}",
             fix=fix,
-            placement=placement,
+            placement=placed,
         )
     return Finding.for_container(
         "platform",
@@ -400,34 +396,26 @@ def platform_finding(
         problem=f"image {shown!r} has {has} only; on the cluster's {lacking} "
         f'nodes it fails with "no matching manifest"{why}',
         short=f"{ref.familiar} has {has} only; it fails on {lacking} nodes",
-        fix=(
-            f"add to the pod spec: {placement.snippet()}, or use a multi-platform build"
-            if placement is not None
-            else f"add nodeSelector {_selector(image, fit)} to the pod spec, or use a "
-            "multi-platform build"
-        ),
+        fix=_place("use a multi-platform build", placement, first=True),
         advisory=True,
-        placement=placement,
+        placement=placed,
     )
 
 
-def _selector(image: Sequence[Platform], fit: PlatformFit) -> str:
-    """The nodeSelector that keeps the pod on nodes the image has a build for. By
-    ``kubernetes.io/os`` when the nodes it lacks run another system (a Windows image in a
-    Linux cluster: selecting amd64 would still pick the Linux amd64 nodes), with the
-    toleration Windows nodes usually need (they are tainted so Linux pods stay off)."""
-    oses = sorted({normalized(p).os for p in image})
-    arches = sorted({normalized(p).architecture for p in image})
-    lacking_os = {os_name for os_name, _ in fit.missing}
-    if len(oses) == 1 and oses[0] not in lacking_os:
-        selector = f"kubernetes.io/os: {oses[0]}"
-        if len(arches) == 1:
-            selector += f" and kubernetes.io/arch: {arches[0]}"
-        return (
-            f"{selector}, plus a toleration for the taints of those nodes (kubectl get nodes "
-            f"-l kubernetes.io/os={oses[0]} -o jsonpath='{{.items[*].spec.taints}}')"
-        )
-    return f"kubernetes.io/arch: {arches[0]}"
+def _place(build: str, placement: Placement | Unplaced | None, *, first: bool = False) -> str:
+    """The fix: ``build`` (a multi-platform build), and the pod-spec fields that keep the pod
+    on nodes with one (``first``: those first), or why no fields would do."""
+    if isinstance(placement, Placement):
+        if first:
+            return f"{placement.instruction()}, or {build}"
+        return f"{build}, or {placement.instruction()}"
+    if isinstance(placement, Unplaced):
+        return f"{build}; {placement.why}"
+    return (
+        f"{build}, or keep the pod on nodes it has a build for (their platforms and taints: "
+        "kubectl get nodes -L kubernetes.io/os,kubernetes.io/arch -o custom-columns="
+        "NAME:.metadata.name,TAINTS:.spec.taints)"
+    )
 
 
 def mirror_not_found_finding(

@@ -557,17 +557,21 @@ def _pending_account(
 ) -> list[Finding]:
     """Findings about credentials, when the template's ServiceAccount does not exist yet:
     one warning that says so instead of coverage findings (whose fix, a new secret, may not
-    be needed), and refusals only as warnings (the account's secrets may serve the pull).
+    be needed), and refusals only as warnings (the account's secrets may serve the pull)
+    without their fix (a new secret, again), the account's warning saying what to do.
     Everything else (a reference that cannot parse, an image that does not exist) stands."""
     kept: list[Finding] = []
     for finding in findings:
         if finding.check == "pullSecrets":
             continue
         kept.append(
-            finding.as_advisory(
-                f'; ServiceAccount "{account}" does not exist yet, and its imagePullSecrets '
-                "may serve the pull",
-                f' (ServiceAccount "{account}" does not exist yet)',
+            replace(
+                finding.as_advisory(
+                    f'; ServiceAccount "{account}" does not exist yet, and its '
+                    "imagePullSecrets may serve the pull",
+                    f' (ServiceAccount "{account}" does not exist yet)',
+                ),
+                fix="",
             )
             if finding.cause == "unauthorized"
             else finding

@@ -323,11 +323,12 @@ NodeFacts = tuple[tuple[str, str] | None, tuple[Taint, ...] | None]
 
 
 def node_facts_of(node: Any) -> NodeFacts:
-    """A Node's platform and its NoSchedule/NoExecute taints (key, value, effect only),
-    never the rest of the Node."""
+    """A Node's platform and its NoSchedule/NoExecute taints (key, value, effect only; a
+    cordoned node's ``spec.unschedulable`` as its taint), never the rest of the Node."""
     spec = node.spec
     taints = [(t.key, t.value, t.effect) for t in (spec.taints if spec else None) or []]
-    return node_platform_of(node), bounded_taints(taints)
+    cordoned = bool(spec and spec.unschedulable)
+    return node_platform_of(node), bounded_taints(taints, unschedulable=cordoned)
 
 
 def read_or_none(reader: Callable[..., Any], *args: str, timeout: float) -> Any | None:
