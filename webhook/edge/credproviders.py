@@ -166,7 +166,7 @@ def run_plugin(
         while selector.get_map():
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                stopped = f"no answer within {timeout:g} s"
+                stopped = f"no answer within {timeout:.1f} s"
                 break
             for key, _ in selector.select(remaining):
                 try:
@@ -189,7 +189,9 @@ def run_plugin(
             try:
                 process.wait(max(deadline - time.monotonic(), 0.0))
             except subprocess.TimeoutExpired:
-                stopped = f"no answer within {timeout:g} s (it closed its output and kept running)"
+                stopped = (
+                    f"no answer within {timeout:.1f} s (it closed its output and kept running)"
+                )
     finally:
         selector.close()
         if stopped or process.returncode is None:
