@@ -17,6 +17,7 @@ never appears in a problem or error text: :class:`ResponseError` names fields, n
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Iterable, Mapping
@@ -255,6 +256,7 @@ def _split_url(host: str) -> tuple[list[str], str]:
     return name.split("."), port
 
 
+@functools.lru_cache(maxsize=1024)
 def _glob_regex(pattern: str) -> re.Pattern[str] | None:
     """Go's ``filepath.Match`` pattern as a regular expression, or ``None`` where Go
     reports ``ErrBadPattern`` (the kubelet then counts no match)."""
