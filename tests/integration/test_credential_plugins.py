@@ -351,6 +351,22 @@ def test_a_flood_on_stderr_is_cut_and_the_answer_still_read(
     assert max(len(r.getMessage()) for r in caplog.records) < 4096
 
 
+def test_no_more_plugins_run_at_once_than_allowed(plugins: Plugins) -> None:
+    engine = CredentialProviders(
+        ProviderConfig((provider("hang"),)),
+        str(plugins.bin_dir),
+        max_running=1,
+        environ=lambda: {"PATH": os.environ["PATH"], "PLUGIN_LOG": str(plugins.log)},
+    )
+    first = threading.Thread(target=engine.provide, args=(IMAGE, 1.5))
+    first.start()
+    time.sleep(0.2)
+    (answer,) = engine.provide(f"{REGISTRY}/another/image", 0.3)
+    first.join()
+    assert answer.error == "1 plugins already running in this process"
+    assert engine.execs == 1
+
+
 def test_run_plugin_bounds_its_output() -> None:
     result = run_plugin(
         [sys.executable, "-c", "import sys; sys.stdout.buffer.write(b'x' * 10_000_000)"],
@@ -367,7 +383,10 @@ def test_a_provider_that_needs_a_service_account_token_is_not_run(plugins: Plugi
     token = TokenAttributes("sts.amazonaws.com", True, "ServiceAccount")
     engine = plugins.providers(good(token_attributes=token))
     (answer,) = engine.provide(IMAGE, BUDGET)
-    assert answer.error == "it needs the pod's ServiceAccount token, which pullguard cannot use"
+    assert answer.error == (
+        "it asks for the pod's ServiceAccount token (tokenAttributes): "
+        "pullguard cannot act as the pod's ServiceAccount"
+    )
     assert engine.execs == 0
 
 
@@ -431,8 +450,8 @@ def ticker():
         ticks[0] += 1
         gevent.sleep(0.05)
 gevent.spawn(ticker)
-hang = [sys.executable, "-c", "import sys, time; sys.stdin.read(); time.sleep(30)"]
-echo = [sys.executable, "-c", "import sys; sys.stdout.write(sys.stdin.read())"]
+hang = ["sleep", "30"]
+echo = ["cat"]  # no interpreter to start: on a loaded machine that alone can pass 1 s
 jobs = [gevent.spawn(run_plugin, hang, dict(os.environ), b"{}", 1.0) for _ in range(4)]
 jobs.append(gevent.spawn(run_plugin, echo, dict(os.environ), b'{"a": 1}', 1.0))
 started = time.monotonic()

@@ -317,6 +317,7 @@ class CredentialProviders:
         self._clock = clock
         self.cache = AnswerCache(cache_bytes, clock)
         self._slots = threading.BoundedSemaphore(max_running)
+        self._max_running = max_running
         self._lock = threading.Lock()
         self._flights: dict[tuple[str, str], _Flight] = {}
         self.execs = 0
@@ -370,10 +371,17 @@ class CredentialProviders:
     def _run(self, provider: Provider, image: str, deadline: float) -> ProviderResponse:
         if provider.token_attributes is not None:
             raise ProviderFailed(
-                provider.name, "it needs the pod's ServiceAccount token, which pullguard cannot use"
+                provider.name,
+                "it asks for the pod's ServiceAccount token (tokenAttributes): "
+                "pullguard cannot act as the pod's ServiceAccount",
             )
+        kept = self.cache.get(provider.name, image)
+        if kept is not None:  # a run that ended between our cache miss and our flight
+            return kept
         if not self._slots.acquire(timeout=max(deadline - self._clock(), 0.0)):
-            raise ProviderFailed(provider.name, f"{MAX_RUNNING} plugins already running")
+            raise ProviderFailed(
+                provider.name, f"{self._max_running} plugins already running in this process"
+            )
         try:
             self.execs += 1
             env = dict(self._environ())
