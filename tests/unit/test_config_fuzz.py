@@ -28,7 +28,8 @@ NESTED = {
     "mutation": ["podTemplates", "warnings"],
     "registry": [
         "timeoutSeconds", "cacheTTLSeconds", "allowPrivateNetworks", "allowedPrivateRegistries",
-        "nodeCredentialRegistries", "insecureRegistries",
+        "nodeCredentialRegistries", "insecureRegistries", "imageCredentialProviderConfig",
+        "imageCredentialProviderBinDir",
     ],
 }  # fmt: skip
 ITEM_KEYS = {

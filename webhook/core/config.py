@@ -87,6 +87,12 @@ class RegistrySettings:
     node_credential_registries: tuple[str, ...] = NODE_CREDENTIAL_REGISTRIES
     """Registries the nodes authenticate to themselves (kubelet credential providers): an
     "unauthorized" from one of these is not proof the node is refused, so it only warns."""
+    image_credential_provider_config: str | None = None
+    """The path of the kubelet's ``CredentialProviderConfig`` (a file, or a folder whose
+    ``*.json``/``*.yaml``/``*.yml`` files are merged, as the kubelet's flag takes it)."""
+    image_credential_provider_bin_dir: str | None = None
+    """The folder holding the providers' executables (the kubelet's
+    ``--image-credential-provider-bin-dir``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -413,8 +419,11 @@ def parse_config(document: Any) -> Config:
             "allowedPrivateRegistries",
             "insecureRegistries",
             "nodeCredentialRegistries",
+            "imageCredentialProviderConfig",
+            "imageCredentialProviderBinDir",
         },
     )
+    provider_config, provider_bin_dir = _provider_paths(r, reg_doc)
     registry = RegistrySettings(
         timeout_seconds=r.number(
             reg_doc.get("timeoutSeconds"),
@@ -439,6 +448,8 @@ def parse_config(document: Any) -> Config:
             reg_doc.get("nodeCredentialRegistries", list(NODE_CREDENTIAL_REGISTRIES)),
             "registry.nodeCredentialRegistries",
         ),
+        image_credential_provider_config=provider_config,
+        image_credential_provider_bin_dir=provider_bin_dir,
     )
 
     defaults: list[DefaultPullSecret] = []
@@ -543,6 +554,49 @@ def parse_config(document: Any) -> Config:
         mirrors=tuple(mirrors),
         mutation=mutation,
     )
+
+
+#: The longest path taken for the credential-provider keys (Linux's PATH_MAX).
+MAX_PATH_CHARS = 4096
+
+
+def _provider_paths(r: _Reader, reg_doc: dict[str, Any]) -> tuple[str | None, str | None]:
+    """``registry.imageCredentialProviderConfig`` and ``...BinDir``: absolute paths, both
+    or neither (the kubelet needs both flags). Only their form is checked here; the edge
+    reads the document and looks for the executables."""
+    paths: list[str | None] = []
+    for key in ("imageCredentialProviderConfig", "imageCredentialProviderBinDir"):
+        path = f"registry.{key}"
+        raw = reg_doc.get(key)
+        if raw is None:
+            paths.append(None)
+            continue
+        value = r.string(raw, path)
+        if value is None:
+            paths.append(None)
+        elif not value.startswith("/"):
+            r.problem(path, f"must be an absolute path, got {_kind(value)}")
+            paths.append(None)
+        elif "\x00" in value or len(value) > MAX_PATH_CHARS:
+            r.problem(path, f"must be a path of at most {MAX_PATH_CHARS} characters, without NUL")
+            paths.append(None)
+        else:
+            paths.append(value)
+    config_path, bin_dir = paths
+    named = [
+        key in reg_doc for key in ("imageCredentialProviderConfig", "imageCredentialProviderBinDir")
+    ]
+    if named[0] and not named[1]:
+        r.problem(
+            "registry.imageCredentialProviderBinDir",
+            "is required with registry.imageCredentialProviderConfig (where the executables are)",
+        )
+    elif named[1] and not named[0]:
+        r.problem(
+            "registry.imageCredentialProviderConfig",
+            "is required with registry.imageCredentialProviderBinDir (which providers to run)",
+        )
+    return config_path, bin_dir
 
 
 def _canonical_registry(host: str) -> str:

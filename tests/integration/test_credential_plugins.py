@@ -1,0 +1,475 @@
+"""Real credential-provider plugins, run through the edge as the kubelet runs them.
+
+Each plugin is an executable script the test writes into ``tmp_path``, speaking the real
+``credentialprovider.kubelet.k8s.io/v1`` JSON: a good one, and ones that hang (with a
+grandchild holding stdout), crash, print garbage, flood stdout or stderr, answer slowly to
+concurrent callers. Every run must end within the caller's budget, cost bounded memory, run
+once per key for concurrent callers, be cached as its answer says, and keep its credentials
+out of the log and out of every error.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import stat
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from webhook.core.credprovider import (
+    Provider,
+    ProviderConfig,
+    ProviderConfigError,
+    TokenAttributes,
+)
+from webhook.edge.credproviders import CredentialProviders, read_provider_config, run_plugin
+
+V1 = "credentialprovider.kubelet.k8s.io/v1"
+REGISTRY = "111122223333.dkr.ecr.us-east-1.amazonaws.com"
+IMAGE = f"{REGISTRY}/team/app"
+PASSWORD = "eyJwYXlsb2FkIjoiZWNyLXRva2VuLXNlY3JldCJ9-never-logged"
+#: A budget long enough for a Python plugin to start on a busy machine, short enough that a
+#: hanging one does not slow the suite.
+BUDGET = 3.0
+SLACK = 1.5
+
+PRELUDE = f"#!{sys.executable}\nimport json, os, sys, time\n"
+
+GOOD = (
+    PRELUDE
+    + """
+request = json.load(sys.stdin)
+with open(os.environ["PLUGIN_LOG"], "a") as log:
+    log.write(json.dumps({"request": request, "args": sys.argv[1:],
+                          "user": os.environ.get("PLUGIN_USER"),
+                          "inherited": os.environ.get("INHERITED")}) + "\\n")
+time.sleep(float(os.environ.get("PLUGIN_DELAY", "0")))
+registry = request["image"].split("/")[0]
+answer = {
+    "kind": "CredentialProviderResponse",
+    "apiVersion": "credentialprovider.kubelet.k8s.io/v1",
+    "cacheKeyType": os.environ.get("CACHE_KEY_TYPE", "Registry"),
+    "auth": {registry: {"username": os.environ["PLUGIN_USER"], "password": sys.argv[-1]}},
+}
+if os.environ.get("CACHE_DURATION"):
+    answer["cacheDuration"] = os.environ["CACHE_DURATION"]
+sys.stderr.write("fetched a token " + sys.argv[-1] + " password=" + sys.argv[-1] + "\\n")
+print(json.dumps(answer))
+"""
+)
+
+HANG = (
+    PRELUDE
+    + """
+import subprocess
+child = subprocess.Popen(["sleep", "60"])  # a grandchild holding stdout open
+with open(os.environ["PLUGIN_LOG"], "a") as log:
+    log.write(str(child.pid) + "\\n")
+time.sleep(60)
+"""
+)
+
+CRASH = (
+    PRELUDE
+    + f"""
+sys.stdin.read()
+sys.stderr.write("panic: token {PASSWORD} rejected, Authorization: Bearer {PASSWORD}\\n")
+sys.exit(3)
+"""
+)
+
+GARBAGE = PRELUDE + f'sys.stdin.read()\nprint("here is your token: {PASSWORD}")\n'
+
+FLOOD_STDOUT = PRELUDE + 'chunk = b"{" * 65536\nwhile True:\n    sys.stdout.buffer.write(chunk)\n'
+
+FLOOD_STDERR = (
+    PRELUDE
+    + """
+sys.stdin.read()
+for _ in range(200):
+    sys.stderr.write("x" * 65536)
+print(json.dumps({"kind": "CredentialProviderResponse",
+                  "apiVersion": "credentialprovider.kubelet.k8s.io/v1",
+                  "cacheKeyType": "Image", "auth": {}}))
+"""
+)
+
+WRONG_VERSION = (
+    PRELUDE
+    + """
+sys.stdin.read()
+print(json.dumps({"kind": "CredentialProviderResponse",
+                  "apiVersion": "credentialprovider.kubelet.k8s.io/v1beta1",
+                  "cacheKeyType": "Image"}))
+"""
+)
+
+
+def write_plugin(folder: Path, name: str, text: str) -> None:
+    path = folder / name
+    path.write_text(text)
+    path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+
+
+def provider(name: str, **overrides: object) -> Provider:
+    fields: dict[str, object] = {
+        "name": name,
+        "match_images": ("*.dkr.ecr.*.amazonaws.com",),
+        "default_cache_seconds": 600.0,
+        "api_version": V1,
+    }
+    fields.update(overrides)
+    return Provider(**fields)  # type: ignore[arg-type]
+
+
+class Plugins:
+    """A bin dir, a plugin log, and a CredentialProviders over chosen providers."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.bin_dir = tmp_path / "bin"
+        self.bin_dir.mkdir()
+        self.log = tmp_path / "plugin.log"
+        self.log.touch()
+        self.offset = 0.0
+        for name, text in [
+            ("good", GOOD),
+            ("hang", HANG),
+            ("crash", CRASH),
+            ("garbage", GARBAGE),
+            ("flood", FLOOD_STDOUT),
+            ("flood-stderr", FLOOD_STDERR),
+            ("wrong-version", WRONG_VERSION),
+        ]:
+            write_plugin(self.bin_dir, name, text)
+
+    def clock(self) -> float:
+        return time.monotonic() + self.offset
+
+    def providers(
+        self, *providers: Provider, env: dict[str, str] | None = None
+    ) -> CredentialProviders:
+        environ = {"PATH": os.environ["PATH"], "PLUGIN_LOG": str(self.log), "INHERITED": "yes"}
+        environ.update(env or {})
+        return CredentialProviders(
+            ProviderConfig(tuple(providers)),
+            str(self.bin_dir),
+            environ=lambda: environ,
+            clock=self.clock,
+        )
+
+    def runs(self) -> list[dict[str, object]]:
+        return [json.loads(line) for line in self.log.read_text().splitlines() if line]
+
+
+@pytest.fixture
+def plugins(tmp_path: Path) -> Plugins:
+    return Plugins(tmp_path)
+
+
+def good(**overrides: object) -> Provider:
+    env = overrides.pop("env_extra", ())
+    return provider(
+        "good",
+        args=("get-credentials", PASSWORD),
+        env=(*_env(PLUGIN_USER="AWS"), *env),  # type: ignore[misc]
+        **overrides,
+    )
+
+
+def _env(**values: str) -> tuple[object, ...]:
+    from webhook.core.credprovider import EnvVar
+
+    return tuple(EnvVar(k, v) for k, v in values.items())
+
+
+def all_log_text(caplog: pytest.LogCaptureFixture) -> str:
+    return "\n".join(r.getMessage() for r in caplog.records)
+
+
+def test_a_good_plugin_runs_as_the_kubelet_runs_it(
+    plugins: Plugins, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "pullguard.credproviders")
+    engine = plugins.providers(good())
+    (answer,) = engine.provide(IMAGE, BUDGET)
+    assert answer.error is None and not answer.cached
+    (credential,) = answer.credentials
+    assert (credential.username, credential.password) == ("AWS", PASSWORD)
+    assert credential.source == "credential provider good"
+    (run,) = plugins.runs()
+    assert run["request"] == {"kind": "CredentialProviderRequest", "apiVersion": V1, "image": IMAGE}
+    assert run["args"] == ["get-credentials", PASSWORD]
+    assert (run["user"], run["inherited"]) == ("AWS", "yes")  # env added to pullguard's own
+    # its stderr is logged, redacted
+    assert "credential provider good for" in all_log_text(caplog)
+    assert PASSWORD not in all_log_text(caplog)
+
+
+def test_images_it_does_not_match_never_run_it(plugins: Plugins) -> None:
+    engine = plugins.providers(good())
+    assert engine.provide("docker.io/library/nginx", BUDGET) == []
+    assert engine.provide(f"{REGISTRY}:5000/team/app", BUDGET) == []  # the port differs
+    assert plugins.runs() == []
+
+
+def test_registry_answers_are_cached_per_registry(plugins: Plugins) -> None:
+    engine = plugins.providers(good())
+    first = engine.provide(IMAGE, BUDGET)
+    again = engine.provide(f"{REGISTRY}/other/repo", BUDGET)
+    assert first[0].credentials == again[0].credentials and again[0].cached
+    assert len(plugins.runs()) == 1 and engine.execs == 1
+    # another registry the provider matches: another run
+    engine.provide("444455556666.dkr.ecr.eu-west-1.amazonaws.com/app", BUDGET)
+    assert engine.execs == 2
+
+
+def test_image_answers_are_cached_per_image_and_expire(plugins: Plugins) -> None:
+    engine = plugins.providers(good(env_extra=_env(CACHE_KEY_TYPE="Image", CACHE_DURATION="1m")))
+    engine.provide(IMAGE, BUDGET)
+    assert engine.provide(IMAGE, BUDGET)[0].cached
+    engine.provide(f"{REGISTRY}/other/repo", BUDGET)
+    assert engine.execs == 2
+    plugins.offset += 61  # past the answer's cacheDuration
+    assert not engine.provide(IMAGE, BUDGET)[0].cached
+    assert engine.execs == 3
+
+
+def test_a_global_answer_serves_every_image(plugins: Plugins) -> None:
+    engine = plugins.providers(good(env_extra=_env(CACHE_KEY_TYPE="Global")))
+    engine.provide(IMAGE, BUDGET)
+    answer = engine.provide("444455556666.dkr.ecr.eu-west-1.amazonaws.com/app", BUDGET)[0]
+    assert answer.cached and engine.execs == 1
+    # the kept answer's auth is for the first registry: the keyring match gives nothing here
+    assert answer.credentials == ()
+
+
+@pytest.mark.parametrize(("duration", "default"), [("0s", 600.0), (None, 0.0)])
+def test_a_zero_duration_is_not_cached(
+    plugins: Plugins, duration: str | None, default: float
+) -> None:
+    extra = _env(CACHE_DURATION=duration) if duration else ()
+    engine = plugins.providers(good(env_extra=extra, default_cache_seconds=default))
+    engine.provide(IMAGE, BUDGET)
+    engine.provide(IMAGE, BUDGET)
+    assert engine.execs == 2 and len(engine.cache) == 0
+
+
+def test_concurrent_asks_for_one_image_run_the_plugin_once(plugins: Plugins) -> None:
+    engine = plugins.providers(good(env_extra=_env(PLUGIN_DELAY="0.5")))
+    results: list[object] = []
+    threads = [
+        threading.Thread(target=lambda: results.append(engine.provide(IMAGE, BUDGET + 2)))
+        for _ in range(12)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(plugins.runs()) == 1 and engine.execs == 1
+    assert all(r[0].credentials and r[0].error is None for r in results)  # type: ignore[index]
+
+
+def test_a_waiter_gives_up_at_its_own_budget(plugins: Plugins) -> None:
+    engine = plugins.providers(good(env_extra=_env(PLUGIN_DELAY="1.5")))
+    leader = threading.Thread(target=engine.provide, args=(IMAGE, BUDGET + 2))
+    leader.start()
+    time.sleep(0.2)
+    started = time.monotonic()
+    (answer,) = engine.provide(IMAGE, 0.3)
+    waited = time.monotonic() - started
+    leader.join()
+    assert answer.error == "no answer within the admission's budget"
+    assert waited < 1.0
+    assert engine.execs == 1
+
+
+def test_a_hanging_plugin_and_its_children_are_killed_at_the_budget(plugins: Plugins) -> None:
+    engine = plugins.providers(provider("hang"))
+    started = time.monotonic()
+    (answer,) = engine.provide(IMAGE, 1.0)
+    elapsed = time.monotonic() - started
+    assert answer.error == "no answer within 1.0 s"
+    assert elapsed < 1.0 + SLACK
+    grandchild = int(plugins.log.read_text().split()[0])
+    deadline = time.monotonic() + 2
+    while time.monotonic() < deadline and _alive(grandchild):
+        time.sleep(0.05)
+    assert not _alive(grandchild), "the plugin's grandchild outlived the budget"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    status = (
+        Path(f"/proc/{pid}/stat").read_text().split()[2] if Path(f"/proc/{pid}").exists() else "X"
+    )
+    return status not in ("Z", "X")
+
+
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("crash", "it exited with status 3"),
+        ("garbage", "the answer on stdout is not JSON"),
+        ("wrong-version", f"the answer's apiVersion is not {V1}, the provider's apiVersion"),
+        ("flood", "more than 1048576 bytes on stdout"),
+        ("missing", "cannot run it (No such file or directory)"),
+    ],
+)
+def test_a_failing_plugin_is_named_with_its_reason_and_no_secret(
+    plugins: Plugins, caplog: pytest.LogCaptureFixture, name: str, reason: str
+) -> None:
+    caplog.set_level(logging.INFO, "pullguard.credproviders")
+    engine = plugins.providers(
+        provider(name), provider("good", args=(PASSWORD,), env=_env(PLUGIN_USER="AWS"))
+    )
+    started = time.monotonic()
+    failed, served = engine.provide(IMAGE, BUDGET)
+    assert time.monotonic() - started < BUDGET + SLACK
+    assert (failed.provider, failed.error, failed.credentials) == (name, reason, ())
+    # the next provider is still asked, in order
+    assert served.provider == "good" and served.credentials
+    assert PASSWORD not in all_log_text(caplog)
+    assert PASSWORD not in failed.error
+    assert len(engine.cache) == 1  # a failure is never kept
+
+
+def test_a_flood_on_stderr_is_cut_and_the_answer_still_read(
+    plugins: Plugins, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "pullguard.credproviders")
+    engine = plugins.providers(provider("flood-stderr"))
+    (answer,) = engine.provide(IMAGE, BUDGET)
+    assert answer.error is None
+    assert max(len(r.getMessage()) for r in caplog.records) < 4096
+
+
+def test_no_more_plugins_run_at_once_than_allowed(plugins: Plugins) -> None:
+    engine = CredentialProviders(
+        ProviderConfig((provider("hang"),)),
+        str(plugins.bin_dir),
+        max_running=1,
+        environ=lambda: {"PATH": os.environ["PATH"], "PLUGIN_LOG": str(plugins.log)},
+    )
+    first = threading.Thread(target=engine.provide, args=(IMAGE, 1.5))
+    first.start()
+    time.sleep(0.2)
+    (answer,) = engine.provide(f"{REGISTRY}/another/image", 0.3)
+    first.join()
+    assert answer.error == "1 plugins already running in this process"
+    assert engine.execs == 1
+
+
+def test_run_plugin_bounds_its_output() -> None:
+    result = run_plugin(
+        [sys.executable, "-c", "import sys; sys.stdout.buffer.write(b'x' * 10_000_000)"],
+        dict(os.environ),
+        b"",
+        BUDGET,
+        max_stdout=4096,
+    )
+    assert result.stopped == "more than 4096 bytes on stdout"
+    assert len(result.stdout) <= 4096 + 65536
+
+
+def test_a_provider_that_needs_a_service_account_token_is_not_run(plugins: Plugins) -> None:
+    token = TokenAttributes("sts.amazonaws.com", True, "ServiceAccount")
+    engine = plugins.providers(good(token_attributes=token))
+    (answer,) = engine.provide(IMAGE, BUDGET)
+    assert answer.error == (
+        "it asks for the pod's ServiceAccount token (tokenAttributes): "
+        "pullguard cannot act as the pod's ServiceAccount"
+    )
+    assert engine.execs == 0
+
+
+CONFIG = """
+apiVersion: kubelet.config.k8s.io/v1
+kind: CredentialProviderConfig
+providers:
+  - name: {name}
+    matchImages: ["*.dkr.ecr.*.amazonaws.com"]
+    defaultCacheDuration: "12h"
+    apiVersion: credentialprovider.kubelet.k8s.io/v1
+"""
+
+
+def test_reading_the_config_checks_the_executables(plugins: Plugins, tmp_path: Path) -> None:
+    path = tmp_path / "providers.yaml"
+    path.write_text(CONFIG.format(name="good"))
+    assert read_provider_config(str(path), str(plugins.bin_dir)).providers[0].name == "good"
+    (plugins.bin_dir / "not-executable").write_text("#!/bin/sh\n")
+    path.write_text(
+        CONFIG.format(name="absent")
+        + CONFIG.format(name="x").split("providers:")[1].replace("name: x", "name: not-executable")
+    )
+    with pytest.raises(ProviderConfigError) as caught:
+        read_provider_config(str(path), str(plugins.bin_dir))
+    assert caught.value.problems == [
+        f"providers[0].name: 'absent': no executable {plugins.bin_dir}/absent",
+        f"providers[1].name: 'not-executable': {plugins.bin_dir}/not-executable is not an "
+        "executable file",
+    ]
+    with pytest.raises(ProviderConfigError) as caught:
+        read_provider_config(str(tmp_path / "nothing.yaml"), str(tmp_path / "no-bin"))
+    assert caught.value.problems == [
+        f"{tmp_path}/nothing.yaml: cannot be read (No such file or directory)",
+        f"registry.imageCredentialProviderBinDir: {tmp_path}/no-bin is not a folder",
+    ]
+
+
+def test_a_config_folder_is_merged_in_name_order(plugins: Plugins, tmp_path: Path) -> None:
+    folder = tmp_path / "providers.d"
+    folder.mkdir()
+    (folder / "b.yaml").write_text(CONFIG.format(name="crash"))
+    (folder / "a.json").write_text(CONFIG.format(name="good"))  # YAML is JSON's superset here
+    (folder / "notes.txt").write_text("ignored")
+    config = read_provider_config(str(folder), str(plugins.bin_dir))
+    assert [p.name for p in config.providers] == ["good", "crash"]
+    (folder / "c.yml").write_text(CONFIG.format(name="good"))
+    with pytest.raises(ProviderConfigError) as caught:
+        read_provider_config(str(folder), str(plugins.bin_dir))
+    assert any("Duplicate value: 'good'" in p for p in caught.value.problems)
+
+
+GEVENT_RUN = """
+from gevent import monkey; monkey.patch_all()
+import json, os, sys, time
+import gevent
+from webhook.edge.credproviders import run_plugin
+ticks = [0]
+def ticker():
+    while True:
+        ticks[0] += 1
+        gevent.sleep(0.05)
+gevent.spawn(ticker)
+hang = ["sleep", "30"]
+echo = ["cat"]  # no interpreter to start: on a loaded machine that alone can pass 1 s
+jobs = [gevent.spawn(run_plugin, hang, dict(os.environ), b"{}", 1.0) for _ in range(4)]
+jobs.append(gevent.spawn(run_plugin, echo, dict(os.environ), b'{"a": 1}', 1.0))
+started = time.monotonic()
+gevent.joinall(jobs)
+print(json.dumps({"results": [j.value.stopped or j.value.stdout.decode() for j in jobs],
+                  "seconds": time.monotonic() - started, "ticks": ticks[0]}))
+"""
+
+
+def test_runs_share_the_gevent_loop_of_a_server_worker() -> None:
+    """The server's workers run under gevent's monkey patch: plugin runs must yield to the
+    loop (other reviews go on) and still end at their budget."""
+    import subprocess
+
+    out = subprocess.run(
+        [sys.executable, "-c", GEVENT_RUN], capture_output=True, text=True, timeout=30, check=True
+    )
+    report = json.loads(out.stdout)
+    assert report["results"] == ["no answer within 1.0 s"] * 4 + ['{"a": 1}']
+    assert report["seconds"] < 1.0 + SLACK  # four hanging plugins at once, not one after another
+    assert report["ticks"] >= 5  # the loop kept running while they hung

@@ -1,0 +1,435 @@
+"""Running the kubelet's credential-provider plugins, bounded, and keeping their answers.
+
+:func:`read_provider_config` reads the kubelet's ``CredentialProviderConfig`` (a file, or a
+folder merged as the kubelet merges it) and checks the executables are in the bin dir.
+:class:`CredentialProviders` runs a plugin as the kubelet does (``$ENV=... <bin>/<name>
+args... <<< CredentialProviderRequest``, the process's environment plus the provider's
+``env``), reads its ``CredentialProviderResponse``, and caches it under the kubelet's key
+(image, registry or global) for ``cacheDuration`` (else ``defaultCacheDuration``; 0: not
+kept), the cache bounded in bytes.
+
+Bounds, so a hostile or broken plugin costs one admission's budget and never a worker:
+each run ends at the caller's deadline (the plugin's whole process group is killed); stdout
+past :data:`webhook.core.credprovider.MAX_RESPONSE_BYTES` kills it; stderr keeps its first
+:data:`STDERR_KEPT` bytes; at most :data:`MAX_RUNNING` plugins run at once; concurrent asks
+for the same provider and image run it once (the kubelet's singleflight), each caller
+waiting only until its own deadline.
+
+No decisions: it answers "these credentials" or "this provider failed, because". A
+credential never reaches a log line or an exception: stderr is logged through
+:func:`webhook.core.credprovider.redact`, failures name the provider and the reason only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import selectors
+import signal
+import stat
+import subprocess
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from webhook.core.credprovider import (
+    MAX_CONFIG_BYTES,
+    MAX_RESPONSE_BYTES,
+    Provider,
+    ProviderConfig,
+    ProviderConfigError,
+    ProviderResponse,
+    ResponseError,
+    cache_key,
+    cache_lookup_keys,
+    load_provider_config_documents,
+    parse_response,
+    redact,
+    request_bytes,
+)
+from webhook.core.keyring import Credential
+
+log = logging.getLogger("pullguard.credproviders")
+
+STDERR_KEPT = 8 * 1024
+MAX_RUNNING = 8
+DEFAULT_CACHE_BYTES = 4 * 1024 * 1024
+_CONFIG_SUFFIXES = (".json", ".yaml", ".yml")
+_READ_CHUNK = 64 * 1024
+
+
+def read_provider_config(path: str, bin_dir: str) -> ProviderConfig:
+    """The configuration at ``path`` with its executables checked in ``bin_dir``, or
+    :class:`ProviderConfigError` listing every problem (unreadable files included)."""
+    problems: list[str] = []
+    texts: list[tuple[str, str]] = []
+    where = Path(path)
+    try:
+        if where.is_dir():
+            files = sorted(
+                p for p in where.iterdir() if p.suffix in _CONFIG_SUFFIXES and not p.is_dir()
+            )
+            if not files:
+                problems.append(f"{path}: no configuration files (*.json, *.yaml, *.yml) in it")
+        else:
+            files = [where]
+        texts.extend((str(file), _read_bounded(file)) for file in files)
+    except OSError as error:
+        problems.append(f"{path}: cannot be read ({error.strerror or type(error).__name__})")
+    config: ProviderConfig | None = None
+    if not problems:
+        try:
+            config = load_provider_config_documents(texts)
+        except ProviderConfigError as error:
+            problems.extend(error.problems)
+    if not Path(bin_dir).is_dir():
+        problems.append(f"registry.imageCredentialProviderBinDir: {bin_dir} is not a folder")
+    elif config is not None:
+        for index, provider in enumerate(config.providers):
+            problem = _executable_problem(Path(bin_dir) / provider.name)
+            if problem:
+                problems.append(f"providers[{index}].name: {provider.name!r}: {problem}")
+    if problems or config is None:
+        raise ProviderConfigError(problems)
+    return config
+
+
+def _read_bounded(file: Path) -> str:
+    with file.open("rb") as handle:
+        # one byte past the bound is enough for the core to say it is too large
+        data = handle.read(MAX_CONFIG_BYTES + 1)
+    return data.decode("utf-8", "surrogateescape")
+
+
+def _executable_problem(executable: Path) -> str | None:
+    try:
+        info = executable.stat()
+    except OSError:
+        return f"no executable {executable}"
+    if not stat.S_ISREG(info.st_mode) or not os.access(executable, os.X_OK):
+        return f"{executable} is not an executable file"
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    """What one plugin run gave: its exit status (``None``: killed), stdout, the start of
+    stderr, and why it was stopped (``""``: it finished)."""
+
+    returncode: int | None
+    stdout: bytes
+    stderr: bytes
+    stopped: str = ""
+
+
+def run_plugin(
+    argv: list[str],
+    env: Mapping[str, str],
+    stdin: bytes,
+    timeout: float,
+    *,
+    max_stdout: int = MAX_RESPONSE_BYTES,
+    stderr_kept: int = STDERR_KEPT,
+) -> RunResult:
+    """Run ``argv`` with ``stdin``, reading its output in this thread until it exits, its
+    stdout passes ``max_stdout`` bytes, or ``timeout`` seconds pass; then its process group
+    is killed. Never waits past ``timeout`` (plus the reaping of a killed process)."""
+    deadline = time.monotonic() + max(timeout, 0.0)
+    process = subprocess.Popen(  # noqa: S603 - the admin's configured executable, no shell
+        argv,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=dict(env),
+        close_fds=True,
+        start_new_session=True,
+    )
+    assert process.stdin and process.stdout and process.stderr
+    stdout = bytearray()
+    stderr = bytearray()
+    stopped = ""
+    selector = selectors.DefaultSelector()
+    try:
+        try:
+            # A request is a few hundred bytes: it fits a pipe's buffer, so this never blocks.
+            process.stdin.write(stdin)
+            process.stdin.close()
+        except OSError:
+            pass  # the plugin closed its stdin early: its answer says the rest
+        for pipe in (process.stdout, process.stderr):
+            os.set_blocking(pipe.fileno(), False)
+            selector.register(pipe, selectors.EVENT_READ)
+        while selector.get_map():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                stopped = f"no answer within {timeout:.1f} s"
+                break
+            for key, _ in selector.select(remaining):
+                try:
+                    chunk = os.read(key.fd, _READ_CHUNK)
+                except BlockingIOError:
+                    continue
+                if not chunk:
+                    selector.unregister(key.fileobj)
+                    continue
+                if key.fileobj is process.stdout:
+                    stdout += chunk
+                    if len(stdout) > max_stdout:
+                        stopped = f"more than {max_stdout} bytes on stdout"
+                        break
+                elif len(stderr) < stderr_kept:
+                    stderr += chunk[: stderr_kept - len(stderr)]
+            if stopped:
+                break
+        if not stopped:
+            try:
+                process.wait(max(deadline - time.monotonic(), 0.0))
+            except subprocess.TimeoutExpired:
+                stopped = (
+                    f"no answer within {timeout:.1f} s (it closed its output and kept running)"
+                )
+    finally:
+        selector.close()
+        if stopped or process.returncode is None:
+            _kill(process)
+        for pipe in (process.stdout, process.stderr):
+            pipe.close()
+    return RunResult(None if stopped else process.returncode, bytes(stdout), bytes(stderr), stopped)
+
+
+def _kill(process: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
+    try:
+        process.wait(2.0)
+    except subprocess.TimeoutExpired:
+        log.warning("credential provider process %d did not exit after SIGKILL", process.pid)
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderAnswer:
+    """One provider's part for one image: the credentials it gave that cover the image
+    (most specific first), or ``error`` (why it gave none, for a warning)."""
+
+    provider: str
+    credentials: tuple[Credential, ...] = ()
+    error: str | None = None
+    cached: bool = False
+
+
+class ProviderFailed(Exception):
+    """A plugin gave no usable answer; the text names the provider and the reason only."""
+
+    def __init__(self, provider: str, reason: str) -> None:
+        super().__init__(f"credential provider {provider}: {reason}")
+        self.provider = provider
+        self.reason = reason
+
+
+class _Flight:
+    """One running plugin that other callers for the same key wait on."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.response: ProviderResponse | None = None
+        self.error: ProviderFailed | None = None
+
+
+class AnswerCache:
+    """Plugin answers by (provider, kubelet cache key) until they expire, at most
+    ``max_bytes`` in all (the oldest go first)."""
+
+    def __init__(self, max_bytes: int, clock: Callable[[], float]) -> None:
+        self._max = max_bytes
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[tuple[str, str], tuple[float, ProviderResponse, int]] = (
+            OrderedDict()
+        )
+        self._bytes = 0
+
+    def get(self, provider: str, image: str) -> ProviderResponse | None:
+        """The kept answer for ``image``: looked up by image, registry, then global."""
+        now = self._clock()
+        with self._lock:
+            for key in cache_lookup_keys(image):
+                entry = self._entries.get((provider, key))
+                if entry is None:
+                    continue
+                if entry[0] <= now:
+                    self._drop((provider, key))
+                    continue
+                return entry[1]
+        return None
+
+    def put(self, provider: str, key: str, response: ProviderResponse, seconds: float) -> None:
+        size = response.size() + len(provider) + len(key)
+        if seconds <= 0 or size > self._max:
+            return
+        with self._lock:
+            self._drop((provider, key))
+            now = self._clock()
+            for old in [k for k, v in self._entries.items() if v[0] <= now]:
+                self._drop(old)
+            while self._entries and self._bytes + size > self._max:
+                self._drop(next(iter(self._entries)))
+            self._entries[(provider, key)] = (now + seconds, response, size)
+            self._bytes += size
+
+    def _drop(self, key: tuple[str, str]) -> None:
+        entry = self._entries.pop(key, None)
+        if entry is not None:
+            self._bytes -= entry[2]
+
+    @property
+    def size_bytes(self) -> int:
+        """The bytes held now."""
+        return self._bytes
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+class CredentialProviders:
+    """The configured providers, run on demand with their answers cached.
+
+    ``provide(image, timeout)`` asks every provider whose ``matchImages`` cover ``image``
+    (a repository without tag, as the kubelet asks), in the configuration's order.
+    """
+
+    def __init__(
+        self,
+        config: ProviderConfig,
+        bin_dir: str,
+        *,
+        cache_bytes: int = DEFAULT_CACHE_BYTES,
+        max_running: int = MAX_RUNNING,
+        environ: Callable[[], Mapping[str, str]] = lambda: os.environ,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config
+        self._bin_dir = bin_dir
+        self._environ = environ
+        self._clock = clock
+        self.cache = AnswerCache(cache_bytes, clock)
+        self._slots = threading.BoundedSemaphore(max_running)
+        self._max_running = max_running
+        self._lock = threading.Lock()
+        self._flights: dict[tuple[str, str], _Flight] = {}
+        self.execs = 0
+        """Plugin runs started (for the benchmarks' "execs per 1,000 admissions")."""
+
+    def provide(self, image: str, timeout: float) -> list[ProviderAnswer]:
+        """Each matching provider's answer for ``image``, earlier providers first, all of
+        them within ``timeout`` seconds."""
+        deadline = self._clock() + timeout
+        answers = []
+        for provider in self.config.matching(image):
+            try:
+                response, cached = self._response(provider, image, deadline)
+            except ProviderFailed as failed:
+                answers.append(ProviderAnswer(provider.name, error=failed.reason))
+                continue
+            credentials = tuple(response.credentials_for(image))
+            answers.append(ProviderAnswer(provider.name, credentials, cached=cached))
+        return answers
+
+    def _response(
+        self, provider: Provider, image: str, deadline: float
+    ) -> tuple[ProviderResponse, bool]:
+        kept = self.cache.get(provider.name, image)
+        if kept is not None:
+            return kept, True
+        key = (provider.name, image)
+        with self._lock:
+            flight = self._flights.get(key)
+            leader = flight is None
+            if flight is None:
+                flight = self._flights[key] = _Flight()
+        if not leader:
+            if not flight.done.wait(max(deadline - self._clock(), 0.0)):
+                raise ProviderFailed(provider.name, "no answer within the admission's budget")
+            if flight.error is not None:
+                raise flight.error
+            assert flight.response is not None
+            return flight.response, False
+        try:
+            flight.response = self._run(provider, image, deadline)
+            return flight.response, False
+        except ProviderFailed as failed:
+            flight.error = failed
+            raise
+        finally:
+            flight.done.set()
+            with self._lock:
+                self._flights.pop(key, None)
+
+    def _run(self, provider: Provider, image: str, deadline: float) -> ProviderResponse:
+        if provider.token_attributes is not None:
+            raise ProviderFailed(
+                provider.name,
+                "it asks for the pod's ServiceAccount token (tokenAttributes): "
+                "pullguard cannot act as the pod's ServiceAccount",
+            )
+        kept = self.cache.get(provider.name, image)
+        if kept is not None:  # a run that ended between our cache miss and our flight
+            return kept
+        if not self._slots.acquire(timeout=max(deadline - self._clock(), 0.0)):
+            raise ProviderFailed(
+                provider.name, f"{self._max_running} plugins already running in this process"
+            )
+        try:
+            self.execs += 1
+            env = dict(self._environ())
+            env.update({e.name: e.value for e in provider.env})
+            argv = [str(Path(self._bin_dir) / provider.name), *provider.args]
+            try:
+                result = run_plugin(
+                    argv, env, request_bytes(provider, image), deadline - self._clock()
+                )
+            except OSError as error:
+                raise ProviderFailed(
+                    provider.name, f"cannot run it ({error.strerror or type(error).__name__})"
+                ) from None
+        finally:
+            self._slots.release()
+        secrets = [e.value for e in provider.env]
+        if result.stopped or result.returncode != 0:
+            reason = result.stopped or f"it exited with status {result.returncode}"
+            self._log_failure(provider, image, reason, result.stderr, secrets)
+            raise ProviderFailed(provider.name, reason)
+        try:
+            response = parse_response(result.stdout, provider)
+        except ResponseError as error:
+            self._log_failure(provider, image, str(error), result.stderr, secrets)
+            raise ProviderFailed(provider.name, str(error)) from None
+        if result.stderr:
+            log.info(
+                "credential provider %s for %s wrote on stderr: %s",
+                provider.name,
+                image,
+                redact(_text(result.stderr), secrets + [c.password for c in response.auth]),
+            )
+        seconds = response.cache_seconds_with(provider.default_cache_seconds)
+        self.cache.put(provider.name, cache_key(response.cache_key_type, image), response, seconds)
+        return response
+
+    @staticmethod
+    def _log_failure(
+        provider: Provider, image: str, reason: str, stderr: bytes, secrets: list[str]
+    ) -> None:
+        log.warning(
+            "credential provider %s for %s failed: %s; stderr: %s",
+            provider.name,
+            image,
+            reason,
+            redact(_text(stderr), secrets) or "(empty)",
+        )
+
+
+def _text(data: bytes) -> str:
+    return data.decode("utf-8", "replace")
