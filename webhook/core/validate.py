@@ -37,6 +37,12 @@ Order of a decision:
 5. Enforced findings deny with the message of docs/reference.md; warned ones become
    kubectl warnings.
 
+The spine: after the reference checks, each image the kubelet will pull is one
+:class:`~webhook.core.pullplan.ImagePull` (reference, place, pull policy, and, once the pod's
+secrets are read by ``secretcheck``, the credentials in the kubelet's order). ``secretcheck``
+and ``registrycheck`` read those pulls and return findings; the decision is the policy above
+(controller, pending ServiceAccount, each check's action) over the findings.
+
 Pure: the cluster is reached only through :class:`~webhook.core.cluster.ClusterView`.
 """
 
