@@ -5,12 +5,11 @@
 - ``pullPolicy``: ``Never`` (works only where the image is already cached), and ``:latest`` or
   no tag with ``IfNotPresent`` (runs whatever each node happens to have).
 - ``pullSecrets``: each secret the pod will use exists here, is of a pull-secret type and
-  parses; each image from a registry that needs credentials (``privateRegistries``, or one
-  that refused the pull without them) is covered by one of them, matched the way the kubelet
-  matches.
+  parses (:func:`read_secrets`); whether each image that needs credentials is covered is
+  judged over the pod's pulls in ``secretcheck``.
 
 The ``registry`` and ``platform`` checks (manifest exists and is readable with the pod's own
-credentials; a build for the nodes' platforms) plug in through :class:`RegistryView`.
+credentials; a build for the nodes' platforms) are ``registrycheck``'s, over the same pulls.
 
 Pure: cluster facts come from a :class:`~webhook.core.cluster.ClusterView`.
 """
@@ -31,11 +30,11 @@ from webhook.core.hosts import any_host_matches, suggest_registry
 from webhook.core.keyring import (
     Credential,
     SecretFormatError,
-    lookup,
     miss_reason,
     parse_pull_secret,
 )
 from webhook.core.podspec import Container
+from webhook.core.pullplan import default_pull_policy
 from webhook.core.reference import InvalidReference, Reference, parse, parse_or_none
 
 q = shlex.quote
@@ -267,12 +266,6 @@ def check_pull_policy(container: Container, ref: Reference) -> list[Finding]:
     return []
 
 
-def default_pull_policy(ref: Reference) -> str:
-    """What the API server fills in: Always for :latest or no tag (unless a digest), else
-    IfNotPresent. Used when a manifest is checked offline, before any defaulting."""
-    return "Always" if ref.digest is None and ref.tag in (None, "latest") else "IfNotPresent"
-
-
 @dataclass
 class SecretSet:
     """The pull secrets a pod will use, read from the cluster once per admission."""
@@ -417,44 +410,6 @@ def secret_name_for(registry: str) -> str:
     """A valid Secret name (DNS-1123 subdomain label style) to suggest for ``registry``."""
     cleaned = re.sub(r"[^a-z0-9]+", "-", registry.lower()).strip("-")
     return ("regcred-" + cleaned)[:63].rstrip("-")
-
-
-def check_coverage(
-    container: Container,
-    ref: Reference,
-    secrets: SecretSet,
-    namespace: str,
-    *,
-    note: str = "",
-    running_pod: bool = False,
-    owner: PodOwner | None = None,
-) -> list[Finding]:
-    """An image from a registry needing credentials must be covered by one of the secrets.
-    ``owner``: the running pod's controller, whose template the secret goes to."""
-    if lookup(secrets.credentials, ref.name):
-        return []
-    have = what_the_pod_has(secrets, ref)
-    name = secret_name_for(ref.domain)
-    if running_pod and owner is not None:
-        where_to_add = owner.where_to_add(name)
-    elif running_pod:
-        # A running Pod's imagePullSecrets cannot change (kubectl debug on it, say).
-        where_to_add = (
-            f"recreate the pod with {{name: {name}}} in spec.imagePullSecrets, or use an "
-            "image from a registry its secrets cover"
-        )
-    else:
-        where_to_add = f"add {{name: {name}}} to the manifest's imagePullSecrets and apply it again"
-    return [
-        Finding.for_container(
-            "pullSecrets",
-            container,
-            problem=f"image {container.shown_image!r} is on {ref.domain}, which needs credentials, "
-            f"but {have}{note}",
-            short=f"no imagePullSecret covers {ref.domain} (needed by {ref.familiar})",
-            fix=create_secret_command(name, namespace, ref.domain) + f", then {where_to_add}",
-        )
-    ]
 
 
 def what_the_pod_has(secrets: SecretSet, ref: Reference) -> str:

@@ -308,22 +308,51 @@ def _is_default_registry(image_name: str) -> bool:
     return not any(ch in first for ch in ".:")
 
 
-def lookup(credentials: Iterable[Credential], image_name: str) -> list[Credential]:
-    """The credentials the kubelet would try for ``image_name`` (``docker.io/library/nginx``),
-    most specific key first. Empty when no entry covers the image.
-    """
+def _index(credentials: Iterable[Credential]) -> tuple[dict[str, list[Credential]], list[str]]:
+    """Each entry under its index key (an entry ``url.Parse`` refuses is skipped, as the
+    kubelet does), and the keys most specific first."""
     by_key: dict[str, list[Credential]] = {}
     for credential in credentials:
         key = _index_key(credential.key)
-        if key is not None:  # an entry url.Parse refuses is skipped, as the kubelet does
+        if key is not None:
             by_key.setdefault(key, []).append(credential)
+    return by_key, sorted(by_key, reverse=True)
+
+
+def _match(
+    index: tuple[dict[str, list[Credential]], list[str]], image_name: str
+) -> list[Credential]:
+    by_key, keys = index
     matched: list[Credential] = []
-    for key in sorted(by_key, reverse=True):
+    for key in keys:
         if url_matches(key, image_name):
             matched.extend(by_key[key])
     if not matched and _is_default_registry(image_name):
         matched.extend(by_key.get(DOCKER_HUB_KEY, []))
     return matched
+
+
+class Keyring:
+    """The kubelet's ``BasicDockerKeyring`` over one pod's credentials, indexed once and
+    asked per image (:meth:`lookup`)."""
+
+    __slots__ = ("_index", "credentials")
+
+    def __init__(self, credentials: Iterable[Credential] = ()) -> None:
+        self.credentials: tuple[Credential, ...] = tuple(credentials)
+        self._index = _index(self.credentials)
+
+    def lookup(self, image_name: str) -> list[Credential]:
+        """The credentials the kubelet would try for ``image_name``
+        (``docker.io/library/nginx``), most specific key first. Empty when no entry covers
+        the image."""
+        return _match(self._index, image_name)
+
+
+def lookup(credentials: Iterable[Credential], image_name: str) -> list[Credential]:
+    """The credentials the kubelet would try for ``image_name`` (``docker.io/library/nginx``),
+    most specific key first (:meth:`Keyring.lookup`, for a one-off question)."""
+    return _match(_index(credentials), image_name)
 
 
 def miss_reason(key: str, image_name: str) -> str:

@@ -1,0 +1,336 @@
+"""The ``registry`` and ``platform`` checks of a pod, over its pulls.
+
+:func:`ask_registry` asks the registry about each :class:`~webhook.core.pullplan.ImagePull`
+the kubelet will make, with the credentials that pull carries (the registry sees what the
+kubelet will send); an image on a mirror that says "not found" is asked again as written.
+:func:`registry_findings` turns the answers into findings (``imagecheck`` words each one).
+
+Pure: the registry is reached only through :class:`~webhook.core.registry.RegistryView`, the
+cluster only through :class:`~webhook.core.cluster.ClusterView`; it never decides.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field, replace
+
+from webhook.core.checks import TYPO_WORDS, PodOwner, WorkloadRef
+from webhook.core.cluster import ClusterUnavailable, ClusterView
+from webhook.core.config import Config
+from webhook.core.findings import Finding
+from webhook.core.imagecheck import (
+    mirror_down_finding,
+    mirror_not_found_finding,
+    platform_finding,
+    question_for,
+    registry_finding,
+)
+from webhook.core.keyring import Keyring
+from webhook.core.mutate import mirror_entry
+from webhook.core.placement import cluster_placement
+from webhook.core.podspec import PodSpecView
+from webhook.core.pullplan import ImagePull, subject
+from webhook.core.reference import Reference, parse_or_none
+from webhook.core.registry import (
+    Answer,
+    Outcome,
+    Question,
+    RegistryView,
+    platform_fit,
+    runnable_node_platforms,
+    words_list,
+)
+from webhook.core.secretcheck import PodSecrets
+
+#: At most this many distinct manifests are asked about per admission. A pod naming more is
+#: not "not checked" (under enforce that would switch the registry check off for any pod
+#: that names a 65th image on purpose): it gets a registry finding saying it exceeds what
+#: pullguard checks, enforced as the registry check is (a warning on a controller's pod,
+#: whose template was judged). Real pods with 40 containers share far fewer images.
+MAX_QUESTIONS = 64
+
+
+@dataclass(frozen=True, slots=True)
+class RegistryAnswers:
+    """What the registry said, by container pointer."""
+
+    answers: Mapping[str, Answer] = field(default_factory=dict)
+    as_written: Mapping[str, tuple[Reference, Answer]] = field(default_factory=dict)
+    """For an image on a mirror that said "not found": the image as written, and the
+    registry's own answer for it."""
+
+
+def ask_registry(
+    pulls: list[ImagePull],
+    keyring: Keyring,
+    registry: RegistryView,
+    config: Config,
+    *,
+    with_platforms: bool,
+    namespace: str,
+) -> RegistryAnswers:
+    """Each pull's answer. Images are asked in parallel, each with the credentials its pull
+    carries; ``keyring``: the pod's, for an image asked again as written."""
+    answers = _ask(pulls, registry, config, with_platforms=with_platforms, namespace=namespace)
+    return RegistryAnswers(
+        answers, _ask_as_written(pulls, answers, keyring, registry, config, namespace=namespace)
+    )
+
+
+def _ask(
+    pulls: list[ImagePull],
+    registry: RegistryView,
+    config: Config,
+    *,
+    with_platforms: bool,
+    namespace: str,
+) -> dict[str, Answer]:
+    questions: dict[str, Question] = {}
+    for pull in pulls:
+        if pull.ref is None:
+            continue
+        questions[pull.container.pointer] = question_for(
+            pull.ref, pull.keyring_credentials, with_platforms
+        )
+    distinct = list(dict.fromkeys(questions.values()))
+    asked = distinct[:MAX_QUESTIONS]
+    budget = config.registry.timeout_seconds
+    # The namespace is the tenant: it gets its share of the registry client, no more.
+    got = _public_tags(registry.ask(asked, budget, tenant=namespace)) if asked else {}
+    too_many = Answer(Outcome.NOT_ASKED, f"more than {MAX_QUESTIONS} distinct images in one object")
+    return {pointer: got.get(question, too_many) for pointer, question in questions.items()}
+
+
+def _ask_as_written(
+    pulls: list[ImagePull],
+    answers: Mapping[str, Answer],
+    keyring: Keyring,
+    registry: RegistryView,
+    config: Config,
+    *,
+    namespace: str,
+) -> dict[str, tuple[Reference, Answer]]:
+    """For each image rewritten to a mirror that says "not found": the registry's own answer
+    for the image as written, asked with the credentials the pod has for it. A mirror's "not
+    found" is not its upstream's (imagecheck), and only the upstream's may deny."""
+    questions: dict[str, tuple[Reference, Question]] = {}
+    for pull in pulls:
+        container = pull.container
+        answer = answers.get(container.pointer)
+        if answer is None or answer.outcome is not Outcome.NOT_FOUND or not container.written:
+            continue
+        original = parse_or_none(container.written)
+        if original is None:
+            continue
+        credentials = keyring.lookup(original.name)
+        questions[container.pointer] = (original, question_for(original, credentials, False))
+    if not questions:
+        return {}
+    distinct = list(dict.fromkeys(q for _, q in questions.values()))[:MAX_QUESTIONS]
+    got = _public_tags(registry.ask(distinct, config.registry.timeout_seconds, tenant=namespace))
+    too_many = Answer(Outcome.NOT_ASKED, f"more than {MAX_QUESTIONS} distinct images in one object")
+    return {
+        pointer: (original, got.get(question, too_many))
+        for pointer, (original, question) in questions.items()
+    }
+
+
+def too_many_images(pulls: list[ImagePull], view: PodSpecView) -> list[Finding]:
+    """A registry finding when the pulls name more distinct images than are asked about."""
+    distinct = list(dict.fromkeys(str(p.ref) for p in pulls if p.ref is not None))
+    if len(distinct) <= MAX_QUESTIONS:
+        return []
+    return [
+        Finding(
+            check="registry",
+            subject=subject(view.containers),
+            problem=f"the pod names {len(distinct)} distinct images; pullguard asks the "
+            f"registry about at most {MAX_QUESTIONS} per object, so it cannot tell whether "
+            "the rest exist",
+            short=f"{len(distinct)} distinct images: pullguard checks at most {MAX_QUESTIONS}",
+            fix=f"use at most {MAX_QUESTIONS} distinct images per pod",
+        )
+    ]
+
+
+def _public_tags(got: Mapping[Question, Answer]) -> dict[Question, Answer]:
+    """The answers, without the tags read with a namespace's credentials: those are that
+    tenant's (a forged review naming another namespace once printed "tags there include
+    ..." from its private repository), so only tags anyone may list are ever shown."""
+    return {q: replace(a, tags=()) if q.credentials and a.tags else a for q, a in got.items()}
+
+
+def registry_findings(  # noqa: PLR0917 - one call site, every argument named there
+    view: PodSpecView,
+    pulls: list[ImagePull],
+    asked: RegistryAnswers,
+    pod: PodSecrets | None,
+    config: Config,
+    cluster: ClusterView,
+    namespace: str,
+    unavailable: dict[str, str],
+    *,
+    blocked: bool,
+    mirrors_down: Collection[str],
+    running_pod: bool = False,
+    workload: WorkloadRef | None = None,
+    owner: PodOwner | None = None,
+) -> list[Finding]:
+    """Findings of the ``registry`` and ``platform`` checks. ``blocked``: a pull-secret
+    finding already denies, and its fix comes first; a refusal would repeat it.
+    ``mirrors_down``: mirrors a Pod's rewritten image may be on, which stopped
+    answering since (a cached answer from the mirror would hide that). ``running_pod``: the
+    pod exists already (``kubectl debug``), and its pull secrets cannot change."""
+    answers, as_written = asked.answers, asked.as_written
+    findings: list[Finding] = []
+    not_asked: list[str] = []
+    unchecked: list[str] = []  # the images behind not_asked
+    try:
+        nodes: frozenset[tuple[str, str]] | None = cluster.node_platforms()
+    except ClusterUnavailable as error:
+        nodes = None
+        unavailable["platform"] = str(error)
+    node_name = view.spec.get("nodeName")
+    node_name = node_name if isinstance(node_name, str) else ""
+    named_node = None
+    if node_name and nodes:
+        try:
+            named_node = cluster.node_platform(node_name)
+        except ClusterUnavailable:
+            named_node = None  # judged against every node, as without a nodeName
+    runnable = runnable_node_platforms(view.spec, nodes, named_node) if nodes else set()
+    if nodes is not None and not nodes:
+        unavailable["platform"] = "no Node says its kubernetes.io/os and kubernetes.io/arch"
+    secrets_unreadable = pod is None or pod.secrets.unavailable is not None
+    for pull in pulls:
+        container, ref = pull.container, pull.ref
+        answer = answers.get(container.pointer)
+        if ref is None or answer is None:
+            continue
+        if answer.outcome is Outcome.NOT_ASKED:
+            not_asked.append(answer.detail)
+            unchecked.append(container.shown_image)
+        if answer.outcome is Outcome.UNAUTHORIZED and blocked:
+            continue
+        if container.written and ref.domain in mirrors_down:
+            findings.append(mirror_down_finding(container, ref))
+            continue
+        if container.pointer in as_written:
+            original, original_answer = as_written[container.pointer]
+            entry = mirror_entry(original, config.mirrors)
+            finding = mirror_not_found_finding(
+                container,
+                ref,
+                original,
+                original_answer,
+                namespace=namespace,
+                node_credential_registries=config.registry.node_credential_registries,
+                secrets_unreadable=secrets_unreadable,
+                mirror_has_credentials=entry is not None and entry[0].upstream_credentials,
+                template=view.is_template,
+            )
+            if finding is not None:
+                findings.append(finding)
+            continue
+        finding = registry_finding(
+            container,
+            ref,
+            answer,
+            namespace=namespace,
+            node_credential_registries=config.registry.node_credential_registries,
+            secrets_unreadable=secrets_unreadable,
+            secrets=pod.secrets if pod is not None else None,
+            hidden=pod.hidden if pod is not None else "",
+            running_pod=running_pod,
+            workload=workload,
+            owner=owner,
+            default_sources={
+                d.secret: d.source_namespace
+                for d in config.default_pull_secrets
+                if d.source_namespace is not None
+            },
+        )
+        if finding is not None:
+            findings.append(finding)
+        if answer.platforms:
+            fit = platform_fit(answer.platforms, runnable, single_image=answer.single_image)
+            found = (
+                platform_finding(
+                    container,
+                    ref,
+                    answer.platforms,
+                    fit,
+                    single_image=answer.single_image,
+                    node_name=node_name if named_node is not None else "",
+                    placement=cluster_placement(
+                        cluster, answer.platforms, view.spec, single_image=answer.single_image
+                    ),
+                )
+                if fit is not None
+                else None
+            )
+            if found is not None:
+                findings.append(found)
+        elif answer.outcome is Outcome.FOUND and answer.platforms_note:
+            unavailable.setdefault("platform", answer.platforms_note)
+    if not_asked:
+        named = words_list(list(dict.fromkeys(unchecked)), limit=3)
+        unavailable["registry"] = "; ".join(dict.fromkeys(not_asked)) + f"; not checked: {named}"
+        unavailable.setdefault("platform", unavailable["registry"])
+    return findings
+
+
+def served_is_no_typo(
+    findings: list[Finding], answers: Mapping[str, Answer], pulls: list[ImagePull]
+) -> list[Finding]:
+    """Drop the "looks like a typo of another registry" guess for an image its registry has
+    just served: the host is the one meant (a real registry one edit from a well-known one,
+    ``quay.io`` and ``quai.io`` say, is not a typo when it has the image)."""
+    served = {
+        p.container.image_pointer
+        for p in pulls
+        if (answer := answers.get(p.container.pointer)) is not None
+        and answer.outcome is Outcome.FOUND
+    }
+    return [
+        f
+        for f in findings
+        if not (
+            f.check == "reference"
+            and f.advisory
+            and TYPO_WORDS in f.problem
+            and f.pointer in served
+        )
+    ]
+
+
+#: Answers that leave an image's existence and access unknown.
+_UNSETTLED = frozenset(
+    {Outcome.NOT_ASKED, Outcome.UNREACHABLE, Outcome.RATE_LIMITED, Outcome.REGISTRY_ERROR}
+)
+
+
+def not_checked(
+    pulls: list[ImagePull], answers: Mapping[str, Answer]
+) -> tuple[tuple[str, str], ...]:
+    """(image as written, why) for each pull whose answer settles nothing."""
+    out: dict[str, str] = {}
+    for pull in pulls:
+        answer = answers.get(pull.container.pointer)
+        if answer is not None and answer.outcome in _UNSETTLED:
+            why = answer.outcome.value.replace("_", " ")
+            out.setdefault(
+                pull.container.shown_image, f"{why}: {answer.detail}" if answer.detail else why
+            )
+    return tuple(out.items())
+
+
+def image_platforms(
+    pulls: list[ImagePull], answers: Mapping[str, Answer]
+) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """(container label, the builds its image's index lists) as the registry answered."""
+    return tuple(
+        (p.container.label, tuple(str(x) for x in answer.platforms))
+        for p in pulls
+        if (answer := answers.get(p.container.pointer)) is not None and answer.platforms
+    )
