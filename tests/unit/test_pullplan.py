@@ -71,7 +71,7 @@ def test_credentials_come_in_the_kubelets_order_with_their_origin() -> None:
 def test_node_credentials_come_after_the_pods_secrets() -> None:
     # The seam of the node's credential providers. The kubelet's keyring is the union of
     # the pod's secrets, then the node's (MakeDockerKeyring: passed secrets, then the
-    # default keyring; ../shared/FACTS.md): a stale pod secret is tried first, and the
+    # default keyring; the shared FACTS): a stale pod secret is tried first, and the
     # node's credential after it.
     node = Credential(key="registry.example.com", username="node")
     pod_credential = Credential(key="registry.example.com", username="p", source="team-a/r")
