@@ -194,16 +194,10 @@ def test_nodes_whose_taints_were_not_kept_get_the_command_that_lists_them() -> N
     assert "kubectl get nodes -l kubernetes.io/os=windows" in fix
 
 
-def test_diagnose_patches_the_owner_with_the_selector_and_the_toleration() -> None:
-    cluster = windows_cluster(WINDOWS_TAINT)
-    spec = pod_spec(container("web", IMAGE)) | {
-        "tolerations": [{"key": "node.kubernetes.io/not-ready", "operator": "Exists"}]
-    }
-    decision = validate(
-        request(pod(spec)), ENFORCE, cluster, registry=FixedRegistry({IMAGE: WINDOWS_ONLY})
-    )
-    failing = pod(spec, name="web-1")
-    failing["status"] = {
+def failing(spec: dict[str, Any]) -> dict[str, Any]:
+    """The pod of ``spec``, as the kubelet left it when its image had no build for the node."""
+    out = pod(spec, name="web-1")
+    out["status"] = {
         "containerStatuses": [
             {
                 "name": "web",
@@ -216,7 +210,19 @@ def test_diagnose_patches_the_owner_with_the_selector_and_the_toleration() -> No
             }
         ]
     }
-    (found,) = diagnose(failing, [], decision.findings, workload=Workload("Deployment", "web"))
+    return out
+
+
+def test_diagnose_patches_the_owner_with_the_selector_and_the_toleration() -> None:
+    cluster = windows_cluster(WINDOWS_TAINT)
+    spec = pod_spec(container("web", IMAGE)) | {
+        "tolerations": [{"key": "node.kubernetes.io/not-ready", "operator": "Exists"}]
+    }
+    decision = validate(
+        request(pod(spec)), ENFORCE, cluster, registry=FixedRegistry({IMAGE: WINDOWS_ONLY})
+    )
+    web = Workload("Deployment", "web")
+    (found,) = diagnose(failing(spec), [], decision.findings, workload=web)
     patch = [f for f in found.fixes if "kubectl patch deployment/web" in f]
     assert patch, found.fixes
     body = json.loads(shlex.split(patch[0][patch[0].index("kubectl patch") :])[-1])

@@ -25,6 +25,7 @@ from tests.unit.test_platform_placement import (
     WINDOWS_ONLY,
     WINDOWS_TAINT,
     applied,
+    failing,
     platform_fix,
     schedulable,
     snippet,
@@ -64,22 +65,16 @@ def stored(
     cluster.add_node(name, *platform, taints=kept)
 
 
-def failing(spec: dict[str, Any]) -> dict[str, Any]:
-    out = pod(spec, name="web-1")
-    out["status"] = {
-        "containerStatuses": [
-            {
-                "name": "web",
-                "state": {
-                    "waiting": {
-                        "reason": "ErrImagePull",
-                        "message": "no match for platform in manifest: not found",
-                    }
-                },
+def required_arch(operator: str, arch: str) -> dict[str, Any]:
+    """A required node affinity of one ``kubernetes.io/arch`` expression."""
+    expression = {"key": "kubernetes.io/arch", "operator": operator, "values": [arch]}
+    return {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [{"matchExpressions": [expression]}]
             }
-        ]
+        }
     }
-    return out
 
 
 def patch_body(fix: str) -> dict[str, Any]:
@@ -336,19 +331,7 @@ def test_a_pods_affinity_that_excludes_every_build_is_named_not_contradicted() -
     cluster = cluster_with()
     cluster.add_node("a", "linux", "amd64")
     cluster.add_node("b", "linux", "arm64")
-    affinity = {
-        "nodeAffinity": {
-            "requiredDuringSchedulingIgnoredDuringExecution": {
-                "nodeSelectorTerms": [
-                    {
-                        "matchExpressions": [
-                            {"key": "kubernetes.io/arch", "operator": "In", "values": ["amd64"]}
-                        ]
-                    }
-                ]
-            }
-        }
-    }
+    affinity = required_arch("In", "amd64")
     spec = pod_spec(container("web", IMAGE)) | {"affinity": affinity}
     fix = platform_fix(cluster, spec, ARM_ONLY)
     assert FIELDS_SAID not in fix
@@ -360,19 +343,7 @@ def test_an_affinity_that_allows_some_builds_keeps_the_fix_within_it() -> None:
     cluster = cluster_with()
     for name, arch in (("a", "amd64"), ("b", "arm64"), ("c", "s390x")):
         cluster.add_node(name, "linux", arch)
-    affinity = {
-        "nodeAffinity": {
-            "requiredDuringSchedulingIgnoredDuringExecution": {
-                "nodeSelectorTerms": [
-                    {
-                        "matchExpressions": [
-                            {"key": "kubernetes.io/arch", "operator": "NotIn", "values": ["arm64"]}
-                        ]
-                    }
-                ]
-            }
-        }
-    }
+    affinity = required_arch("NotIn", "arm64")
     spec = pod_spec(container("web", IMAGE)) | {"affinity": affinity}
     both = Answer(Outcome.FOUND, platforms=(Platform("linux", "arm64"), Platform("linux", "s390x")))
     spec["nodeSelector"] = {"kubernetes.io/arch": "amd64"}

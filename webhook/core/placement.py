@@ -43,6 +43,7 @@ from webhook.core.registry import (
     OS_LABELS,
     Platform,
     executes_on,
+    required_node_terms,
     runnable_node_platforms,
     serves,
     words_list,
@@ -170,17 +171,9 @@ class Unplaced:
 
 def _affinity_terms(spec: Mapping[str, Any]) -> list[str]:
     """The platform labels the pod's required node affinity names."""
-    affinity = spec.get("affinity")
-    node = affinity.get("nodeAffinity") if isinstance(affinity, Mapping) else None
-    required = (
-        node.get("requiredDuringSchedulingIgnoredDuringExecution")
-        if isinstance(node, Mapping)
-        else None
-    )
-    terms = required.get("nodeSelectorTerms") if isinstance(required, Mapping) else None
     keys: dict[str, None] = {}
-    for term in terms if isinstance(terms, list) else []:
-        expressions = term.get("matchExpressions") if isinstance(term, Mapping) else None
+    for term in required_node_terms(spec):
+        expressions = term.get("matchExpressions")
         for e in expressions if isinstance(expressions, list) else []:
             if isinstance(e, Mapping) and e.get("key") in PLATFORM_LABELS:
                 keys[str(e["key"])] = None

@@ -425,6 +425,20 @@ def _expression_allows(expression: Mapping[str, Any], labels: Mapping[str, str])
     return operator != "DoesNotExist"
 
 
+def required_node_terms(spec: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The ``nodeSelectorTerms`` of a pod spec's required node affinity (the well-formed
+    ones; none when it has none)."""
+    affinity = spec.get("affinity")
+    node_affinity = affinity.get("nodeAffinity") if isinstance(affinity, Mapping) else None
+    required = (
+        node_affinity.get("requiredDuringSchedulingIgnoredDuringExecution")
+        if isinstance(node_affinity, Mapping)
+        else None
+    )
+    terms = required.get("nodeSelectorTerms") if isinstance(required, Mapping) else None
+    return [t for t in terms if isinstance(t, Mapping)] if isinstance(terms, list) else []
+
+
 def runnable_node_platforms(
     spec: Mapping[str, Any],
     nodes: Iterable[tuple[str, str]],
@@ -440,15 +454,7 @@ def runnable_node_platforms(
         return {named_node}
     selector = spec.get("nodeSelector")
     selector = selector if isinstance(selector, Mapping) else {}
-    affinity = spec.get("affinity")
-    node_affinity = affinity.get("nodeAffinity") if isinstance(affinity, Mapping) else None
-    required = (
-        node_affinity.get("requiredDuringSchedulingIgnoredDuringExecution")
-        if isinstance(node_affinity, Mapping)
-        else None
-    )
-    terms = required.get("nodeSelectorTerms") if isinstance(required, Mapping) else None
-    terms = [t for t in terms if isinstance(t, Mapping)] if isinstance(terms, list) else []
+    terms = required_node_terms(spec)
     allowed = set()
     for node in nodes:
         labels = _node_labels(node)
