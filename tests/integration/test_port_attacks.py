@@ -92,17 +92,24 @@ def test_unfinished_large_bodies_do_not_grow_a_worker(tmp_path: Path) -> None:
         )
         assert during < RSS_LIMIT_MIB, f"worker RSS {during:.0f} MiB under the attack"
         assert reply.status_code == 200, reply.text[:300]
-        shed = 0
+        shed = still_read = 0
         for sock in held:
             try:
                 head = sock.recv(4096)
             except (TimeoutError, OSError):
-                continue  # still being read: one of the bodies that fit
+                still_read += 1  # one of the bodies that fit
+                continue
             if head.startswith(b"HTTP/1.1 429"):
                 assert b"Retry-After: 1" in head, head
                 shed += 1
-        print(f"{shed} of {ATTACKERS} answered 429 with Retry-After without being read")
-        assert shed >= ATTACKERS - IN_FLIGHT_BODY_BYTES // (MAX_BODY_BYTES - 1024)
+            # Else ended at its request deadline (edge.server.REQUEST_SECONDS): an end of
+            # file or a 400 for the body cut short, its bytes released for the next one.
+        print(
+            f"{shed} of {ATTACKERS} answered 429 with Retry-After without being read, "
+            f"{still_read} being read, the others ended at their deadline"
+        )
+        assert shed > 0
+        assert still_read <= IN_FLIGHT_BODY_BYTES // (MAX_BODY_BYTES - 1024)
     finally:
         for sock in held:
             sock.close()

@@ -195,9 +195,29 @@ class _CoalescingSocket:
         The read wakes at once with an end of file, and gunicorn ends the connection."""
         if not self.part_way or now - self.request_started < least:
             return False
+        if not self._nothing_waiting():
+            return False  # bytes are in, not yet read (a loaded worker): let them be read
         self.cut = True
         self._wake()
         return True
+
+    def _nothing_waiting(self) -> bool:
+        """No TLS bytes received and unread, and none in the kernel's buffer."""
+        if self._sock.pending():
+            return False
+        try:
+            dup = _socket.socket(fileno=os.dup(self._sock.fileno()))
+        except (OSError, ValueError):
+            return False
+        try:
+            dup.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+            return False
+        except BlockingIOError:
+            return True
+        except OSError:
+            return False
+        finally:
+            dup.close()
 
     def close_if_idle(self) -> bool:
         """Under pressure: close the connection if it is idle, its greenlet parked in a read
