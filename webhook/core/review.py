@@ -198,7 +198,8 @@ def decoded_cost(body: bytes) -> int:
     length = len(body)
     if not body.isascii() or _WIDE_ESCAPE.search(body):
         length *= 4
-    return length + sum(body.count(token) * price for token, price in _COST_PER_TOKEN)
+    # 1 KiB for what a decode holds whatever the body (a wide string's header, a buffer).
+    return 1024 + length + sum(body.count(token) * price for token, price in _COST_PER_TOKEN)
 
 
 def encode_json(document: Any) -> bytes:
