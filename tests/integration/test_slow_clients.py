@@ -285,3 +285,108 @@ def test_under_client_ca_unverified_idle_connections_go_first(tmp_path: Path) ->
         for sock in held:
             sock.close()
         stop_server(server)
+
+
+#: Seconds between two bytes of a trickling client: every read gets a byte well within the
+#: read timeout, so the connection is never idle (the outside review sent one every 2.9 s).
+TRICKLE_SECONDS = 1.0
+#: The headers variant stops in the headers; the body variant sends them whole and then
+#: trickles a body that never ends.
+_TRICKLE_PREFIX = {
+    "headers": b"POST /validate HTTP/1.1\r\nHost: 127.0.0.1\r\n",
+    "body": (
+        b"POST /validate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 100000\r\n\r\n"
+    ),
+}
+
+
+class _Tricklers:
+    """``count`` connections that each send their request a byte at a time, forever: each
+    one closed by the server is opened again at once (as a determined attacker does)."""
+
+    def __init__(self, server: Server, count: int, variant: str) -> None:
+        import threading
+
+        self.server, self.variant = server, variant
+        self.stop = threading.Event()
+        self.opened = 0
+        self.closed_by_server = 0
+        self._lock = threading.Lock()
+        self.threads = [threading.Thread(target=self._run, daemon=True) for _ in range(count)]
+
+    def __enter__(self) -> _Tricklers:
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(timeout=15)
+
+    def _run(self) -> None:
+        context = ssl.create_default_context(cafile=str(self.server.ca))
+        while not self.stop.is_set():
+            try:
+                raw = socket.create_connection(("127.0.0.1", _port(self.server)), timeout=2)
+                sock = context.wrap_socket(raw, server_hostname="127.0.0.1")
+            except (TimeoutError, OSError):
+                continue  # waited in the listen backlog: try again
+            with self._lock:
+                self.opened += 1
+            try:
+                sock.sendall(_TRICKLE_PREFIX[self.variant])
+                while not self.stop.wait(TRICKLE_SECONDS):
+                    sock.sendall(b"X" if self.variant == "headers" else b" ")
+                    sock.settimeout(0.0)
+                    with contextlib.suppress(ssl.SSLWantReadError, BlockingIOError):
+                        sock.recv(1)  # an answer or the end: the server has closed it
+                        raise ConnectionResetError
+                    sock.settimeout(2)
+            except OSError:
+                with self._lock:
+                    self.closed_by_server += 1
+            finally:
+                sock.close()
+
+
+@pytest.mark.parametrize("variant", ["headers", "body"])
+def test_trickling_clients_never_lock_out_real_reviews(tmp_path: Path, variant: str) -> None:
+    """40 connections that each send a byte a second (never idle, never finished) against
+    ``--connections 20``: they held every slot, and 7 of 7 real reviews timed out. Each
+    request must arrive whole within its deadline, and near the bound a request that is
+    still arriving is closed sooner; the real reviews must be answered in time, and a real
+    client's keep-alive connection kept meanwhile."""
+    server = start_server(tmp_path, "--workers", "1", "--connections", str(BOUND))
+    request = _review_request()
+    context = ssl.create_default_context(cafile=str(server.ca))
+    try:
+        with (
+            socket.create_connection(("127.0.0.1", _port(server)), timeout=5) as raw,
+            context.wrap_socket(raw, server_hostname="127.0.0.1") as keep_alive,
+        ):
+            keep_alive.sendall(request)
+            assert keep_alive.recv(65536).startswith(b"HTTP/1.1 200")
+            with _Tricklers(server, 2 * BOUND, variant) as attack:
+                time.sleep(1.5)  # the attack takes every slot
+                slowest = 0.0
+                for _ in range(7):
+                    # On a new connection, as the API server dials them; deploy/'s
+                    # timeoutSeconds is 5.
+                    slowest = max(slowest, _answered_within(server, 5.0))
+                    # And on the client's keep-alive connection: never closed meanwhile.
+                    started = time.monotonic()
+                    keep_alive.sendall(request)
+                    assert keep_alive.recv(65536).startswith(b"HTTP/1.1 200")
+                    slowest = max(slowest, time.monotonic() - started)
+                opened, closed = attack.opened, attack.closed_by_server
+        print(
+            f"\n{2 * BOUND} trickling connections ({variant}) against a bound of {BOUND}: "
+            f"7 real reviews answered in {slowest:.2f}s at worst; {opened} opened, "
+            f"{closed} closed by the server"
+        )
+        assert slowest < 5.0
+        assert "Traceback" not in server.log_text()
+    finally:
+        stop_server(server)

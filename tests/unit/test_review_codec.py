@@ -35,3 +35,57 @@ def test_deep_bodies_are_told_apart_as_before() -> None:
         parse_review_bytes(body)
     assert "nested deeper" in caught.value.reason
     assert caught.value.uid == "u1"
+
+
+def _decoded_bytes(body: bytes) -> int:
+    """What decoding ``body`` holds, by tracemalloc: the larger of orjson and the stdlib."""
+    import gc
+    import tracemalloc
+
+    import orjson
+
+    held = 0
+    for loads in (orjson.loads, json.loads):
+        gc.collect()
+        tracemalloc.start()
+        document = loads(body)
+        held = max(held, tracemalloc.get_traced_memory()[0])
+        tracemalloc.stop()
+        del document
+    return held
+
+
+@pytest.mark.parametrize(
+    "element",
+    [
+        b"{}",
+        b"[]",
+        b'"a"',
+        b'"\\u00e9"',
+        '"é"'.encode(),
+        '"😀"'.encode(),
+        b'"\\ud83d\\ude00"',
+        b"1.5",
+        b"100000",
+        b'{"a":1}',
+        b'{"a":{}}',
+        b"[[]]",
+        b"[1]",
+        b'{"ab":"cd"}',
+        b'"\\\\"',
+        b'{"k:{\\"name\\":\\"V1\\"}":{".":{},"f:name":{},"f:value":{}}}',
+    ],
+)
+def test_the_decoded_size_is_never_under_estimated(element: bytes) -> None:
+    # The budget that keeps forged reviews from growing a worker (edge.app) trusts this.
+    from webhook.core.review import decoded_cost
+
+    body = b"[" + b",".join([element] * (256 * 1024 // len(element))) + b"]"
+    assert decoded_cost(body) >= _decoded_bytes(body)
+
+
+def test_a_string_wider_than_ascii_is_priced_so() -> None:
+    from webhook.core.review import decoded_cost
+
+    body = b'["' + b"a" * 1_000_000 + '😀"]'.encode()
+    assert decoded_cost(body) >= _decoded_bytes(body) > 4_000_000

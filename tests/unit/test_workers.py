@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
 from webhook.edge.server import _CoalescingSocket
 from webhook.edge.workers import Leadership, usable_cores
 
@@ -78,3 +80,26 @@ def test_a_response_without_body_is_sent_before_any_read_or_close() -> None:
     sock.close()
     assert raw.sent[-1] == b"HTTP/1.1 204 No Content\r\n\r\n"
     assert raw.closed
+
+
+def test_a_request_that_is_not_whole_by_its_deadline_ends(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A byte at a time, each well within the read timeout: the deadline for the whole
+    # request (from its first byte) is what ends it, as an end of file gunicorn ends quietly.
+    from webhook.edge import server
+
+    clock = [1000.0]
+    monkeypatch.setattr(server.time, "monotonic", lambda: clock[0])
+    raw = _Recorder()
+    sock = _CoalescingSocket(raw, idle_seconds=120)
+    sock.between_requests()
+    assert sock.recv(1) == b"next"  # the request's first byte
+    clock[0] += server.REQUEST_SECONDS - 1
+    assert sock.recv(1) == b"next"
+    assert raw.timeouts[-2:] == [1.0, server.READ_SECONDS]  # the read waits what is left
+    clock[0] += 1
+    assert sock.recv(1) == b""
+    assert sock.cut
+    assert sock.recv(1) == b""  # and every read after it
+    sock.sendall(b"HTTP/1.1 204 No Content\r\n\r\n")
+    sock.between_requests()  # a connection that was cut is never read again
+    assert sock.recv(1) == b""

@@ -154,23 +154,52 @@ def decode_json(body: bytes) -> Any:
     return json.loads(body)
 
 
-#: Bytes of Python objects per JSON token, as measured on CPython 3.11 with orjson (the
-#: figures are in ``decoded_cost``): a dict with keys is 184 bytes plus its slot in the
-#: parent, an empty one 64 (``{}`` takes back the difference), a list 56, and each value a
-#: separator introduces (``,`` and ``:``) a slot, a string or a float.
-_COST_PER_TOKEN = ((b"{", 192), (b"{}", -128), (b"[", 64), (b",", 64), (b":", 32))
+#: Bytes of Python objects per JSON token, as measured on CPython 3.11 with orjson and the
+#: standard library (the larger of the two; figures in ``decoded_cost``): each value a
+#: separator introduces (``,``) a slot and a float or an int (8 + 24 to 36), a string two
+#: quotes of 26 (its header: 49 bytes for ASCII, 73 to 80 wider), a dict 150 more than its
+#: entries (an empty one 40 in all: ``{}`` takes back the difference), each entry (``:``) 16
+#: (its slot in the table; a key repeated is shared, a new one is a string), a list 64.
+#: Other tokens inside strings are counted too: an over-estimate.
+_COST_PER_TOKEN = (
+    (b"{", 150),
+    (b"{}", -110),
+    (b"[", 64),
+    (b",", 30),
+    (b":", 16),
+    (b'"', 26),
+    # Inside strings (the ``k:{\"name\":...}`` keys of managedFields): an escaped quote
+    # is one character, not a string (``\\`` puts back a closing quote after an escaped
+    # backslash), and a ``{`` before one is no dict. Outside a string either is no JSON:
+    # decoding stops there, and what these take back was counted in the same bytes.
+    (b'\\"', -26),
+    (b"\\\\", 26),
+    (b'{\\"', -150),
+)
+#: A string holding one character past U+007F takes 2 or 4 bytes for each of its
+#: characters: then the body's every byte is priced 4 (a ``\u`` escape of a character past
+#: U+00FF, or any byte past ASCII, may widen a string).
+_WIDE_ESCAPE = re.compile(rb"\\u(?!00)")
 
 
 def decoded_cost(body: bytes) -> int:
     """About how many bytes of Python objects ``body`` decodes to, at most (counted at C
-    speed, before decoding): its length, plus a price per ``{``, ``[``, ``,`` and ``:``.
+    speed, before decoding): its length (4 times, when a string may be wider than ASCII),
+    plus a price per ``{``, ``[``, ``,``, ``:`` and ``"``.
 
-    Measured against tracemalloc over 6.5 MiB bodies: ``[{},...]`` decodes to 157 MiB
-    (estimate 563), ``[[],...]`` 139 (296), ``["a",...]`` 94 (110), ``[{"a":1},...]`` 156
-    (239), a list of ``{"name":..., "value":...}`` env entries 46 (65). Tokens inside strings
-    are counted too: an over-estimate, never an under-one.
+    Measured against tracemalloc (issue 20's figures; the larger of orjson's and the
+    standard library's), per element of a 2 MiB list: ``{}`` decodes to 72 bytes (estimate
+    73), ``[]`` 64 (97), ``"a"`` 58 (86), ``"é"`` 82 (102), ``1.5`` 33 (34), ``{"a":1}`` 193
+    (256), ``[[]]`` 153 (163), ``[1]`` 97 (98), a dict of unique keys 105 per entry (109);
+    an UPDATE of two 3 MiB Pods of env entries and their managedFields 38 to 52 MiB
+    (estimate 1.6 to 1.7 times that). Never under the figure for the shapes measured (dicts
+    and lists of 1 to 100 entries among them).
     """
-    return len(body) + sum(body.count(token) * price for token, price in _COST_PER_TOKEN)
+    length = len(body)
+    if not body.isascii() or _WIDE_ESCAPE.search(body):
+        length *= 4
+    # 1 KiB for what a decode holds whatever the body (a wide string's header, a buffer).
+    return 1024 + length + sum(body.count(token) * price for token, price in _COST_PER_TOKEN)
 
 
 def encode_json(document: Any) -> bytes:

@@ -81,10 +81,11 @@ LARGE_BODIES_SHARE = 24 * 1024 * 1024
 IN_FLIGHT_DECODED_BYTES = 128 * 1024 * 1024
 #: Estimates larger than this share at most :data:`LARGE_DECODED_SHARE`, so the rest stays
 #: for the small reviews; a body whose estimate alone is past that share is answered 413.
-#: A real review's estimate is about 10 times its size, about 20 for one made of
-#: managedFields: an UPDATE of objects within etcd's default 1.5 MiB limit fits (the
-#: test's 2.9 MiB Pod UPDATE with its oldObject estimates 76 MiB); one of two 3 MiB objects,
-#: where etcd's limit was raised, may not (about 112 MiB, found by review, not yet mended).
+#: A real review's estimate is about 10 times its size, up to about 14 for one made of env
+#: entries and their managedFields (decoded: 6.4 to 8.6 times): an UPDATE of two 3 MiB
+#: objects (the API server's limit, where an admin raised etcd's from 1.5 MiB) estimates
+#: 66 to 85 MiB (``tests/integration/test_port_attacks.py::
+#: test_an_update_of_two_3_mib_env_heavy_objects_is_decoded``).
 LARGE_DECODED_BYTES = 4 * 1024 * 1024
 LARGE_DECODED_SHARE = 96 * 1024 * 1024
 #: Seconds the API server is asked to wait before it sends a review refused for lack of
@@ -341,9 +342,11 @@ def create_app(runtime: Runtime) -> Flask:
             return _error_review(
                 uid_from_bytes(body),
                 413,
-                f"request body would decode to about {cost >> 20} MiB of objects, more than "
-                f"the {LARGE_DECODED_SHARE >> 20} MiB pullguard decodes at once: no object "
-                "the API server stores is shaped so",
+                f"request body of {len(body) >> 20} MiB is too big to decode: it would take "
+                f"about {(cost + (1 << 20) - 1) >> 20} MiB of objects, more than the "
+                f"{LARGE_DECODED_SHARE >> 20} MiB pullguard decodes for one review (an UPDATE "
+                "of two 3 MiB objects, the API server's limit, takes under 90): no review "
+                "the API server sends is shaped so",
             )
         if not decoded.reserve(cost):
             metrics.requests.labels(webhook_name, "", "", "shed").inc()

@@ -14,14 +14,18 @@ unchecked. A greenlet per connection makes a slow client cost a socket and a few
 the capacity to answer the API server; and each connection still has deadlines:
 
 - :data:`HANDSHAKE_SECONDS` for the TLS handshake, as a whole;
-- :data:`READ_SECONDS` for each read of a request (a client that stops sending is dropped),
-  and gunicorn's keep-alive timeout for all of a request's headers;
+- :data:`REQUEST_SECONDS` for a whole request, headers and body, from its first byte (a
+  client that sends a byte every few seconds is never idle: only this ends it), and
+  :data:`READ_SECONDS` for each read and write;
 - the keep-alive time (120 s, longer than the API server keeps idle connections) for an idle
   connection, before its first request and between two;
 - at most ``worker_connections`` connections at once; past that, new ones wait in the
-  listen backlog instead of costing memory. Near that bound each new connection closes idle
-  ones (:class:`IdleConnections`): connections that finish the handshake and send nothing
-  cannot keep the API server's new ones out.
+  listen backlog instead of costing memory. Near that bound each new connection makes room
+  (:class:`IdleConnections`): requests still arriving after a second are cut, connections
+  that finish the handshake and send nothing are closed, and only then, and only as many as
+  they alone are past the bound, idle keep-alive connections of clients that complete
+  requests: neither kind of attacker can keep the API server's new connections out, or
+  close its pooled ones.
 
 Client certificates (``serve --client-ca``): the handshake asks for one and verifies any
 that is presented against that CA (a certificate from another CA fails the handshake); a
@@ -63,6 +67,10 @@ log = logging.getLogger("pullguard.server")
 
 HANDSHAKE_SECONDS = 5.0
 READ_SECONDS = 10.0
+#: A request's headers and body must all have arrived this long after its first byte: a
+#: client that sends a byte every few seconds is never idle and no single read waits long,
+#: so only a deadline for the whole request ends it. The API server sends a review at once.
+REQUEST_SECONDS = 5.0
 MAX_CONNECTIONS = 1000
 
 
@@ -144,11 +152,17 @@ class _CoalescingSocket:
         self._held = b""
         self._idle_seconds = idle_seconds
         self._idle = False
-        #: Parked in a read while idle, with nothing of a request received: only then may
-        #: the connection be closed under pressure (never mid-request).
+        #: Parked in a read: while idle with nothing of a request received, the connection
+        #: may be closed under pressure; while part-way through a request, once that
+        #: request has taken :attr:`IdleConnections.PRESSURE_REQUEST_SECONDS`.
         self._waiting = False
         self.closed_idle = False
+        #: The request's deadline passed, or it was cut under pressure: every read from now
+        #: on is an end of file, and gunicorn ends the connection.
+        self.cut = False
         self.idle_since = time.monotonic()
+        #: When the first byte of the request being read arrived.
+        self.request_started = self.idle_since
         self.responses = -1  # ``between_requests`` is called once before the first request
 
     def between_requests(self) -> None:
@@ -160,11 +174,50 @@ class _CoalescingSocket:
         self.responses += 1
         self._sock.settimeout(self._idle_seconds)
 
-    def eviction_order(self) -> tuple[bool, bool, float]:
+    @property
+    def part_way(self) -> bool:
+        """A request's first bytes are in and the greenlet waits in a read for more: the
+        request is still arriving (a request being judged or answered reads nothing)."""
+        return not self._idle and self._waiting and not self.cut
+
+    def eviction_order(self) -> tuple[bool, int, float]:
         """Sorts the connections closed first under pressure first: unverified before
-        verified (``--client-ca``), before the first request before between two, idle
-        longest first."""
-        return (self.client_verified, self.responses > 0, self.idle_since)
+        verified (``--client-ca``); then requests still arriving, then connections before
+        their first request, then between two (a client that completes requests is kept
+        longest); within each, the longest waiting first."""
+        if self.part_way:
+            return (self.client_verified, 0, self.request_started)
+        return (self.client_verified, 1 if self.responses <= 0 else 2, self.idle_since)
+
+    def cut_if_part_way(self, now: float, least: float) -> bool:
+        """Under pressure: end a request that has been arriving for ``least`` seconds or
+        more while its greenlet waits in a read for the rest (a client that trickles it).
+        The read wakes at once with an end of file, and gunicorn ends the connection."""
+        if not self.part_way or now - self.request_started < least:
+            return False
+        if not self._nothing_waiting():
+            return False  # bytes are in, not yet read (a loaded worker): let them be read
+        self.cut = True
+        self._wake()
+        return True
+
+    def _nothing_waiting(self) -> bool:
+        """No TLS bytes received and unread, and none in the kernel's buffer."""
+        if self._sock.pending():
+            return False
+        try:
+            dup = _socket.socket(fileno=os.dup(self._sock.fileno()))
+        except (OSError, ValueError):
+            return False
+        try:
+            dup.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+            return False
+        except BlockingIOError:
+            return True
+        except OSError:
+            return False
+        finally:
+            dup.close()
 
     def close_if_idle(self) -> bool:
         """Under pressure: close the connection if it is idle, its greenlet parked in a read
@@ -194,9 +247,39 @@ class _CoalescingSocket:
         self.closed_idle = True
         return True
 
+    def _wake(self) -> None:
+        """Wake the greenlet parked in a read (at an end of file), without a switch."""
+        try:
+            dup = _socket.socket(fileno=os.dup(self._sock.fileno()))
+        except (OSError, ValueError):
+            return
+        try:
+            dup.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass  # already gone: the read has ended, or will at its deadline
+        finally:
+            dup.close()
+
+    def _before_read(self) -> bool:
+        """Set the read's timeout; ``False`` when the request's deadline has passed."""
+        if self._idle:
+            return True  # waits up to the keep-alive time
+        left = self.request_started + REQUEST_SECONDS - time.monotonic()
+        if left <= 0:
+            self.cut = True
+            return False
+        self._sock.settimeout(min(READ_SECONDS, left))
+        return True
+
+    def _after_read(self) -> None:
+        """The read has ended: writes (the answer) get the whole read timeout again."""
+        if not self._idle:
+            self._sock.settimeout(READ_SECONDS)
+
     def _reading(self) -> None:
         if self._idle:
             self._idle = False
+            self.request_started = time.monotonic()
             self._sock.settimeout(READ_SECONDS)
 
     def sendall(self, data: bytes) -> None:
@@ -214,21 +297,41 @@ class _CoalescingSocket:
 
     def recv(self, size: int) -> bytes:
         self.flush()
-        self._waiting = self._idle
+        if self.cut or not self._before_read():
+            return b""
+        self._waiting = True
         try:
-            data: bytes = self._sock.recv(size)  # idle: waits up to the keep-alive time
+            data: bytes = self._sock.recv(size)
+        except OSError:
+            if self.cut or not self._idle:
+                self.cut = True  # the deadline (or the cut) ends the request: EOF
+                return b""
+            raise
         finally:
             self._waiting = False
+            self._after_read()
+        if self.cut:
+            return b""
         self._reading()
         return data
 
     def recv_into(self, buffer: Any, size: int = 0) -> int:
         self.flush()
-        self._waiting = self._idle
+        if self.cut or not self._before_read():
+            return 0
+        self._waiting = True
         try:
             count: int = self._sock.recv_into(buffer, size)
+        except OSError:
+            if self.cut or not self._idle:
+                self.cut = True
+                return 0
+            raise
         finally:
             self._waiting = False
+            self._after_read()
+        if self.cut:
+            return 0
         self._reading()
         return count
 
@@ -320,15 +423,21 @@ class IdleConnections:
     """One worker's TLS connections, and room for a new one kept by closing idle ones.
 
     ``worker_connections`` bounds a worker's connections; past it, new ones wait in the
-    listen backlog. Connections that finished the handshake and then sent nothing (anyone
-    who reaches the port can open a thousand) would keep the API server's own connections
-    waiting there, its reviews timing out. So when the connections reach the bound less
-    :attr:`reserve`, each new one closes idle ones (nginx's reuse of keep-alive connections
-    under pressure), in :meth:`_CoalescingSocket.eviction_order`: before their first request
-    first, then between requests, idle longest first; with ``--client-ca``, unverified ones
-    before verified ones. Without pressure nothing is closed before the keep-alive time (the
-    API server dials connections ahead and may leave one unused in its pool for a while), and
-    a connection with a request's bytes waiting or being read is never closed.
+    listen backlog. Connections that finished the handshake and then sent nothing, or that
+    send a request a byte every few seconds (anyone who reaches the port can open a
+    thousand), would keep the API server's own connections waiting there, its reviews timing
+    out. So when the connections reach the bound less :attr:`reserve`, each new one makes
+    room (nginx's reuse of keep-alive connections under pressure), in
+    :meth:`_CoalescingSocket.eviction_order`: requests still arriving after
+    :attr:`PRESSURE_REQUEST_SECONDS` are cut, connections idle before their first request
+    are closed, longest first; with ``--client-ca``, unverified ones before verified ones.
+    Those all end within seconds anyway; the connections that stay are keep-alive ones
+    between two requests, and those are closed (idle longest first) only as far as they alone
+    are past the bound, so a real client's pooled connection outlives a flood of the others.
+    Without pressure nothing is closed before the keep-alive time (the API server dials
+    connections ahead and may leave one unused in its pool for a while) or cut before
+    :data:`REQUEST_SECONDS`, and a request that has arrived whole (being judged or answered)
+    is never cut.
     """
 
     #: Seconds between two log lines about connections closed under pressure.
@@ -342,6 +451,10 @@ class IdleConnections:
     #: The same between two requests: the idle longest go first, the client's last
     #: answer is out.
     MIN_KEPT_ALIVE_SECONDS = 0.1
+    #: Near the bound, a request still arriving this long after its first byte is cut
+    #: (before its :data:`REQUEST_SECONDS` deadline): the API server sends a review at once,
+    #: in milliseconds; a client that trickles one holds a connection for nothing.
+    PRESSURE_REQUEST_SECONDS = 1.0
     #: While near the bound, room is also made this often (when the bound is reached, no
     #: connection is accepted to make it).
     SWEEP_SECONDS = 0.25
@@ -352,6 +465,7 @@ class IdleConnections:
         self.open = 0
         self.connections: set[_CoalescingSocket] = set()
         self.closed = 0
+        self.cut = 0
         self._logged = 0.0
         self._sweeping = False
 
@@ -376,33 +490,62 @@ class IdleConnections:
                 log.exception("closing idle connections failed")
 
     def make_room(self) -> None:
-        """Close idle connections, in eviction order, down to the bound less the reserve."""
+        """Close connections, in eviction order, down to the bound less the reserve: requests
+        still arriving after :attr:`PRESSURE_REQUEST_SECONDS`, connections idle before their
+        first request, and only then those idle between two, and only as many of those as
+        they alone are past the bound (every other connection ends by itself within seconds
+        under pressure: a real client's keep-alive connection is kept)."""
         if self.open <= self.bound - self.reserve:
             return  # no pressure: the usual case, and the sweep's every quarter second
-        closing = sum(1 for c in self.connections if c.closed_idle)
-        excess = self.open - closing - (self.bound - self.reserve)
+        closing = sum(1 for c in self.connections if c.closed_idle or c.cut)
+        target = self.bound - self.reserve
+        excess = self.open - closing - target
         if excess <= 0:
             return
-        closed = 0
+        ordered = sorted(self.connections, key=_CoalescingSocket.eviction_order)
+        kept_alive = sum(
+            1 for c in ordered if c.responses > 0 and not (c.part_way or c.closed_idle or c.cut)
+        )
+        kept_alive_excess = kept_alive - target
+        closed = cut = 0
         now = time.monotonic()
         unverified_kept = False
-        for connection in sorted(self.connections, key=_CoalescingSocket.eviction_order):
-            if closed >= excess or (connection.client_verified and unverified_kept):
+        for connection in ordered:
+            if closed + cut >= excess or (connection.client_verified and unverified_kept):
                 break  # a verified connection only once no unverified one is left
-            least = self.MIN_KEPT_ALIVE_SECONDS if connection.responses else self.MIN_IDLE_SECONDS
-            if now - connection.idle_since >= least and connection.close_if_idle():
+            if connection.part_way:
+                if connection.cut_if_part_way(now, self.PRESSURE_REQUEST_SECONDS):
+                    cut += 1
+                    continue
+            elif connection.responses <= 0:
+                if now - connection.idle_since >= self.MIN_IDLE_SECONDS and (
+                    connection.close_if_idle()
+                ):
+                    closed += 1
+                    continue
+            elif (
+                kept_alive_excess > 0
+                and now - connection.idle_since >= self.MIN_KEPT_ALIVE_SECONDS
+                and connection.close_if_idle()
+            ):
                 closed += 1
-            elif not connection.client_verified:
+                kept_alive_excess -= 1
+                continue
+            if not connection.client_verified:
                 unverified_kept = True
         self.closed += closed
-        if closed and now - self._logged >= self.LOG_EVERY:
+        self.cut += cut
+        if (closed or cut) and now - self._logged >= self.LOG_EVERY:
             self._logged = now
             log.warning(
-                "%d connections open in this worker (bound %d): idle connections closed to "
-                "keep room for new ones (%d so far)",
+                "%d connections open in this worker (bound %d): idle connections closed and "
+                "requests still arriving after %.0fs cut, to keep room for new ones (%d closed "
+                "and %d cut so far)",
                 self.open,
                 self.bound,
+                self.PRESSURE_REQUEST_SECONDS,
                 self.closed,
+                self.cut,
             )
 
     def ended(self) -> None:
@@ -506,10 +649,12 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
     def load(self) -> Flask:
         # pullguard's own line, with the deadlines (gunicorn's "Listening at" is mended above).
         log.info(
-            "serving HTTPS on %s:%s (TLS handshake deadline %.0fs, read timeout %.0fs)",
+            "serving HTTPS on %s:%s (TLS handshake deadline %.0fs, request deadline %.0fs, "
+            "read timeout %.0fs)",
             self.options.host,
             self.options.port,
             HANDSHAKE_SECONDS,
+            REQUEST_SECONDS,
             READ_SECONDS,
         )
         return self.app_factory()
