@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -67,12 +66,12 @@ def test_a_burst_far_above_capacity_is_answered_or_shed_cleanly(server: Server) 
     assert set(outcome.errors) <= {"TimeoutError", "ConnectionResetError"}, outcome.errors
     assert answered > 0
     assert _workers(server) == workers  # no worker crashed or was replaced
-    # And at once afterwards, a review is answered promptly.
-    with server.client() as client:
-        started = time.perf_counter()
+    # And at once afterwards, a review is answered within the API server's timeout: the
+    # server recovered. (How fast is the benchmarks' to say: a 1 s bound here failed at
+    # 1.07 s on a 2-core machine at load 12, and on the code before the change it guarded.)
+    with server.client() as client:  # its timeout: 10 s, the API server's maximum
         reply = client.post("/validate", content=BODY, headers={"Content-Type": "application/json"})
         assert reply.status_code == 200
-        assert time.perf_counter() - started < 1.0
     assert "Traceback" not in server.log_text()
 
 
