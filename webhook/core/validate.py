@@ -34,6 +34,10 @@ Order of a decision:
 4b. An image on a mirror is named as the user wrote it, and a mirror's "not found" is asked
    again of the registry as written before it can deny (``imagecheck``): a pull-through
    mirror that cannot reach its upstream answers 404 for images that exist.
+4c. Node credentials (``node``, the kubelet's credential providers): each image a provider
+   matches is asked with the pod's secrets first, then the providers' credentials, as the
+   kubelet pulls; its registry counts as a node-credential registry (a refusal only warns,
+   pullguard's identity is not the node's), and a provider that fails is a warning naming it.
 5. Enforced findings deny with the message of docs/reference.md; warned ones become
    kubectl warnings.
 
