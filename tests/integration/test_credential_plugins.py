@@ -27,7 +27,12 @@ from webhook.core.credprovider import (
     ProviderConfigError,
     TokenAttributes,
 )
-from webhook.edge.credproviders import CredentialProviders, read_provider_config, run_plugin
+from webhook.edge.credproviders import (
+    CredentialProviders,
+    LiveProviders,
+    read_provider_config,
+    run_plugin,
+)
 
 V1 = "credentialprovider.kubelet.k8s.io/v1"
 REGISTRY = "111122223333.dkr.ecr.us-east-1.amazonaws.com"
@@ -473,3 +478,52 @@ def test_runs_share_the_gevent_loop_of_a_server_worker() -> None:
     assert report["results"] == ["no answer within 1.0 s"] * 4 + ['{"a": 1}']
     assert report["seconds"] < 1.0 + SLACK  # four hanging plugins at once, not one after another
     assert report["ticks"] >= 5  # the loop kept running while they hung
+
+
+def test_the_live_providers_follow_the_configuration_and_keep_the_last_good(
+    plugins: Plugins, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """What ``serve`` keeps in force: the document the configuration names, re-read as it
+    changes; an invalid one is refused with every problem and the last good one stays."""
+    path = tmp_path / "providers.yaml"
+    path.write_text(CONFIG.format(name="crash"))
+    wanted: list[tuple[str | None, str | None]] = [(str(path), str(plugins.bin_dir))]
+    live = LiveProviders(lambda: wanted[0])
+    assert live.not_ready() == []  # not read yet: nothing said before the first read
+    assert live.poll_once()
+    first = live.current
+    assert first is not None
+    assert [p.name for p in first.config.providers] == ["crash"]
+    assert not live.poll_once()  # unchanged: the same providers, and their cache
+    assert live.current is first
+    (answer,) = live.provide(IMAGE, BUDGET)
+    assert (answer.provider, answer.error) == ("crash", "it exited with status 3")
+
+    path.write_text(
+        CONFIG.format(name="crash")
+        .replace("12h", "forever")
+        .replace("credentialprovider.kubelet.k8s.io/v1", "credentialprovider.example/v9")
+    )
+    with caplog.at_level(logging.ERROR, "pullguard.credproviders"):
+        assert not live.poll_once()
+    assert live.current is first  # the last good stays
+    assert len(live.last_problems) == 2, live.last_problems
+    assert "the last good one stays in force" in all_log_text(caplog)
+    assert all(p in all_log_text(caplog) for p in live.last_problems)
+
+    path.write_text(CONFIG.format(name="hang"))
+    assert live.poll_once()
+    assert live.current is not None
+    assert [p.name for p in live.current.config.providers] == ["hang"]
+
+    wanted[0] = (None, None)  # the key removed from the configuration: switched off
+    assert live.poll_once()
+    assert live.current is None
+    assert live.provide(IMAGE, BUDGET) == []
+
+    wanted[0] = (str(tmp_path / "missing.yaml"), str(plugins.bin_dir))
+    assert not live.poll_once()
+    assert live.not_ready() == [
+        f"the credential provider configuration {tmp_path}/missing.yaml is not in force yet: "
+        f"{tmp_path}/missing.yaml: cannot be read (No such file or directory)"
+    ]

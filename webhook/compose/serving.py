@@ -3,8 +3,9 @@
 In the master: gevent's patch, the shared metrics folder, the leadership lock, self-managed
 certificates, then :func:`webhook.edge.server.run`. In each worker (``app_factory``, after the
 fork): the configuration store and its source, the registry client and the mirror prober, the
-cluster caches, the secret-copy syncer, the in-cluster audit, all put into one
-:class:`webhook.edge.app.Runtime` and handed to :func:`webhook.edge.app.create_app`.
+kubelet credential providers the configuration names, the cluster caches, the secret-copy
+syncer, the in-cluster audit, all put into one :class:`webhook.edge.app.Runtime` and handed
+to :func:`webhook.edge.app.create_app`.
 
 Wiring only: the parts come from ``webhook.edge`` (I/O) and ``webhook.core`` (decisions).
 Must not: parse or check arguments (``webhook.cli.serve`` does, before :func:`run`), print
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
     from webhook.core.registry import Answer, Question
     from webhook.edge.app import Runtime
     from webhook.edge.configsource import ConfigStore
+    from webhook.edge.credproviders import LiveProviders
     from webhook.edge.metrics import Metrics
     from webhook.edge.mirrors import MirrorHealth
     from webhook.edge.registry import HttpRegistry
@@ -130,6 +132,7 @@ def _serve(args: argparse.Namespace, leadership: Leadership) -> int:
         elif args.dev:
             store.apply_text(default_config_text(), "embedded default")
         registry, mirrors = registry_parts(store, metrics)
+        providers = credential_providers(store)
         offload = off_the_loop()
         if args.dev:
             runtime = Runtime(
@@ -143,7 +146,8 @@ def _serve(args: argparse.Namespace, leadership: Leadership) -> int:
                 registry=registry,
                 mirrors_down=mirrors.down,
                 mirror_lacks=mirrors.lacks,
-                not_ready=mirrors.not_ready,
+                not_ready=lambda: mirrors.not_ready() + providers.not_ready(),
+                node_credentials=providers,
                 require_client_cert=bool(args.client_ca),
                 credentials_need_client_ca=args.credentials_need_client_ca,
                 offload=offload,
@@ -158,7 +162,8 @@ def _serve(args: argparse.Namespace, leadership: Leadership) -> int:
         runtime.registry, runtime.mirrors_down = registry, mirrors.down
         runtime.mirror_lacks = mirrors.lacks
         caches_not_ready = runtime.not_ready
-        runtime.not_ready = lambda: caches_not_ready() + mirrors.not_ready()
+        runtime.not_ready = lambda: caches_not_ready() + mirrors.not_ready() + providers.not_ready()
+        runtime.node_credentials = providers
         runtime.require_client_cert = bool(args.client_ca)
         runtime.credentials_need_client_ca = args.credentials_need_client_ca
         runtime.offload = offload
@@ -314,6 +319,27 @@ def registry_parts(store: ConfigStore, metrics: Metrics) -> tuple[HttpRegistry, 
     mirrors = MirrorHealth(probed_mirrors, registry.probe, metrics=metrics)
     mirrors.start()
     return registry, mirrors
+
+
+def credential_providers(store: ConfigStore) -> LiveProviders:
+    """The kubelet's credential providers the live configuration names
+    (``registry.imageCredentialProviderConfig`` and ``...BinDir``), re-read as it or the
+    document changes; an invalid document is refused (logged with every problem) and the
+    last good one stays."""
+    from webhook.edge.credproviders import LiveProviders
+
+    def paths() -> tuple[str | None, str | None]:
+        if not store.loaded:
+            return None, None
+        settings = store.current.registry
+        return (
+            settings.image_credential_provider_config,
+            settings.image_credential_provider_bin_dir,
+        )
+
+    providers = LiveProviders(paths)
+    providers.start()
+    return providers
 
 
 def off_the_loop() -> Callable[[Callable[[], T]], T]:

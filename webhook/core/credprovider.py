@@ -28,6 +28,7 @@ from urllib.parse import unquote
 import yaml
 
 from webhook.core.keyring import Credential, lookup
+from webhook.core.nodecreds import PROVIDER_SOURCE_PREFIX
 
 CONFIG_KIND = "CredentialProviderConfig"
 #: The ``CredentialProviderConfig`` versions the kubelet decodes.
@@ -794,7 +795,7 @@ def parse_response(data: bytes, provider: Provider) -> ProviderResponse:
                 key=key,
                 username=username,
                 password=password,
-                source=f"credential provider {provider.name}",
+                source=PROVIDER_SOURCE_PREFIX + provider.name,
             )
         )
     return ProviderResponse(str(cache_key_type), cache_seconds, tuple(auth))

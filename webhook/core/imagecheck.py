@@ -41,6 +41,7 @@ from webhook.core.checks import (
 from webhook.core.findings import Finding
 from webhook.core.hosts import any_host_matches, edit_distance
 from webhook.core.keyring import Credential
+from webhook.core.nodecreds import provider_of
 from webhook.core.placement import Placement, Unplaced
 from webhook.core.podspec import Container
 from webhook.core.reference import Reference
@@ -73,8 +74,14 @@ def _tried(answer: Answer) -> str:
     """How the refused pull was made: ``with imagePullSecret "ns/name"`` or ``anonymously``."""
     if not answer.tried:
         return "anonymously"
-    names = words_list([f'"{t}"' for t in answer.tried])
-    return f"with imagePullSecret {names}"
+    secrets = [f'"{t}"' for t in answer.tried if provider_of(t) is None]
+    providers = [name for t in answer.tried if (name := provider_of(t)) is not None]
+    parts = []
+    if secrets:
+        parts.append(f"with imagePullSecret {words_list(secrets)}")
+    if providers:
+        parts.append(f"with the credentials of credential provider {words_list(providers)}")
+    return ", then ".join(parts)
 
 
 #: Why an anonymous refusal is worth a denial, said after :func:`_tried` in the full text.
@@ -141,6 +148,8 @@ def registry_finding(
             "Docker-Content-Digest, as `docker buildx imagetools inspect` prints it)",
         )
     if outcome is Outcome.UNAUTHORIZED:
+        if any(provider_of(t) is not None for t in answer.tried):
+            return _provider_refused(container, ref, answer)
         if answer.tried:
             stale = answer.tried[0].rpartition("/")[2]
             source = (default_sources or {}).get(stale)
@@ -227,6 +236,45 @@ def registry_finding(
         problem=f"registry {where} failed to answer for {shown!r}: {answer.detail}"
         f"{_said(answer)}; pulls may fail until it recovers",
         short=f"{where} failed to answer for {ref.familiar}: {answer.detail}{_said(answer)}",
+        advisory=True,
+    )
+
+
+def _provider_refused(container: Container, ref: Reference, answer: Answer) -> Finding:
+    """A refusal of what a credential provider gave pullguard: a warning, never a denial.
+    The plugin answers for the identity it runs as (pullguard's ServiceAccount's cloud
+    role), which is not the node's: the nodes may well be served."""
+    where = ref.domain
+    return Finding.for_container(
+        "registry",
+        container,
+        cause="unauthorized",
+        problem=f"registry {where} refused to serve {container.shown_image!r} {_tried(answer)}"
+        f"{_said(answer)}; a credential provider answers for pullguard's own identity (its "
+        "ServiceAccount's cloud role), not the node's, so the nodes may still be served",
+        short=f"{where} refused {ref.familiar} with pullguard's node credentials "
+        "(the nodes' own may work)",
+        fix="give pullguard's identity read access to the repository, so it sees what "
+        "the nodes see",
+        advisory=True,
+    )
+
+
+def provider_failed_finding(
+    container: Container, ref: Reference, provider: str, why: str
+) -> Finding:
+    """A credential provider that gave no credentials for an image: a warning naming it and
+    why (the nodes run their own; pullguard cannot tell what they get)."""
+    return Finding.for_container(
+        "registry",
+        container,
+        cause="unauthorized",
+        problem=f"credential provider {provider} gave pullguard no credentials for "
+        f"{container.shown_image!r}: {why}; without them {ref.domain} refused the pull, and "
+        "the nodes run the provider themselves, so pullguard cannot tell whether they can pull it",
+        short=f"credential provider {provider} failed for {ref.familiar}: {why}",
+        fix=f"see pullguard's log for the provider's stderr, and check that {provider} runs "
+        "in pullguard's pod as on the nodes",
         advisory=True,
     )
 

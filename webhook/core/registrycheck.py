@@ -22,11 +22,13 @@ from webhook.core.imagecheck import (
     mirror_down_finding,
     mirror_not_found_finding,
     platform_finding,
+    provider_failed_finding,
     question_for,
     registry_finding,
 )
 from webhook.core.keyring import Keyring
 from webhook.core.mutate import mirror_entry
+from webhook.core.nodecreds import NodeCredentials
 from webhook.core.placement import cluster_placement
 from webhook.core.podspec import PodSpecView
 from webhook.core.pullplan import ImagePull, subject
@@ -175,12 +177,15 @@ def registry_findings(  # noqa: PLR0917 - one call site, every argument named th
     running_pod: bool = False,
     workload: WorkloadRef | None = None,
     owner: PodOwner | None = None,
+    providers: NodeCredentials | None = None,
 ) -> list[Finding]:
     """Findings of the ``registry`` and ``platform`` checks. ``blocked``: a pull-secret
     finding already denies, and its fix comes first; a refusal would repeat it.
     ``mirrors_down``: mirrors a Pod's rewritten image may be on, which stopped
     answering since (a cached answer from the mirror would hide that). ``running_pod``: the
-    pod exists already (``kubectl debug``), and its pull secrets cannot change."""
+    pod exists already (``kubectl debug``), and its pull secrets cannot change.
+    ``providers``: what the credential providers gave; a provider that failed for an image the
+    registry then refused is a warning naming the provider and why (not the refusal)."""
     answers, as_written = asked.answers, asked.as_written
     findings: list[Finding] = []
     not_asked: list[str] = []
@@ -231,6 +236,12 @@ def registry_findings(  # noqa: PLR0917 - one call site, every argument named th
             )
             if finding is not None:
                 findings.append(finding)
+            continue
+        failed = providers.failures(ref.name) if providers is not None else ()
+        if failed and answer.outcome is Outcome.UNAUTHORIZED:
+            findings.extend(
+                provider_failed_finding(container, ref, f.provider, f.error or "") for f in failed
+            )
             continue
         finding = registry_finding(
             container,

@@ -30,6 +30,7 @@ from webhook.core.config import Config
 from webhook.core.findings import Finding
 from webhook.core.hosts import any_host_matches
 from webhook.core.keyring import Keyring
+from webhook.core.nodecreds import NodeCredentials
 from webhook.core.podspec import PodSpecView
 from webhook.core.pullplan import CredentialOrigin, ImagePull, origins, subject
 from webhook.core.registry import Answer, Outcome, words_list
@@ -56,9 +57,19 @@ class PodSecrets:
     origin_of: Mapping[str, CredentialOrigin] = field(default_factory=dict)
     """Where each secret (``namespace/name``) came from."""
 
-    def with_credentials(self, pulls: list[ImagePull]) -> list[ImagePull]:
-        """``pulls``, each with the credentials the kubelet will try for it."""
-        return [p.with_credentials(self.keyring, self.origin_of) for p in pulls]
+    def with_credentials(
+        self, pulls: list[ImagePull], node: NodeCredentials | None = None
+    ) -> list[ImagePull]:
+        """``pulls``, each with the credentials the kubelet will try for it: the pod's
+        secrets first, then ``node``'s (the credential providers')."""
+        return [
+            p.with_credentials(
+                self.keyring,
+                self.origin_of,
+                node=node.credentials(p.ref.name) if node is not None and p.ref else (),
+            )
+            for p in pulls
+        ]
 
 
 def read_pod_secrets(

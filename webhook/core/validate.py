@@ -34,6 +34,10 @@ Order of a decision:
 4b. An image on a mirror is named as the user wrote it, and a mirror's "not found" is asked
    again of the registry as written before it can deny (``imagecheck``): a pull-through
    mirror that cannot reach its upstream answers 404 for images that exist.
+4c. Node credentials (``node``, the kubelet's credential providers): each image a provider
+   matches is asked with the pod's secrets first, then the providers' credentials, as the
+   kubelet pulls; its registry counts as a node-credential registry (a refusal only warns,
+   pullguard's identity is not the node's), and a provider that fails is a warning naming it.
 5. Enforced findings deny with the message of docs/reference.md; warned ones become
    kubectl warnings.
 
@@ -63,6 +67,7 @@ from webhook.core.cluster import (
 from webhook.core.config import CHECK_NAMES, Action, Config
 from webhook.core.findings import Finding, denial_message, describe_object, warning_lines
 from webhook.core.mutate import as_written, preview_pod_spec, recorded_for
+from webhook.core.nodecreds import NodeCredentials, NodeCredentialView, ask_providers
 from webhook.core.podspec import (
     MAX_IMAGE_ENTRIES,
     Container,
@@ -225,6 +230,18 @@ def namespace_actions(
     return actions, None
 
 
+def with_node_registries(config: Config, hosts: Collection[str]) -> Config:
+    """``config`` with ``hosts`` (registries a credential provider matched) counted as
+    node-credential registries: the nodes authenticate to them themselves."""
+    known = config.registry.node_credential_registries
+    extra = tuple(h for h in hosts if h not in known)
+    if not extra:
+        return config
+    return replace(
+        config, registry=replace(config.registry, node_credential_registries=(*known, *extra))
+    )
+
+
 def _secrets_changed(new: PodSpecView, old: PodSpecView | None) -> bool:
     if old is None:
         return True
@@ -243,12 +260,16 @@ def validate(
     registry: RegistryView | None = None,
     mirrors_down: Collection[str] = frozenset(),
     user_verified: bool = False,
+    node: NodeCredentialView | None = None,
 ) -> Decision:
     """Judge one admission request. Without ``registry`` the registry and platform checks
     report that they could not run; ``mirrors_down`` are mirror hosts the mutating webhook
     is not rewriting to now. ``user_verified``: ``request.userInfo`` is the API server's
     word (``serve --client-ca`` verified the connection) or the caller's own (the CLI);
-    only then is a namespace holding a missing secret named (:class:`ReadableTo`)."""
+    only then is a namespace holding a missing secret named (:class:`ReadableTo`).
+    ``node``: the kubelet's credential providers (``registry.imageCredentialProviderConfig``),
+    asked for each image the registry check asks about; their credentials are tried after
+    the pod's, and a host they match is a node-credential registry."""
     if request.operation not in ("CREATE", "UPDATE"):
         return allow("unsupported")
     namespace = request.namespace
@@ -320,6 +341,7 @@ def validate(
         actions["registry"] is not Action.OFF or actions["platform"] is not Action.OFF
     )
     pod = None
+    nodes: NodeCredentials | None = None
     if actions["pullSecrets"] is not Action.OFF or wants_registry:
         pod = read_pod_secrets(
             view,
@@ -329,7 +351,14 @@ def validate(
             namespace=namespace,
             lists_own_secrets=lists_own_secrets,
         )
-        pulls = pod.with_credentials(pulls)
+        if node is not None and wants_registry:
+            nodes = ask_providers(
+                ((p.ref.name, p.ref.domain) for p in pulls if p.ref is not None),
+                node,
+                config.registry.timeout_seconds,
+            )
+            config = with_node_registries(config, nodes.matched_hosts)
+        pulls = pod.with_credentials(pulls, nodes)
     asked = RegistryAnswers()
     if wants_registry and registry is not None and pod is not None:
         asked = ask_registry(
@@ -377,6 +406,7 @@ def validate(
                 workload=workload,
                 owner=owner,
                 mirrors_down=frozenset() if view.is_template else mirrors_down,
+                providers=nodes,
             )
         )
         findings = served_is_no_typo(findings, asked.answers, pulls)

@@ -42,6 +42,7 @@ from webhook.core.cluster import ClusterView
 from webhook.core.config import Config
 from webhook.core.configreview import review_config
 from webhook.core.mutate import Mutation, SecretCopy, mutate
+from webhook.core.nodecreds import NodeCredentialView, ProviderAnswer
 from webhook.core.registry import Answer as RegistryAnswer
 from webhook.core.registry import Outcome, Question, RegistryView
 from webhook.core.review import (
@@ -164,6 +165,10 @@ class Runtime:
     offload: Callable[[Callable[[], Any]], Any] = field(default=lambda work: work())
     """Runs CPU-heavy work (parsing a configuration under review) away from the event loop,
     so the reviews waiting behind it are answered meanwhile; by default, in place."""
+    node_credentials: NodeCredentialView | None = None
+    """The kubelet's credential providers the configuration names
+    (``registry.imageCredentialProviderConfig``): their credentials are tried after the
+    pod's own; ``None``: no node credentials are seen."""
     require_client_cert: bool = False
     """``serve --client-ca``: /validate and /mutate answer only connections that presented
     a client certificate the CA signed (the API server's, through its
@@ -458,6 +463,7 @@ def create_app(runtime: Runtime) -> Flask:
                 runtime.cluster,
                 own_namespace=runtime.own_namespace,
                 registry=_review_registry(runtime, started, config, verified),
+                node=_review_node_credentials(runtime, started, config),
                 mirrors_down=runtime.mirrors_down(),
                 # A review's userInfo is believed only from the API server (--client-ca):
                 # anyone else could claim system:masters and be told where secrets are.
@@ -574,6 +580,29 @@ def _review_registry(
     if runtime.credentials_need_client_ca and not verified:
         view = _AnonymousOnly(view)
     return _DeadlineRegistry(view, started, config.registry.timeout_seconds)
+
+
+class _DeadlineProviders:
+    """A review's credential providers: each plugin run ends within what is left of the
+    review's registry budget (``registry.timeoutSeconds``), counted from its arrival; the
+    registry is then asked with what remains (:class:`_DeadlineRegistry`)."""
+
+    def __init__(self, providers: NodeCredentialView, started: float, budget: float) -> None:
+        self.providers = providers
+        self.deadline = started + budget - ANSWER_MARGIN_SECONDS
+
+    def provide(self, image: str, timeout: float) -> Sequence[ProviderAnswer]:
+        left = min(timeout, self.deadline - time.perf_counter())
+        return self.providers.provide(image, max(left, 0.0))
+
+
+def _review_node_credentials(
+    runtime: Runtime, started: float, config: Config
+) -> NodeCredentialView | None:
+    """The credential providers one review asks, within its registry budget."""
+    if runtime.node_credentials is None:
+        return None
+    return _DeadlineProviders(runtime.node_credentials, started, config.registry.timeout_seconds)
 
 
 def _record_validation(metrics: Metrics, review: AdmissionRequest, decision: Decision) -> None:

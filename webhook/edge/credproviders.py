@@ -51,7 +51,7 @@ from webhook.core.credprovider import (
     redact,
     request_bytes,
 )
-from webhook.core.keyring import Credential
+from webhook.core.nodecreds import ProviderAnswer
 
 log = logging.getLogger("pullguard.credproviders")
 
@@ -208,17 +208,6 @@ def _kill(process: subprocess.Popen[bytes]) -> None:
         process.wait(2.0)
     except subprocess.TimeoutExpired:
         log.warning("credential provider process %d did not exit after SIGKILL", process.pid)
-
-
-@dataclass(frozen=True, slots=True)
-class ProviderAnswer:
-    """One provider's part for one image: the credentials it gave that cover the image
-    (most specific first), or ``error`` (why it gave none, for a warning)."""
-
-    provider: str
-    credentials: tuple[Credential, ...] = ()
-    error: str | None = None
-    cached: bool = False
 
 
 class ProviderFailed(Exception):
@@ -433,3 +422,108 @@ class CredentialProviders:
 
 def _text(data: bytes) -> str:
     return data.decode("utf-8", "replace")
+
+
+class LiveProviders:
+    """The credential providers the configuration in force names, kept in step with it.
+
+    ``settings()`` gives the registry settings in force (``registry.imageCredentialProvider
+    Config`` and ``...BinDir``); :meth:`poll_once` (every ``interval`` seconds in a thread
+    once :meth:`start`-ed) reads the document they name. As for pullguard's own
+    configuration: a document that is invalid is refused with every problem in the log, and
+    the last good one stays in force; unset paths switch the providers off. An unchanged
+    document keeps its providers, and their cache.
+    """
+
+    def __init__(
+        self,
+        settings: Callable[[], tuple[str | None, str | None]],
+        *,
+        interval: float = 2.0,
+        make: Callable[[ProviderConfig, str], CredentialProviders] = CredentialProviders,
+    ) -> None:
+        self._settings = settings
+        self._interval = interval
+        self._make = make
+        self._lock = threading.Lock()
+        self._current: CredentialProviders | None = None
+        self._in_force: tuple[str, str, ProviderConfig] | None = None
+        self._wanted: tuple[str | None, str | None] = (None, None)
+        self.last_problems: list[str] = []
+        self._stop = threading.Event()
+
+    @property
+    def current(self) -> CredentialProviders | None:
+        """The providers in force (``None``: none configured, or none good yet)."""
+        return self._current
+
+    def provide(self, image: str, timeout: float) -> list[ProviderAnswer]:
+        """The providers in force's answers for ``image`` (none when none are)."""
+        providers = self._current
+        return providers.provide(image, timeout) if providers is not None else []
+
+    def not_ready(self) -> list[str]:
+        """Why the providers keep the process from being ready: configured, and no good
+        document read yet (images on their registries would be judged without them)."""
+        path, _ = self._wanted
+        if path is None or self._current is not None:
+            return []
+        first = f": {self.last_problems[0]}" if self.last_problems else ""
+        return [f"the credential provider configuration {path} is not in force yet{first}"]
+
+    def poll_once(self) -> bool:
+        """Read the configured document; returns whether the providers in force changed."""
+        path, bin_dir = self._wanted = self._settings()
+        if path is None or bin_dir is None:
+            with self._lock:
+                changed = self._current is not None
+                self._current, self._in_force = None, None
+            self.last_problems = []
+            if changed:
+                log.info("credential providers switched off (no imageCredentialProviderConfig)")
+            return changed
+        try:
+            config = read_provider_config(path, bin_dir)
+        except ProviderConfigError as error:
+            if error.problems != self.last_problems:
+                kept = (
+                    "the last good one stays in force"
+                    if self._current is not None
+                    else "no credential provider is used until a valid one is read"
+                )
+                log.error(
+                    "credential provider configuration %s refused (%d problem(s)); %s: %s",
+                    path,
+                    len(error.problems),
+                    kept,
+                    "; ".join(error.problems),
+                )
+            self.last_problems = list(error.problems)
+            return False
+        self.last_problems = []
+        if self._in_force == (path, bin_dir, config):
+            return False
+        with self._lock:
+            self._current = self._make(config, bin_dir)
+            self._in_force = (path, bin_dir, config)
+        log.info(
+            "credential provider configuration %s applied: %s",
+            path,
+            ", ".join(p.name for p in config.providers),
+        )
+        return True
+
+    def start(self) -> None:
+        """Read now, then every ``interval`` seconds in a daemon thread."""
+        self.poll_once()
+        threading.Thread(target=self._run, name="credential-providers", daemon=True).start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                self.poll_once()
+            except Exception:  # never let the follower die: the last good one stays
+                log.exception("reading the credential provider configuration failed")
+
+    def stop(self) -> None:
+        self._stop.set()

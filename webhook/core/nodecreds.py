@@ -1,0 +1,94 @@
+"""Node credentials at admission: what the kubelet's credential providers give each pull.
+
+The kubelet tries a credential provider's answer after the pod's own pull secrets (its
+keyring is the union, in that order). :func:`ask_providers` asks a
+:class:`NodeCredentialView` (the edge runs the plugins behind it, bounded and cached) for
+each distinct repository the pod pulls, as the kubelet asks (the repository without tag or
+digest), and returns :class:`NodeCredentials`: per repository, each matching provider's
+credentials or why it gave none. ``validate`` hands the credentials to
+:meth:`~webhook.core.pullplan.ImagePull.with_credentials` (``node=``), counts every host a
+provider matched as a node-credential registry, and ``registrycheck`` words a provider
+that failed.
+
+Pure: no processes, no files; the plugins are reached only through the view. It never
+decides and never makes a finding.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from webhook.core.keyring import Credential
+
+#: At most this many distinct repositories are asked about per admission (as the registry
+#: check asks about at most 64 manifests): a pod naming more gets no node credentials for
+#: the rest, which then are judged as today (a warning on a node-credential registry).
+MAX_ASKED = 64
+
+#: Where a credential a provider gave says it came from (``Credential.source``).
+PROVIDER_SOURCE_PREFIX = "credential provider "
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderAnswer:
+    """One provider's part for one image: the credentials it gave that cover the image
+    (most specific first), or ``error`` (why it gave none, for a warning)."""
+
+    provider: str
+    credentials: tuple[Credential, ...] = ()
+    error: str | None = None
+    cached: bool = False
+
+
+class NodeCredentialView(Protocol):
+    """The configured credential providers, as the edge runs them."""
+
+    def provide(self, image: str, timeout: float) -> Sequence[ProviderAnswer]:
+        """Each matching provider's answer for ``image`` (a repository without tag, as the
+        kubelet asks), earlier providers first, all within ``timeout`` seconds; empty when
+        no provider matches."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class NodeCredentials:
+    """What the providers gave, by repository (``Reference.name``)."""
+
+    answers: Mapping[str, tuple[ProviderAnswer, ...]] = field(default_factory=dict)
+    matched_hosts: tuple[str, ...] = ()
+    """The registry hosts (``host[:port]``) of repositories a provider matched: the nodes
+    authenticate to them themselves, listed in ``nodeCredentialRegistries`` or not."""
+
+    def credentials(self, image: str) -> tuple[Credential, ...]:
+        """The providers' credentials for ``image``, in the kubelet's order."""
+        return tuple(c for a in self.answers.get(image, ()) for c in a.credentials)
+
+    def failures(self, image: str) -> tuple[ProviderAnswer, ...]:
+        """The matching providers that gave no answer for ``image``."""
+        return tuple(a for a in self.answers.get(image, ()) if a.error is not None)
+
+
+def ask_providers(
+    images: Iterable[tuple[str, str]], view: NodeCredentialView, budget: float
+) -> NodeCredentials:
+    """Each distinct ``(repository, host)``'s provider answers, asked of ``view`` within
+    ``budget`` seconds each (the view's own deadline bounds them all together)."""
+    answers: dict[str, tuple[ProviderAnswer, ...]] = {}
+    hosts: dict[str, None] = {}
+    for image, host in list(dict.fromkeys(images))[:MAX_ASKED]:
+        if image in answers:
+            continue
+        got = tuple(view.provide(image, budget))
+        answers[image] = got
+        if got:
+            hosts[host] = None
+    return NodeCredentials(answers, tuple(hosts))
+
+
+def provider_of(source: str) -> str | None:
+    """The provider's name when ``source`` (a ``Credential.source``) is a provider's."""
+    if source.startswith(PROVIDER_SOURCE_PREFIX):
+        return source[len(PROVIDER_SOURCE_PREFIX) :]
+    return None
