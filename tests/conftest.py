@@ -139,13 +139,16 @@ def golden_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Soak tests run only when asked for (``-m soak``): deselected, not skipped, otherwise."""
-    if "soak" in (config.getoption("markexpr") or ""):
-        return
-    soak = [item for item in items if item.get_closest_marker("soak")]
-    if soak:
-        config.hook.pytest_deselected(items=soak)
-        items[:] = [item for item in items if not item.get_closest_marker("soak")]
+    """Soak tests and the tests of open findings run only when asked for (``-m soak``,
+    ``-m open_finding``): deselected, not skipped, otherwise."""
+    asked = config.getoption("markexpr") or ""
+    for marker in ("soak", "open_finding"):
+        if marker in asked:
+            continue
+        left = [item for item in items if item.get_closest_marker(marker)]
+        if left:
+            config.hook.pytest_deselected(items=left)
+            items[:] = [item for item in items if not item.get_closest_marker(marker)]
 
 
 # -- skips that must not happen -----------------------------------------------------------

@@ -521,9 +521,16 @@ def test_the_live_providers_follow_the_configuration_and_keep_the_last_good(
     assert live.current is None
     assert live.provide(IMAGE, BUDGET) == []
 
+    # Configured, and no good document yet: the install still starts (readiness held back
+    # would stall a rollout, and block every pod behind a fail-closed webhook). Every image
+    # gets a failed provider's answer instead, so a refusal there is only a warning that
+    # says why, never a denial the nodes' credentials might have avoided.
     wanted[0] = (str(tmp_path / "missing.yaml"), str(plugins.bin_dir))
     assert not live.poll_once()
-    assert live.not_ready() == [
-        f"the credential provider configuration {tmp_path}/missing.yaml is not in force yet: "
-        f"{tmp_path}/missing.yaml: cannot be read (No such file or directory)"
-    ]
+    assert live.not_ready() == []
+    (answer,) = live.provide(IMAGE, BUDGET)
+    assert answer.credentials == ()
+    assert answer.error == (
+        f"the credential provider configuration {tmp_path}/missing.yaml is not in force "
+        "(refused: see pullguard's log)"
+    )

@@ -458,18 +458,30 @@ class LiveProviders:
         return self._current
 
     def provide(self, image: str, timeout: float) -> list[ProviderAnswer]:
-        """The providers in force's answers for ``image`` (none when none are)."""
+        """The providers in force's answers for ``image`` (none when none are configured).
+
+        Configured, and no good document read: which registries the nodes log in to is not
+        known, so every image gets a failed provider's answer (a refusal is then a warning
+        that says why, never a denial the nodes' own credentials might have avoided)."""
         providers = self._current
-        return providers.provide(image, timeout) if providers is not None else []
+        if providers is not None:
+            return providers.provide(image, timeout)
+        path, _ = self._wanted
+        if path is None:
+            return []
+        return [
+            ProviderAnswer(
+                "(configuration)",
+                error=f"the credential provider configuration {path} is not in force "
+                "(refused: see pullguard's log)",
+            )
+        ]
 
     def not_ready(self) -> list[str]:
-        """Why the providers keep the process from being ready: configured, and no good
-        document read yet (images on their registries would be judged without them)."""
-        path, _ = self._wanted
-        if path is None or self._current is not None:
-            return []
-        first = f": {self.last_problems[0]}" if self.last_problems else ""
-        return [f"the credential provider configuration {path} is not in force yet{first}"]
+        """Nothing: a provider configuration never keeps the process from being ready (a
+        held-back readiness stalls a rollout, and blocks every pod behind a fail-closed
+        webhook); until a good document is read, :meth:`provide` says it is not in force."""
+        return []
 
     def poll_once(self) -> bool:
         """Read the configured document; returns whether the providers in force changed."""

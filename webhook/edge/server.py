@@ -24,8 +24,9 @@ the capacity to answer the API server; and each connection still has deadlines:
   (:class:`IdleConnections`): requests still arriving after a second are cut, connections
   that finish the handshake and send nothing are closed, and only then, and only as many as
   they alone are past the bound, idle keep-alive connections of clients that complete
-  requests: neither kind of attacker can keep the API server's new connections out, or
-  close its pooled ones.
+  requests. That holds for trickled requests and for silent connections; it does not yet
+  for trickled TLS handshakes or clients that keep completing requests (docs/reliability.md,
+  "Open findings").
 
 Client certificates (``serve --client-ca``): the handshake asks for one and verifies any
 that is presented against that CA (a certificate from another CA fails the handshake); a
