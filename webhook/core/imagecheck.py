@@ -303,6 +303,7 @@ def platform_finding(
     *,
     single_image: bool = False,
     node_name: str = "",
+    untolerated: Sequence[tuple[str, str]] = (),
     placement: Placement | Unplaced | None = None,
 ) -> Finding | None:
     """The image lacks a build for some (or all) of the node platforms the pod may use.
@@ -320,6 +321,9 @@ def platform_finding(
 
     ``node_name``: the pod's ``spec.nodeName``, which alone decides its node; the fix then
     never suggests a nodeSelector (the kubelet rejects a pod its node does not match).
+    ``untolerated``: node platforms with a build the pod may select but whose nodes' taints
+    it does not tolerate, when no node it tolerates has one: said, and only a warning (the
+    fix adds the tolerations; a template's pods may get them from an admission plugin).
     ``placement``: the selector and tolerations that put the pod on nodes with a build
     (:func:`webhook.core.placement.placement_for`); the fix prints them, filled in, or,
     :class:`~webhook.core.placement.Unplaced`, says why no fields would do; ``None``: the
@@ -369,6 +373,21 @@ def platform_finding(
         if variants
         else ""
     )
+    if fit.fits_none and untolerated:
+        built = words_list([f"{os_name}/{arch}" for os_name, arch in untolerated])
+        return Finding.for_container(
+            "platform",
+            container,
+            cause="platform",
+            problem=f"image {shown!r} has {has} only; this pod can be scheduled on {where} "
+            f'only, where it fails with "no matching manifest"{why}; the {built} '
+            "nodes, which have a build, have taints it does not tolerate",
+            short=f"{ref.familiar} has {has} only; the pod does not tolerate the taints of "
+            f"the {built} nodes",
+            fix=_place("use a multi-platform build", placement, first=True),
+            advisory=True,
+            placement=placed,
+        )
     if fit.fits_none:
         if node_name:
             fix = (
