@@ -35,12 +35,14 @@ from webhook.core.checks import (
     SecretSet,
     WorkloadRef,
     create_secret_command,
+    entry_key,
     secret_name_for,
+    set_entry_command,
     what_the_pod_has,
 )
 from webhook.core.findings import Finding
 from webhook.core.hosts import any_host_matches, edit_distance
-from webhook.core.keyring import Credential
+from webhook.core.keyring import Credential, covered_registries, keyring_key, lookup
 from webhook.core.placement import Placement, Unplaced
 from webhook.core.podspec import Container
 from webhook.core.reference import Reference
@@ -100,6 +102,32 @@ def closest_tag(wanted: str, tags: Sequence[str]) -> str | None:
     return best[1] if best else None
 
 
+def _replacement(
+    name: str, namespace: str, tried: str, ref: Reference, secrets: SecretSet | None
+) -> tuple[str, str]:
+    """How to replace the refused login of secret ``name`` in ``namespace`` (the pod's
+    ``tried``, ``namespace/name``, is its copy or itself): the entry replaced, in words
+    (empty when the secret is recreated whole), and the command. A secret that holds
+    logins for other registries too keeps them: its one entry is set (jq), since
+    ``kubectl create secret docker-registry`` makes a secret of one registry; one that
+    holds only this registry's is recreated."""
+    held = [c for c in (secrets.credentials if secrets else []) if c.source == tried]
+    matched = lookup(held, ref.name)
+    others = covered_registries(c for c in held if c not in matched)
+    if not matched or not others:
+        return "", (
+            f"kubectl delete secret {name} -n {namespace} && "
+            f"{create_secret_command(name, namespace, ref.domain)}"
+        )
+    key = entry_key(matched[0].key)
+    secret_type = secrets.types.get(tried, "") if secrets else ""
+    return (
+        f"{keyring_key(key)} entry only (the secret also holds {words_list(others)}, which "
+        "recreating it would drop)",
+        set_entry_command(name, namespace, secret_type, key),
+    )
+
+
 def registry_finding(
     container: Container,
     ref: Reference,
@@ -145,17 +173,19 @@ def registry_finding(
             stale = answer.tried[0].rpartition("/")[2]
             source = (default_sources or {}).get(stale)
             if source and source != namespace:
+                entry, command = _replacement(stale, source, answer.tried[0], ref, secrets)
                 fix = (
                     f'imagePullSecret "{stale}" is pullguard\'s copy of {source}/{stale} '
-                    f"(defaultPullSecrets), which pullguard keeps in step: replace the source: "
-                    f"kubectl delete secret {stale} -n {source} && "
-                    f"{create_secret_command(stale, source, where)}"
+                    "(defaultPullSecrets), which pullguard keeps in step: replace the "
+                    + (f"source's {entry}" if entry else "source")
+                    + f": {command}"
                 )
             else:
+                entry, command = _replacement(stale, namespace, answer.tried[0], ref, secrets)
                 fix = (
                     f"check that the credentials in imagePullSecret {answer.tried[0]} may pull "
-                    f"{ref.familiar_name}; to replace them: kubectl delete secret "
-                    f"{stale} -n {namespace} && {create_secret_command(stale, namespace, where)}"
+                    f"{ref.familiar_name}; to replace {'its ' + entry if entry else 'them'}: "
+                    f"{command}"
                 )
         else:
             name = secret_name_for(ref.domain)
