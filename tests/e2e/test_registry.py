@@ -12,6 +12,7 @@ import pytest
 
 from tests.e2e.cluster import ControlPlane, wait_for
 from tests.e2e.conftest import E2ERegistries, pod, pull_secret
+from tests.e2e.test_decisions import run_fix
 from tests.e2e.test_kubectl import deployment
 from tests.integration.registries import push_image, push_index
 
@@ -68,6 +69,27 @@ def test_a_private_image_needs_working_credentials(
 
     plane.apply(pull_secret("regcred", ns, host, GOOD), check=True)
     assert plane.apply(pod("right", ns, image, ("regcred",))).ok
+
+    # rev22 F10: a refused secret that holds another registry's login too: the fix sets its
+    # one entry (jq, kubectl replace), run as printed with the login, and keeps the other.
+    both = json.loads(pull_secret("shared", ns, host, BAD))
+    document = {"auths": {host: {"auth": BAD}, "other.example.com": {"auth": GOOD}}}
+    both["data"][".dockerconfigjson"] = base64.b64encode(json.dumps(document).encode()).decode()
+    plane.apply(json.dumps(both), check=True)
+    refused = plane.apply(pod("shared", ns, image, ("shared",)))
+    assert not refused.ok
+    (fix,) = [line.split("Fix: ", 1)[1] for line in refused.stderr.splitlines() if "Fix: " in line]
+    assert "the secret also holds other.example.com" in fix, fix
+    run_fix(
+        plane,
+        fix.replace(
+            "--arg user USER --arg password PASSWORD", "--arg user user --arg password pass"
+        ),
+    )
+    stored = plane.get_json("secret", "shared", "-n", ns)
+    auths = json.loads(base64.b64decode(stored["data"][".dockerconfigjson"]))["auths"]
+    assert auths["other.example.com"] == {"auth": GOOD}
+    assert plane.apply(pod("shared", ns, image, ("shared",))).ok
 
     # A missing secret denies here: the registry refuses the pull without it.
     missing = plane.apply(pod("missing", ns, image, ("nope",)))

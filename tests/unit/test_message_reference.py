@@ -78,22 +78,37 @@ def _assigned(scope: ast.AST, name: str) -> list[ast.expr]:
     ]
 
 
+def _read_constants(tree: ast.Module) -> None:
+    CONSTANTS.clear()
+    CONSTANTS.update(
+        {
+            target.id: node.value.value
+            for node in tree.body
+            if isinstance(node, ast.Assign)
+            and isinstance(node.value, ast.Constant)
+            and isinstance(node.value.value, str)
+            for target in node.targets
+            if isinstance(target, ast.Name) and target.id.isupper()
+        }
+    )
+
+
+def _texts(scope: ast.AST, value: ast.expr) -> set[str]:
+    """The templates an argument can be: a variable's every assignment in ``scope``."""
+    values = _assigned(scope, value.id) if isinstance(value, ast.Name) else [value]
+    rendered = (render(v) for v in values)
+    return {t for t in rendered if t is not None and re.search(r"[a-z]", _unfilled(t))}
+
+
+def _unfilled(text: str) -> str:
+    return re.sub(r"\{[^}]*\}", "", text)
+
+
 def templates_in_code() -> set[str]:
     found: set[str] = set(CAUSE_WORDS.values())
     for path in sorted(SOURCES.rglob("*.py")):
         tree = ast.parse(path.read_text("utf-8"))
-        CONSTANTS.clear()
-        CONSTANTS.update(
-            {
-                target.id: node.value.value
-                for node in tree.body
-                if isinstance(node, ast.Assign)
-                and isinstance(node.value, ast.Constant)
-                and isinstance(node.value.value, str)
-                for target in node.targets
-                if isinstance(target, ast.Name) and target.id.isupper()
-            }
-        )
+        _read_constants(tree)
         for node in ast.walk(tree):
             if isinstance(node, ast.Assign) and any(
                 isinstance(t, ast.Name) and t.id in PRINTED_CONSTANTS for t in node.targets
@@ -139,7 +154,65 @@ def templates_in_code() -> set[str]:
                     if text is not None and text.strip("{…}") and text != "{problem}":
                         found.add(text)
     # Only texts with words of their own (not "  {image}", a list's indentation).
-    return {t for t in found if re.search(r"[a-z]", re.sub(r"\{[^}]*\}", "", t))}
+    return {t for t in found if re.search(r"[a-z]", _unfilled(t))}
+
+
+def short_forms_in_code() -> dict[str, set[str]]:
+    """Each short form (``Finding(short=...)``, and the second note of ``as_advisory``):
+    what a warning's first line and a ``pullguard audit`` line print instead of the
+    problem, with the problems (or first notes) it shortens in the same call."""
+    found: dict[str, set[str]] = {}
+    for path in sorted(SOURCES.rglob("*.py")):
+        tree = ast.parse(path.read_text("utf-8"))
+        _read_constants(tree)
+        for scope in _functions(tree):
+            for call in ast.walk(scope):
+                if not isinstance(call, ast.Call):
+                    continue
+                keywords = {k.arg: k.value for k in call.keywords}
+                if "short" in keywords and "problem" in keywords:
+                    shorts = _texts(scope, keywords["short"])
+                    problems = _texts(scope, keywords["problem"])
+                elif getattr(call.func, "attr", "") == "as_advisory" and len(call.args) > 1:
+                    shorts, problems = _texts(scope, call.args[1]), _texts(scope, call.args[0])
+                else:
+                    continue
+                for short in shorts:
+                    found.setdefault(short, set()).update(problems)
+    return found
+
+
+def short_forms_in_reference() -> dict[str, str]:
+    """The "Every short form" table: each short form with the message it shortens."""
+    text = REFERENCE.read_text("utf-8")
+    section = text.split("### Every short form", 1)[1].split("\n#", 1)[0]
+    out: dict[str, str] = {}
+    for line in section.splitlines():
+        cells = [c.strip() for c in re.split(r"(?<!\\)\|", line)[1:-1]]
+        if len(cells) != 3 or not cells[1].startswith("`"):
+            continue
+        where, short, message = cells
+        assert where and message.startswith("`"), f"an entry without its place or message: {line}"
+        out[short.strip("`").replace("\\|", "|")] = message.strip("`").replace("\\|", "|")
+    return out
+
+
+def test_every_short_form_is_in_the_reference_with_the_message_it_shortens() -> None:
+    """rev22 F12: every kubectl warning and ``pullguard audit`` line prints a finding's
+    short form, and 31 of them were in no list."""
+    code, reference = short_forms_in_code(), short_forms_in_reference()
+    assert len(code) > 20  # the extraction finds them at all
+    missing = sorted(set(code) - set(reference))
+    stale = sorted(set(reference) - set(code))
+    assert not missing, "short forms the reference lacks:\n" + "\n".join(missing)
+    assert not stale, "short forms no code prints:\n" + "\n".join(stale)
+    messages = templates_in_reference()
+    wrong = sorted(
+        f"{short}: {message}"
+        for short, message in reference.items()
+        if message not in code[short] or message not in messages
+    )
+    assert not wrong, "short forms beside a message they do not shorten:\n" + "\n".join(wrong)
 
 
 def templates_in_reference() -> set[str]:

@@ -4,12 +4,18 @@ the outside probe found misleading, on the engine with a registry that answers f
 
 from __future__ import annotations
 
+import base64
 import copy
+import json
+import shlex
+import subprocess
+
+import pytest
 
 from tests.unit.builders import cluster_with, container, pod, pod_spec, pull_secret, request
-from webhook.core.cluster import ServiceAccountInfo
+from webhook.core.cluster import SecretInfo, ServiceAccountInfo
 from webhook.core.config import load_config_text, parse_config
-from webhook.core.keyring import miss_reason
+from webhook.core.keyring import DOCKER_CFG, miss_reason, parse_pull_secret
 from webhook.core.registry import Answer, FixedRegistry, Outcome, Platform
 from webhook.core.validate import validate
 
@@ -129,6 +135,109 @@ def test_a_refused_default_secret_is_fixed_at_its_source() -> None:
         in (fix)
     )
     assert "-n team-a" not in fix
+
+
+MULTI_DEFAULT = (
+    "defaultPullSecrets:\n"
+    "  - {secret: hub, registries: [registry.example.com, other.example.com], "
+    "sourceNamespace: pullguard}\n"
+)
+SECRET_TYPES = {".dockerconfigjson": "kubernetes.io/dockerconfigjson", ".dockercfg": DOCKER_CFG}
+
+
+def two_registry_secret(data_key: str, key: str = "registry.example.com") -> SecretInfo:
+    """team-a/hub with logins for ``key`` (the image's registry) and other.example.com."""
+    auth = base64.b64encode(b"user:stale").decode()
+    entries = {key: {"auth": auth}, "other.example.com": {"auth": auth, "email": "x@y"}}
+    document = entries if data_key == ".dockercfg" else {"auths": entries}
+    encoded = base64.b64encode(json.dumps(document).encode()).decode()
+    return SecretInfo("team-a", "hub", SECRET_TYPES[data_key], {data_key: encoded})
+
+
+def edited_as_printed(fix: str, secret: SecretInfo, user: str, password: str) -> SecretInfo:
+    """The fix's ``kubectl get secret -o json | jq ... | kubectl replace -f -`` run as
+    printed, with the real jq, on the Secret as ``kubectl get -o json`` prints it (the API
+    server's side is run in tests/e2e/test_registry.py)."""
+    command = fix[fix.index("kubectl get secret ") :]
+    jq = command[command.index("| jq ") + 2 : command.rindex(" | kubectl replace -f -")]
+    # USER and PASSWORD replaced as a person does, quoted for the shell.
+    login = f"--arg user {shlex.quote(user)} --arg password {shlex.quote(password)}"
+    jq = jq.replace("--arg user USER --arg password PASSWORD", login)
+    stored = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": secret.name, "namespace": secret.namespace},
+        "type": secret.type,
+        "data": dict(secret.data),
+    }
+    done = subprocess.run(
+        ["bash", "-c", jq], input=json.dumps(stored), capture_output=True, text=True, check=True
+    )
+    edited = json.loads(done.stdout)
+    assert edited["metadata"] == stored["metadata"] and edited["type"] == secret.type
+    return SecretInfo(secret.namespace, secret.name, secret.type, edited["data"])
+
+
+@pytest.mark.parametrize("data_key", [".dockerconfigjson", ".dockercfg"])
+@pytest.mark.parametrize("config_text", [MULTI_DEFAULT, "{}"], ids=["default-secret", "own-secret"])
+def test_replacing_a_refused_secret_keeps_its_other_registries(
+    config_text: str, data_key: str
+) -> None:
+    """rev22 F10: the fix recreated the secret with ``kubectl create secret docker-registry
+    --docker-server=<the refusing registry>``: run as printed, every pod pulling from the
+    secret's other registries lost its credentials. It now names them and sets the one
+    entry; run as printed, the other entries are kept as they were."""
+    secret = two_registry_secret(data_key)
+    cluster = cluster_with(secret)
+    image = "registry.example.com/team/app:1"
+    registry = FixedRegistry({image: Answer(Outcome.UNAUTHORIZED, tried=("team-a/hub",))})
+    spec = pod_spec(container("web", image), secrets=["hub"])
+    decision = validate(
+        request(pod(spec)), load_config_text(config_text), cluster, registry=registry
+    )
+    assert not decision.allowed
+    (finding,) = [f for f in decision.findings if f.check == "registry"]
+    fix = finding.fix or ""
+    assert "delete secret" not in fix, fix
+    assert "the secret also holds other.example.com, which recreating it would drop" in fix
+    namespace = "pullguard" if config_text == MULTI_DEFAULT else "team-a"
+    assert f"kubectl get secret hub -n {namespace} -o json | jq " in fix
+    before = {c.key: c for c in parse_pull_secret(secret.type, secret.data)}
+    edited = edited_as_printed(fix, secret, "alice", "n3w'pass")
+    after = {c.key: c for c in parse_pull_secret(edited.type, edited.data)}
+    assert after.keys() == before.keys()
+    assert after["other.example.com"] == before["other.example.com"]
+    new = after["registry.example.com"]
+    assert (new.username, new.password) == ("alice", "n3w'pass")
+
+
+def test_the_refused_entry_is_replaced_under_its_own_key() -> None:
+    """A key written as a URL (``https://registry.example.com/v1/``) is replaced as such:
+    a second entry for the same registry would leave the stale login to be tried first."""
+    secret = two_registry_secret(".dockerconfigjson", "https://registry.example.com/v1/")
+    image = "registry.example.com/team/app:1"
+    registry = FixedRegistry({image: Answer(Outcome.UNAUTHORIZED, tried=("team-a/hub",))})
+    spec = pod_spec(container("web", image), secrets=["hub"])
+    decision = validate(request(pod(spec)), DEFAULT, cluster_with(secret), registry=registry)
+    (finding,) = [f for f in decision.findings if f.check == "registry"]
+    assert "to replace its registry.example.com entry only" in (finding.fix or "")
+    edited = edited_as_printed(finding.fix or "", secret, "alice", "pw")
+    keys = [c.key for c in parse_pull_secret(edited.type, edited.data)]
+    assert sorted(keys) == ["https://registry.example.com/v1/", "other.example.com"]
+
+
+def test_a_secret_of_one_registry_is_still_recreated_whole() -> None:
+    cluster = cluster_with(pull_secret("team-a", "hub", "registry.example.com"))
+    image = "registry.example.com/team/app:1"
+    registry = FixedRegistry({image: Answer(Outcome.UNAUTHORIZED, tried=("team-a/hub",))})
+    spec = pod_spec(container("web", image), secrets=["hub"])
+    decision = validate(request(pod(spec)), DEFAULT, cluster, registry=registry)
+    (finding,) = [f for f in decision.findings if f.check == "registry"]
+    assert (finding.fix or "").endswith(
+        "to replace them: kubectl delete secret hub -n team-a && kubectl create secret "
+        "docker-registry hub -n team-a --docker-server=registry.example.com "
+        "--docker-username=USER --docker-password=PASSWORD"
+    )
 
 
 def test_a_windows_image_is_scheduled_by_os_with_a_toleration() -> None:

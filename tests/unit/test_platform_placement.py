@@ -169,7 +169,11 @@ def test_untainted_nodes_for_the_build_need_no_toleration() -> None:
     cluster.add_node("amd", "linux", "amd64", taints=(Taint("gpu", "yes", "NoSchedule"),))
     cluster.add_node("arm", "linux", "arm64")
     arm_only = Answer(Outcome.FOUND, platforms=(Platform("linux", "arm64"),))
-    fix = platform_fix(cluster, pod_spec(container("web", IMAGE)), arm_only)
+    # The pod tolerates the amd64 node's taint (else it never goes there: no warning).
+    spec = pod_spec(container("web", IMAGE)) | {
+        "tolerations": [{"key": "gpu", "operator": "Exists"}]
+    }
+    fix = platform_fix(cluster, spec, arm_only)
     assert snippet(fix) == {"nodeSelector": {"kubernetes.io/arch": "arm64"}}
 
 

@@ -518,3 +518,86 @@ def test_the_snippet_keeps_the_pods_own_tolerations() -> None:
     fields = snippet(platform_fix(cluster, spec, WINDOWS_ONLY))
     assert fields["tolerations"][0] == own
     assert schedulable(applied(spec, fields), WINDOWS_LABELS, [WINDOWS_TAINT, gpu])
+
+
+# -- 10. the nodes a warning names are nodes the pod may be scheduled on (rev22 F13) ------
+# GKE taints every Arm node kubernetes.io/arch=arm64:NoSchedule: a pod without the
+# toleration never lands there, so "on linux/arm64 nodes it fails" was false.
+
+ARCH_TAINT = Taint("kubernetes.io/arch", "arm64", "NoSchedule")
+AMD_ONLY = Answer(Outcome.FOUND, platforms=(Platform("linux", "amd64"),))
+AMD_IMAGE = "registry.example.com/team/app:1"
+
+
+def arm_tainted(arm_taints: tuple[Taint, ...] | None = (ARCH_TAINT,)) -> InMemoryCluster:
+    cluster = cluster_with()
+    cluster.add_node("amd-1", "linux", "amd64")
+    cluster.add_node("arm-1", "linux", "arm64", taints=arm_taints)
+    return cluster
+
+
+def amd_only_decision(cluster: InMemoryCluster, spec: dict[str, Any], config=ENFORCE):  # type: ignore[no-untyped-def]
+    return validate(
+        request(pod(spec)), config, cluster, registry=FixedRegistry({AMD_IMAGE: AMD_ONLY})
+    )
+
+
+def test_no_platform_warning_for_nodes_the_pod_cannot_be_scheduled_on() -> None:
+    spec = pod_spec(container("web", AMD_IMAGE))
+    assert not schedulable(spec, ARM_LABELS, [ARCH_TAINT])  # the claim would be false
+    decision = amd_only_decision(arm_tainted(), spec)
+    assert decision.allowed
+    assert not [f for f in decision.findings if f.check == "platform"], decision.warnings
+    assert not [w for w in decision.warnings if "arm64" in w], decision.warnings
+
+
+def test_a_pod_that_tolerates_the_taint_is_warned_about_those_nodes() -> None:
+    toleration = {"key": "kubernetes.io/arch", "operator": "Exists", "effect": "NoSchedule"}
+    spec = pod_spec(container("web", AMD_IMAGE)) | {"tolerations": [toleration]}
+    assert schedulable(spec, ARM_LABELS, [ARCH_TAINT])
+    decision = amd_only_decision(arm_tainted(), spec)
+    assert decision.allowed
+    assert any("it fails on linux/arm64 nodes" in w for w in decision.warnings), decision.warnings
+
+
+def test_when_only_untolerated_nodes_have_a_build_it_says_so_and_never_denies() -> None:
+    """The amd64 nodes are tainted, the arm64 ones free: as written the pod goes to arm64
+    and fails; it is said which nodes have a build and why the pod does not go there, and
+    the fix's tolerations take it there. A warning: an admission plugin may add the
+    toleration to a template's pods (PodTolerationRestriction), or the taint may go."""
+    cluster = cluster_with()
+    dedicated = Taint("dedicated", "x86", "NoSchedule")
+    cluster.add_node("amd-1", "linux", "amd64", taints=(dedicated,))
+    cluster.add_node("arm-1", "linux", "arm64")
+    spec = pod_spec(container("web", AMD_IMAGE))
+    assert schedulable(spec, ARM_LABELS, []) and not schedulable(spec, LINUX_LABELS, [dedicated])
+    decision = amd_only_decision(cluster, spec)
+    assert decision.allowed
+    (finding,) = [f for f in decision.findings if f.check == "platform"]
+    assert "can be scheduled on linux/arm64 nodes only" in finding.problem
+    assert "the linux/amd64 nodes, which have a build, have taints it does not tolerate" in (
+        finding.problem
+    )
+    assert "does not tolerate the taints of the linux/amd64 nodes" in decision.warnings[0]
+    fixed = applied(spec, snippet(finding.fix or ""))
+    assert schedulable(fixed, LINUX_LABELS, [dedicated])
+    assert not schedulable(fixed, ARM_LABELS, [])
+
+
+def test_a_cordoned_or_unknown_tainted_node_may_still_take_the_pod() -> None:
+    """A cordon or a node condition's taint goes away (the node takes pods again), and
+    taints past the cap are unknown: those nodes are still named."""
+    cordoned = Taint("node.kubernetes.io/unschedulable", "", "NoSchedule")
+    for taints in [(cordoned,), None]:
+        decision = amd_only_decision(arm_tainted(taints), pod_spec(container("web", AMD_IMAGE)))
+        assert any("it fails on linux/arm64 nodes" in w for w in decision.warnings), taints
+
+
+def test_taints_never_move_a_pod_bound_to_a_node_nor_excuse_an_image_no_node_runs() -> None:
+    """spec.nodeName bypasses the scheduler (and its taints); a pod no node tolerates,
+    for an image no node it may select has a build of, still certainly fails there."""
+    bound = pod_spec(container("web", AMD_IMAGE)) | {"nodeName": "arm-1"}
+    assert not amd_only_decision(arm_tainted(), bound).allowed
+    cluster = cluster_with()
+    cluster.add_node("arm-1", "linux", "arm64", taints=(ARCH_TAINT,))
+    assert not amd_only_decision(cluster, pod_spec(container("web", AMD_IMAGE))).allowed

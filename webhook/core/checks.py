@@ -28,8 +28,12 @@ from webhook.core.config import Config
 from webhook.core.findings import Finding
 from webhook.core.hosts import any_host_matches, suggest_registry
 from webhook.core.keyring import (
+    DOCKER_CFG,
+    DOCKER_CONFIG_JSON,
+    PULL_SECRET_KEYS,
     Credential,
     SecretFormatError,
+    keyring_key,
     miss_reason,
     parse_pull_secret,
 )
@@ -277,6 +281,9 @@ class SecretSet:
     unparseable: list[Finding] = field(default_factory=list)
     """Findings about secrets the kubelet cannot parse: it then builds no keyring, and every
     pull of the pod fails, whatever the other secrets hold (also in the findings list)."""
+    types: dict[str, str] = field(default_factory=dict)
+    """Each read secret's type, by ``namespace/name`` (a fix that edits one entry needs its
+    data key)."""
 
 
 def read_secrets(
@@ -325,6 +332,7 @@ def read_secrets(
                 secrets.unparseable.append(finding)
             continue
         secrets.credentials.extend(credentials)
+        secrets.types[f"{namespace}/{name}"] = secret.type
     return secrets, findings
 
 
@@ -334,6 +342,36 @@ def create_secret_command(name: str, namespace: str, server: str) -> str:
     return (
         f"kubectl create secret docker-registry {name} -n {namespace} "
         f"--docker-server={server} --docker-username=USER --docker-password=PASSWORD"
+    )
+
+
+#: A secret entry's key printed in a command as it is, so the command replaces that very
+#: entry: a host, port and path only (a key with user info, a query or odd characters is
+#: shown as its keyring key: :func:`webhook.core.keyring.shown_key`).
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9._:/\[\]-]{1,300}", re.ASCII)
+
+
+def entry_key(key: str) -> str:
+    """The key a command that sets an entry of a pull secret names for entry ``key``: the
+    key itself when it is plain (then that entry is replaced), else its keyring key."""
+    return key if _PLAIN_KEY.fullmatch(key) else keyring_key(key)
+
+
+def set_entry_command(name: str, namespace: str, secret_type: str, key: str) -> str:
+    """The command that sets pull secret ``name``'s entry ``key`` to a new login (the
+    placeholders USER and PASSWORD) and keeps every other entry: recreating the secret with
+    ``kubectl create secret docker-registry`` would keep one registry only. The data is
+    base64 JSON, so jq (1.6: ``@base64d``) edits it, and ``kubectl replace`` writes it back
+    (refused if the secret changed since it was read)."""
+    document = ".auths[$key]" if secret_type != DOCKER_CFG else ".[$key]"
+    data_key = PULL_SECRET_KEYS.get(secret_type, PULL_SECRET_KEYS[DOCKER_CONFIG_JSON])
+    program = (
+        f'.data["{data_key}"] |= (@base64d | fromjson | {document} = '
+        "{username: $user, password: $password} | tojson | @base64)"
+    )
+    return (
+        f"kubectl get secret {name} -n {namespace} -o json | jq --arg key {q(key)} "
+        f"--arg user USER --arg password PASSWORD {q(program)} | kubectl replace -f -"
     )
 
 

@@ -35,12 +35,14 @@ from webhook.core.checks import (
     SecretSet,
     WorkloadRef,
     create_secret_command,
+    entry_key,
     secret_name_for,
+    set_entry_command,
     what_the_pod_has,
 )
 from webhook.core.findings import Finding
 from webhook.core.hosts import any_host_matches, edit_distance
-from webhook.core.keyring import Credential
+from webhook.core.keyring import Credential, covered_registries, keyring_key, lookup
 from webhook.core.nodecreds import provider_of
 from webhook.core.placement import Placement, Unplaced
 from webhook.core.podspec import Container
@@ -107,6 +109,32 @@ def closest_tag(wanted: str, tags: Sequence[str]) -> str | None:
     return best[1] if best else None
 
 
+def _replacement(
+    name: str, namespace: str, tried: str, ref: Reference, secrets: SecretSet | None
+) -> tuple[str, str]:
+    """How to replace the refused login of secret ``name`` in ``namespace`` (the pod's
+    ``tried``, ``namespace/name``, is its copy or itself): the entry replaced, in words
+    (empty when the secret is recreated whole), and the command. A secret that holds
+    logins for other registries too keeps them: its one entry is set (jq), since
+    ``kubectl create secret docker-registry`` makes a secret of one registry; one that
+    holds only this registry's is recreated."""
+    held = [c for c in (secrets.credentials if secrets else []) if c.source == tried]
+    matched = lookup(held, ref.name)
+    others = covered_registries(c for c in held if c not in matched)
+    if not matched or not others:
+        return "", (
+            f"kubectl delete secret {name} -n {namespace} && "
+            f"{create_secret_command(name, namespace, ref.domain)}"
+        )
+    key = entry_key(matched[0].key)
+    secret_type = secrets.types.get(tried, "") if secrets else ""
+    return (
+        f"{keyring_key(key)} entry only (the secret also holds {words_list(others)}, which "
+        "recreating it would drop)",
+        set_entry_command(name, namespace, secret_type, key),
+    )
+
+
 def registry_finding(
     container: Container,
     ref: Reference,
@@ -154,17 +182,19 @@ def registry_finding(
             stale = answer.tried[0].rpartition("/")[2]
             source = (default_sources or {}).get(stale)
             if source and source != namespace:
+                entry, command = _replacement(stale, source, answer.tried[0], ref, secrets)
                 fix = (
                     f'imagePullSecret "{stale}" is pullguard\'s copy of {source}/{stale} '
-                    f"(defaultPullSecrets), which pullguard keeps in step: replace the source: "
-                    f"kubectl delete secret {stale} -n {source} && "
-                    f"{create_secret_command(stale, source, where)}"
+                    "(defaultPullSecrets), which pullguard keeps in step: replace the "
+                    + (f"source's {entry}" if entry else "source")
+                    + f": {command}"
                 )
             else:
+                entry, command = _replacement(stale, namespace, answer.tried[0], ref, secrets)
                 fix = (
                     f"check that the credentials in imagePullSecret {answer.tried[0]} may pull "
-                    f"{ref.familiar_name}; to replace them: kubectl delete secret "
-                    f"{stale} -n {namespace} && {create_secret_command(stale, namespace, where)}"
+                    f"{ref.familiar_name}; to replace {'its ' + entry if entry else 'them'}: "
+                    f"{command}"
                 )
         else:
             name = secret_name_for(ref.domain)
@@ -351,6 +381,7 @@ def platform_finding(
     *,
     single_image: bool = False,
     node_name: str = "",
+    untolerated: Sequence[tuple[str, str]] = (),
     placement: Placement | Unplaced | None = None,
 ) -> Finding | None:
     """The image lacks a build for some (or all) of the node platforms the pod may use.
@@ -368,6 +399,9 @@ def platform_finding(
 
     ``node_name``: the pod's ``spec.nodeName``, which alone decides its node; the fix then
     never suggests a nodeSelector (the kubelet rejects a pod its node does not match).
+    ``untolerated``: node platforms with a build the pod may select but whose nodes' taints
+    it does not tolerate, when no node it tolerates has one: said, and only a warning (the
+    fix adds the tolerations; a template's pods may get them from an admission plugin).
     ``placement``: the selector and tolerations that put the pod on nodes with a build
     (:func:`webhook.core.placement.placement_for`); the fix prints them, filled in, or,
     :class:`~webhook.core.placement.Unplaced`, says why no fields would do; ``None``: the
@@ -417,6 +451,21 @@ def platform_finding(
         if variants
         else ""
     )
+    if fit.fits_none and untolerated:
+        built = words_list([f"{os_name}/{arch}" for os_name, arch in untolerated])
+        return Finding.for_container(
+            "platform",
+            container,
+            cause="platform",
+            problem=f"image {shown!r} has {has} only; this pod can be scheduled on {where} "
+            f'only, where it fails with "no matching manifest"{why}; the {built} '
+            "nodes, which have a build, have taints it does not tolerate",
+            short=f"{ref.familiar} has {has} only; the pod does not tolerate the taints of "
+            f"the {built} nodes",
+            fix=_place("use a multi-platform build", placement, first=True),
+            advisory=True,
+            placement=placed,
+        )
     if fit.fits_none:
         if node_name:
             fix = (

@@ -80,6 +80,7 @@ from typing import Any
 
 import jsonpatch
 
+from webhook.core.checks import set_entry_command
 from webhook.core.cluster import ClusterUnavailable, ClusterView
 from webhook.core.config import Config, DefaultPullSecret, Mirror
 from webhook.core.hosts import any_host_matches
@@ -428,12 +429,15 @@ def _withheld(
             f"kubectl delete secret {default.secret} -n {where} && {create}",
         )
     if not any(lookup(credentials, r.name) for r in wanted):
+        # Recreated, it would lose the registries it does hold (rev22 F10): add the entry.
         return WithheldSecret(
             default.secret,
             f"{where}/{default.secret}",
             registry,
             f"holds no credentials for {registry}",
-            f"kubectl delete secret {default.secret} -n {where} && {create}",
+            set_entry_command(default.secret, where, secret.type, registry)
+            if credentials
+            else f"kubectl delete secret {default.secret} -n {where} && {create}",
         )
     return None
 

@@ -74,6 +74,29 @@ def tolerates(toleration: Mapping[str, Any], taint: Taint) -> bool:
     return operator == "Equal" and str(toleration.get("value") or "") == taint.value
 
 
+def tolerated_platforms(nodes: NodeTaints, spec: Mapping[str, Any]) -> set[tuple[str, str]]:
+    """The node platforms with a node whose taints do not keep a pod of ``spec`` off, as the
+    scheduler's TaintToleration filter judges: every ``NoSchedule``/``NoExecute`` taint
+    tolerated by one of the pod's tolerations. A node's health or removal taint
+    (:func:`webhook.core.cluster.transient`) bars nothing here: the node takes pods again
+    once it recovers. A node whose taints are unknown (``None``) may take the pod."""
+    raw = spec.get("tolerations")
+    has = [t for t in raw if isinstance(t, Mapping)] if isinstance(raw, list) else []
+    return {
+        platform
+        for platform, sets in nodes.items()
+        if any(
+            taints is None
+            or all(
+                any(tolerates(h, t) for h in has)
+                for t in taints
+                if t.effect in BARRING_EFFECTS and not transient(t)
+            )
+            for taints in sets
+        )
+    }
+
+
 def toleration_for(taint: Taint) -> dict[str, str]:
     """The toleration of exactly ``taint`` (``Exists`` for a taint without a value)."""
     if not taint.value:

@@ -29,13 +29,14 @@ from webhook.core.imagecheck import (
 from webhook.core.keyring import Keyring
 from webhook.core.mutate import mirror_entry
 from webhook.core.nodecreds import NodeCredentials
-from webhook.core.placement import cluster_placement
+from webhook.core.placement import cluster_placement, tolerated_platforms
 from webhook.core.podspec import PodSpecView
 from webhook.core.pullplan import ImagePull, subject
 from webhook.core.reference import Reference, parse_or_none
 from webhook.core.registry import (
     Answer,
     Outcome,
+    PlatformFit,
     Question,
     RegistryView,
     platform_fit,
@@ -204,6 +205,8 @@ def registry_findings(  # noqa: PLR0917 - one call site, every argument named th
         except ClusterUnavailable:
             named_node = None  # judged against every node, as without a nodeName
     runnable = runnable_node_platforms(view.spec, nodes, named_node) if nodes else set()
+    # A spec.nodeName bypasses the scheduler, and with it the taints.
+    tolerated = runnable if named_node is not None else _tolerated(cluster, view, runnable)
     if nodes is not None and not nodes:
         unavailable["platform"] = "no Node says its kubernetes.io/os and kubernetes.io/arch"
     secrets_unreadable = pod is None or pod.secrets.unavailable is not None
@@ -264,7 +267,7 @@ def registry_findings(  # noqa: PLR0917 - one call site, every argument named th
         if finding is not None:
             findings.append(finding)
         if answer.platforms:
-            fit = platform_fit(answer.platforms, runnable, single_image=answer.single_image)
+            fit, untolerated = _fit(answer, runnable, tolerated)
             found = (
                 platform_finding(
                     container,
@@ -273,6 +276,7 @@ def registry_findings(  # noqa: PLR0917 - one call site, every argument named th
                     fit,
                     single_image=answer.single_image,
                     node_name=node_name if named_node is not None else "",
+                    untolerated=untolerated,
                     placement=cluster_placement(
                         cluster, answer.platforms, view.spec, single_image=answer.single_image
                     ),
@@ -289,6 +293,44 @@ def registry_findings(  # noqa: PLR0917 - one call site, every argument named th
         unavailable["registry"] = "; ".join(dict.fromkeys(not_asked)) + f"; not checked: {named}"
         unavailable.setdefault("platform", unavailable["registry"])
     return findings
+
+
+def _tolerated(
+    cluster: ClusterView, view: PodSpecView, runnable: set[tuple[str, str]]
+) -> set[tuple[str, str]]:
+    """The platforms of ``runnable`` with a node whose taints the pod tolerates (a platform
+    whose nodes' taints cannot be read stays: it may take the pod)."""
+    try:
+        nodes = cluster.node_taints()
+    except ClusterUnavailable:
+        return runnable
+    allowed = tolerated_platforms(nodes, view.spec)
+    return {n for n in runnable if n not in nodes or n in allowed}
+
+
+def _fit(
+    answer: Answer, runnable: set[tuple[str, str]], tolerated: set[tuple[str, str]]
+) -> tuple[PlatformFit | None, tuple[tuple[str, str], ...]]:
+    """How the image fits the platforms the pod may be scheduled on (its selector and
+    affinity, ``runnable``; and its tolerations, ``tolerated``), and the platforms with a
+    build that only the pod's tolerations keep it from.
+
+    The taints decide which nodes the words name (a pod never goes to a node whose taint it
+    does not tolerate), never a denial: when every node with a build is one the pod does not
+    tolerate, the finding says so and is a warning (an admission plugin or webhook may add
+    tolerations to a template's pods; the taints may be lifted). A pod that tolerates no
+    node at all is judged by its selector alone."""
+    image, single = answer.platforms or (), answer.single_image
+    fit = platform_fit(image, runnable, single_image=single)
+    if fit is None or tolerated == runnable:
+        return fit, ()
+    if not tolerated:
+        # Scheduled nowhere as written: only "no node it may select has a build" is sure.
+        return (fit if fit.fits_none else None), ()
+    judged = platform_fit(image, tolerated, single_image=single)
+    if judged is None or not judged.fits_none or fit.fits_none:
+        return judged, ()
+    return judged, tuple(sorted(runnable - tolerated - set(fit.missing)))
 
 
 def served_is_no_typo(
