@@ -146,3 +146,38 @@ def test_a_custom_resources_pod_gets_no_command_on_a_kind_kubectl_cannot_set(
     # error: the server doesn't have a resource type "taskrun" (and with Tekton installed,
     # kubectl set image does not know a TaskRun's shape either).
     assert "taskrun/" not in fix, fix
+
+
+def test_a_statefulsets_stuck_pod_is_fixed_by_what_is_printed(
+    plane: ControlPlane, ns: str, registries: E2ERegistries
+) -> None:
+    """Kubernetes' "forced rollback": a StatefulSet (OrderedReady) whose pod never became
+    Running and Ready does not replace it after its template is fixed; the pod must be
+    deleted too. The printed template patch alone leaves web-0 failing."""
+    off(plane, ns)
+    image = _private_with_secret(plane, ns, registries)
+    statefulset = {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": {"name": "web", "namespace": ns},
+        "spec": {
+            "serviceName": "web",
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {
+                "metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "app", "image": image}]},
+            },
+        },
+    }
+    plane.apply(json.dumps(statefulset), check=True)
+    name = _owned_pod(plane, ns, "app=web")
+    mark_failing(plane, ns, name, image, CONTAINERD_AMBIGUOUS.format(image=image))
+    run_printed(plane, _fix(plane, registries, ns, name))
+    wait_for(
+        lambda: all(
+            p["spec"].get("imagePullSecrets") == [{"name": "good"}]
+            for p in plane.get_json("pods", "-n", ns, "-l", "app=web")["items"]
+        ),
+        20,
+        "web-0 remade with the secret",
+    )
