@@ -181,3 +181,69 @@ def test_a_statefulsets_stuck_pod_is_fixed_by_what_is_printed(
         20,
         "web-0 remade with the secret",
     )
+
+
+def test_a_never_pull_fix_names_the_container_not_the_pods_index(
+    plane: ControlPlane, ns: str, registries: E2ERegistries
+) -> None:
+    """A sidecar injector (Linkerd puts its proxy first; Istio may too) makes the pod's
+    containers differ from the template's. The never-pull fix is a JSON patch by the *pod's*
+    index (/spec/template/spec/containers/1/...), which the Deployment's one-container
+    template refuses ("the server rejected our request"). Here the ReplicaSet's template
+    gets the injected container, as an injector would give the pods."""
+    off(plane, ns)
+    push_image(registries.public, "team/rev22-mesh", "1.0")
+    image = f"{registries.public.host}/team/rev22-mesh:1.0"
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "mesh", "namespace": ns},
+        "spec": {
+            "selector": {"matchLabels": {"app": "mesh"}},
+            "template": {
+                "metadata": {"labels": {"app": "mesh"}},
+                "spec": {
+                    "containers": [{"name": "web", "image": image, "imagePullPolicy": "Never"}]
+                },
+            },
+        },
+    }
+    plane.apply(json.dumps(deployment), check=True)
+    first = _owned_pod(plane, ns, "app=mesh")
+    (replicaset,) = plane.get_json("rs", "-n", ns, "-l", "app=mesh")["items"]
+    proxy = {"name": "linkerd-proxy", "image": image}
+    inject = [{"op": "add", "path": "/spec/template/spec/containers/0", "value": proxy}]
+    plane.kubectl(
+        "patch", "rs", replicaset["metadata"]["name"], "-n", ns, "--type=json",
+        "-p", json.dumps(inject),
+        check=True,
+    )  # fmt: skip
+    plane.kubectl("delete", "pod", first, "-n", ns, "--wait=false", check=True)
+    meshed = wait_for(
+        lambda: next(
+            (
+                p["metadata"]["name"]
+                for p in plane.get_json("pods", "-n", ns, "-l", "app=mesh")["items"]
+                if len(p["spec"]["containers"]) == 2 and not p["metadata"].get("deletionTimestamp")
+            ),
+            None,
+        ),
+        30,
+        "the meshed pod",
+    )
+    status = {
+        "status": {
+            "containerStatuses": [
+                {"name": "linkerd-proxy", "image": image, "imageID": "", "ready": True,
+                 "restartCount": 0, "state": {"running": {"startedAt": "2026-01-01T00:00:00Z"}}},
+                {"name": "web", "image": image, "imageID": "", "ready": False, "restartCount": 0,
+                 "state": {"waiting": {"reason": "ErrImageNeverPull", "message":
+                     f'Container image "{image}" is not present with pull policy of Never'}}},
+            ]
+        }
+    }  # fmt: skip
+    plane.kubectl(
+        "patch", "pod", meshed, "-n", ns, "--subresource=status", "--type=merge",
+        "-p", json.dumps(status), check=True,
+    )  # fmt: skip
+    run_printed(plane, _fix(plane, registries, ns, meshed))
