@@ -243,12 +243,16 @@ def validate(
     registry: RegistryView | None = None,
     mirrors_down: Collection[str] = frozenset(),
     user_verified: bool = False,
+    existing: bool = False,
 ) -> Decision:
     """Judge one admission request. Without ``registry`` the registry and platform checks
     report that they could not run; ``mirrors_down`` are mirror hosts the mutating webhook
     is not rewriting to now. ``user_verified``: ``request.userInfo`` is the API server's
     word (``serve --client-ca`` verified the connection) or the caller's own (the CLI);
-    only then is a namespace holding a missing secret named (:class:`ReadableTo`)."""
+    only then is a namespace holding a missing secret named (:class:`ReadableTo`).
+    ``existing``: the object is in the cluster already (``diagnose``, ``audit``): no words
+    of an apply in progress, and a fix names the object with a command where it is not
+    made by a controller (the audit judges the owner, diagnose rewrites fixes for it)."""
     if request.operation not in ("CREATE", "UPDATE"):
         return allow("unsupported")
     namespace = request.namespace
@@ -287,7 +291,11 @@ def validate(
         judged = [as_written(c, recorded.get(c.annotation_key), config.mirrors) for c in judged]
 
     workload = WorkloadRef(
-        request.kind, namespace, request.object_name, exists=request.operation == "UPDATE"
+        request.kind,
+        namespace,
+        request.object_name,
+        exists=request.operation == "UPDATE"
+        or (existing and not made_by_controller(request.object)),
     )
     # A running pod's controller (kubectl debug on a Deployment's pod): its template, not
     # the pod, takes a pull secret.
@@ -328,6 +336,7 @@ def validate(
             cluster=cluster,
             namespace=namespace,
             lists_own_secrets=lists_own_secrets,
+            existing=existing,
         )
         pulls = pod.with_credentials(pulls)
     asked = RegistryAnswers()
