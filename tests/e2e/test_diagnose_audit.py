@@ -387,7 +387,8 @@ def test_diagnose_and_audit_of_what_exists_print_no_admission_time_words(
         CONTAINERD_AMBIGUOUS.format(image=private),
         imagePullSecrets=[{"name": "absent"}],
     )
-    missing = f"{registries.private.host}/team/existing-diag:1.1"
+    push_image(registries.public, "team/existing-pub", "1.0")
+    missing = f"{registries.public.host}/team/existing-pub:1.1"
     plane.apply(pod("typo", ns, missing, secrets=("absent",)), check=True)
     plane.kubectl("label", "namespace", ns, "pullguard.io/mode-", check=True)
     diagnosed = pullguard(plane, registries, "diagnose", "orphan", "-n", ns)
@@ -404,7 +405,8 @@ def test_diagnose_and_audit_of_what_exists_print_no_admission_time_words(
     ]
     assert "kubectl set image pod/typo" in fix, audited.stdout
     run_printed(plane, fix)
-    assert plane.get_json("pod", "typo", "-n", ns)["spec"]["containers"][0]["image"] == private
+    meant = f"{registries.public.host}/team/existing-pub:1.0"
+    assert plane.get_json("pod", "typo", "-n", ns)["spec"]["containers"][0]["image"] == meant
 
 
 def test_diagnose_of_a_deployments_pod_patches_the_deployment_as_printed(
