@@ -135,7 +135,7 @@ def test_diagnose_confirms_a_missing_tag_with_the_registry(
     assert "Evidence: kubelet: rpc error: code = NotFound" in out
     assert "has no tag '1.1' (tags there include '1.0')" in out
     assert (
-        f"Fix: use tag '1.0' if that was meant, or push '1.1' first: kubectl set image pod/web "
+        f"Fix: push '1.1' first, or use tag '1.0' if that was meant: kubectl set image pod/web "
         f"app={host}/team/diag:1.0 -n {ns}" in out
     )
 
@@ -353,8 +353,60 @@ def test_audit_counts_what_it_could_not_check_and_skips_its_own_namespace(
         result = pullguard(plane, registries, "audit", "-n", "pullguard")
         assert "own-broken" not in result.stdout, result.stdout
         assert result.returncode == 0, result.stdout
+        # Issue 22 review F14: not judged is said, never "nothing would be denied or
+        # warned" (the exit status stays 0: admission denies nothing there either).
+        assert "nothing would be denied or warned" not in result.stdout, result.stdout
+        assert "in namespace pullguard (pullguard's own namespace): exempt, not judged" in (
+            result.stdout
+        )
+        exempt = json.loads(
+            pullguard(plane, registries, "audit", "-n", "pullguard", "--output", "json").stdout
+        )["exempt"]
+        assert [(e["namespace"], e["why"]) for e in exempt] == [
+            ("pullguard", "pullguard's own namespace")
+        ]
+        assert exempt[0]["objects"] >= 1
     finally:
         plane.kubectl("delete", "deployment", "own-broken", "-n", "pullguard", check=True)
+
+
+def test_diagnose_and_audit_of_what_exists_print_no_admission_time_words(
+    plane: ControlPlane, ns: str, registries: E2ERegistries
+) -> None:
+    # Issue 22 review F15: a pod that exists was not made by an apply: no "(yet)", no "if
+    # this apply creates it in a later file"; and the audit's fix for an image that does not
+    # exist sets the tag meant on the pod, as printed.
+    off(plane, ns)
+    private = f"{registries.private.host}/team/existing-diag:1.0"
+    push_image(registries.private, "team/existing-diag", "1.0")
+    failing_pod(
+        plane,
+        ns,
+        "orphan",
+        private,
+        CONTAINERD_AMBIGUOUS.format(image=private),
+        imagePullSecrets=[{"name": "absent"}],
+    )
+    push_image(registries.public, "team/existing-pub", "1.0")
+    missing = f"{registries.public.host}/team/existing-pub:1.1"
+    plane.apply(pod("typo", ns, missing, secrets=("absent",)), check=True)
+    plane.kubectl("label", "namespace", ns, "pullguard.io/mode-", check=True)
+    diagnosed = pullguard(plane, registries, "diagnose", "orphan", "-n", ns)
+    audited = pullguard(plane, registries, "audit", "-n", ns)
+    for result in (diagnosed, audited):
+        assert '"absent" does not exist in namespace' in result.stdout, result.stdout
+        assert "(yet)" not in result.stdout and "later file" not in result.stdout, result.stdout
+    plane.apply(pull_secret("absent", ns, registries.private.host), check=True)
+    audited = pullguard(plane, registries, "audit", "-n", ns)
+    (fix,) = [
+        line.split("Fix: ", 1)[1]
+        for line in audited.stdout.split(f"DENY Pod {ns}/typo", 1)[1].splitlines()
+        if "Fix: " in line
+    ]
+    assert "kubectl set image pod/typo" in fix, audited.stdout
+    run_printed(plane, fix)
+    meant = f"{registries.public.host}/team/existing-pub:1.0"
+    assert plane.get_json("pod", "typo", "-n", ns)["spec"]["containers"][0]["image"] == meant
 
 
 def test_diagnose_of_a_deployments_pod_patches_the_deployment_as_printed(
@@ -593,3 +645,226 @@ def test_diagnose_passes_over_a_cordoned_windows_node_and_its_patch_runs_as_prin
     finally:
         for node in nodes:
             plane.kubectl("delete", "node", node, "--wait=false")
+
+
+# -- issue 22 review (rev22) item 2: the fix for each kind of owner runs as printed ---------
+# A Job's spec.template is immutable (the Job is recreated); a ReplicaSet with no Deployment
+# and a StatefulSet keep the pods they have (the pod is deleted after the patch); a custom
+# resource's pod gets words, no command on a kind kubectl may not know; the never-pull fix
+# patches by container name. The controller-manager makes the owners' pods.
+
+
+def _owned_pod(plane: ControlPlane, ns: str, selector: str) -> str:
+    return str(
+        wait_for(
+            lambda: (plane.get_json("pods", "-n", ns, "-l", selector)["items"] or [None])[0],
+            30,
+            f"a pod {selector}",
+        )["metadata"]["name"]
+    )
+
+
+def _fix(plane: ControlPlane, registries: E2ERegistries, ns: str, name: str) -> str:
+    result = pullguard(plane, registries, "diagnose", name, "-n", ns)
+    assert result.returncode == 0, result.stdout + result.stderr
+    (fix,) = [line.split("Fix: ", 1)[1] for line in result.stdout.splitlines() if "Fix: " in line]
+    return fix
+
+
+def _private_with_secret(plane: ControlPlane, ns: str, registries: E2ERegistries) -> str:
+    push_image(registries.private, "team/rev22", "1.0")
+    plane.apply(pull_secret("good", ns, registries.private.host), check=True)
+    return f"{registries.private.host}/team/rev22:1.0"
+
+
+def test_a_jobs_pod_refused_gets_a_fix_the_api_server_accepts(
+    plane: ControlPlane, ns: str, registries: E2ERegistries
+) -> None:
+    off(plane, ns)
+    image = _private_with_secret(plane, ns, registries)
+    job = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": "migrate", "namespace": ns},
+        "spec": {
+            "template": {
+                "spec": {
+                    "restartPolicy": "Never",
+                    "containers": [{"name": "app", "image": image}],
+                }
+            }
+        },
+    }
+    plane.apply(json.dumps(job), check=True)
+    name = _owned_pod(plane, ns, "job-name=migrate")
+    mark_failing(plane, ns, name, image, CONTAINERD_AMBIGUOUS.format(image=image))
+    fix = _fix(plane, registries, ns, name)
+    # Printed: kubectl patch job/migrate ... '{"spec":{"template":{"spec":{"imagePullSecrets":
+    # [{"name":"good"}]}}}}', which the API server refuses: spec.template: field is immutable.
+    run_printed(plane, fix)
+
+
+def test_a_bare_replicasets_pod_is_fixed_by_what_is_printed(
+    plane: ControlPlane, ns: str, registries: E2ERegistries
+) -> None:
+    off(plane, ns)
+    image = _private_with_secret(plane, ns, registries)
+    replicaset = {
+        "apiVersion": "apps/v1",
+        "kind": "ReplicaSet",
+        "metadata": {"name": "web", "namespace": ns},
+        "spec": {
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {
+                "metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "app", "image": image}]},
+            },
+        },
+    }
+    plane.apply(json.dumps(replicaset), check=True)
+    name = _owned_pod(plane, ns, "app=web")
+    mark_failing(plane, ns, name, image, CONTAINERD_AMBIGUOUS.format(image=image))
+    run_printed(plane, _fix(plane, registries, ns, name))  # succeeds: the template changed
+    # ... but a ReplicaSet never remakes a pod it has: the failing one keeps no secret.
+    pods = wait_for(
+        lambda: plane.get_json("pods", "-n", ns, "-l", "app=web")["items"] or None, 30, "pods"
+    )
+    assert all(p["spec"].get("imagePullSecrets") == [{"name": "good"}] for p in pods), [
+        (p["metadata"]["name"], p["spec"].get("imagePullSecrets")) for p in pods
+    ]
+
+
+def test_a_custom_resources_pod_gets_no_command_on_a_kind_kubectl_cannot_set(
+    plane: ControlPlane, ns: str, registries: E2ERegistries
+) -> None:
+    off(plane, ns)
+    push_image(registries.public, "team/rev22-step", "1.0")
+    image = f"{registries.public.host}/team/rev22-step:1.1"
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": "build-1-pod",
+            "namespace": ns,
+            "ownerReferences": [
+                {
+                    "apiVersion": "tekton.dev/v1",
+                    "kind": "TaskRun",
+                    "name": "build-1",
+                    "uid": "6b9f3c2e-0000-4000-8000-000000000001",
+                    "controller": True,
+                }
+            ],
+        },
+        "spec": {"containers": [{"name": "step-build", "image": image}]},
+    }
+    plane.apply(json.dumps(pod), check=True)
+    mark_failing(
+        plane, ns, "build-1-pod", image, CONTAINERD_NOT_FOUND.format(image=image), "step-build"
+    )
+    fix = _fix(plane, registries, ns, "build-1-pod")
+    # Printed: "... kubectl set image taskrun/build-1 step-build=...:1.0 -n NS":
+    # error: the server doesn't have a resource type "taskrun" (and with Tekton installed,
+    # kubectl set image does not know a TaskRun's shape either).
+    assert "taskrun/" not in fix, fix
+
+
+def test_a_statefulsets_stuck_pod_is_fixed_by_what_is_printed(
+    plane: ControlPlane, ns: str, registries: E2ERegistries
+) -> None:
+    """Kubernetes' "forced rollback": a StatefulSet (OrderedReady) whose pod never became
+    Running and Ready does not replace it after its template is fixed; the pod must be
+    deleted too. The printed template patch alone leaves web-0 failing."""
+    off(plane, ns)
+    image = _private_with_secret(plane, ns, registries)
+    statefulset = {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": {"name": "web", "namespace": ns},
+        "spec": {
+            "serviceName": "web",
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {
+                "metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "app", "image": image}]},
+            },
+        },
+    }
+    plane.apply(json.dumps(statefulset), check=True)
+    name = _owned_pod(plane, ns, "app=web")
+    mark_failing(plane, ns, name, image, CONTAINERD_AMBIGUOUS.format(image=image))
+    run_printed(plane, _fix(plane, registries, ns, name))
+    wait_for(
+        lambda: all(
+            p["spec"].get("imagePullSecrets") == [{"name": "good"}]
+            for p in plane.get_json("pods", "-n", ns, "-l", "app=web")["items"]
+        ),
+        20,
+        "web-0 remade with the secret",
+    )
+
+
+def test_a_never_pull_fix_names_the_container_not_the_pods_index(
+    plane: ControlPlane, ns: str, registries: E2ERegistries
+) -> None:
+    """A sidecar injector (Linkerd puts its proxy first; Istio may too) makes the pod's
+    containers differ from the template's. The never-pull fix is a JSON patch by the *pod's*
+    index (/spec/template/spec/containers/1/...), which the Deployment's one-container
+    template refuses ("the server rejected our request"). Here the ReplicaSet's template
+    gets the injected container, as an injector would give the pods."""
+    off(plane, ns)
+    push_image(registries.public, "team/rev22-mesh", "1.0")
+    image = f"{registries.public.host}/team/rev22-mesh:1.0"
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "mesh", "namespace": ns},
+        "spec": {
+            "selector": {"matchLabels": {"app": "mesh"}},
+            "template": {
+                "metadata": {"labels": {"app": "mesh"}},
+                "spec": {
+                    "containers": [{"name": "web", "image": image, "imagePullPolicy": "Never"}]
+                },
+            },
+        },
+    }
+    plane.apply(json.dumps(deployment), check=True)
+    first = _owned_pod(plane, ns, "app=mesh")
+    (replicaset,) = plane.get_json("rs", "-n", ns, "-l", "app=mesh")["items"]
+    proxy = {"name": "linkerd-proxy", "image": image}
+    inject = [{"op": "add", "path": "/spec/template/spec/containers/0", "value": proxy}]
+    plane.kubectl(
+        "patch", "rs", replicaset["metadata"]["name"], "-n", ns, "--type=json",
+        "-p", json.dumps(inject),
+        check=True,
+    )  # fmt: skip
+    plane.kubectl("delete", "pod", first, "-n", ns, "--wait=false", check=True)
+    meshed = wait_for(
+        lambda: next(
+            (
+                p["metadata"]["name"]
+                for p in plane.get_json("pods", "-n", ns, "-l", "app=mesh")["items"]
+                if len(p["spec"]["containers"]) == 2 and not p["metadata"].get("deletionTimestamp")
+            ),
+            None,
+        ),
+        30,
+        "the meshed pod",
+    )
+    status = {
+        "status": {
+            "containerStatuses": [
+                {"name": "linkerd-proxy", "image": image, "imageID": "", "ready": True,
+                 "restartCount": 0, "state": {"running": {"startedAt": "2026-01-01T00:00:00Z"}}},
+                {"name": "web", "image": image, "imageID": "", "ready": False, "restartCount": 0,
+                 "state": {"waiting": {"reason": "ErrImageNeverPull", "message":
+                     f'Container image "{image}" is not present with pull policy of Never'}}},
+            ]
+        }
+    }  # fmt: skip
+    plane.kubectl(
+        "patch", "pod", meshed, "-n", ns, "--subresource=status", "--type=merge",
+        "-p", json.dumps(status), check=True,
+    )  # fmt: skip
+    run_printed(plane, _fix(plane, registries, ns, meshed))

@@ -295,3 +295,42 @@ def test_a_platform_failure_with_nothing_known_prints_no_placeholder_command() -
         (fix,) = found.fixes
         assert "ARCH" not in fix and "kubectl" not in fix
         assert f"set nodeSelector kubernetes.io/arch (and kubernetes.io/os) {where}" in fix
+
+
+# -- issue 22 review (rev22) item 2: each owner's fix as the API server takes it ------------
+
+
+def _fix_for(workload: Workload, message: str = "401 Unauthorized", **extra: Any) -> str:
+    (found,) = diagnose(
+        failing(message, **extra), [], [], live_note="registry: unavailable", workload=workload
+    )
+    (fix,) = found.fixes
+    return fix
+
+
+def test_a_jobs_pod_recreates_the_job_its_template_being_immutable() -> None:
+    fix = _fix_for(Workload("Job", "migrate"))
+    assert "kubectl patch job/migrate -n team-a --type=strategic --dry-run=client" in fix
+    assert fix.endswith("| kubectl replace --force -f -"), fix
+    assert '"selector":null' in fix and '"controller-uid":null' in fix
+
+
+def test_owners_that_keep_their_pods_get_the_pod_deleted_after_the_patch() -> None:
+    for kind in ("ReplicaSet", "StatefulSet", "ReplicationController"):
+        fix = _fix_for(Workload(kind, "web"))
+        assert fix.endswith(" && kubectl delete pod web-1 -n team-a"), fix
+    assert "kubectl delete pod" not in _fix_for(Workload("Deployment", "web"))
+
+
+def test_a_custom_resources_pod_gets_words_and_no_kubectl_command() -> None:
+    owner = Workload("TaskRun", "build-1")
+    for message in ("401 Unauthorized", NOT_FOUND_TEXT):
+        fix = _fix_for(owner, message)
+        assert "taskrun/" not in fix and "TaskRun build-1" in fix, fix
+
+
+def test_the_never_pull_fix_patches_the_container_by_its_name() -> None:
+    message = f'Container image "{IMAGE}" is not present with pull policy of Never'
+    fix = _fix_for(Workload("Deployment", "web"), message, reason="ErrImageNeverPull")
+    assert "--type=strategic" in fix and "/containers/" not in fix, fix
+    assert '{"containers":[{"name":"web","imagePullPolicy":"IfNotPresent"}]}' in fix, fix

@@ -10,6 +10,10 @@ the registry asked with each object's own credentials, each distinct image once.
 It never says "nothing" where it could not look: every image the registry check could not
 settle (not asked, unreachable, rate limited, failing) is counted and listed with why.
 
+Objects in an exempt namespace (``exemptNamespaces``, pullguard's own) are counted and said
+to be exempt and not judged, never "nothing would be denied or warned". They do not change
+the exit status: admission admits them unjudged, so nothing there would be denied.
+
 Exit status: 1 when anything would be denied; else 3 when some images could not be checked;
 else 0. 2 when the cluster could not be read, or the namespace asked for does not exist.
 
@@ -71,6 +75,10 @@ def cmd_audit(args: argparse.Namespace) -> int:
         print(file=sys.stderr)
     results = [(kind, document["metadata"], d) for kind, document, d in audit.judged]
     not_checked = audit.not_checked
+    exempt = [
+        (namespace, count, _exempt_why(namespace, args.pullguard_namespace))
+        for namespace, count in audit.exempt.items()
+    ]
     denied = any(not d.allowed for _, _, d in results)
     summary: dict[str, dict[str, dict[str, int]]] = defaultdict(
         lambda: defaultdict(lambda: {"deny": 0, "warn": 0})
@@ -105,6 +113,10 @@ def cmd_audit(args: argparse.Namespace) -> int:
                         for kind, meta, d in results
                     ],
                     "summary": summary,
+                    "exempt": [
+                        {"namespace": namespace, "objects": count, "why": why}
+                        for namespace, count, why in exempt
+                    ],
                     "notChecked": [
                         {"image": image, "why": why}
                         for why, images in not_checked.items()
@@ -115,7 +127,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
             )
         )
     else:
-        print(_text(results, summary, audit.scanned, source, not_checked))
+        print(_text(results, summary, audit.scanned, source, not_checked, exempt=exempt))
     if denied:
         return 1
     return 3 if not_checked else 0
@@ -127,10 +139,13 @@ def _text(
     scanned: int,
     source: str,
     not_checked: dict[str, dict[str, None]],
+    *,
+    exempt: list[tuple[str, int, str]],
 ) -> str:
     lines = [
         f"pullguard audit: {scanned} object{'' if scanned == 1 else 's'} scanned with {source}"
     ]
+    lines.extend(_exempt_text(exempt))
     for kind, meta, decision in results:
         verdict = "DENY" if not decision.allowed else "WARN"
         lines.append(f"{verdict} {kind} {meta.get('namespace', '')}/{meta.get('name', '')}")
@@ -142,11 +157,20 @@ def _text(
                 lines.append(f"    Fix: {f.fix}")
     unchecked = _not_checked_text(not_checked)
     if not results:
-        if unchecked:
-            lines.append("nothing would be denied or warned among the images checked")
-            return "\n".join([*lines, *unchecked])
-        lines.append("nothing would be denied or warned")
-        return "\n".join(lines)
+        if exempt and scanned == sum(count for _, count, _ in exempt):
+            return "\n".join([*lines, *unchecked])  # nothing was judged: no "nothing"
+        among = [
+            words
+            for words, present in (
+                ("the objects judged", exempt),
+                ("the images checked", unchecked),
+            )
+            if present
+        ]
+        lines.append(
+            "nothing would be denied or warned" + (f" among {' and '.join(among)}" if among else "")
+        )
+        return "\n".join([*lines, *unchecked])
     lines.append("")
     lines.append(f"{'NAMESPACE':<24} {'CHECK':<12} {'DENY':>5} {'WARN':>5}")
     for namespace in sorted(summary):
@@ -154,6 +178,18 @@ def _text(
             counts = summary[namespace][check]
             lines.append(f"{namespace:<24} {check:<12} {counts['deny']:>5} {counts['warn']:>5}")
     return "\n".join([*lines, *unchecked])
+
+
+def _exempt_text(exempt: list[tuple[str, int, str]]) -> list[str]:
+    """``3 objects in namespace kube-system (in exemptNamespaces): exempt, not judged``."""
+    return [
+        f"{n} object{'' if n == 1 else 's'} in namespace {namespace} ({why}): exempt, not judged"
+        for namespace, n, why in exempt
+    ]
+
+
+def _exempt_why(namespace: str, own: str) -> str:
+    return "pullguard's own namespace" if namespace == own else "in exemptNamespaces"
 
 
 def _not_checked_text(not_checked: dict[str, dict[str, None]]) -> list[str]:

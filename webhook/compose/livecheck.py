@@ -148,6 +148,7 @@ def judge(
         registry=registry,
         own_namespace=own_namespace,
         user_verified=True,
+        existing=True,
     )
 
 

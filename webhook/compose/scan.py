@@ -43,6 +43,10 @@ class Scan:
     """The objects with findings, in the order met."""
     not_checked: dict[str, dict[str, None]] = field(default_factory=dict)
     """Why -> the images the registry check could not settle for that reason, in order met."""
+    exempt: dict[str, int] = field(default_factory=dict)
+    """Namespace -> how many objects there were not judged: the namespace is exempt
+    (``exemptNamespaces``, or pullguard's own), as at admission. The audit says so rather
+    than "nothing would be denied or warned"."""
 
 
 def action_of(finding: Finding) -> str:
@@ -85,6 +89,9 @@ def scan(
         decision = livecheck.judge(
             kind, document, config, cluster, registry, own_namespace=own_namespace
         )
+        if decision.reason == "exempt":
+            namespace = str((document.get("metadata") or {}).get("namespace") or "")
+            result.exempt[namespace] = result.exempt.get(namespace, 0) + 1
         for image, why in decision.not_checked:
             result.not_checked.setdefault(why, {}).setdefault(image, None)
         if decision.findings:

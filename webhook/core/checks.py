@@ -140,9 +140,10 @@ def pod_owner(obj: Mapping[str, Any] | None, namespace: str) -> PodOwner | None:
     return None
 
 
-#: Kinds whose pod template ``kubectl set image`` can change in place. Not Job: a Job's
-#: template is immutable once created.
+#: Kinds whose pod template ``kubectl set image`` can change in place (and a Pod, whose
+#: containers' images can change). Not Job: a Job's template is immutable once created.
 _SET_IMAGE_KINDS = {
+    "Pod",
     "Deployment",
     "StatefulSet",
     "DaemonSet",
@@ -295,13 +296,15 @@ def read_secrets(
     subject: str,
     needing_registries: Sequence[str],
     copied_from: Mapping[str, str] | None = None,
+    existing: bool = False,
 ) -> tuple[SecretSet, list[Finding]]:
     """Read each named secret; findings for missing, mistyped and malformed ones.
 
     ``copied_from`` maps the default pull secrets pullguard copies into a namespace that lacks
     them to their source namespace: such a secret missing here is not missing (the mutating
     webhook copies it on the real create, and skips the copy on a dry-run), and it is judged
-    by the source's contents, which the copy will hold.
+    by the source's contents, which the copy will hold. ``existing``: the object is in the
+    cluster already (``diagnose``, ``audit``): a missing secret is not "(yet)" to come.
     """
     secrets = SecretSet(names=list(names), origin=origin)
     findings: list[Finding] = []
@@ -319,7 +322,13 @@ def read_secrets(
         if secret is None:
             findings.append(
                 _missing_secret(
-                    name, namespace, where=where, cluster=cluster, subject=subject, server=server
+                    name,
+                    namespace,
+                    where=where,
+                    cluster=cluster,
+                    subject=subject,
+                    server=server,
+                    existing=existing,
                 )
             )
             continue
@@ -376,7 +385,14 @@ def set_entry_command(name: str, namespace: str, secret_type: str, key: str) -> 
 
 
 def _missing_secret(
-    name: str, namespace: str, *, where: str, cluster: ClusterView, subject: str, server: str
+    name: str,
+    namespace: str,
+    *,
+    where: str,
+    cluster: ClusterView,
+    subject: str,
+    server: str,
+    existing: bool = False,
 ) -> Finding:
     try:
         elsewhere = [ns for ns in cluster.namespaces_with_pull_secret(name) if ns != namespace]
@@ -394,6 +410,16 @@ def _missing_secret(
             short=f'imagePullSecret "{name}" is missing here; it exists in "{source}"',
             fix=f"kubectl get secret {name} -n {source} -o yaml | "
             f"sed 's/namespace: {source}/namespace: {namespace}/' | kubectl apply -f -",
+        )
+    if existing:
+        # An object in the cluster: no apply in progress will create the secret; the kubelet
+        # retries the pull on its own once it exists.
+        return Finding(
+            check="pullSecrets",
+            subject=subject,
+            problem=f'imagePullSecret "{name}"{where} does not exist in namespace "{namespace}"',
+            short=f'imagePullSecret "{name}" does not exist in namespace "{namespace}"',
+            fix=create_secret_command(name, namespace, server),
         )
     # ``kubectl apply -f dir/`` applies in file-name order: a Deployment sorting before the
     # Secret it names is denied (its pods would fail), while the Secret is created after it.

@@ -343,21 +343,52 @@ class _Fixer:
     def pod_name(self) -> str:
         return str((self.pod.get("metadata") or {}).get("name", ""))
 
-    def _spec_patch(self, fields: Mapping[str, Any]) -> str:
-        """The command that sets ``fields`` of the pod spec where the next pod comes from."""
+    def _spec_patch(self, fields: Mapping[str, Any], patch_type: str = "merge") -> str:
+        """The command that sets ``fields`` of the pod spec where the next pod comes from.
+        ``patch_type``: ``strategic`` for a field inside a container (the list is merged by
+        container name: a sidecar injected into the pods is not in the template)."""
         ns = self.namespace
         if self.workload.bare:
             body = json.dumps({"spec": fields}, separators=(",", ":"))
             return (
-                f"kubectl patch pod {self.pod_name} -n {ns} --type=merge --dry-run=client "
-                f"-o yaml -p {q(body)} | kubectl replace --force -f -"
+                f"kubectl patch pod {self.pod_name} -n {ns} --type={patch_type} "
+                f"--dry-run=client -o yaml -p {q(body)} | kubectl replace --force -f -"
+            )
+        kind, name = self.workload.kind, self.workload.name
+        if kind not in _BUILT_IN_OWNERS:
+            # A custom resource (Tekton's TaskRun, an operator's kind): kubectl may not know
+            # the kind, and its pod template, if it has one, is not at spec.template.
+            shown = json.dumps(fields, separators=(",", ":"))
+            return (
+                f"set {shown} in the pod spec that {kind} {name} makes its pods from (a "
+                f"custom resource: pullguard gives no kubectl command for a {kind})"
             )
         document: dict[str, Any] = dict(fields)
         for key in reversed(self.workload.template_path):
             document = {key: document}
+        target = f"{kind.lower()}/{name}"
+        if kind == "Job":
+            # A Job's spec.template is immutable: the Job is recreated with the change (its
+            # pods run again), without the selector and labels the API server generated
+            # for the old one (it refuses them on a create: "selector not auto-generated").
+            labels = dict.fromkeys(_JOB_GENERATED_LABELS)
+            document["template"] = {**document["template"], "metadata": {"labels": labels}}
+            document["selector"] = None
+            body = json.dumps({"spec": document}, separators=(",", ":"))
+            return (
+                f"kubectl patch {target} -n {ns} --type=strategic --dry-run=client -o yaml "
+                f"-p {q(body)} | kubectl replace --force -f -"
+            )
         body = json.dumps({"spec": document}, separators=(",", ":"))
-        target = f"{self.workload.kind.lower()}/{self.workload.name}"
-        return f"kubectl patch {target} -n {ns} --type=merge -p {q(body)}"
+        return f"kubectl patch {target} -n {ns} --type={patch_type} -p {q(body)}" + self._remake()
+
+    def _remake(self) -> str:
+        """`` && kubectl delete pod ...`` for an owner that never replaces the pods it has when
+        its template changes (a ReplicaSet or ReplicationController with no Deployment; a
+        StatefulSet whose pod never became ready: Kubernetes' "forced rollback")."""
+        if self.workload.kind not in _KEEPS_ITS_PODS:
+            return ""
+        return f" && kubectl delete pod {self.pod_name} -n {self.namespace}"
 
     def covering_secret(self, image: str) -> str | None:
         """A pull secret of the namespace, not yet on the pod, that covers ``image``."""
@@ -409,27 +440,32 @@ class _Fixer:
     def set_image(self, container: Container, image: str) -> str:
         if container.is_volume:
             return "change the image volume's reference in the manifest and apply it again"
-        if self.workload.bare or self.workload.kind == "Job":
+        kind, name = self.workload.kind, self.workload.name
+        if not self.workload.bare and kind not in _BUILT_IN_OWNERS:
+            return (
+                f"set the image of container {container.name} to {image} in {kind} {name} "
+                f"(a custom resource: pullguard gives no kubectl command for a {kind})"
+            )
+        if self.workload.bare or kind == "Job":
             # A Pod's image can change in place; a Job's template cannot.
             target = f"pod/{self.pod_name}"
+            remake = ""
         else:
-            target = f"{self.workload.kind.lower()}/{self.workload.name}"
-        return f"kubectl set image {target} {container.name}={q(image)} -n {self.namespace}"
+            target = f"{kind.lower()}/{name}"
+            remake = self._remake()
+        command = f"kubectl set image {target} {container.name}={q(image)} -n {self.namespace}"
+        return command + remake
 
     def set_pull_policy(self, container: Container) -> str:
-        """``imagePullPolicy: IfNotPresent`` (JSON patch ``add`` sets a member that exists
-        too) on the pod template, or on a recreated bare pod (a Pod's policy cannot change)."""
-        pointer = container.policy_pointer
-        if not self.workload.bare:
-            pointer = pointer.replace("/spec", "/spec/" + "/".join(self.workload.template_path), 1)
-        body = json.dumps([{"op": "add", "path": pointer, "value": "IfNotPresent"}])
-        if self.workload.bare:
-            return (
-                f"kubectl patch pod {self.pod_name} -n {self.namespace} --type=json "
-                f"--dry-run=client -o yaml -p {q(body)} | kubectl replace --force -f -"
-            )
-        target = f"{self.workload.kind.lower()}/{self.workload.name}"
-        return f"kubectl patch {target} -n {self.namespace} --type=json -p {q(body)}"
+        """``imagePullPolicy: IfNotPresent`` on the pod template, or on a recreated bare pod
+        (a Pod's policy cannot change), by the container's name (a strategic merge): the
+        pod's index may not be the template's (a sidecar injector adds containers)."""
+        entry: dict[str, Any] = {"name": container.name}
+        inner = entry
+        for key in container.policy_path[:-1]:
+            inner = inner.setdefault(key, {})
+        inner[container.policy_path[-1]] = "IfNotPresent"
+        return self._spec_patch({container.list_name: [entry]}, patch_type="strategic")
 
     def retry(self) -> str:
         if self.workload.bare:
@@ -437,9 +473,10 @@ class _Fixer:
                 f"to retry now: kubectl get pod {self.pod_name} -n {self.namespace} -o yaml | "
                 "kubectl replace --force -f -"
             )
+        made = "makes" if self.workload.kind in _BUILT_IN_OWNERS else "may make"
         return (
             f"to retry now: kubectl delete pod {self.pod_name} -n {self.namespace} (its "
-            f"{self.workload.kind} makes a new one)"
+            f"{self.workload.kind} {made} a new one)"
         )
 
     def docker_hub_login(self) -> str:
@@ -451,6 +488,30 @@ class _Fixer:
             f"{idempotent(create)} && kubectl patch serviceaccount {account} "
             f"-n {self.namespace} --type=merge -p {q(body)}"
         )
+
+
+#: Owners kubectl knows (their pod template at spec.template, a CronJob's under its
+#: jobTemplate); any other controller is a custom resource and gets words, not commands.
+_BUILT_IN_OWNERS = frozenset(
+    {
+        "Deployment",
+        "StatefulSet",
+        "DaemonSet",
+        "ReplicaSet",
+        "ReplicationController",
+        "Job",
+        "CronJob",
+    }
+)
+#: Owners that keep the pods they have when their template changes.
+_KEEPS_ITS_PODS = frozenset({"ReplicaSet", "ReplicationController", "StatefulSet"})
+#: Labels the API server puts on a Job's pod template (and selector) when it is created.
+_JOB_GENERATED_LABELS = (
+    "controller-uid",
+    "batch.kubernetes.io/controller-uid",
+    "job-name",
+    "batch.kubernetes.io/job-name",
+)
 
 
 def idempotent(create: str) -> str:

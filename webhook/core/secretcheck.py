@@ -80,9 +80,11 @@ def read_pod_secrets(
     cluster: ClusterView,
     namespace: str,
     lists_own_secrets: bool,
+    existing: bool = False,
 ) -> PodSecrets:
     """``lists_own_secrets``: the object as written lists imagePullSecrets (``view`` may be
-    the preview, with default secrets added)."""
+    the preview, with default secrets added); ``existing``: the object is in the cluster
+    already (no apply in progress to create a missing secret later)."""
     names, origin, hidden, pending = view.pull_secret_names, "", "", ""
     over_cap = _too_many_secrets(names, "the pod spec", subject(view.containers))
     names = names[:MAX_PULL_SECRETS]
@@ -147,6 +149,7 @@ def read_pod_secrets(
         # review did not come with proof (webhook.edge.secretsync: the copy is made once the
         # API server has the Pod, right after this admission).
         copied_from=copied_from,
+        existing=existing,
     )
     return PodSecrets(
         secrets,

@@ -261,6 +261,7 @@ def validate(
     mirrors_down: Collection[str] = frozenset(),
     user_verified: bool = False,
     node: NodeCredentialView | None = None,
+    existing: bool = False,
 ) -> Decision:
     """Judge one admission request. Without ``registry`` the registry and platform checks
     report that they could not run; ``mirrors_down`` are mirror hosts the mutating webhook
@@ -269,7 +270,10 @@ def validate(
     only then is a namespace holding a missing secret named (:class:`ReadableTo`).
     ``node``: the kubelet's credential providers (``registry.imageCredentialProviderConfig``),
     asked for each image the registry check asks about; their credentials are tried after
-    the pod's, and a host they match is a node-credential registry."""
+    the pod's, and a host they match is a node-credential registry.
+    ``existing``: the object is in the cluster already (``diagnose``, ``audit``): no words
+    of an apply in progress, and a fix names the object with a command where it is not
+    made by a controller (the audit judges the owner, diagnose rewrites fixes for it)."""
     if request.operation not in ("CREATE", "UPDATE"):
         return allow("unsupported")
     namespace = request.namespace
@@ -308,7 +312,11 @@ def validate(
         judged = [as_written(c, recorded.get(c.annotation_key), config.mirrors) for c in judged]
 
     workload = WorkloadRef(
-        request.kind, namespace, request.object_name, exists=request.operation == "UPDATE"
+        request.kind,
+        namespace,
+        request.object_name,
+        exists=request.operation == "UPDATE"
+        or (existing and not made_by_controller(request.object)),
     )
     # A running pod's controller (kubectl debug on a Deployment's pod): its template, not
     # the pod, takes a pull secret.
@@ -350,6 +358,7 @@ def validate(
             cluster=cluster,
             namespace=namespace,
             lists_own_secrets=lists_own_secrets,
+            existing=existing,
         )
         if node is not None and wants_registry:
             nodes = ask_providers(
