@@ -41,3 +41,25 @@ def test_a_usage_error_is_said_with_exit_status_2(
     )
     assert (result.returncode, result.stderr, result.stdout) == (2, message, "")
     assert list(tmp_path.iterdir()) == []  # no dev certificate, nothing written
+
+
+def test_no_namespace_for_the_configmap_is_refused_before_gunicorn_starts(tmp_path: Path) -> None:
+    """rev23: without ``--config`` the workers read the ConfigMap in pullguard's namespace.
+    When that namespace cannot be told, ``serve`` says so and ends with 2 before any
+    kubeconfig is read or gunicorn starts (it was a SystemExit inside each worker)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "webhook", "serve", "--cert", "tls.crt", "--key", "tls.key"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        env=checkout_env(KUBECONFIG=str(tmp_path / "no-such-kubeconfig"), POD_NAMESPACE=""),
+        check=False,
+    )
+    assert (result.returncode, result.stderr, result.stdout) == (
+        2,
+        "pullguard serve: cannot tell the webhook's namespace; pass --namespace or set "
+        "POD_NAMESPACE\n",
+        "",
+    )
+    assert list(tmp_path.iterdir()) == []

@@ -51,6 +51,10 @@ NO_COPIES = (
 )
 
 
+#: Why ``serve`` without ``--config`` does not start: the ConfigMap's namespace is unknown.
+NO_NAMESPACE = "cannot tell the webhook's namespace; pass --namespace or set POD_NAMESPACE"
+
+
 class ServeRefused(Exception):
     """What keeps ``serve`` from starting that only the environment tells (its text is the
     message ``webhook.cli.serve`` prints, with exit status 2)."""
@@ -88,6 +92,13 @@ def _serve(args: argparse.Namespace, leadership: Leadership) -> int:
     from webhook.edge.configsource import ConfigStore, FileConfigSource, default_config_text
     from webhook.edge.metrics import Metrics
 
+    if not args.dev and args.config is None and (args.cert and args.key):
+        # The workers read the ConfigMap in pullguard's namespace: say it cannot be told
+        # here, in the master, rather than in every worker gunicorn starts.
+        from webhook.edge.kube import own_namespace_default
+
+        if not (args.namespace or own_namespace_default()):
+            raise ServeRefused(NO_NAMESPACE)
     log_handler = logs.setup()
     if args.dev and not (args.cert and args.key):
         certfile, keyfile, _ = ensure_dev_certs(Path("certs"))
@@ -223,10 +234,7 @@ def _cluster_runtime(
     cluster.start()
     if args.config is None:
         if not namespace:
-            raise SystemExit(
-                "pullguard serve: cannot tell the webhook's namespace; pass "
-                "--namespace or set POD_NAMESPACE"
-            )
+            raise ServeRefused(NO_NAMESPACE)  # checked in the master: not reached
         ConfigMapSource(api, namespace, store, args.configmap).start()
     copy_secret = None
     if namespace:
