@@ -63,3 +63,23 @@ def test_no_namespace_for_the_configmap_is_refused_before_gunicorn_starts(tmp_pa
         "",
     )
     assert list(tmp_path.iterdir()) == []
+
+
+def test_serve_hands_compose_a_typed_frozen_options_value() -> None:
+    """rev23: compose takes :class:`ServeArguments`, not the untyped ``argparse.Namespace``;
+    every argument of ``serve`` is one of its fields, and nothing writes back into it."""
+    import dataclasses
+
+    from webhook.cli import build_parser
+    from webhook.cli.serve import serve_options
+    from webhook.compose.serving import ServeArguments
+
+    args = build_parser().parse_args(["serve", "--dev", "--port", "9443", "--workers", "2"])
+    options = serve_options(args)
+    assert isinstance(options, ServeArguments)
+    dests = set(vars(args)) - {"func", "command"}
+    assert dests == {f.name for f in dataclasses.fields(ServeArguments)}
+    assert (options.dev, options.port, options.workers, options.config) == (True, 9443, 2, None)
+    assert options.cert_dir == Path("/var/run/pullguard/certs")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        options.cert = "tls.crt"  # type: ignore[misc]
