@@ -131,3 +131,32 @@ def test_findings_name_their_file_and_document_and_bad_yaml_does_not_stop_the_ru
     assert "ok: Pod team-a/ok" in result.stdout  # the other files were still judged
     alone = check("-f", str(tmp_path / "broken.yaml"))
     assert alone.returncode == 2
+
+
+def test_the_configuration_file_is_read_in_compose_not_in_the_cli(tmp_path: Path) -> None:
+    """rev23: the cli floor parses arguments and prints; reading files is compose's (or the
+    edge's). ``offline_config`` reads ``--config`` (the default without one)."""
+    import ast
+
+    import webhook.cli.check
+    from webhook.compose.offline import offline_config
+    from webhook.core.config import DEFAULT_CONFIG, ConfigError
+
+    source = Path(webhook.cli.check.__file__).read_text()
+    reads = [
+        node.lineno
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.Attribute) and node.attr in ("read_text", "read_bytes", "open")
+    ]
+    assert reads == []
+    assert offline_config(None) is DEFAULT_CONFIG
+    path = tmp_path / "config.yaml"
+    path.write_text("exemptNamespaces: [ops]\n")
+    assert offline_config(path).exempt_namespaces == frozenset({"ops"})
+    path.write_text("exemptNamespaces: 3\n")
+    try:
+        offline_config(path)
+    except ConfigError:
+        pass
+    else:
+        raise AssertionError("an invalid configuration was accepted")

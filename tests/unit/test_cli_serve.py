@@ -41,3 +41,45 @@ def test_a_usage_error_is_said_with_exit_status_2(
     )
     assert (result.returncode, result.stderr, result.stdout) == (2, message, "")
     assert list(tmp_path.iterdir()) == []  # no dev certificate, nothing written
+
+
+def test_no_namespace_for_the_configmap_is_refused_before_gunicorn_starts(tmp_path: Path) -> None:
+    """rev23: without ``--config`` the workers read the ConfigMap in pullguard's namespace.
+    When that namespace cannot be told, ``serve`` says so and ends with 2 before any
+    kubeconfig is read or gunicorn starts (it was a SystemExit inside each worker)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "webhook", "serve", "--cert", "tls.crt", "--key", "tls.key"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+        env=checkout_env(KUBECONFIG=str(tmp_path / "no-such-kubeconfig"), POD_NAMESPACE=""),
+        check=False,
+    )
+    assert (result.returncode, result.stderr, result.stdout) == (
+        2,
+        "pullguard serve: cannot tell the webhook's namespace; pass --namespace or set "
+        "POD_NAMESPACE\n",
+        "",
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_serve_hands_compose_a_typed_frozen_options_value() -> None:
+    """rev23: compose takes :class:`ServeArguments`, not the untyped ``argparse.Namespace``;
+    every argument of ``serve`` is one of its fields, and nothing writes back into it."""
+    import dataclasses
+
+    from webhook.cli import build_parser
+    from webhook.cli.serve import serve_options
+    from webhook.compose.serving import ServeArguments
+
+    args = build_parser().parse_args(["serve", "--dev", "--port", "9443", "--workers", "2"])
+    options = serve_options(args)
+    assert isinstance(options, ServeArguments)
+    dests = set(vars(args)) - {"func", "command"}
+    assert dests == {f.name for f in dataclasses.fields(ServeArguments)}
+    assert (options.dev, options.port, options.workers, options.config) == (True, 9443, 2, None)
+    assert options.cert_dir == Path("/var/run/pullguard/certs")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        options.cert = "tls.crt"  # type: ignore[misc]

@@ -7,13 +7,18 @@
 
 Function-level imports count as much as the ones at the top: deferring an import changes
 when a module loads, not what it depends on. So do dynamic ones: ``importlib.import_module``
-and ``__import__`` with a string literal are read as the import they name, and one whose
-name is not a literal (so cannot be checked) is an offence of its own.
+and ``__import__`` (under any name they are bound to, a relative name read against a literal
+``package=``) and ``sys.modules[...]`` with a string literal are read as the import they name;
+one whose name is not a literal, or an import function handed on, cannot be checked and is an
+offence of its own. The core also calls no builtin that does I/O or runs code made at run time
+(``open``, ``print``, ``input``, ``exec``, ``eval``, ...), and imports nothing nondeterministic
+(``random``, ``uuid``, ``secrets``): the same review always gets the same answer.
 """
 
 from __future__ import annotations
 
 import ast
+import importlib.util
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -58,11 +63,41 @@ FORBIDDEN = {
     "webhook.compose",
     "webhook.cli",
     "logging",
+    # More ways out of the process: files, databases, the host, the terminal.
+    "builtins",
+    "glob",
+    "fileinput",
+    "sqlite3",
+    "dbm",
+    "shelve",
+    "mmap",
+    "socketserver",
+    "ftplib",
+    "smtplib",
+    "imaplib",
+    "poplib",
+    "xmlrpc",
+    "webbrowser",
+    "platform",
+    "getpass",
+    "pwd",
+    "grp",
+    "resource",
+    "atexit",
+    "faulthandler",
+    "zipfile",
+    "tarfile",
+    # Nondeterminism: the same review must always get the same answer.
+    "random",
+    "secrets",
+    "uuid",
 }
 #: Exceptions inside a forbidden package.
 ALLOWED = {"urllib.parse"}
 #: Calls that import the module their first argument names.
 DYNAMIC_IMPORTS = {"import_module", "__import__"}
+#: Builtins that reach outside the process (files, the terminal) or run code built at run time.
+IO_BUILTINS = {"open", "print", "exec", "eval", "input", "compile", "breakpoint", "__import__"}
 
 #: The floors, top to bottom. A module may import from its own floor and those below.
 FLOORS = {"webhook.cli": 3, "webhook.compose": 2, "webhook.edge": 1, "webhook.core": 0}
@@ -73,21 +108,92 @@ OUTSIDE = {"webhook.__main__": 4, "webhook": 0}
 PACKAGE = Path(webhook.__file__).parent
 
 
-def _dynamic_import(node: ast.AST) -> tuple[str | None] | None:
-    """``(name,)`` for ``importlib.import_module("name")`` or ``__import__("name")``,
-    ``(None,)`` for such a call whose name is no string literal; ``None`` for anything else."""
-    if not isinstance(node, ast.Call):
-        return None
-    func = node.func
-    called = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
-    if called not in DYNAMIC_IMPORTS:
-        return None
-    first = node.args[0] if node.args else None
-    if first is None:
-        first = next((k.value for k in node.keywords if k.arg == "name"), None)
-    if isinstance(first, ast.Constant) and isinstance(first.value, str):
-        return (first.value,)
-    return (None,)
+def _literal(node: ast.AST | None) -> str | None:
+    return node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) else None
+
+
+def _importers(tree: ast.AST) -> set[str]:
+    """Every local name bound to an import function: ``from importlib import import_module as
+    load``, ``load = importlib.import_module``, ``again = load`` (to a fixed point)."""
+    names = set(DYNAMIC_IMPORTS)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module == "importlib":
+            names |= {a.asname for a in node.names if a.name == "import_module" and a.asname}
+    while True:
+        more = {
+            target.id
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Assign) and _names_an_importer(node.value, names)
+            for target in node.targets
+            if isinstance(target, ast.Name)
+        } - names
+        if not more:
+            return names
+        names |= more
+
+
+def _names_an_importer(node: ast.AST, importers: set[str]) -> bool:
+    if isinstance(node, ast.Attribute):
+        return node.attr in DYNAMIC_IMPORTS
+    return isinstance(node, ast.Name) and node.id in importers
+
+
+def _dynamic_imports(tree: ast.AST) -> Iterator[tuple[int, str | None]]:
+    """(line, module) for every import made by a call rather than a statement:
+    ``importlib.import_module`` and ``__import__`` under any name they are bound to (a relative
+    name resolved against a literal ``package=``), and ``sys.modules[...]``. The module is
+    ``None`` when it cannot be read from the source: a name that is no literal, or an import
+    function handed on in a way other than a plain assignment or call."""
+    importers = _importers(tree)
+    handled: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module == "sys":
+            if any(a.name == "modules" for a in node.names):
+                yield node.lineno, None  # sys.modules under another name
+        elif isinstance(node, ast.Call) and _names_an_importer(node.func, importers):
+            handled.add(id(node.func))
+            first = node.args[0] if node.args else None
+            if first is None:
+                first = next((k.value for k in node.keywords if k.arg == "name"), None)
+            name = _literal(first)
+            if name is not None and name.startswith("."):
+                package = node.args[1] if len(node.args) > 1 else None
+                if package is None:
+                    package = next((k.value for k in node.keywords if k.arg == "package"), None)
+                anchor = _literal(package)
+                name = None if anchor is None else importlib.util.resolve_name(name, anchor)
+            yield node.lineno, name
+        elif isinstance(node, ast.Assign) and _names_an_importer(node.value, importers):
+            if all(isinstance(t, ast.Name) for t in node.targets):
+                handled.add(id(node.value))  # an alias: its calls are read above
+        elif isinstance(node, ast.Subscript) and _is_sys_modules(node.value):
+            handled.add(id(node.value))
+            yield node.lineno, _literal(node.slice)
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and _is_sys_modules(node.func.value)
+        ):
+            handled.add(id(node.func.value))
+            yield node.lineno, _literal(node.args[0]) if node.args else None
+    for node in ast.walk(tree):
+        if id(node) in handled:
+            continue
+        if (isinstance(node, ast.Name | ast.Attribute) and _names_an_importer(node, importers)) or (
+            _is_sys_modules(node)
+        ):
+            if isinstance(node, ast.Name) and not isinstance(node.ctx, ast.Load):
+                continue
+            yield node.lineno, None  # handed on: what it imports cannot be read
+
+
+def _is_sys_modules(node: ast.AST) -> bool:
+    return (
+        isinstance(node, ast.Attribute)
+        and node.attr == "modules"
+        and isinstance(node.value, ast.Name)
+        and node.value.id == "sys"
+    )
 
 
 def _forbidden(name: str) -> bool:
@@ -97,18 +203,23 @@ def _forbidden(name: str) -> bool:
 
 
 def _io_imports(tree: ast.AST) -> Iterator[tuple[int, str]]:
-    """(line, what) for every import in ``tree`` that the core must not make."""
+    """(line, what) for every import in ``tree`` that the core must not make, and every use
+    of a builtin that does I/O or runs code built at run time (:data:`IO_BUILTINS`)."""
+    for line, dynamic in _dynamic_imports(tree):
+        if dynamic is None:
+            yield line, "a module named at run time (not checkable)"
+        elif _forbidden(dynamic):
+            yield line, f"imports {dynamic}"
     for node in ast.walk(tree):
         names: list[str] = []
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
             names = [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]
-        elif (dynamic := _dynamic_import(node)) is not None:
-            if dynamic[0] is None:
-                yield node.lineno, "a module named at run time (not checkable)"
-                continue
-            names = [dynamic[0]]
+        elif (
+            isinstance(node, ast.Name) and node.id in IO_BUILTINS and node.id not in DYNAMIC_IMPORTS
+        ):
+            yield node.lineno, f"uses the builtin {node.id}"
         for name in names:
             if _forbidden(name):
                 yield node.lineno, f"imports {name}"
@@ -139,6 +250,20 @@ def test_core_imports_nothing_that_does_io() -> None:
         "__import__(name='os')",
         "def f(name):\n    return __import__(name)",
         "import sys, io, shutil, tempfile, select, asyncio",
+        "import glob",
+        "import sqlite3",
+        "from random import choice",
+        "import uuid",
+        "import mmap",
+        "import secrets",
+        "import builtins",
+        "import importlib\nf = importlib.import_module\nf('os')",
+        "def f():\n    with open('/etc/hosts') as fh:\n        return fh.read()",
+        "def f():\n    print('decided')",
+        "def f():\n    exec('import os')",
+        "def f(text):\n    return eval(text)",
+        "def f():\n    return input()",
+        "def f():\n    return map(open, ['/etc/hosts'])",
     ],
 )
 def test_the_purity_check_sees_io_however_it_is_imported(text: str) -> None:
@@ -180,14 +305,18 @@ UNCHECKABLE = "<a module named at run time>"
 def _imports_in(
     name: str, tree: ast.AST, known: set[str], *, is_package: bool = False
 ) -> Iterator[tuple[int, str]]:
+    for line, dynamic in _dynamic_imports(tree):
+        if dynamic is None:
+            yield line, UNCHECKABLE
+        elif dynamic == "webhook" or dynamic.startswith("webhook."):
+            target = dynamic
+            while target not in known and "." in target:
+                target = target.rsplit(".", 1)[0]
+            if target != name:
+                yield line, target
     for node in ast.walk(tree):
         targets: list[str] = []
-        if (dynamic := _dynamic_import(node)) is not None:
-            if dynamic[0] is None:
-                yield node.lineno, UNCHECKABLE
-                continue
-            targets = [dynamic[0]]
-        elif isinstance(node, ast.Import):
+        if isinstance(node, ast.Import):
             targets = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
@@ -260,6 +389,33 @@ def test_no_module_imports_from_a_floor_above_its_own() -> None:
         ),
         ("webhook.edge.kube", "def f():\n    __import__('webhook.compose.scan')"),
         ("webhook.compose.scan", "import importlib\nimportlib.import_module(name)"),
+        # import_module under another name, bound to a name first, or handed on
+        (
+            "webhook.edge.kube",
+            "from importlib import import_module as load\nload('webhook.cli.audit')",
+        ),
+        (
+            "webhook.edge.kube",
+            "import importlib\nload = importlib.import_module\nload('webhook.cli.audit')",
+        ),
+        (
+            "webhook.edge.kube",
+            "import importlib\na = importlib.import_module\nb = a\nb('webhook.cli')",
+        ),
+        ("webhook.edge.kube", "import importlib\nlist(map(importlib.import_module, ['x']))"),
+        # a relative name with package=, literal or not
+        (
+            "webhook.edge.kube",
+            "import importlib\nimportlib.import_module('.audit', package='webhook.cli')",
+        ),
+        ("webhook.edge.kube", "import importlib\nimportlib.import_module('.audit', 'webhook.cli')"),
+        ("webhook.edge.kube", "import importlib\nimportlib.import_module('.audit', package=p)"),
+        # the table of loaded modules
+        ("webhook.edge.kube", "import sys\nsys.modules['webhook.cli.audit']"),
+        ("webhook.edge.kube", "import sys\nsys.modules.get('webhook.compose.scan')"),
+        ("webhook.edge.kube", "import sys\nsys.modules[name]"),
+        ("webhook.edge.kube", "import sys\nm = sys.modules"),
+        ("webhook.edge.kube", "from sys import modules"),
     ],
 )
 def test_the_floor_check_sees_dynamic_imports(name: str, text: str) -> None:
@@ -278,6 +434,13 @@ def test_the_floor_check_lets_dynamic_imports_downward_through() -> None:
     }
     assert graph["webhook.cli.check"] == {"webhook.core.validate": 2}
     assert _upward(graph) == []
+
+
+def test_the_floor_check_reads_sys_modules_downward_as_an_import() -> None:
+    known = set(_modules())
+    text = "import sys\nsys.modules.setdefault('trio', None)\nsys.modules['webhook.core.review']"
+    edges = {t: n for n, t in _imports_in("webhook.compose.serving", ast.parse(text), known)}
+    assert edges == {"webhook.core.review": 3}
 
 
 def test_no_import_cycles() -> None:

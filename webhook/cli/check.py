@@ -27,8 +27,14 @@ from pathlib import Path
 from typing import Any
 
 from webhook.cli.options import SubParsers
-from webhook.compose.offline import anonymous_registry, documents, judge, offline_cluster
-from webhook.core.config import DEFAULT_CONFIG, ConfigError, load_config_text
+from webhook.compose.offline import (
+    anonymous_registry,
+    documents,
+    judge,
+    offline_cluster,
+    offline_config,
+)
+from webhook.core.config import ConfigError
 from webhook.core.registry import RegistryView
 
 #: What an offline "ok" adds when the registry was not asked (issue 22: a bare "ok" for a
@@ -82,7 +88,7 @@ def register(sub: SubParsers) -> None:
 
 def cmd_check(args: argparse.Namespace) -> int:
     try:
-        config = load_config_text(args.config.read_text("utf-8")) if args.config else DEFAULT_CONFIG
+        config = offline_config(args.config)
     except ConfigError as error:
         print(f"pullguard check: {args.config}: {error}", file=sys.stderr)
         return 2

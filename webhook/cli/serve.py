@@ -10,9 +10,13 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from webhook.cli.options import SubParsers
+
+if TYPE_CHECKING:
+    from webhook.compose.serving import ServeArguments
 
 
 def register(sub: SubParsers) -> None:
@@ -150,6 +154,34 @@ def usage_error(args: argparse.Namespace) -> str:
     return ""
 
 
+def serve_options(args: argparse.Namespace) -> ServeArguments:
+    """The typed, frozen value :mod:`webhook.compose.serving` takes, from parsed arguments."""
+    from webhook.compose.serving import ServeArguments
+
+    return ServeArguments(
+        config=args.config,
+        namespace=args.namespace,
+        configmap=str(args.configmap),
+        audit_interval=float(args.audit_interval),
+        client_ca=args.client_ca,
+        credentials_need_client_ca=bool(args.credentials_need_client_ca),
+        cert=args.cert,
+        key=args.key,
+        port=int(args.port),
+        host=args.host,
+        metrics_port=args.metrics_port,
+        connections=int(args.connections),
+        workers=int(args.workers),
+        dev=bool(args.dev),
+        service=str(args.service),
+        webhook_url=args.webhook_url,
+        cert_check_interval=float(args.cert_check_interval),
+        sync_interval=float(args.sync_interval),
+        cert_dir=args.cert_dir,
+        cluster_state=args.cluster_state,
+    )
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     problem = usage_error(args)
     if problem:
@@ -158,7 +190,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from webhook.compose import serving
 
     try:
-        return serving.run(args)
+        return serving.run(serve_options(args))
     except serving.ServeRefused as refused:
         print(f"pullguard serve: {refused}", file=sys.stderr)
         return 2

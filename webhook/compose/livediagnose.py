@@ -98,7 +98,7 @@ class _ScheduledNode(ClusterView):
         return frozenset({platform})
 
 
-def _controller(metadata: Any) -> tuple[str, str] | None:
+def _controller(metadata: Mapping[str, Any] | None) -> tuple[str, str] | None:
     for owner in (metadata or {}).get("ownerReferences") or []:
         if owner.get("controller") is True and owner.get("kind") and owner.get("name"):
             return str(owner["kind"]), str(owner["name"])

@@ -23,7 +23,7 @@ import jsonpatch
 import yaml
 
 from webhook.core.cluster import ClusterView
-from webhook.core.config import Config
+from webhook.core.config import DEFAULT_CONFIG, Config, load_config_text
 from webhook.core.mutate import mutate
 from webhook.core.registry import Answer, Outcome, Question, RegistryView
 from webhook.core.review import AdmissionRequest
@@ -125,6 +125,15 @@ def anonymous_registry(config: Config) -> Anonymous:
     from webhook.compose.livecheck import live_registry
 
     return Anonymous(live_registry(config))
+
+
+def offline_config(path: Path | None) -> Config:
+    """The configuration of a run without a cluster: ``path``'s document, or the default.
+    Raises :class:`~webhook.core.config.ConfigError` for an invalid one and ``OSError`` for
+    a file that cannot be read."""
+    if path is None:
+        return DEFAULT_CONFIG
+    return load_config_text(path.read_text("utf-8"))
 
 
 def offline_cluster(state: Path | None) -> ClusterView:

@@ -14,11 +14,11 @@ Must not: parse or check arguments (``webhook.cli.serve`` does, before :func:`ru
 
 from __future__ import annotations
 
-import argparse
 import logging
 import sys
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
@@ -53,12 +53,45 @@ NO_COPIES = (
 )
 
 
+@dataclass(frozen=True)
+class ServeArguments:
+    """What ``pullguard serve`` was asked for, checked by ``webhook.cli.serve`` (one field
+    per argument, named as its ``dest``). Never changed: what the master works out (the
+    certificate files are local values; the namespace a new value made with
+    :func:`dataclasses.replace`)."""
+
+    config: Path | None = None
+    namespace: str | None = None
+    configmap: str = "pullguard-config"
+    audit_interval: float = 0.0
+    client_ca: str | None = None
+    credentials_need_client_ca: bool = False
+    cert: str | None = None
+    key: str | None = None
+    port: int = 8443
+    host: str | None = None
+    metrics_port: int | None = None
+    connections: int = 1000
+    workers: int = 0
+    dev: bool = False
+    service: str = "pullguard"
+    webhook_url: str | None = None
+    cert_check_interval: float = 3600.0
+    sync_interval: float = 30.0
+    cert_dir: Path = Path("/var/run/pullguard/certs")
+    cluster_state: Path | None = None
+
+
+#: Why ``serve`` without ``--config`` does not start: the ConfigMap's namespace is unknown.
+NO_NAMESPACE = "cannot tell the webhook's namespace; pass --namespace or set POD_NAMESPACE"
+
+
 class ServeRefused(Exception):
     """What keeps ``serve`` from starting that only the environment tells (its text is the
     message ``webhook.cli.serve`` prints, with exit status 2)."""
 
 
-def run(args: argparse.Namespace) -> int:
+def run(options: ServeArguments) -> int:
     """``pullguard serve`` with arguments ``webhook.cli.serve`` has checked: gunicorn over
     TLS, each worker a whole pullguard. :class:`ServeRefused` when it cannot start."""
     # The server runs on gevent (see webhook.edge.server). Patch the standard library before
@@ -78,48 +111,56 @@ def run(args: argparse.Namespace) -> int:
     # Before anything imports prometheus_client: the workers' metrics go to shared files.
     run_dir = workers.prepare_shared_dir()
     try:
-        return _serve(args, workers.Leadership(run_dir / "leader.lock"))
+        return _serve(options, workers.Leadership(run_dir / "leader.lock"))
     finally:
         workers.remove_shared_dir(run_dir)
 
 
-def _serve(args: argparse.Namespace, leadership: Leadership) -> int:
+def _serve(options: ServeArguments, leadership: Leadership) -> int:
     from webhook.edge import logs, server, workers
     from webhook.edge.app import Runtime, create_app
     from webhook.edge.certs import ensure_dev_certs
     from webhook.edge.configsource import ConfigStore, FileConfigSource, default_config_text
     from webhook.edge.metrics import Metrics
 
+    certfile, keyfile = options.cert or "", options.key or ""
+    if not options.dev and options.config is None and (certfile and keyfile):
+        # The workers read the ConfigMap in pullguard's namespace: say it cannot be told
+        # here, in the master, rather than in every worker gunicorn starts.
+        from webhook.edge.kube import own_namespace_default
+
+        if not (options.namespace or own_namespace_default()):
+            raise ServeRefused(NO_NAMESPACE)
     log_handler = logs.setup()
-    if args.dev and not (args.cert and args.key):
-        certfile, keyfile, _ = ensure_dev_certs(Path("certs"))
-        args.cert, args.key = str(certfile), str(keyfile)
+    if options.dev and not (certfile and keyfile):
+        dev_cert, dev_key, _ = ensure_dev_certs(Path("certs"))
+        certfile, keyfile = str(dev_cert), str(dev_key)
         log.info("dev mode: self-signed certificate in certs/ (CA: certs/ca.crt)")
     cert_controller = None
-    if not (args.cert and args.key):
+    if not (certfile and keyfile):
         # Self-managed: agree on a certificate in a Secret before gunicorn binds.
         from webhook.edge.kube import load_kube_config, own_namespace_default
         from webhook.edge.selfcerts import CertController, KubeCertApi
 
         load_kube_config()
-        args.namespace = args.namespace or own_namespace_default()
-        if not args.namespace:
+        options = replace(options, namespace=options.namespace or own_namespace_default())
+        if not options.namespace:
             raise ServeRefused("cannot tell the webhook's namespace; pass --namespace")
         extra_hosts: tuple[str, ...] = ()
-        if args.webhook_url:  # its form checked by webhook.cli.serve
+        if options.webhook_url:  # its form checked by webhook.cli.serve
             from urllib.parse import urlsplit
 
-            extra_hosts = (str(urlsplit(args.webhook_url).hostname),)
+            extra_hosts = (str(urlsplit(options.webhook_url).hostname),)
         cert_controller = CertController(
-            KubeCertApi(args.namespace, args.service, url=args.webhook_url),
-            args.service,
-            args.namespace,
-            args.cert_dir,
+            KubeCertApi(options.namespace, options.service, url=options.webhook_url),
+            options.service,
+            options.namespace,
+            options.cert_dir,
             extra_hosts=extra_hosts,
         )
         cert_controller.sync()
-        args.cert, args.key = str(cert_controller.certfile), str(cert_controller.keyfile)
-    host = args.host or ("127.0.0.1" if args.dev else "0.0.0.0")  # noqa: S104 - a server
+        certfile, keyfile = str(cert_controller.certfile), str(cert_controller.keyfile)
+    host = options.host or ("127.0.0.1" if options.dev else "0.0.0.0")  # noqa: S104 - a server
 
     def app_factory() -> Flask:
         # Runs inside the gunicorn worker, after the fork (and after gevent patched the
@@ -127,47 +168,49 @@ def _serve(args: argparse.Namespace, leadership: Leadership) -> int:
         log_handler.start_flusher()
         metrics = Metrics()
         store = ConfigStore(metrics)
-        if args.config is not None:
-            FileConfigSource(args.config, store).start()
-        elif args.dev:
+        if options.config is not None:
+            FileConfigSource(options.config, store).start()
+        elif options.dev:
             store.apply_text(default_config_text(), "embedded default")
         registry, mirrors = registry_parts(store, metrics)
         providers = credential_providers(store)
         offload = off_the_loop()
-        if args.dev:
+        if options.dev:
             runtime = Runtime(
                 config=store,
-                cluster=offline_cluster(args.cluster_state),
+                cluster=offline_cluster(options.cluster_state),
                 metrics=metrics,
-                own_namespace=args.namespace or "",
-                metrics_port=args.metrics_port,
-                configmap_name=args.configmap,
-                notes=[*NOTES, *([] if args.cluster_state else [NO_CLUSTER])],
+                own_namespace=options.namespace or "",
+                metrics_port=options.metrics_port,
+                configmap_name=options.configmap,
+                notes=[*NOTES, *([] if options.cluster_state else [NO_CLUSTER])],
                 registry=registry,
                 mirrors_down=mirrors.down,
                 mirror_lacks=mirrors.lacks,
                 not_ready=lambda: mirrors.not_ready() + providers.not_ready(),
                 node_credentials=providers,
-                require_client_cert=bool(args.client_ca),
-                credentials_need_client_ca=args.credentials_need_client_ca,
+                require_client_cert=bool(options.client_ca),
+                credentials_need_client_ca=options.credentials_need_client_ca,
                 offload=offload,
             )
             return create_app(runtime)
         if cert_controller is not None:
             leadership.add(
                 "certificate renewal",
-                lambda: _in_background(cert_controller.run, args.cert_check_interval, "cert-sync"),
+                lambda: _in_background(
+                    cert_controller.run, options.cert_check_interval, "cert-sync"
+                ),
             )
-        runtime = _cluster_runtime(args, store, metrics, leadership)
+        runtime = _cluster_runtime(options, store, metrics, leadership)
         runtime.registry, runtime.mirrors_down = registry, mirrors.down
         runtime.mirror_lacks = mirrors.lacks
         caches_not_ready = runtime.not_ready
         runtime.not_ready = lambda: caches_not_ready() + mirrors.not_ready() + providers.not_ready()
         runtime.node_credentials = providers
-        runtime.require_client_cert = bool(args.client_ca)
-        runtime.credentials_need_client_ca = args.credentials_need_client_ca
+        runtime.require_client_cert = bool(options.client_ca)
+        runtime.credentials_need_client_ca = options.credentials_need_client_ca
         runtime.offload = offload
-        if args.audit_interval > 0:
+        if options.audit_interval > 0:
             from webhook.compose.inclusteraudit import InClusterAudit
             from webhook.edge.kubereads import configured
 
@@ -181,11 +224,11 @@ def _serve(args: argparse.Namespace, leadership: Leadership) -> int:
                 registry,
                 metrics,
                 not_ready=audit_waits,
-                own_namespace=args.namespace or "",
+                own_namespace=options.namespace or "",
             )
             leadership.add(
                 "in-cluster audit",
-                lambda: _in_background(audit.run, args.audit_interval, "in-cluster-audit"),
+                lambda: _in_background(audit.run, options.audit_interval, "in-cluster-audit"),
             )
         leadership.start()
         return create_app(runtime)
@@ -193,21 +236,21 @@ def _serve(args: argparse.Namespace, leadership: Leadership) -> int:
     return server.run(
         server.ServeOptions(
             host=host,
-            port=args.port,
-            certfile=args.cert,
-            keyfile=args.key,
-            connections=args.connections,
-            metrics_port=args.metrics_port,
-            workers=args.workers or workers.usable_cores(),
+            port=options.port,
+            certfile=certfile,
+            keyfile=keyfile,
+            connections=options.connections,
+            metrics_port=options.metrics_port,
+            workers=options.workers or workers.usable_cores(),
             on_worker_exit=workers.worker_exited,
-            client_ca=args.client_ca,
+            client_ca=options.client_ca,
         ),
         app_factory,
     )
 
 
 def _cluster_runtime(
-    args: argparse.Namespace, store: ConfigStore, metrics: Metrics, leadership: Leadership
+    options: ServeArguments, store: ConfigStore, metrics: Metrics, leadership: Leadership
 ) -> Runtime:
     from webhook.edge.app import Runtime
     from webhook.edge.kube import (
@@ -223,16 +266,13 @@ def _cluster_runtime(
 
     load_kube_config()
     api = core_api()
-    namespace = args.namespace or own_namespace_default()
+    namespace = options.namespace or own_namespace_default()
     cluster = KubeClusterView(api)
     cluster.start()
-    if args.config is None:
+    if options.config is None:
         if not namespace:
-            raise SystemExit(
-                "pullguard serve: cannot tell the webhook's namespace; pass "
-                "--namespace or set POD_NAMESPACE"
-            )
-        ConfigMapSource(api, namespace, store, args.configmap).start()
+            raise ServeRefused(NO_NAMESPACE)  # checked in the master: not reached
+        ConfigMapSource(api, namespace, store, options.configmap).start()
     copy_secret = None
     if namespace:
         try:
@@ -263,7 +303,7 @@ def _cluster_runtime(
             )
             leadership.add(
                 "secret-copy sync",
-                lambda: _in_background(syncer.run, args.sync_interval, "secret-sync"),
+                lambda: _in_background(syncer.run, options.sync_interval, "secret-sync"),
             )
             copy_secret = syncer.copy
     return Runtime(
@@ -273,8 +313,8 @@ def _cluster_runtime(
         own_namespace=namespace,
         not_ready=cluster.not_synced,
         copy_secret=copy_secret,
-        metrics_port=args.metrics_port,
-        configmap_name=args.configmap,
+        metrics_port=options.metrics_port,
+        configmap_name=options.configmap,
         notes=list(NOTES) + ([] if copy_secret else [NO_COPIES]),
     )
 

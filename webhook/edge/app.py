@@ -34,7 +34,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from flask import Flask, Response, request
 
@@ -60,6 +60,24 @@ from webhook.core.validate import Decision, validate
 from webhook.edge.configsource import ConfigStore
 from webhook.edge.metrics import Metrics, kind_label, operation_label
 from webhook.edge.secretsync import CopyCause, copy_cause
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from _typeshed.wsgi import StartResponse, WSGIApplication
+
+T = TypeVar("T")
+
+
+class Offload(Protocol):
+    """Runs ``work`` somewhere and gives back what it returned (:attr:`Runtime.offload`)."""
+
+    def __call__(self, work: Callable[[], T], /) -> T: ...
+
+
+def _in_place(work: Callable[[], T]) -> T:
+    return work()
+
 
 log = logging.getLogger("pullguard.admission")
 
@@ -162,7 +180,7 @@ class Runtime:
     mirror_lacks: Callable[[str, str], None] = field(default=lambda host, image: None)
     """Told of a mirror host that lacked an image its registry has (the validating
     webhook's finding ``mirror_lacks``): it is not rewritten to for a while."""
-    offload: Callable[[Callable[[], Any]], Any] = field(default=lambda work: work())
+    offload: Offload = field(default=_in_place)
     """Runs CPU-heavy work (parsing a configuration under review) away from the event loop,
     so the reviews waiting behind it are answered meanwhile; by default, in place."""
     node_credentials: NodeCredentialView | None = None
@@ -263,7 +281,7 @@ class AdmissionEndpoints:
 
     def __init__(
         self,
-        flask_app: Any,
+        flask_app: WSGIApplication,
         routes: dict[str, Callable[[dict[str, Any]], Answer]],
         metrics_port: int | None,
     ) -> None:
@@ -271,7 +289,7 @@ class AdmissionEndpoints:
         self.routes = routes
         self.metrics_port = str(metrics_port) if metrics_port else None
 
-    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         handle = self.routes.get(environ.get("PATH_INFO", ""))
         if handle is None or (
             self.metrics_port and environ.get("SERVER_PORT") == self.metrics_port
@@ -363,13 +381,14 @@ def create_app(runtime: Runtime) -> Flask:
             )
         return None
 
-    def parse_body(webhook_name: str, body: bytes) -> tuple[Any, Answer | None]:
+    def parse_body(webhook_name: str, body: bytes) -> AdmissionRequest | Answer:
+        """The review ``body`` holds, or the 400 answer saying why it holds none."""
         try:
-            return parse_review_bytes(body), None
+            return parse_review_bytes(body)
         except MalformedReview as error:
             metrics.requests.labels(webhook_name, "", "", "malformed").inc()
             log.warning("malformed review (uid %r): %s", error.uid, _short(error.reason))
-            return None, _error_review(error.uid, 400, f"malformed AdmissionReview: {error.reason}")
+            return _error_review(error.uid, 400, f"malformed AdmissionReview: {error.reason}")
 
     def guarded(
         webhook_name: str, handle: Callable[[AdmissionRequest, float, bool], Answer]
@@ -419,9 +438,9 @@ def create_app(runtime: Runtime) -> Flask:
                 decoded.release(cost)
 
         def decoded_and_judged(body: bytes, started: float, verified: bool) -> Answer:
-            review, error_answer = parse_body(webhook_name, body)
-            if error_answer is not None:
-                return error_answer
+            review = parse_body(webhook_name, body)
+            if isinstance(review, tuple):
+                return review  # the 400
             try:
                 return handle(review, started, verified)
             except RecursionError:
