@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,11 +48,25 @@ class CertBundle:
             ("tls.crt", self.cert),
             ("tls.key", self.key),
         ):
-            path = paths[name]
-            path.write_bytes(content)
-            if name.endswith(".key"):
-                path.chmod(0o600)
+            _write_whole(paths[name], content, 0o600 if name.endswith(".key") else 0o644)
         return paths
+
+
+def _write_whole(path: Path, content: bytes, mode: int) -> None:
+    """``content`` at ``path`` all at once: written to a file beside it, created with
+    ``mode`` less the umask (a key is never readable by others, not for a moment; a file
+    left there by a crash is removed, not reused with its mode), then renamed over it, so
+    a reader sees the old file or the new one, never half of one."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.unlink(missing_ok=True)
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        with os.fdopen(descriptor, "wb") as out:
+            out.write(content)
+        temporary.replace(path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
 
 
 def service_dns_names(service: str, namespace: str) -> list[str]:
