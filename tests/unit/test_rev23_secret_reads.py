@@ -12,7 +12,8 @@ from __future__ import annotations
 import pytest
 
 from tests.unit.builders import container, deployment, pod, pod_spec, request
-from webhook.core.cluster import InMemoryCluster, SecretInfo, ServiceAccountInfo
+from tests.unit.test_validate import CountingCluster
+from webhook.core.cluster import ServiceAccountInfo
 from webhook.core.config import load_config_text
 from webhook.core.mutate import mutate
 from webhook.core.validate import MAX_PULL_SECRETS, validate
@@ -27,16 +28,6 @@ OPEN = pytest.mark.xfail(
 )
 IMAGE = "registry.example.com/team/app:1.0"
 NAMES = [f"s{n}" for n in range(3000)]
-
-
-class CountingCluster(InMemoryCluster):
-    def __init__(self) -> None:
-        super().__init__()
-        self.secret_reads = 0
-
-    def get_secret(self, namespace: str, name: str) -> SecretInfo | None:
-        self.secret_reads += 1
-        return super().get_secret(namespace, name)
 
 
 def _cluster() -> CountingCluster:
