@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import pytest
 
-from tests.unit.builders import container, deployment, pod, pod_spec, request
+from tests.unit.builders import container, deployment, pod_spec, request
 from tests.unit.test_validate import CountingCluster
-from webhook.core.cluster import ServiceAccountInfo
 from webhook.core.config import load_config_text
-from webhook.core.mutate import mutate
-from webhook.core.validate import MAX_PULL_SECRETS, validate
+from webhook.core.validate import validate
 
 DEFAULTS = load_config_text(
     "privateRegistries: [registry.example.com]\n"
@@ -34,34 +32,6 @@ def _cluster() -> CountingCluster:
     cluster = CountingCluster()
     cluster.add_namespace("team-a")
     return cluster
-
-
-@OPEN
-def test_mutating_a_pod_listing_3000_secrets_reads_a_bounded_number() -> None:
-    cluster = _cluster()
-    mutate(request(pod(pod_spec(container("web", IMAGE), secrets=NAMES))), DEFAULTS, cluster)
-    assert cluster.secret_reads <= MAX_PULL_SECRETS + 4, cluster.secret_reads
-
-
-@OPEN
-def test_validating_a_template_listing_3000_secrets_reads_a_bounded_number() -> None:
-    cluster = _cluster()
-    decision = validate(
-        request(deployment(pod_spec(container("web", IMAGE), secrets=NAMES))), DEFAULTS, cluster
-    )
-    assert not decision.allowed
-    assert cluster.secret_reads <= MAX_PULL_SECRETS + 4, cluster.secret_reads
-
-
-@OPEN
-def test_validating_a_template_whose_account_lists_3000_secrets_reads_a_bounded_number() -> None:
-    cluster = _cluster()
-    cluster.add_service_account(ServiceAccountInfo("team-a", "builder", tuple(NAMES)))
-    decision = validate(
-        request(deployment(pod_spec(container("web", IMAGE), sa="builder"))), DEFAULTS, cluster
-    )
-    assert not decision.allowed
-    assert cluster.secret_reads <= MAX_PULL_SECRETS + 4, cluster.secret_reads
 
 
 @OPEN
