@@ -29,7 +29,7 @@ from webhook.core.cluster import ClusterUnavailable, ClusterView
 from webhook.core.config import Config
 from webhook.core.findings import Finding
 from webhook.core.hosts import any_host_matches
-from webhook.core.keyring import Keyring
+from webhook.core.keyring import Credential, Keyring
 from webhook.core.podspec import PodSpecView
 from webhook.core.pullplan import CredentialOrigin, ImagePull, origins, subject
 from webhook.core.registry import Answer, Outcome, words_list
@@ -56,9 +56,12 @@ class PodSecrets:
     origin_of: Mapping[str, CredentialOrigin] = field(default_factory=dict)
     """Where each secret (``namespace/name``) came from."""
 
-    def with_credentials(self, pulls: list[ImagePull]) -> list[ImagePull]:
-        """``pulls``, each with the credentials the kubelet will try for it."""
-        return [p.with_credentials(self.keyring, self.origin_of) for p in pulls]
+    def with_credentials(
+        self, pulls: list[ImagePull], *, node: Sequence[Credential] = ()
+    ) -> list[ImagePull]:
+        """``pulls``, each with the credentials the kubelet will try for it (the seam:
+        :meth:`ImagePull.with_credentials`; ``node``: a credential provider's, after them)."""
+        return [p.with_credentials(self.keyring, self.origin_of, node=node) for p in pulls]
 
 
 def read_pod_secrets(
