@@ -824,3 +824,22 @@ def test_a_pod_naming_more_images_than_are_asked_is_not_left_unchecked() -> None
     # 40 containers sharing a few images: judged as usual, and admitted.
     shared = pod_spec(*[container(f"c{n}", images[n % 5]) for n in range(40)], secrets=["regcred"])
     assert validate(request(pod(shared)), PRIVATE, cluster, registry=registry).allowed
+
+
+def test_a_template_decision_reads_each_secret_once() -> None:
+    """The mutation's preview, its judgement of the default secret and the pullSecrets
+    check each read the secrets: 5 reads for a, b and the default (review rev23), now one
+    each (core.cluster.ReadOnce, per admission)."""
+    cluster = CountingCluster()
+    cluster.add_namespace("team-a")
+    decision = validate(
+        request(
+            deployment(
+                pod_spec(container("web", "registry.example.com/team/app:1.0"), secrets=["a", "b"])
+            )
+        ),
+        REV23_DEFAULTS,
+        cluster,
+    )
+    assert not decision.allowed
+    assert cluster.secret_reads == 3, cluster.secret_reads

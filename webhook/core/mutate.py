@@ -80,7 +80,7 @@ from typing import Any
 
 import jsonpatch
 
-from webhook.core.cluster import ClusterUnavailable, ClusterView
+from webhook.core.cluster import ClusterUnavailable, ClusterView, ReadOnce
 from webhook.core.config import Config, DefaultPullSecret, Mirror
 from webhook.core.hosts import any_host_matches
 from webhook.core.keyring import Credential, SecretFormatError, lookup, parse_pull_secret
@@ -659,6 +659,7 @@ def mutate(
     if labels.get(config.namespace_mode_label) == "off":
         return Mutation(patch=None, reason="mode-off")
 
+    cluster = ReadOnce(cluster)  # each secret read once per admission (rev23)
     old = pod_spec(request.kind, request.old_object) if request.operation == "UPDATE" else None
     # A Pod's imagePullSecrets are immutable after creation; templates may change any time.
     inject = request.operation == "CREATE" or view.is_template
