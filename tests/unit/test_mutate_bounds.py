@@ -156,3 +156,46 @@ def test_a_mutate_response_never_carries_more_than_its_share() -> None:
     warnings = body["response"].get("warnings") or []
     assert sum(len(w) for w in warnings) <= MUTATE_WARNING_RUNES
     assert warnings[-1].endswith("more warnings not shown"), warnings[-1]
+
+
+SECRET_DEFAULTS = load_config_text(
+    "privateRegistries: [registry.example.com]\n"
+    "mirrors:\n"
+    "  - registry: docker.io\n"
+    "    mirror: mirror.example.com/dockerhub\n"
+    "    probe: false\n"
+    "defaultPullSecrets:\n  - secret: corp\n    registries: [registry.example.com]\n"
+)
+
+
+def test_mutating_a_pod_listing_3000_secrets_reads_a_bounded_number_and_says_so() -> None:
+    """Each secret the cache lacks is a direct read: 3,000 made-up names cost 3,001 reads
+    per mutation (review rev23). Past MAX_PULL_SECRETS none is read, and the pod is left as
+    written (no rewrite that may lose its own credentials, no default secret judged against
+    secrets unread), with a warning worded as the validating side's."""
+    from tests.unit.test_validate import CountingCluster
+    from webhook.core.secretcheck import MAX_PULL_SECRETS
+
+    cluster = CountingCluster()
+    cluster.add_namespace("team-a")
+    spec = pod_spec(
+        container("web", "registry.example.com/team/app:1.0"),
+        container("proxy", "nginx:1.25"),
+        secrets=[f"s{n}" for n in range(3000)],
+    )
+    result = mutate(request(pod(spec)), SECRET_DEFAULTS, cluster)
+    assert cluster.secret_reads <= MAX_PULL_SECRETS, cluster.secret_reads
+    assert result.patch is None
+    assert result.reason == "too-many-secrets"
+    assert result.warnings == (
+        f"pullguard: the pod lists 3000 imagePullSecrets; pullguard checks at most "
+        f"{MAX_PULL_SECRETS} per pod, so it left the pod as written: no mirror rewrite, "
+        "no pull secret added",
+    )
+    # At the cap, it is read and mutated as before.
+    at_cap = pod_spec(
+        container("web", "registry.example.com/team/app:1.0"),
+        secrets=[f"s{n}" for n in range(MAX_PULL_SECRETS)],
+    )
+    cluster.add_secret(pull_secret("team-a", "corp", "registry.example.com"))
+    assert mutate(request(pod(at_cap)), SECRET_DEFAULTS, cluster).injected_secrets == ("corp",)

@@ -13,6 +13,7 @@ from tests.unit.builders import (
 from webhook.core.cluster import ServiceAccountInfo
 from webhook.core.config import load_config_text
 from webhook.core.keyring import Credential, Keyring, lookup
+from webhook.core.nodecreds import NodeCredentials, ProviderAnswer
 from webhook.core.podspec import pod_spec as view_of
 from webhook.core.pullplan import CredentialOrigin, ImagePull, origins, plan_pulls
 from webhook.core.reference import parse_or_none
@@ -139,4 +140,25 @@ def test_a_templates_pulls_carry_its_service_accounts_credentials() -> None:
     (pull,) = secrets.with_credentials(pulls)
     assert [(c.secret, c.origin) for c in pull.credentials] == [
         ("team-a/regcred", CredentialOrigin.SERVICE_ACCOUNT)
+    ]
+
+
+def test_the_pods_secrets_pass_node_credentials_through_the_one_seam() -> None:
+    # PodSecrets.with_credentials is how validate gives pulls their credentials: node
+    # credentials (issue 24) go through it to ImagePull.with_credentials, after the pod's.
+    config = load_config_text("privateRegistries: [registry.example.com]\n")
+    cluster = cluster_with(pull_secret("team-a", "regcred", "registry.example.com"))
+    obj = pod(pod_spec(container("web", "registry.example.com/team/web:1"), secrets=["regcred"]))
+    view = view_of("Pod", obj)
+    assert view is not None
+    pulls = _plan(obj)
+    secrets = read_pod_secrets(
+        view, pulls, config=config, cluster=cluster, namespace="team-a", lists_own_secrets=True
+    )
+    node = Credential(key="registry.example.com", username="node")
+    answers = {"registry.example.com/team/web": (ProviderAnswer("ecr", (node,)),)}
+    (pull,) = secrets.with_credentials(pulls, NodeCredentials(answers))
+    assert [(c.secret, c.origin) for c in pull.credentials] == [
+        ("team-a/regcred", CredentialOrigin.POD),
+        ("", CredentialOrigin.NODE),
     ]

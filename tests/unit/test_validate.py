@@ -774,6 +774,40 @@ def test_a_pod_listing_3000_pull_secrets_costs_a_bounded_number_of_reads_and_is_
     assert validate(request(few), PRIVATE, cluster).allowed
 
 
+REV23_DEFAULTS = load_config_text(
+    "privateRegistries: [registry.example.com]\n"
+    "defaultPullSecrets:\n  - secret: corp\n    registries: [registry.example.com]\n"
+)
+
+
+def test_a_template_listing_3000_pull_secrets_costs_a_bounded_number_of_reads() -> None:
+    """The preview of the mutation read every name before the capped read_pod_secrets:
+    3,065 reads for 3,000 made-up names (review rev23)."""
+    from webhook.core.validate import MAX_PULL_SECRETS
+
+    cluster = CountingCluster()
+    cluster.add_namespace("team-a")
+    names = [f"s{n}" for n in range(3000)]
+    image = "registry.example.com/team/app:1.0"
+    decision = validate(
+        request(deployment(pod_spec(container("web", image), secrets=names))),
+        REV23_DEFAULTS,
+        cluster,
+    )
+    assert not decision.allowed
+    assert cluster.secret_reads <= MAX_PULL_SECRETS + 4, cluster.secret_reads
+    # The same through the template's ServiceAccount.
+    cluster.secret_reads = 0
+    cluster.add_service_account(ServiceAccountInfo("team-a", "builder", tuple(names)))
+    decision = validate(
+        request(deployment(pod_spec(container("web", image), sa="builder"))),
+        REV23_DEFAULTS,
+        cluster,
+    )
+    assert not decision.allowed
+    assert cluster.secret_reads <= MAX_PULL_SECRETS + 4, cluster.secret_reads
+
+
 def test_a_pod_naming_more_images_than_are_asked_is_not_left_unchecked() -> None:
     """A 33rd (now 65th) distinct image used to be "not checked": under enforce, a tenant
     could switch the registry check off for its pod by naming many images."""
@@ -790,3 +824,22 @@ def test_a_pod_naming_more_images_than_are_asked_is_not_left_unchecked() -> None
     # 40 containers sharing a few images: judged as usual, and admitted.
     shared = pod_spec(*[container(f"c{n}", images[n % 5]) for n in range(40)], secrets=["regcred"])
     assert validate(request(pod(shared)), PRIVATE, cluster, registry=registry).allowed
+
+
+def test_a_template_decision_reads_each_secret_once() -> None:
+    """The mutation's preview, its judgement of the default secret and the pullSecrets
+    check each read the secrets: 5 reads for a, b and the default (review rev23), now one
+    each (core.cluster.ReadOnce, per admission)."""
+    cluster = CountingCluster()
+    cluster.add_namespace("team-a")
+    decision = validate(
+        request(
+            deployment(
+                pod_spec(container("web", "registry.example.com/team/app:1.0"), secrets=["a", "b"])
+            )
+        ),
+        REV23_DEFAULTS,
+        cluster,
+    )
+    assert not decision.allowed
+    assert cluster.secret_reads == 3, cluster.secret_reads

@@ -81,7 +81,7 @@ from typing import Any
 import jsonpatch
 
 from webhook.core.checks import set_entry_command
-from webhook.core.cluster import ClusterUnavailable, ClusterView
+from webhook.core.cluster import ClusterUnavailable, ClusterView, ReadOnce
 from webhook.core.config import Config, DefaultPullSecret, Mirror
 from webhook.core.hosts import any_host_matches
 from webhook.core.keyring import Credential, SecretFormatError, lookup, parse_pull_secret
@@ -94,6 +94,7 @@ from webhook.core.podspec import (
 )
 from webhook.core.reference import PATH_MAX, Reference, parse_or_none
 from webhook.core.review import AdmissionRequest
+from webhook.core.secretcheck import MAX_PULL_SECRETS
 
 ORIGINAL_IMAGES_ANNOTATION = "pullguard.io/original-images"
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
@@ -162,6 +163,8 @@ class PodPlan:
     skipped: list[MirrorSkip] = field(default_factory=list)
     private: list[PrivateSkip] = field(default_factory=list)
     withheld: list[WithheldSecret] = field(default_factory=list)
+    too_many_secrets: int = 0
+    """The pod lists more pull secrets than pullguard reads: it is left as written."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,6 +266,9 @@ class PodCredentials:
     certain: bool
     """False when a secret or the ServiceAccount could not be read, or a named secret does not
     exist yet: the pod may hold credentials not seen here."""
+    listed: int = 0
+    """How many secrets the pod lists, when more than :data:`MAX_PULL_SECRETS`: none of
+    them was read (the pod is left as written)."""
 
 
 def pod_credentials(view: PodSpecView, cluster: ClusterView, namespace: str) -> PodCredentials:
@@ -278,6 +284,10 @@ def pod_credentials(view: PodSpecView, cluster: ClusterView, namespace: str) -> 
         if account is not None:
             prepend = list(account.image_pull_secrets)
             names = list(account.image_pull_secrets)
+    if len(names) > MAX_PULL_SECRETS:
+        # Each secret the cache lacks is a direct read (3,000 made-up names once cost 3,001
+        # GETs per mutation): past the cap none is read, and the pod is left as written.
+        return PodCredentials(names, prepend, [], certain=False, listed=len(names))
     credentials: list[Credential] = []
     for name in names:
         try:
@@ -321,6 +331,10 @@ def plan_pod(
     held: PodCredentials | None = None
     if config.mirrors or (inject_secrets and config.default_pull_secrets):
         held = pod_credentials(view, cluster, namespace)
+        if held.listed:
+            # Unread secrets: a mirror rewrite may lose the pod's own credentials, and a
+            # default secret cannot be judged against them, so nothing is changed.
+            return PodPlan(too_many_secrets=held.listed)
     for container in containers:
         source = container.written or container.image
         ref = parse_or_none(source)
@@ -613,6 +627,14 @@ def _too_many_warning(containers: list[Container]) -> str:
     )
 
 
+def _too_many_secrets_warning(listed: int) -> str:
+    return (
+        f"pullguard: the pod lists {listed} imagePullSecrets; pullguard checks at most "
+        f"{MAX_PULL_SECRETS} per pod, so it left the pod as written: no mirror rewrite, "
+        "no pull secret added"
+    )
+
+
 def mutate(
     request: AdmissionRequest,
     config: Config,
@@ -641,6 +663,7 @@ def mutate(
     if labels.get(config.namespace_mode_label) == "off":
         return Mutation(patch=None, reason="mode-off")
 
+    cluster = ReadOnce(cluster)  # each secret read once per admission (rev23)
     old = pod_spec(request.kind, request.old_object) if request.operation == "UPDATE" else None
     # A Pod's imagePullSecrets are immutable after creation; templates may change any time.
     inject = request.operation == "CREATE" or view.is_template
@@ -666,6 +689,12 @@ def mutate(
         # A template is rewritten by the configuration alone (the module's rules).
         mirrors_down=frozenset() if view.is_template else mirrors_down,
     )
+    if plan.too_many_secrets:
+        return Mutation(
+            patch=None,
+            reason="too-many-secrets",
+            warnings=(_too_many_secrets_warning(plan.too_many_secrets),),
+        )
     why = mirrors_down if isinstance(mirrors_down, Mapping) else {}
     skip_warnings = tuple(
         f"pullguard: {skip.container.label}: mirror {skip.mirror} "

@@ -125,8 +125,12 @@ def _ask_as_written(
         original = parse_or_none(container.written)
         if original is None:
             continue
-        credentials = keyring.lookup(original.name)
-        questions[container.pointer] = (original, question_for(original, credentials, False))
+        # Through the one seam (ImagePull.with_credentials), where node credentials plug in.
+        again = replace(pull, ref=original, credentials=()).with_credentials(keyring, {})
+        questions[container.pointer] = (
+            original,
+            question_for(original, again.keyring_credentials, False),
+        )
     if not questions:
         return {}
     distinct = list(dict.fromkeys(q for _, q in questions.values()))[:MAX_QUESTIONS]

@@ -61,6 +61,7 @@ from webhook.core.cluster import (
     ClusterUnavailable,
     ClusterView,
     NodeTaints,
+    ReadOnce,
     SecretInfo,
     ServiceAccountInfo,
 )
@@ -292,6 +293,8 @@ def validate(
     actions, labels_unavailable = namespace_actions(config, namespace, cluster)
     if all(action is Action.OFF for action in actions.values()):
         return allow("mode-off")
+    # The mutation's preview and the checks read the pod's secrets once (rev23).
+    cluster = ReadOnce(cluster)
 
     # Before the preview adds any default secret: does the template name its own?
     lists_own_secrets = view.lists_pull_secrets

@@ -667,7 +667,10 @@ def _record_mutation(metrics: Metrics, review: AdmissionRequest, result: Mutatio
         metrics.mutations.labels(kind, "secret_withheld").inc(len(result.withheld))
     if result.injected_secrets:
         metrics.mutations.labels(kind, "secret_injection").inc(len(result.injected_secrets))
-    loud = bool(result.skipped or result.withheld) or result.reason == "too-many-images"
+    loud = bool(result.skipped or result.withheld) or result.reason in (
+        "too-many-images",
+        "too-many-secrets",
+    )
     if not (loud or result.rewrites or result.private or result.injected_secrets):
         return
     restored = sum(1 for r in result.rewrites if r.restored)
