@@ -50,3 +50,15 @@ def test_a_node_credential_registry_is_not_fixed_with_a_placeholder_static_secre
     assert not fix.startswith("pullguard: fix: kubectl create secret docker-registry"), fix
     assert "--docker-username=USER --docker-password=PASSWORD" not in fix, fix
     assert "node" in fix, fix
+
+
+def test_a_node_credential_refusal_does_not_say_the_kubelet_gets_the_same_answer() -> None:
+    """The problem reads "...; the kubelet will get the same answer; but the nodes may
+    authenticate to this registry themselves": the first half is what is not known."""
+    image = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/team/app:1.0"
+    registry = FixedRegistry({image: Answer(Outcome.UNAUTHORIZED, "HTTP 401")})
+    decision = validate(
+        request(pod(pod_spec(container("web", image)))), DEFAULT, cluster_with(), registry=registry
+    )
+    (finding,) = [f for f in decision.findings if f.check == "registry"]
+    assert "the kubelet will get the same answer" not in finding.problem, finding.problem
