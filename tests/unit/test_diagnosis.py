@@ -295,3 +295,48 @@ def test_a_platform_failure_with_nothing_known_prints_no_placeholder_command() -
         (fix,) = found.fixes
         assert "ARCH" not in fix and "kubectl" not in fix
         assert f"set nodeSelector kubernetes.io/arch (and kubernetes.io/os) {where}" in fix
+
+
+# -- the third outside review of issue 22 (rev22): the kubelet's cause first ------------------
+
+
+TLS_TEXT = (
+    f'rpc error: code = Unknown desc = failed to pull and unpack image "{IMAGE}": failed to '
+    f'resolve reference "{IMAGE}": failed to do request: Head '
+    '"https://registry.example.com/v2/team/app/manifests/1.0": tls: failed to verify '
+    "certificate: x509: certificate signed by unknown authority"
+)
+
+#: What the live registry check says when pullguard (trusting the CA) is refused anonymously.
+REFUSED_ANONYMOUSLY = Finding(
+    "registry",
+    'container "web"',
+    "registry registry.example.com refused to serve 'registry.example.com/team/app:1.0' "
+    "anonymously (the pod has no imagePullSecret for it; the image is private or does not "
+    "exist); the kubelet will get the same answer",
+    fix="kubectl create secret docker-registry regcred-registry-example-com -n team-a ...",
+    cause="unauthorized",
+)
+
+
+def test_a_live_refusal_does_not_replace_the_kubelets_tls_failure() -> None:
+    """rev22 F1: the node never finished the handshake; pullguard (trusting the CA) was
+    refused. A pull secret does not get the node past TLS: the CA fix comes first, the
+    refusal's fix is the second step, and ``--all`` groups the pod under tls."""
+    (found,) = diagnose(failing(TLS_TEXT), [], [REFUSED_ANONYMOUSLY])
+    assert found.cause is Cause.TLS, found.summary
+    assert found.summary == "the registry's TLS certificate is not trusted by the node"
+    ca, then = found.fixes
+    assert ca.startswith("give the nodes the registry's CA"), found.fixes
+    assert then.startswith("then, ") and "kubectl create secret" in then, found.fixes
+
+
+def test_a_live_refusal_does_not_replace_the_kubelets_not_found() -> None:
+    """rev22 F2: containerd's "not found" is the registry's 404 to a request that passed its
+    login (with credentials pullguard cannot see): the tag is missing, a secret will not
+    create it. The refusal is evidence only."""
+    (found,) = diagnose(failing(NOT_FOUND_TEXT), [], [REFUSED_ANONYMOUSLY])
+    assert found.cause is Cause.NOT_FOUND, found.summary
+    assert not any("create secret" in fix for fix in found.fixes), found.fixes
+    assert found.fixes[0].startswith(f"push {IMAGE}, or use an image that exists")
+    assert any("refused to serve" in e for e in found.evidence), found.evidence

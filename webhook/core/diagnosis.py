@@ -41,6 +41,18 @@ _FINDING_CAUSES = {
 }
 
 
+#: Causes the kubelet met before the registry answered it (the node's own DNS, network and
+#: trust store): a live finding, made from pullguard's network and trust store, tells what
+#: the registry will answer once the node reaches it, a second step, never the cause.
+_BEFORE_AN_ANSWER = frozenset({Cause.TLS, Cause.DNS, Cause.CONNECTION_REFUSED, Cause.TIMEOUT})
+#: Causes the registry gave the kubelet after its login passed (a 404 or a platform list
+#: comes after the token exchange): a live refusal then only shows that pullguard lacks
+#: credentials the kubelet has (a node's credential provider or config.json).
+_PAST_THE_LOGIN = frozenset({Cause.NOT_FOUND, Cause.PLATFORM, Cause.RATE_LIMITED, Cause.DISK_FULL})
+#: Causes a live refusal stands for.
+_REFUSALS = frozenset({Cause.UNAUTHORIZED, Cause.SECRET_MISSING})
+
+
 #: Event reasons the kubelet uses for a failing pull.
 _PULL_EVENTS = frozenset({"Failed", "BackOff", "ErrImageNeverPull", "InspectFailed"})
 
@@ -197,11 +209,50 @@ def diagnose(
         )
         mine = [f for f in live if f.subject == container.label or container.label in f.subject]
         confirming = [f for f in mine if _predicts(f, cause)]
-        definite = [f for f in mine if _definite(f)]
+        definite = [f for f in mine if _definite(f) and f not in confirming]
+        # The kubelet's cause stands where pullguard's answer comes from further along the
+        # pull than the kubelet got (TLS), or from less far (a refusal, where the kubelet's
+        # login passed and the registry answered 404).
+        after = definite if not confirming and cause in _BEFORE_AN_ANSWER else []
+        beside = [
+            f
+            for f in definite
+            if not confirming and cause in _PAST_THE_LOGIN and _settled_cause(f) in _REFUSALS
+        ]
+        definite = [f for f in definite if f not in after and f not in beside]
         advice = [f for f in mine if f not in confirming and f not in definite]
+        advice = [f for f in advice if f not in after and f not in beside]
         if confirming:
             diagnosis.verdict = "confirmed"
             _use(diagnosis, confirming, fixer, container)
+        elif after:
+            diagnosis.verdict = "not confirmed"
+            diagnosis.fixes.extend(_fixes_for(cause, container, fixer, node))
+            first = len(diagnosis.fixes)
+            _use(
+                diagnosis,
+                after,
+                fixer,
+                container,
+                said="pullguard now, from its own network and trust store (it reached the "
+                "registry)",
+            )
+            diagnosis.fixes[first:] = [
+                f"then, for what the registry answers once the nodes reach it: {fix}"
+                for fix in diagnosis.fixes[first:]
+            ]
+        elif beside:
+            diagnosis.verdict = "not confirmed"
+            diagnosis.evidence.extend(
+                "pullguard now (without the credentials the kubelet used): "
+                + f.problem.removesuffix("; the kubelet will get the same answer")
+                for f in beside
+            )
+            diagnosis.evidence.append(
+                "the registry answered the kubelet after its login passed, so the kubelet "
+                "has credentials pullguard cannot see (a node's credential provider or "
+                "config.json); a new secret would not change its answer"
+            )
         elif definite or (advice and cause is Cause.UNKNOWN):
             correcting = definite or advice
             diagnosis.verdict = "corrected"
@@ -288,13 +339,19 @@ _IMAGE_MEANT = re.compile(r"^use image '([^']+)'(?: if that was meant)?")
 
 
 def _use(
-    diagnosis: ContainerDiagnosis, findings: Sequence[Finding], fixer: _Fixer, container: Container
+    diagnosis: ContainerDiagnosis,
+    findings: Sequence[Finding],
+    fixer: _Fixer,
+    container: Container,
+    *,
+    said: str = "pullguard now",
 ) -> None:
     """Evidence and fixes from live findings, with each fix made runnable on the pod that
     exists: a secret to add goes to the owner's template (a Pod's list cannot change: it is
-    recreated), an image to use is set on the owner."""
+    recreated), an image to use is set on the owner. ``said``: how the evidence is
+    introduced."""
     for finding in findings:
-        diagnosis.evidence.append(f"pullguard now: {finding.problem}")
+        diagnosis.evidence.append(f"{said}: {finding.problem}")
         if not finding.fix:
             continue
         fix = finding.fix
