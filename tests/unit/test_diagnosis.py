@@ -340,3 +340,36 @@ def test_a_live_refusal_does_not_replace_the_kubelets_not_found() -> None:
     assert not any("create secret" in fix for fix in found.fixes), found.fixes
     assert found.fixes[0].startswith(f"push {IMAGE}, or use an image that exists")
     assert any("refused to serve" in e for e in found.evidence), found.evidence
+
+
+RATE_LIMITED = (
+    "429 Too Many Requests - Server message: toomanyrequests: You have reached your pull "
+    "rate limit."
+)
+
+
+def test_a_rate_limit_fix_reaches_a_pod_that_lists_its_own_secrets() -> None:
+    """rev22 F9: the API server adds a ServiceAccount's secrets only to a pod that lists
+    none; a pod (template) with its own list gets ``dockerhub`` in that list."""
+    owned = Workload("Deployment", "web", "default", ())
+    (found,) = diagnose(failing(RATE_LIMITED, secrets=["noport"]), [], [], workload=owned)
+    (fix,) = found.fixes
+    assert "kubectl patch serviceaccount" not in fix, fix
+    assert (
+        "kubectl patch deployment/web -n team-a --type=merge -p "
+        '\'{"spec":{"template":{"spec":{"imagePullSecrets":'
+        '[{"name":"noport"},{"name":"dockerhub"}]}}}}\'' in fix
+    ), fix
+    # A bare pod's list came with it (its account's, copied at creation): recreated with it.
+    (bare,) = diagnose(failing(RATE_LIMITED, secrets=["regcred"]), [], [])
+    assert '"imagePullSecrets":[{"name":"regcred"},{"name":"dockerhub"}]' in bare.fixes[0]
+    assert "| kubectl replace --force -f -" in bare.fixes[0]
+
+
+def test_a_rate_limit_login_on_the_service_account_recreates_the_pods() -> None:
+    """The account's list reaches only pods created after the patch."""
+    owned = Workload("Deployment", "web", "builder", ("regcred",))
+    (found,) = diagnose(failing(RATE_LIMITED, secrets=["regcred"]), [], [], workload=owned)
+    (fix,) = found.fixes
+    assert "kubectl patch serviceaccount builder -n team-a" in fix, fix
+    assert "then recreate the pods: kubectl rollout restart deployment/web -n team-a" in fix

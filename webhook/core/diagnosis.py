@@ -500,13 +500,29 @@ class _Fixer:
         )
 
     def docker_hub_login(self) -> str:
+        """A ``dockerhub`` secret, and where the next pods get it: the ServiceAccount when
+        the pod's list is its account's (the API server copies the account's secrets only
+        into a pod that lists none), then the pods recreated; else the pod's own list (the
+        owner's template, which rolls out new pods; a bare pod recreated with it)."""
+        create = idempotent(
+            create_secret_command("dockerhub", self.namespace, "https://index.docker.io/v1/")
+        )
         account = self.workload.service_account
+        if self.secrets and (
+            self.workload.bare or self.secrets != list(self.workload.account_secrets)
+        ):
+            # A bare pod recreated as it is keeps its list, which the account's never joins.
+            return f"{create} && {self.add_secret('dockerhub')}"
         names = [*dict.fromkeys([*self.workload.account_secrets, "dockerhub"])]
         body = json.dumps({"imagePullSecrets": [{"name": n} for n in names]}, separators=(",", ":"))
-        create = create_secret_command("dockerhub", self.namespace, "https://index.docker.io/v1/")
+        kind = self.workload.kind
+        if kind in ("Deployment", "StatefulSet", "DaemonSet"):
+            again = f"kubectl rollout restart {kind.lower()}/{self.workload.name} -n {self.namespace}"
+        else:
+            again = self.retry().removeprefix("to retry now: ")
         return (
-            f"{idempotent(create)} && kubectl patch serviceaccount {account} "
-            f"-n {self.namespace} --type=merge -p {q(body)}"
+            f"{create} && kubectl patch serviceaccount {account} "
+            f"-n {self.namespace} --type=merge -p {q(body)}; then recreate the pods: {again}"
         )
 
 
@@ -552,8 +568,8 @@ def _fixes_for(
         ],
         Cause.INVALID_NAME: [f"correct the reference: {fixer.set_image(container, 'IMAGE')}"],
         Cause.RATE_LIMITED: [
-            "authenticate the pulls (Docker Hub allows more to a login), then recreate the "
-            f"pods: {fixer.docker_hub_login()}; or pull through a mirror (mirrors in the "
+            "authenticate the pulls (Docker Hub allows more to a login): "
+            f"{fixer.docker_hub_login()}; or pull through a mirror (mirrors in the "
             "pullguard configuration)"
         ],
         Cause.DNS: [
