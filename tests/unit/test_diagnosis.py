@@ -373,3 +373,31 @@ def test_a_rate_limit_login_on_the_service_account_recreates_the_pods() -> None:
     (fix,) = found.fixes
     assert "kubectl patch serviceaccount builder -n team-a" in fix, fix
     assert "then recreate the pods: kubectl rollout restart deployment/web -n team-a" in fix
+
+
+def test_a_failing_pull_from_ecr_starts_with_the_nodes_pull_rights() -> None:
+    """rev22 F3 in diagnose: the pod fails, so the nodes' own login did not serve it; the
+    fix is the node role's rights, then a secret with ECR's real login."""
+    image = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/team/app:1.0"
+    obj = pod(pod_spec(container("web", image)), name="web-1")
+    obj["status"] = {
+        "containerStatuses": [
+            {
+                "name": "web",
+                "state": {"waiting": {"reason": "ErrImagePull", "message": "401 Unauthorized"}},
+            }
+        ]
+    }
+    (found,) = diagnose(
+        obj, [], [], live_note="registry: unavailable", workload=Workload("Deployment", "web")
+    )
+    (fix,) = found.fixes
+    assert fix.startswith("give the node IAM role pull access to the repository"), fix
+    assert '--docker-username=AWS --docker-password="$(aws ecr get-login-password' in fix
+    assert fix.endswith(
+        "kubectl patch deployment/web -n team-a --type=merge -p "
+        + (
+            '\'{"spec":{"template":{"spec":{"imagePullSecrets":'
+            '[{"name":"regcred-123456789012-dkr-ecr-eu-west-1-amazonaws-com"}]}}}}\''
+        )
+    )

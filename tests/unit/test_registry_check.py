@@ -156,6 +156,78 @@ def test_node_credential_registries_never_deny_on_a_refusal() -> None:
 
 
 @pytest.mark.parametrize(
+    ("image", "rights", "login"),
+    [
+        (
+            "123456789012.dkr.ecr.eu-west-1.amazonaws.com/team/app:1.0",
+            "give the node IAM role pull access",
+            '--docker-username=AWS --docker-password="$(aws ecr get-login-password '
+            '--region eu-west-1)"',
+        ),
+        (
+            "europe-docker.pkg.dev/proj/repo/app:1",
+            "roles/artifactregistry.reader",
+            '--docker-username=_json_key --docker-password="$(cat KEY.json)"',
+        ),
+        (
+            "myreg.azurecr.io/app:1",
+            "--attach-acr myreg",
+            "--docker-username=SP_APP_ID --docker-password=SP_PASSWORD",
+        ),
+    ],
+)
+def test_a_node_credential_registry_is_fixed_with_the_nodes_rights_not_a_made_up_login(
+    image: str, rights: str, login: str
+) -> None:
+    """rev22 F3: pullguard asks anonymously, so every private image of such a registry is
+    refused; on EKS, GKE, AKS the nodes pull it with their own identity. The fix says so
+    first, then the nodes' pull rights, and a secret only as a last resort, with the
+    registry's real login (ECR: user AWS and a 12-hour password; Artifact Registry: a
+    service-account key as _json_key; ACR: a service principal), never USER/PASSWORD."""
+    registry = table({image: Answer(Outcome.UNAUTHORIZED, "HTTP 401")})
+    decision = validate(
+        request(pod(pod_spec(container("web", image)))), DEFAULT, cluster_with(), registry=registry
+    )
+    assert decision.allowed
+    (fix,) = [w for w in decision.warnings if w.startswith("pullguard: fix: ")]
+    assert fix.startswith("pullguard: fix: nothing to do if pods on these nodes already pull")
+    nodes, _, last_resort = fix.partition("only as a last resort")
+    assert rights in nodes, fix
+    assert login in last_resort, fix
+    assert "--docker-username=USER --docker-password=PASSWORD" not in fix, fix
+
+
+def test_a_node_credential_refusal_does_not_say_the_kubelet_gets_the_same_answer() -> None:
+    """rev22: "...; the kubelet will get the same answer; but the nodes may authenticate to
+    this registry themselves": the first half is what is not known."""
+    image = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/team/app:1.0"
+    registry = table({image: Answer(Outcome.UNAUTHORIZED, "HTTP 401")})
+    decision = validate(
+        request(pod(pod_spec(container("web", image)))), DEFAULT, cluster_with(), registry=registry
+    )
+    (finding,) = [f for f in decision.findings if f.check == "registry"]
+    assert "the kubelet will get the same answer" not in finding.problem, finding.problem
+    assert finding.problem.endswith(
+        "; the kubelet gets the same answer only if the nodes do not authenticate to this "
+        "registry themselves (a kubelet credential provider), which pullguard cannot see"
+    )
+
+
+def test_a_refused_secret_for_ecr_is_replaced_with_the_ecr_login() -> None:
+    """A refused ECR secret is most often a token past its 12 hours: its replacement is made
+    with the real login, not USER/PASSWORD."""
+    image = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/team/app:1.0"
+    cluster = cluster_with(
+        pull_secret("team-a", "ecr", "123456789012.dkr.ecr.eu-west-1.amazonaws.com")
+    )
+    registry = table({image: Answer(Outcome.UNAUTHORIZED, "HTTP 401", tried=("team-a/ecr",))})
+    spec = pod_spec(container("web", image), secrets=["ecr"])
+    decision = validate(request(pod(spec)), DEFAULT, cluster, registry=registry)
+    (finding,) = [f for f in decision.findings if f.check == "registry"]
+    assert "--docker-username=AWS" in (finding.fix or ""), finding.fix
+
+
+@pytest.mark.parametrize(
     ("answer", "words"),
     [
         (

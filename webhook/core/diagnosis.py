@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from webhook.core.checks import create_secret_command, secret_name_for
+from webhook.core.cloudlogin import NOTHING_TO_DO, cloud_registry, node_access_fix, secret_command
 from webhook.core.findings import Finding
 from webhook.core.keyring import Credential, lookup
 from webhook.core.placement import platform_selector
@@ -355,7 +356,10 @@ def _use(
         if not finding.fix:
             continue
         fix = finding.fix
-        if added := _SECRET_TO_ADD.search(fix):
+        if finding.cause == "unauthorized" and fix.startswith(NOTHING_TO_DO):
+            # A registry the nodes log in to themselves: they did not, since the pod fails.
+            fix = fixer.node_access(container)
+        elif added := _SECRET_TO_ADD.search(fix):
             fix = fixer.secret_for(container, fix[: added.start()], added.group(1))
         elif "kubectl set image" in fix:
             pass  # the finding's own command (an existing workload)
@@ -439,6 +443,14 @@ class _Fixer:
             )
         return f"{idempotent(create)} && {self.add_secret(name)}"
 
+    def node_access(self, container: Container) -> str:
+        """For a registry whose nodes log in themselves (a cloud's): the nodes' pull rights
+        first, a secret with the registry's real login only as a last resort."""
+        host = _host(container.image)
+        name = secret_name_for(host)
+        secret = self.secret_for(container, secret_command(name, self.namespace, host), name)
+        return node_access_fix(host, secret, nodes_may_pull=False)
+
     def add_secret(self, secret: str) -> str:
         names = [*dict.fromkeys([*self.secrets, secret])]
         return self._spec_patch({"imagePullSecrets": [{"name": n} for n in names]})
@@ -517,13 +529,20 @@ class _Fixer:
         body = json.dumps({"imagePullSecrets": [{"name": n} for n in names]}, separators=(",", ":"))
         kind = self.workload.kind
         if kind in ("Deployment", "StatefulSet", "DaemonSet"):
-            again = f"kubectl rollout restart {kind.lower()}/{self.workload.name} -n {self.namespace}"
+            again = (
+                f"kubectl rollout restart {kind.lower()}/{self.workload.name} -n {self.namespace}"
+            )
         else:
             again = self.retry().removeprefix("to retry now: ")
         return (
             f"{create} && kubectl patch serviceaccount {account} "
             f"-n {self.namespace} --type=merge -p {q(body)}; then recreate the pods: {again}"
         )
+
+
+def _host(image: str) -> str:
+    """The registry host of an image as the fixes name it."""
+    return image.split("/", 1)[0] if "/" in image else "docker.io"
 
 
 def idempotent(create: str) -> str:
@@ -550,7 +569,7 @@ def _fixes_for(
     if cause is Cause.PLATFORM and (placed := _build_selectors(builds, fixer, nodes)):
         return [placed]
     namespace, pod = fixer.namespace, fixer.pod_name
-    host = container.image.split("/", 1)[0] if "/" in container.image else "docker.io"
+    host = _host(container.image)
     on_node = f" on node {node}" if node else " on the node"
     name = secret_name_for(host)
     return {
@@ -559,7 +578,9 @@ def _fixes_for(
             + fixer.set_image(container, "IMAGE")
         ],
         Cause.UNAUTHORIZED: [
-            fixer.secret_for(container, create_secret_command(name, namespace, host), name)
+            fixer.node_access(container)
+            if cloud_registry(host) is not None
+            else fixer.secret_for(container, create_secret_command(name, namespace, host), name)
         ],
         Cause.SECRET_MISSING: [
             f"kubectl get pod {pod} -n {namespace} -o "

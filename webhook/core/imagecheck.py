@@ -29,15 +29,16 @@ Pure: answers come in as :class:`~webhook.core.registry.Answer` values.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 
 from webhook.core.checks import (
     PodOwner,
     SecretSet,
     WorkloadRef,
-    create_secret_command,
     secret_name_for,
     what_the_pod_has,
 )
+from webhook.core.cloudlogin import node_access_fix, secret_command
 from webhook.core.findings import Finding
 from webhook.core.hosts import any_host_matches, edit_distance
 from webhook.core.keyring import Credential
@@ -76,6 +77,9 @@ def _tried(answer: Answer) -> str:
     names = words_list([f'"{t}"' for t in answer.tried])
     return f"with imagePullSecret {names}"
 
+
+#: How a refusal's problem ends where the kubelet has no credentials pullguard lacks.
+_SAME_ANSWER = "; the kubelet will get the same answer"
 
 #: Why an anonymous refusal is worth a denial, said after :func:`_tried` in the full text.
 _ANONYMOUS_NOTE = " (the pod has no imagePullSecret for it; the image is private or does not exist)"
@@ -149,13 +153,13 @@ def registry_finding(
                     f'imagePullSecret "{stale}" is pullguard\'s copy of {source}/{stale} '
                     f"(defaultPullSecrets), which pullguard keeps in step: replace the source: "
                     f"kubectl delete secret {stale} -n {source} && "
-                    f"{create_secret_command(stale, source, where)}"
+                    f"{secret_command(stale, source, where)}"
                 )
             else:
                 fix = (
                     f"check that the credentials in imagePullSecret {answer.tried[0]} may pull "
                     f"{ref.familiar_name}; to replace them: kubectl delete secret "
-                    f"{stale} -n {namespace} && {create_secret_command(stale, namespace, where)}"
+                    f"{stale} -n {namespace} && {secret_command(stale, namespace, where)}"
                 )
         else:
             name = secret_name_for(ref.domain)
@@ -166,7 +170,9 @@ def registry_finding(
                 then = f"then recreate the pod with {{name: {name}}} in spec.imagePullSecrets"
             else:
                 then = f"then add {{name: {name}}} to the imagePullSecrets in the manifest"
-            fix = f"{create_secret_command(name, namespace, where)}, {then}"
+            fix = f"{secret_command(name, namespace, where)}, {then}"
+            if any_host_matches(node_credential_registries, ref.domain):
+                fix = node_access_fix(where, fix)
         finding = Finding.for_container(
             "registry",
             container,
@@ -178,9 +184,11 @@ def registry_finding(
             fix=fix,
         )
         if any_host_matches(node_credential_registries, ref.domain):
-            return finding.as_advisory(
-                "; but the nodes may authenticate to this registry themselves (a kubelet "
-                "credential provider), which pullguard cannot see",
+            # Not "the same answer": the kubelet tries the nodes' own credentials too.
+            return replace(finding, problem=finding.problem.removesuffix(_SAME_ANSWER)).as_advisory(
+                "; the kubelet gets the same answer only if the nodes do not authenticate to "
+                "this registry themselves (a kubelet credential provider), which pullguard "
+                "cannot see",
                 " (the nodes' own credentials may work)",
             )
         if secrets_unreadable:
