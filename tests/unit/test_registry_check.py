@@ -16,6 +16,7 @@ from tests.unit.builders import (
     pull_secret,
     request,
 )
+from webhook.core.cluster import ServiceAccountInfo
 from webhook.core.config import load_config_text, parse_config
 from webhook.core.mutate import mutate
 from webhook.core.registry import (
@@ -793,3 +794,26 @@ def test_an_unreachable_registry_is_worded_for_audit_and_diagnose_too() -> None:
     (finding,) = [f for f in decision.findings if f.check == "registry"]
     assert "was admitted" not in finding.problem
     assert finding.problem.endswith("(the nodes may see another network: a warning, not a denial)")
+
+
+def test_a_refusal_points_at_the_namespaces_secret_that_covers_the_image() -> None:
+    """rev22 F11: the denial names the ServiceAccount's "good", hidden by the pod's own
+    list, and covering the image: its fix adds "good" (as ``diagnose`` says), never a new
+    secret with USER/PASSWORD."""
+    cluster = cluster_with(
+        pull_secret("team-a", "noport", "registry.example.com"),
+        pull_secret("team-a", "good", "registry.example.com:5000"),
+        accounts=(ServiceAccountInfo("team-a", "default", ("good",)),),
+    )
+    registry = FixedRegistry(
+        {"registry.example.com:5000/team/app:1": Answer(Outcome.UNAUTHORIZED, "HTTP 401")}
+    )
+    spec = pod_spec(container("web", "registry.example.com:5000/team/app:1"), secrets=["noport"])
+    decision = validate(request(pod(spec)), DEFAULT, cluster, registry=registry)
+    assert not decision.allowed
+    message = decision.message or ""
+    assert 'hide ServiceAccount "default"\'s ("good")' in message  # it knows
+    fix = message.split("Fix: ", 1)[1]
+    assert "good" in fix, fix
+    assert "--docker-password=PASSWORD" not in fix, fix
+    assert fix.endswith("then add {name: good} to the imagePullSecrets in the manifest"), fix

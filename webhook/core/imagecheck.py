@@ -116,6 +116,7 @@ def registry_finding(
     running_pod: bool = False,
     default_sources: Mapping[str, str] | None = None,
     hidden: str = "",
+    hidden_cover: str | None = None,
     workload: WorkloadRef | None = None,
     owner: PodOwner | None = None,
 ) -> Finding | None:
@@ -162,7 +163,9 @@ def registry_finding(
                     f"{stale} -n {namespace} && {secret_command(stale, namespace, where)}"
                 )
         else:
-            name = secret_name_for(ref.domain)
+            # A secret of the ServiceAccount's that the pod's own list hides already covers
+            # the image: that one is added, not a second copy of its credentials made.
+            name = hidden_cover or secret_name_for(ref.domain)
             if running_pod and owner is not None:
                 then = f"then {owner.where_to_add(name)}"
             elif running_pod:
@@ -171,6 +174,11 @@ def registry_finding(
             else:
                 then = f"then add {{name: {name}}} to the imagePullSecrets in the manifest"
             fix = f"{secret_command(name, namespace, where)}, {then}"
+            if hidden_cover:
+                fix = (
+                    f"imagePullSecret \"{name}\" (the ServiceAccount's, which the pod's own list "
+                    f"hides) already covers {where}: no new secret, {then}"
+                )
             if any_host_matches(node_credential_registries, ref.domain):
                 fix = node_access_fix(where, fix)
         finding = Finding.for_container(
