@@ -334,3 +334,109 @@ def test_the_never_pull_fix_patches_the_container_by_its_name() -> None:
     fix = _fix_for(Workload("Deployment", "web"), message, reason="ErrImageNeverPull")
     assert "--type=strategic" in fix and "/containers/" not in fix, fix
     assert '{"containers":[{"name":"web","imagePullPolicy":"IfNotPresent"}]}' in fix, fix
+
+
+# -- the third outside review of issue 22 (rev22): the kubelet's cause first ------------------
+
+
+TLS_TEXT = (
+    f'rpc error: code = Unknown desc = failed to pull and unpack image "{IMAGE}": failed to '
+    f'resolve reference "{IMAGE}": failed to do request: Head '
+    '"https://registry.example.com/v2/team/app/manifests/1.0": tls: failed to verify '
+    "certificate: x509: certificate signed by unknown authority"
+)
+
+#: What the live registry check says when pullguard (trusting the CA) is refused anonymously.
+REFUSED_ANONYMOUSLY = Finding(
+    "registry",
+    'container "web"',
+    "registry registry.example.com refused to serve 'registry.example.com/team/app:1.0' "
+    "anonymously (the pod has no imagePullSecret for it; the image is private or does not "
+    "exist); the kubelet will get the same answer",
+    fix="kubectl create secret docker-registry regcred-registry-example-com -n team-a ...",
+    cause="unauthorized",
+)
+
+
+def test_a_live_refusal_does_not_replace_the_kubelets_tls_failure() -> None:
+    """rev22 F1: the node never finished the handshake; pullguard (trusting the CA) was
+    refused. A pull secret does not get the node past TLS: the CA fix comes first, the
+    refusal's fix is the second step, and ``--all`` groups the pod under tls."""
+    (found,) = diagnose(failing(TLS_TEXT), [], [REFUSED_ANONYMOUSLY])
+    assert found.cause is Cause.TLS, found.summary
+    assert found.summary == "the registry's TLS certificate is not trusted by the node"
+    ca, then = found.fixes
+    assert ca.startswith("give the nodes the registry's CA"), found.fixes
+    assert then.startswith("then, ") and "kubectl create secret" in then, found.fixes
+
+
+def test_a_live_refusal_does_not_replace_the_kubelets_not_found() -> None:
+    """rev22 F2: containerd's "not found" is the registry's 404 to a request that passed its
+    login (with credentials pullguard cannot see): the tag is missing, a secret will not
+    create it. The refusal is evidence only."""
+    (found,) = diagnose(failing(NOT_FOUND_TEXT), [], [REFUSED_ANONYMOUSLY])
+    assert found.cause is Cause.NOT_FOUND, found.summary
+    assert not any("create secret" in fix for fix in found.fixes), found.fixes
+    assert found.fixes[0].startswith(f"push {IMAGE}, or use an image that exists")
+    assert any("refused to serve" in e for e in found.evidence), found.evidence
+
+
+RATE_LIMITED = (
+    "429 Too Many Requests - Server message: toomanyrequests: You have reached your pull "
+    "rate limit."
+)
+
+
+def test_a_rate_limit_fix_reaches_a_pod_that_lists_its_own_secrets() -> None:
+    """rev22 F9: the API server adds a ServiceAccount's secrets only to a pod that lists
+    none; a pod (template) with its own list gets ``dockerhub`` in that list."""
+    owned = Workload("Deployment", "web", "default", ())
+    (found,) = diagnose(failing(RATE_LIMITED, secrets=["noport"]), [], [], workload=owned)
+    (fix,) = found.fixes
+    assert "kubectl patch serviceaccount" not in fix, fix
+    assert (
+        "kubectl patch deployment/web -n team-a --type=merge -p "
+        '\'{"spec":{"template":{"spec":{"imagePullSecrets":'
+        '[{"name":"noport"},{"name":"dockerhub"}]}}}}\'' in fix
+    ), fix
+    # A bare pod's list came with it (its account's, copied at creation): recreated with it.
+    (bare,) = diagnose(failing(RATE_LIMITED, secrets=["regcred"]), [], [])
+    assert '"imagePullSecrets":[{"name":"regcred"},{"name":"dockerhub"}]' in bare.fixes[0]
+    assert "| kubectl replace --force -f -" in bare.fixes[0]
+
+
+def test_a_rate_limit_login_on_the_service_account_recreates_the_pods() -> None:
+    """The account's list reaches only pods created after the patch."""
+    owned = Workload("Deployment", "web", "builder", ("regcred",))
+    (found,) = diagnose(failing(RATE_LIMITED, secrets=["regcred"]), [], [], workload=owned)
+    (fix,) = found.fixes
+    assert "kubectl patch serviceaccount builder -n team-a" in fix, fix
+    assert "then recreate the pods: kubectl rollout restart deployment/web -n team-a" in fix
+
+
+def test_a_failing_pull_from_ecr_starts_with_the_nodes_pull_rights() -> None:
+    """rev22 F3 in diagnose: the pod fails, so the nodes' own login did not serve it; the
+    fix is the node role's rights, then a secret with ECR's real login."""
+    image = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/team/app:1.0"
+    obj = pod(pod_spec(container("web", image)), name="web-1")
+    obj["status"] = {
+        "containerStatuses": [
+            {
+                "name": "web",
+                "state": {"waiting": {"reason": "ErrImagePull", "message": "401 Unauthorized"}},
+            }
+        ]
+    }
+    (found,) = diagnose(
+        obj, [], [], live_note="registry: unavailable", workload=Workload("Deployment", "web")
+    )
+    (fix,) = found.fixes
+    assert fix.startswith("give the node IAM role pull access to the repository"), fix
+    assert '--docker-username=AWS --docker-password="$(aws ecr get-login-password' in fix
+    assert fix.endswith(
+        "kubectl patch deployment/web -n team-a --type=merge -p "
+        + (
+            '\'{"spec":{"template":{"spec":{"imagePullSecrets":'
+            '[{"name":"regcred-123456789012-dkr-ecr-eu-west-1-amazonaws-com"}]}}}}\''
+        )
+    )

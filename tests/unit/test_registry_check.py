@@ -16,6 +16,7 @@ from tests.unit.builders import (
     pull_secret,
     request,
 )
+from webhook.core.cluster import ServiceAccountInfo
 from webhook.core.config import load_config_text, parse_config
 from webhook.core.mutate import mutate
 from webhook.core.registry import (
@@ -153,6 +154,78 @@ def test_node_credential_registries_never_deny_on_a_refusal() -> None:
     )
     assert decision.allowed
     assert any("nodes' own credentials may work" in w for w in decision.warnings)
+
+
+@pytest.mark.parametrize(
+    ("image", "rights", "login"),
+    [
+        (
+            "123456789012.dkr.ecr.eu-west-1.amazonaws.com/team/app:1.0",
+            "give the node IAM role pull access",
+            '--docker-username=AWS --docker-password="$(aws ecr get-login-password '
+            '--region eu-west-1)"',
+        ),
+        (
+            "europe-docker.pkg.dev/proj/repo/app:1",
+            "roles/artifactregistry.reader",
+            '--docker-username=_json_key --docker-password="$(cat KEY.json)"',
+        ),
+        (
+            "myreg.azurecr.io/app:1",
+            "--attach-acr myreg",
+            "--docker-username=SP_APP_ID --docker-password=SP_PASSWORD",
+        ),
+    ],
+)
+def test_a_node_credential_registry_is_fixed_with_the_nodes_rights_not_a_made_up_login(
+    image: str, rights: str, login: str
+) -> None:
+    """rev22 F3: pullguard asks anonymously, so every private image of such a registry is
+    refused; on EKS, GKE, AKS the nodes pull it with their own identity. The fix says so
+    first, then the nodes' pull rights, and a secret only as a last resort, with the
+    registry's real login (ECR: user AWS and a 12-hour password; Artifact Registry: a
+    service-account key as _json_key; ACR: a service principal), never USER/PASSWORD."""
+    registry = table({image: Answer(Outcome.UNAUTHORIZED, "HTTP 401")})
+    decision = validate(
+        request(pod(pod_spec(container("web", image)))), DEFAULT, cluster_with(), registry=registry
+    )
+    assert decision.allowed
+    (fix,) = [w for w in decision.warnings if w.startswith("pullguard: fix: ")]
+    assert fix.startswith("pullguard: fix: nothing to do if pods on these nodes already pull")
+    nodes, _, last_resort = fix.partition("only as a last resort")
+    assert rights in nodes, fix
+    assert login in last_resort, fix
+    assert "--docker-username=USER --docker-password=PASSWORD" not in fix, fix
+
+
+def test_a_node_credential_refusal_does_not_say_the_kubelet_gets_the_same_answer() -> None:
+    """rev22: "...; the kubelet will get the same answer; but the nodes may authenticate to
+    this registry themselves": the first half is what is not known."""
+    image = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/team/app:1.0"
+    registry = table({image: Answer(Outcome.UNAUTHORIZED, "HTTP 401")})
+    decision = validate(
+        request(pod(pod_spec(container("web", image)))), DEFAULT, cluster_with(), registry=registry
+    )
+    (finding,) = [f for f in decision.findings if f.check == "registry"]
+    assert "the kubelet will get the same answer" not in finding.problem, finding.problem
+    assert finding.problem.endswith(
+        "; the kubelet gets the same answer only if the nodes do not authenticate to this "
+        "registry themselves (a kubelet credential provider), which pullguard cannot see"
+    )
+
+
+def test_a_refused_secret_for_ecr_is_replaced_with_the_ecr_login() -> None:
+    """A refused ECR secret is most often a token past its 12 hours: its replacement is made
+    with the real login, not USER/PASSWORD."""
+    image = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/team/app:1.0"
+    cluster = cluster_with(
+        pull_secret("team-a", "ecr", "123456789012.dkr.ecr.eu-west-1.amazonaws.com")
+    )
+    registry = table({image: Answer(Outcome.UNAUTHORIZED, "HTTP 401", tried=("team-a/ecr",))})
+    spec = pod_spec(container("web", image), secrets=["ecr"])
+    decision = validate(request(pod(spec)), DEFAULT, cluster, registry=registry)
+    (finding,) = [f for f in decision.findings if f.check == "registry"]
+    assert "--docker-username=AWS" in (finding.fix or ""), finding.fix
 
 
 @pytest.mark.parametrize(
@@ -721,3 +794,26 @@ def test_an_unreachable_registry_is_worded_for_audit_and_diagnose_too() -> None:
     (finding,) = [f for f in decision.findings if f.check == "registry"]
     assert "was admitted" not in finding.problem
     assert finding.problem.endswith("(the nodes may see another network: a warning, not a denial)")
+
+
+def test_a_refusal_points_at_the_namespaces_secret_that_covers_the_image() -> None:
+    """rev22 F11: the denial names the ServiceAccount's "good", hidden by the pod's own
+    list, and covering the image: its fix adds "good" (as ``diagnose`` says), never a new
+    secret with USER/PASSWORD."""
+    cluster = cluster_with(
+        pull_secret("team-a", "noport", "registry.example.com"),
+        pull_secret("team-a", "good", "registry.example.com:5000"),
+        accounts=(ServiceAccountInfo("team-a", "default", ("good",)),),
+    )
+    registry = FixedRegistry(
+        {"registry.example.com:5000/team/app:1": Answer(Outcome.UNAUTHORIZED, "HTTP 401")}
+    )
+    spec = pod_spec(container("web", "registry.example.com:5000/team/app:1"), secrets=["noport"])
+    decision = validate(request(pod(spec)), DEFAULT, cluster, registry=registry)
+    assert not decision.allowed
+    message = decision.message or ""
+    assert 'hide ServiceAccount "default"\'s ("good")' in message  # it knows
+    fix = message.split("Fix: ", 1)[1]
+    assert "good" in fix, fix
+    assert "--docker-password=PASSWORD" not in fix, fix
+    assert fix.endswith("then add {name: good} to the imagePullSecrets in the manifest"), fix

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from webhook.core.checks import create_secret_command, secret_name_for
+from webhook.core.cloudlogin import NOTHING_TO_DO, cloud_registry, node_access_fix, secret_command
 from webhook.core.findings import Finding
 from webhook.core.keyring import Credential, lookup
 from webhook.core.placement import platform_selector
@@ -39,6 +40,18 @@ _FINDING_CAUSES = {
     "pullSecrets": {Cause.SECRET_MISSING, Cause.UNAUTHORIZED},
     "pullPolicy": {Cause.NEVER_PULL},
 }
+
+
+#: Causes the kubelet met before the registry answered it (the node's own DNS, network and
+#: trust store): a live finding, made from pullguard's network and trust store, tells what
+#: the registry will answer once the node reaches it, a second step, never the cause.
+_BEFORE_AN_ANSWER = frozenset({Cause.TLS, Cause.DNS, Cause.CONNECTION_REFUSED, Cause.TIMEOUT})
+#: Causes the registry gave the kubelet after its login passed (a 404 or a platform list
+#: comes after the token exchange): a live refusal then only shows that pullguard lacks
+#: credentials the kubelet has (a node's credential provider or config.json).
+_PAST_THE_LOGIN = frozenset({Cause.NOT_FOUND, Cause.PLATFORM, Cause.RATE_LIMITED, Cause.DISK_FULL})
+#: Causes a live refusal stands for.
+_REFUSALS = frozenset({Cause.UNAUTHORIZED, Cause.SECRET_MISSING})
 
 
 #: Event reasons the kubelet uses for a failing pull.
@@ -197,11 +210,50 @@ def diagnose(
         )
         mine = [f for f in live if f.subject == container.label or container.label in f.subject]
         confirming = [f for f in mine if _predicts(f, cause)]
-        definite = [f for f in mine if _definite(f)]
+        definite = [f for f in mine if _definite(f) and f not in confirming]
+        # The kubelet's cause stands where pullguard's answer comes from further along the
+        # pull than the kubelet got (TLS), or from less far (a refusal, where the kubelet's
+        # login passed and the registry answered 404).
+        after = definite if not confirming and cause in _BEFORE_AN_ANSWER else []
+        beside = [
+            f
+            for f in definite
+            if not confirming and cause in _PAST_THE_LOGIN and _settled_cause(f) in _REFUSALS
+        ]
+        definite = [f for f in definite if f not in after and f not in beside]
         advice = [f for f in mine if f not in confirming and f not in definite]
+        advice = [f for f in advice if f not in after and f not in beside]
         if confirming:
             diagnosis.verdict = "confirmed"
             _use(diagnosis, confirming, fixer, container)
+        elif after:
+            diagnosis.verdict = "not confirmed"
+            diagnosis.fixes.extend(_fixes_for(cause, container, fixer, node))
+            first = len(diagnosis.fixes)
+            _use(
+                diagnosis,
+                after,
+                fixer,
+                container,
+                said="pullguard now, from its own network and trust store (it reached the "
+                "registry)",
+            )
+            diagnosis.fixes[first:] = [
+                f"then, for what the registry answers once the nodes reach it: {fix}"
+                for fix in diagnosis.fixes[first:]
+            ]
+        elif beside:
+            diagnosis.verdict = "not confirmed"
+            diagnosis.evidence.extend(
+                "pullguard now (without the credentials the kubelet used): "
+                + f.problem.removesuffix("; the kubelet will get the same answer")
+                for f in beside
+            )
+            diagnosis.evidence.append(
+                "the registry answered the kubelet after its login passed, so the kubelet "
+                "has credentials pullguard cannot see (a node's credential provider or "
+                "config.json); a new secret would not change its answer"
+            )
         elif definite or (advice and cause is Cause.UNKNOWN):
             correcting = definite or advice
             diagnosis.verdict = "corrected"
@@ -288,17 +340,26 @@ _IMAGE_MEANT = re.compile(r"^use image '([^']+)'(?: if that was meant)?")
 
 
 def _use(
-    diagnosis: ContainerDiagnosis, findings: Sequence[Finding], fixer: _Fixer, container: Container
+    diagnosis: ContainerDiagnosis,
+    findings: Sequence[Finding],
+    fixer: _Fixer,
+    container: Container,
+    *,
+    said: str = "pullguard now",
 ) -> None:
     """Evidence and fixes from live findings, with each fix made runnable on the pod that
     exists: a secret to add goes to the owner's template (a Pod's list cannot change: it is
-    recreated), an image to use is set on the owner."""
+    recreated), an image to use is set on the owner. ``said``: how the evidence is
+    introduced."""
     for finding in findings:
-        diagnosis.evidence.append(f"pullguard now: {finding.problem}")
+        diagnosis.evidence.append(f"{said}: {finding.problem}")
         if not finding.fix:
             continue
         fix = finding.fix
-        if added := _SECRET_TO_ADD.search(fix):
+        if finding.cause == "unauthorized" and fix.startswith(NOTHING_TO_DO):
+            # A registry the nodes log in to themselves: they did not, since the pod fails.
+            fix = fixer.node_access(container)
+        elif added := _SECRET_TO_ADD.search(fix):
             fix = fixer.secret_for(container, fix[: added.start()], added.group(1))
         elif "kubectl set image" in fix:
             pass  # the finding's own command (an existing workload)
@@ -413,6 +474,14 @@ class _Fixer:
             )
         return f"{idempotent(create)} && {self.add_secret(name)}"
 
+    def node_access(self, container: Container) -> str:
+        """For a registry whose nodes log in themselves (a cloud's): the nodes' pull rights
+        first, a secret with the registry's real login only as a last resort."""
+        host = _host(container.image)
+        name = secret_name_for(host)
+        secret = self.secret_for(container, secret_command(name, self.namespace, host), name)
+        return node_access_fix(host, secret, nodes_may_pull=False)
+
     def add_secret(self, secret: str) -> str:
         names = [*dict.fromkeys([*self.secrets, secret])]
         return self._spec_patch({"imagePullSecrets": [{"name": n} for n in names]})
@@ -480,13 +549,31 @@ class _Fixer:
         )
 
     def docker_hub_login(self) -> str:
+        """A ``dockerhub`` secret, and where the next pods get it: the ServiceAccount when
+        the pod's list is its account's (the API server copies the account's secrets only
+        into a pod that lists none), then the pods recreated; else the pod's own list (the
+        owner's template, which rolls out new pods; a bare pod recreated with it)."""
+        create = idempotent(
+            create_secret_command("dockerhub", self.namespace, "https://index.docker.io/v1/")
+        )
         account = self.workload.service_account
+        if self.secrets and (
+            self.workload.bare or self.secrets != list(self.workload.account_secrets)
+        ):
+            # A bare pod recreated as it is keeps its list, which the account's never joins.
+            return f"{create} && {self.add_secret('dockerhub')}"
         names = [*dict.fromkeys([*self.workload.account_secrets, "dockerhub"])]
         body = json.dumps({"imagePullSecrets": [{"name": n} for n in names]}, separators=(",", ":"))
-        create = create_secret_command("dockerhub", self.namespace, "https://index.docker.io/v1/")
+        kind = self.workload.kind
+        if kind in ("Deployment", "StatefulSet", "DaemonSet"):
+            again = (
+                f"kubectl rollout restart {kind.lower()}/{self.workload.name} -n {self.namespace}"
+            )
+        else:
+            again = self.retry().removeprefix("to retry now: ")
         return (
-            f"{idempotent(create)} && kubectl patch serviceaccount {account} "
-            f"-n {self.namespace} --type=merge -p {q(body)}"
+            f"{create} && kubectl patch serviceaccount {account} "
+            f"-n {self.namespace} --type=merge -p {q(body)}; then recreate the pods: {again}"
         )
 
 
@@ -514,6 +601,11 @@ _JOB_GENERATED_LABELS = (
 )
 
 
+def _host(image: str) -> str:
+    """The registry host of an image as the fixes name it."""
+    return image.split("/", 1)[0] if "/" in image else "docker.io"
+
+
 def idempotent(create: str) -> str:
     """``kubectl create ...`` as a command that also succeeds when the object exists (its
     own output applied), so a command chained behind it with ``&&`` runs."""
@@ -538,7 +630,7 @@ def _fixes_for(
     if cause is Cause.PLATFORM and (placed := _build_selectors(builds, fixer, nodes)):
         return [placed]
     namespace, pod = fixer.namespace, fixer.pod_name
-    host = container.image.split("/", 1)[0] if "/" in container.image else "docker.io"
+    host = _host(container.image)
     on_node = f" on node {node}" if node else " on the node"
     name = secret_name_for(host)
     return {
@@ -547,7 +639,9 @@ def _fixes_for(
             + fixer.set_image(container, "IMAGE")
         ],
         Cause.UNAUTHORIZED: [
-            fixer.secret_for(container, create_secret_command(name, namespace, host), name)
+            fixer.node_access(container)
+            if cloud_registry(host) is not None
+            else fixer.secret_for(container, create_secret_command(name, namespace, host), name)
         ],
         Cause.SECRET_MISSING: [
             f"kubectl get pod {pod} -n {namespace} -o "
@@ -556,8 +650,8 @@ def _fixes_for(
         ],
         Cause.INVALID_NAME: [f"correct the reference: {fixer.set_image(container, 'IMAGE')}"],
         Cause.RATE_LIMITED: [
-            "authenticate the pulls (Docker Hub allows more to a login), then recreate the "
-            f"pods: {fixer.docker_hub_login()}; or pull through a mirror (mirrors in the "
+            "authenticate the pulls (Docker Hub allows more to a login): "
+            f"{fixer.docker_hub_login()}; or pull through a mirror (mirrors in the "
             "pullguard configuration)"
         ],
         Cause.DNS: [

@@ -29,17 +29,18 @@ Pure: answers come in as :class:`~webhook.core.registry.Answer` values.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 
 from webhook.core.checks import (
     PodOwner,
     SecretSet,
     WorkloadRef,
-    create_secret_command,
     entry_key,
     secret_name_for,
     set_entry_command,
     what_the_pod_has,
 )
+from webhook.core.cloudlogin import node_access_fix, secret_command
 from webhook.core.findings import Finding
 from webhook.core.hosts import any_host_matches, edit_distance
 from webhook.core.keyring import Credential, covered_registries, keyring_key, lookup
@@ -86,6 +87,9 @@ def _tried(answer: Answer) -> str:
     return ", then ".join(parts)
 
 
+#: How a refusal's problem ends where the kubelet has no credentials pullguard lacks.
+_SAME_ANSWER = "; the kubelet will get the same answer"
+
 #: Why an anonymous refusal is worth a denial, said after :func:`_tried` in the full text.
 _ANONYMOUS_NOTE = " (the pod has no imagePullSecret for it; the image is private or does not exist)"
 
@@ -124,7 +128,7 @@ def _replacement(
     if not matched or not others:
         return "", (
             f"kubectl delete secret {name} -n {namespace} && "
-            f"{create_secret_command(name, namespace, ref.domain)}"
+            f"{secret_command(name, namespace, ref.domain)}"
         )
     key = entry_key(matched[0].key)
     secret_type = secrets.types.get(tried, "") if secrets else ""
@@ -147,6 +151,7 @@ def registry_finding(
     running_pod: bool = False,
     default_sources: Mapping[str, str] | None = None,
     hidden: str = "",
+    hidden_cover: str | None = None,
     workload: WorkloadRef | None = None,
     owner: PodOwner | None = None,
 ) -> Finding | None:
@@ -197,7 +202,9 @@ def registry_finding(
                     f"{command}"
                 )
         else:
-            name = secret_name_for(ref.domain)
+            # A secret of the ServiceAccount's that the pod's own list hides already covers
+            # the image: that one is added, not a second copy of its credentials made.
+            name = hidden_cover or secret_name_for(ref.domain)
             if running_pod and owner is not None:
                 then = f"then {owner.where_to_add(name)}"
             elif running_pod:
@@ -205,7 +212,14 @@ def registry_finding(
                 then = f"then recreate the pod with {{name: {name}}} in spec.imagePullSecrets"
             else:
                 then = f"then add {{name: {name}}} to the imagePullSecrets in the manifest"
-            fix = f"{create_secret_command(name, namespace, where)}, {then}"
+            fix = f"{secret_command(name, namespace, where)}, {then}"
+            if hidden_cover:
+                fix = (
+                    f"imagePullSecret \"{name}\" (the ServiceAccount's, which the pod's own list "
+                    f"hides) already covers {where}: no new secret, {then}"
+                )
+            if any_host_matches(node_credential_registries, ref.domain):
+                fix = node_access_fix(where, fix)
         finding = Finding.for_container(
             "registry",
             container,
@@ -217,9 +231,11 @@ def registry_finding(
             fix=fix,
         )
         if any_host_matches(node_credential_registries, ref.domain):
-            return finding.as_advisory(
-                "; but the nodes may authenticate to this registry themselves (a kubelet "
-                "credential provider), which pullguard cannot see",
+            # Not "the same answer": the kubelet tries the nodes' own credentials too.
+            return replace(finding, problem=finding.problem.removesuffix(_SAME_ANSWER)).as_advisory(
+                "; the kubelet gets the same answer only if the nodes do not authenticate to "
+                "this registry themselves (a kubelet credential provider), which pullguard "
+                "cannot see",
                 " (the nodes' own credentials may work)",
             )
         if secrets_unreadable:

@@ -259,6 +259,7 @@ def registry_findings(  # noqa: PLR0917 - one call site, every argument named th
             secrets_unreadable=secrets_unreadable,
             secrets=pod.secrets if pod is not None else None,
             hidden=pod.hidden if pod is not None else "",
+            hidden_cover=pod.hidden_cover(ref.name) if pod is not None else None,
             running_pod=running_pod,
             workload=workload,
             owner=owner,

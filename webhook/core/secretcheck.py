@@ -29,7 +29,7 @@ from webhook.core.cluster import ClusterUnavailable, ClusterView
 from webhook.core.config import Config
 from webhook.core.findings import Finding
 from webhook.core.hosts import any_host_matches
-from webhook.core.keyring import Keyring
+from webhook.core.keyring import Credential, Keyring, SecretFormatError, lookup, parse_pull_secret
 from webhook.core.nodecreds import NodeCredentials
 from webhook.core.podspec import PodSpecView
 from webhook.core.pullplan import CredentialOrigin, ImagePull, origins, subject
@@ -56,6 +56,15 @@ class PodSecrets:
     """The secrets' credentials, as the kubelet's keyring: what each pull is given."""
     origin_of: Mapping[str, CredentialOrigin] = field(default_factory=dict)
     """Where each secret (``namespace/name``) came from."""
+    hidden_credentials: list[Credential] = field(default_factory=list)
+    """The credentials of the ServiceAccount's secrets the pod's own list hides: never
+    given to a pull (the kubelet does not get them), only named in a fix that covers."""
+
+    def hidden_cover(self, image: str) -> str | None:
+        """A hidden ServiceAccount secret that covers ``image`` (its name), if one does."""
+        for credential in lookup(self.hidden_credentials, image):
+            return credential.source.rpartition("/")[2] or None
+        return None
 
     def with_credentials(
         self, pulls: list[ImagePull], node: NodeCredentials | None = None
@@ -86,6 +95,7 @@ def read_pod_secrets(
     the preview, with default secrets added); ``existing``: the object is in the cluster
     already (no apply in progress to create a missing secret later)."""
     names, origin, hidden, pending = view.pull_secret_names, "", "", ""
+    hidden_names: list[str] = []
     over_cap = _too_many_secrets(names, "the pod spec", subject(view.containers))
     names = names[:MAX_PULL_SECRETS]
     if view.is_template:
@@ -109,6 +119,7 @@ def read_pod_secrets(
                     over_cap = _too_many_secrets(names, origin, subject(view.containers))
                     names = names[:MAX_PULL_SECRETS]
             else:
+                hidden_names = list(account.image_pull_secrets)
                 hidden = (
                     f"; the template's own imagePullSecrets hide ServiceAccount "
                     f'"{account.name}"\'s ({listed}), which its pods will not get'
@@ -122,6 +133,7 @@ def read_pod_secrets(
             account = None
         extra = [n for n in (account.image_pull_secrets if account else []) if n not in names]
         if account is not None and extra:
+            hidden_names = extra
             listed = ", ".join(f'"{n}"' for n in extra)
             hidden = (
                 f"; the pod's own imagePullSecrets hide ServiceAccount \"{account.name}\"'s "
@@ -158,6 +170,7 @@ def read_pod_secrets(
         needing,
         pending,
         over_cap,
+        hidden_credentials=_hidden_credentials(hidden_names, namespace, cluster),
         keyring=Keyring(secrets.credentials),
         origin_of=origins(
             secrets.credentials,
@@ -165,6 +178,21 @@ def read_pod_secrets(
             defaults={d.secret for d in config.default_pull_secrets},
         ),
     )
+
+
+def _hidden_credentials(names: list[str], namespace: str, cluster: ClusterView) -> list[Credential]:
+    """The credentials of the hidden ServiceAccount secrets (at most
+    :data:`MAX_PULL_SECRETS`), so a fix can name one that covers an image; a secret that
+    cannot be read or parsed is left out (it is no finding: the pod does not use it)."""
+    out: list[Credential] = []
+    for name in names[:MAX_PULL_SECRETS]:
+        try:
+            secret = cluster.get_secret(namespace, name)
+            if secret is not None:
+                out += parse_pull_secret(secret.type, secret.data, source=f"{namespace}/{name}")
+        except (ClusterUnavailable, SecretFormatError):
+            continue
+    return out
 
 
 def pending_account(findings: list[Finding], account: str, pulls: list[ImagePull]) -> list[Finding]:
