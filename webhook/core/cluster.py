@@ -282,24 +282,15 @@ def group_node_taints(
     return {p: frozenset(sets) for p, sets in out.items()}
 
 
-class ReadOnce:
-    """``cluster`` with each secret and ServiceAccount read at most once: one admission's
-    view, so a pod's secrets are read once however many steps ask (the mutation's preview,
-    its default-secret judgement and the pullSecrets check of one template decision read
-    ``a``, ``b`` and the default five times, now three). Made per admission and dropped
-    after it: never a cache across admissions (it would outlive the API server's truth).
-    An unavailable read is not kept (asked again, as before)."""
+class ClusterViewOver:
+    """A :class:`ClusterView` that passes every read to ``cluster``: the base of the views
+    that change one or two reads of another (:class:`ReadOnce`, ``validate.ReadableTo``)."""
 
     def __init__(self, cluster: ClusterView) -> None:
         self._cluster = cluster
-        self._secrets: dict[tuple[str, str], SecretInfo | None] = {}
-        self._accounts: dict[tuple[str, str], ServiceAccountInfo | None] = {}
 
     def get_secret(self, namespace: str, name: str) -> SecretInfo | None:
-        key = (namespace, name)
-        if key not in self._secrets:
-            self._secrets[key] = self._cluster.get_secret(namespace, name)
-        return self._secrets[key]
+        return self._cluster.get_secret(namespace, name)
 
     def namespaces_with_pull_secret(self, name: str) -> list[str]:
         return self._cluster.namespaces_with_pull_secret(name)
@@ -308,10 +299,7 @@ class ReadOnce:
         return self._cluster.may_read_secrets(user, namespace)
 
     def get_service_account(self, namespace: str, name: str) -> ServiceAccountInfo | None:
-        key = (namespace, name)
-        if key not in self._accounts:
-            self._accounts[key] = self._cluster.get_service_account(namespace, name)
-        return self._accounts[key]
+        return self._cluster.get_service_account(namespace, name)
 
     def namespace_labels(self, namespace: str) -> Mapping[str, str] | None:
         return self._cluster.namespace_labels(namespace)
@@ -324,3 +312,29 @@ class ReadOnce:
 
     def node_taints(self) -> NodeTaints:
         return self._cluster.node_taints()
+
+
+class ReadOnce(ClusterViewOver):
+    """``cluster`` with each secret and ServiceAccount read at most once: one admission's
+    view, so a pod's secrets are read once however many steps ask (the mutation's preview,
+    its default-secret judgement and the pullSecrets check of one template decision read
+    ``a``, ``b`` and the default five times, now three). Made per admission and dropped
+    after it: never a cache across admissions (it would outlive the API server's truth).
+    An unavailable read is not kept (asked again, as before)."""
+
+    def __init__(self, cluster: ClusterView) -> None:
+        super().__init__(cluster)
+        self._secrets: dict[tuple[str, str], SecretInfo | None] = {}
+        self._accounts: dict[tuple[str, str], ServiceAccountInfo | None] = {}
+
+    def get_secret(self, namespace: str, name: str) -> SecretInfo | None:
+        key = (namespace, name)
+        if key not in self._secrets:
+            self._secrets[key] = self._cluster.get_secret(namespace, name)
+        return self._secrets[key]
+
+    def get_service_account(self, namespace: str, name: str) -> ServiceAccountInfo | None:
+        key = (namespace, name)
+        if key not in self._accounts:
+            self._accounts[key] = self._cluster.get_service_account(namespace, name)
+        return self._accounts[key]

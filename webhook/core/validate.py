@@ -60,10 +60,8 @@ from webhook.core.checks import WorkloadRef, check_pull_policy, check_reference,
 from webhook.core.cluster import (
     ClusterUnavailable,
     ClusterView,
-    NodeTaints,
+    ClusterViewOver,
     ReadOnce,
-    SecretInfo,
-    ServiceAccountInfo,
 )
 from webhook.core.config import CHECK_NAMES, Action, Config
 from webhook.core.findings import Finding, denial_message, describe_object, warning_lines
@@ -162,7 +160,7 @@ def by_controller(request: AdmissionRequest, config: Config) -> bool:
 MAX_NAMESPACES_ASKED = 8
 
 
-class ReadableTo:
+class ReadableTo(ClusterViewOver):
     """``cluster`` as ``user`` may see it in messages: :meth:`namespaces_with_pull_secret`
     keeps only namespaces whose Secrets ``user`` may read. Every other read is the cluster's.
 
@@ -173,7 +171,7 @@ class ReadableTo:
     asked. At most :data:`MAX_NAMESPACES_ASKED` are asked per admission."""
 
     def __init__(self, cluster: ClusterView, user: UserInfo, *, verified: bool) -> None:
-        self._cluster = cluster
+        super().__init__(cluster)
         self._user = user
         self._verified = verified
         self._asked = 0
@@ -189,27 +187,6 @@ class ReadableTo:
             if self._cluster.may_read_secrets(self._user, ns):
                 readable.append(ns)
         return readable
-
-    def may_read_secrets(self, user: UserInfo, namespace: str) -> bool:
-        return self._cluster.may_read_secrets(user, namespace)
-
-    def get_secret(self, namespace: str, name: str) -> SecretInfo | None:
-        return self._cluster.get_secret(namespace, name)
-
-    def get_service_account(self, namespace: str, name: str) -> ServiceAccountInfo | None:
-        return self._cluster.get_service_account(namespace, name)
-
-    def namespace_labels(self, namespace: str) -> Mapping[str, str] | None:
-        return self._cluster.namespace_labels(namespace)
-
-    def node_platforms(self) -> frozenset[tuple[str, str]]:
-        return self._cluster.node_platforms()
-
-    def node_platform(self, name: str) -> tuple[str, str] | None:
-        return self._cluster.node_platform(name)
-
-    def node_taints(self) -> NodeTaints:
-        return self._cluster.node_taints()
 
 
 def allow(reason: str) -> Decision:
