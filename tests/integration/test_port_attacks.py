@@ -20,6 +20,7 @@ import json
 import socket
 import ssl
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -258,13 +259,25 @@ def _forged_configmap_review(uid: str) -> bytes:
     return json.dumps(review).encode()
 
 
-def test_forged_configmap_reviews_do_not_hold_up_real_ones(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def one_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One worker, pullguard's namespace known (its ConfigMap's reviews are judged): shared
+    by the tests below that send their requests one after another and wait for every answer,
+    so none leaves work behind for the next (a server start and stop is seconds each)."""
+    server = start_server(
+        tmp_path_factory.mktemp("one-worker"), "--workers", "1", "--namespace", "pullguard"
+    )
+    yield server
+    stop_server(server)
+
+
+def test_forged_configmap_reviews_do_not_hold_up_real_ones(one_worker: Server) -> None:
     """Eight forged ConfigMap reviews in a loop used to keep real reviews waiting past the
     API server's 5 s: each cost the worker's event loop 1-2 s of YAML parsing."""
     import concurrent.futures
     import threading
 
-    server = start_server(tmp_path, "--workers", "1", "--namespace", "pullguard")
+    server = one_worker
     real = json.dumps(load_review(REVIEWS / "pod-create-plain.json")["body"]).encode()
     headers = {"Content-Type": "application/json"}
     stop = threading.Event()
@@ -296,7 +309,6 @@ def test_forged_configmap_reviews_do_not_hold_up_real_ones(tmp_path: Path) -> No
                 forger.result()
     finally:
         stop.set()
-        stop_server(server)
     print(
         f"\n8 forgers ({len(forged_answers)} forged ConfigMap reviews, slowest "
         f"{max(forged_answers):.2f}s): real reviews slowest {max(latencies):.3f}s, "
@@ -329,25 +341,38 @@ def _held_review(uid: str, image: str, filler: bytes, size: int) -> bytes:
     return head + b'"x": [' + filler * count + filler.rstrip(b",") + b"]" + tail
 
 
-def _decoding_server(tmp_path: Path) -> tuple[Server, Any, str]:
+@pytest.fixture(scope="module")
+def decoding_server(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[Server, str]]:
+    """One worker, and an image on a registry that never answers (each decoded review is
+    held for ``registry.timeoutSeconds``). Shared by the two decoding tests: each waits for
+    every answer, so the reservations are all released when it ends."""
     from tests.integration.faults import FaultServer
     from tests.integration.registries import loopback_tls
 
+    tmp_path = tmp_path_factory.mktemp("decoding")
     tls = loopback_tls(tmp_path / "tls")
     hang = FaultServer("hang", tls)
     config = tmp_path / "config.yaml"
     config.write_text(
         "registry:\n  allowPrivateNetworks: true\n  timeoutSeconds: 2\nchecks: {platform: off}\n"
     )
-    server = start_server(
-        tmp_path,
-        "--workers",
-        "1",
-        "--config",
-        str(config),
-        env={"SSL_CERT_FILE": str(tls["ca"])},
-    )
-    return server, hang, f"{hang.host}/team/app:1.0"
+    try:
+        server = start_server(
+            tmp_path,
+            "--workers",
+            "1",
+            "--config",
+            str(config),
+            env={"SSL_CERT_FILE": str(tls["ca"])},
+        )
+        try:
+            yield server, f"{hang.host}/team/app:1.0"
+        finally:
+            stop_server(server)
+    finally:
+        hang.stop()
 
 
 def _post_all(server: Server, bodies: list[bytes]) -> list[httpx.Response]:
@@ -363,143 +388,136 @@ def _post_all(server: Server, bodies: list[bytes]) -> list[httpx.Response]:
         return list(pool.map(post, bodies))
 
 
-def test_bodies_that_decode_to_hundreds_of_mib_do_not_grow_a_worker(tmp_path: Path) -> None:
+def test_bodies_that_decode_to_hundreds_of_mib_do_not_grow_a_worker(
+    decoding_server: tuple[Server, str],
+) -> None:
     """A 6.8 MiB body of ``[{},{},...]`` decodes to about 180 MiB of Python objects; four at
     once, each held while the registry is asked, took a worker to 560 MiB (limit 384)."""
-    server, hang, image = _decoding_server(tmp_path)
-    try:
-        (worker,) = _workers(server)
-        before = _peak_rss_mib(worker)
-        size = int(6.8 * 2**20)
-        bodies = [_held_review(f"heavy-{n}", image, b"{},", size) for n in range(4)]
-        replies = _post_all(server, bodies) + _post_all(server, bodies)
-        peak = _peak_rss_mib(worker)
-        real = load_review(REVIEWS / "pod-create-plain.json")["body"]
-        with server.client() as client:
-            reply = client.post("/validate", json=real)
-        print(
-            f"\n8 reviews of {size / 2**20:.1f} MiB of [{{}},...] (4 at once): worker peak RSS "
-            f"{before:.0f} MiB before, {peak:.0f} MiB after; answers "
-            f"{sorted({r.status_code for r in replies})}"
-        )
-        assert reply.status_code == 200, reply.text[:300]
-        for answer in replies:
-            assert answer.status_code == 413, answer.text[:300]
-            response = answer.json()["response"]
-            assert response["uid"].startswith("heavy-")
-            assert "is too big to decode: it would take about" in response["status"]["message"]
-        assert peak < RSS_LIMIT_MIB, f"worker peak RSS {peak:.0f} MiB under the attack"
-    finally:
-        hang.stop()
-        stop_server(server)
+    server, image = decoding_server
+    (worker,) = _workers(server)
+    before = _peak_rss_mib(worker)
+    size = int(6.8 * 2**20)
+    bodies = [_held_review(f"heavy-{n}", image, b"{},", size) for n in range(4)]
+    replies = _post_all(server, bodies) + _post_all(server, bodies)
+    peak = _peak_rss_mib(worker)
+    real = load_review(REVIEWS / "pod-create-plain.json")["body"]
+    with server.client() as client:
+        reply = client.post("/validate", json=real)
+    print(
+        f"\n8 reviews of {size / 2**20:.1f} MiB of [{{}},...] (4 at once): worker peak RSS "
+        f"{before:.0f} MiB before, {peak:.0f} MiB after; answers "
+        f"{sorted({r.status_code for r in replies})}"
+    )
+    assert reply.status_code == 200, reply.text[:300]
+    for answer in replies:
+        assert answer.status_code == 413, answer.text[:300]
+        response = answer.json()["response"]
+        assert response["uid"].startswith("heavy-")
+        assert "is too big to decode: it would take about" in response["status"]["message"]
+    assert peak < RSS_LIMIT_MIB, f"worker peak RSS {peak:.0f} MiB under the attack"
 
 
-def test_several_bodies_past_the_decoding_budget_at_once_get_429(tmp_path: Path) -> None:
+def test_several_bodies_past_the_decoding_budget_at_once_get_429(
+    decoding_server: tuple[Server, str],
+) -> None:
     """Each fits alone (about 40 MiB decoded); held together past the worker's budget, the
     rest get 429 with Retry-After, and the ones that fit are judged."""
-    server, hang, image = _decoding_server(tmp_path)
-    try:
-        bodies = [_held_review(f"big-{n}", image, b'"ab",', 3 * 2**20) for n in range(5)]
-        replies = _post_all(server, bodies)
-        codes = sorted(r.status_code for r in replies)
-        print(f"\n5 reviews of 3 MiB of strings at once: {codes}")
-        assert set(codes) == {200, 429}, codes
-        for answer in replies:
-            if answer.status_code == 429:
-                assert answer.headers["Retry-After"] == "1"
-                assert "decoding about" in answer.json()["response"]["status"]["message"]
-            assert answer.json()["response"]["uid"].startswith("big-")
-    finally:
-        hang.stop()
-        stop_server(server)
+    server, image = decoding_server
+    bodies = [_held_review(f"big-{n}", image, b'"ab",', 3 * 2**20) for n in range(5)]
+    replies = _post_all(server, bodies)
+    codes = sorted(r.status_code for r in replies)
+    print(f"\n5 reviews of 3 MiB of strings at once: {codes}")
+    assert set(codes) == {200, 429}, codes
+    for answer in replies:
+        if answer.status_code == 429:
+            assert answer.headers["Retry-After"] == "1"
+            assert "decoding about" in answer.json()["response"]["status"]["message"]
+        assert answer.json()["response"]["uid"].startswith("big-")
 
 
-def test_real_large_reviews_are_still_decoded(tmp_path: Path) -> None:
+def test_real_large_reviews_are_still_decoded(one_worker: Server) -> None:
     """What the API server sends fits the decoding budget: a 3 MiB Pod and its oldObject
     (env entries and their managedFields), pullguard's own ConfigMap whose document is JSON
     text, and every captured review."""
     from tests.conftest import review_files
     from webhook.core.config import MAX_DOCUMENT_BYTES
 
-    server = start_server(tmp_path, "--workers", "1", "--namespace", "pullguard")
+    server = one_worker
     headers = {"Content-Type": "application/json"}
-    try:
-        review = load_review(REVIEWS / "pod-create-plain.json")["body"]
-        pod = review["request"]["object"]
-        count = 26_000
-        pod["spec"]["containers"][0]["env"] = [
-            {"name": f"VARIABLE_{i}", "value": f"value-{i}"} for i in range(count)
-        ]
-        pod["metadata"]["managedFields"] = [
-            {
-                "manager": "kubectl",
-                "operation": "Update",
-                "apiVersion": "v1",
-                "fieldsType": "FieldsV1",
-                "fieldsV1": {
-                    "f:spec": {
-                        "f:containers": {
-                            'k:{"name":"app"}': {
-                                ".": {},
-                                "f:env": {
-                                    f'k:{{"name":"VARIABLE_{i}"}}': {
-                                        ".": {},
-                                        "f:name": {},
-                                        "f:value": {},
-                                    }
-                                    for i in range(count)
-                                },
-                            }
+    review = load_review(REVIEWS / "pod-create-plain.json")["body"]
+    pod = review["request"]["object"]
+    count = 26_000
+    pod["spec"]["containers"][0]["env"] = [
+        {"name": f"VARIABLE_{i}", "value": f"value-{i}"} for i in range(count)
+    ]
+    pod["metadata"]["managedFields"] = [
+        {
+            "manager": "kubectl",
+            "operation": "Update",
+            "apiVersion": "v1",
+            "fieldsType": "FieldsV1",
+            "fieldsV1": {
+                "f:spec": {
+                    "f:containers": {
+                        'k:{"name":"app"}': {
+                            ".": {},
+                            "f:env": {
+                                f'k:{{"name":"VARIABLE_{i}"}}': {
+                                    ".": {},
+                                    "f:name": {},
+                                    "f:value": {},
+                                }
+                                for i in range(count)
+                            },
                         }
                     }
-                },
-            }
-        ]
-        review["request"].update(operation="UPDATE", oldObject=pod)
-        compact = (",", ":")  # as the API server writes it
-        body = json.dumps(review, separators=compact).encode()
-        pod_size = len(json.dumps(pod, separators=compact))
-        assert 2.5 * 2**20 < pod_size <= 3 * 2**20, pod_size
-        doc = json.dumps({"exemptNamespaces": [f"n{i}" for i in range(19_000)]})
-        doc = doc[: MAX_DOCUMENT_BYTES - 400].rsplit(",", 1)[0] + "]}"
-        configmap = {
-            "apiVersion": "admission.k8s.io/v1",
-            "kind": "AdmissionReview",
-            "request": {
-                "uid": "cm",
-                "kind": {"group": "", "version": "v1", "kind": "ConfigMap"},
-                "namespace": "pullguard",
-                "name": "pullguard-config",
-                "operation": "UPDATE",
-                "object": {
-                    "apiVersion": "v1",
-                    "kind": "ConfigMap",
-                    "metadata": {"name": "pullguard-config", "namespace": "pullguard"},
-                    "data": {"config.yaml": doc, "previous.json": doc},
-                },
+                }
             },
         }
-        configmap["request"]["oldObject"] = configmap["request"]["object"]
-        from webhook.core.review import decoded_cost
+    ]
+    review["request"].update(operation="UPDATE", oldObject=pod)
+    compact = (",", ":")  # as the API server writes it
+    body = json.dumps(review, separators=compact).encode()
+    pod_size = len(json.dumps(pod, separators=compact))
+    assert 2.5 * 2**20 < pod_size <= 3 * 2**20, pod_size
+    doc = json.dumps({"exemptNamespaces": [f"n{i}" for i in range(19_000)]})
+    doc = doc[: MAX_DOCUMENT_BYTES - 400].rsplit(",", 1)[0] + "]}"
+    configmap = {
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": "cm",
+            "kind": {"group": "", "version": "v1", "kind": "ConfigMap"},
+            "namespace": "pullguard",
+            "name": "pullguard-config",
+            "operation": "UPDATE",
+            "object": {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": "pullguard-config", "namespace": "pullguard"},
+                "data": {"config.yaml": doc, "previous.json": doc},
+            },
+        },
+    }
+    configmap["request"]["oldObject"] = configmap["request"]["object"]
+    from webhook.core.review import decoded_cost
 
-        print(
-            f"\nestimates: {len(body) / 2**20:.1f} MiB Pod UPDATE "
-            f"{decoded_cost(body) / 2**20:.0f} MiB, ConfigMap "
-            f"{decoded_cost(json.dumps(configmap).encode()) / 2**20:.0f} MiB"
-        )
-        with server.client() as client:
-            for endpoint in ("/validate", "/mutate"):
-                reply = client.post(endpoint, content=body, headers=headers)
-                assert reply.status_code == 200, reply.text[:300]
-            reply = client.post("/validate", json=configmap)
+    print(
+        f"\nestimates: {len(body) / 2**20:.1f} MiB Pod UPDATE "
+        f"{decoded_cost(body) / 2**20:.0f} MiB, ConfigMap "
+        f"{decoded_cost(json.dumps(configmap).encode()) / 2**20:.0f} MiB"
+    )
+    with server.client() as client:
+        for endpoint in ("/validate", "/mutate"):
+            reply = client.post(endpoint, content=body, headers=headers)
             assert reply.status_code == 200, reply.text[:300]
-            assert reply.json()["response"]["allowed"] is True, reply.text[:300]
-            for path in review_files():
-                captured = load_review(path)
-                reply = client.post(captured["path"], json=captured["body"])
-                assert reply.status_code == 200, (path.name, reply.text[:300])
-    finally:
-        stop_server(server)
+        reply = client.post("/validate", json=configmap)
+        assert reply.status_code == 200, reply.text[:300]
+        assert reply.json()["response"]["allowed"] is True, reply.text[:300]
+        for path in review_files():
+            captured = load_review(path)
+            reply = client.post(captured["path"], json=captured["body"])
+            assert reply.status_code == 200, (path.name, reply.text[:300])
 
 
 def _env_heavy_pod(count: int, *, managers: int, name: str) -> dict[str, Any]:
@@ -526,9 +544,40 @@ def _env_heavy_pod(count: int, *, managers: int, name: str) -> dict[str, Any]:
     return pod
 
 
+def _most_env_entries_within(limit: int, *, managers: int, name: str) -> int:
+    """The most env entries that keep the Pod's compact JSON within ``limit`` bytes: the
+    ``n`` with ``size(n) <= limit < size(n + 1)``, both encoded and checked. Each entry adds
+    about the same bytes, so a step by the bytes per entry lands within a few entries: a
+    handful of encodings of the full Pod (a bisection from 100 to 200,000 took 18, some of
+    them of 8 MiB)."""
+    compact = (",", ":")  # as the API server writes it
+
+    def size(count: int) -> int:
+        return len(
+            json.dumps(_env_heavy_pod(count, managers=managers, name=name), separators=compact)
+        )
+
+    low, low_size = 100, size(100)  # invariant: size(low) <= limit < size(high)
+    high: int | None = None
+    per_entry = (size(1100) - low_size) / 1000
+    guess = low + int((limit - low_size) / per_entry)
+    while high is None or high - low > 1:
+        guess = max(guess, low + 1) if high is None else min(max(guess, low + 1), high - 1)
+        here = size(guess)
+        if here <= limit:
+            low, low_size = guess, here
+            guess += max(1, int((limit - here) / per_entry))
+            # Right below the limit: the next entry decides, so ask it at once.
+            guess = min(guess, low + 1) if limit - here < 2 * per_entry else guess
+        else:
+            high = guess
+            guess -= max(1, int((here - limit) / per_entry))
+    return low
+
+
 @pytest.mark.parametrize(("managers", "name"), [(1, "V{i}"), (4, "V{i}"), (1, "VARIABLE_{i}")])
 def test_an_update_of_two_3_mib_env_heavy_objects_is_decoded(
-    tmp_path: Path, managers: int, name: str
+    one_worker: Server, managers: int, name: str
 ) -> None:
     """Where an admin raised etcd's limit to 3 MiB, an UPDATE of such a Pod carries it twice:
     its estimate was about 112 MiB (19 times its size), past the 96 MiB a review may take
@@ -536,28 +585,16 @@ def test_an_update_of_two_3_mib_env_heavy_objects_is_decoded(
     from webhook.core.review import decoded_cost
 
     compact = (",", ":")  # as the API server writes it
-    low, high = 100, 200_000
-    while low < high:  # the most env entries that keep the Pod within 3 MiB
-        middle = (low + high + 1) // 2
-        size = len(
-            json.dumps(_env_heavy_pod(middle, managers=managers, name=name), separators=compact)
-        )
-        low, high = (middle, high) if size <= 3 * 2**20 else (low, middle - 1)
-    pod = _env_heavy_pod(low, managers=managers, name=name)
+    count = _most_env_entries_within(3 * 2**20, managers=managers, name=name)
+    pod = _env_heavy_pod(count, managers=managers, name=name)
     review = load_review(REVIEWS / "pod-create-plain.json")["body"]
     review["request"].update(operation="UPDATE", object=pod, oldObject=pod)
     body = json.dumps(review, separators=compact).encode()
-    server = start_server(tmp_path, "--workers", "1")
-    try:
-        with server.client() as client:
-            reply = client.post(
-                "/validate", content=body, headers={"Content-Type": "application/json"}
-            )
-        print(
-            f"\n{len(body) / 2**20:.2f} MiB UPDATE ({managers} managers, env {name!r}): "
-            f"{reply.status_code}, estimate {decoded_cost(body) / 2**20:.0f} MiB"
-        )
-        assert reply.status_code == 200, reply.text[:300]
-        assert reply.json()["response"]["uid"] == review["request"]["uid"]
-    finally:
-        stop_server(server)
+    with one_worker.client() as client:
+        reply = client.post("/validate", content=body, headers={"Content-Type": "application/json"})
+    print(
+        f"\n{len(body) / 2**20:.2f} MiB UPDATE ({managers} managers, env {name!r}): "
+        f"{reply.status_code}, estimate {decoded_cost(body) / 2**20:.0f} MiB"
+    )
+    assert reply.status_code == 200, reply.text[:300]
+    assert reply.json()["response"]["uid"] == review["request"]["uid"]

@@ -14,6 +14,7 @@ import contextlib
 import socket
 import ssl
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -36,6 +37,19 @@ def _tls(server: Server) -> ssl.SSLSocket:
     return context.wrap_socket(raw, server_hostname="127.0.0.1")
 
 
+def _log_size(server: Server) -> int:
+    """Where the server's log ends now: a test on a shared server reads its log from here."""
+    return server.log.stat().st_size
+
+
+def _log_since(server: Server, mark: int) -> str:
+    """The server's log written since ``mark`` (after the batch flush ``log_text`` waits)."""
+    server.log_text()
+    with server.log.open("rb") as log:
+        log.seek(mark)
+        return log.read().decode(errors="replace")
+
+
 def _stall(server: Server, kind: int) -> socket.socket:
     """One slow client, stalled at a different point depending on ``kind``."""
     if kind == 0:  # connects and sends nothing
@@ -55,8 +69,30 @@ def _stall(server: Server, kind: int) -> socket.socket:
     return tls
 
 
-def test_real_reviews_are_answered_while_100_slow_clients_hang_on(tmp_path: Path) -> None:
-    server = start_server(tmp_path)
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """The shipped defaults, shared by the tests below that run one after another: each
+    closes every connection it opened before it ends (a start and a stop is seconds each)."""
+    started = start_server(tmp_path_factory.mktemp("slow-clients"))
+    yield started
+    stop_server(started)
+
+
+#: ``--connections`` for the idle-connection tests: a small bound keeps them fast.
+BOUND = 20
+
+
+@pytest.fixture(scope="module")
+def bounded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One worker with ``--connections BOUND``, shared the same way."""
+    started = start_server(
+        tmp_path_factory.mktemp("bounded"), "--workers", "1", "--connections", str(BOUND)
+    )
+    yield started
+    stop_server(started)
+
+
+def test_real_reviews_are_answered_while_100_slow_clients_hang_on(server: Server) -> None:
     body = load_review(REVIEWS / "pod-create-plain.json")["body"]
     stalled = []
     try:
@@ -79,36 +115,31 @@ def test_real_reviews_are_answered_while_100_slow_clients_hang_on(tmp_path: Path
     finally:
         for sock in stalled:
             sock.close()
-        stop_server(server)
 
 
-def test_a_stalled_handshake_is_dropped_after_its_deadline(tmp_path: Path) -> None:
-    server = start_server(tmp_path)
-    try:
-        raw = socket.create_connection(("127.0.0.1", _port(server)), timeout=30)
-        raw.sendall(b"\x16")
-        started = time.monotonic()
-        assert raw.recv(1) == b""  # closed by the server
-        waited = time.monotonic() - started
-        assert HANDSHAKE_SECONDS - 1 <= waited <= HANDSHAKE_SECONDS + 3, waited
-        raw.close()
-        # A stalled request body: dropped once a read has waited READ_SECONDS.
-        tls = _tls(server)
-        tls.sendall(
-            b"POST /validate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            b"Content-Length: 1000\r\n\r\n{"
-        )
-        tls.settimeout(30)
-        answer = tls.recv(65536)
-        assert answer == b"" or b" 400 " in answer.split(b"\r\n", 1)[0], answer[:200]
-        tls.close()
-        with server.client() as client:
-            assert client.get("/healthz").status_code == 200
-    finally:
-        stop_server(server)
+def test_a_stalled_handshake_is_dropped_after_its_deadline(server: Server) -> None:
+    raw = socket.create_connection(("127.0.0.1", _port(server)), timeout=30)
+    raw.sendall(b"\x16")
+    started = time.monotonic()
+    assert raw.recv(1) == b""  # closed by the server
+    waited = time.monotonic() - started
+    assert HANDSHAKE_SECONDS - 1 <= waited <= HANDSHAKE_SECONDS + 3, waited
+    raw.close()
+    # A stalled request body: dropped once a read has waited READ_SECONDS.
+    tls = _tls(server)
+    tls.sendall(
+        b"POST /validate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 1000\r\n\r\n{"
+    )
+    tls.settimeout(30)
+    answer = tls.recv(65536)
+    assert answer == b"" or b" 400 " in answer.split(b"\r\n", 1)[0], answer[:200]
+    tls.close()
+    with server.client() as client:
+        assert client.get("/healthz").status_code == 200
 
 
-def test_a_connection_idle_before_its_first_request_is_still_served(tmp_path: Path) -> None:
+def test_a_connection_idle_before_its_first_request_is_still_served(server: Server) -> None:
     # The API server dials connections ahead and may leave one unused in its pool past the
     # 10 s read timeout; closing it then races the request it will carry (found by
     # tests/e2e/test_load.py). A fresh connection may idle for the keep-alive time.
@@ -116,31 +147,24 @@ def test_a_connection_idle_before_its_first_request_is_still_served(tmp_path: Pa
 
     from webhook.edge.server import READ_SECONDS
 
-    server = start_server(tmp_path)
-    try:
-        port = server.port
-        context = ssl.create_default_context(cafile=str(server.ca))
-        body = json.dumps(load_review(REVIEWS / "pod-create-plain.json")["body"]).encode()
-        request = (
-            b"POST /validate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-            + f"Content-Length: {len(body)}\r\n\r\n".encode()
-            + body
-        )
-        with (
-            socket.create_connection(("127.0.0.1", port), timeout=30) as raw,
-            context.wrap_socket(raw, server_hostname="127.0.0.1") as secure,
-        ):
-            time.sleep(READ_SECONDS + 1.5)
-            secure.sendall(request)
-            answer = secure.recv(65536)
-        assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
-        assert "Socket error" not in server.log_text()
-    finally:
-        stop_server(server)
-
-
-#: ``--connections`` for the idle-connection tests: a small bound keeps them fast.
-BOUND = 20
+    mark = _log_size(server)
+    port = server.port
+    context = ssl.create_default_context(cafile=str(server.ca))
+    body = json.dumps(load_review(REVIEWS / "pod-create-plain.json")["body"]).encode()
+    request = (
+        b"POST /validate HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        + f"Content-Length: {len(body)}\r\n\r\n".encode()
+        + body
+    )
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=30) as raw,
+        context.wrap_socket(raw, server_hostname="127.0.0.1") as secure,
+    ):
+        time.sleep(READ_SECONDS + 1.5)
+        secure.sendall(request)
+        answer = secure.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 200"), answer[:200]
+    assert "Socket error" not in _log_since(server, mark)
 
 
 def _review_request() -> bytes:
@@ -183,41 +207,10 @@ def _answered_within(server: Server, budget: float, cert: tuple[Path, Path] | No
     return took
 
 
-def test_idle_tls_connections_never_lock_out_a_real_review(tmp_path: Path) -> None:
-    """Connections that finish the TLS handshake and send nothing were kept for the
-    keep-alive time (125 s), so ``--connections`` of them per worker kept the API server's
-    new connections in the listen backlog and its reviews timed out."""
-    server = start_server(tmp_path, "--workers", "1", "--connections", str(BOUND))
-    held: list[socket.socket] = []
-    try:
-        slowest = 0.0
-        for _ in range(3):
-            held.extend(_idle_tls(server) for _ in range(2 * BOUND))
-            # Held, as an attacker holds them: past the seconds a fresh connection is given
-            # to write its first request.
-            time.sleep(IdleConnections.MIN_IDLE_SECONDS + 0.5)
-            slowest = max(slowest, _answered_within(server, 1.0))
-        closed = 0
-        for sock in held:
-            with contextlib.suppress(TimeoutError, OSError):  # OSError: a failed handshake's
-                sock.settimeout(0.1)
-                closed += sock.recv(1) == b""
-        print(
-            f"\n{len(held)} idle TLS connections against a bound of {BOUND}: a real review "
-            f"answered in {slowest * 1000:.0f} ms at worst; {closed} idle ones closed"
-        )
-        assert slowest < 1.0
-        assert "Traceback" not in server.log_text()
-    finally:
-        for sock in held:
-            sock.close()
-        stop_server(server)
-
-
-def test_without_pressure_idle_connections_are_kept(tmp_path: Path) -> None:
+def test_without_pressure_idle_connections_are_kept(bounded: Server) -> None:
     """Below the bound nothing idle is closed: a keep-alive client's connection (and
     connections before their first request) stay open between requests."""
-    server = start_server(tmp_path, "--workers", "1", "--connections", str(BOUND))
+    server = bounded
     request = _review_request()
     idle = [_idle_tls(server) for _ in range(BOUND // 2)]
     try:
@@ -240,7 +233,37 @@ def test_without_pressure_idle_connections_are_kept(tmp_path: Path) -> None:
     finally:
         for sock in idle:
             sock.close()
-        stop_server(server)
+
+
+def test_idle_tls_connections_never_lock_out_a_real_review(bounded: Server) -> None:
+    """Connections that finish the TLS handshake and send nothing were kept for the
+    keep-alive time (125 s), so ``--connections`` of them per worker kept the API server's
+    new connections in the listen backlog and its reviews timed out."""
+    server = bounded
+    mark = _log_size(server)
+    held: list[socket.socket] = []
+    try:
+        slowest = 0.0
+        for _ in range(3):
+            held.extend(_idle_tls(server) for _ in range(2 * BOUND))
+            # Held, as an attacker holds them: past the seconds a fresh connection is given
+            # to write its first request.
+            time.sleep(IdleConnections.MIN_IDLE_SECONDS + 0.5)
+            slowest = max(slowest, _answered_within(server, 1.0))
+        closed = 0
+        for sock in held:
+            with contextlib.suppress(TimeoutError, OSError):  # OSError: a failed handshake's
+                sock.settimeout(0.1)
+                closed += sock.recv(1) == b""
+        print(
+            f"\n{len(held)} idle TLS connections against a bound of {BOUND}: a real review "
+            f"answered in {slowest * 1000:.0f} ms at worst; {closed} idle ones closed"
+        )
+        assert slowest < 1.0
+        assert "Traceback" not in _log_since(server, mark)
+    finally:
+        for sock in held:
+            sock.close()
 
 
 def test_under_client_ca_unverified_idle_connections_go_first(tmp_path: Path) -> None:
@@ -352,41 +375,39 @@ class _Tricklers:
 
 
 @pytest.mark.parametrize("variant", ["headers", "body"])
-def test_trickling_clients_never_lock_out_real_reviews(tmp_path: Path, variant: str) -> None:
+def test_trickling_clients_never_lock_out_real_reviews(bounded: Server, variant: str) -> None:
     """40 connections that each send a byte a second (never idle, never finished) against
     ``--connections 20``: they held every slot, and 7 of 7 real reviews timed out. Each
     request must arrive whole within its deadline, and near the bound a request that is
     still arriving is closed sooner; the real reviews must be answered in time, and a real
     client's keep-alive connection kept meanwhile."""
-    server = start_server(tmp_path, "--workers", "1", "--connections", str(BOUND))
+    server = bounded
+    mark = _log_size(server)
     request = _review_request()
     context = ssl.create_default_context(cafile=str(server.ca))
-    try:
-        with (
-            socket.create_connection(("127.0.0.1", _port(server)), timeout=5) as raw,
-            context.wrap_socket(raw, server_hostname="127.0.0.1") as keep_alive,
-        ):
-            keep_alive.sendall(request)
-            assert keep_alive.recv(65536).startswith(b"HTTP/1.1 200")
-            with _Tricklers(server, 2 * BOUND, variant) as attack:
-                time.sleep(1.5)  # the attack takes every slot
-                slowest = 0.0
-                for _ in range(7):
-                    # On a new connection, as the API server dials them; deploy/'s
-                    # timeoutSeconds is 5.
-                    slowest = max(slowest, _answered_within(server, 5.0))
-                    # And on the client's keep-alive connection: never closed meanwhile.
-                    started = time.monotonic()
-                    keep_alive.sendall(request)
-                    assert keep_alive.recv(65536).startswith(b"HTTP/1.1 200")
-                    slowest = max(slowest, time.monotonic() - started)
-                opened, closed = attack.opened, attack.closed_by_server
-        print(
-            f"\n{2 * BOUND} trickling connections ({variant}) against a bound of {BOUND}: "
-            f"7 real reviews answered in {slowest:.2f}s at worst; {opened} opened, "
-            f"{closed} closed by the server"
-        )
-        assert slowest < 5.0
-        assert "Traceback" not in server.log_text()
-    finally:
-        stop_server(server)
+    with (
+        socket.create_connection(("127.0.0.1", _port(server)), timeout=5) as raw,
+        context.wrap_socket(raw, server_hostname="127.0.0.1") as keep_alive,
+    ):
+        keep_alive.sendall(request)
+        assert keep_alive.recv(65536).startswith(b"HTTP/1.1 200")
+        with _Tricklers(server, 2 * BOUND, variant) as attack:
+            time.sleep(1.5)  # the attack takes every slot
+            slowest = 0.0
+            for _ in range(7):
+                # On a new connection, as the API server dials them; deploy/'s
+                # timeoutSeconds is 5.
+                slowest = max(slowest, _answered_within(server, 5.0))
+                # And on the client's keep-alive connection: never closed meanwhile.
+                started = time.monotonic()
+                keep_alive.sendall(request)
+                assert keep_alive.recv(65536).startswith(b"HTTP/1.1 200")
+                slowest = max(slowest, time.monotonic() - started)
+            opened, closed = attack.opened, attack.closed_by_server
+    print(
+        f"\n{2 * BOUND} trickling connections ({variant}) against a bound of {BOUND}: "
+        f"7 real reviews answered in {slowest:.2f}s at worst; {opened} opened, "
+        f"{closed} closed by the server"
+    )
+    assert slowest < 5.0
+    assert "Traceback" not in _log_since(server, mark)
