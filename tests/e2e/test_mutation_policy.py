@@ -32,6 +32,7 @@ from webhook.core.cluster import InMemoryCluster, SecretInfo
 from webhook.core.config import Config, load_config_text
 from webhook.core.mutate import ORIGINAL_IMAGES_ANNOTATION, mutate
 from webhook.core.mutationpolicy import needs_webhook_expression, render_binding, render_policy
+from webhook.core.podspec import MAX_IMAGE_ENTRIES
 from webhook.core.review import AdmissionRequest, UserInfo
 
 PLAIN, BOUND = "mp-plain", "mp-bound"
@@ -114,6 +115,7 @@ class Policy:
                 or mutation.withheld
                 or mutation.injected_secrets
                 or annotated
+                or mutation.reason in ("too-many-images", "too-many-secrets")
             ), (pod, mutation)
             outcome = "left-to-webhook"
         else:
@@ -445,3 +447,21 @@ def test_generated_pods_get_what_mutate_gives(policy: Policy) -> None:
     # many to /mutate.
     assert counts.get("same-mutated", 0) >= EXAMPLES // 10, counts
     assert counts.get("left-to-webhook", 0) >= EXAMPLES // 10, counts
+
+
+@pytest.mark.parametrize("entries", [MAX_IMAGE_ENTRIES, MAX_IMAGE_ENTRIES + 1])
+def test_the_largest_pods_stay_within_the_cel_cost_budget(policy: Policy, entries: int) -> None:
+    """At the cap every entry is rewritten in-process (a CEL cost error would admit the pod
+    as written, and skip the webhook too); past it the pod is /mutate's, which warns."""
+    half = entries // 2
+    pod = make_pod(
+        [
+            {"name": f"c{i}", "image": f"index.docker.io/team/app-{i}:1@{DIGEST}"}
+            for i in range(half)
+        ],
+        init=[
+            {"name": f"i{i}", "image": f"ghcr.io/org/tool-{i}:v2"} for i in range(entries - half)
+        ],
+    )
+    outcome = policy.compare(pod)
+    assert outcome == ("same-mutated" if entries == MAX_IMAGE_ENTRIES else "left-to-webhook")

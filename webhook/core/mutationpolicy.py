@@ -220,6 +220,11 @@ def _hosts(mirrors: Collection[Mirror]) -> list[str]:
     return sorted({m.mirror_host for m in mirrors})
 
 
+#: Does the original-images annotation name entry ``t`` (so ``mutate.as_written`` may give it
+#: back its image as written)? A quoted key is enough to say "maybe": /mutate decides.
+_RECORDED = 'variables.recorded.contains("\\"" + t[1] + "\\"")'
+
+
 def policy_variables(
     config: Config, *, mirrors_down: Collection[str] = frozenset()
 ) -> list[dict[str, str]]:
@@ -237,9 +242,9 @@ def policy_variables(
             f"size({secrets}) > {MAX_PULL_SECRETS}",
             'variables.targets.exists(t, t[3] == "?")',
             f'(variables.annotated && (variables.targets.exists(t, t[3] != "") || '
-            f"variables.targets.exists(t, t[4] in {_list(down_hosts)}) || "
+            f"variables.targets.exists(t, t[4] in {_list(down_hosts)} && {_RECORDED}) || "
             f"(variables.hasSecrets && variables.targets.exists(t, t[4] in "
-            f"{_list(private_hosts)}))))",
+            f"{_list(private_hosts)} && {_RECORDED}))))",
             f"({_default_secrets(config)})",
         ]
     )
@@ -251,6 +256,11 @@ def policy_variables(
         },
         {"name": "hasSecrets", "expression": "size(variables.secretNames) > 0"},
         {"name": "annotated", "expression": annotated},
+        {
+            "name": "recorded",
+            "expression": "variables.annotated ? "
+            f'string(object.metadata.annotations[{_lit(ORIGINAL_IMAGES_ANNOTATION)}]) : ""',
+        },
         {"name": "shapes", "expression": _SHAPES},
         {"name": "split", "expression": _SPLIT},
         {"name": "refs", "expression": _REFS},
