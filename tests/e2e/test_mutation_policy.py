@@ -465,3 +465,44 @@ def test_the_largest_pods_stay_within_the_cel_cost_budget(policy: Policy, entrie
     )
     outcome = policy.compare(pod)
     assert outcome == ("same-mutated" if entries == MAX_IMAGE_ENTRIES else "left-to-webhook")
+
+
+def test_the_webhook_condition_is_accepted_as_a_match_condition(policy: Policy) -> None:
+    """The API server takes needs_webhook_expression as a mutating webhook's matchCondition
+    (compiled and cost-checked on write). Scoped to a namespace nothing uses."""
+    webhook = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "MutatingWebhookConfiguration",
+        "metadata": {"name": "pullguard-condition-probe"},
+        "webhooks": [
+            {
+                "name": "mutate.pullguard.io",
+                "admissionReviewVersions": ["v1"],
+                "sideEffects": "NoneOnDryRun",
+                "failurePolicy": "Ignore",
+                "clientConfig": {"url": "https://127.0.0.1:1/mutate"},
+                "namespaceSelector": {
+                    "matchLabels": {"kubernetes.io/metadata.name": "mp-nothing-here"}
+                },
+                "rules": [
+                    {
+                        "apiGroups": [""],
+                        "apiVersions": ["v1"],
+                        "operations": ["CREATE"],
+                        "resources": ["pods"],
+                    }
+                ],
+                "matchConditions": [
+                    {
+                        "name": "needs-outside-data",
+                        "expression": needs_webhook_expression(policy.config, mirrors_down=DOWN),
+                    }
+                ],
+            }
+        ],
+    }
+    result = policy.plane.apply(json.dumps(webhook))
+    try:
+        assert result.ok, result.stderr
+    finally:
+        policy.plane.kubectl("delete", "mutatingwebhookconfiguration", "pullguard-condition-probe")
