@@ -4,7 +4,11 @@ Reviews of a Pod whose image is on a registry that never answers (so each is hel
 for ``registry.timeoutSeconds``), padded with an unknown field of ``[{},{},...]`` to
 ``--mib`` MiB, are sent ``--at-once`` at a time for ``--rounds`` rounds through
 ``pullguard serve --dev`` (one worker, the real gunicorn over TLS). The worker's peak RSS
-(``VmHWM`` in /proc) is printed before and after, with the answers' status codes.
+(``VmHWM`` in /proc) is printed before and after, with the answers' status codes, and
+one body's estimate (``core.review.decoded_cost``, what the budget reserves) beside what
+its decode takes here by tracemalloc (held once it returns, and the peak, orjson's parse
+buffer or the standard library's ``str`` of the body included), through ``decode_json``
+(the decoder the worker uses for that body).
 
 Prints figures; asserts nothing. The target: the worker's peak stays under 200 MiB (the pod
 limit is 384 MiB; before the fix four at once took a worker to 560 MiB).
@@ -33,6 +37,24 @@ from tests.integration.test_port_attacks import (  # noqa: E402
 )
 
 
+def _estimate_and_decode(body: bytes) -> str:
+    import gc
+    import tracemalloc
+
+    from webhook.core.review import decode_json, decoded_cost
+
+    gc.collect()
+    tracemalloc.start()
+    document = decode_json(body)
+    held, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    del document
+    return (
+        f"one body: estimate {decoded_cost(body) / 2**20:.1f} MiB, decode held "
+        f"{held / 2**20:.1f} MiB, peak {peak / 2**20:.1f} MiB"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--mib", type=float, default=6.8, help="size of each body")
@@ -48,6 +70,7 @@ def main() -> None:
             size = int(args.mib * 2**20)
             filler = args.filler.encode()
             codes: collections.Counter[int] = collections.Counter()
+            measured = _estimate_and_decode(_held_review("one", image, filler, size))
             for round_number in range(args.rounds):
                 bodies = [
                     _held_review(f"r{round_number}-{n}", image, filler, size)
@@ -62,6 +85,7 @@ def main() -> None:
         f"{args.rounds} rounds of {args.at_once} reviews of {args.mib} MiB of {args.filler!r}: "
         f"worker peak RSS {before:.1f} MiB before, {after:.1f} MiB after; answers "
         + ", ".join(f"{count} x {code}" for code, count in sorted(codes.items()))
+        + f"; {measured}"
     )
 
 

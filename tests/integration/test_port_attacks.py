@@ -15,10 +15,12 @@ The worker's RSS under the attack is printed (``-s``): the figure in docs/reliab
 
 from __future__ import annotations
 
+import collections
 import datetime
 import json
 import socket
 import ssl
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -443,7 +445,6 @@ def test_real_large_reviews_are_still_decoded(one_worker: Server) -> None:
     from webhook.core.config import MAX_DOCUMENT_BYTES
 
     server = one_worker
-    headers = {"Content-Type": "application/json"}
     review = load_review(REVIEWS / "pod-create-plain.json")["body"]
     pod = review["request"]["object"]
     count = 26_000
@@ -507,20 +508,20 @@ def test_real_large_reviews_are_still_decoded(one_worker: Server) -> None:
         f"{decoded_cost(body) / 2**20:.0f} MiB, ConfigMap "
         f"{decoded_cost(json.dumps(configmap).encode()) / 2**20:.0f} MiB"
     )
-    with server.client() as client:
-        for endpoint in ("/validate", "/mutate"):
-            reply = client.post(endpoint, content=body, headers=headers)
-            assert reply.status_code == 200, reply.text[:300]
-        reply = client.post("/validate", json=configmap)
+    for endpoint in ("/validate", "/mutate"):  # each within the worker's decoding time
+        reply = _post_as_the_api_server_does(server, body, endpoint)
         assert reply.status_code == 200, reply.text[:300]
-        assert reply.json()["response"]["allowed"] is True, reply.text[:300]
+    reply = _post_as_the_api_server_does(server, json.dumps(configmap).encode())
+    assert reply.status_code == 200, reply.text[:300]
+    assert reply.json()["response"]["allowed"] is True, reply.text[:300]
+    with server.client() as client:
         for path in review_files():
             captured = load_review(path)
             reply = client.post(captured["path"], json=captured["body"])
             assert reply.status_code == 200, (path.name, reply.text[:300])
 
 
-def _env_heavy_pod(count: int, *, managers: int, name: str) -> dict[str, Any]:
+def _env_heavy_pod(count: int, *, managers: int, name: str, annotation: str = "") -> dict[str, Any]:
     """A Pod of ``count`` env entries, and the managedFields of ``managers`` managers that
     each set all of them (kubectl, a server-side apply, a controller): the shape that
     decodes to the most per byte among the objects the API server stores for pods."""
@@ -541,10 +542,12 @@ def _env_heavy_pod(count: int, *, managers: int, name: str) -> dict[str, Any]:
         }
         for m in range(managers)
     ]
+    if annotation:
+        pod["metadata"].setdefault("annotations", {})["description"] = annotation
     return pod
 
 
-def _most_env_entries_within(limit: int, *, managers: int, name: str) -> int:
+def _most_env_entries_within(limit: int, *, managers: int, name: str, annotation: str = "") -> int:
     """The most env entries that keep the Pod's compact JSON within ``limit`` bytes: the
     ``n`` with ``size(n) <= limit < size(n + 1)``, both encoded and checked. Each entry adds
     about the same bytes, so a step by the bytes per entry lands within a few entries: a
@@ -553,9 +556,8 @@ def _most_env_entries_within(limit: int, *, managers: int, name: str) -> int:
     compact = (",", ":")  # as the API server writes it
 
     def size(count: int) -> int:
-        return len(
-            json.dumps(_env_heavy_pod(count, managers=managers, name=name), separators=compact)
-        )
+        pod = _env_heavy_pod(count, managers=managers, name=name, annotation=annotation)
+        return len(json.dumps(pod, separators=compact, ensure_ascii=False).encode())
 
     low, low_size = 100, size(100)  # invariant: size(low) <= limit < size(high)
     high: int | None = None
@@ -575,26 +577,185 @@ def _most_env_entries_within(limit: int, *, managers: int, name: str) -> int:
     return low
 
 
-@pytest.mark.parametrize(("managers", "name"), [(1, "V{i}"), (4, "V{i}"), (1, "VARIABLE_{i}")])
+@pytest.fixture(scope="module")
+def decoding_worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One server of one worker for the tests below: each posts one large body at a time
+    and measures only its own answer (and the worker's peak RSS from where it is)."""
+    server = start_server(tmp_path_factory.mktemp("decoding"), "--workers", "1")
+    try:
+        yield server
+    finally:
+        stop_server(server)
+
+
+def _post_as_the_api_server_does(
+    server: Server, body: bytes, endpoint: str = "/validate"
+) -> httpx.Response:
+    """``body`` posted to ``endpoint``, and again after ``Retry-After`` while answered 429 (as
+    client-go does): a worker decodes long bodies only within its share of time, and the
+    tests here post several in a row. 429 only if still refused after 30 s."""
+    deadline = time.monotonic() + 30
+    with server.client() as client:
+        while True:
+            reply = client.post(
+                endpoint, content=body, headers={"Content-Type": "application/json"}
+            )
+            if reply.status_code != 429 or time.monotonic() > deadline:
+                return reply
+            time.sleep(float(reply.headers.get("Retry-After", "1")))
+
+
+def test_a_body_of_numbers_does_not_decode_past_its_estimate(decoding_worker: Server) -> None:
+    """``decoded_cost`` priced a number at its digits plus 30 for its comma, but orjson's
+    decode of ``[999,999,...]`` holds an int object (28 bytes, 32 in pymalloc), its list slot
+    and its own parse buffer (12 bytes a byte of body) at once: a 7 MiB body (under the
+    cap, estimate 59.5 MiB, under the 96 MiB a review may take alone) raised the worker's
+    peak RSS by 113 MiB. Measured: the peak rise, less the body's bytes, must stay within
+    the estimate the budget reserved. First of the module's tests: the worker's RSS has not
+    held a larger decode yet."""
+    from webhook.core.review import decoded_cost
+
+    server = decoding_worker
+    count = (MAX_BODY_BYTES - 100) // 4
+    body = b"[" + b",".join([b"999"] * count) + b"]"
+    estimate = decoded_cost(body) / 2**20
+    (worker,) = _workers(server)
+    with server.client() as client:
+        client.get("/healthz")
+    Path(f"/proc/{worker}/clear_refs").write_text("5")  # reset VmHWM to the RSS now
+    before = _peak_rss_mib(worker)
+    reply = _post_as_the_api_server_does(server, body)
+    rise = _peak_rss_mib(worker) - before
+    print(
+        f"\n{len(body) / 2**20:.1f} MiB of [999,...]: {reply.status_code}, estimate "
+        f"{estimate:.1f} MiB, worker peak RSS rise {rise:.1f} MiB"
+    )
+    assert reply.status_code in (400, 413), reply.text[:300]
+    assert rise - len(body) / 2**20 <= estimate, (rise, estimate)
+
+
+def _env_heavy_update(managers: int, name: str, annotation: str = "") -> bytes:
+    """An UPDATE of the largest env-heavy Pod within 3 MiB (as object and oldObject), as the
+    API server writes it: compact, UTF-8 rather than ``\\u`` escapes (Go's encoding/json)."""
+    compact = (",", ":")
+    count = _most_env_entries_within(3 * 2**20, managers=managers, name=name, annotation=annotation)
+    pod = _env_heavy_pod(count, managers=managers, name=name, annotation=annotation)
+    review = load_review(REVIEWS / "pod-create-plain.json")["body"]
+    review["request"].update(operation="UPDATE", object=pod, oldObject=pod)
+    return json.dumps(review, separators=compact, ensure_ascii=False).encode()
+
+
+@pytest.mark.parametrize(
+    ("managers", "name", "annotation"),
+    [(1, "V{i}", ""), (4, "V{i}", ""), (1, "VARIABLE_{i}", ""), (1, "V{i}", "café")],
+    ids=["1 manager", "4 managers", "long names", "one non-ASCII character"],
+)
 def test_an_update_of_two_3_mib_env_heavy_objects_is_decoded(
-    one_worker: Server, managers: int, name: str
+    decoding_worker: Server, managers: int, name: str, annotation: str
 ) -> None:
     """Where an admin raised etcd's limit to 3 MiB, an UPDATE of such a Pod carries it twice:
     its estimate was about 112 MiB (19 times its size), past the 96 MiB a review may take
-    alone, and the API server's own review got 413."""
+    alone, and the API server's own review got 413. With ``description: café`` in an
+    annotation the estimate priced every byte 4 times (98 MiB, 413 again), though only the
+    strings holding a character past ASCII decode wider, and ``é`` not even (Latin-1 is a
+    byte a character)."""
     from webhook.core.review import decoded_cost
 
-    compact = (",", ":")  # as the API server writes it
-    count = _most_env_entries_within(3 * 2**20, managers=managers, name=name)
-    pod = _env_heavy_pod(count, managers=managers, name=name)
-    review = load_review(REVIEWS / "pod-create-plain.json")["body"]
-    review["request"].update(operation="UPDATE", object=pod, oldObject=pod)
-    body = json.dumps(review, separators=compact).encode()
-    with one_worker.client() as client:
-        reply = client.post("/validate", content=body, headers={"Content-Type": "application/json"})
+    body = _env_heavy_update(managers, name, annotation)
+    reply = _post_as_the_api_server_does(decoding_worker, body)
     print(
-        f"\n{len(body) / 2**20:.2f} MiB UPDATE ({managers} managers, env {name!r}): "
-        f"{reply.status_code}, estimate {decoded_cost(body) / 2**20:.0f} MiB"
+        f"\n{len(body) / 2**20:.2f} MiB UPDATE ({managers} managers, env {name!r}, "
+        f"annotation {annotation!r}): {reply.status_code}, estimate "
+        f"{decoded_cost(body) / 2**20:.0f} MiB"
     )
     assert reply.status_code == 200, reply.text[:300]
-    assert reply.json()["response"]["uid"] == review["request"]["uid"]
+    assert reply.json()["response"]["uid"] == json.loads(body)["request"]["uid"]
+
+
+@pytest.mark.open_finding
+def test_bodies_that_decode_slowly_never_hold_up_real_reviews(tmp_path: Path) -> None:
+    """The decoding budget bounds memory, not time: a body of ``[{},{},...]`` just under the
+    96 MiB a review may take alone is decoded, and takes the worker's one event loop for
+    most of a second (the decoder holds the GIL: a thread would not free the loop); every
+    other connection waits meanwhile, its TLS handshake included. Four connections posting
+    it in a loop (no pressure, no slow client) kept every real review past 5 s. Before the
+    fix: 0 of 5 answered within 5 s (ConnectTimeout). Now a worker's long decodes take at
+    most a quarter of its time (``edge.app.DecodeTime``; 8 decoded in 80 s, 99 answered 429),
+    yet still 0 of 5 answered: still open (``open_finding``). The same attack with a 3.3 MiB
+    string (decoded in milliseconds, no 429) also answered 0 of 5: what holds the loop is
+    receiving the four looping connections' bodies, not decoding them (webhook/edge/server.py)."""
+    from webhook.core.review import decoded_cost
+    from webhook.edge.app import LARGE_DECODED_SHARE
+
+    low, high = 1000, 3_000_000
+    while low < high:  # the most {} whose estimate is within what one review may take
+        middle = (low + high + 1) // 2
+        fits = decoded_cost(b"[" + b",".join([b"{}"] * middle) + b"]") <= LARGE_DECODED_SHARE
+        low, high = (middle, high) if fits else (low, middle - 1)
+    bad = b"[" + b",".join([b"{}"] * low) + b"]"
+    server = start_server(tmp_path, "--workers", "1")
+    context = ssl.create_default_context(cafile=str(server.ca))
+    answers: list[int | str] = []
+
+    def decode_heavy(stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                with httpx.Client(base_url=server.url, verify=context, timeout=30) as client:
+                    while not stop.is_set():
+                        reply = client.post(
+                            "/validate", content=bad, headers={"Content-Type": "application/json"}
+                        )
+                        answers.append(reply.status_code)
+            except httpx.HTTPError:  # a 429 sent before the body was read, the rest unsent
+                answers.append("cut")
+
+    stop = threading.Event()
+    attackers = [threading.Thread(target=decode_heavy, args=(stop,)) for _ in range(4)]
+    try:
+        for attacker in attackers:
+            attacker.start()
+        time.sleep(1.5)  # the attack holds the loop
+        results = [_review_as_the_api_server_sends_it(server) for _ in range(5)]
+        stop.set()
+        for attacker in attackers:
+            attacker.join(timeout=30)
+        print(
+            f"\n4 connections posting {len(bad) / 2**20:.1f} MiB of [{{}},...] (estimate "
+            f"{decoded_cost(bad) / 2**20:.0f} MiB): real reviews {results}; the attack's "
+            f"answers {collections.Counter(answers)}"
+        )
+        late = [r for r in results if r[0] != 200 or r[1] >= WEBHOOK_TIMEOUT]
+        assert not late, f"{len(late)} of {len(results)} real reviews not answered in time"
+        assert 400 in answers, "no attacking body was decoded: the test proves nothing"
+        assert 429 in answers or "cut" in answers, answers
+    finally:
+        stop.set()
+        stop_server(server)
+
+
+#: deploy/base/webhooks.yaml: ``timeoutSeconds: 5``.
+WEBHOOK_TIMEOUT = 5.0
+
+
+def _review_as_the_api_server_sends_it(server: Server) -> tuple[Any, float, int]:
+    """One review on a new connection, retrying a 429 after its ``Retry-After`` within the
+    webhook timeout (client-go's rest.Request): (final status or error name, seconds, tries)."""
+    body = load_review(REVIEWS / "pod-create-plain.json")["body"]
+    context = ssl.create_default_context(cafile=str(server.ca))
+    started = time.monotonic()
+    tries = 0
+    status: Any = None
+    while time.monotonic() - started < WEBHOOK_TIMEOUT:
+        tries += 1
+        left = WEBHOOK_TIMEOUT - (time.monotonic() - started)
+        try:
+            with httpx.Client(base_url=server.url, verify=context, timeout=left) as c:
+                reply = c.post("/validate", json=body)
+        except httpx.HTTPError as error:
+            status = type(error).__name__
+            break
+        status = reply.status_code
+        if status != 429:
+            break
+        time.sleep(float(reply.headers.get("Retry-After", "1")))
+    return status, round(time.monotonic() - started, 2), tries

@@ -89,3 +89,94 @@ def test_a_string_wider_than_ascii_is_priced_so() -> None:
 
     body = b'["' + b"a" * 1_000_000 + '😀"]'.encode()
     assert decoded_cost(body) >= _decoded_bytes(body) > 4_000_000
+
+
+def _held_and_peak(body: bytes) -> tuple[int, int]:
+    """What decoding ``body`` holds once it returns and at its peak (orjson holds its own
+    parse of the body while it builds the objects), by tracemalloc: the larger of orjson
+    and the standard library."""
+    import gc
+    import tracemalloc
+
+    import orjson
+
+    held = peak = 0
+    for loads in (orjson.loads, json.loads):
+        gc.collect()
+        tracemalloc.start()
+        document = loads(body)
+        current, top = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        del document
+        held, peak = max(held, current), max(peak, top)
+    return held, peak
+
+
+def _list_of(element: bytes) -> bytes:
+    return b"[" + b",".join([element] * (256 * 1024 // len(element))) + b"]"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        _list_of(b"999"),  # int objects past the small-int cache: 36 held vs 33 estimated
+        _list_of(b"[1e1]"),  # a one-float list
+        b"{" + b",".join(b'"%d":1e1' % i for i in range(30_000)) + b"}",  # unique keys
+    ],
+    ids=["ints", "one-float lists", "unique keys of floats"],
+)
+def test_what_a_decode_holds_is_never_over_the_estimate(body: bytes) -> None:
+    from webhook.core.review import decoded_cost
+
+    held, _ = _held_and_peak(body)
+    assert decoded_cost(body) >= held, (decoded_cost(body), held)
+
+
+@pytest.mark.parametrize("element", [b"999", b"1e1", b"1000000", b"9223372036854775807", b"true"])
+def test_a_decodes_peak_is_never_over_the_estimate(element: bytes) -> None:
+    from webhook.core.review import decoded_cost
+
+    # The budget is reserved for the decode itself: its peak is what the worker must have.
+    body = _list_of(element)
+    _, peak = _held_and_peak(body)
+    assert decoded_cost(body) >= peak, (decoded_cost(body), peak)
+
+
+def test_one_character_past_ascii_widens_its_own_string_only() -> None:
+    # Priced 4 times a byte once one byte was past ASCII: a real 3 MiB UPDATE with "café"
+    # in an annotation got 413 (rev20). Latin-1 stays a byte a character; wider strings
+    # are priced at their width, each on its own.
+    from webhook.core.review import decoded_cost
+
+    plain = json.dumps({"env": ["v" * 40] * 20_000, "d": "cafe"}).encode()
+    latin = json.dumps({"env": ["v" * 40] * 20_000, "d": "café"}, ensure_ascii=False).encode()
+    assert decoded_cost(latin) - decoded_cost(plain) < 1024
+    for wide in ("中", "😀", "\\u4e2d", "\\ud83d\\ude00"):
+        text = '{"env": ["' + "v" * 100_000 + wide + '"], "d": "' + "w" * 100_000 + '"}'
+        body, ascii_body = text.encode(), text.replace(wide, "x").encode()
+        assert _held_and_peak(body)[1] <= decoded_cost(body), wide
+        # the first string priced at its width (up to 4 bytes a character), not the second
+        assert decoded_cost(body) - decoded_cost(ascii_body) < 3 * 100_100 + 12 * 16, wide
+
+
+def test_long_decodes_wait_for_their_share_of_time_and_short_ones_never() -> None:
+    # The time four connections' 3 MiB [{},...] bodies held the event loop kept every real
+    # review past 5 s (rev20): long decodes take a quarter of the worker's time at most.
+    from webhook.edge.app import TIMED_DECODE_BYTES, DecodeTime
+
+    now = [100.0]
+    budget = DecodeTime(share=0.25, burst=2.0, clock=lambda: now[0])
+    long, short = TIMED_DECODE_BYTES + 1, TIMED_DECODE_BYTES
+    assert budget.may_start(long)
+    budget.paid(1.5)
+    assert budget.may_start(long)  # within the burst
+    budget.paid(1.5)
+    assert not budget.may_start(long)  # 1 s in debt
+    assert budget.may_start(short)  # never shed for what long ones took
+    now[0] += 3.9
+    assert not budget.may_start(long)
+    now[0] += 0.2
+    assert budget.may_start(long)  # paid back at a quarter of a second a second
+    now[0] += 1000
+    budget.paid(0.0)
+    assert budget.credit == 2.0  # never more than the burst

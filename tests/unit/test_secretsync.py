@@ -404,20 +404,26 @@ def test_forged_reviews_cannot_multiply_the_waiting_copies(monkeypatch: Any) -> 
     recorded: list[str] = []
     sync = SecretSyncer(api, key=KEY, allowed=lambda: CONFIGURED, record=recorded.append)
     threads = threading.active_count()
-    outcomes = [
-        sync.copy(SecretCopy("corp", "pullguard", f"ns{n % 40}"), CopyCause(False, name=f"p{n}"))
-        for n in range(1000)
-    ]
-    assert outcomes.count("deferred") == secretsync.MAX_DEFERRED
-    assert outcomes.count("unproven") == 1000 - secretsync.MAX_DEFERRED
+    outcomes, most = [], 0
+    for n in range(1000):
+        copy = SecretCopy("corp", "pullguard", f"ns{n % 40}")
+        outcomes.append(sync.copy(copy, CopyCause(False, name=f"p{n}")))
+        most = max(most, sync.waiting)
+    # The bound is on copies waiting at once: on a loaded machine the first ones give up
+    # (0.4 s) before the 1,000 reviews are through, and their slots are taken again (132 or
+    # 220 deferred in all once, never more than 128 at once).
+    assert most == secretsync.MAX_DEFERRED
+    deferred = outcomes.count("deferred")
+    assert deferred >= secretsync.MAX_DEFERRED
+    assert outcomes.count("unproven") == 1000 - deferred
     assert threading.active_count() <= threads + 1  # one scheduler thread, not one per copy
     deadline = time.monotonic() + 5
     while sync.waiting and time.monotonic() < deadline:
         time.sleep(0.05)
     assert sync.waiting == 0  # all gave up: room again
     # Four reads per waiting copy, not one every 0.25 s for 20 s.
-    assert api.object_reads <= secretsync.MAX_DEFERRED * len(secretsync.DEFER_CHECKS)
-    assert recorded.count("unproven") == secretsync.MAX_DEFERRED
+    assert api.object_reads <= deferred * len(secretsync.DEFER_CHECKS)
+    assert recorded.count("unproven") == deferred
 
 
 def test_one_namespaces_flood_leaves_room_for_a_real_bare_pod_elsewhere(monkeypatch: Any) -> None:

@@ -131,9 +131,24 @@ def uid_from_bytes(body: bytes) -> str:
 #: recursion limit, so orjson may decode them; others go to the standard library, whose
 #: RecursionError on deep nesting is how a forged, too-deep review is told apart.
 _ORJSON_MAX_OPENINGS = 900
+#: orjson parses into a buffer of its own 12 times the body's size (measured with
+#: tracemalloc, orjson 3.13: 12.0 bytes a byte whatever the shape), beside the objects it
+#: builds; past this size a body goes to the standard library, whose only such copy is the
+#: body as a ``str``: a 7 MiB body of numbers took 84 MiB more than its objects in orjson.
+_ORJSON_MAX_BYTES = 1024 * 1024
+_ORJSON_BUFFER_PER_BYTE = 12
 #: orjson reads integers past 64 bits as floats, silently: bodies with such a run of digits
 #: (anywhere, strings included: a cheap over-approximation) go to the standard library.
 _LONG_DIGITS = re.compile(rb"[0-9]{20}")
+
+
+def _orjson_decodes(body: bytes) -> bool:
+    """Whether :func:`decode_json` gives ``body`` to orjson (it may still fall back)."""
+    return (
+        len(body) <= _ORJSON_MAX_BYTES
+        and body.count(b"{") + body.count(b"[") <= _ORJSON_MAX_OPENINGS
+        and not _LONG_DIGITS.search(body)
+    )
 
 
 def decode_json(body: bytes) -> Any:
@@ -142,11 +157,11 @@ def decode_json(body: bytes) -> Any:
     orjson takes a tenth of the standard library's time on a review; it is used only where it
     cannot change the outcome: bodies that cannot nest deeper than the standard library's
     limit (a deep body must still be told apart as one) and hold no integer past 64 bits
-    (orjson would read it as a float). The standard library decodes everything else, and
-    whatever orjson refuses but JSON allows (other UTF encodings, a lone surrogate).
+    (orjson would read it as a float), and only up to 1 MiB (its parse buffer is 12 times
+    the body). The standard library decodes everything else, and whatever orjson refuses
+    but JSON allows (other UTF encodings, a lone surrogate).
     """
-    shallow = body.count(b"{") + body.count(b"[") <= _ORJSON_MAX_OPENINGS
-    if shallow and not _LONG_DIGITS.search(body):
+    if _orjson_decodes(body):
         try:
             return orjson.loads(body)
         except orjson.JSONDecodeError:
@@ -156,16 +171,17 @@ def decode_json(body: bytes) -> Any:
 
 #: Bytes of Python objects per JSON token, as measured on CPython 3.11 with orjson and the
 #: standard library (the larger of the two; figures in ``decoded_cost``): each value a
-#: separator introduces (``,``) a slot and a float or an int (8 + 24 to 36), a string two
+#: separator introduces (``,``) a slot and a float or an int (8 + 24 to 32), a string two
 #: quotes of 26 (its header: 49 bytes for ASCII, 73 to 80 wider), a dict 150 more than its
 #: entries (an empty one 40 in all: ``{}`` takes back the difference), each entry (``:``) 16
-#: (its slot in the table; a key repeated is shared, a new one is a string), a list 64.
+#: (its slot in the table; a key repeated is shared, a new one is a string), a list 96 (a
+#: list of one float: 145 bytes with its slot and the float).
 #: Other tokens inside strings are counted too: an over-estimate.
 _COST_PER_TOKEN = (
     (b"{", 150),
     (b"{}", -110),
-    (b"[", 64),
-    (b",", 30),
+    (b"[", 96),
+    (b",", 40),
     (b":", 16),
     (b'"', 26),
     # Inside strings (the ``k:{\"name\":...}`` keys of managedFields): an escaped quote
@@ -176,16 +192,87 @@ _COST_PER_TOKEN = (
     (b"\\\\", 26),
     (b'{\\"', -150),
 )
-#: A string holding one character past U+007F takes 2 or 4 bytes for each of its
-#: characters: then the body's every byte is priced 4 (a ``\u`` escape of a character past
-#: U+00FF, or any byte past ASCII, may widen a string).
-_WIDE_ESCAPE = re.compile(rb"\\u(?!00)")
+#: What may make a string wider than 1 byte a character: a byte past ASCII (UTF-8), or a
+#: ``\u`` escape of a character past U+00FF. Latin-1 (U+0080 to U+00FF, lead bytes C2 and
+#: C3, or ``\u00XX``) stays 1 byte a character; up to U+FFFF is 2; past it 4.
+_WIDE_RUN = re.compile(rb"[\x80-\xff]+|\\u(?!00)[0-9a-fA-F]{4}")
+_TWO_BYTES = re.compile(rb"[\xc4-\xef]|\\u(?!00)")
+_FOUR_BYTES = re.compile(rb"[\xf0-\xf7]|\\u[dD][89abAB]")
+#: Strings with such characters priced one by one, at most this many; past them, every
+#: byte of the rest of the body is priced as in a string 4 bytes a character.
+_WIDE_STRINGS_PRICED = 2048
+#: A non-ASCII string's header is larger than an ASCII one's (73 to 80 bytes, not 49).
+_WIDE_HEADER = 40
+
+
+def _escaped(body: bytes, index: int) -> bool:
+    """Whether the character at ``index`` follows an odd run of backslashes (is escaped)."""
+    before = index
+    while before > 0 and body[before - 1] == 0x5C:
+        before -= 1
+    return (index - before) % 2 == 1
+
+
+def _string_end(body: bytes, start: int) -> int:
+    """The index of the quote that closes the string running at ``start`` (an escaped
+    quote does not), or the body's length."""
+    while True:
+        end = body.find(b'"', start)
+        if end < 0:
+            return len(body)
+        if not _escaped(body, end):
+            return end
+        start = end + 1
+
+
+def _string_start(body: bytes, end: int) -> int:
+    """The index of the quote that opens the string holding index ``end`` (or 0)."""
+    while True:
+        start = body.rfind(b'"', 0, end)
+        if start <= 0:
+            return 0
+        if not _escaped(body, start):
+            return start
+        end = start
+
+
+def _widening(body: bytes) -> int:
+    """Bytes the strings holding characters past ASCII take beyond 1 byte a character: each
+    such string's length times its width less one, priced string by string (a body of ASCII
+    and one ``é`` is no wider than its one string)."""
+    extra = 0
+    priced_to = 0  # strings are priced once, however many runs they hold
+    for count, run in enumerate(_WIDE_RUN.finditer(body)):
+        if run.start() < priced_to:
+            continue
+        if count >= _WIDE_STRINGS_PRICED:
+            return extra + 3 * (len(body) - run.start())
+        start = _string_start(body, run.start())
+        end = _string_end(body, run.end())
+        text = body[start:end]
+        width = 4 if _FOUR_BYTES.search(text) else 2 if _TWO_BYTES.search(text) else 1
+        extra += (width - 1) * len(text) + _WIDE_HEADER
+        priced_to = end + 1
+    return extra
+
+
+def _decoder_buffer(body: bytes) -> int:
+    """What the decoder holds beside the objects while it builds them: orjson's parse buffer,
+    or the standard library's ``str`` of the whole body (1, 2 or 4 bytes a character, by its
+    widest one)."""
+    if _orjson_decodes(body):
+        return _ORJSON_BUFFER_PER_BYTE * len(body) + 4096
+    if body.isascii():
+        return len(body)
+    return len(body) * (4 if _FOUR_BYTES.search(body) else 2 if _TWO_BYTES.search(body) else 1)
 
 
 def decoded_cost(body: bytes) -> int:
-    """About how many bytes of Python objects ``body`` decodes to, at most (counted at C
-    speed, before decoding): its length (4 times, when a string may be wider than ASCII),
-    plus a price per ``{``, ``[``, ``,``, ``:`` and ``"``.
+    """About how many bytes a worker needs to decode ``body``, at most (counted at C speed,
+    before decoding): the objects it decodes to (its length, plus a price per ``{``, ``[``,
+    ``,``, ``:`` and ``"``, plus what strings past ASCII take beyond a byte a character)
+    and what the decoder holds beside them meanwhile (its peak: orjson's parse buffer, or
+    the standard library's copy of the body as a ``str``).
 
     Measured against tracemalloc (issue 20's figures; the larger of orjson's and the
     standard library's), per element of a 2 MiB list: ``{}`` decodes to 72 bytes (estimate
@@ -193,13 +280,14 @@ def decoded_cost(body: bytes) -> int:
     (256), ``[[]]`` 153 (163), ``[1]`` 97 (98), a dict of unique keys 105 per entry (109);
     an UPDATE of two 3 MiB Pods of env entries and their managedFields 38 to 52 MiB
     (estimate 1.6 to 1.7 times that). Never under the figure for the shapes measured (dicts
-    and lists of 1 to 100 entries among them).
+    and lists of 1 to 100 entries among them); the peak of a decode (objects and buffer)
+    neither, for lists of numbers and literals (``tests/unit/test_review_codec.py``).
     """
-    length = len(body)
-    if not body.isascii() or _WIDE_ESCAPE.search(body):
-        length *= 4
+    objects = len(body) + sum(body.count(token) * price for token, price in _COST_PER_TOKEN)
+    if not body.isascii() or b"\\u" in body:
+        objects += _widening(body)
     # 1 KiB for what a decode holds whatever the body (a wide string's header, a buffer).
-    return 1024 + length + sum(body.count(token) * price for token, price in _COST_PER_TOKEN)
+    return 1024 + objects + _decoder_buffer(body)
 
 
 def encode_json(document: Any) -> bytes:

@@ -9,8 +9,8 @@ body that is not a usable AdmissionReview (still an AdmissionReview, with the ui
 could be read and the reason in ``status.message``); 401 without the API server's client
 certificate under ``serve --client-ca``; 413 past the size cap, or for a body that would
 decode to more objects than a worker decodes at once; 415 for a content type other than
-JSON; 429 when the worker's body budget (or decoding budget) is taken; 500 for an
-unexpected exception.
+JSON; 429 when the worker's body budget (or decoding budget, or its share of time for long
+decodes) is taken; 500 for an unexpected exception.
 
 Limits it owns, each against an attack from anything that can reach the port:
 
@@ -19,6 +19,9 @@ Limits it owns, each against an attack from anything that can reach the port:
 - the second :class:`BodyBudget`, ``decoded``: the estimated bytes of the objects bodies
   decode to, reserved after a body is read and before it is decoded (a 6.8 MiB body of
   ``[{},{},...]`` decodes to 180 MiB);
+- :class:`DecodeTime`: the event-loop time long decodes take, a quarter of the worker's on
+  average (four connections posting 3 MiB of ``[{},{},...]``, each decode holding the loop
+  most of a second, kept every real review past 5 s);
 - with ``--client-ca``, a review is read only from a connection whose client certificate
   the CA signed (a forged review could name any namespace and user);
 - :class:`_DeadlineRegistry`: a review's answer within ``registry.timeoutSeconds`` counted
@@ -103,7 +106,7 @@ IN_FLIGHT_DECODED_BYTES = 128 * 1024 * 1024
 #: A real review's estimate is about 10 times its size, up to about 14 for one made of env
 #: entries and their managedFields (decoded: 6.4 to 8.6 times): an UPDATE of two 3 MiB
 #: objects (the API server's limit, where an admin raised etcd's from 1.5 MiB) estimates
-#: 66 to 85 MiB (``tests/integration/test_port_attacks.py::
+#: 78 to 89 MiB (``tests/integration/test_port_attacks.py::
 #: test_an_update_of_two_3_mib_env_heavy_objects_is_decoded``).
 LARGE_DECODED_BYTES = 4 * 1024 * 1024
 LARGE_DECODED_SHARE = 96 * 1024 * 1024
@@ -111,6 +114,63 @@ LARGE_DECODED_SHARE = 96 * 1024 * 1024
 #: room again: client-go's rest.Request retries a 429 that carries Retry-After, within the
 #: webhook's timeout.
 RETRY_AFTER_SECONDS = 1
+
+
+#: Estimates (``decoded_cost``) past this are decodes long enough to count: about 100 KiB of
+#: body, 10 ms of the event loop; a real review is a few KiB.
+TIMED_DECODE_BYTES = 1024 * 1024
+#: The share of a worker's time its long decodes may take, on average: orjson and the
+#: standard library's decoder hold the GIL, so a decode holds the worker's one event loop
+#: (every connection's handshake, read and answer waits); a body whose estimate is under
+#: the memory share still takes up to a second (a 3 MiB ``[{},{},...]``), and four
+#: connections posting such bodies in a loop kept every real review past 5 s.
+DECODE_TIME_SHARE = 0.25
+#: Seconds of decoding a worker may spend at once before the share applies: the 6 MiB UPDATE
+#: of a Pod at the API server's limit takes 0.6 to 1.2 s (a second one waits, answered 429).
+DECODE_TIME_BURST = 1.5
+
+
+class DecodeTime:
+    """The event-loop time long decodes take in this worker, measured and paid back.
+
+    A credit of :data:`DECODE_TIME_BURST` seconds refills at :data:`DECODE_TIME_SHARE` of a
+    second a second; every decode pays what it took (measured, so a loaded machine pays
+    more); a long one (estimate past :data:`TIMED_DECODE_BYTES`) starts only while the
+    credit is positive, else it is answered 429 with ``Retry-After`` (unread when its
+    ``Content-Length`` alone is past that). Short ones always run:
+    the reviews the API server usually sends are never shed for what long bodies took.
+    ``clock`` is ``time.monotonic`` but for tests.
+    """
+
+    def __init__(
+        self,
+        share: float = DECODE_TIME_SHARE,
+        burst: float = DECODE_TIME_BURST,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.share, self.burst, self._clock = share, burst, clock
+        self.credit = burst
+        self._stamp = clock()
+        self._lock = threading.Lock()
+
+    def _refill(self) -> None:
+        now = self._clock()
+        self.credit = min(self.burst, self.credit + (now - self._stamp) * self.share)
+        self._stamp = now
+
+    def may_start(self, cost: int) -> bool:
+        """Whether a decode of estimate ``cost`` may start now."""
+        if cost <= TIMED_DECODE_BYTES:
+            return True
+        with self._lock:
+            self._refill()
+            return self.credit > 0
+
+    def paid(self, seconds: float) -> None:
+        """A decode took ``seconds`` of the event loop."""
+        with self._lock:
+            self._refill()
+            self.credit -= seconds
 
 
 class BodyBudget:
@@ -340,6 +400,7 @@ def create_app(runtime: Runtime) -> Flask:
     decoded = BodyBudget(
         IN_FLIGHT_DECODED_BYTES, large=LARGE_DECODED_BYTES, large_share=LARGE_DECODED_SHARE
     )
+    decode_time = DecodeTime()
 
     def read_body(webhook_name: str, environ: dict[str, Any]) -> tuple[bytes, Answer | None]:
         content_type = str(environ.get("CONTENT_TYPE") or "").split(";")[0].strip().lower()
@@ -371,6 +432,14 @@ def create_app(runtime: Runtime) -> Flask:
                 "of two 3 MiB objects, the API server's limit, takes under 90): no review "
                 "the API server sends is shaped so",
             )
+        if not decode_time.may_start(cost):
+            metrics.requests.labels(webhook_name, "", "", "shed").inc()
+            return _error_review(
+                uid_from_bytes(body),
+                429,
+                f"pullguard spent its share of time decoding large reviews lately "
+                f"({len(body) >> 10} KiB here); retry after {RETRY_AFTER_SECONDS}s",
+            )
         if not decoded.reserve(cost):
             metrics.requests.labels(webhook_name, "", "", "shed").inc()
             return _error_review(
@@ -382,13 +451,17 @@ def create_app(runtime: Runtime) -> Flask:
         return None
 
     def parse_body(webhook_name: str, body: bytes) -> AdmissionRequest | Answer:
-        """The review ``body`` holds, or the 400 answer saying why it holds none."""
+        """The review ``body`` holds, or the 400 answer saying why it holds none; the time
+        its decode held the event loop is paid to ``decode_time``."""
+        decoding = time.perf_counter()
         try:
             return parse_review_bytes(body)
         except MalformedReview as error:
             metrics.requests.labels(webhook_name, "", "", "malformed").inc()
             log.warning("malformed review (uid %r): %s", error.uid, _short(error.reason))
             return _error_review(error.uid, 400, f"malformed AdmissionReview: {error.reason}")
+        finally:
+            decode_time.paid(time.perf_counter() - decoding)
 
     def guarded(
         webhook_name: str, handle: Callable[[AdmissionRequest, float, bool], Answer]
@@ -410,6 +483,16 @@ def create_app(runtime: Runtime) -> Flask:
                     "only the API server may send reviews",
                 )
             size = min(_declared_size(environ), MAX_BODY_BYTES + 1)
+            if size > TIMED_DECODE_BYTES and not decode_time.may_start(size):
+                # A body this long decodes long (its estimate is past its length): while
+                # the worker's share of time for those is spent, it is not even read.
+                metrics.requests.labels(webhook_name, "", "", "shed").inc()
+                return _error_review(
+                    "",
+                    429,
+                    f"pullguard spent its share of time decoding large reviews lately "
+                    f"({size >> 10} KiB here); retry after {RETRY_AFTER_SECONDS}s",
+                )
             if not bodies.reserve(size):
                 metrics.requests.labels(webhook_name, "", "", "shed").inc()
                 return _error_review(
