@@ -19,14 +19,17 @@ the capacity to answer the API server; and each connection still has deadlines:
   :data:`READ_SECONDS` for each read and write;
 - the keep-alive time (120 s, longer than the API server keeps idle connections) for an idle
   connection, before its first request and between two;
-- at most ``worker_connections`` connections at once; past that, new ones wait in the
-  listen backlog instead of costing memory. Near that bound each new connection makes room
-  (:class:`IdleConnections`): requests still arriving after a second are cut, connections
-  that finish the handshake and send nothing are closed, and only then, and only as many as
-  they alone are past the bound, idle keep-alive connections of clients that complete
-  requests. That holds for trickled requests and for silent connections; it does not yet
-  for trickled TLS handshakes or clients that keep completing requests (docs/reliability.md,
-  "Open findings").
+- at most ``worker_connections`` connections at once, those in their TLS handshake
+  included; past that, new ones wait in the listen backlog instead of costing memory. Near
+  that bound each new connection makes room (:class:`IdleConnections`): connections that
+  are certainly not the API server's (they asked for another path than /validate and
+  /mutate, or, with ``--client-ca``, are unverified) and a peer address's past its fair
+  share are closed once answered; handshakes and requests still arriving after a second are
+  cut, connections that finish the handshake and send nothing are closed, and only then,
+  and only as many as they alone are past the bound, idle keep-alive connections of clients
+  that complete requests (docs/reliability.md says what this defends and what it does not).
+- a request pipelined behind another, or the rest of a body the app did not read, is held
+  to the request deadline too, not to the keep-alive time.
 
 Client certificates (``serve --client-ca``): the handshake asks for one and verifies any
 that is presented against that CA (a certificate from another CA fails the handshake); a
