@@ -187,9 +187,12 @@ class _Descriptor:
 
 class _Handshake:
     """A connection in its TLS handshake, as :class:`IdleConnections` sees it: it holds a
-    slot like any other, and under pressure it is cut once the handshake has taken
-    :attr:`IdleConnections.PRESSURE_REQUEST_SECONDS` with nothing the peer sent waiting to
-    be read (a client that trickles its ClientHello; the API server's takes milliseconds)."""
+    slot like any other, and under pressure it is cut once it has taken
+    :attr:`IdleConnections.PRESSURE_REQUEST_SECONDS` without its ClientHello's first record
+    whole (a client that trickles it; a real client sends it in one packet as it connects,
+    so it is there when the connection is accepted, even in a burst of thousands, when the
+    rest of a handshake can take seconds). Past the ClientHello only the handshake deadline
+    ends it."""
 
     client_verified = False  # not known before the handshake's end
     responses = -1
@@ -204,20 +207,36 @@ class _Handshake:
         self.peer = peer
         self.request_started = self.idle_since = time.monotonic()
         self.cut = False
+        #: The ClientHello's first record is whole: the handshake is not cut from now on.
+        self.hello_whole = False
 
     @property
     def part_way(self) -> bool:
-        return not self.cut
+        return not self.cut and not self.hello_whole
 
     def eviction_order(self) -> tuple[int, float]:
         return (0, self.request_started)
 
     def cut_if_part_way(self, now: float, least: float) -> bool:
-        if self.cut or now - self.request_started < least or not _nothing_waiting(self._sock):
+        if not self.part_way or now - self.request_started < least:
             return False
         self.cut = True
-        _wake(self._sock)  # the handshake's read ends at an end of file: it fails
+        _wake(self._sock)  # the wait for the ClientHello ends at an end of file: it fails
         return True
+
+    def await_hello(self, sock: Any) -> None:
+        """Until the ClientHello's first TLS record is whole in the kernel's buffer (peeked,
+        not read: the handshake reads it), or the peer's end of file (or a cut)."""
+        import gevent
+
+        while not self.cut:
+            data = sock.recv(5 + 16384, socket.MSG_PEEK)
+            if not data:
+                return  # the peer's close, or the cut: the handshake fails at once
+            if len(data) >= 5 and len(data) >= 5 + int.from_bytes(data[3:5], "big"):
+                self.hello_whole = True
+                return
+            gevent.sleep(0.05)  # part of it: look again (a peek returns at once)
 
     def close_if_idle(self) -> bool:
         return False
@@ -464,6 +483,7 @@ def _gevent_worker_class() -> type:
             self.idle_pool.add(handshake)
             try:
                 with gevent.Timeout(HANDSHAKE_SECONDS):
+                    handshake.await_hello(client)
                     secure = app.tls.context().wrap_socket(client, server_side=True)
             except (gevent.Timeout, ssl.SSLError, OSError) as error:
                 log.debug("TLS handshake from %s failed: %s", addr, type(error).__name__)
