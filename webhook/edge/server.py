@@ -170,6 +170,22 @@ def _wake(sock: Any) -> None:
         dup.close()
 
 
+def _discard_unread(sock: Any) -> None:
+    """Read and drop what waits in ``sock``'s buffer, so that closing it ends the
+    connection quietly (a close with unread bytes sends a reset instead)."""
+    try:
+        dup = _socket.socket(fileno=os.dup(sock.fileno()))
+    except (OSError, ValueError):
+        return
+    try:
+        while dup.recv(65536, socket.MSG_DONTWAIT):
+            pass
+    except OSError:
+        pass  # nothing more waiting (or the peer is gone)
+    finally:
+        dup.close()
+
+
 #: The paths the API server sends: a connection that asked for anything else (``/healthz``
 #: is the kubelet's, which opens a connection per probe) is not the API server's.
 ADMISSION_PATHS = frozenset({"/validate", "/mutate"})
@@ -487,6 +503,7 @@ def _gevent_worker_class() -> type:
                     secure = app.tls.context().wrap_socket(client, server_side=True)
             except (gevent.Timeout, ssl.SSLError, OSError) as error:
                 log.debug("TLS handshake from %s failed: %s", addr, type(error).__name__)
+                _discard_unread(client)  # peeked, never read: closed with them, a reset
                 client.close()
                 return
             finally:
