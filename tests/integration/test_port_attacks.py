@@ -35,6 +35,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from tests.conftest import REVIEWS, Server, load_review, start_server, stop_server
 from tests.integration.test_load import _rss_kib, _workers
+from tests.integration.test_port_pressure import WEBHOOK_TIMEOUT, _review_as_the_api_server_sends_it
 from webhook.edge.app import IN_FLIGHT_BODY_BYTES, MAX_BODY_BYTES
 from webhook.edge.certs import make_bundle
 
@@ -731,31 +732,3 @@ def test_bodies_that_decode_slowly_never_hold_up_real_reviews(tmp_path: Path) ->
     finally:
         stop.set()
         stop_server(server)
-
-
-#: deploy/base/webhooks.yaml: ``timeoutSeconds: 5``.
-WEBHOOK_TIMEOUT = 5.0
-
-
-def _review_as_the_api_server_sends_it(server: Server) -> tuple[Any, float, int]:
-    """One review on a new connection, retrying a 429 after its ``Retry-After`` within the
-    webhook timeout (client-go's rest.Request): (final status or error name, seconds, tries)."""
-    body = load_review(REVIEWS / "pod-create-plain.json")["body"]
-    context = ssl.create_default_context(cafile=str(server.ca))
-    started = time.monotonic()
-    tries = 0
-    status: Any = None
-    while time.monotonic() - started < WEBHOOK_TIMEOUT:
-        tries += 1
-        left = WEBHOOK_TIMEOUT - (time.monotonic() - started)
-        try:
-            with httpx.Client(base_url=server.url, verify=context, timeout=left) as c:
-                reply = c.post("/validate", json=body)
-        except httpx.HTTPError as error:
-            status = type(error).__name__
-            break
-        status = reply.status_code
-        if status != 429:
-            break
-        time.sleep(float(reply.headers.get("Retry-After", "1")))
-    return status, round(time.monotonic() - started, 2), tries

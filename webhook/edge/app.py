@@ -14,8 +14,10 @@ decodes) is taken; 500 for an unexpected exception.
 
 Limits it owns, each against an attack from anything that can reach the port:
 
-- :class:`BodyBudget`: the bytes of bodies in flight per worker, reserved before a body is
-  read (40 unfinished 7 MiB bodies once grew a worker by 330 MiB);
+- :class:`BodyBudget`: the bytes of bodies in flight per worker, reserved as a body is read,
+  a little ahead of the bytes received (40 unfinished 7 MiB bodies once grew a worker by
+  330 MiB; reserving by the declared length let 45 bodies that declared 1 MiB and sent a
+  byte every 0.3 s shed the API server's reviews);
 - the second :class:`BodyBudget`, ``decoded``: the estimated bytes of the objects bodies
   decode to, reserved after a body is read and before it is decoded (a 6.8 MiB body of
   ``[{},{},...]`` decodes to 180 MiB);
@@ -87,9 +89,10 @@ log = logging.getLogger("pullguard.admission")
 #: The API server caps one object at 3 MiB (etcd's request limit, 1.5 MiB by default, is
 #: usually lower); an UPDATE review carries the object twice, plus the request's envelope.
 MAX_BODY_BYTES = 2 * 3 * 1024 * 1024 + 1024 * 1024
-#: Bytes of request bodies one worker holds at once (reserved before a body is read, by its
-#: Content-Length, released when its answer is out): 40 unfinished 7 MiB bodies once grew a
-#: worker by 330 MiB. A real review is a few KiB to a few hundred.
+#: Bytes of request bodies one worker holds at once (reserved as a body is read, at most
+#: twice the bytes received plus :data:`FIRST_BODY_READ_BYTES`, released when its answer is
+#: out): 40 unfinished 7 MiB bodies once grew a worker by 330 MiB. A real review is a few
+#: KiB to a few hundred.
 IN_FLIGHT_BODY_BYTES = 32 * 1024 * 1024
 #: Bodies larger than this share at most :data:`LARGE_BODIES_SHARE` of the budget, so the
 #: rest stays for the reviews the API server usually sends while large ones are in flight
@@ -114,6 +117,12 @@ LARGE_DECODED_SHARE = 96 * 1024 * 1024
 #: room again: client-go's rest.Request retries a 429 that carries Retry-After, within the
 #: webhook's timeout.
 RETRY_AFTER_SECONDS = 1
+#: A body is read in pieces, each reserved before it is read: the first this large, each
+#: next one as large as the body received so far (at most :data:`MAX_BODY_READ_BYTES`). A
+#: declared Content-Length alone holds no more than this: a client that declares 1 MiB and
+#: trickles it holds 64 KiB of the budget, not 1 MiB, until its bytes come.
+FIRST_BODY_READ_BYTES = 64 * 1024
+MAX_BODY_READ_BYTES = 1024 * 1024
 
 
 #: Estimates (``decoded_cost``) past this are decodes long enough to count: about 100 KiB of
@@ -176,9 +185,11 @@ class DecodeTime:
 class BodyBudget:
     """The bytes of request bodies in flight in this worker, reserved before they are read.
 
-    A body that does not fit is never read: it is answered 429 with ``Retry-After`` (the
+    A body that does not fit is not read on: it is answered 429 with ``Retry-After`` (the
     API server retries it; holding the connection instead would keep its socket and, past
-    its timeout, fail the call anyway) and the connection is closed.
+    its timeout, fail the call anyway) and the connection is closed. ``large`` says whether
+    a reservation counts against the large bodies' share (by default: when it alone is
+    larger than ``large``; a body read in pieces says so by its declared length).
     """
 
     def __init__(
@@ -192,9 +203,9 @@ class BodyBudget:
         self.used = self.used_large = 0
         self._lock = threading.Lock()
 
-    def reserve(self, size: int) -> bool:
+    def reserve(self, size: int, *, large: bool | None = None) -> bool:
         with self._lock:
-            is_large = size > self.large
+            is_large = size > self.large if large is None else large
             if self.used + size > self.total or (
                 is_large and self.used_large + size > self.large_share
             ):
@@ -204,10 +215,10 @@ class BodyBudget:
                 self.used_large += size
             return True
 
-    def release(self, size: int) -> None:
+    def release(self, size: int, *, large: bool | None = None) -> None:
         with self._lock:
             self.used -= size
-            if size > self.large:
+            if size > self.large if large is None else large:
                 self.used_large -= size
 
 
@@ -377,8 +388,35 @@ def _declared_size(environ: dict[str, Any]) -> int:
     return declared if declared >= 0 else MAX_BODY_BYTES
 
 
-def _read_body(environ: dict[str, Any]) -> bytes | None:
-    """The request body, or ``None`` when it is larger than :data:`MAX_BODY_BYTES`."""
+class _BodyHeld:
+    """One request's share of the body budget, grown before each piece of its body is read
+    (see :data:`FIRST_BODY_READ_BYTES`) and released whole when its answer is out."""
+
+    def __init__(self, budget: BodyBudget, declared: int) -> None:
+        self.budget = budget
+        self.large = declared > budget.large
+        self.held = 0
+
+    def grow(self, size: int) -> bool:
+        if not self.budget.reserve(size, large=self.large):
+            return False
+        self.held += size
+        return True
+
+    def release(self) -> None:
+        self.budget.release(self.held, large=self.large)
+        self.held = 0
+
+
+#: :func:`_read_body`'s answer when the body budget has no room for its next piece.
+NO_ROOM = b"\0no room"
+
+
+def _read_body(environ: dict[str, Any], held: _BodyHeld) -> bytes | None:
+    """The request body, or ``None`` when it is larger than :data:`MAX_BODY_BYTES`, or
+    :data:`NO_ROOM` when the body budget had no room for a piece of it. Each piece is
+    reserved in ``held`` before it is read, so the budget follows the bytes received, not
+    the length the client declared."""
     try:
         declared = int(environ.get("CONTENT_LENGTH") or -1)
     except ValueError:
@@ -386,7 +424,21 @@ def _read_body(environ: dict[str, Any]) -> bytes | None:
     if declared > MAX_BODY_BYTES:
         return None
     stream = environ["wsgi.input"]
-    body: bytes = stream.read(declared) if declared >= 0 else stream.read(MAX_BODY_BYTES + 1)
+    wanted = declared if declared >= 0 else MAX_BODY_BYTES + 1
+    pieces: list[bytes] = []
+    received = 0
+    while received < wanted:
+        size = min(
+            wanted - received, max(FIRST_BODY_READ_BYTES, min(received, MAX_BODY_READ_BYTES))
+        )
+        if received + size > held.held and not held.grow(received + size - held.held):
+            return NO_ROOM
+        piece: bytes = stream.read(size)
+        if not piece:
+            break  # the client's end of file, or the request deadline's
+        pieces.append(piece)
+        received += len(piece)
+    body = pieces[0] if len(pieces) == 1 else b"".join(pieces)
     return None if len(body) > MAX_BODY_BYTES else body
 
 
@@ -402,20 +454,34 @@ def create_app(runtime: Runtime) -> Flask:
     )
     decode_time = DecodeTime()
 
-    def read_body(webhook_name: str, environ: dict[str, Any]) -> tuple[bytes, Answer | None]:
+    def read_body(
+        webhook_name: str, environ: dict[str, Any], held: _BodyHeld
+    ) -> tuple[bytes, Answer | None]:
         content_type = str(environ.get("CONTENT_TYPE") or "").split(";")[0].strip().lower()
         if content_type != "application/json":
             metrics.requests.labels(webhook_name, "", "", "malformed").inc()
             return b"", _error_review(
                 "", 415, f"content type must be application/json, got {content_type or 'none'!r}"
             )
-        body = _read_body(environ)
+        body = _read_body(environ, held)
+        if body is NO_ROOM:
+            return b"", shed(webhook_name)
         if body is None:
             metrics.requests.labels(webhook_name, "", "", "malformed").inc()
             return b"", _error_review(
                 "", 413, f"request body is larger than {MAX_BODY_BYTES} bytes"
             )
         return body, None
+
+    def shed(webhook_name: str) -> Answer:
+        """The 429 for a body the body budget has no room for."""
+        metrics.requests.labels(webhook_name, "", "", "shed").inc()
+        return _error_review(
+            "",
+            429,
+            f"pullguard is reading {bodies.used} bytes of request bodies already; "
+            f"retry after {RETRY_AFTER_SECONDS}s",
+        )
 
     def decoding_refusal(webhook_name: str, body: bytes, cost: int) -> Answer | None:
         """Why ``body`` is not decoded now (its estimated decoded size does not fit), or
@@ -493,21 +559,16 @@ def create_app(runtime: Runtime) -> Flask:
                     f"pullguard spent its share of time decoding large reviews lately "
                     f"({size >> 10} KiB here); retry after {RETRY_AFTER_SECONDS}s",
                 )
-            if not bodies.reserve(size):
-                metrics.requests.labels(webhook_name, "", "", "shed").inc()
-                return _error_review(
-                    "",
-                    429,
-                    f"pullguard is reading {bodies.used} bytes of request bodies already; "
-                    f"retry after {RETRY_AFTER_SECONDS}s",
-                )
+            held = _BodyHeld(bodies, size)
             try:
-                return judged(environ, started, verified)
+                return judged(environ, started, verified, held)
             finally:
-                bodies.release(size)
+                held.release()
 
-        def judged(environ: dict[str, Any], started: float, verified: bool) -> Answer:
-            body, error_answer = read_body(webhook_name, environ)
+        def judged(
+            environ: dict[str, Any], started: float, verified: bool, held: _BodyHeld
+        ) -> Answer:
+            body, error_answer = read_body(webhook_name, environ, held)
             if error_answer is not None:
                 return error_answer
             # Before decoding: the objects a body decodes to can be 25 times its size.

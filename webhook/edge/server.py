@@ -19,14 +19,17 @@ the capacity to answer the API server; and each connection still has deadlines:
   :data:`READ_SECONDS` for each read and write;
 - the keep-alive time (120 s, longer than the API server keeps idle connections) for an idle
   connection, before its first request and between two;
-- at most ``worker_connections`` connections at once; past that, new ones wait in the
-  listen backlog instead of costing memory. Near that bound each new connection makes room
-  (:class:`IdleConnections`): requests still arriving after a second are cut, connections
-  that finish the handshake and send nothing are closed, and only then, and only as many as
-  they alone are past the bound, idle keep-alive connections of clients that complete
-  requests. That holds for trickled requests and for silent connections; it does not yet
-  for trickled TLS handshakes or clients that keep completing requests (docs/reliability.md,
-  "Open findings").
+- at most ``worker_connections`` connections at once, those in their TLS handshake
+  included; past that, new ones wait in the listen backlog instead of costing memory. Near
+  that bound each new connection makes room (:class:`IdleConnections`): connections that
+  are certainly not the API server's (they asked for another path than /validate and
+  /mutate, or, with ``--client-ca``, are unverified) and a peer address's past its fair
+  share are closed once answered; handshakes and requests still arriving after a second are
+  cut, connections that finish the handshake and send nothing are closed, and only then,
+  and only as many as they alone are past the bound, idle keep-alive connections of clients
+  that complete requests (docs/reliability.md says what this defends and what it does not).
+- a request pipelined behind another, or the rest of a body the app did not read, is held
+  to the request deadline too, not to the keep-alive time.
 
 Client certificates (``serve --client-ca``): the handshake asks for one and verifies any
 that is presented against that CA (a certificate from another CA fails the handshake); a
@@ -56,6 +59,7 @@ import socket
 import ssl
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -134,6 +138,126 @@ class ReloadingTLS:
         log.info("serving certificate reloaded from %s", self.certfile)
 
 
+def _nothing_waiting(sock: Any) -> bool:
+    """No bytes (nor the peer's close) waiting in the kernel's buffer of ``sock``: checked on
+    a duplicate of the descriptor, with the C socket module (no greenlet switch)."""
+    try:
+        dup = _socket.socket(fileno=os.dup(sock.fileno()))
+    except (OSError, ValueError):
+        return False
+    try:
+        dup.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        return False
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    finally:
+        dup.close()
+
+
+def _wake(sock: Any) -> None:
+    """Wake the greenlet parked in a read of ``sock`` (at an end of file), without a switch."""
+    try:
+        dup = _socket.socket(fileno=os.dup(sock.fileno()))
+    except (OSError, ValueError):
+        return
+    try:
+        dup.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass  # already gone: the read has ended, or will at its deadline
+    finally:
+        dup.close()
+
+
+def _discard_unread(sock: Any) -> None:
+    """Read and drop what waits in ``sock``'s buffer, so that closing it ends the
+    connection quietly (a close with unread bytes sends a reset instead)."""
+    try:
+        dup = _socket.socket(fileno=os.dup(sock.fileno()))
+    except (OSError, ValueError):
+        return
+    try:
+        while dup.recv(65536, socket.MSG_DONTWAIT):
+            pass
+    except OSError:
+        pass  # nothing more waiting (or the peer is gone)
+    finally:
+        dup.close()
+
+
+#: The paths the API server sends: a connection that asked for anything else (``/healthz``
+#: is the kubelet's, which opens a connection per probe) is not the API server's.
+ADMISSION_PATHS = frozenset({"/validate", "/mutate"})
+
+
+@dataclass(frozen=True)
+class _Descriptor:
+    """A descriptor's number, as :func:`_nothing_waiting` and :func:`_wake` take a socket."""
+
+    number: int
+
+    def fileno(self) -> int:
+        return self.number
+
+
+class _Handshake:
+    """A connection in its TLS handshake, as :class:`IdleConnections` sees it: it holds a
+    slot like any other, and under pressure it is cut once it has taken
+    :attr:`IdleConnections.PRESSURE_REQUEST_SECONDS` without its ClientHello's first record
+    whole (a client that trickles it; a real client sends it in one packet as it connects,
+    so it is there when the connection is accepted, even in a burst of thousands, when the
+    rest of a handshake can take seconds). Past the ClientHello only the handshake deadline
+    ends it."""
+
+    client_verified = False  # not known before the handshake's end
+    responses = -1
+    closed_idle = False
+    close_after_response = False
+    asked_other = False
+
+    def __init__(self, sock: Any, peer: str) -> None:
+        # The descriptor's number, not the socket: the handshake's SSLSocket takes the
+        # descriptor over from it (it is discarded from the pool before that one closes).
+        self._sock = _Descriptor(sock.fileno())
+        self.peer = peer
+        self.request_started = self.idle_since = time.monotonic()
+        self.cut = False
+        #: The ClientHello's first record is whole: the handshake is not cut from now on.
+        self.hello_whole = False
+
+    @property
+    def part_way(self) -> bool:
+        return not self.cut and not self.hello_whole
+
+    def eviction_order(self) -> tuple[int, float]:
+        return (0, self.request_started)
+
+    def cut_if_part_way(self, now: float, least: float) -> bool:
+        if not self.part_way or now - self.request_started < least:
+            return False
+        self.cut = True
+        _wake(self._sock)  # the wait for the ClientHello ends at an end of file: it fails
+        return True
+
+    def await_hello(self, sock: Any) -> None:
+        """Until the ClientHello's first TLS record is whole in the kernel's buffer (peeked,
+        not read: the handshake reads it), or the peer's end of file (or a cut)."""
+        import gevent
+
+        while not self.cut:
+            data = sock.recv(5 + 16384, socket.MSG_PEEK)
+            if not data:
+                return  # the peer's close, or the cut: the handshake fails at once
+            if len(data) >= 5 and len(data) >= 5 + int.from_bytes(data[3:5], "big"):
+                self.hello_whole = True
+                return
+            gevent.sleep(0.05)  # part of it: look again (a peek returns at once)
+
+    def close_if_idle(self) -> bool:
+        return False
+
+
 class _CoalescingSocket:
     """A connection whose response header block waits for the body's first write.
 
@@ -158,6 +282,13 @@ class _CoalescingSocket:
         #: request has taken :attr:`IdleConnections.PRESSURE_REQUEST_SECONDS`.
         self._waiting = False
         self.closed_idle = False
+        #: Chosen under pressure while busy: closed once its answer is out (``Connection:
+        #: close`` when chosen before the answer started).
+        self.close_after_response = False
+        #: It asked for a path the API server never sends (see :data:`ADMISSION_PATHS`).
+        self.asked_other = False
+        #: The peer's address (``IdleConnections`` gives each a fair share under pressure).
+        self.peer = ""
         #: The request's deadline passed, or it was cut under pressure: every read from now
         #: on is an end of file, and gunicorn ends the connection.
         self.cut = False
@@ -175,20 +306,31 @@ class _CoalescingSocket:
         self.responses += 1
         self._sock.settimeout(self._idle_seconds)
 
+    def request_continues(self, *, pipelined: bool) -> None:
+        """The response is out but a request is still being read: the rest of this one's
+        body (never read by the app), or the next one's first bytes, sent with this one
+        (pipelined) and already in gunicorn's buffer. Not idle: the request deadline holds,
+        counted from now for a pipelined one (its first bytes came with the previous one)."""
+        self.flush()
+        self.responses += 1
+        if pipelined:
+            self.request_started = time.monotonic()
+        self._sock.settimeout(READ_SECONDS)
+
     @property
     def part_way(self) -> bool:
         """A request's first bytes are in and the greenlet waits in a read for more: the
         request is still arriving (a request being judged or answered reads nothing)."""
         return not self._idle and self._waiting and not self.cut
 
-    def eviction_order(self) -> tuple[bool, int, float]:
-        """Sorts the connections closed first under pressure first: unverified before
-        verified (``--client-ca``); then requests still arriving, then connections before
+    def eviction_order(self) -> tuple[int, float]:
+        """Sorts, within one rank of :meth:`IdleConnections.make_room`, the connections
+        closed first under pressure first: requests still arriving, then connections before
         their first request, then between two (a client that completes requests is kept
         longest); within each, the longest waiting first."""
         if self.part_way:
-            return (self.client_verified, 0, self.request_started)
-        return (self.client_verified, 1 if self.responses <= 0 else 2, self.idle_since)
+            return (0, self.request_started)
+        return (1 if self.responses <= 0 else 2, self.idle_since)
 
     def cut_if_part_way(self, now: float, least: float) -> bool:
         """Under pressure: end a request that has been arriving for ``least`` seconds or
@@ -196,29 +338,11 @@ class _CoalescingSocket:
         The read wakes at once with an end of file, and gunicorn ends the connection."""
         if not self.part_way or now - self.request_started < least:
             return False
-        if not self._nothing_waiting():
+        if self._sock.pending() or not _nothing_waiting(self._sock):
             return False  # bytes are in, not yet read (a loaded worker): let them be read
         self.cut = True
-        self._wake()
+        _wake(self._sock)
         return True
-
-    def _nothing_waiting(self) -> bool:
-        """No TLS bytes received and unread, and none in the kernel's buffer."""
-        if self._sock.pending():
-            return False
-        try:
-            dup = _socket.socket(fileno=os.dup(self._sock.fileno()))
-        except (OSError, ValueError):
-            return False
-        try:
-            dup.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
-            return False
-        except BlockingIOError:
-            return True
-        except OSError:
-            return False
-        finally:
-            dup.close()
 
     def close_if_idle(self) -> bool:
         """Under pressure: close the connection if it is idle, its greenlet parked in a read
@@ -247,19 +371,6 @@ class _CoalescingSocket:
             dup.close()
         self.closed_idle = True
         return True
-
-    def _wake(self) -> None:
-        """Wake the greenlet parked in a read (at an end of file), without a switch."""
-        try:
-            dup = _socket.socket(fileno=os.dup(self._sock.fileno()))
-        except (OSError, ValueError):
-            return
-        try:
-            dup.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass  # already gone: the read has ended, or will at its deadline
-        finally:
-            dup.close()
 
     def _before_read(self) -> bool:
         """Set the read's timeout; ``False`` when the request's deadline has passed."""
@@ -369,7 +480,9 @@ def _gevent_worker_class() -> type:
                 AsyncWorker.handle(self, listener, client, addr)
                 return
             if not hasattr(self, "idle_pool"):
-                self.idle_pool = IdleConnections(self.worker_connections)
+                self.idle_pool = IdleConnections(
+                    self.worker_connections, client_ca=bool(app.options.client_ca)
+                )
             self.idle_pool.opened()
             try:
                 self._handle_tls(listener, client, addr)
@@ -380,13 +493,21 @@ def _gevent_worker_class() -> type:
             import gevent
 
             app: _Gunicorn = self.app
+            peer = str(addr[0]) if isinstance(addr, tuple) and addr else str(addr)
+            # Counted among the connections, and cut under pressure if it dawdles.
+            handshake = _Handshake(client, peer)
+            self.idle_pool.add(handshake)
             try:
                 with gevent.Timeout(HANDSHAKE_SECONDS):
+                    handshake.await_hello(client)
                     secure = app.tls.context().wrap_socket(client, server_side=True)
             except (gevent.Timeout, ssl.SSLError, OSError) as error:
                 log.debug("TLS handshake from %s failed: %s", addr, type(error).__name__)
+                _discard_unread(client)  # peeked, never read: closed with them, a reset
                 client.close()
                 return
+            finally:
+                self.idle_pool.discard(handshake)
             secure.settimeout(READ_SECONDS)
             # With --client-ca, a certificate the CA signed was verified in the handshake.
             verified = bool(app.options.client_ca) and bool(secure.getpeercert())
@@ -399,6 +520,7 @@ def _gevent_worker_class() -> type:
                 # quietly first.
                 connection = _CoalescingSocket(secure, idle_seconds=app.options.keepalive + 5)
                 connection.client_verified = verified
+                connection.peer = peer
                 connection.between_requests()
                 self.idle_pool.add(connection)
                 try:
@@ -411,13 +533,54 @@ def _gevent_worker_class() -> type:
         def handle_request(self, listener_name: Any, req: Any, sock: Any, addr: Any) -> bool:
             import gevent
 
+            if isinstance(sock, _CoalescingSocket):
+                if req.path not in ADMISSION_PATHS:
+                    sock.asked_other = True
+                if sock.close_after_response:
+                    req.force_close()  # chosen under pressure: "Connection: close"
             keep_alive: bool = super().handle_request(listener_name, req, sock, addr)
             if isinstance(sock, _CoalescingSocket):
-                sock.between_requests()  # the response is out before others get their turn
+                if sock.close_after_response:
+                    raise StopIteration  # chosen while answering: closed now it is out
+                pipelined = _buffered(req) > 0
+                if pipelined or not _body_read(req):
+                    sock.request_continues(pipelined=pipelined)
+                else:
+                    sock.between_requests()  # the response is out before others get a turn
             gevent.sleep(0)  # let the other connections with a request waiting go first
             return keep_alive
 
     return PullguardWorker
+
+
+def _buffered(req: Any) -> int:
+    """Bytes gunicorn has received on the connection past the request ``req``: the start of
+    the next one, pipelined."""
+    buf = getattr(getattr(req, "unreader", None), "buf", None)
+    if buf is None:
+        return 0
+    buf.seek(0, os.SEEK_END)  # where gunicorn's reads put it anyway
+    return int(buf.tell())
+
+
+def _body_read(req: Any) -> bool:
+    """``req``'s body has been read to its end (the app may answer without reading it: the
+    rest is read, and thrown away, before the next request)."""
+    from gunicorn.http.body import ChunkedReader, EOFReader, LengthReader
+
+    body = getattr(req, "body", None)
+    reader = getattr(body, "reader", None)
+    if isinstance(reader, LengthReader):
+        return bool(reader.length <= 0)
+    if isinstance(reader, ChunkedReader):
+        return reader.parser is None
+    if isinstance(reader, EOFReader):
+        return bool(reader.finished)
+    return True
+
+
+_Evictable = _CoalescingSocket | _Handshake
+"""What :class:`IdleConnections` holds: a connection after its TLS handshake, or in it."""
 
 
 class IdleConnections:
@@ -460,11 +623,13 @@ class IdleConnections:
     #: connection is accepted to make it).
     SWEEP_SECONDS = 0.25
 
-    def __init__(self, bound: int) -> None:
+    def __init__(self, bound: int, *, client_ca: bool = False) -> None:
         self.bound = bound
+        #: ``serve --client-ca``: the API server's connections present a certificate.
+        self.client_ca = client_ca
         self.reserve = max(1, bound // 10)
         self.open = 0
-        self.connections: set[_CoalescingSocket] = set()
+        self.connections: set[_Evictable] = set()
         self.closed = 0
         self.cut = 0
         self._logged = 0.0
@@ -491,29 +656,61 @@ class IdleConnections:
                 log.exception("closing idle connections failed")
 
     def make_room(self) -> None:
-        """Close connections, in eviction order, down to the bound less the reserve: requests
-        still arriving after :attr:`PRESSURE_REQUEST_SECONDS`, connections idle before their
-        first request, and only then those idle between two, and only as many of those as
-        they alone are past the bound (every other connection ends by itself within seconds
-        under pressure: a real client's keep-alive connection is kept)."""
+        """Make room while near the bound. First, every connection that has had an answer
+        and is certainly not the API server's (:meth:`_not_the_api_servers`), and those of a
+        peer address past its fair share (the target over the peers, when there are two or
+        more: nginx's ``limit_conn`` per address) down to that share, is closed: at once if
+        idle, else once its answer is out (they reopen at once, and would wait in the
+        backlog before the API server's new connections). Then, down to the bound less the
+        reserve, in the order of :meth:`_ranked`: requests (and TLS handshakes) still
+        arriving after :attr:`PRESSURE_REQUEST_SECONDS` are cut, connections idle before
+        their first request closed, and only then idle ones between two requests, only as
+        many as they alone are past the bound (every other connection ends by itself within
+        seconds under pressure: a real client's keep-alive connection is kept)."""
         if self.open <= self.bound - self.reserve:
             return  # no pressure: the usual case, and the sweep's every quarter second
-        closing = sum(1 for c in self.connections if c.closed_idle or c.cut)
         target = self.bound - self.reserve
+        peers = Counter(
+            c.peer
+            for c in self.connections
+            if not (c.closed_idle or c.cut or c.close_after_response)
+        )
+        # One peer alone has no one to share with: it is never past its share.
+        share = target // len(peers) if len(peers) > 1 else self.bound
+        for connection in self.connections:
+            if connection.close_after_response:
+                connection.close_if_idle()  # chosen while busy, idle now: closed at once
+            elif connection.responses > 0 and (
+                self._not_the_api_servers(connection) or peers[connection.peer] > share
+            ):
+                # Every one (of a peer, down to its share), not only as many as are past
+                # the bound: they are reopened at once and would wait in the backlog before
+                # the API server's new connections.
+                peers[connection.peer] -= 1
+                if not connection.close_if_idle():
+                    connection.close_after_response = True
+        closing = sum(
+            1 for c in self.connections if c.closed_idle or c.cut or c.close_after_response
+        )
         excess = self.open - closing - target
         if excess <= 0:
             return
-        ordered = sorted(self.connections, key=_CoalescingSocket.eviction_order)
+        ordered = self._ranked(target)
         kept_alive = sum(
-            1 for c in ordered if c.responses > 0 and not (c.part_way or c.closed_idle or c.cut)
+            1
+            for _, c in ordered
+            if c.responses > 0
+            and not (c.part_way or c.closed_idle or c.cut or c.close_after_response)
         )
         kept_alive_excess = kept_alive - target
         closed = cut = 0
         now = time.monotonic()
         unverified_kept = False
-        for connection in ordered:
+        for suspect, connection in ordered:
             if closed + cut >= excess or (connection.client_verified and unverified_kept):
                 break  # a verified connection only once no unverified one is left
+            if connection.closed_idle or connection.cut or connection.close_after_response:
+                continue
             if connection.part_way:
                 if connection.cut_if_part_way(now, self.PRESSURE_REQUEST_SECONDS):
                     cut += 1
@@ -524,6 +721,11 @@ class IdleConnections:
                 ):
                     closed += 1
                     continue
+            elif suspect:
+                if not connection.close_if_idle():
+                    connection.close_after_response = True
+                closed += 1
+                continue
             elif (
                 kept_alive_excess > 0
                 and now - connection.idle_since >= self.MIN_KEPT_ALIVE_SECONDS
@@ -549,13 +751,37 @@ class IdleConnections:
                 self.cut,
             )
 
+    def _not_the_api_servers(self, connection: _Evictable) -> bool:
+        """Certainly not one of the API server's connections: it asked for a path the API
+        server never sends, or, with ``--client-ca``, it presented no certificate the CA
+        signed."""
+        return connection.asked_other or (self.client_ca and not connection.client_verified)
+
+    def _ranked(self, target: int) -> list[tuple[bool, _Evictable]]:
+        """The connections, each with whether it is not the API server's kind, closed
+        first first: unverified before verified (``--client-ca``: nothing else tells the
+        API server's connections apart for certain); then those that asked for a path the
+        API server never sends; then those of a peer address holding more than its fair
+        share (the target over the peers seen, as nginx's ``limit_conn`` per address, when
+        there are two peers or more); then the rest; within each,
+        :meth:`_CoalescingSocket.eviction_order`."""
+        peers = Counter(c.peer for c in self.connections)
+        # One peer alone has no one to share with: it is never past its share.
+        share = target // len(peers) if len(peers) > 1 else self.bound
+        ranked = []
+        for c in self.connections:
+            rank = 0 if self._not_the_api_servers(c) else 1 if peers[c.peer] > share else 2
+            ranked.append(((c.client_verified, rank, *c.eviction_order()), rank < 2, c))
+        ranked.sort(key=lambda item: item[0])
+        return [(suspect, c) for _, suspect, c in ranked]
+
     def ended(self) -> None:
         self.open -= 1
 
-    def add(self, connection: _CoalescingSocket) -> None:
+    def add(self, connection: _Evictable) -> None:
         self.connections.add(connection)
 
-    def discard(self, connection: _CoalescingSocket) -> None:
+    def discard(self, connection: _Evictable) -> None:
         self.connections.discard(connection)
 
 
