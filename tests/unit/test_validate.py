@@ -843,3 +843,41 @@ def test_a_template_decision_reads_each_secret_once() -> None:
     )
     assert not decision.allowed
     assert cluster.secret_reads == 3, cluster.secret_reads
+
+
+def test_a_template_decision_parses_each_secret_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The mutation's preview (its mirror and default-secret questions) and the
+    pullSecrets check share one set of parsed credentials (issue 23): a, b and the default
+    were parsed twice each (the preview's own secret set, then the check's), now once."""
+    import sys
+
+    from webhook.core import keyring
+
+    parsed: list[str] = []
+    original = keyring.parse_pull_secret
+
+    def counting(secret_type: str, data: object, source: str = "") -> object:
+        parsed.append(source)
+        return original(secret_type, data, source=source)  # type: ignore[arg-type]
+
+    for module in list(sys.modules.values()):
+        if (getattr(module, "__name__", "") or "").startswith("webhook.core.") and hasattr(
+            module, "parse_pull_secret"
+        ):
+            monkeypatch.setattr(module, "parse_pull_secret", counting)
+    cluster = CountingCluster()
+    cluster.add_namespace("team-a")
+    for name in ("a", "b", "corp"):
+        cluster.add_secret(pull_secret("team-a", name, "other.example.com"))
+    decision = validate(
+        request(
+            deployment(
+                pod_spec(container("web", "registry.example.com/team/app:1.0"), secrets=["a", "b"])
+            )
+        ),
+        REV23_DEFAULTS,
+        cluster,
+    )
+    assert not decision.allowed
+    assert cluster.secret_reads == 3, cluster.secret_reads
+    assert len(parsed) == 3, parsed

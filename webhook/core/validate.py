@@ -56,7 +56,13 @@ import fnmatch
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, replace
 
-from webhook.core.checks import WorkloadRef, check_pull_policy, check_reference, pod_owner
+from webhook.core.checks import (
+    SecretReads,
+    WorkloadRef,
+    check_pull_policy,
+    check_reference,
+    pod_owner,
+)
 from webhook.core.cluster import (
     ClusterUnavailable,
     ClusterView,
@@ -270,8 +276,10 @@ def validate(
     actions, labels_unavailable = namespace_actions(config, namespace, cluster)
     if all(action is Action.OFF for action in actions.values()):
         return allow("mode-off")
-    # The mutation's preview and the checks read the pod's secrets once (rev23).
+    # The mutation's preview and the checks read the pod's secrets once (rev23), and parse
+    # them once: the preview's questions and the pullSecrets check share one set (reads).
     cluster = ReadOnce(cluster)
+    reads = SecretReads(cluster)
 
     # Before the preview adds any default secret: does the template name its own?
     lists_own_secrets = view.lists_pull_secrets
@@ -279,7 +287,9 @@ def validate(
         # Judge the template as its pods will be once the mutating webhook has run, and
         # name each image as the user wrote it.
         written = {c.pointer: c.image for c in view.containers}
-        view = preview_pod_spec(view, config, cluster, namespace, mirrors_down=mirrors_down)
+        view = preview_pod_spec(
+            view, config, cluster, namespace, mirrors_down=mirrors_down, reads=reads
+        )
         judged_keys = {(c.list_name, c.name) for c in judged}
         previewed = [as_written(c, written.get(c.pointer), config.mirrors) for c in view.containers]
         judged = [c for c in previewed if (c.list_name, c.name) in judged_keys]
@@ -339,6 +349,7 @@ def validate(
             namespace=namespace,
             lists_own_secrets=lists_own_secrets,
             existing=existing,
+            reads=reads,
         )
         if node is not None and wants_registry:
             nodes = ask_providers(
