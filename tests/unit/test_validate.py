@@ -881,3 +881,46 @@ def test_a_template_decision_parses_each_secret_once(monkeypatch: pytest.MonkeyP
     assert not decision.allowed
     assert cluster.secret_reads == 3, cluster.secret_reads
     assert len(parsed) == 3, parsed
+
+
+def test_the_decision_is_policy_over_findings() -> None:
+    """Issue 23: the checks return findings with what they know (advisory, evidence) and
+    one policy, validate.decide, turns them into the decision: a refusal that a denying
+    pull-secret finding would repeat is set aside there (the registry check used to be told
+    ``blocked``), and an unparseable secret's fix goes first (pull_secret_findings made the
+    others advisory itself)."""
+    from webhook.core.config import CHECK_NAMES, Action
+    from webhook.core.findings import UNPARSEABLE, Finding
+    from webhook.core.validate import CheckFindings, decide
+
+    enforce = dict.fromkeys(CHECK_NAMES, Action.ENFORCE)
+    refusal = Finding("registry", 'container "web"', "refused", cause="unauthorized")
+    refusal = replace(refusal, evidence="unauthorized")
+    missing = Finding("pullSecrets", 'container "web"', 'imagePullSecret "a" is missing')
+    broken = Finding("pullSecrets", 'container "web"', '"b" cannot parse', evidence=UNPARSEABLE)
+
+    def judged(found: CheckFindings) -> list[tuple[str, bool]]:
+        decision = decide(
+            request(pod(pod_spec(container("web", "nginx:1.25")))),
+            found,
+            actions=enforce,
+            by_controller=False,
+            unavailable={},
+            loud=frozenset(),
+        )
+        return [(f.problem, f.action is Action.ENFORCE) for f in decision.findings]
+
+    def found(secrets: list[Finding]) -> CheckFindings:
+        return CheckFindings([], secrets, [], [refusal], [])
+
+    assert judged(found([])) == [("refused", True)]
+    assert judged(found([missing])) == [('imagePullSecret "a" is missing', True)]
+    assert judged(found([broken, missing])) == [
+        ('"b" cannot parse', True),
+        ('imagePullSecret "a" is missing', False),
+    ]
+    # A pull-secret finding that only warns does not hide the refusal.
+    assert judged(found([missing.as_advisory()])) == [
+        ('imagePullSecret "a" is missing', False),
+        ("refused", True),
+    ]

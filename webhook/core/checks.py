@@ -25,7 +25,7 @@ from typing import Any
 
 from webhook.core.cluster import ClusterUnavailable, ClusterView, SecretInfo
 from webhook.core.config import Config
-from webhook.core.findings import Finding
+from webhook.core.findings import UNPARSEABLE, Finding
 from webhook.core.hosts import any_host_matches, suggest_registry
 from webhook.core.keyring import (
     DOCKER_CFG,
@@ -504,6 +504,7 @@ def _bad_secret(
         short=short,
         fix=f"kubectl delete secret {secret.name} -n {secret.namespace} && "
         + create_secret_command(secret.name, secret.namespace, server),
+        evidence=UNPARSEABLE if fatal else None,
     )
 
 

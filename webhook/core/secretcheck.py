@@ -14,7 +14,7 @@ returns findings and never decides.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from webhook.core.checks import (
     PodOwner,
@@ -257,48 +257,28 @@ def pod_credentials(
     return PodCredentials(names, prepend, Keyring(credentials), certain)
 
 
-def pending_account(findings: list[Finding], account: str, pulls: list[ImagePull]) -> list[Finding]:
-    """Findings about credentials, when the template's ServiceAccount does not exist yet:
-    one warning that says so instead of coverage findings (whose fix, a new secret, may not
-    be needed), and refusals only as warnings (the account's secrets may serve the pull)
-    without their fix (a new secret, again), the account's warning saying what to do.
-    Everything else (a reference that cannot parse, an image that does not exist) stands."""
-    kept: list[Finding] = []
-    for finding in findings:
-        if finding.check == "pullSecrets":
-            continue
-        kept.append(
-            replace(
-                finding.as_advisory(
-                    f'; ServiceAccount "{account}" does not exist yet, and its '
-                    "imagePullSecrets may serve the pull",
-                    f' (ServiceAccount "{account}" does not exist yet)',
-                ),
-                fix="",
-            )
-            if finding.cause == "unauthorized"
-            else finding
-        )
+def pending_account_finding(account: str, pulls: list[ImagePull]) -> Finding | None:
+    """What is known when a template's ServiceAccount does not exist yet: the pull secrets
+    its pods will get are not, so credentials are not judged (an advisory finding that says
+    so and what to do; ``None`` when nothing is pulled: no credentials to judge, now or
+    later). The policy (``validate.decide``) sets the credential findings aside for it."""
     if not pulls:
-        return kept  # nothing is pulled: no credentials to judge, now or later
+        return None
     registries = words_list(
         list(dict.fromkeys(p.ref.domain for p in pulls if p.ref is not None)), limit=3
     )
-    kept.append(
-        Finding(
-            check="pullSecrets",
-            subject=subject([p.container for p in pulls]),
-            problem=f'ServiceAccount "{account}" does not exist yet, so the pull secrets its '
-            f"pods will get are not known and credentials for {registries or 'its images'} "
-            "are not judged; its pods are judged when they are created",
-            short=f'ServiceAccount "{account}" does not exist yet: credentials are judged '
-            "when its pods are created",
-            fix=f"create ServiceAccount {account} before the workload (kubectl apply -f DIR "
-            "applies files in name order)",
-            advisory=True,
-        )
+    return Finding(
+        check="pullSecrets",
+        subject=subject([p.container for p in pulls]),
+        problem=f'ServiceAccount "{account}" does not exist yet, so the pull secrets its '
+        f"pods will get are not known and credentials for {registries or 'its images'} "
+        "are not judged; its pods are judged when they are created",
+        short=f'ServiceAccount "{account}" does not exist yet: credentials are judged '
+        "when its pods are created",
+        fix=f"create ServiceAccount {account} before the workload (kubectl apply -f DIR "
+        "applies files in name order)",
+        advisory=True,
     )
-    return kept
 
 
 #: Pull secrets read per pod: each one pullguard cannot find costs a direct read, and a pod
@@ -346,8 +326,8 @@ def pull_secret_findings(
     fatal = [f for f in findings if any(f is u for u in secrets.unparseable)]
     rest = [f for f in findings if not any(f is u for u in secrets.unparseable)]
     if fatal and any(p.ref is not None for p in pulls):
-        # Its fix comes first; the other secrets change nothing while it stays.
-        return fatal + [f.as_advisory() for f in rest]
+        # Certain (its evidence says so); the policy puts its fix first, the rest after.
+        return fatal + rest
     fatal = [
         f.as_advisory("; but no image of the pod is pulled (imagePullPolicy Never)") for f in fatal
     ]
