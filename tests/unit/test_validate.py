@@ -22,7 +22,7 @@ from webhook.core.cluster import InMemoryCluster, NoCluster, SecretInfo, Service
 from webhook.core.config import load_config_text
 from webhook.core.registry import Answer, FixedRegistry, Outcome
 from webhook.core.review import UserInfo
-from webhook.core.validate import validate
+from webhook.core.validate import Decision, validate
 
 PRIVATE = load_config_text("privateRegistries: [registry.example.com]\n")
 REG_IMAGE = "registry.example.com/team/app:1.0"
@@ -826,21 +826,18 @@ def test_a_pod_naming_more_images_than_are_asked_is_not_left_unchecked() -> None
     assert validate(request(pod(shared)), PRIVATE, cluster, registry=registry).allowed
 
 
+def _judge_template_listing_a_and_b(cluster: InMemoryCluster) -> Decision:
+    spec = pod_spec(container("web", "registry.example.com/team/app:1.0"), secrets=["a", "b"])
+    return validate(request(deployment(spec)), REV23_DEFAULTS, cluster)
+
+
 def test_a_template_decision_reads_each_secret_once() -> None:
     """The mutation's preview, its judgement of the default secret and the pullSecrets
     check each read the secrets: 5 reads for a, b and the default (review rev23), now one
     each (core.cluster.ReadOnce, per admission)."""
     cluster = CountingCluster()
     cluster.add_namespace("team-a")
-    decision = validate(
-        request(
-            deployment(
-                pod_spec(container("web", "registry.example.com/team/app:1.0"), secrets=["a", "b"])
-            )
-        ),
-        REV23_DEFAULTS,
-        cluster,
-    )
+    decision = _judge_template_listing_a_and_b(cluster)
     assert not decision.allowed
     assert cluster.secret_reads == 3, cluster.secret_reads
 
@@ -848,7 +845,7 @@ def test_a_template_decision_reads_each_secret_once() -> None:
 def test_a_template_decision_parses_each_secret_once(monkeypatch: pytest.MonkeyPatch) -> None:
     """The mutation's preview (its mirror and default-secret questions) and the
     pullSecrets check share one set of parsed credentials (issue 23): a, b and the default
-    were parsed twice each (the preview's own secret set, then the check's), now once."""
+    were parsed 5 times (the preview's own secret set, then the check's), now once each."""
     import sys
 
     from webhook.core import keyring
@@ -869,15 +866,7 @@ def test_a_template_decision_parses_each_secret_once(monkeypatch: pytest.MonkeyP
     cluster.add_namespace("team-a")
     for name in ("a", "b", "corp"):
         cluster.add_secret(pull_secret("team-a", name, "other.example.com"))
-    decision = validate(
-        request(
-            deployment(
-                pod_spec(container("web", "registry.example.com/team/app:1.0"), secrets=["a", "b"])
-            )
-        ),
-        REV23_DEFAULTS,
-        cluster,
-    )
+    decision = _judge_template_listing_a_and_b(cluster)
     assert not decision.allowed
     assert cluster.secret_reads == 3, cluster.secret_reads
     assert len(parsed) == 3, parsed
