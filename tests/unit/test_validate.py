@@ -22,7 +22,7 @@ from webhook.core.cluster import InMemoryCluster, NoCluster, SecretInfo, Service
 from webhook.core.config import load_config_text
 from webhook.core.registry import Answer, FixedRegistry, Outcome
 from webhook.core.review import UserInfo
-from webhook.core.validate import validate
+from webhook.core.validate import Decision, validate
 
 PRIVATE = load_config_text("privateRegistries: [registry.example.com]\n")
 REG_IMAGE = "registry.example.com/team/app:1.0"
@@ -826,20 +826,90 @@ def test_a_pod_naming_more_images_than_are_asked_is_not_left_unchecked() -> None
     assert validate(request(pod(shared)), PRIVATE, cluster, registry=registry).allowed
 
 
+def _judge_template_listing_a_and_b(cluster: InMemoryCluster) -> Decision:
+    spec = pod_spec(container("web", "registry.example.com/team/app:1.0"), secrets=["a", "b"])
+    return validate(request(deployment(spec)), REV23_DEFAULTS, cluster)
+
+
 def test_a_template_decision_reads_each_secret_once() -> None:
     """The mutation's preview, its judgement of the default secret and the pullSecrets
     check each read the secrets: 5 reads for a, b and the default (review rev23), now one
     each (core.cluster.ReadOnce, per admission)."""
     cluster = CountingCluster()
     cluster.add_namespace("team-a")
-    decision = validate(
-        request(
-            deployment(
-                pod_spec(container("web", "registry.example.com/team/app:1.0"), secrets=["a", "b"])
-            )
-        ),
-        REV23_DEFAULTS,
-        cluster,
-    )
+    decision = _judge_template_listing_a_and_b(cluster)
     assert not decision.allowed
     assert cluster.secret_reads == 3, cluster.secret_reads
+
+
+def test_a_template_decision_parses_each_secret_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The mutation's preview (its mirror and default-secret questions) and the
+    pullSecrets check share one set of parsed credentials (issue 23): a, b and the default
+    were parsed 5 times (the preview's own secret set, then the check's), now once each."""
+    import sys
+
+    from webhook.core import keyring
+
+    parsed: list[str] = []
+    original = keyring.parse_pull_secret
+
+    def counting(secret_type: str, data: object, source: str = "") -> object:
+        parsed.append(source)
+        return original(secret_type, data, source=source)  # type: ignore[arg-type]
+
+    for module in list(sys.modules.values()):
+        if (getattr(module, "__name__", "") or "").startswith("webhook.core.") and hasattr(
+            module, "parse_pull_secret"
+        ):
+            monkeypatch.setattr(module, "parse_pull_secret", counting)
+    cluster = CountingCluster()
+    cluster.add_namespace("team-a")
+    for name in ("a", "b", "corp"):
+        cluster.add_secret(pull_secret("team-a", name, "other.example.com"))
+    decision = _judge_template_listing_a_and_b(cluster)
+    assert not decision.allowed
+    assert cluster.secret_reads == 3, cluster.secret_reads
+    assert len(parsed) == 3, parsed
+
+
+def test_the_decision_is_policy_over_findings() -> None:
+    """Issue 23: the checks return findings with what they know (advisory, evidence) and
+    one policy, validate.decide, turns them into the decision: a refusal that a denying
+    pull-secret finding would repeat is set aside there (the registry check used to be told
+    ``blocked``), and an unparseable secret's fix goes first (pull_secret_findings made the
+    others advisory itself)."""
+    from webhook.core.config import CHECK_NAMES, Action
+    from webhook.core.findings import UNPARSEABLE, Finding
+    from webhook.core.validate import CheckFindings, decide
+
+    enforce = dict.fromkeys(CHECK_NAMES, Action.ENFORCE)
+    refusal = Finding("registry", 'container "web"', "refused", cause="unauthorized")
+    refusal = replace(refusal, evidence="unauthorized")
+    missing = Finding("pullSecrets", 'container "web"', 'imagePullSecret "a" is missing')
+    broken = Finding("pullSecrets", 'container "web"', '"b" cannot parse', evidence=UNPARSEABLE)
+
+    def judged(found: CheckFindings) -> list[tuple[str, bool]]:
+        decision = decide(
+            request(pod(pod_spec(container("web", "nginx:1.25")))),
+            found,
+            actions=enforce,
+            by_controller=False,
+            unavailable={},
+            loud=frozenset(),
+        )
+        return [(f.problem, f.action is Action.ENFORCE) for f in decision.findings]
+
+    def found(secrets: list[Finding]) -> CheckFindings:
+        return CheckFindings([], secrets, [], [refusal], [])
+
+    assert judged(found([])) == [("refused", True)]
+    assert judged(found([missing])) == [('imagePullSecret "a" is missing', True)]
+    assert judged(found([broken, missing])) == [
+        ('"b" cannot parse', True),
+        ('imagePullSecret "a" is missing', False),
+    ]
+    # A pull-secret finding that only warns does not hide the refusal.
+    assert judged(found([missing.as_advisory()])) == [
+        ('imagePullSecret "a" is missing', False),
+        ("refused", True),
+    ]

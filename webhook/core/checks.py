@@ -25,7 +25,7 @@ from typing import Any
 
 from webhook.core.cluster import ClusterUnavailable, ClusterView, SecretInfo
 from webhook.core.config import Config
-from webhook.core.findings import Finding
+from webhook.core.findings import UNPARSEABLE, Finding
 from webhook.core.hosts import any_host_matches, suggest_registry
 from webhook.core.keyring import (
     DOCKER_CFG,
@@ -287,6 +287,55 @@ class SecretSet:
     data key)."""
 
 
+@dataclass(frozen=True, slots=True)
+class ReadSecret:
+    """One pull secret as one admission read it: where it was found and what the kubelet
+    makes of it (its credentials, or why it cannot parse it)."""
+
+    name: str
+    namespace: str
+    """Where it was read: the pod's namespace, or the source of a default secret that has
+    not been copied there yet."""
+    secret: SecretInfo | None
+    """``None``: it exists in neither."""
+    credentials: tuple[Credential, ...] = ()
+    error: SecretFormatError | None = None
+
+
+class SecretReads:
+    """The pull secrets one admission reads, each read and parsed once: the mutation's
+    questions (may a mirror serve the image, would a default secret help), validate's
+    preview of them and the ``pullSecrets`` check share one set of parsed credentials.
+    Made per admission over its :class:`~webhook.core.cluster.ReadOnce` view and dropped
+    after it. An unavailable read is not kept (asked again, as ``ReadOnce`` does)."""
+
+    def __init__(self, cluster: ClusterView) -> None:
+        self._cluster = cluster
+        self._read: dict[tuple[str, str, str], ReadSecret] = {}
+
+    def read(self, namespace: str, name: str, *, copied_from: str | None = None) -> ReadSecret:
+        """Secret ``name`` of ``namespace``, else (``copied_from``: the source namespace of a
+        default secret pullguard copies) the source's, which the copy will hold. Raises
+        :class:`~webhook.core.cluster.ClusterUnavailable`."""
+        source = copied_from if copied_from and copied_from != namespace else ""
+        key = (namespace, name, source)
+        if key not in self._read:
+            self._read[key] = self._fresh(namespace, name, source)
+        return self._read[key]
+
+    def _fresh(self, namespace: str, name: str, source: str) -> ReadSecret:
+        secret, where = self._cluster.get_secret(namespace, name), namespace
+        if secret is None and source:
+            secret, where = self._cluster.get_secret(source, name), source
+        if secret is None:
+            return ReadSecret(name, where, None)
+        try:
+            credentials = parse_pull_secret(secret.type, secret.data, source=f"{namespace}/{name}")
+        except SecretFormatError as error:
+            return ReadSecret(name, where, secret, error=error)
+        return ReadSecret(name, where, secret, tuple(credentials))
+
+
 def read_secrets(
     names: Sequence[str],
     origin: str,
@@ -297,6 +346,7 @@ def read_secrets(
     needing_registries: Sequence[str],
     copied_from: Mapping[str, str] | None = None,
     existing: bool = False,
+    reads: SecretReads | None = None,
 ) -> tuple[SecretSet, list[Finding]]:
     """Read each named secret; findings for missing, mistyped and malformed ones.
 
@@ -305,21 +355,20 @@ def read_secrets(
     webhook copies it on the real create, and skips the copy on a dry-run), and it is judged
     by the source's contents, which the copy will hold. ``existing``: the object is in the
     cluster already (``diagnose``, ``audit``): a missing secret is not "(yet)" to come.
+    ``reads``: the admission's secrets as already read and parsed (by the mutation's preview).
     """
+    reads = reads or SecretReads(cluster)
     secrets = SecretSet(names=list(names), origin=origin)
     findings: list[Finding] = []
     where = f" (listed on {origin})" if origin else ""
     server = needing_registries[0] if needing_registries else "REGISTRY"
     for name in names:
         try:
-            secret = cluster.get_secret(namespace, name)
-            source = (copied_from or {}).get(name)
-            if secret is None and source is not None and source != namespace:
-                secret = cluster.get_secret(source, name)
+            read = reads.read(namespace, name, copied_from=(copied_from or {}).get(name))
         except ClusterUnavailable as error:
             secrets.unavailable = str(error)
             return secrets, findings
-        if secret is None:
+        if read.secret is None:
             findings.append(
                 _missing_secret(
                     name,
@@ -332,16 +381,15 @@ def read_secrets(
                 )
             )
             continue
-        try:
-            credentials = parse_pull_secret(secret.type, secret.data, source=f"{namespace}/{name}")
-        except SecretFormatError as error:
-            finding = _bad_secret(secret, str(error), where, subject, server, fatal=error.fatal)
+        if read.error is not None:
+            fatal = read.error.fatal
+            finding = _bad_secret(read.secret, str(read.error), where, subject, server, fatal=fatal)
             findings.append(finding)
-            if error.fatal:
+            if fatal:
                 secrets.unparseable.append(finding)
             continue
-        secrets.credentials.extend(credentials)
-        secrets.types[f"{namespace}/{name}"] = secret.type
+        secrets.credentials.extend(read.credentials)
+        secrets.types[f"{namespace}/{name}"] = read.secret.type
     return secrets, findings
 
 
@@ -456,6 +504,7 @@ def _bad_secret(
         short=short,
         fix=f"kubectl delete secret {secret.name} -n {secret.namespace} && "
         + create_secret_command(secret.name, secret.namespace, server),
+        evidence=UNPARSEABLE if fatal else None,
     )
 
 

@@ -34,6 +34,10 @@ WARNING_MAX = 256
 WARNING_FIX_MAX = 1024
 
 
+#: The evidence of a pull secret the kubelet cannot parse: it then pulls no image of the pod.
+UNPARSEABLE = "unparseable"
+
+
 @dataclass(frozen=True, slots=True)
 class Finding:
     """One problem a check found.
@@ -62,6 +66,10 @@ class Finding:
     placement: Placement | None = None
     """For ``platform``: the pod-spec fields (os/arch selector, tolerations) that put the
     pod on nodes with a build, so ``diagnose`` patches the owner with them."""
+    evidence: str | None = None
+    """What the check saw that the finding rests on, where the policy weighs it: the
+    registry's answer for the image (a ``registry.Outcome`` value, ``unauthorized``...), or
+    :data:`UNPARSEABLE` for a pull secret the kubelet cannot parse."""
 
     @classmethod
     def for_container(

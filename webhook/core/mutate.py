@@ -80,11 +80,11 @@ from typing import Any
 
 import jsonpatch
 
-from webhook.core.checks import set_entry_command
+from webhook.core.checks import SecretReads, set_entry_command
 from webhook.core.cluster import ClusterUnavailable, ClusterView, ReadOnce
 from webhook.core.config import Config, DefaultPullSecret, Mirror
 from webhook.core.hosts import any_host_matches
-from webhook.core.keyring import Credential, SecretFormatError, lookup, parse_pull_secret
+from webhook.core.keyring import Keyring
 from webhook.core.podspec import (
     MAX_IMAGE_ENTRIES,
     Container,
@@ -94,7 +94,7 @@ from webhook.core.podspec import (
 )
 from webhook.core.reference import PATH_MAX, Reference, parse_or_none
 from webhook.core.review import AdmissionRequest
-from webhook.core.secretcheck import MAX_PULL_SECRETS
+from webhook.core.secretcheck import MAX_PULL_SECRETS, PodCredentials, pod_credentials
 
 ORIGINAL_IMAGES_ANNOTATION = "pullguard.io/original-images"
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
@@ -253,61 +253,6 @@ def recorded_for(view: PodSpecView, obj: Mapping[str, Any] | None) -> dict[str, 
     return recorded_originals(node if isinstance(node, Mapping) else None)
 
 
-@dataclass(frozen=True, slots=True)
-class PodCredentials:
-    """The pull secrets a pod (or a template's pods) will present, as the mutation sees them."""
-
-    names: list[str]
-    """The secret names, in order: the pod's own, or its ServiceAccount's for a template
-    without any."""
-    prepend: list[str]
-    """The ServiceAccount's secrets a template must copy before adding one of its own."""
-    credentials: list[Credential]
-    certain: bool
-    """False when a secret or the ServiceAccount could not be read, or a named secret does not
-    exist yet: the pod may hold credentials not seen here."""
-    listed: int = 0
-    """How many secrets the pod lists, when more than :data:`MAX_PULL_SECRETS`: none of
-    them was read (the pod is left as written)."""
-
-
-def pod_credentials(view: PodSpecView, cluster: ClusterView, namespace: str) -> PodCredentials:
-    """The credentials the kubelet will hold for pods of ``view``. A Pod's list was already
-    filled from its ServiceAccount by the API server; a template's pods get the account's
-    list only when the template names none."""
-    names, prepend, certain = list(view.pull_secret_names), [], True
-    if view.is_template and not view.lists_pull_secrets:
-        try:
-            account = cluster.get_service_account(namespace, view.service_account)
-        except ClusterUnavailable:
-            account, certain = None, False  # the validating webhook reports the account
-        if account is not None:
-            prepend = list(account.image_pull_secrets)
-            names = list(account.image_pull_secrets)
-    if len(names) > MAX_PULL_SECRETS:
-        # Each secret the cache lacks is a direct read (3,000 made-up names once cost 3,001
-        # GETs per mutation): past the cap none is read, and the pod is left as written.
-        return PodCredentials(names, prepend, [], certain=False, listed=len(names))
-    credentials: list[Credential] = []
-    for name in names:
-        try:
-            secret = cluster.get_secret(namespace, name)
-        except ClusterUnavailable:
-            certain = False
-            continue
-        if secret is None:
-            # The kubelet skips it today, but it is named to be created (``kubectl apply -f
-            # dir/`` creates it after the template): for the rewrite it may cover the image,
-            # so the decision does not depend on which was applied first.
-            certain = False
-            continue
-        try:
-            credentials.extend(parse_pull_secret(secret.type, secret.data))
-        except SecretFormatError:
-            continue  # the validating webhook denies it: the kubelet's keyring fails
-    return PodCredentials(names, prepend, credentials, certain)
-
-
 def plan_pod(
     view: PodSpecView,
     containers: list[Container],
@@ -317,6 +262,7 @@ def plan_pod(
     *,
     inject_secrets: bool,
     mirrors_down: Collection[str] = frozenset(),
+    reads: SecretReads | None = None,
 ) -> PodPlan:
     """Plan the rewrites of ``containers`` and the secrets ``view`` should gain.
 
@@ -325,12 +271,18 @@ def plan_pod(
     (see the module's rules), else as written. When that differs from the image the
     request carries, it is rewritten; a rewrite back to the image as written is a restore.
     Images whose mirror host is in ``mirrors_down`` stay as written: an outage of the
-    mirror must never become an outage of the cluster."""
+    mirror must never become an outage of the cluster.
+
+    The pod's secrets (``view`` as written) are read and parsed once, through ``reads``
+    (the admission's: validate's preview shares them with its ``pullSecrets`` check), and
+    both questions, may a mirror serve the image and would a default secret help, ask the
+    one keyring they make (``secretcheck.pod_credentials``)."""
     plan = PodPlan()
     refs: list[Reference] = []
     held: PodCredentials | None = None
+    reads = reads or SecretReads(cluster)
     if config.mirrors or (inject_secrets and config.default_pull_secrets):
-        held = pod_credentials(view, cluster, namespace)
+        held = pod_credentials(view, cluster, namespace, reads)
         if held.listed:
             # Unread secrets: a mirror rewrite may lose the pod's own credentials, and a
             # default secret cannot be judged against them, so nothing is changed.
@@ -350,7 +302,7 @@ def plan_pod(
             if (
                 not mirror.upstream_credentials
                 and held is not None
-                and (not held.certain or lookup(held.credentials, ref.name))
+                and (not held.certain or held.keyring.lookup(ref.name))
             ):
                 plan.private.append(PrivateSkip(container, mirror.mirror_host))
                 target = None
@@ -366,7 +318,9 @@ def plan_pod(
                 ImageRewrite(container, container.image, container.written, restored=True)
             )
     if inject_secrets and config.default_pull_secrets and held is not None:
-        _plan_secrets(plan, refs, held, config=config, cluster=cluster, namespace=namespace)
+        _plan_secrets(
+            plan, refs, held, config=config, cluster=cluster, reads=reads, namespace=namespace
+        )
     return plan
 
 
@@ -377,6 +331,7 @@ def _plan_secrets(
     *,
     config: Config,
     cluster: ClusterView,
+    reads: SecretReads,
     namespace: str,
 ) -> None:
     names = list(held.names)
@@ -386,12 +341,11 @@ def _plan_secrets(
         wanted = [
             r
             for r in refs
-            if any_host_matches(default.registries, r.domain)
-            and not lookup(held.credentials, r.name)
+            if any_host_matches(default.registries, r.domain) and not held.keyring.lookup(r.name)
         ]
         if not wanted:
             continue
-        withheld = _withheld(default, wanted, cluster, namespace)
+        withheld = _withheld(default, wanted, reads, namespace)
         if withheld is not None:
             plan.withheld.append(withheld)
             continue
@@ -403,22 +357,20 @@ def _plan_secrets(
 
 
 def _withheld(
-    default: DefaultPullSecret, wanted: list[Reference], cluster: ClusterView, namespace: str
+    default: DefaultPullSecret, wanted: list[Reference], reads: SecretReads, namespace: str
 ) -> WithheldSecret | None:
     """Why injecting ``default`` would not help the pod, or ``None`` to inject it.
 
     Judged on the secret the pod would use: the copy already in the namespace (pullguard
-    never overwrites it), else the source the edge copies from. Unknown (the cluster cannot
-    be asked): injected, as before."""
+    never overwrites it), else the source the edge copies from, read and parsed as the
+    ``pullSecrets`` check reads it (``reads``). Unknown (the cluster cannot be asked):
+    injected, as before."""
     registry = wanted[0].domain
     try:
-        secret = cluster.get_secret(namespace, default.secret)
-        where = namespace
-        source = default.source_namespace
-        if secret is None and source and source != namespace:
-            secret, where = cluster.get_secret(source, default.secret), source
+        read = reads.read(namespace, default.secret, copied_from=default.source_namespace)
     except ClusterUnavailable:
         return None
+    where, secret = read.namespace, read.secret
     create = (
         f"kubectl create secret docker-registry {default.secret} -n {where} "
         f"--docker-server={registry} --docker-username=USER --docker-password=PASSWORD"
@@ -427,13 +379,12 @@ def _withheld(
         return WithheldSecret(
             default.secret, f"{where}/{default.secret}", registry, "does not exist", create
         )
-    try:
-        credentials = parse_pull_secret(secret.type, secret.data)
-    except SecretFormatError as error:
+    if read.error is not None:
+        problem = read.error
         reason = (
-            f"{error}: the kubelet cannot parse it, and would pull no image of the pod"
-            if error.fatal
-            else f"{error}: the kubelet would skip it"
+            f"{problem}: the kubelet cannot parse it, and would pull no image of the pod"
+            if problem.fatal
+            else f"{problem}: the kubelet would skip it"
         )
         return WithheldSecret(
             default.secret,
@@ -442,7 +393,8 @@ def _withheld(
             reason,
             f"kubectl delete secret {default.secret} -n {where} && {create}",
         )
-    if not any(lookup(credentials, r.name) for r in wanted):
+    credentials = Keyring(read.credentials)
+    if not any(credentials.lookup(r.name) for r in wanted):
         # Recreated, it would lose the registries it does hold (rev22 F10): add the entry.
         return WithheldSecret(
             default.secret,
@@ -450,7 +402,7 @@ def _withheld(
             registry,
             f"holds no credentials for {registry}",
             set_entry_command(default.secret, where, secret.type, registry)
-            if credentials
+            if read.credentials
             else f"kubectl delete secret {default.secret} -n {where} && {create}",
         )
     return None
@@ -526,9 +478,11 @@ def preview_pod_spec(
     namespace: str,
     *,
     mirrors_down: Collection[str] = frozenset(),
+    reads: SecretReads | None = None,
 ) -> PodSpecView:
     """The pod spec as the mutating webhook will leave it in each pod made from ``view``
-    (as written past :data:`MAX_IMAGE_ENTRIES`: :func:`mutate` leaves such a pod alone)."""
+    (as written past :data:`MAX_IMAGE_ENTRIES`: :func:`mutate` leaves such a pod alone).
+    ``reads``: the admission's secrets, shared with the ``pullSecrets`` check."""
     if len(view.containers) > MAX_IMAGE_ENTRIES:
         return view
     plan = plan_pod(
@@ -539,6 +493,7 @@ def preview_pod_spec(
         namespace,
         inject_secrets=True,
         mirrors_down=mirrors_down,
+        reads=reads,
     )
     if not plan.rewrites and not plan.injected_secrets:
         return view

@@ -177,18 +177,18 @@ def registry_findings(  # noqa: PLR0917 - one call site, every argument named th
     namespace: str,
     unavailable: dict[str, str],
     *,
-    blocked: bool,
     mirrors_down: Collection[str],
     running_pod: bool = False,
     workload: WorkloadRef | None = None,
     owner: PodOwner | None = None,
     providers: NodeCredentials | None = None,
 ) -> list[Finding]:
-    """Findings of the ``registry`` and ``platform`` checks. ``blocked``: a pull-secret
-    finding already denies, and its fix comes first; a refusal would repeat it.
-    ``mirrors_down``: mirrors a Pod's rewritten image may be on, which stopped
-    answering since (a cached answer from the mirror would hide that). ``running_pod``: the
-    pod exists already (``kubectl debug``), and its pull secrets cannot change.
+    """Findings of the ``registry`` and ``platform`` checks, each with its evidence (the
+    registry's answer for the image: the policy sets a refusal aside when a pull-secret
+    finding already denies). ``mirrors_down``: mirrors a Pod's rewritten image may be on,
+    which stopped answering since (a cached answer from the mirror would hide that).
+    ``running_pod``: the pod exists already (``kubectl debug``), and its pull secrets cannot
+    change.
     ``providers``: what the credential providers gave; a provider that failed for an image the
     registry then refused is a warning naming the provider and why (not the refusal)."""
     answers, as_written = asked.answers, asked.as_written
@@ -217,82 +217,89 @@ def registry_findings(  # noqa: PLR0917 - one call site, every argument named th
     for pull in pulls:
         container, ref = pull.container, pull.ref
         answer = answers.get(container.pointer)
-        if ref is None or answer is None:
-            continue
-        if answer.outcome is Outcome.NOT_ASKED:
-            not_asked.append(answer.detail)
-            unchecked.append(container.shown_image)
-        if answer.outcome is Outcome.UNAUTHORIZED and blocked:
-            continue
-        if container.written and ref.domain in mirrors_down:
-            findings.append(mirror_down_finding(container, ref))
-            continue
-        if container.pointer in as_written:
-            original, original_answer = as_written[container.pointer]
-            entry = mirror_entry(original, config.mirrors)
-            finding = mirror_not_found_finding(
+        mark = len(findings)
+        try:
+            if ref is None or answer is None:
+                continue
+            if answer.outcome is Outcome.NOT_ASKED:
+                not_asked.append(answer.detail)
+                unchecked.append(container.shown_image)
+            if container.written and ref.domain in mirrors_down:
+                findings.append(mirror_down_finding(container, ref))
+                continue
+            if container.pointer in as_written:
+                original, original_answer = as_written[container.pointer]
+                entry = mirror_entry(original, config.mirrors)
+                finding = mirror_not_found_finding(
+                    container,
+                    ref,
+                    original,
+                    original_answer,
+                    namespace=namespace,
+                    node_credential_registries=config.registry.node_credential_registries,
+                    secrets_unreadable=secrets_unreadable,
+                    mirror_has_credentials=entry is not None and entry[0].upstream_credentials,
+                    template=view.is_template,
+                )
+                if finding is not None:
+                    findings.append(finding)
+                continue
+            failed = providers.failures(ref.name) if providers is not None else ()
+            if failed and answer.outcome is Outcome.UNAUTHORIZED:
+                findings.extend(
+                    provider_failed_finding(container, ref, f.provider, f.error or "")
+                    for f in failed
+                )
+                continue
+            finding = registry_finding(
                 container,
                 ref,
-                original,
-                original_answer,
+                answer,
                 namespace=namespace,
                 node_credential_registries=config.registry.node_credential_registries,
                 secrets_unreadable=secrets_unreadable,
-                mirror_has_credentials=entry is not None and entry[0].upstream_credentials,
-                template=view.is_template,
+                secrets=pod.secrets if pod is not None else None,
+                hidden=pod.hidden if pod is not None else "",
+                hidden_cover=pod.hidden_cover(ref.name) if pod is not None else None,
+                running_pod=running_pod,
+                workload=workload,
+                owner=owner,
+                default_sources={
+                    d.secret: d.source_namespace
+                    for d in config.default_pull_secrets
+                    if d.source_namespace is not None
+                },
             )
             if finding is not None:
                 findings.append(finding)
-            continue
-        failed = providers.failures(ref.name) if providers is not None else ()
-        if failed and answer.outcome is Outcome.UNAUTHORIZED:
-            findings.extend(
-                provider_failed_finding(container, ref, f.provider, f.error or "") for f in failed
-            )
-            continue
-        finding = registry_finding(
-            container,
-            ref,
-            answer,
-            namespace=namespace,
-            node_credential_registries=config.registry.node_credential_registries,
-            secrets_unreadable=secrets_unreadable,
-            secrets=pod.secrets if pod is not None else None,
-            hidden=pod.hidden if pod is not None else "",
-            hidden_cover=pod.hidden_cover(ref.name) if pod is not None else None,
-            running_pod=running_pod,
-            workload=workload,
-            owner=owner,
-            default_sources={
-                d.secret: d.source_namespace
-                for d in config.default_pull_secrets
-                if d.source_namespace is not None
-            },
-        )
-        if finding is not None:
-            findings.append(finding)
-        if answer.platforms:
-            fit, untolerated = _fit(answer, runnable, tolerated)
-            found = (
-                platform_finding(
-                    container,
-                    ref,
-                    answer.platforms,
-                    fit,
-                    single_image=answer.single_image,
-                    node_name=node_name if named_node is not None else "",
-                    untolerated=untolerated,
-                    placement=cluster_placement(
-                        cluster, answer.platforms, view.spec, single_image=answer.single_image
-                    ),
+            if answer.platforms:
+                fit, untolerated = _fit(answer, runnable, tolerated)
+                found = (
+                    platform_finding(
+                        container,
+                        ref,
+                        answer.platforms,
+                        fit,
+                        single_image=answer.single_image,
+                        node_name=node_name if named_node is not None else "",
+                        untolerated=untolerated,
+                        placement=cluster_placement(
+                            cluster, answer.platforms, view.spec, single_image=answer.single_image
+                        ),
+                    )
+                    if fit is not None
+                    else None
                 )
-                if fit is not None
-                else None
-            )
-            if found is not None:
-                findings.append(found)
-        elif answer.outcome is Outcome.FOUND and answer.platforms_note:
-            unavailable.setdefault("platform", answer.platforms_note)
+                if found is not None:
+                    findings.append(found)
+            elif answer.outcome is Outcome.FOUND and answer.platforms_note:
+                unavailable.setdefault("platform", answer.platforms_note)
+        finally:
+            # What the finding rests on: the registry's answer (findings[mark:] are this pull's).
+            if answer is not None:
+                findings[mark:] = [
+                    replace(f, evidence=answer.outcome.value) for f in findings[mark:]
+                ]
     if not_asked:
         named = words_list(list(dict.fromkeys(unchecked)), limit=3)
         unavailable["registry"] = "; ".join(dict.fromkeys(not_asked)) + f"; not checked: {named}"

@@ -14,10 +14,11 @@ returns findings and never decides.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from webhook.core.checks import (
     PodOwner,
+    SecretReads,
     SecretSet,
     create_secret_command,
     needs_credentials,
@@ -29,7 +30,7 @@ from webhook.core.cluster import ClusterUnavailable, ClusterView
 from webhook.core.config import Config
 from webhook.core.findings import Finding
 from webhook.core.hosts import any_host_matches
-from webhook.core.keyring import Credential, Keyring, SecretFormatError, lookup, parse_pull_secret
+from webhook.core.keyring import Credential, Keyring, lookup
 from webhook.core.nodecreds import NodeCredentials
 from webhook.core.podspec import PodSpecView
 from webhook.core.pullplan import CredentialOrigin, ImagePull, origins, subject
@@ -90,10 +91,13 @@ def read_pod_secrets(
     namespace: str,
     lists_own_secrets: bool,
     existing: bool = False,
+    reads: SecretReads | None = None,
 ) -> PodSecrets:
     """``lists_own_secrets``: the object as written lists imagePullSecrets (``view`` may be
     the preview, with default secrets added); ``existing``: the object is in the cluster
-    already (no apply in progress to create a missing secret later)."""
+    already (no apply in progress to create a missing secret later). ``reads``: the
+    admission's secrets as read and parsed once (shared with the mutation's preview)."""
+    reads = reads or SecretReads(cluster)
     names, origin, hidden, pending = view.pull_secret_names, "", "", ""
     hidden_names: list[str] = []
     over_cap = _too_many_secrets(names, "the pod spec", subject(view.containers))
@@ -162,6 +166,7 @@ def read_pod_secrets(
         # API server has the Pod, right after this admission).
         copied_from=copied_from,
         existing=existing,
+        reads=reads,
     )
     return PodSecrets(
         secrets,
@@ -170,7 +175,7 @@ def read_pod_secrets(
         needing,
         pending,
         over_cap,
-        hidden_credentials=_hidden_credentials(hidden_names, namespace, cluster),
+        hidden_credentials=_hidden_credentials(hidden_names, namespace, reads),
         keyring=Keyring(secrets.credentials),
         origin_of=origins(
             secrets.credentials,
@@ -180,63 +185,100 @@ def read_pod_secrets(
     )
 
 
-def _hidden_credentials(names: list[str], namespace: str, cluster: ClusterView) -> list[Credential]:
+def _hidden_credentials(names: list[str], namespace: str, reads: SecretReads) -> list[Credential]:
     """The credentials of the hidden ServiceAccount secrets (at most
     :data:`MAX_PULL_SECRETS`), so a fix can name one that covers an image; a secret that
     cannot be read or parsed is left out (it is no finding: the pod does not use it)."""
     out: list[Credential] = []
     for name in names[:MAX_PULL_SECRETS]:
         try:
-            secret = cluster.get_secret(namespace, name)
-            if secret is not None:
-                out += parse_pull_secret(secret.type, secret.data, source=f"{namespace}/{name}")
-        except (ClusterUnavailable, SecretFormatError):
+            out += reads.read(namespace, name).credentials
+        except ClusterUnavailable:
             continue
     return out
 
 
-def pending_account(findings: list[Finding], account: str, pulls: list[ImagePull]) -> list[Finding]:
-    """Findings about credentials, when the template's ServiceAccount does not exist yet:
-    one warning that says so instead of coverage findings (whose fix, a new secret, may not
-    be needed), and refusals only as warnings (the account's secrets may serve the pull)
-    without their fix (a new secret, again), the account's warning saying what to do.
-    Everything else (a reference that cannot parse, an image that does not exist) stands."""
-    kept: list[Finding] = []
-    for finding in findings:
-        if finding.check == "pullSecrets":
+@dataclass(frozen=True, slots=True)
+class PodCredentials:
+    """The pull secrets a pod (or a template's pods) will present, as the mutation asks
+    about them: read through the same :class:`~webhook.core.checks.SecretReads` as the
+    ``pullSecrets`` check, from the pod as written."""
+
+    names: list[str]
+    """The secret names, in order: the pod's own, or its ServiceAccount's for a template
+    without any."""
+    prepend: list[str]
+    """The ServiceAccount's secrets a template must copy before adding one of its own."""
+    keyring: Keyring
+    """Their credentials, as the kubelet's keyring (a secret that cannot parse holds none:
+    the validating webhook denies it)."""
+    certain: bool
+    """False when a secret or the ServiceAccount could not be read, or a named secret does not
+    exist yet: the pod may hold credentials not seen here."""
+    listed: int = 0
+    """How many secrets the pod lists, when more than :data:`MAX_PULL_SECRETS`: none of
+    them was read (the pod is left as written)."""
+
+
+def pod_credentials(
+    view: PodSpecView, cluster: ClusterView, namespace: str, reads: SecretReads | None = None
+) -> PodCredentials:
+    """The credentials the kubelet will hold for pods of ``view`` (as written). A Pod's list
+    was already filled from its ServiceAccount by the API server; a template's pods get the
+    account's list only when the template names none."""
+    names, prepend, certain = list(view.pull_secret_names), [], True
+    if view.is_template and not view.lists_pull_secrets:
+        try:
+            account = cluster.get_service_account(namespace, view.service_account)
+        except ClusterUnavailable:
+            account, certain = None, False  # the validating webhook reports the account
+        if account is not None:
+            prepend = list(account.image_pull_secrets)
+            names = list(account.image_pull_secrets)
+    if len(names) > MAX_PULL_SECRETS:
+        # Each secret the cache lacks is a direct read (3,000 made-up names once cost 3,001
+        # GETs per mutation): past the cap none is read, and the pod is left as written.
+        return PodCredentials(names, prepend, Keyring(), certain=False, listed=len(names))
+    reads = reads or SecretReads(cluster)
+    credentials: list[Credential] = []
+    for name in names:
+        try:
+            read = reads.read(namespace, name)
+        except ClusterUnavailable:
+            certain = False
             continue
-        kept.append(
-            replace(
-                finding.as_advisory(
-                    f'; ServiceAccount "{account}" does not exist yet, and its '
-                    "imagePullSecrets may serve the pull",
-                    f' (ServiceAccount "{account}" does not exist yet)',
-                ),
-                fix="",
-            )
-            if finding.cause == "unauthorized"
-            else finding
-        )
+        if read.secret is None:
+            # The kubelet skips it today, but it is named to be created (``kubectl apply -f
+            # dir/`` creates it after the template): for the rewrite it may cover the image,
+            # so the decision does not depend on which was applied first.
+            certain = False
+            continue
+        credentials.extend(read.credentials)
+    return PodCredentials(names, prepend, Keyring(credentials), certain)
+
+
+def pending_account_finding(account: str, pulls: list[ImagePull]) -> Finding | None:
+    """What is known when a template's ServiceAccount does not exist yet: the pull secrets
+    its pods will get are not, so credentials are not judged (an advisory finding that says
+    so and what to do; ``None`` when nothing is pulled: no credentials to judge, now or
+    later). The policy (``validate.decide``) sets the credential findings aside for it."""
     if not pulls:
-        return kept  # nothing is pulled: no credentials to judge, now or later
+        return None
     registries = words_list(
         list(dict.fromkeys(p.ref.domain for p in pulls if p.ref is not None)), limit=3
     )
-    kept.append(
-        Finding(
-            check="pullSecrets",
-            subject=subject([p.container for p in pulls]),
-            problem=f'ServiceAccount "{account}" does not exist yet, so the pull secrets its '
-            f"pods will get are not known and credentials for {registries or 'its images'} "
-            "are not judged; its pods are judged when they are created",
-            short=f'ServiceAccount "{account}" does not exist yet: credentials are judged '
-            "when its pods are created",
-            fix=f"create ServiceAccount {account} before the workload (kubectl apply -f DIR "
-            "applies files in name order)",
-            advisory=True,
-        )
+    return Finding(
+        check="pullSecrets",
+        subject=subject([p.container for p in pulls]),
+        problem=f'ServiceAccount "{account}" does not exist yet, so the pull secrets its '
+        f"pods will get are not known and credentials for {registries or 'its images'} "
+        "are not judged; its pods are judged when they are created",
+        short=f'ServiceAccount "{account}" does not exist yet: credentials are judged '
+        "when its pods are created",
+        fix=f"create ServiceAccount {account} before the workload (kubectl apply -f DIR "
+        "applies files in name order)",
+        advisory=True,
     )
-    return kept
 
 
 #: Pull secrets read per pod: each one pullguard cannot find costs a direct read, and a pod
@@ -284,8 +326,8 @@ def pull_secret_findings(
     fatal = [f for f in findings if any(f is u for u in secrets.unparseable)]
     rest = [f for f in findings if not any(f is u for u in secrets.unparseable)]
     if fatal and any(p.ref is not None for p in pulls):
-        # Its fix comes first; the other secrets change nothing while it stays.
-        return fatal + [f.as_advisory() for f in rest]
+        # Certain (its evidence says so); the policy puts its fix first, the rest after.
+        return fatal + rest
     fatal = [
         f.as_advisory("; but no image of the pod is pulled (imagePullPolicy Never)") for f in fatal
     ]

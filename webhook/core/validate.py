@@ -44,8 +44,10 @@ Order of a decision:
 The spine: after the reference checks, each image the kubelet will pull is one
 :class:`~webhook.core.pullplan.ImagePull` (reference, place, pull policy, and, once the pod's
 secrets are read by ``secretcheck``, the credentials in the kubelet's order). ``secretcheck``
-and ``registrycheck`` read those pulls and return findings; the decision is the policy above
-(controller, pending ServiceAccount, each check's action) over the findings.
+and ``registrycheck`` read those pulls and return findings (advisory when not certain, with
+their evidence: a :class:`CheckFindings`); :func:`decide`, the one policy, turns them into
+the decision (a certain failure's fix first, pending ServiceAccount, controller, each check's
+action).
 
 Pure: the cluster is reached only through :class:`~webhook.core.cluster.ClusterView`.
 """
@@ -56,7 +58,13 @@ import fnmatch
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, replace
 
-from webhook.core.checks import WorkloadRef, check_pull_policy, check_reference, pod_owner
+from webhook.core.checks import (
+    SecretReads,
+    WorkloadRef,
+    check_pull_policy,
+    check_reference,
+    pod_owner,
+)
 from webhook.core.cluster import (
     ClusterUnavailable,
     ClusterView,
@@ -64,7 +72,13 @@ from webhook.core.cluster import (
     ReadOnce,
 )
 from webhook.core.config import CHECK_NAMES, Action, Config
-from webhook.core.findings import Finding, denial_message, describe_object, warning_lines
+from webhook.core.findings import (
+    UNPARSEABLE,
+    Finding,
+    denial_message,
+    describe_object,
+    warning_lines,
+)
 from webhook.core.mutate import as_written, preview_pod_spec, recorded_for
 from webhook.core.nodecreds import NodeCredentials, NodeCredentialView, ask_providers
 from webhook.core.podspec import (
@@ -76,7 +90,7 @@ from webhook.core.podspec import (
 )
 from webhook.core.pullplan import plan_pulls, subject
 from webhook.core.reference import Reference, parse_or_none
-from webhook.core.registry import RegistryView
+from webhook.core.registry import Outcome, RegistryView
 from webhook.core.registrycheck import (
     MAX_QUESTIONS,
     RegistryAnswers,
@@ -90,7 +104,7 @@ from webhook.core.registrycheck import (
 from webhook.core.review import AdmissionRequest, UserInfo
 from webhook.core.secretcheck import (
     MAX_PULL_SECRETS,
-    pending_account,
+    pending_account_finding,
     pull_secret_findings,
     read_pod_secrets,
 )
@@ -267,11 +281,15 @@ def validate(
     if not judged and not secrets_changed:
         return allow("unchanged")
 
-    actions, labels_unavailable = namespace_actions(config, namespace, cluster)
+    # An unreadable namespace label is not worth a warning on every request: the configured
+    # actions apply, and the reason is in the log and the "unavailable" metrics.
+    actions, _labels_unavailable = namespace_actions(config, namespace, cluster)
     if all(action is Action.OFF for action in actions.values()):
         return allow("mode-off")
-    # The mutation's preview and the checks read the pod's secrets once (rev23).
+    # The mutation's preview and the checks read the pod's secrets once (rev23), and parse
+    # them once: the preview's questions and the pullSecrets check share one set (reads).
     cluster = ReadOnce(cluster)
+    reads = SecretReads(cluster)
 
     # Before the preview adds any default secret: does the template name its own?
     lists_own_secrets = view.lists_pull_secrets
@@ -279,7 +297,9 @@ def validate(
         # Judge the template as its pods will be once the mutating webhook has run, and
         # name each image as the user wrote it.
         written = {c.pointer: c.image for c in view.containers}
-        view = preview_pod_spec(view, config, cluster, namespace, mirrors_down=mirrors_down)
+        view = preview_pod_spec(
+            view, config, cluster, namespace, mirrors_down=mirrors_down, reads=reads
+        )
         judged_keys = {(c.list_name, c.name) for c in judged}
         previewed = [as_written(c, written.get(c.pointer), config.mirrors) for c in view.containers]
         judged = [c for c in previewed if (c.list_name, c.name) in judged_keys]
@@ -339,6 +359,7 @@ def validate(
             namespace=namespace,
             lists_own_secrets=lists_own_secrets,
             existing=existing,
+            reads=reads,
         )
         if node is not None and wants_registry:
             nodes = ask_providers(
@@ -359,73 +380,71 @@ def validate(
             namespace=namespace,
         )
 
+    secret_findings: list[Finding] = []
     if actions["pullSecrets"] is not Action.OFF and pod is not None:
         if pod.secrets.unavailable is not None:
             unavailable["pullSecrets"] = pod.secrets.unavailable
-        findings.extend(
-            pull_secret_findings(
-                view,
-                pulls,
-                pod,
-                answers=asked.answers,
-                config=config,
-                namespace=namespace,
-                operation=request.operation,
-                owner=owner,
-            )
+        secret_findings = pull_secret_findings(
+            view,
+            pulls,
+            pod,
+            answers=asked.answers,
+            config=config,
+            namespace=namespace,
+            operation=request.operation,
+            owner=owner,
         )
-        findings.extend(pod.over_cap)
 
+    found_registry: list[Finding] = []
     if registry is None:
         for check in ("registry", "platform"):
             unavailable.setdefault(check, "no registry client in this engine run")
     else:
-        findings.extend(
-            registry_findings(
-                view,
-                pulls,
-                asked,
-                pod,
-                config,
-                cluster,
-                namespace,
-                unavailable,
-                blocked=any(f.check == "pullSecrets" and not f.advisory for f in findings),
-                running_pod=not view.is_template and request.operation == "UPDATE",
-                workload=workload,
-                owner=owner,
-                mirrors_down=frozenset() if view.is_template else mirrors_down,
-                providers=nodes,
-            )
+        found_registry = registry_findings(
+            view,
+            pulls,
+            asked,
+            pod,
+            config,
+            cluster,
+            namespace,
+            unavailable,
+            running_pod=not view.is_template and request.operation == "UPDATE",
+            workload=workload,
+            owner=owner,
+            mirrors_down=frozenset() if view.is_template else mirrors_down,
+            providers=nodes,
         )
         findings = served_is_no_typo(findings, asked.answers, pulls)
 
-    if pod is not None and pod.pending_account:
-        findings = pending_account(findings, pod.pending_account, pulls)
-
-    if wants_registry and registry is not None:
-        findings.extend(too_many_images(pulls, view))
-    findings.extend(over_entries)
-
-    # An ephemeral container (kubectl debug) is added by a person, never by the controller
-    # that made the pod: it is judged as a person's change, owner or not. An owner is
-    # trusted only when the API server says a controller sent the request (by_controller).
-    if (
-        made_by_controller(request.object)
-        and by_controller(request, config)
-        and request.sub_resource != "ephemeralcontainers"
-    ):
-        findings = [f if f.check in CERTAIN_CHECKS else f.as_advisory() for f in findings]
+    caps = too_many_images(pulls, view) if wants_registry and registry is not None else []
+    account = pod.pending_account if pod is not None else ""
+    found = CheckFindings(
+        references=findings,
+        secrets=secret_findings,
+        secrets_cap=pod.over_cap
+        if pod is not None and actions["pullSecrets"] is not Action.OFF
+        else [],
+        registry=found_registry,
+        caps=[*caps, *over_entries],
+        pending_account=account,
+        pending=pending_account_finding(account, pulls) if account else None,
+    )
 
     loud = frozenset({"reference", "pullSecrets", "pullPolicy"})
     if registry is not None:
         loud |= {"registry"}
-    decision = _decide(
+    decision = decide(
         request,
-        findings=findings,
+        found,
         actions=actions,
+        # An ephemeral container (kubectl debug) is added by a person, never by the
+        # controller that made the pod: it is judged as a person's change, owner or not. An
+        # owner is trusted only when the API server says a controller sent the request.
+        by_controller=made_by_controller(request.object)
+        and by_controller(request, config)
+        and request.sub_resource != "ephemeralcontainers",
         unavailable=unavailable,
-        labels_unavailable=labels_unavailable,
         loud=loud,
     )
     if actions["registry"] is Action.OFF:
@@ -435,6 +454,87 @@ def validate(
         not_checked=not_checked(pulls, asked.answers),
         image_platforms=image_platforms(pulls, asked.answers),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class CheckFindings:
+    """What the checks found about one object, before any policy: each finding says what its
+    check knows (advisory when not certain, its evidence). In the order a decision lists
+    them."""
+
+    references: list[Finding]
+    """``reference`` and ``pullPolicy``."""
+    secrets: list[Finding]
+    """``pullSecrets`` over the pulls (``secretcheck.pull_secret_findings``)."""
+    secrets_cap: list[Finding]
+    """More pull secrets listed than pullguard reads: never set aside (an unread secret
+    that does not parse fails every pull of the pod, FACTS.md)."""
+    registry: list[Finding]
+    """``registry`` and ``platform``, each with the registry's answer as evidence."""
+    caps: list[Finding]
+    """More images than pullguard asks about or judges."""
+    pending_account: str = ""
+    """A template's ServiceAccount that does not exist yet: its pull secrets are unknown."""
+    pending: Finding | None = None
+    """The finding that says so (``secretcheck.pending_account_finding``)."""
+
+
+def decide(
+    request: AdmissionRequest,
+    found: CheckFindings,
+    *,
+    actions: Mapping[str, Action],
+    by_controller: bool,
+    unavailable: Mapping[str, str],
+    loud: frozenset[str],
+) -> Decision:
+    """Policy over findings: which findings stand, and with which action.
+
+    1. *A certain failure's fix first.* A pull secret the kubelet cannot parse fails every
+       pull: the other pull-secret findings change nothing while it stays (warnings). A
+       pull-secret finding that denies makes a refusal by the registry repeat it: set aside.
+    2. *A pending ServiceAccount* (``kubectl apply -f dir/`` applies files in name order):
+       credentials are not judged; one warning says so instead of the coverage findings
+       (whose fix, a new secret, may not be needed), and refusals only warn (the account's
+       secrets may serve the pull), without their fix. The rest stands.
+    3. *A controller's object* (``by_controller``): only certain failures (``CERTAIN_CHECKS``)
+       may deny; its template was judged when a person applied it.
+    4. *Each check's action* (enforce, warn, off: the configuration or the namespace's mode
+       label): enforced findings deny, warned ones become warnings (:func:`_decide`)."""
+    secrets = found.secrets
+    if any(f.evidence == UNPARSEABLE and not f.advisory for f in secrets):
+        secrets = [f if f.evidence == UNPARSEABLE else f.as_advisory() for f in secrets]
+    registry = found.registry
+    if any(not f.advisory for f in (*secrets, *found.secrets_cap)):
+        registry = [f for f in registry if f.evidence != Outcome.UNAUTHORIZED]
+    findings = [*found.references, *secrets, *found.secrets_cap, *registry]
+    if found.pending_account:
+        findings = _pending_account(findings, found.pending_account)
+        if found.pending is not None:
+            findings.append(found.pending)
+    findings += found.caps
+    if by_controller:
+        findings = [f if f.check in CERTAIN_CHECKS else f.as_advisory() for f in findings]
+    return _decide(request, findings=findings, actions=actions, unavailable=unavailable, loud=loud)
+
+
+def _pending_account(findings: list[Finding], account: str) -> list[Finding]:
+    """``findings`` without the credential findings, and a refusal only a warning without
+    its fix (the account's warning says what to do), while ``account`` does not exist."""
+    return [
+        replace(
+            f.as_advisory(
+                f'; ServiceAccount "{account}" does not exist yet, and its '
+                "imagePullSecrets may serve the pull",
+                f' (ServiceAccount "{account}" does not exist yet)',
+            ),
+            fix="",
+        )
+        if f.cause == "unauthorized"
+        else f
+        for f in findings
+        if f.check != "pullSecrets"
+    ]
 
 
 # MAX_IMAGE_ENTRIES (podspec, shared with the mutating side): judging each entry (the typo
@@ -509,7 +609,6 @@ def _decide(
     findings: list[Finding],
     actions: Mapping[str, Action],
     unavailable: Mapping[str, str],
-    labels_unavailable: str | None,
     loud: frozenset[str],
 ) -> Decision:
     """``loud``: the checks whose "could not run" is worth a warning on the request (not the
@@ -538,9 +637,6 @@ def _decide(
     for check, why in unavailable.items():
         if actions[check] is not Action.OFF and check in loud:
             extra.append(f"pullguard: {check} check could not run: {why}")
-    # An unreadable namespace label is not worth a warning on every request: the configured
-    # actions apply, and the reason is in the log and the "unavailable" metrics.
-    del labels_unavailable
 
     subject = describe_object(
         request.kind, request.namespace, request.object_name, request.generate_name
