@@ -34,6 +34,13 @@ from tests.e2e.conftest import (
     pull_secret,
     set_config,
 )
+from tests.e2e.test_diagnose_audit import (
+    CONTAINERD_NOT_FOUND,
+    admitted_while_off,
+    failing_pod,
+    off,
+)
+from tests.e2e.test_diagnose_audit import pullguard as audit_cli
 from tests.integration.registries import push_image
 
 pytestmark = pytest.mark.e2e
@@ -302,3 +309,28 @@ def test_a_hanging_plugin_is_bounded_by_the_registry_budget(
     after = plane.apply(pod("after", ns, f"{providers.host}/node/app:1.0"), "--dry-run=server")
     assert after.ok, after.stderr
     assert "Warning" not in after.stderr, after.stderr
+
+
+def test_audit_and_diagnose_use_the_providers_the_configuration_names(
+    plane: ControlPlane, ns: str, providers: Providers, registries: E2ERegistries
+) -> None:
+    """Issue 24 item 6: the CLI reads the cluster's configuration, which names the providers,
+    and runs them with the caller's identity, so it gives admission's answer: a Deployment
+    of an image that exists has no finding, one of a tag never pushed would be denied, and
+    the kubelet's "not found" is confirmed by the live re-check (without the providers the
+    registry refuses pullguard's anonymous ask and nothing is confirmed)."""
+    host = providers.host
+    admitted_while_off(plane, ns, "broken", f"{host}/node/app:9.9")
+    admitted_while_off(plane, ns, "good", f"{host}/node/app:1.0")
+    audit = audit_cli(plane, registries, "audit", "-n", ns)
+    assert audit.returncode == 1, audit.stdout + audit.stderr
+    assert f"DENY Deployment {ns}/broken" in audit.stdout, audit.stdout
+    assert f"repository {host}/node/app has no tag '9.9'" in audit.stdout, audit.stdout
+    assert f"Deployment {ns}/good" not in audit.stdout, audit.stdout
+
+    off(plane, ns)
+    image = f"{host}/node/app:1.1"
+    failing_pod(plane, ns, "web", image, CONTAINERD_NOT_FOUND.format(image=image))
+    diagnosed = audit_cli(plane, registries, "diagnose", "web", "-n", ns)
+    assert diagnosed.returncode == 0, diagnosed.stdout + diagnosed.stderr
+    assert "[not_found, confirmed]" in diagnosed.stdout, diagnosed.stdout

@@ -196,3 +196,21 @@ def test_a_provider_that_hung_through_the_budget_is_named_in_the_warning() -> No
     assert "the review's time budget was spent" in finding.problem
     spent = "not asked: the review's time budget was spent"
     assert decision.not_checked == ((IMAGE, spent), ("other.example/side:1.0", spent))
+
+
+def test_a_provider_that_needs_the_pods_service_account_token_warns_never_denies() -> None:
+    """Issue 24 item 5 (KEP-4412 tokenAttributes): pullguard does not mint the pod's
+    ServiceAccount tokens, so the edge gives this answer without running the plugin
+    (tests/integration/test_credential_plugins.py); at admission it is a warning that says
+    so, never a denial, even with the registry refusing the anonymous pull."""
+    why = (
+        "it asks for the pod's ServiceAccount token (tokenAttributes): "
+        "pullguard cannot act as the pod's ServiceAccount"
+    )
+    answer = [ProviderAnswer("corp-provider", error=why)]
+    decision = judge(IMAGE, Providers({f"{HOST}/team/app": answer}))
+    assert decision.allowed, decision.message
+    assert any(
+        f"credential provider corp-provider failed for {IMAGE}: {why}" in w
+        for w in decision.warnings
+    ), decision.warnings
