@@ -324,3 +324,56 @@ def test_in_cluster_audit_component_is_read_only_but_events(tmp_path: Path) -> N
             assert obj["metadata"]["labels"]["app.kubernetes.io/name"] == "pullguard"
     container = by_kind(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]
     assert "--audit-interval=3600" in container["args"]
+
+
+def test_credential_providers_component_mounts_what_its_two_keys_name(tmp_path: Path) -> None:
+    """Issue 24 item 7: the provider config (a ConfigMap) and the plugins (an emptyDir an
+    initContainer fills from the image the admin names) are mounted read-only where the two
+    config keys the component's comment gives point; those keys are valid configuration,
+    and the sample document is one pullguard (and the kubelet) accepts."""
+    import re
+
+    from webhook.core.config import load_config_text
+    from webhook.core.credprovider import load_provider_config_text
+
+    component = ROOT / "deploy" / "components" / "credential-providers"
+    objects = _with_component(tmp_path, "credential-providers")
+    for obj in objects:
+        if obj["apiVersion"].startswith(BUILT_IN_GROUPS):
+            kubernetes_validate.validate(obj, SCHEMA_VERSION, strict=True)
+    configmap = next(
+        o
+        for o in objects
+        if o["kind"] == "ConfigMap"
+        and o["metadata"]["name"].startswith("pullguard-credential-providers")
+    )
+    assert configmap["metadata"]["namespace"] == by_kind(objects, "Namespace")["metadata"]["name"]
+    config = load_provider_config_text(configmap["data"]["credential-providers.yaml"])
+    assert [p.name for p in config.providers] == ["ecr-credential-provider"]
+
+    comment = (component / "kustomization.yaml").read_text()
+    keys = dict(re.findall(r"#\s+(imageCredentialProvider\w+): (\S+)", comment))
+    assert set(keys) == {"imageCredentialProviderConfig", "imageCredentialProviderBinDir"}
+    document = yaml.safe_load((ROOT / "deploy" / "base" / "config.yaml").read_text())
+    document["registry"].update(keys)
+    settings = load_config_text(yaml.safe_dump(document)).registry
+    assert settings.image_credential_provider_config == keys["imageCredentialProviderConfig"]
+
+    pod = by_kind(objects, "Deployment")["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    (main,) = [c for c in pod["containers"] if c["name"] == "pullguard"]
+    mounts = {m["mountPath"]: m for m in main["volumeMounts"]}
+    config_dir, config_file = keys["imageCredentialProviderConfig"].rsplit("/", 1)
+    assert config_file in configmap["data"]
+    assert mounts[config_dir]["readOnly"] is True
+    assert (
+        volumes[mounts[config_dir]["name"]]["configMap"]["name"] == (configmap["metadata"]["name"])
+    )
+    bin_dir = keys["imageCredentialProviderBinDir"]
+    assert mounts[bin_dir]["readOnly"] is True
+    assert "emptyDir" in volumes[mounts[bin_dir]["name"]]
+    (init,) = pod["initContainers"]
+    assert init["image"] == "credential-provider-binaries"  # the admin's images: entry
+    assert init["command"][-1].rstrip("/") == bin_dir
+    assert {m["mountPath"] for m in init["volumeMounts"]} == {bin_dir}
+    assert not any("hostPath" in v for v in pod["volumes"])

@@ -116,3 +116,66 @@ def test_an_ok_under_registry_says_what_it_could_not_ask_and_why(
     (ok,) = [line for line in refused.stdout.splitlines() if line.startswith("ok: ")]
     assert "; registry not asked: 127.0.0.1 is a loopback address" in ok, ok
     assert "resolves to 127.0.0.1 is" not in refused.stdout
+
+
+#: A kubelet credential provider plugin speaking the real JSON: the private registry's login.
+PLUGIN = f"""#!{sys.executable}
+import json, sys
+request = json.load(sys.stdin)
+print(json.dumps({{
+    "kind": "CredentialProviderResponse",
+    "apiVersion": "credentialprovider.kubelet.k8s.io/v1",
+    "cacheKeyType": "Registry",
+    "auth": {{request["image"].split("/")[0]: {{"username": "user", "password": "pass"}}}},
+}}))
+"""
+
+
+def test_check_asks_with_the_credential_providers_the_configuration_names(
+    registries: tuple[Registry, Registry], tmp_path: Path
+) -> None:
+    """Issue 24 item 6: a CI pipeline with cloud credentials gets admission's answer. The
+    providers' credentials are pullguard's own (the pipeline's identity), so check sends
+    them: an image that exists is ok with nothing "not asked", a tag never pushed denies."""
+    _, private = registries
+    push_image(private, "team/node-check", "1.0")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    plugin = bin_dir / "fake-ecr-credential-provider"
+    plugin.write_text(PLUGIN)
+    plugin.chmod(0o755)
+    (tmp_path / "providers.yaml").write_text(
+        "apiVersion: kubelet.config.k8s.io/v1\nkind: CredentialProviderConfig\nproviders:\n"
+        f'  - name: fake-ecr-credential-provider\n    matchImages: ["{private.host}"]\n'
+        '    defaultCacheDuration: "1m"\n'
+        "    apiVersion: credentialprovider.kubelet.k8s.io/v1\n"
+    )
+    (tmp_path / "pod.yaml").write_text(manifest(f"{private.host}/team/node-check:1.0"))
+    (tmp_path / "missing.yaml").write_text(manifest(f"{private.host}/team/node-check:9.9"))
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "registry:\n  allowPrivateNetworks: true\n"
+        f"  imageCredentialProviderConfig: {tmp_path / 'providers.yaml'}\n"
+        f"  imageCredentialProviderBinDir: {bin_dir}\n"
+    )
+
+    def run(name: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [
+                *(sys.executable, "-m", "webhook", "check", "-f", str(tmp_path / name)),
+                *("--config", str(config), "--registry"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            env=checkout_env(SSL_CERT_FILE=str(private.ca)),
+        )
+
+    served = run("pod.yaml")
+    assert served.returncode == 0, served.stdout + served.stderr
+    assert served.stdout.startswith("ok: Pod team-a/app (") and "not asked" not in served.stdout
+    assert "warning" not in served.stdout, served.stdout
+    missing = run("missing.yaml")
+    assert missing.returncode == 1, missing.stdout + missing.stderr
+    assert f"repository {private.host}/team/node-check has no tag '9.9'" in missing.stdout

@@ -159,3 +159,58 @@ def test_providers_are_not_asked_when_the_registry_check_is_off() -> None:
         request(pod(spec)), config, cluster_with(), registry=ByCredential(set()), node=providers
     )
     assert providers.asked == []
+
+
+class BudgetSpent:
+    """A registry asked after the providers spent the review's budget (a plugin that hung
+    until its deadline): it answers as the edge's deadline view does."""
+
+    def ask(
+        self, questions: Sequence[Question], budget: float, tenant: str = ""
+    ) -> Mapping[Question, Answer]:
+        spent = Answer(Outcome.NOT_ASKED, "the review's time budget was spent")
+        return dict.fromkeys(questions, spent)
+
+
+def test_a_provider_that_hung_through_the_budget_is_named_in_the_warning() -> None:
+    """A plugin killed at the budget leaves no time to ask the registry: the warning names
+    the provider and why (not only "the registry check could not run"), and still says the
+    registry was not asked (nothing claims it refused)."""
+    answer = [ProviderAnswer("corp-provider", error="no answer within 1.8 s")]
+    # a second image after it, as in a pod of several containers
+    spec = pod_spec(container("web", IMAGE), container("side", "other.example/side:1.0"))
+    decision = validate(
+        request(pod(spec)),
+        CONFIG,
+        cluster_with(),
+        registry=BudgetSpent(),
+        node=Providers({f"{HOST}/team/app": answer}),
+    )
+    assert decision.allowed, decision.message
+    assert any(
+        f"credential provider corp-provider failed for {IMAGE}: no answer within 1.8 s" in w
+        for w in decision.warnings
+    ), decision.warnings
+    (finding,) = [f for f in decision.findings if "corp-provider" in f.problem]
+    assert "refused" not in finding.problem
+    assert "the review's time budget was spent" in finding.problem
+    spent = "not asked: the review's time budget was spent"
+    assert decision.not_checked == ((IMAGE, spent), ("other.example/side:1.0", spent))
+
+
+def test_a_provider_that_needs_the_pods_service_account_token_warns_never_denies() -> None:
+    """Issue 24 item 5 (KEP-4412 tokenAttributes): pullguard does not mint the pod's
+    ServiceAccount tokens, so the edge gives this answer without running the plugin
+    (tests/integration/test_credential_plugins.py); at admission it is a warning that says
+    so, never a denial, even with the registry refusing the anonymous pull."""
+    why = (
+        "it asks for the pod's ServiceAccount token (tokenAttributes): "
+        "pullguard cannot act as the pod's ServiceAccount"
+    )
+    answer = [ProviderAnswer("corp-provider", error=why)]
+    decision = judge(IMAGE, Providers({f"{HOST}/team/app": answer}))
+    assert decision.allowed, decision.message
+    assert any(
+        f"credential provider corp-provider failed for {IMAGE}: {why}" in w
+        for w in decision.warnings
+    ), decision.warnings

@@ -10,10 +10,13 @@ The registry is not asked unless ``--registry`` is given: an "ok" then says so, 
 never pushed or a private image is judged only at admission. With ``--registry`` the
 registries are asked anonymously (``--cluster-state`` credentials are redacted): a refusal
 is reported as not judged, never as a denial, since the pod's real secrets may serve it.
+When the configuration names kubelet credential providers
+(``registry.imageCredentialProviderConfig``), ``--registry`` runs them as admission does,
+with the caller's own cloud identity, and asks with their credentials.
 
 Exit status: 1 when anything would be denied, else 2 when a file could not be read, else 0.
-Must not: contact a cluster (state comes from ``--cluster-state``); send any credential
-(it has none: a state file's are redacted). Reading and judging are
+Must not: contact a cluster (state comes from ``--cluster-state``); send any credential but
+the credential providers' (a state file's are redacted). Reading and judging are
 :mod:`webhook.compose.offline`; this module parses the arguments and prints the results.
 """
 
@@ -27,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from webhook.cli.options import SubParsers
+from webhook.compose.livecheck import live_providers
 from webhook.compose.offline import (
     anonymous_registry,
     documents,
@@ -35,6 +39,7 @@ from webhook.compose.offline import (
     offline_config,
 )
 from webhook.core.config import ConfigError
+from webhook.core.nodecreds import NodeCredentialView
 from webhook.core.registry import RegistryView
 
 #: What an offline "ok" adds when the registry was not asked (issue 22: a bare "ok" for a
@@ -97,13 +102,15 @@ def cmd_check(args: argparse.Namespace) -> int:
         return 2
     cluster = offline_cluster(args.cluster_state)
     registry: RegistryView | None = None
+    node: NodeCredentialView | None = None
     if args.registry:
         registry = anonymous_registry(config)
+        node = live_providers(config)
     errors: list[str] = []
     results: list[dict[str, Any]] = []
     for document in documents(args.paths, errors):
         metadata = document.obj.get("metadata") or {}
-        decision = judge(document.obj, args.namespace, config, cluster, registry)
+        decision = judge(document.obj, args.namespace, config, cluster, registry, node=node)
         if decision.reason == "unsupported":
             continue
         results.append(

@@ -3,8 +3,8 @@ audit`` scan, run by the webhook on an interval, so a secret that expired or a t
 deleted is seen before a pod restart needs it.
 
 Each pass lists the workloads and the Pods no controller made, judges them with the live
-configuration, the webhook's cluster caches and its registry client (each distinct image
-asked once per pass), and publishes:
+configuration, the webhook's cluster caches, its registry client (each distinct image
+asked once per pass) and its credential providers, and publishes:
 
 - ``pullguard_audit_findings{namespace,check,action}``: findings of the last pass (gauges,
   set at the end of each pass; a series whose findings went away drops to 0);
@@ -32,6 +32,7 @@ from webhook.compose import livecheck
 from webhook.compose.scan import in_scope, scan, tally
 from webhook.core.cluster import ClusterView
 from webhook.core.config import Config
+from webhook.core.nodecreds import NodeCredentialView
 from webhook.core.registry import RegistryView
 from webhook.core.validate import Decision
 
@@ -56,8 +57,11 @@ class InClusterAudit:
         *,
         not_ready: Callable[[], list[str]] = list,
         own_namespace: str = "",
+        node: NodeCredentialView | None = None,
     ) -> None:
         self.kube = kube
+        self.node = node
+        """The webhook's own credential providers (their cache shared with admission)."""
         self.own_namespace = own_namespace
         """pullguard's own namespace: exempt at admission, so never judged here either."""
         self.not_ready = not_ready
@@ -82,6 +86,7 @@ class InClusterAudit:
             self.cluster,
             registry,
             own_namespace=self.own_namespace,
+            node=self.node,
         )
         offending: list[tuple[str, Decision]] = []  # (namespace, decision)
         seen: dict[str, str] = {}

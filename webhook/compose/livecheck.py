@@ -5,7 +5,10 @@ The configuration is ``--config FILE``, else the cluster's own ``pullguard-confi
 (``--pullguard-namespace``), else the embedded default. ``audit`` judges with it as it is
 (what admission would do today); ``diagnose`` with :func:`everything_on` (nothing hidden).
 The registry client is the webhook's, with every answer remembered for the run, so each
-distinct image is asked once however many objects use it.
+distinct image is asked once however many objects use it. The kubelet's credential providers
+the configuration names (``registry.imageCredentialProviderConfig``) are run as admission
+runs them (:func:`live_providers`), with the caller's own cloud identity, so ``check``,
+``diagnose`` and ``audit`` give admission's answer.
 
 Composition only: I/O comes from ``webhook.edge`` (the API server through
 :mod:`webhook.edge.kubereads`), deciding stays in ``webhook.core``. Must not: parse arguments
@@ -24,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from webhook.core.cluster import ClusterView
 from webhook.core.config import CHECK_NAMES, Action, Checks, Config, load_config_text
+from webhook.core.nodecreds import NodeCredentialView
 from webhook.core.registry import Answer, Question, RegistryView
 from webhook.core.review import AdmissionRequest
 from webhook.core.validate import Decision, validate
@@ -118,6 +122,22 @@ def live_registry(config: Config) -> RunMemo:
     )
 
 
+def live_providers(config: Config) -> NodeCredentialView | None:
+    """The credential providers ``config`` names, read once for the run (``None``: it names
+    none). A document that cannot be used is logged with every problem, and every image then
+    gets that provider failure (a refusal warns, as at admission before a good document)."""
+    from webhook.edge.credproviders import LiveProviders
+
+    settings = config.registry
+    path = settings.image_credential_provider_config
+    bin_dir = settings.image_credential_provider_bin_dir
+    if path is None or bin_dir is None:
+        return None
+    providers = LiveProviders(lambda: (path, bin_dir))
+    providers.poll_once()
+    return providers
+
+
 def judge(
     kind: str,
     obj: Mapping[str, Any],
@@ -126,9 +146,11 @@ def judge(
     registry: RegistryView,
     *,
     own_namespace: str = "",
+    node: NodeCredentialView | None = None,
 ) -> Decision:
     """The validating decision on ``obj`` as if it were created now. ``own_namespace``:
-    pullguard's own, exempt at admission as it is here."""
+    pullguard's own, exempt at admission as it is here. ``node``: the credential providers
+    (:func:`live_providers`), tried after the pod's secrets as at admission."""
     metadata = obj.get("metadata") or {}
     request = AdmissionRequest(
         uid="pullguard-cli",
@@ -149,6 +171,7 @@ def judge(
         own_namespace=own_namespace,
         user_verified=True,
         existing=True,
+        node=node,
     )
 
 

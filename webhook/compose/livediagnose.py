@@ -37,6 +37,7 @@ from webhook.core.keyring import (
     SecretFormatError,
     parse_pull_secret,
 )
+from webhook.core.nodecreds import NodeCredentialView
 from webhook.core.registry import RegistryView
 
 if TYPE_CHECKING:
@@ -179,24 +180,33 @@ def diagnose_pods(
     config = livecheck.everything_on(config)
     cluster = kube.cluster_view()
     registry = livecheck.live_registry(config)
+    node = livecheck.live_providers(config)
     pods = pods_in_scope(kube, pod=pod, namespace=namespace, all_namespaces=all_namespaces)
     results = []
     for found in pods:
-        diagnosed = diagnose_one(kube, found, config, cluster, registry)
+        diagnosed = diagnose_one(kube, found, config, cluster, registry, node=node)
         if diagnosed:
             results.append((found["metadata"]["namespace"], found["metadata"]["name"], diagnosed))
     return results
 
 
 def diagnose_one(
-    kube: Kube, pod: dict[str, Any], config: Config, cluster: ClusterView, registry: RegistryView
+    kube: Kube,
+    pod: dict[str, Any],
+    config: Config,
+    cluster: ClusterView,
+    registry: RegistryView,
+    *,
+    node: NodeCredentialView | None = None,
 ) -> list[ContainerDiagnosis]:
     meta = pod["metadata"]
     events = kube.pod_events(meta["namespace"], meta["name"])
     if not failing_containers(pod, events):
         return []
-    node = str((pod.get("spec") or {}).get("nodeName") or "")
-    decision = livecheck.judge("Pod", pod, config, _ScheduledNode(cluster, node), registry)
+    node_name = str((pod.get("spec") or {}).get("nodeName") or "")
+    decision = livecheck.judge(
+        "Pod", pod, config, _ScheduledNode(cluster, node_name), registry, node=node
+    )
     unavailable = [
         f"{check}: {result}"
         for check, result in decision.outcomes.items()

@@ -8,8 +8,10 @@ configuration. A file that cannot be read or parsed is reported and the others g
 
 Files are read by :mod:`webhook.edge.manifestfiles`, a state file by
 :mod:`webhook.edge.statefile`, the registry asked by :mod:`webhook.edge.registry`.
-Must not: contact a cluster; send any credential (a state file's are redacted, and
-:class:`Anonymous` strips the rest).
+Must not: contact a cluster; send any credential of the pods' (a state file's are redacted,
+and :class:`Anonymous` strips the rest). The credential providers the configuration names
+run with the caller's own identity, and their credentials are sent, as admission sends
+pullguard's.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import yaml
 from webhook.core.cluster import ClusterView
 from webhook.core.config import DEFAULT_CONFIG, Config, load_config_text
 from webhook.core.mutate import mutate
+from webhook.core.nodecreds import NodeCredentialView, provider_of
 from webhook.core.registry import Answer, Outcome, Question, RegistryView
 from webhook.core.review import AdmissionRequest
 from webhook.core.validate import Decision, validate
@@ -43,9 +46,11 @@ class Document:
 
 
 class Anonymous:
-    """The registry asked without credentials (check has none: a state file's are redacted).
-    A refusal is not a fact about the pod, whose real secrets may serve the image: it is
-    reported as not judged."""
+    """The registry asked without the pod's credentials (check has none: a state file's are
+    redacted). A refusal is not a fact about the pod, whose real secrets may serve the
+    image: it is reported as not judged. The credential providers' credentials stay: they
+    are the run's own identity (the CI pipeline's cloud role), as at admission pullguard's;
+    a refusal of those is the providers' warning, as at admission."""
 
     def __init__(self, inner: RegistryView) -> None:
         self.inner = inner
@@ -53,12 +58,18 @@ class Anonymous:
     def ask(
         self, questions: Sequence[Question], budget: float, tenant: str = ""
     ) -> Mapping[Question, Answer]:
-        bare = {q: replace(q, credentials=()) for q in questions}
+        bare = {
+            q: replace(
+                q,
+                credentials=tuple(c for c in q.credentials if provider_of(c.source) is not None),
+            )
+            for q in questions
+        }
         got = self.inner.ask(list(dict.fromkeys(bare.values())), budget, tenant)
         out = {}
         for question, asked in bare.items():
             answer = got[asked]
-            if answer.outcome is Outcome.UNAUTHORIZED:
+            if answer.outcome is Outcome.UNAUTHORIZED and not asked.credentials:
                 answer = Answer(
                     Outcome.NOT_ASKED,
                     f"{question.registry} wants credentials, and check has none",
@@ -98,9 +109,12 @@ def judge(
     config: Config,
     cluster: ClusterView,
     registry: RegistryView | None = None,
+    *,
+    node: NodeCredentialView | None = None,
 ) -> Decision:
     """The decision the cluster would reach for a CREATE of ``obj``: mutated, then validated.
-    A dry-run, as nothing is created: default secrets are judged by their source."""
+    A dry-run, as nothing is created: default secrets are judged by their source. ``node``:
+    the credential providers the configuration names, as at admission."""
     metadata = obj.get("metadata") or {}
     request = AdmissionRequest(
         uid="offline",
@@ -116,7 +130,7 @@ def judge(
     mutation = mutate(request, config, cluster)
     if mutation.patch:
         request = replace(request, object=jsonpatch.apply_patch(obj, mutation.patch))
-    return validate(request, config, cluster, registry=registry, user_verified=True)
+    return validate(request, config, cluster, registry=registry, user_verified=True, node=node)
 
 
 def anonymous_registry(config: Config) -> Anonymous:

@@ -24,6 +24,7 @@ from webhook.compose import livecheck
 from webhook.core.cluster import ClusterView
 from webhook.core.config import Action, Config
 from webhook.core.findings import Finding
+from webhook.core.nodecreds import NodeCredentialView
 from webhook.core.registry import RegistryView
 from webhook.core.validate import Decision, made_by_controller
 
@@ -79,15 +80,17 @@ def scan(
     *,
     own_namespace: str = "",
     progress: Callable[[int], None] | None = None,
+    node: NodeCredentialView | None = None,
 ) -> Scan:
-    """Each object of ``found`` judged; ``progress(n)`` before the n-th (1-based)."""
+    """Each object of ``found`` judged; ``progress(n)`` before the n-th (1-based);
+    ``node``: the credential providers, as at admission."""
     result = Scan()
     for index, (kind, document) in enumerate(found, 1):
         if progress is not None:
             progress(index)
         result.scanned = index
         decision = livecheck.judge(
-            kind, document, config, cluster, registry, own_namespace=own_namespace
+            kind, document, config, cluster, registry, own_namespace=own_namespace, node=node
         )
         if decision.reason == "exempt":
             namespace = str((document.get("metadata") or {}).get("namespace") or "")
@@ -130,5 +133,6 @@ def audit_cluster(
         livecheck.live_registry(config),
         own_namespace=pullguard_namespace,
         progress=None if progress is None else (lambda index: progress(index, total)),
+        node=livecheck.live_providers(config),
     )
     return source, result

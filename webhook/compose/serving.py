@@ -225,6 +225,7 @@ def _serve(options: ServeArguments, leadership: Leadership) -> int:
                 metrics,
                 not_ready=audit_waits,
                 own_namespace=options.namespace or "",
+                node=providers,
             )
             leadership.add(
                 "in-cluster audit",

@@ -307,17 +307,24 @@ def _provider_refused(container: Container, ref: Reference, answer: Answer) -> F
 
 
 def provider_failed_finding(
-    container: Container, ref: Reference, provider: str, why: str
+    container: Container, ref: Reference, provider: str, why: str, *, not_asked: str = ""
 ) -> Finding:
     """A credential provider that gave no credentials for an image: a warning naming it and
-    why (the nodes run their own; pullguard cannot tell what they get)."""
+    why (the nodes run their own; pullguard cannot tell what they get). ``not_asked``: why
+    the registry was then not asked at all (a plugin that hung spent the review's budget);
+    empty when the registry refused the pull without the provider's credentials."""
+    registry = (
+        f"the registry was not asked ({not_asked})"
+        if not_asked
+        else f"without them {ref.domain} refused the pull"
+    )
     return Finding.for_container(
         "registry",
         container,
-        cause="unauthorized",
+        cause="unknown" if not_asked else "unauthorized",
         problem=f"credential provider {provider} gave pullguard no credentials for "
-        f"{container.shown_image!r}: {why}; without them {ref.domain} refused the pull, and "
-        "the nodes run the provider themselves, so pullguard cannot tell whether they can pull it",
+        f"{container.shown_image!r}: {why}; {registry}, and the nodes run the provider "
+        "themselves, so pullguard cannot tell whether they can pull it",
         short=f"credential provider {provider} failed for {ref.familiar}: {why}",
         fix=f"see pullguard's log for the provider's stderr, and check that {provider} runs "
         "in pullguard's pod as on the nodes",

@@ -245,9 +245,15 @@ def registry_findings(  # noqa: PLR0917 - one call site, every argument named th
                     findings.append(finding)
                 continue
             failed = providers.failures(ref.name) if providers is not None else ()
-            if failed and answer.outcome is Outcome.UNAUTHORIZED:
+            if failed and answer.outcome in (Outcome.UNAUTHORIZED, Outcome.NOT_ASKED):
+                # A refusal without the provider's credentials, or no registry asked at all (a
+                # hanging plugin spent the budget): the provider's failure is the cause to name.
+                # A registry not asked stays "not checked" too (above): nothing was settled.
+                why_unasked = answer.detail if answer.outcome is Outcome.NOT_ASKED else ""
                 findings.extend(
-                    provider_failed_finding(container, ref, f.provider, f.error or "")
+                    provider_failed_finding(
+                        container, ref, f.provider, f.error or "", not_asked=why_unasked
+                    )
                     for f in failed
                 )
                 continue
