@@ -357,3 +357,38 @@ def test_the_api_servers_pool_is_not_cut_by_a_kubelet_probe(bounded: Server) -> 
     print(f"\n{answered[0]} reviews answered; pool connections closed by the server: {closed}")
     print(f"probes: {probes}")
     assert not closed, f"{len(closed)} of the API server's pooled connections closed"
+
+
+def test_half_sent_bodies_on_32_connections_never_shed_real_reviews(one_worker: Server) -> None:
+    """Finding 8. The body budget is reserved a piece ahead of the bytes received, the next
+    piece as large as what has come (``edge.app._read_body``): a body declaring 1 MiB (not a
+    large one: it counts against the whole 32 MiB) that has sent 512 KiB holds 1 MiB. 34
+    connections (the default bound is 1,000: no pressure) that each send 512 KiB of a 1 MiB
+    body at once and then nothing hold the whole budget for the 5 s request deadline, and
+    reconnect: about 3.5 MiB/s of an attacker's bandwidth. docs/reliability.md: "a client
+    that really sends 45 MiB at once still takes the budget, as it takes the bandwidth"."""
+    head = (
+        b"POST /validate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 1048576\r\n\r\n"
+    )
+    half = b" " * (512 * 1024 + 1)
+    context = _context(one_worker)
+
+    def half_a_body(attack: _Attack) -> None:
+        raw = socket.create_connection(("127.0.0.1", one_worker.port), timeout=10)
+        with context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+            attack.count_opened()
+            tls.sendall(head + half)
+            tls.settimeout(10)
+            with contextlib.suppress(OSError):
+                while not attack.stop.is_set() and tls.recv(4096):
+                    pass  # the 400 at the request deadline, or a 429: open another
+
+    with _Attack(34, half_a_body) as attack:
+        attack.wait_until(lambda: attack.opened >= 34)
+        time.sleep(0.5)  # every half body is in
+        results = [_review_as_the_api_server_sends_it(one_worker) for _ in range(3)]
+        opened = attack.opened
+    print(f"\n34 half-sent 1 MiB bodies ({opened} opened): {results}")
+    late = _late(results)
+    assert not late, f"{len(late)} of {len(results)} real reviews not answered in time"
