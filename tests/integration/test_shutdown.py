@@ -6,7 +6,10 @@ the API server applies the failurePolicy to it. Driven with raw TLS sockets so t
 are provably in flight (headers and half the body sent) when the signal lands.
 
 What it guards: gunicorn's master kills a worker that is still busy once ``graceful_timeout``
-has passed; with a budget of 0 this test fails ("closed before the response headers").
+has passed; with a budget of 0 this test fails ("closed before the response headers"). And
+the other way: idle keep-alive connections (the API server keeps some in its pool) are closed
+at once on SIGTERM, as nginx does, so the pod exits as soon as the reviews in flight are
+answered instead of when the graceful timeout runs out (they waited 25 s for it).
 """
 
 from __future__ import annotations
@@ -23,6 +26,11 @@ from tests.conftest import REVIEWS, Server, load_review, start_server
 
 #: Reviews provably in flight when SIGTERM lands: headers and half of each body sent.
 IN_FLIGHT = 16
+#: ``ServeOptions.graceful_timeout``: what the worker may take at most.
+GRACEFUL_SECONDS = 25
+#: Well under that: idle connections are closed within the worker's quarter-second sweep
+#: and it exits at its next check (every second), seconds more on a loaded machine.
+CLOSED_WITHIN = 12
 
 
 def _read_response(tls: ssl.SSLSocket) -> tuple[int, dict[str, str], bytes]:
@@ -55,6 +63,7 @@ def test_sigterm_answers_every_review_in_flight(tmp_path: Path) -> None:
     server = start_server(tmp_path)
     review: dict[str, Any] = load_review(REVIEWS / "pod-create-plain.json")["body"]
     connections = []
+    connections_idle: list[ssl.SSLSocket] = []
     bodies = []
     try:
         for index in range(IN_FLIGHT):
@@ -68,8 +77,16 @@ def test_sigterm_answers_every_review_in_flight(tmp_path: Path) -> None:
             tls.sendall(head + body[: len(body) // 2])
             connections.append(tls)
             bodies.append(body)
+        # Idle when SIGTERM lands: a keep-alive connection between two requests, and one
+        # that finished the handshake and sent nothing yet.
+        kept_alive = _open(server)
+        head = "GET /healthz HTTP/1.1\r\nHost: pullguard\r\n\r\n"
+        kept_alive.sendall(head.encode())
+        assert _read_response(kept_alive)[0] == 200
+        connections_idle += [kept_alive, _open(server)]
         time.sleep(0.5)  # every request is now being read by the server
         server.process.send_signal(signal.SIGTERM)
+        signalled = time.monotonic()
         time.sleep(0.5)  # the worker is stopping: no new connections, in-flight ones go on
         for tls, body in zip(connections, bodies, strict=True):
             tls.sendall(body[len(body) // 2 :])
@@ -81,7 +98,13 @@ def test_sigterm_answers_every_review_in_flight(tmp_path: Path) -> None:
             assert json.loads(payload)["response"]["uid"] == f"in-flight-{index}"
             answered.append(index)
         assert answered == list(range(IN_FLIGHT))
+        # Then every connection, answered or idle, is closed by the server (an end of file),
+        # long before the graceful timeout, and the server exits.
+        for tls in connections + connections_idle:
+            tls.settimeout(max(0.1, signalled + CLOSED_WITHIN - time.monotonic()))
+            assert tls.recv(1) == b""
         assert server.process.wait(timeout=30) == 0
+        assert time.monotonic() - signalled < GRACEFUL_SECONDS
         # Stopped for good: new connections are refused.
         try:
             _open(server).close()
@@ -89,7 +112,7 @@ def test_sigterm_answers_every_review_in_flight(tmp_path: Path) -> None:
         except OSError:
             pass
     finally:
-        for tls in connections:
+        for tls in connections + connections_idle:
             tls.close()
         if server.process.poll() is None:
             server.process.kill()

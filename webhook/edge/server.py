@@ -29,7 +29,10 @@ the capacity to answer the API server; and each connection still has deadlines:
   and only as many as they alone are past the bound, idle keep-alive connections of clients
   that complete requests (docs/reliability.md says what this defends and what it does not).
 - a request pipelined behind another, or the rest of a body the app did not read, is held
-  to the request deadline too, not to the keep-alive time.
+  to the request deadline too, not to the keep-alive time;
+- on SIGTERM, every idle connection is closed at once (nginx's graceful shutdown): the
+  requests in flight are answered, and the worker does not wait out the graceful timeout
+  for the connections the API server keeps idle in its pool.
 
 Client certificates (``serve --client-ca``): the handshake asks for one and verifies any
 that is presented against that CA (a certificate from another CA fails the handshake); a
@@ -530,6 +533,14 @@ def _gevent_worker_class() -> type:
             finally:
                 secure.close()
 
+        def handle_exit(self, sig: Any, frame: Any) -> None:
+            """SIGTERM: stop as gunicorn does, and close idle connections (see
+            :meth:`IdleConnections.close_idle_for_exit`). Only a flag here, in the signal
+            handler; the worker's sweep greenlet does the closing."""
+            super().handle_exit(sig, frame)
+            if hasattr(self, "idle_pool"):
+                self.idle_pool.stopping = True
+
         def handle_request(self, listener_name: Any, req: Any, sock: Any, addr: Any) -> bool:
             import gevent
 
@@ -634,6 +645,8 @@ class IdleConnections:
         self.cut = 0
         self._logged = 0.0
         self._sweeping = False
+        #: Set on SIGTERM: the sweep closes idle connections (:meth:`close_idle_for_exit`).
+        self.stopping = False
 
     def opened(self) -> None:
         """A new connection was accepted: make room while the worker is near its bound."""
@@ -651,9 +664,21 @@ class IdleConnections:
         while True:
             gevent.sleep(self.SWEEP_SECONDS)
             try:
+                if self.stopping:
+                    self.close_idle_for_exit()
                 self.make_room()
             except Exception:  # never let the sweep die; the next accept tries again
                 log.exception("closing idle connections failed")
+
+    def close_idle_for_exit(self) -> None:
+        """The worker is stopping (SIGTERM): close every idle connection, before its first
+        request or between two, as nginx does at a graceful shutdown, and (called by the
+        sweep) each one that goes idle after its answer. Without it the worker waited for
+        them until the graceful timeout (25 s): the API server keeps idle connections in its
+        pool. A request under way, or whose bytes are in, is never closed: it is answered,
+        with ``Connection: close``, and gunicorn ends the connection after it."""
+        for connection in list(self.connections):
+            connection.close_if_idle()
 
     def make_room(self) -> None:
         """Make room while near the bound. First, every connection that has had an answer
