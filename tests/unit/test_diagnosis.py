@@ -28,6 +28,20 @@ def failing(message: str, reason: str = "ImagePullBackOff", **extra: Any) -> dic
     return obj
 
 
+def failing_image(image: str, message: str) -> dict[str, Any]:
+    """Pod web-1 whose container "web" of ``image`` is in ImagePullBackOff with ``message``."""
+    obj = pod(pod_spec(container("web", image)), name="web-1")
+    obj["status"] = {
+        "containerStatuses": [
+            {
+                "name": "web",
+                "state": {"waiting": {"reason": "ImagePullBackOff", "message": message}},
+            }
+        ]
+    }
+    return obj
+
+
 def finding(cause: str, problem: str, check: str = "registry") -> Finding:
     return Finding(check, 'container "web"', problem, fix="the fix", cause=cause)
 
@@ -440,3 +454,27 @@ def test_a_failing_pull_from_ecr_starts_with_the_nodes_pull_rights() -> None:
             '[{"name":"regcred-123456789012-dkr-ecr-eu-west-1-amazonaws-com"}]}}}}\''
         )
     )
+
+
+def test_a_docker_hub_short_names_secret_fix_is_for_docker_hub() -> None:
+    # rev22 F13: a Deployment's pod of acme/private-app:1.0 (Docker Hub, org "acme")
+    # refused, and the live re-check could not run. The fix's host was the image's text
+    # before its first "/": `kubectl create secret docker-registry regcred-acme
+    # --docker-server=acme ...`, a secret the kubelet never matches to a docker.io pull.
+    # The host is the reference parser's (the DNS, TLS and connection fixes name it too).
+    image = "acme/private-app:1.0"
+    text = (
+        'failed to pull and unpack image "docker.io/acme/private-app:1.0": failed to resolve '
+        'reference "docker.io/acme/private-app:1.0": unexpected status from HEAD request to '
+        "https://registry-1.docker.io/v2/acme/private-app/manifests/1.0: 401 Unauthorized"
+    )
+    (found,) = diagnose(
+        failing_image(image, text),
+        [],
+        [],
+        live_note="registry: unavailable",
+        workload=Workload("Deployment", "web"),
+    )
+    (fix,) = found.fixes
+    assert "--docker-server=acme " not in fix, fix
+    assert "docker.io" in fix, fix

@@ -264,29 +264,3 @@ def test_rev22_audit_that_could_not_read_secrets_does_not_say_nothing() -> None:
     )
     assert "nothing would be denied or warned" not in text, text
     assert result.not_checked, "exit 0: nothing counted as not checked"
-
-
-def test_rev22_a_docker_hub_short_names_secret_fix_is_for_docker_hub() -> None:
-    # A Deployment's pod of acme/private-app:1.0 (Docker Hub, org "acme") refused, and the
-    # live re-check could not run (the registry not reachable from where diagnose runs):
-    # the fix's host is the image's text before its first "/", so it prints
-    # `kubectl create secret docker-registry regcred-acme --docker-server=acme ...` and
-    # patches that in. The kubelet matches no registry "acme" for docker.io: run as
-    # printed, the pod keeps failing. (The DNS, TLS and connection fixes take the same
-    # host: "check the registry host 'acme' for a typo".)
-    image = "acme/private-app:1.0"
-    text = (
-        'failed to pull and unpack image "docker.io/acme/private-app:1.0": failed to resolve '
-        'reference "docker.io/acme/private-app:1.0": unexpected status from HEAD request to '
-        "https://registry-1.docker.io/v2/acme/private-app/manifests/1.0: 401 Unauthorized"
-    )
-    (found,) = diagnose(
-        failing(image, text),
-        [],
-        [],
-        live_note="registry: unavailable",
-        workload=Workload("Deployment", "web"),
-    )
-    (fix,) = found.fixes
-    assert "--docker-server=acme " not in fix, fix
-    assert "docker.io" in fix, fix

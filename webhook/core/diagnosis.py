@@ -602,7 +602,13 @@ _JOB_GENERATED_LABELS = (
 
 
 def _host(image: str) -> str:
-    """The registry host of an image as the fixes name it."""
+    """The registry host of an image as the fixes name it, as the runtime reads it
+    (:mod:`webhook.core.reference`): ``acme/app`` and ``nginx`` are on ``docker.io``, not
+    on a registry "acme" (the kubelet would match no secret for "acme" to a Docker Hub
+    pull). A reference that does not parse keeps its text before the first ``/``."""
+    ref = parse_or_none(image)
+    if ref is not None and ref.domain:
+        return ref.domain
     return image.split("/", 1)[0] if "/" in image else "docker.io"
 
 
