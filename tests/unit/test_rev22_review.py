@@ -66,42 +66,6 @@ def test_rev22_no_typo_warning_for_a_registry_that_answered_with_a_refusal() -> 
     assert not any("gcr.io" in w for w in decision.warnings), decision.warnings
 
 
-RATE_LIMITED = (
-    'failed to pull and unpack image "{image}": failed to copy: httpReadSeeker: failed open: '
-    "unexpected status code https://{api}/v2/team/app/manifests/sha256:abc: 429 Too Many "
-    "Requests - Server message: toomanyrequests: retry-after: 0"
-)
-
-
-def test_rev22_a_rate_limit_on_another_registry_gets_no_docker_hub_login() -> None:
-    # ghcr.io (or quay.io, registry.k8s.io, public.ecr.aws, a company registry) answering
-    # 429: the fix creates a Docker Hub secret (--docker-server=https://index.docker.io/v1/)
-    # and attaches it to the ServiceAccount. The kubelet never sends it to ghcr.io: the
-    # printed fix runs and changes nothing.
-    image = "ghcr.io/team/app:1.0"
-    obj = failing(image, RATE_LIMITED.format(image=image, api="ghcr.io"))
-    (found,) = diagnose(obj, [], [], workload=Workload("Deployment", "web"))
-    (fix,) = found.fixes
-    assert "index.docker.io" not in fix, fix
-
-
-def test_rev22_a_docker_hub_rate_limit_confirmed_live_still_ends_with_the_command() -> None:
-    # Issue 22 item 3: a rate limit's fix is the Docker Hub secret attached to the
-    # ServiceAccount (or a mirror). That is what diagnose prints when it could not re-check;
-    # when pullguard's own HEAD is rate limited too (the usual case: one NAT address for
-    # the cluster), the live finding confirms and its words replace the command:
-    # "pull through a mirror (mirrors in the pullguard config), or authenticate the pulls
-    # with an imagePullSecret". Nothing to run.
-    image = "nginx:1.25"
-    text = RATE_LIMITED.format(image="docker.io/library/nginx:1.25", api="registry-1.docker.io")
-    obj = failing(image, text)
-    registry = FixedRegistry({"docker.io/library/nginx:1.25": Answer(Outcome.RATE_LIMITED)})
-    live = validate(request(obj), DEFAULT, cluster_with(), registry=registry).findings
-    (found,) = diagnose(obj, [], live, workload=Workload("Deployment", "web"))
-    assert found.verdict == "confirmed"
-    assert any("kubectl " in fix for fix in found.fixes), found.fixes
-
-
 def _appended_texts(module: str, method: str) -> list[str]:
     """The literal parts of every ``X.<method>(...)`` string in ``module``."""
     tree = ast.parse((ROOT / module).read_text())

@@ -371,6 +371,9 @@ def _use(
             fix = f"use image {meant.group(1)!r}: {fixer.set_image(container, meant.group(1))}"
         elif finding.check == "pullPolicy" and " Never " in finding.problem:
             fix = f"{fix}: {fixer.set_pull_policy(container)}"
+        elif finding.cause == Cause.RATE_LIMITED.value:
+            # The check's words name no registry and no command (admission's warning).
+            fix = fixer.rate_limit(container)
         elif finding.cause == "platform" and finding.placement is not None:
             fix = f"{fix}; to keep the pods on nodes with a build of it: "
             fix += fixer.place(finding.placement.fields())
@@ -548,6 +551,36 @@ class _Fixer:
             f"{self.workload.kind} {made} a new one)"
         )
 
+    def rate_limit(self, container: Container) -> str:
+        """A rate limit's fix, for the registry that answered 429: Docker Hub's login
+        (``dockerhub``, on the ServiceAccount) only for a Docker Hub image; for another
+        registry a secret with a login of that registry (the kubelet sends a secret only to
+        the registry its key names), or, when the pod already presents one, the retry."""
+        mirror = "pull through a mirror (mirrors in the pullguard configuration)"
+        host = _host(container.image)
+        if host == "docker.io":
+            return (
+                f"{mirror}, or authenticate the pulls (Docker Hub allows more to a login): "
+                f"{self.docker_hub_login()}"
+            )
+        ref = parse_or_none(container.image)
+        logged_in = ref is not None and any(
+            credential.source.rpartition("/")[2] in self.secrets
+            for credential in lookup(self.credentials, ref.name)
+        )
+        if logged_in or cloud_registry(host) is not None:
+            return (
+                f"the registry {host} limits the pulls of the login the pods present: {mirror}, "
+                "or raise the limit there; the kubelet retries with a back-off of up to 5 "
+                f"minutes; {self.retry()}"
+            )
+        name = secret_name_for(host)
+        secret = self.secret_for(container, create_secret_command(name, self.namespace, host), name)
+        return (
+            f"{mirror}, or authenticate the pulls to {host} (a registry limits anonymous "
+            f"pulls first; a Docker Hub login is never sent to {host}): {secret}"
+        )
+
     def docker_hub_login(self) -> str:
         """A ``dockerhub`` secret, and where the next pods get it: the ServiceAccount when
         the pod's list is its account's (the API server copies the account's secrets only
@@ -573,7 +606,7 @@ class _Fixer:
             again = self.retry().removeprefix("to retry now: ")
         return (
             f"{create} && kubectl patch serviceaccount {account} "
-            f"-n {self.namespace} --type=merge -p {q(body)}; then recreate the pods: {again}"
+            f"-n {self.namespace} --type=merge -p {q(body)} && {again}"
         )
 
 
@@ -655,11 +688,7 @@ def _fixes_for(
             f"in namespace {namespace}: {create_secret_command('NAME', namespace, host)}"
         ],
         Cause.INVALID_NAME: [f"correct the reference: {fixer.set_image(container, 'IMAGE')}"],
-        Cause.RATE_LIMITED: [
-            "authenticate the pulls (Docker Hub allows more to a login): "
-            f"{fixer.docker_hub_login()}; or pull through a mirror (mirrors in the "
-            "pullguard configuration)"
-        ],
+        Cause.RATE_LIMITED: [fixer.rate_limit(container)],
         Cause.DNS: [
             f"check the registry host {host!r} for a typo, and set the image meant: "
             f"{fixer.set_image(container, 'IMAGE')}; or resolve it{on_node}"
