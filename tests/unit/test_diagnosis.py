@@ -573,3 +573,15 @@ def test_a_mirrored_pods_set_image_fix_keeps_the_image_as_the_user_wrote_it() ->
     (found,) = diagnose(obj, [], live, workload=Workload("Deployment", "web"))
     assert any("nginx:1.25" in fix for fix in found.fixes), found.fixes
     assert not any("mirror.example.com" in fix for fix in found.fixes), found.fixes
+
+
+def test_a_debugged_bare_pods_retry_drops_its_ephemeral_containers() -> None:
+    # rev22 F1, the retry route: `kubectl get pod -o yaml | kubectl replace --force` of a
+    # pod with a kubectl debug container deletes it, and the create is refused.
+    obj = failing(AMBIGUOUS)
+    obj["spec"]["ephemeralContainers"] = [{"name": "debugger", "image": "busybox"}]
+    (found,) = diagnose(obj, [], [])
+    assert found.fixes[0].endswith(
+        "to retry now: kubectl patch pod web-1 -n team-a --type=merge --dry-run=client -o "
+        """yaml -p '{"spec":{"ephemeralContainers":null}}' | kubectl replace --force -f -"""
+    ), found.fixes
