@@ -868,3 +868,217 @@ def test_a_never_pull_fix_names_the_container_not_the_pods_index(
         "-p", json.dumps(status), check=True,
     )  # fmt: skip
     run_printed(plane, _fix(plane, registries, ns, meshed))
+
+
+def waiting(name: str, image: str, message: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "image": image,
+        "imageID": "",
+        "ready": False,
+        "restartCount": 0,
+        "state": {"waiting": {"reason": "ImagePullBackOff", "message": message}},
+    }
+
+
+def set_status(plane: ControlPlane, ns: str, name: str, status: dict[str, Any]) -> None:
+    plane.kubectl(
+        "patch",
+        "pod",
+        name,
+        "-n",
+        ns,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps({"status": {"phase": "Pending", **status}}),
+        check=True,
+    )
+
+
+def debug_container(plane: ControlPlane, ns: str, name: str, image: str) -> None:
+    """What ``kubectl debug POD --image=IMAGE --target=app -c debugger`` writes."""
+    body = {
+        "spec": {
+            "ephemeralContainers": [
+                {"name": "debugger", "image": image, "targetContainerName": "app"}
+            ]
+        }
+    }
+    plane.kubectl(
+        "patch",
+        "pod",
+        name,
+        "-n",
+        ns,
+        "--subresource=ephemeralcontainers",
+        "--type=strategic",
+        "-p",
+        json.dumps(body),
+        check=True,
+    )
+
+
+def test_a_bare_pods_debug_container_fix_does_not_delete_the_pod(
+    plane: ControlPlane, ns: str, registries: E2ERegistries
+) -> None:
+    # rev22 F1: kubectl debug on a bare pod with an image from a private registry. The
+    # printed fix recreated the pod with `kubectl patch --dry-run=client -o yaml | kubectl
+    # replace --force -f -`, whose yaml held spec.ephemeralContainers, which a create
+    # refuses ("cannot be set on create"): replace --force had already deleted the pod. The
+    # recreate drops them (set to null in the patch), then debugs again with the secret.
+    off(plane, ns)
+    push_image(registries.public, "team/fx-app", "1.0")
+    plane.apply(pod("bare", ns, f"{registries.public.host}/team/fx-app:1.0"), check=True)
+    private = f"{registries.private.host}/team/fx-debug:1.0"
+    push_image(registries.private, "team/fx-debug", "1.0")
+    debug_container(plane, ns, "bare", private)
+    message = CONTAINERD_AMBIGUOUS.format(image=private)
+    set_status(
+        plane, ns, "bare", {"ephemeralContainerStatuses": [waiting("debugger", private, message)]}
+    )
+    result = pullguard(plane, registries, "diagnose", "bare", "-n", ns)
+    assert result.returncode == 0, result.stderr
+    (fix,) = fix_lines(result.stdout)
+    try:
+        run_printed(plane, fix, USER="user", PASSWORD="pass")
+    finally:
+        still = plane.kubectl("get", "pod", "bare", "-n", ns)
+        assert still.returncode == 0, f"the pod was deleted by the printed fix:\n{fix}"
+    recreated = plane.get_json("pod", "bare", "-n", ns)["spec"]
+    (secret,) = recreated["imagePullSecrets"]
+    assert secret["name"].startswith("regcred-127-0-0-1-"), recreated
+    (debugger,) = recreated["ephemeralContainers"]
+    assert (debugger["name"], debugger["image"]) == ("debugger", private), debugger
+    assert debugger.get("targetContainerName") == "app", debugger
+
+
+def test_a_debug_containers_missing_tag_fix_runs_as_printed(
+    plane: ControlPlane, ns: str, registries: E2ERegistries
+) -> None:
+    # rev22 F2: kubectl debug with a tag that was never pushed: the fix was `kubectl set
+    # image pod/bare debugger=...` ("unable to find container named debugger"). An
+    # ephemeral container's image cannot be changed (not by an update of the pod, not
+    # through the ephemeralcontainers subresource): the fix is another `kubectl debug`
+    # with the tag meant, under a new name (the failing one stays).
+    off(plane, ns)
+    push_image(registries.public, "team/fx-tool", "1.0")
+    plane.apply(pod("bare", ns, f"{registries.public.host}/team/fx-tool:1.0"), check=True)
+    missing = f"{registries.public.host}/team/fx-tool:1.1"
+    debug_container(plane, ns, "bare", missing)
+    message = CONTAINERD_NOT_FOUND.format(image=missing)
+    set_status(
+        plane, ns, "bare", {"ephemeralContainerStatuses": [waiting("debugger", missing, message)]}
+    )
+    result = pullguard(plane, registries, "diagnose", "bare", "-n", ns)
+    assert result.returncode == 0, result.stderr
+    (fix,) = fix_lines(result.stdout)
+    run_printed(plane, fix)
+    added = plane.get_json("pod", "bare", "-n", ns)["spec"]["ephemeralContainers"]
+    meant = f"{registries.public.host}/team/fx-tool:1.0"
+    assert [(c["name"], c["image"]) for c in added] == [
+        ("debugger", missing),
+        ("debugger-2", meant),
+    ], added
+
+
+def test_a_cronjobs_stuck_job_is_fixed_by_what_is_printed(
+    plane: ControlPlane, ns: str, registries: E2ERegistries
+) -> None:
+    # rev22 F3: a CronJob's Job whose pod is stuck on a tag never pushed: the fix was
+    # `kubectl set image cronjob/nightly ...` alone. The stuck Job keeps its template and
+    # its pod keeps failing (a Job never replaces a Pending pod); with concurrencyPolicy Forbid the
+    # CronJob starts no new Job while it is active, so the fix as printed fixed nothing
+    # until someone deleted the Job. It now deletes the Job and runs it again.
+    off(plane, ns)
+    push_image(registries.public, "team/fx-nightly", "1.0")
+    missing = f"{registries.public.host}/team/fx-nightly:1.1"
+    cronjob = {
+        "apiVersion": "batch/v1",
+        "kind": "CronJob",
+        "metadata": {"name": "nightly", "namespace": ns},
+        "spec": {
+            "schedule": "0 0 1 1 *",
+            "concurrencyPolicy": "Forbid",
+            "jobTemplate": {
+                "spec": {
+                    "template": {
+                        "spec": {
+                            "restartPolicy": "Never",
+                            "containers": [{"name": "app", "image": missing}],
+                        }
+                    }
+                }
+            },
+        },
+    }
+    plane.apply(json.dumps(cronjob), check=True)
+    plane.kubectl("create", "job", "nightly-1", "--from=cronjob/nightly", "-n", ns, check=True)
+    selector = "job-name=nightly-1"
+    wait_for(
+        lambda: jsonpath(plane, "pods", "-n", ns, "-l", selector, path="{.items[*].metadata.name}"),
+        60,
+        "the Job's pod",
+    )
+    name = jsonpath(plane, "pods", "-n", ns, "-l", selector, path="{.items[0].metadata.name}")
+    mark_failing(plane, ns, name, missing, CONTAINERD_NOT_FOUND.format(image=missing))
+    result = pullguard(plane, registries, "diagnose", name, "-n", ns)
+    assert result.returncode == 0, result.stderr
+    (fix,) = fix_lines(result.stdout)
+    run_printed(plane, fix)
+    # What is stuck must be fixed: the Job that is running (or its pod), not only the next.
+    jobs = plane.get_json("jobs", "-n", ns)["items"]
+    stuck = [
+        j["metadata"]["name"]
+        for j in jobs
+        if j["spec"]["template"]["spec"]["containers"][0]["image"] == missing
+    ]
+    pods = plane.get_json("pods", "-n", ns, "-l", selector)["items"]
+    still = [p["metadata"]["name"] for p in pods if p["spec"]["containers"][0]["image"] == missing]
+    assert not (stuck and still), (
+        f"after the printed fix\n{fix}\nJob(s) {stuck} still run {missing} in pod(s) {still}"
+    )
+    (again,) = plane.get_json("job", "nightly-1", "-n", ns)["spec"]["template"]["spec"][
+        "containers"
+    ]
+    assert again["image"] == f"{registries.public.host}/team/fx-nightly:1.0", again
+
+
+def test_two_private_registries_fixes_run_in_order_keep_both_secrets(
+    plane: ControlPlane, ns: str, registries: E2ERegistries
+) -> None:
+    # rev22 F4: a pod with two containers on two registries that need credentials (here the same
+    # registry under two names, 127.0.0.1:PORT and localhost:PORT): diagnose prints one fix
+    # per container, each a merge patch of imagePullSecrets computed from the pod's list as
+    # it is now. Run in the order printed, the second replaces the list the first wrote,
+    # so the first container's secret is dropped and that container fails again.
+    off(plane, ns)
+    port = registries.private.host.rsplit(":", 1)[1]
+    push_image(registries.private, "team/fx-a", "1.0")
+    push_image(registries.private, "team/fx-b", "1.0")
+    first = f"127.0.0.1:{port}/team/fx-a:1.0"
+    second = f"localhost:{port}/team/fx-b:1.0"
+    body = json.loads(pod("two", ns, first))
+    body["spec"]["containers"].append({"name": "side", "image": second})
+    plane.apply(json.dumps(body), check=True)
+    set_status(
+        plane,
+        ns,
+        "two",
+        {
+            "containerStatuses": [
+                waiting("app", first, CONTAINERD_AMBIGUOUS.format(image=first)),
+                waiting("side", second, CONTAINERD_AMBIGUOUS.format(image=second)),
+            ]
+        },
+    )
+    result = pullguard(plane, registries, "diagnose", "two", "-n", ns)
+    assert result.returncode == 0, result.stderr
+    fixes = fix_lines(result.stdout)
+    assert len(fixes) == 2, result.stdout
+    for fix in fixes:
+        run_printed(plane, fix, USER="user", PASSWORD="pass")
+    listed = [s["name"] for s in plane.get_json("pod", "two", "-n", ns)["spec"]["imagePullSecrets"]]
+    assert len(listed) == 2, f"after both fixes as printed the pod lists only {listed}:\n" + (
+        "\n".join(fixes)
+    )

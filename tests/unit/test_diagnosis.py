@@ -5,12 +5,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.unit.builders import container, image_volume, pod, pod_spec
+from tests.unit.builders import cluster_with, container, image_volume, pod, pod_spec, request
+from webhook.core.config import load_config_text
 from webhook.core.diagnosis import Workload, diagnose, failing_containers, render_text
 from webhook.core.findings import Finding
 from webhook.core.keyring import Credential
 from webhook.core.pullfailure import Cause
+from webhook.core.registry import Answer, FixedRegistry, Outcome
+from webhook.core.validate import validate
 
+DEFAULT = load_config_text("{}\n")
 IMAGE = "registry.example.com/team/app:1.0"
 AMBIGUOUS = (
     'failed to pull and unpack image "registry.example.com/team/app:1.0": pull access denied, '
@@ -23,6 +27,20 @@ def failing(message: str, reason: str = "ImagePullBackOff", **extra: Any) -> dic
     obj["status"] = {
         "containerStatuses": [
             {"name": "web", "state": {"waiting": {"reason": reason, "message": message}}}
+        ]
+    }
+    return obj
+
+
+def failing_image(image: str, message: str, **extra: Any) -> dict[str, Any]:
+    """Pod web-1 whose container "web" of ``image`` is in ImagePullBackOff with ``message``."""
+    obj = pod(pod_spec(container("web", image), **extra), name="web-1")
+    obj["status"] = {
+        "containerStatuses": [
+            {
+                "name": "web",
+                "state": {"waiting": {"reason": "ImagePullBackOff", "message": message}},
+            }
         ]
     }
     return obj
@@ -141,7 +159,8 @@ def test_a_correction_settles_the_cause_the_grouping_uses() -> None:
 
 def test_a_rate_limit_ends_with_the_login_on_the_service_account() -> None:
     owned = Workload("Deployment", "web", "builder", ("regcred",))
-    (found,) = diagnose(failing("429 Too Many Requests: toomanyrequests"), [], [], workload=owned)
+    hub = failing_image("nginx:1.25", "429 Too Many Requests: toomanyrequests")
+    (found,) = diagnose(hub, [], [], workload=owned)
     (fix,) = found.fixes
     assert (
         "kubectl create secret docker-registry dockerhub -n team-a "
@@ -391,7 +410,8 @@ def test_a_rate_limit_fix_reaches_a_pod_that_lists_its_own_secrets() -> None:
     """rev22 F9: the API server adds a ServiceAccount's secrets only to a pod that lists
     none; a pod (template) with its own list gets ``dockerhub`` in that list."""
     owned = Workload("Deployment", "web", "default", ())
-    (found,) = diagnose(failing(RATE_LIMITED, secrets=["noport"]), [], [], workload=owned)
+    hub = failing_image("nginx:1.25", RATE_LIMITED, secrets=["noport"])
+    (found,) = diagnose(hub, [], [], workload=owned)
     (fix,) = found.fixes
     assert "kubectl patch serviceaccount" not in fix, fix
     assert (
@@ -400,7 +420,7 @@ def test_a_rate_limit_fix_reaches_a_pod_that_lists_its_own_secrets() -> None:
         '[{"name":"noport"},{"name":"dockerhub"}]}}}}\'' in fix
     ), fix
     # A bare pod's list came with it (its account's, copied at creation): recreated with it.
-    (bare,) = diagnose(failing(RATE_LIMITED, secrets=["regcred"]), [], [])
+    (bare,) = diagnose(failing_image("nginx:1.25", RATE_LIMITED, secrets=["regcred"]), [], [])
     assert '"imagePullSecrets":[{"name":"regcred"},{"name":"dockerhub"}]' in bare.fixes[0]
     assert "| kubectl replace --force -f -" in bare.fixes[0]
 
@@ -408,10 +428,16 @@ def test_a_rate_limit_fix_reaches_a_pod_that_lists_its_own_secrets() -> None:
 def test_a_rate_limit_login_on_the_service_account_recreates_the_pods() -> None:
     """The account's list reaches only pods created after the patch."""
     owned = Workload("Deployment", "web", "builder", ("regcred",))
-    (found,) = diagnose(failing(RATE_LIMITED, secrets=["regcred"]), [], [], workload=owned)
+    hub = failing_image("nginx:1.25", RATE_LIMITED, secrets=["regcred"])
+    (found,) = diagnose(hub, [], [], workload=owned)
     (fix,) = found.fixes
     assert "kubectl patch serviceaccount builder -n team-a" in fix, fix
-    assert "then recreate the pods: kubectl rollout restart deployment/web -n team-a" in fix
+    # Then the pods recreated, chained: words between two commands ("; then recreate the
+    # pods: ...") made bash refuse the whole line (rev22 F12: a fix runs as printed).
+    assert fix.endswith(
+        """-p '{"imagePullSecrets":[{"name":"regcred"},{"name":"dockerhub"}]}' """
+        "&& kubectl rollout restart deployment/web -n team-a"
+    ), fix
 
 
 def test_a_failing_pull_from_ecr_starts_with_the_nodes_pull_rights() -> None:
@@ -440,3 +466,122 @@ def test_a_failing_pull_from_ecr_starts_with_the_nodes_pull_rights() -> None:
             '[{"name":"regcred-123456789012-dkr-ecr-eu-west-1-amazonaws-com"}]}}}}\''
         )
     )
+
+
+def test_a_docker_hub_short_names_secret_fix_is_for_docker_hub() -> None:
+    # rev22 F13: a Deployment's pod of acme/private-app:1.0 (Docker Hub, org "acme")
+    # refused, and the live re-check could not run. The fix's host was the image's text
+    # before its first "/": `kubectl create secret docker-registry regcred-acme
+    # --docker-server=acme ...`, a secret the kubelet never matches to a docker.io pull.
+    # The host is the reference parser's (the DNS, TLS and connection fixes name it too).
+    image = "acme/private-app:1.0"
+    text = (
+        'failed to pull and unpack image "docker.io/acme/private-app:1.0": failed to resolve '
+        'reference "docker.io/acme/private-app:1.0": unexpected status from HEAD request to '
+        "https://registry-1.docker.io/v2/acme/private-app/manifests/1.0: 401 Unauthorized"
+    )
+    (found,) = diagnose(
+        failing_image(image, text),
+        [],
+        [],
+        live_note="registry: unavailable",
+        workload=Workload("Deployment", "web"),
+    )
+    (fix,) = found.fixes
+    assert "--docker-server=acme " not in fix, fix
+    assert "docker.io" in fix, fix
+
+
+RATE_LIMITED_AT = (
+    'failed to pull and unpack image "{image}": failed to copy: httpReadSeeker: failed open: '
+    "unexpected status code https://{api}/v2/team/app/manifests/sha256:abc: 429 Too Many "
+    "Requests - Server message: toomanyrequests: retry-after: 0"
+)
+
+
+def test_a_rate_limit_on_another_registry_gets_no_docker_hub_login() -> None:
+    # rev22 F11: ghcr.io (or quay.io, registry.k8s.io, a company registry) answering 429:
+    # the fix created a Docker Hub secret (--docker-server=https://index.docker.io/v1/) on
+    # the ServiceAccount, which the kubelet never sends to ghcr.io. The login is ghcr.io's.
+    image = "ghcr.io/team/app:1.0"
+    obj = failing_image(image, RATE_LIMITED_AT.format(image=image, api="ghcr.io"))
+    (found,) = diagnose(obj, [], [], workload=Workload("Deployment", "web"))
+    (fix,) = found.fixes
+    assert "index.docker.io" not in fix, fix
+    assert "--docker-server=ghcr.io " in fix, fix
+    assert fix.endswith(
+        """-p '{"spec":{"template":{"spec":{"imagePullSecrets":[{"name":"regcred-ghcr-io"}]}}}}'"""
+    ), fix
+
+
+def test_a_docker_hub_rate_limit_confirmed_live_still_ends_with_the_command() -> None:
+    # rev22 F12, issue 22 item 3: a rate limit's fix is the Docker Hub secret attached to the
+    # ServiceAccount (or a mirror). That is what diagnose prints when it could not re-check;
+    # when pullguard's own HEAD is rate limited too (the usual case: one NAT address for
+    # the cluster), the live finding confirms and its words replace the command:
+    # "pull through a mirror (mirrors in the pullguard config), or authenticate the pulls
+    # with an imagePullSecret". Nothing to run.
+    image = "nginx:1.25"
+    text = RATE_LIMITED_AT.format(image="docker.io/library/nginx:1.25", api="registry-1.docker.io")
+    obj = failing_image(image, text)
+    registry = FixedRegistry({"docker.io/library/nginx:1.25": Answer(Outcome.RATE_LIMITED)})
+    live = validate(request(obj), DEFAULT, cluster_with(), registry=registry).findings
+    (found,) = diagnose(obj, [], live, workload=Workload("Deployment", "web"))
+    assert found.verdict == "confirmed"
+    (fix,) = found.fixes
+    assert "--docker-server=https://index.docker.io/v1/" in fix, fix
+    assert fix.endswith("&& kubectl rollout restart deployment/web -n team-a"), fix
+
+
+def test_a_mirrored_pods_set_image_fix_keeps_the_image_as_the_user_wrote_it() -> None:
+    # rev22 F14: a Deployment's pod of nginx:1.2, rewritten by the webhook to the Docker Hub
+    # mirror. The live finding names the image as written ('nginx:1.2', tags include
+    # '1.25'), but the fix sets the mirror's reference on the Deployment:
+    # `kubectl set image deployment/web web=mirror.example.com/library/nginx:1.25`. The
+    # template then names the mirror itself: pullguard no longer falls back to docker.io
+    # when the mirror is down (README "Mirrors"), a mirror removed from the configuration
+    # still gets the pulls, and the manifest in git no longer matches. The tag meant is to
+    # be set on the image as written: web=nginx:1.25 (the webhook rewrites it again).
+    import jsonpatch
+
+    from webhook.core.mutate import mutate
+
+    config = load_config_text("mirrors: [{registry: docker.io, mirror: mirror.example.com}]\n")
+    written = pod(pod_spec(container("web", "nginx:1.2")), name="web-1")
+    patch = mutate(request(written), config, cluster_with()).patch
+    obj = jsonpatch.apply_patch(written, patch)
+    image = obj["spec"]["containers"][0]["image"]
+    assert image == "mirror.example.com/library/nginx:1.2"
+    obj["status"] = {
+        "containerStatuses": [
+            {
+                "name": "web",
+                "state": {
+                    "waiting": {
+                        "reason": "ImagePullBackOff",
+                        "message": f"rpc error: code = NotFound desc = failed to pull and unpack "
+                        f'image "{image}": failed to resolve reference "{image}": {image}: not '
+                        "found",
+                    }
+                },
+            }
+        ]
+    }
+    missing = Answer(Outcome.NOT_FOUND, tags=("1.25",), repository_exists=True)
+    registry = FixedRegistry({image: missing, "docker.io/library/nginx:1.2": missing})
+    live = validate(request(obj), config, cluster_with(), registry=registry, existing=True).findings
+    (found,) = diagnose(obj, [], live, workload=Workload("Deployment", "web"))
+    assert any("nginx:1.25" in fix for fix in found.fixes), found.fixes
+    assert not any("mirror.example.com" in fix for fix in found.fixes), found.fixes
+
+
+def test_a_debugged_bare_pods_retry_drops_its_ephemeral_containers() -> None:
+    # rev22 F1, the retry route: `kubectl get pod -o yaml | kubectl replace --force` of a
+    # pod with a kubectl debug container deletes it, and the create is refused.
+    obj = failing(AMBIGUOUS)
+    obj["spec"]["ephemeralContainers"] = [{"name": "debugger", "image": "busybox"}]
+    (found,) = diagnose(obj, [], [])
+    assert found.fixes[0].endswith(
+        "to retry now: kubectl patch pod web-1 -n team-a --type=merge --dry-run=client -o "
+        """yaml -p '{"spec":{"ephemeralContainers":null}}' | kubectl replace --force -f -"""
+    ), found.fixes

@@ -5,7 +5,8 @@ The messages are read from the code itself, so a new or reworded one fails this 
 the reference has it: each finding's ``problem`` (the sentence of a denial or warning; a
 variable's every assignment in the function), each note :meth:`Finding.as_advisory` appends,
 each warning line the core writes itself (``pullguard: ...``), each cause ``diagnose``
-names (``CAUSE_WORDS``), and the notes ``check`` and ``audit`` print. A placeholder is the
+names (``CAUSE_WORDS``) and the evidence and fix sentences it writes itself
+(:func:`diagnose_sentences`), and the notes ``check`` and ``audit`` print. A placeholder is the
 name of what fills it: ``{name}``, ``{shown_image}``, ``{why}``; a computed part is ``{…}``.
 """
 
@@ -153,6 +154,7 @@ def templates_in_code() -> set[str]:
                     text = render(value)
                     if text is not None and text.strip("{…}") and text != "{problem}":
                         found.add(text)
+    found |= diagnose_sentences()
     # Only texts with words of their own (not "  {image}", a list's indentation).
     return {t for t in found if re.search(r"[a-z]", _unfilled(t))}
 
@@ -236,3 +238,49 @@ def test_every_message_in_the_code_is_in_the_reference_and_back() -> None:
     stale = sorted(reference - code)
     assert not missing, "messages the reference lacks:\n" + "\n".join(missing)
     assert not stale, "reference entries no code prints:\n" + "\n".join(stale)
+
+
+#: The module whose own sentences ``pullguard diagnose`` prints beside the findings'.
+DIAGNOSIS = SOURCES / "core" / "diagnosis.py"
+
+
+def diagnose_sentences() -> set[str]:
+    """The evidence and fix sentences :mod:`webhook.core.diagnosis` writes itself (rev22
+    F18): every string appended to (or extended into) a diagnosis's ``evidence`` or
+    ``fixes``, and each ``said=`` that introduces a live finding's words. A computed tail
+    (``+ f.problem...``) is ``{…}``."""
+    tree = ast.parse(DIAGNOSIS.read_text("utf-8"))
+    _read_constants(tree)
+    found: set[str] = set()
+    for call in ast.walk(tree):
+        if not isinstance(call, ast.Call):
+            continue
+        func = call.func
+        values: list[ast.expr] = [k.value for k in call.keywords if k.arg == "said"]
+        if (
+            isinstance(func, ast.Attribute)
+            and func.attr in ("append", "extend")
+            and isinstance(func.value, ast.Attribute)
+            and func.value.attr in ("evidence", "fixes")
+            and call.args
+        ):
+            arg = call.args[0]
+            values.append(arg.elt if isinstance(arg, ast.GeneratorExp) else arg)
+        for value in values:
+            text = render(value)
+            if text is None and isinstance(value, ast.BinOp):
+                left = render(value.left)
+                text = None if left is None else left + "{…}"
+            if text is not None and re.search(r"[a-z]", _unfilled(text)):
+                found.add(text)
+    return found
+
+
+def test_every_sentence_diagnose_writes_itself_is_in_the_reference() -> None:
+    """rev22 F18: "pullguard now: the image exists ...", "pullguard could not re-check:
+    ...", "the kubelet retries with a back-off of up to 5 minutes; ..." were printed and in
+    no list."""
+    sentences = diagnose_sentences()
+    assert len(sentences) >= 5  # the extraction finds them at all
+    missing = sorted(sentences - templates_in_reference())
+    assert not missing, "diagnose sentences the reference lacks:\n" + "\n".join(missing)

@@ -16,14 +16,16 @@ from __future__ import annotations
 import json
 import re
 import shlex
-from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from webhook.core.checks import create_secret_command, secret_name_for
 from webhook.core.cloudlogin import NOTHING_TO_DO, cloud_registry, node_access_fix, secret_command
 from webhook.core.findings import Finding
+from webhook.core.fixcommands import KEEPS_ITS_PODS, recreate_pod, remake_stuck_pods
 from webhook.core.keyring import Credential, lookup
+from webhook.core.mutate import recorded_originals
 from webhook.core.placement import platform_selector
 from webhook.core.podspec import Container, pod_spec
 from webhook.core.pullfailure import CAUSE_WORDS, PULL_REASONS, Cause, Classified, classify
@@ -197,8 +199,10 @@ def diagnose(
     if workload is None:
         workload = Workload("Pod", name, str(spec.get("serviceAccountName") or "default"))
     fixer = _Fixer(pod, namespace, workload, namespace_credentials)
+    originals = recorded_originals(pod)
     out = []
-    for container, texts in failing_containers(pod, events):
+    for found, texts in failing_containers(pod, events):
+        container = _as_written(found, originals.get(found.annotation_key))
         classified = _classify(texts, secret_events(events))
         cause = classified.cause
         diagnosis = ContainerDiagnosis(
@@ -295,6 +299,27 @@ def diagnose(
     return out
 
 
+def _as_written(container: Container, original: str | None) -> Container:
+    """``container`` carrying the image as the user wrote it when pullguard's mirror rewrite
+    replaced it (``pullguard.io/original-images``): a fix that sets an image on the owner
+    starts from it, or the template would name the mirror itself (no fallback to the
+    registry when the mirror is down, and no longer the manifest in git). Only an original
+    the image is a mirror of (the same repository path at its end, the same tag and
+    digest, another host) counts: an annotation anyone edited is ignored."""
+    if not original or original == container.image:
+        return container
+    before, now = parse_or_none(original), parse_or_none(container.image)
+    if (
+        before is None
+        or now is None
+        or before.domain == now.domain
+        or (before.tag, before.digest) != (now.tag, now.digest)
+        or not ("/" + now.path).endswith("/" + before.path)
+    ):
+        return container
+    return replace(container, written=original)
+
+
 def _classify(texts: Sequence[str], secret_texts: Sequence[str]) -> Classified:
     """The container's own texts decide; a "Unable to retrieve some image pull secrets"
     event (about the pod, whichever image) explains only a refusal, or a failure the
@@ -336,6 +361,7 @@ def _predicts(finding: Finding, cause: Cause) -> bool:
 
 _SECRET_TO_ADD = re.compile(r", then (?:add|recreate the pod with) \{name: ([a-z0-9.-]+)\}")
 _TAG_MEANT = re.compile(r"^use tag '([^']+)' if that was meant")
+_SET_IMAGE = re.compile(r"kubectl set image \S+ [a-z0-9-]+=(\S+) -n \S+$")
 _IMAGE_MEANT = re.compile(r"^use image '([^']+)'(?: if that was meant)?")
 
 
@@ -362,15 +388,23 @@ def _use(
         elif added := _SECRET_TO_ADD.search(fix):
             fix = fixer.secret_for(container, fix[: added.start()], added.group(1))
         elif "kubectl set image" in fix:
-            pass  # the finding's own command (an existing workload)
-        elif (tag := _TAG_MEANT.match(fix)) and "@" not in container.image:
-            head, slash, last = container.image.rpartition("/")
+            # The finding's own command (an existing workload); an ephemeral container's
+            # image cannot be set, so for one it becomes another `kubectl debug`.
+            command = _SET_IMAGE.search(fix)
+            if command and container.list_name == "ephemeralContainers":
+                image = shlex.split(command.group(1))[0]
+                fix = fix[: command.start()] + fixer.set_image(container, image)
+        elif (tag := _TAG_MEANT.match(fix)) and "@" not in container.shown_image:
+            head, slash, last = container.shown_image.rpartition("/")
             retagged = f"{head}{slash}{last.partition(':')[0]}:{tag.group(1)}"
             fix = f"{fix}: {fixer.set_image(container, retagged)}"
         elif meant := _IMAGE_MEANT.match(fix):
             fix = f"use image {meant.group(1)!r}: {fixer.set_image(container, meant.group(1))}"
         elif finding.check == "pullPolicy" and " Never " in finding.problem:
             fix = f"{fix}: {fixer.set_pull_policy(container)}"
+        elif finding.cause == Cause.RATE_LIMITED.value:
+            # The check's words name no registry and no command (admission's warning).
+            fix = fixer.rate_limit(container)
         elif finding.cause == "platform" and finding.placement is not None:
             fix = f"{fix}; to keep the pods on nodes with a build of it: "
             fix += fixer.place(finding.placement.fields())
@@ -399,6 +433,14 @@ class _Fixer:
             for s in spec.get("imagePullSecrets") or []
             if isinstance(s, Mapping) and s.get("name")
         ]
+        #: Secrets earlier fixes add (:meth:`add_secret`).
+        self.added: list[str] = []
+        #: The pod's ephemeral containers (``kubectl debug``), by name.
+        self.ephemeral = {
+            str(c.get("name")): c
+            for c in spec.get("ephemeralContainers") or []
+            if isinstance(c, Mapping) and c.get("name")
+        }
 
     @property
     def pod_name(self) -> str:
@@ -410,11 +452,7 @@ class _Fixer:
         container name: a sidecar injected into the pods is not in the template)."""
         ns = self.namespace
         if self.workload.bare:
-            body = json.dumps({"spec": fields}, separators=(",", ":"))
-            return (
-                f"kubectl patch pod {self.pod_name} -n {ns} --type={patch_type} "
-                f"--dry-run=client -o yaml -p {q(body)} | kubectl replace --force -f -"
-            )
+            return recreate_pod(self.pod, fields, patch_type=patch_type)
         kind, name = self.workload.kind, self.workload.name
         if kind not in _BUILT_IN_OWNERS:
             # A custom resource (Tekton's TaskRun, an operator's kind): kubectl may not know
@@ -446,10 +484,26 @@ class _Fixer:
     def _remake(self) -> str:
         """`` && kubectl delete pod ...`` for an owner that never replaces the pods it has when
         its template changes (a ReplicaSet or ReplicationController with no Deployment; a
-        StatefulSet whose pod never became ready: Kubernetes' "forced rollback")."""
-        if self.workload.kind not in _KEEPS_ITS_PODS:
+        StatefulSet whose pod never became ready: Kubernetes' "forced rollback"). For a
+        CronJob, its Job that made the pod: a Job keeps its template and never replaces a
+        Pending pod, and under ``concurrencyPolicy: Forbid`` the CronJob starts no run while
+        it is active; so it is deleted and run again from the changed CronJob."""
+        if self.workload.kind == "CronJob" and (job := self._job()):
+            ns, cronjob = self.namespace, self.workload.name
+            return (
+                f" && kubectl delete job {job} -n {ns} && kubectl create job {job} "
+                f"--from=cronjob/{cronjob} -n {ns}"
+            )
+        if self.workload.kind not in KEEPS_ITS_PODS:
             return ""
-        return f" && kubectl delete pod {self.pod_name} -n {self.namespace}"
+        return remake_stuck_pods(self.workload.kind, [self.pod_name], self.namespace)
+
+    def _job(self) -> str:
+        """The Job controlling the pod (a CronJob's run), from its owner references."""
+        for owner in (self.pod.get("metadata") or {}).get("ownerReferences") or []:
+            if isinstance(owner, Mapping) and owner.get("kind") == "Job" and owner.get("name"):
+                return str(owner["name"])
+        return ""
 
     def covering_secret(self, image: str) -> str | None:
         """A pull secret of the namespace, not yet on the pod, that covers ``image``."""
@@ -471,8 +525,15 @@ class _Fixer:
             return (
                 f'imagePullSecret "{existing}" in namespace {self.namespace} already covers '
                 f"{container.image}: {self.add_secret(existing)}"
-            )
-        return f"{idempotent(create)} && {self.add_secret(name)}"
+            ) + self._debug_after(container)
+        return f"{idempotent(create)} && {self.add_secret(name)}" + self._debug_after(container)
+
+    def _debug_after(self, container: Container) -> str:
+        """For an ephemeral container of a bare pod, recreated with a new secret (which
+        drops its ephemeral containers): `` && kubectl debug ...`` again, as it was."""
+        if container.list_name != "ephemeralContainers" or not self.workload.bare:
+            return ""
+        return " && " + self.debug_again(container, container.image, name=container.name)
 
     def node_access(self, container: Container) -> str:
         """For a registry whose nodes log in themselves (a cloud's): the nodes' pull rights
@@ -483,7 +544,12 @@ class _Fixer:
         return node_access_fix(host, secret, nodes_may_pull=False)
 
     def add_secret(self, secret: str) -> str:
-        names = [*dict.fromkeys([*self.secrets, secret])]
+        """The patch that sets the pod's list plus ``secret``, and plus every secret an
+        earlier fix of this diagnosis added: a merge patch replaces the list whole, so run
+        in the order printed each fix keeps the ones before it (two registries that need
+        credentials, two fixes)."""
+        self.added = [*dict.fromkeys([*self.added, secret])]
+        names = [*dict.fromkeys([*self.secrets, *self.added])]
         return self._spec_patch({"imagePullSecrets": [{"name": n} for n in names]})
 
     def place(self, fields: Mapping[str, Any]) -> str:
@@ -506,9 +572,40 @@ class _Fixer:
             patch["nodeName"] = None
         return self._spec_patch(patch)
 
+    def debug_again(self, container: Container, image: str, *, name: str = "") -> str:
+        """``kubectl debug`` of the pod with ``image``, as ``container`` (an ephemeral
+        container) was added: an ephemeral container can never be changed nor removed
+        (not by an update of the pod, not through its subresource), so the fix is another
+        one, under ``name`` (a new name unless the pod was recreated without it)."""
+        entry = self.ephemeral.get(container.name) or {}
+        target = entry.get("targetContainerName")
+        targeted = f" --target={q(str(target))}" if target else ""
+        if not name:
+            spec = self.pod.get("spec") or {}
+            taken = {
+                str(c.get("name"))
+                for key in ("containers", "initContainers", "ephemeralContainers")
+                for c in spec.get(key) or []
+                if isinstance(c, Mapping)
+            }
+            number = 2
+            while f"{container.name}-{number}" in taken:
+                number += 1
+            name = f"{container.name}-{number}"
+        return (
+            f"kubectl debug {self.pod_name} -n {self.namespace} --image={q(image)}{targeted} "
+            f"-c {q(name)}"
+        )
+
     def set_image(self, container: Container, image: str) -> str:
         if container.is_volume:
             return "change the image volume's reference in the manifest and apply it again"
+        if container.list_name == "ephemeralContainers":
+            again = self.debug_again(container, image)
+            return (
+                "an ephemeral container's image cannot change (ephemeral container "
+                f"{container.name} stays, failing): debug again: {again}"
+            )
         kind, name = self.workload.kind, self.workload.name
         if not self.workload.bare and kind not in _BUILT_IN_OWNERS:
             return (
@@ -538,6 +635,8 @@ class _Fixer:
 
     def retry(self) -> str:
         if self.workload.bare:
+            if self.ephemeral:
+                return f"to retry now: {recreate_pod(self.pod, {})}"
             return (
                 f"to retry now: kubectl get pod {self.pod_name} -n {self.namespace} -o yaml | "
                 "kubectl replace --force -f -"
@@ -546,6 +645,36 @@ class _Fixer:
         return (
             f"to retry now: kubectl delete pod {self.pod_name} -n {self.namespace} (its "
             f"{self.workload.kind} {made} a new one)"
+        )
+
+    def rate_limit(self, container: Container) -> str:
+        """A rate limit's fix, for the registry that answered 429: Docker Hub's login
+        (``dockerhub``, on the ServiceAccount) only for a Docker Hub image; for another
+        registry a secret with a login of that registry (the kubelet sends a secret only to
+        the registry its key names), or, when the pod already presents one, the retry."""
+        mirror = "pull through a mirror (mirrors in the pullguard configuration)"
+        host = _host(container.image)
+        if host == "docker.io":
+            return (
+                f"{mirror}, or authenticate the pulls (Docker Hub allows more to a login): "
+                f"{self.docker_hub_login()}"
+            )
+        ref = parse_or_none(container.image)
+        logged_in = ref is not None and any(
+            credential.source.rpartition("/")[2] in self.secrets
+            for credential in lookup(self.credentials, ref.name)
+        )
+        if logged_in or cloud_registry(host) is not None:
+            return (
+                f"the registry {host} limits the pulls of the login the pods present: {mirror}, "
+                "or raise the limit there; the kubelet retries with a back-off of up to 5 "
+                f"minutes; {self.retry()}"
+            )
+        name = secret_name_for(host)
+        secret = self.secret_for(container, create_secret_command(name, self.namespace, host), name)
+        return (
+            f"{mirror}, or authenticate the pulls to {host} (a registry limits anonymous "
+            f"pulls first; a Docker Hub login is never sent to {host}): {secret}"
         )
 
     def docker_hub_login(self) -> str:
@@ -573,7 +702,7 @@ class _Fixer:
             again = self.retry().removeprefix("to retry now: ")
         return (
             f"{create} && kubectl patch serviceaccount {account} "
-            f"-n {self.namespace} --type=merge -p {q(body)}; then recreate the pods: {again}"
+            f"-n {self.namespace} --type=merge -p {q(body)} && {again}"
         )
 
 
@@ -590,8 +719,6 @@ _BUILT_IN_OWNERS = frozenset(
         "CronJob",
     }
 )
-#: Owners that keep the pods they have when their template changes.
-_KEEPS_ITS_PODS = frozenset({"ReplicaSet", "ReplicationController", "StatefulSet"})
 #: Labels the API server puts on a Job's pod template (and selector) when it is created.
 _JOB_GENERATED_LABELS = (
     "controller-uid",
@@ -602,7 +729,13 @@ _JOB_GENERATED_LABELS = (
 
 
 def _host(image: str) -> str:
-    """The registry host of an image as the fixes name it."""
+    """The registry host of an image as the fixes name it, as the runtime reads it
+    (:mod:`webhook.core.reference`): ``acme/app`` and ``nginx`` are on ``docker.io``, not
+    on a registry "acme" (the kubelet would match no secret for "acme" to a Docker Hub
+    pull). A reference that does not parse keeps its text before the first ``/``."""
+    ref = parse_or_none(image)
+    if ref is not None and ref.domain:
+        return ref.domain
     return image.split("/", 1)[0] if "/" in image else "docker.io"
 
 
@@ -633,56 +766,58 @@ def _fixes_for(
     host = _host(container.image)
     on_node = f" on node {node}" if node else " on the node"
     name = secret_name_for(host)
-    return {
-        Cause.NOT_FOUND: [
+    # Built lazily: a fix that adds a secret remembers it for the fixes after it.
+    chosen: dict[Cause, Callable[[], list[str]]] = {
+        Cause.NOT_FOUND: lambda: [
             f"push {container.image}, or use an image that exists: "
             + fixer.set_image(container, "IMAGE")
         ],
-        Cause.UNAUTHORIZED: [
+        Cause.UNAUTHORIZED: lambda: [
             fixer.node_access(container)
             if cloud_registry(host) is not None
             else fixer.secret_for(container, create_secret_command(name, namespace, host), name)
         ],
-        Cause.SECRET_MISSING: [
+        Cause.SECRET_MISSING: lambda: [
             f"kubectl get pod {pod} -n {namespace} -o "
             "jsonpath='{.spec.imagePullSecrets}', then create each one missing "
             f"in namespace {namespace}: {create_secret_command('NAME', namespace, host)}"
         ],
-        Cause.INVALID_NAME: [f"correct the reference: {fixer.set_image(container, 'IMAGE')}"],
-        Cause.RATE_LIMITED: [
-            "authenticate the pulls (Docker Hub allows more to a login): "
-            f"{fixer.docker_hub_login()}; or pull through a mirror (mirrors in the "
-            "pullguard configuration)"
+        Cause.INVALID_NAME: lambda: [
+            f"correct the reference: {fixer.set_image(container, 'IMAGE')}"
         ],
-        Cause.DNS: [
+        Cause.RATE_LIMITED: lambda: [fixer.rate_limit(container)],
+        Cause.DNS: lambda: [
             f"check the registry host {host!r} for a typo, and set the image meant: "
             f"{fixer.set_image(container, 'IMAGE')}; or resolve it{on_node}"
         ],
-        Cause.CONNECTION_REFUSED: [f"check that the registry {host} is up and listening"],
-        Cause.TIMEOUT: [
+        Cause.CONNECTION_REFUSED: lambda: [f"check that the registry {host} is up and listening"],
+        Cause.TIMEOUT: lambda: [
             f"check the network path (egress, proxy, firewall) from the node to {host}"
         ],
-        Cause.TLS: [
+        Cause.TLS: lambda: [
             f"give the nodes the registry's CA (containerd: /etc/containerd/certs.d/{host}/"
             f"ca.crt; CRI-O: /etc/containers/certs.d/{host}/ca.crt)"
         ],
-        Cause.REGISTRY_ERROR: [f"the registry {host} is failing; the kubelet retries on its own"],
-        Cause.PLATFORM: [
+        Cause.REGISTRY_ERROR: lambda: [
+            f"the registry {host} is failing; the kubelet retries on its own"
+        ],
+        Cause.PLATFORM: lambda: [
             # No placeholder command: kubectl accepts "ARCH" and the pods never schedule.
             "use a multi-platform build, or set nodeSelector kubernetes.io/arch (and "
             f"kubernetes.io/os) {'on the pod' if fixer.workload.bare else 'in the pod template'}"
             " to a platform the image has a build for (pullguard could not learn which)"
         ],
-        Cause.DISK_FULL: [
+        Cause.DISK_FULL: lambda: [
             f"free disk space{on_node}: kubectl describe node {node or 'NODE'}; remove unused "
             "images there (crictl rmi --prune)"
         ],
-        Cause.NEVER_PULL: [
+        Cause.NEVER_PULL: lambda: [
             "set imagePullPolicy: IfNotPresent where the pod comes from, or preload the image "
             "on every node: " + fixer.set_pull_policy(container)
         ],
-        Cause.UNKNOWN: [f"kubectl describe pod {pod} -n {namespace}"],
-    }[cause]
+        Cause.UNKNOWN: lambda: [f"kubectl describe pod {pod} -n {namespace}"],
+    }
+    return chosen[cause]()
 
 
 #: At most this many builds get a command of their own in a platform fix.

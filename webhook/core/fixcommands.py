@@ -1,0 +1,61 @@
+"""kubectl commands that remake a pod whose spec cannot change in place, shared by every
+fix that needs one (``diagnose``, ``audit``).
+
+A Pod's ``imagePullSecrets``, ``nodeSelector``, pull policies and more cannot change after
+its create, so a bare pod (no controller to make a new one) is recreated:
+``kubectl patch pod ... --dry-run=client -o yaml -p ... | kubectl replace --force -f -``
+(the patch applied locally, the result deleted and created again; a create ignores
+``status``, and kubectl drops ``resourceVersion``). A create refuses
+``spec.ephemeralContainers`` ("Forbidden: cannot be set on create", those come only
+through the ``ephemeralcontainers`` subresource, ``kubectl debug``), and ``replace
+--force`` has deleted the pod by then: the patch of a pod with any sets the field to
+``null``, which a merge or strategic patch removes.
+
+An owner that keeps the pods it has when its template changes (a ReplicaSet or a
+ReplicationController with no Deployment; a StatefulSet whose pod never became ready:
+Kubernetes' "forced rollback") gets its stuck pods deleted after the template's patch.
+
+Pure: strings from dicts, no I/O.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+q = shlex.quote
+
+#: Owners that keep the pods they have when their template changes.
+KEEPS_ITS_PODS = frozenset({"ReplicaSet", "ReplicationController", "StatefulSet"})
+
+
+def recreate_pod(
+    pod: Mapping[str, Any], fields: Mapping[str, Any], *, patch_type: str = "merge"
+) -> str:
+    """The command that recreates bare Pod ``pod`` (as the API returns it, or its manifest:
+    ``metadata.name`` and ``metadata.namespace`` are read) with ``fields`` of its spec set
+    (``{"imagePullSecrets": [...]}``; ``{}`` recreates it as it is). ``patch_type``:
+    ``merge`` (a list set whole) or ``strategic`` (containers merged by name). Its
+    ephemeral containers, which a create refuses, are dropped (a ``kubectl debug`` session
+    must be started again on the new pod)."""
+    metadata = pod.get("metadata") or {}
+    name, namespace = str(metadata.get("name", "")), str(metadata.get("namespace", ""))
+    spec: dict[str, Any] = dict(fields)
+    if (pod.get("spec") or {}).get("ephemeralContainers"):
+        spec["ephemeralContainers"] = None
+    body = json.dumps({"spec": spec}, separators=(",", ":"))
+    return (
+        f"kubectl patch pod {name} -n {namespace} --type={patch_type} "
+        f"--dry-run=client -o yaml -p {q(body)} | kubectl replace --force -f -"
+    )
+
+
+def remake_stuck_pods(owner_kind: str, pods: Sequence[str], namespace: str) -> str:
+    """`` && kubectl delete pod POD... -n NS`` to follow a template's patch of an owner of
+    ``owner_kind`` that keeps the pods it has (:data:`KEEPS_ITS_PODS`), so that it makes
+    ``pods`` again from the changed template; empty for any other owner, or no pod."""
+    if owner_kind not in KEEPS_ITS_PODS or not pods:
+        return ""
+    return f" && kubectl delete pod {' '.join(pods)} -n {namespace}"
