@@ -40,6 +40,22 @@ def test_miss_reasons_say_what_the_kubelet_compares() -> None:
     assert miss_reason("ghcr.io", image) == "entry 'ghcr.io' is for another registry"
 
 
+def test_an_entry_that_misses_on_port_and_path_says_both() -> None:
+    # rev22 F17 (issue 22 item 1): 'registry.example.com/other' for
+    # registry.example.com:5000/team/app misses on the port and on the path. Said with the
+    # port only, the person adds the port to the key, applies, and is denied again:
+    # 'registry.example.com:5000/other' covers only the path /other.
+    reason = miss_reason("registry.example.com/other", "registry.example.com:5000/team/app")
+    assert reason == (
+        "entry 'registry.example.com/other' has no port, and the kubelet matches the port "
+        "(5000); and it covers only the path /other, not /team/app"
+    )
+    assert miss_reason("registry.example.com:5001/other", "registry.example.com:5000/team/app") == (
+        "entry 'registry.example.com:5001/other' is for port 5001, not 5000; and it covers "
+        "only the path /other, not /team/app"
+    )
+
+
 def test_a_refusal_names_the_secrets_the_pod_has_and_why_each_misses() -> None:
     # The pod lists a secret whose key lacks the port: nothing matched, so the pull was
     # anonymous, but "the pod has no imagePullSecret" would send the person the wrong way.

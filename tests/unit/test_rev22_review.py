@@ -212,19 +212,6 @@ def test_rev22_check_says_how_to_judge_the_secrets_it_could_not_read(tmp_path: P
     assert "--cluster-state" in done.stdout, done.stdout
 
 
-def test_rev22_an_entry_that_misses_on_port_and_path_says_both() -> None:
-    # Issue 22 item 1: the denial says why each secret the pod has does not cover the image.
-    # An entry 'registry.example.com/other' for registry.example.com:5000/team/app misses
-    # on the port and on the path; the words name the port only ("has no port, and the
-    # kubelet matches the port (5000)"). The person adds the port to the key, applies, and
-    # is denied again: 'registry.example.com:5000/other' covers only the path /other.
-    from webhook.core.keyring import miss_reason
-
-    reason = miss_reason("registry.example.com/other", "registry.example.com:5000/team/app")
-    said = reason.replace("'registry.example.com/other'", "")
-    assert "5000" in said and "/other" in said, reason
-
-
 def test_rev22_audit_that_could_not_read_secrets_does_not_say_nothing() -> None:
     # Issue 22 item 4: audit never says "nothing" when it could not look. Run by a user who
     # may not read Secrets and ServiceAccounts (a developer's kubeconfig), every object's
