@@ -37,35 +37,6 @@ def failing(image: str, message: str) -> dict[str, object]:
     return obj
 
 
-def test_rev22_no_typo_warning_for_a_registry_that_just_served_an_image_of_the_pod() -> None:
-    # icr.io (IBM Cloud Container Registry) is two edits from gcr.io. The pod's first image
-    # was served by icr.io in this very review, its second is a tag icr.io says it lacks
-    # (listing the tags it has): the registry is real and answered, yet the warning says
-    # it "looks like a typo of 'gcr.io'" and its fix moves the image to gcr.io.
-    served, missing = "icr.io/team/app:1.0", "icr.io/team/app:1.1"
-    registry = FixedRegistry(
-        {
-            served: Answer(Outcome.FOUND),
-            missing: Answer(Outcome.NOT_FOUND, tags=("1.0",), repository_exists=True),
-        }
-    )
-    obj = pod(pod_spec(container("a", served), container("b", missing)))
-    decision = validate(request(obj), DEFAULT, cluster_with(), registry=registry)
-    assert not any("looks like a typo" in w for w in decision.warnings), decision.warnings
-
-
-def test_rev22_no_typo_warning_for_a_registry_that_answered_with_a_refusal() -> None:
-    # A 401 comes from a registry that resolved, spoke the registry API and asked for a
-    # login: the denial says to create a secret for icr.io, and the warning beside it says
-    # to move the image to gcr.io. Two fixes that contradict each other.
-    image = "icr.io/team/app:1.0"
-    registry = FixedRegistry({image: Answer(Outcome.UNAUTHORIZED, "HTTP 401")})
-    obj = pod(pod_spec(container("a", image)))
-    decision = validate(request(obj), DEFAULT, cluster_with(), registry=registry)
-    assert "--docker-server=icr.io" in (decision.message or "")
-    assert not any("gcr.io" in w for w in decision.warnings), decision.warnings
-
-
 RATE_LIMITED = (
     'failed to pull and unpack image "{image}": failed to copy: httpReadSeeker: failed open: '
     "unexpected status code https://{api}/v2/team/app/manifests/sha256:abc: 429 Too Many "
