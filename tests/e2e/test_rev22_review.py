@@ -228,22 +228,6 @@ def test_rev22_two_private_registries_fixes_run_in_order_keep_both_secrets(
     )
 
 
-def test_rev22_audit_of_a_namespace_whose_mode_is_off_does_not_say_nothing(
-    plane: ControlPlane, ns: str, registries: E2ERegistries
-) -> None:
-    # A namespace labelled pullguard.io/mode=off is not judged at admission, like an exempt
-    # one. The audit said "2 objects scanned ... nothing would be denied or warned" for one
-    # holding a CronJob whose every run fails on a tag never pushed: the words an exempt
-    # namespace no longer gets (review F14): "mode off, not judged".
-    off(plane, ns)
-    push_image(registries.public, "team/r22-off", "1.0")
-    missing = f"{registries.public.host}/team/r22-off:1.1"
-    plane.apply(pod("broken", ns, missing), check=True)
-    result = pullguard(plane, registries, "audit", "-n", ns)
-    assert "nothing would be denied or warned" not in result.stdout, result.stdout
-    assert "off" in result.stdout, result.stdout
-
-
 def audit_fix(plane: ControlPlane, registries: E2ERegistries, ns: str, header: str) -> str:
     """The one Fix line under ``header`` (``DENY ReplicaSet NS/web``) of ``audit -n ns``."""
     audited = pullguard(plane, registries, "audit", "-n", ns)

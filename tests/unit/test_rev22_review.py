@@ -154,47 +154,6 @@ def test_rev22_a_mirrored_pods_set_image_fix_keeps_the_image_as_the_user_wrote_i
     assert not any("mirror.example.com" in fix for fix in found.fixes), found.fixes
 
 
-def test_rev22_audit_that_could_not_read_secrets_does_not_say_nothing() -> None:
-    # Issue 22 item 4: audit never says "nothing" when it could not look. Run by a user who
-    # may not read Secrets and ServiceAccounts (a developer's kubeconfig), every object's
-    # pullSecrets check is "unavailable" (the decision's own warning: "pullSecrets check
-    # could not run: serviceaccounts: forbidden"), and platform too; the audit counts
-    # only the registry's unsettled answers, so it prints "nothing would be denied or
-    # warned" and exits 0, though a listed secret that is missing or that the kubelet cannot
-    # parse (then no image of the pod pulls at all) is exactly what it did not look at.
-    from webhook.cli.audit import _text
-    from webhook.compose.scan import scan
-    from webhook.core.cluster import ClusterUnavailable, InMemoryCluster, SecretInfo
-    from webhook.core.cluster import ServiceAccountInfo as Account
-
-    class SecretsForbidden(InMemoryCluster):
-        def get_secret(self, namespace: str, name: str) -> SecretInfo | None:
-            raise ClusterUnavailable("secrets is forbidden")
-
-        def get_service_account(self, namespace: str, name: str) -> Account | None:
-            raise ClusterUnavailable("serviceaccounts is forbidden")
-
-    from tests.unit.builders import deployment
-
-    cluster = SecretsForbidden()
-    cluster.add_namespace("team-a")
-    image = "registry.example.com/team/app:1.0"
-    workload = deployment(pod_spec(container("web", image), secrets=["regcred"]))
-    registry = FixedRegistry({image: Answer(Outcome.FOUND)})
-    result = scan([("Deployment", workload)], DEFAULT, cluster, registry)
-    judged = [(kind, document["metadata"], d) for kind, document, d in result.judged]
-    text = _text(
-        judged,
-        {},
-        result.scanned,
-        "ConfigMap pullguard/pullguard-config",
-        result.not_checked,
-        exempt=[],
-    )
-    assert "nothing would be denied or warned" not in text, text
-    assert result.not_checked, "exit 0: nothing counted as not checked"
-
-
 def test_rev22_a_docker_hub_short_names_secret_fix_is_for_docker_hub() -> None:
     # A Deployment's pod of acme/private-app:1.0 (Docker Hub, org "acme") refused, and the
     # live re-check could not run (the registry not reachable from where diagnose runs):
