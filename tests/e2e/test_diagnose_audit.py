@@ -207,7 +207,11 @@ def test_audit_finds_what_would_be_denied_today(
     print(text.stdout)  # the README's session is this output
     assert f"DENY Deployment {ns}/broken" in text.stdout
     assert "has no tag '9.9' (tags there include '1.0')" in text.stdout
-    assert f"Deployment {ns}/good" not in text.stdout
+    # No finding for the good one (this control plane has no Node, so it is listed under
+    # "not checked by platform", with every object: the platform check could not run).
+    assert f"DENY Deployment {ns}/good" not in text.stdout
+    assert f"WARN Deployment {ns}/good" not in text.stdout
+    assert "not checked by platform: no Node says its kubernetes.io/os" in text.stdout
     assert f"{ns:<24} registry         1     0" in text.stdout
     assert "\r" not in text.stderr  # piped: no progress line
     as_json = pullguard(plane, registries, "audit", "-n", ns, "--output", "json")
@@ -368,6 +372,32 @@ def test_audit_counts_what_it_could_not_check_and_skips_its_own_namespace(
         assert exempt[0]["objects"] >= 1
     finally:
         plane.kubectl("delete", "deployment", "own-broken", "-n", "pullguard", check=True)
+
+
+def test_audit_of_a_namespace_whose_mode_is_off_does_not_say_nothing(
+    plane: ControlPlane, ns: str, registries: E2ERegistries
+) -> None:
+    # rev22 F5: a namespace labelled pullguard.io/mode=off is not judged at admission, like
+    # an exempt one. The audit said "1 object scanned ... nothing would be denied or warned"
+    # for one holding a pod on a tag never pushed: the words an exempt namespace no longer
+    # gets (review F14): "mode off, not judged".
+    off(plane, ns)
+    push_image(registries.public, "team/r22-off", "1.0")
+    missing = f"{registries.public.host}/team/r22-off:1.1"
+    plane.apply(pod("broken", ns, missing), check=True)
+    result = pullguard(plane, registries, "audit", "-n", ns)
+    assert result.returncode == 0, result.stdout + result.stderr  # admission denies nothing
+    assert "nothing would be denied or warned" not in result.stdout, result.stdout
+    assert (
+        f"1 object in namespace {ns} (labelled pullguard.io/mode=off): mode off, not judged"
+        in result.stdout
+    ), result.stdout
+    document = json.loads(
+        pullguard(plane, registries, "audit", "-n", ns, "--output", "json").stdout
+    )
+    assert document["modeOff"] == [
+        {"namespace": ns, "objects": 1, "why": "labelled pullguard.io/mode=off"}
+    ]
 
 
 def test_diagnose_and_audit_of_what_exists_print_no_admission_time_words(

@@ -86,6 +86,34 @@ def test_cluster_state_file_judges_secrets(tmp_path: Path) -> None:
     assert "(not needed)" in public.stdout
 
 
+def test_check_says_how_to_judge_the_secrets_it_could_not_read(tmp_path: Path) -> None:
+    # rev22 F16 (issue 22 item 5: check says what it did not ask, and how to ask). A Pod
+    # naming a pull secret was "ok" with "pullSecrets check could not run: no cluster
+    # connection (pullguard runs with --dev or offline)": the server's words, which name
+    # neither --cluster-state nor `pullguard export-state`, though admission would deny the
+    # Pod if regcred is missing.
+    manifest = (
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: p, namespace: team-a}\nspec:\n"
+        "  imagePullSecrets: [{name: regcred}]\n"
+        "  containers: [{name: web, image: registry.example.com/team/app:1.0}]\n"
+    )
+    result = check("-f", "-", stdin=manifest)
+    assert result.returncode == 0, result.stderr
+    assert (
+        "pullguard: pullSecrets check could not run: no cluster state given (check runs "
+        "offline and reads no Secrets or ServiceAccounts); to judge them: pullguard "
+        "export-state > state.yaml (with access to the cluster), then pullguard check "
+        "--cluster-state state.yaml" in result.stdout
+    ), result.stdout
+    assert "--dev" not in result.stdout
+    # As told: with a state file the secrets are judged (regcred is not in team-a).
+    state = tmp_path / "state.yaml"
+    state.write_text(STATE)
+    told = check("-f", "-", "--cluster-state", str(state), stdin=manifest)
+    assert "could not run" not in told.stdout, told.stdout
+    assert 'imagePullSecret "regcred" is missing here' in told.stdout, told.stdout
+
+
 def test_invalid_config_is_refused_with_every_problem(tmp_path: Path) -> None:
     config = tmp_path / "c.yaml"
     config.write_text("checks: {reference: maybe}\nmirrors: 3\n")

@@ -22,9 +22,16 @@ from webhook.core.pullfailure import CAUSE_WORDS
 SOURCES = ROOT / "webhook"
 REFERENCE = ROOT / "docs" / "reference.md"
 #: Module constants whose text is printed as it is.
-PRINTED_CONSTANTS = {"NOT_ASKED_NOTE", "_ANONYMOUS_NOTE"}
+PRINTED_CONSTANTS = {"NOT_ASKED_NOTE", "NO_STATE_NOTE", "_ANONYMOUS_NOTE"}
 #: Functions whose every text (but the docstring) is part of a message.
-PRINTED_FUNCTIONS = {"miss_reason", "_not_checked_text", "_exempt_text", "_not_asked_note"}
+PRINTED_FUNCTIONS = {
+    "miss_reason",
+    "_not_checked_text",
+    "_exempt_text",
+    "_mode_off_text",
+    "_checks_not_run_text",
+    "_not_asked_note",
+}
 
 
 #: Module-level string constants, by name: a message that names one shows its words.

@@ -40,6 +40,22 @@ def test_miss_reasons_say_what_the_kubelet_compares() -> None:
     assert miss_reason("ghcr.io", image) == "entry 'ghcr.io' is for another registry"
 
 
+def test_an_entry_that_misses_on_port_and_path_says_both() -> None:
+    # rev22 F17 (issue 22 item 1): 'registry.example.com/other' for
+    # registry.example.com:5000/team/app misses on the port and on the path. Said with the
+    # port only, the person adds the port to the key, applies, and is denied again:
+    # 'registry.example.com:5000/other' covers only the path /other.
+    reason = miss_reason("registry.example.com/other", "registry.example.com:5000/team/app")
+    assert reason == (
+        "entry 'registry.example.com/other' has no port, and the kubelet matches the port "
+        "(5000); and it covers only the path /other, not /team/app"
+    )
+    assert miss_reason("registry.example.com:5001/other", "registry.example.com:5000/team/app") == (
+        "entry 'registry.example.com:5001/other' is for port 5001, not 5000; and it covers "
+        "only the path /other, not /team/app"
+    )
+
+
 def test_a_refusal_names_the_secrets_the_pod_has_and_why_each_misses() -> None:
     # The pod lists a secret whose key lacks the port: nothing matched, so the pull was
     # anonymous, but "the pod has no imagePullSecret" would send the person the wrong way.
@@ -277,3 +293,44 @@ def test_no_typo_guess_for_a_registry_that_served_the_image() -> None:
         registry=FixedRegistry({image: Answer(Outcome.UNREACHABLE, "DNS: no such host")}),
     )
     assert any("looks like a typo of 'quay.io'" in w for w in unreachable.warnings)
+
+
+def test_no_typo_guess_for_a_registry_that_just_served_an_image_of_the_pod() -> None:
+    # rev22 F9: icr.io (IBM Cloud Container Registry) is two edits from gcr.io. The pod's
+    # first image was served by icr.io in this very review, its second is a tag icr.io says
+    # it lacks (listing the tags it has): the registry is real, yet the warning said it
+    # "looks like a typo of 'gcr.io'" and its fix moved the image to gcr.io.
+    served, missing = "icr.io/team/app:1.0", "icr.io/team/app:1.1"
+    registry = FixedRegistry(
+        {
+            served: Answer(Outcome.FOUND),
+            missing: Answer(Outcome.NOT_FOUND, tags=("1.0",), repository_exists=True),
+        }
+    )
+    obj = pod(pod_spec(container("a", served), container("b", missing)))
+    decision = validate(request(obj), DEFAULT, cluster_with(), registry=registry)
+    assert not any("looks like a typo" in w for w in decision.warnings), decision.warnings
+    # The not-found with the registry's tag list proves it alone, without the served image.
+    alone = validate(
+        request(pod(pod_spec(container("b", missing)))), DEFAULT, cluster_with(), registry=registry
+    )
+    assert not alone.allowed
+    assert not any("looks like a typo" in w for w in alone.warnings), alone.warnings
+    # A bare 404 (no tag list, no NAME_UNKNOWN: any web server says that) proves nothing.
+    bare = FixedRegistry({missing: Answer(Outcome.NOT_FOUND, "HTTP 404")})
+    unproven = validate(
+        request(pod(pod_spec(container("b", missing)))), DEFAULT, cluster_with(), registry=bare
+    )
+    assert any("looks like a typo of 'gcr.io'" in w for w in unproven.warnings)
+
+
+def test_no_typo_guess_for_a_registry_that_answered_with_a_refusal() -> None:
+    # rev22 F10: a 401 comes from a registry that resolved, spoke the registry API and
+    # asked for a login: the denial said to create a secret for icr.io, and the warning
+    # beside it to move the image to gcr.io. Two fixes that contradict each other.
+    image = "icr.io/team/app:1.0"
+    registry = FixedRegistry({image: Answer(Outcome.UNAUTHORIZED, "HTTP 401")})
+    obj = pod(pod_spec(container("a", image)))
+    decision = validate(request(obj), DEFAULT, cluster_with(), registry=registry)
+    assert "--docker-server=icr.io" in (decision.message or "")
+    assert not any("gcr.io" in w for w in decision.warnings), decision.warnings

@@ -10,12 +10,16 @@ the registry asked with each object's own credentials, each distinct image once.
 It never says "nothing" where it could not look: every image the registry check could not
 settle (not asked, unreachable, rate limited, failing) is counted and listed with why.
 
-Objects in an exempt namespace (``exemptNamespaces``, pullguard's own) are counted and said
-to be exempt and not judged, never "nothing would be denied or warned". They do not change
-the exit status: admission admits them unjudged, so nothing there would be denied.
+Objects in an exempt namespace (``exemptNamespaces``, pullguard's own) or in one whose mode
+is ``off`` (every check off: its ``pullguard.io/mode`` label, or the configuration) are
+counted and said to be not judged, never "nothing would be denied or warned". They do not
+change the exit status: admission admits them unjudged, so nothing there would be denied.
+A check that could not run on an object (Secrets or ServiceAccounts this user may not read,
+the nodes' platforms unknown) is counted with why, and the objects listed.
 
-Exit status: 1 when anything would be denied; else 3 when some images could not be checked;
-else 0. 2 when the cluster could not be read, or the namespace asked for does not exist.
+Exit status: 1 when anything would be denied; else 3 when some images could not be checked
+or some check could not run; else 0. 2 when the cluster could not be read, or the namespace
+asked for does not exist.
 
 A progress line goes to a terminal's stderr for long scans; nothing when piped.
 
@@ -29,11 +33,12 @@ import argparse
 import json
 import sys
 from collections import defaultdict
+from collections.abc import Sequence
 from typing import Any
 
 from webhook.cli.options import SubParsers, add_live_arguments
 from webhook.compose.livecheck import ClusterUnreadable, NamespaceMissing
-from webhook.compose.scan import action_of, audit_cluster, tally
+from webhook.compose.scan import Scan, action_of, audit_cluster, tally
 from webhook.core.validate import Decision
 
 #: (kind, metadata, decision) of each object with findings
@@ -79,6 +84,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
         (namespace, count, _exempt_why(namespace, args.pullguard_namespace))
         for namespace, count in audit.exempt.items()
     ]
+    mode_off = [(namespace, count, why) for namespace, (why, count) in audit.mode_off.items()]
+    checks_not_run = audit.checks_not_run
     denied = any(not d.allowed for _, _, d in results)
     summary: dict[str, dict[str, dict[str, int]]] = defaultdict(
         lambda: defaultdict(lambda: {"deny": 0, "warn": 0})
@@ -117,20 +124,46 @@ def cmd_audit(args: argparse.Namespace) -> int:
                         {"namespace": namespace, "objects": count, "why": why}
                         for namespace, count, why in exempt
                     ],
+                    "modeOff": [
+                        {"namespace": namespace, "objects": count, "why": why}
+                        for namespace, count, why in mode_off
+                    ],
                     "notChecked": [
                         {"image": image, "why": why}
                         for why, images in not_checked.items()
                         for image in images
+                    ],
+                    "checksNotRun": [
+                        {"check": check, "why": why, "object": label}
+                        for (check, why), labels in checks_not_run.items()
+                        for label in labels
                     ],
                 },
                 indent=2,
             )
         )
     else:
-        print(_text(results, summary, audit.scanned, source, not_checked, exempt=exempt))
+        print(
+            _text(
+                results,
+                summary,
+                audit.scanned,
+                source,
+                not_checked,
+                exempt=exempt,
+                mode_off=mode_off,
+                checks_not_run=checks_not_run,
+            )
+        )
+    return exit_status(denied, audit)
+
+
+def exit_status(denied: bool, audit: Scan) -> int:
+    """1 when anything would be denied; else 3 when an image or a check could not be
+    checked; else 0."""
     if denied:
         return 1
-    return 3 if not_checked else 0
+    return 3 if audit.not_checked or audit.checks_not_run else 0
 
 
 def _text(
@@ -141,11 +174,14 @@ def _text(
     not_checked: dict[str, dict[str, None]],
     *,
     exempt: list[tuple[str, int, str]],
+    mode_off: Sequence[tuple[str, int, str]] = (),
+    checks_not_run: dict[tuple[str, str], list[str]] | None = None,
 ) -> str:
     lines = [
         f"pullguard audit: {scanned} object{'' if scanned == 1 else 's'} scanned with {source}"
     ]
     lines.extend(_exempt_text(exempt))
+    lines.extend(_mode_off_text(mode_off))
     for kind, meta, decision in results:
         verdict = "DENY" if not decision.allowed else "WARN"
         lines.append(f"{verdict} {kind} {meta.get('namespace', '')}/{meta.get('name', '')}")
@@ -155,14 +191,19 @@ def _text(
             lines.append(f"  [{action} {f.check}] {f.subject}: {text}")
             if f.fix and action == "deny":
                 lines.append(f"    Fix: {f.fix}")
-    unchecked = _not_checked_text(not_checked)
+    unchecked = _not_checked_text(not_checked) + _checks_not_run_text(checks_not_run or {})
     if not results:
-        if exempt and scanned == sum(count for _, count, _ in exempt):
+        unjudged = [*exempt, *mode_off]
+        if unjudged and scanned == sum(count for _, count, _ in unjudged):
             return "\n".join([*lines, *unchecked])  # nothing was judged: no "nothing"
+        if checks_not_run:
+            # A check that could not run looked at nothing: not "nothing would be denied".
+            lines.append("no finding from the checks that could run; what could not is below")
+            return "\n".join([*lines, *unchecked])
         among = [
             words
             for words, present in (
-                ("the objects judged", exempt),
+                ("the objects judged", unjudged),
                 ("the images checked", unchecked),
             )
             if present
@@ -186,6 +227,34 @@ def _exempt_text(exempt: list[tuple[str, int, str]]) -> list[str]:
         f"{n} object{'' if n == 1 else 's'} in namespace {namespace} ({why}): exempt, not judged"
         for namespace, n, why in exempt
     ]
+
+
+def _mode_off_text(mode_off: Sequence[tuple[str, int, str]]) -> list[str]:
+    """``2 objects in namespace team-x (labelled pullguard.io/mode=off): mode off, not
+    judged``."""
+    return [
+        f"{n} object{'' if n == 1 else 's'} in namespace {namespace} ({why}): mode off, not judged"
+        for namespace, n, why in mode_off
+    ]
+
+
+#: At most this many objects are named under each check that could not run (the JSON
+#: output names them all).
+MAX_OBJECTS_SHOWN = 10
+
+
+def _checks_not_run_text(checks_not_run: dict[tuple[str, str], list[str]]) -> list[str]:
+    """``1 object not checked by pullSecrets: serviceaccounts is forbidden``, then each
+    object (at most :data:`MAX_OBJECTS_SHOWN`)."""
+    lines: list[str] = []
+    for (check, why), objects in checks_not_run.items():
+        count = len(objects)
+        lines.append(f"{count} object{'s' if count != 1 else ''} not checked by {check}: {why}")
+        lines.extend(f"  {label}" for label in objects[:MAX_OBJECTS_SHOWN])
+        if count > MAX_OBJECTS_SHOWN:
+            more = f"and {count - MAX_OBJECTS_SHOWN} more (--output json lists them all)"
+            lines.append("  " + more)
+    return ["", *lines] if lines else []
 
 
 def _exempt_why(namespace: str, own: str) -> str:

@@ -7,7 +7,9 @@ does in the cluster. Every result names its file and, in a multi-document file, 
 a file that cannot be read or parsed is reported and the run goes on with the others.
 
 The registry is not asked unless ``--registry`` is given: an "ok" then says so, since a tag
-never pushed or a private image is judged only at admission. With ``--registry`` the
+never pushed or a private image is judged only at admission. Without ``--cluster-state`` the
+secrets are not read: the "could not run" warning says how to judge them (``pullguard
+export-state``, then ``--cluster-state``). With ``--registry`` the
 registries are asked anonymously (``--cluster-state`` credentials are redacted): a refusal
 is reported as not judged, never as a denial, since the pod's real secrets may serve it.
 When the configuration names kubelet credential providers
@@ -38,6 +40,7 @@ from webhook.compose.offline import (
     offline_cluster,
     offline_config,
 )
+from webhook.core.cluster import NoCluster
 from webhook.core.config import ConfigError
 from webhook.core.nodecreds import NodeCredentialView
 from webhook.core.registry import RegistryView
@@ -48,6 +51,22 @@ NOT_ASKED_NOTE = (
     "registry not asked (offline): tags, digests and access are judged at admission; "
     "to ask now: pullguard check --registry"
 )
+
+
+#: Why the pullSecrets check could not run when no ``--cluster-state`` is given, in check's
+#: words (issue 22 item 5): not the server's "no cluster connection (pullguard runs with
+#: --dev or offline)", but how to judge the secrets the manifests name.
+NO_STATE_NOTE = (
+    "no cluster state given (check runs offline and reads no Secrets or ServiceAccounts); "
+    "to judge them: pullguard export-state > state.yaml (with access to the cluster), then "
+    "pullguard check --cluster-state state.yaml"
+)
+
+
+class _NoStateGiven(NoCluster):
+    """No cluster, as ``check`` without ``--cluster-state`` says it."""
+
+    reason = NO_STATE_NOTE
 
 
 def _not_asked_note(whys: Sequence[str]) -> str:
@@ -100,7 +119,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     except OSError as error:
         print(f"pullguard check: {error}", file=sys.stderr)
         return 2
-    cluster = offline_cluster(args.cluster_state)
+    cluster = offline_cluster(args.cluster_state) if args.cluster_state else _NoStateGiven()
     registry: RegistryView | None = None
     node: NodeCredentialView | None = None
     if args.registry:

@@ -5,6 +5,9 @@ settle collected, and the findings counted.
 
 - :func:`in_scope` lists what is judged (objects a controller made are left out: their owner
   is judged instead); :func:`scan` judges it; :func:`tally` counts findings.
+- What was not judged is kept apart, never counted as nothing found: objects in an exempt
+  namespace or one whose mode is ``off``, images the registry check could not settle, and
+  objects a check could not judge (secrets not readable, platforms unknown).
 - :func:`audit_cluster` is the whole of ``pullguard audit``'s run: the cluster, its
   configuration, the scope, the scan.
 
@@ -21,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from webhook.compose import livecheck
-from webhook.core.cluster import ClusterView
+from webhook.core.cluster import ClusterUnavailable, ClusterView
 from webhook.core.config import Action, Config
 from webhook.core.findings import Finding
 from webhook.core.nodecreds import NodeCredentialView
@@ -48,6 +51,15 @@ class Scan:
     """Namespace -> how many objects there were not judged: the namespace is exempt
     (``exemptNamespaces``, or pullguard's own), as at admission. The audit says so rather
     than "nothing would be denied or warned"."""
+    mode_off: dict[str, tuple[str, int]] = field(default_factory=dict)
+    """Namespace -> (why, how many objects) not judged because every check is off there
+    (its ``pullguard.io/mode: off`` label, or the configuration), as at admission: "mode
+    off, not judged", never "nothing would be denied or warned"."""
+    checks_not_run: dict[tuple[str, str], list[str]] = field(default_factory=dict)
+    """(check, why) -> the objects (``Deployment team-a/web``) a check could not judge:
+    the pullSecrets check when Secrets or ServiceAccounts are not readable, the platform
+    check when the nodes' platforms (or an image's) are unknown. The registry check's are
+    in :attr:`not_checked`, by image."""
 
 
 def action_of(finding: Finding) -> str:
@@ -92,14 +104,37 @@ def scan(
         decision = livecheck.judge(
             kind, document, config, cluster, registry, own_namespace=own_namespace, node=node
         )
+        metadata = document.get("metadata") or {}
+        namespace = str(metadata.get("namespace") or "")
         if decision.reason == "exempt":
-            namespace = str((document.get("metadata") or {}).get("namespace") or "")
             result.exempt[namespace] = result.exempt.get(namespace, 0) + 1
+        elif decision.reason == "mode-off":
+            why, count = result.mode_off.get(namespace) or (_why_off(config, cluster, namespace), 0)
+            result.mode_off[namespace] = (why, count + 1)
         for image, why in decision.not_checked:
             result.not_checked.setdefault(why, {}).setdefault(image, None)
+        registry_why = dict(decision.could_not_run).get("registry")
+        for check, why in decision.could_not_run:
+            # The registry check's (and a platform check that waits on it) are by image.
+            if check == "registry" or why == registry_why:
+                continue
+            label = f"{kind} {namespace}/{metadata.get('name') or ''}"
+            result.checks_not_run.setdefault((check, why), []).append(label)
         if decision.findings:
             result.judged.append((kind, document, decision))
     return result
+
+
+def _why_off(config: Config, cluster: ClusterView, namespace: str) -> str:
+    """Why every check is off in ``namespace``: its mode label, or the configuration."""
+    try:
+        labels = cluster.namespace_labels(namespace) or {}
+    except ClusterUnavailable:
+        labels = {}
+    label = config.namespace_mode_label
+    if label and labels.get(label) == "off":
+        return f"labelled {label}=off"
+    return "every check off in the configuration"
 
 
 def audit_cluster(

@@ -359,20 +359,27 @@ def miss_reason(key: str, image_name: str) -> str:
     """Why the entry ``key`` does not cover ``image_name`` (``host[:port]/path``), in the
     kubelet's terms, so a denial can say what the pod's secret has instead of "no secret":
     the port must match (``registry.example.com`` never covers ``registry.example.com:5000``),
-    a key's path is a prefix of the repository, and a glob covers one DNS label."""
+    a key's path is a prefix of the repository, and a glob covers one DNS label. An entry
+    that misses on the port and on the path says both."""
     shown = shown_key(key)
     glob_host, glob_path = _split_target(keyring_key(key))
     target_host, target_path = _split_target(image_name)
     glob_name, glob_port = split_host_port(glob_host)
     target_name, target_port = split_host_port(target_host)
     same_name = url_matches(glob_name, target_name)
+    path_misses = same_name and not target_path.startswith(glob_path)
     if same_name and glob_port != target_port:
         if not glob_port:
-            return f"entry {shown!r} has no port, and the kubelet matches the port ({target_port})"
-        if not target_port:
-            return f"entry {shown!r} is for port {glob_port}; the image names no port"
-        return f"entry {shown!r} is for port {glob_port}, not {target_port}"
-    if same_name and not target_path.startswith(glob_path):
+            said = f"entry {shown!r} has no port, and the kubelet matches the port ({target_port})"
+        elif not target_port:
+            said = f"entry {shown!r} is for port {glob_port}; the image names no port"
+        else:
+            said = f"entry {shown!r} is for port {glob_port}, not {target_port}"
+        # Both reasons: an entry fixed for the port alone would still miss on the path.
+        if path_misses:
+            said += f"; and it covers only the path {glob_path}, not {target_path}"
+        return said
+    if path_misses:
         return f"entry {shown!r} covers only the path {glob_path}, not {target_path}"
     return f"entry {shown!r} is for another registry"
 

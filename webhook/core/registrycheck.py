@@ -354,15 +354,26 @@ def _fit(
 def served_is_no_typo(
     findings: list[Finding], answers: Mapping[str, Answer], pulls: list[ImagePull]
 ) -> list[Finding]:
-    """Drop the "looks like a typo of another registry" guess for an image its registry has
-    just served: the host is the one meant (a real registry one edit from a well-known one,
-    ``quay.io`` and ``quai.io`` say, is not a typo when it has the image)."""
-    served = {
-        p.container.image_pointer
-        for p in pulls
-        if (answer := answers.get(p.container.pointer)) is not None
-        and answer.outcome is Outcome.FOUND
-    }
+    """Drop the "looks like a typo of another registry" guess for an image whose registry
+    has just answered as a registry, for any image of the pod: it served an image (or a
+    blob), said a tag is missing from a repository it described (its tag list, or its
+    ``NAME_UNKNOWN``), or asked for a login (401/403). The host is the one meant (a real
+    registry one or two edits from a well-known one, ``icr.io`` and ``gcr.io`` say, is not
+    a typo), and a "move to gcr.io" beside "create a secret for icr.io" contradicts it."""
+    served = set()
+    domain_of: dict[str, str] = {}
+    real: set[str] = set()
+    for pull in pulls:
+        if pull.ref is None:
+            continue
+        domain_of[pull.container.image_pointer] = pull.ref.domain
+        answer = answers.get(pull.container.pointer)
+        if answer is None:
+            continue
+        if answer.outcome is Outcome.FOUND:
+            served.add(pull.container.image_pointer)
+        if _answered_as_a_registry(answer):
+            real.add(pull.ref.domain)
     return [
         f
         for f in findings
@@ -370,9 +381,19 @@ def served_is_no_typo(
             f.check == "reference"
             and f.advisory
             and TYPO_WORDS in f.problem
-            and f.pointer in served
+            and (f.pointer in served or domain_of.get(f.pointer or "") in real)
         )
     ]
+
+
+def _answered_as_a_registry(answer: Answer) -> bool:
+    """Does ``answer`` prove that a registry (not a mistyped host's web server, nor an
+    unknown name) is there: a manifest or blob served, a 401/403 login challenge, or a
+    not-found that came with what only the registry API gives (the repository's tags, or
+    its ``NAME_UNKNOWN``)?"""
+    if answer.outcome in (Outcome.FOUND, Outcome.NOT_A_MANIFEST, Outcome.UNAUTHORIZED):
+        return True
+    return answer.outcome is Outcome.NOT_FOUND and answer.repository_exists is not None
 
 
 #: Answers that leave an image's existence and access unknown.

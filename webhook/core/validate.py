@@ -137,6 +137,9 @@ class Decision:
     """(image as written, why) for each image the registry check could not settle: not
     asked, unreachable, rate limited or failing. ``audit`` counts and lists them: it must
     never say "nothing" where it could not look."""
+    could_not_run: tuple[tuple[str, str], ...] = ()
+    """(check, why) for each check that is on but could not run (outcome ``unavailable``):
+    secrets not readable, nodes' platforms unknown. ``audit`` counts them as not checked."""
     image_platforms: tuple[tuple[str, tuple[str, ...]], ...] = ()
     """(container label, the builds its image's index lists: ``linux/amd64``...) as the
     registry answered, nodes known or not: ``diagnose`` fills a platform fix from them
@@ -447,6 +450,8 @@ def validate(
         unavailable=unavailable,
         loud=loud,
     )
+    could_not_run = tuple((c, w) for c, w in unavailable.items() if actions[c] is not Action.OFF)
+    decision = replace(decision, could_not_run=could_not_run)
     if actions["registry"] is Action.OFF:
         return decision
     return replace(

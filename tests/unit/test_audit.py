@@ -1,0 +1,119 @@
+"""``pullguard audit``'s scan and words, on the pure decision: it never says "nothing" when
+it could not look (issue 22 item 4). The live runs are tests/e2e/test_diagnose_audit.py."""
+
+from __future__ import annotations
+
+from tests.unit.builders import container, deployment, pod, pod_spec, pull_secret
+from webhook.cli.audit import _text, exit_status
+from webhook.compose.scan import Scan, scan
+from webhook.core.cluster import ClusterUnavailable, InMemoryCluster, SecretInfo
+from webhook.core.cluster import ServiceAccountInfo as Account
+from webhook.core.config import load_config_text
+from webhook.core.registry import Answer, FixedRegistry, Outcome
+
+DEFAULT = load_config_text("{}\n")
+IMAGE = "registry.example.com/team/app:1.0"
+SOURCE = "ConfigMap pullguard/pullguard-config"
+
+
+class SecretsForbidden(InMemoryCluster):
+    """What a developer's kubeconfig reads: no Secrets, no ServiceAccounts."""
+
+    def get_secret(self, namespace: str, name: str) -> SecretInfo | None:
+        raise ClusterUnavailable("secrets is forbidden")
+
+    def get_service_account(self, namespace: str, name: str) -> Account | None:
+        raise ClusterUnavailable("serviceaccounts is forbidden")
+
+
+def text_of(result: Scan) -> str:
+    judged = [(kind, document["metadata"], d) for kind, document, d in result.judged]
+    mode_off = [(ns, count, why) for ns, (why, count) in result.mode_off.items()]
+    return _text(
+        judged,
+        {},
+        result.scanned,
+        SOURCE,
+        result.not_checked,
+        exempt=[],
+        mode_off=mode_off,
+        checks_not_run=result.checks_not_run,
+    )
+
+
+def test_audit_that_could_not_read_secrets_does_not_say_nothing() -> None:
+    # rev22 F15: run by a user who may not read Secrets and ServiceAccounts, every object's
+    # pullSecrets check is "unavailable" (the decision's own warning: "pullSecrets check
+    # could not run: serviceaccounts is forbidden"); the audit counted only the registry's
+    # unsettled answers, so it printed "nothing would be denied or warned" and exited 0,
+    # though a listed secret that is missing or that the kubelet cannot parse (then no
+    # image of the pod pulls at all) is exactly what it did not look at.
+    cluster = SecretsForbidden()
+    cluster.add_namespace("team-a")
+    cluster.add_node("n1", "linux", "amd64")
+    workload = deployment(pod_spec(container("web", IMAGE), secrets=["regcred"]))
+    registry = FixedRegistry({IMAGE: Answer(Outcome.FOUND)})
+    result = scan([("Deployment", workload)], DEFAULT, cluster, registry)
+    text = text_of(result)
+    assert "nothing would be denied or warned" not in text, text
+    assert result.checks_not_run == {
+        ("pullSecrets", "serviceaccounts is forbidden"): ["Deployment team-a/web"]
+    }, result.checks_not_run
+    assert (
+        "1 object not checked by pullSecrets: serviceaccounts is forbidden\n  Deployment team-a/web"
+        in (text)
+    )
+    assert exit_status(False, result) == 3
+    # Readable: judged, nothing counted, exit 0.
+    readable = InMemoryCluster()
+    readable.add_namespace("team-a")
+    readable.add_node("n1", "linux", "amd64")
+    readable.add_secret(pull_secret("team-a", "regcred", "registry.example.com"))
+    fine = scan([("Deployment", workload)], DEFAULT, readable, registry)
+    assert not fine.checks_not_run and exit_status(False, fine) == 0, fine
+
+
+def test_an_audit_that_could_not_learn_the_nodes_platforms_says_so() -> None:
+    # rev22 F15, the platform check: with no Node saying its os/arch (or Nodes not
+    # readable), the platform check could not run on any object.
+    cluster = InMemoryCluster()
+    cluster.add_namespace("team-a")
+    registry = FixedRegistry({"nginx:1.25": Answer(Outcome.FOUND)})
+    result = scan(
+        [("Pod", pod(pod_spec(container("web", "nginx:1.25"))))], DEFAULT, cluster, registry
+    )
+    assert result.checks_not_run == {
+        ("platform", "no Node says its kubernetes.io/os and kubernetes.io/arch"): ["Pod team-a/p"]
+    }, result.checks_not_run
+    assert "nothing would be denied or warned" not in text_of(result)
+    assert exit_status(False, result) == 3
+
+
+def test_a_namespace_whose_mode_is_off_is_not_judged_and_said_so() -> None:
+    # rev22 F5: a namespace labelled pullguard.io/mode=off is not judged at admission,
+    # like an exempt one: "mode off, not judged", never "nothing would be denied or
+    # warned"; the exit status stays 0 (admission denies nothing there).
+    cluster = InMemoryCluster()
+    cluster.add_namespace("team-a", {"pullguard.io/mode": "off"})
+    missing = "registry.example.com/team/app:1.1"
+    registry = FixedRegistry({missing: Answer(Outcome.NOT_FOUND, "HTTP 404")})
+    found = [("Pod", pod(pod_spec(container("web", missing)), name=f"p{i}")) for i in (1, 2)]
+    result = scan(found, DEFAULT, cluster, registry)
+    assert result.mode_off == {"team-a": ("labelled pullguard.io/mode=off", 2)}
+    text = text_of(result)
+    assert "nothing" not in text, text
+    assert (
+        "2 objects in namespace team-a (labelled pullguard.io/mode=off): mode off, not judged"
+        in text
+    )
+    assert exit_status(False, result) == 0
+    # Every check off in the configuration says that instead.
+    off = load_config_text(
+        "checks: {reference: off, pullSecrets: off, registry: off, pullPolicy: off, "
+        "platform: off}\n"
+    )
+    plain = InMemoryCluster()
+    plain.add_namespace("team-a")
+    assert scan(found[:1], off, plain, registry).mode_off == {
+        "team-a": ("every check off in the configuration", 1)
+    }
