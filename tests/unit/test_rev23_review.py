@@ -33,7 +33,6 @@ ROOT = Path(__file__).resolve().parents[2]
 # -- finding 1: the core's purity check is a deny-list: I/O through modules not on it --------
 
 
-@pytest.mark.open_finding
 @pytest.mark.parametrize(
     "text",
     [
