@@ -170,7 +170,6 @@ def test_rev23_a_template_review_builds_one_keyring(monkeypatch: pytest.MonkeyPa
 # -- finding 5: the pull-policy check derives the policy itself -------------------------------
 
 
-@pytest.mark.open_finding
 def test_rev23_the_pull_policy_default_is_derived_in_one_place() -> None:
     """The spine says the ImagePull carries the pull policy the kubelet applies, made once.
     checks.check_pull_policy takes a Container and works the policy out again
