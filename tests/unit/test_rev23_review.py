@@ -1,7 +1,8 @@
 """Review rev23 of issue 23 (the floors, the spine, the architecture page): open findings.
 
-Each test fails today and passes once its finding is fixed; they run only when asked for
-(``pytest -m open_finding``). No module here breaks a rule itself: the layering test's
+Each test marked ``open_finding`` fails today and passes once its finding is fixed; those
+run only when asked for (``pytest -m open_finding``). A fixed finding's test loses its
+marker and runs with the others. No module here breaks a rule itself: the layering test's
 functions are fed source text that does, to show what they let through.
 """
 
@@ -25,8 +26,6 @@ from tests.unit.builders import (
 )
 from webhook.core.config import load_config_text
 from webhook.core.validate import validate
-
-pytestmark = pytest.mark.open_finding
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -68,6 +67,7 @@ def test_rev23_the_purity_check_sees_io_through_modules_off_its_list(text: str) 
 # -- finding 2: the floor check misses ways to reach a module above ---------------------------
 
 
+@pytest.mark.open_finding
 @pytest.mark.parametrize(
     "text",
     [
@@ -98,6 +98,7 @@ def test_rev23_the_floor_check_sees_an_edge_module_reach_the_cli(text: str) -> N
 # -- finding 3: one SecretReads per admission parses a default secret twice --------------------
 
 
+@pytest.mark.open_finding
 def test_rev23_a_template_listing_a_default_secret_parses_it_once(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -137,6 +138,7 @@ def test_rev23_a_template_listing_a_default_secret_parses_it_once(
 # -- finding 4: more than one keyring per review ---------------------------------------------
 
 
+@pytest.mark.open_finding
 def test_rev23_a_template_review_builds_one_keyring(monkeypatch: pytest.MonkeyPatch) -> None:
     """Issue 23 item 3: "the keyring is looked up from three places". A template's review
     still builds three Keyrings over the same secrets: the preview's
@@ -210,6 +212,7 @@ def test_rev23_compose_reads_no_file_itself() -> None:
 # -- finding 7: pullguard ref loads the whole engine ------------------------------------------
 
 
+@pytest.mark.open_finding
 def test_rev23_pullguard_ref_does_not_load_the_engine() -> None:
     """docs/architecture.md: "Import heavy modules inside cmd_<name>, so pullguard ref stays
     fast". cli/audit, cli/check and cli/diagnose import compose and core.validate at their

@@ -11,7 +11,8 @@ runs them (:func:`live_providers`), with the caller's own cloud identity, so ``c
 ``diagnose`` and ``audit`` give admission's answer.
 
 Composition only: I/O comes from ``webhook.edge`` (the API server through
-:mod:`webhook.edge.kubereads`), deciding stays in ``webhook.core``. Must not: parse arguments
+:mod:`webhook.edge.kubereads`, the ``--config`` file through
+:mod:`webhook.edge.configsource`), deciding stays in ``webhook.core``. Must not: parse arguments
 (``webhook.cli.options`` declares the ones whose values :func:`live_config` takes), or call
 the kubernetes client itself.
 """
@@ -52,10 +53,10 @@ def live_config(
 ) -> tuple[Config, str]:
     """The configuration to judge with, and where it came from: ``config_file`` (``--config``),
     else the ConfigMap in ``pullguard_namespace``, else the embedded default."""
-    from webhook.edge.configsource import default_config_text
+    from webhook.edge.configsource import default_config_text, load_config_file
 
     if config_file is not None:
-        return load_config_text(config_file.read_text("utf-8")), str(config_file)
+        return load_config_file(config_file), str(config_file)
     try:
         text = kube.config_map_text(pullguard_namespace, CONFIGMAP, "config.yaml")
         if text:

@@ -7,7 +7,8 @@ first (mirrors, default pull secrets), then the validating decision, on the same
 configuration. A file that cannot be read or parsed is reported and the others go on.
 
 Files are read by :mod:`webhook.edge.manifestfiles`, a state file by
-:mod:`webhook.edge.statefile`, the registry asked by :mod:`webhook.edge.registry`.
+:mod:`webhook.edge.statefile`, the ``--config`` file by :mod:`webhook.edge.configsource`,
+the registry asked by :mod:`webhook.edge.registry`.
 Must not: contact a cluster; send any credential of the pods' (a state file's are redacted,
 and :class:`Anonymous` strips the rest). The credential providers the configuration names
 run with the caller's own identity, and their credentials are sent, as admission sends
@@ -25,7 +26,7 @@ import jsonpatch
 import yaml
 
 from webhook.core.cluster import ClusterView
-from webhook.core.config import DEFAULT_CONFIG, Config, load_config_text
+from webhook.core.config import DEFAULT_CONFIG, Config
 from webhook.core.mutate import mutate
 from webhook.core.nodecreds import NodeCredentialView, provider_of
 from webhook.core.registry import Answer, Outcome, Question, RegistryView
@@ -147,7 +148,9 @@ def offline_config(path: Path | None) -> Config:
     a file that cannot be read."""
     if path is None:
         return DEFAULT_CONFIG
-    return load_config_text(path.read_text("utf-8"))
+    from webhook.edge.configsource import load_config_file
+
+    return load_config_file(path)
 
 
 def offline_cluster(state: Path | None) -> ClusterView:

@@ -38,7 +38,7 @@ from webhook.core.keyring import (
     parse_pull_secret,
 )
 from webhook.core.podspec import Container
-from webhook.core.pullplan import default_pull_policy
+from webhook.core.pullplan import ImagePull
 from webhook.core.reference import InvalidReference, Reference, parse, parse_or_none
 
 q = shlex.quote
@@ -237,9 +237,12 @@ def _single_label_host(ref: Reference) -> Callable[[Container], Finding] | None:
     return finding
 
 
-def check_pull_policy(container: Container, ref: Reference) -> list[Finding]:
-    """``Never``, or a moving tag with ``IfNotPresent``."""
-    policy = container.pull_policy or default_pull_policy(ref)
+def check_pull_policy(pull: ImagePull) -> list[Finding]:
+    """``Never``, or a moving tag with ``IfNotPresent``, in the pull policy the plan says the
+    kubelet applies (:func:`~webhook.core.pullplan.plan_pulls` alone derives it)."""
+    container, ref, policy = pull.container, pull.ref, pull.policy
+    if ref is None:
+        return []  # the reference check says why it cannot be pulled
     field_name = container.policy_field  # imagePullPolicy, or pullPolicy on an image volume
     if policy == "Never":
         return [

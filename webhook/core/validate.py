@@ -346,7 +346,10 @@ def validate(
     # image whose pull policy is Never: it runs the node's copy or fails with
     # ErrImageNeverPull, and neither the registry nor credentials take part. Such images are
     # judged for their reference and the pull-policy advice only.
-    pulls = [p for p in plan_pulls(judged, refs) if p.pulled]
+    planned = plan_pulls(judged, refs)
+    for pull in planned:
+        findings.extend(check_pull_policy(pull))
+    pulls = [p for p in planned if p.pulled]
 
     wants_registry = registry is not None and (
         actions["registry"] is not Action.OFF or actions["platform"] is not Action.OFF
@@ -561,7 +564,7 @@ def _check_references(
     refs: dict[str, Reference],
     findings: list[Finding],
 ) -> list[Container]:
-    """The reference and pull-policy checks of ``judged``, into ``refs`` and ``findings``;
+    """The reference checks of ``judged``, into ``refs`` and ``findings``;
     returns the entries the rest of the decision judges (the first MAX_IMAGE_ENTRIES).
 
     Every entry's grammar is checked, once per distinct reference string; the costly steps
@@ -574,7 +577,6 @@ def _check_references(
         if ref is None:
             continue
         refs[container.pointer] = ref
-        findings.extend(check_pull_policy(container, ref))
     valid: dict[str, bool] = {}
     invalid = 0
     for container in rest:

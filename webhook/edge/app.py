@@ -465,7 +465,11 @@ def create_app(runtime: Runtime) -> Flask:
             )
         body = _read_body(environ, held)
         if body is NO_ROOM:
-            return b"", shed(webhook_name)
+            return b"", shed(
+                webhook_name,
+                "",
+                f"pullguard is reading {bodies.used} bytes of request bodies already",
+            )
         if body is None:
             metrics.requests.labels(webhook_name, "", "", "malformed").inc()
             return b"", _error_review(
@@ -473,14 +477,19 @@ def create_app(runtime: Runtime) -> Flask:
             )
         return body, None
 
-    def shed(webhook_name: str) -> Answer:
-        """The 429 for a body the body budget has no room for."""
+    def shed(webhook_name: str, uid: str, why: str) -> Answer:
+        """The 429 for a review shed because ``why`` (a budget has no room for it), counted
+        as ``shed``; the client retries after :data:`RETRY_AFTER_SECONDS`."""
         metrics.requests.labels(webhook_name, "", "", "shed").inc()
-        return _error_review(
-            "",
-            429,
-            f"pullguard is reading {bodies.used} bytes of request bodies already; "
-            f"retry after {RETRY_AFTER_SECONDS}s",
+        return _error_review(uid, 429, f"{why}; retry after {RETRY_AFTER_SECONDS}s")
+
+    def decode_time_spent(webhook_name: str, uid: str, size: int) -> Answer:
+        """The 429 for a long body while the worker's share of decoding time is spent."""
+        return shed(
+            webhook_name,
+            uid,
+            "pullguard spent its share of time decoding large reviews lately "
+            f"({size >> 10} KiB here)",
         )
 
     def decoding_refusal(webhook_name: str, body: bytes, cost: int) -> Answer | None:
@@ -499,20 +508,12 @@ def create_app(runtime: Runtime) -> Flask:
                 "the API server sends is shaped so",
             )
         if not decode_time.may_start(cost):
-            metrics.requests.labels(webhook_name, "", "", "shed").inc()
-            return _error_review(
-                uid_from_bytes(body),
-                429,
-                f"pullguard spent its share of time decoding large reviews lately "
-                f"({len(body) >> 10} KiB here); retry after {RETRY_AFTER_SECONDS}s",
-            )
+            return decode_time_spent(webhook_name, uid_from_bytes(body), len(body))
         if not decoded.reserve(cost):
-            metrics.requests.labels(webhook_name, "", "", "shed").inc()
-            return _error_review(
+            return shed(
+                webhook_name,
                 uid_from_bytes(body),
-                429,
-                f"pullguard is decoding about {decoded.used >> 20} MiB of reviews already; "
-                f"retry after {RETRY_AFTER_SECONDS}s",
+                f"pullguard is decoding about {decoded.used >> 20} MiB of reviews already",
             )
         return None
 
@@ -552,13 +553,7 @@ def create_app(runtime: Runtime) -> Flask:
             if size > TIMED_DECODE_BYTES and not decode_time.may_start(size):
                 # A body this long decodes long (its estimate is past its length): while
                 # the worker's share of time for those is spent, it is not even read.
-                metrics.requests.labels(webhook_name, "", "", "shed").inc()
-                return _error_review(
-                    "",
-                    429,
-                    f"pullguard spent its share of time decoding large reviews lately "
-                    f"({size >> 10} KiB here); retry after {RETRY_AFTER_SECONDS}s",
-                )
+                return decode_time_spent(webhook_name, "", size)
             held = _BodyHeld(bodies, size)
             try:
                 return judged(environ, started, verified, held)

@@ -38,6 +38,13 @@ def default_config_text() -> str:
     return resources.files("webhook").joinpath("defaults/config.yaml").read_text("utf-8")
 
 
+def load_config_file(path: Path) -> Config:
+    """The configuration document at ``path`` (``--config FILE`` of a command), parsed.
+    Raises :class:`~webhook.core.config.ConfigError` for an invalid one and ``OSError`` for
+    a file that cannot be read."""
+    return load_config_text(path.read_text("utf-8"))
+
+
 _EMBEDDED: list[Config] = []
 
 
