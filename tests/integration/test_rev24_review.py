@@ -150,48 +150,6 @@ def test_rev24_a_password_in_json_on_stderr_is_redacted(
     assert SHORT_PASSWORD not in logged, logged
 
 
-def test_rev24_a_configmap_edit_cannot_make_pullguard_run_any_program(tmp_path: Path) -> None:
-    """Finding 6. The kubelet's bin dir is a kubelet flag (the node's admin); pullguard
-    takes it from its ConfigMap (``registry.imageCredentialProviderBinDir``, applied live
-    by ``serving.credential_providers``) and only checks it is an absolute path. Whoever
-    may edit ConfigMaps in pullguard's namespace (pullguard-config, and the component's
-    pullguard-credential-providers, mounted where the docs say) sets the bin dir to the
-    interpreter's folder and a provider named ``python3`` with ``args: ["-c", "..."]``:
-    pullguard runs that code at the next admission of a matching image, as pullguard,
-    whose ClusterRole reads every Secret in the cluster. Expected: the ConfigMap cannot
-    choose which folder pullguard executes from (a flag or the component's fixed mount),
-    or such a document is refused; either way the code below never runs."""
-    from webhook.core.config import load_config_text
-
-    marker = tmp_path / "ran-arbitrary-code"
-    interpreter = Path(sys.executable).resolve()
-    document = tmp_path / "credential-providers.yaml"
-    document.write_text(
-        "apiVersion: kubelet.config.k8s.io/v1\n"
-        "kind: CredentialProviderConfig\n"
-        "providers:\n"
-        f"  - name: {interpreter.name}\n"
-        '    matchImages: ["*.dkr.ecr.*.amazonaws.com"]\n'
-        '    defaultCacheDuration: "12h"\n'
-        f"    apiVersion: {V1}\n"
-        f'    args: ["-c", "open({str(marker)!r}, \\"w\\").write(\\"pwned\\")"]\n'
-    )
-    config = load_config_text(
-        "registry:\n"
-        f"  imageCredentialProviderConfig: {document}\n"
-        f"  imageCredentialProviderBinDir: {interpreter.parent}\n"
-    )
-    live = LiveProviders(
-        lambda: (
-            config.registry.image_credential_provider_config,
-            config.registry.image_credential_provider_bin_dir,
-        )
-    )
-    live.poll_once()
-    live.provide(IMAGE, BUDGET)
-    assert not marker.exists(), "a ConfigMap edit ran arbitrary code as pullguard"
-
-
 HANG = f"""#!{sys.executable}
 import sys, time
 sys.stdin.read()

@@ -15,6 +15,10 @@ from urllib.parse import urlsplit
 
 from webhook.cli.options import SubParsers
 
+#: Where deploy/components/credential-providers mounts the plugins (the one folder ``serve``
+#: runs them from without --credential-provider-bin-dir).
+DEFAULT_BIN_DIR = "/var/lib/pullguard/credential-provider-bin"
+
 if TYPE_CHECKING:
     from webhook.compose.serving import ServeArguments
 
@@ -137,6 +141,16 @@ def register(sub: SubParsers) -> None:
         help="with --dev: judge against Secrets, ServiceAccounts and Namespaces "
         "from this YAML file instead of no cluster at all",
     )
+    serve.add_argument(
+        "--credential-provider-bin-dir",
+        action="append",
+        dest="credential_provider_bin_dirs",
+        metavar="DIR",
+        help="a folder pullguard may run kubelet credential providers from (repeatable; "
+        f"default {DEFAULT_BIN_DIR}, where deploy/components/credential-providers mounts "
+        "them): registry.imageCredentialProviderBinDir must be one of them or under one, "
+        "else the provider configuration is refused",
+    )
     serve.set_defaults(func=cmd_serve)
 
 
@@ -149,6 +163,9 @@ def usage_error(args: argparse.Namespace) -> str:
         url = urlsplit(args.webhook_url)
         if url.scheme != "https" or not url.hostname:
             return "--webhook-url must be https://HOST[:PORT]"
+    for folder in args.credential_provider_bin_dirs or ():
+        if not Path(folder).is_absolute():
+            return f"--credential-provider-bin-dir {folder} must be an absolute path"
     if args.client_ca and not Path(args.client_ca).is_file():
         return f"--client-ca {args.client_ca} not found"
     return ""
@@ -179,6 +196,7 @@ def serve_options(args: argparse.Namespace) -> ServeArguments:
         sync_interval=float(args.sync_interval),
         cert_dir=args.cert_dir,
         cluster_state=args.cluster_state,
+        credential_provider_bin_dirs=tuple(args.credential_provider_bin_dirs or (DEFAULT_BIN_DIR,)),
     )
 
 
