@@ -78,7 +78,6 @@ def _engine(bin_dir: Path, *providers: Provider) -> CredentialProviders:
     )
 
 
-@pytest.mark.open_finding
 @pytest.mark.parametrize(
     "overrides",
     [
@@ -101,11 +100,13 @@ def test_rev24_a_provider_that_cannot_be_started_is_a_failed_answer_not_an_excep
     engine = _engine(bin_dir, _provider("good", **overrides), _provider("good2"))
     _write(bin_dir, "good2", GOOD)
     failed, served = engine.provide(IMAGE, BUDGET)
-    assert failed.provider == "good" and failed.error
+    assert failed.provider == "good"
+    assert failed.error == (
+        "cannot start it: an env name holds '=', or an env value or an argument holds a NUL byte"
+    )
     assert served.provider == "good2" and served.credentials
 
 
-@pytest.mark.open_finding
 def test_rev24_a_provider_name_with_nul_is_refused_not_raised(
     bin_dir: Path, tmp_path: Path
 ) -> None:
@@ -128,10 +129,31 @@ def test_rev24_a_provider_name_with_nul_is_refused_not_raised(
     )
     with pytest.raises(ProviderConfigError):
         read_provider_config(str(path), str(bin_dir))
-    live = LiveProviders(lambda: (str(path), str(bin_dir)))
+    with pytest.raises(ProviderConfigError) as refused:
+        read_provider_config(str(path), str(bin_dir), (str(bin_dir),))
+    assert refused.value.problems == [
+        "providers[0].name: 'good\\x00': a NUL character in a name (no executable can have it)"
+    ]
+    live = LiveProviders(lambda: (str(path), str(bin_dir)), allowed_bin_dirs=(str(bin_dir),))
     live.start()  # what serve does: must not raise
     live.stop()
-    assert live.last_problems
+    assert live.last_problems == refused.value.problems
+    assert live.current is None
+    (answer,) = live.provide(IMAGE, BUDGET)  # not in force: a failed answer, no exception
+    assert answer.error and "not in force" in answer.error
+
+
+def test_live_providers_start_never_raises_out_of_serve() -> None:
+    """Whatever reading the document raises, serve starts: the document is not in force."""
+
+    def broken() -> tuple[str | None, str | None]:
+        raise RuntimeError("unexpected")
+
+    live = LiveProviders(broken)
+    live.start()
+    live.stop()
+    assert live.last_problems == ["reading it failed (RuntimeError)"]
+    assert live.current is None
 
 
 @pytest.mark.open_finding

@@ -423,6 +423,12 @@ class CredentialProviders:
                 raise ProviderFailed(
                     provider.name, f"cannot run it ({error.strerror or type(error).__name__})"
                 ) from None
+            except ValueError:  # Popen refuses before any process starts; no value quoted
+                raise ProviderFailed(
+                    provider.name,
+                    "cannot start it: an env name holds '=', or an env value or an argument "
+                    "holds a NUL byte",
+                ) from None
         finally:
             self._slots.release()
         secrets = [e.value for e in provider.env]
@@ -569,16 +575,21 @@ class LiveProviders:
         return True
 
     def start(self) -> None:
-        """Read now, then every ``interval`` seconds in a daemon thread."""
-        self.poll_once()
+        """Read now, then every ``interval`` seconds in a daemon thread. Never raises: a
+        document that cannot be read is not in force, and the process stays ready."""
+        self._poll_logged()
         threading.Thread(target=self._run, name="credential-providers", daemon=True).start()
 
     def _run(self) -> None:
         while not self._stop.wait(self._interval):
-            try:
-                self.poll_once()
-            except Exception:  # never let the follower die: the last good one stays
-                log.exception("reading the credential provider configuration failed")
+            self._poll_logged()
+
+    def _poll_logged(self) -> None:
+        try:
+            self.poll_once()
+        except Exception as error:  # never let serve or the follower die: the last good one stays
+            log.exception("reading the credential provider configuration failed")
+            self.last_problems = [f"reading it failed ({type(error).__name__})"]
 
     def stop(self) -> None:
         self._stop.set()
