@@ -156,7 +156,6 @@ def test_live_providers_start_never_raises_out_of_serve() -> None:
     assert live.current is None
 
 
-@pytest.mark.open_finding
 def test_rev24_a_password_in_json_on_stderr_is_redacted(
     bin_dir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
