@@ -18,6 +18,8 @@ from webhook.cli.options import SubParsers
 #: Where deploy/components/credential-providers mounts the plugins (the one folder ``serve``
 #: runs them from without --credential-provider-bin-dir).
 DEFAULT_BIN_DIR = "/var/lib/pullguard/credential-provider-bin"
+#: Also allowed without the flag: the folder CONTRACT.md's example configuration names.
+CONTRACT_BIN_DIR = "/etc/pullguard/credential-provider-bin"
 
 if TYPE_CHECKING:
     from webhook.compose.serving import ServeArguments
@@ -196,7 +198,7 @@ def serve_options(args: argparse.Namespace) -> ServeArguments:
         sync_interval=float(args.sync_interval),
         cert_dir=args.cert_dir,
         cluster_state=args.cluster_state,
-        credential_provider_bin_dirs=tuple(args.credential_provider_bin_dirs or (DEFAULT_BIN_DIR,)),
+        credential_provider_bin_dirs=_bin_dirs(args),
     )
 
 
@@ -212,3 +214,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except serving.ServeRefused as refused:
         print(f"pullguard serve: {refused}", file=sys.stderr)
         return 2
+
+
+def _bin_dirs(args: argparse.Namespace) -> tuple[str, ...] | None:
+    """The folders serve may run credential providers from: the flag's, else, with
+    ``--config FILE`` (a file of the operator's, trusted like a flag), whatever it names
+    (None), else (the ConfigMap, which namespace editors may write) the two fixed folders."""
+    if args.credential_provider_bin_dirs:
+        return tuple(args.credential_provider_bin_dirs)
+    if args.config is not None:
+        return None
+    return (DEFAULT_BIN_DIR, CONTRACT_BIN_DIR)

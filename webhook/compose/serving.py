@@ -80,7 +80,13 @@ class ServeArguments:
     sync_interval: float = 30.0
     cert_dir: Path = Path("/var/run/pullguard/certs")
     cluster_state: Path | None = None
-    credential_provider_bin_dirs: tuple[str, ...] = ("/var/lib/pullguard/credential-provider-bin",)
+    #: The folders credential providers may run from; None: any the configuration names
+    #: (``--config FILE`` without ``--credential-provider-bin-dir``: the file is the
+    #: operator's, trusted like a flag; the ConfigMap never is).
+    credential_provider_bin_dirs: tuple[str, ...] | None = (
+        "/var/lib/pullguard/credential-provider-bin",
+        "/etc/pullguard/credential-provider-bin",
+    )
 
 
 #: Why ``serve`` without ``--config`` does not start: the ConfigMap's namespace is unknown.
@@ -384,7 +390,7 @@ def registry_parts(store: ConfigStore, metrics: Metrics) -> tuple[HttpRegistry, 
 
 
 def credential_providers(
-    store: ConfigStore, allowed_bin_dirs: tuple[str, ...] = ()
+    store: ConfigStore, allowed_bin_dirs: tuple[str, ...] | None = ()
 ) -> LiveProviders:
     """The kubelet's credential providers the live configuration names
     (``registry.imageCredentialProviderConfig`` and ``...BinDir``), re-read as it or the

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from webhook.core.credprovider import (
-    DEFAULT_SERVE_BIN_DIR,
+    DEFAULT_SERVE_BIN_DIRS,
     MAX_CONFIG_BYTES,
     MAX_RESPONSE_BYTES,
     Provider,
@@ -488,7 +488,7 @@ class LiveProviders:
         *,
         interval: float = 2.0,
         make: Callable[[ProviderConfig, str], CredentialProviders] = CredentialProviders,
-        allowed_bin_dirs: Sequence[str] | None = (DEFAULT_SERVE_BIN_DIR,),
+        allowed_bin_dirs: Sequence[str] | None = DEFAULT_SERVE_BIN_DIRS,
     ) -> None:
         self._settings = settings
         self._allowed = None if allowed_bin_dirs is None else tuple(allowed_bin_dirs)
