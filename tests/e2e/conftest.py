@@ -327,6 +327,9 @@ class Installation:
     replicas: list[Pullguard]
     webhook_url: str
     kubeconfig: Path
+    credential_provider_bin_dir: Path
+    """The folder the replicas were started to run credential providers from (serve's
+    --credential-provider-bin-dir): a test's plugins go there, or under it."""
 
     @property
     def primary(self) -> Pullguard:
@@ -393,6 +396,8 @@ def installed(
     for name in ("e2e", "other"):
         namespace(plane, name)
     kubeconfig = plane.service_account_kubeconfig(NAMESPACE, "pullguard")
+    provider_bin = workdir / "credential-provider-bin"
+    provider_bin.mkdir()
     # Two replicas started at the same moment must agree on one certificate.
     replicas = [
         spawn_pullguard(
@@ -402,6 +407,7 @@ def installed(
             port=replica_port,
             webhook_url=webhook_url,
             name=f"replica-{index}",
+            extra=("--credential-provider-bin-dir", str(provider_bin)),
             env={"SSL_CERT_FILE": str(registries.ca)},
         )
         for index, replica_port in enumerate((port, free_port()))
@@ -418,7 +424,7 @@ def installed(
             30,
             "the API server calling pullguard",
         )
-        yield Installation(plane, replicas, webhook_url, kubeconfig)
+        yield Installation(plane, replicas, webhook_url, kubeconfig, provider_bin)
     finally:
         for replica in replicas:
             replica.stop()

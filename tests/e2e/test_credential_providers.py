@@ -132,7 +132,8 @@ def providers(
         push_image(registries.private, f"node/hang/app{index}", "1.0")
     push_image(registries.public, "node/count/c", "1.0")
     folder = tmp_path_factory.mktemp("providers")
-    bin_dir = folder / "bin"
+    # serve runs providers only from the folder it was started with (or under it)
+    bin_dir = installed.credential_provider_bin_dir / "providers"
     bin_dir.mkdir()
     pids = folder / "pids"
     pids.mkdir()

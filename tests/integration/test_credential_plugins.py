@@ -430,6 +430,85 @@ def test_reading_the_config_checks_the_executables(plugins: Plugins, tmp_path: P
     ]
 
 
+def test_serve_runs_executables_only_from_the_folders_it_was_started_with(
+    plugins: Plugins, tmp_path: Path
+) -> None:
+    """The bin dir comes from the (hot-reloaded) ConfigMap; the folders ``serve`` may run
+    from are fixed at start (--credential-provider-bin-dir): the key must be one of them or
+    under one (symlinks resolved), and no executable may lead out of it."""
+    path = tmp_path / "providers.yaml"
+    path.write_text(CONFIG.format(name="good"))
+    allowed = (str(plugins.bin_dir),)
+    assert read_provider_config(str(path), str(plugins.bin_dir), allowed).providers
+    sub = plugins.bin_dir / "sub"
+    sub.mkdir()
+    write_plugin(sub, "good", GOOD)
+    assert read_provider_config(str(path), str(sub), allowed).providers  # under it
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    write_plugin(elsewhere, "good", GOOD)
+    (plugins.bin_dir / "escape").symlink_to(elsewhere)
+    for bin_dir in (elsewhere, plugins.bin_dir / "escape", plugins.bin_dir / "sub" / ".." / ".."):
+        with pytest.raises(ProviderConfigError) as caught:
+            read_provider_config(str(path), str(bin_dir), allowed)
+        assert caught.value.problems == [
+            f"registry.imageCredentialProviderBinDir: {bin_dir} is not a folder pullguard "
+            "was started to run credential providers from; start serve with "
+            f"--credential-provider-bin-dir {bin_dir} (now: {plugins.bin_dir})"
+        ]
+    # a provider executable that is a symlink out of the allowed folder
+    (sub / "good").unlink()
+    (sub / "good").symlink_to(elsewhere / "good")
+    with pytest.raises(ProviderConfigError) as caught:
+        read_provider_config(str(path), str(sub), allowed)
+    (problem,) = caught.value.problems
+    assert problem.startswith(f"providers[0].name: 'good': {sub}/good leads out of "), problem
+    # the CLI commands (no allowed folders): the folder the person chose
+    assert read_provider_config(str(path), str(elsewhere)).providers
+
+
+def test_rev24_a_configmap_edit_cannot_make_pullguard_run_any_program(tmp_path: Path) -> None:
+    """Finding 6. The kubelet's bin dir is a kubelet flag (the node's admin); pullguard
+    takes it from its ConfigMap (``registry.imageCredentialProviderBinDir``, applied live
+    by ``serving.credential_providers``) and only checks it is an absolute path. Whoever
+    may edit ConfigMaps in pullguard's namespace (pullguard-config, and the component's
+    pullguard-credential-providers, mounted where the docs say) sets the bin dir to the
+    interpreter's folder and a provider named ``python3`` with ``args: ["-c", "..."]``:
+    pullguard runs that code at the next admission of a matching image, as pullguard,
+    whose ClusterRole reads every Secret in the cluster. Expected: the ConfigMap cannot
+    choose which folder pullguard executes from (a flag or the component's fixed mount),
+    or such a document is refused; either way the code below never runs."""
+    from webhook.core.config import load_config_text
+
+    marker = tmp_path / "ran-arbitrary-code"
+    interpreter = Path(sys.executable).resolve()
+    document = tmp_path / "credential-providers.yaml"
+    document.write_text(
+        "apiVersion: kubelet.config.k8s.io/v1\n"
+        "kind: CredentialProviderConfig\n"
+        "providers:\n"
+        f"  - name: {interpreter.name}\n"
+        '    matchImages: ["*.dkr.ecr.*.amazonaws.com"]\n'
+        '    defaultCacheDuration: "12h"\n'
+        f"    apiVersion: {V1}\n"
+        f'    args: ["-c", "open({str(marker)!r}, \\"w\\").write(\\"pwned\\")"]\n'
+    )
+    config = load_config_text(
+        "registry:\n"
+        f"  imageCredentialProviderConfig: {document}\n"
+        f"  imageCredentialProviderBinDir: {interpreter.parent}\n"
+    )
+    live = LiveProviders(
+        lambda: (
+            config.registry.image_credential_provider_config,
+            config.registry.image_credential_provider_bin_dir,
+        )
+    )
+    live.poll_once()
+    live.provide(IMAGE, BUDGET)
+    assert not marker.exists(), "a ConfigMap edit ran arbitrary code as pullguard"
+
+
 def test_a_config_folder_is_merged_in_name_order(plugins: Plugins, tmp_path: Path) -> None:
     folder = tmp_path / "providers.d"
     folder.mkdir()
@@ -488,7 +567,7 @@ def test_the_live_providers_follow_the_configuration_and_keep_the_last_good(
     path = tmp_path / "providers.yaml"
     path.write_text(CONFIG.format(name="crash"))
     wanted: list[tuple[str | None, str | None]] = [(str(path), str(plugins.bin_dir))]
-    live = LiveProviders(lambda: wanted[0])
+    live = LiveProviders(lambda: wanted[0], allowed_bin_dirs=(str(plugins.bin_dir),))
     assert live.not_ready() == []  # not read yet: nothing said before the first read
     assert live.poll_once()
     first = live.current

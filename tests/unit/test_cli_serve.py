@@ -25,6 +25,10 @@ from tests.conftest import checkout_env
             ["--dev", "--client-ca", "missing-ca.pem"],
             "pullguard serve: --client-ca missing-ca.pem not found\n",
         ),
+        (
+            ["--dev", "--credential-provider-bin-dir", "plugins"],
+            "pullguard serve: --credential-provider-bin-dir plugins must be an absolute path\n",
+        ),
     ],
 )
 def test_a_usage_error_is_said_with_exit_status_2(
@@ -83,3 +87,35 @@ def test_serve_hands_compose_a_typed_frozen_options_value() -> None:
     assert options.cert_dir == Path("/var/run/pullguard/certs")
     with pytest.raises(dataclasses.FrozenInstanceError):
         options.cert = "tls.crt"  # type: ignore[misc]
+
+
+def test_the_credential_provider_folders_are_fixed_at_start() -> None:
+    """rev24 finding 6: the folders serve may run plugins from are its flag (repeatable),
+    by default the component's mount and CONTRACT.md's example folder, never what the
+    ConfigMap names; ``--config FILE`` (the operator's file, trusted like a flag) may name
+    any folder unless the flag is given."""
+    from webhook.cli import build_parser
+    from webhook.cli.serve import serve_options
+    from webhook.core.credprovider import DEFAULT_SERVE_BIN_DIRS
+
+    parse = build_parser().parse_args
+    assert serve_options(parse(["serve", "--dev"])).credential_provider_bin_dirs == (
+        DEFAULT_SERVE_BIN_DIRS
+    )
+    assert DEFAULT_SERVE_BIN_DIRS == (
+        "/var/lib/pullguard/credential-provider-bin",
+        "/etc/pullguard/credential-provider-bin",
+    )
+    from_file = parse(["serve", "--config", "/etc/pullguard/config.yaml"])
+    assert serve_options(from_file).credential_provider_bin_dirs is None
+    pinned = parse(["serve", "--config", "c.yaml", "--credential-provider-bin-dir", "/a"])
+    assert serve_options(pinned).credential_provider_bin_dirs == ("/a",)
+    given = parse(
+        [
+            "serve",
+            "--dev",
+            *("--credential-provider-bin-dir", "/a"),
+            *("--credential-provider-bin-dir", "/b"),
+        ]
+    )
+    assert serve_options(given).credential_provider_bin_dirs == ("/a", "/b")

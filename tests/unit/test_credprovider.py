@@ -456,6 +456,24 @@ def test_redaction() -> None:
     assert len(redact("a b " * 3000)) < 2100
 
 
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        (
+            'answer {"username": "robot", "password": "Tr0ub4dor&3"}',
+            'answer {"username": "robot", "password": [redacted]}',
+        ),
+        ('{"secret":"two words"}', '{"secret":[redacted]}'),
+        ('log {\\"password\\": \\"Tr0ub4dor&3\\"}', 'log {\\"password\\": [redacted]}'),
+        ("docker login -p Tr0ub4dor&3 registry", "docker login -p [redacted] registry"),
+        ("login -p=Tr0ub4dor&3", "login -p=[redacted]"),
+    ],
+)
+def test_redaction_of_a_password_written_as_json_or_a_flag(text: str, shown: str) -> None:
+    """rev24 finding 4: JSON (a quote between the label and ':') and ``-p VALUE``."""
+    assert redact(text) == shown
+
+
 # --- pullguard's own configuration keys ----------------------------------------------------------
 
 

@@ -1,6 +1,7 @@
 """Outside review rev24 of issue 24 (kubelet credential providers): findings still open.
 
-Each test fails today and passes once its finding is fixed (``pytest -m open_finding``).
+Each test marked open_finding fails until its finding is fixed (``pytest -m open_finding``);
+a fixed one loses its marker.
 """
 
 from __future__ import annotations
@@ -15,8 +16,6 @@ from webhook.core.credprovider import ProviderConfigError, load_provider_config_
 from webhook.core.nodecreds import ProviderAnswer
 from webhook.core.registry import Answer, Outcome, Question
 from webhook.core.validate import validate
-
-pytestmark = pytest.mark.open_finding
 
 HOST = "registry.corp.example"
 IMAGE = f"{HOST}/team/app:1.0"
@@ -90,6 +89,49 @@ def test_rev24_not_found_without_the_failed_providers_credentials_does_not_deny(
     assert decision.allowed, decision.message
 
 
+class TagMissingFromAReadableRepository:
+    """The login that asked read the repository's tags: the tag is missing for every login."""
+
+    def ask(
+        self, questions: Sequence[Question], budget: float, tenant: str = ""
+    ) -> Mapping[Question, Answer]:
+        return {
+            q: Answer(
+                Outcome.NOT_FOUND,
+                "HTTP 404 MANIFEST_UNKNOWN",
+                repository_exists=True,
+                tags=("0.9",),
+                tried=tuple(c.source for c in q.credentials),
+            )
+            for q in questions
+        }
+
+
+def test_a_tag_missing_from_a_repository_the_login_read_is_denied_despite_a_failed_provider() -> (
+    None
+):
+    """The other side of finding 1: the tags list was read, so no credential would see the
+    tag: certain, denied (the provider's failure changes nothing)."""
+    failed = [ProviderAnswer("corp-provider", error="it exited with status 1")]
+    decision = validate(
+        request(pod(pod_spec(container("web", IMAGE)))),
+        CONFIG,
+        cluster_with(),
+        registry=TagMissingFromAReadableRepository(),
+        node=Providers({f"{HOST}/team/app": failed}),
+    )
+    assert not decision.allowed
+    assert "has no tag '1.0'" in decision.message, decision.message
+
+
+def test_a_404_warning_names_the_failed_provider() -> None:
+    decision = _judge((), "it exited with status 1")
+    assert decision.allowed
+    warned = " ".join(decision.warnings)
+    assert "credential provider corp-provider failed" in warned, warned
+
+
+@pytest.mark.open_finding
 def test_rev24_match_images_with_a_percent_escape_in_the_host_is_refused() -> None:
     """Finding 5. Go's ``url.Parse`` (the kubelet's ``ParseSchemelessURL``) refuses a
     ``%XX`` escape of an ASCII byte in a host (RFC 3986: only non-ASCII bytes may be

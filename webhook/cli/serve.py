@@ -15,6 +15,12 @@ from urllib.parse import urlsplit
 
 from webhook.cli.options import SubParsers
 
+#: Where deploy/components/credential-providers mounts the plugins (the one folder ``serve``
+#: runs them from without --credential-provider-bin-dir).
+DEFAULT_BIN_DIR = "/var/lib/pullguard/credential-provider-bin"
+#: Also allowed without the flag: the folder CONTRACT.md's example configuration names.
+CONTRACT_BIN_DIR = "/etc/pullguard/credential-provider-bin"
+
 if TYPE_CHECKING:
     from webhook.compose.serving import ServeArguments
 
@@ -137,6 +143,16 @@ def register(sub: SubParsers) -> None:
         help="with --dev: judge against Secrets, ServiceAccounts and Namespaces "
         "from this YAML file instead of no cluster at all",
     )
+    serve.add_argument(
+        "--credential-provider-bin-dir",
+        action="append",
+        dest="credential_provider_bin_dirs",
+        metavar="DIR",
+        help="a folder pullguard may run kubelet credential providers from (repeatable; "
+        f"default {DEFAULT_BIN_DIR}, where deploy/components/credential-providers mounts "
+        "them): registry.imageCredentialProviderBinDir must be one of them or under one, "
+        "else the provider configuration is refused",
+    )
     serve.set_defaults(func=cmd_serve)
 
 
@@ -149,6 +165,9 @@ def usage_error(args: argparse.Namespace) -> str:
         url = urlsplit(args.webhook_url)
         if url.scheme != "https" or not url.hostname:
             return "--webhook-url must be https://HOST[:PORT]"
+    for folder in args.credential_provider_bin_dirs or ():
+        if not Path(folder).is_absolute():
+            return f"--credential-provider-bin-dir {folder} must be an absolute path"
     if args.client_ca and not Path(args.client_ca).is_file():
         return f"--client-ca {args.client_ca} not found"
     return ""
@@ -179,6 +198,7 @@ def serve_options(args: argparse.Namespace) -> ServeArguments:
         sync_interval=float(args.sync_interval),
         cert_dir=args.cert_dir,
         cluster_state=args.cluster_state,
+        credential_provider_bin_dirs=_bin_dirs(args),
     )
 
 
@@ -194,3 +214,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except serving.ServeRefused as refused:
         print(f"pullguard serve: {refused}", file=sys.stderr)
         return 2
+
+
+def _bin_dirs(args: argparse.Namespace) -> tuple[str, ...] | None:
+    """The folders serve may run credential providers from: the flag's, else, with
+    ``--config FILE`` (a file of the operator's, trusted like a flag), whatever it names
+    (None), else (the ConfigMap, which namespace editors may write) the two fixed folders."""
+    if args.credential_provider_bin_dirs:
+        return tuple(args.credential_provider_bin_dirs)
+    if args.config is not None:
+        return None
+    return (DEFAULT_BIN_DIR, CONTRACT_BIN_DIR)

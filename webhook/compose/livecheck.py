@@ -134,7 +134,8 @@ def live_providers(config: Config) -> NodeCredentialView | None:
     bin_dir = settings.image_credential_provider_bin_dir
     if path is None or bin_dir is None:
         return None
-    providers = LiveProviders(lambda: (path, bin_dir))
+    # A person runs check/diagnose/audit on their own machine, with the folder they chose.
+    providers = LiveProviders(lambda: (path, bin_dir), allowed_bin_dirs=None)
     providers.poll_once()
     return providers
 

@@ -80,6 +80,13 @@ class ServeArguments:
     sync_interval: float = 30.0
     cert_dir: Path = Path("/var/run/pullguard/certs")
     cluster_state: Path | None = None
+    #: The folders credential providers may run from; None: any the configuration names
+    #: (``--config FILE`` without ``--credential-provider-bin-dir``: the file is the
+    #: operator's, trusted like a flag; the ConfigMap never is).
+    credential_provider_bin_dirs: tuple[str, ...] | None = (
+        "/var/lib/pullguard/credential-provider-bin",
+        "/etc/pullguard/credential-provider-bin",
+    )
 
 
 #: Why ``serve`` without ``--config`` does not start: the ConfigMap's namespace is unknown.
@@ -174,7 +181,7 @@ def _serve(options: ServeArguments, leadership: Leadership) -> int:
         elif options.dev:
             store.apply_text(default_config_text(), "embedded default")
         registry, mirrors = registry_parts(store, metrics)
-        providers = credential_providers(store)
+        providers = credential_providers(store, options.credential_provider_bin_dirs)
         offload = off_the_loop()
         if options.dev:
             runtime = Runtime(
@@ -382,11 +389,14 @@ def registry_parts(store: ConfigStore, metrics: Metrics) -> tuple[HttpRegistry, 
     return registry, mirrors
 
 
-def credential_providers(store: ConfigStore) -> LiveProviders:
+def credential_providers(
+    store: ConfigStore, allowed_bin_dirs: tuple[str, ...] | None = ()
+) -> LiveProviders:
     """The kubelet's credential providers the live configuration names
     (``registry.imageCredentialProviderConfig`` and ``...BinDir``), re-read as it or the
     document changes; an invalid document is refused (logged with every problem) and the
-    last good one stays."""
+    last good one stays. The bin dir must be in ``allowed_bin_dirs`` (``serve``'s
+    ``--credential-provider-bin-dir``): the ConfigMap never picks which programs run."""
     from webhook.edge.credproviders import LiveProviders
 
     def paths() -> tuple[str | None, str | None]:
@@ -398,7 +408,7 @@ def credential_providers(store: ConfigStore) -> LiveProviders:
             settings.image_credential_provider_bin_dir,
         )
 
-    providers = LiveProviders(paths)
+    providers = LiveProviders(paths, allowed_bin_dirs=allowed_bin_dirs)
     providers.start()
     return providers
 

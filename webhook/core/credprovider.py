@@ -53,6 +53,16 @@ CACHE_KEY_TYPES = (CACHE_IMAGE, CACHE_REGISTRY, CACHE_GLOBAL)
 #: The kubelet's key for a ``Global`` answer.
 GLOBAL_CACHE_KEY = "global"
 
+#: The one folder ``serve`` runs credential providers from unless started with
+#: ``--credential-provider-bin-dir``: where deploy/components/credential-providers mounts
+#: the plugins. ``registry.imageCredentialProviderBinDir`` must be it (or under it): the
+#: ConfigMap never chooses which programs pullguard runs.
+DEFAULT_SERVE_BIN_DIR = "/var/lib/pullguard/credential-provider-bin"
+#: Every folder ``serve`` reading the ConfigMap may run them from without the flag: the
+#: component's mount, and the folder CONTRACT.md's example configuration names. Both are
+#: folders of the container image that only the pod's own volumes can fill.
+DEFAULT_SERVE_BIN_DIRS = (DEFAULT_SERVE_BIN_DIR, "/etc/pullguard/credential-provider-bin")
+
 #: Bounds pullguard puts on a configuration (the kubelet has none; real documents name a
 #: handful of providers): whoever can write the file could otherwise cost every replica
 #: memory. A document past them is refused, with the bound named.
@@ -823,9 +833,14 @@ def cache_lookup_keys(image: str) -> tuple[str, str, str]:
 #: Runs of characters that look like a token, a key or a password in free text.
 _TOKENISH = re.compile(r"[A-Za-z0-9+/=_\-.~:]{24,}")
 _LABELLED = re.compile(
-    r"(?i)(password|passwd|secret|token|authorization|auth|credential|key)(\s*[:=]\s*|\s+)"
-    r"(\"[^\"]*\"|'[^']*'|\S+)"
+    # the label's closing quote (JSON: "password": "...", also escaped: \"password\":) may
+    # come before the ':'
+    r"(?i)(password|passwd|secret|token|authorization|auth|credential|key)"
+    r"(\\?[\"']?\s*[:=]\s*|\s+)"
+    r"(\\?\"[^\"]*\"|'[^']*'|\S+)"
 )
+#: ``-p VALUE`` (docker login's, most CLIs' password flag), echoed in a plugin's stderr.
+_PASSWORD_FLAG = re.compile(r"(?<!\S)(-p)(\s+|=)(\S+)")
 _BEARER = re.compile(r"(?i)\b(bearer|basic)\s+\S+")
 MAX_LOGGED_STDERR = 2048
 
@@ -833,11 +848,13 @@ MAX_LOGGED_STDERR = 2048
 def redact(text: str, secrets: Iterable[str] = ()) -> str:
     """``text`` (a plugin's stderr) fit for a log: every known secret (an env value, a
     password) and every token-like run replaced by ``[redacted]``, a labelled value
-    (``password=...``, ``Authorization: ...``) too, cut to :data:`MAX_LOGGED_STDERR`."""
+    (``password=...``, ``Authorization: ...``, JSON's ``"password": "..."``, ``-p ...``)
+    too, cut to :data:`MAX_LOGGED_STDERR`."""
     for secret in sorted((s for s in secrets if len(s) >= 4), key=len, reverse=True):
         text = text.replace(secret, "[redacted]")
     text = _BEARER.sub(lambda m: f"{m.group(1)} [redacted]", text)
     text = _LABELLED.sub(lambda m: f"{m.group(1)}{m.group(2)}[redacted]", text)
+    text = _PASSWORD_FLAG.sub(lambda m: f"{m.group(1)}{m.group(2)}[redacted]", text)
     text = _TOKENISH.sub("[redacted]", text)
     if len(text) > MAX_LOGGED_STDERR:
         text = text[:MAX_LOGGED_STDERR] + " [cut]"

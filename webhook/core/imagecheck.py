@@ -307,21 +307,33 @@ def _provider_refused(container: Container, ref: Reference, answer: Answer) -> F
 
 
 def provider_failed_finding(
-    container: Container, ref: Reference, provider: str, why: str, *, not_asked: str = ""
+    container: Container,
+    ref: Reference,
+    provider: str,
+    why: str,
+    *,
+    not_asked: str = "",
+    not_found: bool = False,
 ) -> Finding:
     """A credential provider that gave no credentials for an image: a warning naming it and
     why (the nodes run their own; pullguard cannot tell what they get). ``not_asked``: why
     the registry was then not asked at all (a plugin that hung spent the review's budget);
-    empty when the registry refused the pull without the provider's credentials."""
-    registry = (
-        f"the registry was not asked ({not_asked})"
-        if not_asked
-        else f"without them {ref.domain} refused the pull"
-    )
+    ``not_found``: without the provider's credentials the registry said 404 (which it also
+    says to a login that may not read a private repository); else the registry refused the
+    pull without them."""
+    if not_asked:
+        registry = f"the registry was not asked ({not_asked})"
+    elif not_found:
+        registry = (
+            f"without them {ref.domain} said the image is not there (HTTP 404, which a "
+            "registry also says to a login that may not read the repository)"
+        )
+    else:
+        registry = f"without them {ref.domain} refused the pull"
     return Finding.for_container(
         "registry",
         container,
-        cause="unknown" if not_asked else "unauthorized",
+        cause="unknown" if not_asked or not_found else "unauthorized",
         problem=f"credential provider {provider} gave pullguard no credentials for "
         f"{container.shown_image!r}: {why}; {registry}, and the nodes run the provider "
         "themselves, so pullguard cannot tell whether they can pull it",

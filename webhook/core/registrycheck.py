@@ -245,14 +245,28 @@ def registry_findings(  # noqa: PLR0917 - one call site, every argument named th
                     findings.append(finding)
                 continue
             failed = providers.failures(ref.name) if providers is not None else ()
-            if failed and answer.outcome in (Outcome.UNAUTHORIZED, Outcome.NOT_ASKED):
+            hidden_404 = (
+                answer.outcome is Outcome.NOT_FOUND and answer.repository_exists is not True
+            )
+            if failed and (
+                answer.outcome in (Outcome.UNAUTHORIZED, Outcome.NOT_ASKED) or hidden_404
+            ):
                 # A refusal without the provider's credentials, or no registry asked at all (a
                 # hanging plugin spent the budget): the provider's failure is the cause to name.
                 # A registry not asked stays "not checked" too (above): nothing was settled.
+                # A 404 without them is no more certain: registries hide a repository behind
+                # 404 from a login that may not read it, and the kubelet tries the provider's
+                # credentials too. (A repository whose tags this login read: the tag is
+                # missing for every login, judged below.)
                 why_unasked = answer.detail if answer.outcome is Outcome.NOT_ASKED else ""
                 findings.extend(
                     provider_failed_finding(
-                        container, ref, f.provider, f.error or "", not_asked=why_unasked
+                        container,
+                        ref,
+                        f.provider,
+                        f.error or "",
+                        not_asked=why_unasked,
+                        not_found=hidden_404,
                     )
                     for f in failed
                 )

@@ -32,11 +32,12 @@ import subprocess
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from webhook.core.credprovider import (
+    DEFAULT_SERVE_BIN_DIRS,
     MAX_CONFIG_BYTES,
     MAX_RESPONSE_BYTES,
     Provider,
@@ -62,9 +63,15 @@ _CONFIG_SUFFIXES = (".json", ".yaml", ".yml")
 _READ_CHUNK = 64 * 1024
 
 
-def read_provider_config(path: str, bin_dir: str) -> ProviderConfig:
+def read_provider_config(
+    path: str, bin_dir: str, allowed_bin_dirs: Sequence[str] | None = None
+) -> ProviderConfig:
     """The configuration at ``path`` with its executables checked in ``bin_dir``, or
-    :class:`ProviderConfigError` listing every problem (unreadable files included)."""
+    :class:`ProviderConfigError` listing every problem (unreadable files included).
+
+    ``allowed_bin_dirs`` (``serve``'s ``--credential-provider-bin-dir``): ``bin_dir`` must be
+    one of them or under one (symlinks resolved), and each executable, resolved, must stay
+    in it; ``None`` (the CLI commands, run by a person who chose the folder): any folder."""
     problems: list[str] = []
     texts: list[tuple[str, str]] = []
     where = Path(path)
@@ -86,11 +93,21 @@ def read_provider_config(path: str, bin_dir: str) -> ProviderConfig:
             config = load_provider_config_documents(texts)
         except ProviderConfigError as error:
             problems.extend(error.problems)
-    if not Path(bin_dir).is_dir():
+    root: str | None = None
+    if "\x00" in bin_dir or not Path(bin_dir).is_dir():
         problems.append(f"registry.imageCredentialProviderBinDir: {bin_dir} is not a folder")
-    elif config is not None:
+    elif allowed_bin_dirs is not None:
+        root = _allowed_root(bin_dir, allowed_bin_dirs)
+        if root is None:
+            problems.append(
+                f"registry.imageCredentialProviderBinDir: {bin_dir} is not a folder pullguard "
+                "was started to run credential providers from; start serve with "
+                f"--credential-provider-bin-dir {bin_dir} (now: "
+                f"{', '.join(allowed_bin_dirs) or 'none'})"
+            )
+    if config is not None and not problems:
         for index, provider in enumerate(config.providers):
-            problem = _executable_problem(Path(bin_dir) / provider.name)
+            problem = _executable_problem(Path(bin_dir), provider.name, root)
             if problem:
                 problems.append(f"providers[{index}].name: {provider.name!r}: {problem}")
     if problems or config is None:
@@ -105,11 +122,33 @@ def _read_bounded(file: Path) -> str:
     return data.decode("utf-8", "surrogateescape")
 
 
-def _executable_problem(executable: Path) -> str | None:
+def _allowed_root(bin_dir: str, allowed: Sequence[str]) -> str | None:
+    """The allowed folder (resolved) that ``bin_dir`` (resolved) is, or is under."""
+    real = Path(os.path.realpath(bin_dir))
+    for folder in allowed:
+        if "\x00" in folder:
+            continue
+        root = Path(os.path.realpath(folder))
+        if real == root or real.is_relative_to(root):
+            return str(root)
+    return None
+
+
+def _executable_problem(bin_dir: Path, name: str, root: str | None) -> str | None:
+    executable = bin_dir / name
+    if "\x00" in name:
+        return "a NUL character in a name (no executable can have it)"
     try:
         info = executable.stat()
-    except OSError:
+    except (OSError, ValueError):
         return f"no executable {executable}"
+    if root is not None:
+        real = Path(os.path.realpath(executable))
+        if not real.is_relative_to(Path(root)):
+            return (
+                f"{executable} leads out of {root} (to {real}): pullguard runs only "
+                "executables in the folders it was started with"
+            )
     if not stat.S_ISREG(info.st_mode) or not os.access(executable, os.X_OK):
         return f"{executable} is not an executable file"
     return None
@@ -384,6 +423,12 @@ class CredentialProviders:
                 raise ProviderFailed(
                     provider.name, f"cannot run it ({error.strerror or type(error).__name__})"
                 ) from None
+            except ValueError:  # Popen refuses before any process starts; no value quoted
+                raise ProviderFailed(
+                    provider.name,
+                    "cannot start it: an env name holds '=', or an env value or an argument "
+                    "holds a NUL byte",
+                ) from None
         finally:
             self._slots.release()
         secrets = [e.value for e in provider.env]
@@ -432,7 +477,9 @@ class LiveProviders:
     once :meth:`start`-ed) reads the document they name. As for pullguard's own
     configuration: a document that is invalid is refused with every problem in the log, and
     the last good one stays in force; unset paths switch the providers off. An unchanged
-    document keeps its providers, and their cache.
+    document keeps its providers, and their cache. ``allowed_bin_dirs``: the folders it may
+    run executables from (``serve``'s ``--credential-provider-bin-dir``, fixed at start: a
+    ConfigMap edit never chooses which program runs); ``None``: any (the CLI commands).
     """
 
     def __init__(
@@ -441,8 +488,10 @@ class LiveProviders:
         *,
         interval: float = 2.0,
         make: Callable[[ProviderConfig, str], CredentialProviders] = CredentialProviders,
+        allowed_bin_dirs: Sequence[str] | None = DEFAULT_SERVE_BIN_DIRS,
     ) -> None:
         self._settings = settings
+        self._allowed = None if allowed_bin_dirs is None else tuple(allowed_bin_dirs)
         self._interval = interval
         self._make = make
         self._lock = threading.Lock()
@@ -495,7 +544,7 @@ class LiveProviders:
                 log.info("credential providers switched off (no imageCredentialProviderConfig)")
             return changed
         try:
-            config = read_provider_config(path, bin_dir)
+            config = read_provider_config(path, bin_dir, self._allowed)
         except ProviderConfigError as error:
             if error.problems != self.last_problems:
                 kept = (
@@ -526,16 +575,21 @@ class LiveProviders:
         return True
 
     def start(self) -> None:
-        """Read now, then every ``interval`` seconds in a daemon thread."""
-        self.poll_once()
+        """Read now, then every ``interval`` seconds in a daemon thread. Never raises: a
+        document that cannot be read is not in force, and the process stays ready."""
+        self._poll_logged()
         threading.Thread(target=self._run, name="credential-providers", daemon=True).start()
 
     def _run(self) -> None:
         while not self._stop.wait(self._interval):
-            try:
-                self.poll_once()
-            except Exception:  # never let the follower die: the last good one stays
-                log.exception("reading the credential provider configuration failed")
+            self._poll_logged()
+
+    def _poll_logged(self) -> None:
+        try:
+            self.poll_once()
+        except Exception as error:  # never let serve or the follower die: the last good one stays
+            log.exception("reading the credential provider configuration failed")
+            self.last_problems = [f"reading it failed ({type(error).__name__})"]
 
     def stop(self) -> None:
         self._stop.set()
