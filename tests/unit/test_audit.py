@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from tests.unit.builders import container, deployment, pod, pod_spec, pull_secret
 from webhook.cli.audit import _text, exit_status
-from webhook.compose.scan import Scan, scan
+from webhook.compose.scan import Scan, _stuck_pods_by_owner, scan
 from webhook.core.cluster import ClusterUnavailable, InMemoryCluster, SecretInfo
 from webhook.core.cluster import ServiceAccountInfo as Account
 from webhook.core.config import load_config_text
@@ -117,3 +117,21 @@ def test_a_namespace_whose_mode_is_off_is_not_judged_and_said_so() -> None:
     assert scan(found[:1], off, plain, registry).mode_off == {
         "team-a": ("every check off in the configuration", 1)
     }
+
+
+def test_an_owners_stuck_pods_are_named_and_its_ready_ones_never() -> None:
+    # rev22 F6/F7: audit's set image on a ReplicaSet (or a StatefulSet whose pod never became
+    # ready) deletes the pods it keeps through a template change; a ready pod is left alone.
+    def owned(name: str, kind: str, uid: str, ready: str | None) -> dict[str, object]:
+        status = {"conditions": [{"type": "Ready", "status": ready}]} if ready else {}
+        ref = {"kind": kind, "name": "web", "uid": uid, "controller": True}
+        return {"metadata": {"name": name, "ownerReferences": [ref]}, "status": status}
+
+    pods = [
+        owned("web-b", "ReplicaSet", "rs-1", "False"),
+        owned("web-a", "ReplicaSet", "rs-1", None),
+        owned("web-ok", "ReplicaSet", "rs-1", "True"),
+        owned("web-0", "StatefulSet", "sts-1", "False"),
+        owned("api-x", "Deployment", "dep-1", "False"),
+    ]
+    assert _stuck_pods_by_owner(pods) == {"rs-1": ("web-a", "web-b"), "sts-1": ("web-0",)}

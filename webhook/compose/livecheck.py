@@ -149,8 +149,11 @@ def judge(
     *,
     own_namespace: str = "",
     node: NodeCredentialView | None = None,
+    stuck_pods: Sequence[str] = (),
+    recreate_bare_pod: bool = False,
 ) -> Decision:
-    """The validating decision on ``obj`` as if it were created now. ``own_namespace``:
+    """The validating decision on ``obj`` as if it were created now (``stuck_pods``,
+    ``recreate_bare_pod``: :func:`~webhook.core.validate.validate`'s). ``own_namespace``:
     pullguard's own, exempt at admission as it is here. ``node``: the credential providers
     (:func:`live_providers`), tried after the pod's secrets as at admission."""
     metadata = obj.get("metadata") or {}
@@ -174,6 +177,8 @@ def judge(
         user_verified=True,
         existing=True,
         node=node,
+        stuck_pods=stuck_pods,
+        recreate_bare_pod=recreate_bare_pod,
     )
 
 

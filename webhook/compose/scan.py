@@ -27,6 +27,7 @@ from webhook.compose import livecheck
 from webhook.core.cluster import ClusterUnavailable, ClusterView
 from webhook.core.config import Action, Config
 from webhook.core.findings import Finding
+from webhook.core.fixcommands import KEEPS_ITS_PODS
 from webhook.core.nodecreds import NodeCredentialView
 from webhook.core.registry import RegistryView
 from webhook.core.validate import Decision, made_by_controller
@@ -93,18 +94,31 @@ def scan(
     own_namespace: str = "",
     progress: Callable[[int], None] | None = None,
     node: NodeCredentialView | None = None,
+    pods: Iterable[dict[str, Any]] | None = None,
 ) -> Scan:
     """Each object of ``found`` judged; ``progress(n)`` before the n-th (1-based);
-    ``node``: the credential providers, as at admission."""
+    ``node``: the credential providers, as at admission. ``pods``: the pods in scope
+    (``pullguard audit``): an owner that keeps the pods it has gets its stuck ones deleted
+    after a set image, and a bare Pod's pull-secret fix recreates it; ``None``: the fixes
+    are the manifest's, as at admission."""
     result = Scan()
+    stuck = _stuck_pods_by_owner(pods or [])
     for index, (kind, document) in enumerate(found, 1):
         if progress is not None:
             progress(index)
         result.scanned = index
-        decision = livecheck.judge(
-            kind, document, config, cluster, registry, own_namespace=own_namespace, node=node
-        )
         metadata = document.get("metadata") or {}
+        decision = livecheck.judge(
+            kind,
+            document,
+            config,
+            cluster,
+            registry,
+            own_namespace=own_namespace,
+            node=node,
+            stuck_pods=stuck.get(str(metadata.get("uid") or ""), ()),
+            recreate_bare_pod=pods is not None,
+        )
         namespace = str(metadata.get("namespace") or "")
         if decision.reason == "exempt":
             result.exempt[namespace] = result.exempt.get(namespace, 0) + 1
@@ -123,6 +137,32 @@ def scan(
         if decision.findings:
             result.judged.append((kind, document, decision))
     return result
+
+
+def _stuck_pods_by_owner(pods: Iterable[dict[str, Any]]) -> dict[str, tuple[str, ...]]:
+    """Controller uid -> the names of its pods of :data:`KEEPS_ITS_PODS` owners that are
+    not ready (pending, pulling, failing): the ones it keeps through a template change.
+    A ready pod is never among them."""
+    stuck: dict[str, list[str]] = {}
+    for pod in pods:
+        metadata = pod.get("metadata") or {}
+        conditions = (pod.get("status") or {}).get("conditions") or []
+        ready = any(
+            isinstance(c, dict) and c.get("type") == "Ready" and c.get("status") == "True"
+            for c in conditions
+        )
+        name = str(metadata.get("name") or "")
+        if ready or not name:
+            continue
+        for owner in metadata.get("ownerReferences") or []:
+            if (
+                isinstance(owner, dict)
+                and owner.get("controller") is True
+                and owner.get("kind") in KEEPS_ITS_PODS
+                and owner.get("uid")
+            ):
+                stuck.setdefault(str(owner["uid"]), []).append(name)
+    return {uid: tuple(sorted(names)) for uid, names in stuck.items()}
 
 
 def _why_off(config: Config, cluster: ClusterView, namespace: str) -> str:
@@ -155,6 +195,7 @@ def audit_cluster(
         kube = connect()
         config, source = livecheck.live_config(kube, config_file, pullguard_namespace)
         found = list(in_scope(kube, namespace))
+        pods = _pods_in_scope(kube, namespace)
         missing = "" if found or namespace is None else livecheck.namespace_missing(kube, namespace)
     except Exception as error:
         raise livecheck.ClusterUnreadable(str(error)) from error
@@ -169,5 +210,17 @@ def audit_cluster(
         own_namespace=pullguard_namespace,
         progress=None if progress is None else (lambda index: progress(index, total)),
         node=livecheck.live_providers(config),
+        pods=pods,
     )
     return source, result
+
+
+def _pods_in_scope(kube: Kube, namespace: str | None) -> list[dict[str, Any]]:
+    """The pods in scope, none when this user may not list them (then no stuck pod is
+    named)."""
+    from webhook.edge.kubereads import ApiAnswered
+
+    try:
+        return kube.list_pods(namespace)
+    except ApiAnswered:
+        return []

@@ -26,6 +26,7 @@ from typing import Any
 from webhook.core.cluster import ClusterUnavailable, ClusterView, SecretInfo
 from webhook.core.config import Config
 from webhook.core.findings import UNPARSEABLE, Finding
+from webhook.core.fixcommands import recreate_pod, remake_stuck_pods
 from webhook.core.hosts import any_host_matches, suggest_registry
 from webhook.core.keyring import (
     DOCKER_CFG,
@@ -58,6 +59,9 @@ class WorkloadRef:
     exists: bool = False
     """Already in the cluster (an UPDATE): on a CREATE there is nothing to run a command on
     yet, and the fix is in the manifest."""
+    stuck_pods: tuple[str, ...] = ()
+    """Its pods stuck now (``audit`` of an existing owner that keeps the pods it has when its
+    template changes): deleted after the set image, so that it makes them again."""
 
     def set_image_command(self, container: str, image: str) -> str | None:
         if not self.exists or not self.name or self.kind not in _SET_IMAGE_KINDS:
@@ -65,7 +69,7 @@ class WorkloadRef:
         return (
             f"kubectl set image {self.kind.lower()}/{self.name} "
             f"{container}={q(image)} -n {self.namespace}"
-        )
+        ) + remake_stuck_pods(self.kind, self.stuck_pods, self.namespace)
 
 
 #: Controllers whose pod template a merge patch at ``spec.template.spec`` changes in place.
@@ -89,15 +93,28 @@ class PodOwner:
     name: str
     namespace: str
     secrets: tuple[str, ...] = ()
+    ephemeral: bool = False
+    """Kind ``Pod``: the existing bare pod itself (``audit``), recreated with the secret;
+    ``ephemeral``: it has ephemeral containers (which a create refuses)."""
 
     def where_to_add(self, secret: str) -> str:
         shown = f"{{name: {secret}}}"
+        names = [*dict.fromkeys([*self.secrets, secret])]
+        if self.kind == "Pod":
+            pod = {
+                "metadata": {"name": self.name, "namespace": self.namespace},
+                "spec": {"ephemeralContainers": [{}] if self.ephemeral else []},
+            }
+            listed = {"imagePullSecrets": [{"name": n} for n in names]}
+            return (
+                f"recreate the pod with {shown} in spec.imagePullSecrets (a Pod's cannot "
+                f"change): {recreate_pod(pod, listed)}"
+            )
         words = (
             f"add {shown} to the imagePullSecrets of the pod template of {self.kind} {self.name}"
         )
         if self.kind not in _PATCHABLE_TEMPLATE_KINDS:
             return f"{words} (it makes the pod)"
-        names = [*dict.fromkeys([*self.secrets, secret])]
         body = {"spec": {"template": {"spec": {"imagePullSecrets": [{"name": n} for n in names]}}}}
         text = json.dumps(body, separators=(",", ":"))
         return (

@@ -332,7 +332,7 @@ def pull_secret_findings(
         f.as_advisory("; but no image of the pod is pulled (imagePullPolicy Never)") for f in fatal
     ]
     # A running pod (kubectl debug on it): its imagePullSecrets cannot change.
-    running_pod = not view.is_template and operation == "UPDATE"
+    running_pod = (not view.is_template and operation == "UPDATE") or owner is not None
     node_registries = config.registry.node_credential_registries
     return fatal + _usable_secret_findings(
         pulls, pod, rest, answers, node_registries, namespace, running_pod, owner

@@ -55,10 +55,11 @@ Pure: the cluster is reached only through :class:`~webhook.core.cluster.ClusterV
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from webhook.core.checks import (
+    PodOwner,
     SecretReads,
     WorkloadRef,
     check_pull_policy,
@@ -149,6 +150,27 @@ class Decision:
 #: Checks whose (non-advisory) findings are certain pull failures, enforceable even on objects
 #: a controller makes.
 CERTAIN_CHECKS = frozenset({"reference", "pullSecrets"})
+
+
+def _existing_bare_pod(request: AdmissionRequest, namespace: str) -> PodOwner | None:
+    """A bare Pod in the cluster as its own "owner": its pull-secret fix recreates it."""
+    if request.kind != "Pod" or made_by_controller(request.object):
+        return None
+    spec = (request.object or {}).get("spec")
+    spec = spec if isinstance(spec, Mapping) else {}
+    listed = spec.get("imagePullSecrets")
+    secrets = tuple(
+        str(s["name"])
+        for s in (listed if isinstance(listed, list) else [])
+        if isinstance(s, Mapping) and isinstance(s.get("name"), str) and s["name"]
+    )
+    return PodOwner(
+        "Pod",
+        request.object_name,
+        namespace,
+        secrets,
+        ephemeral=bool(spec.get("ephemeralContainers")),
+    )
 
 
 def made_by_controller(obj: Mapping[str, object] | None) -> bool:
@@ -257,6 +279,8 @@ def validate(
     user_verified: bool = False,
     node: NodeCredentialView | None = None,
     existing: bool = False,
+    stuck_pods: Sequence[str] = (),
+    recreate_bare_pod: bool = False,
 ) -> Decision:
     """Judge one admission request. Without ``registry`` the registry and platform checks
     report that they could not run; ``mirrors_down`` are mirror hosts the mutating webhook
@@ -268,7 +292,10 @@ def validate(
     the pod's, and a host they match is a node-credential registry.
     ``existing``: the object is in the cluster already (``diagnose``, ``audit``): no words
     of an apply in progress, and a fix names the object with a command where it is not
-    made by a controller (the audit judges the owner, diagnose rewrites fixes for it)."""
+    made by a controller (the audit judges the owner, diagnose rewrites fixes for it).
+    ``stuck_pods`` (``audit``): the object's pods stuck now, deleted after a set image where
+    it keeps the pods it has; ``recreate_bare_pod`` (``audit``): a bare Pod's pull-secret fix
+    recreates it (its imagePullSecrets cannot change)."""
     if request.operation not in ("CREATE", "UPDATE"):
         return allow("unsupported")
     namespace = request.namespace
@@ -320,12 +347,15 @@ def validate(
         request.object_name,
         exists=request.operation == "UPDATE"
         or (existing and not made_by_controller(request.object)),
+        stuck_pods=tuple(stuck_pods),
     )
     # A running pod's controller (kubectl debug on a Deployment's pod): its template, not
-    # the pod, takes a pull secret.
+    # the pod, takes a pull secret. An existing bare pod (audit) is recreated with it.
     owner = (
         pod_owner(request.object, namespace)
         if not view.is_template and request.operation == "UPDATE"
+        else _existing_bare_pod(request, namespace)
+        if recreate_bare_pod and existing and not view.is_template
         else None
     )
     findings: list[Finding] = []
@@ -415,7 +445,8 @@ def validate(
             cluster,
             namespace,
             unavailable,
-            running_pod=not view.is_template and request.operation == "UPDATE",
+            running_pod=(not view.is_template and request.operation == "UPDATE")
+            or owner is not None,
             workload=workload,
             owner=owner,
             mirrors_down=frozenset() if view.is_template else mirrors_down,
