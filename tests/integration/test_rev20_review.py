@@ -21,6 +21,7 @@ from tests.integration.test_port_pressure import (
     BOUND,
     WEBHOOK_TIMEOUT,
     _Attack,
+    _client_hello,
     _context,
     _late,
     _pooled,
@@ -43,53 +44,6 @@ def bounded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         yield server
     finally:
         stop_server(server)
-
-
-def _client_hello(server: Server) -> bytes:
-    """A real ClientHello (Python's OpenSSL client), as the one TLS record it sends."""
-    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-    tls = _context(server).wrap_bio(incoming, outgoing, server_hostname="127.0.0.1")
-    with contextlib.suppress(ssl.SSLWantReadError):
-        tls.do_handshake()
-    hello = outgoing.read()
-    assert hello[0] == 0x16 and len(hello) == 5 + int.from_bytes(hello[3:5], "big"), hello[:5]
-    return hello
-
-
-def _split_first_record(hello: bytes, first: int = 1) -> tuple[bytes, bytes]:
-    """The ClientHello's one record as two (RFC 8446 5.1 lets a handshake message span
-    records): the first holding ``first`` byte of the message, whole; the second the rest."""
-    header, message = hello[:3], hello[5:]
-    one = header + first.to_bytes(2, "big") + message[:first]
-    two = header + (len(message) - first).to_bytes(2, "big") + message[first:]
-    return one, two
-
-
-def test_a_clienthello_whose_first_record_is_one_byte_is_never_cut(bounded: Server) -> None:
-    """Finding 1. The fix for trickled handshakes cuts a handshake under pressure only while
-    the ClientHello's *first TLS record* is incomplete (``_Handshake.await_hello``). A record
-    may hold one byte of the ClientHello: the attacker sends a whole one-byte record first,
-    then trickles the rest (the very attack the fix stops, a byte every 0.5 s), and the
-    handshake is never cut: each connection holds its slot for the 5 s handshake deadline,
-    and the real reviews' connections wait in the listen backlog."""
-    first, rest = _split_first_record(_client_hello(bounded))
-
-    def trickle_after_a_whole_first_record(attack: _Attack) -> None:
-        with socket.create_connection(("127.0.0.1", bounded.port), timeout=10) as raw:
-            attack.count_opened()
-            raw.sendall(first)
-            for byte in rest:
-                if attack.stop.wait(0.5):
-                    return
-                raw.sendall(bytes([byte]))
-
-    with _Attack(2 * BOUND, trickle_after_a_whole_first_record) as attack:
-        attack.wait_until(lambda: attack.opened >= 2 * BOUND)
-        results = [_review_as_the_api_server_sends_it(bounded) for _ in range(3)]
-        opened = attack.opened
-    print(f"\n{2 * BOUND} one-byte-first-record tricklers ({opened} opened): {results}")
-    late = _late(results)
-    assert not late, f"{len(late)} of {len(results)} real reviews not answered in time"
 
 
 def test_a_whole_clienthello_and_then_silence_locks_out_real_reviews(bounded: Server) -> None:

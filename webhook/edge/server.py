@@ -201,14 +201,39 @@ class _Descriptor:
         return self.number
 
 
+#: How much of a ClientHello is peeked at most: a real one is a few KiB (one record of
+#: at most 16 KiB); past this the handshake starts and its own deadline holds.
+_HELLO_PEEK_BYTES = 4 * (5 + 16384)
+
+
+def _hello_whole(data: bytes) -> bool:
+    """The ClientHello handshake message is whole in ``data``: its 4-byte handshake header's
+    length counted across TLS records (RFC 8446 5.1 lets a message span records, so a first
+    record of one byte is not a ClientHello), or ``data`` is no handshake record, or it
+    fills the peek (let the handshake read it and fail or go on under its deadline)."""
+    message = bytearray()
+    at = 0
+    while len(data) >= at + 5:
+        if data[at] != 0x16:
+            return True  # not a handshake record: the handshake fails on it at once
+        length = int.from_bytes(data[at + 3 : at + 5], "big")
+        if len(data) < at + 5 + length:
+            break
+        message += data[at + 5 : at + 5 + length]
+        at += 5 + length
+        if len(message) >= 4 and len(message) >= 4 + int.from_bytes(message[1:4], "big"):
+            return True
+    return len(data) >= _HELLO_PEEK_BYTES
+
+
 class _Handshake:
     """A connection in its TLS handshake, as :class:`IdleConnections` sees it: it holds a
     slot like any other, and under pressure it is cut once it has taken
-    :attr:`IdleConnections.PRESSURE_REQUEST_SECONDS` without its ClientHello's first record
-    whole (a client that trickles it; a real client sends it in one packet as it connects,
-    so it is there when the connection is accepted, even in a burst of thousands, when the
-    rest of a handshake can take seconds). Past the ClientHello only the handshake deadline
-    ends it."""
+    :attr:`IdleConnections.PRESSURE_REQUEST_SECONDS` without its ClientHello message whole
+    (:func:`_hello_whole`; a client that trickles it; a real client sends it in one packet
+    as it connects, so it is there when the connection is accepted, even in a burst of
+    thousands, when the rest of a handshake can take seconds). Past the ClientHello only the
+    handshake deadline ends it."""
 
     client_verified = False  # not known before the handshake's end
     responses = -1
@@ -223,7 +248,7 @@ class _Handshake:
         self.peer = peer
         self.request_started = self.idle_since = time.monotonic()
         self.cut = False
-        #: The ClientHello's first record is whole: the handshake is not cut from now on.
+        #: The ClientHello message is whole: the handshake is not cut from now on.
         self.hello_whole = False
 
     @property
@@ -241,15 +266,15 @@ class _Handshake:
         return True
 
     def await_hello(self, sock: Any) -> None:
-        """Until the ClientHello's first TLS record is whole in the kernel's buffer (peeked,
+        """Until the ClientHello message is whole in the kernel's buffer (peeked,
         not read: the handshake reads it), or the peer's end of file (or a cut)."""
         import gevent
 
         while not self.cut:
-            data = sock.recv(5 + 16384, socket.MSG_PEEK)
+            data = sock.recv(_HELLO_PEEK_BYTES, socket.MSG_PEEK)
             if not data:
                 return  # the peer's close, or the cut: the handshake fails at once
-            if len(data) >= 5 and len(data) >= 5 + int.from_bytes(data[3:5], "big"):
+            if _hello_whole(data):
                 self.hello_whole = True
                 return
             gevent.sleep(0.05)  # part of it: look again (a peek returns at once)
