@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from webhook.core.config import DEFAULT_CONFIG
+from webhook.edge.server import HANDSHAKE_SECONDS, REQUEST_SECONDS
 
 ROOT = Path(__file__).resolve().parents[2]
 KUBECTL = shutil.which("kubectl")
@@ -91,6 +92,15 @@ def test_deployment_is_production_shaped() -> None:
     (container,) = pod["containers"]
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    # The probes share the webhook port: not the kubelet's 1 s default (under pressure a
+    # new connection may wait in the backlog about a second), readiness the webhooks' own
+    # timeout, liveness the handshake plus the request deadline.
+    webhook_timeout = by_kind(render("deploy"), "ValidatingWebhookConfiguration")["webhooks"][0][
+        "timeoutSeconds"
+    ]
+    assert container["readinessProbe"]["timeoutSeconds"] == webhook_timeout
+    assert container["readinessProbe"]["failureThreshold"] >= 2
+    assert container["livenessProbe"]["timeoutSeconds"] >= HANDSHAKE_SECONDS + REQUEST_SECONDS
     assert container["resources"]["requests"] and container["resources"]["limits"]
     security = container["securityContext"]
     assert security["readOnlyRootFilesystem"] is True

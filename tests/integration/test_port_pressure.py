@@ -23,8 +23,9 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 
-from tests.conftest import REVIEWS, Server, load_review, start_server, stop_server
+from tests.conftest import REVIEWS, ROOT, Server, load_review, start_server, stop_server
 from webhook.edge.server import REQUEST_SECONDS
 
 #: deploy/base/webhooks.yaml: ``timeoutSeconds: 5``: a review the API server has not had
@@ -32,6 +33,13 @@ from webhook.edge.server import REQUEST_SECONDS
 #: unchecked). The bound the tests assert: what the API server needs, not how fast it is.
 WEBHOOK_TIMEOUT = 5.0
 BOUND = 20
+#: deploy/base/deployment.yaml's readiness probe: what the kubelet waits for each answer,
+#: and how many failures in a row take the pod out of the Service.
+_READINESS = yaml.safe_load((ROOT / "deploy/base/deployment.yaml").read_text())["spec"]["template"][
+    "spec"
+]["containers"][0]["readinessProbe"]
+PROBE_TIMEOUT = float(_READINESS.get("timeoutSeconds", 1))  # the kubelet's default: 1 s
+PROBE_FAILURES = int(_READINESS.get("failureThreshold", 3))
 
 
 def _context(server: Server) -> ssl.SSLContext:
@@ -315,3 +323,197 @@ def test_slow_bodies_far_below_the_connection_bound_never_shed_real_reviews(
         assert all(tries == 1 for _, _, tries in results), "a real review was shed (429)"
     finally:
         stop_server(server)
+
+
+def _pooled(server: Server, count: int, source: str) -> list[ssl.SSLSocket]:
+    sockets = []
+    for _ in range(count):
+        raw = socket.create_connection(
+            ("127.0.0.1", server.port), timeout=5, source_address=(source, 0)
+        )
+        sockets.append(_context(server).wrap_socket(raw, server_hostname="127.0.0.1"))
+    return sockets
+
+
+def _exchange(tls: ssl.SSLSocket, request: bytes) -> tuple[bytes, bool]:
+    """One request on a keep-alive connection: (status line, whether the server said
+    ``Connection: close``); ``b""`` when the connection ended without an answer."""
+    tls.sendall(request)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        piece = tls.recv(65536)
+        if not piece:
+            return b"", True
+        data += piece
+    head, _, rest = data.partition(b"\r\n\r\n")
+    length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+    while len(rest) < length:
+        piece = tls.recv(65536)
+        if not piece:
+            return b"", True
+        rest += piece
+    return head.split(b"\r\n")[0], b"connection: close" in head.lower()
+
+
+def test_the_api_servers_pool_is_not_cut_by_a_kubelet_probe(bounded: Server) -> None:
+    """Outside review rev20, finding 6 (before the fix: 5 to 17 reviews got no answer in
+    each run). The API server alone, from one address, with 18 pooled keep-alive
+    connections sending reviews (``/validate`` and ``/mutate``) against ``--connections 20``,
+    and the kubelet probing ``/readyz`` from the node's address on a new connection each
+    time: the probe is a second peer, so the fair share becomes 18 // 2 = 9, and the API
+    server's connections past it are closed (idle ones at once, by ``shutdown``, busy ones
+    after their answer). No attacker at all: the rule meant to tell an attacker's peer apart
+    closes the API server's pool because of the kubelet. A connection closed while idle is
+    one the API server may be writing its next review into (a POST is not retried by Go's
+    transport once written: a failed webhook call). Counted here: connections of the pool
+    closed by the server (EOF, or ``Connection: close``) and requests that got no answer.
+    Only addresses whose connections look like the API server's (answered, only ever asked
+    /validate or /mutate) are peers now, and no connection idle for less than
+    ``MIN_KEPT_ALIVE_SECONDS`` is shut for the fair share."""
+    validate, mutate = (
+        _post(_review_body()),
+        _post(_review_body()).replace(b"/validate", b"/mutate"),
+    )
+    stop = threading.Event()
+    closed: list[str] = []
+    answered = [0]
+    lock = threading.Lock()
+
+    def api_server_connection() -> None:
+        tls = _pooled(bounded, 1, "127.0.0.1")[0]
+        turn = 0
+        while not stop.is_set():
+            turn += 1
+            try:
+                status, close = _exchange(tls, validate if turn % 2 else mutate)
+            except OSError as error:
+                status, close = type(error).__name__.encode(), True
+            with lock:
+                if status.startswith(b"HTTP/1.1 200"):
+                    answered[0] += 1
+                if close:
+                    closed.append(status.decode() or "no answer")
+            if close:
+                tls.close()
+                tls = _pooled(bounded, 1, "127.0.0.1")[0]
+            stop.wait(0.02)
+        tls.close()
+
+    pool = [threading.Thread(target=api_server_connection) for _ in range(18)]
+    probes: list[Any] = []
+    for thread in pool:
+        thread.start()
+    try:
+        time.sleep(1.0)
+        for _ in range(6):
+            with httpx.Client(
+                base_url=bounded.url,
+                transport=httpx.HTTPTransport(verify=_context(bounded), local_address="127.0.0.2"),
+                timeout=PROBE_TIMEOUT,
+            ) as kubelet:
+                try:
+                    probes.append(kubelet.get("/readyz").status_code)
+                except httpx.HTTPError as error:
+                    probes.append(type(error).__name__)
+            time.sleep(1.0)
+    finally:
+        stop.set()
+        for thread in pool:
+            thread.join(timeout=15)
+    print(f"\n{answered[0]} reviews answered; pool connections closed by the server: {closed}")
+    print(f"probes: {probes}")
+    assert not closed, f"{len(closed)} of the API server's pooled connections closed"
+
+
+def test_the_kubelets_probes_answer_within_their_timeout_under_trickling(
+    bounded: Server,
+) -> None:
+    """Outside review rev20, finding 4 (before: no ``timeoutSeconds``, so 1 s, and probes
+    took up to 1.2 s under this attack). The kubelet probes ``/readyz`` and ``/healthz`` on
+    a new connection each time, with deploy/base/deployment.yaml's ``timeoutSeconds`` (read
+    from it; none was set: the default, 1 s); ``failureThreshold`` readiness failures in a
+    row take the pod out of the Service, so the API server cannot reach it (with
+    ``failurePolicy: Ignore``, every pod admitted unchecked). Under the documented "fixed"
+    attack (2 x ``--connections`` clients trickling request headers a byte a second,
+    reconnecting when closed), docs/reliability.md says new connections "may wait in the
+    listen backlog about a second": so a probe with a 1 s timeout failed."""
+
+    def trickle_headers(attack: _Attack) -> None:
+        raw = socket.create_connection(("127.0.0.1", bounded.port), timeout=10)
+        with _context(bounded).wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+            attack.count_opened()
+            for byte in b"POST /validate HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * 100:
+                if attack.stop.wait(1.0):
+                    return
+                tls.sendall(bytes([byte]))
+
+    probes: list[Any] = []
+    with _Attack(2 * BOUND, trickle_headers) as attack:
+        attack.wait_until(lambda: attack.opened >= 2 * BOUND)
+        for _ in range(8):
+            started = time.monotonic()
+            try:
+                transport = httpx.HTTPTransport(verify=_context(bounded))
+                with httpx.Client(
+                    base_url=bounded.url, transport=transport, timeout=PROBE_TIMEOUT
+                ) as c:
+                    status: Any = c.get("/readyz").status_code
+            except httpx.HTTPError as error:
+                status = type(error).__name__
+            probes.append((status, round(time.monotonic() - started, 2)))
+            time.sleep(0.5)
+    print(f"\nreadiness probes under trickling: {probes}")
+    # httpx's timeout is per phase; the kubelet's is for the whole probe.
+    failed = [status != 200 or took > PROBE_TIMEOUT for status, took in probes]
+    in_a_row = any(all(failed[i : i + PROBE_FAILURES]) for i in range(len(failed)))
+    assert not in_a_row, f"{sum(failed)} of {len(probes)} probes failed, {PROBE_FAILURES} in a row"
+
+
+def _client_hello(server: Server) -> bytes:
+    """A real ClientHello (Python's OpenSSL client), as the one TLS record it sends."""
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = _context(server).wrap_bio(incoming, outgoing, server_hostname="127.0.0.1")
+    with contextlib.suppress(ssl.SSLWantReadError):
+        tls.do_handshake()
+    hello = outgoing.read()
+    assert hello[0] == 0x16 and len(hello) == 5 + int.from_bytes(hello[3:5], "big"), hello[:5]
+    return hello
+
+
+def _split_first_record(hello: bytes, first: int = 1) -> tuple[bytes, bytes]:
+    """The ClientHello's one record as two (RFC 8446 5.1 lets a handshake message span
+    records): the first holding ``first`` byte of the message, whole; the second the rest."""
+    header, message = hello[:3], hello[5:]
+    one = header + first.to_bytes(2, "big") + message[:first]
+    two = header + (len(message) - first).to_bytes(2, "big") + message[first:]
+    return one, two
+
+
+def test_a_clienthello_whose_first_record_is_one_byte_is_never_cut(bounded: Server) -> None:
+    """Outside review rev20, finding 1 (before: 3 of 3 real reviews late, one ConnectTimeout).
+    The fix for trickled handshakes cut a handshake under pressure only while the
+    ClientHello's *first TLS record* was incomplete (``_Handshake.await_hello``). A record
+    may hold one byte of the ClientHello: the attacker sends a whole one-byte record first,
+    then trickles the rest (the very attack the fix stops, a byte every 0.5 s), and the
+    handshake was never cut: each connection held its slot for the 5 s handshake deadline,
+    and the real reviews' connections waited in the listen backlog. Now the whole
+    ClientHello message must be in, its length read from its handshake header across
+    records (``edge.server._hello_whole``)."""
+    first, rest = _split_first_record(_client_hello(bounded))
+
+    def trickle_after_a_whole_first_record(attack: _Attack) -> None:
+        with socket.create_connection(("127.0.0.1", bounded.port), timeout=10) as raw:
+            attack.count_opened()
+            raw.sendall(first)
+            for byte in rest:
+                if attack.stop.wait(0.5):
+                    return
+                raw.sendall(bytes([byte]))
+
+    with _Attack(2 * BOUND, trickle_after_a_whole_first_record) as attack:
+        attack.wait_until(lambda: attack.opened >= 2 * BOUND)
+        results = [_review_as_the_api_server_sends_it(bounded) for _ in range(3)]
+        opened = attack.opened
+    print(f"\n{2 * BOUND} one-byte-first-record tricklers ({opened} opened): {results}")
+    late = _late(results)
+    assert not late, f"{len(late)} of {len(results)} real reviews not answered in time"

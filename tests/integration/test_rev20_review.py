@@ -9,10 +9,8 @@ from __future__ import annotations
 import contextlib
 import socket
 import ssl
-import threading
 import time
 from collections.abc import Iterator
-from typing import Any
 
 import httpx
 import pytest
@@ -23,8 +21,10 @@ from tests.integration.test_port_pressure import (
     BOUND,
     WEBHOOK_TIMEOUT,
     _Attack,
+    _client_hello,
     _context,
     _late,
+    _pooled,
     _pooled_answers,
     _post,
     _review_as_the_api_server_sends_it,
@@ -32,9 +32,6 @@ from tests.integration.test_port_pressure import (
 )
 
 pytestmark = pytest.mark.open_finding
-
-#: The kubelet's probe timeout: deploy/base/deployment.yaml sets none, so the default, 1 s.
-PROBE_TIMEOUT = 1.0
 
 
 @pytest.fixture(scope="module")
@@ -47,53 +44,6 @@ def bounded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         yield server
     finally:
         stop_server(server)
-
-
-def _client_hello(server: Server) -> bytes:
-    """A real ClientHello (Python's OpenSSL client), as the one TLS record it sends."""
-    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-    tls = _context(server).wrap_bio(incoming, outgoing, server_hostname="127.0.0.1")
-    with contextlib.suppress(ssl.SSLWantReadError):
-        tls.do_handshake()
-    hello = outgoing.read()
-    assert hello[0] == 0x16 and len(hello) == 5 + int.from_bytes(hello[3:5], "big"), hello[:5]
-    return hello
-
-
-def _split_first_record(hello: bytes, first: int = 1) -> tuple[bytes, bytes]:
-    """The ClientHello's one record as two (RFC 8446 5.1 lets a handshake message span
-    records): the first holding ``first`` byte of the message, whole; the second the rest."""
-    header, message = hello[:3], hello[5:]
-    one = header + first.to_bytes(2, "big") + message[:first]
-    two = header + (len(message) - first).to_bytes(2, "big") + message[first:]
-    return one, two
-
-
-def test_a_clienthello_whose_first_record_is_one_byte_is_never_cut(bounded: Server) -> None:
-    """Finding 1. The fix for trickled handshakes cuts a handshake under pressure only while
-    the ClientHello's *first TLS record* is incomplete (``_Handshake.await_hello``). A record
-    may hold one byte of the ClientHello: the attacker sends a whole one-byte record first,
-    then trickles the rest (the very attack the fix stops, a byte every 0.5 s), and the
-    handshake is never cut: each connection holds its slot for the 5 s handshake deadline,
-    and the real reviews' connections wait in the listen backlog."""
-    first, rest = _split_first_record(_client_hello(bounded))
-
-    def trickle_after_a_whole_first_record(attack: _Attack) -> None:
-        with socket.create_connection(("127.0.0.1", bounded.port), timeout=10) as raw:
-            attack.count_opened()
-            raw.sendall(first)
-            for byte in rest:
-                if attack.stop.wait(0.5):
-                    return
-                raw.sendall(bytes([byte]))
-
-    with _Attack(2 * BOUND, trickle_after_a_whole_first_record) as attack:
-        attack.wait_until(lambda: attack.opened >= 2 * BOUND)
-        results = [_review_as_the_api_server_sends_it(bounded) for _ in range(3)]
-        opened = attack.opened
-    print(f"\n{2 * BOUND} one-byte-first-record tricklers ({opened} opened): {results}")
-    late = _late(results)
-    assert not late, f"{len(late)} of {len(results)} real reviews not answered in time"
 
 
 def test_a_whole_clienthello_and_then_silence_locks_out_real_reviews(bounded: Server) -> None:
@@ -121,16 +71,6 @@ def test_a_whole_clienthello_and_then_silence_locks_out_real_reviews(bounded: Se
     print(f"\n{2 * BOUND} whole-ClientHello-then-silent ({opened} opened): {results}")
     late = _late(results)
     assert not late, f"{len(late)} of {len(results)} real reviews not answered in time"
-
-
-def _pooled(server: Server, count: int, source: str) -> list[ssl.SSLSocket]:
-    sockets = []
-    for _ in range(count):
-        raw = socket.create_connection(
-            ("127.0.0.1", server.port), timeout=5, source_address=(source, 0)
-        )
-        sockets.append(_context(server).wrap_socket(raw, server_hostname="127.0.0.1"))
-    return sockets
 
 
 def test_attackers_on_many_addresses_get_the_api_servers_pooled_connections_closed(
@@ -164,49 +104,6 @@ def test_attackers_on_many_addresses_get_the_api_servers_pooled_connections_clos
             tls.close()
     print(f"\nAPI server's pooled kept: {kept}; attackers kept: {sum(attackers_kept)} of 16")
     assert all(kept), f"{kept.count(False)} of 4 of the API server's pooled connections closed"
-
-
-def test_the_kubelets_probes_answer_within_their_timeout_under_trickling(
-    bounded: Server,
-) -> None:
-    """Finding 4. The kubelet probes ``/readyz`` and ``/healthz`` on a new connection each
-    time, with deploy/base/deployment.yaml's timeout (none set: 1 s); two readiness failures
-    in a row take the pod out of the Service, so the API server cannot reach it (with
-    ``failurePolicy: Ignore``, every pod admitted unchecked). Under the documented "fixed"
-    attack (2 x ``--connections`` clients trickling request headers a byte a second,
-    reconnecting when closed), docs/reliability.md says new connections "may wait in the
-    listen backlog about a second": so a probe with a 1 s timeout fails."""
-
-    def trickle_headers(attack: _Attack) -> None:
-        raw = socket.create_connection(("127.0.0.1", bounded.port), timeout=10)
-        with _context(bounded).wrap_socket(raw, server_hostname="127.0.0.1") as tls:
-            attack.count_opened()
-            for byte in b"POST /validate HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * 100:
-                if attack.stop.wait(1.0):
-                    return
-                tls.sendall(bytes([byte]))
-
-    probes: list[Any] = []
-    with _Attack(2 * BOUND, trickle_headers) as attack:
-        attack.wait_until(lambda: attack.opened >= 2 * BOUND)
-        for _ in range(8):
-            started = time.monotonic()
-            try:
-                transport = httpx.HTTPTransport(verify=_context(bounded))
-                with httpx.Client(
-                    base_url=bounded.url, transport=transport, timeout=PROBE_TIMEOUT
-                ) as c:
-                    status: Any = c.get("/readyz").status_code
-            except httpx.HTTPError as error:
-                status = type(error).__name__
-            probes.append((status, round(time.monotonic() - started, 2)))
-            time.sleep(0.5)
-    print(f"\nreadiness probes under trickling: {probes}")
-    failed = [p for p in probes if p[0] != 200]
-    consecutive = any(
-        probes[i][0] != 200 and probes[i + 1][0] != 200 for i in range(len(probes) - 1)
-    )
-    assert not consecutive, f"{len(failed)} of {len(probes)} probes failed, two in a row"
 
 
 @pytest.fixture(scope="module")
@@ -271,92 +168,6 @@ def test_a_real_large_update_is_not_starved_by_another_clients_decodes(one_worke
     print(f"\n{len(update) / 2**20:.1f} MiB UPDATEs while another client decodes: {results}")
     print(f"the attacker's bodies decoded: {decoded}")
     assert all(status == 200 and took < WEBHOOK_TIMEOUT for status, took, _ in results), results
-
-
-def _exchange(tls: ssl.SSLSocket, request: bytes) -> tuple[bytes, bool]:
-    """One request on a keep-alive connection: (status line, whether the server said
-    ``Connection: close``); ``b""`` when the connection ended without an answer."""
-    tls.sendall(request)
-    data = b""
-    while b"\r\n\r\n" not in data:
-        piece = tls.recv(65536)
-        if not piece:
-            return b"", True
-        data += piece
-    head, _, rest = data.partition(b"\r\n\r\n")
-    length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
-    while len(rest) < length:
-        piece = tls.recv(65536)
-        if not piece:
-            return b"", True
-        rest += piece
-    return head.split(b"\r\n")[0], b"connection: close" in head.lower()
-
-
-def test_the_api_servers_pool_is_not_cut_by_a_kubelet_probe(bounded: Server) -> None:
-    """Finding 7. The API server alone, from one address, with 18 pooled keep-alive
-    connections sending reviews (``/validate`` and ``/mutate``) against ``--connections 20``,
-    and the kubelet probing ``/readyz`` from the node's address on a new connection each
-    time: the probe is a second peer, so the fair share becomes 18 // 2 = 9, and the API
-    server's connections past it are closed (idle ones at once, by ``shutdown``, busy ones
-    after their answer). No attacker at all: the rule meant to tell an attacker's peer apart
-    closes the API server's pool because of the kubelet. A connection closed while idle is
-    one the API server may be writing its next review into (a POST is not retried by Go's
-    transport once written: a failed webhook call). Counted here: connections of the pool
-    closed by the server (EOF, or ``Connection: close``) and requests that got no answer."""
-    validate, mutate = (
-        _post(_review_body()),
-        _post(_review_body()).replace(b"/validate", b"/mutate"),
-    )
-    stop = threading.Event()
-    closed: list[str] = []
-    answered = [0]
-    lock = threading.Lock()
-
-    def api_server_connection() -> None:
-        tls = _pooled(bounded, 1, "127.0.0.1")[0]
-        turn = 0
-        while not stop.is_set():
-            turn += 1
-            try:
-                status, close = _exchange(tls, validate if turn % 2 else mutate)
-            except OSError as error:
-                status, close = type(error).__name__.encode(), True
-            with lock:
-                if status.startswith(b"HTTP/1.1 200"):
-                    answered[0] += 1
-                if close:
-                    closed.append(status.decode() or "no answer")
-            if close:
-                tls.close()
-                tls = _pooled(bounded, 1, "127.0.0.1")[0]
-            stop.wait(0.02)
-        tls.close()
-
-    pool = [threading.Thread(target=api_server_connection) for _ in range(18)]
-    probes: list[Any] = []
-    for thread in pool:
-        thread.start()
-    try:
-        time.sleep(1.0)
-        for _ in range(6):
-            with httpx.Client(
-                base_url=bounded.url,
-                transport=httpx.HTTPTransport(verify=_context(bounded), local_address="127.0.0.2"),
-                timeout=PROBE_TIMEOUT,
-            ) as kubelet:
-                try:
-                    probes.append(kubelet.get("/readyz").status_code)
-                except httpx.HTTPError as error:
-                    probes.append(type(error).__name__)
-            time.sleep(1.0)
-    finally:
-        stop.set()
-        for thread in pool:
-            thread.join(timeout=15)
-    print(f"\n{answered[0]} reviews answered; pool connections closed by the server: {closed}")
-    print(f"probes: {probes}")
-    assert not closed, f"{len(closed)} of the API server's pooled connections closed"
 
 
 def test_half_sent_bodies_on_32_connections_never_shed_real_reviews(one_worker: Server) -> None:

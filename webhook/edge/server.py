@@ -204,14 +204,39 @@ class _Descriptor:
         return self.number
 
 
+#: How much of a ClientHello is peeked at most: a real one is a few KiB (one record of
+#: at most 16 KiB); past this the handshake starts and its own deadline holds.
+_HELLO_PEEK_BYTES = 4 * (5 + 16384)
+
+
+def _hello_whole(data: bytes) -> bool:
+    """The ClientHello handshake message is whole in ``data``: its 4-byte handshake header's
+    length counted across TLS records (RFC 8446 5.1 lets a message span records, so a first
+    record of one byte is not a ClientHello), or ``data`` is no handshake record, or it
+    fills the peek (let the handshake read it and fail or go on under its deadline)."""
+    message = bytearray()
+    at = 0
+    while len(data) >= at + 5:
+        if data[at] != 0x16:
+            return True  # not a handshake record: the handshake fails on it at once
+        length = int.from_bytes(data[at + 3 : at + 5], "big")
+        if len(data) < at + 5 + length:
+            break
+        message += data[at + 5 : at + 5 + length]
+        at += 5 + length
+        if len(message) >= 4 and len(message) >= 4 + int.from_bytes(message[1:4], "big"):
+            return True
+    return len(data) >= _HELLO_PEEK_BYTES
+
+
 class _Handshake:
     """A connection in its TLS handshake, as :class:`IdleConnections` sees it: it holds a
     slot like any other, and under pressure it is cut once it has taken
-    :attr:`IdleConnections.PRESSURE_REQUEST_SECONDS` without its ClientHello's first record
-    whole (a client that trickles it; a real client sends it in one packet as it connects,
-    so it is there when the connection is accepted, even in a burst of thousands, when the
-    rest of a handshake can take seconds). Past the ClientHello only the handshake deadline
-    ends it."""
+    :attr:`IdleConnections.PRESSURE_REQUEST_SECONDS` without its ClientHello message whole
+    (:func:`_hello_whole`; a client that trickles it; a real client sends it in one packet
+    as it connects, so it is there when the connection is accepted, even in a burst of
+    thousands, when the rest of a handshake can take seconds). Past the ClientHello only the
+    handshake deadline ends it."""
 
     client_verified = False  # not known before the handshake's end
     responses = -1
@@ -226,7 +251,7 @@ class _Handshake:
         self.peer = peer
         self.request_started = self.idle_since = time.monotonic()
         self.cut = False
-        #: The ClientHello's first record is whole: the handshake is not cut from now on.
+        #: The ClientHello message is whole: the handshake is not cut from now on.
         self.hello_whole = False
 
     @property
@@ -244,20 +269,23 @@ class _Handshake:
         return True
 
     def await_hello(self, sock: Any) -> None:
-        """Until the ClientHello's first TLS record is whole in the kernel's buffer (peeked,
+        """Until the ClientHello message is whole in the kernel's buffer (peeked,
         not read: the handshake reads it), or the peer's end of file (or a cut)."""
         import gevent
 
         while not self.cut:
-            data = sock.recv(5 + 16384, socket.MSG_PEEK)
+            data = sock.recv(_HELLO_PEEK_BYTES, socket.MSG_PEEK)
             if not data:
                 return  # the peer's close, or the cut: the handshake fails at once
-            if len(data) >= 5 and len(data) >= 5 + int.from_bytes(data[3:5], "big"):
+            if _hello_whole(data):
                 self.hello_whole = True
                 return
             gevent.sleep(0.05)  # part of it: look again (a peek returns at once)
 
     def close_if_idle(self) -> bool:
+        return False
+
+    def idle_under(self, now: float, seconds: float) -> bool:
         return False
 
 
@@ -346,6 +374,11 @@ class _CoalescingSocket:
         self.cut = True
         _wake(self._sock)
         return True
+
+    def idle_under(self, now: float, seconds: float) -> bool:
+        """Idle between two requests for less than ``seconds``: its client may be writing
+        its next request on it right now (never shut under pressure then)."""
+        return self._idle and now - self.idle_since < seconds
 
     def close_if_idle(self) -> bool:
         """Under pressure: close the connection if it is idle, its greenlet parked in a read
@@ -684,8 +717,9 @@ class IdleConnections:
         """Make room while near the bound. First, every connection that has had an answer
         and is certainly not the API server's (:meth:`_not_the_api_servers`), and those of a
         peer address past its fair share (the target over the peers, when there are two or
-        more: nginx's ``limit_conn`` per address) down to that share, is closed: at once if
-        idle, else once its answer is out (they reopen at once, and would wait in the
+        more: nginx's ``limit_conn`` per address; peers as :meth:`_peers` counts them) down
+        to that share, is closed: at once if idle for :attr:`MIN_KEPT_ALIVE_SECONDS` or
+        more, else once its answer is out (they reopen at once, and would wait in the
         backlog before the API server's new connections). Then, down to the bound less the
         reserve, in the order of :meth:`_ranked`: requests (and TLS handshakes) still
         arriving after :attr:`PRESSURE_REQUEST_SECONDS` are cut, connections idle before
@@ -695,16 +729,17 @@ class IdleConnections:
         if self.open <= self.bound - self.reserve:
             return  # no pressure: the usual case, and the sweep's every quarter second
         target = self.bound - self.reserve
-        peers = Counter(
-            c.peer
-            for c in self.connections
-            if not (c.closed_idle or c.cut or c.close_after_response)
-        )
-        # One peer alone has no one to share with: it is never past its share.
-        share = target // len(peers) if len(peers) > 1 else self.bound
+        peers = self._peers()
+        share = self._share(target, peers)
+        now = time.monotonic()
         for connection in self.connections:
+            # Never shut one idle for less than the keep-alive rule's least: its client may
+            # be writing its next request on it (a POST already written is not retried).
+            # Chosen, it answers that request with "Connection: close" instead.
+            young = connection.idle_under(now, self.MIN_KEPT_ALIVE_SECONDS)
             if connection.close_after_response:
-                connection.close_if_idle()  # chosen while busy, idle now: closed at once
+                if not young:
+                    connection.close_if_idle()  # chosen while busy, idle now: closed
             elif connection.responses > 0 and (
                 self._not_the_api_servers(connection) or peers[connection.peer] > share
             ):
@@ -712,7 +747,7 @@ class IdleConnections:
                 # the bound: they are reopened at once and would wait in the backlog before
                 # the API server's new connections.
                 peers[connection.peer] -= 1
-                if not connection.close_if_idle():
+                if young or not connection.close_if_idle():
                     connection.close_after_response = True
         closing = sum(
             1 for c in self.connections if c.closed_idle or c.cut or c.close_after_response
@@ -729,7 +764,6 @@ class IdleConnections:
         )
         kept_alive_excess = kept_alive - target
         closed = cut = 0
-        now = time.monotonic()
         unverified_kept = False
         for suspect, connection in ordered:
             if closed + cut >= excess or (connection.client_verified and unverified_kept):
@@ -747,7 +781,8 @@ class IdleConnections:
                     closed += 1
                     continue
             elif suspect:
-                if not connection.close_if_idle():
+                young = connection.idle_under(now, self.MIN_KEPT_ALIVE_SECONDS)
+                if young or not connection.close_if_idle():
                     connection.close_after_response = True
                 closed += 1
                 continue
@@ -782,17 +817,36 @@ class IdleConnections:
         signed."""
         return connection.asked_other or (self.client_ca and not connection.client_verified)
 
+    def _peers(self) -> Counter[str]:
+        """The fair share's peers: per address, its connections that look like the API
+        server's (past the TLS handshake, answered, only ever asked ``/validate`` or
+        ``/mutate``, and with ``--client-ca`` verified) and are not being closed. A probe,
+        a scraper or a handshake in progress is no peer: each is closed by its own rule, and
+        counting it would halve the API server's share (a kubelet probe from the node's
+        address cut the API server's own pool)."""
+        return Counter(
+            c.peer
+            for c in self.connections
+            if isinstance(c, _CoalescingSocket)
+            and c.responses > 0
+            and not self._not_the_api_servers(c)
+            and not (c.closed_idle or c.cut or c.close_after_response)
+        )
+
+    def _share(self, target: int, peers: Counter[str]) -> int:
+        # One peer alone has no one to share with: it is never past its share.
+        return target // len(peers) if len(peers) > 1 else self.bound
+
     def _ranked(self, target: int) -> list[tuple[bool, _Evictable]]:
         """The connections, each with whether it is not the API server's kind, closed
         first first: unverified before verified (``--client-ca``: nothing else tells the
         API server's connections apart for certain); then those that asked for a path the
         API server never sends; then those of a peer address holding more than its fair
-        share (the target over the peers seen, as nginx's ``limit_conn`` per address, when
-        there are two peers or more); then the rest; within each,
+        share (the target over the peers of :meth:`_peers`, as nginx's ``limit_conn`` per
+        address, when there are two peers or more); then the rest; within each,
         :meth:`_CoalescingSocket.eviction_order`."""
-        peers = Counter(c.peer for c in self.connections)
-        # One peer alone has no one to share with: it is never past its share.
-        share = target // len(peers) if len(peers) > 1 else self.bound
+        peers = self._peers()
+        share = self._share(target, peers)
         ranked = []
         for c in self.connections:
             rank = 0 if self._not_the_api_servers(c) else 1 if peers[c.peer] > share else 2
