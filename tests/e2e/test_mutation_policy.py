@@ -26,7 +26,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.e2e.cluster import ADMIN_TOKEN, ControlPlane, wait_for
+from tests.e2e.cluster import (
+    ADMIN_TOKEN,
+    ControlPlane,
+    assets_folder,
+    missing_assets_reason,
+    wait_for,
+)
 from tests.e2e.conftest import namespace, pull_secret
 from webhook.core.cluster import InMemoryCluster, SecretInfo
 from webhook.core.config import Config, load_config_text
@@ -149,6 +155,22 @@ def normal(obj: dict[str, Any]) -> str:
         metadata.pop(key, None)
     text = json.dumps(out, sort_keys=True)
     return re.sub(r"kube-api-access-[a-z0-9]{5}", "kube-api-access-x", text)
+
+
+@pytest.fixture(scope="module")
+def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+    """This module's own control plane: the session's has pullguard's webhooks installed by
+    the tests before it (tests/e2e/conftest.py ``installed``), whose /mutate rewrote the
+    pods compared here in both namespaces (CI: every test here failed after the others ran;
+    alone they passed)."""
+    assets = assets_folder()
+    if assets is None:
+        pytest.skip(missing_assets_reason())
+    plane = ControlPlane(assets, tmp_path_factory.mktemp("policy-plane")).start()
+    try:
+        yield plane
+    finally:
+        plane.stop()
 
 
 @pytest.fixture(scope="module")
