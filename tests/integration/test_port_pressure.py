@@ -224,6 +224,9 @@ def test_clients_that_complete_requests_quickly_never_lock_out_the_api_server(
     assert kept, "the API server's pooled keep-alive connection was closed"
 
 
+# Open: after rev20 F6's fix (young idle connections are marked, not shut) the API server's
+# new connections are answered in 0.3-4.1 s under this attack, and CI saw 1 of 3 time out.
+@pytest.mark.open_finding
 def test_another_peer_that_completes_reviews_quickly_never_locks_out_the_api_server(
     bounded: Server,
 ) -> None:

@@ -9,7 +9,6 @@ of every response, /validate and /mutate alike, stay within what the API server 
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from tests.unit.builders import (
@@ -57,9 +56,7 @@ def wide(count: int, reference: str = "docker.io/team/models:1.0") -> dict[str, 
 
 def test_a_pod_past_the_entry_cap_is_left_as_written_with_one_warning() -> None:
     review, cluster = request(pod(wide(VOLUMES))), cluster_with(SOURCE)
-    started = time.process_time()
     result = mutate(review, CONFIG, cluster)
-    spent = time.process_time() - started
     assert result.patch is None, len(result.patch or [])
     assert result.rewrites == ()
     assert len(result.warnings) == 1, result.warnings[:3]
@@ -67,7 +64,9 @@ def test_a_pod_past_the_entry_cap_is_left_as_written_with_one_warning() -> None:
     assert f"the pod names {VOLUMES + 1} images" in warning, warning
     assert f"at most {MAX_IMAGE_ENTRIES} per object" in warning, warning
     assert len(warning) <= 256, len(warning)
-    assert spent < 0.2, spent  # 0.47 s before (0.09 s now: the pod spec walk)
+    # Its cost is counted in tests/integration/test_mutate_work.py (no reference parsed, no
+    # mirror looked up past the cap) and timed in benchmarks/wide_pod_server_bench.py: a
+    # wall-clock bound here failed CI under load (0.40 s against 0.2).
 
 
 def test_past_the_cap_no_secret_is_injected_or_copied() -> None:
