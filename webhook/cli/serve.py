@@ -14,12 +14,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from webhook.cli.options import SubParsers
-
-#: Where deploy/components/credential-providers mounts the plugins (the one folder ``serve``
-#: runs them from without --credential-provider-bin-dir).
-DEFAULT_BIN_DIR = "/var/lib/pullguard/credential-provider-bin"
-#: Also allowed without the flag: the folder CONTRACT.md's example configuration names.
-CONTRACT_BIN_DIR = "/etc/pullguard/credential-provider-bin"
+from webhook.core.credprovider import DEFAULT_SERVE_BIN_DIR, DEFAULT_SERVE_BIN_DIRS
 
 if TYPE_CHECKING:
     from webhook.compose.serving import ServeArguments
@@ -149,7 +144,7 @@ def register(sub: SubParsers) -> None:
         dest="credential_provider_bin_dirs",
         metavar="DIR",
         help="a folder pullguard may run kubelet credential providers from (repeatable; "
-        f"default {DEFAULT_BIN_DIR}, where deploy/components/credential-providers mounts "
+        f"default {DEFAULT_SERVE_BIN_DIR}, where deploy/components/credential-providers mounts "
         "them): registry.imageCredentialProviderBinDir must be one of them or under one, "
         "else the provider configuration is refused",
     )
@@ -224,4 +219,4 @@ def _bin_dirs(args: argparse.Namespace) -> tuple[str, ...] | None:
         return tuple(args.credential_provider_bin_dirs)
     if args.config is not None:
         return None
-    return (DEFAULT_BIN_DIR, CONTRACT_BIN_DIR)
+    return DEFAULT_SERVE_BIN_DIRS

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from webhook.compose.offline import offline_cluster
+from webhook.core.credprovider import DEFAULT_SERVE_BIN_DIRS
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -83,10 +84,7 @@ class ServeArguments:
     #: The folders credential providers may run from; None: any the configuration names
     #: (``--config FILE`` without ``--credential-provider-bin-dir``: the file is the
     #: operator's, trusted like a flag; the ConfigMap never is).
-    credential_provider_bin_dirs: tuple[str, ...] | None = (
-        "/var/lib/pullguard/credential-provider-bin",
-        "/etc/pullguard/credential-provider-bin",
-    )
+    credential_provider_bin_dirs: tuple[str, ...] | None = DEFAULT_SERVE_BIN_DIRS
 
 
 #: Why ``serve`` without ``--config`` does not start: the ConfigMap's namespace is unknown.
