@@ -123,6 +123,17 @@ class PodOwner:
         )
 
 
+def listed_secret_names(spec: object) -> tuple[str, ...]:
+    """The names a pod spec lists in ``imagePullSecrets``, in order, as written (entries
+    without a name left out): what a fix that sets the whole list must keep."""
+    listed = spec.get("imagePullSecrets") if isinstance(spec, Mapping) else None
+    return tuple(
+        str(s["name"])
+        for s in (listed if isinstance(listed, list) else [])
+        if isinstance(s, Mapping) and isinstance(s.get("name"), str) and s["name"]
+    )
+
+
 def pod_owner(obj: Mapping[str, Any] | None, namespace: str) -> PodOwner | None:
     """The controller of a pod object, or ``None`` for a bare pod."""
     if not isinstance(obj, Mapping):
@@ -130,13 +141,7 @@ def pod_owner(obj: Mapping[str, Any] | None, namespace: str) -> PodOwner | None:
     metadata = obj.get("metadata")
     if not isinstance(metadata, Mapping):
         return None
-    spec = obj.get("spec")
-    listed = spec.get("imagePullSecrets") if isinstance(spec, Mapping) else None
-    secrets = tuple(
-        str(s["name"])
-        for s in listed or []
-        if isinstance(s, Mapping) and isinstance(s.get("name"), str) and s["name"]
-    )
+    secrets = listed_secret_names(obj.get("spec"))
     for owner in metadata.get("ownerReferences") or []:
         if not isinstance(owner, Mapping) or owner.get("controller") is not True:
             continue

@@ -64,6 +64,7 @@ from webhook.core.checks import (
     WorkloadRef,
     check_pull_policy,
     check_reference,
+    listed_secret_names,
     pod_owner,
 )
 from webhook.core.cluster import (
@@ -158,17 +159,11 @@ def _existing_bare_pod(request: AdmissionRequest, namespace: str) -> PodOwner | 
         return None
     spec = (request.object or {}).get("spec")
     spec = spec if isinstance(spec, Mapping) else {}
-    listed = spec.get("imagePullSecrets")
-    secrets = tuple(
-        str(s["name"])
-        for s in (listed if isinstance(listed, list) else [])
-        if isinstance(s, Mapping) and isinstance(s.get("name"), str) and s["name"]
-    )
     return PodOwner(
         "Pod",
         request.object_name,
         namespace,
-        secrets,
+        listed_secret_names(spec),
         ephemeral=bool(spec.get("ephemeralContainers")),
     )
 
