@@ -23,7 +23,7 @@ from typing import Any
 from webhook.core.checks import create_secret_command, secret_name_for
 from webhook.core.cloudlogin import NOTHING_TO_DO, cloud_registry, node_access_fix, secret_command
 from webhook.core.findings import Finding
-from webhook.core.fixcommands import KEEPS_ITS_PODS, recreate_pod, remake_stuck_pods
+from webhook.core.fixcommands import recreate_pod, remake_stuck_pods
 from webhook.core.keyring import Credential, lookup
 from webhook.core.mutate import recorded_originals
 from webhook.core.placement import platform_selector
@@ -494,8 +494,6 @@ class _Fixer:
                 f" && kubectl delete job {job} -n {ns} && kubectl create job {job} "
                 f"--from=cronjob/{cronjob} -n {ns}"
             )
-        if self.workload.kind not in KEEPS_ITS_PODS:
-            return ""
         return remake_stuck_pods(self.workload.kind, [self.pod_name], self.namespace)
 
     def _job(self) -> str:

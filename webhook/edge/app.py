@@ -550,9 +550,10 @@ def create_app(runtime: Runtime) -> Flask:
                     "only the API server may send reviews",
                 )
             size = min(_declared_size(environ), MAX_BODY_BYTES + 1)
-            if size > TIMED_DECODE_BYTES and not decode_time.may_start(size):
-                # A body this long decodes long (its estimate is past its length): while
-                # the worker's share of time for those is spent, it is not even read.
+            if not decode_time.may_start(size):
+                # A body declared past TIMED_DECODE_BYTES decodes long (its estimate is past
+                # its length): while the worker's share of time for those is spent, it is
+                # not even read (may_start lets every shorter one through).
                 return decode_time_spent(webhook_name, "", size)
             held = _BodyHeld(bodies, size)
             try:
