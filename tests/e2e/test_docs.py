@@ -11,6 +11,7 @@ import re
 import signal
 import ssl
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from tests.e2e.conftest import (
     pod,
     rendered_deploy,
 )
+from webhook.edge.secretsync import DEFER_CHECKS
 
 pytestmark = pytest.mark.e2e
 
@@ -184,6 +186,12 @@ def run_uninstall_copies(plane: ControlPlane, block: str, tmp: Path) -> None:
     assert plane.apply(pod("copied", "e2e", "corp.example.com/app:1")).ok
     # The copy follows the real Pod (webhook/edge/secretsync.py): made once the API server has it.
     wait_for(lambda: plane.kubectl("get", "secret", "corp-pull", "-n", "e2e").ok, 15, "the copy")
+    # The README deletes the copies after pullguard is gone; here both replicas still run,
+    # and the one that did not make the copy may still hold the same copy waiting for the
+    # Pod: it looks DEFER_CHECKS after the review and, the Pod there, creates it. Deleted
+    # before that look, the copy came back (CI: "corp-pull ... 0s" after the delete). Once
+    # the second look is past, every copy waiting for this Pod has made its look.
+    time.sleep(DEFER_CHECKS[1] + 0.5)
     output = shell(plane, block, tmp)
     assert "corp-pull" in output
     assert plane.kubectl("get", "secret", "corp-pull", "-n", "e2e").returncode == 1
