@@ -38,6 +38,7 @@ from webhook.core.keyring import (
     parse_pull_secret,
 )
 from webhook.core.nodecreds import NodeCredentialView
+from webhook.core.podspec import controller_owner
 from webhook.core.registry import RegistryView
 
 if TYPE_CHECKING:
@@ -99,11 +100,11 @@ class _ScheduledNode(ClusterView):
         return frozenset({platform})
 
 
-def _controller(metadata: Mapping[str, Any] | None) -> tuple[str, str] | None:
-    for owner in (metadata or {}).get("ownerReferences") or []:
-        if owner.get("controller") is True and owner.get("kind") and owner.get("name"):
-            return str(owner["kind"]), str(owner["name"])
-    return None
+def _controller(obj: Mapping[str, Any] | None) -> tuple[str, str] | None:
+    owner = controller_owner(obj)
+    if owner is None or not owner.get("kind") or not owner.get("name"):
+        return None
+    return str(owner["kind"]), str(owner["name"])
 
 
 def workload_of(kube: Kube, pod: dict[str, Any]) -> Workload:
@@ -118,13 +119,13 @@ def workload_of(kube: Kube, pod: dict[str, Any]) -> Workload:
         account_secrets = kube.service_account_pull_secrets(namespace, account)
     except Exception:  # not readable by this user: the fix names the pod's own list
         account_secrets = ()
-    owner = _controller(meta)
+    owner = _controller(pod)
     if owner is None:
         return Workload("Pod", meta["name"], account, account_secrets)
     kind, name = owner
     try:
         parent = kube.owner(kind, namespace, name)
-        grand = _controller(parent["metadata"]) if parent is not None else None
+        grand = _controller(parent) if parent is not None else None
     except Exception:
         grand = None
     if grand is not None and grand[0] in ("Deployment", "CronJob"):

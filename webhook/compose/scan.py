@@ -29,6 +29,7 @@ from webhook.core.config import Action, Config
 from webhook.core.findings import Finding
 from webhook.core.fixcommands import KEEPS_ITS_PODS
 from webhook.core.nodecreds import NodeCredentialView
+from webhook.core.podspec import controller_owner
 from webhook.core.registry import RegistryView
 from webhook.core.validate import Decision, made_by_controller
 
@@ -154,14 +155,9 @@ def _stuck_pods_by_owner(pods: Iterable[dict[str, Any]]) -> dict[str, tuple[str,
         name = str(metadata.get("name") or "")
         if ready or not name:
             continue
-        for owner in metadata.get("ownerReferences") or []:
-            if (
-                isinstance(owner, dict)
-                and owner.get("controller") is True
-                and owner.get("kind") in KEEPS_ITS_PODS
-                and owner.get("uid")
-            ):
-                stuck.setdefault(str(owner["uid"]), []).append(name)
+        owner = controller_owner(pod)
+        if owner is not None and owner.get("kind") in KEEPS_ITS_PODS and owner.get("uid"):
+            stuck.setdefault(str(owner["uid"]), []).append(name)
     return {uid: tuple(sorted(names)) for uid, names in stuck.items()}
 
 

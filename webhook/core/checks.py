@@ -38,7 +38,7 @@ from webhook.core.keyring import (
     miss_reason,
     parse_pull_secret,
 )
-from webhook.core.podspec import Container
+from webhook.core.podspec import Container, controller_owner
 from webhook.core.pullplan import ImagePull
 from webhook.core.reference import InvalidReference, Reference, parse, parse_or_none
 
@@ -141,25 +141,23 @@ def pod_owner(obj: Mapping[str, Any] | None, namespace: str) -> PodOwner | None:
     metadata = obj.get("metadata")
     if not isinstance(metadata, Mapping):
         return None
-    secrets = listed_secret_names(obj.get("spec"))
-    for owner in metadata.get("ownerReferences") or []:
-        if not isinstance(owner, Mapping) or owner.get("controller") is not True:
-            continue
-        kind, name = owner.get("kind"), owner.get("name")
-        if not isinstance(kind, str) or not isinstance(name, str) or not kind or not name:
-            continue
-        labels = metadata.get("labels")
-        template_hash = labels.get("pod-template-hash") if isinstance(labels, Mapping) else None
-        if (
-            kind == "ReplicaSet"
-            and isinstance(template_hash, str)
-            and template_hash
-            and name.endswith(f"-{template_hash}")
-            and len(name) > len(template_hash) + 1
-        ):
-            kind, name = "Deployment", name[: -len(template_hash) - 1]
-        return PodOwner(kind, name, namespace, secrets)
-    return None
+    owner = controller_owner(obj)
+    if owner is None:
+        return None
+    kind, name = owner.get("kind"), owner.get("name")
+    if not isinstance(kind, str) or not isinstance(name, str) or not kind or not name:
+        return None
+    labels = metadata.get("labels")
+    template_hash = labels.get("pod-template-hash") if isinstance(labels, Mapping) else None
+    if (
+        kind == "ReplicaSet"
+        and isinstance(template_hash, str)
+        and template_hash
+        and name.endswith(f"-{template_hash}")
+        and len(name) > len(template_hash) + 1
+    ):
+        kind, name = "Deployment", name[: -len(template_hash) - 1]
+    return PodOwner(kind, name, namespace, listed_secret_names(obj.get("spec")))
 
 
 #: Kinds whose pod template ``kubectl set image`` can change in place (and a Pod, whose

@@ -152,6 +152,23 @@ class PodSpecView:
         return list(names)
 
 
+def controller_owner(obj: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+    """The ``ownerReferences`` entry of ``obj`` with ``controller: true``, or ``None``.
+
+    The API server lets at most one owner be the controller; in a forged review with
+    several, the first is taken. Only the shape is checked: whether ``kind``, ``name`` and
+    ``uid`` are there, and whether the owner is to be believed, is each caller's question.
+    """
+    metadata = obj.get("metadata") if isinstance(obj, Mapping) else None
+    owners = metadata.get("ownerReferences") if isinstance(metadata, Mapping) else None
+    if not isinstance(owners, list):
+        return None
+    for owner in owners:
+        if isinstance(owner, Mapping) and owner.get("controller") is True:
+            return owner
+    return None
+
+
 def pod_spec(kind: str, obj: Mapping[str, Any] | None) -> PodSpecView | None:
     """The pod spec of ``obj`` if ``kind`` carries one and it is present, else ``None``."""
     path = POD_SPEC_PATHS.get(kind)

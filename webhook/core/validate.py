@@ -88,6 +88,7 @@ from webhook.core.podspec import (
     Container,
     PodSpecView,
     changed_containers,
+    controller_owner,
     pod_spec,
 )
 from webhook.core.pullplan import plan_pulls, subject
@@ -170,11 +171,7 @@ def _existing_bare_pod(request: AdmissionRequest, namespace: str) -> PodOwner | 
 
 def made_by_controller(obj: Mapping[str, object] | None) -> bool:
     """Does ``obj`` have a controlling owner (it was made from a template by a controller)?"""
-    metadata = (obj or {}).get("metadata")
-    owners = metadata.get("ownerReferences") if isinstance(metadata, Mapping) else None
-    return isinstance(owners, list) and any(
-        isinstance(o, Mapping) and o.get("controller") is True for o in owners
-    )
+    return controller_owner(obj) is not None
 
 
 def by_controller(request: AdmissionRequest, config: Config) -> bool:

@@ -58,7 +58,7 @@ from typing import Any, Protocol
 from webhook.core.cluster import SecretInfo
 from webhook.core.keyring import PULL_SECRET_KEYS
 from webhook.core.mutate import MANAGED_BY_LABEL, MANAGED_BY_VALUE, SecretCopy
-from webhook.core.podspec import pod_spec
+from webhook.core.podspec import controller_owner, pod_spec
 
 log = logging.getLogger("pullguard.secrets")
 SOURCE_ANNOTATION = "pullguard.io/source"
@@ -125,11 +125,11 @@ def copy_cause(review: Any, authenticated: bool) -> CopyCause:
     metadata = obj.get("metadata")
     metadata = metadata if isinstance(metadata, Mapping) else {}
     owner = None
-    for ref in metadata.get("ownerReferences") or []:
-        if isinstance(ref, Mapping) and ref.get("controller") is True:
-            fields = [ref.get(k) for k in ("apiVersion", "kind", "name", "uid")]
-            if all(isinstance(f, str) and f for f in fields):
-                owner = Owner(*(str(f) for f in fields))
+    ref = controller_owner(obj)
+    if ref is not None:
+        fields = [ref.get(k) for k in ("apiVersion", "kind", "name", "uid")]
+        if all(isinstance(f, str) and f for f in fields):
+            owner = Owner(*(str(f) for f in fields))
     uid = metadata.get("uid")
     api_version = obj.get("apiVersion")
     return CopyCause(
