@@ -180,7 +180,6 @@ time.sleep(60)
 """
 
 
-@pytest.mark.open_finding
 def test_rev24_the_cli_providers_are_bounded_per_object_as_at_admission(tmp_path: Path) -> None:
     """Finding 7. At admission ``_DeadlineProviders`` (webhook/edge/app.py) bounds every
     plugin run of one review by one ``registry.timeoutSeconds``. ``check``, ``diagnose``
@@ -220,3 +219,137 @@ def test_rev24_the_cli_providers_are_bounded_per_object_as_at_admission(tmp_path
     ask_providers(images, view, config.registry.timeout_seconds)
     elapsed = time.monotonic() - started
     assert elapsed < config.registry.timeout_seconds + 1.5, f"{elapsed:.1f} s for one object"
+
+
+class _FoundEverywhere:
+    """A registry that finds every manifest (the providers are what is measured)."""
+
+    def ask(self, questions, budget, tenant=""):  # type: ignore[no-untyped-def]
+        from webhook.core.registry import Answer, Outcome
+
+        return {q: Answer(Outcome.FOUND) for q in questions}
+
+
+class _RefusedEverywhere:
+    """A registry that refuses every credential: a failed provider is then the warning's
+    cause (the nodes' credentials might have been let in)."""
+
+    def ask(self, questions, budget, tenant=""):  # type: ignore[no-untyped-def]
+        from webhook.core.registry import Answer, Outcome
+
+        return {q: Answer(Outcome.UNAUTHORIZED, detail="HTTP 401") for q in questions}
+
+
+def _hanging_config(tmp_path: Path, hosts: dict[str, str]):  # type: ignore[no-untyped-def]
+    from webhook.core.config import load_config_text
+
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    providers = []
+    for name, pattern in hosts.items():
+        _write(folder, name, HANG)
+        providers.append(
+            f"  - name: {name}\n"
+            f'    matchImages: ["{pattern}"]\n'
+            '    defaultCacheDuration: "12h"\n'
+            f"    apiVersion: {V1}\n"
+        )
+    document = tmp_path / "credential-providers.yaml"
+    document.write_text(
+        "apiVersion: kubelet.config.k8s.io/v1\nkind: CredentialProviderConfig\nproviders:\n"
+        + "".join(providers)
+    )
+    return load_config_text(
+        "registry:\n"
+        "  timeoutSeconds: 1\n"
+        f"  imageCredentialProviderConfig: {document}\n"
+        f"  imageCredentialProviderBinDir: {folder}\n"
+    )
+
+
+def test_one_object_with_images_of_two_hanging_providers_costs_one_budget(
+    tmp_path: Path,
+) -> None:
+    """As at admission (``DeadlineProviders``): every plugin run for one object ends within
+    one ``registry.timeoutSeconds`` from when the object's judging began, however many
+    providers its images need; and the object is still admitted with a warning naming each
+    provider (no false denial)."""
+    import time
+
+    from tests.unit.builders import cluster_with, container, pod, pod_spec
+    from webhook.compose.livecheck import judge, live_providers
+
+    config = _hanging_config(
+        tmp_path,
+        {"hang-a": "1111.dkr.ecr.*.amazonaws.com", "hang-b": "2222.dkr.ecr.*.amazonaws.com"},
+    )
+    node = live_providers(config)
+    assert node is not None
+    images = [f"{n}.dkr.ecr.us-east-1.amazonaws.com/team/app:1" for n in ("1111", "2222")]
+    obj = pod(pod_spec(*(container(f"c{i}", image) for i, image in enumerate(images))))
+    started = time.monotonic()
+    decision = judge("Pod", obj, config, cluster_with(), _FoundEverywhere(), node=node)
+    elapsed = time.monotonic() - started
+    assert decision.allowed, decision.message
+    assert elapsed < config.registry.timeout_seconds + 1.0, f"{elapsed:.1f} s for one object"
+
+
+def test_a_hanging_provider_runs_once_per_cli_run_not_once_per_object(tmp_path: Path) -> None:
+    """``audit`` of many objects on one registry: a provider that failed is not run again
+    for that registry in the same run (its failure is kept for the run, as the registry's
+    answers are in ``RunMemo``); each object still gets the warning naming it."""
+    import time
+
+    from tests.unit.builders import cluster_with, container, pod, pod_spec
+    from webhook.compose.livecheck import judge, live_providers
+
+    config = _hanging_config(tmp_path, {"hang": "*.dkr.ecr.*.amazonaws.com"})
+    node = live_providers(config)
+    assert node is not None
+    started = time.monotonic()
+    decisions = []
+    for n in range(5):
+        image = f"1111.dkr.ecr.us-east-1.amazonaws.com/team/app-{n}:1"
+        obj = pod(pod_spec(container("c", image)), name=f"p{n}")
+        decisions.append(judge("Pod", obj, config, cluster_with(), _RefusedEverywhere(), node=node))
+    elapsed = time.monotonic() - started
+    assert all(d.allowed for d in decisions)
+    for decision in decisions:
+        assert any("credential provider hang" in w for w in decision.warnings), decision.warnings
+    assert elapsed < config.registry.timeout_seconds + 1.5, f"{elapsed:.1f} s for 5 objects"
+
+
+SLOW_THEN_GOOD = GOOD.replace(
+    "sys.stdin.read()\n", "sys.stdin.read()\nimport time\ntime.sleep(0.6)\n", 1
+)
+
+
+def test_a_remembered_failure_is_only_what_would_fail_again(bin_dir: Path) -> None:
+    """A CLI run remembers a failure only as far as it holds: a plugin that did not answer
+    in 0.2 s is run again when 5 s are offered (and answers); one that exited non-zero is
+    not run again for that registry; admission (no ``remember_failures``) runs it again."""
+    _write(bin_dir, "slow", SLOW_THEN_GOOD)
+    config = ProviderConfig((_provider("slow"),))
+    engine = CredentialProviders(
+        config, str(bin_dir), environ=lambda: {"PATH": os.environ["PATH"]}, remember_failures=True
+    )
+    (hurried,) = engine.provide(IMAGE, 0.2)
+    assert hurried.error is not None and hurried.error.startswith("no answer within 0.2 s")
+    (again,) = engine.provide(IMAGE, 0.2)
+    assert again.error == hurried.error
+    assert engine.execs == 1
+    (patient,) = engine.provide(IMAGE, 5.0)
+    assert patient.error is None and patient.credentials, patient
+    assert engine.execs == 2
+
+    failing = ProviderConfig((_provider("leaks"),))
+    for remember, runs in ((True, 1), (False, 3)):
+        engine = CredentialProviders(
+            failing,
+            str(bin_dir),
+            environ=lambda: {"PATH": os.environ["PATH"]},
+            remember_failures=remember,
+        )
+        answers = [engine.provide(f"{REGISTRY}/team/app-{n}", 5.0)[0] for n in range(3)]
+        assert [a.error for a in answers] == ["it exited with status 1"] * 3
+        assert engine.execs == runs, (remember, engine.execs)

@@ -82,6 +82,13 @@ MATCHES = [
     # IPv6 with a port
     ("[2001:db8::1]:5000", "[2001:db8::1]:5000/app", True),
     ("[2001:db8::1]:5000", "[2001:db8::1]:5001/app", False),
+    # net/url's unescape(host, encodeHost) returns the host decoded: an escaped non-ASCII
+    # byte in a pattern is that byte, so it matches the image that writes it plainly
+    ("%C3%A9.example.com", "\u00e9.example.com/app", True),
+    ("\u00e9.example.com", "%C3%A9.example.com/app", True),
+    ("%C3%A9.example.com", "e.example.com/app", False),
+    # an IPv6 zone (RFC 6874, introduced by %25) may escape any byte a host may hold
+    ("[fe80::1%25en%30]:5000", "[fe80::1%25en0]:5000/app", True),
 ]  # fmt: skip
 
 
@@ -101,6 +108,15 @@ def test_match_images_as_the_kubelet(pattern: str, image: str, expected: bool) -
         ("registry\x7f.io", "control character"),
         ("reg{1}.io", "invalid character"),
         ("reg\\*.io", "invalid character"),
+        # net/url unescape, encodeHost: "%-encoding can only be used for non-ASCII bytes"
+        # (RFC 3986 page 21), %25 aside (RFC 6874)
+        ("%41.dkr.ecr.us-east-1.amazonaws.com", 'invalid URL escape "%41"'),
+        ("reg%2e.io", 'invalid URL escape "%2e"'),
+        ("reg%7F.io", 'invalid URL escape "%7F"'),
+        ("reg%4.io", 'invalid URL escape "%4."'),
+        # encodeZone: an escape may not introduce a byte the host could not hold
+        ("[fe80::1%25en%2F0]", 'invalid URL escape "%2F"'),
+        ("[fe80::1%25en%C3%A9]", 'invalid URL escape "%C3"'),
     ],
 )
 def test_match_images_the_kubelet_refuses(pattern: str, problem: str) -> None:
@@ -109,7 +125,17 @@ def test_match_images_the_kubelet_refuses(pattern: str, problem: str) -> None:
 
 @pytest.mark.parametrize(
     "pattern",
-    ["*.azurecr.io", "registry.io:8080/path", "*.*.registry.io", "[::1]:5000", "", "a.io/x?y"],
+    [
+        "*.azurecr.io",
+        "registry.io:8080/path",
+        "*.*.registry.io",
+        "[::1]:5000",
+        "",
+        "a.io/x?y",
+        "%C3%A9.example.com",
+        "%25.example.com",
+        "[fe80::1%25en0]:5000",
+    ],
 )
 def test_match_images_the_kubelet_accepts(pattern: str) -> None:
     assert match_image_problem(pattern) is None

@@ -131,7 +131,6 @@ def test_a_404_warning_names_the_failed_provider() -> None:
     assert "credential provider corp-provider failed" in warned, warned
 
 
-@pytest.mark.open_finding
 def test_rev24_match_images_with_a_percent_escape_in_the_host_is_refused() -> None:
     """Finding 5. Go's ``url.Parse`` (the kubelet's ``ParseSchemelessURL``) refuses a
     ``%XX`` escape of an ASCII byte in a host (RFC 3986: only non-ASCII bytes may be

@@ -19,8 +19,10 @@ the kubernetes client itself.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -127,7 +129,7 @@ def live_providers(config: Config) -> NodeCredentialView | None:
     """The credential providers ``config`` names, read once for the run (``None``: it names
     none). A document that cannot be used is logged with every problem, and every image then
     gets that provider failure (a refusal warns, as at admission before a good document)."""
-    from webhook.edge.credproviders import LiveProviders
+    from webhook.edge.credproviders import CredentialProviders, LiveProviders
 
     settings = config.registry
     path = settings.image_credential_provider_config
@@ -135,9 +137,23 @@ def live_providers(config: Config) -> NodeCredentialView | None:
     if path is None or bin_dir is None:
         return None
     # A person runs check/diagnose/audit on their own machine, with the folder they chose.
-    providers = LiveProviders(lambda: (path, bin_dir), allowed_bin_dirs=None)
+    providers = LiveProviders(
+        lambda: (path, bin_dir),
+        allowed_bin_dirs=None,
+        make=functools.partial(CredentialProviders, remember_failures=True),
+    )
     providers.poll_once()
     return providers
+
+
+def per_object(node: NodeCredentialView | None, config: Config) -> NodeCredentialView | None:
+    """``node`` bounded for one object as admission bounds one review: every plugin run
+    for it ends within one ``registry.timeoutSeconds`` from now."""
+    if node is None:
+        return None
+    from webhook.edge.credproviders import DeadlineProviders
+
+    return DeadlineProviders(node, time.perf_counter(), config.registry.timeout_seconds)
 
 
 def judge(
@@ -176,7 +192,7 @@ def judge(
         own_namespace=own_namespace,
         user_verified=True,
         existing=True,
-        node=node,
+        node=per_object(node, config),
         stuck_pods=stuck_pods,
         recreate_bare_pod=recreate_bare_pod,
     )

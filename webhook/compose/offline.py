@@ -131,6 +131,9 @@ def judge(
     mutation = mutate(request, config, cluster)
     if mutation.patch:
         request = replace(request, object=jsonpatch.apply_patch(obj, mutation.patch))
+    from webhook.compose.livecheck import per_object
+
+    node = per_object(node, config)
     return validate(request, config, cluster, registry=registry, user_verified=True, node=node)
 
 

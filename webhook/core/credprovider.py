@@ -196,6 +196,31 @@ _USERINFO_OK = set("-._:~!$&'()*+,;=%@")
 _BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 
 
+def _unescape_host(text: str, *, zone: bool) -> tuple[str, str]:
+    """(decoded, "") or ("", why) for Go's ``unescape(text, encodeHost)`` (``zone``:
+    ``encodeZone``, the part of an IPv6 literal from its ``%25``). In a host an escape may
+    only stand for a non-ASCII byte, or be ``%25`` (RFC 3986 page 21, RFC 6874); in a zone
+    it may stand for ``%``, a space, or any byte a host may hold unescaped."""
+    if "%" not in text:
+        return text, ""
+    for index in range(len(text)):
+        if text[index] != "%":
+            continue
+        escape = text[index : index + 3]
+        if _BAD_ESCAPE.match(text, index):
+            return "", f'invalid URL escape "{escape}"'
+        value = int(escape[1:], 16)
+        if escape == "%25":
+            continue
+        if zone:
+            byte = chr(value)
+            if value != 0x20 and not (value < 0x80 and (byte.isalnum() or byte in _HOST_OK)):
+                return "", f'invalid URL escape "{escape}"'
+        elif value < 0x80:
+            return "", f'invalid URL escape "{escape}"'
+    return unquote(text, errors="surrogateescape"), ""
+
+
 def _parse_schemeless(text: str) -> tuple[str, str] | str:
     """(host, path) of ``url.Parse("https://" + text)`` (the kubelet's
     ``ParseSchemelessURL``), or why Go refuses it. The path is decoded as Go decodes it."""
@@ -211,7 +236,7 @@ def _parse_schemeless(text: str) -> tuple[str, str] | str:
     if at and any(c not in _USERINFO_OK and not c.isalnum() for c in userinfo if ord(c) < 0x80):
         return "net/url: invalid userinfo"
     if host.startswith("["):
-        end = host.find("]")
+        end = host.rfind("]")
         if end == -1:
             return "missing ']' in host"
         port_part = host[end + 1 :]
@@ -224,12 +249,22 @@ def _parse_schemeless(text: str) -> tuple[str, str] | str:
             port = host[colon + 1 :]
             if port and not (port.isascii() and port.isdigit()):
                 return f"invalid port {host[colon:]!r} after host"
-    if _BAD_ESCAPE.search(host):
-        return "invalid URL escape in host"
     for char in host:
         if char == "%" or ord(char) >= 0x80 or char.isalnum() or char in _HOST_OK:
             continue
         return f"invalid character {char!r} in host name"
+    end = host.rfind("]") if host.startswith("[") else -1
+    zone = host.find("%25", 0, end) if end != -1 else -1
+    pieces = [(host, False)]
+    if zone != -1:  # parseHost: the zone is unescaped by its own rules
+        pieces = [(host[:zone], False), (host[zone:end], True), (host[end:], False)]
+    decoded = []
+    for piece, in_zone in pieces:
+        text, why = _unescape_host(piece, zone=in_zone)
+        if why:
+            return why
+        decoded.append(text)
+    host = "".join(decoded)
     if _BAD_ESCAPE.search(path):
         return "invalid URL escape in path"
     return host, unquote(path, errors="surrogateescape") if "%" in path else path

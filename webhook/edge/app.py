@@ -47,7 +47,7 @@ from webhook.core.cluster import ClusterView
 from webhook.core.config import Config
 from webhook.core.configreview import review_config
 from webhook.core.mutate import Mutation, SecretCopy, mutate
-from webhook.core.nodecreds import NodeCredentialView, ProviderAnswer
+from webhook.core.nodecreds import NodeCredentialView
 from webhook.core.registry import Answer as RegistryAnswer
 from webhook.core.registry import Outcome, Question, RegistryView
 from webhook.core.review import (
@@ -63,6 +63,7 @@ from webhook.core.review import (
 )
 from webhook.core.validate import Decision, validate
 from webhook.edge.configsource import ConfigStore
+from webhook.edge.credproviders import DeadlineProviders
 from webhook.edge.metrics import Metrics, kind_label, operation_label
 from webhook.edge.secretsync import CopyCause, copy_cause
 
@@ -741,27 +742,14 @@ def _review_registry(
     return _DeadlineRegistry(view, started, config.registry.timeout_seconds)
 
 
-class _DeadlineProviders:
-    """A review's credential providers: each plugin run ends within what is left of the
-    review's registry budget (``registry.timeoutSeconds``), counted from its arrival; the
-    registry is then asked with what remains (:class:`_DeadlineRegistry`)."""
-
-    def __init__(self, providers: NodeCredentialView, started: float, budget: float) -> None:
-        self.providers = providers
-        self.deadline = started + budget - ANSWER_MARGIN_SECONDS
-
-    def provide(self, image: str, timeout: float) -> Sequence[ProviderAnswer]:
-        left = min(timeout, self.deadline - time.perf_counter())
-        return self.providers.provide(image, max(left, 0.0))
-
-
 def _review_node_credentials(
     runtime: Runtime, started: float, config: Config
 ) -> NodeCredentialView | None:
     """The credential providers one review asks, within its registry budget."""
     if runtime.node_credentials is None:
         return None
-    return _DeadlineProviders(runtime.node_credentials, started, config.registry.timeout_seconds)
+    budget = config.registry.timeout_seconds - ANSWER_MARGIN_SECONDS
+    return DeadlineProviders(runtime.node_credentials, started, budget)
 
 
 def _record_validation(metrics: Metrics, review: AdmissionRequest, decision: Decision) -> None:

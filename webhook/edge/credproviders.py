@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import selectors
 import signal
@@ -50,9 +51,10 @@ from webhook.core.credprovider import (
     load_provider_config_documents,
     parse_response,
     redact,
+    registry_of,
     request_bytes,
 )
-from webhook.core.nodecreds import ProviderAnswer
+from webhook.core.nodecreds import NodeCredentialView, ProviderAnswer
 
 log = logging.getLogger("pullguard.credproviders")
 
@@ -61,6 +63,7 @@ MAX_RUNNING = 8
 DEFAULT_CACHE_BYTES = 4 * 1024 * 1024
 _CONFIG_SUFFIXES = (".json", ".yaml", ".yml")
 _READ_CHUNK = 64 * 1024
+_NO_ANSWER = "no answer within"
 
 
 def read_provider_config(
@@ -205,7 +208,7 @@ def run_plugin(
         while selector.get_map():
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                stopped = f"no answer within {timeout:.1f} s"
+                stopped = f"{_NO_ANSWER} {timeout:.1f} s"
                 break
             for key, _ in selector.select(remaining):
                 try:
@@ -228,9 +231,7 @@ def run_plugin(
             try:
                 process.wait(max(deadline - time.monotonic(), 0.0))
             except subprocess.TimeoutExpired:
-                stopped = (
-                    f"no answer within {timeout:.1f} s (it closed its output and kept running)"
-                )
+                stopped = f"{_NO_ANSWER} {timeout:.1f} s (it closed its output and kept running)"
     finally:
         selector.close()
         if stopped or process.returncode is None:
@@ -250,12 +251,18 @@ def _kill(process: subprocess.Popen[bytes]) -> None:
 
 
 class ProviderFailed(Exception):
-    """A plugin gave no usable answer; the text names the provider and the reason only."""
+    """A plugin gave no usable answer; the text names the provider and the reason only.
 
-    def __init__(self, provider: str, reason: str) -> None:
+    ``holds_within``: a run offered at most this many seconds would fail the same way
+    (``inf``: any run, as for a plugin that exits non-zero or answers nonsense; the seconds
+    it had, with 5% and 50 ms to spare, for one that did not answer in time; ``0``: nothing
+    to learn from, as for all plugin slots taken)."""
+
+    def __init__(self, provider: str, reason: str, *, holds_within: float = math.inf) -> None:
         super().__init__(f"credential provider {provider}: {reason}")
         self.provider = provider
         self.reason = reason
+        self.holds_within = holds_within
 
 
 class _Flight:
@@ -327,6 +334,12 @@ class CredentialProviders:
 
     ``provide(image, timeout)`` asks every provider whose ``matchImages`` cover ``image``
     (a repository without tag, as the kubelet asks), in the configuration's order.
+
+    ``remember_failures`` (the CLI commands, whose run is minutes at most): a provider that
+    failed for a registry is not run again for it in this object's life when the same
+    failure would follow (see :attr:`ProviderFailed.holds_within`), so ``audit`` of 500
+    workloads runs a hanging plugin once, not 500 times. Admission never remembers one: a
+    plugin that recovers is used at the next review.
     """
 
     def __init__(
@@ -338,8 +351,11 @@ class CredentialProviders:
         max_running: int = MAX_RUNNING,
         environ: Callable[[], Mapping[str, str]] = lambda: os.environ,
         clock: Callable[[], float] = time.monotonic,
+        remember_failures: bool = False,
     ) -> None:
         self.config = config
+        self._remember = remember_failures
+        self._failures: dict[tuple[str, str], ProviderFailed] = {}
         self._bin_dir = bin_dir
         self._environ = environ
         self._clock = clock
@@ -372,6 +388,9 @@ class CredentialProviders:
         kept = self.cache.get(provider.name, image)
         if kept is not None:
             return kept, True
+        failed = self._failures.get((provider.name, registry_of(image)))
+        if failed is not None and deadline - self._clock() <= failed.holds_within:
+            raise failed
         key = (provider.name, image)
         with self._lock:
             flight = self._flights.get(key)
@@ -380,7 +399,9 @@ class CredentialProviders:
                 flight = self._flights[key] = _Flight()
         if not leader:
             if not flight.done.wait(max(deadline - self._clock(), 0.0)):
-                raise ProviderFailed(provider.name, "no answer within the admission's budget")
+                raise ProviderFailed(
+                    provider.name, "no answer within the admission's budget", holds_within=0.0
+                )
             if flight.error is not None:
                 raise flight.error
             assert flight.response is not None
@@ -388,8 +409,10 @@ class CredentialProviders:
         try:
             flight.response = self._run(provider, image, deadline)
             return flight.response, False
-        except ProviderFailed as failed:
-            flight.error = failed
+        except ProviderFailed as failure:
+            flight.error = failure
+            if self._remember and failure.holds_within > 0 and len(self._failures) < 4096:
+                self._failures[(provider.name, registry_of(image))] = failure
             raise
         finally:
             flight.done.set()
@@ -406,9 +429,12 @@ class CredentialProviders:
         kept = self.cache.get(provider.name, image)
         if kept is not None:  # a run that ended between our cache miss and our flight
             return kept
-        if not self._slots.acquire(timeout=max(deadline - self._clock(), 0.0)):
+        offered = max(deadline - self._clock(), 0.0)
+        if not self._slots.acquire(timeout=offered):
             raise ProviderFailed(
-                provider.name, f"{self._max_running} plugins already running in this process"
+                provider.name,
+                f"{self._max_running} plugins already running in this process",
+                holds_within=0.0,
             )
         try:
             self.execs += 1
@@ -435,7 +461,11 @@ class CredentialProviders:
         if result.stopped or result.returncode != 0:
             reason = result.stopped or f"it exited with status {result.returncode}"
             self._log_failure(provider, image, reason, result.stderr, secrets)
-            raise ProviderFailed(provider.name, reason)
+            timed_out = result.stopped.startswith(_NO_ANSWER)
+            # Another ask's clock starts microseconds apart: what did not answer in 1.0 s
+            # will not in 1.0001 s.
+            held = offered * 1.05 + 0.05 if timed_out else math.inf
+            raise ProviderFailed(provider.name, reason, holds_within=held)
         try:
             response = parse_response(result.stdout, provider)
         except ResponseError as error:
@@ -467,6 +497,21 @@ class CredentialProviders:
 
 def _text(data: bytes) -> str:
     return data.decode("utf-8", "replace")
+
+
+class DeadlineProviders:
+    """Credential providers for one review or one object: every plugin run ends by
+    ``started + budget`` (``time.perf_counter`` seconds), however many images and providers
+    the object needs. Admission gives each review one (``registry.timeoutSeconds`` less
+    its answer margin), and ``check``, ``diagnose`` and ``audit`` each object."""
+
+    def __init__(self, providers: NodeCredentialView, started: float, budget: float) -> None:
+        self.providers = providers
+        self.deadline = started + budget
+
+    def provide(self, image: str, timeout: float) -> Sequence[ProviderAnswer]:
+        left = min(timeout, self.deadline - time.perf_counter())
+        return self.providers.provide(image, max(left, 0.0))
 
 
 class LiveProviders:
