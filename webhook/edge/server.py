@@ -574,6 +574,50 @@ def _gevent_worker_class() -> type:
             if hasattr(self, "idle_pool"):
                 self.idle_pool.stopping = True
 
+        def run(self) -> None:
+            """gunicorn's gevent worker loop (serve each listener, beat, drain on SIGTERM), but
+            its flag and its drain are looked at every 0.1 s, not every second: a stop with
+            nothing in flight takes a tenth of a second, not one or two (a rollout of three
+            replicas, and every server a test starts). The drain is unchanged: connections
+            in flight are answered until ``graceful_timeout``, then stopped."""
+            import functools
+
+            import gevent
+            from gevent.pool import Pool
+            from gevent.server import StreamServer
+
+            servers = []
+            for listener in self.sockets:
+                listener.setblocking(1)
+                server = StreamServer(
+                    listener,
+                    handle=functools.partial(self.handle, listener),
+                    spawn=Pool(self.worker_connections),
+                )
+                if self.cfg.workers > 1:
+                    server.max_accept = 1  # as gunicorn: accepted connections spread
+                server.start()
+                servers.append(server)
+            beat = 0.0
+            while self.alive:
+                if time.monotonic() - beat >= 1.0:
+                    self.notify()
+                    beat = time.monotonic()
+                gevent.sleep(0.1)
+            for server in servers:
+                server.close()  # accept no more
+            deadline = time.monotonic() + self.cfg.graceful_timeout
+            while any(server.pool.free_count() != server.pool.size for server in servers):
+                if time.monotonic() >= deadline:
+                    self.log.warning("Worker graceful timeout (pid:%s)", self.pid)
+                    for server in servers:
+                        server.stop(timeout=1)
+                    return
+                if time.monotonic() - beat >= 1.0:
+                    self.notify()
+                    beat = time.monotonic()
+                gevent.sleep(0.1)
+
         def handle_request(self, listener_name: Any, req: Any, sock: Any, addr: Any) -> bool:
             import gevent
 
