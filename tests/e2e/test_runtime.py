@@ -578,6 +578,9 @@ def matrix_cluster(fail_closed: ControlPlane) -> Iterator[httpx.Client]:
         yield http
     finally:
         http.close()
+        # No kubelet confirms a pod's end: without --force the namespace waits for the pod
+        # garbage collector (about a minute, which the next test spent waiting).
+        plane.kubectl("delete", "pods", "--all", "-n", NS, "--force", "--grace-period=0")
         plane.kubectl("delete", "node", AMD64_NODE, ARM64_NODE, "--wait=false")
         plane.kubectl("delete", "namespace", NS, "--wait=false")
 
