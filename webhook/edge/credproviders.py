@@ -51,7 +51,6 @@ from webhook.core.credprovider import (
     load_provider_config_documents,
     parse_response,
     redact,
-    registry_of,
     request_bytes,
 )
 from webhook.core.nodecreds import NodeCredentialView, ProviderAnswer
@@ -64,6 +63,9 @@ DEFAULT_CACHE_BYTES = 4 * 1024 * 1024
 _CONFIG_SUFFIXES = (".json", ".yaml", ".yml")
 _READ_CHUNK = 64 * 1024
 _NO_ANSWER = "no answer within"
+#: In a CLI run (``remember_failures``), a provider that gave no answer in time for this
+#: many images is not run again in that run.
+HANGING_AFTER = 3
 
 
 def read_provider_config(
@@ -336,10 +338,13 @@ class CredentialProviders:
     (a repository without tag, as the kubelet asks), in the configuration's order.
 
     ``remember_failures`` (the CLI commands, whose run is minutes at most): a provider that
-    failed for a registry is not run again for it in this object's life when the same
-    failure would follow (see :attr:`ProviderFailed.holds_within`), so ``audit`` of 500
-    workloads runs a hanging plugin once, not 500 times. Admission never remembers one: a
-    plugin that recovers is used at the next review.
+    failed for an image (a repository without tag, the kubelet's singleflight key) is not
+    run again for it in this object's life when the same failure would follow (see
+    :attr:`ProviderFailed.holds_within`); a failure for one repository says nothing of
+    another's. One that gave no answer in time for :data:`HANGING_AFTER` images is taken to
+    hang for every image of the run (each later answer says so), so ``audit`` of 500
+    workloads on a hanging plugin costs three timeouts, not 500. Admission never remembers
+    one: a plugin that recovers is used at the next review.
     """
 
     def __init__(
@@ -356,6 +361,7 @@ class CredentialProviders:
         self.config = config
         self._remember = remember_failures
         self._failures: dict[tuple[str, str], ProviderFailed] = {}
+        self._timeouts: dict[str, int] = {}
         self._bin_dir = bin_dir
         self._environ = environ
         self._clock = clock
@@ -388,9 +394,16 @@ class CredentialProviders:
         kept = self.cache.get(provider.name, image)
         if kept is not None:
             return kept, True
-        failed = self._failures.get((provider.name, registry_of(image)))
+        failed = self._failures.get((provider.name, image))
         if failed is not None and deadline - self._clock() <= failed.holds_within:
             raise failed
+        if self._timeouts.get(provider.name, 0) >= HANGING_AFTER:
+            raise ProviderFailed(
+                provider.name,
+                f"it gave no answer in time for {HANGING_AFTER} images in this run; "
+                "not run again until the next run",
+                holds_within=0.0,
+            )
         key = (provider.name, image)
         with self._lock:
             flight = self._flights.get(key)
@@ -412,7 +425,9 @@ class CredentialProviders:
         except ProviderFailed as failure:
             flight.error = failure
             if self._remember and failure.holds_within > 0 and len(self._failures) < 4096:
-                self._failures[(provider.name, registry_of(image))] = failure
+                self._failures[(provider.name, image)] = failure
+                if failure.holds_within != math.inf:  # it did not answer in time
+                    self._timeouts[provider.name] = self._timeouts.get(provider.name, 0) + 1
             raise
         finally:
             flight.done.set()
