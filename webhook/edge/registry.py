@@ -75,6 +75,7 @@ import httpcore
 from webhook.core.config import RegistrySettings
 from webhook.core.hosts import any_host_matches, split_host_port, suggest_registry
 from webhook.core.keyring import Credential
+from webhook.core.nodecreds import provider_of
 from webhook.core.registry import (
     ACCEPT,
     DEFINITE,
@@ -939,6 +940,13 @@ class _Asker:
         answer = replace(answer, tried=everyone)
         if answer.outcome is Outcome.NOT_FOUND:
             answer = self._repository_facts(question, used, answer)
+            refused = _refused_node_credentials(failed)
+            if answer.repository_exists is not True and refused is not None:
+                # The 404 may be a repository hidden from that login, and the provider's
+                # credentials refused here are pullguard's own role's: the kubelet goes on to
+                # the nodes' own, which may be served. Nothing is certain: the refusal (a
+                # warning) is the answer, not the 404.
+                answer = replace(refused, tried=everyone)
         if answer.outcome is Outcome.REGISTRY_ERROR and question.by_digest:
             answer = self._blob_instead(question, used, answer)
         return answer
@@ -1491,3 +1499,18 @@ __all__ = [
     "system_resolver",
     "trust_context",
 ]
+
+
+def _refused_node_credentials(failed: Sequence[tuple[Credential | None, Answer]]) -> Answer | None:
+    """The refusal of a credential provider's credentials among ``failed``, when no
+    provider's credentials got a "not found" (that one is pullguard's answer with the
+    nodes' kind of login, and stands)."""
+    refused = None
+    for credential, answer in failed:
+        if credential is None or provider_of(credential.source) is None:
+            continue
+        if answer.outcome is Outcome.NOT_FOUND:
+            return None
+        if answer.outcome is Outcome.UNAUTHORIZED and refused is None:
+            refused = answer
+    return refused
