@@ -200,3 +200,54 @@ def test_rev24b_an_unchanged_provider_document_is_not_parsed_again_on_every_poll
         assert live.poll_once() is False
     assert live.current is not None
     assert parses == 1, f"the unchanged document was parsed {parses} times in 6 polls"
+
+
+#: A plugin as many custom ones are: a shell script in the bin dir serve was started with.
+SHELL_PLUGIN = f"""#!/bin/bash
+read -r request
+echo '{{"kind": "CredentialProviderResponse", "apiVersion": "{V1}", "cacheKeyType": "Image"}}'
+"""
+
+
+@pytest.mark.open_finding
+def test_rev24b_the_provider_documents_env_cannot_make_serve_run_a_program_outside_its_bin_dirs(
+    tmp_path: Path,
+) -> None:
+    """Seen: rev24 F1's fix keeps the ConfigMap from choosing the bin dir or an executable
+    out of it, but the hot-reloaded provider document still chooses each provider's
+    ``env``, passed as is. The component mounts that document from a ConfigMap
+    (``/etc/pullguard/credential-providers/``), so whoever may edit it can also add a
+    file next to it (any key of the same ConfigMap) and name it in ``env``:
+    ``BASH_ENV`` for a shell-script plugin (shown here: the script in the allowed bin dir
+    runs ``BASH_ENV``'s commands first), ``LD_PRELOAD`` for a dynamically linked one,
+    ``PYTHONPATH`` + ``sitecustomize.py`` for a Python one, ``AWS_PROFILE`` +
+    ``AWS_CONFIG_FILE`` whose profile has ``credential_process`` for the AWS SDK's own
+    chain in ``ecr-credential-provider`` (the SDK's documented behaviour; not run against
+    the real binary here). Each runs a program of the editor's choosing in pullguard's
+    pod, with its ServiceAccount (which reads every Secret): what
+    ``--credential-provider-bin-dir`` exists to prevent (docs/node-credentials.md: "the
+    ConfigMap never chooses which programs pullguard runs"). Expected: under ``serve``
+    (allowed bin dirs fixed at start) a provider document whose ``env`` makes the plugin
+    run or load other code is refused, or such variables are not passed; the plugin runs
+    and nothing else does."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    plugin = bin_dir / "script-provider"
+    plugin.write_text(SHELL_PLUGIN)
+    plugin.chmod(0o755)
+    mounted = tmp_path / "credential-providers"  # the ConfigMap's mount: every key a file
+    mounted.mkdir()
+    proof = tmp_path / "ran-outside-the-bin-dir"
+    (mounted / "startup.sh").write_text(f"touch {proof}\n")
+    document = mounted / "credential-providers.yaml"
+    document.write_text(
+        "apiVersion: kubelet.config.k8s.io/v1\nkind: CredentialProviderConfig\nproviders:\n"
+        '  - name: script-provider\n    matchImages: ["*.dkr.ecr.*.amazonaws.com"]\n'
+        '    defaultCacheDuration: "1m"\n'
+        f"    apiVersion: {V1}\n"
+        f"    env: [{{name: BASH_ENV, value: {mounted / 'startup.sh'}}}]\n"
+    )
+    live = LiveProviders(lambda: (str(document), str(bin_dir)), allowed_bin_dirs=[str(bin_dir)])
+    live.poll_once()
+    live.provide("111122223333.dkr.ecr.us-east-1.amazonaws.com/team/app", 5.0)
+    assert not proof.exists(), "a file of the ConfigMap ran as a program in pullguard's pod"
