@@ -51,20 +51,24 @@ PROVIDER = "fake-ecr-credential-provider"
 BUDGET = 3
 NEVER = "never-matching-credential-provider"
 
-#: The plugin (see the module docstring). Its log and pid folder come from the provider's
-#: ``env`` in the configuration, as the kubelet passes them.
+#: The plugin (see the module docstring). Its log and pid folder are written into it (@LOG@,
+#: @PIDS@): under serve a provider document may only give env names that load no code
+#: (SERVE_PROVIDER_ENV). The region it must be given, as the kubelet passes env, proves the
+#: provider's env reaches it: without it, it serves nothing.
 PLUGIN = f"""#!{sys.executable}
 import json, os, subprocess, sys, time
 request = json.load(sys.stdin)
 image = request["image"]
-with open(os.environ["PLUGIN_LOG"], "a") as log:
+if os.environ.get("AWS_REGION") != "pullguard-e2e-1":
+    sys.exit(4)
+with open("@LOG@", "a") as log:
     log.write(image + "\\n")
 if "/fail/" in image:
     sys.stderr.write("AccessDenied: token password=hunter2 expired\\n")
     sys.exit(3)
 if "/hang/" in image:
     child = subprocess.Popen(["sleep", "120"])
-    with open(os.path.join(os.environ["PLUGIN_PIDS"], str(os.getpid())), "w") as pids:
+    with open(os.path.join("@PIDS@", str(os.getpid())), "w") as pids:
         pids.write(f"{{os.getpid()}} {{child.pid}}")
     time.sleep(120)
 password = "refused-pw-7f3a" if "/refused/" in image else "pass"
@@ -79,8 +83,7 @@ print(json.dumps({{
 
 #: A provider whose matchImages cover no image of these tests: it must never be run.
 NEVER_PLUGIN = f"""#!{sys.executable}
-import os
-with open(os.environ["PLUGIN_LOG"], "a") as log:
+with open("@LOG@", "a") as log:
     log.write("ran\\n")
 raise SystemExit(1)
 """
@@ -92,15 +95,12 @@ providers:
     matchImages: ["*.dkr.ecr.*.amazonaws.com", "{host}/elsewhere"]
     defaultCacheDuration: "1m"
     apiVersion: credentialprovider.kubelet.k8s.io/v1
-    env:
-      - {{name: PLUGIN_LOG, value: "{never_log}"}}
   - name: {provider}
     matchImages: ["{host}"]
     defaultCacheDuration: "1m"
     apiVersion: credentialprovider.kubelet.k8s.io/v1
     env:
-      - {{name: PLUGIN_LOG, value: "{log}"}}
-      - {{name: PLUGIN_PIDS, value: "{pids}"}}
+      - {{name: AWS_REGION, value: "pullguard-e2e-1"}}
 """
 
 
@@ -137,20 +137,17 @@ def providers(
     bin_dir.mkdir()
     pids = folder / "pids"
     pids.mkdir()
-    for name, text in ((PROVIDER, PLUGIN), (NEVER, NEVER_PLUGIN)):
-        plugin = bin_dir / name
-        plugin.write_text(text)
-        plugin.chmod(plugin.stat().st_mode | stat.S_IXUSR)
     found = Providers(host, folder / "plugin.log", folder / "never.log", pids)
+    for name, text, log in ((PROVIDER, PLUGIN, found.log), (NEVER, NEVER_PLUGIN, found.never_log)):
+        plugin = bin_dir / name
+        plugin.write_text(text.replace("@LOG@", str(log)).replace("@PIDS@", str(pids)))
+        plugin.chmod(plugin.stat().st_mode | stat.S_IXUSR)
     config = folder / "providers.yaml"
     config.write_text(
         PROVIDERS.format(
             host=host,
             provider=PROVIDER,
             never=NEVER,
-            log=found.log,
-            never_log=found.never_log,
-            pids=pids,
         )
     )
     image = f"{host}/node/app:1.0"

@@ -112,7 +112,6 @@ def _check(tmp_path: Path, registry: Registry, config: Path, *pods: dict[str, ob
     )
 
 
-@pytest.mark.open_finding
 def test_rev24b_a_provider_failure_for_one_repository_is_not_every_repositorys_in_a_cli_run(
     registry: Registry, tmp_path: Path
 ) -> None:
@@ -209,7 +208,6 @@ echo '{{"kind": "CredentialProviderResponse", "apiVersion": "{V1}", "cacheKeyTyp
 """
 
 
-@pytest.mark.open_finding
 def test_rev24b_the_provider_documents_env_cannot_make_serve_run_a_program_outside_its_bin_dirs(
     tmp_path: Path,
 ) -> None:
@@ -251,3 +249,8 @@ def test_rev24b_the_provider_documents_env_cannot_make_serve_run_a_program_outsi
     live.poll_once()
     live.provide("111122223333.dkr.ecr.us-east-1.amazonaws.com/team/app", 5.0)
     assert not proof.exists(), "a file of the ConfigMap ran as a program in pullguard's pod"
+    assert any("env[0].name: 'BASH_ENV'" in p for p in live.last_problems), live.last_problems
+    # The same document in a person's own run (check, diagnose, audit) is theirs: it is used.
+    mine = LiveProviders(lambda: (str(document), str(bin_dir)), allowed_bin_dirs=None)
+    mine.poll_once()
+    assert mine.current is not None and not mine.last_problems

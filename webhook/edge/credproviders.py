@@ -66,6 +66,24 @@ _NO_ANSWER = "no answer within"
 #: In a CLI run (``remember_failures``), a provider that gave no answer in time for this
 #: many images is not run again in that run.
 HANGING_AFTER = 3
+#: The ``env`` names a provider document may give under ``serve``: settings that select (a
+#: region, a profile of the image's own AWS config, an endpoint flag), none of them a path or a
+#: program. The document is hot-reloaded from a ConfigMap, and any other name could make the
+#: plugin run what a ConfigMap editor wrote (``BASH_ENV``, ``LD_PRELOAD``, ``PYTHONPATH``,
+#: ``AWS_CONFIG_FILE`` with a ``credential_process``, ``HOME``, ...), in a pod whose
+#: ServiceAccount reads every Secret. Others go on pullguard's container: the plugin inherits
+#: its environment, and the Deployment is not a ConfigMap.
+SERVE_PROVIDER_ENV = frozenset(
+    {
+        "AWS_REGION",
+        "AWS_DEFAULT_REGION",
+        "AWS_PROFILE",
+        "AWS_STS_REGIONAL_ENDPOINTS",
+        "AWS_USE_FIPS_ENDPOINT",
+        "AWS_USE_DUALSTACK_ENDPOINT",
+        "AWS_EC2_METADATA_DISABLED",
+    }
+)
 
 
 def read_provider_config(
@@ -76,7 +94,8 @@ def read_provider_config(
 
     ``allowed_bin_dirs`` (``serve``'s ``--credential-provider-bin-dir``): ``bin_dir`` must be
     one of them or under one (symlinks resolved), and each executable, resolved, must stay
-    in it; ``None`` (the CLI commands, run by a person who chose the folder): any folder."""
+    in it, and each provider's ``env`` may name only :data:`SERVE_PROVIDER_ENV`; ``None``
+    (the CLI commands, run by a person who chose the folder): any folder, any env."""
     problems: list[str] = []
     texts: list[tuple[str, str]] = []
     where = Path(path)
@@ -115,6 +134,18 @@ def read_provider_config(
             problem = _executable_problem(Path(bin_dir), provider.name, root)
             if problem:
                 problems.append(f"providers[{index}].name: {provider.name!r}: {problem}")
+            if allowed_bin_dirs is None:
+                continue  # a person's own run: the document is theirs
+            for at, env in enumerate(provider.env):
+                if env.name not in SERVE_PROVIDER_ENV:
+                    problems.append(
+                        f"providers[{index}].env[{at}].name: {env.name!r}: serve passes a "
+                        "provider only "
+                        + ", ".join(sorted(SERVE_PROVIDER_ENV))
+                        + " from this document (a ConfigMap edit must not choose what the "
+                        "plugin loads or runs); set it on pullguard's container instead, "
+                        "the plugin inherits its environment"
+                    )
     if problems or config is None:
         raise ProviderConfigError(problems)
     return config
