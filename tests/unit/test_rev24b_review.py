@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 
 import pytest
 
-from tests.unit.builders import cluster_with, container, pod, pod_spec, pull_secret, request
+from tests.unit.builders import cluster_with, container, pod, pod_spec, request
 from webhook.core import credprovider
 from webhook.core.config import parse_config
 from webhook.core.credprovider import load_provider_config_text, redact
