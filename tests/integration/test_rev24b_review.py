@@ -142,7 +142,6 @@ def test_rev24b_a_provider_failure_for_one_repository_is_not_every_repositorys_i
     assert log.read_text().splitlines().count(f"{registry.host}/team/app") == 2
 
 
-@pytest.mark.open_finding
 def test_rev24b_a_url_with_user_info_on_a_failed_plugins_stderr_is_redacted(
     registry: Registry, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

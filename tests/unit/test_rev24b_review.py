@@ -80,7 +80,6 @@ def test_the_same_pod_with_only_the_refused_provider_credentials_is_a_warning() 
     assert any("pullguard's node credentials" in w for w in decision.warnings), decision.warnings
 
 
-@pytest.mark.open_finding
 @pytest.mark.parametrize(
     "stderr",
     [

@@ -869,13 +869,17 @@ def cache_lookup_keys(image: str) -> tuple[str, str, str]:
 _TOKENISH = re.compile(r"[A-Za-z0-9+/=_\-.~:]{24,}")
 _LABELLED = re.compile(
     # the label's closing quote (JSON: "password": "...", also escaped: \"password\":) may
-    # come before the ':'
-    r"(?i)(password|passwd|secret|token|authorization|auth|credential|key)"
-    r"(\\?[\"']?\s*[:=]\s*|\s+)"
+    # come before the ':'; in a sentence the value may follow "is" ("the password is X")
+    r"(?i)(password|passwd|pass|pwd|secret|token|authorization|auth|credential|key|session"
+    r"|cookie)"
+    r"(\\?[\"']?\s*[:=]\s*|\s+(?:(?:is|was|=|:)\s+)?)"
     r"(\\?\"[^\"]*\"|'[^']*'|\S+)"
 )
-#: ``-p VALUE`` (docker login's, most CLIs' password flag), echoed in a plugin's stderr.
-_PASSWORD_FLAG = re.compile(r"(?<!\S)(-p)(\s+|=)(\S+)")
+#: ``-p VALUE`` (docker login's, most CLIs' password flag), ``-u USER:PASSWORD`` (curl's),
+#: ``--password``/``--user`` alike, echoed in a plugin's stderr (``set -x``).
+_PASSWORD_FLAG = re.compile(r"(?<!\S)(-p|-u|--password|--pass|--user)(\s+|=)(\S+)")
+#: A URL's user information (``https://user:PASSWORD@host``), as HTTP libraries print URLs.
+_URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)([^/\s@:]*):([^/\s@]*)@")
 _BEARER = re.compile(r"(?i)\b(bearer|basic)\s+\S+")
 MAX_LOGGED_STDERR = 2048
 
@@ -883,10 +887,12 @@ MAX_LOGGED_STDERR = 2048
 def redact(text: str, secrets: Iterable[str] = ()) -> str:
     """``text`` (a plugin's stderr) fit for a log: every known secret (an env value, a
     password) and every token-like run replaced by ``[redacted]``, a labelled value
-    (``password=...``, ``Authorization: ...``, JSON's ``"password": "..."``, ``-p ...``)
+    (``password=...``, ``pass: ...``, ``the password is ...``, ``Authorization: ...``,
+    JSON's ``"password": "..."``, ``-p ...``, ``-u user:...``) and a URL's user information
     too, cut to :data:`MAX_LOGGED_STDERR`."""
     for secret in sorted((s for s in secrets if len(s) >= 4), key=len, reverse=True):
         text = text.replace(secret, "[redacted]")
+    text = _URL_USERINFO.sub(lambda m: f"{m.group(1)}{m.group(2)}:[redacted]@", text)
     text = _BEARER.sub(lambda m: f"{m.group(1)} [redacted]", text)
     text = _LABELLED.sub(lambda m: f"{m.group(1)}{m.group(2)}[redacted]", text)
     text = _PASSWORD_FLAG.sub(lambda m: f"{m.group(1)}{m.group(2)}[redacted]", text)
