@@ -67,7 +67,6 @@ def test_rev23_the_purity_check_sees_io_through_modules_off_its_list(text: str) 
 # -- finding 2: the floor check misses ways to reach a module above ---------------------------
 
 
-@pytest.mark.open_finding
 @pytest.mark.parametrize(
     "text",
     [
