@@ -212,7 +212,6 @@ def test_rev23_compose_reads_no_file_itself() -> None:
 # -- finding 7: pullguard ref loads the whole engine ------------------------------------------
 
 
-@pytest.mark.open_finding
 def test_rev23_pullguard_ref_does_not_load_the_engine() -> None:
     """docs/architecture.md: "Import heavy modules inside cmd_<name>, so pullguard ref stays
     fast". cli/audit, cli/check and cli/diagnose import compose and core.validate at their
