@@ -97,7 +97,6 @@ def test_rev23_the_floor_check_sees_an_edge_module_reach_the_cli(text: str) -> N
 # -- finding 3: one SecretReads per admission parses a default secret twice --------------------
 
 
-@pytest.mark.open_finding
 def test_rev23_a_template_listing_a_default_secret_parses_it_once(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
