@@ -96,7 +96,7 @@ def test_the_credential_provider_folders_are_fixed_at_start() -> None:
     any folder unless the flag is given."""
     from webhook.cli import build_parser
     from webhook.cli.serve import serve_options
-    from webhook.core.credprovider import DEFAULT_SERVE_BIN_DIRS
+    from webhook.core.nodecreds import DEFAULT_SERVE_BIN_DIRS
 
     parse = build_parser().parse_args
     assert serve_options(parse(["serve", "--dev"])).credential_provider_bin_dirs == (

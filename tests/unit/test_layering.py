@@ -13,11 +13,17 @@ when a module loads, not what it depends on. So do dynamic ones: ``importlib.imp
 and ``__import__`` (under any name they are bound to, a relative name read against a literal
 ``package=``) and ``sys.modules[...]`` with a string literal are read as the import they name;
 one whose name is not a literal, or an import function handed on, cannot be checked and is an
-offence of its own. The core also calls no builtin that does I/O or runs code made at run time
-(``open``, ``print``, ``input``, ``exec``, ``eval``, ...) nor reaches the builtins another way
-(``__builtins__``, ``globals()``, ``f.__globals__``), and imports nothing nondeterministic
-(``random``, ``uuid``, ``secrets`` are off the list): the same review always gets the same
-answer.
+offence of its own. Every other use of the import machinery is an offence on every floor
+(outside :data:`MACHINERY_ALLOWED`): ``importlib`` used for anything but ``import_module``
+(``getattr(importlib, ...)``, ``importlib.util``), ``pkgutil``, ``runpy``, ``builtins``,
+``sys`` handed on or its import hooks, ``exec``/``eval``/``compile``, and the builtins reached
+without being named (``__builtins__``, ``globals()``, ``vars()``). A module of the package
+reached through an attribute (``webhook.cli.audit`` after ``import webhook.core.config``)
+counts as an import of it. The core also calls no builtin that does I/O or runs code made at
+run time (``open``, ``print``, ``input``, ``exec``, ``eval``, ...) nor reaches the builtins
+another way (``__builtins__``, ``globals()``, ``f.__globals__``), and imports nothing
+nondeterministic (``random``, ``uuid``, ``secrets`` are off the list): the same review always
+gets the same answer.
 """
 
 from __future__ import annotations
@@ -100,6 +106,36 @@ YAML_LOADS = {"load", "load_all", "parse"}
 YAML_SAFE_LOADERS = {"SafeLoader", "CSafeLoader"}
 #: Calls that import the module their first argument names.
 DYNAMIC_IMPORTS = {"import_module", "__import__"}
+#: The import machinery: modules (and, for a package, everything under it) that load a module
+#: by a name known only at run time (``importlib.util.find_spec``, ``pkgutil.resolve_name``,
+#: ``runpy.run_module``, ``importlib.resources.files``, an interactive interpreter). Outside
+#: :data:`MACHINERY_ALLOWED` the one form a module may use is ``importlib.import_module``
+#: named as such (``import importlib`` then ``importlib.import_module(...)``, or ``from
+#: importlib import import_module``), which :func:`_dynamic_imports` reads as the import it
+#: names; every other reference to these modules is an offence.
+MACHINERY = {
+    "importlib",
+    "pkgutil",
+    "runpy",
+    "zipimport",
+    "imp",
+    "builtins",
+    "code",
+    "codeop",
+    "_imp",
+    "_frozen_importlib",
+    "_frozen_importlib_external",
+}
+#: Module -> the machinery modules it may use however it likes: configsource reads the default
+#: configuration that ships in the package (``importlib.resources.files("webhook")``).
+MACHINERY_ALLOWED = {"webhook.edge.configsource": {"importlib.resources"}}
+#: Builtins that run code built at run time (whose imports cannot be read) or reach the
+#: builtins (``__import__`` among them) without naming them: refused on every floor.
+MACHINERY_BUILTINS = {"exec", "eval", "compile", "__builtins__", "globals", "locals", "vars"}
+#: Attributes that reach a module's globals, its builtins or its loader from any object.
+MACHINERY_ATTRIBUTES = {"__builtins__", "__globals__", "__loader__", "__spec__", "__import__"}
+#: Attributes of ``sys`` that are the import machinery itself.
+SYS_MACHINERY = {"meta_path", "path_hooks", "path_importer_cache"}
 #: Builtins that reach outside the process (files, the terminal) or run code built at run time,
 #: and the names through which any builtin is reached without being named.
 IO_BUILTINS = {
@@ -173,6 +209,16 @@ def _dynamic_imports(tree: ast.AST) -> Iterator[tuple[int, str | None]]:
     ``None`` when it cannot be read from the source: a name that is no literal, or an import
     function handed on in a way other than a plain assignment or call."""
     importers = _importers(tree)
+    sys_names = _sys_names(tree)
+
+    def _is_sys_modules(node: ast.AST) -> bool:
+        return (
+            isinstance(node, ast.Attribute)
+            and node.attr == "modules"
+            and isinstance(node.value, ast.Name)
+            and node.value.id in sys_names
+        )
+
     handled: set[int] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.module == "sys":
@@ -213,15 +259,31 @@ def _dynamic_imports(tree: ast.AST) -> Iterator[tuple[int, str | None]]:
             if isinstance(node, ast.Name) and not isinstance(node.ctx, ast.Load):
                 continue
             yield node.lineno, None  # handed on: what it imports cannot be read
+    attribute_values = {id(n.value) for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Name)
+            and node.id in sys_names
+            and isinstance(node.ctx, ast.Load)
+            and id(node) not in attribute_values
+        ):
+            yield node.lineno, None  # sys handed on (getattr, vars): sys.modules unseen
+        elif (
+            isinstance(node, ast.Attribute)
+            and node.attr in SYS_MACHINERY
+            and isinstance(node.value, ast.Name)
+            and node.value.id in sys_names
+        ):
+            yield node.lineno, None  # the import system's own hooks
 
 
-def _is_sys_modules(node: ast.AST) -> bool:
-    return (
-        isinstance(node, ast.Attribute)
-        and node.attr == "modules"
-        and isinstance(node.value, ast.Name)
-        and node.value.id == "sys"
-    )
+def _sys_names(tree: ast.AST) -> set[str]:
+    """The local names bound to ``sys``: ``sys`` and every ``import sys as ...``."""
+    names = {"sys"}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {a.asname for a in node.names if a.name == "sys" and a.asname}
+    return names
 
 
 def _core_may_import(name: str) -> bool:
@@ -517,16 +579,119 @@ def _imports(name: str, source: Path, known: set[str]) -> Iterator[tuple[int, st
 UNCHECKABLE = "<a module named at run time>"
 
 
+def _is_machinery(module: str) -> bool:
+    return any(module == m or module.startswith(m + ".") for m in MACHINERY)
+
+
+def _machinery(name: str, tree: ast.AST) -> Iterator[int]:
+    """The line of every use of the import machinery in module ``name`` that the floor check
+    cannot read as an import: a machinery module (:data:`MACHINERY`) imported other than as
+    ``importlib`` or ``from importlib import import_module``, ``importlib`` used other than
+    for ``importlib.import_module``, code built at run time and the builtins reached without
+    being named (:data:`MACHINERY_BUILTINS`, :data:`MACHINERY_ATTRIBUTES`). What
+    :data:`MACHINERY_ALLOWED` grants ``name`` is let through."""
+    allowed = MACHINERY_ALLOWED.get(name, set())
+    importlib_names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if not _is_machinery(alias.name) or alias.name in allowed:
+                    continue
+                if alias.name == "importlib":
+                    importlib_names.add(alias.asname or alias.name)
+                else:
+                    yield node.lineno
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            if not _is_machinery(node.module) or node.module in allowed:
+                continue
+            for alias in node.names:
+                full = f"{node.module}.{alias.name}"
+                if full in allowed or (node.module, alias.name) == ("importlib", "import_module"):
+                    continue
+                yield node.lineno
+    attribute_values = {id(n.value): n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
+            if node.id in importlib_names and attribute_values.get(id(node)) != "import_module":
+                yield node.lineno  # importlib handed on, or importlib.util, .resources, ...
+            elif node.id in MACHINERY_BUILTINS:
+                yield node.lineno
+        elif isinstance(node, ast.Attribute) and node.attr in MACHINERY_ATTRIBUTES:
+            yield node.lineno
+
+
+def _from_base(name: str, node: ast.ImportFrom, is_package: bool) -> str:
+    """The absolute module a ``from ... import`` statement in module ``name`` reads from."""
+    base = node.module or ""
+    if node.level:
+        anchor = name.split(".")
+        anchor = anchor[: len(anchor) - node.level + (1 if is_package else 0)]
+        base = ".".join([*anchor, *([base] if base else [])])
+    return base
+
+
+def _deepest(dotted: str, known: set[str]) -> str:
+    """The deepest module of the package that the dotted name lies in."""
+    while dotted not in known and "." in dotted:
+        dotted = dotted.rsplit(".", 1)[0]
+    return dotted
+
+
+def _attribute_imports(
+    name: str, tree: ast.AST, known: set[str], is_package: bool
+) -> Iterator[tuple[int, str]]:
+    """(line, module) for every module of this package reached through an attribute of one
+    bound by an import: after ``import webhook.core.config``, ``webhook.cli.audit`` reaches the
+    cli (once something has loaded it). A package of this package handed on whole
+    (``getattr(webhook, ...)``) yields :data:`UNCHECKABLE`."""
+    bound: dict[str, str] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name == "webhook" or alias.name.startswith("webhook."):
+                    if alias.asname:
+                        bound[alias.asname] = alias.name
+                    else:
+                        bound["webhook"] = "webhook"
+        elif isinstance(node, ast.ImportFrom):
+            base = _from_base(name, node, is_package)
+            for alias in node.names:
+                full = f"{base}.{alias.name}"
+                if full in known:
+                    bound[alias.asname or alias.name] = full
+    if not bound:
+        return
+    packages = {k.rsplit(".", 1)[0] for k in known if "." in k}
+    inner = {id(n.value) for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and id(node) not in inner:
+            path = _dotted(node)
+            if path is None or path[0] not in bound:
+                continue
+            target = _deepest(".".join([bound[path[0]], *path[1:]]), known)
+            if target != name:
+                yield node.lineno, target
+        elif (
+            isinstance(node, ast.Name)
+            and isinstance(node.ctx, ast.Load)
+            and node.id in bound
+            and bound[node.id] in packages
+            and id(node) not in inner
+        ):
+            yield node.lineno, UNCHECKABLE
+
+
 def _imports_in(
     name: str, tree: ast.AST, known: set[str], *, is_package: bool = False
 ) -> Iterator[tuple[int, str]]:
+    for line in _machinery(name, tree):
+        yield line, UNCHECKABLE
+    yield from _attribute_imports(name, tree, known, is_package)
     for line, dynamic in _dynamic_imports(tree):
         if dynamic is None:
             yield line, UNCHECKABLE
         elif dynamic == "webhook" or dynamic.startswith("webhook."):
-            target = dynamic
-            while target not in known and "." in target:
-                target = target.rsplit(".", 1)[0]
+            target = _deepest(dynamic, known)
             if target != name:
                 yield line, target
     for node in ast.walk(tree):
@@ -534,20 +699,13 @@ def _imports_in(
         if isinstance(node, ast.Import):
             targets = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                anchor = name.split(".")
-                anchor = anchor[: len(anchor) - node.level + (1 if is_package else 0)]
-                base = ".".join([*anchor, *([base] if base else [])])
+            base = _from_base(name, node, is_package)
             for alias in node.names:
                 full = f"{base}.{alias.name}"
                 targets.append(full if full in known else base)
         for dotted in targets:
             if dotted == "webhook" or dotted.startswith("webhook."):
-                # The deepest module of the package that the dotted name lies in.
-                target = dotted
-                while target not in known and "." in target:
-                    target = target.rsplit(".", 1)[0]
+                target = _deepest(dotted, known)
                 if target != name:
                     yield node.lineno, target
 

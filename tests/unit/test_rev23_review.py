@@ -67,7 +67,6 @@ def test_rev23_the_purity_check_sees_io_through_modules_off_its_list(text: str) 
 # -- finding 2: the floor check misses ways to reach a module above ---------------------------
 
 
-@pytest.mark.open_finding
 @pytest.mark.parametrize(
     "text",
     [
@@ -98,7 +97,6 @@ def test_rev23_the_floor_check_sees_an_edge_module_reach_the_cli(text: str) -> N
 # -- finding 3: one SecretReads per admission parses a default secret twice --------------------
 
 
-@pytest.mark.open_finding
 def test_rev23_a_template_listing_a_default_secret_parses_it_once(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -213,7 +211,6 @@ def test_rev23_compose_reads_no_file_itself() -> None:
 # -- finding 7: pullguard ref loads the whole engine ------------------------------------------
 
 
-@pytest.mark.open_finding
 def test_rev23_pullguard_ref_does_not_load_the_engine() -> None:
     """docs/architecture.md: "Import heavy modules inside cmd_<name>, so pullguard ref stays
     fast". cli/audit, cli/check and cli/diagnose import compose and core.validate at their

@@ -34,15 +34,16 @@ import json
 import sys
 from collections import defaultdict
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from webhook.cli.options import SubParsers, add_live_arguments
-from webhook.compose.livecheck import ClusterUnreadable, NamespaceMissing
-from webhook.compose.scan import Scan, action_of, audit_cluster, tally
-from webhook.core.validate import Decision
 
-#: (kind, metadata, decision) of each object with findings
-Judged = tuple[str, dict[str, Any], Decision]
+if TYPE_CHECKING:  # the scan and the engine load in cmd_audit: pullguard ref stays light
+    from webhook.compose.scan import Scan
+    from webhook.core.validate import Decision
+
+    #: (kind, metadata, decision) of each object with findings
+    Judged = tuple[str, dict[str, Any], Decision]
 
 
 def register(sub: SubParsers) -> None:
@@ -57,6 +58,9 @@ def register(sub: SubParsers) -> None:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
+    from webhook.compose.livecheck import ClusterUnreadable, NamespaceMissing
+    from webhook.compose.scan import action_of, audit_cluster, tally
+
     progress = sys.stderr.isatty()
 
     def say_progress(index: int, total: int) -> None:
@@ -177,6 +181,8 @@ def _text(
     mode_off: Sequence[tuple[str, int, str]] = (),
     checks_not_run: dict[tuple[str, str], list[str]] | None = None,
 ) -> str:
+    from webhook.compose.scan import action_of
+
     lines = [
         f"pullguard audit: {scanned} object{'' if scanned == 1 else 's'} scanned with {source}"
     ]

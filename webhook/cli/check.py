@@ -29,21 +29,14 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from webhook.cli.options import SubParsers
-from webhook.compose.livecheck import live_providers
-from webhook.compose.offline import (
-    anonymous_registry,
-    documents,
-    judge,
-    offline_cluster,
-    offline_config,
-)
 from webhook.core.cluster import NoCluster
-from webhook.core.config import ConfigError
-from webhook.core.nodecreds import NodeCredentialView
-from webhook.core.registry import RegistryView
+
+if TYPE_CHECKING:  # the offline judge, the configuration and yaml load in cmd_check
+    from webhook.core.nodecreds import NodeCredentialView
+    from webhook.core.registry import RegistryView
 
 #: What an offline "ok" adds when the registry was not asked (issue 22: a bare "ok" for a
 #: tag admission would deny sends the person the wrong way).
@@ -111,6 +104,16 @@ def register(sub: SubParsers) -> None:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    from webhook.compose.livecheck import live_providers
+    from webhook.compose.offline import (
+        anonymous_registry,
+        documents,
+        judge,
+        offline_cluster,
+        offline_config,
+    )
+    from webhook.core.config import ConfigError
+
     try:
         config = offline_config(args.config)
     except ConfigError as error:

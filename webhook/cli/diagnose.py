@@ -17,12 +17,13 @@ import argparse
 import json
 import sys
 from collections import defaultdict
+from typing import TYPE_CHECKING
 
 from webhook.cli.options import SubParsers, add_live_arguments
-from webhook.compose.livecheck import ClusterUnreadable, NamespaceMissing
-from webhook.compose.livediagnose import PodNotFound, PodsUnreadable, diagnose_pods
-from webhook.core.diagnosis import ContainerDiagnosis, render_text
 from webhook.core.pullfailure import CAUSE_WORDS, Cause
+
+if TYPE_CHECKING:  # the live reads and the diagnosis load in cmd_diagnose
+    from webhook.core.diagnosis import ContainerDiagnosis
 
 
 def register(sub: SubParsers) -> None:
@@ -40,6 +41,10 @@ def register(sub: SubParsers) -> None:
 
 
 def cmd_diagnose(args: argparse.Namespace) -> int:
+    from webhook.compose.livecheck import ClusterUnreadable, NamespaceMissing
+    from webhook.compose.livediagnose import PodNotFound, PodsUnreadable, diagnose_pods
+    from webhook.core.diagnosis import render_text
+
     if bool(args.pod) == bool(args.all):
         print("pullguard diagnose: give a POD, or --all", file=sys.stderr)
         return 2
@@ -86,6 +91,8 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
 
 
 def _grouped(results: list[tuple[str, str, list[ContainerDiagnosis]]]) -> str:
+    from webhook.core.diagnosis import render_text
+
     by_cause: dict[Cause, list[str]] = defaultdict(list)
     for ns, name, found in results:
         for d in found:

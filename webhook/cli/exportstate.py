@@ -16,8 +16,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-import yaml
-
 from webhook.cli.options import SubParsers
 
 
@@ -34,6 +32,8 @@ def register(sub: SubParsers) -> None:
 
 
 def cmd_export_state(args: argparse.Namespace) -> int:
+    import yaml
+
     from webhook.compose.stateexport import export
 
     document = export(args.namespace)

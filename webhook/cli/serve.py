@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from webhook.cli.options import SubParsers
-from webhook.core.credprovider import DEFAULT_SERVE_BIN_DIR, DEFAULT_SERVE_BIN_DIRS
+from webhook.core.nodecreds import DEFAULT_SERVE_BIN_DIR, DEFAULT_SERVE_BIN_DIRS
 
 if TYPE_CHECKING:
     from webhook.compose.serving import ServeArguments

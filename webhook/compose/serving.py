@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from webhook.compose.offline import offline_cluster
-from webhook.core.credprovider import DEFAULT_SERVE_BIN_DIRS
+from webhook.core.nodecreds import DEFAULT_SERVE_BIN_DIRS
 
 if TYPE_CHECKING:
     from flask import Flask

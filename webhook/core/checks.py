@@ -20,7 +20,7 @@ import json
 import re
 import shlex
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from webhook.core.cluster import ClusterUnavailable, ClusterView, SecretInfo
@@ -334,29 +334,44 @@ class SecretReads:
 
     def __init__(self, cluster: ClusterView) -> None:
         self._cluster = cluster
-        self._read: dict[tuple[str, str, str], ReadSecret] = {}
+        self._parsed: dict[tuple[str, str], ReadSecret] = {}
 
     def read(self, namespace: str, name: str, *, copied_from: str | None = None) -> ReadSecret:
         """Secret ``name`` of ``namespace``, else (``copied_from``: the source namespace of a
         default secret pullguard copies) the source's, which the copy will hold. Raises
-        :class:`~webhook.core.cluster.ClusterUnavailable`."""
-        source = copied_from if copied_from and copied_from != namespace else ""
-        key = (namespace, name, source)
-        if key not in self._read:
-            self._read[key] = self._fresh(namespace, name, source)
-        return self._read[key]
+        :class:`~webhook.core.cluster.ClusterUnavailable`.
 
-    def _fresh(self, namespace: str, name: str, source: str) -> ReadSecret:
-        secret, where = self._cluster.get_secret(namespace, name), namespace
-        if secret is None and source:
-            secret, where = self._cluster.get_secret(source, name), source
+        Each Secret is parsed once, keyed by where it lives, whoever asks and with or without
+        ``copied_from`` (rev23: the preview's and the check's reads of one Secret parsed it
+        twice); the provenance is attached after: credentials read from the source are
+        labelled ``namespace/name``, the secret the pod will use."""
+        read = self._secret(namespace, name)
+        source = copied_from if copied_from and copied_from != namespace else ""
+        if read.secret is not None or not source:
+            return read
+        found = self._secret(source, name)
+        label = f"{namespace}/{name}"
+        return replace(
+            found, credentials=tuple(replace(c, source=label) for c in found.credentials)
+        )
+
+    def _secret(self, namespace: str, name: str) -> ReadSecret:
+        """Secret ``namespace/name`` as it is, read and parsed once (an unavailable read is
+        not kept)."""
+        key = (namespace, name)
+        if key not in self._parsed:
+            self._parsed[key] = self._fresh(namespace, name)
+        return self._parsed[key]
+
+    def _fresh(self, namespace: str, name: str) -> ReadSecret:
+        secret = self._cluster.get_secret(namespace, name)
         if secret is None:
-            return ReadSecret(name, where, None)
+            return ReadSecret(name, namespace, None)
         try:
             credentials = parse_pull_secret(secret.type, secret.data, source=f"{namespace}/{name}")
         except SecretFormatError as error:
-            return ReadSecret(name, where, secret, error=error)
-        return ReadSecret(name, where, secret, tuple(credentials))
+            return ReadSecret(name, namespace, secret, error=error)
+        return ReadSecret(name, namespace, secret, tuple(credentials))
 
 
 def read_secrets(

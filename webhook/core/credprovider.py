@@ -53,15 +53,6 @@ CACHE_KEY_TYPES = (CACHE_IMAGE, CACHE_REGISTRY, CACHE_GLOBAL)
 #: The kubelet's key for a ``Global`` answer.
 GLOBAL_CACHE_KEY = "global"
 
-#: The one folder ``serve`` runs credential providers from unless started with
-#: ``--credential-provider-bin-dir``: where deploy/components/credential-providers mounts
-#: the plugins. ``registry.imageCredentialProviderBinDir`` must be it (or under it): the
-#: ConfigMap never chooses which programs pullguard runs.
-DEFAULT_SERVE_BIN_DIR = "/var/lib/pullguard/credential-provider-bin"
-#: Every folder ``serve`` reading the ConfigMap may run them from without the flag: the
-#: component's mount, and the folder CONTRACT.md's example configuration names. Both are
-#: folders of the container image that only the pod's own volumes can fill.
-DEFAULT_SERVE_BIN_DIRS = (DEFAULT_SERVE_BIN_DIR, "/etc/pullguard/credential-provider-bin")
 
 #: Bounds pullguard puts on a configuration (the kubelet has none; real documents name a
 #: handful of providers): whoever can write the file could otherwise cost every replica

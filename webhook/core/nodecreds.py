@@ -29,6 +29,16 @@ MAX_ASKED = 64
 
 #: Where a credential a provider gave says it came from (``Credential.source``).
 PROVIDER_SOURCE_PREFIX = "credential provider "
+#: The one folder ``serve`` runs credential providers from unless started with
+#: ``--credential-provider-bin-dir``: where deploy/components/credential-providers mounts
+#: the plugins. ``registry.imageCredentialProviderBinDir`` must be it (or under it): the
+#: ConfigMap never chooses which programs pullguard runs. Here, not in core.credprovider
+#: (which re-exports it), so that ``pullguard``'s parser reads it without loading yaml.
+DEFAULT_SERVE_BIN_DIR = "/var/lib/pullguard/credential-provider-bin"
+#: Every folder ``serve`` reading the ConfigMap may run them from without the flag: the
+#: component's mount, and the folder CONTRACT.md's example configuration names. Both are
+#: folders of the container image that only the pod's own volumes can fill.
+DEFAULT_SERVE_BIN_DIRS = (DEFAULT_SERVE_BIN_DIR, "/etc/pullguard/credential-provider-bin")
 
 
 @dataclass(frozen=True, slots=True)

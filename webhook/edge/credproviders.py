@@ -38,7 +38,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from webhook.core.credprovider import (
-    DEFAULT_SERVE_BIN_DIRS,
     MAX_CONFIG_BYTES,
     MAX_RESPONSE_BYTES,
     Provider,
@@ -53,7 +52,7 @@ from webhook.core.credprovider import (
     redact,
     request_bytes,
 )
-from webhook.core.nodecreds import NodeCredentialView, ProviderAnswer
+from webhook.core.nodecreds import DEFAULT_SERVE_BIN_DIRS, NodeCredentialView, ProviderAnswer
 
 log = logging.getLogger("pullguard.credproviders")
 
