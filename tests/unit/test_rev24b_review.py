@@ -118,7 +118,6 @@ def _document_at_pullguards_bounds() -> str:
     return text
 
 
-@pytest.mark.open_finding
 def test_rev24b_matching_an_image_does_not_parse_every_pattern_again(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -119,10 +119,22 @@ class Provider:
     args: tuple[str, ...] = ()
     env: tuple[EnvVar, ...] = ()
     token_attributes: TokenAttributes | None = None
+    globs: tuple[_Glob | None, ...] = field(init=False, repr=False, compare=False)
+    """``match_images`` parsed once, when the document is read (``None``: one that matches
+    nothing): matching an image then parses only the image (rev24b F4: 6,912 patterns
+    parsed again for every image cost 0.38 s of the worker's loop per image)."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "globs", tuple(_glob(p) for p in self.match_images))
 
     def matches(self, image: str) -> bool:
         """Would the kubelet ask this provider for ``image`` (its ``isImageAllowed``)?"""
-        return any(match_image(pattern, image) for pattern in self.match_images)
+        return self._matches(_target(image))
+
+    def _matches(self, target: _Target | None) -> bool:
+        return target is not None and any(
+            glob is not None and glob.matches(target) for glob in self.globs
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,7 +145,8 @@ class ProviderConfig:
 
     def matching(self, image: str) -> list[Provider]:
         """The providers the kubelet runs for ``image``, in order."""
-        return [p for p in self.providers if p.matches(image)]
+        target = _target(image)
+        return [p for p in self.providers if p._matches(target)]
 
 
 # --- Go's time.ParseDuration -------------------------------------------------------------
@@ -348,26 +361,64 @@ def _class_char(pattern: str, index: int) -> tuple[str | None, int]:
     return pattern[index], index + 1
 
 
+@dataclass(frozen=True, slots=True)
+class _Target:
+    """An image as ``URLsMatchStr`` compares it: its host's labels, port and path."""
+
+    labels: tuple[str, ...]
+    port: str
+    path: str
+
+
+def _target(text: str) -> _Target | None:
+    parsed = _parse_schemeless(text)
+    if isinstance(parsed, str):
+        return None
+    labels, port = _split_url(parsed[0])
+    return _Target(tuple(labels), port, parsed[1])
+
+
+@dataclass(frozen=True, slots=True)
+class _Glob:
+    """A ``matchImages`` entry, parsed, each label's ``filepath.Match`` glob compiled."""
+
+    port: str
+    path: str
+    labels: tuple[re.Pattern[str], ...]
+
+    def matches(self, target: _Target) -> bool:
+        if self.port != target.port or len(self.labels) != len(target.labels):
+            return False
+        if not target.path.startswith(self.path):
+            return False
+        return all(
+            regex.fullmatch(label) is not None
+            for regex, label in zip(self.labels, target.labels, strict=True)
+        )
+
+
+def _glob(pattern: str) -> _Glob | None:
+    """``pattern`` parsed for matching, or ``None`` where it matches nothing (Go refuses
+    the URL, or a label is a bad pattern: ``ErrBadPattern``)."""
+    parsed = _target(pattern)
+    if parsed is None:
+        return None
+    regexes = []
+    for label in parsed.labels:
+        regex = _glob_regex(label)
+        if regex is None:
+            return None
+        regexes.append(regex)
+    return _Glob(parsed.port, parsed.path, tuple(regexes))
+
+
 def match_image(pattern: str, image: str) -> bool:
     """The kubelet's ``URLsMatchStr(pattern, image)``: both parsed as schemeless URLs, the
     same port, the same number of DNS labels, each label a ``filepath.Match`` glob, and the
     pattern's path a prefix of the image's. ``*.io`` does not match ``a.b.io``; a pattern
     without a port does not match an image with one."""
-    glob = _parse_schemeless(pattern)
-    target = _parse_schemeless(image)
-    if isinstance(glob, str) or isinstance(target, str):
-        return False
-    glob_labels, glob_port = _split_url(glob[0])
-    target_labels, target_port = _split_url(target[0])
-    if glob_port != target_port or len(glob_labels) != len(target_labels):
-        return False
-    if not target[1].startswith(glob[1]):
-        return False
-    for glob_label, target_label in zip(glob_labels, target_labels, strict=True):
-        regex = _glob_regex(glob_label)
-        if regex is None or regex.fullmatch(target_label) is None:
-            return False
-    return True
+    glob, target = _glob(pattern), _target(image)
+    return glob is not None and target is not None and glob.matches(target)
 
 
 # --- the configuration document ----------------------------------------------------------
