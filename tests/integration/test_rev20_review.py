@@ -173,7 +173,6 @@ def test_a_real_large_update_is_not_starved_by_another_clients_decodes(one_worke
     assert all(status == 200 and took < WEBHOOK_TIMEOUT for status, took, _ in results), results
 
 
-@pytest.mark.open_finding
 def test_half_sent_bodies_on_32_connections_never_shed_real_reviews(one_worker: Server) -> None:
     """Finding 8. The body budget is reserved a piece ahead of the bytes received, the next
     piece as large as what has come (``edge.app._read_body``): a body declaring 1 MiB (not a
