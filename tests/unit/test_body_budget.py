@@ -6,7 +6,7 @@ import io
 from typing import Any
 
 from webhook.edge.app import (
-    FIRST_BODY_READ_BYTES,
+    BODY_READ_BYTES,
     NO_ROOM,
     BodyBudget,
     _BodyHeld,
@@ -37,7 +37,7 @@ def test_a_declared_length_alone_holds_one_first_piece() -> None:
     held = _BodyHeld(budget, 1024 * 1024)
     body = _read_body(_environ(1024 * 1024, _Trickle(b"{", seen, budget)), held)
     assert body == b"{"
-    assert max(seen) == FIRST_BODY_READ_BYTES + 1  # a piece and the byte that came, not 1 MiB
+    assert max(seen) == BODY_READ_BYTES + 1  # a piece and the byte that came, not 1 MiB
     held.release()
     assert budget.used == budget.used_large == 0
 
@@ -48,7 +48,7 @@ def test_a_body_that_arrives_holds_at_most_twice_what_came_plus_a_piece() -> Non
     whole = b"x" * (3 * 1024 * 1024 + 5)
     held = _BodyHeld(budget, len(whole))
     assert _read_body(_environ(len(whole), _Trickle(whole, seen, budget)), held) == whole
-    assert held.held <= 2 * len(whole) + FIRST_BODY_READ_BYTES
+    assert held.held <= 2 * len(whole) + BODY_READ_BYTES
     assert budget.used_large == held.held  # declared over 1 MiB: the large bodies' share
     held.release()
     assert budget.used == budget.used_large == 0
@@ -63,3 +63,15 @@ def test_a_body_past_the_budget_stops_being_read() -> None:
     assert held.held <= 200 * 1024
     held.release()
     assert budget.used == 0
+
+
+def test_a_body_holds_at_most_what_came_plus_one_piece() -> None:
+    """rev20 finding 7: the next piece was as large as what had come, so half of a 1 MiB
+    body held 1 MiB and 34 such bodies took the 32 MiB budget."""
+    budget = BodyBudget()
+    seen: list[int] = []
+    half = b" " * (512 * 1024 + 1)
+    held = _BodyHeld(budget, 1024 * 1024)
+    assert _read_body(_environ(1024 * 1024, _Trickle(half, seen, budget)), held) == half
+    assert held.held <= len(half) + BODY_READ_BYTES
+    held.release()

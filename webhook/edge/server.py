@@ -24,8 +24,9 @@ the capacity to answer the API server; and each connection still has deadlines:
   that bound each new connection makes room (:class:`IdleConnections`): connections that
   are certainly not the API server's (they asked for another path than /validate and
   /mutate, or, with ``--client-ca``, are unverified) and a peer address's past its fair
-  share are closed once answered; handshakes and requests still arriving after a second are
-  cut, connections that finish the handshake and send nothing are closed, and only then,
+  share are closed once answered; handshakes and requests still arriving after a second
+  (a handshake: or waiting a second in all on its peer past its ClientHello) are cut,
+  connections that finish the handshake and send nothing are closed, and only then,
   and only as many as they alone are past the bound, idle keep-alive connections of clients
   that complete requests (docs/reliability.md says what this defends and what it does not).
 - a request pipelined behind another, or the rest of a body the app did not read, is held
@@ -60,6 +61,7 @@ import logging
 import os
 import socket
 import ssl
+import struct
 import threading
 import time
 from collections import Counter
@@ -79,6 +81,11 @@ READ_SECONDS = 10.0
 #: client that sends a byte every few seconds is never idle and no single read waits long,
 #: so only a deadline for the whole request ends it. The API server sends a review at once.
 REQUEST_SECONDS = 5.0
+#: Under pressure, a TLS handshake whose ClientHello is in and that has waited this long in
+#: all for its peer's replies to the server's flights is cut: a real client answers within a
+#: round trip (a 2,000-connection burst's slowest: 1.3 s, docs/reliability.md); one that
+#: sends a whole ClientHello and then nothing held its slot for :data:`HANDSHAKE_SECONDS`.
+HANDSHAKE_PEER_SECONDS = 1.0
 MAX_CONNECTIONS = 1000
 
 
@@ -189,6 +196,26 @@ def _discard_unread(sock: Any) -> None:
         dup.close()
 
 
+def _wake_to_reset(sock: Any) -> None:
+    """Wake the greenlet parked in a read of ``sock`` (at an end of file, sending the peer
+    nothing yet), its close to be abortive: a reset, as nginx's
+    ``reset_timedout_connection``. For a handshake cut under pressure past its ClientHello:
+    its peer learns the connection is gone as a reset (``ECONNRESET``) rather than an end of
+    file, after which a client that finished its side of a TLS 1.3 handshake late would write
+    its request into a closed connection (``EPIPE``)."""
+    try:
+        dup = _socket.socket(fileno=os.dup(sock.fileno()))
+    except (OSError, ValueError):
+        return
+    try:
+        dup.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        dup.shutdown(socket.SHUT_RD)  # no FIN: the read ends, the close then resets
+    except OSError:
+        pass  # already gone: the read has ended, or will at its deadline
+    finally:
+        dup.close()
+
+
 #: The paths the API server sends: a connection that asked for anything else (``/healthz``
 #: is the kubelet's, which opens a connection per probe) is not the API server's.
 ADMISSION_PATHS = frozenset({"/validate", "/mutate"})
@@ -231,12 +258,17 @@ def _hello_whole(data: bytes) -> bool:
 
 class _Handshake:
     """A connection in its TLS handshake, as :class:`IdleConnections` sees it: it holds a
-    slot like any other, and under pressure it is cut once it has taken
-    :attr:`IdleConnections.PRESSURE_REQUEST_SECONDS` without its ClientHello message whole
-    (:func:`_hello_whole`; a client that trickles it; a real client sends it in one packet
-    as it connects, so it is there when the connection is accepted, even in a burst of
-    thousands, when the rest of a handshake can take seconds). Past the ClientHello only the
-    handshake deadline ends it."""
+    slot like any other, and under pressure it is cut when it waits on its peer: once it
+    has taken :attr:`IdleConnections.PRESSURE_REQUEST_SECONDS` without its ClientHello
+    message whole (:func:`_hello_whole`; a client that trickles it; a real client sends it
+    in one packet as it connects, so it is there when the connection is accepted, even in a
+    burst of thousands, when the rest of a handshake can take seconds), or, past the
+    ClientHello, once its waits for the peer's replies to the server's flights add up to
+    :data:`HANDSHAKE_PEER_SECONDS` with no reply in the kernel's buffer (a client that sends
+    a whole ClientHello and nothing more, or trickles its reply; a real one answers a flight
+    within a round trip). The time the
+    worker takes to get to a handshake (a loaded worker, a burst) is never counted: the
+    bytes it has not read are still waiting."""
 
     client_verified = False  # not known before the handshake's end
     responses = -1
@@ -251,21 +283,39 @@ class _Handshake:
         self.peer = peer
         self.request_started = self.idle_since = time.monotonic()
         self.cut = False
-        #: The ClientHello message is whole: the handshake is not cut from now on.
+        #: The ClientHello message is whole: from now on only a wait on the peer is cut.
         self.hello_whole = False
+        #: Since when the server's part of the handshake is out and it waits for the
+        #: peer's reply (``None`` while the server has work to do, or before the hello).
+        self.peer_since: float | None = None
+        #: Seconds of the earlier waits on the peer (a reply trickled a byte at a time is
+        #: many short waits: their sum is what the peer has taken).
+        self.peer_waited = 0.0
 
     @property
     def part_way(self) -> bool:
-        return not self.cut and not self.hello_whole
+        return not self.cut and (not self.hello_whole or self.peer_since is not None)
 
     def eviction_order(self) -> tuple[int, float]:
         return (0, self.request_started)
 
     def cut_if_part_way(self, now: float, least: float) -> bool:
-        if not self.part_way or now - self.request_started < least:
+        if not self.part_way:
             return False
+        if not self.hello_whole:
+            if now - self.request_started < least:
+                return False
+        elif (
+            self.peer_since is None
+            or self.peer_waited + now - self.peer_since < HANDSHAKE_PEER_SECONDS
+            or not _nothing_waiting(self._sock)
+        ):
+            return False  # the reply is in, not yet read (a loaded worker): let it be read
         self.cut = True
-        _wake(self._sock)  # the wait for the ClientHello ends at an end of file: it fails
+        if self.hello_whole:
+            _wake_to_reset(self._sock)
+        else:
+            _wake(self._sock)  # the wait for the hello ends at an end of file: it fails
         return True
 
     def await_hello(self, sock: Any) -> None:
@@ -281,6 +331,29 @@ class _Handshake:
                 self.hello_whole = True
                 return
             gevent.sleep(0.05)  # part of it: look again (a peek returns at once)
+
+    def complete(self, secure: Any) -> None:
+        """The handshake of ``secure`` (wrapped without it), each wait for the peer's bytes
+        stamped in :attr:`peer_since` and summed in :attr:`peer_waited`
+        (:meth:`cut_if_part_way` ends a wait at an end of file)."""
+        from gevent.socket import wait_read, wait_write
+
+        secure.settimeout(0.0)  # gevent's SSLSocket raises the wants instead of waiting
+        while True:
+            try:
+                secure.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                self.peer_since = time.monotonic()
+                wait_read(secure.fileno())
+            except ssl.SSLWantWriteError:
+                self.peer_since = time.monotonic()
+                wait_write(secure.fileno())
+            finally:
+                if self.peer_since is not None:
+                    self.peer_waited += time.monotonic() - self.peer_since
+                self.peer_since = None
+        secure.settimeout(READ_SECONDS)
 
     def close_if_idle(self) -> bool:
         return False
@@ -533,14 +606,23 @@ def _gevent_worker_class() -> type:
             # Counted among the connections, and cut under pressure if it dawdles.
             handshake = _Handshake(client, peer)
             self.idle_pool.add(handshake)
+            secure: Any = None
             try:
                 with gevent.Timeout(HANDSHAKE_SECONDS):
                     handshake.await_hello(client)
-                    secure = app.tls.context().wrap_socket(client, server_side=True)
+                    secure = app.tls.context().wrap_socket(
+                        client, server_side=True, do_handshake_on_connect=False
+                    )
+                    handshake.complete(secure)
             except (gevent.Timeout, ssl.SSLError, OSError) as error:
                 log.debug("TLS handshake from %s failed: %s", addr, type(error).__name__)
-                _discard_unread(client)  # peeked, never read: closed with them, a reset
-                client.close()
+                # The wrapped socket took the descriptor over from ``client``, if it was made.
+                unfinished = client if secure is None else secure
+                if not (handshake.cut and handshake.hello_whole):
+                    # Unread bytes: closed with them, a reset (one cut past its ClientHello
+                    # is to reset: ``_wake_to_reset``).
+                    _discard_unread(unfinished)
+                unfinished.close()
                 return
             finally:
                 self.idle_pool.discard(handshake)
