@@ -5,9 +5,11 @@ from __future__ import annotations
 import base64
 import copy
 import json
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from webhook.core.cluster import InMemoryCluster, SecretInfo, ServiceAccountInfo
+from webhook.core.nodecreds import ProviderAnswer
 from webhook.core.review import AdmissionRequest, UserInfo
 
 
@@ -114,3 +116,13 @@ def cluster_with(
     for account in accounts:
         cluster.add_service_account(account)
     return cluster
+
+
+class TableProviders:
+    """A NodeCredentialView answering from a table, by repository."""
+
+    def __init__(self, answers: Mapping[str, Sequence[ProviderAnswer]]) -> None:
+        self.answers = answers
+
+    def provide(self, image: str, timeout: float) -> Sequence[ProviderAnswer]:
+        return self.answers.get(image, [])

@@ -14,7 +14,15 @@ from dataclasses import replace
 
 import pytest
 
-from tests.unit.builders import cluster_with, container, pod, pod_spec, pull_secret, request
+from tests.unit.builders import (
+    TableProviders,
+    cluster_with,
+    container,
+    pod,
+    pod_spec,
+    pull_secret,
+    request,
+)
 from webhook.core.config import parse_config
 from webhook.core.keyring import Credential
 from webhook.core.nodecreds import PROVIDER_SOURCE_PREFIX, ProviderAnswer
@@ -25,14 +33,6 @@ from webhook.edge.registry import HttpRegistry
 HOST = "111122223333.dkr.ecr.us-east-1.amazonaws.com"
 IMAGE = f"{HOST}/team/app:1.0"
 CONFIG = parse_config({"checks": {"registry": "enforce", "pullSecrets": "enforce"}})
-
-
-class Providers:
-    def __init__(self, answers: Mapping[str, list[ProviderAnswer]]) -> None:
-        self.answers = answers
-
-    def provide(self, image: str, timeout: float) -> Sequence[ProviderAnswer]:
-        return self.answers.get(image, [])
 
 
 class Combined:
@@ -68,7 +68,7 @@ def _judge(provider_says: Answer, monkeypatch: pytest.MonkeyPatch):  # type: ign
         CONFIG,
         cluster_with(pull_secret("team-a", "other-team", HOST)),
         registry=Combined(provider_says, monkeypatch),
-        node=Providers({f"{HOST}/team/app": [ProviderAnswer("ecr", (served,))]}),
+        node=TableProviders({f"{HOST}/team/app": [ProviderAnswer("ecr", (served,))]}),
     )
 
 

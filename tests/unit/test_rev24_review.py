@@ -10,7 +10,15 @@ from collections.abc import Mapping, Sequence
 
 import pytest
 
-from tests.unit.builders import cluster_with, container, pod, pod_spec, pull_secret, request
+from tests.unit.builders import (
+    TableProviders,
+    cluster_with,
+    container,
+    pod,
+    pod_spec,
+    pull_secret,
+    request,
+)
 from webhook.core.config import parse_config
 from webhook.core.credprovider import ProviderConfigError, load_provider_config_text
 from webhook.core.nodecreds import ProviderAnswer
@@ -24,16 +32,6 @@ TOKEN_REASON = (
     "it asks for the pod's ServiceAccount token (tokenAttributes): "
     "pullguard cannot act as the pod's ServiceAccount"
 )
-
-
-class Providers:
-    """A NodeCredentialView answering from a table, by repository."""
-
-    def __init__(self, answers: Mapping[str, list[ProviderAnswer]]) -> None:
-        self.answers = answers
-
-    def provide(self, image: str, timeout: float) -> Sequence[ProviderAnswer]:
-        return self.answers.get(image, [])
 
 
 class HidesPrivateRepositories:
@@ -64,7 +62,7 @@ def _judge(secrets: tuple[str, ...], reason: str):  # type: ignore[no-untyped-de
         CONFIG,
         cluster,
         registry=HidesPrivateRepositories(),
-        node=Providers({f"{HOST}/team/app": failed}),
+        node=TableProviders({f"{HOST}/team/app": failed}),
     )
 
 
@@ -118,7 +116,7 @@ def test_a_tag_missing_from_a_repository_the_login_read_is_denied_despite_a_fail
         CONFIG,
         cluster_with(),
         registry=TagMissingFromAReadableRepository(),
-        node=Providers({f"{HOST}/team/app": failed}),
+        node=TableProviders({f"{HOST}/team/app": failed}),
     )
     assert not decision.allowed
     assert "has no tag '1.0'" in decision.message, decision.message

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 
 import pytest
 
-from tests.unit.builders import cluster_with, container, pod, pod_spec, request
+from tests.unit.builders import TableProviders, cluster_with, container, pod, pod_spec, request
 from webhook.core import credprovider
 from webhook.core.config import parse_config
 from webhook.core.credprovider import load_provider_config_text, redact
@@ -25,16 +25,6 @@ IMAGE = f"{HOST}/team/app:1.0"
 CONFIG = parse_config({"checks": {"registry": "enforce", "pullSecrets": "enforce"}})
 #: An htpasswd-style password: short, with a symbol, nothing a token pattern would catch.
 PASSWORD = "Tr0ub4dor&3"
-
-
-class Providers:
-    """A NodeCredentialView answering from a table, by repository."""
-
-    def __init__(self, answers: Mapping[str, list[ProviderAnswer]]) -> None:
-        self.answers = answers
-
-    def provide(self, image: str, timeout: float) -> Sequence[ProviderAnswer]:
-        return self.answers.get(image, [])
 
 
 class HiddenFromThePodSecretRefusingPullguardsRole:
@@ -74,7 +64,7 @@ def test_the_same_pod_with_only_the_refused_provider_credentials_is_a_warning() 
         CONFIG,
         cluster_with(),
         registry=HiddenFromThePodSecretRefusingPullguardsRole(),
-        node=Providers({f"{HOST}/team/app": [ProviderAnswer("ecr", (served,))]}),
+        node=TableProviders({f"{HOST}/team/app": [ProviderAnswer("ecr", (served,))]}),
     )
     assert decision.allowed, decision.message
     assert any("pullguard's node credentials" in w for w in decision.warnings), decision.warnings
