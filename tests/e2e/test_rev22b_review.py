@@ -175,7 +175,6 @@ def test_rev22b_debug_fix_on_a_pod_whose_deployment_is_gone_names_what_exists(
     run_fix(plane, fix)
 
 
-@pytest.mark.open_finding
 def test_rev22b_a_tenants_own_secret_named_like_a_default_secret_is_not_called_a_copy(
     plane: ControlPlane, ns: str, registries: E2ERegistries
 ) -> None:
