@@ -6,9 +6,18 @@ import base64
 import copy
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
-from webhook.core.cluster import InMemoryCluster, SecretInfo, ServiceAccountInfo
+from webhook.core.cluster import (
+    MANAGED_BY_LABEL,
+    MANAGED_BY_VALUE,
+    PROOF_ANNOTATION,
+    SOURCE_ANNOTATION,
+    InMemoryCluster,
+    SecretInfo,
+    ServiceAccountInfo,
+)
 from webhook.core.nodecreds import ProviderAnswer
 from webhook.core.review import AdmissionRequest, UserInfo
 
@@ -100,6 +109,19 @@ def dockerconfigjson(*hosts: str) -> dict[str, str]:
 
 def pull_secret(namespace: str, name: str, *hosts: str) -> SecretInfo:
     return SecretInfo(namespace, name, "kubernetes.io/dockerconfigjson", dockerconfigjson(*hosts))
+
+
+def as_copy(secret: SecretInfo, source_namespace: str = "pullguard") -> SecretInfo:
+    """``secret`` as pullguard's copy of ``source_namespace/<its name>``, with the marks
+    webhook.edge.secretsync writes on one (the proof is not checked by the core)."""
+    return replace(
+        secret,
+        labels={MANAGED_BY_LABEL: MANAGED_BY_VALUE},
+        annotations={
+            SOURCE_ANNOTATION: f"{source_namespace}/{secret.name}",
+            PROOF_ANNOTATION: "0" * 64,
+        },
+    )
 
 
 def cluster_with(

@@ -3,6 +3,7 @@ confirmed or corrected by live findings, and fixes when nothing live speaks."""
 
 from __future__ import annotations
 
+import subprocess
 from typing import Any
 
 from tests.unit.builders import cluster_with, container, image_volume, pod, pod_spec, request
@@ -96,7 +97,10 @@ def test_nothing_wrong_now_says_to_retry() -> None:
     )
     owned = Workload("Deployment", "web")
     (found,) = diagnose(failing(AMBIGUOUS), [], [], workload=owned)
-    assert "kubectl delete pod web-1 -n team-a (its Deployment makes a new one)" in found.fixes[0]
+    # The words before the command (after it, bash refuses the line: rev22b).
+    assert found.fixes[0].endswith(
+        "to retry now (its Deployment makes a new one): kubectl delete pod web-1 -n team-a"
+    ), found.fixes
 
 
 def test_when_the_checks_could_not_run_the_cause_stands_with_its_fix() -> None:
@@ -585,3 +589,31 @@ def test_a_debugged_bare_pods_retry_drops_its_ephemeral_containers() -> None:
         "to retry now: kubectl patch pod web-1 -n team-a --type=merge --dry-run=client -o "
         """yaml -p '{"spec":{"ephemeralContainers":null}}' | kubectl replace --force -f -"""
     ), found.fixes
+
+
+def _bash_parses(fix: str) -> str:
+    """The fix from its first ``kubectl`` to the end, as a person pastes it: what ``bash -n``
+    (parse only, nothing run) says of it, empty when it parses."""
+    command = fix[fix.index("kubectl") :]
+    done = subprocess.run(
+        ["bash", "-n", "-c", command], capture_output=True, text=True, check=False
+    )
+    return done.stderr
+
+
+def test_a_retry_runs_as_printed_for_every_owner() -> None:
+    """rev22b: ``kubectl delete pod P -n NS (its ReplicaSet makes a new one)``, printed at the
+    end of the Docker Hub rate limit's fix (and of the retry after "nothing wrong now") for an
+    owner without a rollout, is a bash syntax error: nothing runs, not the secret's create.
+    The words go before the colon, the command is runnable as printed."""
+    for kind in ("ReplicaSet", "ReplicationController", "Job", "Deployment", "TaskRun"):
+        owned = Workload(kind, "web")
+        (limited,) = diagnose(failing_image("nginx:1.25", RATE_LIMITED), [], [], workload=owned)
+        (retried,) = diagnose(failing(AMBIGUOUS), [], [], workload=owned)
+        for fix in (*limited.fixes, *retried.fixes):
+            assert not _bash_parses(fix), (kind, fix, _bash_parses(fix))
+        assert retried.fixes[0].endswith("kubectl delete pod web-1 -n team-a"), retried.fixes
+    (limited,) = diagnose(
+        failing_image("nginx:1.25", RATE_LIMITED), [], [], workload=Workload("ReplicaSet", "web")
+    )
+    assert limited.fixes[0].endswith("&& kubectl delete pod web-1 -n team-a"), limited.fixes

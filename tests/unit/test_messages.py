@@ -9,10 +9,19 @@ import copy
 import json
 import shlex
 import subprocess
+from dataclasses import replace
 
 import pytest
 
-from tests.unit.builders import cluster_with, container, pod, pod_spec, pull_secret, request
+from tests.unit.builders import (
+    as_copy,
+    cluster_with,
+    container,
+    pod,
+    pod_spec,
+    pull_secret,
+    request,
+)
 from webhook.core.cluster import SecretInfo, ServiceAccountInfo
 from webhook.core.config import load_config_text, parse_config
 from webhook.core.keyring import DOCKER_CFG, miss_reason, parse_pull_secret
@@ -138,7 +147,8 @@ def test_a_refused_default_secret_is_fixed_at_its_source() -> None:
         "defaultPullSecrets:\n"
         "  - {secret: hub, registries: [registry.example.com], sourceNamespace: pullguard}\n"
     )
-    cluster = cluster_with(pull_secret("team-a", "hub", "registry.example.com"))
+    # pullguard's copy carries its marks (rev22b: a name alone made a copy).
+    cluster = cluster_with(as_copy(pull_secret("team-a", "hub", "registry.example.com")))
     image = "registry.example.com/team/app:1"
     registry = FixedRegistry({image: Answer(Outcome.UNAUTHORIZED, tried=("team-a/hub",))})
     spec = pod_spec(container("web", image), secrets=["hub"])
@@ -151,6 +161,53 @@ def test_a_refused_default_secret_is_fixed_at_its_source() -> None:
         in (fix)
     )
     assert "-n team-a" not in fix
+
+
+def test_a_refused_default_secret_not_copied_yet_is_fixed_at_its_source() -> None:
+    """No copy in team-a yet (a dry-run): the pod is judged by the source's login, which
+    the copy will hold."""
+    config = load_config_text(
+        "defaultPullSecrets:\n"
+        "  - {secret: hub, registries: [registry.example.com], sourceNamespace: pullguard}\n"
+    )
+    cluster = cluster_with(pull_secret("pullguard", "hub", "registry.example.com"))
+    image = "registry.example.com/team/app:1"
+    registry = FixedRegistry({image: Answer(Outcome.UNAUTHORIZED, tried=("team-a/hub",))})
+    spec = pod_spec(container("web", image), secrets=["hub"])
+    decision = validate(request(pod(spec)), config, cluster, registry=registry)
+    (finding,) = [f for f in decision.findings if f.check == "registry"]
+    fix = finding.fix or ""
+    assert "pullguard's copy of pullguard/hub" in fix
+    assert "kubectl delete secret hub -n pullguard && " in fix, fix
+
+
+@pytest.mark.parametrize(
+    "marks",
+    [{}, {"labels": {"app.kubernetes.io/managed-by": "pullguard"}}],
+    ids=["no-marks", "label-only"],
+)
+def test_a_tenants_own_secret_named_like_a_default_secret_is_its_own(
+    marks: dict[str, dict[str, str]],
+) -> None:
+    """rev22b: a tenant's own secret named like a default pull secret, without pullguard's
+    marks on a copy (its label, the source annotated, a proof), was called "pullguard's
+    copy of pullguard/hub" and the fix deleted and recreated the admin's source (which
+    holds other registries' logins), leaving the tenant's wrong secret as it was."""
+    config = load_config_text(
+        "defaultPullSecrets:\n"
+        "  - {secret: hub, registries: [corp.example.com], sourceNamespace: pullguard}\n"
+    )
+    own = replace(pull_secret("team-a", "hub", "registry.example.com"), **marks)
+    cluster = cluster_with(own, pull_secret("pullguard", "hub", "corp.example.com"))
+    image = "registry.example.com/team/app:1"
+    registry = FixedRegistry({image: Answer(Outcome.UNAUTHORIZED, tried=("team-a/hub",))})
+    spec = pod_spec(container("web", image), secrets=["hub"])
+    decision = validate(request(pod(spec)), config, cluster, registry=registry)
+    (finding,) = [f for f in decision.findings if f.check == "registry"]
+    fix = finding.fix or ""
+    assert "copy of" not in fix and "-n pullguard" not in fix, fix
+    assert "check that the credentials in imagePullSecret team-a/hub" in fix, fix
+    assert "kubectl delete secret hub -n team-a && kubectl create secret docker-registry hub" in fix
 
 
 MULTI_DEFAULT = (
@@ -204,7 +261,8 @@ def test_replacing_a_refused_secret_keeps_its_other_registries(
     secret's other registries lost its credentials. It now names them and sets the one
     entry; run as printed, the other entries are kept as they were."""
     secret = two_registry_secret(data_key)
-    cluster = cluster_with(secret)
+    # The default secret's case: pullguard's copy, with its marks.
+    cluster = cluster_with(as_copy(secret) if config_text == MULTI_DEFAULT else secret)
     image = "registry.example.com/team/app:1"
     registry = FixedRegistry({image: Answer(Outcome.UNAUTHORIZED, tried=("team-a/hub",))})
     spec = pod_spec(container("web", image), secrets=["hub"])

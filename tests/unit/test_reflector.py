@@ -8,7 +8,9 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
+from webhook.core.cluster import SecretInfo, marked_as_copy
 from webhook.edge.kube import KubeClusterView, Reflector, secret_info
+from webhook.edge.secretsync import copy_of
 
 
 def obj(namespace: str, name: str, version: str, **fields: Any) -> SimpleNamespace:
@@ -242,3 +244,23 @@ def test_a_cache_that_has_not_heard_from_the_api_server_is_not_ready() -> None:
     assert (
         problems[0] == "secrets-dockerconfigjson cache has not heard from the API server for 151s"
     )
+
+
+def test_pullguards_copy_read_back_keeps_the_marks_that_make_it_a_copy() -> None:
+    """rev22b: a refused secret is fixed at its source only if it is pullguard's copy; the
+    core knows one by the marks secretsync writes, so what the reflector and a direct read
+    keep of a Secret (secret_info) must keep them, and a lookalike without them is not one."""
+    source = SecretInfo("pullguard", "corp-pull", "kubernetes.io/dockerconfigjson", {})
+    made = copy_of(source, "team-a", b"k" * 32)
+    meta = SimpleNamespace(
+        namespace="team-a",
+        name="corp-pull",
+        resource_version="7",
+        labels={**made.labels, "app": "x"},
+        annotations={**made.annotations, "kubectl.kubernetes.io/last-applied-configuration": "{}"},
+    )
+    read = secret_info(SimpleNamespace(metadata=meta, type=made.type, data={}))
+    assert marked_as_copy(read, "pullguard")
+    assert not marked_as_copy(read, "elsewhere")
+    lookalike = secret_info(obj("team-a", "corp-pull", "8", type=made.type, data={}))
+    assert not marked_as_copy(lookalike, "pullguard")

@@ -10,8 +10,8 @@ from dataclasses import replace
 from typing import Any
 
 from tests.unit.builders import dockerconfigjson
-from webhook.core.cluster import SecretInfo
-from webhook.core.mutate import MANAGED_BY_LABEL, SecretCopy
+from webhook.core.cluster import MANAGED_BY_LABEL, SecretInfo
+from webhook.core.mutate import SecretCopy
 from webhook.edge.secretsync import (
     OUTCOMES,
     PROOF_ANNOTATION,

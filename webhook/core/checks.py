@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from webhook.core.cluster import ClusterUnavailable, ClusterView, SecretInfo
+from webhook.core.cluster import ClusterUnavailable, ClusterView, SecretInfo, marked_as_copy
 from webhook.core.config import Config
 from webhook.core.findings import UNPARSEABLE, Finding
 from webhook.core.fixcommands import recreate_pod, remake_stuck_pods
@@ -308,6 +308,12 @@ class SecretSet:
     types: dict[str, str] = field(default_factory=dict)
     """Each read secret's type, by ``namespace/name`` (a fix that edits one entry needs its
     data key)."""
+    copies: dict[str, str] = field(default_factory=dict)
+    """The source namespace of each secret, by ``namespace/name``, that is pullguard's copy
+    of a default pull secret (it carries pullguard's marks: :func:`marked_as_copy`) or is
+    judged by its source's contents (no copy made yet): a refused login of one is fixed at
+    its source, which the copies follow. A secret that only shares a default secret's name
+    is not here: it is the tenant's own."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -428,6 +434,13 @@ def read_secrets(
             continue
         secrets.credentials.extend(read.credentials)
         secrets.types[f"{namespace}/{name}"] = read.secret.type
+        source = (copied_from or {}).get(name)
+        if (
+            source
+            and source != namespace
+            and (read.namespace == source or marked_as_copy(read.secret, source))
+        ):
+            secrets.copies[f"{namespace}/{name}"] = source
     return secrets, findings
 
 

@@ -20,6 +20,15 @@ if TYPE_CHECKING:
     from webhook.core.review import UserInfo
 
 
+#: What pullguard writes on each copy of a default pull secret it makes
+#: (:mod:`webhook.edge.secretsync`): its label, the source it copies, and the proof (an HMAC
+#: only pullguard can make) that it made the copy.
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+MANAGED_BY_VALUE = "pullguard"
+SOURCE_ANNOTATION = "pullguard.io/source"
+PROOF_ANNOTATION = "pullguard.io/copy-proof"
+
+
 class ClusterUnavailable(Exception):
     """The cluster could not be asked; checks that needed the answer report "could not run"."""
 
@@ -35,6 +44,20 @@ class SecretInfo:
     labels: Mapping[str, str] = field(default_factory=dict)
     annotations: Mapping[str, str] = field(default_factory=dict)
     resource_version: str = ""
+
+
+def marked_as_copy(secret: SecretInfo, source_namespace: str) -> bool:
+    """Does ``secret`` carry what pullguard writes on its copy of
+    ``source_namespace/<its name>``: the managed-by label, that source annotated, and a proof?
+    A secret that merely shares a default secret's name is the tenant's own. The proof itself
+    is checked only where its key is (:func:`webhook.edge.secretsync.is_our_copy`): a tenant
+    can forge these marks, and then is told to fix the source it names, which a sync of a
+    real copy would have copied anyway."""
+    return (
+        secret.labels.get(MANAGED_BY_LABEL) == MANAGED_BY_VALUE
+        and secret.annotations.get(SOURCE_ANNOTATION) == f"{source_namespace}/{secret.name}"
+        and bool(secret.annotations.get(PROOF_ANNOTATION))
+    )
 
 
 @dataclass(frozen=True, slots=True)

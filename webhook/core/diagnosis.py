@@ -632,18 +632,24 @@ class _Fixer:
         return self._spec_patch({container.list_name: [entry]}, patch_type="strategic")
 
     def retry(self) -> str:
+        """``to retry now (why it works): COMMAND``: the words before the colon, so that
+        the command, from its first ``kubectl`` to the end, runs as printed."""
+        if self.workload.bare:
+            return f"to retry now: {self.retry_command()}"
+        made = "makes" if self.workload.kind in _BUILT_IN_OWNERS else "may make"
+        return f"to retry now (its {self.workload.kind} {made} a new one): {self.retry_command()}"
+
+    def retry_command(self) -> str:
+        """The command alone that makes the kubelet pull again now: the owned pod deleted
+        (its owner makes a new one), a bare pod recreated as it is."""
         if self.workload.bare:
             if self.ephemeral:
-                return f"to retry now: {recreate_pod(self.pod, {})}"
+                return recreate_pod(self.pod, {})
             return (
-                f"to retry now: kubectl get pod {self.pod_name} -n {self.namespace} -o yaml | "
+                f"kubectl get pod {self.pod_name} -n {self.namespace} -o yaml | "
                 "kubectl replace --force -f -"
             )
-        made = "makes" if self.workload.kind in _BUILT_IN_OWNERS else "may make"
-        return (
-            f"to retry now: kubectl delete pod {self.pod_name} -n {self.namespace} (its "
-            f"{self.workload.kind} {made} a new one)"
-        )
+        return f"kubectl delete pod {self.pod_name} -n {self.namespace}"
 
     def rate_limit(self, container: Container) -> str:
         """A rate limit's fix, for the registry that answered 429: Docker Hub's login
@@ -697,7 +703,7 @@ class _Fixer:
                 f"kubectl rollout restart {kind.lower()}/{self.workload.name} -n {self.namespace}"
             )
         else:
-            again = self.retry().removeprefix("to retry now: ")
+            again = self.retry_command()
         return (
             f"{create} && kubectl patch serviceaccount {account} "
             f"-n {self.namespace} --type=merge -p {q(body)} && {again}"

@@ -28,7 +28,7 @@ Pure: answers come in as :class:`~webhook.core.registry.Answer` values.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 
 from webhook.core.checks import (
@@ -149,7 +149,6 @@ def registry_finding(
     secrets_unreadable: bool = False,
     secrets: SecretSet | None = None,
     running_pod: bool = False,
-    default_sources: Mapping[str, str] | None = None,
     hidden: str = "",
     hidden_cover: str | None = None,
     workload: WorkloadRef | None = None,
@@ -159,8 +158,8 @@ def registry_finding(
 
     ``secrets``: what the pod has, named when none of it matched the image. ``running_pod``:
     the pod exists (``kubectl debug``), and its ``imagePullSecrets`` cannot change.
-    ``default_sources``: default pull secrets pullguard copies, by name, to their source
-    namespace: a refused copy is fixed at its source (the sync overwrites the copy)."""
+    A refused secret that is pullguard's copy of a default pull secret
+    (``secrets.copies``) is fixed at its source (the sync overwrites the copy)."""
     outcome = answer.outcome
     shown = container.shown_image
     where = ref.domain
@@ -185,7 +184,9 @@ def registry_finding(
             return _provider_refused(container, ref, answer)
         if answer.tried:
             stale = answer.tried[0].rpartition("/")[2]
-            source = (default_sources or {}).get(stale)
+            # A copy only by pullguard's marks on it (or judged by its source, no copy
+            # made yet); a tenant's own secret of the same name is theirs to fix.
+            source = secrets.copies.get(answer.tried[0]) if secrets is not None else None
             if source and source != namespace:
                 entry, command = _replacement(stale, source, answer.tried[0], ref, secrets)
                 fix = (

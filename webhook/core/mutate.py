@@ -97,8 +97,6 @@ from webhook.core.review import AdmissionRequest
 from webhook.core.secretcheck import MAX_PULL_SECRETS, PodCredentials, pod_credentials
 
 ORIGINAL_IMAGES_ANNOTATION = "pullguard.io/original-images"
-MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
-MANAGED_BY_VALUE = "pullguard"
 
 
 @dataclass(frozen=True, slots=True)

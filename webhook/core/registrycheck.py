@@ -284,11 +284,6 @@ def registry_findings(  # noqa: PLR0917 - one call site, every argument named th
                 running_pod=running_pod,
                 workload=workload,
                 owner=owner,
-                default_sources={
-                    d.secret: d.source_namespace
-                    for d in config.default_pull_secrets
-                    if d.source_namespace is not None
-                },
             )
             if finding is not None:
                 findings.append(finding)

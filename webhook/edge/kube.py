@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from webhook.core.cluster import (
+    MANAGED_BY_LABEL,
     ClusterUnavailable,
     NodeTaints,
     SecretInfo,
@@ -47,7 +48,6 @@ from webhook.core.cluster import (
     group_node_taints,
 )
 from webhook.core.keyring import DOCKER_CFG, DOCKER_CONFIG_JSON, PULL_SECRET_KEYS
-from webhook.core.mutate import MANAGED_BY_LABEL
 from webhook.core.review import UserInfo
 from webhook.edge.configsource import ConfigStore, default_config_text
 from webhook.edge.secretsync import SecretWriter
@@ -719,7 +719,7 @@ class KubeSecretWriter(SecretWriter):
         return plain
 
     def managed_copies(self) -> Iterable[SecretInfo]:
-        from webhook.core.mutate import MANAGED_BY_LABEL, MANAGED_BY_VALUE
+        from webhook.core.cluster import MANAGED_BY_LABEL, MANAGED_BY_VALUE
 
         result = self.api.list_secret_for_all_namespaces(
             label_selector=f"{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}", _request_timeout=10

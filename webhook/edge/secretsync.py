@@ -55,14 +55,18 @@ from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from webhook.core.cluster import SecretInfo
+from webhook.core.cluster import (
+    MANAGED_BY_LABEL,
+    MANAGED_BY_VALUE,
+    PROOF_ANNOTATION,
+    SOURCE_ANNOTATION,
+    SecretInfo,
+)
 from webhook.core.keyring import PULL_SECRET_KEYS
-from webhook.core.mutate import MANAGED_BY_LABEL, MANAGED_BY_VALUE, SecretCopy
+from webhook.core.mutate import SecretCopy
 from webhook.core.podspec import controller_owner, pod_spec
 
 log = logging.getLogger("pullguard.secrets")
-SOURCE_ANNOTATION = "pullguard.io/source"
-PROOF_ANNOTATION = "pullguard.io/copy-proof"
 KEY_SECRET = "pullguard-sync-key"  # noqa: S105 - a Secret's name
 
 #: Every outcome a copy or a sync pass can have (metric label values come from here only).
