@@ -1,0 +1,74 @@
+"""Third outside review (rev24c) of issue 24 (kubelet credential providers): findings still
+open in the pure parts (``webhook.core.credprovider``).
+
+Each test marked open_finding fails until its finding is fixed (``pytest -m open_finding``);
+a fixed one loses its marker.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from webhook.core.credprovider import match_image_problem, redact
+
+
+@pytest.mark.open_finding
+def test_rev24c_a_password_with_an_at_sign_in_a_url_on_stderr_is_redacted_whole() -> None:
+    """Seen: ``redact('GET https://admin:P@ssw0rd@registry.example.com/v2/: 401')`` is
+    ``'GET https://admin:[redacted]@ssw0rd@[redacted] 401'``: the user-information pattern
+    stops the password at its first ``@``, and the rest of it ("ssw0rd") reaches the log.
+    Go's ``url.Parse`` and every URL parser take the *last* ``@`` of the authority as the
+    end of the user information, and ``@`` is among the symbols people put in passwords.
+    Expected: nothing of the password is left."""
+    text = redact("GET https://admin:P@ssw0rd@registry.example.com/v2/: 401 Unauthorized")
+    assert "ssw0rd" not in text, text
+    assert "P@ss" not in text, text
+
+
+@pytest.mark.open_finding
+def test_rev24c_an_access_denied_on_stderr_keeps_the_role_and_the_missing_permission() -> None:
+    """Seen: the ECR plugin's usual failure on a role without the permission,
+    ``AccessDeniedException: User: arn:aws:sts::123456789012:assumed-role/pullguard/abc is
+    not authorized to perform: ecr:GetAuthorizationToken on resource: *``, reaches the log as
+    ``AccessDeniedException: User: [redacted] is not authorized to perform: [redacted]
+    [redacted] resource: *``: the role ARN and the action are long runs (token-like), and
+    "Token on" reads as a label "token" with the value "on". docs/node-credentials.md sends
+    the admin to this log line to find why pullguard's role does not see what the nodes
+    see; it no longer says which role or which permission. An ARN and an IAM action are no
+    secret. Expected: the role ARN and ``ecr:GetAuthorizationToken`` kept (a password
+    still redacted)."""
+    stderr = (
+        "operation error ECR: GetAuthorizationToken, AccessDeniedException: User: "
+        "arn:aws:sts::123456789012:assumed-role/pullguard/abc is not authorized to perform: "
+        "ecr:GetAuthorizationToken on resource: * because no identity-based policy allows it"
+    )
+    text = redact(stderr)
+    assert "arn:aws:sts::123456789012:assumed-role/pullguard/abc" in text, text
+    assert "perform: ecr:GetAuthorizationToken on resource" in text, text
+
+
+#: matchImages entries Go 1.26's ``url.Parse`` (the kubelet v1.36 is built with go1.26; the
+#: kube-apiserver v1.36.2 here says go1.26.6) refuses, and pullguard accepts. Since the fix of
+#: CVE-2025-47912 (Go 1.24.8, 1.25.2) ``parseHost`` takes brackets only at the start of the
+#: host and around an IPv6 address (``netip.ParseAddr``, not IPv4); ``validUserinfo`` refuses
+#: any rune outside its ASCII set, and the user information is unescaped (a bad escape fails).
+GO_REFUSES = {
+    "[1.2.3.4]:5000": "invalid IP-literal",
+    "[registry.example.com]": 'invalid host: ParseAddr("registry.example.com")',
+    "registry[12].example.com": "invalid IP-literal",
+    "*.dkr.ecr.[a-z]*.amazonaws.com": "invalid IP-literal",
+    "\u00fc@registry.example.com": "net/url: invalid userinfo",
+    "a%zz@registry.example.com": 'invalid URL escape "%zz"',
+}
+
+
+@pytest.mark.open_finding
+@pytest.mark.parametrize("pattern", sorted(GO_REFUSES))
+def test_rev24c_match_images_the_kubelet_refuses_are_refused(pattern: str) -> None:
+    """Seen: ``match_image_problem(pattern)`` is ``None`` for each (and ``Provider.globs``
+    compiles ``registry[12]`` into a character class that matches ``registry1...``). The
+    kubelet refuses a document with any of them (``match image is invalid: ...``, the
+    error in ``GO_REFUSES``) and does not start; issue 24 item 1 asks for the kubelet's own
+    validation, and docs/node-credentials.md says pullguard refuses what the kubelet
+    refuses. Expected: a problem for each."""
+    assert match_image_problem(pattern) is not None, GO_REFUSES[pattern]
