@@ -72,3 +72,38 @@ def test_rev24c_match_images_the_kubelet_refuses_are_refused(pattern: str) -> No
     validation, and docs/node-credentials.md says pullguard refuses what the kubelet
     refuses. Expected: a problem for each."""
     assert match_image_problem(pattern) is not None, GO_REFUSES[pattern]
+
+
+class _NoProviders:
+    def provide(self, image: str, timeout: float) -> list[object]:
+        return []
+
+
+@pytest.mark.open_finding
+def test_rev24c_the_cli_bounds_an_objects_plugin_runs_as_admission_bounds_a_reviews(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Seen: ``livecheck.per_object`` (check, diagnose, audit) gives an object's plugin runs
+    the whole ``registry.timeoutSeconds``; admission (``edge.app._review_node_credentials``)
+    gives a review's ``registry.timeoutSeconds - ANSWER_MARGIN_SECONDS`` (0.15 s less). A
+    plugin that answers in between (1.9 s of a 2 s budget: a cold ECR plugin on a busy
+    node) is a warning at admission ("no answer within 1.8 s", the tag admitted) and an
+    answer in ``check``, which then denies a tag never pushed: CI says deny where admission
+    admits. rev24 F7's fix says compose uses "admission's own bound". Expected: the same
+    deadline for the same start."""
+    from types import SimpleNamespace
+
+    from webhook.compose.livecheck import per_object
+    from webhook.core.config import load_config_text
+    from webhook.edge.app import _review_node_credentials
+
+    config = load_config_text("registry:\n  timeoutSeconds: 2\n")
+    monkeypatch.setattr("time.perf_counter", lambda: 1000.0)
+    cli = per_object(_NoProviders(), config)
+    admission = _review_node_credentials(
+        SimpleNamespace(node_credentials=_NoProviders()),  # type: ignore[arg-type]
+        1000.0,
+        config,
+    )
+    assert cli is not None and admission is not None
+    assert cli.deadline == admission.deadline, (cli.deadline, admission.deadline)  # type: ignore[attr-defined]
