@@ -130,3 +130,32 @@ def test_rev24c_a_working_plugin_starved_by_one_objects_budget_is_not_called_han
     assert "has no tag '9.9'" in both.stdout, both.stdout
     assert both.returncode == 1, both.stdout
     assert log.read_text().splitlines().count(f"{registry.host}/team/app") == 2
+
+
+#: The same plugin, which hangs for one region's images only (its endpoint unreachable
+#: from this network, say) and answers at once for every other image.
+HANGS_FOR_ONE_REPOSITORY_PREFIX = SLOW_BUT_WORKING.replace(
+    "time.sleep(0.3)\n", 'time.sleep(60 if "/stuck/" in image else 0)\n', 1
+)
+
+
+@pytest.mark.open_finding
+def test_rev24c_a_plugin_hanging_for_some_repositories_still_serves_the_others_in_a_cli_run(
+    registry: Registry, tmp_path: Path
+) -> None:
+    """Seen (``pullguard check --registry``, one file of 4 Pods): the plugin hangs for
+    images under ``stuck/`` and answers at once for the rest. The first three Pods (each a
+    ``stuck/`` image) each cost their budget, as documented; after them ``HANGING_AFTER``
+    counts the provider as hanging for *every* image, and the fourth Pod's ``team/app:9.9``
+    (a tag never pushed, which the plugin serves at once) gets "not run again until the
+    next run" and no denial: exit 0. Admission denies that Pod, and docs/node-
+    credentials.md says "A failure for one repository says nothing of another's: each is
+    asked." Expected: the fourth Pod denied ("has no tag '9.9'")."""
+    config, log = _lab(tmp_path, registry.host)
+    (tmp_path / "bin" / "lab-provider").write_text(HANGS_FOR_ONE_REPOSITORY_PREFIX)
+    stuck = [_pod(f"s{n}", f"{registry.host}/stuck/app-{n}:1.0") for n in range(3)]
+    never_pushed = _pod("b", f"{registry.host}/team/app:9.9")
+    run = _check(tmp_path, registry, config, *stuck, never_pushed)
+    assert "has no tag '9.9'" in run.stdout, run.stdout
+    assert run.returncode == 1, run.stdout
+    assert f"{registry.host}/team/app" in log.read_text().splitlines()
