@@ -7,6 +7,8 @@ a fixed one loses its marker.
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from webhook.core.credprovider import match_image_problem, redact
@@ -45,6 +47,29 @@ def test_rev24c_an_access_denied_on_stderr_keeps_the_role_and_the_missing_permis
     text = redact(stderr)
     assert "arn:aws:sts::123456789012:assumed-role/pullguard/abc" in text, text
     assert "perform: ecr:GetAuthorizationToken on resource" in text, text
+
+
+#: Labelled forms ``redact`` lets through whole: a plural or longer label (the label words
+#: must be followed by the separator at once), and JSON's escaped quote inside a value.
+LABELLED_LEAKS = [
+    "error: passphrase: Sesame99 refused",
+    "using secrets=Sesame99 from the environment",
+    "credentials: admin:Sesame99 rejected by 127.0.0.1:5000",
+    "tokens: Sesame99",
+    json.dumps({"username": "admin", "password": 'Ses"ame99'}),
+]
+
+
+@pytest.mark.open_finding
+@pytest.mark.parametrize("stderr", LABELLED_LEAKS)
+def test_rev24c_more_labelled_forms_of_a_password_on_stderr_are_redacted(stderr: str) -> None:
+    """Seen: each reaches the log with the password ("Sesame99", 8 characters: too short
+    for the token-like rule); the JSON one keeps ``ame99`` after the escaped quote
+    (``json.dumps`` writes a password holding ``"`` as ``\\"``). A failed plugin's stderr
+    has no known password to replace (rev24b F2), so only these patterns stand in front of
+    the log (issue 24 item 2: a credential never appears in a log). Expected: no
+    ``ame99`` in the redacted text."""
+    assert "ame99" not in redact(stderr), redact(stderr)
 
 
 #: matchImages entries Go 1.26's ``url.Parse`` (the kubelet v1.36 is built with go1.26; the
