@@ -12,6 +12,7 @@ import json
 import stat
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -159,3 +160,44 @@ def test_rev24c_a_plugin_hanging_for_some_repositories_still_serves_the_others_i
     assert "has no tag '9.9'" in run.stdout, run.stdout
     assert run.returncode == 1, run.stdout
     assert f"{registry.host}/team/app" in log.read_text().splitlines()
+
+
+HANGS = f"""#!{sys.executable}
+import sys, time
+sys.stdin.read()
+time.sleep(60)
+"""
+
+
+@pytest.mark.open_finding
+def test_rev24c_no_plugin_is_started_once_the_reviews_budget_is_spent(tmp_path: Path) -> None:
+    """Seen (``DeadlineProviders`` as admission builds it, a real plugin that hangs, 64
+    repositories: ``MAX_ASKED``, one pod's worth): the first run takes the whole 0.5 s
+    budget, and then each of the other 63 images still starts a process, offered 0 s and
+    killed at once ("no answer within -0.0 s" in the warning and a log line each):
+    ``execs`` is 64, and on this machine the 64 asks took 0.69 s of a 0.5 s budget. A run
+    offered no time cannot answer; each is a fork, an exec, a kill and a log line per image
+    of every review (issue 24 item 2: a plugin that hangs costs at most the registry budget
+    of one admission). Expected: no process started once the deadline has passed (1 exec),
+    the later images answered "no answer within the admission's budget"."""
+    from webhook.core.credprovider import load_provider_config_text
+    from webhook.edge.credproviders import CredentialProviders, DeadlineProviders
+
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    plugin = folder / "hang"
+    plugin.write_text(HANGS)
+    plugin.chmod(0o755)
+    config = load_provider_config_text(
+        "apiVersion: kubelet.config.k8s.io/v1\nkind: CredentialProviderConfig\nproviders:\n"
+        '  - name: hang\n    matchImages: ["*.dkr.ecr.*.amazonaws.com"]\n'
+        f'    defaultCacheDuration: "1m"\n    apiVersion: {V1}\n'
+    )
+    engine = CredentialProviders(config, str(folder))
+    review = DeadlineProviders(engine, time.perf_counter(), 0.5)
+    answers = [
+        review.provide(f"1111.dkr.ecr.us-east-1.amazonaws.com/team/app-{n}", 2.0) for n in range(64)
+    ]
+    assert all(a and a[0].error for a in answers)
+    assert not any("-0.0 s" in (a[0].error or "") for a in answers), answers[1]
+    assert engine.execs == 1, f"{engine.execs} plugin processes for one review"
