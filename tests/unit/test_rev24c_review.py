@@ -49,6 +49,21 @@ def test_rev24c_an_access_denied_on_stderr_keeps_the_role_and_the_missing_permis
     assert "perform: ecr:GetAuthorizationToken on resource" in text, text
 
 
+@pytest.mark.open_finding
+def test_rev24c_a_dns_failure_on_stderr_keeps_the_endpoint_it_could_not_reach() -> None:
+    """Seen: ``redact('... dial tcp: lookup api.ecr.us-east-1.amazonaws.com: no such
+    host')`` is ``'... dial tcp: lookup [redacted] no such host'``: every run of 24 or more
+    host-name characters counts as a token, so the endpoint the plugin could not resolve (a
+    missing VPC endpoint or DNS rule, the usual reason pullguard's pod fails where nodes
+    work) is gone from the only line that says it. Expected: the endpoint kept."""
+    text = redact(
+        "operation error ECR: GetAuthorizationToken, https response error: Post "
+        '"https://api.ecr.us-east-1.amazonaws.com/": dial tcp: lookup '
+        "api.ecr.us-east-1.amazonaws.com: no such host"
+    )
+    assert "lookup api.ecr.us-east-1.amazonaws.com: no such host" in text, text
+
+
 #: Labelled forms ``redact`` lets through whole: a plural or longer label (the label words
 #: must be followed by the separator at once), and JSON's escaped quote inside a value.
 LABELLED_LEAKS = [
