@@ -295,18 +295,17 @@ def test_one_object_with_images_of_two_hanging_providers_costs_one_budget(
     assert elapsed < config.registry.timeout_seconds + 1.0, f"{elapsed:.1f} s for one object"
 
 
-def test_a_hanging_provider_runs_a_few_times_per_cli_run_not_once_per_object(
+def test_a_hanging_provider_runs_once_per_image_per_cli_run_not_once_per_object(
     tmp_path: Path,
 ) -> None:
-    """``audit`` of many objects: a provider that gave no answer in time for
-    ``HANGING_AFTER`` images is not run again in the same run (each later object's warning
-    says so), as the registry's answers are kept in ``RunMemo``; before that, each image is
-    asked (a failure for one repository says nothing of another's: rev24b F3)."""
+    """``audit`` of many objects: a provider that gave no answer in time for an image is not
+    run again for that image in the same run (as the registry's answers are kept in
+    ``RunMemo``), and each object still gets the warning naming it. A failure for one
+    repository says nothing of another's (rev24b F3, rev24c F1): each is asked."""
     import time
 
     from tests.unit.builders import cluster_with, container, pod, pod_spec
     from webhook.compose.livecheck import judge, live_providers
-    from webhook.edge.credproviders import HANGING_AFTER
 
     config = _hanging_config(tmp_path, {"hang": "*.dkr.ecr.*.amazonaws.com"})
     node = live_providers(config)
@@ -314,17 +313,15 @@ def test_a_hanging_provider_runs_a_few_times_per_cli_run_not_once_per_object(
     started = time.monotonic()
     decisions = []
     for n in range(8):
-        image = f"1111.dkr.ecr.us-east-1.amazonaws.com/team/app-{n}:1"
+        image = f"1111.dkr.ecr.us-east-1.amazonaws.com/team/app-{n % 2}:1"
         obj = pod(pod_spec(container("c", image)), name=f"p{n}")
         decisions.append(judge("Pod", obj, config, cluster_with(), _RefusedEverywhere(), node=node))
     elapsed = time.monotonic() - started
     assert all(d.allowed for d in decisions)
     for decision in decisions:
         assert any("credential provider hang" in w for w in decision.warnings), decision.warnings
-    later = " ".join(decisions[-1].warnings)
-    assert "not run again until the next run" in later, later
-    budget = HANGING_AFTER * config.registry.timeout_seconds
-    assert elapsed < budget + 1.5, f"{elapsed:.1f} s for 8 objects"
+    budget = 2 * config.registry.timeout_seconds  # two repositories, each timed out once
+    assert elapsed < budget + 1.5, f"{elapsed:.1f} s for 8 objects of 2 repositories"
 
 
 SLOW_THEN_GOOD = GOOD.replace(

@@ -103,7 +103,6 @@ def _check(tmp_path: Path, registry: Registry, config: Path, *pods: dict[str, ob
     )
 
 
-@pytest.mark.open_finding
 def test_rev24c_a_working_plugin_starved_by_one_objects_budget_is_not_called_hanging(
     registry: Registry, tmp_path: Path
 ) -> None:
@@ -140,7 +139,6 @@ HANGS_FOR_ONE_REPOSITORY_PREFIX = SLOW_BUT_WORKING.replace(
 )
 
 
-@pytest.mark.open_finding
 def test_rev24c_a_plugin_hanging_for_some_repositories_still_serves_the_others_in_a_cli_run(
     registry: Registry, tmp_path: Path
 ) -> None:
@@ -169,7 +167,6 @@ time.sleep(60)
 """
 
 
-@pytest.mark.open_finding
 def test_rev24c_no_plugin_is_started_once_the_reviews_budget_is_spent(tmp_path: Path) -> None:
     """Seen (``DeadlineProviders`` as admission builds it, a real plugin that hangs, 64
     repositories: ``MAX_ASKED``, one pod's worth): the first run takes the whole 0.5 s

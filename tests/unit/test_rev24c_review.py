@@ -14,7 +14,6 @@ import pytest
 from webhook.core.credprovider import match_image_problem, redact
 
 
-@pytest.mark.open_finding
 def test_rev24c_a_password_with_an_at_sign_in_a_url_on_stderr_is_redacted_whole() -> None:
     """Seen: ``redact('GET https://admin:P@ssw0rd@registry.example.com/v2/: 401')`` is
     ``'GET https://admin:[redacted]@ssw0rd@[redacted] 401'``: the user-information pattern
@@ -27,7 +26,6 @@ def test_rev24c_a_password_with_an_at_sign_in_a_url_on_stderr_is_redacted_whole(
     assert "P@ss" not in text, text
 
 
-@pytest.mark.open_finding
 def test_rev24c_an_access_denied_on_stderr_keeps_the_role_and_the_missing_permission() -> None:
     """Seen: the ECR plugin's usual failure on a role without the permission,
     ``AccessDeniedException: User: arn:aws:sts::123456789012:assumed-role/pullguard/abc is
@@ -49,7 +47,6 @@ def test_rev24c_an_access_denied_on_stderr_keeps_the_role_and_the_missing_permis
     assert "perform: ecr:GetAuthorizationToken on resource" in text, text
 
 
-@pytest.mark.open_finding
 def test_rev24c_a_dns_failure_on_stderr_keeps_the_endpoint_it_could_not_reach() -> None:
     """Seen: ``redact('... dial tcp: lookup api.ecr.us-east-1.amazonaws.com: no such
     host')`` is ``'... dial tcp: lookup [redacted] no such host'``: every run of 24 or more
@@ -75,7 +72,6 @@ LABELLED_LEAKS = [
 ]
 
 
-@pytest.mark.open_finding
 @pytest.mark.parametrize("stderr", LABELLED_LEAKS)
 def test_rev24c_more_labelled_forms_of_a_password_on_stderr_are_redacted(stderr: str) -> None:
     """Seen: each reaches the log with the password ("Sesame99", 8 characters: too short
@@ -102,7 +98,6 @@ GO_REFUSES = {
 }
 
 
-@pytest.mark.open_finding
 @pytest.mark.parametrize("pattern", sorted(GO_REFUSES))
 def test_rev24c_match_images_the_kubelet_refuses_are_refused(pattern: str) -> None:
     """Seen: ``match_image_problem(pattern)`` is ``None`` for each (and ``Provider.globs``
@@ -119,7 +114,6 @@ class _NoProviders:
         return []
 
 
-@pytest.mark.open_finding
 def test_rev24c_the_cli_bounds_an_objects_plugin_runs_as_admission_bounds_a_reviews(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

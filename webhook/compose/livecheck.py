@@ -148,12 +148,14 @@ def live_providers(config: Config) -> NodeCredentialView | None:
 
 def per_object(node: NodeCredentialView | None, config: Config) -> NodeCredentialView | None:
     """``node`` bounded for one object as admission bounds one review: every plugin run
-    for it ends within one ``registry.timeoutSeconds`` from now."""
+    for it ends within one ``registry.timeoutSeconds`` from now, less admission's answer
+    margin (the same deadline for the same start, rev24c F5)."""
     if node is None:
         return None
-    from webhook.edge.credproviders import DeadlineProviders
+    from webhook.edge.credproviders import ANSWER_MARGIN_SECONDS, DeadlineProviders
 
-    return DeadlineProviders(node, time.perf_counter(), config.registry.timeout_seconds)
+    budget = config.registry.timeout_seconds - ANSWER_MARGIN_SECONDS
+    return DeadlineProviders(node, time.perf_counter(), budget)
 
 
 def judge(

@@ -18,6 +18,7 @@ never appears in a problem or error text: :class:`ResponseError` names fields, n
 from __future__ import annotations
 
 import functools
+import ipaddress
 import json
 import re
 from collections.abc import Iterable, Mapping
@@ -225,6 +226,55 @@ def _unescape_host(text: str, *, zone: bool) -> tuple[str, str]:
     return unquote(text, errors="surrogateescape"), ""
 
 
+def _parse_host(host: str) -> tuple[str, str]:
+    """(host, "") or ("", why) as Go's ``parseHost`` (go1.26, with the CVE-2025-47912 rule:
+    brackets, from the last ``[``, must hold an IPv6 address, never an IPv4 one)."""
+    open_at = host.rfind("[")
+    if open_at == -1:
+        colon = host.rfind(":")
+        if colon != -1:
+            port = host[colon + 1 :]
+            if port and not (port.isascii() and port.isdigit()):
+                return "", f"invalid port {host[colon:]!r} after host"
+        problem = _host_characters(host)
+        return ("", problem) if problem else _unescape_host(host, zone=False)
+    end = host.rfind("]")
+    if end == -1:
+        return "", "missing ']' in host"
+    port_part = host[end + 1 :]
+    valid = port_part in ("", ":") or (port_part[0] == ":" and port_part[1:].isdigit())
+    if not valid:
+        return "", f"invalid port {port_part!r} after host"
+    name = host[open_at + 1 : end]
+    problem = _host_characters(name)
+    if problem:
+        return "", problem
+    zone = name.find("%25")
+    pieces = [(name, False)] if zone == -1 else [(name[:zone], False), (name[zone:], True)]
+    decoded = []
+    for piece, in_zone in pieces:
+        text, why = _unescape_host(piece, zone=in_zone)
+        if why:
+            return "", why
+        decoded.append(text)
+    address = "".join(decoded)
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return "", f"invalid host: ParseAddr({address!r}): not an IP address"
+    if parsed.version == 4:
+        return "", "invalid IP-literal"
+    return f"[{address}]{port_part}", ""
+
+
+def _host_characters(host: str) -> str:
+    for char in host:
+        if char == "%" or ord(char) >= 0x80 or char.isalnum() or char in _HOST_OK:
+            continue
+        return f"invalid character {char!r} in host name"
+    return ""
+
+
 def _parse_schemeless(text: str) -> tuple[str, str] | str:
     """(host, path) of ``url.Parse("https://" + text)`` (the kubelet's
     ``ParseSchemelessURL``), or why Go refuses it. The path is decoded as Go decodes it."""
@@ -237,38 +287,14 @@ def _parse_schemeless(text: str) -> tuple[str, str] | str:
     authority, slash, path = rest.partition("/")
     path = slash + path
     userinfo, at, host = authority.rpartition("@")
-    if at and any(c not in _USERINFO_OK and not c.isalnum() for c in userinfo if ord(c) < 0x80):
+    if at and any(not (c.isascii() and (c.isalnum() or c in _USERINFO_OK)) for c in userinfo):
         return "net/url: invalid userinfo"
-    if host.startswith("["):
-        end = host.rfind("]")
-        if end == -1:
-            return "missing ']' in host"
-        port_part = host[end + 1 :]
-        valid = port_part in ("", ":") or (port_part[0] == ":" and port_part[1:].isdigit())
-        if not valid:
-            return f"invalid port {port_part!r} after host"
-    else:
-        colon = host.rfind(":")
-        if colon != -1:
-            port = host[colon + 1 :]
-            if port and not (port.isascii() and port.isdigit()):
-                return f"invalid port {host[colon:]!r} after host"
-    for char in host:
-        if char == "%" or ord(char) >= 0x80 or char.isalnum() or char in _HOST_OK:
-            continue
-        return f"invalid character {char!r} in host name"
-    end = host.rfind("]") if host.startswith("[") else -1
-    zone = host.find("%25", 0, end) if end != -1 else -1
-    pieces = [(host, False)]
-    if zone != -1:  # parseHost: the zone is unescaped by its own rules
-        pieces = [(host[:zone], False), (host[zone:end], True), (host[end:], False)]
-    decoded = []
-    for piece, in_zone in pieces:
-        text, why = _unescape_host(piece, zone=in_zone)
-        if why:
-            return why
-        decoded.append(text)
-    host = "".join(decoded)
+    if at and _BAD_ESCAPE.search(userinfo):
+        return "invalid URL escape in user information"
+    parsed_host = _parse_host(host)
+    if parsed_host[1]:
+        return parsed_host[1]
+    host = parsed_host[0]
     if _BAD_ESCAPE.search(path):
         return "invalid URL escape in path"
     return host, unquote(path, errors="surrogateescape") if "%" in path else path
@@ -909,21 +935,38 @@ def cache_lookup_keys(image: str) -> tuple[str, str, str]:
 
 #: Runs of characters that look like a token, a key or a password in free text.
 _TOKENISH = re.compile(r"[A-Za-z0-9+/=_\-.~:]{24,}")
+#: Long runs that are no secret and that an admin needs to read (rev24c F3): an ARN (the
+#: role that was refused), an IAM action (``ecr:GetAuthorizationToken``), a host name of
+#: lowercase labels with an optional port (the endpoint that did not resolve).
+_NOT_A_SECRET = re.compile(
+    r"arn:[a-z0-9-]+:[a-z0-9-]*:[a-z0-9-]*:[0-9]*:[A-Za-z0-9+=,.@_/:-]+"
+    r"|(?:ecr|ecr-public|sts|iam|kms|s3):[A-Z][A-Za-z]+"
+    r"|(?:[a-z]+://)?[a-z0-9-]+(?:\.[a-z0-9-]+)+(?::[0-9]+)?/?"
+)
 _LABELLED = re.compile(
     # the label's closing quote (JSON: "password": "...", also escaped: \"password\":) may
-    # come before the ':'; in a sentence the value may follow "is" ("the password is X")
-    r"(?i)(password|passwd|pass|pwd|secret|token|authorization|auth|credential|key|session"
-    r"|cookie)"
+    # come before the ':'; in a sentence the value may follow "is" ("the password is X"); a
+    # label may be plural or longer ("secrets=", "passphrase:", "credentials:")
+    # not inside a word ("GetAuthorizationToken on" is no label), but after "_" or "-"
+    # (AWS_SECRET_ACCESS_KEY=, x-auth-token:)
+    r"(?i)(?<![a-z])((?:passphrase|password|passwd|pass|pwd|secret|token|authorization|auth"
+    r"|credential|key|session|cookie)(?:s|es)?)"
     r"(\\?[\"']?\s*[:=]\s*|\s+(?:(?:is|was|=|:)\s+)?)"
-    r"(\\?\"[^\"]*\"|'[^']*'|\S+)"
+    r"(\\?\"(?:[^\"\\]|\\.)*\\?\"|'[^']*'|\S+)"
 )
 #: ``-p VALUE`` (docker login's, most CLIs' password flag), ``-u USER:PASSWORD`` (curl's),
 #: ``--password``/``--user`` alike, echoed in a plugin's stderr (``set -x``).
 _PASSWORD_FLAG = re.compile(r"(?<!\S)(-p|-u|--password|--pass|--user)(\s+|=)(\S+)")
-#: A URL's user information (``https://user:PASSWORD@host``), as HTTP libraries print URLs.
-_URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)([^/\s@:]*):([^/\s@]*)@")
+#: A URL's user information (``https://user:PASSWORD@host``), up to the authority's *last*
+#: ``@`` as URL parsers read it (a password may hold ``@``).
+_URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)([^/\s@:]*):([^/\s]*)@")
 _BEARER = re.compile(r"(?i)\b(bearer|basic)\s+\S+")
 MAX_LOGGED_STDERR = 2048
+
+
+def _tokenish_redacted(match: re.Match[str]) -> str:
+    run = match.group(0)
+    return run if _NOT_A_SECRET.fullmatch(run.rstrip(":.")) else "[redacted]"
 
 
 def redact(text: str, secrets: Iterable[str] = ()) -> str:
@@ -938,7 +981,7 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
     text = _BEARER.sub(lambda m: f"{m.group(1)} [redacted]", text)
     text = _LABELLED.sub(lambda m: f"{m.group(1)}{m.group(2)}[redacted]", text)
     text = _PASSWORD_FLAG.sub(lambda m: f"{m.group(1)}{m.group(2)}[redacted]", text)
-    text = _TOKENISH.sub("[redacted]", text)
+    text = _TOKENISH.sub(_tokenish_redacted, text)
     if len(text) > MAX_LOGGED_STDERR:
         text = text[:MAX_LOGGED_STDERR] + " [cut]"
     return text

@@ -63,7 +63,7 @@ from webhook.core.review import (
 )
 from webhook.core.validate import Decision, validate
 from webhook.edge.configsource import ConfigStore
-from webhook.edge.credproviders import DeadlineProviders
+from webhook.edge.credproviders import ANSWER_MARGIN_SECONDS, DeadlineProviders
 from webhook.edge.metrics import Metrics, kind_label, operation_label
 from webhook.edge.secretsync import CopyCause, copy_cause
 
@@ -290,9 +290,9 @@ def _answer(document: Any, status: int = 200) -> Answer:
     return status, encode_json(document)
 
 
-#: Kept from a review's budget (``registry.timeoutSeconds``) for what follows the registry's
-#: answers: findings, the message, encoding, the write.
-ANSWER_MARGIN_SECONDS = 0.15
+#: ``ANSWER_MARGIN_SECONDS`` (edge.credproviders): kept from a review's budget
+#: (``registry.timeoutSeconds``) for what follows the registry's answers: findings, the
+#: message, encoding, the write.
 
 
 class _DeadlineRegistry:

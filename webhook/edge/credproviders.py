@@ -62,9 +62,12 @@ DEFAULT_CACHE_BYTES = 4 * 1024 * 1024
 _CONFIG_SUFFIXES = (".json", ".yaml", ".yml")
 _READ_CHUNK = 64 * 1024
 _NO_ANSWER = "no answer within"
-#: In a CLI run (``remember_failures``), a provider that gave no answer in time for this
-#: many images is not run again in that run.
-HANGING_AFTER = 3
+#: A plugin is not started with less than this left of the budget: it could not answer,
+#: and every image of a pod would start (and kill) one (rev24c F7).
+MIN_RUN_SECONDS = 0.05
+#: What a review keeps of ``registry.timeoutSeconds`` to write its answer: plugin runs and
+#: registry questions end this much earlier (admission and the CLI alike).
+ANSWER_MARGIN_SECONDS = 0.15
 #: The ``env`` names a provider document may give under ``serve``: settings that select (a
 #: region, a profile of the image's own AWS config, an endpoint flag), none of them a path or a
 #: program. The document is hot-reloaded from a ConfigMap, and any other name could make the
@@ -395,10 +398,9 @@ class CredentialProviders:
     failed for an image (a repository without tag, the kubelet's singleflight key) is not
     run again for it in this object's life when the same failure would follow (see
     :attr:`ProviderFailed.holds_within`); a failure for one repository says nothing of
-    another's. One that gave no answer in time for :data:`HANGING_AFTER` images is taken to
-    hang for every image of the run (each later answer says so), so ``audit`` of 500
-    workloads on a hanging plugin costs three timeouts, not 500. Admission never remembers
-    one: a plugin that recovers is used at the next review.
+    another's (rev24c F1: a provider taken to hang for every image after a few slow ones
+    gave ``check`` an "ok" where admission denies). Admission never remembers one: a plugin
+    that recovers is used at the next review.
     """
 
     def __init__(
@@ -415,7 +417,6 @@ class CredentialProviders:
         self.config = config
         self._remember = remember_failures
         self._failures: dict[tuple[str, str], ProviderFailed] = {}
-        self._timeouts: dict[str, int] = {}
         self._bin_dir = bin_dir
         self._environ = environ
         self._clock = clock
@@ -451,13 +452,6 @@ class CredentialProviders:
         failed = self._failures.get((provider.name, image))
         if failed is not None and deadline - self._clock() <= failed.holds_within:
             raise failed
-        if self._timeouts.get(provider.name, 0) >= HANGING_AFTER:
-            raise ProviderFailed(
-                provider.name,
-                f"it gave no answer in time for {HANGING_AFTER} images in this run; "
-                "not run again until the next run",
-                holds_within=0.0,
-            )
         key = (provider.name, image)
         with self._lock:
             flight = self._flights.get(key)
@@ -480,8 +474,6 @@ class CredentialProviders:
             flight.error = failure
             if self._remember and failure.holds_within > 0 and len(self._failures) < 4096:
                 self._failures[(provider.name, image)] = failure
-                if failure.holds_within != math.inf:  # it did not answer in time
-                    self._timeouts[provider.name] = self._timeouts.get(provider.name, 0) + 1
             raise
         finally:
             flight.done.set()
@@ -499,6 +491,10 @@ class CredentialProviders:
         if kept is not None:  # a run that ended between our cache miss and our flight
             return kept
         offered = max(deadline - self._clock(), 0.0)
+        if offered < MIN_RUN_SECONDS:
+            raise ProviderFailed(
+                provider.name, "not run: the review's time budget was spent", holds_within=0.0
+            )
         if not self._slots.acquire(timeout=offered):
             raise ProviderFailed(
                 provider.name,
