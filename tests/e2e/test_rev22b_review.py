@@ -281,14 +281,12 @@ def on_delete_daemonset_fixed_as_printed(
         plane.kubectl("delete", "node", node, "--wait=false")
 
 
-@pytest.mark.open_finding
 def test_rev22b_diagnose_of_an_on_delete_daemonsets_stuck_pod_is_fixed_as_printed(
     plane: ControlPlane, ns: str, registries: E2ERegistries
 ) -> None:
     on_delete_daemonset_fixed_as_printed(plane, ns, registries, "diagnose")
 
 
-@pytest.mark.open_finding
 def test_rev22b_audit_of_an_on_delete_daemonsets_stuck_pod_is_fixed_as_printed(
     plane: ControlPlane, ns: str, registries: E2ERegistries
 ) -> None:

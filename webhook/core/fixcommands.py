@@ -27,8 +27,12 @@ from typing import Any
 
 q = shlex.quote
 
-#: Owners that keep the pods they have when their template changes.
-KEEPS_ITS_PODS = frozenset({"ReplicaSet", "ReplicationController", "StatefulSet"})
+#: Owners that keep the pods they have when their template changes: a ReplicaSet or
+#: ReplicationController always; a StatefulSet's pod that never became ready; a DaemonSet
+#: under ``updateStrategy: OnDelete`` (rev22b: its stuck pod kept the missing tag after the
+#: printed set image). A RollingUpdate DaemonSet replaces the pod itself, and may have done so
+#: before the delete runs: for a DaemonSet the delete ignores a pod already gone.
+KEEPS_ITS_PODS = frozenset({"ReplicaSet", "ReplicationController", "StatefulSet", "DaemonSet"})
 
 
 def recreate_pod(
@@ -58,4 +62,5 @@ def remake_stuck_pods(owner_kind: str, pods: Sequence[str], namespace: str) -> s
     ``pods`` again from the changed template; empty for any other owner, or no pod."""
     if owner_kind not in KEEPS_ITS_PODS or not pods:
         return ""
-    return f" && kubectl delete pod {' '.join(pods)} -n {namespace}"
+    gone_is_fine = " --ignore-not-found" if owner_kind == "DaemonSet" else ""
+    return f" && kubectl delete pod {' '.join(pods)} -n {namespace}{gone_is_fine}"
