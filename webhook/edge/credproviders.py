@@ -396,7 +396,8 @@ class CredentialProviders:
 
     ``remember_failures`` (the CLI commands, whose run is minutes at most): a provider that
     failed for an image (a repository without tag, the kubelet's singleflight key) is not
-    run again for it in this object's life when the same failure would follow (see
+    run again for it while these providers live (one CLI run) when the same failure would
+    follow (see
     :attr:`ProviderFailed.holds_within`); a failure for one repository says nothing of
     another's (rev24c F1: a provider taken to hang for every image after a few slow ones
     gave ``check`` an "ok" where admission denies). Admission never remembers one: a plugin
