@@ -26,7 +26,6 @@ echo '{{"kind": "CredentialProviderResponse", "apiVersion": "{V1}", "cacheKeyTyp
 """
 
 
-@pytest.mark.open_finding
 def test_rev24d_serve_lets_the_configmap_choose_the_config_file_a_plugin_loads_by_args(
     tmp_path: Path,
 ) -> None:

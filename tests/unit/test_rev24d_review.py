@@ -24,7 +24,6 @@ IRSA_MISSING = (
 )
 
 
-@pytest.mark.open_finding
 def test_rev24d_the_missing_irsa_token_error_on_stderr_stays_readable() -> None:
     """Seen: ``redact(IRSA_MISSING)`` is ``'... Error running credential [redacted] plugin:
     error getting authorization [redacted] WebIdentityErr: failed fetching WebIdentity
@@ -43,7 +42,6 @@ def test_rev24d_the_missing_irsa_token_error_on_stderr_stays_readable() -> None:
     assert "no such file or directory" in text, text
 
 
-@pytest.mark.open_finding
 @pytest.mark.parametrize(
     ("stderr", "kept"),
     [
@@ -71,7 +69,6 @@ def test_rev24d_a_label_word_followed_by_a_plain_word_is_no_secret(stderr: str, 
     assert redact("the password is hunter2hunter2") == "the password is [redacted]"
 
 
-@pytest.mark.open_finding
 @pytest.mark.parametrize(
     "stderr",
     [

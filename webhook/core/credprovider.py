@@ -942,6 +942,10 @@ _NOT_A_SECRET = re.compile(
     r"arn:[a-z0-9-]+:[a-z0-9-]*:[a-z0-9-]*:[0-9]*:[A-Za-z0-9+=,.@_/:-]+"
     r"|(?:ecr|ecr-public|sts|iam|kms|s3):[A-Z][A-Za-z]+"
     r"|(?:[a-z]+://)?[a-z0-9-]+(?:\.[a-z0-9-]+)+(?::[0-9]+)?/?"
+    # an API call's name (AssumeRoleWithWebIdentity), an absolute path of lowercase parts
+    # (the token file that was not found: rev24d)
+    r"|(?:[A-Z][a-z]+){2,}"
+    r"|(?:/[a-z0-9._-]+)+/?"
 )
 _LABELLED = re.compile(
     # the label's closing quote (JSON: "password": "...", also escaped: \"password\":) may
@@ -949,14 +953,20 @@ _LABELLED = re.compile(
     # label may be plural or longer ("secrets=", "passphrase:", "credentials:")
     # not inside a word ("GetAuthorizationToken on" is no label), but after "_" or "-"
     # (AWS_SECRET_ACCESS_KEY=, x-auth-token:)
-    r"(?i)(?<![a-z])((?:passphrase|password|passwd|pass|pwd|secret|token|authorization|auth"
-    r"|credential|key|session|cookie)(?:s|es)?)"
-    r"(\\?[\"']?\s*[:=]\s*|\s+(?:(?:is|was|=|:)\s+)?)"
+    r"(?i)(?<![a-z/])((?:passphrase|password|passwd|pass|pwd|secret|token|authorization"
+    r"|auth|credential|key|session|cookie)(?:s|es)?)"
+    # a separator, or "is"/"was" in a sentence; never a bare space ("token expired", "auth
+    # failed" are the cause an admin needs: rev24d), and the value on the same line
+    r"(\\?[\"']?[ \t]*[:=][ \t]*|[ \t]+(?:is|was)[ \t]+)"
     r"(\\?\"(?:[^\"\\]|\\.)*\\?\"|'[^']*'|\S+)"
 )
 #: ``-p VALUE`` (docker login's, most CLIs' password flag), ``-u USER:PASSWORD`` (curl's),
 #: ``--password``/``--user`` alike, echoed in a plugin's stderr (``set -x``).
-_PASSWORD_FLAG = re.compile(r"(?<!\S)(-p|-u|--password|--pass|--user)(\s+|=)(\S+)")
+_PASSWORD_FLAG = re.compile(
+    r"(?<!\S)(-p|-u|--password|--pass|--user)(\s+|=)(\S+)"
+    # attached, as curl's -uUSER:PASS and docker's -pPASS are documented (rev24d)
+    r"|(?<!\S)(-[pu])()([^\s=-]\S*)"
+)
 #: A URL's user information (``https://user:PASSWORD@host``), up to the authority's *last*
 #: ``@`` as URL parsers read it (a password may hold ``@``).
 _URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)([^/\s@:]*):([^/\s]*)@")
@@ -980,7 +990,9 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
     text = _URL_USERINFO.sub(lambda m: f"{m.group(1)}{m.group(2)}:[redacted]@", text)
     text = _BEARER.sub(lambda m: f"{m.group(1)} [redacted]", text)
     text = _LABELLED.sub(lambda m: f"{m.group(1)}{m.group(2)}[redacted]", text)
-    text = _PASSWORD_FLAG.sub(lambda m: f"{m.group(1)}{m.group(2)}[redacted]", text)
+    text = _PASSWORD_FLAG.sub(
+        lambda m: f"{m.group(1) or m.group(4)}{m.group(2) or m.group(5) or ''}[redacted]", text
+    )
     text = _TOKENISH.sub(_tokenish_redacted, text)
     if len(text) > MAX_LOGGED_STDERR:
         text = text[:MAX_LOGGED_STDERR] + " [cut]"

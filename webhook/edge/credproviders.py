@@ -115,6 +115,25 @@ def _parsed(texts: tuple[tuple[str, str], ...], problems: list[str]) -> Provider
     return _LAST.config
 
 
+def _configuration_folders(where: Path) -> tuple[Path, ...]:
+    """The folder the provider configuration is read from (the ConfigMap's mount), as
+    written and with its symlinks resolved (a mount's files are links into ``..data``)."""
+    folder = where if where.is_dir() else where.parent
+    return (folder.absolute(), folder.resolve(), where.resolve().parent)
+
+
+def _names_a_file_in(arg: str, folders: Sequence[Path]) -> bool:
+    """``arg`` (or the value of ``--flag=arg``) is an absolute path into ``folders``."""
+    for candidate in (arg, arg.partition("=")[2]):
+        if not candidate.startswith("/") or "\x00" in candidate:
+            continue
+        named = Path(candidate)
+        for path in (named.absolute(), named.resolve()):
+            if any(path == f or f in path.parents for f in folders):
+                return True
+    return False
+
+
 def read_provider_config(
     path: str, bin_dir: str, allowed_bin_dirs: Sequence[str] | None = None
 ) -> ProviderConfig:
@@ -123,7 +142,9 @@ def read_provider_config(
 
     ``allowed_bin_dirs`` (``serve``'s ``--credential-provider-bin-dir``): ``bin_dir`` must be
     one of them or under one (symlinks resolved), and each executable, resolved, must stay
-    in it, and each provider's ``env`` may name only :data:`SERVE_PROVIDER_ENV`; ``None``
+    in it, each provider's ``env`` may name only :data:`SERVE_PROVIDER_ENV`, and no ``args``
+    entry may name a file in the configuration's own folder (rev24d: acr's azure.json
+    argument pointed at another key of the same ConfigMap); ``None``
     (the CLI commands, run by a person who chose the folder): any folder, any env."""
     problems: list[str] = []
     texts: list[tuple[str, str]] = []
@@ -156,12 +177,20 @@ def read_provider_config(
                 f"{', '.join(allowed_bin_dirs) or 'none'})"
             )
     if config is not None and not problems:
+        folders = _configuration_folders(where)
         for index, provider in enumerate(config.providers):
             problem = _executable_problem(Path(bin_dir), provider.name, root)
             if problem:
                 problems.append(f"providers[{index}].name: {provider.name!r}: {problem}")
             if allowed_bin_dirs is None:
                 continue  # a person's own run: the document is theirs
+            for at, arg in enumerate(provider.args):
+                if _names_a_file_in(arg, folders):
+                    problems.append(
+                        f"providers[{index}].args[{at}]: {arg!r} names a file beside the "
+                        "provider configuration (a ConfigMap edit must not choose what the "
+                        "plugin loads); mount that file outside the configuration's folder"
+                    )
             for at, env in enumerate(provider.env):
                 if env.name not in SERVE_PROVIDER_ENV:
                     problems.append(
