@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from webhook.core.credprovider import redact
+from webhook.core.credprovider import match_image_problem, redact
 
 
 @pytest.mark.open_finding
@@ -81,3 +81,30 @@ def test_rev24e_skopeo_creds_flag_leaks_the_password(text: str) -> None:
     is redacted as after ``--user``."""
     out = redact(text)
     assert "hunter2" not in out and ":pw" not in out, out
+
+
+#: matchImages entries go1.26.6's ``url.Parse`` refuses and pullguard accepts.
+GO_126_REFUSES = {
+    # CVE-2026-25679 (go.dev/issue/77578, fixed in Go 1.26.1 and 1.25.8, not behind a
+    # GODEBUG): parseHost refuses a host whose last '[' is not its first character
+    # ("invalid IP-literal"); pullguard's _parse_host drops the text before the '['.
+    "registry.example.com[::1]:5000": "invalid IP-literal",
+    "x[::1]": "invalid IP-literal",
+    # validOptionalPort takes only ASCII '0'-'9'; the bracket branch of _parse_host uses
+    # str.isdigit, which takes any Unicode digit (ARABIC-INDIC DIGIT THREE here).
+    "[::1]:\u0663": 'invalid port ":\u0663" after host',
+}
+
+
+@pytest.mark.open_finding
+@pytest.mark.parametrize("pattern", sorted(GO_126_REFUSES))
+def test_rev24e_match_images_go_1_26_refuses_are_refused(pattern: str) -> None:
+    """Seen: ``match_image_problem(pattern)`` is ``None`` for each. b53953e says it models
+    go1.26's parseHost (kubelet 1.36 is built with go1.26.6), but models the CVE-2025-47912
+    form (brackets from the last '[' must hold an IPv6 address) without the later
+    CVE-2026-25679 rule: in go1.26.1 and later ``parseHost`` starts with ``if
+    openBracketIdx := strings.LastIndex(host, "["); openBracketIdx > 0 { return "",
+    errors.New("invalid IP-literal") }``. The kubelet refuses the whole document (it does
+    not start), and docs/node-credentials.md says pullguard refuses what the kubelet
+    refuses. Expected: a problem for each."""
+    assert match_image_problem(pattern) is not None, GO_126_REFUSES[pattern]
