@@ -142,3 +142,29 @@ def test_rev24e_a_go_error_chain_after_a_label_word_stays_readable(name: str) ->
     logged as written (a labelled value that is itself a step of the chain, or a plain
     word followed by more of the sentence, is no secret)."""
     assert redact(SDK_ERRORS[name]) == SDK_ERRORS[name], redact(SDK_ERRORS[name])
+
+
+@pytest.mark.open_finding
+@pytest.mark.parametrize(
+    ("text", "secret"),
+    [
+        # a long flag ending in -password, its value after a space (kubectl's, any CLI's)
+        (
+            "+ kubectl create secret docker-registry r --docker-password hunter2",
+            "hunter2",
+        ),
+        # set -x quotes a value with a space: the quoted value is one argument
+        ("+ curl -u 'admin:hunter two' https://reg.example.com/v2/", "two"),
+        ("+ docker login -u admin -p 'hunter two' reg.example.com", "two"),
+    ],
+)
+def test_rev24e_password_flag_forms_still_leak(text: str, secret: str) -> None:
+    """Seen: _PASSWORD_FLAG takes ``\\S+`` after ``-u``/``-p`` and knows only the exact
+    long flags ``--password``/``--pass``/``--user``; _LABELLED needs ':' or '=' since
+    20b759a. So ``--docker-password hunter2`` is kept whole, and of a value bash's
+    ``set -x`` prints quoted because it holds a space (``-u 'admin:hunter two'``), only
+    the part before the space is redacted: ``-u [redacted] two'``. Expected: the whole
+    value is redacted (a quoted value up to its closing quote; a flag whose name ends in
+    -password/-pass/-token takes the next word)."""
+    out = redact(text)
+    assert secret not in out, out
