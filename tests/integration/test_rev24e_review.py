@@ -79,3 +79,33 @@ def test_rev24e_serve_args_rule_is_passed_by_a_relative_path_or_an_attached_flag
         f"(problems: {live.last_problems})"
     )
     assert any("args[0]" in p for p in live.last_problems), live.last_problems
+
+
+@pytest.mark.open_finding
+def test_rev24e_serve_refuses_an_arg_beside_a_configuration_folder_not_in_it(
+    tmp_path: Path,
+) -> None:
+    """Seen: with ``registry.imageCredentialProviderConfig`` a folder (documented: "a file
+    or a folder whose *.json, *.yaml, *.yml files are merged"), ``_configuration_folders``
+    returns ``where.resolve().parent`` too, which for a folder is the folder's *parent*:
+    every path beside the configuration folder is then refused. An admin who follows the
+    refusal's own advice ("mount that file outside the configuration's folder") and
+    mounts azure.json from its own Secret at ``/etc/pullguard/azure/azure.json``, beside
+    ``/etc/pullguard/credential-providers/``, gets 'args[0]: ... names a file beside the
+    provider configuration' and no provider in force (every image then only warned).
+    Expected: refused only inside the configuration's folder (and its resolved form)."""
+    bin_dir, mounted, _ = _setup(tmp_path)
+    (mounted / "azure.json").unlink()
+    admins = tmp_path / "azure" / "azure.json"  # the admin's own mount, beside the folder
+    admins.parent.mkdir()
+    admins.write_text(json.dumps({"tenantId": "the-admins-tenant"}))
+    (mounted / "credential-providers.yaml").write_text(
+        "apiVersion: kubelet.config.k8s.io/v1\nkind: CredentialProviderConfig\nproviders:\n"
+        '  - name: acr-credential-provider\n    matchImages: ["*.azurecr.io"]\n'
+        '    defaultCacheDuration: "10m"\n'
+        f"    apiVersion: {V1}\n"
+        f"    args: [{admins}]\n"
+    )
+    live = LiveProviders(lambda: (str(mounted), str(bin_dir)), allowed_bin_dirs=[str(bin_dir)])
+    live.poll_once()
+    assert live.current is not None and not live.last_problems, live.last_problems
