@@ -10,8 +10,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
-
 from webhook.edge.credproviders import LiveProviders
 
 V1 = "credentialprovider.kubelet.k8s.io/v1"
