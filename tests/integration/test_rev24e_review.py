@@ -43,7 +43,6 @@ def _setup(tmp_path: Path) -> tuple[Path, Path, Path]:
     return bin_dir, mounted, chosen
 
 
-@pytest.mark.open_finding
 @pytest.mark.parametrize("form", ["relative", "attached-flag"])
 def test_rev24e_serve_args_rule_is_passed_by_a_relative_path_or_an_attached_flag(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, form: str
@@ -81,7 +80,6 @@ def test_rev24e_serve_args_rule_is_passed_by_a_relative_path_or_an_attached_flag
     assert any("args[0]" in p for p in live.last_problems), live.last_problems
 
 
-@pytest.mark.open_finding
 def test_rev24e_serve_refuses_an_arg_beside_a_configuration_folder_not_in_it(
     tmp_path: Path,
 ) -> None:

@@ -12,7 +12,6 @@ import pytest
 from webhook.core.credprovider import match_image_problem, redact
 
 
-@pytest.mark.open_finding
 @pytest.mark.parametrize(
     "text",
     [
@@ -38,7 +37,6 @@ def test_rev24e_a_camel_case_label_no_longer_hides_its_value(text: str) -> None:
         assert value not in redact(text), redact(text)
 
 
-@pytest.mark.open_finding
 @pytest.mark.parametrize(
     ("text", "secret"),
     [
@@ -62,7 +60,6 @@ def test_rev24e_lowercase_tokens_pass_as_paths_or_host_names(text: str, secret: 
     assert secret not in redact(text), redact(text)
 
 
-@pytest.mark.open_finding
 @pytest.mark.parametrize(
     "text",
     [
@@ -96,7 +93,6 @@ GO_126_REFUSES = {
 }
 
 
-@pytest.mark.open_finding
 @pytest.mark.parametrize("pattern", sorted(GO_126_REFUSES))
 def test_rev24e_match_images_go_1_26_refuses_are_refused(pattern: str) -> None:
     """Seen: ``match_image_problem(pattern)`` is ``None`` for each. b53953e says it models
@@ -144,7 +140,6 @@ def test_rev24e_a_go_error_chain_after_a_label_word_stays_readable(name: str) ->
     assert redact(SDK_ERRORS[name]) == SDK_ERRORS[name], redact(SDK_ERRORS[name])
 
 
-@pytest.mark.open_finding
 @pytest.mark.parametrize(
     ("text", "secret"),
     [

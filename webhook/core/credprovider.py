@@ -230,6 +230,8 @@ def _parse_host(host: str) -> tuple[str, str]:
     """(host, "") or ("", why) as Go's ``parseHost`` (go1.26, with the CVE-2025-47912 rule:
     brackets, from the last ``[``, must hold an IPv6 address, never an IPv4 one)."""
     open_at = host.rfind("[")
+    if open_at > 0:  # go1.26.1 (CVE-2026-25679): an IP literal starts the host
+        return "", "invalid IP-literal"
     if open_at == -1:
         colon = host.rfind(":")
         if colon != -1:
@@ -242,7 +244,10 @@ def _parse_host(host: str) -> tuple[str, str]:
     if end == -1:
         return "", "missing ']' in host"
     port_part = host[end + 1 :]
-    valid = port_part in ("", ":") or (port_part[0] == ":" and port_part[1:].isdigit())
+    digits = port_part[1:]
+    valid = port_part in ("", ":") or (
+        port_part[0] == ":" and digits.isascii() and digits.isdigit()
+    )
     if not valid:
         return "", f"invalid port {port_part!r} after host"
     name = host[open_at + 1 : end]
@@ -951,9 +956,9 @@ _LABELLED = re.compile(
     # the label's closing quote (JSON: "password": "...", also escaped: \"password\":) may
     # come before the ':'; in a sentence the value may follow "is" ("the password is X"); a
     # label may be plural or longer ("secrets=", "passphrase:", "credentials:")
-    # not inside a word ("GetAuthorizationToken on" is no label), but after "_" or "-"
-    # (AWS_SECRET_ACCESS_KEY=, x-auth-token:)
-    r"(?i)(?<![a-z/])((?:passphrase|password|passwd|pass|pwd|secret|token|authorization"
+    # also at the end of a camelCase name (dbPassword=, aadClientSecret:) or after "_"/"-"
+    # (AWS_SECRET_ACCESS_KEY=, x-auth-token:); not after "/" (a path's .../token: no such file)
+    r"(?i)(?<!/)((?:passphrase|password|passwd|pass|pwd|secret|token|authorization"
     r"|auth|credential|key|session|cookie)(?:s|es)?)"
     # a separator, or "is"/"was" in a sentence; never a bare space ("token expired", "auth
     # failed" are the cause an admin needs: rev24d), and the value on the same line
@@ -963,7 +968,8 @@ _LABELLED = re.compile(
 #: ``-p VALUE`` (docker login's, most CLIs' password flag), ``-u USER:PASSWORD`` (curl's),
 #: ``--password``/``--user`` alike, echoed in a plugin's stderr (``set -x``).
 _PASSWORD_FLAG = re.compile(
-    r"(?<!\S)(-p|-u|--password|--pass|--user)(\s+|=)(\S+)"
+    r"(?<!\S)(-p|-u|--password|--pass|--user|--[a-z-]*creds|--[a-z-]*-password|--[a-z-]*-token)"
+    r"(\s+|=)('[^']*'|\"[^\"]*\"|\S+)"
     # attached, as curl's -uUSER:PASS and docker's -pPASS are documented (rev24d)
     r"|(?<!\S)(-[pu])()([^\s=-]\S*)"
 )
@@ -974,9 +980,16 @@ _BEARER = re.compile(r"(?i)\b(bearer|basic)\s+\S+")
 MAX_LOGGED_STDERR = 2048
 
 
+#: A part of 16 or more hex digits, or of 24 or more letters and digits with a digit: a
+#: token even inside what looks like a path or a host name (rev24e).
+_SECRET_PART = re.compile(r"[0-9a-f]{16,}|(?=[a-z0-9]*[0-9])[a-z0-9]{24,}")
+
+
 def _tokenish_redacted(match: re.Match[str]) -> str:
     run = match.group(0)
-    return run if _NOT_A_SECRET.fullmatch(run.rstrip(":.")) else "[redacted]"
+    if _NOT_A_SECRET.fullmatch(run.rstrip(":.")) and not _SECRET_PART.search(run):
+        return run
+    return "[redacted]"
 
 
 def redact(text: str, secrets: Iterable[str] = ()) -> str:

@@ -118,16 +118,20 @@ def _parsed(texts: tuple[tuple[str, str], ...], problems: list[str]) -> Provider
 def _configuration_folders(where: Path) -> tuple[Path, ...]:
     """The folder the provider configuration is read from (the ConfigMap's mount), as
     written and with its symlinks resolved (a mount's files are links into ``..data``)."""
-    folder = where if where.is_dir() else where.parent
-    return (folder.absolute(), folder.resolve(), where.resolve().parent)
+    if where.is_dir():
+        return (where.absolute(), where.resolve())
+    return (where.parent.absolute(), where.parent.resolve(), where.resolve().parent)
 
 
 def _names_a_file_in(arg: str, folders: Sequence[Path]) -> bool:
-    """``arg`` (or the value of ``--flag=arg``) is an absolute path into ``folders``."""
-    for candidate in (arg, arg.partition("=")[2]):
-        if not candidate.startswith("/") or "\x00" in candidate:
+    """``arg``, the value of ``--flag=arg`` or of an attached ``-fPATH``, is a path into
+    ``folders``: absolute, or relative to the plugin's working folder (pullguard's, ``/`` in
+    the image: rev24e)."""
+    attached = arg[2:] if len(arg) > 2 and arg[0] == "-" and arg[1] != "-" else ""
+    for candidate in (arg, arg.partition("=")[2], attached):
+        if not candidate or "\x00" in candidate or "/" not in candidate:
             continue
-        named = Path(candidate)
+        named = Path(candidate) if candidate.startswith("/") else Path.cwd() / candidate
         for path in (named.absolute(), named.resolve()):
             if any(path == f or f in path.parents for f in folders):
                 return True
