@@ -952,17 +952,29 @@ _NOT_A_SECRET = re.compile(
     r"|(?:[A-Z][a-z]+){2,}"
     r"|(?:/[a-z0-9._-]+)+/?"
 )
+#: Words a Go error's next step starts with ("get credentials: failed to refresh ...",
+#: "credentials: no valid providers"): after a label and followed by more of the sentence,
+#: they are the cause, not a value (rev24e).
+_CAUSE_WORDS = (
+    r"(?:failed|failure|no|not|none|unable|could|cannot|can't|invalid|missing|empty|unknown"
+    r"|expired|error|unauthorized|forbidden|denied|refused|timeout|timed|context|the|a|an"
+    r"|get|getting|retrieve|retrieving|refresh|refreshing|request|requesting|acquire)"
+)
 _LABELLED = re.compile(
     # the label's closing quote (JSON: "password": "...", also escaped: \"password\":) may
     # come before the ':'; in a sentence the value may follow "is" ("the password is X"); a
     # label may be plural or longer ("secrets=", "passphrase:", "credentials:")
     # also at the end of a camelCase name (dbPassword=, aadClientSecret:) or after "_"/"-"
     # (AWS_SECRET_ACCESS_KEY=, x-auth-token:); not after "/" (a path's .../token: no such file)
-    r"(?i)(?<!/)((?:passphrase|password|passwd|pass|pwd|secret|token|authorization"
-    r"|auth|credential|key|session|cookie)(?:s|es)?)"
+    r"(?<!/)((?i:passphrase|password|passwd|pass|pwd|secret|token|authorization"
+    r"|auth|credential|key|session|cookie)(?i:s|es)?)"
     # a separator, or "is"/"was" in a sentence; never a bare space ("token expired", "auth
     # failed" are the cause an admin needs: rev24d), and the value on the same line
     r"(\\?[\"']?[ \t]*[:=][ \t]*|[ \t]+(?:is|was)[ \t]+)"
+    # not the next step of a Go error chain (rev24e): "token: ManagedIdentityCredential: ...",
+    # a CamelCase type name ending in ':', or "credentials: failed to ...", a word that starts
+    # a cause, in lowercase, with the sentence going on after it
+    r"(?!(?:[A-Z][a-z]+){2,}:(?:\s|$)|" + _CAUSE_WORDS + r"[ \t]+[a-z])"
     r"(\\?\"(?:[^\"\\]|\\.)*\\?\"|'[^']*'|\S+)"
 )
 #: ``-p VALUE`` (docker login's, most CLIs' password flag), ``-u USER:PASSWORD`` (curl's),
