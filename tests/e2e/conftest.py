@@ -470,6 +470,70 @@ def set_failure_policy(plane: ControlPlane, policy: str) -> None:
         )
 
 
+#: The probe webhooks of :func:`webhook_configurations_in_force`, one of each kind.
+INFORMER_PROBES = (
+    ("ValidatingWebhookConfiguration", "validating"),
+    ("MutatingWebhookConfiguration", "mutating"),
+)
+_probe_generations = iter(range(1, 1_000_000))
+
+
+def webhook_configurations_in_force(plane: ControlPlane, timeout: float = 30) -> None:
+    """Return once the API server admits with every webhook configuration change made before
+    the call. It reads them from one informer per kind, whose events arrive in order: a probe
+    configuration written after the changes, matching only ConfigMaps labelled with a new
+    generation and calling a closed port with ``failurePolicy: Fail``, denies such a dry-run
+    ConfigMap once the informer has reached it, and so the changes before it too. (A fixed
+    2 s sleep stood here, in about 40 tests.)"""
+    generation = str(next(_probe_generations))
+    for kind, word in INFORMER_PROBES:
+        probe = {
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": kind,
+            "metadata": {"name": f"pullguard-e2e-informer-probe-{word}"},
+            "webhooks": [
+                {
+                    "name": f"informer-probe-{word}.e2e.pullguard.io",
+                    "clientConfig": {"url": "https://127.0.0.1:1/probe"},
+                    "rules": [
+                        {
+                            "apiGroups": [""],
+                            "apiVersions": ["v1"],
+                            "operations": ["CREATE"],
+                            "resources": ["configmaps"],
+                        }
+                    ],
+                    "objectSelector": {
+                        "matchLabels": {f"pullguard-e2e-informer-probe-{word}": generation}
+                    },
+                    "failurePolicy": "Fail",
+                    "sideEffects": "None",
+                    "admissionReviewVersions": ["v1"],
+                    "timeoutSeconds": 1,
+                }
+            ],
+        }
+        plane.apply(json.dumps(probe), check=True)
+    for _kind, word in INFORMER_PROBES:
+        config_map = {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {
+                "name": f"informer-probe-{generation}",
+                "namespace": "default",
+                "labels": {f"pullguard-e2e-informer-probe-{word}": generation},
+            },
+        }
+
+        def denied(config_map: dict[str, Any] = config_map, word: str = word) -> bool:
+            result = plane.kubectl(
+                "create", "--dry-run=server", "-f", "-", stdin=json.dumps(config_map)
+            )
+            return not result.ok and f"informer-probe-{word}.e2e.pullguard.io" in result.stderr
+
+        wait_for(denied, timeout, f"the API server's {word} webhook informer", interval=0.1)
+
+
 @pytest.fixture
 def fail_closed(installed: Installation) -> Iterator[ControlPlane]:
     """The control plane with pullguard's pod webhooks at ``failurePolicy: Fail`` for one
@@ -477,8 +541,7 @@ def fail_closed(installed: Installation) -> Iterator[ControlPlane]:
     sees pullguard's own answer, never Ignore's. Put back to Ignore afterwards."""
     plane = installed.plane
     set_failure_policy(plane, "Fail")
-    # The API server picks up webhook configurations from its informer, within a second.
-    time.sleep(2)
+    webhook_configurations_in_force(plane)
     try:
         yield plane
     finally:
