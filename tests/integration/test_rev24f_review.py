@@ -163,8 +163,9 @@ def test_rev24f_one_namespace_holding_every_plugin_slot_switches_the_check_off_f
     meanwhile wait for a slot until their budget is spent and are admitted with
     "credential provider lab-provider failed ... no answer within -0.1 s" and "registry
     check could not run: the review's time budget ...": the tag never pushed is not denied
-    (here 2 of 3 team-a reviews during the flood). No share per namespace exists for plugin
-    runs (the registry client has one: FLIGHTS_PER_TENANT), so one tenant turns the check
+    (1 or 2 of the 3 team-a reviews during the flood, in each of 5 runs). No share per
+    namespace exists for plugin runs (the registry client has one: FLIGHTS_PER_TENANT),
+    so one tenant turns the check
     off for every other namespace's node-credential images for as long as it keeps
     sending. Expected: a namespace's plugin runs (running and waiting) are bounded to its
     share, and team-a's Pods are still denied."""
