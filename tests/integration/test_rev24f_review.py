@@ -228,7 +228,6 @@ class _SlotFreedLate:
         pass
 
 
-@pytest.mark.open_finding
 def test_rev24f_a_run_that_waited_for_a_slot_is_not_started_with_the_budget_spent(
     tmp_path: Path,
 ) -> None:

@@ -12,7 +12,6 @@ import pytest
 from webhook.core.credprovider import redact
 
 
-@pytest.mark.open_finding
 @pytest.mark.parametrize(
     "host",
     [

@@ -997,8 +997,17 @@ MAX_LOGGED_STDERR = 2048
 _SECRET_PART = re.compile(r"[0-9a-f]{16,}|(?=[a-z0-9]*[0-9])[a-z0-9]{24,}")
 
 
+#: A host name whose last label is a top-level domain of letters (``...azurecr.io``): a
+#: registry's name, in every image reference of the pod, no secret, whatever its first label
+#: holds (rev24f F4: ACR names of 24+ letters and digits); a 16+ hex-digit part is still one.
+_HOST_NAME = re.compile(r"(?:[a-z]+://)?(?:[a-z0-9-]+\.)+[a-z]{2,}(?::[0-9]+)?/?")
+_HEX_PART = re.compile(r"[0-9a-f]{16,}")
+
+
 def _tokenish_redacted(match: re.Match[str]) -> str:
     run = match.group(0)
+    if _HOST_NAME.fullmatch(run.rstrip(":.")) and not _HEX_PART.search(run):
+        return run
     if _NOT_A_SECRET.fullmatch(run.rstrip(":.")) and not _SECRET_PART.search(run):
         return run
     return "[redacted]"

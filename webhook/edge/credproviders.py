@@ -535,6 +535,15 @@ class CredentialProviders:
                 f"{self._max_running} plugins already running in this process",
                 holds_within=0.0,
             )
+        if deadline - self._clock() < MIN_RUN_SECONDS:
+            # a slot came free as the budget ran out (rev24f F2): no process for no time
+            self._slots.release()
+            raise ProviderFailed(
+                provider.name,
+                f"not run: {self._max_running} plugins were running in this process until "
+                "the review's time budget was spent",
+                holds_within=0.0,
+            )
         try:
             self.execs += 1
             env = dict(self._environ())
