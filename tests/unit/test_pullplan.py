@@ -162,3 +162,55 @@ def test_the_pods_secrets_pass_node_credentials_through_the_one_seam() -> None:
         ("team-a/regcred", CredentialOrigin.POD),
         ("", CredentialOrigin.NODE),
     ]
+
+
+def test_a_reviews_keyring_asked_about_some_secrets_answers_as_theirs_alone() -> None:
+    # One keyring per review (rev23): every secret the review reads is indexed once, and
+    # each question names the secrets it is about. The answer must be the one a keyring
+    # of those secrets alone gives, in the pod's order: a key held only by another
+    # secret must neither match nor stop the Docker Hub fallback.
+    a = [
+        Credential(key="registry.example.com", username="a1", source="ns/a"),
+        Credential(key="https://registry.example.com/v2/", username="a2", source="ns/a"),
+        Credential(key="*.example.com", username="a3", source="ns/a"),
+    ]
+    b = [
+        Credential(key="registry.example.com", username="b1", source="ns/b"),
+        Credential(key="registry.example.com/team", username="b2", source="ns/b"),
+        Credential(key="docker.io", username="b3", source="ns/b"),
+    ]
+    hub = [Credential(key="https://index.docker.io/v1/", username="h", source="ns/hub")]
+    by_source = {"ns/a": a, "ns/b": b, "ns/hub": hub}
+    images = (
+        "registry.example.com/team/app",
+        "registry.example.com/other",
+        "mirror.example.com/app",
+        "docker.io/library/nginx",
+        "registry.example.com:5000/app",
+    )
+    review = Keyring()
+    read: list[Credential] = []
+    for secret in (b, hub, a):  # read in another order than any pod lists them
+        review.add(secret)
+        read += secret
+        for image in images:  # asked between reads, as the preview asks before the check's
+            assert review.lookup(image) == Keyring(read).lookup(image), image
+    orders = (["ns/a", "ns/b"], ["ns/b", "ns/a"], ["ns/hub"], ["ns/b", "ns/hub"], ["ns/a"], [])
+    for sources in orders:
+        alone = Keyring(c for s in sources for c in by_source[s])
+        held = review.held(c for s in sources for c in by_source[s])
+        assert held.sources == tuple(sources)
+        for image in images:
+            want = alone.lookup(image)
+            assert review.lookup(image, sources) == want, (sources, image)
+            assert held.lookup(image) == want, (sources, image)
+    # The kubelet's order within a key: the pod's secrets in its order, each's entries in
+    # theirs (a2 is a1's key once /v2/ is dropped).
+    assert [c.username for c in review.lookup("registry.example.com/x", ["ns/b", "ns/a"])] == [
+        "b1",
+        "a1",
+        "a2",
+        "a3",
+    ]
+    # docker.io's key is b's, which this pod does not hold: the fallback still serves hub.
+    assert [c.username for c in review.lookup("docker.io/library/nginx", ["ns/hub"])] == ["h"]

@@ -136,7 +136,6 @@ def test_rev23_a_template_listing_a_default_secret_parses_it_once(
 # -- finding 4: more than one keyring per review ---------------------------------------------
 
 
-@pytest.mark.open_finding
 def test_rev23_a_template_review_builds_one_keyring(monkeypatch: pytest.MonkeyPatch) -> None:
     """Issue 23 item 3: "the keyring is looked up from three places". A template's review
     still builds three Keyrings over the same secrets: the preview's

@@ -28,6 +28,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from webhook.core.checks import SecretReads
 from webhook.core.cluster import ClusterView
 from webhook.core.config import CHECK_NAMES, Action, Checks, Config, load_config_text
 from webhook.core.nodecreds import NodeCredentialView
@@ -169,9 +170,10 @@ def judge(
     node: NodeCredentialView | None = None,
     stuck_pods: Sequence[str] = (),
     recreate_bare_pod: bool = False,
+    reads: SecretReads | None = None,
 ) -> Decision:
     """The validating decision on ``obj`` as if it were created now (``stuck_pods``,
-    ``recreate_bare_pod``: :func:`~webhook.core.validate.validate`'s). ``own_namespace``:
+    ``recreate_bare_pod``, ``reads``: :func:`~webhook.core.validate.validate`'s). ``own_namespace``:
     pullguard's own, exempt at admission as it is here. ``node``: the credential providers
     (:func:`live_providers`), tried after the pod's secrets as at admission."""
     metadata = obj.get("metadata") or {}
@@ -197,6 +199,7 @@ def judge(
         node=per_object(node, config),
         stuck_pods=stuck_pods,
         recreate_bare_pod=recreate_bare_pod,
+        reads=reads,
     )
 
 

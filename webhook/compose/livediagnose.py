@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from webhook.compose import livecheck
+from webhook.core.checks import SecretReads
 from webhook.core.cluster import (
     ClusterUnavailable,
     ClusterView,
@@ -31,18 +32,14 @@ from webhook.core.diagnosis import (
     diagnose,
     failing_containers,
 )
-from webhook.core.keyring import (
-    PULL_SECRET_KEYS,
-    Credential,
-    SecretFormatError,
-    parse_pull_secret,
-)
+from webhook.core.keyring import Credential
 from webhook.core.nodecreds import NodeCredentialView
 from webhook.core.podspec import controller_owner
 from webhook.core.registry import RegistryView
 
 if TYPE_CHECKING:
     from webhook.core.review import UserInfo
+    from webhook.edge.kube import DirectClusterView
     from webhook.edge.kubereads import Kube
 
 
@@ -183,9 +180,13 @@ def diagnose_pods(
     registry = livecheck.live_registry(config)
     node = livecheck.live_providers(config)
     pods = pods_in_scope(kube, pod=pod, namespace=namespace, all_namespaces=all_namespaces)
+    # One set of secret reads per namespace for the run: the judge's and the fixes' share
+    # it, so each pull secret is read and parsed once, however many of its pods fail.
+    reads: dict[str, SecretReads] = {}
     results = []
     for found in pods:
-        diagnosed = diagnose_one(kube, found, config, cluster, registry, node=node)
+        shared = reads.setdefault(found["metadata"]["namespace"], SecretReads(cluster))
+        diagnosed = diagnose_one(kube, found, config, cluster, registry, node=node, reads=shared)
         if diagnosed:
             results.append((found["metadata"]["namespace"], found["metadata"]["name"], diagnosed))
     return results
@@ -195,18 +196,24 @@ def diagnose_one(
     kube: Kube,
     pod: dict[str, Any],
     config: Config,
-    cluster: ClusterView,
+    cluster: DirectClusterView,
     registry: RegistryView,
     *,
     node: NodeCredentialView | None = None,
+    reads: SecretReads | None = None,
 ) -> list[ContainerDiagnosis]:
+    """The diagnoses of ``pod``'s images failing to pull (none when none is). ``reads``:
+    the run's secret reads of the pod's namespace, over ``cluster``."""
     meta = pod["metadata"]
     events = kube.pod_events(meta["namespace"], meta["name"])
     if not failing_containers(pod, events):
         return []
+    reads = reads or SecretReads(cluster)
+    # Listed first: the listing serves the judge's reads of the pod's own secrets too.
+    credentials = namespace_credentials(cluster, reads, meta["namespace"])
     node_name = str((pod.get("spec") or {}).get("nodeName") or "")
     decision = livecheck.judge(
-        "Pod", pod, config, _ScheduledNode(cluster, node_name), registry, node=node
+        "Pod", pod, config, _ScheduledNode(cluster, node_name), registry, node=node, reads=reads
     )
     unavailable = [
         f"{check}: {result}"
@@ -224,26 +231,23 @@ def diagnose_one(
         decision.findings,
         live_note=note,
         workload=workload_of(kube, pod),
-        namespace_credentials=namespace_credentials(kube, meta["namespace"]),
+        namespace_credentials=credentials,
         image_platforms=dict(decision.image_platforms),
         node_platforms=nodes,
     )
 
 
-def namespace_credentials(kube: Kube, namespace: str) -> list[Credential]:
+def namespace_credentials(
+    cluster: DirectClusterView, reads: SecretReads, namespace: str
+) -> list[Credential]:
     """The pull credentials of the namespace's secrets, so a fix patches in a secret that
-    already covers the image instead of creating one whose name may be taken. Empty when
-    this user may not list secrets there (the fix then creates one, idempotently)."""
+    already covers the image instead of creating one whose name may be taken: listed by the
+    edge (``DirectClusterView.pull_secret_names``), each read and parsed through ``reads``
+    (once in the run, the judge's reads included); one the kubelet cannot use holds none.
+    Empty when this user may not list secrets there (the fix then creates one,
+    idempotently)."""
     try:
-        listed = kube.secrets(namespace)
-    except Exception:
+        names = cluster.pull_secret_names(namespace)
+    except ClusterUnavailable:
         return []
-    out: list[Credential] = []
-    for secret in listed:
-        if secret.type not in PULL_SECRET_KEYS or not secret.data:
-            continue
-        try:
-            out += parse_pull_secret(secret.type, secret.data, source=f"{namespace}/{secret.name}")
-        except SecretFormatError:
-            continue
-    return out
+    return reads.credentials(namespace, names)

@@ -33,6 +33,7 @@ from webhook.core.keyring import (
     DOCKER_CONFIG_JSON,
     PULL_SECRET_KEYS,
     Credential,
+    Keyring,
     SecretFormatError,
     keyring_key,
     miss_reason,
@@ -341,6 +342,11 @@ class SecretReads:
     def __init__(self, cluster: ClusterView) -> None:
         self._cluster = cluster
         self._parsed: dict[tuple[str, str], ReadSecret] = {}
+        self._indexed: set[tuple[str, str, str]] = set()
+        self.keyring = Keyring()
+        """Every credential read, indexed once: the review's one keyring. Each question
+        asks it about the secrets it holds (:meth:`Keyring.held`), as the kubelet's keyring
+        of those secrets would answer."""
 
     def read(self, namespace: str, name: str, *, copied_from: str | None = None) -> ReadSecret:
         """Secret ``name`` of ``namespace``, else (``copied_from``: the source namespace of a
@@ -354,12 +360,34 @@ class SecretReads:
         read = self._secret(namespace, name)
         source = copied_from if copied_from and copied_from != namespace else ""
         if read.secret is not None or not source:
-            return read
+            return self._indexed_once(f"{namespace}/{name}", read)
         found = self._secret(source, name)
         label = f"{namespace}/{name}"
-        return replace(
-            found, credentials=tuple(replace(c, source=label) for c in found.credentials)
+        return self._indexed_once(
+            label,
+            replace(found, credentials=tuple(replace(c, source=label) for c in found.credentials)),
         )
+
+    def credentials(self, namespace: str, names: Sequence[str]) -> list[Credential]:
+        """The credentials of the secrets ``names`` of ``namespace``, in order; one that is
+        missing, cannot be parsed or cannot be read holds none (for questions about secrets
+        the pod does not use: a finding is no business of theirs)."""
+        out: list[Credential] = []
+        for name in names:
+            try:
+                out += self.read(namespace, name).credentials
+            except ClusterUnavailable:
+                continue
+        return out
+
+    def _indexed_once(self, label: str, read: ReadSecret) -> ReadSecret:
+        """``read`` (the secret ``label`` names, as read from ``read.namespace``), its
+        credentials added to :attr:`keyring` the first time it is handed out."""
+        key = (label, read.namespace, read.name)
+        if read.credentials and key not in self._indexed:
+            self._indexed.add(key)
+            self.keyring.add(read.credentials)
+        return read
 
     def _secret(self, namespace: str, name: str) -> ReadSecret:
         """Secret ``namespace/name`` as it is, read and parsed once (an unavailable read is

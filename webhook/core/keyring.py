@@ -19,8 +19,9 @@ import binascii
 import fnmatch
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 from urllib.parse import unquote, urlsplit
 
 from webhook.core.hosts import split_host_port
@@ -312,47 +313,145 @@ def _index(credentials: Iterable[Credential]) -> tuple[dict[str, list[Credential
     """Each entry under its index key (an entry ``url.Parse`` refuses is skipped, as the
     kubelet does), and the keys most specific first."""
     by_key: dict[str, list[Credential]] = {}
-    for credential in credentials:
-        key = _index_key(credential.key)
-        if key is not None:
-            by_key.setdefault(key, []).append(credential)
+    _add(by_key, credentials)
     return by_key, sorted(by_key, reverse=True)
 
 
+def _add(by_key: dict[str, list[Credential]], credentials: Iterable[Credential]) -> list[str]:
+    """``credentials`` into ``by_key`` under their index keys (``BasicDockerKeyring.Add``);
+    the keys that are new."""
+    new: list[str] = []
+    for credential in credentials:
+        key = _index_key(credential.key)
+        if key is None:
+            continue
+        entries = by_key.get(key)
+        if entries is None:
+            entries = by_key[key] = []
+            new.append(key)
+        entries.append(credential)
+    return new
+
+
 def _match(
-    index: tuple[dict[str, list[Credential]], list[str]], image_name: str
+    by_key: Mapping[str, list[Credential]],
+    matching: Iterable[str],
+    image_name: str,
+    rank: Mapping[str, int] | None = None,
 ) -> list[Credential]:
-    by_key, keys = index
+    """The kubelet's ``BasicDockerKeyring.Lookup``, given the keys that match ``image_name``
+    (most specific first). ``rank``: only the credentials of these pull secrets
+    (``namespace/name``), each key's in this order (the order the kubelet adds a pod's
+    secrets in), as a keyring of those secrets alone would answer: the filter comes before
+    the Docker Hub fallback, which a key held only by other secrets must not stop."""
     matched: list[Credential] = []
-    for key in keys:
-        if url_matches(key, image_name):
-            matched.extend(by_key[key])
+    for key in matching:
+        matched.extend(_held(by_key[key], rank))
     if not matched and _is_default_registry(image_name):
-        matched.extend(by_key.get(DOCKER_HUB_KEY, []))
+        matched.extend(_held(by_key.get(DOCKER_HUB_KEY, []), rank))
     return matched
 
 
-class Keyring:
-    """The kubelet's ``BasicDockerKeyring`` over one pod's credentials, indexed once and
-    asked per image (:meth:`lookup`)."""
+def _held(entries: list[Credential], rank: Mapping[str, int] | None) -> list[Credential]:
+    """The entries of one key that ``rank``'s secrets hold, in its order (all: ``None``)."""
+    if rank is None:
+        return entries
+    kept = [c for c in entries if c.source in rank]
+    if len(kept) > 1:
+        kept.sort(key=lambda c: rank[c.source])  # stable: each secret's entries in order
+    return kept
 
-    __slots__ = ("_index", "credentials")
+
+class CredentialLookup(Protocol):
+    """What gives an image the credentials the kubelet would try for it: a
+    :class:`Keyring`, or one pod's share of a review's (:class:`HeldCredentials`)."""
+
+    def lookup(self, image_name: str) -> list[Credential]: ...
+
+
+class Keyring:
+    """The kubelet's ``BasicDockerKeyring``, indexed as credentials are added and asked per
+    image (:meth:`lookup`).
+
+    One review builds one (``checks.SecretReads.keyring``) over every pull secret it reads:
+    the pod as written (the mutation's questions), a default secret it may gain, the
+    secrets its pods will hold (the ``pullSecrets`` check), a ServiceAccount's hidden ones.
+    Each question names the secrets it is about (:meth:`held`, ``lookup(image, sources)``)
+    and is answered as a keyring of those secrets alone would answer it. Which keys match
+    an image is worked out once per image (the preview's, the check's and the registry's
+    questions about it share it), and only for a key added since when one is."""
+
+    __slots__ = ("_by_key", "_keys", "_matching")
 
     def __init__(self, credentials: Iterable[Credential] = ()) -> None:
-        self.credentials: tuple[Credential, ...] = tuple(credentials)
-        self._index = _index(self.credentials)
+        self._by_key: dict[str, list[Credential]] = {}
+        self._keys: list[str] | None = None
+        self._matching: dict[str, list[str]] = {}
+        self.add(credentials)
 
-    def lookup(self, image_name: str) -> list[Credential]:
+    def add(self, credentials: Iterable[Credential]) -> None:
+        """Index ``credentials`` too (``BasicDockerKeyring.Add``), after those it has."""
+        new = _add(self._by_key, credentials)
+        if not new:
+            return
+        self._keys = None
+        for image_name, keys in self._matching.items():
+            found = [k for k in new if url_matches(k, image_name)]
+            if found:
+                keys.extend(found)
+                keys.sort(reverse=True)
+
+    def _keys_matching(self, image_name: str) -> list[str]:
+        keys = self._matching.get(image_name)
+        if keys is None:
+            if self._keys is None:
+                self._keys = sorted(self._by_key, reverse=True)
+            keys = self._matching[image_name] = [
+                k for k in self._keys if url_matches(k, image_name)
+            ]
+        return keys
+
+    def lookup(self, image_name: str, sources: Sequence[str] | None = None) -> list[Credential]:
         """The credentials the kubelet would try for ``image_name``
         (``docker.io/library/nginx``), most specific key first. Empty when no entry covers
-        the image."""
-        return _match(self._index, image_name)
+        the image. ``sources``: only those of these pull secrets (``namespace/name``), in
+        this order, the order a pod lists them in."""
+        matching = self._keys_matching(image_name)
+        if sources is None:
+            return _match(self._by_key, matching, image_name)
+        rank: dict[str, int] = {}
+        for position, source in enumerate(sources):
+            rank.setdefault(source, position)
+        return _match(self._by_key, matching, image_name, rank)
+
+    def held(self, credentials: Iterable[Credential]) -> HeldCredentials:
+        """This keyring as a pod holding ``credentials`` (the parsed contents of its pull
+        secrets, read into this keyring, in the pod's order) sees it: its lookups are
+        answered from these secrets alone."""
+        return HeldCredentials(self, tuple(dict.fromkeys(c.source for c in credentials)))
+
+
+@dataclass(frozen=True, slots=True)
+class HeldCredentials:
+    """The pull secrets one pod holds (``sources``: ``namespace/name``, in its order), asked
+    through a review's :class:`Keyring` (``None``: it holds none). Every credential of a
+    source must be in the keyring (``SecretReads`` adds each secret it reads, once)."""
+
+    keyring: Keyring | None = None
+    sources: tuple[str, ...] = ()
+
+    def lookup(self, image_name: str) -> list[Credential]:
+        """The credentials the kubelet would try for ``image_name`` with these secrets."""
+        if self.keyring is None or not self.sources:
+            return []
+        return self.keyring.lookup(image_name, self.sources)
 
 
 def lookup(credentials: Iterable[Credential], image_name: str) -> list[Credential]:
     """The credentials the kubelet would try for ``image_name`` (``docker.io/library/nginx``),
     most specific key first (:meth:`Keyring.lookup`, for a one-off question)."""
-    return _match(_index(credentials), image_name)
+    by_key, keys = _index(credentials)
+    return _match(by_key, (k for k in keys if url_matches(k, image_name)), image_name)
 
 
 def miss_reason(key: str, image_name: str) -> str:

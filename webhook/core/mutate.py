@@ -84,7 +84,6 @@ from webhook.core.checks import SecretReads, set_entry_command
 from webhook.core.cluster import ClusterUnavailable, ClusterView, ReadOnce
 from webhook.core.config import Config, DefaultPullSecret, Mirror
 from webhook.core.hosts import any_host_matches
-from webhook.core.keyring import Keyring
 from webhook.core.podspec import (
     MAX_IMAGE_ENTRIES,
     Container,
@@ -391,7 +390,7 @@ def _withheld(
             reason,
             f"kubectl delete secret {default.secret} -n {where} && {create}",
         )
-    credentials = Keyring(read.credentials)
+    credentials = reads.keyring.held(read.credentials)
     if not any(credentials.lookup(r.name) for r in wanted):
         # Recreated, it would lose the registries it does hold (rev22 F10): add the entry.
         return WithheldSecret(

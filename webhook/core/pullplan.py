@@ -21,7 +21,7 @@ import enum
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from webhook.core.keyring import Credential, Keyring
+from webhook.core.keyring import Credential, CredentialLookup
 from webhook.core.podspec import Container
 from webhook.core.reference import Reference
 
@@ -81,7 +81,7 @@ class ImagePull:
 
     def with_credentials(
         self,
-        keyring: Keyring,
+        keyring: CredentialLookup,
         origin_of: Mapping[str, CredentialOrigin],
         *,
         node: Sequence[Credential] = (),

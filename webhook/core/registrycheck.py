@@ -26,7 +26,7 @@ from webhook.core.imagecheck import (
     question_for,
     registry_finding,
 )
-from webhook.core.keyring import Keyring
+from webhook.core.keyring import CredentialLookup
 from webhook.core.mutate import mirror_entry
 from webhook.core.nodecreds import NodeCredentials
 from webhook.core.placement import cluster_placement, tolerated_platforms
@@ -65,7 +65,7 @@ class RegistryAnswers:
 
 def ask_registry(
     pulls: list[ImagePull],
-    keyring: Keyring,
+    keyring: CredentialLookup,
     registry: RegistryView,
     config: Config,
     *,
@@ -107,7 +107,7 @@ def _ask(
 def _ask_as_written(
     pulls: list[ImagePull],
     answers: Mapping[str, Answer],
-    keyring: Keyring,
+    keyring: CredentialLookup,
     registry: RegistryView,
     config: Config,
     *,

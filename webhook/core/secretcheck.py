@@ -2,8 +2,9 @@
 
 :func:`read_pod_secrets` reads the secrets the pod will use (its own list, a template's
 ServiceAccount's, pullguard's default copies) once per admission, into a :class:`PodSecrets`
-whose :class:`~webhook.core.keyring.Keyring` gives each :class:`~webhook.core.pullplan.ImagePull`
-its credentials. :func:`pull_secret_findings` judges them: a secret the kubelet cannot parse
+whose share of the review's one :class:`~webhook.core.keyring.Keyring`
+(``SecretReads.keyring``) gives each :class:`~webhook.core.pullplan.ImagePull` its
+credentials. :func:`pull_secret_findings` judges them: a secret the kubelet cannot parse
 fails every pull; a missing or skipped one denies only when an image that needs credentials
 is left uncovered; coverage is read from each pull's credentials.
 
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 
 from webhook.core.checks import (
     PodOwner,
+    ReadSecret,
     SecretReads,
     SecretSet,
     create_secret_command,
@@ -30,7 +32,7 @@ from webhook.core.cluster import ClusterUnavailable, ClusterView
 from webhook.core.config import Config
 from webhook.core.findings import Finding
 from webhook.core.hosts import any_host_matches
-from webhook.core.keyring import Credential, Keyring, lookup
+from webhook.core.keyring import HeldCredentials
 from webhook.core.nodecreds import NodeCredentials
 from webhook.core.podspec import PodSpecView
 from webhook.core.pullplan import CredentialOrigin, ImagePull, origins, subject
@@ -53,17 +55,18 @@ class PodSecrets:
     over_cap: list[Finding] = field(default_factory=list)
     """More pull secrets listed than pullguard reads: never softened (an unread secret
     that does not parse fails every pull of the pod, FACTS.md)."""
-    keyring: Keyring = field(default_factory=Keyring)
-    """The secrets' credentials, as the kubelet's keyring: what each pull is given."""
+    keyring: HeldCredentials = field(default_factory=HeldCredentials)
+    """The secrets' credentials, asked through the review's keyring: what each pull is
+    given."""
     origin_of: Mapping[str, CredentialOrigin] = field(default_factory=dict)
     """Where each secret (``namespace/name``) came from."""
-    hidden_credentials: list[Credential] = field(default_factory=list)
-    """The credentials of the ServiceAccount's secrets the pod's own list hides: never
-    given to a pull (the kubelet does not get them), only named in a fix that covers."""
+    hidden_credentials: HeldCredentials = field(default_factory=HeldCredentials)
+    """The ServiceAccount's secrets the pod's own list hides: never given to a pull (the
+    kubelet does not get them), only named in a fix that covers."""
 
     def hidden_cover(self, image: str) -> str | None:
         """A hidden ServiceAccount secret that covers ``image`` (its name), if one does."""
-        for credential in lookup(self.hidden_credentials, image):
+        for credential in self.hidden_credentials.lookup(image):
             return credential.source.rpartition("/")[2] or None
         return None
 
@@ -176,7 +179,7 @@ def read_pod_secrets(
         pending,
         over_cap,
         hidden_credentials=_hidden_credentials(hidden_names, namespace, reads),
-        keyring=Keyring(secrets.credentials),
+        keyring=reads.keyring.held(secrets.credentials),
         origin_of=origins(
             secrets.credentials,
             account=bool(origin),
@@ -185,17 +188,11 @@ def read_pod_secrets(
     )
 
 
-def _hidden_credentials(names: list[str], namespace: str, reads: SecretReads) -> list[Credential]:
-    """The credentials of the hidden ServiceAccount secrets (at most
-    :data:`MAX_PULL_SECRETS`), so a fix can name one that covers an image; a secret that
-    cannot be read or parsed is left out (it is no finding: the pod does not use it)."""
-    out: list[Credential] = []
-    for name in names[:MAX_PULL_SECRETS]:
-        try:
-            out += reads.read(namespace, name).credentials
-        except ClusterUnavailable:
-            continue
-    return out
+def _hidden_credentials(names: list[str], namespace: str, reads: SecretReads) -> HeldCredentials:
+    """The hidden ServiceAccount secrets (at most :data:`MAX_PULL_SECRETS`), so a fix can
+    name one that covers an image; a secret that cannot be read or parsed is left out (it
+    is no finding: the pod does not use it)."""
+    return reads.keyring.held(reads.credentials(namespace, names[:MAX_PULL_SECRETS]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,9 +206,9 @@ class PodCredentials:
     without any."""
     prepend: list[str]
     """The ServiceAccount's secrets a template must copy before adding one of its own."""
-    keyring: Keyring
-    """Their credentials, as the kubelet's keyring (a secret that cannot parse holds none:
-    the validating webhook denies it)."""
+    keyring: HeldCredentials
+    """Their credentials, asked through the review's keyring (a secret that cannot parse
+    holds none: the validating webhook denies it)."""
     certain: bool
     """False when a secret or the ServiceAccount could not be read, or a named secret does not
     exist yet: the pod may hold credentials not seen here."""
@@ -238,9 +235,9 @@ def pod_credentials(
     if len(names) > MAX_PULL_SECRETS:
         # Each secret the cache lacks is a direct read (3,000 made-up names once cost 3,001
         # GETs per mutation): past the cap none is read, and the pod is left as written.
-        return PodCredentials(names, prepend, Keyring(), certain=False, listed=len(names))
+        return PodCredentials(names, prepend, HeldCredentials(), certain=False, listed=len(names))
     reads = reads or SecretReads(cluster)
-    credentials: list[Credential] = []
+    held: list[ReadSecret] = []
     for name in names:
         try:
             read = reads.read(namespace, name)
@@ -253,8 +250,10 @@ def pod_credentials(
             # so the decision does not depend on which was applied first.
             certain = False
             continue
-        credentials.extend(read.credentials)
-    return PodCredentials(names, prepend, Keyring(credentials), certain)
+        held.append(read)
+    return PodCredentials(
+        names, prepend, reads.keyring.held(c for read in held for c in read.credentials), certain
+    )
 
 
 def pending_account_finding(account: str, pulls: list[ImagePull]) -> Finding | None:

@@ -273,6 +273,7 @@ def validate(
     existing: bool = False,
     stuck_pods: Sequence[str] = (),
     recreate_bare_pod: bool = False,
+    reads: SecretReads | None = None,
 ) -> Decision:
     """Judge one admission request. Without ``registry`` the registry and platform checks
     report that they could not run; ``mirrors_down`` are mirror hosts the mutating webhook
@@ -287,7 +288,9 @@ def validate(
     made by a controller (the audit judges the owner, diagnose rewrites fixes for it).
     ``stuck_pods`` (``audit``): the object's pods stuck now, deleted after a set image where
     it keeps the pods it has; ``recreate_bare_pod`` (``audit``): a bare Pod's pull-secret fix
-    recreates it (its imagePullSecrets cannot change)."""
+    recreates it (its imagePullSecrets cannot change). ``reads``: the pull secrets as read
+    and parsed already by a caller that reads more of them (``diagnose``: the namespace's),
+    over the same cluster; else this admission's own."""
     if request.operation not in ("CREATE", "UPDATE"):
         return allow("unsupported")
     namespace = request.namespace
@@ -311,7 +314,7 @@ def validate(
     # The mutation's preview and the checks read the pod's secrets once (rev23), and parse
     # them once: the preview's questions and the pullSecrets check share one set (reads).
     cluster = ReadOnce(cluster)
-    reads = SecretReads(cluster)
+    reads = reads or SecretReads(cluster)
 
     # Before the preview adds any default secret: does the template name its own?
     lists_own_secrets = view.lists_pull_secrets

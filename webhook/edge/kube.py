@@ -782,6 +782,36 @@ class DirectClusterView:
         )
         return secret_info(found) if found is not None else None
 
+    def pull_secret_names(self, namespace: str) -> list[str]:
+        """The names of ``namespace``'s Secrets of the two pull-secret types, listed once
+        per run (by type: a namespace's other Secrets, Helm's releases say, never cross the
+        wire). Each listed Secret is remembered as its read, so :meth:`get_secret` of one
+        asks nothing more (one read already made stays as it was). Raises
+        :class:`ClusterUnavailable` when they cannot be listed."""
+        key = ("pull-secrets", namespace)
+        if key not in self.memo:
+            from kubernetes.client.exceptions import ApiException
+
+            try:
+                listed = [
+                    secret
+                    for kind in PULL_SECRET_KEYS
+                    for secret in self.api.list_namespaced_secret(
+                        namespace, field_selector=f"type={kind}", _request_timeout=10
+                    ).items
+                ]
+            except ApiException as error:
+                raise ClusterUnavailable(f"cannot list secrets ({error.status})") from None
+            except Exception as error:
+                raise ClusterUnavailable(
+                    f"API server unreachable: {type(error).__name__}"
+                ) from None
+            for secret in listed:
+                self.memo.setdefault(("secret", namespace, secret.metadata.name), secret)
+            self.memo[key] = [s.metadata.name for s in listed]
+        names: list[str] = self.memo[key]
+        return names
+
     def namespaces_with_pull_secret(self, name: str) -> list[str]:
         from kubernetes.client.exceptions import ApiException
 

@@ -6,9 +6,9 @@ typed functions over the official kubernetes client, each answering with plain d
 - :func:`connect` loads KUBECONFIG (or the in-cluster service account) into a :class:`Kube`;
   :func:`configured` makes one of the configuration already loaded (the webhook's).
 - :class:`Kube` lists pods and every pod template carrier, reads a pod and its events, a
-  ServiceAccount's pull secrets, a ReplicaSet's or Job's owner, a namespace's pull secrets,
-  the configuration ConfigMap, whether a namespace exists, the state ``export-state`` writes,
-  and creates Warning Events.
+  ServiceAccount's pull secrets, a ReplicaSet's or Job's owner, the configuration ConfigMap,
+  whether a namespace exists, the state ``export-state`` writes, and creates Warning Events;
+  its :meth:`Kube.cluster_view` reads (and lists) Secrets for the core, once per run.
 - :class:`ApiAnswered` is the API server's refusal (its HTTP status), the only error a read
   translates; no answer at all is whatever the client raised.
 
@@ -21,9 +21,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from webhook.core.cluster import SecretInfo
 from webhook.core.keyring import DOCKER_CFG, DOCKER_CONFIG_JSON
-from webhook.edge.kube import DirectClusterView, load_kube_config, secret_info, warning_event
+from webhook.edge.kube import DirectClusterView, load_kube_config, warning_event
 
 #: kind -> (API class, list method for one namespace, for all namespaces)
 POD_CARRIERS = {
@@ -159,11 +158,6 @@ class Kube:
         return self._plain(
             getattr(self._api(api_name), method)(name, namespace, _request_timeout=10)
         )
-
-    def secrets(self, namespace: str) -> list[SecretInfo]:
-        """Every Secret of ``namespace`` (type, data, name); raises when they cannot be listed."""
-        listed = self.core.list_namespaced_secret(namespace, _request_timeout=10).items
-        return [secret_info(s) for s in listed]
 
     def config_map_text(self, namespace: str, name: str, key: str) -> str:
         """One key of a ConfigMap ('' when it has none); raises when it cannot be read."""
