@@ -98,7 +98,6 @@ def test_rev22b_rate_limit_fix_for_a_replicasets_pod_runs_as_printed(
     assert {"name": "dockerhub"} in (account.get("imagePullSecrets") or []), fix
 
 
-@pytest.mark.open_finding
 def test_rev22b_debug_fix_on_a_bare_replicasets_pod_gives_that_pod_the_secret(
     plane: ControlPlane, ns: str, registries: E2ERegistries
 ) -> None:
@@ -136,7 +135,6 @@ def test_rev22b_debug_fix_on_a_bare_replicasets_pod_gives_that_pod_the_secret(
         ) from error
 
 
-@pytest.mark.open_finding
 def test_rev22b_debug_fix_on_a_pod_whose_deployment_is_gone_names_what_exists(
     plane: ControlPlane, ns: str, registries: E2ERegistries
 ) -> None:
@@ -293,7 +291,6 @@ def test_rev22b_audit_of_an_on_delete_daemonsets_stuck_pod_is_fixed_as_printed(
     on_delete_daemonset_fixed_as_printed(plane, ns, registries, "audit")
 
 
-@pytest.mark.open_finding
 def test_rev22b_a_paused_deployments_stuck_pod_is_fixed_by_what_is_printed(
     plane: ControlPlane, ns: str, registries: E2ERegistries
 ) -> None:
