@@ -135,3 +135,27 @@ def test_an_owners_stuck_pods_are_named_and_its_ready_ones_never() -> None:
         owned("api-x", "Deployment", "dep-1", "False"),
     ]
     assert _stuck_pods_by_owner(pods) == {"rs-1": ("web-a", "web-b"), "sts-1": ("web-0",)}
+
+
+def test_a_paused_deployments_set_image_resumes_it() -> None:
+    """rev22b F6: a paused Deployment (``kubectl rollout pause``) rolls out no template
+    change: audit's ``kubectl set image`` alone left its pod on the missing tag."""
+    cluster = InMemoryCluster()
+    cluster.add_namespace("team-a")
+    cluster.add_node("n1", "linux", "amd64")
+    missing = "registry.example.com/team/app:1.1"
+    answer = Answer(Outcome.NOT_FOUND, repository_exists=True, tags=("1.0",))
+    registry = FixedRegistry({missing: answer})
+    workload = deployment(pod_spec(container("web", missing)))
+    running = scan([("Deployment", workload)], DEFAULT, cluster, registry)
+    ((_, _, decision),) = running.judged
+    (fix,) = [f.fix for f in decision.findings if f.check == "registry"]
+    assert fix is not None and fix.endswith("web=registry.example.com/team/app:1.0 -n team-a"), fix
+    workload["spec"]["paused"] = True
+    paused = scan([("Deployment", workload)], DEFAULT, cluster, registry)
+    ((_, _, decision),) = paused.judged
+    (fix,) = [f.fix for f in decision.findings if f.check == "registry"]
+    assert fix is not None and fix.endswith(
+        "kubectl set image deployment/web web=registry.example.com/team/app:1.0 -n team-a "
+        "&& kubectl rollout resume deployment/web -n team-a"
+    ), fix

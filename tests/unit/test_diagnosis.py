@@ -617,3 +617,35 @@ def test_a_retry_runs_as_printed_for_every_owner() -> None:
         failing_image("nginx:1.25", RATE_LIMITED), [], [], workload=Workload("ReplicaSet", "web")
     )
     assert limited.fixes[0].endswith("&& kubectl delete pod web-1 -n team-a"), limited.fixes
+
+
+def test_a_paused_deployments_fix_resumes_it() -> None:
+    """rev22b F6: a paused Deployment rolls out no template change; the printed set image
+    alone left its pod pulling the missing tag. The fix resumes it, and says why."""
+    near = Finding(
+        "registry",
+        'container "web"',
+        "no tag",
+        fix="use tag '1.1' if that was meant, or push '1.0' first",
+        cause="not_found",
+    )
+    paused = Workload("Deployment", "web", paused=True)
+    (found,) = diagnose(failing(NOT_FOUND_TEXT), [], [near], workload=paused)
+    assert found.fixes == [
+        "use tag '1.1' if that was meant, or push '1.0' first: kubectl set image deployment/web "
+        "web=registry.example.com/team/app:1.1 -n team-a "
+        "&& kubectl rollout resume deployment/web -n team-a"
+    ]
+    assert any("Deployment web is paused" in e for e in found.evidence), found.evidence
+    # A rate limit's account fix restarts the pods: a paused Deployment refuses a restart.
+    limited = diagnose(
+        failing_image("nginx:1.25", "429 Too Many Requests toomanyrequests"),
+        [],
+        [],
+        workload=paused,
+    )
+    (fix,) = limited[0].fixes
+    assert fix.endswith(
+        "kubectl rollout resume deployment/web -n team-a "
+        "&& kubectl rollout restart deployment/web -n team-a"
+    ), fix

@@ -34,6 +34,11 @@ PRINTED_FUNCTIONS = {
 }
 
 
+#: A line the code writes itself, whole: a warning (``pullguard: ...``) or a command's own
+#: line (``pullguard diagnose: pod NS/POD not found``, ``pullguard audit: ...``; rev22b F7).
+PRINTED_LINE = re.compile(r"pullguard(?: [a-z-]+)?: ")
+
+
 #: Module-level string constants, by name: a message that names one shows its words.
 CONSTANTS: dict[str, str] = {}
 
@@ -138,7 +143,7 @@ def templates_in_code() -> set[str]:
             # A warning line the code writes itself, whole.
             if isinstance(node, ast.JoinedStr | ast.Constant) and id(node) not in inner:
                 text = render(node)
-                if text is not None and text.startswith("pullguard: "):
+                if text is not None and PRINTED_LINE.match(text):
                     found.add(text)
             if isinstance(node, ast.FunctionDef) and node.name in PRINTED_FUNCTIONS:
                 for part in ast.walk(node):
@@ -234,7 +239,8 @@ def templates_in_reference() -> set[str]:
             continue
         where, message, cause, fix = cells
         assert where and cause and fix, f"an entry without its place, cause or fix: {line}"
-        out.add(message.strip("`").replace("\\|", "|"))
+        # A message of several lines is written with \n for its line breaks.
+        out.add(message.strip("`").replace("\\|", "|").replace("\\n", "\n"))
     return out
 
 
@@ -254,33 +260,46 @@ DIAGNOSIS = SOURCES / "core" / "diagnosis.py"
 def diagnose_sentences() -> set[str]:
     """The evidence and fix sentences :mod:`webhook.core.diagnosis` writes itself (rev22
     F18): every string appended to (or extended into) a diagnosis's ``evidence`` or
-    ``fixes``, and each ``said=`` that introduces a live finding's words. A computed tail
-    (``+ f.problem...``) is ``{…}``."""
+    ``fixes`` (a variable's every assignment in its function: rev22b F7), each ``said=``
+    that introduces a live finding's words, and every ``summary`` it sets (diagnose's
+    corrected first line). A computed tail (``+ f.problem...``) is ``{…}``."""
     tree = ast.parse(DIAGNOSIS.read_text("utf-8"))
     _read_constants(tree)
     found: set[str] = set()
-    for call in ast.walk(tree):
-        if not isinstance(call, ast.Call):
-            continue
-        func = call.func
-        values: list[ast.expr] = [k.value for k in call.keywords if k.arg == "said"]
-        if (
-            isinstance(func, ast.Attribute)
-            and func.attr in ("append", "extend")
-            and isinstance(func.value, ast.Attribute)
-            and func.value.attr in ("evidence", "fixes")
-            and call.args
-        ):
-            arg = call.args[0]
-            values.append(arg.elt if isinstance(arg, ast.GeneratorExp) else arg)
-        for value in values:
-            text = render(value)
-            if text is None and isinstance(value, ast.BinOp):
-                left = render(value.left)
-                text = None if left is None else left + "{…}"
-            if text is not None and re.search(r"[a-z]", _unfilled(text)):
-                found.add(text)
+    for scope in _functions(tree):
+        for node in ast.walk(scope):
+            values: list[ast.expr] = []
+            if isinstance(node, ast.Assign) and any(
+                isinstance(t, ast.Attribute) and t.attr == "summary" for t in node.targets
+            ):
+                values.append(node.value)
+            if not isinstance(node, ast.Call):
+                _add_sentences(found, values)
+                continue
+            func = node.func
+            values += [k.value for k in node.keywords if k.arg == "said"]
+            if (
+                isinstance(func, ast.Attribute)
+                and func.attr in ("append", "extend")
+                and isinstance(func.value, ast.Attribute)
+                and func.value.attr in ("evidence", "fixes")
+                and node.args
+            ):
+                arg = node.args[0]
+                arg = arg.elt if isinstance(arg, ast.GeneratorExp) else arg
+                values += _assigned(scope, arg.id) if isinstance(arg, ast.Name) else [arg]
+            _add_sentences(found, values)
     return found
+
+
+def _add_sentences(found: set[str], values: list[ast.expr]) -> None:
+    for value in values:
+        text = render(value)
+        if text is None and isinstance(value, ast.BinOp):
+            left = render(value.left)
+            text = None if left is None else left + "{…}"
+        if text is not None and re.search(r"[a-z]", _unfilled(text)):
+            found.add(text)
 
 
 def test_every_sentence_diagnose_writes_itself_is_in_the_reference() -> None:

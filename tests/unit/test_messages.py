@@ -117,7 +117,10 @@ def test_kubectl_debug_refused_anonymously_is_told_to_recreate_the_pod() -> None
 
 def test_kubectl_debug_of_a_deployments_pod_patches_the_deployments_template() -> None:
     """The ReplicaSet remakes the pod from its template: "recreate the pod" is for a bare
-    pod only; a Deployment's pod is fixed in the Deployment (named by pod-template-hash)."""
+    pod only; a Deployment's pod is fixed in the Deployment (named by pod-template-hash).
+    rev22b F3: admission reads neither the ReplicaSet nor the Deployment, which may be gone
+    (--cascade=orphan): the fix patches the Deployment, else the ReplicaSet and deletes the
+    pod (a ReplicaSet keeps the pods it has)."""
     old = pod(pod_spec(container("app", "nginx:1.25"), secrets=["other"]))
     old["metadata"]["labels"] = {"app": "web", "pod-template-hash": "5d8f7c"}
     old["metadata"]["ownerReferences"] = [
@@ -133,13 +136,46 @@ def test_kubectl_debug_of_a_deployments_pod_patches_the_deployments_template() -
     (finding,) = [f for f in decision.findings if f.check == "registry"]
     fix = finding.fix or ""
     assert "recreate the pod" not in fix
-    assert fix.endswith(
-        ", then add {name: regcred-registry-example-com-5000} to the imagePullSecrets of the "
-        "pod template of Deployment web (it makes the pod): kubectl patch deployment/web "
-        "-n team-a --type=merge -p "
+    body = (
         '\'{"spec":{"template":{"spec":{"imagePullSecrets":[{"name":"other"},'
         '{"name":"regcred-registry-example-com-5000"}]}}}}\''
     )
+    assert (
+        ", then add {name: regcred-registry-example-com-5000} to the imagePullSecrets of "
+        "the pod template of the pod's ReplicaSet web-5d8f7c (owned by a Deployment web, if "
+        "one still exists) (it makes the pod; " in fix
+    ), fix
+    assert fix.endswith(
+        f": kubectl patch deployment/web -n team-a --type=merge -p {body} || "
+        f"{{ kubectl patch replicaset/web-5d8f7c -n team-a --type=merge -p {body} && "
+        f"kubectl delete pod {new['metadata']['name']} -n team-a; }}"
+    ), fix
+
+
+def test_kubectl_debug_of_a_bare_replicasets_pod_deletes_the_pod_after_the_patch() -> None:
+    """rev22b F4: a ReplicaSet with no Deployment keeps the pods it has when its template
+    changes: the patch alone left the pod without the secret, and the same kubectl debug
+    was denied again."""
+    old = pod(pod_spec(container("app", "nginx:1.25")))
+    old["metadata"]["labels"] = {"app": "web"}
+    old["metadata"]["ownerReferences"] = [
+        {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web", "controller": True}
+    ]
+    new = copy.deepcopy(old)
+    new["spec"]["ephemeralContainers"] = [{"name": "debugger", "image": PORTED}]
+    review = request(new, operation="UPDATE", old=old, sub_resource="ephemeralcontainers")
+    registry = FixedRegistry({PORTED: Answer(Outcome.UNAUTHORIZED, "HTTP 401")})
+    decision = validate(review, DEFAULT, cluster_with(), registry=registry)
+    assert not decision.allowed
+    (finding,) = [f for f in decision.findings if f.check == "registry"]
+    fix = finding.fix or ""
+    assert "deployment" not in fix, fix
+    assert fix.endswith(
+        "kubectl patch replicaset/web -n team-a --type=merge -p "
+        '\'{"spec":{"template":{"spec":{"imagePullSecrets":'
+        '[{"name":"regcred-registry-example-com-5000"}]}}}}\' && '
+        f"kubectl delete pod {new['metadata']['name']} -n team-a"
+    ), fix
 
 
 def test_a_refused_default_secret_is_fixed_at_its_source() -> None:

@@ -16,8 +16,6 @@ import pytest
 from tests.conftest import ROOT
 from tests.unit import test_message_reference as reference
 
-pytestmark = pytest.mark.open_finding
-
 #: The reference tests that must fail when the code prints a message the reference lacks.
 REFERENCE_TESTS: tuple[Callable[[], None], ...] = (
     reference.test_every_message_in_the_code_is_in_the_reference_and_back,

@@ -127,7 +127,23 @@ def workload_of(kube: Kube, pod: dict[str, Any]) -> Workload:
         grand = None
     if grand is not None and grand[0] in ("Deployment", "CronJob"):
         kind, name = grand
-    return Workload(kind, name, account, account_secrets)
+    return Workload(
+        kind, name, account, account_secrets, paused=_paused(kube, kind, namespace, name)
+    )
+
+
+def _paused(kube: Kube, kind: str, namespace: str, name: str) -> bool:
+    """Is the pod's Deployment paused (``kubectl rollout pause``: it rolls out no change of
+    its template until resumed)? Read with the caller's identity (rev22b F6); ``False`` when
+    it cannot be read (the fix is then as for a running Deployment)."""
+    if kind != "Deployment":
+        return False
+    try:
+        deployment = kube.owner(kind, namespace, name)
+    except Exception:
+        return False
+    spec = (deployment or {}).get("spec") or {}
+    return spec.get("paused") is True
 
 
 def pods_in_scope(

@@ -63,14 +63,21 @@ class WorkloadRef:
     stuck_pods: tuple[str, ...] = ()
     """Its pods stuck now (``audit`` of an existing owner that keeps the pods it has when its
     template changes): deleted after the set image, so that it makes them again."""
+    paused: bool = False
+    """An existing Deployment under ``kubectl rollout pause`` (``audit``): it rolls out no
+    change of its template until resumed, so the set image is followed by the resume
+    (rev22b F6)."""
 
     def set_image_command(self, container: str, image: str) -> str | None:
         if not self.exists or not self.name or self.kind not in _SET_IMAGE_KINDS:
             return None
-        return (
+        command = (
             f"kubectl set image {self.kind.lower()}/{self.name} "
             f"{container}={q(image)} -n {self.namespace}"
         ) + remake_stuck_pods(self.kind, self.stuck_pods, self.namespace)
+        if self.paused and self.kind == "Deployment":
+            command += f" && kubectl rollout resume deployment/{self.name} -n {self.namespace}"
+        return command
 
 
 #: Controllers whose pod template a merge patch at ``spec.template.spec`` changes in place.
@@ -86,9 +93,10 @@ _PATCHABLE_TEMPLATE_KINDS = {
 @dataclass(frozen=True, slots=True)
 class PodOwner:
     """The controller a running pod (``kubectl debug`` on it) is made by: its pull secrets
-    are fixed in that template, since the controller remakes the pod from it (a Deployment
-    above its ReplicaSet, named by the ``pod-template-hash`` label the Deployment
-    controller puts in both the ReplicaSet's name and the pod's labels)."""
+    are fixed in that template, since the controller remakes the pod from it. A pod's
+    ReplicaSet named ``DEPLOYMENT-HASH`` (its ``pod-template-hash`` label) was made by a
+    Deployment, which may since be gone (``--cascade=orphan``): admission reads neither, so
+    the fix patches the Deployment if it exists, else the ReplicaSet (rev22b F3)."""
 
     kind: str
     name: str
@@ -97,6 +105,13 @@ class PodOwner:
     ephemeral: bool = False
     """Kind ``Pod``: the existing bare pod itself (``audit``), recreated with the secret;
     ``ephemeral``: it has ephemeral containers (which a create refuses)."""
+    pod: str = ""
+    """The running pod's name: deleted after the patch of an owner that keeps the pods it
+    has (:data:`~webhook.core.fixcommands.KEEPS_ITS_PODS`), so it is made again with the
+    secret (rev22b F4)."""
+    deployment: str = ""
+    """Kind ``ReplicaSet``: the Deployment its name and the pod's ``pod-template-hash``
+    suggest, which may no longer exist."""
 
     def where_to_add(self, secret: str) -> str:
         shown = f"{{name: {secret}}}"
@@ -111,17 +126,37 @@ class PodOwner:
                 f"recreate the pod with {shown} in spec.imagePullSecrets (a Pod's cannot "
                 f"change): {recreate_pod(pod, listed)}"
             )
-        words = (
-            f"add {shown} to the imagePullSecrets of the pod template of {self.kind} {self.name}"
-        )
+        if self.deployment:
+            owner = (
+                f"the pod's ReplicaSet {self.name} (owned by a Deployment {self.deployment}, "
+                "if one still exists)"
+            )
+        else:
+            owner = f"{self.kind} {self.name}"
+        words = f"add {shown} to the imagePullSecrets of the pod template of {owner}"
         if self.kind not in _PATCHABLE_TEMPLATE_KINDS:
             return f"{words} (it makes the pod)"
+        patch = self._patch(self.kind, self.name, names)
+        remake = remake_stuck_pods(self.kind, [self.pod] if self.pod else [], self.namespace)
+        if self.deployment:
+            return (
+                f"{words} (it makes the pod; the Deployment's patch answers NotFound when it "
+                "is gone, and the ReplicaSet, which keeps the pods it has, is patched and the "
+                "pod deleted so that it makes a new one, to debug again): "
+                f"{self._patch('Deployment', self.deployment, names)} || "
+                f"{{ {patch}{remake}; }}"
+            )
+        if remake:
+            return (
+                f"{words} (it makes the pod, and keeps the pods it has: the pod is deleted so "
+                f"that it makes a new one, to debug again): {patch}{remake}"
+            )
+        return f"{words} (it makes the pod): {patch}"
+
+    def _patch(self, kind: str, name: str, names: Sequence[str]) -> str:
         body = {"spec": {"template": {"spec": {"imagePullSecrets": [{"name": n} for n in names]}}}}
         text = json.dumps(body, separators=(",", ":"))
-        return (
-            f"{words} (it makes the pod): kubectl patch {self.kind.lower()}/{self.name} "
-            f"-n {self.namespace} --type=merge -p {q(text)}"
-        )
+        return f"kubectl patch {kind.lower()}/{name} -n {self.namespace} --type=merge -p {q(text)}"
 
 
 def listed_secret_names(spec: object) -> tuple[str, ...]:
@@ -150,6 +185,7 @@ def pod_owner(obj: Mapping[str, Any] | None, namespace: str) -> PodOwner | None:
         return None
     labels = metadata.get("labels")
     template_hash = labels.get("pod-template-hash") if isinstance(labels, Mapping) else None
+    deployment = ""
     if (
         kind == "ReplicaSet"
         and isinstance(template_hash, str)
@@ -157,8 +193,16 @@ def pod_owner(obj: Mapping[str, Any] | None, namespace: str) -> PodOwner | None:
         and name.endswith(f"-{template_hash}")
         and len(name) > len(template_hash) + 1
     ):
-        kind, name = "Deployment", name[: -len(template_hash) - 1]
-    return PodOwner(kind, name, namespace, listed_secret_names(obj.get("spec")))
+        deployment = name[: -len(template_hash) - 1]
+    pod = metadata.get("name")
+    return PodOwner(
+        kind,
+        name,
+        namespace,
+        listed_secret_names(obj.get("spec")),
+        pod=pod if isinstance(pod, str) else "",
+        deployment=deployment,
+    )
 
 
 #: Kinds whose pod template ``kubectl set image`` can change in place (and a Pod, whose

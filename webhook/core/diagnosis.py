@@ -153,6 +153,9 @@ class Workload:
     name: str = ""
     service_account: str = "default"
     account_secrets: tuple[str, ...] = ()
+    paused: bool = False
+    """A Deployment under ``kubectl rollout pause`` (``spec.paused``): it rolls out no
+    change of its template until resumed, so a fix that changes it resumes it (rev22b F6)."""
 
     @property
     def bare(self) -> bool:
@@ -202,6 +205,13 @@ def diagnose(
     originals = recorded_originals(pod)
     out = []
     for found, texts in failing_containers(pod, events):
+        if workload.paused and workload.kind == "Deployment":
+            paused_note = (
+                f"Deployment {workload.name} is paused (spec.paused): it rolls out no change "
+                "of its template until resumed, so each fix that changes it resumes it"
+            )
+        else:
+            paused_note = ""
         container = _as_written(found, originals.get(found.annotation_key))
         classified = _classify(texts, secret_events(events))
         cause = classified.cause
@@ -295,6 +305,8 @@ def diagnose(
                     diagnosis.cause, container, fixer, node, builds=builds, nodes=node_platforms
                 )
             )
+        if paused_note and any(_RESUME in fix for fix in diagnosis.fixes):
+            diagnosis.evidence.append(paused_note)
         out.append(diagnosis)
     return out
 
@@ -494,7 +506,16 @@ class _Fixer:
                 f" && kubectl delete job {job} -n {ns} && kubectl create job {job} "
                 f"--from=cronjob/{cronjob} -n {ns}"
             )
+        if self._paused():
+            return f" && {self._resume()}"
         return remake_stuck_pods(self.workload.kind, [self.pod_name], self.namespace)
+
+    def _paused(self) -> bool:
+        return self.workload.paused and self.workload.kind == "Deployment"
+
+    def _resume(self) -> str:
+        """A paused Deployment resumed, so that the template's change rolls out."""
+        return f"{_RESUME} deployment/{self.workload.name} -n {self.namespace}"
 
     def _job(self) -> str:
         """The Job controlling the pod (a CronJob's run), from its owner references."""
@@ -702,6 +723,9 @@ class _Fixer:
             again = (
                 f"kubectl rollout restart {kind.lower()}/{self.workload.name} -n {self.namespace}"
             )
+            if self._paused():
+                # kubectl refuses to restart a paused Deployment.
+                again = f"{self._resume()} && {again}"
         else:
             again = self.retry_command()
         return (
@@ -723,6 +747,8 @@ _BUILT_IN_OWNERS = frozenset(
         "CronJob",
     }
 )
+#: The command that resumes a paused Deployment (its fixes end with it).
+_RESUME = "kubectl rollout resume"
 #: Labels the API server puts on a Job's pod template (and selector) when it is created.
 _JOB_GENERATED_LABELS = (
     "controller-uid",

@@ -169,6 +169,12 @@ def _existing_bare_pod(request: AdmissionRequest, namespace: str) -> PodOwner | 
     )
 
 
+def _paused(obj: Mapping[str, object] | None) -> bool:
+    """A Deployment under ``kubectl rollout pause`` (``spec.paused``)."""
+    spec = (obj or {}).get("spec")
+    return isinstance(spec, Mapping) and spec.get("paused") is True
+
+
 def made_by_controller(obj: Mapping[str, object] | None) -> bool:
     """Does ``obj`` have a controlling owner (it was made from a template by a controller)?"""
     return controller_owner(obj) is not None
@@ -343,6 +349,7 @@ def validate(
         exists=request.operation == "UPDATE"
         or (existing and not made_by_controller(request.object)),
         stuck_pods=tuple(stuck_pods),
+        paused=existing and request.kind == "Deployment" and _paused(request.object),
     )
     # A running pod's controller (kubectl debug on a Deployment's pod): its template, not
     # the pod, takes a pull secret. An existing bare pod (audit) is recreated with it.

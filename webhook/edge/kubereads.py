@@ -46,6 +46,7 @@ POD_CARRIERS = {
 #: Owners read to find what makes a pod: kind -> (API class, read method).
 OWNER_READS = {
     "ReplicaSet": ("AppsV1Api", "read_namespaced_replica_set"),
+    "Deployment": ("AppsV1Api", "read_namespaced_deployment"),
     "Job": ("BatchV1Api", "read_namespaced_job"),
 }
 
@@ -149,7 +150,7 @@ class Kube:
         return tuple(s.name for s in read.image_pull_secrets or [] if s.name)
 
     def owner(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
-        """A ReplicaSet or Job (:data:`OWNER_READS`) as the API returns it; ``None`` for
+        """A ReplicaSet, Deployment or Job (:data:`OWNER_READS`) as the API returns it; ``None`` for
         other kinds. Raises when it cannot be read."""
         read = OWNER_READS.get(kind)
         if read is None:
