@@ -418,7 +418,12 @@ class AdmissionEndpoints:
             status, body = handle(environ)
         headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
         if status in (413, 429):
-            headers.append(("Connection", "close"))  # the rest of the body is not read
+            # The rest of the body is not read: the connection ends after this answer
+            # (gunicorn drops this hop-by-hop header: the server's edge says it instead).
+            headers.append(("Connection", "close"))
+            close_after_answer = getattr(environ.get("gunicorn.socket"), "close_after_answer", None)
+            if close_after_answer is not None:
+                close_after_answer()
         if status == 429:
             headers.append(("Retry-After", str(RETRY_AFTER_SECONDS)))
         start_response(_STATUS_LINES[status], headers)
