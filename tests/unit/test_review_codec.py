@@ -180,3 +180,32 @@ def test_long_decodes_wait_for_their_share_of_time_and_short_ones_never() -> Non
     now[0] += 1000
     budget.paid(0.0)
     assert budget.credit == 2.0  # never more than the burst
+
+
+def test_the_credit_refilled_goes_to_the_peer_that_waited_and_spent_less() -> None:
+    # rev20 F5: one client took every grain of the worker's credit as it refilled (asking
+    # again at once), and the API server's 3 MiB UPDATE, retried after its Retry-After, got
+    # 429 until its timeout. The credit stays the worker's (a total cap); its turns go to
+    # the peer that was refused and has spent less.
+    from webhook.edge.app import DECODE_WAIT_SECONDS, TIMED_DECODE_BYTES, DecodeTime
+
+    now = [100.0]
+    budget = DecodeTime(share=0.25, burst=1.5, clock=lambda: now[0])
+    long = TIMED_DECODE_BYTES + 1
+    assert budget.may_start(long, "attacker")
+    budget.paid(2.0, "attacker")  # 0.5 s in debt
+    assert not budget.may_start(long, "api-server")  # refused: its turn is next
+    now[0] += 2.5  # the credit is positive again
+    assert not budget.may_start(long, "attacker")  # spent more than one that waits
+    assert not budget.may_start(long, "attacker")
+    assert budget.may_start(long, "api-server")  # its retry gets the credit
+    budget.paid(0.5, "api-server")
+    assert not budget.may_start(long, "api-server")  # the total is spent for both
+    now[0] += DECODE_WAIT_SECONDS + 0.1
+    assert budget.may_start(long, "attacker")  # no one that spent less waits now
+    # A wait is remembered only so long; and a new address never takes a turn from a
+    # waiting peer that spent less than it.
+    budget.paid(1.0, "attacker")
+    assert not budget.may_start(long, "api-server")
+    now[0] += DECODE_WAIT_SECONDS + 0.1
+    assert budget.may_start(long, "attacker")

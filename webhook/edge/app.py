@@ -141,6 +141,13 @@ DECODE_TIME_SHARE = 0.25
 DECODE_TIME_BURST = 1.5
 
 
+#: A peer refused a long decode is waiting for its turn this long (the API server retries a
+#: 429 after its ``Retry-After``, :data:`RETRY_AFTER_SECONDS`).
+DECODE_WAIT_SECONDS = 3.0
+#: Peers whose decoding time is remembered at once; past it the least recent are forgotten.
+DECODE_PEERS = 1024
+
+
 class DecodeTime:
     """The event-loop time long decodes take in this worker, measured and paid back.
 
@@ -150,7 +157,15 @@ class DecodeTime:
     credit is positive, else it is answered 429 with ``Retry-After`` (unread when its
     ``Content-Length`` alone is past that). Short ones always run:
     the reviews the API server usually sends are never shed for what long bodies took.
-    ``clock`` is ``time.monotonic`` but for tests.
+
+    The credit is the worker's, its turns are the peers' (the client's address): each
+    peer's own decoding time is counted too (paid back at the same share), and while a peer
+    that was refused within :data:`DECODE_WAIT_SECONDS` has spent less than the one asking,
+    the one asking is refused, so the credit refilled goes to the peer that waited (rev20
+    F5: a client posting a long body whenever the credit was positive, and asking with a
+    long ``Content-Length``, answered 429 unread, the rest of the time, took every grain of
+    it, and the API server's 3 MiB UPDATE got 429 until its timeout). ``clock`` is
+    ``time.monotonic`` but for tests.
     """
 
     def __init__(
@@ -163,25 +178,54 @@ class DecodeTime:
         self.credit = burst
         self._stamp = clock()
         self._lock = threading.Lock()
+        #: Per peer: [seconds spent, paid back at ``share``; when last refused, or None].
+        self._peers: dict[str, list[Any]] = {}
 
-    def _refill(self) -> None:
+    def _refill(self) -> float:
         now = self._clock()
-        self.credit = min(self.burst, self.credit + (now - self._stamp) * self.share)
+        elapsed = now - self._stamp
+        self.credit = min(self.burst, self.credit + elapsed * self.share)
         self._stamp = now
+        if elapsed > 0:
+            for peer, entry in list(self._peers.items()):
+                entry[0] = max(0.0, entry[0] - elapsed * self.share)
+                if entry[0] == 0.0 and (entry[1] is None or now - entry[1] > DECODE_WAIT_SECONDS):
+                    del self._peers[peer]
+        return now
 
-    def may_start(self, cost: int) -> bool:
-        """Whether a decode of estimate ``cost`` may start now."""
+    def _entry(self, peer: str) -> list[Any]:
+        entry = self._peers.pop(peer, None) or [0.0, None]
+        self._peers[peer] = entry  # the most recent last
+        while len(self._peers) > DECODE_PEERS:
+            del self._peers[next(iter(self._peers))]
+        return entry
+
+    def may_start(self, cost: int, peer: str = "") -> bool:
+        """Whether a decode of estimate ``cost`` from ``peer`` may start now."""
         if cost <= TIMED_DECODE_BYTES:
             return True
         with self._lock:
-            self._refill()
-            return self.credit > 0
+            now = self._refill()
+            entry = self._entry(peer)
+            ahead = any(
+                other != peer
+                and waited is not None
+                and now - waited <= DECODE_WAIT_SECONDS
+                and spent < entry[0]
+                for other, (spent, waited) in self._peers.items()
+            )
+            if self.credit > 0 and not ahead:
+                entry[1] = None
+                return True
+            entry[1] = now
+            return False
 
-    def paid(self, seconds: float) -> None:
-        """A decode took ``seconds`` of the event loop."""
+    def paid(self, seconds: float, peer: str = "") -> None:
+        """A decode from ``peer`` took ``seconds`` of the event loop."""
         with self._lock:
             self._refill()
             self.credit -= seconds
+            self._entry(peer)[0] += seconds
 
 
 class BodyBudget:
@@ -374,7 +418,12 @@ class AdmissionEndpoints:
             status, body = handle(environ)
         headers = [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
         if status in (413, 429):
-            headers.append(("Connection", "close"))  # the rest of the body is not read
+            # The rest of the body is not read: the connection ends after this answer
+            # (gunicorn drops this hop-by-hop header: the server's edge says it instead).
+            headers.append(("Connection", "close"))
+            close_after_answer = getattr(environ.get("gunicorn.socket"), "close_after_answer", None)
+            if close_after_answer is not None:
+                close_after_answer()
         if status == 429:
             headers.append(("Retry-After", str(RETRY_AFTER_SECONDS)))
         start_response(_STATUS_LINES[status], headers)
@@ -442,6 +491,11 @@ def _read_body(environ: dict[str, Any], held: _BodyHeld) -> bytes | None:
     return None if len(body) > MAX_BODY_BYTES else body
 
 
+def _peer(environ: dict[str, Any]) -> str:
+    """The client's address (gunicorn's ``REMOTE_ADDR``): whose turn a long decode is."""
+    return str(environ.get("REMOTE_ADDR") or "")
+
+
 def create_app(runtime: Runtime) -> Flask:
     """Build the Flask app around ``runtime``. No state lives outside the returned app."""
     for note in runtime.notes:
@@ -492,7 +546,7 @@ def create_app(runtime: Runtime) -> Flask:
             f"({size >> 10} KiB here)",
         )
 
-    def decoding_refusal(webhook_name: str, body: bytes, cost: int) -> Answer | None:
+    def decoding_refusal(webhook_name: str, body: bytes, cost: int, peer: str) -> Answer | None:
         """Why ``body`` is not decoded now (its estimated decoded size does not fit), or
         ``None`` once that size is reserved in ``decoded``."""
         if cost > LARGE_DECODED_SHARE:
@@ -507,7 +561,7 @@ def create_app(runtime: Runtime) -> Flask:
                 "of two 3 MiB objects, the API server's limit, takes under 90): no review "
                 "the API server sends is shaped so",
             )
-        if not decode_time.may_start(cost):
+        if not decode_time.may_start(cost, peer):
             return decode_time_spent(webhook_name, uid_from_bytes(body), len(body))
         if not decoded.reserve(cost):
             return shed(
@@ -517,7 +571,7 @@ def create_app(runtime: Runtime) -> Flask:
             )
         return None
 
-    def parse_body(webhook_name: str, body: bytes) -> AdmissionRequest | Answer:
+    def parse_body(webhook_name: str, body: bytes, peer: str) -> AdmissionRequest | Answer:
         """The review ``body`` holds, or the 400 answer saying why it holds none; the time
         its decode held the event loop is paid to ``decode_time``."""
         decoding = time.perf_counter()
@@ -528,7 +582,7 @@ def create_app(runtime: Runtime) -> Flask:
             log.warning("malformed review (uid %r): %s", error.uid, _short(error.reason))
             return _error_review(error.uid, 400, f"malformed AdmissionReview: {error.reason}")
         finally:
-            decode_time.paid(time.perf_counter() - decoding)
+            decode_time.paid(time.perf_counter() - decoding, peer)
 
     def guarded(
         webhook_name: str, handle: Callable[[AdmissionRequest, float, bool], Answer]
@@ -550,7 +604,7 @@ def create_app(runtime: Runtime) -> Flask:
                     "only the API server may send reviews",
                 )
             size = min(_declared_size(environ), MAX_BODY_BYTES + 1)
-            if not decode_time.may_start(size):
+            if not decode_time.may_start(size, _peer(environ)):
                 # A body declared past TIMED_DECODE_BYTES decodes long (its estimate is past
                 # its length): while the worker's share of time for those is spent, it is
                 # not even read (may_start lets every shorter one through).
@@ -569,16 +623,16 @@ def create_app(runtime: Runtime) -> Flask:
                 return error_answer
             # Before decoding: the objects a body decodes to can be 25 times its size.
             cost = decoded_cost(body)
-            refusal = decoding_refusal(webhook_name, body, cost)
+            refusal = decoding_refusal(webhook_name, body, cost, _peer(environ))
             if refusal is not None:
                 return refusal
             try:
-                return decoded_and_judged(body, started, verified)
+                return decoded_and_judged(body, started, verified, _peer(environ))
             finally:
                 decoded.release(cost)
 
-        def decoded_and_judged(body: bytes, started: float, verified: bool) -> Answer:
-            review = parse_body(webhook_name, body)
+        def decoded_and_judged(body: bytes, started: float, verified: bool, peer: str) -> Answer:
+            review = parse_body(webhook_name, body, peer)
             if isinstance(review, tuple):
                 return review  # the 400
             try:

@@ -400,6 +400,11 @@ class _CoalescingSocket:
         #: When the first byte of the request being read arrived.
         self.request_started = self.idle_since
         self.responses = -1  # ``between_requests`` is called once before the first request
+        #: The request being answered (gunicorn's), for :meth:`close_after_answer`.
+        self.request: Any = None
+        #: The app refused the body without reading it all: closed after the answer, not
+        #: drained.
+        self.closing_unread = False
 
     def between_requests(self) -> None:
         """The response is out: until the next request's first bytes, the connection is
@@ -556,12 +561,27 @@ class _CoalescingSocket:
         self._reading()
         return count
 
+    def close_after_answer(self) -> None:
+        """The app answers without reading the rest of the body (a 413 or 429): the answer
+        says ``Connection: close`` and the connection ends after it. gunicorn drops a
+        ``Connection`` header the app sets (hop-by-hop) and, kept alive, read the whole
+        unread body to reach the next request: a client posting 3.3 MiB bodies answered
+        429 unread in a loop had the worker receive them all, some 45 a second, and real
+        reviews waited 2.4 to 3.9 s (``test_port_attacks.py``, bodies that decode slowly)."""
+        self.closing_unread = True
+        if self.request is not None:
+            self.request.force_close()
+
     def close(self) -> None:
         try:
             self.flush()
         except OSError:
             pass  # the peer is gone: nothing left to tell it
         finally:
+            if self.closing_unread:
+                # What waits in the kernel's buffer (not decrypted): a close with unread
+                # bytes resets at once, and may drop the answer not yet sent.
+                _discard_unread(self._sock)
             self._sock.close()
 
     def shutdown(self, how: int) -> None:
@@ -704,6 +724,7 @@ def _gevent_worker_class() -> type:
             import gevent
 
             if isinstance(sock, _CoalescingSocket):
+                sock.request = req
                 if req.path not in ADMISSION_PATHS:
                     sock.asked_other = True
                 if sock.close_after_response:
@@ -804,6 +825,11 @@ class IdleConnections:
         self.cut = 0
         self._logged = 0.0
         self._sweeping = False
+        #: Per peer, the API-server-like connections it held when the pressure began (at
+        #: most half the target): its fair share never takes it below those (``None``
+        #: without pressure). Many addresses that join under pressure make the share
+        #: small, but cannot shrink a peer that was there before them.
+        self._floors: dict[str, int] | None = None
         #: Set on SIGTERM: the sweep closes idle connections (:meth:`close_idle_for_exit`).
         self.stopping = False
 
@@ -843,19 +869,26 @@ class IdleConnections:
         """Make room while near the bound. First, every connection that has had an answer
         and is certainly not the API server's (:meth:`_not_the_api_servers`), and those of a
         peer address past its fair share (the target over the peers, when there are two or
-        more: nginx's ``limit_conn`` per address; peers as :meth:`_peers` counts them) down
-        to that share, is closed: at once if idle for :attr:`MIN_KEPT_ALIVE_SECONDS` or
+        more: nginx's ``limit_conn`` per address; peers as :meth:`_peers` counts them; never
+        below what the peer held when the pressure began, :attr:`_floors`) down to that
+        share, is closed: at once if idle for :attr:`MIN_KEPT_ALIVE_SECONDS` or
         more, else once its answer is out (they reopen at once, and would wait in the
         backlog before the API server's new connections). Then, down to the bound less the
         reserve, in the order of :meth:`_ranked`: requests (and TLS handshakes) still
         arriving after :attr:`PRESSURE_REQUEST_SECONDS` are cut, connections idle before
         their first request closed, and only then idle ones between two requests, only as
-        many as they alone are past the bound (every other connection ends by itself within
+        many as they alone are past the bound, those past their peer's floor first (every
+        other connection ends by itself within
         seconds under pressure: a real client's keep-alive connection is kept)."""
         if self.open <= self.bound - self.reserve:
+            self._floors = None  # the pressure is over: the next one takes its own count
             return  # no pressure: the usual case, and the sweep's every quarter second
         target = self.bound - self.reserve
         peers = self._peers()
+        if self._floors is None:
+            # Pressure begins: each peer keeps the API-server-like connections it holds
+            # now (at most half the target), whatever the number of peers to come.
+            self._floors = {peer: min(count, target // 2) for peer, count in peers.items()}
         share = self._share(target, peers)
         now = time.monotonic()
         for connection in self.connections:
@@ -867,7 +900,8 @@ class IdleConnections:
                 if not young:
                     connection.close_if_idle()  # chosen while busy, idle now: closed
             elif connection.responses > 0 and (
-                self._not_the_api_servers(connection) or peers[connection.peer] > share
+                self._not_the_api_servers(connection)
+                or peers[connection.peer] > self._allowance(connection.peer, share)
             ):
                 # Every one (of a peer, down to its share), not only as many as are past
                 # the bound: they are reopened at once and would wait in the backlog before
@@ -884,14 +918,14 @@ class IdleConnections:
         ordered = self._ranked(target)
         kept_alive = sum(
             1
-            for _, c in ordered
+            for _, c, _ in ordered
             if c.responses > 0
             and not (c.part_way or c.closed_idle or c.cut or c.close_after_response)
         )
         kept_alive_excess = kept_alive - target
         closed = cut = 0
-        unverified_kept = False
-        for suspect, connection in ordered:
+        unverified_kept = past_floor_kept = False
+        for suspect, connection, past_floor in ordered:
             if closed + cut >= excess or (connection.client_verified and unverified_kept):
                 break  # a verified connection only once no unverified one is left
             if connection.closed_idle or connection.cut or connection.close_after_response:
@@ -912,6 +946,10 @@ class IdleConnections:
                     connection.close_after_response = True
                 closed += 1
                 continue
+            elif kept_alive_excess > 0 and not past_floor and past_floor_kept:
+                # One past its peer's floor is kept for now (idle for less than the least,
+                # or busy): it goes at the next sweep, before any its peer held before.
+                kept_alive_excess = 0
             elif (
                 kept_alive_excess > 0
                 and now - connection.idle_since >= self.MIN_KEPT_ALIVE_SECONDS
@@ -920,6 +958,8 @@ class IdleConnections:
                 closed += 1
                 kept_alive_excess -= 1
                 continue
+            elif past_floor:
+                past_floor_kept = True
             if not connection.client_verified:
                 unverified_kept = True
         self.closed += closed
@@ -950,10 +990,12 @@ class IdleConnections:
         a scraper or a handshake in progress is no peer: each is closed by its own rule, and
         counting it would halve the API server's share (a kubelet probe from the node's
         address cut the API server's own pool)."""
-        return Counter(
-            c.peer
-            for c in self.connections
-            if isinstance(c, _CoalescingSocket)
+        return Counter(c.peer for c in self.connections if self._api_server_like(c))
+
+    def _api_server_like(self, c: _Evictable) -> bool:
+        """Counted among its peer's connections by :meth:`_peers`."""
+        return (
+            isinstance(c, _CoalescingSocket)
             and c.responses > 0
             and not self._not_the_api_servers(c)
             and not (c.closed_idle or c.cut or c.close_after_response)
@@ -963,7 +1005,15 @@ class IdleConnections:
         # One peer alone has no one to share with: it is never past its share.
         return target // len(peers) if len(peers) > 1 else self.bound
 
-    def _ranked(self, target: int) -> list[tuple[bool, _Evictable]]:
+    def _floor(self, peer: str) -> int:
+        return (self._floors or {}).get(peer, 0)
+
+    def _allowance(self, peer: str, share: int) -> int:
+        """The connections ``peer`` may keep under pressure: its fair share, or what it
+        held when the pressure began (:attr:`_floors`), whichever is more."""
+        return max(share, self._floor(peer))
+
+    def _ranked(self, target: int) -> list[tuple[bool, _Evictable, bool]]:
         """The connections, each with whether it is not the API server's kind, closed
         first first: unverified before verified (``--client-ca``: nothing else tells the
         API server's connections apart for certain); then those that asked for a path the
@@ -973,12 +1023,29 @@ class IdleConnections:
         :meth:`_CoalescingSocket.eviction_order`."""
         peers = self._peers()
         share = self._share(target, peers)
+        # Within a peer, its API-server-like connections past what it held when the
+        # pressure began (the first in eviction order) go before those it held: 16
+        # addresses that each joined with one connection lose theirs before the API
+        # server's pool, though its connections are the longest idle.
+        past_floor: set[int] = set()
+        mine: dict[str, list[_Evictable]] = {}
+        for c in self.connections:
+            if peers[c.peer] and self._api_server_like(c):
+                mine.setdefault(c.peer, []).append(c)
+        for peer, held in mine.items():
+            held.sort(key=lambda c: c.eviction_order())
+            past_floor.update(id(c) for c in held[: max(0, len(held) - self._floor(peer))])
         ranked = []
         for c in self.connections:
-            rank = 0 if self._not_the_api_servers(c) else 1 if peers[c.peer] > share else 2
-            ranked.append(((c.client_verified, rank, *c.eviction_order()), rank < 2, c))
+            if self._not_the_api_servers(c):
+                rank = 0
+            else:
+                rank = 1 if peers[c.peer] > self._allowance(c.peer, share) else 2
+            kind, since = c.eviction_order()
+            kept = 0 if id(c) in past_floor else 1
+            ranked.append(((c.client_verified, rank, kind, kept, since), rank < 2, c))
         ranked.sort(key=lambda item: item[0])
-        return [(suspect, c) for _, suspect, c in ranked]
+        return [(suspect, c, id(c) in past_floor) for _, suspect, c in ranked]
 
     def ended(self) -> None:
         self.open -= 1
