@@ -372,6 +372,84 @@ def test_no_more_plugins_run_at_once_than_allowed(plugins: Plugins) -> None:
     assert engine.execs == 1
 
 
+def _hold(engine: CredentialProviders, tenant: str | None, count: int) -> list[threading.Thread]:
+    """``count`` hanging runs for ``tenant``, each a new image (a new cache key), held
+    until their 1.5 s budget ends."""
+    threads = [
+        threading.Thread(
+            target=engine.provide, args=(f"{REGISTRY}/{tenant}-{i}", 1.5), kwargs={"tenant": tenant}
+        )
+        for i in range(count)
+    ]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.4)
+    return threads
+
+
+def _hang_engine(plugins: Plugins, refused: list[str]) -> CredentialProviders:
+    return CredentialProviders(
+        ProviderConfig((provider("hang"),)),
+        str(plugins.bin_dir),
+        environ=lambda: {"PATH": os.environ["PATH"], "PLUGIN_LOG": str(plugins.log)},
+        on_refused=refused.append,
+    )
+
+
+def test_a_namespace_over_its_share_of_plugin_runs_is_refused_at_once(plugins: Plugins) -> None:
+    """rev24f F1: one namespace's runs (running or waiting) are bounded to its share, so
+    another namespace still gets a slot at once; the refusal is counted (the metric)."""
+    from webhook.edge.credproviders import PLUGINS_PER_TENANT
+
+    refused: list[str] = []
+    engine = _hang_engine(plugins, refused)
+    held = _hold(engine, "tenant-b", PLUGINS_PER_TENANT)
+    started = time.monotonic()
+    (over,) = engine.provide(f"{REGISTRY}/tenant-b-more", 1.5, tenant="tenant-b")
+    assert time.monotonic() - started < 0.3, "refused at once, not queued"
+    assert over.error == (
+        f"not run: namespace tenant-b already has {PLUGINS_PER_TENANT} plugin runs running "
+        "or waiting (its share, so other namespaces are still checked)"
+    )
+    (other,) = engine.provide(f"{REGISTRY}/team-a", 0.5, tenant="team-a")
+    assert other.error == "no answer within 0.5 s", "team-a's plugin ran"
+    for thread in held:
+        thread.join()
+    assert engine.execs == PLUGINS_PER_TENANT + 1
+    assert refused == ["namespace"]
+    (again,) = engine.provide(f"{REGISTRY}/tenant-b-later", 0.3, tenant="tenant-b")
+    assert again.error == "no answer within 0.3 s", "the share is free again once runs end"
+
+
+def test_namespaces_together_leave_the_reserve_to_others(plugins: Plugins) -> None:
+    """Two namespaces at once cannot take every slot: once the first MAX_RUNNING -
+    PLUGINS_RESERVE are held, each holds only its part of the reserve."""
+    from webhook.edge.credproviders import MAX_RUNNING, PLUGINS_PER_TENANT, PLUGINS_RESERVE
+
+    assert (MAX_RUNNING, PLUGINS_PER_TENANT, PLUGINS_RESERVE) == (8, 4, 4)
+    refused: list[str] = []
+    engine = _hang_engine(plugins, refused)
+    held = _hold(engine, "tenant-b", 4) + _hold(engine, "tenant-c", 3)
+    # tenant-c: 2 of the reserve of 4 (its half while 2 namespaces hold runs); the third refused
+    assert engine.execs == 6 and refused == ["process"], (engine.execs, refused)
+    (other,) = engine.provide(f"{REGISTRY}/team-a", 0.5, tenant="team-a")
+    assert other.error == "no answer within 0.5 s", "team-a's plugin ran"
+    for thread in held:
+        thread.join()
+    assert engine.execs == 7
+
+
+def test_the_cli_has_no_namespace_share(plugins: Plugins) -> None:
+    """The CLI commands (no tenant) keep one process-wide bound only."""
+    from webhook.edge.credproviders import PLUGINS_PER_TENANT
+
+    refused: list[str] = []
+    engine = _hang_engine(plugins, refused)
+    for thread in _hold(engine, None, PLUGINS_PER_TENANT + 2):
+        thread.join()
+    assert engine.execs == PLUGINS_PER_TENANT + 2 and refused == []
+
+
 def test_run_plugin_bounds_its_output() -> None:
     result = run_plugin(
         [sys.executable, "-c", "import sys; sys.stdout.buffer.write(b'x' * 10_000_000)"],

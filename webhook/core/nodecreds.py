@@ -55,10 +55,13 @@ class ProviderAnswer:
 class NodeCredentialView(Protocol):
     """The configured credential providers, as the edge runs them."""
 
-    def provide(self, image: str, timeout: float) -> Sequence[ProviderAnswer]:
+    def provide(
+        self, image: str, timeout: float, tenant: str | None = None
+    ) -> Sequence[ProviderAnswer]:
         """Each matching provider's answer for ``image`` (a repository without tag, as the
-        kubelet asks), earlier providers first, all within ``timeout`` seconds; empty when
-        no provider matches."""
+        kubelet asks), in the configuration's order, all within ``timeout`` seconds; empty
+        when no provider matches. ``tenant``: the namespace whose share of plugin runs they
+        count against (the edge's admission sets it from the review; ``None``: no share)."""
         ...
 
 
