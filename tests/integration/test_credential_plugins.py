@@ -27,6 +27,7 @@ from webhook.core.credprovider import (
     ProviderConfigError,
     TokenAttributes,
 )
+from webhook.core.nodecreds import NodeCredentials
 from webhook.edge.credproviders import (
     CredentialProviders,
     LiveProviders,
@@ -247,10 +248,13 @@ def test_image_answers_are_cached_per_image_and_expire(plugins: Plugins) -> None
 def test_a_global_answer_serves_every_image(plugins: Plugins) -> None:
     engine = plugins.providers(good(env_extra=_env(CACHE_KEY_TYPE="Global")))
     engine.provide(IMAGE, BUDGET)
-    answer = engine.provide("444455556666.dkr.ecr.eu-west-1.amazonaws.com/app", BUDGET)[0]
+    other = "444455556666.dkr.ecr.eu-west-1.amazonaws.com/app"
+    answer = engine.provide(other, BUDGET)[0]
     assert answer.cached and engine.execs == 1
-    # the kept answer's auth is for the first registry: the keyring match gives nothing here
-    assert answer.credentials == ()
+    # the kept answer's auth is for the first registry: the keyring match (over all the
+    # providers' answers, NodeCredentials) gives nothing here
+    assert [c.key for c in answer.credentials] == [REGISTRY]
+    assert NodeCredentials({other: (answer,)}).credentials(other) == ()
 
 
 @pytest.mark.parametrize(("duration", "default"), [("0s", 600.0), (None, 0.0)])

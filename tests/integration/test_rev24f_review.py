@@ -306,7 +306,6 @@ print(json.dumps({{
 """
 
 
-@pytest.mark.open_finding
 def test_rev24f_providers_answers_are_one_keyring_as_the_kubelets(tmp_path: Path) -> None:
     """Seen (two real plugin executables, both matching ``docker.io``): provider
     ``first`` answers ``{"docker.io": ...}``, provider ``second`` answers

@@ -496,8 +496,9 @@ class CredentialProviders:
             except ProviderFailed as failed:
                 answers.append(ProviderAnswer(provider.name, error=failed.reason))
                 continue
-            credentials = tuple(response.credentials_for(image))
-            answers.append(ProviderAnswer(provider.name, credentials, cached=cached))
+            # The whole answer: the kubelet adds every provider's answer to one keyring and
+            # looks the image up once (NodeCredentials.credentials), not per provider.
+            answers.append(ProviderAnswer(provider.name, response.auth, cached=cached))
         return answers
 
     def _response(
