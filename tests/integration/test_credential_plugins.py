@@ -27,6 +27,7 @@ from webhook.core.credprovider import (
     ProviderConfigError,
     TokenAttributes,
 )
+from webhook.core.nodecreds import NodeCredentials
 from webhook.edge.credproviders import (
     CredentialProviders,
     LiveProviders,
@@ -247,10 +248,13 @@ def test_image_answers_are_cached_per_image_and_expire(plugins: Plugins) -> None
 def test_a_global_answer_serves_every_image(plugins: Plugins) -> None:
     engine = plugins.providers(good(env_extra=_env(CACHE_KEY_TYPE="Global")))
     engine.provide(IMAGE, BUDGET)
-    answer = engine.provide("444455556666.dkr.ecr.eu-west-1.amazonaws.com/app", BUDGET)[0]
+    other = "444455556666.dkr.ecr.eu-west-1.amazonaws.com/app"
+    answer = engine.provide(other, BUDGET)[0]
     assert answer.cached and engine.execs == 1
-    # the kept answer's auth is for the first registry: the keyring match gives nothing here
-    assert answer.credentials == ()
+    # the kept answer's auth is for the first registry: the keyring match (over all the
+    # providers' answers, NodeCredentials) gives nothing here
+    assert [c.key for c in answer.credentials] == [REGISTRY]
+    assert NodeCredentials({other: (answer,)}).credentials(other) == ()
 
 
 @pytest.mark.parametrize(("duration", "default"), [("0s", 600.0), (None, 0.0)])
@@ -370,6 +374,84 @@ def test_no_more_plugins_run_at_once_than_allowed(plugins: Plugins) -> None:
     first.join()
     assert answer.error == "1 plugins already running in this process"
     assert engine.execs == 1
+
+
+def _hold(engine: CredentialProviders, tenant: str | None, count: int) -> list[threading.Thread]:
+    """``count`` hanging runs for ``tenant``, each a new image (a new cache key), held
+    until their 1.5 s budget ends."""
+    threads = [
+        threading.Thread(
+            target=engine.provide, args=(f"{REGISTRY}/{tenant}-{i}", 1.5), kwargs={"tenant": tenant}
+        )
+        for i in range(count)
+    ]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.4)
+    return threads
+
+
+def _hang_engine(plugins: Plugins, refused: list[str]) -> CredentialProviders:
+    return CredentialProviders(
+        ProviderConfig((provider("hang"),)),
+        str(plugins.bin_dir),
+        environ=lambda: {"PATH": os.environ["PATH"], "PLUGIN_LOG": str(plugins.log)},
+        on_refused=refused.append,
+    )
+
+
+def test_a_namespace_over_its_share_of_plugin_runs_is_refused_at_once(plugins: Plugins) -> None:
+    """rev24f F1: one namespace's runs (running or waiting) are bounded to its share, so
+    another namespace still gets a slot at once; the refusal is counted (the metric)."""
+    from webhook.edge.credproviders import PLUGINS_PER_TENANT
+
+    refused: list[str] = []
+    engine = _hang_engine(plugins, refused)
+    held = _hold(engine, "tenant-b", PLUGINS_PER_TENANT)
+    started = time.monotonic()
+    (over,) = engine.provide(f"{REGISTRY}/tenant-b-more", 1.5, tenant="tenant-b")
+    assert time.monotonic() - started < 0.3, "refused at once, not queued"
+    assert over.error == (
+        f"not run: namespace tenant-b already has {PLUGINS_PER_TENANT} plugin runs running "
+        "or waiting (its share, so other namespaces are still checked)"
+    )
+    (other,) = engine.provide(f"{REGISTRY}/team-a", 0.5, tenant="team-a")
+    assert other.error == "no answer within 0.5 s", "team-a's plugin ran"
+    for thread in held:
+        thread.join()
+    assert engine.execs == PLUGINS_PER_TENANT + 1
+    assert refused == ["namespace"]
+    (again,) = engine.provide(f"{REGISTRY}/tenant-b-later", 0.3, tenant="tenant-b")
+    assert again.error == "no answer within 0.3 s", "the share is free again once runs end"
+
+
+def test_namespaces_together_leave_the_reserve_to_others(plugins: Plugins) -> None:
+    """Two namespaces at once cannot take every slot: once the first MAX_RUNNING -
+    PLUGINS_RESERVE are held, each holds only its part of the reserve."""
+    from webhook.edge.credproviders import MAX_RUNNING, PLUGINS_PER_TENANT, PLUGINS_RESERVE
+
+    assert (MAX_RUNNING, PLUGINS_PER_TENANT, PLUGINS_RESERVE) == (8, 4, 4)
+    refused: list[str] = []
+    engine = _hang_engine(plugins, refused)
+    held = _hold(engine, "tenant-b", 4) + _hold(engine, "tenant-c", 3)
+    # tenant-c: 2 of the reserve of 4 (its half while 2 namespaces hold runs); the third refused
+    assert engine.execs == 6 and refused == ["process"], (engine.execs, refused)
+    (other,) = engine.provide(f"{REGISTRY}/team-a", 0.5, tenant="team-a")
+    assert other.error == "no answer within 0.5 s", "team-a's plugin ran"
+    for thread in held:
+        thread.join()
+    assert engine.execs == 7
+
+
+def test_the_cli_has_no_namespace_share(plugins: Plugins) -> None:
+    """The CLI commands (no tenant) keep one process-wide bound only."""
+    from webhook.edge.credproviders import PLUGINS_PER_TENANT
+
+    refused: list[str] = []
+    engine = _hang_engine(plugins, refused)
+    for thread in _hold(engine, None, PLUGINS_PER_TENANT + 2):
+        thread.join()
+    assert engine.execs == PLUGINS_PER_TENANT + 2 and refused == []
 
 
 def test_run_plugin_bounds_its_output() -> None:

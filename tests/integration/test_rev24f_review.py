@@ -148,7 +148,6 @@ def _wait_until_ready(lab: Lab) -> None:
         time.sleep(0.5)
 
 
-@pytest.mark.open_finding
 def test_rev24f_one_namespace_holding_every_plugin_slot_switches_the_check_off_for_others(
     lab: Lab,
 ) -> None:
@@ -199,6 +198,41 @@ def test_rev24f_one_namespace_holding_every_plugin_slot_switches_the_check_off_f
         f"{len(admitted)} of 3 team-a reviews of a never-pushed tag admitted while tenant-b "
         "held the plugin slots: " + json.dumps(admitted[0].get("warnings"))[:800]
     )
+
+
+def test_plugin_runs_over_a_namespaces_share_are_refused_and_counted(lab: Lab) -> None:
+    """Added with the fix of F1 (not the reviewer's): through ``serve``, a namespace's
+    plugin runs beyond its share (PLUGINS_PER_TENANT, running or waiting) are not run, and
+    each refusal is counted in
+    ``pullguard_credential_provider_capacity_refusals_total{reason="namespace"}``."""
+    from tests.conftest import metric_value
+    from webhook.edge.credproviders import PLUGINS_PER_TENANT
+
+    _wait_until_ready(lab)
+    name = 'pullguard_credential_provider_capacity_refusals_total{reason="namespace"}'
+    with lab.server.client() as http:
+        before = metric_value(http.get("/metrics").text, name)
+    answers: list[dict[str, Any]] = []
+    sent = PLUGINS_PER_TENANT + 4
+
+    def one(index: int) -> None:
+        image = f"{200000000000 + index}.dkr.ecr.share-{index}.amazonaws.com/app:1"
+        answers.append(_post(lab.server, _review("tenant-b", f"s{index}", image)))
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(sent)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert len(answers) == sent and all(a["allowed"] for a in answers), answers
+    # A plugin that ran hung to the budget; one not run leaves the registry asked (here:
+    # a made-up name, "DNS name ... not found", the warning shown).
+    ran = [a for a in answers if any("no answer within" in w for w in a.get("warnings", []))]
+    shown = json.dumps([a.get("warnings") for a in answers])[:2000]
+    assert len(ran) == PLUGINS_PER_TENANT, shown
+    with lab.server.client() as http:
+        after = metric_value(http.get("/metrics").text, name)
+    assert after - before == sent - len(ran), (before, after, shown)
 
 
 #: A plugin that answers only after ``SLOW`` seconds (for the slot test).
@@ -272,7 +306,6 @@ print(json.dumps({{
 """
 
 
-@pytest.mark.open_finding
 def test_rev24f_providers_answers_are_one_keyring_as_the_kubelets(tmp_path: Path) -> None:
     """Seen (two real plugin executables, both matching ``docker.io``): provider
     ``first`` answers ``{"docker.io": ...}``, provider ``second`` answers

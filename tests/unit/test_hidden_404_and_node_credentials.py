@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -90,3 +91,92 @@ def test_a_404_for_the_provider_credentials_too_still_denies(
     )
     assert not decision.allowed
     assert "does not exist" in decision.message, decision.message
+
+
+#: Two providers for Docker Hub, each a real plugin executable answering with its own key.
+HUB_PLUGIN = """#!{python}
+import json, sys
+json.load(sys.stdin)
+print(json.dumps({{
+    "kind": "CredentialProviderResponse",
+    "apiVersion": "credentialprovider.kubelet.k8s.io/v1",
+    "cacheKeyType": "Registry",
+    "auth": {{"{key}": {{"username": "u", "password": "{password}"}}}},
+}}))
+"""
+
+
+class ByPassword:
+    """A RegistryView with the edge's own combination (``_Asker.answer``): each login's
+    answer chosen by its password, anonymous pulls refused."""
+
+    def __init__(self, says: Mapping[str, Answer], monkeypatch: pytest.MonkeyPatch) -> None:
+        self.asker = HttpRegistry(lambda: CONFIG.registry).asker
+        self.asked: list[str] = []
+
+        def head(question: Question, credential: Credential | None, known: object) -> Answer:
+            if credential is None:
+                return Answer(Outcome.UNAUTHORIZED, "HTTP 401")
+            self.asked.append(credential.password)
+            return says[credential.password]
+
+        def facts(question: Question, credential: Credential | None, answer: Answer) -> Answer:
+            return replace(answer, repository_exists=False)
+
+        monkeypatch.setattr(self.asker, "_head", head)
+        monkeypatch.setattr(self.asker, "_repository_facts", facts)
+
+    def ask(
+        self, questions: Sequence[Question], budget: float, tenant: str = ""
+    ) -> Mapping[Question, Answer]:
+        return {q: self.asker.answer(q, ()) for q in questions}
+
+
+def test_a_login_no_node_uses_cannot_deny(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """rev24f F3's false-denial path, run: provider ``first`` answers ``docker.io``
+    (refused for pullguard's role), provider ``second`` answers ``index.docker.io``
+    (a 404 with it). The kubelet's one keyring matches ``docker.io`` for
+    ``docker.io/library/app``, so the Docker Hub fallback never applies and no node ever
+    sends ``second``'s login: its 404 must not deny. (Per provider, both were tried and
+    the 404 of ``second`` denied.)"""
+    import stat
+    import sys
+
+    from webhook.core.credprovider import Provider, ProviderConfig
+    from webhook.edge.credproviders import CredentialProviders
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, key, password in (
+        ("first", "docker.io", "first-pw"),
+        ("second", "index.docker.io", "second-pw"),
+    ):
+        plugin = bin_dir / name
+        plugin.write_text(HUB_PLUGIN.format(python=sys.executable, key=key, password=password))
+        plugin.chmod(plugin.stat().st_mode | stat.S_IXUSR)
+    version = "credentialprovider.kubelet.k8s.io/v1"
+    engine = CredentialProviders(
+        ProviderConfig(
+            tuple(Provider(n, ("docker.io",), 60.0, version) for n in ("first", "second"))
+        ),
+        str(bin_dir),
+    )
+    registry = ByPassword(
+        {
+            "first-pw": Answer(Outcome.UNAUTHORIZED, "HTTP 401"),
+            "second-pw": Answer(Outcome.NOT_FOUND, "HTTP 404", registry_says="MANIFEST_UNKNOWN"),
+        },
+        monkeypatch,
+    )
+    decision = validate(
+        request(pod(pod_spec(container("web", "docker.io/library/app:1.0")))),
+        CONFIG,
+        cluster_with(),
+        registry=registry,
+        node=engine,
+    )
+    assert engine.execs == 2, "both providers match docker.io and are run"
+    assert decision.allowed, decision.message
+    assert "second-pw" not in registry.asked, f"a login no node sends was tried: {registry.asked}"
+    warned = " ".join(decision.warnings)
+    assert "401" in warned or "refused" in warned, warned

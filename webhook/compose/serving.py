@@ -29,10 +29,11 @@ if TYPE_CHECKING:
     from flask import Flask
 
     from webhook.core.config import RegistrySettings
+    from webhook.core.credprovider import ProviderConfig
     from webhook.core.registry import Answer, Question
     from webhook.edge.app import Runtime
     from webhook.edge.configsource import ConfigStore
-    from webhook.edge.credproviders import LiveProviders
+    from webhook.edge.credproviders import CredentialProviders, LiveProviders
     from webhook.edge.metrics import Metrics
     from webhook.edge.mirrors import MirrorHealth
     from webhook.edge.registry import HttpRegistry
@@ -179,7 +180,7 @@ def _serve(options: ServeArguments, leadership: Leadership) -> int:
         elif options.dev:
             store.apply_text(default_config_text(), "embedded default")
         registry, mirrors = registry_parts(store, metrics)
-        providers = credential_providers(store, options.credential_provider_bin_dirs)
+        providers = credential_providers(store, options.credential_provider_bin_dirs, metrics)
         offload = off_the_loop()
         if options.dev:
             runtime = Runtime(
@@ -388,14 +389,16 @@ def registry_parts(store: ConfigStore, metrics: Metrics) -> tuple[HttpRegistry, 
 
 
 def credential_providers(
-    store: ConfigStore, allowed_bin_dirs: tuple[str, ...] | None = ()
+    store: ConfigStore,
+    allowed_bin_dirs: tuple[str, ...] | None = (),
+    metrics: Metrics | None = None,
 ) -> LiveProviders:
     """The kubelet's credential providers the live configuration names
     (``registry.imageCredentialProviderConfig`` and ``...BinDir``), re-read as it or the
     document changes; an invalid document is refused (logged with every problem) and the
     last good one stays. The bin dir must be in ``allowed_bin_dirs`` (``serve``'s
     ``--credential-provider-bin-dir``): the ConfigMap never picks which programs run."""
-    from webhook.edge.credproviders import LiveProviders
+    from webhook.edge.credproviders import CredentialProviders, LiveProviders
 
     def paths() -> tuple[str | None, str | None]:
         if not store.loaded:
@@ -406,7 +409,16 @@ def credential_providers(
             settings.image_credential_provider_bin_dir,
         )
 
-    providers = LiveProviders(paths, allowed_bin_dirs=allowed_bin_dirs)
+    def make(config: ProviderConfig, bin_dir: str) -> CredentialProviders:
+        # Each plugin run refused for a namespace's share is counted, as registry questions are.
+        refused = None if metrics is None else metrics.provider_refusals
+        return CredentialProviders(
+            config,
+            bin_dir,
+            on_refused=None if refused is None else lambda reason: refused.labels(reason).inc(),
+        )
+
+    providers = LiveProviders(paths, allowed_bin_dirs=allowed_bin_dirs, make=make)
     providers.start()
     return providers
 

@@ -1,14 +1,19 @@
 """Node credentials at admission: what the kubelet's credential providers give each pull.
 
 The kubelet tries a credential provider's answer after the pod's own pull secrets (its
-keyring is the union, in that order). :func:`ask_providers` asks a
-:class:`NodeCredentialView` (the edge runs the plugins behind it, bounded and cached) for
-each distinct repository the pod pulls, as the kubelet asks (the repository without tag or
-digest), and returns :class:`NodeCredentials`: per repository, each matching provider's
-credentials or why it gave none. ``validate`` hands the credentials to
-:meth:`~webhook.core.pullplan.ImagePull.with_credentials` (``node=``), counts every host a
-provider matched as a node-credential registry, and ``registrycheck`` words a provider
-that failed.
+keyring is the union, in that order). The providers' part is one keyring: the kubelet
+(``externalCredentialProviderKeyring.Lookup``, pkg/credentialprovider/plugin/plugins.go)
+adds every matching provider's whole answer to one ``BasicDockerKeyring`` and looks the
+image up once, so key matching, the order of keys (most specific first) and the Docker Hub
+fallback run across all providers' answers (:meth:`NodeCredentials.credentials`).
+
+:func:`ask_providers` asks a :class:`NodeCredentialView` (the edge runs the plugins behind
+it, bounded and cached) for each distinct repository the pod pulls, as the kubelet asks
+(the repository without tag or digest), and returns :class:`NodeCredentials`: per
+repository, each matching provider's answer or why it gave none. ``validate`` hands the
+credentials to :meth:`~webhook.core.pullplan.ImagePull.with_credentials` (``node=``),
+counts every host a provider matched as a node-credential registry, and ``registrycheck``
+words a provider that failed.
 
 Pure: no processes, no files; the plugins are reached only through the view. It never
 decides and never makes a finding.
@@ -20,7 +25,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from webhook.core.keyring import Credential
+from webhook.core.keyring import Credential, lookup
 
 #: At most this many distinct repositories are asked about per admission (as the registry
 #: check asks about at most 64 manifests): a pod naming more gets no node credentials for
@@ -43,8 +48,10 @@ DEFAULT_SERVE_BIN_DIRS = (DEFAULT_SERVE_BIN_DIR, "/etc/pullguard/credential-prov
 
 @dataclass(frozen=True, slots=True)
 class ProviderAnswer:
-    """One provider's part for one image: the credentials it gave that cover the image
-    (most specific first), or ``error`` (why it gave none, for a warning)."""
+    """One provider's part for one image: every entry of its answer (``auth``, each with
+    the provider as its ``source``), or ``error`` (why it gave none, for a warning). Which
+    entries serve the image is decided across all providers' answers together
+    (:meth:`NodeCredentials.credentials`), as the kubelet decides it."""
 
     provider: str
     credentials: tuple[Credential, ...] = ()
@@ -55,10 +62,13 @@ class ProviderAnswer:
 class NodeCredentialView(Protocol):
     """The configured credential providers, as the edge runs them."""
 
-    def provide(self, image: str, timeout: float) -> Sequence[ProviderAnswer]:
+    def provide(
+        self, image: str, timeout: float, tenant: str | None = None
+    ) -> Sequence[ProviderAnswer]:
         """Each matching provider's answer for ``image`` (a repository without tag, as the
-        kubelet asks), earlier providers first, all within ``timeout`` seconds; empty when
-        no provider matches."""
+        kubelet asks), in the configuration's order, all within ``timeout`` seconds; empty
+        when no provider matches. ``tenant``: the namespace whose share of plugin runs they
+        count against (the edge's admission sets it from the review; ``None``: no share)."""
         ...
 
 
@@ -72,8 +82,12 @@ class NodeCredentials:
     authenticate to them themselves, listed in ``nodeCredentialRegistries`` or not."""
 
     def credentials(self, image: str) -> tuple[Credential, ...]:
-        """The providers' credentials for ``image``, in the kubelet's order."""
-        return tuple(c for a in self.answers.get(image, ()) for c in a.credentials)
+        """The providers' credentials for ``image``, as the kubelet picks them: every
+        answer added to one keyring, in the configuration's order (a key two providers
+        give keeps the earlier one's login first), looked up once: keys most specific first
+        across all providers, and ``index.docker.io`` entries only when no key of any
+        answer matched a Docker Hub image."""
+        return tuple(lookup([c for a in self.answers.get(image, ()) for c in a.credentials], image))
 
     def failures(self, image: str) -> tuple[ProviderAnswer, ...]:
         """The matching providers that gave no answer for ``image``."""

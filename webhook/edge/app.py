@@ -676,7 +676,7 @@ def create_app(runtime: Runtime) -> Flask:
                 runtime.cluster,
                 own_namespace=runtime.own_namespace,
                 registry=_review_registry(runtime, started, config, verified),
-                node=_review_node_credentials(runtime, started, config),
+                node=_review_node_credentials(runtime, started, config, review.namespace),
                 mirrors_down=runtime.mirrors_down(),
                 # A review's userInfo is believed only from the API server (--client-ca):
                 # anyone else could claim system:masters and be told where secrets are.
@@ -796,13 +796,14 @@ def _review_registry(
 
 
 def _review_node_credentials(
-    runtime: Runtime, started: float, config: Config
+    runtime: Runtime, started: float, config: Config, namespace: str | None = None
 ) -> NodeCredentialView | None:
-    """The credential providers one review asks, within its registry budget."""
+    """The credential providers one review asks, within its registry budget, its plugin
+    runs counted against the review's namespace (its share, as for registry questions)."""
     if runtime.node_credentials is None:
         return None
     budget = config.registry.timeout_seconds - ANSWER_MARGIN_SECONDS
-    return DeadlineProviders(runtime.node_credentials, started, budget)
+    return DeadlineProviders(runtime.node_credentials, started, budget, namespace)
 
 
 def _record_validation(metrics: Metrics, review: AdmissionRequest, decision: Decision) -> None:

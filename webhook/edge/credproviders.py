@@ -13,7 +13,11 @@ each run ends at the caller's deadline (the plugin's whole process group is kill
 past :data:`webhook.core.credprovider.MAX_RESPONSE_BYTES` kills it; stderr keeps its first
 :data:`STDERR_KEPT` bytes; at most :data:`MAX_RUNNING` plugins run at once; concurrent asks
 for the same provider and image run it once (the kubelet's singleflight), each caller
-waiting only until its own deadline.
+waiting only until its own deadline. Under admission each run counts against the review's
+namespace: at most :data:`PLUGINS_PER_TENANT` runs (running or waiting for a slot) per
+namespace, and the last :data:`PLUGINS_RESERVE` slots shared among the namespaces holding
+runs (as the registry client shares its flights); a namespace over its share is refused at
+once, so one tenant's made-up hosts cannot switch the check off for the others.
 
 No decisions: it answers "these credentials" or "this provider failed, because". A
 credential never reaches a log line or an exception: stderr is logged through
@@ -22,6 +26,7 @@ credential never reaches a log line or an exception: stderr is logged through
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
 import math
@@ -33,7 +38,7 @@ import subprocess
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,6 +63,17 @@ log = logging.getLogger("pullguard.credproviders")
 
 STDERR_KEPT = 8 * 1024
 MAX_RUNNING = 8
+#: Plugin runs (running, or waiting for one of the :data:`MAX_RUNNING` slots) one namespace
+#: may hold at once under admission (rev24f F1: one tenant's 30 reviews of made-up ECR
+#: hosts, each a new cache key whose plugin cannot answer, held all 8 slots for their whole
+#: budget, and another namespace's tag never pushed was admitted "not checked"). A review
+#: asks for its images one after the other, so this is that many reviews in flight with a
+#: cache miss each.
+PLUGINS_PER_TENANT = 4
+#: The last slots: once the others are held, a namespace may hold only its part of these
+#: (the reserve divided by the namespaces holding runs, itself counted), so two or more
+#: namespaces together cannot take every slot either (the registry client's FLIGHTS_RESERVE).
+PLUGINS_RESERVE = 4
 DEFAULT_CACHE_BYTES = 4 * 1024 * 1024
 _CONFIG_SUFFIXES = (".json", ".yaml", ".yml")
 _READ_CHUNK = 64 * 1024
@@ -447,8 +463,10 @@ class CredentialProviders:
         environ: Callable[[], Mapping[str, str]] = lambda: os.environ,
         clock: Callable[[], float] = time.monotonic,
         remember_failures: bool = False,
+        on_refused: Callable[[str], None] | None = None,
     ) -> None:
         self.config = config
+        self._on_refused = on_refused
         self._remember = remember_failures
         self._failures: dict[tuple[str, str], ProviderFailed] = {}
         self._bin_dir = bin_dir
@@ -459,26 +477,32 @@ class CredentialProviders:
         self._max_running = max_running
         self._lock = threading.Lock()
         self._flights: dict[tuple[str, str], _Flight] = {}
+        self._held = 0
+        self._held_by: collections.Counter[str] = collections.Counter()
         self.execs = 0
         """Plugin runs started (for the benchmarks' "execs per 1,000 admissions")."""
 
-    def provide(self, image: str, timeout: float) -> list[ProviderAnswer]:
-        """Each matching provider's answer for ``image``, earlier providers first, all of
-        them within ``timeout`` seconds."""
+    def provide(
+        self, image: str, timeout: float, tenant: str | None = None
+    ) -> list[ProviderAnswer]:
+        """Each matching provider's answer for ``image``, in the configuration's order, all
+        of them within ``timeout`` seconds. ``tenant``: the review's namespace, whose share
+        of plugin runs a run counts against (``None``: no share, the CLI commands)."""
         deadline = self._clock() + timeout
         answers = []
         for provider in self.config.matching(image):
             try:
-                response, cached = self._response(provider, image, deadline)
+                response, cached = self._response(provider, image, deadline, tenant)
             except ProviderFailed as failed:
                 answers.append(ProviderAnswer(provider.name, error=failed.reason))
                 continue
-            credentials = tuple(response.credentials_for(image))
-            answers.append(ProviderAnswer(provider.name, credentials, cached=cached))
+            # The whole answer: the kubelet adds every provider's answer to one keyring and
+            # looks the image up once (NodeCredentials.credentials), not per provider.
+            answers.append(ProviderAnswer(provider.name, response.auth, cached=cached))
         return answers
 
     def _response(
-        self, provider: Provider, image: str, deadline: float
+        self, provider: Provider, image: str, deadline: float, tenant: str | None = None
     ) -> tuple[ProviderResponse, bool]:
         kept = self.cache.get(provider.name, image)
         if kept is not None:
@@ -502,7 +526,7 @@ class CredentialProviders:
             assert flight.response is not None
             return flight.response, False
         try:
-            flight.response = self._run(provider, image, deadline)
+            flight.response = self._run(provider, image, deadline, tenant)
             return flight.response, False
         except ProviderFailed as failure:
             flight.error = failure
@@ -514,7 +538,56 @@ class CredentialProviders:
             with self._lock:
                 self._flights.pop(key, None)
 
-    def _run(self, provider: Provider, image: str, deadline: float) -> ProviderResponse:
+    def _refusal(self, tenant: str) -> tuple[str, str] | None:
+        """Why ``tenant`` may not hold another plugin run now (the lock is held): the
+        registry client's rule (``HttpRegistry._refusal``) over plugin runs."""
+        held_here = self._held_by[tenant]
+        if held_here >= PLUGINS_PER_TENANT:
+            return (
+                "namespace",
+                f"namespace {tenant or '(none)'} already has {PLUGINS_PER_TENANT} plugin runs "
+                "running or waiting (its share, so other namespaces are still checked)",
+            )
+        if self._held < self._max_running - PLUGINS_RESERVE:
+            return None
+        active = len(self._held_by) + (0 if tenant in self._held_by else 1)
+        if self._held < self._max_running and (held_here + 1) * active <= PLUGINS_RESERVE:
+            return None
+        return (
+            "process",
+            f"{self._held} of {self._max_running} plugin runs in this process are held; the "
+            f"last {PLUGINS_RESERVE} are shared by the {active} namespaces asking, and this "
+            "one holds its part",
+        )
+
+    @contextlib.contextmanager
+    def _share(self, provider: Provider, tenant: str | None) -> Iterator[None]:
+        """Hold one of ``tenant``'s plugin runs for the block, or raise
+        :class:`ProviderFailed` at once when its share is in use (``None``: no share)."""
+        if tenant is None:
+            yield
+            return
+        with self._lock:
+            refusal = self._refusal(tenant)
+            if refusal is None:
+                self._held += 1
+                self._held_by[tenant] += 1
+        if refusal is not None:
+            if self._on_refused is not None:
+                self._on_refused(refusal[0])
+            raise ProviderFailed(provider.name, f"not run: {refusal[1]}", holds_within=0.0)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._held -= 1
+                self._held_by[tenant] -= 1
+                if self._held_by[tenant] <= 0:
+                    del self._held_by[tenant]
+
+    def _run(
+        self, provider: Provider, image: str, deadline: float, tenant: str | None = None
+    ) -> ProviderResponse:
         if provider.token_attributes is not None:
             raise ProviderFailed(
                 provider.name,
@@ -529,6 +602,12 @@ class CredentialProviders:
             raise ProviderFailed(
                 provider.name, "not run: the review's time budget was spent", holds_within=0.0
             )
+        with self._share(provider, tenant):
+            return self._run_in_slot(provider, image, deadline, offered)
+
+    def _run_in_slot(
+        self, provider: Provider, image: str, deadline: float, offered: float
+    ) -> ProviderResponse:
         if not self._slots.acquire(timeout=offered):
             raise ProviderFailed(
                 provider.name,
@@ -613,13 +692,26 @@ class DeadlineProviders:
     the object needs. Admission gives each review one (``registry.timeoutSeconds`` less
     its answer margin), and ``check``, ``diagnose`` and ``audit`` each object."""
 
-    def __init__(self, providers: NodeCredentialView, started: float, budget: float) -> None:
+    def __init__(
+        self,
+        providers: NodeCredentialView,
+        started: float,
+        budget: float,
+        tenant: str | None = None,
+    ) -> None:
         self.providers = providers
         self.deadline = started + budget
+        self.tenant = tenant
+        """The review's namespace, whose share of plugin runs the runs count against
+        (``None``: the CLI's, no share)."""
 
-    def provide(self, image: str, timeout: float) -> Sequence[ProviderAnswer]:
-        left = min(timeout, self.deadline - time.perf_counter())
-        return self.providers.provide(image, max(left, 0.0))
+    def provide(
+        self, image: str, timeout: float, tenant: str | None = None
+    ) -> Sequence[ProviderAnswer]:
+        left = max(min(timeout, self.deadline - time.perf_counter()), 0.0)
+        if self.tenant is None:
+            return self.providers.provide(image, left)
+        return self.providers.provide(image, left, tenant=self.tenant)
 
 
 class LiveProviders:
@@ -659,15 +751,18 @@ class LiveProviders:
         """The providers in force (``None``: none configured, or none good yet)."""
         return self._current
 
-    def provide(self, image: str, timeout: float) -> list[ProviderAnswer]:
-        """The providers in force's answers for ``image`` (none when none are configured).
+    def provide(
+        self, image: str, timeout: float, tenant: str | None = None
+    ) -> list[ProviderAnswer]:
+        """The providers in force's answers for ``image`` (none when none are configured);
+        ``tenant`` as for :meth:`CredentialProviders.provide`.
 
         Configured, and no good document read: which registries the nodes log in to is not
         known, so every image gets a failed provider's answer (a refusal is then a warning
         that says why, never a denial the nodes' own credentials might have avoided)."""
         providers = self._current
         if providers is not None:
-            return providers.provide(image, timeout)
+            return providers.provide(image, timeout, tenant)
         path, _ = self._wanted
         if path is None:
             return []

@@ -136,6 +136,15 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.provider_refusals = Counter(
+            "pullguard_credential_provider_capacity_refusals",
+            "Credential provider plugin runs not started for lack of capacity, by reason: "
+            "namespace (the review's namespace holds its share of runs), process (the last "
+            "slots are shared, and this namespace holds its part). Each means an image on a "
+            "node-credential registry was admitted unchecked: alert.",
+            ["reason"],
+            registry=r,
+        )
         self.mirror_up = Gauge(
             "pullguard_mirror_up",
             "1 while a configured mirror answers its /v2/ probe; images are rewritten to it "
