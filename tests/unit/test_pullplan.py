@@ -111,12 +111,13 @@ def test_the_keyring_answers_as_lookup_does() -> None:
 
 def test_origins_name_defaults_and_the_service_accounts_secrets() -> None:
     own = Credential(key="r", source="team-a/own")
-    default = Credential(key="r", source="pullguard/hub")  # judged by its source's copy
-    assert origins([own, default], account=False, defaults={"hub"}) == {
+    # judged by its source's contents, labelled as the secret the pod will use
+    default = Credential(key="r", source="team-a/hub")
+    assert origins([own, default], account=False, copies={"team-a/hub": "pullguard"}) == {
         "team-a/own": CredentialOrigin.POD,
-        "pullguard/hub": CredentialOrigin.DEFAULT_COPY,
+        "team-a/hub": CredentialOrigin.DEFAULT_COPY,
     }
-    assert origins([own], account=True, defaults=()) == {
+    assert origins([own], account=True, copies={}) == {
         "team-a/own": CredentialOrigin.SERVICE_ACCOUNT
     }
 

@@ -201,7 +201,6 @@ def test_rev23b_a_mirrors_not_found_is_asked_again_with_the_nodes_credentials() 
 # -- finding 5: a credential's origin is guessed from the secret's name -----------------------
 
 
-@pytest.mark.open_finding
 def test_rev23b_a_tenants_own_secret_named_like_a_default_is_the_pods() -> None:
     """Issue 23 item 3: each credential "with where it came from". pullplan.origins labels
     any secret whose name is a default secret's DEFAULT_COPY; SecretSet.copies, read from

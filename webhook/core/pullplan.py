@@ -113,15 +113,17 @@ def plan_pulls(containers: Sequence[Container], refs: Mapping[str, Reference]) -
 
 
 def origins(
-    credentials: Sequence[Credential], *, account: bool, defaults: Collection[str]
+    credentials: Sequence[Credential], *, account: bool, copies: Collection[str]
 ) -> dict[str, CredentialOrigin]:
     """Where each pull secret of ``credentials`` came from, by ``namespace/name``:
-    pullguard's default secret (``defaults``, by name), else the ServiceAccount's when
-    ``account`` (a template judged with its account's list), else the pod's own list."""
+    pullguard's copy of a default secret (``copies``: the ``namespace/name`` of each secret
+    that carries pullguard's marks or is judged by its source, as
+    :attr:`~webhook.core.checks.SecretSet.copies`; never a tenant's own secret that only
+    shares a default's name: rev23b F5), else the ServiceAccount's when ``account`` (a
+    template judged with its account's list), else the pod's own list."""
     out: dict[str, CredentialOrigin] = {}
     for credential in credentials:
-        name = credential.source.rpartition("/")[2]
-        if name in defaults:
+        if credential.source in copies:
             out[credential.source] = CredentialOrigin.DEFAULT_COPY
         elif account:
             out[credential.source] = CredentialOrigin.SERVICE_ACCOUNT

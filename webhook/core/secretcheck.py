@@ -183,7 +183,7 @@ def read_pod_secrets(
         origin_of=origins(
             secrets.credentials,
             account=bool(origin),
-            defaults={d.secret for d in config.default_pull_secrets},
+            copies=secrets.copies,
         ),
     )
 
