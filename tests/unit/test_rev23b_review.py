@@ -170,7 +170,6 @@ def test_rev23b_the_control_as_written_is_served_with_the_nodes_credential() -> 
     assert decision.allowed, decision.message
 
 
-@pytest.mark.open_finding
 def test_rev23b_a_mirrors_not_found_is_asked_again_with_the_nodes_credentials() -> None:
     """Issue 23 item 3: node credentials have one place to plug in. The re-ask of a mirror's
     "not found" as written (registrycheck._ask_as_written) builds its credentials with

@@ -11,7 +11,7 @@ cluster only through :class:`~webhook.core.cluster.ClusterView`; it never decide
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from webhook.core.checks import TYPO_WORDS, PodOwner, WorkloadRef
@@ -26,7 +26,7 @@ from webhook.core.imagecheck import (
     question_for,
     registry_finding,
 )
-from webhook.core.keyring import CredentialLookup
+from webhook.core.keyring import Credential, CredentialLookup
 from webhook.core.mutate import mirror_entry
 from webhook.core.nodecreds import NodeCredentials
 from webhook.core.placement import cluster_placement, tolerated_platforms
@@ -53,6 +53,11 @@ from webhook.core.secretcheck import PodSecrets
 MAX_QUESTIONS = 64
 
 
+#: The nodes' credentials (a credential provider's answer) for an image, asked when needed:
+#: the image as written, re-asked after a mirror's "not found" (rev23b F4).
+NodeLookup = Callable[[Reference], Sequence[Credential]]
+
+
 @dataclass(frozen=True, slots=True)
 class RegistryAnswers:
     """What the registry said, by container pointer."""
@@ -71,12 +76,17 @@ def ask_registry(
     *,
     with_platforms: bool,
     namespace: str,
+    node_for: NodeLookup | None = None,
 ) -> RegistryAnswers:
     """Each pull's answer. Images are asked in parallel, each with the credentials its pull
-    carries; ``keyring``: the pod's, for an image asked again as written."""
+    carries; ``keyring``: the pod's, and ``node_for``: the nodes', for an image asked again
+    as written."""
     answers = _ask(pulls, registry, config, with_platforms=with_platforms, namespace=namespace)
     return RegistryAnswers(
-        answers, _ask_as_written(pulls, answers, keyring, registry, config, namespace=namespace)
+        answers,
+        _ask_as_written(
+            pulls, answers, keyring, registry, config, namespace=namespace, node_for=node_for
+        ),
     )
 
 
@@ -112,6 +122,7 @@ def _ask_as_written(
     config: Config,
     *,
     namespace: str,
+    node_for: NodeLookup | None = None,
 ) -> dict[str, tuple[Reference, Answer]]:
     """For each image rewritten to a mirror that says "not found": the registry's own answer
     for the image as written, asked with the credentials the pod has for it. A mirror's "not
@@ -125,8 +136,10 @@ def _ask_as_written(
         original = parse_or_none(container.written)
         if original is None:
             continue
-        # Through the one seam (ImagePull.with_credentials), where node credentials plug in.
-        again = replace(pull, ref=original, credentials=()).with_credentials(keyring, {})
+        # Through the one seam (ImagePull.with_credentials), where node credentials plug in:
+        # the kubelet pulling the image as written tries the nodes' credentials for it too.
+        node = node_for(original) if node_for is not None else ()
+        again = replace(pull, ref=original, credentials=()).with_credentials(keyring, {}, node=node)
         questions[container.pointer] = (
             original,
             question_for(original, again.keyring_credentials, False),

@@ -81,6 +81,7 @@ from webhook.core.findings import (
     describe_object,
     warning_lines,
 )
+from webhook.core.keyring import Credential
 from webhook.core.mutate import as_written, preview_pod_spec, recorded_for
 from webhook.core.nodecreds import NodeCredentials, NodeCredentialView, ask_providers
 from webhook.core.podspec import (
@@ -409,6 +410,16 @@ def validate(
         pulls = pod.with_credentials(pulls, nodes)
     asked = RegistryAnswers()
     if wants_registry and registry is not None and pod is not None:
+        node_hosts: list[str] = []
+        budget = config.registry.timeout_seconds
+
+        def node_for(ref: Reference) -> tuple[Credential, ...]:
+            """The nodes' credentials for an image asked again as written (rev23b F4)."""
+            assert node is not None
+            got = ask_providers([(ref.name, ref.domain)], node, budget)
+            node_hosts.extend(got.matched_hosts)
+            return got.credentials(ref.name)
+
         asked = ask_registry(
             pulls,
             pod.keyring,
@@ -416,7 +427,10 @@ def validate(
             config,
             with_platforms=actions["platform"] is not Action.OFF,
             namespace=namespace,
+            node_for=node_for if node is not None else None,
         )
+        if node_hosts:
+            config = with_node_registries(config, node_hosts)
 
     secret_findings: list[Finding] = []
     if actions["pullSecrets"] is not Action.OFF and pod is not None:
