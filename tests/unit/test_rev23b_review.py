@@ -99,7 +99,6 @@ def test_rev23b_the_floor_check_sees_an_edge_module_reach_the_floors_above(text:
 # -- finding 3: the wiring still passes Any where the type is known ---------------------------
 
 
-@pytest.mark.open_finding
 @pytest.mark.parametrize(
     ("module", "function", "parameter"),
     [
@@ -249,7 +248,6 @@ def test_rev23b_a_tenants_own_secret_named_like_a_default_is_the_pods() -> None:
 # -- finding 6: the architecture page names a class that is not there ------------------------
 
 
-@pytest.mark.open_finding
 def test_rev23b_every_code_name_on_the_architecture_page_exists() -> None:
     """Issue 23 item 5: the page true to the code. Every ``floor/module.Name`` or
     ``floor/module.py:name`` it gives must be where it says. It names
