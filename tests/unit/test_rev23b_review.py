@@ -40,7 +40,6 @@ ROOT = Path(__file__).resolve().parents[2]
 # -- finding 1: the core's allowed modules hand on the modules they import -------------------
 
 
-@pytest.mark.open_finding
 @pytest.mark.parametrize(
     "text",
     [
@@ -66,7 +65,6 @@ def test_rev23b_the_purity_check_sees_io_through_an_allowed_modules_attributes(t
 # -- finding 2: the floor check misses the import table behind another module, and loaders ---
 
 
-@pytest.mark.open_finding
 @pytest.mark.parametrize(
     "text",
     [
