@@ -19,19 +19,34 @@ offence of its own. Every other use of the import machinery is an offence on eve
 ``sys`` handed on or its import hooks, ``exec``/``eval``/``compile``, and the builtins reached
 without being named (``__builtins__``, ``globals()``, ``vars()``). A module of the package
 reached through an attribute (``webhook.cli.audit`` after ``import webhook.core.config``)
-counts as an import of it. The core also calls no builtin that does I/O or runs code made at
-run time (``open``, ``print``, ``input``, ``exec``, ``eval``, ...) nor reaches the builtins
-another way (``__builtins__``, ``globals()``, ``f.__globals__``), and imports nothing
-nondeterministic (``random``, ``uuid``, ``secrets`` are off the list): the same review always
-gets the same answer.
+counts as an import of it, and so does ``sys`` or a module of the machinery reached through
+another module (``os.sys.modules``, ``logging.config`` after ``import logging``), a module's
+``__dict__``, and the standard library's loaders of a dotted string (``pydoc.locate``,
+``logging.config``, ``pickle``, ``marshal``, ``shelve``, ``copyreg``, ``unittest.mock``, on
+:data:`MACHINERY`). :func:`test_importing_a_module_loads_nothing_from_a_floor_above_it`
+imports every module in a fresh interpreter, lowest floor first, as the run-time twin. In
+the core, a module reached through an attribute of another (``fnmatch.os``, ``enum.bltns``,
+``typing.sys``, ``getattr(fnmatch, "os")``, ``from fnmatch import os``) is refused unless it
+is a submodule on the allowed list (``collections.abc``, ``urllib.parse``): each allowed
+module is imported to read what its attributes are. The core also calls no builtin that does
+I/O or runs code made at run time (``open``, ``print``, ``input``, ``exec``, ``eval``, ...) nor
+reaches the builtins another way (``__builtins__``, ``globals()``, ``f.__globals__``), and
+imports nothing nondeterministic (``random``, ``uuid``, ``secrets`` are off the list): the
+same review always gets the same answer.
 """
 
 from __future__ import annotations
 
 import ast
+import importlib
 import importlib.util
+import json
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -125,6 +140,16 @@ MACHINERY = {
     "_imp",
     "_frozen_importlib",
     "_frozen_importlib_external",
+    # loaders of a dotted string: pydoc.locate, logging.config's "()" and "ext://",
+    # unpickling (a pickle names the module and the callable it imports), mock.patch
+    "pydoc",
+    "logging.config",
+    "pickle",
+    "_pickle",
+    "marshal",
+    "shelve",
+    "copyreg",
+    "unittest.mock",
 }
 #: Module -> the machinery modules it may use however it likes: configsource reads the default
 #: configuration that ships in the package (``importlib.resources.files("webhook")``).
@@ -303,6 +328,114 @@ def _dotted(node: ast.AST) -> list[str] | None:
     return [node.id, *reversed(parts)]
 
 
+def _load(name: str) -> ModuleType | None:
+    """Module ``name``, imported to read its attributes, or ``None`` when there is none."""
+    try:
+        return importlib.import_module(name)
+    except Exception:  # not a module (or not importable here): nothing to read
+        return None
+
+
+def _attribute_of(module: ModuleType, attr: str) -> object:
+    """``module.attr``, a submodule not loaded yet included (``logging.config`` after
+    ``import logging``); ``None`` when it has none."""
+    value = getattr(module, attr, None)
+    if value is None and not attr.startswith("__"):
+        try:
+            if importlib.util.find_spec(f"{module.__name__}.{attr}") is not None:
+                value = _load(f"{module.__name__}.{attr}")
+        except (ImportError, ValueError):
+            value = None
+    return value
+
+
+def _imported_names(tree: ast.AST) -> dict[str, ModuleType]:
+    """Local name -> the module it is bound to, for every import statement in ``tree`` that
+    binds a module (``import a.b`` binds ``a``; ``from a import b`` binds ``b`` when it is a
+    module, a submodule or a module held as an attribute)."""
+    bound: dict[str, ModuleType] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                name = alias.name if alias.asname else alias.name.split(".")[0]
+                module = _load(name)
+                if module is not None:
+                    bound[alias.asname or name] = module
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            parent = _load(node.module)
+            for alias in node.names:
+                value = None if parent is None else _attribute_of(parent, alias.name)
+                if isinstance(value, ModuleType):
+                    bound[alias.asname or alias.name] = value
+    return bound
+
+
+def _module_steps(tree: ast.AST) -> Iterator[tuple[int, ModuleType, str, object]]:
+    """(line, module, attribute, its value) for every attribute read off a module along an
+    attribute chain rooted at a name an import bound (``fnmatch.os.system``: fnmatch's
+    ``os``, then os's ``system``), and every name ``from module import`` takes. The chain
+    is followed while its values are modules."""
+    bound = _imported_names(tree)
+    if not bound:
+        return
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            parent = _load(node.module)
+            if parent is not None:
+                for alias in node.names:
+                    yield node.lineno, parent, alias.name, _attribute_of(parent, alias.name)
+    inner = {id(n.value) for n in ast.walk(tree) if isinstance(n, ast.Attribute)}
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id == "getattr"
+            and node.args
+            and isinstance(node.args[0], ast.Name)
+            and node.args[0].id in bound
+        ):
+            # getattr(fnmatch, "os"): read as fnmatch.os; a name not written out is unknown
+            module = bound[node.args[0].id]
+            attr = _literal(node.args[1]) if len(node.args) > 1 else None
+            if attr is None:
+                yield node.lineno, module, UNKNOWN_ATTRIBUTE, None
+            else:
+                yield node.lineno, module, attr, _attribute_of(module, attr)
+            continue
+        if not isinstance(node, ast.Attribute) or id(node) in inner:
+            continue
+        path = _dotted(node)
+        if path is None or path[0] not in bound:
+            continue
+        value: object = bound[path[0]]
+        for attr in path[1:]:
+            if not isinstance(value, ModuleType):
+                break
+            module, value = value, _attribute_of(value, attr)
+            yield node.lineno, module, attr, value
+
+
+#: What :func:`_module_steps` gives for ``getattr(module, name)`` with a name not written out.
+UNKNOWN_ATTRIBUTE = "<a name at run time>"
+
+
+def _foreign_modules(tree: ast.AST) -> Iterator[tuple[int, str]]:
+    """(line, what) for every module the core reaches through an attribute of another
+    (``fnmatch.os``, ``enum.bltns``, ``typing.sys``, ``from fnmatch import os``) and every
+    module's ``__dict__``: a module reached so is no import the purity check reads. A
+    submodule on the allowed list (``collections.abc``, ``urllib.parse``, the core's own) is
+    let through; yaml and shlex are read by :func:`_restricted_uses`."""
+    for line, module, attr, value in _module_steps(tree):
+        if module.__name__.split(".")[0] in CORE_MAY_USE:
+            continue
+        if attr in ("__dict__", UNKNOWN_ATTRIBUTE):
+            yield line, f"reads {module.__name__}.{attr}"
+        elif isinstance(value, ModuleType):
+            genuine = value.__name__ == f"{module.__name__}.{attr}"
+            if not (genuine and _core_may_import(value.__name__)):
+                yield line, f"reaches {value.__name__} as {module.__name__}.{attr}"
+
+
 def _bound_modules(tree: ast.AST) -> dict[str, str]:
     """Local name -> module, for every module of :data:`CORE_MAY_USE` ``tree`` imports."""
     bound = {}
@@ -432,6 +565,7 @@ def _io_imports(tree: ast.AST) -> Iterator[tuple[int, str]]:
         elif not _core_may_import(dynamic):
             yield line, f"imports {dynamic}"
     yield from _restricted_uses(tree)
+    yield from _foreign_modules(tree)
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             for alias in node.names:
@@ -552,6 +686,19 @@ def test_the_purity_check_lets_the_cores_safe_loads_through() -> None:
     assert list(_io_imports(ast.parse(text))) == []
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "import collections.abc\ncollections.abc.Mapping",
+        "import urllib.parse\nurllib.parse.quote('x')",
+        "from urllib import parse\nparse.urlsplit('x')",
+        "import webhook.core.config\nwebhook.core.config.Config",
+    ],
+)
+def test_the_purity_check_lets_allowed_submodules_through(text: str) -> None:
+    assert list(_io_imports(ast.parse(text))) == [], text
+
+
 def _modules() -> dict[str, Path]:
     """Every module of the package by dotted name (a package by its ``__init__``)."""
     out = {}
@@ -618,6 +765,15 @@ def _machinery(name: str, tree: ast.AST) -> Iterator[int]:
                 yield node.lineno
         elif isinstance(node, ast.Attribute) and node.attr in MACHINERY_ATTRIBUTES:
             yield node.lineno
+    for line, _module, attr, value in _module_steps(tree):
+        if attr == "__dict__":
+            yield line  # a module's namespace: webhook.__dict__["cli"], os.__dict__["sys"]
+        elif (
+            isinstance(value, ModuleType)
+            and (value is sys or _is_machinery(value.__name__))
+            and value.__name__ not in allowed
+        ):
+            yield line  # sys or the machinery through another module: os.sys, logging.config
 
 
 def _from_base(name: str, node: ast.ImportFrom, is_package: bool) -> str:
@@ -850,3 +1006,92 @@ def test_no_import_cycles() -> None:
         if node not in index:
             visit(node)
     assert circles == []
+
+
+#: Imports every module it is given, bottom floor first, in one fresh interpreter; after each,
+#: a module of a higher floor in ``sys.modules`` is an offence (what the ast cannot see, the
+#: interpreter does). Before a module of floor f is imported nothing above f is loaded, so
+#: the first offence names its module; the checks after it would be spoiled, so it stops.
+_LOAD_EACH = """
+import importlib, json, sys
+order, floors, outside = json.loads(sys.argv[1])
+def floor(name):
+    if name in outside:
+        return outside[name]
+    for prefix, f in floors.items():
+        if name == prefix or name.startswith(prefix + "."):
+            return f
+    return None
+for name, own in order:
+    importlib.import_module(name)
+    above = sorted(m for m in sys.modules if (floor(m) or 0) > own)
+    if above:
+        print(json.dumps([name, above]))
+        break
+"""
+
+
+def test_importing_a_module_loads_nothing_from_a_floor_above_it() -> None:
+    """The floor check's runtime twin: each module imported in turn, lowest floor first, in
+    one fresh interpreter, loads no module of a floor above its own."""
+    order = sorted(
+        ((name, floor) for name in _modules() if (floor := _floor(name)) is not None),
+        key=lambda item: (item[1], item[0]),
+    )
+    order = [(name, floor) for name, floor in order if name != "webhook.__main__"]
+    root = PACKAGE.parent
+    started = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-c", _LOAD_EACH, json.dumps([order, FLOORS, OUTSIDE])],
+        capture_output=True,
+        text=True,
+        cwd=root,
+        env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"},
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "", done.stdout
+    assert time.perf_counter() - started < 30
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "import fnmatch\ngetattr(fnmatch, 'os').system('id')",
+        "import fnmatch\ngetattr(fnmatch, name)",
+        "from fnmatch import os",
+        "import fnmatch\nfnmatch.__dict__['os']",
+        "import json\njson.decoder.scanstring",
+    ],
+)
+def test_the_purity_check_sees_a_module_behind_an_allowed_ones_getattr(text: str) -> None:
+    assert list(_io_imports(ast.parse(text))) != [], text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "import os\ngetattr(os, 'sys').modules['webhook.cli.audit']",
+        "import logging\nlogging.config.dictConfig({})",
+        "from os import sys\nsys.modules['webhook.cli']",
+        "import os\nos.__dict__['sys']",
+        "import unittest.mock\nunittest.mock.patch('webhook.cli.audit.cmd_audit')",
+    ],
+)
+def test_the_floor_check_sees_sys_and_loaders_behind_another_module(text: str) -> None:
+    known = set(_modules())
+    name = "webhook.edge.kube"
+    graph = {name: {t: line for line, t in _imports_in(name, ast.parse(text), known)}}
+    assert _upward(graph) != [], text
+
+
+def test_the_floor_check_lets_plain_module_attributes_through() -> None:
+    """Above the core a getattr with a name from a table (edge/kube's
+    ``getattr(client, api_class)``) is let through; a literal one is read as the attribute."""
+    known = set(_modules())
+    text = (
+        "import os\nos.path.join('a', 'b')\ngetattr(os, 'sep')\ngetattr(os, name)\n"
+        "import logging\nlogging.getLogger()"
+    )
+    assert list(_imports_in("webhook.edge.kube", ast.parse(text), known)) == []

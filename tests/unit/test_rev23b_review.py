@@ -40,7 +40,6 @@ ROOT = Path(__file__).resolve().parents[2]
 # -- finding 1: the core's allowed modules hand on the modules they import -------------------
 
 
-@pytest.mark.open_finding
 @pytest.mark.parametrize(
     "text",
     [
@@ -66,7 +65,6 @@ def test_rev23b_the_purity_check_sees_io_through_an_allowed_modules_attributes(t
 # -- finding 2: the floor check misses the import table behind another module, and loaders ---
 
 
-@pytest.mark.open_finding
 @pytest.mark.parametrize(
     "text",
     [
@@ -99,7 +97,6 @@ def test_rev23b_the_floor_check_sees_an_edge_module_reach_the_floors_above(text:
 # -- finding 3: the wiring still passes Any where the type is known ---------------------------
 
 
-@pytest.mark.open_finding
 @pytest.mark.parametrize(
     ("module", "function", "parameter"),
     [
@@ -247,7 +244,6 @@ def test_rev23b_a_tenants_own_secret_named_like_a_default_is_the_pods() -> None:
 # -- finding 6: the architecture page names a class that is not there ------------------------
 
 
-@pytest.mark.open_finding
 def test_rev23b_every_code_name_on_the_architecture_page_exists() -> None:
     """Issue 23 item 5: the page true to the code. Every ``floor/module.Name`` or
     ``floor/module.py:name`` it gives must be where it says. It names

@@ -36,7 +36,10 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from webhook.edge.metrics import Metrics
 
 log = logging.getLogger("pullguard.mirrors")
 
@@ -64,7 +67,7 @@ class MirrorHealth:
         probe: Callable[[str, float], bool],
         *,
         interval: float = PROBE_INTERVAL_SECONDS,
-        metrics: Any = None,
+        metrics: Metrics | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.mirrors = mirrors

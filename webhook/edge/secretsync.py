@@ -65,6 +65,7 @@ from webhook.core.cluster import (
 from webhook.core.keyring import PULL_SECRET_KEYS
 from webhook.core.mutate import SecretCopy
 from webhook.core.podspec import controller_owner, pod_spec
+from webhook.core.review import AdmissionRequest
 
 log = logging.getLogger("pullguard.secrets")
 KEY_SECRET = "pullguard-sync-key"  # noqa: S105 - a Secret's name
@@ -123,7 +124,7 @@ class CopyCause:
     owner: Owner | None = None
 
 
-def copy_cause(review: Any, authenticated: bool) -> CopyCause:
+def copy_cause(review: AdmissionRequest, authenticated: bool) -> CopyCause:
     """The cause of the copies one admission review asks for."""
     obj = review.object if isinstance(review.object, Mapping) else {}
     metadata = obj.get("metadata")
