@@ -24,7 +24,8 @@ the capacity to answer the API server; and each connection still has deadlines:
   that bound each new connection makes room (:class:`IdleConnections`): connections that
   are certainly not the API server's (they asked for another path than /validate and
   /mutate, or, with ``--client-ca``, are unverified) and a peer address's past its fair
-  share are closed once answered; handshakes and requests still arriving after a second
+  share are closed once answered, and a new one from a peer already at its allowance is
+  refused before its handshake; handshakes and requests still arriving after a second
   (a handshake: or waiting a second in all on its peer past its ClientHello) are cut,
   connections that finish the handshake and send nothing are closed, and only then,
   and only as many as they alone are past the bound, idle keep-alive connections of clients
@@ -612,9 +613,12 @@ def _gevent_worker_class() -> type:
                 self.idle_pool = IdleConnections(
                     self.worker_connections, client_ca=bool(app.options.client_ca)
                 )
-            self.idle_pool.opened()
+            peer = str(addr[0]) if isinstance(addr, tuple) and addr else str(addr)
             try:
-                self._handle_tls(listener, client, addr)
+                if self.idle_pool.opened(peer):
+                    self._handle_tls(listener, client, addr)
+                else:
+                    client.close()  # its ClientHello unread: a reset, before any handshake
             finally:
                 self.idle_pool.ended()
 
@@ -823,6 +827,8 @@ class IdleConnections:
         self.connections: set[_Evictable] = set()
         self.closed = 0
         self.cut = 0
+        #: New connections refused before their handshake (:meth:`refuses`).
+        self.refused = 0
         self._logged = 0.0
         self._sweeping = False
         #: Per peer, the API-server-like connections it held when the pressure began (at
@@ -833,15 +839,50 @@ class IdleConnections:
         #: Set on SIGTERM: the sweep closes idle connections (:meth:`close_idle_for_exit`).
         self.stopping = False
 
-    def opened(self) -> None:
-        """A new connection was accepted: make room while the worker is near its bound."""
+    def opened(self, peer: str = "") -> bool:
+        """A new connection from ``peer`` was accepted: make room while the worker is near
+        its bound. ``False``: it is refused, to be closed at once, before its handshake
+        (:meth:`refuses`)."""
         self.open += 1
         if not self._sweeping:
             import gevent
 
             self._sweeping = True
             gevent.spawn(self._sweep)
+        if self.refuses(peer):
+            self.refused += 1
+            return False
         self.make_room()
+        return True
+
+    def refuses(self, peer: str) -> bool:
+        """Near the bound, a new connection from a peer that already holds its allowance
+        (its fair share, or its floor: :meth:`_allowance`) in connections that look like
+        the API server's, counted with its connections still in their handshake or before
+        their first answer, and not being closed: once answered it would be past its share
+        and closed after one answer anyway (:meth:`make_room`). Accepted, each such
+        connection of a peer that reconnects at once took a slot, a handshake and an answer,
+        and the freed slots went to its connections queued in the listen backlog ahead of
+        the API server's new one (FIFO): 5 s in the backlog while every slot was busy with
+        an answer that took 1.85 s (a registry question at its deadline). Refused, it costs
+        an accept and a close (a reset: its ClientHello is unread), and the backlog drains
+        down to the other peers' connections at once. Only with two peers or more (one peer
+        alone has no one to share with), and only a peer already among them: a kubelet's
+        probe, a scraper or a new address is never refused here."""
+        if self.open <= self.bound - self.reserve:
+            return False
+        peers = self._peers()
+        if len(peers) < 2 or not peers[peer]:
+            return False
+        held = peers[peer] + sum(
+            1
+            for c in self.connections
+            if c.peer == peer
+            and not (c.closed_idle or c.cut or c.close_after_response)
+            and c.responses <= 0
+            and not self._not_the_api_servers(c)
+        )
+        return held >= self._allowance(peer, self._share(self.bound - self.reserve, peers))
 
     def _sweep(self) -> None:
         import gevent
@@ -968,13 +1009,14 @@ class IdleConnections:
             self._logged = now
             log.warning(
                 "%d connections open in this worker (bound %d): idle connections closed and "
-                "requests still arriving after %.0fs cut, to keep room for new ones (%d closed "
-                "and %d cut so far)",
+                "requests still arriving after %.0fs cut, to keep room for new ones (%d closed, "
+                "%d cut and %d refused before their handshake so far)",
                 self.open,
                 self.bound,
                 self.PRESSURE_REQUEST_SECONDS,
                 self.closed,
                 self.cut,
+                self.refused,
             )
 
     def _not_the_api_servers(self, connection: _Evictable) -> bool:
