@@ -1,11 +1,8 @@
 """rev24g: outside review of this session's issue-24 fixes (redaction)."""
 
-import pytest
-
 from webhook.core.credprovider import redact
 
 
-@pytest.mark.open_finding
 def test_a_token_shaped_as_a_host_name_is_still_redacted() -> None:
     # 6e1bb4a (rev24f F4) keeps any run that fullmatches a host name with a letters-only last
     # label, checking only for 16+ hex digits; before, a 24+ letters-and-digits part with a
@@ -15,7 +12,6 @@ def test_a_token_shaped_as_a_host_name_is_still_redacted() -> None:
     assert token not in out
 
 
-@pytest.mark.open_finding
 def test_a_passphrase_starting_with_a_cause_word_is_redacted() -> None:
     # c66a8cd: a labelled value that is a cause word followed by more lowercase words is
     # kept as a Go error's next step; a passphrase of words ("no way in hell") is logged whole.

@@ -971,12 +971,33 @@ _LABELLED = re.compile(
     # a separator, or "is"/"was" in a sentence; never a bare space ("token expired", "auth
     # failed" are the cause an admin needs: rev24d), and the value on the same line
     r"(\\?[\"']?[ \t]*[:=][ \t]*|[ \t]+(?:is|was)[ \t]+)"
-    # not the next step of a Go error chain (rev24e): "token: ManagedIdentityCredential: ...",
-    # a CamelCase type name ending in ':', or "credentials: failed to ...", a word that starts
-    # a cause, in lowercase, with the sentence going on after it
-    r"(?!(?:[A-Z][a-z]+){2,}:(?:\s|$)|" + _CAUSE_WORDS + r"[ \t]+[a-z])"
     r"(\\?\"(?:[^\"\\]|\\.)*\\?\"|'[^']*'|\S+)"
 )
+#: "the password is a horse battery staple": a password-like label in a sentence hides the
+#: rest of its line (a passphrase is words: rev24g F3).
+_PASSWORD_SENTENCE = re.compile(
+    r"(?i)\b((?:passphrase|password|passwd|secret)s?[ \t]+(?:is|was)[ \t]+)[^\n]+"
+)
+#: Labels a Go error chain names as a step ("get credentials: failed to refresh ...",
+#: "acquire token: ManagedIdentityCredential: ..."): only after these, and a ':', may the
+#: value be the chain's next step (rev24e); never after password-like labels (rev24g F3).
+_CHAIN_LABELS = frozenset({"credential", "credentials", "token", "tokens", "auth"})
+_TYPE_STEP = re.compile(r"(?:[A-Z][a-z]+){2,}:")
+_CAUSE_WORD = re.compile(_CAUSE_WORDS)
+_MORE_WORDS = re.compile(r"[ \t]+[a-z]")
+
+
+def _labelled_redacted(match: re.Match[str]) -> str:
+    label, separator, value = match.group(1), match.group(2), match.group(3)
+    if ":" in separator and label.lower() in _CHAIN_LABELS:
+        rest = match.string[match.end() :]
+        if _TYPE_STEP.fullmatch(value) and (not rest or rest[0].isspace()):
+            return match.group(0)
+        if _CAUSE_WORD.fullmatch(value) and _MORE_WORDS.match(rest):
+            return match.group(0)
+    return f"{label}{separator}[redacted]"
+
+
 #: ``-p VALUE`` (docker login's, most CLIs' password flag), ``-u USER:PASSWORD`` (curl's),
 #: ``--password``/``--user`` alike, echoed in a plugin's stderr (``set -x``).
 _PASSWORD_FLAG = re.compile(
@@ -997,10 +1018,15 @@ MAX_LOGGED_STDERR = 2048
 _SECRET_PART = re.compile(r"[0-9a-f]{16,}|(?=[a-z0-9]*[0-9])[a-z0-9]{24,}")
 
 
-#: A host name whose last label is a top-level domain of letters (``...azurecr.io``): a
+#: A host name of a cloud registry (``NAME.azurecr.io``, ECR's, Artifact Registry's,...): a
 #: registry's name, in every image reference of the pod, no secret, whatever its first label
-#: holds (rev24f F4: ACR names of 24+ letters and digits); a 16+ hex-digit part is still one.
-_HOST_NAME = re.compile(r"(?:[a-z]+://)?(?:[a-z0-9-]+\.)+[a-z]{2,}(?::[0-9]+)?/?")
+#: holds (rev24f F4: ACR names of 24+ letters and digits); a 16+ hex-digit part is still
+#: one. Only known registry domains: any host-shaped run with a letters-only last label let a
+#: token followed by ".token" through (rev24g F2).
+_HOST_NAME = re.compile(
+    r"(?:[a-z]+://)?(?:[a-z0-9-]+\.)+(?:azurecr\.(?:io|cn|us)|amazonaws\.com(?:\.cn)?"
+    r"|pkg\.dev|gcr\.io|docker\.io|ghcr\.io|quay\.io)(?::[0-9]+)?/?"
+)
 _HEX_PART = re.compile(r"[0-9a-f]{16,}")
 
 
@@ -1023,7 +1049,8 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
         text = text.replace(secret, "[redacted]")
     text = _URL_USERINFO.sub(lambda m: f"{m.group(1)}{m.group(2)}:[redacted]@", text)
     text = _BEARER.sub(lambda m: f"{m.group(1)} [redacted]", text)
-    text = _LABELLED.sub(lambda m: f"{m.group(1)}{m.group(2)}[redacted]", text)
+    text = _PASSWORD_SENTENCE.sub(lambda m: f"{m.group(1)}[redacted]", text)
+    text = _LABELLED.sub(_labelled_redacted, text)
     text = _PASSWORD_FLAG.sub(
         lambda m: f"{m.group(1) or m.group(4)}{m.group(2) or m.group(5) or ''}[redacted]", text
     )
