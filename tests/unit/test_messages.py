@@ -411,11 +411,13 @@ def test_no_typo_guess_for_a_registry_that_just_served_an_image_of_the_pod() -> 
     assert not alone.allowed
     assert not any("looks like a typo" in w for w in alone.warnings), alone.warnings
     # A bare 404 (no tag list, no NAME_UNKNOWN: any web server says that) proves nothing.
-    bare = FixedRegistry({missing: Answer(Outcome.NOT_FOUND, "HTTP 404")})
+    # (icr.io itself is never guessed any more: it is in REAL_REGISTRY_DOMAINS.)
+    typo = "qauy.io/team/app:1.1"
+    bare = FixedRegistry({typo: Answer(Outcome.NOT_FOUND, "HTTP 404")})
     unproven = validate(
-        request(pod(pod_spec(container("b", missing)))), DEFAULT, cluster_with(), registry=bare
+        request(pod(pod_spec(container("b", typo)))), DEFAULT, cluster_with(), registry=bare
     )
-    assert any("looks like a typo of 'gcr.io'" in w for w in unproven.warnings)
+    assert any("looks like a typo of 'quay.io'" in w for w in unproven.warnings)
 
 
 def test_no_typo_guess_for_a_registry_that_answered_with_a_refusal() -> None:

@@ -25,6 +25,21 @@ WELL_KNOWN_REGISTRIES = (
     "public.ecr.aws",
 )
 
+#: Real registries (and the domains under which every host is one) that are not typo targets
+#: but must never be "corrected" into one: ``icr.io`` (IBM Cloud) is one edit from ``gcr.io``.
+REAL_REGISTRY_DOMAINS = (
+    "icr.io",
+    "nvcr.io",
+    "lscr.io",
+    "cgr.dev",
+    "ocir.io",
+    "gcr.io",
+    "pkg.dev",
+    "azurecr.io",
+    "amazonaws.com",
+    "registry.gitlab.com",
+)
+
 
 def split_host_port(hostport: str) -> tuple[str, str]:
     """``("example.com", "5000")`` from ``example.com:5000``; brackets of IPv6 are kept."""
@@ -118,11 +133,15 @@ def suggest_registry(hostport: str, known: Iterable[str] = ()) -> str | None:
 
     Candidates are the configuration's registries (``known``) and the well-known ones. A host
     that is itself a candidate is never "corrected" (``gcr.io`` and ``ghcr.io`` are one edit
-    apart and both real). Short names allow one edit, longer ones two.
+    apart and both real), nor is one of :data:`REAL_REGISTRY_DOMAINS` or a host under one.
+    Short names allow one edit, longer ones two.
     """
     host = hostport.lower()
     candidates = [c.lower() for c in known if "*" not in c] + list(WELL_KNOWN_REGISTRIES)
     if host in candidates or host in {"docker.io", "index.docker.io"}:
+        return None
+    bare = split_host_port(host)[0]
+    if any(bare == d or bare.endswith("." + d) for d in REAL_REGISTRY_DOMAINS):
         return None
     best: tuple[int, str] | None = None
     for candidate in candidates:
