@@ -37,7 +37,6 @@ def secret_of(fix: str) -> str:
     return fix.split("kubectl create secret docker-registry ", 1)[1].split(maxsplit=1)[0]
 
 
-@pytest.mark.open_finding
 def test_rev22c_debug_fix_on_a_jobs_pod_is_one_the_api_server_accepts(
     plane: ControlPlane, ns: str, registries: E2ERegistries
 ) -> None:
@@ -89,7 +88,6 @@ def test_rev22c_debug_fix_on_a_jobs_pod_is_one_the_api_server_accepts(
     )
 
 
-@pytest.mark.open_finding
 def test_rev22c_debug_fix_on_a_paused_deployments_pod_gives_a_pod_the_secret(
     plane: ControlPlane, ns: str, registries: E2ERegistries
 ) -> None:

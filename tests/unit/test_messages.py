@@ -22,6 +22,7 @@ from tests.unit.builders import (
     pull_secret,
     request,
 )
+from webhook.core.checks import cronjob_of
 from webhook.core.cluster import SecretInfo, ServiceAccountInfo
 from webhook.core.config import load_config_text, parse_config
 from webhook.core.keyring import DOCKER_CFG, miss_reason, parse_pull_secret
@@ -145,11 +146,101 @@ def test_kubectl_debug_of_a_deployments_pod_patches_the_deployments_template() -
         "the pod template of the pod's ReplicaSet web-5d8f7c (owned by a Deployment web, if "
         "one still exists) (it makes the pod; " in fix
     ), fix
+    # rev22c F2: a paused Deployment rolls out nothing; its patch resumes it (a no-op when
+    # it is not paused), and the words say so.
+    resumed = body.replace('{"spec":{"template"', '{"spec":{"paused":false,"template"')
+    assert 'the Deployment\'s patch also resumes it if it is paused ("paused":false' in fix
     assert fix.endswith(
-        f": kubectl patch deployment/web -n team-a --type=merge -p {body} || "
+        f": kubectl patch deployment/web -n team-a --type=merge -p {resumed} || "
         f"{{ kubectl patch replicaset/web-5d8f7c -n team-a --type=merge -p {body} && "
         f"kubectl delete pod {new['metadata']['name']} -n team-a; }}"
     ), fix
+
+
+def _debug_of_owned_pod(kind: str, name: str) -> str:
+    """The registry finding's fix for ``kubectl debug`` of a pod controlled by ``kind``
+    ``name``, with an image that needs a secret."""
+    old = pod(pod_spec(container("app", "nginx:1.25"), secrets=["other"]))
+    old["metadata"]["ownerReferences"] = [
+        {"apiVersion": "batch/v1", "kind": kind, "name": name, "controller": True}
+    ]
+    new = copy.deepcopy(old)
+    new["spec"]["ephemeralContainers"] = [{"name": "debugger", "image": PORTED}]
+    review = request(new, operation="UPDATE", old=old, sub_resource="ephemeralcontainers")
+    registry = FixedRegistry({PORTED: Answer(Outcome.UNAUTHORIZED, "HTTP 401")})
+    cluster = cluster_with(pull_secret("team-a", "other", "ghcr.io"))
+    decision = validate(review, DEFAULT, cluster, registry=registry)
+    assert not decision.allowed
+    (finding,) = [f for f in decision.findings if f.check == "registry"]
+    return finding.fix or ""
+
+
+_SECRETS = '[{"name":"other"},{"name":"regcred-registry-example-com-5000"}]'
+_RECREATE_MIG = (
+    "kubectl patch job/mig -n team-a --type=strategic --dry-run=client -o yaml -p "
+    f'\'{{"spec":{{"template":{{"spec":{{"imagePullSecrets":{_SECRETS}}},'
+    '"metadata":{"labels":{"controller-uid":null,"batch.kubernetes.io/controller-uid":null,'
+    '"job-name":null,"batch.kubernetes.io/job-name":null}}},"selector":null}}\' | '
+    "kubectl replace --force -f -"
+)
+
+
+def test_kubectl_debug_of_a_jobs_pod_recreates_the_job() -> None:
+    """rev22c F1: a Job's pod template is immutable ("field is immutable"): the fix said to
+    add the secret to it, with no command. The Job is recreated with it, as diagnose does
+    (the generated selector and labels dropped), and the words say its pods run again."""
+    fix = _debug_of_owned_pod("Job", "mig")
+    assert (
+        ", then recreate Job mig with {name: regcred-registry-example-com-5000} in its pod "
+        "template's imagePullSecrets (a Job's pod template cannot change: the Job is deleted "
+        "and created again with it, and its pods run again from the start): "
+    ) in fix, fix
+    assert fix.endswith(f": {_RECREATE_MIG}"), fix
+
+
+def test_kubectl_debug_of_a_cronjobs_run_patches_the_cronjob_else_recreates_the_job() -> None:
+    """A scheduled run is named CRONJOB-MINUTES: the CronJob (patchable) takes the secret
+    and the run is made again from it; where no such CronJob exists, the Job is recreated."""
+    fix = _debug_of_owned_pod("Job", "backup-29412000")
+    cron = (
+        '\'{"spec":{"jobTemplate":{"spec":{"template":{"spec":{"imagePullSecrets":'
+        + _SECRETS
+        + "}}}}}}'"
+    )
+    recreate = _RECREATE_MIG.replace("job/mig", "job/backup-29412000")
+    assert (
+        ", then add {name: regcred-registry-example-com-5000} to the imagePullSecrets of "
+        "the pod template of CronJob backup, which Job backup-29412000's name says made it"
+    ) in fix, fix
+    assert fix.endswith(
+        f": kubectl patch cronjob/backup -n team-a --type=merge -p {cron} && "
+        "kubectl delete job backup-29412000 -n team-a && kubectl create job backup-29412000 "
+        f"--from=cronjob/backup -n team-a || {recreate}"
+    ), fix
+
+
+@pytest.mark.parametrize("job", ["mig", "mig-2", "backup-2941200", "backup-29412000x"])
+def test_a_job_not_named_like_a_run_is_no_cronjobs(job: str) -> None:
+    assert cronjob_of(job) == ""
+    assert cronjob_of(f"{job}-29412000") == job
+
+
+def test_kubectl_debug_of_a_bare_pod_gives_the_command_that_recreates_it() -> None:
+    """A bare pod's fix said "then recreate the pod with ..." and gave no command: it is the
+    recreate (its ephemeral containers, which a create refuses, dropped)."""
+    old = pod(pod_spec(container("app", "nginx:1.25")))
+    new = copy.deepcopy(old)
+    new["spec"]["ephemeralContainers"] = [{"name": "debugger", "image": PORTED}]
+    review = request(new, operation="UPDATE", old=old, sub_resource="ephemeralcontainers")
+    registry = FixedRegistry({PORTED: Answer(Outcome.UNAUTHORIZED, "HTTP 401")})
+    decision = validate(review, DEFAULT, cluster_with(), registry=registry)
+    (finding,) = [f for f in decision.findings if f.check == "registry"]
+    assert (finding.fix or "").endswith(
+        f": kubectl patch pod {new['metadata']['name']} -n team-a --type=merge --dry-run=client "
+        '-o yaml -p \'{"spec":{"imagePullSecrets":[{"name":'
+        '"regcred-registry-example-com-5000"}],"ephemeralContainers":null}}\' | '
+        "kubectl replace --force -f -"
+    ), finding.fix
 
 
 def test_kubectl_debug_of_a_bare_replicasets_pod_deletes_the_pod_after_the_patch() -> None:

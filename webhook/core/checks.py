@@ -26,7 +26,7 @@ from typing import Any
 from webhook.core.cluster import ClusterUnavailable, ClusterView, SecretInfo, marked_as_copy
 from webhook.core.config import Config
 from webhook.core.findings import UNPARSEABLE, Finding
-from webhook.core.fixcommands import recreate_pod, remake_stuck_pods
+from webhook.core.fixcommands import recreate_job, recreate_pod, remake_stuck_pods
 from webhook.core.hosts import any_host_matches, suggest_registry
 from webhook.core.keyring import (
     DOCKER_CFG,
@@ -111,7 +111,12 @@ class PodOwner:
     secret (rev22b F4)."""
     deployment: str = ""
     """Kind ``ReplicaSet``: the Deployment its name and the pod's ``pod-template-hash``
-    suggest, which may no longer exist."""
+    suggest, which may no longer exist. It may be paused (``kubectl rollout pause``), which
+    admission cannot see: its patch also sets ``spec.paused: false`` (what ``kubectl rollout
+    resume`` does), a no-op on a Deployment that is not paused (rev22c F2)."""
+    cronjob: str = ""
+    """Kind ``Job``: the CronJob its name suggests (a scheduled run is named
+    ``CRONJOB-MINUTES``, :func:`cronjob_of`), which may not exist or not be its owner."""
 
     def where_to_add(self, secret: str) -> str:
         shown = f"{{name: {secret}}}"
@@ -126,6 +131,8 @@ class PodOwner:
                 f"recreate the pod with {shown} in spec.imagePullSecrets (a Pod's cannot "
                 f"change): {recreate_pod(pod, listed)}"
             )
+        if self.kind == "Job":
+            return self._job_fix(shown, names)
         if self.deployment:
             owner = (
                 f"the pod's ReplicaSet {self.name} (owned by a Deployment {self.deployment}, "
@@ -140,10 +147,13 @@ class PodOwner:
         remake = remake_stuck_pods(self.kind, [self.pod] if self.pod else [], self.namespace)
         if self.deployment:
             return (
-                f"{words} (it makes the pod; the Deployment's patch answers NotFound when it "
-                "is gone, and the ReplicaSet, which keeps the pods it has, is patched and the "
-                "pod deleted so that it makes a new one, to debug again): "
-                f"{self._patch('Deployment', self.deployment, names)} || "
+                f"{words} (it makes the pod; the Deployment's patch also resumes it if it is "
+                'paused ("paused":false: a paused Deployment rolls out nothing, and resumed '
+                "it also rolls out whatever else changed while it was paused); the patch "
+                "answers NotFound when the Deployment is gone, and the ReplicaSet, which keeps "
+                "the pods it has, is patched and the pod deleted so that it makes a new one, "
+                "to debug again): "
+                f"{self._patch('Deployment', self.deployment, names, resume=True)} || "
                 f"{{ {patch}{remake}; }}"
             )
         if remake:
@@ -153,10 +163,52 @@ class PodOwner:
             )
         return f"{words} (it makes the pod): {patch}"
 
-    def _patch(self, kind: str, name: str, names: Sequence[str]) -> str:
-        body = {"spec": {"template": {"spec": {"imagePullSecrets": [{"name": n} for n in names]}}}}
+    def _job_fix(self, shown: str, names: Sequence[str]) -> str:
+        """A Job's pod template is immutable (``kubectl patch job`` answers "field is
+        immutable"): the Job is recreated with the secret, its pods run again (rev22c F1). A
+        CronJob's run gets the secret in the CronJob's template, which is patchable, and is
+        made again from it (as ``diagnose`` does), or, with no such CronJob, recreated."""
+        template = {"template": {"spec": {"imagePullSecrets": [{"name": n} for n in names]}}}
+        recreate = recreate_job(self.name, self.namespace, template)
+        if not self.cronjob:
+            return (
+                f"recreate Job {self.name} with {shown} in its pod template's imagePullSecrets "
+                "(a Job's pod template cannot change: the Job is deleted and created again "
+                "with it, and its pods run again from the start): "
+                f"{recreate}"
+            )
+        ns, job, cronjob = self.namespace, self.name, self.cronjob
+        body = {"spec": {"jobTemplate": {"spec": template}}}
         text = json.dumps(body, separators=(",", ":"))
+        return (
+            f"add {shown} to the imagePullSecrets of the pod template of CronJob {cronjob}, "
+            f"which Job {job}'s name says made it (a Job's pod template cannot change; the "
+            "CronJob's next runs get the secret, and this run is deleted and made again from "
+            "it, its pods running again from the start; where the CronJob's patch answers "
+            "NotFound, Job "
+            f"{job} is recreated with the secret instead): "
+            f"kubectl patch cronjob/{cronjob} -n {ns} --type=merge -p {q(text)} && "
+            f"kubectl delete job {job} -n {ns} && "
+            f"kubectl create job {job} --from=cronjob/{cronjob} -n {ns} || {recreate}"
+        )
+
+    def _patch(self, kind: str, name: str, names: Sequence[str], *, resume: bool = False) -> str:
+        spec: dict[str, Any] = {"paused": False} if resume else {}
+        spec["template"] = {"spec": {"imagePullSecrets": [{"name": n} for n in names]}}
+        text = json.dumps({"spec": spec}, separators=(",", ":"))
         return f"kubectl patch {kind.lower()}/{name} -n {self.namespace} --type=merge -p {q(text)}"
+
+
+#: A CronJob names each scheduled run ``NAME-MINUTES`` (the scheduled time in minutes since
+#: 1970: eight digits from 1989 to 2160; the CronJob controller's ``getJobName``).
+_CRONJOB_RUN = re.compile(r"(.+)-[0-9]{8,}", re.ASCII)
+
+
+def cronjob_of(job: str) -> str:
+    """The CronJob a Job's name says made it (``backup-29412000`` -> ``backup``), or ``""``.
+    Only a guess from the name: admission reads neither the Job nor the CronJob."""
+    run = _CRONJOB_RUN.fullmatch(job)
+    return run.group(1) if run else ""
 
 
 def listed_secret_names(spec: object) -> tuple[str, ...]:
@@ -202,6 +254,7 @@ def pod_owner(obj: Mapping[str, Any] | None, namespace: str) -> PodOwner | None:
         listed_secret_names(obj.get("spec")),
         pod=pod if isinstance(pod, str) else "",
         deployment=deployment,
+        cronjob=cronjob_of(name) if kind == "Job" else "",
     )
 
 

@@ -23,7 +23,7 @@ from typing import Any
 from webhook.core.checks import create_secret_command, secret_name_for
 from webhook.core.cloudlogin import NOTHING_TO_DO, cloud_registry, node_access_fix, secret_command
 from webhook.core.findings import Finding
-from webhook.core.fixcommands import recreate_pod, remake_stuck_pods
+from webhook.core.fixcommands import recreate_job, recreate_pod, remake_stuck_pods
 from webhook.core.keyring import Credential, lookup
 from webhook.core.mutate import recorded_originals
 from webhook.core.placement import platform_selector
@@ -482,14 +482,7 @@ class _Fixer:
             # A Job's spec.template is immutable: the Job is recreated with the change (its
             # pods run again), without the selector and labels the API server generated
             # for the old one (it refuses them on a create: "selector not auto-generated").
-            labels = dict.fromkeys(_JOB_GENERATED_LABELS)
-            document["template"] = {**document["template"], "metadata": {"labels": labels}}
-            document["selector"] = None
-            body = json.dumps({"spec": document}, separators=(",", ":"))
-            return (
-                f"kubectl patch {target} -n {ns} --type=strategic --dry-run=client -o yaml "
-                f"-p {q(body)} | kubectl replace --force -f -"
-            )
+            return recreate_job(name, ns, document)
         body = json.dumps({"spec": document}, separators=(",", ":"))
         return f"kubectl patch {target} -n {ns} --type={patch_type} -p {q(body)}" + self._remake()
 
@@ -749,13 +742,6 @@ _BUILT_IN_OWNERS = frozenset(
 )
 #: The command that resumes a paused Deployment (its fixes end with it).
 _RESUME = "kubectl rollout resume"
-#: Labels the API server puts on a Job's pod template (and selector) when it is created.
-_JOB_GENERATED_LABELS = (
-    "controller-uid",
-    "batch.kubernetes.io/controller-uid",
-    "job-name",
-    "batch.kubernetes.io/job-name",
-)
 
 
 def _host(image: str) -> str:

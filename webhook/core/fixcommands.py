@@ -11,6 +11,10 @@ through the ``ephemeralcontainers`` subresource, ``kubectl debug``), and ``repla
 --force`` has deleted the pod by then: the patch of a pod with any sets the field to
 ``null``, which a merge or strategic patch removes.
 
+A Job's ``spec.template`` cannot change either: the Job is recreated the same way, without
+the selector and the labels the API server generated for the old one (a create refuses
+them: "selector not auto-generated"); its pods run again from the start.
+
 An owner that keeps the pods it has when its template changes (a ReplicaSet or a
 ReplicationController with no Deployment; a StatefulSet whose pod never became ready:
 Kubernetes' "forced rollback") gets its stuck pods deleted after the template's patch.
@@ -53,6 +57,36 @@ def recreate_pod(
     return (
         f"kubectl patch pod {name} -n {namespace} --type={patch_type} "
         f"--dry-run=client -o yaml -p {q(body)} | kubectl replace --force -f -"
+    )
+
+
+#: Labels the API server puts on a Job's pod template (and its selector) when it creates it.
+JOB_GENERATED_LABELS = (
+    "controller-uid",
+    "batch.kubernetes.io/controller-uid",
+    "job-name",
+    "batch.kubernetes.io/job-name",
+)
+
+
+def recreate_job(name: str, namespace: str, spec: Mapping[str, Any]) -> str:
+    """The command that recreates Job ``name`` with ``spec`` merged into its spec
+    (``{"template": {"spec": {"imagePullSecrets": [...]}}}``, a strategic merge: lists of
+    the pod spec merged by their keys), since a Job's pod template is immutable: patched
+    locally, the selector and generated labels set to ``null`` (a create with them is
+    refused), deleted and created again (``replace --force``; its pods go with it)."""
+    document = dict(spec)
+    template = document.get("template")
+    template = dict(template) if isinstance(template, Mapping) else {}
+    document["template"] = {
+        **template,
+        "metadata": {"labels": dict.fromkeys(JOB_GENERATED_LABELS)},
+    }
+    document["selector"] = None
+    body = json.dumps({"spec": document}, separators=(",", ":"))
+    return (
+        f"kubectl patch job/{name} -n {namespace} --type=strategic --dry-run=client -o yaml "
+        f"-p {q(body)} | kubectl replace --force -f -"
     )
 
 

@@ -353,9 +353,10 @@ def validate(
         paused=existing and request.kind == "Deployment" and _paused(request.object),
     )
     # A running pod's controller (kubectl debug on a Deployment's pod): its template, not
-    # the pod, takes a pull secret. An existing bare pod (audit) is recreated with it.
+    # the pod, takes a pull secret. An existing bare pod (audit; kubectl debug of one) is
+    # recreated with it: its imagePullSecrets cannot change (rev22c).
     owner = (
-        pod_owner(request.object, namespace)
+        (pod_owner(request.object, namespace) or _existing_bare_pod(request, namespace))
         if not view.is_template and request.operation == "UPDATE"
         else _existing_bare_pod(request, namespace)
         if recreate_bare_pod and existing and not view.is_template
