@@ -16,12 +16,12 @@ is not a literal, or an import function handed on, cannot be checked and is an o
 own (``__import__`` is refused outright, by rule 1 below). Every other use of the import
 machinery is an offence on every floor (outside :data:`MACHINERY_ALLOWED`): ``importlib``
 used for anything but ``import_module`` (``getattr(importlib, ...)``, ``importlib.util``),
-``pkgutil``, ``runpy``, ``builtins``,
-``inspect``, ``gc``, ``ctypes``, ``sys`` handed on, its import hooks or its private attributes
-(``sys._getframe``), ``exec``/``eval``/``compile``, and the builtins reached without being
-named (``__builtins__``, ``globals()``, ``vars()``). A module of the package reached through an
-attribute (``webhook.cli.audit`` after ``import webhook.core.config``) counts as an import of
-it, and so does ``sys`` or a module of the machinery reached through another module
+``pkgutil``, ``runpy``, ``builtins``, ``inspect``, ``gc``, ``ctypes``, ``help`` (pydoc
+imports the module its string names), ``sys`` handed on, its import hooks or its private
+attributes (``sys._getframe``), ``exec``/``eval``/``compile``, and the builtins reached without
+being named (``__builtins__``, ``globals()``, ``vars()``). A module of the package reached
+through an attribute (``webhook.cli.audit`` after ``import webhook.core.config``) counts as an
+import of it, and so does ``sys`` or a module of the machinery reached through another module
 (``os.sys.modules``, ``logging.config`` after ``import logging``), a module's ``__dict__``, and
 the standard library's loaders of a dotted string (``pydoc.locate``, ``logging.config``,
 ``pickle``, ``marshal``, ``shelve``, ``copyreg``, ``unittest.mock``, on :data:`MACHINERY`).
@@ -198,7 +198,19 @@ MACHINERY = {
 MACHINERY_ALLOWED = {"webhook.edge.configsource": {"importlib.resources"}}
 #: Builtins that run code built at run time (whose imports cannot be read) or reach the
 #: builtins (``__import__`` among them) without naming them: refused on every floor.
-MACHINERY_BUILTINS = {"exec", "eval", "compile", "__builtins__", "globals", "locals", "vars"}
+#: ``help`` imports the module its string names (pydoc: ``help("webhook.cli.audit")``), and
+#: ``breakpoint`` the hook that ``PYTHONBREAKPOINT`` names.
+MACHINERY_BUILTINS = {
+    "exec",
+    "eval",
+    "compile",
+    "__builtins__",
+    "globals",
+    "locals",
+    "vars",
+    "help",
+    "breakpoint",
+}
 #: What evaluates a string as code, as ``eval`` does: typing's readers of annotations written
 #: as strings (``inspect.get_annotations`` too, though inspect is on :data:`MACHINERY`). Refused
 #: on every floor, as a name, an attribute or a name imported. An annotation written as a string
@@ -218,6 +230,12 @@ IO_BUILTINS = {
     "input",
     "compile",
     "breakpoint",
+    "help",  # the interactive builtins of site: they read and write the terminal
+    "exit",
+    "quit",
+    "license",
+    "copyright",
+    "credits",
     "__import__",
     "__builtins__",
     "globals",
@@ -1380,6 +1398,10 @@ def test_the_floor_check_lets_plain_module_attributes_through() -> None:
         "import functools\ndef f(names):\n    return functools.reduce(getattr, names, len)",
         "def f(names):\n    return list(map(getattr, [len], names))",
         "def f():\n    g = getattr\n    return g",
+        # site's interactive builtins: the terminal, and help imports what its string names
+        "def f():\n    help('os')",
+        "def f():\n    exit(1)",
+        "def f():\n    return [license, copyright, credits, quit]",
         # strings evaluated as code
         "import typing\ndef f(x: 'int'):\n    return typing.get_type_hints(f)",
         "from typing import ForwardRef",
@@ -1435,6 +1457,8 @@ def test_the_cores_one_read_by_a_run_time_name_is_let_through_only_where_it_is()
         "def f():\n    return vars(len)",
         "def f(m):\n    return m['__import__']('webhook.cli')",
         "def f():\n    return __import__('webhook.core.config')",
+        "def f():\n    help('webhook.cli.audit')",
+        "def f():\n    breakpoint()",
     ],
 )
 def test_the_floor_check_refuses_introspection_on_every_floor(text: str) -> None:
