@@ -22,7 +22,6 @@ from tests.unit import test_layering as layering
 # generator's frame (``gi_frame.f_builtins``, no dunder at all) reaches ``open`` unseen.
 
 
-@pytest.mark.open_finding
 @pytest.mark.parametrize(
     "text",
     [
@@ -44,7 +43,6 @@ def test_the_purity_check_sees_the_builtins_reached_without_a_dotted_dunder(text
 # from inside a function, where the run-time twin (which only imports modules) cannot see it.
 
 
-@pytest.mark.open_finding
 @pytest.mark.parametrize(
     "text",
     [
