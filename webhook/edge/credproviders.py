@@ -658,7 +658,7 @@ class CredentialProviders:
         newest = self._runs[most].pop()
         newest.stop.set(
             f"not run: preempted: all {self._max_running} plugin runs in this process were "
-            f"held and namespace {most} held the most ({count}), so its newest run was "
+            f"held and this run's namespace held the most ({count}), so its newest run was "
             "stopped for a namespace holding none (every namespace keeps at least one run)"
         )
         self._held_by[most] -= 1

@@ -130,9 +130,11 @@ class Metrics:
         )
         self.registry_refusals = Counter(
             "pullguard_registry_capacity_refusals",
-            "Registry questions not asked for lack of capacity, by reason: process (every "
-            "slot in use), namespace (one namespace's share in use), dns (too many DNS "
-            "lookups outstanding). Any increase means images were admitted unchecked: alert.",
+            "Registry questions not asked, or stopped, for lack of capacity, by reason: "
+            "process (every slot in use), namespace (one namespace's share in use), "
+            "preempted (the newest question of the namespace holding the most was stopped "
+            "for a namespace holding none), dns (too many DNS lookups outstanding). Any "
+            "increase means images were admitted unchecked: alert.",
             ["reason"],
             registry=r,
         )
