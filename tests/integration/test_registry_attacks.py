@@ -381,16 +381,24 @@ def test_a_few_namespaces_together_cannot_take_every_registry_slot(setup: Setup)
 
 
 def _hang_namespaces(
-    registry: HttpRegistry, host: str, counts: list[tuple[str, int]], budget: float = 4.0
+    registry: HttpRegistry,
+    host: str,
+    counts: list[tuple[str, int]],
+    budget: float = 4.0,
+    answers: dict[Question, Answer] | None = None,
 ) -> list[threading.Thread]:
     """Each namespace's ``count`` questions to a registry that never answers, asked in order
-    (a new repository each: a new flight each), held until ``budget`` ends."""
+    (a new repository each: a new flight each), held until ``budget`` ends; their answers
+    into ``answers``."""
+    kept = {} if answers is None else answers
+
+    def ask(questions: list[Question], tenant: str) -> None:
+        kept.update(registry.ask(questions, budget, tenant=tenant))
+
     threads = []
     for ns, count in counts:
         thread = threading.Thread(
-            target=registry.ask,
-            args=([Question(host, f"{ns}/i{i}", "1") for i in range(count)], budget),
-            kwargs={"tenant": ns},
+            target=ask, args=([Question(host, f"{ns}/i{i}", "1") for i in range(count)], ns)
         )
         thread.start()
         threads.append(thread)
@@ -414,9 +422,12 @@ def test_one_tenants_namespaces_cannot_leave_another_namespace_unchecked(setup: 
     refused: list[str] = []
     try:
         registry = client(setup, on_refused=refused.append)
-        threads = _hang_namespaces(registry, hang.host, [(f"b{n}", 32) for n in range(1, 5)])
+        held: dict[Question, Answer] = {}
+        counts = [(f"b{n}", 32) for n in range(1, 5)]
+        threads = _hang_namespaces(registry, hang.host, counts, answers=held)
         assert registry.in_flight() == 104, registry.in_flight()
-        threads += _hang_namespaces(registry, hang.host, [(f"b{n}", 32) for n in range(5, 11)])
+        counts = [(f"b{n}", 32) for n in range(5, 11)]
+        threads += _hang_namespaces(registry, hang.host, counts, answers=held)
         assert registry.in_flight() == MAX_FLIGHTS, registry.in_flight()
         refused.clear()
         question = Question(setup.public.host, "team/victim", "1.0")
@@ -426,6 +437,56 @@ def test_one_tenants_namespaces_cannot_leave_another_namespace_unchecked(setup: 
         for thread in threads:
             thread.join(10)
         assert registry.in_flight() == 0
+        stopped = [q for q, a in held.items() if "preempted" in a.detail]
+        assert len(stopped) == 1 and stopped[0].repository.startswith("b1/"), stopped
+        assert held[stopped[0]].outcome is Outcome.NOT_ASKED
+        assert held[stopped[0]].detail == (
+            "registry question stopped (preempted): all 128 in flight were held and its "
+            "namespace held the most (32), so its newest was stopped for a namespace holding "
+            "none (every namespace keeps at least one)"
+        )
+    finally:
+        hang.stop()
+
+
+def test_stopped_questions_still_running_are_bounded(setup: Setup) -> None:
+    """A stopped flight's thread runs to its deadline, so stopping is bounded: with every slot
+    held, 32 new namespaces each stop one question; the 33rd, while those 32 still run, is
+    refused (``process``), so threads stay under MAX_FLIGHTS + MAX_STOPPED."""
+    from tests.integration.faults import FaultServer
+    from webhook.edge.registry import MAX_FLIGHTS, MAX_STOPPED
+
+    hang = FaultServer("hang", setup.tls)
+    refused: list[str] = []
+    try:
+        registry = client(setup, on_refused=refused.append)
+        threads = _hang_namespaces(registry, hang.host, [(f"b{n}", 32) for n in range(1, 11)])
+        assert registry.in_flight() == MAX_FLIGHTS, registry.in_flight()
+        refused.clear()
+        answers: list[Answer] = []
+        for n in range(MAX_STOPPED):  # each holds its question to the hanging registry too
+            question = Question(hang.host, f"new{n}/i", "1")
+            thread = threading.Thread(
+                target=lambda q=question, t=f"new{n}": answers.append(
+                    registry.ask([q], 3.0, tenant=t)[q]
+                )
+            )
+            thread.start()
+            threads.append(thread)
+        time.sleep(0.5)
+        assert refused == ["preempted"] * MAX_STOPPED, refused
+        assert registry.stopped == MAX_STOPPED and registry.in_flight() == MAX_FLIGHTS
+        question = Question(setup.public.host, "team/victim", "1.0")
+        answer = registry.ask([question], 2.0, tenant="team-a")[question]
+        assert answer.outcome is Outcome.NOT_ASKED
+        assert answer.detail == (
+            f"too many registry questions in flight (all {MAX_FLIGHTS} are held, and "
+            f"{MAX_STOPPED} stopped for other namespaces have not ended yet)"
+        )
+        assert refused[-1] == "process"
+        for thread in threads:
+            thread.join(10)
+        assert registry.stopped == 0 and registry.in_flight() == 0
     finally:
         hang.stop()
 

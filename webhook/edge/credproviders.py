@@ -437,9 +437,10 @@ class ProviderFailed(Exception):
 class _Run:
     """One plugin run a namespace holds (see :meth:`CredentialProviders._share`)."""
 
-    def __init__(self, tenant: str, number: int) -> None:
+    def __init__(self, tenant: str) -> None:
         self.tenant = tenant
-        self.number = number
+        self.number = 0
+        """Its order among the runs held (a newer run has a higher number)."""
         self.stop = RunStop()
 
 
@@ -674,6 +675,12 @@ class CredentialProviders:
             yield None
             return
         preempted = False
+        try:
+            run = _Run(tenant)
+        except OSError as error:  # no pipe: no file descriptors left
+            raise ProviderFailed(
+                provider.name, f"cannot run it ({error.strerror or type(error).__name__})"
+            ) from None
         with self._lock:
             if self._held_by[tenant] == 0:
                 refusal = self._first_run(tenant)
@@ -681,20 +688,20 @@ class CredentialProviders:
                     preempted, refusal = True, None
             else:
                 refusal = self._refusal(tenant)
-            run = None
             if refusal is None:
                 self._numbered += 1
-                run = _Run(tenant, self._numbered)
+                run.number = self._numbered
                 self._runs.setdefault(tenant, []).append(run)
                 self._held += 1
                 self._held_by[tenant] += 1
-        counted = "preempted" if preempted else None if refusal is None else refusal[0]
-        if self._on_refused is not None and counted is not None:
-            self._on_refused(counted)
-        if run is None:
-            assert refusal is not None
+        if refusal is not None:
+            run.stop.close()
+            if self._on_refused is not None:
+                self._on_refused(refusal[0])
             raise ProviderFailed(provider.name, f"not run: {refusal[1]}", holds_within=0.0)
         try:
+            if preempted and self._on_refused is not None:
+                self._on_refused("preempted")
             yield run
         finally:
             with self._lock:
