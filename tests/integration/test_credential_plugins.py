@@ -782,6 +782,40 @@ def test_runs_share_the_gevent_loop_of_a_server_worker() -> None:
     assert report["ticks"] >= 5  # the loop kept running while they hung
 
 
+GEVENT_STOP = """
+from gevent import monkey; monkey.patch_all()
+import json, os, time
+import gevent
+from webhook.edge.credproviders import RunStop, run_plugin
+hang = ["sleep", "30"]
+closed = ["sh", "-c", "exec >/dev/null 2>&1; sleep 30"]  # closes its output, keeps running
+stops = [RunStop(), RunStop()]
+started = time.monotonic()
+jobs = [gevent.spawn(run_plugin, argv, dict(os.environ), b"{}", 5.0, stop=stop)
+        for argv, stop in zip([hang, closed], stops)]
+gevent.sleep(0.3)
+for stop in stops:
+    stop.set("stopped for another")
+gevent.joinall(jobs)
+print(json.dumps({"results": [j.value.stopped for j in jobs],
+                  "seconds": time.monotonic() - started}))
+"""
+
+
+def test_a_run_is_stopped_at_once_from_another_greenlet() -> None:
+    """fair24: preemption under the server's gevent patch: a :class:`RunStop` set from
+    another greenlet ends a hanging run (and one that closed its output and kept running)
+    at once, not at its 5 s budget."""
+    import subprocess
+
+    out = subprocess.run(
+        [sys.executable, "-c", GEVENT_STOP], capture_output=True, text=True, timeout=30, check=True
+    )
+    report = json.loads(out.stdout)
+    assert report["results"] == ["stopped for another"] * 2
+    assert report["seconds"] < 0.3 + SLACK, report
+
+
 def test_the_live_providers_follow_the_configuration_and_keep_the_last_good(
     plugins: Plugins, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
