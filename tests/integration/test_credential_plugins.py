@@ -443,6 +443,147 @@ def test_namespaces_together_leave_the_reserve_to_others(plugins: Plugins) -> No
     assert engine.execs == 7
 
 
+class _Asks:
+    """Hanging plugin runs asked in threads, each answer kept with the seconds it took."""
+
+    def __init__(self, engine: CredentialProviders) -> None:
+        self.engine = engine
+        self.threads: list[threading.Thread] = []
+        self.answers: dict[str, tuple[str | None, float]] = {}
+
+    def hold(self, tenant: str, count: int, budget: float = 3.0) -> None:
+        first = len(self.threads)
+        for i in range(count):  # each a new image (a new cache key), hanging to its budget
+            image = f"{REGISTRY}/{tenant}-{first}-{i}"
+            thread = threading.Thread(target=self._ask, args=(image, budget, tenant))
+            thread.start()
+            self.threads.append(thread)
+        time.sleep(0.15)  # in this order: each namespace asks after the ones before it
+
+    def _ask(self, image: str, budget: float, tenant: str) -> None:
+        started = time.monotonic()
+        (answer,) = self.engine.provide(image, budget, tenant=tenant)
+        self.answers[image] = (answer.error, time.monotonic() - started)
+
+    def join(self) -> None:
+        for thread in self.threads:
+            thread.join()
+
+
+def test_a_namespace_holding_no_run_gets_a_free_slot(plugins: Plugins) -> None:
+    """fair24: four namespaces holding one run each (4 of 8 slots) left a fifth namespace
+    refused with 4 slots free (the reserve was divided by 5 namespaces: less than one each),
+    so four one-run namespaces switched the check off for every other namespace."""
+    refused: list[str] = []
+    engine = _hang_engine(plugins, refused)
+    asks = _Asks(engine)
+    for name in ("tenant-b1", "tenant-b2", "tenant-b3", "tenant-b4"):
+        asks.hold(name, 1)
+    time.sleep(0.3)
+    try:
+        assert engine.execs == 4
+        (other,) = engine.provide(f"{REGISTRY}/team-a", 0.5, tenant="team-a")
+        assert other.error == "no answer within 0.5 s", f"team-a's plugin did not run: {other}"
+        assert refused == []
+    finally:
+        asks.join()
+
+
+def test_a_full_pool_stops_the_newest_run_of_the_namespace_holding_most(
+    plugins: Plugins,
+) -> None:
+    """fair24: every slot held (4 + 2 + 1 + 1), a namespace holding none asks: the newest
+    run of the namespace holding the most is stopped at once (its process group killed), its
+    ask answers "not run: ... preempted", counted as ``preempted``; the asker's plugin runs,
+    and never more than MAX_RUNNING plugins run."""
+    from webhook.edge.credproviders import MAX_RUNNING
+
+    refused: list[str] = []
+    engine = _hang_engine(plugins, refused)
+    asks = _Asks(engine)
+    for name, count in (("tenant-b1", 4), ("tenant-b2", 2), ("tenant-b3", 1), ("tenant-b4", 1)):
+        asks.hold(name, count)
+    time.sleep(0.4)
+    try:
+        assert engine.execs == MAX_RUNNING, (engine.execs, refused)
+        (other,) = engine.provide(f"{REGISTRY}/team-a", 0.8, tenant="team-a")
+        assert other.error == "no answer within 0.8 s", f"team-a's plugin did not run: {other}"
+        assert refused == ["preempted"]
+        assert engine.execs == MAX_RUNNING + 1
+    finally:
+        asks.join()
+    stopped = {image: answer for image, answer in asks.answers.items() if answer[1] < 2.0}
+    # one of tenant-b1's four (the newest to take its slot), well before its 3 s budget
+    (image,) = stopped
+    assert image.startswith(f"{REGISTRY}/tenant-b1-"), asks.answers
+    (error, _seconds) = stopped[image]
+    assert error == (
+        "not run: preempted: all 8 plugin runs in this process were held and this run's "
+        "namespace held the most (4), so its newest run was stopped for a namespace holding "
+        "none (every namespace keeps at least one run)"
+    )
+    for image, (error, _seconds) in asks.answers.items():
+        if image not in stopped:
+            assert error == "no answer within 3.0 s", (image, error)
+    # every plugin and grandchild killed, the stopped one's too
+    pids = [line for line in plugins.log.read_text().split() if line.isdigit()]
+    assert len(pids) == MAX_RUNNING + 1
+    for pid in pids:
+        assert not Path(f"/proc/{pid}").exists() or "Z" in _proc_state(pid), pid
+
+
+def _proc_state(pid: str) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "Z"
+
+
+def test_nine_namespaces_of_one_run_each(plugins: Plugins) -> None:
+    """The bound, documented (fair24): a namespace holding no run gets one unless
+    MAX_RUNNING other namespaces each hold exactly one; then nothing is stopped (a
+    namespace's only run never is) and the ninth is refused, counted as ``process``."""
+    from webhook.edge.credproviders import MAX_RUNNING
+
+    refused: list[str] = []
+    engine = _hang_engine(plugins, refused)
+    asks = _Asks(engine)
+    for index in range(MAX_RUNNING):
+        asks.hold(f"tenant-b{index}", 1, budget=2.0)
+    time.sleep(0.3)
+    try:
+        assert engine.execs == MAX_RUNNING, (engine.execs, refused)
+        started = time.monotonic()
+        (ninth,) = engine.provide(f"{REGISTRY}/team-a", 0.5, tenant="team-a")
+        assert time.monotonic() - started < 0.3, "refused at once, not queued"
+        assert ninth.error == (
+            "not run: all 8 plugin runs in this process are held, each by a different "
+            "namespace (a namespace's only run is never stopped)"
+        )
+        assert refused == ["process"] and engine.execs == MAX_RUNNING
+    finally:
+        asks.join()
+    assert all(error == "no answer within 2.0 s" for error, _ in asks.answers.values())
+
+
+def test_a_namespace_holding_a_run_stops_nothing(plugins: Plugins) -> None:
+    """Only a namespace holding none stops another's run: one holding a run that asks again
+    into a full pool is refused (``process``), so namespaces never take runs back and forth."""
+    refused: list[str] = []
+    engine = _hang_engine(plugins, refused)
+    asks = _Asks(engine)
+    for name, count in (("tenant-b1", 4), ("tenant-b2", 2), ("tenant-b3", 1), ("tenant-b4", 1)):
+        asks.hold(name, count, budget=2.0)
+    time.sleep(0.3)
+    try:
+        (again,) = engine.provide(f"{REGISTRY}/tenant-b3-again", 0.5, tenant="tenant-b3")
+        assert again.error is not None and again.error.startswith("not run: 8 of 8"), again
+        assert refused == ["process"] and engine.execs == 8
+    finally:
+        asks.join()
+    assert all(error == "no answer within 2.0 s" for error, _ in asks.answers.values())
+
+
 def test_the_cli_has_no_namespace_share(plugins: Plugins) -> None:
     """The CLI commands (no tenant) keep one process-wide bound only."""
     from webhook.edge.credproviders import PLUGINS_PER_TENANT
@@ -639,6 +780,40 @@ def test_runs_share_the_gevent_loop_of_a_server_worker() -> None:
     assert report["results"] == ["no answer within 1.0 s"] * 4 + ['{"a": 1}']
     assert report["seconds"] < 1.0 + SLACK  # four hanging plugins at once, not one after another
     assert report["ticks"] >= 5  # the loop kept running while they hung
+
+
+GEVENT_STOP = """
+from gevent import monkey; monkey.patch_all()
+import json, os, time
+import gevent
+from webhook.edge.credproviders import RunStop, run_plugin
+hang = ["sleep", "30"]
+closed = ["sh", "-c", "exec >/dev/null 2>&1; sleep 30"]  # closes its output, keeps running
+stops = [RunStop(), RunStop()]
+started = time.monotonic()
+jobs = [gevent.spawn(run_plugin, argv, dict(os.environ), b"{}", 5.0, stop=stop)
+        for argv, stop in zip([hang, closed], stops)]
+gevent.sleep(0.3)
+for stop in stops:
+    stop.set("stopped for another")
+gevent.joinall(jobs)
+print(json.dumps({"results": [j.value.stopped for j in jobs],
+                  "seconds": time.monotonic() - started}))
+"""
+
+
+def test_a_run_is_stopped_at_once_from_another_greenlet() -> None:
+    """fair24: preemption under the server's gevent patch: a :class:`RunStop` set from
+    another greenlet ends a hanging run (and one that closed its output and kept running)
+    at once, not at its 5 s budget."""
+    import subprocess
+
+    out = subprocess.run(
+        [sys.executable, "-c", GEVENT_STOP], capture_output=True, text=True, timeout=30, check=True
+    )
+    report = json.loads(out.stdout)
+    assert report["results"] == ["stopped for another"] * 2
+    assert report["seconds"] < 0.3 + SLACK, report
 
 
 def test_the_live_providers_follow_the_configuration_and_keep_the_last_good(

@@ -380,6 +380,204 @@ def test_a_few_namespaces_together_cannot_take_every_registry_slot(setup: Setup)
         hang.stop()
 
 
+def _hang_namespaces(
+    registry: HttpRegistry,
+    host: str,
+    counts: list[tuple[str, int]],
+    budget: float = 4.0,
+    answers: dict[Question, Answer] | None = None,
+) -> list[threading.Thread]:
+    """Each namespace's ``count`` questions to a registry that never answers, asked in order
+    (a new repository each: a new flight each), held until ``budget`` ends; their answers
+    into ``answers``."""
+    kept = {} if answers is None else answers
+
+    def ask(questions: list[Question], tenant: str) -> None:
+        kept.update(registry.ask(questions, budget, tenant=tenant))
+
+    threads = []
+    for ns, count in counts:
+        thread = threading.Thread(
+            target=ask, args=([Question(host, f"{ns}/i{i}", "1") for i in range(count)], ns)
+        )
+        thread.start()
+        threads.append(thread)
+        time.sleep(0.05)
+    time.sleep(0.3)
+    return threads
+
+
+def test_one_tenants_namespaces_cannot_leave_another_namespace_unchecked(setup: Setup) -> None:
+    """fair24: four namespaces of one tenant, 32 never-answering questions each, hold 104 of
+    128 slots (32 + 32 + 32 + 8: a guard, that passed before). Ten such namespaces held all
+    128 (32 + 32 + 32 + 8 + 6 + 5 + 4 + 4 + 3 + 2), and another namespace's pod was "not
+    checked". Now a namespace holding no question gets its first: the newest question of the
+    namespace holding the most is stopped (answered "not asked: ... preempted"), counted as
+    ``preempted``."""
+    from tests.integration.faults import FaultServer
+    from webhook.edge.registry import MAX_FLIGHTS
+
+    push_image(setup.public, "team/victim", "1.0")
+    hang = FaultServer("hang", setup.tls)
+    refused: list[str] = []
+    try:
+        registry = client(setup, on_refused=refused.append)
+        held: dict[Question, Answer] = {}
+        counts = [(f"b{n}", 32) for n in range(1, 5)]
+        threads = _hang_namespaces(registry, hang.host, counts, answers=held)
+        assert registry.in_flight() == 104, registry.in_flight()
+        counts = [(f"b{n}", 32) for n in range(5, 11)]
+        threads += _hang_namespaces(registry, hang.host, counts, answers=held)
+        assert registry.in_flight() == MAX_FLIGHTS, registry.in_flight()
+        refused.clear()
+        question = Question(setup.public.host, "team/victim", "1.0")
+        answer = registry.ask([question], 2.0, tenant="team-a")[question]
+        assert answer.outcome is Outcome.FOUND, answer
+        assert refused == ["preempted"], refused
+        for thread in threads:
+            thread.join(10)
+        assert registry.in_flight() == 0
+        stopped = [q for q, a in held.items() if "preempted" in a.detail]
+        assert len(stopped) == 1 and stopped[0].repository.startswith("b1/"), stopped
+        assert held[stopped[0]].outcome is Outcome.NOT_ASKED
+        assert held[stopped[0]].detail == (
+            "registry question stopped (preempted): all 128 in flight were held and its "
+            "namespace held the most (32), so its newest was stopped for a namespace holding "
+            "none (every namespace keeps at least one)"
+        )
+    finally:
+        hang.stop()
+
+
+def test_stopped_questions_still_running_are_bounded(setup: Setup) -> None:
+    """A stopped flight's thread runs to its deadline, so stopping is bounded: with every slot
+    held, 32 new namespaces each stop one question; the 33rd, while those 32 still run, is
+    refused (``process``), so threads stay under MAX_FLIGHTS + MAX_STOPPED."""
+    from tests.integration.faults import FaultServer
+    from webhook.edge.registry import MAX_FLIGHTS, MAX_STOPPED
+
+    hang = FaultServer("hang", setup.tls)
+    refused: list[str] = []
+    try:
+        registry = client(setup, on_refused=refused.append)
+        threads = _hang_namespaces(registry, hang.host, [(f"b{n}", 32) for n in range(1, 11)])
+        assert registry.in_flight() == MAX_FLIGHTS, registry.in_flight()
+        refused.clear()
+        answers: list[Answer] = []
+        for n in range(MAX_STOPPED):  # each holds its question to the hanging registry too
+            question = Question(hang.host, f"new{n}/i", "1")
+            thread = threading.Thread(
+                target=lambda q=question, t=f"new{n}": answers.append(
+                    registry.ask([q], 3.0, tenant=t)[q]
+                )
+            )
+            thread.start()
+            threads.append(thread)
+        time.sleep(0.5)
+        assert refused == ["preempted"] * MAX_STOPPED, refused
+        assert registry.stopped == MAX_STOPPED and registry.in_flight() == MAX_FLIGHTS
+        question = Question(setup.public.host, "team/victim", "1.0")
+        answer = registry.ask([question], 2.0, tenant="team-a")[question]
+        assert answer.outcome is Outcome.NOT_ASKED
+        assert answer.detail == (
+            f"too many registry questions in flight (all {MAX_FLIGHTS} are held, and "
+            f"{MAX_STOPPED} stopped for other namespaces have not ended yet)"
+        )
+        assert refused[-1] == "process"
+        for thread in threads:
+            thread.join(10)
+        assert registry.stopped == 0 and registry.in_flight() == 0
+    finally:
+        hang.stop()
+
+
+def test_a_namespace_holding_no_question_gets_a_free_slot(setup: Setup) -> None:
+    """fair24: three namespaces of 32 and 29 of one question each (125 of 128 slots held):
+    a 33rd namespace was refused with 3 slots free (the reserve of 32 divided by 33
+    namespaces is less than one each)."""
+    from tests.integration.faults import FaultServer
+
+    push_image(setup.public, "team/victim", "1.0")
+    hang = FaultServer("hang", setup.tls)
+    refused: list[str] = []
+    try:
+        registry = client(setup, on_refused=refused.append)
+        counts = [("b1", 32), ("b2", 32), ("b3", 32)] + [(f"c{n}", 1) for n in range(29)]
+        threads = _hang_namespaces(registry, hang.host, counts)
+        assert registry.in_flight() == 125, registry.in_flight()
+        question = Question(setup.public.host, "team/victim", "1.0")
+        answer = registry.ask([question], 2.0, tenant="team-a")[question]
+        assert answer.outcome is Outcome.FOUND, answer
+        assert refused == [], refused
+        for thread in threads:
+            thread.join(10)
+    finally:
+        hang.stop()
+
+
+def test_every_slot_held_by_a_different_namespace(setup: Setup) -> None:
+    """The bound, documented (fair24): a namespace holding no question gets one unless
+    MAX_FLIGHTS other namespaces each hold exactly one; then nothing is stopped (a
+    namespace's only question never is) and the next is refused, counted as ``process``."""
+    from tests.integration.faults import FaultServer
+    from webhook.edge.registry import MAX_FLIGHTS
+
+    hang = FaultServer("hang", setup.tls)
+    refused: list[str] = []
+    try:
+        registry = client(setup, on_refused=refused.append)
+        counts = [(f"c{n}", 1) for n in range(MAX_FLIGHTS)]
+        threads = []
+        for ns, _ in counts:  # all at once: 128 namespaces asking in 5 ms steps is slow
+            question = Question(hang.host, f"{ns}/i", "1")
+            thread = threading.Thread(
+                target=registry.ask, args=([question], 4.0), kwargs={"tenant": ns}
+            )
+            thread.start()
+            threads.append(thread)
+        time.sleep(0.5)
+        assert registry.in_flight() == MAX_FLIGHTS, registry.in_flight()
+        question = Question(setup.public.host, "team/victim", "1.0")
+        started = time.monotonic()
+        answer = registry.ask([question], 2.0, tenant="team-a")[question]
+        assert time.monotonic() - started < 0.3, "refused at once"
+        assert answer.outcome is Outcome.NOT_ASKED
+        assert answer.detail == (
+            "too many registry questions in flight (all 128 are held, each by a different "
+            "namespace; a namespace's only question is never stopped)"
+        )
+        assert refused == ["process"], refused
+        for thread in threads:
+            thread.join(10)
+    finally:
+        hang.stop()
+
+
+@pytest.mark.open_finding
+def test_eleven_namespaces_of_hanging_dns_names_hold_every_lookup(setup: Setup) -> None:
+    """fair24, left open: a lookup cannot be stopped (a native thread in the resolver), and
+    the lookups' reserve is shared as the flights' was, so eleven namespaces of names whose
+    nameservers never answer hold all 64 lookups (16 + 16 + 16 + 4 + 3 + 2 + 2 + 2 + 1 + 1 +
+    1) until the resolver gives up (a minute), and another namespace's registry named by
+    host name is "not asked" meanwhile (docs/reference.md says so)."""
+    from webhook.edge.registry import MAX_LOOKUPS
+
+    push_image(setup.public, "team/victim", "1.0")
+    resolver = NeverAnswering()
+    try:
+        registry = client(setup, resolver=resolver)
+        for ns in range(11):
+            names = [Question(f"n{ns}-{i}.hang.test", "x", "1") for i in range(32)]
+            registry.ask(names, 0.3, tenant=f"attacker-{ns}")
+        assert registry.lookups.outstanding() == MAX_LOOKUPS, registry.lookups.outstanding()
+        named = setup.public.host.replace("127.0.0.1", "localhost")
+        victim = Question(named, "team/victim", "1.0")
+        answer = registry.ask([victim], 2.0, tenant="victim")[victim]
+        assert answer.outcome is Outcome.FOUND, answer
+    finally:
+        resolver.release.set()
+
+
 def test_namespaces_of_hanging_dns_names_leave_every_other_namespace_checked(
     setup: Setup,
 ) -> None:

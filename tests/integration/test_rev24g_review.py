@@ -6,12 +6,9 @@ import threading
 import time
 from pathlib import Path
 
-import pytest
-
 from tests.integration.test_credential_plugins import REGISTRY, Plugins, _hang_engine
 
 
-@pytest.mark.open_finding
 def test_one_tenant_with_four_namespaces_takes_every_slot(tmp_path: Path) -> None:
     """f05210d bounds a *namespace*, not a tenant: a tenant owning four namespaces (tenant-b1..
     b4, each under its share) holds all 8 slots (4 + 2 + 1 + 1), and team-a's plugin is then

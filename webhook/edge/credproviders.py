@@ -14,10 +14,14 @@ past :data:`webhook.core.credprovider.MAX_RESPONSE_BYTES` kills it; stderr keeps
 :data:`STDERR_KEPT` bytes; at most :data:`MAX_RUNNING` plugins run at once; concurrent asks
 for the same provider and image run it once (the kubelet's singleflight), each caller
 waiting only until its own deadline. Under admission each run counts against the review's
-namespace: at most :data:`PLUGINS_PER_TENANT` runs (running or waiting for a slot) per
-namespace, and the last :data:`PLUGINS_RESERVE` slots shared among the namespaces holding
-runs (as the registry client shares its flights); a namespace over its share is refused at
-once, so one tenant's made-up hosts cannot switch the check off for the others.
+namespace. Guaranteed: a namespace holding no run gets one unless :data:`MAX_RUNNING` other
+namespaces each hold exactly one (a free slot, else the newest run of the namespace holding the
+most, two or more, is stopped for it: "preempted"), and a namespace's only run is never
+stopped. Beyond its first: at most :data:`PLUGINS_PER_TENANT` runs (running or waiting for a
+slot) per namespace, and the last :data:`PLUGINS_RESERVE` slots shared among the namespaces
+holding runs (as the registry client shares its flights); a run over its share is refused at
+once. So one tenant's made-up hosts switch the check off for the others only from
+:data:`MAX_RUNNING` namespaces of one hanging run each, and only while those runs last.
 
 No decisions: it answers "these credentials" or "this provider failed, because". A
 credential never reaches a log line or an exception: stderr is logged through
@@ -70,9 +74,12 @@ MAX_RUNNING = 8
 #: asks for its images one after the other, so this is that many reviews in flight with a
 #: cache miss each.
 PLUGINS_PER_TENANT = 4
-#: The last slots: once the others are held, a namespace may hold only its part of these
-#: (the reserve divided by the namespaces holding runs, itself counted), so two or more
-#: namespaces together cannot take every slot either (the registry client's FLIGHTS_RESERVE).
+#: The last slots: once the others are held, a namespace already holding a run may take
+#: another only within its part of these (the reserve divided by the namespaces holding runs,
+#: itself counted; the registry client's FLIGHTS_RESERVE). A namespace's first run is not
+#: bound by it: that one takes a free slot or stops another's newest run (fair24: four
+#: namespaces of one run each had left a fifth refused with four slots free, and four of
+#: 4 + 2 + 1 + 1 runs held every slot).
 PLUGINS_RESERVE = 4
 DEFAULT_CACHE_BYTES = 4 * 1024 * 1024
 _CONFIG_SUFFIXES = (".json", ".yaml", ".yml")
@@ -284,10 +291,12 @@ def run_plugin(
     *,
     max_stdout: int = MAX_RESPONSE_BYTES,
     stderr_kept: int = STDERR_KEPT,
+    stop: RunStop | None = None,
 ) -> RunResult:
     """Run ``argv`` with ``stdin``, reading its output in this thread until it exits, its
-    stdout passes ``max_stdout`` bytes, or ``timeout`` seconds pass; then its process group
-    is killed. Never waits past ``timeout`` (plus the reaping of a killed process)."""
+    stdout passes ``max_stdout`` bytes, ``timeout`` seconds pass, or ``stop`` is set (its
+    reason is then the result's ``stopped``); then its process group is killed. Never waits
+    past ``timeout`` (plus the reaping of a killed process)."""
     deadline = time.monotonic() + max(timeout, 0.0)
     process = subprocess.Popen(  # noqa: S603 - the admin's configured executable, no shell
         argv,
@@ -310,21 +319,29 @@ def run_plugin(
             process.stdin.close()
         except OSError:
             pass  # the plugin closed its stdin early: its answer says the rest
+        outputs = 0
         for pipe in (process.stdout, process.stderr):
             os.set_blocking(pipe.fileno(), False)
             selector.register(pipe, selectors.EVENT_READ)
-        while selector.get_map():
+            outputs += 1
+        if stop is not None:
+            selector.register(stop, selectors.EVENT_READ)
+        while outputs:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 stopped = f"{_NO_ANSWER} {timeout:.1f} s"
                 break
             for key, _ in selector.select(remaining):
+                if key.fileobj is stop:
+                    stopped = stop.reason
+                    break
                 try:
                     chunk = os.read(key.fd, _READ_CHUNK)
                 except BlockingIOError:
                     continue
                 if not chunk:
                     selector.unregister(key.fileobj)
+                    outputs -= 1
                     continue
                 if key.fileobj is process.stdout:
                     stdout += chunk
@@ -336,9 +353,8 @@ def run_plugin(
             if stopped:
                 break
         if not stopped:
-            try:
-                process.wait(max(deadline - time.monotonic(), 0.0))
-            except subprocess.TimeoutExpired:
+            stopped = _wait(process, deadline, stop)
+            if stopped == _NO_ANSWER:
                 stopped = f"{_NO_ANSWER} {timeout:.1f} s (it closed its output and kept running)"
     finally:
         selector.close()
@@ -347,6 +363,51 @@ def run_plugin(
         for pipe in (process.stdout, process.stderr):
             pipe.close()
     return RunResult(None if stopped else process.returncode, bytes(stdout), bytes(stderr), stopped)
+
+
+def _wait(process: subprocess.Popen[bytes], deadline: float, stop: RunStop | None) -> str:
+    """Wait for a plugin that closed its output to exit: ``""`` when it did,
+    :data:`_NO_ANSWER` at ``deadline``, or ``stop``'s reason once it is set."""
+    while True:
+        remaining = deadline - time.monotonic()
+        if stop is None or remaining <= 0:
+            try:
+                process.wait(max(remaining, 0.0))
+            except subprocess.TimeoutExpired:
+                return _NO_ANSWER
+            return ""
+        try:
+            process.wait(min(remaining, 0.05))
+        except subprocess.TimeoutExpired:
+            if stop.reason:
+                return stop.reason
+            continue
+        return ""
+
+
+class RunStop:
+    """Stops one :func:`run_plugin` from another thread: :meth:`set` wakes its loop (a
+    pipe it watches beside the plugin's output), which kills the plugin's process group and
+    answers the reason. :meth:`close` once the run is over; never :meth:`set` after."""
+
+    def __init__(self) -> None:
+        self._read, self._write = os.pipe()
+        os.set_blocking(self._write, False)
+        self.reason = ""
+
+    def fileno(self) -> int:
+        return self._read
+
+    def set(self, reason: str) -> None:
+        if self.reason:
+            return
+        self.reason = reason
+        with contextlib.suppress(OSError):  # a full pipe is already readable
+            os.write(self._write, b"!")
+
+    def close(self) -> None:
+        os.close(self._read)
+        os.close(self._write)
 
 
 def _kill(process: subprocess.Popen[bytes]) -> None:
@@ -371,6 +432,16 @@ class ProviderFailed(Exception):
         self.provider = provider
         self.reason = reason
         self.holds_within = holds_within
+
+
+class _Run:
+    """One plugin run a namespace holds (see :meth:`CredentialProviders._share`)."""
+
+    def __init__(self, tenant: str) -> None:
+        self.tenant = tenant
+        self.number = 0
+        """Its order among the runs held (a newer run has a higher number)."""
+        self.stop = RunStop()
 
 
 class _Flight:
@@ -479,6 +550,9 @@ class CredentialProviders:
         self._flights: dict[tuple[str, str], _Flight] = {}
         self._held = 0
         self._held_by: collections.Counter[str] = collections.Counter()
+        self._runs: dict[str, list[_Run]] = {}
+        """Each namespace's runs held, oldest first (the newest is the one stopped)."""
+        self._numbered = 0
         self.execs = 0
         """Plugin runs started (for the benchmarks' "execs per 1,000 admissions")."""
 
@@ -539,8 +613,9 @@ class CredentialProviders:
                 self._flights.pop(key, None)
 
     def _refusal(self, tenant: str) -> tuple[str, str] | None:
-        """Why ``tenant`` may not hold another plugin run now (the lock is held): the
-        registry client's rule (``HttpRegistry._refusal``) over plugin runs."""
+        """Why ``tenant`` may not hold another plugin run now (the lock is held), for a
+        namespace that holds one already: the registry client's rule
+        (``HttpRegistry._refusal``) over plugin runs."""
         held_here = self._held_by[tenant]
         if held_here >= PLUGINS_PER_TENANT:
             return (
@@ -560,30 +635,86 @@ class CredentialProviders:
             "one holds its part",
         )
 
+    def _first_run(self, tenant: str) -> tuple[str, str] | None:
+        """Make room for the first run of ``tenant``, a namespace holding none (the lock is
+        held): a free slot, else the newest run of the namespace holding the most, when it
+        holds two or more, is stopped and its slot is ``tenant``'s (``preempted``); else
+        (every slot held by a different namespace) why not (``process``).
+
+        So a namespace holding no run gets one unless :data:`MAX_RUNNING` other namespaces
+        each hold exactly one, and a namespace's only run is never stopped (fair24: one
+        tenant's four namespaces of 4 + 2 + 1 + 1 hanging runs held every slot)."""
+        if self._held < self._max_running:
+            return None
+        victims = [t for t, runs in self._runs.items() if len(runs) >= 2]
+        if not victims:
+            return (
+                "process",
+                f"all {self._max_running} plugin runs in this process are held, each by a "
+                "different namespace (a namespace's only run is never stopped)",
+            )
+        # the namespace holding the most; of those, the one whose newest run is newest
+        most = max(victims, key=lambda t: (len(self._runs[t]), self._runs[t][-1].number))
+        count = len(self._runs[most])
+        newest = self._runs[most].pop()
+        newest.stop.set(
+            f"not run: preempted: all {self._max_running} plugin runs in this process were "
+            f"held and this run's namespace held the most ({count}), so its newest run was "
+            "stopped for a namespace holding none (every namespace keeps at least one run)"
+        )
+        self._held_by[most] -= 1
+        self._held -= 1
+        return ("preempted", "")
+
     @contextlib.contextmanager
-    def _share(self, provider: Provider, tenant: str | None) -> Iterator[None]:
+    def _share(self, provider: Provider, tenant: str | None) -> Iterator[_Run | None]:
         """Hold one of ``tenant``'s plugin runs for the block, or raise
-        :class:`ProviderFailed` at once when its share is in use (``None``: no share)."""
+        :class:`ProviderFailed` at once when its share is in use (``None``: no share).
+        The run held can be stopped (:meth:`_first_run`): its ``stop`` says so."""
         if tenant is None:
-            yield
+            yield None
             return
+        preempted = False
+        try:
+            run = _Run(tenant)
+        except OSError as error:  # no pipe: no file descriptors left
+            raise ProviderFailed(
+                provider.name, f"cannot run it ({error.strerror or type(error).__name__})"
+            ) from None
         with self._lock:
-            refusal = self._refusal(tenant)
+            if self._held_by[tenant] == 0:
+                refusal = self._first_run(tenant)
+                if refusal is not None and refusal[0] == "preempted":
+                    preempted, refusal = True, None
+            else:
+                refusal = self._refusal(tenant)
             if refusal is None:
+                self._numbered += 1
+                run.number = self._numbered
+                self._runs.setdefault(tenant, []).append(run)
                 self._held += 1
                 self._held_by[tenant] += 1
         if refusal is not None:
+            run.stop.close()
             if self._on_refused is not None:
                 self._on_refused(refusal[0])
             raise ProviderFailed(provider.name, f"not run: {refusal[1]}", holds_within=0.0)
         try:
-            yield
+            if preempted and self._on_refused is not None:
+                self._on_refused("preempted")
+            yield run
         finally:
             with self._lock:
-                self._held -= 1
-                self._held_by[tenant] -= 1
-                if self._held_by[tenant] <= 0:
-                    del self._held_by[tenant]
+                runs = self._runs.get(tenant, [])
+                if run in runs:  # not stopped for another (that one took its count)
+                    runs.remove(run)
+                    self._held -= 1
+                    self._held_by[tenant] -= 1
+                if not runs:
+                    self._runs.pop(tenant, None)
+                if self._held_by.get(tenant, 0) <= 0:
+                    self._held_by.pop(tenant, None)
+            run.stop.close()
 
     def _run(
         self, provider: Provider, image: str, deadline: float, tenant: str | None = None
@@ -602,12 +733,18 @@ class CredentialProviders:
             raise ProviderFailed(
                 provider.name, "not run: the review's time budget was spent", holds_within=0.0
             )
-        with self._share(provider, tenant):
-            return self._run_in_slot(provider, image, deadline, offered)
+        with self._share(provider, tenant) as run:
+            return self._run_in_slot(provider, image, deadline, offered, run)
 
     def _run_in_slot(
-        self, provider: Provider, image: str, deadline: float, offered: float
+        self,
+        provider: Provider,
+        image: str,
+        deadline: float,
+        offered: float,
+        run: _Run | None = None,
     ) -> ProviderResponse:
+        stop = None if run is None else run.stop
         if not self._slots.acquire(timeout=offered):
             raise ProviderFailed(
                 provider.name,
@@ -623,6 +760,9 @@ class CredentialProviders:
                 "the review's time budget was spent",
                 holds_within=0.0,
             )
+        if stop is not None and stop.reason:  # stopped for another before it started
+            self._slots.release()
+            raise ProviderFailed(provider.name, stop.reason, holds_within=0.0)
         try:
             self.execs += 1
             env = dict(self._environ())
@@ -630,7 +770,7 @@ class CredentialProviders:
             argv = [str(Path(self._bin_dir) / provider.name), *provider.args]
             try:
                 result = run_plugin(
-                    argv, env, request_bytes(provider, image), deadline - self._clock()
+                    argv, env, request_bytes(provider, image), deadline - self._clock(), stop=stop
                 )
             except OSError as error:
                 raise ProviderFailed(
@@ -645,6 +785,9 @@ class CredentialProviders:
         finally:
             self._slots.release()
         secrets = [e.value for e in provider.env]
+        if stop is not None and stop.reason and result.stopped == stop.reason:
+            log.info("credential provider %s for %s: %s", provider.name, image, stop.reason)
+            raise ProviderFailed(provider.name, stop.reason, holds_within=0.0)
         if result.stopped or result.returncode != 0:
             reason = result.stopped or f"it exited with status {result.returncode}"
             self._log_failure(provider, image, reason, result.stderr, secrets)

@@ -130,18 +130,22 @@ class Metrics:
         )
         self.registry_refusals = Counter(
             "pullguard_registry_capacity_refusals",
-            "Registry questions not asked for lack of capacity, by reason: process (every "
-            "slot in use), namespace (one namespace's share in use), dns (too many DNS "
-            "lookups outstanding). Any increase means images were admitted unchecked: alert.",
+            "Registry questions not asked, or stopped, for lack of capacity, by reason: "
+            "process (every slot in use), namespace (one namespace's share in use), "
+            "preempted (the newest question of the namespace holding the most was stopped "
+            "for a namespace holding none), dns (too many DNS lookups outstanding). Any "
+            "increase means images were admitted unchecked: alert.",
             ["reason"],
             registry=r,
         )
         self.provider_refusals = Counter(
             "pullguard_credential_provider_capacity_refusals",
-            "Credential provider plugin runs not started for lack of capacity, by reason: "
-            "namespace (the review's namespace holds its share of runs), process (the last "
-            "slots are shared, and this namespace holds its part). Each means an image on a "
-            "node-credential registry was admitted unchecked: alert.",
+            "Credential provider plugin runs not started, or stopped, for lack of capacity, "
+            "by reason: namespace (the review's namespace holds its share of runs), process "
+            "(the last slots are shared and this namespace holds its part, or every slot is "
+            "held by a different namespace), preempted (the newest run of the namespace "
+            "holding the most was stopped for a namespace holding none). Each means an image "
+            "on a node-credential registry was admitted unchecked: alert.",
             ["reason"],
             registry=r,
         )

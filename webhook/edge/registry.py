@@ -24,8 +24,11 @@ registries on loopback:
   :data:`MAX_REDIRECTS` redirects.
 - **Fair.** At most :data:`MAX_FLIGHTS` questions in flight per process and
   :data:`FLIGHTS_PER_TENANT` per namespace, each slot free again at its question's deadline;
-  DNS lookups limited the same way; every refusal counted (issue 20, item 4: names that never
-  answer held every slot for a minute, and other tenants' pods were admitted unchecked).
+  a namespace holding none gets one unless :data:`MAX_FLIGHTS` other namespaces hold one each
+  (the newest question of the namespace holding the most is stopped for it,
+  :meth:`HttpRegistry._first_flight`); DNS lookups limited as the flights were (no lookup is
+  stopped); every refusal counted (issue 20, item 4: names that never answer held every slot
+  for a minute, and other tenants' pods were admitted unchecked).
 - **Bounded in memory.** Answers, tokens and platforms live in caches with a byte budget, of
   which one registry fills at most a quarter (:class:`BudgetCache`); platforms are short
   identifiers, cached under the digest of the bytes received (issue 20, item 3: 64 KiB tokens
@@ -109,8 +112,12 @@ MAX_FLIGHTS = 128
 FLIGHTS_PER_TENANT = 32
 #: The last slots of the pool: shared among the namespaces holding slots, each at most its
 #: part of it (the reserve divided by their number), so namespaces that hold their 32 cannot
-#: take them, and four namespaces together cannot take the whole pool.
+#: take them, and four namespaces together cannot take the whole pool (ten could: a
+#: namespace's first question is therefore not bound by it, see HttpRegistry._first_flight).
 FLIGHTS_RESERVE = 32
+#: Flights stopped for a namespace holding none (:meth:`HttpRegistry._first_flight`) whose
+#: threads have not ended yet (each ends by its deadline); past this none is stopped.
+MAX_STOPPED = 32
 #: DNS lookups outstanding per process and per namespace. A lookup that does not answer is
 #: abandoned at the question's deadline but keeps its place until the resolver gives up.
 #: The process bound is on native threads; its last :data:`LOOKUPS_RESERVE` are shared as
@@ -1242,6 +1249,9 @@ class _Flight:
         self.done = threading.Event()
         self.answer: Answer | None = None
         self.released = False
+        self.stopped = False
+        """Stopped for a namespace holding none (:meth:`HttpRegistry._first_flight`): its
+        waiters were answered, its slot given away; its thread ends by its deadline."""
 
 
 Observer = Callable[[Question, Answer, float], None]
@@ -1252,9 +1262,11 @@ class HttpRegistry:
 
     Capacity is shared fairly (issue 20, item 4): at most :data:`MAX_FLIGHTS` questions in
     flight, of which one namespace holds at most :data:`FLIGHTS_PER_TENANT`; a question's slot
-    is free again when its deadline passes, whatever the registry (or its DNS) does; every
-    question refused for capacity is reported to ``on_refused`` (``process``, ``namespace``
-    or ``dns``: the ``pullguard_registry_capacity_refusals_total`` metric)."""
+    is free again when its deadline passes, whatever the registry (or its DNS) does; a
+    namespace holding none gets one unless every slot is held by a different namespace
+    (:meth:`_first_flight`); every question refused or stopped for capacity is reported to
+    ``on_refused`` (``process``, ``namespace``, ``preempted`` or ``dns``: the
+    ``pullguard_registry_capacity_refusals_total`` metric)."""
 
     def __init__(
         self,
@@ -1291,6 +1303,12 @@ class HttpRegistry:
         self.lock = threading.Lock()
         self.held = 0
         self.held_by: collections.Counter[str] = collections.Counter()
+        self.flights_by: dict[str, dict[tuple[Any, ...], _Flight]] = {}
+        """Each namespace's flights holding a slot, oldest first (the newest is stopped)."""
+        self.stopped = 0
+        """Flights stopped for another namespace whose threads still run (each ends by its
+        deadline): at most :data:`MAX_STOPPED`, so stopping never grows the threads past
+        :data:`MAX_FLIGHTS` plus that."""
 
     def in_flight(self) -> int:
         """Slots held now (questions asked and not past their deadline)."""
@@ -1346,7 +1364,8 @@ class HttpRegistry:
         self.cache.put(key, (answer, expires), _answer_size(key, answer), question.registry)
 
     def _refusal(self, tenant: str) -> tuple[str, str] | None:
-        """Why a new flight for ``tenant`` may not start now (the lock is held).
+        """Why a new flight for ``tenant``, a namespace holding one already, may not start
+        now (the lock is held; a namespace's first: :meth:`_first_flight`).
 
         A namespace holds at most :data:`FLIGHTS_PER_TENANT`. The attack this stops beyond
         that: a few namespaces (one tenant's, or tenants together) of 32 never-answering
@@ -1375,6 +1394,48 @@ class HttpRegistry:
             "holds its part)",
         )
 
+    def _first_flight(self, tenant: str) -> tuple[str, str] | None:
+        """Make room for the first question of ``tenant``, a namespace holding none (the
+        lock is held): a free slot, else the newest flight of the namespace holding the
+        most, when it holds two or more, is stopped and its slot is ``tenant``'s (its
+        waiters answered "not asked: ... preempted"; ``("preempted", "")``); else why not
+        (``process``).
+
+        So a namespace holding no question gets one unless :data:`MAX_FLIGHTS` other
+        namespaces each hold exactly one (or :data:`MAX_STOPPED` stopped flights still
+        run), and a namespace's only question is never stopped (fair24: ten namespaces of
+        32 never-answering questions held all 128 slots past the reserve; 3 x 32 and 29
+        namespaces of one left a 33rd refused with 3 slots free)."""
+        if self.held < MAX_FLIGHTS:
+            return None
+        victims = [t for t, flights in self.flights_by.items() if len(flights) >= 2]
+        if not victims:
+            return (
+                "process",
+                f"too many registry questions in flight (all {MAX_FLIGHTS} are held, each by "
+                "a different namespace; a namespace's only question is never stopped)",
+            )
+        if self.stopped >= MAX_STOPPED:
+            return (
+                "process",
+                f"too many registry questions in flight (all {MAX_FLIGHTS} are held, and "
+                f"{self.stopped} stopped for other namespaces have not ended yet)",
+            )
+        most = max(victims, key=lambda t: len(self.flights_by[t]))
+        count = len(self.flights_by[most])
+        key, flight = next(reversed(self.flights_by[most].items()))
+        flight.answer = Answer(
+            Outcome.NOT_ASKED,
+            f"registry question stopped (preempted): all {MAX_FLIGHTS} in flight were held "
+            f"and its namespace held the most ({count}), so its newest was stopped for a "
+            "namespace holding none (every namespace keeps at least one)",
+        )
+        flight.stopped = True
+        self.stopped += 1
+        self._release(key, flight)
+        flight.done.set()
+        return ("preempted", "")
+
     def _release(self, key: tuple[Any, ...], flight: _Flight) -> None:
         """Free the flight's slot (once); the lock is held."""
         if self.flights.get(key) is flight:
@@ -1386,6 +1447,11 @@ class HttpRegistry:
         self.held_by[flight.tenant] -= 1
         if self.held_by[flight.tenant] <= 0:
             del self.held_by[flight.tenant]
+        mine = self.flights_by.get(flight.tenant)
+        if mine is not None and mine.get(key) is flight:
+            del mine[key]
+            if not mine:
+                del self.flights_by[flight.tenant]
 
     def ask(
         self, questions: Sequence[Question], budget: float, tenant: str = ""
@@ -1403,12 +1469,19 @@ class HttpRegistry:
                     continue
                 flight = self.flights.get(key)
                 if flight is None:
-                    refusal = self._refusal(tenant)
+                    if self.held_by[tenant] == 0:
+                        refusal = self._first_flight(tenant)
+                        if refusal is not None and refusal[0] == "preempted":
+                            refused.append("preempted")
+                            refusal = None
+                    else:
+                        refusal = self._refusal(tenant)
                     if refusal is not None:
                         refused.append(refusal[0])
                         answers[question] = Answer(Outcome.NOT_ASKED, refusal[1])
                         continue
                     flight = self.flights[key] = _Flight(tenant, deadline)
+                    self.flights_by.setdefault(tenant, {})[key] = flight
                     self.held += 1
                     self.held_by[tenant] += 1
                     threading.Thread(
@@ -1455,7 +1528,10 @@ class HttpRegistry:
         with self.lock:
             if not flight.released:  # an answer after the deadline is nobody's to reuse
                 self._remember(key, question, answer, asked)
-            flight.answer = answer
+            if flight.stopped:
+                self.stopped -= 1
+            else:
+                flight.answer = answer
             self._release(key, flight)
         flight.done.set()
         log.info(
