@@ -1,0 +1,306 @@
+"""Outside review rev20d of issue 20 ("Security, round two"): attacks that still work against
+the real registry client, each an open finding (``@pytest.mark.open_finding``) that fails
+today. Mounted like tests/integration/test_registry_attacks.py: the real client
+(:class:`~webhook.edge.registry.HttpRegistry`), attacker registries on loopback
+(:class:`~tests.integration.faults.ScriptedServer`), and a resolver standing in for an
+attacker's DNS.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import ssl
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.integration.faults import Request, ScriptedServer
+from tests.integration.registries import NEEDS_REGISTRY, loopback_tls
+from webhook.core.config import RegistrySettings
+from webhook.core.registry import Answer, Outcome, Question, address_refusal
+from webhook.edge.registry import HttpRegistry, Resolver, system_resolver
+
+pytestmark = NEEDS_REGISTRY
+
+INDEX = "application/vnd.oci.image.index.v1+json"
+MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+
+
+@dataclass
+class Setup:
+    tls: dict[str, Path]
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
+    yield Setup(loopback_tls(tmp_path_factory.mktemp("rev20d") / "tls"))
+
+
+def client(
+    setup: Setup, *, resolver: Resolver = system_resolver, **settings: object
+) -> HttpRegistry:
+    values: dict[str, object] = {"allow_private_networks": True}
+    values.update(settings)
+    current = RegistrySettings(**values)  # type: ignore[arg-type]
+    context = ssl.create_default_context(cafile=str(setup.tls["ca"]))
+    return HttpRegistry(lambda: current, ssl_context=context, resolver=resolver)
+
+
+def digest_of(body: bytes) -> str:
+    return "sha256:" + hashlib.sha256(body).hexdigest()
+
+
+def index_of(*platforms: dict[str, str]) -> bytes:
+    entries = [
+        {"mediaType": MANIFEST, "digest": digest_of(str(i).encode()), "size": 1, "platform": p}
+        for i, p in enumerate(platforms)
+    ]
+    return json.dumps({"schemaVersion": 2, "mediaType": INDEX, "manifests": entries}).encode()
+
+
+# -- F1. The SSRF filter lets 192.0.0.0/24 through (Oracle Cloud's metadata at 192.0.0.192) --
+
+
+@pytest.mark.open_finding
+@pytest.mark.parametrize(
+    "address",
+    [
+        "192.0.0.192",  # Oracle Cloud's instance metadata (the legacy endpoint)
+        "192.0.0.8",  # IETF protocol assignments, RFC 6890: not globally reachable
+        "64:ff9b::c000:c0",  # 192.0.0.192 behind a NAT64 gateway
+        "::ffff:192.0.0.192",  # IPv4-mapped
+    ],
+)
+def test_the_ietf_protocol_block_is_refused_like_every_internal_address(
+    setup: Setup, address: str
+) -> None:
+    """Seen: ``address_refusal("192.0.0.192")`` is ``None`` (Python 3.11.7's ``ipaddress``
+    counts only 192.0.0.0/29 and 192.0.0.170/31 as private and calls the rest of
+    192.0.0.0/24 global), so an image on ``[64:ff9b::c000:c0]`` or on a DNS name an attacker
+    points at 192.0.0.192 is fetched: here the client tried to connect (answer
+    ``could not reach ...``, not the ``allowedPrivateRegistries`` refusal every other
+    internal address gets). 192.0.0.192 is Oracle Cloud's metadata service (PayloadsAllTheThings'
+    SSRF list: ``http://192.0.0.192/latest/``); IANA marks 192.0.0.0/24 "globally reachable:
+    false". Expected: refused like 169.254.169.254, in every form (literal, NAT64,
+    IPv4-mapped, a name resolving there), unless ``allowedPrivateRegistries`` lists it."""
+
+    def resolver(host: str, port: int) -> list[str]:
+        return [address] if host == "metadata.attacker.test" else system_resolver(host, port)
+
+    registry = client(setup, resolver=resolver, allow_private_networks=False)
+    question = Question("metadata.attacker.test", "x", "1")
+    answer = registry.ask([question], 1.0)[question]
+    judged = address_refusal(address)
+    seen = f"{address}: judged {judged!r}; asked: {answer.outcome.value} {answer.detail!r}"
+    assert answer.outcome is Outcome.NOT_ASKED, seen
+    assert "allowedPrivateRegistries" in answer.detail, seen
+
+
+# -- F2. One tenant's registry leaves another's platform check without an answer -------------
+
+
+def _platforms(answer: Answer) -> list[str]:
+    return [str(p) for p in answer.platforms or ()]
+
+
+@pytest.mark.open_finding
+def test_another_registry_claiming_a_digest_cannot_take_a_tenants_platform_check(
+    setup: Setup,
+) -> None:
+    """The platform read is single-flight by digest across registries and namespaces
+    (``_Asker._platforms``): a question whose HEAD names digest D waits for whichever
+    question is reading D, until that one ends, and only then reads D itself with what is
+    left of its own deadline. The digest is whatever the HEAD's ``Docker-Content-Digest``
+    says, so an attacker's registry can claim any public image's digest (digests of public
+    indexes are public) and hang the GET: the leader holds D until its own deadline.
+
+    Seen: the victim's registry (a scripted one, 0.3 s per manifest GET, as Docker Hub is
+    from many clusters) serves an arm64-only index with digest D. Without the attacker the
+    victim's question (budget 2 s) names linux/arm64 in about 0.3 s. With one attacker
+    question for ``ATTACKER/x:1`` from another namespace (its HEAD says D, its GET of D
+    hangs) started just before, the victim's question waited out the attacker's deadline
+    and was answered ``no answer within 2 s (registry.timeoutSeconds)`` after 2.00 s, no
+    platforms: 3 runs of 3 (the victim's own read, started at the leader's end, has only
+    the gap between the two arrivals). At admission that is "registry check could not run
+    ... not checked" and no platform judgement: under ``checks.platform: enforce`` an
+    arm64-only image is admitted onto amd64 nodes. An attacker keeping one such question
+    in flight (one slot of its namespace, re-asked as each ends) does this to every other
+    tenant's question for D that arrives shortly after a leader started. (Not seen: the
+    answer after the attack is fresh and complete; nothing wrong was cached.)
+
+    Expected: another registry's claim never costs a tenant its answer: wait for a read of
+    D only as long as the own read could still finish, or not across registries/namespaces;
+    and an answer whose platforms were not learned is not cached as if complete."""
+    victim_index = index_of({"os": "linux", "architecture": "arm64"})
+    digest = digest_of(victim_index)
+
+    def victim_serves(request: Request) -> tuple[int, dict[str, str], bytes]:
+        if request.method == "GET" and request.path.startswith("/v2/app/manifests/"):
+            time.sleep(0.3)
+        if request.path.startswith("/v2/app/manifests/"):
+            return 200, {"Content-Type": INDEX, "Docker-Content-Digest": digest}, victim_index
+        return 404, {}, b""
+
+    def attacker_serves(request: Request) -> tuple[int, dict[str, str], bytes]:
+        if request.method == "HEAD" and request.path.startswith("/v2/x/manifests/"):
+            return 200, {"Content-Type": INDEX, "Docker-Content-Digest": digest}, b""
+        if request.method == "GET" and request.path.startswith("/v2/x/manifests/"):
+            time.sleep(4)  # past every deadline: the leader holds D until its own ends
+        return 404, {}, b""
+
+    victim = ScriptedServer(setup.tls, victim_serves)
+    attacker = ScriptedServer(setup.tls, attacker_serves)
+    try:
+        wanted = Question(victim.host, "app", "1.0", platforms=True)
+        # Control: alone, the victim's platforms are learned well inside the budget.
+        alone = client(setup).ask([wanted], 2.0, tenant="team-b")[wanted]
+        assert _platforms(alone) == ["linux/arm64"], alone
+
+        registry = client(setup)
+        claim = Question(attacker.host, "x", "1", platforms=True)
+        attack = threading.Thread(target=lambda: registry.ask([claim], 2.0, tenant="team-a"))
+        attack.start()
+        deadline = time.monotonic() + 2
+        while not attacker.seen("GET", "/v2/x/manifests/sha256:") and time.monotonic() < deadline:
+            time.sleep(0.005)
+        started = time.monotonic()
+        first = registry.ask([wanted], 2.0, tenant="team-b")[wanted]
+        took = time.monotonic() - started
+        attack.join()
+        later = registry.ask([wanted], 2.0, tenant="team-b")[wanted]
+        seen = (
+            f"with another namespace's registry claiming {digest[:19]}...: "
+            f"{first.outcome.value} {first.detail!r} {first.platforms_note!r} after {took:.2f} s; "
+            f"after the attack: {later.outcome.value} {later.platforms_note!r} "
+            f"cached={later.cached}"
+        )
+        assert _platforms(first) == ["linux/arm64"], seen
+        assert _platforms(later) == ["linux/arm64"], seen
+    finally:
+        victim.stop()
+        attacker.stop()
+
+
+# -- F3. A registry's escape sequences reach `pullguard diagnose` through the runtime's words --
+
+#: A status line's reason phrase is the registry's text: Go's net/http keeps it as it came
+#: (``resp.Status``), and containerd's resolver puts it in its error.
+EVIL_REASON = b"\x1b]0;pwned\x07\x1b[2J\x1b[31mdenied"
+
+
+class _EvilStatusServer:
+    """Answers every request ``500 <escape sequences>`` over TLS: what a hostile registry
+    (an image on it named in a tenant's pod) says to the node's runtime."""
+
+    def __init__(self, tls: dict[str, Path]) -> None:
+        import socket
+
+        self.context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        self.context.load_cert_chain(str(tls["cert"]), str(tls["key"]))
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(16)
+        self.host = f"127.0.0.1:{self.listener.getsockname()[1]}"
+        self.running = True
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while self.running:
+            try:
+                raw, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._answer, args=(raw,), daemon=True).start()
+
+    def _answer(self, raw: object) -> None:
+        try:
+            with self.context.wrap_socket(raw, server_side=True) as conn:  # type: ignore[arg-type]
+                conn.settimeout(5)
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    chunk = conn.recv(4096)
+                    if not chunk:
+                        return
+                    data += chunk
+                conn.sendall(
+                    b"HTTP/1.1 500 " + EVIL_REASON + b"\r\nContent-Length: 0\r\n"
+                    b"Connection: close\r\n\r\n"
+                )
+        except OSError:
+            return
+
+    def stop(self) -> None:
+        self.running = False
+        self.listener.close()
+
+
+@pytest.mark.open_finding
+def test_registry_escape_sequences_in_the_runtimes_words_never_reach_diagnose(
+    setup: Setup, tmp_path: Path
+) -> None:
+    """Item 9 cleaned every text of pullguard's own registry answers (``clean_answer``), but
+    ``pullguard diagnose`` also prints the kubelet's words (the container's
+    ``waiting.message`` and the pod's events), and those carry the registry's text through
+    the runtime.
+
+    Seen: a real containerd 1.6 (the CRI ``PullImage`` the kubelet calls, tests/runtime.py)
+    pulling from a registry that answers ``HTTP/1.1 500 ESC]0;pwned BEL ESC[2J ESC[31m...``
+    fails with an error that holds those bytes as they came; the kubelet writes that error
+    into ``status.containerStatuses[].state.waiting.message`` (``ErrImagePull``). Given
+    that pod, ``diagnose`` + ``render_text`` (what ``pullguard diagnose POD`` prints) puts
+    the OSC title sequence, the clear-screen and the colour in the report unescaped:
+    ``webhook.core.pullfailure._cut`` only folds whitespace. A tenant who can run a pod
+    makes the admin's terminal run them when the admin diagnoses it.
+
+    Expected: every text from the cluster about a pull (waiting messages, event messages)
+    is cleaned to printable text before a report, text or JSON, shows it."""
+    from tests.runtime import Containerd, runtime_missing
+    from webhook.core.diagnosis import diagnose, render_text
+
+    why = runtime_missing()
+    assert why is None, why
+    evil = _EvilStatusServer(setup.tls)
+    daemon = Containerd(tmp_path / "containerd")
+    daemon.trust(evil.host, setup.tls["ca"])
+    daemon.start()
+    try:
+        image = f"{evil.host}/team-a/app:1.0"
+        pulled = daemon.pull(image)
+    finally:
+        daemon.stop()
+        evil.stop()
+    assert not pulled.ok
+    # The runtime passes the registry's bytes on: this is what the kubelet reports.
+    assert "\x1b]0;pwned\x07" in pulled.error, pulled.error
+    message = f'Failed to pull image "{image}": {pulled.error}'
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "web", "namespace": "team-a"},
+        "spec": {"containers": [{"name": "web", "image": image}], "nodeName": "node-1"},
+        "status": {
+            "containerStatuses": [
+                {
+                    "name": "web",
+                    "image": image,
+                    "state": {"waiting": {"reason": "ErrImagePull", "message": message}},
+                }
+            ]
+        },
+    }
+    events = [
+        {
+            "reason": "Failed",
+            "type": "Warning",
+            "message": message,
+            "involvedObject": {"kind": "Pod", "name": "web", "fieldPath": "spec.containers{web}"},
+        }
+    ]
+    report = render_text("web", "team-a", diagnose(pod, events, []))
+    unprintable = sorted({c for c in report if (ord(c) < 32 and c != "\n") or ord(c) == 127})
+    assert not unprintable, f"control characters {unprintable!r} in the report:\n{report!r}"
