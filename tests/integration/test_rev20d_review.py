@@ -304,3 +304,108 @@ def test_registry_escape_sequences_in_the_runtimes_words_never_reach_diagnose(
     report = render_text("web", "team-a", diagnose(pod, events, []))
     unprintable = sorted({c for c in report if (ord(c) < 32 and c != "\n") or ord(c) == 127})
     assert not unprintable, f"control characters {unprintable!r} in the report:\n{report!r}"
+
+
+# -- F4. One tenant's dry-run pods spend the cluster's Docker Hub pull quota ----------------
+
+
+class _PullCountingHub:
+    """A registry that counts pulls as Docker Hub does: a manifest ``GET`` is a pull, a
+    ``HEAD`` is not; both answer ``ratelimit-limit`` / ``ratelimit-remaining``, and past the
+    limit a manifest ``GET`` is ``429 TOOMANYREQUESTS``. Every repository ``library/imgN``
+    has one tag, ``1.0``, an index of its own (a distinct digest), linux/amd64."""
+
+    LIMIT = 100
+
+    def __init__(self, tls: dict[str, Path]) -> None:
+        self.remaining = self.LIMIT
+        self.lock = threading.Lock()
+        self.server = ScriptedServer(tls, self.serve)
+        self.host = self.server.host
+
+    @staticmethod
+    def index(repository: str) -> bytes:
+        entry = {
+            "mediaType": MANIFEST,
+            "digest": digest_of(repository.encode()),
+            "size": 1,
+            "platform": {"os": "linux", "architecture": "amd64"},
+        }
+        body = {"schemaVersion": 2, "mediaType": INDEX, "manifests": [entry]}
+        body["annotations"] = {"repository": repository}
+        return json.dumps(body).encode()
+
+    def limits(self) -> dict[str, str]:
+        return {
+            "ratelimit-limit": f"{self.LIMIT};w=21600",
+            "ratelimit-remaining": f"{max(self.remaining, 0)};w=21600",
+        }
+
+    def serve(self, request: Request) -> tuple[int, dict[str, str], bytes]:
+        path = request.path
+        if not path.startswith("/v2/library/") or "/manifests/" not in path:
+            return 404, {}, b""
+        repository = path[len("/v2/") :].partition("/manifests/")[0]
+        body = self.index(repository)
+        headers = {"Content-Type": INDEX, "Docker-Content-Digest": digest_of(body)}
+        with self.lock:
+            if request.method == "GET":
+                if self.remaining <= 0:
+                    return 429, self.limits(), b'{"errors":[{"code":"TOOMANYREQUESTS"}]}'
+                self.remaining -= 1
+            return 200, {**headers, **self.limits()}, body
+
+    def stop(self) -> None:
+        self.server.stop()
+
+
+@pytest.mark.open_finding
+def test_one_tenants_reviews_cannot_spend_the_pull_quota_the_nodes_need(setup: Setup) -> None:
+    """Item 11 stated the cost: the platform check (on by default, ``warn``) spends one
+    manifest ``GET`` (one pull on Docker Hub) per distinct digest per replica. But the
+    digests are the tenant's to choose (any public image), ``kubectl apply --dry-run=server``
+    costs the tenant nothing and leaves nothing behind, and Docker Hub counts pulls per
+    egress address, which pullguard shares with the nodes behind the cluster's NAT.
+
+    Seen: a registry counting pulls as Docker Hub does (limit 100, ``ratelimit-remaining``
+    on every answer, ``HEAD`` free). One namespace asks about 100 distinct public images in
+    four dry-run pods' worth of questions (32 at a time, the namespace's share of the
+    registry slots): pullguard sent 100 manifest ``GET``s and left 0 of the 100 pulls; the
+    next pull, a node's, got 429 (ImagePullBackOff for every tenant pulling from Docker
+    Hub until the window resets, 6 h). Every ``HEAD`` carried ``ratelimit-remaining``,
+    falling to 0; pullguard only prints that header, it never stops a ``GET`` for it.
+
+    Expected: pullguard never spends the pulls the nodes need: no platform ``GET`` once a
+    registry says its remaining pulls are low (platforms unknown: a warning, never a
+    denial), and one namespace's reviews spend at most a bounded share of a registry's pulls
+    per window (dry-run reviews included)."""
+    hub = _PullCountingHub(setup.tls)
+    try:
+        registry = client(setup)
+        questions = [
+            Question(hub.host, f"library/img{i}", "1.0", platforms=True) for i in range(100)
+        ]
+        answers: dict[Question, Answer] = {}
+        for start in range(0, len(questions), 32):
+            answers.update(registry.ask(questions[start : start + 32], 5.0, tenant="team-a"))
+        found = sum(1 for a in answers.values() if a.outcome is Outcome.FOUND)
+        gets = len(hub.server.seen("GET", "/v2/library/"))
+        kubelet = node_pull(setup, hub, "library/web")
+        assert hub.remaining >= hub.LIMIT // 2, (
+            f"{found} of 100 found; pullguard sent {gets} manifest GETs and left "
+            f"{hub.remaining} of {hub.LIMIT} pulls; a node's pull next: HTTP {kubelet}"
+        )
+    finally:
+        hub.stop()
+
+
+def node_pull(setup: Setup, hub: _PullCountingHub, repository: str) -> int:
+    """A node's pull of ``repository:1.0`` (the manifest ``GET`` the runtime sends): its status."""
+    import httpx
+
+    context = ssl.create_default_context(cafile=str(setup.tls["ca"]))
+    with httpx.Client(verify=context, timeout=5) as http:
+        reply = http.get(
+            f"https://{hub.host}/v2/{repository}/manifests/1.0", headers={"Accept": INDEX}
+        )
+    return reply.status_code
