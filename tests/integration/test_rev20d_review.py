@@ -8,14 +8,16 @@ attacker's DNS.
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import json
 import ssl
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -409,3 +411,160 @@ def node_pull(setup: Setup, hub: _PullCountingHub, repository: str) -> int:
             f"https://{hub.host}/v2/{repository}/manifests/1.0", headers={"Accept": INDEX}
         )
     return reply.status_code
+
+
+# -- F5. Manifest bodies in flight are bounded per question, not per process -----------------
+
+
+MANIFEST_MIB = 4
+HOLD_SECONDS = 1.5
+
+
+def _large_body(repository: str) -> bytes:
+    """A valid index of exactly ``MANIFEST_MIB`` MiB (the client's cap): a few JSON values,
+    padded with spaces."""
+    head = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": INDEX,
+            "annotations": {"r": repository},
+            "manifests": [
+                {
+                    "mediaType": MANIFEST,
+                    "digest": digest_of(repository.encode()),
+                    "size": 1,
+                    "platform": {"os": "linux", "architecture": "amd64"},
+                }
+            ],
+        }
+    ).encode()
+    return head[:-1] + b" " * ((MANIFEST_MIB << 20) - len(head)) + b"}"
+
+
+def _serve_large_manifests(tls: dict[str, Path], ports: Any) -> None:
+    """In a child process (its memory is not the client's): every ``library/...:1`` is a
+    ``MANIFEST_MIB`` MiB index whose last byte comes ``HOLD_SECONDS`` after the rest."""
+    import http.server
+
+    bodies: dict[str, bytes] = {}
+
+    class _Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: object) -> None:
+            return
+
+        def _answer(self) -> None:
+            repository = self.path[len("/v2/") :].partition("/manifests/")[0]
+            body = bodies.get(repository)
+            if body is None:
+                body = bodies[repository] = _large_body(repository)
+            self.send_response(200)
+            self.send_header("Content-Type", INDEX)
+            self.send_header("Docker-Content-Digest", digest_of(body))
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if self.command == "HEAD":
+                return
+            try:
+                self.wfile.write(memoryview(body)[:-1])
+                self.wfile.flush()
+                time.sleep(HOLD_SECONDS)
+                self.wfile.write(body[-1:])
+            except OSError:
+                return
+
+        do_GET = do_HEAD = _answer
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    httpd.daemon_threads = True
+    httpd.request_queue_size = 256
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(str(tls["cert"]), str(tls["key"]))
+    httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
+    ports.put(httpd.server_address[1])
+    httpd.serve_forever()
+
+
+def _rss_mib() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+@pytest.mark.open_finding
+def test_large_manifests_in_flight_do_not_grow_a_worker_past_its_limit(setup: Setup) -> None:
+    """Item 3 bounded the caches in bytes; what a question holds while it reads is bounded
+    per question only (``MANIFEST_BODY_MAX``, 4 MiB, read whole into a list of chunks and
+    joined), and questions in flight per process (128, 32 per namespace).
+
+    Seen: four namespaces each ask about 32 images (one dry-run pod each) on an attacker's
+    registries (four server processes, so their memory is not counted) whose platform
+    ``GET``s answer a valid index of exactly 4 MiB (its digest right, a few JSON values
+    padded with spaces, so ``bounded_json`` lets it through) and hold the last byte 1.5 s,
+    with the default 2 s budget: 104 questions in flight at once (3 x 32 and the fourth
+    namespace's part of the reserve; 24 refused) and this process's RSS rose from 62-63 to
+    a peak of 298-365 MiB (+235 to +303 MiB, 3 runs; with tiny manifests the same run rises
+    +17 MiB). On a worker's own 50-100 MiB that is at or past deploy/'s 384 MiB limit
+    (issue 20 asks under 200 MiB under the memory attacks): the kernel kills the worker and
+    every review it holds (admitted unchecked under ``failurePolicy: Ignore``), and a
+    faster attacker server than Python's keeps more of the 104 bodies whole at once.
+
+    Expected: the bytes of registry bodies in flight are bounded per process (and per
+    namespace), like request bodies (``edge.app``'s body budget): past it a question is not
+    read further (platforms unknown, a warning). RSS growth under 150 MiB here."""
+    import multiprocessing
+
+    forked = multiprocessing.get_context("fork")
+    ports = forked.Queue()
+    servers = [
+        forked.Process(target=_serve_large_manifests, args=(setup.tls, ports), daemon=True)
+        for _ in range(4)
+    ]
+    for server in servers:
+        server.start()
+    try:
+        hosts = [f"127.0.0.1:{ports.get(timeout=10)}" for _ in servers]
+        registry = client(setup)
+        before = _rss_mib()
+        peak = [before]
+        stop = threading.Event()
+
+        def sample() -> None:
+            while not stop.is_set():
+                peak[0] = max(peak[0], _rss_mib())
+                time.sleep(0.02)
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        results: list[Mapping[Question, Answer]] = []
+
+        def pod_of(i: int) -> None:
+            questions = [
+                Question(hosts[i], f"library/m{i}x{j}", "1", platforms=True) for j in range(32)
+            ]
+            results.append(registry.ask(questions, 2.0, tenant=f"team-{i}"))
+
+        pods = [threading.Thread(target=pod_of, args=(i,)) for i in range(4)]
+        for thread in pods:
+            thread.start()
+        for thread in pods:
+            thread.join()
+        stop.set()
+        sampler.join()
+        answers = [a for r in results for a in r.values()]
+        read = sum(1 for a in answers if a.platforms)
+        growth = peak[0] - before
+        outcomes = collections.Counter(
+            f"{a.outcome.value} {a.platforms_note or a.detail}"[:70] for a in answers
+        )
+        assert growth < 150, (
+            f"RSS {before:.0f} -> peak {peak[0]:.0f} MiB (+{growth:.0f}) with "
+            f"{MANIFEST_MIB} MiB manifests; {read} of {len(answers)} questions read their "
+            f"platforms; {dict(outcomes)}"
+        )
+    finally:
+        for server in servers:
+            server.kill()
+            server.join(10)
