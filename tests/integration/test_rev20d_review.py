@@ -568,3 +568,97 @@ def test_large_manifests_in_flight_do_not_grow_a_worker_past_its_limit(setup: Se
         for server in servers:
             server.kill()
             server.join(10)
+
+
+# -- F7. A forged review spends the share of the namespace it names -------------------------
+
+
+def _pod_review(namespace: str, images: list[str]) -> dict[str, object]:
+    """A captured Pod CREATE review (dry run) in ``namespace`` with ``images``."""
+    from tests.conftest import REVIEWS, load_review
+
+    review: dict[str, Any] = load_review(REVIEWS / "pod-create-plain.json")["body"]
+    request = review["request"]
+    request["namespace"] = request["object"]["metadata"]["namespace"] = namespace
+    request["dryRun"] = True
+    spec = request["object"]["spec"]
+    spec["containers"] = [{"name": f"c{i}", "image": image} for i, image in enumerate(images)]
+    spec.pop("initContainers", None)
+    spec.pop("imagePullSecrets", None)
+    return review
+
+
+@pytest.mark.open_finding
+def test_forged_reviews_cannot_spend_another_namespaces_registry_share(
+    setup: Setup, tmp_path: Path
+) -> None:
+    """Item 4's shares are per namespace, and the namespace is the one the review names
+    (``registrycheck``: ``tenant=namespace``). Without ``--client-ca`` (deploy/ as shipped;
+    managed clusters cannot set it, and the NetworkPolicy component is opt-in) anyone who
+    reaches the port names any namespace. The docs' decision "a namespace flooding itself
+    leaves its own pods unchecked: the harm stays in that namespace" then lets anyone leave
+    any other tenant's pods unchecked.
+
+    Seen, through gunicorn over TLS (one worker): four forged reviews, each a dry-run Pod of
+    32 images on a registry that never answers, all claiming namespace "victim", hold
+    victim's 32 registry slots; a real review of victim's (a Pod naming a tag never pushed
+    to a real registry) sent meanwhile is admitted with "too many registry questions in
+    flight from namespace victim ... not checked" instead of being denied ("has no tag
+    '9.9'"), under ``registry: enforce``: 3 runs of 3. (Not run here: repeating the four
+    every 2 s would keep every pod of that namespace unchecked.)
+
+    Expected: an unverified review cannot spend what a namespace's real reviews need: e.g.
+    unverified reviews share one bucket of their own (or per peer address), apart from the
+    shares of the namespaces they name; the victim's pod is checked and denied."""
+    from tests.conftest import start_server, stop_server
+    from tests.integration.faults import FaultServer
+    from tests.integration.registries import push_image, start_registry
+
+    public = start_registry(tmp_path / "public", **setup.tls)
+    hang = FaultServer("hang", setup.tls)
+    try:
+        push_image(public, "team/real", "1.0")
+        named = public.host.replace("127.0.0.1", "localhost")
+        config = tmp_path / "config.yaml"
+        config.write_text(f"registry:\n  allowedPrivateRegistries: ['{hang.host}', '{named}']\n")
+        server = start_server(
+            tmp_path,
+            "--config",
+            str(config),
+            "--workers",
+            "1",
+            env={"SSL_CERT_FILE": str(setup.tls["ca"])},
+        )
+        try:
+            # Control: alone, the victim's pod is denied.
+            with server.client() as http:
+                alone = http.post(
+                    "/validate", json=_pod_review("victim", [f"{named}/team/real:9.9"])
+                )
+            assert alone.json()["response"]["allowed"] is False, alone.text
+            forged = [
+                _pod_review("victim", [f"{hang.host}/p{pod}/i{i}:1" for i in range(32)])
+                for pod in range(4)
+            ]
+
+            def send(review: dict[str, object]) -> None:
+                with server.client() as own:
+                    own.post("/validate", json=review)
+
+            threads = [threading.Thread(target=send, args=(review,)) for review in forged]
+            for thread in threads:
+                thread.start()
+            time.sleep(0.5)  # the forged reviews hold what they can now
+            with server.client() as http:
+                answer = http.post(
+                    "/validate", json=_pod_review("victim", [f"{named}/team/real:9.9"])
+                ).json()["response"]
+            for thread in threads:
+                thread.join(15)
+            assert answer["allowed"] is False, answer
+            assert "has no tag '9.9'" in answer["status"]["message"], answer
+        finally:
+            stop_server(server)
+    finally:
+        hang.stop()
+        public.stop()
