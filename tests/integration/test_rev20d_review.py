@@ -88,8 +88,20 @@ def test_the_ietf_protocol_block_is_refused_like_every_internal_address(
     ``could not reach ...``, not the ``allowedPrivateRegistries`` refusal every other
     internal address gets). 192.0.0.192 is Oracle Cloud's metadata service (PayloadsAllTheThings'
     SSRF list: ``http://192.0.0.192/latest/``); IANA marks 192.0.0.0/24 "globally reachable:
-    false". Expected: refused like 169.254.169.254, in every form (literal, NAT64,
-    IPv4-mapped, a name resolving there), unless ``allowedPrivateRegistries`` lists it."""
+    false". In this sandbox an intercepting proxy answered there: the client made the TCP
+    connection and spoke TLS ("TLS failure: self-signed certificate in certificate chain");
+    the NAT64 form timed out connecting (no NAT64 here), judged public all the same.
+
+    The filter rests on the interpreter's ``ipaddress`` tables, which CPython changed in
+    2024 (CVE-2024-4032, gh-113171: 192.0.0.0/24 private since 3.12.4 and the later 3.11
+    security releases): this machine's 3.11.7 (the test and CI interpreter, and what
+    ``pip install .`` gets on a Python 3.11 older than the fix) says public; the shipped
+    image (``python:3.11-slim``, a newer 3.11) may say private. Which addresses pullguard
+    refuses should not depend on the patch level.
+
+    Expected: refused like 169.254.169.254, in every form (literal, NAT64, IPv4-mapped, a
+    name resolving there), unless ``allowedPrivateRegistries`` lists it, whatever the
+    Python."""
 
     def resolver(host: str, port: int) -> list[str]:
         return [address] if host == "metadata.attacker.test" else system_resolver(host, port)
