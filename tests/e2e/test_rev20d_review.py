@@ -216,3 +216,66 @@ def test_a_password_with_a_tab_and_a_slash_stays_out_of_export_state_and_denials
     seen = f"exported: {document}; denial: {denied.stderr}"
     assert "Sup3r" not in document and "Secret@" not in document, seen
     assert "Sup3r" not in denied.stderr and "Sup3r" not in denied.stdout, seen
+
+
+@pytest.mark.open_finding
+def test_under_client_ca_an_unauthenticated_caller_learns_no_other_namespace(
+    installed: Installation, registries: E2ERegistries, tmp_path: Path
+) -> None:
+    """With ``--client-ca`` the review endpoints answer only the API server, and "it exists
+    in namespace X" is said only to who may read Secrets there (item 8). But ``/metrics``
+    on the same webhook port needs no certificate (docs/reference.md: "/healthz, /readyz,
+    /metrics need none"), and with the in-cluster audit
+    (deploy/components/in-cluster-audit) it carries
+    ``pullguard_audit_findings{namespace=...}``.
+
+    Seen: pullguard serve ``--client-ca`` ``--audit-interval 2``; a namespace
+    ``rev20d-falcon`` holding a pod with a tag never pushed. A client with no certificate
+    (any pod that reaches the Service: ``edit`` in one namespace may not list Namespaces)
+    gets ``/metrics`` over the webhook port, 200, with
+    ``pullguard_audit_findings{action="warn",check="registry",namespace="rev20d-falcon"} 1.0``
+    (while ``POST /validate`` is 401). By the NetworkPolicy component's rules (not run
+    here) its metrics port tells the same to every pod of the ``monitoring`` namespace.
+
+    Expected: an unauthenticated caller on the webhook port learns no namespace it cannot
+    read: ``/metrics`` there requires the client certificate under ``--client-ca`` (the
+    scraper uses the metrics port), or the audit's gauges carry no namespace label."""
+    from tests.conftest import ROOT, free_port
+    from tests.e2e.cluster import wait_for
+    from tests.e2e.conftest import spawn_pullguard
+    from webhook.edge.certs import make_bundle
+
+    plane = installed.plane
+    secret_ns = "rev20d-falcon"
+    namespace(plane, secret_ns, {"pullguard.io/mode": "warn"})
+    plane.apply(
+        pod("falcon", secret_ns, f"{registries.public.host}/falcon/never-pushed:1"), check=True
+    )
+    rbac = (ROOT / "deploy" / "components" / "in-cluster-audit" / "rbac.yaml").read_text()
+    plane.apply(rbac, check=True)
+    client_ca = make_bundle(["apiserver"], []).write(tmp_path / "client-ca")["ca.crt"]
+    auditor = spawn_pullguard(
+        plane,
+        tmp_path,
+        kubeconfig=installed.kubeconfig,
+        port=free_port(),
+        webhook_url=installed.webhook_url,
+        name="rev20d-auditor",
+        extra=("--audit-interval", "2", "--client-ca", str(client_ca)),
+        env={"SSL_CERT_FILE": str(registries.ca)},
+    )
+    try:
+        wait_for(auditor.ready, 60, "the auditor")
+        with auditor.client() as anonymous:  # no client certificate
+            assert anonymous.post("/validate", json={}).status_code == 401  # --client-ca holds
+
+            def leaked() -> bool:
+                return f'namespace="{secret_ns}"' in anonymous.get("/metrics").text
+
+            wait_for(leaked, 30, "an audit pass")
+            lines = [
+                line for line in anonymous.get("/metrics").text.splitlines() if secret_ns in line
+            ]
+        assert not lines, f"unauthenticated /metrics on the webhook port: {lines}"
+    finally:
+        auditor.stop()
