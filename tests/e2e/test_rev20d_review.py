@@ -24,6 +24,7 @@ from tests.e2e.conftest import (
     namespace,
     pod,
 )
+from tests.integration.registries import push_image
 
 pytestmark = pytest.mark.e2e
 
@@ -76,7 +77,6 @@ def dockerconfig_secret(name: str, auths: dict[str, object], ns: str = TENANT) -
     )
 
 
-@pytest.mark.open_finding
 @pytest.mark.parametrize("extra_key", ["", "//", "https:///"])
 def test_a_pull_secret_key_without_a_host_does_not_switch_the_checks_off(
     installed: Installation, tenant: Path, registries: E2ERegistries, extra_key: str
@@ -140,7 +140,6 @@ def pullguard(
     )
 
 
-@pytest.mark.open_finding
 def test_one_tenants_hostless_key_does_not_stop_the_audit_of_every_namespace(
     installed: Installation, tenant: Path, registries: E2ERegistries
 ) -> None:
@@ -158,7 +157,11 @@ def test_one_tenants_hostless_key_does_not_stop_the_audit_of_every_namespace(
     image) and reports every namespace; exit 1 for the denials, no traceback."""
     plane = installed.plane
     host = registries.private.host
-    image = f"{host}/team/never-pushed:9.9"
+    # Since the fix the never-pushed tag is denied at admission: the pod that exists (as
+    # the one admitted unchecked did) names a pushed image, and its secret still carries
+    # the hostless entry every audit pass parses.
+    push_image(registries.private, "team/r20d-audited", "1.0")
+    image = f"{host}/team/r20d-audited:1.0"
     plane.apply(
         dockerconfig_secret("odd-audit", {"": {}, host: {"auth": REGISTRY_AUTH}}), check=True
     )
@@ -166,7 +169,7 @@ def test_one_tenants_hostless_key_does_not_stop_the_audit_of_every_namespace(
         "apply", "-f", "-", stdin=pod("audited", TENANT, image, ("odd-audit",)),
         kubeconfig=tenant,
     )  # fmt: skip
-    assert created.ok, created.stderr  # admitted unchecked: the finding above
+    assert created.ok, created.stderr
     # Another namespace's pod the audit must report (admitted there with a warning only).
     namespace(plane, "rev20d-other", {"pullguard.io/mode": "warn"})
     plane.apply(pod("other", "rev20d-other", f"{registries.public.host}/team/gone:9.9"), check=True)
@@ -181,7 +184,6 @@ def test_one_tenants_hostless_key_does_not_stop_the_audit_of_every_namespace(
     assert "rev20d-other" in audit.stdout, audit.stdout[-1500:]
 
 
-@pytest.mark.open_finding
 def test_a_password_with_a_tab_and_a_slash_stays_out_of_export_state_and_denials(
     installed: Installation, registries: E2ERegistries
 ) -> None:

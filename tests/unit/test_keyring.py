@@ -326,6 +326,14 @@ def test_a_bracketed_ipv6_key_without_port_matches_nothing(key: str) -> None:
         "robot:Sup3r?S3cret@registry.example.com",
         "https://robot:Sup3r#S3cret@registry.example.com/v1/",
         "https://robot:1234/S3cret@registry.example.com",  # a port-like password: still a key
+        # rev20d F3: urlsplit deletes tabs, CR and LF before parsing, so the netloc it gave
+        # was not in the key as written and the '@' check passed; Go's url.Parse refuses
+        # any control character ("invalid control character in URL").
+        "https://robot:Su\tp3r/S3cret@registry.example.com",
+        "https://robot:Su\np3r/S3cret@registry.example.com",
+        "robot:Su\rp3r/S3cret@registry.example.com",
+        "https://robot:Sup3r\x7f/S3cret@registry.example.com",
+        "https://robot:Sup3r\x00S3cret@registry.example.com",
     ],
 )
 def test_a_password_with_a_url_delimiter_is_never_shown_or_exported(key: str) -> None:
@@ -356,3 +364,24 @@ def test_a_password_with_a_url_delimiter_is_never_shown_or_exported(key: str) ->
     exported = base64.b64decode(redacted_pull_secret(DOCKER_CONFIG_JSON, data)[".dockerconfigjson"])
     for piece in ("Sup3r", "S3cret", "robot", "1234"):
         assert piece.encode() not in exported, exported
+
+
+@pytest.mark.parametrize("key", ["", "//", "https://", "https:///", "http://", "https://@"])
+def test_a_key_without_a_host_matches_nothing_and_breaks_nothing(key: str) -> None:
+    """rev20d F1: a key with no host (Go's url.Parse takes it: the kubelet indexes an entry
+    that matches no image) crashed the keyring (``partition('')``: "empty separator"), so
+    the review answered 500 and, under failurePolicy Ignore, the pod went unchecked; the
+    same key stopped ``audit -A`` and ``export-state -A``. It covers nothing; the secret's
+    other entries still count."""
+    from webhook.core.keyring import redacted_pull_secret
+
+    entry = {"auth": base64.b64encode(b"robot:pw").decode()}
+    data = _secret_data({key: entry, "registry.example.com": entry})
+    credentials = parse_pull_secret(DOCKER_CONFIG_JSON, data)
+    assert [c.key for c in lookup(credentials, "registry.example.com/team/app")] == [
+        "registry.example.com"
+    ]
+    assert lookup(credentials, "localhost/team/app") == []
+    keyring_key(key)  # no exception
+    exported = redacted_pull_secret(DOCKER_CONFIG_JSON, data)[".dockerconfigjson"]
+    assert b"robot" not in base64.b64decode(exported)

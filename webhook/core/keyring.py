@@ -227,9 +227,14 @@ def _go_path(path: str) -> str | None:
     return unquote(path, errors="surrogateescape")
 
 
+#: What Go's ``url.Parse`` refuses anywhere in a URL (``stringContainsCTLByte``).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
 def _index_key(location: str) -> str | None:
     """The kubelet's index key, or ``None`` where ``url.Parse`` fails (``BasicDockerKeyring.Add``
-    then skips the entry).
+    then skips the entry) or the key has no host (the kubelet indexes it, but it matches no
+    image: skipping it predicts the same pulls, and nothing has to show an empty key).
 
     A password with ``/``, ``?`` or ``#`` (``https://robot:pa/ss@host``) ends the URL's
     authority early: Go's parser then reads ``robot:pa`` as host and port and refuses the
@@ -237,12 +242,16 @@ def _index_key(location: str) -> str | None:
     image, and no piece of it (``robot:pa``, ``ss@host``) is ever shown or exported (an
     ``@`` cannot be part of a registry's path: the reference grammar has none).
     """
+    if _CONTROL.search(location):
+        return None  # Go: "invalid control character in URL" (urlsplit would delete some)
     value = location if location.startswith(("https://", "http://")) else "https://" + location
     try:
         parsed = urlsplit(value)
         host = parsed.netloc.rpartition("@")[2]
     except ValueError:
         return None
+    if not host:
+        return None  # Go takes it, but a key with no host matches no image
     if "@" in value.partition("//")[2].partition(parsed.netloc)[2]:
         return None
     path = _go_path(parsed.path)
