@@ -68,7 +68,6 @@ def index_of(*platforms: dict[str, str]) -> bytes:
 # -- F1. The SSRF filter lets 192.0.0.0/24 through (Oracle Cloud's metadata at 192.0.0.192) --
 
 
-@pytest.mark.open_finding
 @pytest.mark.parametrize(
     "address",
     [

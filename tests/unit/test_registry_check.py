@@ -545,6 +545,26 @@ def test_challenge_parsing() -> None:
         ("224.0.0.1", "multicast"),
         ("8.8.8.8", None),
         ("2606:4700:4700::1111", None),
+        # rev20d F8: IANA's non-global special-purpose blocks, whatever this Python's
+        # ipaddress tables say (3.11.7 calls most of 192.0.0.0/24 global); "": any refusal.
+        ("192.0.0.192", ""),  # Oracle Cloud's legacy metadata service
+        ("192.0.0.8", ""),
+        ("64:ff9b::c000:c0", ""),
+        ("::ffff:192.0.0.192", ""),
+        ("192.0.2.1", ""),  # documentation
+        ("198.18.0.1", ""),  # benchmarking
+        ("198.51.100.7", ""),
+        ("203.0.113.9", ""),
+        ("240.0.0.1", ""),  # reserved
+        ("255.255.255.255", ""),
+        ("192.88.99.1", ""),  # the retired 6to4 relay anycast
+        ("100::1", ""),  # discard-only
+        ("2001:db8::1", ""),  # documentation
+        ("3fff::1", ""),  # documentation (RFC 9637)
+        ("5f00::1", ""),  # SRv6 SIDs
+        ("2001:2::1", ""),  # benchmarking
+        ("1.1.1.1", None),
+        ("192.0.1.1", None),
     ],
 )
 def test_address_policy(address: str, refused: str | None) -> None:

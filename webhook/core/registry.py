@@ -351,6 +351,44 @@ def embedded_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
     return []
 
 
+#: IANA's special-purpose blocks that are not globally reachable (the IPv4 and IPv6
+#: Special-Purpose Address Registries), refused whatever the interpreter's ``ipaddress``
+#: tables say: CPython changed them in 2024 (gh-113171), and 3.11.7 calls most of
+#: 192.0.0.0/24 global, Oracle Cloud's metadata address 192.0.0.192 among them (rev20d F8).
+#: Whole blocks: the few globally reachable anycast addresses inside them are no registry.
+NOT_GLOBAL = tuple(
+    ipaddress.ip_network(n)
+    for n in (
+        "0.0.0.0/8",
+        "10.0.0.0/8",
+        "100.64.0.0/10",
+        "127.0.0.0/8",
+        "169.254.0.0/16",
+        "172.16.0.0/12",
+        "192.0.0.0/24",
+        "192.0.2.0/24",
+        "192.88.99.0/24",
+        "192.168.0.0/16",
+        "198.18.0.0/15",
+        "198.51.100.0/24",
+        "203.0.113.0/24",
+        "240.0.0.0/4",
+        "255.255.255.255/32",
+        "::/128",
+        "::1/128",
+        "100::/64",
+        "2001::/23",
+        "2001:db8::/32",
+        "3fff::/20",
+        "5f00::/16",
+        "fc00::/7",
+        "fe80::/10",
+        "fec0::/10",
+        "ff00::/8",
+    )
+)
+
+
 def _refusal(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
     if ip.is_loopback:
         return "a loopback address"
@@ -364,7 +402,7 @@ def _refusal(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
         return "a site-local address"
     if ip.is_private:
         return "a private address"
-    if not ip.is_global:
+    if not ip.is_global or any(ip in network for network in NOT_GLOBAL):
         return "an internal or reserved address"
     return None
 
