@@ -769,6 +769,20 @@ def create_app(runtime: Runtime) -> Flask:
 
     @app.get("/metrics")
     def metrics_endpoint() -> Response:
+        # On the webhook port under --client-ca, only the API server's certificate: the
+        # in-cluster audit's gauges name namespaces and their findings (rev20d F10). The
+        # scraper reads --metrics-port; /healthz and /readyz stay open for the kubelet.
+        on_plain_port = bool(runtime.metrics_port) and (
+            request.environ.get("SERVER_PORT") == str(runtime.metrics_port)
+        )
+        verified = bool(getattr(request.environ.get("gunicorn.socket"), "client_verified", False))
+        if runtime.require_client_cert and not on_plain_port and not verified:
+            return Response(
+                "a client certificate signed by pullguard's --client-ca is required for "
+                "/metrics on the webhook port; scrape --metrics-port instead\n",
+                status=401,
+                mimetype="text/plain",
+            )
         return Response(metrics.render(), mimetype="text/plain; version=0.0.4")
 
     app.wsgi_app = AdmissionEndpoints(  # type: ignore[method-assign]
