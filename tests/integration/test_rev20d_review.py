@@ -252,7 +252,6 @@ class _EvilStatusServer:
         self.listener.close()
 
 
-@pytest.mark.open_finding
 def test_registry_escape_sequences_in_the_runtimes_words_never_reach_diagnose(
     setup: Setup, tmp_path: Path
 ) -> None:

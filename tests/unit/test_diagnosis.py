@@ -649,3 +649,33 @@ def test_a_paused_deployments_fix_resumes_it() -> None:
         "kubectl rollout resume deployment/web -n team-a "
         "&& kubectl rollout restart deployment/web -n team-a"
     ), fix
+
+
+def test_escape_sequences_in_the_kubelets_words_are_never_shown() -> None:
+    """rev20d F9: the runtime passes a registry's status line on, escape sequences and all,
+    into the waiting message and the Events; the report shows them as spaces."""
+    from webhook.core.diagnosis import render_text
+
+    image = "r.example.com/team/app:1.0"
+    evil = (
+        f'Failed to pull image "{image}": 500 \x1b]0;pwned\x07 \x1b[2J\x1b[31mred \x9b31m ünïcode'
+    )
+    pod = {
+        "metadata": {"name": "web", "namespace": "team-a"},
+        "spec": {"containers": [{"name": "web", "image": image}]},
+        "status": {
+            "containerStatuses": [
+                {"name": "web", "state": {"waiting": {"reason": "ErrImagePull", "message": evil}}}
+            ]
+        },
+    }
+    events = [
+        {
+            "reason": "Failed",
+            "message": evil,
+            "involvedObject": {"fieldPath": "spec.containers{web}"},
+        }
+    ]
+    report = render_text("web", "team-a", diagnose(pod, events, []))
+    assert not [c for c in report if (ord(c) < 32 and c != "\n") or 127 <= ord(c) <= 159], report
+    assert "pwned" in report and "ünïcode" in report

@@ -96,13 +96,25 @@ def _statuses(pod: Mapping[str, Any]) -> dict[tuple[str, str], Mapping[str, Any]
     return out
 
 
+#: C0 controls, DEL and C1 controls: what a terminal may run as a command (ESC, CSI, OSC).
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
+
+
+def cluster_text(value: object) -> str:
+    """A text from the cluster about a pull (a waiting message, an Event's message) as it may
+    be shown: the kubelet passes the runtime's error on, and the runtime a registry's status
+    line and body as they came, so a tenant's registry can put escape sequences there
+    (rev20d F9). Control characters become one space; other Unicode is kept."""
+    return _CONTROLS.sub(" ", str(value or ""))
+
+
 def _events_for(container: Container, events: Sequence[Mapping[str, Any]]) -> list[str]:
     """Messages of the pull events about ``container``: by field path, else by image."""
     path = f"spec.{container.list_name}{{{container.name}}}"
     found = []
     for event in events:
         involved = event.get("involvedObject") or {}
-        message = str(event.get("message") or "")
+        message = cluster_text(event.get("message"))
         about = involved.get("fieldPath") == path or (
             container.image and f'"{container.image}"' in message
         )
@@ -128,7 +140,7 @@ def failing_containers(
             state = (statuses.get((container.list_name, container.name)) or {}).get("state") or {}
             waiting = state.get("waiting") or {}
             if waiting.get("reason") in PULL_REASONS:
-                texts = [str(waiting.get("message") or waiting["reason"])]
+                texts = [cluster_text(waiting.get("message") or waiting["reason"])]
                 texts += _events_for(container, events)
         if texts:
             out.append((container, texts))
@@ -137,7 +149,7 @@ def failing_containers(
 
 def secret_events(events: Sequence[Mapping[str, Any]]) -> list[str]:
     return [
-        str(e.get("message") or "")
+        cluster_text(e.get("message"))
         for e in events
         if e.get("reason") == "FailedToRetrieveImagePullSecret"
     ]
