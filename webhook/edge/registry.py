@@ -344,8 +344,8 @@ class Lookups:
             return None
         return (
             f"too many DNS lookups outstanding (at most {LOOKUPS_PER_TENANT} per namespace, "
-            f"{MAX_LOOKUPS} per process, of which the last {LOOKUPS_RESERVE} are shared); "
-            "the names asked for do not answer"
+            f"of {MAX_LOOKUPS} shared per process, whose last {LOOKUPS_RESERVE} are divided "
+            "among the namespaces holding lookups); the names asked for do not answer"
         )
 
     def _finish(self, key: tuple[str, int], job: _Lookup) -> None:
