@@ -293,10 +293,12 @@ class NeverAnswering:
     def __init__(self) -> None:
         self.release = threading.Event()
         self.calls = 0
+        self.lock = threading.Lock()
 
     def __call__(self, host: str, port: int) -> list[str]:
         if host.endswith(".hang.test"):
-            self.calls += 1
+            with self.lock:  # lookups call from many threads at once
+                self.calls += 1
             self.release.wait(120)
             raise OSError("released")
         return system_resolver(host, port)
@@ -553,27 +555,87 @@ def test_every_slot_held_by_a_different_namespace(setup: Setup) -> None:
         hang.stop()
 
 
-@pytest.mark.open_finding
-def test_eleven_namespaces_of_hanging_dns_names_hold_every_lookup(setup: Setup) -> None:
-    """fair24, left open: a lookup cannot be stopped (a native thread in the resolver), and
-    the lookups' reserve is shared as the flights' was, so eleven namespaces of names whose
-    nameservers never answer hold all 64 lookups (16 + 16 + 16 + 4 + 3 + 2 + 2 + 2 + 1 + 1 +
-    1) until the resolver gives up (a minute), and another namespace's registry named by
-    host name is "not asked" meanwhile (docs/reference.md says so)."""
+def _fill_lookups(registry: HttpRegistry) -> None:
+    """Eleven namespaces, one after the other, of 32 names whose nameservers never answer:
+    together they hold all 64 shared lookups (16 + 16 + 16 + 4 + 3 + 2 + 2 + 2 + 1 + 1 + 1),
+    long past their questions' deadlines."""
     from webhook.edge.registry import MAX_LOOKUPS
 
+    for ns in range(11):
+        names = [Question(f"n{ns}-{i}.hang.test", "x", "1") for i in range(32)]
+        registry.ask(names, 0.3, tenant=f"attacker-{ns}")
+    assert registry.lookups.outstanding() == MAX_LOOKUPS, registry.lookups.outstanding()
+
+
+def test_eleven_namespaces_of_hanging_dns_names_hold_every_lookup(setup: Setup) -> None:
+    """fair24, then dns20: eleven namespaces of names whose nameservers never answer hold all
+    64 shared lookups until the resolver gives up (20 s for glibc's defaults and one
+    nameserver), and another namespace's registry named by host name was "not asked"
+    meanwhile. A lookup cannot be stopped, so a namespace holding none now starts one beyond
+    the shared 64 (up to the thread bound, MAX_LOOKUP_THREADS)."""
     push_image(setup.public, "team/victim", "1.0")
     resolver = NeverAnswering()
+    refused: list[str] = []
     try:
-        registry = client(setup, resolver=resolver)
-        for ns in range(11):
-            names = [Question(f"n{ns}-{i}.hang.test", "x", "1") for i in range(32)]
-            registry.ask(names, 0.3, tenant=f"attacker-{ns}")
-        assert registry.lookups.outstanding() == MAX_LOOKUPS, registry.lookups.outstanding()
+        registry = client(setup, resolver=resolver, on_refused=refused.append)
+        _fill_lookups(registry)
+        refused.clear()
         named = setup.public.host.replace("127.0.0.1", "localhost")
         victim = Question(named, "team/victim", "1.0")
         answer = registry.ask([victim], 2.0, tenant="victim")[victim]
         assert answer.outcome is Outcome.FOUND, answer
+        assert refused == [], refused
+        # A namespace already holding lookups stays within the shared rules.
+        again = Question("more.hang.test", "x", "1")
+        answer = registry.ask([again], 0.3, tenant="attacker-0")[again]
+        assert answer.outcome is Outcome.NOT_ASKED, answer
+        assert refused == ["dns"], refused
+    finally:
+        resolver.release.set()
+
+
+def test_lookup_threads_are_bounded_and_each_namespace_holding_none_gets_one(
+    setup: Setup,
+) -> None:
+    """The bound, documented (dns20): with the 64 shared lookups held, 128 namespaces of one
+    hanging name each get their lookup (their first, beyond the shared 64); then all 192
+    threads are held, at least 128 of them by as many namespaces, and the next namespace is
+    refused at once, counted as ``dns``. The resolver never runs more than 192 at once."""
+    from webhook.edge.registry import FIRST_LOOKUPS, MAX_LOOKUP_THREADS
+
+    push_image(setup.public, "team/victim", "1.0")
+    resolver = NeverAnswering()
+    refused: list[str] = []
+    try:
+        registry = client(setup, resolver=resolver, on_refused=refused.append)
+        _fill_lookups(registry)
+        refused.clear()
+        threads = []
+        for n in range(FIRST_LOOKUPS):  # all at once, each its own namespace and flight
+            question = Question(f"c{n}.hang.test", "x", "1")
+            thread = threading.Thread(
+                target=registry.ask, args=([question], 1.0), kwargs={"tenant": f"c{n}"}
+            )
+            thread.start()
+            threads.append(thread)
+        for thread in threads:
+            thread.join(10)
+        assert refused == [], refused  # every one of them got its lookup
+        assert registry.lookups.outstanding() == MAX_LOOKUP_THREADS
+        assert registry.in_flight() == 0  # past their deadlines: the flights are free
+        named = setup.public.host.replace("127.0.0.1", "localhost")
+        victim = Question(named, "team/victim", "1.0")
+        started = time.monotonic()
+        answer = registry.ask([victim], 2.0, tenant="victim")[victim]
+        assert time.monotonic() - started < 0.3, "refused at once"
+        assert answer.outcome is Outcome.NOT_ASKED, answer
+        assert answer.detail == (
+            "too many DNS lookups outstanding (all 192 of this process are held, at least 128 "
+            "of them by as many other namespaces, one each; a lookup cannot be stopped); the "
+            "names asked for do not answer"
+        )
+        assert refused == ["dns"], refused
+        assert resolver.calls == MAX_LOOKUP_THREADS, resolver.calls
     finally:
         resolver.release.set()
 
@@ -615,6 +677,72 @@ def test_namespaces_of_hanging_dns_names_leave_every_other_namespace_checked(
         assert "dns" in refused
     finally:
         resolver.release.set()
+
+
+_DEAD_NAMESERVER = """
+import json, socket, sys, time
+from webhook.edge.registry import system_resolver
+
+dead = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+dead.bind(("127.0.0.1", 53))  # takes every query, answers none
+started = time.monotonic()
+try:
+    system_resolver("registry.hang.example", 443)
+    error = ""
+except OSError as caught:
+    error = repr(caught)
+print(json.dumps({"seconds": time.monotonic() - started, "error": error}))
+"""
+
+
+def test_the_shipped_dns_options_bound_how_long_a_dead_nameserver_holds_a_lookup(
+    tmp_path: Path,
+) -> None:
+    """A lookup cannot be stopped: it holds its thread until the resolver gives up. In a
+    private network namespace whose only nameserver never answers, with a pod's search list
+    and ndots:5 and the options deploy/base/deployment.yaml's dnsConfig gives pullguard's
+    pod, the C library gives up after 4 s (its defaults, 5 s x 2 attempts: after 20 s,
+    measured when the Deployment had no dnsConfig)."""
+    import shutil
+    import subprocess
+    import sys
+
+    import yaml
+
+    from tests.conftest import checkout_env
+
+    root = Path(__file__).resolve().parents[2]
+    deployment = yaml.safe_load((root / "deploy/base/deployment.yaml").read_text())
+    pod = deployment["spec"]["template"]["spec"]
+    options = " ".join(
+        f"{o['name']}:{o['value']}" if "value" in o else o["name"]
+        for o in pod.get("dnsConfig", {}).get("options", [])
+    )
+    assert options == "timeout:1 attempts:2", options
+    resolv = tmp_path / "resolv.conf"
+    resolv.write_text(
+        "nameserver 127.0.0.1\n"
+        "search team-a.svc.cluster.local svc.cluster.local cluster.local\n"
+        f"options ndots:5 {options}\n"
+    )
+    if shutil.which("unshare") is None or shutil.which("ip") is None:
+        pytest.skip("needs unshare(1) and ip(8) for a private network namespace")
+    probe = subprocess.run(
+        ["unshare", "-rmn", "true"], check=False, capture_output=True, timeout=10
+    )
+    if probe.returncode != 0:
+        pytest.skip(f"no unprivileged namespaces here: {probe.stderr.decode().strip()}")
+    script = 'ip link set lo up && mount --bind "$0" /etc/resolv.conf && exec "$1" -c "$2"'
+    out = subprocess.run(
+        ["unshare", "-rmn", "sh", "-c", script, str(resolv), sys.executable, _DEAD_NAMESERVER],
+        env=checkout_env(),
+        capture_output=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    result = json.loads(out)
+    assert "Temporary failure in name resolution" in result["error"], result
+    assert 3.5 < result["seconds"] < 5.0, result
 
 
 def test_concurrent_questions_for_one_digest_share_one_manifest_get(setup: Setup) -> None:
@@ -739,6 +867,68 @@ def test_under_gevent_a_lookup_that_never_returns_is_abandoned_at_the_deadline()
     assert result["outstanding"] == 16  # the namespace's share, still hanging
     assert result["in_flight"] == 0  # but no registry slot held
     assert "127.0.0.1" in result["localhost"] and result["localhost_seconds"] < 0.5
+
+
+_UNDER_GEVENT_FULL = """
+import json, os, sys, threading, time
+from gevent import monkey
+
+monkey.patch_all()
+sys.modules.setdefault("trio", None)
+from webhook.core.config import RegistrySettings
+from webhook.core.registry import Question
+from webhook.edge import registry as edge
+
+blocking_sleep = monkey.get_original("time", "sleep")
+
+
+def resolver(host, port):
+    if host.endswith(".hang.test"):
+        blocking_sleep(30)
+        raise OSError("released")
+    return edge.system_resolver(host, port)
+
+
+settings = RegistrySettings(allow_private_networks=True)
+registry = edge.HttpRegistry(lambda: settings, resolver=resolver)
+for ns in range(11):
+    names = [Question(f"n{ns}-{i}.hang.test", "x", "1") for i in range(32)]
+    registry.ask(names, 0.3, tenant=f"attacker-{ns}")
+held = registry.lookups.outstanding()
+edge._current.tenant, edge._current.deadline = "victim", time.monotonic() + 1.0
+started = time.monotonic()
+resolved = registry.lookups("localhost", 443)
+print(json.dumps({
+    "held": held,
+    "localhost": resolved,
+    "localhost_seconds": time.monotonic() - started,
+    "native_threads": len(monkey.get_original("threading", "enumerate")()),
+}))
+sys.stdout.flush()
+os._exit(0)
+"""
+
+
+def test_under_gevent_a_namespace_holding_no_lookup_gets_one_past_the_shared_64() -> None:
+    """dns20, under gevent: with the 64 shared lookups hanging, a namespace holding none is
+    served by a native thread of its own at once (a pool of 64 would queue it behind the
+    hanging ones until its deadline)."""
+    import subprocess
+    import sys
+
+    from tests.conftest import checkout_env
+
+    out = subprocess.run(
+        [sys.executable, "-c", _UNDER_GEVENT_FULL],
+        env=checkout_env(),
+        capture_output=True,
+        timeout=30,
+        check=True,
+    ).stdout
+    result = json.loads(out)
+    assert result["held"] == 64, result
+    assert "127.0.0.1" in result["localhost"] and result["localhost_seconds"] < 0.5, result
+    assert result["native_threads"] <= 192 + 2, result  # the lookups', the main one, the hub's
 
 
 # -- 9. Registry-supplied text is data -------------------------------------------------------

@@ -133,8 +133,10 @@ class Metrics:
             "Registry questions not asked, or stopped, for lack of capacity, by reason: "
             "process (every slot in use), namespace (one namespace's share in use), "
             "preempted (the newest question of the namespace holding the most was stopped "
-            "for a namespace holding none), dns (too many DNS lookups outstanding). Any "
-            "increase means images were admitted unchecked: alert.",
+            "for a namespace holding none), dns (too many DNS lookups outstanding: the "
+            "namespace's share of the 64 shared ones in use, or all 192 lookup threads held "
+            "when it held none; a lookup cannot be stopped). Any increase means images were "
+            "admitted unchecked: alert.",
             ["reason"],
             registry=r,
         )

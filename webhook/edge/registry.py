@@ -26,9 +26,11 @@ registries on loopback:
   :data:`FLIGHTS_PER_TENANT` per namespace, each slot free again at its question's deadline;
   a namespace holding none gets one unless :data:`MAX_FLIGHTS` other namespaces hold one each
   (the newest question of the namespace holding the most is stopped for it,
-  :meth:`HttpRegistry._first_flight`); DNS lookups limited as the flights were (no lookup is
-  stopped); every refusal counted (issue 20, item 4: names that never answer held every slot
-  for a minute, and other tenants' pods were admitted unchecked).
+  :meth:`HttpRegistry._first_flight`); DNS lookups, which cannot be stopped, bounded in
+  native threads (:data:`MAX_LOOKUP_THREADS`), a namespace holding none getting one unless
+  :data:`FIRST_LOOKUPS` other namespaces hold one each (:class:`Lookups`); every refusal
+  counted (issue 20, item 4: names that never answer held every slot for a minute, and other
+  tenants' pods were admitted unchecked).
 - **Bounded in memory.** Answers, tokens and platforms live in caches with a byte budget, of
   which one registry fills at most a quarter (:class:`BudgetCache`); platforms are short
   identifiers, cached under the digest of the bytes received (issue 20, item 3: 64 KiB tokens
@@ -119,12 +121,21 @@ FLIGHTS_RESERVE = 32
 #: threads have not ended yet (each ends by its deadline); past this none is stopped.
 MAX_STOPPED = 32
 #: DNS lookups outstanding per process and per namespace. A lookup that does not answer is
-#: abandoned at the question's deadline but keeps its place until the resolver gives up.
-#: The process bound is on native threads; its last :data:`LOOKUPS_RESERVE` are shared as
-#: the flights' reserve is, so namespaces of hanging names cost those namespaces only.
+#: abandoned at the question's deadline but keeps its place (a native thread) until the
+#: resolver gives up: 20 s for glibc's defaults and one nameserver that never answers, more
+#: with more nameservers. Its last :data:`LOOKUPS_RESERVE` are shared as the flights' reserve
+#: is, so namespaces of hanging names cost those namespaces only.
 MAX_LOOKUPS = 64
 LOOKUPS_PER_TENANT = 16
 LOOKUPS_RESERVE = 16
+#: Lookups a namespace holding none may start beyond the rules above (its first): a lookup
+#: cannot be stopped, so instead of preempting one (as the flights do) the pool grows, each
+#: namespace by one at most. A namespace holding no lookup gets one unless this many other
+#: namespaces hold one each (:meth:`Lookups._refused`), the flights' guarantee.
+FIRST_LOOKUPS = MAX_FLIGHTS
+#: The hard bound on native lookup threads per process (192 threads blocked in
+#: ``getaddrinfo`` cost 6 MiB of RSS, measured).
+MAX_LOOKUP_THREADS = MAX_LOOKUPS + FIRST_LOOKUPS
 MAX_CACHE_ENTRIES = 10_000
 #: Byte budgets of the caches, and the share of each one registry may fill (issue 20,
 #: item 3: an attacker's registry filled a worker with 64 KiB tokens and megabyte platforms).
@@ -252,14 +263,28 @@ class Lookups:
     """DNS under the question's deadline (issue 20, item 4: names whose nameservers never
     answer held every registry slot for a minute). Each lookup runs in a native thread
     (gevent's pool of real threads under gevent, a daemon thread otherwise) and is waited for
-    only until the deadline; lookups of one host share one; at most :data:`MAX_LOOKUPS` are
-    outstanding per process and :data:`LOOKUPS_PER_TENANT` per namespace, counted until
-    the resolver really returns. The attack: three namespaces of 32 never-answering names
-    held every lookup of the process (3 x 16) long past their deadlines, and every other
-    namespace got "too many DNS lookups outstanding". So the last :data:`LOOKUPS_RESERVE`
-    are a reserve: once the rest is in use, a namespace may hold only the reserve divided by
-    the namespaces holding lookups (itself counted), and abandoned lookups cost their own
-    namespace only."""
+    only until the deadline; lookups of one host share one; at most :data:`LOOKUPS_PER_TENANT`
+    are outstanding per namespace, counted until the resolver really returns.
+
+    A lookup cannot be stopped (the C library's ``getaddrinfo`` has no cancel), so the pool is
+    fair without preempting anything:
+
+    - The first :data:`MAX_LOOKUPS` are shared, their last :data:`LOOKUPS_RESERVE` a reserve:
+      once the rest is in use, a namespace already holding lookups may hold only the reserve
+      divided by the namespaces holding lookups (itself counted). Three namespaces of 32
+      never-answering names had held every lookup (3 x 16) long past their deadlines.
+    - A namespace holding none may start one whatever those rules say, as long as fewer than
+      :data:`MAX_LOOKUP_THREADS` are outstanding. Eleven namespaces of hanging names had held
+      all 64 (16 + 16 + 16 + 4 + 3 + 2 + 2 + 2 + 1 + 1 + 1), and another namespace's registry
+      named by host name was "not asked" until the resolver gave up.
+
+    What is guaranteed: **a namespace holding no lookup gets one unless**
+    :data:`FIRST_LOOKUPS` **other namespaces hold one each**. A lookup started for a namespace
+    holding some needs fewer than :data:`MAX_LOOKUPS` outstanding, so at most that many are
+    such; a namespace holds at most one started while it held none (it holds that one until
+    it returns); so when all :data:`MAX_LOOKUP_THREADS` are outstanding, at least
+    :data:`FIRST_LOOKUPS` of them are different namespaces' firsts. The threads stay bounded:
+    at most :data:`MAX_LOOKUP_THREADS` per process."""
 
     def __init__(self, resolver: Resolver, on_refused: Callable[[str], None] | None = None) -> None:
         self.resolver = resolver
@@ -282,15 +307,11 @@ class Lookups:
         with self.lock:
             job = self.running.get(key)
             if job is None:
-                if self._refused(tenant):
+                refusal = self._refused(tenant)
+                if refusal is not None:
                     if self.on_refused is not None:
                         self.on_refused("dns")
-                    raise CapacityRefused(
-                        "dns",
-                        f"too many DNS lookups outstanding (at most {LOOKUPS_PER_TENANT} per "
-                        f"namespace, {MAX_LOOKUPS} per process, of which the last "
-                        f"{LOOKUPS_RESERVE} are shared); the names asked for do not answer",
-                    )
+                    raise CapacityRefused("dns", refusal)
                 job = self.running[key] = _Lookup(tenant)
                 self.by_tenant[tenant] += 1
                 self._start(key, job)  # never blocks: the pool has a thread for each
@@ -300,15 +321,32 @@ class Lookups:
             raise job.error
         return list(job.addresses or [])
 
-    def _refused(self, tenant: str) -> bool:
-        """May ``tenant`` not start another lookup now? (The lock is held.)"""
+    def _refused(self, tenant: str) -> str | None:
+        """Why ``tenant`` may not start another lookup now, or ``None`` when it may (the lock
+        is held). The rules and the guarantee they give: :class:`Lookups`."""
         held_here, held = self.by_tenant[tenant], len(self.running)
-        if held_here >= LOOKUPS_PER_TENANT:
-            return True
-        if held < MAX_LOOKUPS - LOOKUPS_RESERVE:
-            return False
-        active = len(self.by_tenant) + (0 if tenant in self.by_tenant else 1)
-        return held >= MAX_LOOKUPS or (held_here + 1) * active > LOOKUPS_RESERVE
+        if held_here == 0:  # its first: beyond the shared rules, up to the thread bound
+            if held < MAX_LOOKUP_THREADS:
+                return None
+            return (
+                f"too many DNS lookups outstanding (all {MAX_LOOKUP_THREADS} of this process "
+                f"are held, at least {FIRST_LOOKUPS} of them by as many other namespaces, one "
+                "each; a lookup cannot be stopped); the names asked for do not answer"
+            )
+        if held_here < LOOKUPS_PER_TENANT and held < MAX_LOOKUPS - LOOKUPS_RESERVE:
+            return None
+        active = len(self.by_tenant)  # held_here > 0: it is counted
+        if (
+            held_here < LOOKUPS_PER_TENANT
+            and held < MAX_LOOKUPS
+            and (held_here + 1) * active <= LOOKUPS_RESERVE
+        ):
+            return None
+        return (
+            f"too many DNS lookups outstanding (at most {LOOKUPS_PER_TENANT} per namespace, "
+            f"of {MAX_LOOKUPS} shared per process, whose last {LOOKUPS_RESERVE} are divided "
+            "among the namespaces holding lookups); the names asked for do not answer"
+        )
 
     def _finish(self, key: tuple[str, int], job: _Lookup) -> None:
         with self.lock:
@@ -360,7 +398,7 @@ class Lookups:
             if monkey.is_module_patched("socket"):
                 from gevent.threadpool import ThreadPool
 
-                self._pool = ThreadPool(MAX_LOOKUPS)
+                self._pool = ThreadPool(MAX_LOOKUP_THREADS)
         return self._pool
 
 
