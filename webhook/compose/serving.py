@@ -383,7 +383,7 @@ def mutation_policy(
 
     controller = PolicyController(
         KubePolicyApi(namespace, options.service, url=options.webhook_url),
-        config=lambda: store.current if store.loaded and mirrors.first_round.is_set() else None,
+        config=lambda: store.current if store.loaded and mirrors.probed() else None,
         mirrors_down=lambda: list(mirrors.down()),
         own_namespace=namespace,
         identity=f"{socket.gethostname()}/{os.getpid()}",

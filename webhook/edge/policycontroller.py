@@ -155,6 +155,7 @@ class PolicyController:
         self._renewed_at = -float("inf")
         self.mode: tuple[str, str] | None = None
         """The mode in force and why, as last reported."""
+        self._why = ""
         self.writes: list[str] = []
         """Every step this controller carried out (for tests and the log)."""
 
@@ -222,9 +223,11 @@ class PolicyController:
             if config is None:  # not loaded, or mirrors not probed yet: write nothing
                 observed = self.observe()
                 return self._report((mode_in_force(observed), "waiting for the configuration"))
-            want = desired(
-                config, mirrors_down=self.mirrors_down(), own_namespace=self.own_namespace
-            )
+            down = sorted(self.mirrors_down())
+            want = desired(config, mirrors_down=down, own_namespace=self.own_namespace)
+            self._why = f"mirrors left to /mutate: {', '.join(down) or 'none'}"
+        else:
+            self._why = choice.why
         for _ in range(5):
             observed = self.observe() if served else self._observe_old_server()
             try:
@@ -246,7 +249,7 @@ class PolicyController:
         for step in steps:
             if step == SET_CONDITION and wrote:
                 self.sleep(self.settle)  # the API server's informers load the new policy
-            log.info("mutation policy: %s", step)
+            log.info("mutation policy: %s (%s)", step, self._why)
             if step == REMOVE_CONDITION:
                 self.api.set_condition(None)
                 self.sleep(self.settle)  # ... and the webhook without its condition
