@@ -105,6 +105,16 @@ class Setup:
     def image(self, image: str) -> str:
         return str(self.dry_run(image)["spec"]["containers"][0]["image"])
 
+    def by_the_policy(self, image: str, expected: str) -> bool:
+        """Is ``image`` made ``expected`` with the policy in force and /mutate not called?"""
+        if not in_force(self):
+            return False
+        before = self.mutate_calls()
+        if self.image(image) != expected:
+            return False
+        time.sleep(0.5)
+        return in_force(self) and self.mutate_calls() == before
+
     def mutate_calls(self) -> float:
         """/mutate's reviews of Pod CREATEs, as the primary replica counted them."""
         with self.replicas[0].client() as http:
@@ -194,6 +204,8 @@ def test_replicas_write_one_policy_under_their_service_account_and_do_not_flap(
     for stored in (policy, binding):
         assert stored["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "pullguard"
         assert stored["metadata"].get("generation") == 1  # created once, never rewritten
+        (owner,) = stored["metadata"]["ownerReferences"]
+        assert (owner["kind"], owner["name"]) == ("MutatingWebhookConfiguration", "pullguard")
     versions = (
         policy["metadata"]["resourceVersion"],
         binding["metadata"]["resourceVersion"],
@@ -337,12 +349,13 @@ def test_a_mirror_that_goes_down_is_taken_out_and_put_back(setup: Setup) -> None
     finally:
         restart(setup.mirror)
     started = time.monotonic()
-    wait(lambda: setup.image(image) == on_mirror, 20, "the mirror back in the policy")
+    wait(lambda: setup.by_the_policy(image, on_mirror), 20, "the mirror back in the policy")
     print(f"a mirror that answers again back in after {time.monotonic() - started:.1f} s")
 
 
 def test_forcing_webhook_mode_removes_the_condition_before_the_policy(setup: Setup) -> None:
-    wait(lambda: in_force(setup), 60, "the policy in force")
+    hub = "hub-two.example.com/cache/library/nginx:1.25"
+    wait(lambda: setup.by_the_policy("nginx:1.25", hub), 60, "the policy in force")
     gaps: list[str] = []
     seen: list[tuple[bool, bool]] = []
     done = threading.Event()
@@ -387,3 +400,32 @@ def test_forcing_webhook_mode_removes_the_condition_before_the_policy(setup: Set
         wait(lambda: setup.mutate_calls() == before + 1, 10, "/mutate rewriting the pod")
     finally:
         done.set()
+
+
+def test_uninstalling_pullguard_deletes_the_policy(setup: Setup) -> None:
+    """The policy and binding are owned by the MutatingWebhookConfiguration: deleting it
+    (``kubectl delete -k deploy/``) has the garbage collector delete them (no pullguard
+    running meanwhile: the collector alone), and a replica started after does not make them
+    again (no mutating webhook entry: nothing to move into the API server)."""
+    for replica in setup.replicas:
+        replica.stop()
+    port = setup.replicas[0].port
+    how = (setup.plane, setup.workdir, setup.kubeconfig, setup.webhook_url, setup.ca)
+    setup.replicas[:] = [spawn(how, port, "after-forced")]
+    wait(setup.replicas[0].ready, 90, "the replica in auto mode")
+    wait(lambda: in_force(setup), 60, "the policy back in force")
+    setup.replicas[0].stop()
+    setup.plane.kubectl("delete", "mutatingwebhookconfiguration", "pullguard", check=True)
+    started = time.monotonic()
+    wait(
+        lambda: setup.get(POLICIES) is None and setup.get(BINDINGS) is None,
+        60,
+        "the garbage collector deleting the policy and binding",
+    )
+    print(f"policy and binding gone {time.monotonic() - started:.1f} s after the uninstall")
+    setup.replicas[:] = [spawn(how, port, "uninstalled")]
+    wait(setup.replicas[0].ready, 90, "a replica with no mutating webhook")
+    with setup.replicas[0].client() as http:
+        wait(lambda: "was not found" in http.get("/readyz").text, 30, "the mode said")
+    time.sleep(6)  # three passes
+    assert setup.get(POLICIES) is None and setup.get(BINDINGS) is None

@@ -17,9 +17,9 @@ import pytest
 
 from webhook.core.config import Config, load_config_text
 from webhook.core.mutationmode import (
-    CONDITION_NAME,
     DELETE_BINDING,
     DELETE_POLICY,
+    NO_ENTRY,
     NOT_SERVED,
     POLICY,
     REMOVE_CONDITION,
@@ -49,6 +49,14 @@ TWO = load_config_text(
 )
 
 
+OWNER = {
+    "apiVersion": "admissionregistration.k8s.io/v1",
+    "kind": "MutatingWebhookConfiguration",
+    "name": "pullguard",
+    "uid": "u-1",
+}
+
+
 class FakeApi:
     def __init__(self, *, served: bool = True, entry: bool = True) -> None:
         self.is_served = served
@@ -64,7 +72,7 @@ class FakeApi:
         self.gaps: list[str] = []
 
     def allow(self, config: Config, down: frozenset[str] = frozenset()) -> None:
-        want = desired(config, mirrors_down=down, own_namespace="pullguard")
+        want = desired(config, mirrors_down=down, own_namespace="pullguard", owner=OWNER)
         self.allowed.append((want.policy, want.binding, want.condition))
 
     def _check(self, what: str) -> None:
@@ -121,8 +129,8 @@ class FakeApi:
         self.log.append(f"delete {kind}")
         self._check(f"delete {kind}")
 
-    def read_condition(self) -> tuple[bool, str | None]:
-        return self.entry, self.condition
+    def read_condition(self) -> tuple[bool, str | None, dict[str, str] | None]:
+        return self.entry, self.condition, dict(OWNER) if self.entry else None
 
     def set_condition(self, expression: str | None) -> None:
         self.condition = expression
@@ -233,7 +241,6 @@ def test_mode_in_force() -> None:
     assert mode_in_force(Observed(want.policy, want.binding, want.condition)) == POLICY
     assert mode_in_force(Observed(want.policy, want.binding, None)) == WEBHOOK  # overlap
     assert mode_in_force(Observed(None, None, want.condition)) == WEBHOOK
-    assert mode_in_force(Observed(want.policy, want.binding, None, entry=False)) == POLICY
 
 
 def test_may_lead() -> None:
@@ -258,6 +265,9 @@ def test_policy_mode_writes_policy_then_condition_and_is_idempotent() -> None:
     assert api.objects[POLICIES]["metadata"]["labels"] == {
         "app.kubernetes.io/managed-by": "pullguard"
     }
+    # Owned by the webhook configuration: uninstalling pullguard deletes them (the GC).
+    for kind in (POLICIES, BINDINGS):
+        assert api.objects[kind]["metadata"]["ownerReferences"] == [OWNER]
     for _ in range(5):
         c.sync()
     assert len(api.log) == 3  # nothing rewritten: the stored object (with defaults) is in step
@@ -406,10 +416,33 @@ def test_a_conflict_rereads_and_rerenders() -> None:
 
 
 @pytest.mark.parametrize("requested", ["auto", "policy"])
-def test_no_webhook_entry_the_policy_still_goes_in(requested: str) -> None:
+def test_without_the_webhook_entry_no_policy_is_written_and_ours_is_removed(
+    requested: str,
+) -> None:
+    """Not installed, or uninstalled (the GC deletes the owned policy; the controller must
+    not make it again): nothing is mutated today, so no policy starts doing it."""
     api = FakeApi(entry=False)
-    api.allow(ONE)
     mode, why = controller(api, {"config": ONE}, requested=requested).sync()
-    assert mode == POLICY and "no mutating webhook entry" in why
-    assert api.condition is None
-    assert CONDITION_NAME  # the name the real API uses for it
+    assert (mode, why) == (WEBHOOK, NO_ENTRY)
+    assert api.log == []
+    api.allow(ONE)
+    api.entry = True
+    controller(api, {"config": ONE}).sync()
+    api.entry = False
+    controller(api, {"config": ONE}, requested=requested).sync()
+    assert api.objects == {}
+    assert api.gaps == []
+
+
+def test_a_stored_policy_without_its_owner_is_rewritten_with_it() -> None:
+    """A policy made by an earlier version (or by hand) without the owner gets it."""
+    api = FakeApi()
+    api.allow(ONE)
+    holder: dict[str, Any] = {"config": ONE}
+    want = desired(ONE, mirrors_down=(), own_namespace="pullguard")
+    api.create(POLICIES, want.policy)
+    api.create(BINDINGS, want.binding)
+    assert "ownerReferences" not in api.objects[POLICIES]["metadata"]
+    controller(api, holder).sync()
+    assert api.objects[POLICIES]["metadata"]["ownerReferences"] == [OWNER]
+    assert api.condition == webhook_condition(ONE)

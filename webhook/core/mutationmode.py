@@ -99,14 +99,25 @@ class Desired:
     condition: str
 
 
-def desired(config: Config, *, mirrors_down: Collection[str], own_namespace: str) -> Desired:
-    """What policy mode renders from the configuration and the mirrors in force."""
+def desired(
+    config: Config,
+    *,
+    mirrors_down: Collection[str],
+    own_namespace: str,
+    owner: Mapping[str, str] | None = None,
+) -> Desired:
+    """What policy mode renders from the configuration and the mirrors in force. ``owner``:
+    the MutatingWebhookConfiguration holding pullguard's entry (apiVersion, kind, name,
+    uid), made the owner of both objects, so that uninstalling pullguard (deleting its
+    webhook configurations) has the garbage collector delete them too: a policy left behind
+    would go on rewriting pods to mirrors nobody keeps in step."""
     down = frozenset(mirrors_down)
-    return Desired(
-        render_policy(config, mirrors_down=down),
-        render_binding(config, own_namespace=own_namespace),
-        webhook_condition(config, mirrors_down=down),
-    )
+    policy = render_policy(config, mirrors_down=down)
+    binding = render_binding(config, own_namespace=own_namespace)
+    if owner is not None:
+        for document in (policy, binding):
+            document["metadata"]["ownerReferences"] = [dict(owner)]
+    return Desired(policy, binding, webhook_condition(config, mirrors_down=down))
 
 
 @dataclass(frozen=True)
@@ -118,6 +129,8 @@ class Observed:
     """The expression of :data:`CONDITION_NAME` on pullguard's webhook entry, or ``None``."""
     entry: bool = True
     """Does pullguard's mutating webhook entry exist (found by name and by its client)?"""
+    owner: Mapping[str, str] | None = None
+    """The webhook configuration holding that entry, as an ownerReference."""
 
 
 def covers(rendered: Any, stored: Any) -> bool:
@@ -148,8 +161,13 @@ def in_step(rendered: Mapping[str, Any], stored: Mapping[str, Any] | None) -> bo
     spec = stored.get("spec") or {}
     if any(spec.get(field) for field in _FOREIGN_SPEC):
         return False
-    labels = (stored.get("metadata") or {}).get("labels") or {}
-    return covers(rendered["spec"], spec) and covers(rendered["metadata"]["labels"], labels)
+    metadata = stored.get("metadata") or {}
+    owners = rendered["metadata"].get("ownerReferences")
+    if owners is not None and not covers(owners, metadata.get("ownerReferences") or []):
+        return False
+    return covers(rendered["spec"], spec) and covers(
+        rendered["metadata"]["labels"], metadata.get("labels") or {}
+    )
 
 
 def is_ours(stored: Mapping[str, Any] | None) -> bool:
@@ -197,7 +215,7 @@ def mode_in_force(observed: Observed) -> str:
     (every pod reaches ``/mutate``; a policy beside it only overlaps)."""
     if observed.policy is None or observed.binding is None:
         return WEBHOOK
-    return POLICY if observed.condition is not None or not observed.entry else WEBHOOK
+    return POLICY if observed.condition is not None else WEBHOOK
 
 
 @dataclass(frozen=True)
@@ -217,3 +235,17 @@ def may_lead(
     if record is None or not record.holder or record.holder == me:
         return True
     return unchanged_for >= duration
+
+
+NO_ENTRY = (
+    f"pullguard's mutating webhook entry {WEBHOOK_ENTRY} was not found: there is no mutation "
+    "to move into the API server (none is written, and pullguard's policy is removed)"
+)
+
+
+def effective(choice: ModeChoice, observed: Observed) -> ModeChoice:
+    """The mode to act on: without pullguard's mutating webhook entry (not installed, or
+    uninstalled) nothing is mutated today, and a policy must not start doing it."""
+    if choice.mode == POLICY and not observed.entry:
+        return ModeChoice(WEBHOOK, NO_ENTRY)
+    return choice

@@ -58,6 +58,7 @@ from webhook.core.mutationmode import (
     Observed,
     choose_mode,
     desired,
+    effective,
     may_lead,
     mode_in_force,
     plan,
@@ -100,8 +101,9 @@ class PolicyApi(Protocol):
         """Gone already is fine."""
         ...
 
-    def read_condition(self) -> tuple[bool, str | None]:
-        """(does pullguard's mutating entry exist, the expression of its matchCondition)."""
+    def read_condition(self) -> tuple[bool, str | None, dict[str, str] | None]:
+        """(does pullguard's mutating entry exist, the expression of its matchCondition,
+        the webhook configuration holding it as an ownerReference)."""
         ...
 
     def set_condition(self, expression: str | None) -> None:
@@ -203,8 +205,8 @@ class PolicyController:
     # -- one pass -------------------------------------------------------------------------
 
     def observe(self) -> Observed:
-        entry, condition = self.api.read_condition()
-        return Observed(self.api.read(POLICIES), self.api.read(BINDINGS), condition, entry)
+        entry, condition, owner = self.api.read_condition()
+        return Observed(self.api.read(POLICIES), self.api.read(BINDINGS), condition, entry, owner)
 
     def sync(self) -> tuple[str, str]:
         """One pass; returns the mode in force and why."""
@@ -217,31 +219,39 @@ class PolicyController:
             observed = self.observe() if served else Observed(None, None, None)
             mode = mode_in_force(observed) if served else WEBHOOK
             return self._report((mode, f"the policy is written by {holder} (Lease {LEASE_NAME})"))
-        want: Desired | None = None
+        config: Config | None = None
+        down: list[str] = []
         if choice.mode == POLICY:
             config = self.config()
             if config is None:  # not loaded, or mirrors not probed yet: write nothing
                 observed = self.observe()
                 return self._report((mode_in_force(observed), "waiting for the configuration"))
             down = sorted(self.mirrors_down())
-            want = desired(config, mirrors_down=down, own_namespace=self.own_namespace)
             self._why = f"mirrors left to /mutate: {', '.join(down) or 'none'}"
         else:
             self._why = choice.why
         for _ in range(5):
             observed = self.observe() if served else self._observe_old_server()
+            want: Desired | None = None
+            if config is not None:
+                want = desired(
+                    config,
+                    mirrors_down=down,
+                    own_namespace=self.own_namespace,
+                    owner=observed.owner,
+                )
+            acting = effective(choice, observed)
+            if acting != choice:
+                self._why = acting.why
             try:
-                self._carry_out(plan(choice.mode, observed, want), observed, want)
+                self._carry_out(plan(acting.mode, observed, want), observed, want)
             except Conflict:
                 continue
-            if choice.mode == POLICY and not observed.entry:
-                why = choice.why + "; no mutating webhook entry of pullguard's was found"
-                return self._report((POLICY, why))
-            return self._report((choice.mode, choice.why))
+            return self._report((acting.mode, acting.why))
         raise RuntimeError("could not bring the mutation policy in step after 5 attempts")
 
     def _observe_old_server(self) -> Observed:
-        entry, condition = self.api.read_condition()
+        entry, condition, _ = self.api.read_condition()
         return Observed(None, None, condition, entry)
 
     def _carry_out(self, steps: list[str], observed: Observed, want: Desired | None) -> None:
@@ -398,8 +408,8 @@ class KubePolicyApi:
         url = str(client_config.get("url") or "")
         return self.url_base is not None and url.startswith(self.url_base)
 
-    def _entries(self) -> list[tuple[str, str, int, list[dict[str, Any]]]]:
-        """(configuration name, resourceVersion, index, matchConditions) of each entry
+    def _entries(self) -> list[tuple[str, str, int, list[dict[str, Any]], str]]:
+        """(configuration name, resourceVersion, index, matchConditions, uid) of each entry
         ``mutate.pullguard.io`` pointing at pullguard."""
         listed = self.custom.list_cluster_custom_object(
             GROUP,
@@ -420,26 +430,35 @@ class KubePolicyApi:
                             meta["resourceVersion"],
                             index,
                             list(hook.get("matchConditions") or []),
+                            meta["uid"],
                         )
                     )
         return entries
 
-    def read_condition(self) -> tuple[bool, str | None]:
+    def read_condition(self) -> tuple[bool, str | None, dict[str, str] | None]:
         expressions = set()
         entries = self._entries()
-        for _, _, _, conditions in entries:
+        for _, _, _, conditions, _ in entries:
             ours = [c for c in conditions if c.get("name") == CONDITION_NAME]
             expressions.add(ours[0].get("expression", "") if ours else None)
+        owner = None
+        if entries:
+            owner = {
+                "apiVersion": f"{GROUP}/{VERSION}",
+                "kind": "MutatingWebhookConfiguration",
+                "name": entries[0][0],
+                "uid": entries[0][4],
+            }
         if not entries or expressions == {None}:
-            return bool(entries), None
+            return bool(entries), None, owner
         if len(expressions) == 1:
-            return True, expressions.pop()
-        return True, ""  # the entries differ: not the expression wanted, whatever it is
+            return True, expressions.pop(), owner
+        return True, "", owner  # the entries differ: not the expression wanted, whatever it is
 
     def set_condition(self, expression: str | None) -> None:
         from kubernetes.client.exceptions import ApiException
 
-        for name, version, index, conditions in self._entries():
+        for name, version, index, conditions, _ in self._entries():
             others = [c for c in conditions if c.get("name") != CONDITION_NAME]
             wanted = others + (
                 [{"name": CONDITION_NAME, "expression": expression}] if expression else []
