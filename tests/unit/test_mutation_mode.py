@@ -272,7 +272,7 @@ def test_policy_mode_writes_policy_then_condition_and_is_idempotent() -> None:
         c.sync()
     assert len(api.log) == 3  # nothing rewritten: the stored object (with defaults) is in step
     assert modes == [
-        (POLICY, "the API server serves MutatingAdmissionPolicy v1 (chosen automatically)")
+        (POLICY, "the API server serves MutatingAdmissionPolicy v1, chosen automatically")
     ]
     assert api.gaps == []
 

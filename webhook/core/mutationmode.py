@@ -47,7 +47,7 @@ LEASE_SECONDS = 15.0
 
 NOT_SERVED = (
     "the API server does not serve admissionregistration.k8s.io/v1 mutatingadmissionpolicies "
-    "(Kubernetes before 1.36)"
+    "(Kubernetes before 1.36), so /mutate does all the work"
 )
 
 # Steps of a plan, executed in order.
@@ -72,10 +72,10 @@ def choose_mode(requested: str, served: bool) -> ModeChoice:
     if requested == WEBHOOK:
         return ModeChoice(WEBHOOK, "forced with --mutation-mode webhook")
     if not served:
-        forced = " (--mutation-mode policy cannot be honoured)" if requested == POLICY else ""
+        forced = ": --mutation-mode policy cannot be honoured" if requested == POLICY else ""
         return ModeChoice(WEBHOOK, NOT_SERVED + forced)
     how = "forced with --mutation-mode policy" if requested == POLICY else "chosen automatically"
-    return ModeChoice(POLICY, f"the API server serves MutatingAdmissionPolicy v1 ({how})")
+    return ModeChoice(POLICY, f"the API server serves MutatingAdmissionPolicy v1, {how}")
 
 
 #: Requests the policy does not handle: the webhook sees all of them.

@@ -218,7 +218,9 @@ class PolicyController:
         if not leading:
             observed = self.observe() if served else Observed(None, None, None)
             mode = mode_in_force(observed) if served else WEBHOOK
-            return self._report((mode, f"the policy is written by {holder} (Lease {LEASE_NAME})"))
+            return self._report(
+                (mode, f"the policy is written by {holder}, holder of Lease {LEASE_NAME}")
+            )
         config: Config | None = None
         down: list[str] = []
         if choice.mode == POLICY:
