@@ -236,6 +236,39 @@ def test_someones_match_conditions_on_the_policy_are_a_difference() -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    ("kind", "path", "value"),
+    [
+        ("policy", ("matchConstraints", "objectSelector"), {"matchLabels": {"a": "b"}}),
+        ("policy", ("matchConstraints", "namespaceSelector"), {"matchLabels": {"a": "b"}}),
+        ("policy", ("matchConstraints", "excludeResourceRules"), [{"resources": ["pods"]}]),
+        ("binding", ("matchResources", "objectSelector"), {"matchLabels": {"a": "b"}}),
+        ("binding", ("matchResources", "namespaceSelector", "matchLabels"), {"a": "b"}),
+        ("binding", ("paramRef",), {"name": "x"}),
+    ],
+)
+def test_anything_that_narrows_the_stored_objects_is_rewritten(
+    kind: str, path: tuple[str, ...], value: object
+) -> None:
+    want = desired(ONE, mirrors_down=(), own_namespace="pullguard")
+    stored = {"policy": copy.deepcopy(want.policy), "binding": copy.deepcopy(want.binding)}
+    # The defaults the API server stores (1.36.2) are no difference ...
+    stored["policy"]["spec"]["matchConstraints"].update(
+        matchPolicy="Equivalent", namespaceSelector={}, objectSelector={}
+    )
+    stored["binding"]["spec"]["matchResources"].update(matchPolicy="Equivalent", objectSelector={})
+    observed = Observed(stored["policy"], stored["binding"], want.condition)
+    assert plan(POLICY, observed, want) == []
+    # ... what would apply the policy to fewer pods is.
+    target = stored[kind]["spec"]
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+    steps = plan(POLICY, Observed(stored["policy"], stored["binding"], want.condition), want)
+    assert steps[0] == REMOVE_CONDITION
+    assert (WRITE_POLICY if kind == "policy" else WRITE_BINDING) in steps
+
+
 def test_mode_in_force() -> None:
     want = desired(ONE, mirrors_down=(), own_namespace="pullguard")
     assert mode_in_force(Observed(want.policy, want.binding, want.condition)) == POLICY

@@ -151,15 +151,36 @@ def covers(rendered: Any, stored: Any) -> bool:
 
 #: Spec fields pullguard never renders that would change what the stored object does.
 _FOREIGN_SPEC = ("matchConditions", "paramKind", "paramRef")
+#: ... and within ``matchConstraints`` (policy) or ``matchResources`` (binding). The API
+#: server stores empty selectors there by default (checked on 1.36.2: ``namespaceSelector:
+#: {}``, ``objectSelector: {}``, ``matchPolicy: Equivalent``, a rule's ``scope: "*"``).
+_FOREIGN_MATCH = ("objectSelector", "excludeResourceRules")
+
+
+def _narrowed(rendered: Mapping[str, Any], spec: Mapping[str, Any]) -> bool:
+    """Has someone added what would make the stored object apply to fewer pods than the
+    rendered one (a gap: the webhook's matchCondition counts on the policy)?"""
+    if any(spec.get(field) for field in _FOREIGN_SPEC):
+        return True
+    for key in ("matchConstraints", "matchResources"):
+        match = spec.get(key) or {}
+        if any(match.get(field) for field in _FOREIGN_MATCH):
+            return True
+        # A selector we render must be exactly ours; one we do not render must be empty.
+        ours = (rendered.get(key) or {}).get("namespaceSelector")
+        if match.get("namespaceSelector") and match.get("namespaceSelector") != ours:
+            return True
+    return False
 
 
 def in_step(rendered: Mapping[str, Any], stored: Mapping[str, Any] | None) -> bool:
-    """Does the stored object do what ``rendered`` does (spec and labels)? Someone's added
-    matchConditions or params count as a difference: they would narrow what it does."""
+    """Does the stored object do what ``rendered`` does (spec, labels, owner)? Defaults the
+    API server adds are not a difference; someone's matchConditions, params, object
+    selectors, exclusions or namespace selector are: they would narrow what it does."""
     if stored is None:
         return False
     spec = stored.get("spec") or {}
-    if any(spec.get(field) for field in _FOREIGN_SPEC):
+    if _narrowed(rendered["spec"], spec):
         return False
     metadata = stored.get("metadata") or {}
     owners = rendered["metadata"].get("ownerReferences")
