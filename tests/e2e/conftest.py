@@ -311,6 +311,10 @@ def spawn_pullguard(
             "2",
             "--sync-interval",
             "2",
+            # The suite's tests judge /mutate (its warnings, its metrics) on an API server
+            # that serves MutatingAdmissionPolicy: keep every pod on /mutate unless a test
+            # (tests/e2e/test_policy_controller.py) asks for the policy.
+            *([] if "--mutation-mode" in extra else ["--mutation-mode", "webhook"]),
             *extra,
         ],
         env=checkout_env(KUBECONFIG=str(kubeconfig), **(env or {})),

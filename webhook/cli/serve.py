@@ -148,6 +148,15 @@ def register(sub: SubParsers) -> None:
         "them): registry.imageCredentialProviderBinDir must be one of them or under one, "
         "else the provider configuration is refused",
     )
+    serve.add_argument(
+        "--mutation-mode",
+        choices=["auto", "policy", "webhook"],
+        default="auto",
+        help="who rewrites images to mirrors: auto (default: a MutatingAdmissionPolicy "
+        "pullguard writes, where the API server serves admissionregistration.k8s.io/v1 "
+        "mutatingadmissionpolicies, else /mutate), policy (the same, said to be forced), "
+        "webhook (/mutate only: pullguard removes its policy)",
+    )
     serve.set_defaults(func=cmd_serve)
 
 
@@ -194,6 +203,7 @@ def serve_options(args: argparse.Namespace) -> ServeArguments:
         cert_dir=args.cert_dir,
         cluster_state=args.cluster_state,
         credential_provider_bin_dirs=_bin_dirs(args),
+        mutation_mode=str(args.mutation_mode),
     )
 
 

@@ -86,6 +86,8 @@ class ServeArguments:
     #: (``--config FILE`` without ``--credential-provider-bin-dir``: the file is the
     #: operator's, trusted like a flag; the ConfigMap never is).
     credential_provider_bin_dirs: tuple[str, ...] | None = DEFAULT_SERVE_BIN_DIRS
+    #: ``--mutation-mode``: auto | policy | webhook (``webhook.core.mutationmode.MODES``).
+    mutation_mode: str = "auto"
 
 
 #: Why ``serve`` without ``--config`` does not start: the ConfigMap's namespace is unknown.
@@ -217,6 +219,15 @@ def _serve(options: ServeArguments, leadership: Leadership) -> int:
         runtime.require_client_cert = bool(options.client_ca)
         runtime.credentials_need_client_ca = options.credentials_need_client_ca
         runtime.offload = offload
+        if runtime.own_namespace:
+            runtime.mutation_mode = mutation_policy(
+                options,
+                runtime.own_namespace,
+                store=store,
+                mirrors=mirrors,
+                metrics=metrics,
+                leadership=leadership,
+            )
         if options.audit_interval > 0:
             from webhook.compose.inclusteraudit import InClusterAudit
             from webhook.edge.kubereads import configured
@@ -344,6 +355,46 @@ def _cluster_runtime(
         configmap_name=options.configmap,
         notes=list(NOTES) + ([] if copy_secret else [NO_COPIES]),
     )
+
+
+def mutation_policy(
+    options: ServeArguments,
+    namespace: str,
+    *,
+    store: ConfigStore,
+    mirrors: MirrorHealth,
+    metrics: Metrics,
+    leadership: Leadership,
+) -> Callable[[], str]:
+    """The leader task that writes and owns the MutatingAdmissionPolicy (or removes it), and
+    what every worker's /readyz says of the mode in force (the leader writes it to a file
+    beside the leadership lock)."""
+    import os
+    import socket
+
+    from webhook.edge.policycontroller import KubePolicyApi, ModeFile, PolicyController
+
+    mode_file = ModeFile(leadership.path.parent / "mutation-mode")
+
+    def report(mode: str, why: str) -> None:
+        for each in ("policy", "webhook"):
+            metrics.mutation_mode.labels(each).set(1 if each == mode else 0)
+        mode_file.write(mode, why)
+
+    controller = PolicyController(
+        KubePolicyApi(namespace, options.service, url=options.webhook_url),
+        config=lambda: store.current if store.loaded and mirrors.probed() else None,
+        mirrors_down=lambda: list(mirrors.down()),
+        own_namespace=namespace,
+        identity=f"{socket.gethostname()}/{os.getpid()}",
+        requested=options.mutation_mode,
+        on_mode=report,
+    )
+    leadership.add(
+        "mutation policy",
+        lambda: _in_background(controller.run, 2.0, "mutation-policy"),
+    )
+    return mode_file.read
 
 
 def registry_parts(store: ConfigStore, metrics: Metrics) -> tuple[HttpRegistry, MirrorHealth]:

@@ -298,6 +298,9 @@ class Runtime:
     """Told of a mirror host that lacked an image its registry has (the validating
     webhook's finding ``mirror_lacks``): it is not rewritten to for a while."""
     offload: Offload = field(default=_in_place)
+    mutation_mode: Callable[[], str] | None = None
+    """The mutation mode in force and why (``webhook.edge.policycontroller``), for /readyz;
+    ``None``: no controller runs (``--dev``)."""
     """Runs CPU-heavy work (parsing a configuration under review) away from the event loop,
     so the reviews waiting behind it are answered meanwhile; by default, in place."""
     node_credentials: NodeCredentialView | None = None
@@ -759,6 +762,8 @@ def create_app(runtime: Runtime) -> Flask:
     def readyz() -> Response:
         reasons = runtime.config.not_ready() + runtime.not_ready()
         notes = "".join(f"note: {note}\n" for note in runtime.notes)
+        if runtime.mutation_mode is not None:
+            notes += f"mutation mode: {runtime.mutation_mode()}\n"
         if reasons:
             return Response(
                 "not ready: " + "; ".join(reasons) + "\n" + notes,

@@ -14,6 +14,7 @@ Names and labels:
   reviews are judged with the embedded default.
 - ``pullguard_mutations_total{kind,change}``: image_rewrite | secret_injection.
 - ``pullguard_secret_copies_total{result}``: one of ``secretsync.OUTCOMES``, or skipped_dry_run.
+- ``pullguard_mutation_mode{mode}``: 1 for the mode in force (policy | webhook), 0 for the other.
 - ``pullguard_secret_syncs_total{result}``: the background sync, one of ``secretsync.OUTCOMES``;
   alert on ``failed`` and ``source-missing``.
 """
@@ -166,6 +167,15 @@ class Metrics:
             registry=r,
         )
 
+        self.mutation_mode = Gauge(
+            "pullguard_mutation_mode",
+            "1 for the mutation mode in force: policy (a MutatingAdmissionPolicy pullguard "
+            "writes; /mutate is called only for pods that need outside data) or webhook "
+            "(/mutate for every pod).",
+            ["mode"],
+            registry=r,
+            multiprocess_mode="livemax",  # one worker (the leader) runs the controller
+        )
         self.audit_findings = Gauge(
             "pullguard_audit_findings",
             "Findings of the last in-cluster audit pass (serve --audit-interval).",

@@ -92,6 +92,14 @@ class MirrorHealth:
         ConfigMap adds later never makes it unready: it is only not rewritten to yet)."""
         return [] if self.first_round.is_set() else ["mirrors not probed yet"]
 
+    def probed(self) -> bool:
+        """Has every configured mirror been probed at least once (so :meth:`down` no longer
+        says "not yet" of any)? Wakes the loop for one it has not met."""
+        missing = [host for host in self.mirrors() if host not in self._probed]
+        if missing:
+            self._wake.set()
+        return not missing
+
     def lacks(self, host: str, image: str) -> None:
         """The validating webhook saw mirror ``host`` lack ``image``, which its registry has."""
         if host not in self._lacking:
