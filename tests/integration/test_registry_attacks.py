@@ -646,7 +646,12 @@ def test_a_4_mib_index_of_empty_objects_is_never_built(setup: Setup) -> None:
     """A 4 MiB index made of ``{}`` entries: json.loads builds ~1.4 million dicts (about
     100 MB) per question, and eight at once on real threads (audit, diagnose) took a process
     to 946 MiB. A manifest of more JSON values than any real image has is refused before it
-    is parsed: platforms unknown, a warning (review of issue 20, finding 6)."""
+    is parsed: platforms unknown, a warning (review of issue 20, finding 6).
+
+    Since rev20d F5 one namespace's bodies in flight share 8 MiB (past each one's first
+    64 KiB): of eight 4 MiB bodies asked at once two are read and refused unparsed, the others
+    are not read at all (the body budget's words). Either way nothing is built; at least one
+    must meet the JSON value count, which this test is about."""
     import resource
 
     budget = 4 * 1024 * 1024
@@ -665,9 +670,14 @@ def test_a_4_mib_index_of_empty_objects_is_never_built(setup: Setup) -> None:
         questions = [Question(server.host, f"x/app{i}", "1.0", platforms=True) for i in range(8)]
         answers = registry.ask(questions, 10.0, tenant="attacker")
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        counted = 0
         for answer in answers.values():
             assert answer.outcome is Outcome.FOUND and answer.platforms is None, answer
-            assert "more JSON values than a real image has" in answer.platforms_note, answer
+            note = answer.platforms_note
+            unparsed = "more JSON values than a real image has" in note
+            assert unparsed or "does not fit the memory set aside" in note, answer
+            counted += unparsed
+        assert counted >= 1, answers
         assert peak - before < 150, (before, peak)  # 8 x 4 MiB bodies at most, no object graph
     finally:
         server.stop()

@@ -133,7 +133,8 @@ class Metrics:
             "Registry questions not asked, or stopped, for lack of capacity, by reason: "
             "process (every slot in use), namespace (one namespace's share in use), "
             "preempted (the newest question of the namespace holding the most was stopped "
-            "for a namespace holding none), dns (too many DNS lookups outstanding). Any "
+            "for a namespace holding none), dns (too many DNS lookups outstanding), memory "
+            "(a registry answer past the bytes set aside for answers in flight: not read). Any "
             "increase means images were admitted unchecked: alert.",
             ["reason"],
             registry=r,
