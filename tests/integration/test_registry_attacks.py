@@ -642,6 +642,60 @@ def test_concurrent_questions_for_one_digest_share_one_manifest_get(setup: Setup
         server.stop()
 
 
+def test_platforms_not_learned_for_a_passing_reason_are_not_cached_as_complete(
+    setup: Setup,
+) -> None:
+    """rev20d F2's second half: a FOUND answer to a platform question was cached for
+    ``cacheTTLSeconds`` whether or not its platforms were learned, so a read that failed once
+    (here a 503 of the manifest GET; a deadline, the body budget or the pull quota alike)
+    left the platforms unknown for every review in that window. Not cached now: the next
+    question reads again. A manifest that names no platform is a lasting answer and is kept
+    (its GET is a pull: not repeated on every review)."""
+    body = index_of({"os": "linux", "architecture": "arm64"})
+    digest = digest_of(body)
+    config = b'{"rootfs": {}}'
+    single = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": MANIFEST,
+            "config": {"mediaType": "x", "digest": digest_of(config), "size": len(config)},
+            "layers": [],
+        }
+    ).encode()
+    failed: list[str] = []
+
+    def serve(request: Request) -> tuple[int, dict[str, str], bytes]:
+        if request.path.startswith("/v2/flaky/manifests/"):
+            if request.method == "GET" and not failed:
+                failed.append(request.path)
+                return 503, {}, b""
+            return 200, {"Content-Type": INDEX, "Docker-Content-Digest": digest}, body
+        if request.path.startswith("/v2/plain/manifests/"):
+            headers = {"Content-Type": MANIFEST, "Docker-Content-Digest": digest_of(single)}
+            return 200, headers, single
+        if request.path == f"/v2/plain/blobs/{digest_of(config)}":
+            return 200, {}, config
+        return 404, {}, b""
+
+    server = ScriptedServer(setup.tls, serve)
+    try:
+        registry = client(setup, cache_ttl_seconds=60)
+        flaky = Question(server.host, "flaky", "1.0", platforms=True)
+        first = ask(registry, flaky)
+        assert first.outcome is Outcome.FOUND and first.platforms is None, first
+        assert "503" in first.platforms_note, first
+        again = ask(registry, flaky)
+        assert [str(p) for p in again.platforms or ()] == ["linux/arm64"], again
+        assert not again.cached, again
+        plain = Question(server.host, "plain", "1.0", platforms=True)
+        lasting = ask(registry, plain)
+        assert lasting.platforms is None and "names no platform" in lasting.platforms_note
+        assert ask(registry, plain).cached
+        assert len(server.seen("GET", "/v2/plain/manifests/")) == 1
+    finally:
+        server.stop()
+
+
 def test_a_4_mib_index_of_empty_objects_is_never_built(setup: Setup) -> None:
     """A 4 MiB index made of ``{}`` entries: json.loads builds ~1.4 million dicts (about
     100 MB) per question, and eight at once on real threads (audit, diagnose) took a process

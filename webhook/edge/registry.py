@@ -194,6 +194,12 @@ class CapacityRefused(Exception):
 _current = threading.local()
 
 
+def _unsettled() -> None:
+    """The current question's answer rests on something that passes (a deadline, a budget,
+    a registry error): its flight does not cache it (:meth:`HttpRegistry._remember`)."""
+    _current.unsettled = True
+
+
 def _remaining(timeout: float | None) -> float:
     """The smaller of ``timeout`` and what is left of the current question's deadline."""
     deadline: float | None = getattr(_current, "deadline", None)
@@ -1342,6 +1348,7 @@ class _Asker:
         counted, refusal = self.quota.spend(quota, getattr(_current, "tenant", ""))
         try:
             if refusal:
+                _unsettled()
                 return replace(answer, platforms_note=refusal)
             learned, digest = self._learn_platforms(question, credential, answer, reference)
             if learned.platforms and digest:
@@ -1375,6 +1382,7 @@ class _Asker:
             )
             self.quota.observe(self.quota_key(question.registry, credential), manifest.headers)
             if manifest.status != 200:
+                _unsettled()
                 return replace(
                     answer, platforms_note=f"manifest GET answered {manifest.status}"
                 ), ""
@@ -1412,6 +1420,7 @@ class _Asker:
                 max_body=CONFIG_BODY_MAX,
             )
             if blob.status != 200:
+                _unsettled()
                 return replace(answer, platforms_note=f"config GET answered {blob.status}"), ""
             if not digest_matches(config_digest, blob.body):
                 return replace(
@@ -1422,8 +1431,10 @@ class _Asker:
         except PlatformError as error:
             return replace(answer, platforms_note=str(error)), ""
         except CapacityRefused as error:
+            _unsettled()
             return replace(answer, platforms_note=f"platforms unknown: {error}"), ""
         except Exception as error:
+            _unsettled()
             return replace(answer, platforms_note=f"platforms unknown: {type(error).__name__}"), ""
         if platform is None:
             return replace(answer, platforms_note="the image config names no platform"), ""
@@ -1630,7 +1641,12 @@ class HttpRegistry:
         return replace(answer, cached=True)
 
     def _remember(
-        self, key: tuple[Any, ...], question: Question, answer: Answer, asked: float
+        self,
+        key: tuple[Any, ...],
+        question: Question,
+        answer: Answer,
+        asked: float,
+        unsettled: bool = False,
     ) -> None:
         """Keep a positive answer until ``cacheTTLSeconds`` after it was ``asked`` for.
 
@@ -1642,9 +1658,11 @@ class HttpRegistry:
         answers slowly does not lengthen the life of what it said."""
         if answer.outcome is not Outcome.FOUND:
             return  # only positive answers are reused; a denial always rests on a live one
-        if question.platforms and not answer.platforms:
-            # Platforms not learned (a deadline, the body budget, the pull quota): not kept as
-            # if complete, so the next review asks again (rev20d F2).
+        if unsettled:
+            # Platforms not learned for a reason that passes (a deadline, the body budget,
+            # the pull quota, a registry error): not kept as if complete, so the next review
+            # asks again (rev20d F2). A manifest that names no platform is kept as usual: its
+            # GET is a pull, not repeated on every review.
             return
         ttl = self.settings().cache_ttl_seconds
         if ttl <= 0:
@@ -1805,6 +1823,7 @@ class HttpRegistry:
         asked = self.clock()
         _current.deadline = deadline
         _current.tenant = flight.tenant
+        _current.unsettled = False
         try:
             answer = clean_answer(self.asker.answer(question, list(self.known_registries())))
         except Exception as error:  # never let a flight die without an answer
@@ -1813,10 +1832,12 @@ class HttpRegistry:
         finally:
             _current.deadline = None
             _current.tenant = ""
+            unsettled = bool(getattr(_current, "unsettled", False))
+            _current.unsettled = False
         elapsed = time.monotonic() - started
         with self.lock:
             if not flight.released:  # an answer after the deadline is nobody's to reuse
-                self._remember(key, question, answer, asked)
+                self._remember(key, question, answer, asked, unsettled)
             if flight.stopped:
                 self.stopped -= 1
             else:
