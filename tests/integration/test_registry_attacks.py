@@ -770,11 +770,70 @@ def test_concurrent_questions_for_one_digest_share_one_manifest_get(setup: Setup
         server.stop()
 
 
+def test_platforms_not_learned_for_a_passing_reason_are_not_cached_as_complete(
+    setup: Setup,
+) -> None:
+    """rev20d F2's second half: a FOUND answer to a platform question was cached for
+    ``cacheTTLSeconds`` whether or not its platforms were learned, so a read that failed once
+    (here a 503 of the manifest GET; a deadline, the body budget or the pull quota alike)
+    left the platforms unknown for every review in that window. Not cached now: the next
+    question reads again. A manifest that names no platform is a lasting answer and is kept
+    (its GET is a pull: not repeated on every review)."""
+    body = index_of({"os": "linux", "architecture": "arm64"})
+    digest = digest_of(body)
+    config = b'{"rootfs": {}}'
+    single = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": MANIFEST,
+            "config": {"mediaType": "x", "digest": digest_of(config), "size": len(config)},
+            "layers": [],
+        }
+    ).encode()
+    failed: list[str] = []
+
+    def serve(request: Request) -> tuple[int, dict[str, str], bytes]:
+        if request.path.startswith("/v2/flaky/manifests/"):
+            if request.method == "GET" and not failed:
+                failed.append(request.path)
+                return 503, {}, b""
+            return 200, {"Content-Type": INDEX, "Docker-Content-Digest": digest}, body
+        if request.path.startswith("/v2/plain/manifests/"):
+            headers = {"Content-Type": MANIFEST, "Docker-Content-Digest": digest_of(single)}
+            return 200, headers, single
+        if request.path == f"/v2/plain/blobs/{digest_of(config)}":
+            return 200, {}, config
+        return 404, {}, b""
+
+    server = ScriptedServer(setup.tls, serve)
+    try:
+        registry = client(setup, cache_ttl_seconds=60)
+        flaky = Question(server.host, "flaky", "1.0", platforms=True)
+        first = ask(registry, flaky)
+        assert first.outcome is Outcome.FOUND and first.platforms is None, first
+        assert "503" in first.platforms_note, first
+        again = ask(registry, flaky)
+        assert [str(p) for p in again.platforms or ()] == ["linux/arm64"], again
+        assert not again.cached, again
+        plain = Question(server.host, "plain", "1.0", platforms=True)
+        lasting = ask(registry, plain)
+        assert lasting.platforms is None and "names no platform" in lasting.platforms_note
+        assert ask(registry, plain).cached
+        assert len(server.seen("GET", "/v2/plain/manifests/")) == 1
+    finally:
+        server.stop()
+
+
 def test_a_4_mib_index_of_empty_objects_is_never_built(setup: Setup) -> None:
     """A 4 MiB index made of ``{}`` entries: json.loads builds ~1.4 million dicts (about
     100 MB) per question, and eight at once on real threads (audit, diagnose) took a process
     to 946 MiB. A manifest of more JSON values than any real image has is refused before it
-    is parsed: platforms unknown, a warning (review of issue 20, finding 6)."""
+    is parsed: platforms unknown, a warning (review of issue 20, finding 6).
+
+    Since rev20d F5 one namespace's bodies in flight share 8 MiB (past each one's first
+    64 KiB): of eight 4 MiB bodies asked at once two are read and refused unparsed, the others
+    are not read at all (the body budget's words). Either way nothing is built; at least one
+    must meet the JSON value count, which this test is about."""
     import resource
 
     budget = 4 * 1024 * 1024
@@ -793,9 +852,14 @@ def test_a_4_mib_index_of_empty_objects_is_never_built(setup: Setup) -> None:
         questions = [Question(server.host, f"x/app{i}", "1.0", platforms=True) for i in range(8)]
         answers = registry.ask(questions, 10.0, tenant="attacker")
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        counted = 0
         for answer in answers.values():
             assert answer.outcome is Outcome.FOUND and answer.platforms is None, answer
-            assert "more JSON values than a real image has" in answer.platforms_note, answer
+            note = answer.platforms_note
+            unparsed = "more JSON values than a real image has" in note
+            assert unparsed or "does not fit the memory set aside" in note, answer
+            counted += unparsed
+        assert counted >= 1, answers
         assert peak - before < 150, (before, peak)  # 8 x 4 MiB bodies at most, no object graph
     finally:
         server.stop()

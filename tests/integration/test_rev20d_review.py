@@ -121,7 +121,6 @@ def _platforms(answer: Answer) -> list[str]:
     return [str(p) for p in answer.platforms or ()]
 
 
-@pytest.mark.open_finding
 def test_another_registry_claiming_a_digest_cannot_take_a_tenants_platform_check(
     setup: Setup,
 ) -> None:
@@ -371,7 +370,6 @@ class _PullCountingHub:
         self.server.stop()
 
 
-@pytest.mark.open_finding
 def test_one_tenants_reviews_cannot_spend_the_pull_quota_the_nodes_need(setup: Setup) -> None:
     """Item 11 stated the cost: the platform check (on by default, ``warn``) spends one
     manifest ``GET`` (one pull on Docker Hub) per distinct digest per replica. But the
@@ -503,7 +501,6 @@ def _rss_mib() -> float:
     raise AssertionError("no VmRSS")
 
 
-@pytest.mark.open_finding
 def test_large_manifests_in_flight_do_not_grow_a_worker_past_its_limit(setup: Setup) -> None:
     """Item 3 bounded the caches in bytes; what a question holds while it reads is bounded
     per question only (``MANIFEST_BODY_MAX``, 4 MiB, read whole into a list of chunks and

@@ -23,6 +23,24 @@ def test_embedded_default_is_valid_and_matches_the_contract() -> None:
     assert config.namespace_mode_label == "pullguard.io/mode"
     assert config.registry.timeout_seconds == 2
     assert config.registry.cache_ttl_seconds == 5  # issue 21, item 5: seconds, not minutes
+    assert config.registry.pull_quota_reserve_percent == 50  # rev20d F4: half to the nodes
+
+
+def test_the_pull_quota_reserve_is_a_percent() -> None:
+    """``registry.pullQuotaReservePercent``: the share of a registry's announced pull quota
+    the platform check leaves to the nodes (0 to 100)."""
+    config = load_config_text("registry: {pullQuotaReservePercent: 0}")
+    assert config.registry.pull_quota_reserve_percent == 0
+    config = load_config_text("registry: {pullQuotaReservePercent: 100}")
+    assert config.registry.pull_quota_reserve_percent == 100
+    for bad, words in [
+        ("101", "must be between 0 and 100, got 101"),
+        ("-1", "must be between 0 and 100, got -1"),
+        ("half", "must be a number, got the string 'half'"),
+    ]:
+        with pytest.raises(ConfigError) as raised:
+            load_config_text(f"registry: {{pullQuotaReservePercent: {bad}}}")
+        assert f"registry.pullQuotaReservePercent: {words}" in str(raised.value)
 
 
 def test_contract_example_parses() -> None:

@@ -27,7 +27,8 @@ NESTED = {
     "checks": CHECKS,
     "mutation": ["podTemplates", "warnings"],
     "registry": [
-        "timeoutSeconds", "cacheTTLSeconds", "allowPrivateNetworks", "allowedPrivateRegistries",
+        "timeoutSeconds", "cacheTTLSeconds", "pullQuotaReservePercent", "allowPrivateNetworks",
+        "allowedPrivateRegistries",
         "nodeCredentialRegistries", "insecureRegistries", "imageCredentialProviderConfig",
         "imageCredentialProviderBinDir",
     ],

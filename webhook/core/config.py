@@ -78,6 +78,13 @@ class RegistrySettings:
     digest alike, counted from when the registry was asked (issue 21, item 5: the runtime
     resolves the reference on every pull, so a deleted image fails the next pull); 0: never.
     "Not found" and refusals are never reused."""
+    pull_quota_reserve_percent: int = 50
+    """The share of a registry's pull quota left to the nodes: once a registry's last
+    ``ratelimit-remaining`` (Docker Hub's, per egress address or account, shared with the
+    nodes) would fall below this percent of its ``ratelimit-limit``, the platform check
+    sends it no manifest ``GET`` (a pull there) and its platforms are unknown; 0: ``GET``
+    until the registry says no pull is left. ``HEAD``, which the registry check sends, is
+    not a pull and is never held back."""
     allow_private_networks: bool = False
     """Contact registries that resolve to loopback, link-local or private addresses."""
     allowed_private_registries: tuple[str, ...] = ()
@@ -415,6 +422,7 @@ def parse_config(document: Any) -> Config:
         {
             "timeoutSeconds",
             "cacheTTLSeconds",
+            "pullQuotaReservePercent",
             "allowPrivateNetworks",
             "allowedPrivateRegistries",
             "insecureRegistries",
@@ -434,6 +442,15 @@ def parse_config(document: Any) -> Config:
         ),
         cache_ttl_seconds=int(
             r.number(reg_doc.get("cacheTTLSeconds"), "registry.cacheTTLSeconds", 5, 0, 86400)
+        ),
+        pull_quota_reserve_percent=int(
+            r.number(
+                reg_doc.get("pullQuotaReservePercent"),
+                "registry.pullQuotaReservePercent",
+                50,
+                0,
+                100,
+            )
         ),
         allow_private_networks=r.boolean(
             reg_doc.get("allowPrivateNetworks"), "registry.allowPrivateNetworks", False

@@ -136,8 +136,9 @@ class Metrics:
             "preempted (the newest question of the namespace holding the most was stopped "
             "for a namespace holding none), dns (too many DNS lookups outstanding: the "
             "namespace's share of the 64 shared ones in use, or all 192 lookup threads held "
-            "when it held none; a lookup cannot be stopped). Any increase means images were "
-            "admitted unchecked: alert.",
+            "when it held none; a lookup cannot be stopped), memory (a registry answer past "
+            "the bytes set aside for answers in flight: not read). Any increase means images "
+            "were admitted unchecked: alert.",
             ["reason"],
             registry=r,
         )

@@ -34,13 +34,19 @@ registries on loopback:
 - **Bounded in memory.** Answers, tokens and platforms live in caches with a byte budget, of
   which one registry fills at most a quarter (:class:`BudgetCache`); platforms are short
   identifiers, cached under the digest of the bytes received (issue 20, item 3: 64 KiB tokens
-  and megabyte platform names grew a worker past its memory limit).
+  and megabyte platform names grew a worker past its memory limit). Answer bodies in flight
+  are bounded per process and per namespace past each one's first 64 KiB
+  (:class:`BodyBudget`; rev20d F5: 128 questions of 4 MiB manifests held at once).
 - **Registry text is data.** Every text of an answer is cleaned to printable ASCII here
   (:func:`clean_answer`), before it can reach a warning, denial, Event or CLI output
   (issue 20, item 9).
 - **Polite.** HEAD for existence (a GET of a manifest counts as a pull on Docker Hub); the
   platform check GETs a manifest only by digest and once per digest per process, whatever
-  the tag or repository (blob GETs are not pulls); connections pooled, HTTP/2 where offered.
+  the tag or repository (blob GETs are not pulls), and never past the share of the
+  registry's announced pull quota (``ratelimit-remaining``) that
+  ``registry.pullQuotaReservePercent`` leaves it, one namespace a quarter of that per window
+  (:class:`PullQuota`; rev20d F4: one namespace's dry runs spent the nodes' pulls);
+  connections pooled.
 - **Fresh.** A positive answer admits for ``cacheTTLSeconds`` after it was asked, by tag and
   by digest alike (issue 21, item 5: the runtime resolves the reference on every pull, so a
   manifest deleted after pullguard saw it fails the next pull, and an answer kept for the
@@ -148,7 +154,28 @@ TOKEN_BODY_MAX = 64 * 1024
 TAGS_BODY_MAX = 256 * 1024
 MANIFEST_BODY_MAX = 4 * 1024 * 1024  # the distribution registry's own limit
 CONFIG_BODY_MAX = 1024 * 1024
+#: Registry answer bodies in flight per process (issue 20, item 3; rev20d F5: 4 x 32
+#: questions answered with 4 MiB manifests whose last byte was held back raised a process's
+#: RSS by 235 to 303 MiB, every body bounded per question only). The first
+#: :data:`BODY_FREE_BYTES` of each body are every question's own (real manifests, configs,
+#: tokens and error bodies are smaller): at most ``(MAX_FLIGHTS + MAX_STOPPED)`` x 64 KiB,
+#: 10 MiB. What a body holds past that is reserved, before it is read, from
+#: :data:`BODY_BUDGET_BYTES`, of which a namespace holds at most
+#: :data:`BODY_BYTES_PER_TENANT`, and the last :data:`BODY_BYTES_RESERVE` are shared as the
+#: slots' reserve is (:meth:`BodyBudget._refused`).
+BODY_FREE_BYTES = 64 * 1024
+BODY_BUDGET_BYTES = 32 * 1024 * 1024
+BODY_BYTES_PER_TENANT = 8 * 1024 * 1024
+BODY_BYTES_RESERVE = 8 * 1024 * 1024
 TOKEN_TTL_MAX = 300.0
+#: Pull quotas (rev20d F4): one namespace may spend at most this fraction of the pulls a
+#: registry's quota leaves pullguard (what ``registry.pullQuotaReservePercent`` does not keep
+#: for the nodes) per the quota's window; a lower ``ratelimit-remaining`` is believed at
+#: once, a higher one (the window moved on) once the last lower one is this old.
+PULL_SHARE_PER_NAMESPACE = 4
+PULL_QUOTA_FRESH_SECONDS = 30.0
+PULL_QUOTA_WINDOW_SECONDS = 21600.0  # Docker Hub's: 6 h, when the header names none
+PULL_QUOTA_ENTRIES = 4096
 USER_AGENT = "pullguard (admission check; HEAD only)"
 
 
@@ -176,6 +203,12 @@ class CapacityRefused(Exception):
 
 
 _current = threading.local()
+
+
+def _unsettled() -> None:
+    """The current question's answer rests on something that passes (a deadline, a budget,
+    a registry error): its flight does not cache it (:meth:`HttpRegistry._remember`)."""
+    _current.unsettled = True
 
 
 def _remaining(timeout: float | None) -> float:
@@ -499,6 +532,97 @@ class Blocked(Exception):
     """A request the rules forbid (plain HTTP to a registry not listed as insecure...)."""
 
 
+class BodyBudget:
+    """The bytes of registry answer bodies in flight in this process, past each body's first
+    :data:`BODY_FREE_BYTES`: reserved before they are read (by ``Content-Length`` when the
+    answer gives one, else a piece at a time as they come), released when the answer is
+    read or abandoned. A namespace holds at most :data:`BODY_BYTES_PER_TENANT`; once the
+    process holds all but :data:`BODY_BYTES_RESERVE`, a namespace may hold only the reserve
+    divided by the namespaces holding bytes (itself counted), so namespaces reading large
+    bodies cannot take what the others' need. No read is stopped for another (a body's own
+    first 64 KiB need no reservation, so every question can read a real manifest whatever
+    the budget holds); a body that gets no room is not read further: its question is
+    answered "not asked" (or its platforms unknown), a warning, never a denial."""
+
+    def __init__(
+        self,
+        total: int = BODY_BUDGET_BYTES,
+        per_tenant: int = BODY_BYTES_PER_TENANT,
+        reserve: int = BODY_BYTES_RESERVE,
+        on_refused: Callable[[str], None] | None = None,
+    ) -> None:
+        self.on_refused = on_refused
+        self.total = total
+        self.per_tenant = per_tenant
+        self.reserve = reserve
+        self.lock = threading.Lock()
+        self.held = 0
+        self.held_by: collections.Counter[str] = collections.Counter()
+        self.peak = 0
+
+    def take(self, tenant: str, size: int) -> bool:
+        """Reserve ``size`` more bytes for ``tenant``; ``False`` (nothing reserved) if no room."""
+        if size <= 0:
+            return True
+        with self.lock:
+            refused = self._refused(tenant, size)
+            if not refused:
+                self.held += size
+                self.held_by[tenant] += size
+                self.peak = max(self.peak, self.held)
+        if refused and self.on_refused is not None:
+            self.on_refused("memory")
+        return not refused
+
+    def give(self, tenant: str, size: int) -> None:
+        if size <= 0:
+            return
+        with self.lock:
+            self.held -= size
+            self.held_by[tenant] -= size
+            if self.held_by[tenant] <= 0:
+                del self.held_by[tenant]
+
+    def _refused(self, tenant: str, size: int) -> bool:
+        held_here = self.held_by[tenant]
+        if held_here + size > self.per_tenant or self.held + size > self.total:
+            return True
+        if self.held + size <= self.total - self.reserve:
+            return False
+        active = len(self.held_by) + (0 if tenant in self.held_by else 1)
+        return (held_here + size) * active > self.reserve
+
+    def words(self, size: int) -> str:
+        return (
+            f"a registry answer of {size} bytes or more does not fit the memory set aside "
+            f"for registry answers in flight ({self.total >> 20} MiB per process, at most "
+            f"{self.per_tenant >> 20} MiB per namespace; the last {self.reserve >> 20} MiB "
+            "shared by the namespaces reading large answers); not read"
+        )
+
+
+class _Held:
+    """One body's reservation in a :class:`BodyBudget`, grown as its bytes come."""
+
+    def __init__(self, budget: BodyBudget, tenant: str) -> None:
+        self.budget = budget
+        self.tenant = tenant
+        self.held = 0
+
+    def cover(self, size: int) -> None:
+        """Hold room for a body of ``size`` bytes so far, or raise :class:`CapacityRefused`."""
+        wanted = size - BODY_FREE_BYTES - self.held
+        if wanted <= 0:
+            return
+        if not self.budget.take(self.tenant, wanted):
+            raise CapacityRefused("memory", self.budget.words(size))
+        self.held += wanted
+
+    def release(self) -> None:
+        self.budget.give(self.tenant, self.held)
+        self.held = 0
+
+
 @dataclass(frozen=True, slots=True)
 class _Rules:
     """Which internal addresses may be reached: the part of the configuration a connection
@@ -554,6 +678,7 @@ class _Http:
         self.lock = threading.Lock()
         self.current: tuple[_Rules, _Pool] | None = None
         self.retired: list[_Pool] = []
+        self.bodies = BodyBudget()
 
     def rules(self) -> _Rules:
         current = self.settings()
@@ -691,18 +816,39 @@ class _Http:
                         for _ in response.iter_stream():
                             raise Blocked("a body in the answer to a HEAD request")
                     else:
-                        chunks: list[bytes] = []
-                        size = 0
-                        for chunk in response.iter_stream():
-                            size += len(chunk)
-                            if size > max_body:
-                                raise Blocked(f"answer larger than {max_body} bytes")
-                            chunks.append(chunk)
-                        body = b"".join(chunks)
+                        body = self._read_body(response, reply_headers, max_body)
                     return Reply(status, reply_headers, body, hostport, url)
             finally:
                 self._release(pool)
         raise Blocked(f"more than {MAX_REDIRECTS} redirects")
+
+    def _read_body(
+        self, response: httpcore.Response, headers: Mapping[str, str], max_body: int
+    ) -> bytes:
+        """The body, at most ``max_body`` bytes, its bytes past the first
+        :data:`BODY_FREE_BYTES` reserved in :attr:`bodies` before they are read (by the
+        declared length, else as each piece comes) and released once joined: the join's
+        copy is the caller's, one body per question."""
+        held = _Held(self.bodies, getattr(_current, "tenant", ""))
+        try:
+            try:
+                declared = int(headers.get("content-length", "-1"))
+            except ValueError:
+                declared = -1
+            if declared > max_body:
+                raise Blocked(f"answer larger than {max_body} bytes")
+            held.cover(declared)
+            chunks: list[bytes] = []
+            size = 0
+            for chunk in response.iter_stream():
+                size += len(chunk)
+                if size > max_body:
+                    raise Blocked(f"answer larger than {max_body} bytes")
+                held.cover(size)
+                chunks.append(chunk)
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        finally:
+            held.release()
 
 
 # -- Caches bounded in bytes ---------------------------------------------------------------
@@ -794,6 +940,127 @@ def _answer_size(key: tuple[Any, ...], answer: Answer) -> int:
     ) + 64 * len(platforms)
 
 
+# -- Pull quotas -----------------------------------------------------------------------------
+
+
+def _quota_value(header: str) -> tuple[int, float] | None:
+    """``100;w=21600`` (Docker Hub's ``ratelimit-limit`` and ``ratelimit-remaining``): the
+    number and the window in seconds (:data:`PULL_QUOTA_WINDOW_SECONDS` when not named)."""
+    number, _, params = header.partition(";")
+    number = number.strip()
+    if not number.isdigit() or len(number) > 12:
+        return None
+    window = PULL_QUOTA_WINDOW_SECONDS
+    for param in params.split(";"):
+        name, _, value = param.strip().partition("=")
+        if name.strip().lower() == "w" and value.strip().isdigit() and len(value) < 9:
+            window = float(min(max(int(value.strip()), 60), 7 * 86400))
+    return int(number), window
+
+
+@dataclass(slots=True)
+class _Quota:
+    remaining: int
+    limit: int
+    window: float
+    seen: float
+    """When ``remaining`` was last believed."""
+    in_flight: int = 0
+    """Manifest GETs sent and not answered yet: the registry may have counted them already."""
+
+
+class PullQuota:
+    """What a registry says is left of its pull quota (``ratelimit-remaining`` on every
+    answer, ``HEAD`` included: Docker Hub's, per egress address or per account, which the
+    nodes behind the same NAT spend too), and the platform check's manifest ``GET``s (each
+    a pull) held to it (rev20d F4: one namespace's 100 questions spent all 100 pulls and the
+    next node's pull got 429). A ``GET`` is sent only while the registry's remaining pulls,
+    less the ``GET``s in flight, stay at or above the reserve
+    (``registry.pullQuotaReservePercent`` of its ``ratelimit-limit``), and one namespace
+    spends at most :data:`PULL_SHARE_PER_NAMESPACE`-th of the rest per the quota's window.
+    Registries that send no such header are not limited. Keyed by registry host and
+    credential identity (an account's quota is its own). Thread-safe."""
+
+    def __init__(
+        self, reserve_percent: Callable[[], int], clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.reserve_percent = reserve_percent
+        self.clock = clock
+        self.lock = threading.Lock()
+        self.quotas: collections.OrderedDict[tuple[str, str], _Quota] = collections.OrderedDict()
+        self.spent: collections.OrderedDict[tuple[str, str, str], tuple[float, int]] = (
+            collections.OrderedDict()
+        )
+
+    def observe(self, key: tuple[str, str], headers: Mapping[str, str]) -> None:
+        remaining = _quota_value(headers.get("ratelimit-remaining", ""))
+        if remaining is None:
+            return
+        limit = _quota_value(headers.get("ratelimit-limit", ""))
+        now = self.clock()
+        with self.lock:
+            quota = self.quotas.get(key)
+            if quota is None or now - quota.seen > quota.window:
+                quota = self.quotas[key] = _Quota(
+                    remaining[0], limit[0] if limit else remaining[0], remaining[1], now
+                )
+                while len(self.quotas) > PULL_QUOTA_ENTRIES:
+                    self.quotas.popitem(last=False)
+            elif remaining[0] <= quota.remaining or now - quota.seen > PULL_QUOTA_FRESH_SECONDS:
+                quota.remaining, quota.seen = remaining[0], now
+            if limit is not None:
+                quota.limit, quota.window = limit[0], limit[1]
+            else:
+                quota.limit = max(quota.limit, remaining[0])
+            self.quotas.move_to_end(key)
+
+    def spend(self, key: tuple[str, str], tenant: str) -> tuple[bool, str]:
+        """May a manifest ``GET`` go to this registry for ``tenant`` now? ``(True, "")``
+        (counted: :meth:`done` when answered), ``(False, "")`` (no quota known: not
+        counted), or ``(False, why not)``."""
+        percent = self.reserve_percent()
+        now = self.clock()
+        with self.lock:
+            quota = self.quotas.get(key)
+            if quota is None or now - quota.seen > quota.window:
+                return False, ""
+            reserve = -(-quota.limit * percent // 100)  # rounded up
+            left = quota.remaining - quota.in_flight
+            host = clean_words(key[0], 100)
+            if left - 1 < reserve:
+                return False, (
+                    f"platform check not run: {host} says {max(quota.remaining, 0)} of its "
+                    f"{quota.limit} pulls are left (ratelimit-remaining) and a manifest GET "
+                    f"counts as one; pullguard leaves the last {percent}% to the nodes "
+                    "(registry.pullQuotaReservePercent)"
+                )
+            share = max(1, (quota.limit - reserve) // PULL_SHARE_PER_NAMESPACE)
+            spent_key = (*key, tenant)
+            start, count = self.spent.get(spent_key, (now, 0))
+            if now - start >= quota.window:
+                start, count = now, 0
+            if count >= share:
+                hours = quota.window / 3600
+                return False, (
+                    f"platform check not run: this namespace's reviews have spent their share "
+                    f"of {host}'s pulls ({share} manifest GETs per {hours:g} h, of the "
+                    f"{quota.limit - reserve} that registry.pullQuotaReservePercent leaves "
+                    "pullguard), so the nodes keep theirs"
+                )
+            self.spent[spent_key] = (start, count + 1)
+            self.spent.move_to_end(spent_key)
+            while len(self.spent) > PULL_QUOTA_ENTRIES:
+                self.spent.popitem(last=False)
+            quota.in_flight += 1
+            return True, ""
+
+    def done(self, key: tuple[str, str]) -> None:
+        with self.lock:
+            quota = self.quotas.get(key)
+            if quota is not None and quota.in_flight > 0:
+                quota.in_flight -= 1
+
+
 # -- Asking one question ---------------------------------------------------------------------
 
 
@@ -822,9 +1089,18 @@ class _Asker:
         self.platforms: BudgetCache[str, tuple[tuple[Platform, ...], bool]] = BudgetCache(
             PLATFORM_CACHE_BYTES
         )
-        # Digests being read now: a question for a digest another question is reading waits
-        # for that read (one GET per digest, each a pull on Docker Hub), under tokens_lock.
-        self.learning: dict[str, threading.Event] = {}
+        # Digests being read now, by registry and repository: a question for a digest another
+        # question is reading *there* waits for that read (one GET per digest, each a pull on
+        # Docker Hub), under tokens_lock. Not across registries or repositories: a read in
+        # progress is not verified yet, and the digest is whatever the HEAD claimed, so
+        # another registry claiming a public image's digest and hanging its GET held every
+        # tenant's question for that digest until its own deadline (rev20d F2). The cache
+        # above is shared: its entries were verified over the bytes received.
+        self.learning: dict[tuple[str, str, str], threading.Event] = {}
+        self.quota = PullQuota(lambda: self.http.settings().pull_quota_reserve_percent)
+
+    def quota_key(self, registry: str, credential: Credential | None) -> tuple[str, str]:
+        return (api_host(registry), self.identity(credential))
 
     def base(self, registry: str) -> tuple[str, str]:
         host = api_host(registry)
@@ -1039,6 +1315,7 @@ class _Asker:
             )
         except Exception as error:  # every failure becomes an answer, never a crash
             return _failure(error, question.registry, known)
+        self.quota.observe(self.quota_key(question.registry, credential), reply.headers)
         outcome = classify_status(reply.status)
         detail = f"HTTP {reply.status}"
         if outcome is Outcome.UNAUTHORIZED and reply.withheld_from:
@@ -1090,12 +1367,13 @@ class _Asker:
         else:
             reference = answer.digest if is_digest(answer.digest) else question.reference
         leading: threading.Event | None = None
+        flight = (api_host(question.registry), question.repository, reference)
         if is_digest(reference):
             with self.tokens_lock:
                 known = self.platforms.get(reference)
-                reading = self.learning.get(reference) if known is None else None
+                reading = self.learning.get(flight) if known is None else None
                 if known is None and reading is None:
-                    leading = self.learning[reference] = threading.Event()
+                    leading = self.learning[flight] = threading.Event()
             if reading is not None:
                 # Another question reads this digest now: wait for it (within the deadline),
                 # then read it alone only if that read learned nothing (other credentials).
@@ -1104,7 +1382,12 @@ class _Asker:
                     known = self.platforms.get(reference)
             if known is not None:
                 return replace(answer, platforms=known[0], platforms_note="", single_image=known[1])
+        quota = self.quota_key(question.registry, credential)
+        counted, refusal = self.quota.spend(quota, getattr(_current, "tenant", ""))
         try:
+            if refusal:
+                _unsettled()
+                return replace(answer, platforms_note=refusal)
             learned, digest = self._learn_platforms(question, credential, answer, reference)
             if learned.platforms and digest:
                 size = _size(digest, *(str(p) for p in learned.platforms))
@@ -1113,10 +1396,12 @@ class _Asker:
                         digest, (learned.platforms, learned.single_image), size, question.registry
                     )
         finally:
+            if counted:
+                self.quota.done(quota)
             if leading is not None:
                 with self.tokens_lock:
-                    if self.learning.get(reference) is leading:
-                        del self.learning[reference]
+                    if self.learning.get(flight) is leading:
+                        del self.learning[flight]
                 leading.set()
         return learned
 
@@ -1133,7 +1418,9 @@ class _Asker:
                 credential,
                 max_body=MANIFEST_BODY_MAX,
             )
+            self.quota.observe(self.quota_key(question.registry, credential), manifest.headers)
             if manifest.status != 200:
+                _unsettled()
                 return replace(
                     answer, platforms_note=f"manifest GET answered {manifest.status}"
                 ), ""
@@ -1156,6 +1443,9 @@ class _Asker:
                 return replace(answer, platforms=platforms, platforms_note=""), digest
             config = document.get("config")
             config_digest = config.get("digest") if isinstance(config, dict) else None
+            # The manifest's bytes (up to 4 MiB, past the body budget's reach now) are not
+            # kept while the config blob is read: a registry may hold that read open.
+            del manifest, document, config
             if not isinstance(config_digest, str) or not is_digest(config_digest):
                 return replace(answer, platforms_note="the manifest names no config"), ""
             blob = self.authorized_get(
@@ -1168,6 +1458,7 @@ class _Asker:
                 max_body=CONFIG_BODY_MAX,
             )
             if blob.status != 200:
+                _unsettled()
                 return replace(answer, platforms_note=f"config GET answered {blob.status}"), ""
             if not digest_matches(config_digest, blob.body):
                 return replace(
@@ -1177,7 +1468,11 @@ class _Asker:
             platform = platform_of_config(document) if isinstance(document, dict) else None
         except PlatformError as error:
             return replace(answer, platforms_note=str(error)), ""
+        except CapacityRefused as error:
+            _unsettled()
+            return replace(answer, platforms_note=f"platforms unknown: {error}"), ""
         except Exception as error:
+            _unsettled()
             return replace(answer, platforms_note=f"platforms unknown: {type(error).__name__}"), ""
         if platform is None:
             return replace(answer, platforms_note="the image config names no platform"), ""
@@ -1329,6 +1624,7 @@ class HttpRegistry:
             resolver=self.lookups,
             ssl_context=ssl_context,
         )
+        self.http.bodies.on_refused = on_refused
         self._key = secrets.token_bytes(32)
         self.asker = _Asker(self.http, self.identity)
         self.observe = observe
@@ -1383,7 +1679,12 @@ class HttpRegistry:
         return replace(answer, cached=True)
 
     def _remember(
-        self, key: tuple[Any, ...], question: Question, answer: Answer, asked: float
+        self,
+        key: tuple[Any, ...],
+        question: Question,
+        answer: Answer,
+        asked: float,
+        unsettled: bool = False,
     ) -> None:
         """Keep a positive answer until ``cacheTTLSeconds`` after it was ``asked`` for.
 
@@ -1395,6 +1696,12 @@ class HttpRegistry:
         answers slowly does not lengthen the life of what it said."""
         if answer.outcome is not Outcome.FOUND:
             return  # only positive answers are reused; a denial always rests on a live one
+        if unsettled:
+            # Platforms not learned for a reason that passes (a deadline, the body budget,
+            # the pull quota, a registry error): not kept as if complete, so the next review
+            # asks again (rev20d F2). A manifest that names no platform is kept as usual: its
+            # GET is a pull, not repeated on every review.
+            return
         ttl = self.settings().cache_ttl_seconds
         if ttl <= 0:
             return
@@ -1554,6 +1861,7 @@ class HttpRegistry:
         asked = self.clock()
         _current.deadline = deadline
         _current.tenant = flight.tenant
+        _current.unsettled = False
         try:
             answer = clean_answer(self.asker.answer(question, list(self.known_registries())))
         except Exception as error:  # never let a flight die without an answer
@@ -1562,10 +1870,12 @@ class HttpRegistry:
         finally:
             _current.deadline = None
             _current.tenant = ""
+            unsettled = bool(getattr(_current, "unsettled", False))
+            _current.unsettled = False
         elapsed = time.monotonic() - started
         with self.lock:
             if not flight.released:  # an answer after the deadline is nobody's to reuse
-                self._remember(key, question, answer, asked)
+                self._remember(key, question, answer, asked, unsettled)
             if flight.stopped:
                 self.stopped -= 1
             else:
