@@ -329,7 +329,9 @@ def test_never_answering_dns_names_cannot_take_the_other_tenants_slots(setup: Se
             thread.join(5)
         assert time.monotonic() - started < 3.0  # every step under the deadline, DNS too
         assert resolver.calls <= 32  # the namespace's share of lookups, no more
-        assert refused and set(refused) <= {"namespace", "dns"}, refused
+        assert refused and set(refused) <= {"namespace", "dns", "preempted"}, refused
+        # Each later pod's review stopped one of the first's for its own (rev20d F7).
+        assert refused.count("preempted") == 3, refused
         # Past the deadline the attacker's slots are free again; the hanging lookups still
         # count against its own share only.
         again = registry.ask([victim], 2.0, tenant="victim")[victim]
@@ -447,6 +449,93 @@ def test_one_tenants_namespaces_cannot_leave_another_namespace_unchecked(setup: 
             "namespace held the most (32), so its newest was stopped for a namespace holding "
             "none (every namespace keeps at least one)"
         )
+    finally:
+        hang.stop()
+
+
+def test_reviews_of_one_namespace_share_its_slots_each_keeping_one(setup: Setup) -> None:
+    """rev20d F7: without ``--client-ca`` anyone reaching the port names any namespace, and
+    four forged reviews of 32 never-answering images held all 32 slots of namespace
+    "victim": victim's real review was "not checked" (``namespace`` refusal). Now a review
+    (one ``ask``) holding no slot of its namespace stops the newest question of the review
+    of that namespace holding the most (two or more), answered "not asked: ... stopped for
+    a newer review", counted as ``preempted``; the namespace's count never grows."""
+    from tests.integration.faults import FaultServer
+
+    push_image(setup.public, "team/victim", "1.0")
+    hang = FaultServer("hang", setup.tls)
+    refused: list[str] = []
+    try:
+        registry = client(setup, on_refused=refused.append)
+        held: dict[Question, Answer] = {}
+        threads = []
+        for review in range(4):
+            questions = [Question(hang.host, f"p{review}/i{i}", "1") for i in range(32)]
+            thread = threading.Thread(
+                target=lambda q=questions: held.update(registry.ask(q, 4.0, tenant="victim"))
+            )
+            thread.start()
+            threads.append(thread)
+            time.sleep(0.05)
+        time.sleep(0.3)
+        # The first review took 32; each later one stopped one of the first's for its own.
+        assert registry.in_flight() == 32, registry.in_flight()
+        assert refused.count("preempted") == 3, refused
+        refused.clear()
+        question = Question(setup.public.host, "team/victim", "1.0")
+        answer = registry.ask([question], 2.0, tenant="victim")[question]
+        assert answer.outcome is Outcome.FOUND, answer
+        assert refused == ["preempted"], refused
+        for thread in threads:
+            thread.join(10)
+        assert registry.in_flight() == 0 and registry.stopped == 0
+        stopped = [q for q, a in held.items() if "stopped for a newer review" in a.detail]
+        assert sorted(q.repository for q in stopped) == [f"p0/i{i}" for i in range(28, 32)]
+        assert held[stopped[0]].outcome is Outcome.NOT_ASKED
+        assert held[Question(hang.host, "p0/i31", "1")].detail == (
+            "registry question stopped (preempted): namespace victim's registry questions in "
+            "flight were at their limit and this one's review held the most (32), so its "
+            "newest was stopped for a newer review of the same namespace (every review keeps "
+            "at least one)"
+        )
+    finally:
+        hang.stop()
+
+
+def test_thirty_two_reviews_of_one_namespace_each_keep_their_one(setup: Setup) -> None:
+    """The bound, documented: a review holding none of its namespace's slots gets one unless
+    :data:`FLIGHTS_PER_TENANT` reviews of that namespace hold one each (a review's only
+    question is never stopped). So leaving a namespace's next pod unchecked takes that many
+    concurrent reviews, renewed every ``timeoutSeconds``; without ``--client-ca`` anyone
+    reaching the port can send them (docs/reliability.md)."""
+    from tests.integration.faults import FaultServer
+    from webhook.edge.registry import FLIGHTS_PER_TENANT
+
+    push_image(setup.public, "team/victim", "1.0")
+    hang = FaultServer("hang", setup.tls)
+    refused: list[str] = []
+    try:
+        registry = client(setup, on_refused=refused.append)
+        threads = []
+        for n in range(FLIGHTS_PER_TENANT):
+            question = Question(hang.host, f"one{n}/i", "1")
+            thread = threading.Thread(
+                target=registry.ask, args=([question], 4.0), kwargs={"tenant": "victim"}
+            )
+            thread.start()
+            threads.append(thread)
+        time.sleep(0.5)
+        assert registry.in_flight() == FLIGHTS_PER_TENANT, registry.in_flight()
+        question = Question(setup.public.host, "team/victim", "1.0")
+        answer = registry.ask([question], 2.0, tenant="victim")[question]
+        assert answer.outcome is Outcome.NOT_ASKED, answer
+        assert "from namespace victim" in answer.detail, answer
+        assert refused == ["namespace"], refused
+        # Another namespace is untouched.
+        answer = registry.ask([question], 2.0, tenant="team-b")[question]
+        assert answer.outcome is Outcome.FOUND, answer
+        for thread in threads:
+            thread.join(10)
     finally:
         hang.stop()
 

@@ -26,11 +26,13 @@ registries on loopback:
   :data:`FLIGHTS_PER_TENANT` per namespace, each slot free again at its question's deadline;
   a namespace holding none gets one unless :data:`MAX_FLIGHTS` other namespaces hold one each
   (the newest question of the namespace holding the most is stopped for it,
-  :meth:`HttpRegistry._first_flight`); DNS lookups, which cannot be stopped, bounded in
-  native threads (:data:`MAX_LOOKUP_THREADS`), a namespace holding none getting one unless
-  :data:`FIRST_LOOKUPS` other namespaces hold one each (:class:`Lookups`); every refusal
-  counted (issue 20, item 4: names that never answer held every slot for a minute, and other
-  tenants' pods were admitted unchecked).
+  :meth:`HttpRegistry._first_flight`), and within a namespace a review holding none gets one
+  the same way unless its 32 are held by 32 reviews (:meth:`HttpRegistry._newer_review`:
+  forged reviews naming a namespace held its slots, rev20d F7); DNS lookups, which cannot
+  be stopped, bounded in native threads (:data:`MAX_LOOKUP_THREADS`), a namespace holding
+  none getting one unless :data:`FIRST_LOOKUPS` other namespaces hold one each
+  (:class:`Lookups`); every refusal counted (issue 20, item 4: names that never answer held
+  every slot for a minute, and other tenants' pods were admitted unchecked).
 - **Bounded in memory.** Answers, tokens and platforms live in caches with a byte budget, of
   which one registry fills at most a quarter (:class:`BudgetCache`); platforms are short
   identifiers, cached under the digest of the bytes received (issue 20, item 3: 64 KiB tokens
@@ -1576,8 +1578,10 @@ def _failure(error: Exception, registry: str, known: Sequence[str]) -> Answer:
 
 
 class _Flight:
-    def __init__(self, tenant: str, deadline: float) -> None:
+    def __init__(self, tenant: str, deadline: float, review: int = 0) -> None:
         self.tenant = tenant
+        self.review = review
+        """The :meth:`HttpRegistry.ask` call (one review's questions) that started it."""
         self.deadline = deadline
         self.done = threading.Event()
         self.answer: Answer | None = None
@@ -1639,6 +1643,8 @@ class HttpRegistry:
         self.held_by: collections.Counter[str] = collections.Counter()
         self.flights_by: dict[str, dict[tuple[Any, ...], _Flight]] = {}
         """Each namespace's flights holding a slot, oldest first (the newest is stopped)."""
+        self.reviews = 0
+        """Numbers the ``ask`` calls: a flight's review (:meth:`_newer_review`)."""
         self.stopped = 0
         """Flights stopped for another namespace whose threads still run (each ends by its
         deadline): at most :data:`MAX_STOPPED`, so stopping never grows the threads past
@@ -1781,6 +1787,45 @@ class HttpRegistry:
         flight.done.set()
         return ("preempted", "")
 
+    def _newer_review(self, tenant: str) -> bool:
+        """Make room for the first question of a review (an ``ask`` call) holding none of
+        the slots of ``tenant``, a namespace holding some, when its question was refused
+        (the lock is held): the newest flight of the namespace's review holding the most,
+        when it holds two or more, is stopped and its slot is the new review's (its
+        waiters answered "not asked: ... stopped for a newer review"). ``False``: nothing
+        to stop (each review of the namespace holds one, or :data:`MAX_STOPPED` stopped
+        flights still run).
+
+        The namespace's count never grows, so no other namespace pays. Without
+        ``--client-ca`` the namespace a review names is anyone's to claim (rev20d F7: four
+        forged reviews of 32 never-answering images held a namespace's 32 slots, and its
+        real pods were "not checked"); now that takes :data:`FLIGHTS_PER_TENANT` concurrent
+        reviews, and each stops one flight at most, so exhausting :data:`MAX_STOPPED` costs
+        as many."""
+        counts: collections.Counter[int] = collections.Counter(
+            f.review for f in self.flights_by.get(tenant, {}).values()
+        )
+        if not counts or self.stopped >= MAX_STOPPED:
+            return False
+        review, count = max(counts.items(), key=lambda item: item[1])
+        if count < 2:
+            return False
+        key, flight = next(
+            (k, f) for k, f in reversed(self.flights_by[tenant].items()) if f.review == review
+        )
+        flight.answer = Answer(
+            Outcome.NOT_ASKED,
+            f"registry question stopped (preempted): namespace {tenant}'s registry questions "
+            f"in flight were at their limit and this one's review held the most ({count}), so "
+            "its newest was stopped for a newer review of the same namespace (every review "
+            "keeps at least one)",
+        )
+        flight.stopped = True
+        self.stopped += 1
+        self._release(key, flight)
+        flight.done.set()
+        return True
+
     def _release(self, key: tuple[Any, ...], flight: _Flight) -> None:
         """Free the flight's slot (once); the lock is held."""
         if self.flights.get(key) is flight:
@@ -1805,7 +1850,10 @@ class HttpRegistry:
         answers: dict[Question, Answer] = {}
         waiting: dict[Question, tuple[tuple[Any, ...], _Flight]] = {}
         refused: list[str] = []
+        started = 0  # flights this review (this call) started and holds
         with self.lock:
+            self.reviews += 1
+            review = self.reviews
             for question in questions:
                 key = self.key(question)
                 cached = self._cached(key)
@@ -1821,11 +1869,15 @@ class HttpRegistry:
                             refusal = None
                     else:
                         refusal = self._refusal(tenant)
+                        if refusal is not None and not started and self._newer_review(tenant):
+                            refused.append("preempted")
+                            refusal = None
                     if refusal is not None:
                         refused.append(refusal[0])
                         answers[question] = Answer(Outcome.NOT_ASKED, refusal[1])
                         continue
-                    flight = self.flights[key] = _Flight(tenant, deadline)
+                    flight = self.flights[key] = _Flight(tenant, deadline, review)
+                    started += 1
                     self.flights_by.setdefault(tenant, {})[key] = flight
                     self.held += 1
                     self.held_by[tenant] += 1
