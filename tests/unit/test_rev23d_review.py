@@ -314,7 +314,9 @@ def test_rev23d_the_diagnose_cluster_view_builds_on_the_cores_pass_through() -> 
     096b64e), to change one read (``node_platforms``).
 
     Expected: ``_ScheduledNode`` is a ``ClusterViewOver`` that overrides only
-    ``node_platforms``, and the pair is gone."""
+    ``node_platforms``, and the pair is gone. (``_ScheduledNode`` names ``ClusterView`` as
+    its base so that mypy holds it to every read; ``ClusterViewOver`` naming it too keeps
+    that for all three views.)"""
     from webhook.compose.livediagnose import _ScheduledNode
     from webhook.core.cluster import ClusterViewOver
 
