@@ -9,14 +9,25 @@ a fixed one loses its marker.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from tests.conftest import start_server, stop_server
+from tests.integration import test_rev24f_review as rev24f
+from tests.integration.registries import (
+    REGISTRY_BINARY,
+    loopback_tls,
+    push_image,
+    start_registry,
+)
 from tests.integration.test_credential_plugins import REGISTRY, provider, write_plugin
 from webhook.core.config import parse_config
 from webhook.core.credprovider import ProviderConfig
@@ -197,3 +208,145 @@ def test_rev24h_the_in_cluster_audit_holds_a_plugin_slot_outside_every_share(
         asks.join()
         audit.join()
     assert answer.error == "no answer within 0.8 s", f"team-a's plugin did not run: {answer.error}"
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[rev24f.Lab]:
+    """rev24f's lab: ``pullguard serve --workers 1`` over TLS as deploy/ ships it (no
+    --client-ca), the real distribution registry with htpasswd + TLS on loopback, and a
+    real plugin that logs in to it and hangs for an ECR host."""
+    base = tmp_path_factory.mktemp("rev24h")
+    tls = loopback_tls(base / "tls")
+    registry = start_registry(
+        base / "registry",
+        cert=tls["cert"],
+        key=tls["key"],
+        ca=tls["ca"],
+        auth=("user", rev24f.PASSWORD),
+    )
+    push_image(registry, "team/app", "1.0")
+    bin_dir = base / "bin"
+    bin_dir.mkdir()
+    write_plugin(bin_dir, "lab-provider", rev24f.PLUGIN)
+    document = base / "providers" / "providers.yaml"
+    document.parent.mkdir()
+    document.write_text(
+        "apiVersion: kubelet.config.k8s.io/v1\nkind: CredentialProviderConfig\nproviders:\n"
+        "  - name: lab-provider\n"
+        f'    matchImages: ["{registry.host}", "*.dkr.ecr.*.amazonaws.com"]\n'
+        '    defaultCacheDuration: "0s"\n'
+        f"    apiVersion: {rev24f.V1}\n"
+    )
+    config = base / "config.yaml"
+    config.write_text(
+        "checks: {registry: enforce, reference: enforce, pullSecrets: enforce}\n"
+        f"registry:\n  timeoutSeconds: {rev24f.BUDGET}\n"
+        f"  allowedPrivateRegistries: ['{registry.host}']\n"
+        f"  imageCredentialProviderConfig: {document}\n"
+        f"  imageCredentialProviderBinDir: {bin_dir}\n"
+    )
+    state = base / "cluster-state.yaml"
+    state.write_text(rev24f.CLUSTER)
+    server = start_server(
+        base,
+        *("--config", str(config), "--cluster-state", str(state), "--workers", "1"),
+        *("--credential-provider-bin-dir", str(bin_dir)),
+        env={"SSL_CERT_FILE": str(tls["ca"])},
+    )
+    yield rev24f.Lab(registry, server)
+    stop_server(server)
+    registry.stop()
+
+
+@pytest.mark.open_finding
+@pytest.mark.registry
+@pytest.mark.skipif(REGISTRY_BINARY is None, reason="docker-registry not installed")
+def test_rev24h_eight_reviews_naming_made_up_namespaces_switch_the_check_off(
+    lab: rev24f.Lab,
+) -> None:
+    """F3. Seen (``pullguard serve --workers 1`` over TLS without --client-ca, as deploy/
+    ships it; real plugin, real registry with htpasswd, timeoutSeconds 3): alone, team-a's
+    ``team/app:never-pushed`` is denied ("has no tag"). Then 8 reviews are POSTed to the
+    port, each naming a namespace that does not exist (``made-up-0`` .. ``made-up-7``: the
+    cluster has team-a and tenant-b only) and one image on a made-up ECR host, sent again
+    as each ends. Each is a namespace's only run, so none is ever preempted, and team-a's
+    review meanwhile answers "not run: all 8 plugin runs in this process are held, each by a
+    different namespace": the tag never pushed is admitted under enforce. The fair24 bound
+    ("only from MAX_RUNNING namespaces of one hanging run each") counts namespaces as if
+    they cost something; a review's namespace is any string its sender writes, and without
+    --client-ca anyone reaching the Service sends reviews (reliability.md keeps forged
+    reviews' oracle open by decision, not their power to switch the check off for all).
+
+    Expected: a namespace the cluster does not have holds no plugin run (the API server
+    never sends the review of a Pod in a namespace that does not exist), so made-up
+    namespaces cannot fill the pool, and team-a's tag never pushed is still denied."""
+    rev24f._wait_until_ready(lab)
+    missing = f"{lab.registry.host}/team/app:never-pushed"
+    alone = rev24f._post(lab.server, rev24f._review("team-a", "alone", missing))
+    assert not alone["allowed"], json.dumps(alone)[:600]
+
+    stop = time.monotonic() + 7
+    forged: list[dict[str, Any]] = []
+
+    def made_up(index: int) -> None:
+        sent = 0
+        while time.monotonic() < stop:
+            sent += 1
+            image = f"{300000000000 + index}.dkr.ecr.gone-{index}-{sent}.amazonaws.com/app:1"
+            review = rev24f._review(f"made-up-{index}", f"m{index}-{sent}", image)
+            forged.append(rev24f._post(lab.server, review))
+
+    threads = [threading.Thread(target=made_up, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    time.sleep(1.5)
+    during = [
+        rev24f._post(lab.server, rev24f._review("team-a", f"during{k}", missing)) for k in range(3)
+    ]
+    for thread in threads:
+        thread.join(60)
+    assert forged, "the made-up namespaces' reviews were answered"
+    admitted = [answer for answer in during if answer["allowed"]]
+    assert not admitted, (
+        f"{len(admitted)} of 3 team-a reviews of a never-pushed tag admitted while 8 made-up "
+        "namespaces held the plugin slots: " + json.dumps(admitted[0].get("warnings"))[:800]
+    )
+
+
+@pytest.mark.open_finding
+@pytest.mark.registry
+@pytest.mark.skipif(REGISTRY_BINARY is None, reason="docker-registry not installed")
+def test_rev24h_a_plugin_not_run_for_capacity_is_not_called_failed(lab: rev24f.Lab) -> None:
+    """F4. Seen (same server): tenant-b's fifth concurrent review (its share
+    of 4 plugin runs held) is admitted with "credential provider lab-provider failed for
+    ...: not run: namespace tenant-b already has 4 plugin runs running or waiting ..." and
+    the fix "see pullguard's log for the provider's stderr, and check that lab-provider runs
+    in pullguard's pod as on the nodes". The plugin did not fail and has no stderr: it was
+    not started. The same words come for "not run: preempted: ..." and "not run: all 8
+    plugin runs in this process are held ...". An admin follows the fix, finds the plugin
+    healthy and nothing in the log, and learns neither that the image went unchecked for
+    capacity nor what to do. The registry's own capacity refusals ("too many registry
+    questions in flight ...") say "registry check could not run" instead.
+
+    Expected: a provider not run (its refusals and its preemption, every "not run: ...")
+    is worded as not run, not as failed, and its fix is not the broken-plugin fix: it says
+    the image was not checked because pullguard's plugin runs were in use, and how to check
+    it now (e.g. ``kubectl apply --dry-run=server -f ...`` again, or ``pullguard check``)."""
+    rev24f._wait_until_ready(lab)
+    held: list[dict[str, Any]] = []
+
+    def one(index: int) -> None:
+        image = f"{400000000000 + index}.dkr.ecr.cap-{index}.amazonaws.com/app:1"
+        held.append(rev24f._post(lab.server, rev24f._review("tenant-b", f"c{index}", image)))
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.8)  # tenant-b's 4 runs hang; its next is over its share
+    image = f"{lab.registry.host}/team/app:1.0"  # pushed; the registry wants a login
+    answer = rev24f._post(lab.server, rev24f._review("tenant-b", "fifth", image))
+    for thread in threads:
+        thread.join(60)
+    text = "\n".join(answer.get("warnings", []))
+    assert "not run: namespace tenant-b already has 4 plugin runs" in text, json.dumps(answer)
+    assert "failed for" not in text and "provider's stderr" not in text, text
