@@ -1,0 +1,148 @@
+"""Outside review rev20e of issue 20 (the fifth, on the fixes of rev20d's findings): attacks
+on the registry client's new bounds (the pull quota, the body budget, the slots), mounted
+like tests/integration/test_rev20d_review.py: the real client
+(:class:`~webhook.edge.registry.HttpRegistry`) and attacker registries on loopback
+(:class:`~tests.integration.faults.ScriptedServer`). Each finding is an open finding
+(``@pytest.mark.open_finding``) that fails today.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.integration.registries import NEEDS_REGISTRY, loopback_tls
+from tests.integration.test_rev20d_review import Setup, _PullCountingHub, client
+from tests.integration.test_rev24f_review import (  # the rev24f lab: serve + plugin + registry
+    Lab,
+    _post,
+    _review,
+    _wait_until_ready,
+    lab,  # noqa: F401 (the fixture)
+)
+from webhook.core.registry import Answer, Question
+
+pytestmark = NEEDS_REGISTRY
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
+    yield Setup(loopback_tls(tmp_path_factory.mktemp("rev20e") / "tls"))
+
+
+# -- F4. One namespace multiplies its pull share by spelling the registry's host -------------
+
+
+SPELLINGS = ("localhost", "LOCALHOST", "Localhost", "LocalHost")
+
+
+def _platform_gets(answers: dict[Question, Answer]) -> int:
+    return sum(1 for a in answers.values() if a.platforms)
+
+
+@pytest.mark.open_finding
+def test_one_namespace_cannot_multiply_its_pull_share_by_spelling_the_host(
+    setup: Setup,
+) -> None:
+    """Seen: rev20d F4's fix keys the pull quota and each namespace's spend by
+    ``api_host(registry)`` as the reference spells it, and the reference grammar keeps a
+    host's letter case (``pullguard ref Registry-1.Docker.io/library/nginx:1.25`` is
+    valid, domain ``Registry-1.Docker.io``; ``registry-1.docker.io:443`` is another key
+    again). DNS and TLS names are case-insensitive: it is the same registry and the same
+    quota. A registry counting pulls as Docker Hub does (limit 100, reserve 50%: pullguard's
+    share 50, a namespace's 50 // 4 = 12 per window). Namespace team-a asks 25 distinct
+    images under each of four spellings of one host (``localhost``, ``LOCALHOST``,
+    ``Localhost``, ``LocalHost``): it got 12, 12, 12 and 10 platform GETs, 46 in all, of
+    the 50 pullguard may spend; namespace team-b then asks 12 images and got 3, its other 9
+    "platform check not run" (the nodes' reserve held: 51 of 100 left).
+
+    Expected: the quota and the namespaces' spends are keyed by the registry's host as DNS
+    and TLS see it (lower case, the default port folded), so team-a spends at most 12 and
+    team-b gets its own 12."""
+    hub = _PullCountingHub(setup.tls)
+    try:
+        registry = client(setup)
+        port = hub.host.rpartition(":")[2]
+        spent: dict[str, int] = {}
+        for group, spelling in enumerate(SPELLINGS):
+            questions = [
+                Question(
+                    f"{spelling}:{port}", f"library/img{group * 25 + i}", "1.0", platforms=True
+                )
+                for i in range(25)
+            ]
+            answers = dict(registry.ask(questions, 5.0, tenant="team-a"))
+            spent[spelling] = _platform_gets(answers)
+        other = [
+            Question(f"localhost:{port}", f"library/other{i}", "1.0", platforms=True)
+            for i in range(12)
+        ]
+        team_b = _platform_gets(dict(registry.ask(other, 5.0, tenant="team-b")))
+        seen = (
+            f"team-a's platform GETs per spelling: {spent} ({sum(spent.values())} in all); "
+            f"team-b's: {team_b} of 12; the registry says {hub.remaining} of {hub.LIMIT} left"
+        )
+        assert sum(spent.values()) <= 12, seen
+        assert team_b == 12, seen
+    finally:
+        hub.stop()
+
+
+# -- F5. Four forged reviews spend a victim namespace's plugin runs -------------------------
+
+
+@pytest.mark.open_finding
+def test_forged_reviews_cannot_spend_another_namespaces_plugin_runs(lab: Lab) -> None:  # noqa: F811
+    """Seen (the rev24f lab: ``pullguard serve --workers 1`` over TLS without
+    ``--client-ca``, as deploy/ ships; a real plugin serving the loopback registry's login
+    and hanging for made-up ECR hosts; timeoutSeconds 3): alone, team-a's
+    ``team/app:never-pushed`` is denied ("has no tag"). Then anyone reaching the webhook
+    port keeps 4 forged reviews in flight for 8 s, each *claiming namespace team-a* and
+    naming one image on a made-up ECR host (a new cache key each, a plugin run that hangs
+    to the budget). rev20d F7's fix stops this for registry questions (a newer review of a
+    namespace gets a slot unless 32 reviews each hold one); plugin runs have only the
+    namespace share, PLUGINS_PER_TENANT = 4, so four forged requests hold it: team-a's own
+    reviews meanwhile get "not run: namespace team-a already has 4 plugin runs running or
+    waiting", the registry refuses them anonymously, and the never-pushed tag is admitted
+    with a warning under ``enforce``.
+
+    Expected: as for registry questions, forged reviews naming a namespace cannot take its
+    plugin runs at this price (e.g. a newer review of the namespace gets a run unless as
+    many reviews as the registry side's FLIGHTS_PER_TENANT hold one each, or plugin runs
+    answered per review); team-a's pods are still denied."""
+    _wait_until_ready(lab)
+    host = lab.registry.host
+    missing = f"{host}/team/app:never-pushed"
+    alone = _post(lab.server, _review("team-a", "alone20e", missing))
+    assert not alone["allowed"], json.dumps(alone)[:600]
+
+    stop = time.monotonic() + 8
+
+    def forger(index: int) -> None:
+        sent = 0
+        while time.monotonic() < stop:
+            sent += 1
+            image = f"{300000000000 + index}.dkr.ecr.forged-{index}-{sent}.amazonaws.com/app:1"
+            _post(lab.server, _review("team-a", f"forged{index}-{sent}", image))
+
+    forgers = [threading.Thread(target=forger, args=(i,)) for i in range(4)]
+    for thread in forgers:
+        thread.start()
+    time.sleep(1.5)
+    during: list[dict[str, Any]] = []
+    for k in range(3):
+        during.append(_post(lab.server, _review("team-a", f"real20e-{k}", missing)))
+        time.sleep(0.5)
+    for thread in forgers:
+        thread.join(60)
+    admitted = [answer for answer in during if answer["allowed"]]
+    assert not admitted, (
+        f"{len(admitted)} of 3 team-a reviews of a never-pushed tag admitted while 4 forged "
+        "reviews claiming team-a held its plugin runs: "
+        + json.dumps(admitted[0].get("warnings"))[:900]
+    )
