@@ -9,13 +9,17 @@ like tests/integration/test_rev20d_review.py: the real client
 from __future__ import annotations
 
 import json
+import ssl
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
+from tests.conftest import free_port, start_server, stop_server
 from tests.integration.registries import NEEDS_REGISTRY, loopback_tls
 from tests.integration.test_rev20d_review import Setup, _PullCountingHub, client
 from tests.integration.test_rev24f_review import (  # the rev24f lab: serve + plugin + registry
@@ -146,3 +150,36 @@ def test_forged_reviews_cannot_spend_another_namespaces_plugin_runs(lab: Lab) ->
         "reviews claiming team-a held its plugin runs: "
         + json.dumps(admitted[0].get("warnings"))[:900]
     )
+
+
+# -- Held: /metrics under --client-ca whatever the Host header says ------------------------
+
+
+def test_metrics_on_the_webhook_port_need_the_certificate_whatever_the_host_header(
+    tmp_path: Path,
+) -> None:
+    """Held (a guard, not a finding): rev20d F10's fix tells the plain metrics port by
+    ``environ["SERVER_PORT"] == --metrics-port``. Older gunicorn releases filled
+    ``SERVER_PORT`` from the ``Host`` header; gunicorn 27.0.1 (installed) takes it from the
+    listening socket and uses ``Host`` only for unix sockets. Over TLS to the webhook port
+    with no client certificate, ``GET /metrics`` with ``Host: pullguard:METRICS_PORT`` is
+    401 as without it. Should gunicorn (or a proxy in front) change that, this fails."""
+    from webhook.edge.certs import make_bundle
+
+    api_server_ca = make_bundle(["api-server-ca"]).write(tmp_path / "client-ca")
+    metrics_port = free_port()
+    server = start_server(
+        tmp_path, "--client-ca", str(api_server_ca["ca.crt"]), "--metrics-port", str(metrics_port)
+    )
+    try:
+        context = ssl.create_default_context(cafile=str(server.ca))
+        with httpx.Client(base_url=server.url, verify=context, timeout=10) as anyone:
+            plain = anyone.get("/metrics")
+            assert plain.status_code == 401, plain.text[:300]
+            spoofed = anyone.get("/metrics", headers={"Host": f"pullguard:{metrics_port}"})
+        assert spoofed.status_code == 401, (
+            f"Host: pullguard:{metrics_port} on the webhook port, no certificate: HTTP "
+            f"{spoofed.status_code}, {len(spoofed.text)} bytes: {spoofed.text[:300]!r}"
+        )
+    finally:
+        stop_server(server)
