@@ -183,3 +183,94 @@ def test_metrics_on_the_webhook_port_need_the_certificate_whatever_the_host_head
         )
     finally:
         stop_server(server)
+
+
+# -- F7. A tenant's own pull secrets cost a worker seconds of CPU per review ---------------
+
+
+BIG_SECRETS = 16
+BIG_ENTRIES = 20_000
+
+
+def _big_state(path: Path) -> None:
+    """team-a with ``BIG_SECRETS`` dockerconfigjson Secrets of ``BIG_ENTRIES`` entries each
+    (849 KB of JSON, under the API server's 1 MiB per Secret), every key a URL with its own
+    user info and the same host and path (``https://uN@r.example.test/t``: the kubelet's
+    keyring drops the user info, so all of them match ``r.example.test/t/...``)."""
+    import base64
+
+    items: list[dict[str, Any]] = [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team-a"}},
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "team-b"}},
+    ]
+    auths = {f"https://u{i}@r.example.test/t": {"auth": "dTpw"} for i in range(BIG_ENTRIES)}
+    data = base64.b64encode(json.dumps({"auths": auths}).encode()).decode()
+    for n in range(BIG_SECRETS):
+        items.append(
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": f"big{n}", "namespace": "team-a"},
+                "type": "kubernetes.io/dockerconfigjson",
+                "data": {".dockerconfigjson": data},
+            }
+        )
+    path.write_text(json.dumps({"apiVersion": "v1", "kind": "List", "items": items}))
+
+
+def _pod_review(namespace: str, name: str, image: str, secrets: list[str]) -> dict[str, Any]:
+    review = _review(namespace, name, image)
+    review["request"]["object"]["spec"]["imagePullSecrets"] = [{"name": s} for s in secrets]
+    return review
+
+
+def _timed(server: Any, review: dict[str, Any]) -> tuple[float, dict[str, Any]]:
+    started = time.perf_counter()
+    with server.client() as http:
+        http.timeout = 120
+        reply = http.post("/validate", json=review)
+    assert reply.status_code == 200, reply.text[:300]
+    return time.perf_counter() - started, reply.json()["response"]
+
+
+@pytest.mark.open_finding
+def test_a_tenants_large_pull_secrets_do_not_stall_other_namespaces_reviews(
+    tmp_path: Path,
+) -> None:
+    """Seen (``pullguard serve --workers 1 --cluster-state``, as a worker with its informer
+    cache): team-a holds 16 pull secrets of 20,000 entries each (849 KB apiece, each
+    Secret within the API server's limit; MAX_PULL_SECRETS allows 64 per pod) and a pod
+    listing all 16. Its review parses and indexes 320,000 credentials (``parse_pull_secret``
+    71 ms and the keyring 112 ms per secret, measured in-process; nothing is kept between
+    reviews) on the worker's event loop: the review took 5.2 and 6.6 s (two runs), and
+    team-b's review of a plain ``nginx:1.25``, sent 0.3 s later to the same worker, waited
+    4.9 and 6.3 s (13 and 26 ms alone).
+    With 64 such secrets the figure is four times that, past deploy/'s webhook timeout:
+    every namespace's pods on that worker are admitted unchecked under ``failurePolicy:
+    Ignore`` (or refused under ``Fail``), at the price of one ``--dry-run=server`` per
+    worker (issue 20 item 5: bounded work per review, bytes parsed).
+
+    Expected: the work a review's secrets cost is bounded (bytes of secret data parsed per
+    review, credentials per image, or parsed secrets kept by resourceVersion), and another
+    namespace's review is answered within 1 s while team-a's is judged."""
+    state = tmp_path / "state.json"
+    _big_state(state)
+    server = start_server(tmp_path, "--cluster-state", str(state), "--workers", "1")
+    try:
+        alone, _ = _timed(server, _pod_review("team-b", "alone", "nginx:1.25", []))
+        answers: dict[str, tuple[float, dict[str, Any]]] = {}
+        big = _pod_review(
+            "team-a", "big", "r.example.test/t/app:1", [f"big{n}" for n in range(BIG_SECRETS)]
+        )
+        thread = threading.Thread(target=lambda: answers.setdefault("big", _timed(server, big)))
+        thread.start()
+        time.sleep(0.3)
+        during, _ = _timed(server, _pod_review("team-b", "during", "nginx:1.25", []))
+        thread.join(120)
+        seen = (
+            f"team-b's review alone {alone:.3f} s, while team-a's was judged {during:.3f} s; "
+            f"team-a's took {answers['big'][0]:.1f} s"
+        )
+        assert during < 1.0, seen
+    finally:
+        stop_server(server)
