@@ -20,7 +20,9 @@ import httpx
 import pytest
 
 from tests.conftest import free_port, start_server, stop_server
+from tests.integration.faults import ScriptedServer
 from tests.integration.registries import NEEDS_REGISTRY, loopback_tls
+from tests.integration.test_registry_attacks import NeverAnswering
 from tests.integration.test_rev20d_review import Setup, _PullCountingHub, client
 from tests.integration.test_rev24f_review import (  # the rev24f lab: serve + plugin + registry
     Lab,
@@ -274,3 +276,48 @@ def test_a_tenants_large_pull_secrets_do_not_stall_other_namespaces_reviews(
         assert during < 1.0, seen
     finally:
         stop_server(server)
+
+
+# -- F8. A forged review claiming the mirror prober's namespace takes its DNS lookups -------
+
+
+@pytest.mark.open_finding
+def test_a_review_naming_the_mirror_probers_namespace_cannot_take_its_dns_lookups(
+    setup: Setup,
+) -> None:
+    """Seen: the mirror prober asks under the tenant ``"(mirror probe)"``
+    (``HttpRegistry.probe``), a name in the same space as the namespaces reviews claim. A
+    review naming namespace ``(mirror probe)`` is judged as any other (through ``serve``,
+    no ``--client-ca``: allowed with the registry asked, "could not reach x1.hang.test";
+    the API server would never send it, anyone reaching the port can). Here that review's
+    16 images on names whose nameservers never answer hold the tenant's 16 DNS lookups
+    (LOOKUPS_PER_TENANT) until the resolver gives up (20 s with glibc's defaults, long after
+    the review's deadline), and the probe of a healthy mirror named by host name
+    (``localhost:PORT``, answering ``/v2/`` 200: up before the attack) is then refused
+    "too many DNS lookups outstanding (at most 16 per namespace ...)"; the same 16 hanging
+    lookups claimed by namespace ``someone`` leave the probe True (run in review). The
+    mirror then counts as down (``pullguard_mirror_up 0``, no pod rewritten to it) while
+    the attacker repeats one request per resolver timeout per worker. A probe needs a
+    lookup only for a new connection (the pool keeps one alive up to 60 s): after the
+    mirror or its load balancer closes an idle one, a restart, or a rules change.
+
+    Expected: pullguard's own work (mirror probes, and any other internal tenant) is not
+    in the namespace space a review can name: the probe answers True while the forged
+    namespace's lookups hang."""
+    mirror = ScriptedServer(setup.tls, lambda request: (200, {}, b"{}"))
+    resolver = NeverAnswering()
+    try:
+        named = mirror.host.replace("127.0.0.1", "localhost")
+        # Another client (a connection kept alive would need no lookup): the mirror is up.
+        assert client(setup, resolver=resolver).probe(named, 1.0), "the mirror is up"
+        registry = client(setup, resolver=resolver)
+        forged = [Question(f"m{i}.hang.test", "x", "1") for i in range(16)]
+        registry.ask(forged, 0.5, tenant="(mirror probe)")
+        up = registry.probe(named, 1.0)
+        assert up, (
+            f"the probe of a healthy mirror failed while a review naming namespace "
+            f"'(mirror probe)' held {registry.lookups.outstanding()} hanging lookups"
+        )
+    finally:
+        resolver.release.set()
+        mirror.stop()
