@@ -204,3 +204,42 @@ def test_diagnose_shows_no_escape_from_a_pods_image_or_a_secret_name() -> None:
     ]
     report = render_text("web", "team-a", diagnose(pod, [], live))
     assert not _controls(report), (_controls(report), report)
+
+
+@pytest.mark.open_finding
+def test_diagnose_fixes_quote_the_owner_named_by_the_pods_owner_references() -> None:
+    """Seen: ``livediagnose.workload_of`` takes the controller's kind and name from the
+    pod's ``ownerReferences`` (and keeps them when the owner cannot be read); the API
+    server checks only that they are not empty. ``diagnose`` then prints them as they are:
+    a custom kind ``TaskRun ESC]0;pwned BEL`` (the garbage collector cannot map an unknown
+    kind, so such a pod stays, as tests/e2e/test_diagnose_audit.py's TaskRun pod does)
+    reached the report with 0x1b and 0x7 in "(its TaskRun... may make a new one)"; and a
+    Deployment named ``x;touch${IFS}/tmp/...;`` gave ``Fix: ... && kubectl patch
+    deployment/x;touch${IFS}/tmp/...; -n team-a ...``, unquoted (``_spec_patch``'s
+    ``target``), a second command in the admin's shell.
+
+    Expected: no control character in the report, and every name in a printed command
+    shell-quoted (the fix runs kubectl only)."""
+    from tests.unit.test_diagnosis import failing_image
+    from webhook.core.diagnosis import Workload
+
+    pod = failing_image("r.example.com/team/app:1.1", "rpc error: code = NotFound desc = not found")
+    escaped = render_text(
+        "web", "team-a", diagnose(pod, [], [], workload=Workload("TaskRun\x1b]0;pwned\x07", "b"))
+    )
+    assert not _controls(escaped), (_controls(escaped), escaped)
+
+    image = "r.example.com/team/app:1.0"
+    refused = failing_image(image, "pull access denied")
+    live = [
+        Finding(
+            check="pullSecrets",
+            subject='container "web"',
+            problem="image needs credentials",
+            image=image,
+        )
+    ]
+    owner = Workload("Deployment", "x;touch${IFS}/tmp/rev20e-owner;")
+    report = render_text("web", "team-a", diagnose(refused, [], live, workload=owner))
+    fixes = [line for line in report.splitlines() if line.strip().startswith("Fix:")]
+    assert fixes and not any("deployment/x;touch" in fix for fix in fixes), fixes
