@@ -87,7 +87,6 @@ def _compose_io(name: str, tree: ast.AST) -> list[str]:
     return found
 
 
-@pytest.mark.open_finding
 def test_rev23d_no_compose_module_does_io_itself() -> None:
     """Seen: docs/architecture.md says of ``compose/``: "no raw I/O: every kubernetes-client
     call, file and socket is in ``edge/``", and ``compose/__init__.py`` repeats that decisions
@@ -138,7 +137,6 @@ def _added_later(first, second):
 
 
 @pytest.mark.parametrize("name", sorted(NEEDED))
-@pytest.mark.open_finding
 def test_rev23d_a_new_function_in_an_exempt_module_is_held_to_the_by_name_rule(name: str) -> None:
     """Seen: ``BY_NAME_ALLOWED`` exempts the whole of ``edge/kube.py`` (886 lines),
     ``edge/kubereads.py`` (230) and ``edge/server.py`` (1209, the gunicorn worker) from the
