@@ -200,7 +200,6 @@ def made(container: Container) -> Finding:
 """
 
 
-@pytest.mark.open_finding
 def test_rev23d_mypy_sees_a_misspelled_or_mistyped_field_of_a_finding(tmp_path: Path) -> None:
     """Seen: ``core/findings.Finding.for_container(check, container, *, pointer=None,
     **fields: Any)`` is how 24 places in the core make a finding, and ``**fields: Any`` lets

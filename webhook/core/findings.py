@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from webhook.core.config import Action
 from webhook.core.podspec import Container
@@ -73,15 +73,37 @@ class Finding:
 
     @classmethod
     def for_container(
-        cls, check: str, container: Container, *, pointer: str | None = None, **fields: Any
+        cls,
+        check: str,
+        container: Container,
+        *,
+        problem: str,
+        pointer: str | None = None,
+        fix: str | None = None,
+        short: str | None = None,
+        action: Action = Action.ENFORCE,
+        advisory: bool = False,
+        cause: str | None = None,
+        mirror: str | None = None,
+        placement: Placement | None = None,
+        evidence: str | None = None,
     ) -> Finding:
-        """A finding about one container's image (pointer defaults to its ``image``)."""
+        """A finding about one container's image (pointer defaults to its ``image``). The
+        fields are Finding's own, each typed, so mypy refuses a misspelt or mistyped one."""
         return cls(
             check=check,
             subject=container.label,
+            problem=problem,
+            fix=fix,
+            short=short,
             image=container.shown_image,
             pointer=pointer or container.image_pointer,
-            **fields,
+            action=action,
+            advisory=advisory,
+            cause=cause,
+            mirror=mirror,
+            placement=placement,
+            evidence=evidence,
         )
 
     def as_advisory(self, problem_note: str = "", short_note: str = "") -> Finding:
