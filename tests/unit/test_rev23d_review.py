@@ -277,7 +277,6 @@ class _NoRegistry:
 # -- finding 5: the core floor's package says nothing of its rule ----------------------------
 
 
-@pytest.mark.open_finding
 def test_rev23d_every_floor_says_in_its_package_what_it_must_not_do() -> None:
     """Seen: STYLE.md wants "module docstrings that say what the module must not do", and
     the brief of issue 23 that a newcomer reads the layout at a glance. ``webhook/cli``,
