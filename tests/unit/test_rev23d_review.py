@@ -300,7 +300,6 @@ def test_rev23d_every_floor_says_in_its_package_what_it_must_not_do() -> None:
 # -- finding 6: a new duplicated pair: the diagnose view copies the core's pass-through ------
 
 
-@pytest.mark.open_finding
 def test_rev23d_the_diagnose_cluster_view_builds_on_the_cores_pass_through() -> None:
     """Seen: issue 23 item 4 asks that ``duplicates`` show no new pairs. Over ``webhook/``
     before issue 23 (133787b) it lists 7 pairs; now 16, among them
