@@ -53,22 +53,9 @@ IO_MODULES = {
 }
 
 
-def _type_checking_only(tree: ast.AST) -> set[int]:
-    """id() of every node under ``if TYPE_CHECKING:``: names for annotations, never loaded."""
-    return {
-        id(inner)
-        for node in ast.walk(tree)
-        if isinstance(node, ast.If)
-        and isinstance(node.test, ast.Name)
-        and node.test.id == "TYPE_CHECKING"
-        for statement in node.body
-        for inner in ast.walk(statement)
-    }
-
-
 def _compose_io(name: str, tree: ast.AST) -> list[str]:
     found = []
-    annotations_only = _type_checking_only(tree)
+    annotations_only = layering._type_checking_only(tree)
     for node in ast.walk(tree):
         if id(node) in annotations_only:
             continue
