@@ -119,6 +119,23 @@ def test_a_namespace_whose_mode_is_off_is_not_judged_and_said_so() -> None:
     }
 
 
+def test_an_exempt_namespace_says_why_as_the_decision_did() -> None:
+    # rev23d F4: why a namespace is exempt comes with the decision (Decision.why), not
+    # from a second rule in the cli: pullguard's own namespace, or exemptNamespaces.
+    config = load_config_text("exemptNamespaces: [kube-system]\n")
+    cluster = InMemoryCluster()
+    found = [
+        ("Pod", pod(pod_spec(container("web", IMAGE)), name="p", namespace=namespace))
+        for namespace in ("kube-system", "pullguard", "pullguard")
+    ]
+    result = scan(found, config, cluster, FixedRegistry({}), own_namespace="pullguard")
+    assert result.exempt == {
+        "kube-system": ("in exemptNamespaces", 1),
+        "pullguard": ("pullguard's own namespace", 2),
+    }
+    assert result.judged == []
+
+
 def test_an_owners_stuck_pods_are_named_and_its_ready_ones_never() -> None:
     # rev22 F6/F7: audit's set image on a ReplicaSet (or a StatefulSet whose pod never became
     # ready) deletes the pods it keeps through a template change; a ready pod is left alone.

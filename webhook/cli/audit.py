@@ -84,10 +84,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
         print(file=sys.stderr)
     results = [(kind, document["metadata"], d) for kind, document, d in audit.judged]
     not_checked = audit.not_checked
-    exempt = [
-        (namespace, count, _exempt_why(namespace, args.pullguard_namespace))
-        for namespace, count in audit.exempt.items()
-    ]
+    exempt = [(namespace, count, why) for namespace, (why, count) in audit.exempt.items()]
     mode_off = [(namespace, count, why) for namespace, (why, count) in audit.mode_off.items()]
     checks_not_run = audit.checks_not_run
     denied = any(not d.allowed for _, _, d in results)
@@ -261,10 +258,6 @@ def _checks_not_run_text(checks_not_run: dict[tuple[str, str], list[str]]) -> li
             more = f"and {count - MAX_OBJECTS_SHOWN} more (--output json lists them all)"
             lines.append("  " + more)
     return ["", *lines] if lines else []
-
-
-def _exempt_why(namespace: str, own: str) -> str:
-    return "pullguard's own namespace" if namespace == own else "in exemptNamespaces"
 
 
 def _not_checked_text(not_checked: dict[str, dict[str, None]]) -> list[str]:

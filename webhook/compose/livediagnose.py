@@ -18,13 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from webhook.compose import livecheck
 from webhook.core.checks import SecretReads
-from webhook.core.cluster import (
-    ClusterUnavailable,
-    ClusterView,
-    NodeTaints,
-    SecretInfo,
-    ServiceAccountInfo,
-)
+from webhook.core.cluster import ClusterUnavailable, ClusterView, ClusterViewOver
 from webhook.core.config import Config
 from webhook.core.diagnosis import (
     ContainerDiagnosis,
@@ -38,7 +32,6 @@ from webhook.core.podspec import controller_owner
 from webhook.core.registry import RegistryView
 
 if TYPE_CHECKING:
-    from webhook.core.review import UserInfo
     from webhook.edge.kube import DirectClusterView
     from webhook.edge.kubereads import Kube
 
@@ -58,40 +51,18 @@ class PodNotFound(PodsUnreadable):
         super().__init__(404)
 
 
-class _ScheduledNode(ClusterView):
+class _ScheduledNode(ClusterViewOver):
     """The cluster view, with the node platforms narrowed to the node the pod runs on; every
-    other read is the cluster view's own. It names the protocol as its base, so mypy holds
-    it to every read (a read the protocol gains and this class lacks makes it abstract)."""
+    other read is the cluster view's own (:class:`~webhook.core.cluster.ClusterViewOver`)."""
 
     def __init__(self, cluster: ClusterView, node: str) -> None:
-        self.cluster = cluster
+        super().__init__(cluster)
         self.node = node
-
-    def get_secret(self, namespace: str, name: str) -> SecretInfo | None:
-        return self.cluster.get_secret(namespace, name)
-
-    def namespaces_with_pull_secret(self, name: str) -> list[str]:
-        return self.cluster.namespaces_with_pull_secret(name)
-
-    def may_read_secrets(self, user: UserInfo, namespace: str) -> bool:
-        return self.cluster.may_read_secrets(user, namespace)
-
-    def get_service_account(self, namespace: str, name: str) -> ServiceAccountInfo | None:
-        return self.cluster.get_service_account(namespace, name)
-
-    def namespace_labels(self, namespace: str) -> Mapping[str, str] | None:
-        return self.cluster.namespace_labels(namespace)
-
-    def node_platform(self, name: str) -> tuple[str, str] | None:
-        return self.cluster.node_platform(name)
-
-    def node_taints(self) -> NodeTaints:
-        return self.cluster.node_taints()
 
     def node_platforms(self) -> frozenset[tuple[str, str]]:
         if not self.node:
-            return frozenset(self.cluster.node_platforms())
-        platform = self.cluster.node_platform(self.node)
+            return frozenset(self._cluster.node_platforms())
+        platform = self._cluster.node_platform(self.node)
         if platform is None:
             raise ClusterUnavailable(f"node {self.node} does not say its os and arch")
         return frozenset({platform})

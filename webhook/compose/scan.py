@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from webhook.compose import livecheck
-from webhook.core.cluster import ClusterUnavailable, ClusterView
+from webhook.core.cluster import ClusterView
 from webhook.core.config import Action, Config
 from webhook.core.findings import Finding
 from webhook.core.fixcommands import KEEPS_ITS_PODS
@@ -49,14 +49,16 @@ class Scan:
     """The objects with findings, in the order met."""
     not_checked: dict[str, dict[str, None]] = field(default_factory=dict)
     """Why -> the images the registry check could not settle for that reason, in order met."""
-    exempt: dict[str, int] = field(default_factory=dict)
-    """Namespace -> how many objects there were not judged: the namespace is exempt
+    exempt: dict[str, tuple[str, int]] = field(default_factory=dict)
+    """Namespace -> (why, how many objects) not judged: the namespace is exempt
     (``exemptNamespaces``, or pullguard's own), as at admission. The audit says so rather
-    than "nothing would be denied or warned"."""
+    than "nothing would be denied or warned". Why is the decision's own
+    (``Decision.why``)."""
     mode_off: dict[str, tuple[str, int]] = field(default_factory=dict)
     """Namespace -> (why, how many objects) not judged because every check is off there
     (its ``pullguard.io/mode: off`` label, or the configuration), as at admission: "mode
-    off, not judged", never "nothing would be denied or warned"."""
+    off, not judged", never "nothing would be denied or warned". Why is the decision's
+    own (``Decision.why``), never read again: a second read could fail or differ."""
     checks_not_run: dict[tuple[str, str], list[str]] = field(default_factory=dict)
     """(check, why) -> the objects (``Deployment team-a/web``) a check could not judge:
     the pullSecrets check when Secrets or ServiceAccounts are not readable, the platform
@@ -121,11 +123,10 @@ def scan(
             recreate_bare_pod=pods is not None,
         )
         namespace = str(metadata.get("namespace") or "")
-        if decision.reason == "exempt":
-            result.exempt[namespace] = result.exempt.get(namespace, 0) + 1
-        elif decision.reason == "mode-off":
-            why, count = result.mode_off.get(namespace) or (_why_off(config, cluster, namespace), 0)
-            result.mode_off[namespace] = (why, count + 1)
+        unjudged = {"exempt": result.exempt, "mode-off": result.mode_off}.get(decision.reason)
+        if unjudged is not None:
+            why, count = unjudged.get(namespace) or (decision.why, 0)
+            unjudged[namespace] = (why, count + 1)
         for image, why in decision.not_checked:
             result.not_checked.setdefault(why, {}).setdefault(image, None)
         registry_why = dict(decision.could_not_run).get("registry")
@@ -159,18 +160,6 @@ def _stuck_pods_by_owner(pods: Iterable[dict[str, Any]]) -> dict[str, tuple[str,
         if owner is not None and owner.get("kind") in KEEPS_ITS_PODS and owner.get("uid"):
             stuck.setdefault(str(owner["uid"]), []).append(name)
     return {uid: tuple(sorted(names)) for uid, names in stuck.items()}
-
-
-def _why_off(config: Config, cluster: ClusterView, namespace: str) -> str:
-    """Why every check is off in ``namespace``: its mode label, or the configuration."""
-    try:
-        labels = cluster.namespace_labels(namespace) or {}
-    except ClusterUnavailable:
-        labels = {}
-    label = config.namespace_mode_label
-    if label and labels.get(label) == "off":
-        return f"labelled {label}=off"
-    return "every check off in the configuration"
 
 
 def audit_cluster(

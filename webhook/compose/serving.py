@@ -15,12 +15,11 @@ Must not: parse or check arguments (``webhook.cli.serve`` does, before :func:`ru
 from __future__ import annotations
 
 import logging
-import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
 from webhook.compose.offline import offline_cluster
 from webhook.core.nodecreds import DEFAULT_SERVE_BIN_DIRS
@@ -39,7 +38,6 @@ if TYPE_CHECKING:
     from webhook.edge.registry import HttpRegistry
     from webhook.edge.workers import Leadership
 
-T = TypeVar("T")
 
 log = logging.getLogger("pullguard")
 
@@ -102,20 +100,11 @@ class ServeRefused(Exception):
 def run(options: ServeArguments) -> int:
     """``pullguard serve`` with arguments ``webhook.cli.serve`` has checked: gunicorn over
     TLS, each worker a whole pullguard. :class:`ServeRefused` when it cannot start."""
-    # The server runs on gevent (see webhook.edge.server). Patch the standard library before
-    # anything imports ssl or socket: the kubernetes client (urllib3) is used here, in
-    # gunicorn's master, for self-managed certificates, and an SSLContext class from before
-    # the patch makes every TLS call in the worker recurse without end.
-    from gevent import monkey
-
-    monkey.patch_all()
-    # httpcore (the registry client) imports trio when it is installed, only to support
-    # async callers; trio cannot be imported once gevent has removed select.epoll. Never
-    # used here: make its import fail the way httpcore expects of a missing package.
-    sys.modules.setdefault("trio", None)  # type: ignore[arg-type]
-
+    # The server runs on gevent (see webhook.edge.server): patch first, before anything
+    # imports ssl or socket.
     from webhook.edge import workers
 
+    workers.patch_for_gevent()
     # Before anything imports prometheus_client: the workers' metrics go to shared files.
     run_dir = workers.prepare_shared_dir()
     try:
@@ -183,7 +172,7 @@ def _serve(options: ServeArguments, leadership: Leadership) -> int:
             store.apply_text(default_config_text(), "embedded default")
         registry, mirrors = registry_parts(store, metrics)
         providers = credential_providers(store, options.credential_provider_bin_dirs, metrics)
-        offload = off_the_loop()
+        offload = workers.off_the_loop()
         if options.dev:
             runtime = Runtime(
                 config=store,
@@ -273,18 +262,13 @@ def _preload_worker_modules(*, cluster: bool) -> None:
     imports: every worker (and every worker gunicorn restarts) then starts with them loaded,
     in pages it shares with the master, instead of importing them once more each (httpcore
     and h2 alone take seconds of CPU on a loaded node, per worker, while readiness waits)."""
-    import gevent.threadpool  # noqa: F401
-
     import webhook.compose.inclusteraudit
     import webhook.edge.credproviders
     import webhook.edge.mirrors
-    import webhook.edge.registry
+    import webhook.edge.registry  # noqa: F401
+    from webhook.edge.workers import preload_libraries
 
-    if cluster:  # the caches, the ConfigMap watch and the secret copies: the kubernetes client
-        import kubernetes.client
-        import kubernetes.watch  # noqa: F401
-
-        import webhook.edge.kube  # noqa: F401
+    preload_libraries(cluster=cluster)  # gevent's thread pool; the kubernetes client
 
 
 def _cluster_runtime(
@@ -369,10 +353,8 @@ def mutation_policy(
     """The leader task that writes and owns the MutatingAdmissionPolicy (or removes it), and
     what every worker's /readyz says of the mode in force (the leader writes it to a file
     beside the leadership lock)."""
-    import os
-    import socket
-
     from webhook.edge.policycontroller import KubePolicyApi, ModeFile, PolicyController
+    from webhook.edge.workers import process_identity
 
     mode_file = ModeFile(leadership.path.parent / "mutation-mode")
 
@@ -386,7 +368,7 @@ def mutation_policy(
         config=lambda: store.current if store.loaded and mirrors.probed() else None,
         mirrors_down=lambda: list(mirrors.down()),
         own_namespace=namespace,
-        identity=f"{socket.gethostname()}/{os.getpid()}",
+        identity=process_identity(),
         requested=options.mutation_mode,
         on_mode=report,
     )
@@ -472,20 +454,6 @@ def credential_providers(
     providers = LiveProviders(paths, allowed_bin_dirs=allowed_bin_dirs, make=make)
     providers.start()
     return providers
-
-
-def off_the_loop() -> Callable[[Callable[[], T]], T]:
-    """Runs work in one real thread of the worker (gevent's thread pool), so the event loop
-    keeps serving; one thread, so forged work queues behind itself, not in front of reviews."""
-    from gevent.threadpool import ThreadPool
-
-    pool = ThreadPool(1)
-
-    def offload(work: Callable[[], T]) -> T:
-        result: T = pool.apply(work)
-        return result
-
-    return offload
 
 
 def _in_background(loop: Callable[..., None], interval: float, name: str) -> None:

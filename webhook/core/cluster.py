@@ -305,9 +305,12 @@ def group_node_taints(
     return {p: frozenset(sets) for p, sets in out.items()}
 
 
-class ClusterViewOver:
+class ClusterViewOver(ClusterView):
     """A :class:`ClusterView` that passes every read to ``cluster``: the base of the views
-    that change one or two reads of another (:class:`ReadOnce`, ``validate.ReadableTo``)."""
+    that change one or two reads of another (:class:`ReadOnce`, ``validate.ReadableTo``,
+    ``compose/livediagnose._ScheduledNode``). It names the protocol as its base, so mypy
+    holds it to every read (a read the protocol gains and this class lacks makes it, and
+    every view over it, abstract)."""
 
     def __init__(self, cluster: ClusterView) -> None:
         self._cluster = cluster

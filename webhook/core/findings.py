@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, TypedDict, Unpack
 
 from webhook.core.config import Action
 from webhook.core.podspec import Container
@@ -36,6 +36,20 @@ WARNING_FIX_MAX = 1024
 
 #: The evidence of a pull secret the kubelet cannot parse: it then pulls no image of the pod.
 UNPARSEABLE = "unparseable"
+
+
+class FindingFields(TypedDict, total=False):
+    """The fields of a :class:`Finding` a check sets besides its subject, by name and type:
+    :meth:`Finding.for_container`'s keywords."""
+
+    fix: str | None
+    short: str | None
+    action: Action
+    advisory: bool
+    cause: str | None
+    mirror: str | None
+    placement: Placement | None
+    evidence: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,12 +87,21 @@ class Finding:
 
     @classmethod
     def for_container(
-        cls, check: str, container: Container, *, pointer: str | None = None, **fields: Any
+        cls,
+        check: str,
+        container: Container,
+        *,
+        problem: str,
+        pointer: str | None = None,
+        **fields: Unpack[FindingFields],
     ) -> Finding:
-        """A finding about one container's image (pointer defaults to its ``image``)."""
+        """A finding about one container's image (pointer defaults to its ``image``). The
+        other fields are typed (:class:`FindingFields`), so mypy refuses a misspelt or
+        mistyped one."""
         return cls(
             check=check,
             subject=container.label,
+            problem=problem,
             image=container.shown_image,
             pointer=pointer or container.image_pointer,
             **fields,

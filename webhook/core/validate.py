@@ -137,6 +137,11 @@ class Decision:
     """Per check: pass | warn | deny | off | unavailable | not-judged (for metrics)."""
     reason: str = "judged"
     """Why it was (not) judged: judged | exempt | unsupported | unchanged | mode-off."""
+    why: str = ""
+    """For ``exempt`` and ``mode-off``, the policy that made it so, in the words ``audit``
+    shows (:data:`OWN_NAMESPACE`, :data:`IN_EXEMPT_NAMESPACES`, ``labelled
+    pullguard.io/mode=off``, :data:`OFF_IN_CONFIGURATION`): decided here, once, from the
+    reads the decision made, never worked out again above the core."""
     not_checked: tuple[tuple[str, str], ...] = ()
     """(image as written, why) for each image the registry check could not settle: not
     asked, unreachable, rate limited or failing. ``audit`` counts and lists them: it must
@@ -227,23 +232,50 @@ class ReadableTo(ClusterViewOver):
         return readable
 
 
-def allow(reason: str) -> Decision:
-    return Decision(allowed=True, reason=reason, outcomes=dict.fromkeys(CHECK_NAMES, "not-judged"))
+#: Why an object is not judged (:attr:`Decision.why`): where it is.
+OWN_NAMESPACE = "pullguard's own namespace"
+IN_EXEMPT_NAMESPACES = "in exemptNamespaces"
+#: Why every check is off where no mode label turned them off.
+OFF_IN_CONFIGURATION = "every check off in the configuration"
 
 
-def namespace_actions(
-    config: Config, namespace: str, cluster: ClusterView
-) -> tuple[dict[str, Action], str | None]:
-    """Each check's action in ``namespace``, after its mode label; and an unavailability note."""
+def allow(reason: str, why: str = "") -> Decision:
+    return Decision(
+        allowed=True,
+        reason=reason,
+        why=why,
+        outcomes=dict.fromkeys(CHECK_NAMES, "not-judged"),
+    )
+
+
+@dataclass(frozen=True)
+class NamespaceActions:
+    """Each check's action in a namespace, and where it came from."""
+
+    actions: dict[str, Action]
+    unavailable: str | None = None
+    """Why the namespace's labels could not be read (the configured actions apply)."""
+    labelled: str | None = None
+    """``labelled pullguard.io/mode=off`` where the namespace's mode label set the actions."""
+
+    def why_off(self) -> str:
+        """Why every check is off (when they all are): the label, or the configuration."""
+        return self.labelled or OFF_IN_CONFIGURATION
+
+
+def namespace_actions(config: Config, namespace: str, cluster: ClusterView) -> NamespaceActions:
+    """Each check's action in ``namespace``, after its mode label (read once, here)."""
     actions = {name: config.checks.action(name) for name in CHECK_NAMES}
     try:
         labels = cluster.namespace_labels(namespace) or {}
     except ClusterUnavailable as error:
-        return actions, str(error)
-    mode = labels.get(config.namespace_mode_label)
+        return NamespaceActions(actions, unavailable=str(error))
+    label = config.namespace_mode_label
+    mode = labels.get(label) if label else None
     if mode in ("enforce", "warn", "off"):
         actions = dict.fromkeys(CHECK_NAMES, Action(mode))
-    return actions, None
+        return NamespaceActions(actions, labelled=f"labelled {label}={mode}")
+    return NamespaceActions(actions)
 
 
 def with_node_registries(config: Config, hosts: Collection[str]) -> Config:
@@ -301,8 +333,10 @@ def validate(
     if request.operation not in ("CREATE", "UPDATE"):
         return allow("unsupported")
     namespace = request.namespace
-    if namespace and (namespace == own_namespace or namespace in config.exempt_namespaces):
-        return allow("exempt")
+    if namespace and namespace == own_namespace:
+        return allow("exempt", OWN_NAMESPACE)
+    if namespace and namespace in config.exempt_namespaces:
+        return allow("exempt", IN_EXEMPT_NAMESPACES)
     view = pod_spec(request.kind, request.object)
     if view is None:
         return allow("unsupported")
@@ -315,9 +349,10 @@ def validate(
 
     # An unreadable namespace label is not worth a warning on every request: the configured
     # actions apply, and the reason is in the log and the "unavailable" metrics.
-    actions, _labels_unavailable = namespace_actions(config, namespace, cluster)
+    in_namespace = namespace_actions(config, namespace, cluster)
+    actions = in_namespace.actions
     if all(action is Action.OFF for action in actions.values()):
-        return allow("mode-off")
+        return allow("mode-off", in_namespace.why_off())
     # The mutation's preview and the checks read the pod's secrets once (rev23), and parse
     # them once: the preview's questions and the pullSecrets check share one set (reads).
     cluster = ReadOnce(cluster)

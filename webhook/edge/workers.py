@@ -27,12 +27,65 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 log = logging.getLogger("pullguard.workers")
 
 #: The environment variable prometheus_client reads, at import, to store values in files.
 METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 LEADER_POLL_SECONDS = 2.0
+
+T = TypeVar("T")
+
+
+def patch_for_gevent() -> None:
+    """Set the process up for gevent (``webhook.edge.server`` runs on it): patch the standard
+    library before anything imports ssl or socket. The kubernetes client (urllib3) is used in
+    gunicorn's master, for self-managed certificates, and an SSLContext class from before the
+    patch makes every TLS call in the worker recurse without end. Call it first, once."""
+    import sys
+
+    from gevent import monkey
+
+    monkey.patch_all()
+    # httpcore (the registry client) imports trio when it is installed, only to support
+    # async callers; trio cannot be imported once gevent has removed select.epoll. Never
+    # used here: make its import fail the way httpcore expects of a missing package.
+    sys.modules.setdefault("trio", None)  # type: ignore[arg-type]
+
+
+def preload_libraries(*, cluster: bool) -> None:
+    """Import, in the master before the fork, the libraries each worker uses: gevent's thread
+    pool (:func:`off_the_loop`) and, with a cluster, the kubernetes client and
+    :mod:`webhook.edge.kube` (the caches, the ConfigMap watch and the secret copies)."""
+    import gevent.threadpool  # noqa: F401
+
+    if cluster:
+        import kubernetes.client
+        import kubernetes.watch  # noqa: F401
+
+        import webhook.edge.kube  # noqa: F401
+
+
+def process_identity() -> str:
+    """``host/pid``: who this worker is, to a lease or an object's owner on the cluster."""
+    import socket
+
+    return f"{socket.gethostname()}/{os.getpid()}"
+
+
+def off_the_loop() -> Callable[[Callable[[], T]], T]:
+    """Runs work in one real thread of the worker (gevent's thread pool), so the event loop
+    keeps serving; one thread, so forged work queues behind itself, not in front of reviews."""
+    from gevent.threadpool import ThreadPool
+
+    pool = ThreadPool(1)
+
+    def offload(work: Callable[[], T]) -> T:
+        result: T = pool.apply(work)
+        return result
+
+    return offload
 
 
 def usable_cores(
