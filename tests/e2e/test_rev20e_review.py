@@ -104,7 +104,6 @@ def nested_document(host: str, depth: int) -> str:
     )
 
 
-@pytest.mark.open_finding
 def test_a_deeply_nested_pull_secret_does_not_switch_the_checks_off(
     installed: Installation, tenant: Path, registries: E2ERegistries
 ) -> None:

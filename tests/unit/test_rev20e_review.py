@@ -42,7 +42,6 @@ def nested(depth: int) -> dict[str, str]:
 # -- F1. RecursionError from a tenant's pull secret ------------------------------------------
 
 
-@pytest.mark.open_finding
 @pytest.mark.parametrize("depth", [1_500, 9_000])
 def test_a_pull_secret_nested_as_deep_as_go_reads_is_read(depth: int) -> None:
     """Seen: ``parse_pull_secret`` and ``redacted_pull_secret`` raise ``RecursionError``
@@ -61,7 +60,6 @@ def test_a_pull_secret_nested_as_deep_as_go_reads_is_read(depth: int) -> None:
     assert list(document["auths"]) == ["r.example.com"]
 
 
-@pytest.mark.open_finding
 def test_a_pull_secret_nested_deeper_than_go_reads_is_a_format_error() -> None:
     """Seen: 20,000 nested arrays: ``RecursionError`` (a 500 in the review). Go refuses
     the document ("exceeded max depth"), so the kubelet fails to parse the secret and pulls

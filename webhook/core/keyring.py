@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 from urllib.parse import unquote, urlsplit
 
+from webhook.core import deepjson
 from webhook.core.hosts import split_host_port
 
 DOCKER_CONFIG_JSON = "kubernetes.io/dockerconfigjson"
@@ -90,7 +91,7 @@ def parse_pull_secret(
     try:
         raw = base64.b64decode(encoded, validate=True)
         # Go's decoder: bad UTF-8 becomes U+FFFD, and NaN or Infinity is not JSON.
-        document = json.loads(
+        document = deepjson.loads(
             raw.decode("utf-8", errors="replace"),
             object_pairs_hook=_Pairs,
             parse_constant=_not_json,

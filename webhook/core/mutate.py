@@ -80,6 +80,7 @@ from typing import Any
 
 import jsonpatch
 
+from webhook.core import deepjson
 from webhook.core.checks import SecretReads, set_entry_command
 from webhook.core.cluster import ClusterUnavailable, ClusterView, ReadOnce
 from webhook.core.config import Config, DefaultPullSecret, Mirror
@@ -196,7 +197,7 @@ def _parse_recorded(annotations: object) -> dict[str, Any]:
     JSON object (a value anyone may have edited)."""
     raw = annotations.get(ORIGINAL_IMAGES_ANNOTATION) if isinstance(annotations, Mapping) else None
     try:
-        recorded = json.loads(raw) if isinstance(raw, str) else {}
+        recorded = deepjson.loads(raw) if isinstance(raw, str) else {}
     except ValueError:
         return {}
     return recorded if isinstance(recorded, dict) else {}

@@ -19,13 +19,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import ipaddress
-import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
+from webhook.core import deepjson
 from webhook.core.keyring import Credential
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -188,7 +188,7 @@ def error_words(body: bytes) -> str:
     """``MANIFEST_UNKNOWN: manifest unknown`` from a distribution error body; ``""`` when
     the body is not one."""
     try:
-        document = json.loads(body)
+        document = deepjson.loads(body)
     except ValueError:
         return ""
     errors = document.get("errors") if isinstance(document, dict) else None
@@ -277,7 +277,7 @@ def is_manifest(body: bytes) -> bool:
     """Could ``body`` be a manifest or an index (what a digest must name to be pulled)? A
     JSON object with ``schemaVersion`` and ``layers``, ``manifests`` or ``fsLayers``."""
     try:
-        document = json.loads(body)
+        document = deepjson.loads(body)
     except ValueError:
         return False
     return (

@@ -69,7 +69,6 @@ import collections
 import hashlib
 import hmac
 import ipaddress
-import json
 import logging
 import os
 import secrets
@@ -85,6 +84,7 @@ from urllib.parse import urlencode, urljoin, urlsplit
 
 import httpcore
 
+from webhook.core import deepjson
 from webhook.core.config import RegistrySettings
 from webhook.core.hosts import any_host_matches, split_host_port, suggest_registry
 from webhook.core.keyring import Credential
@@ -1213,7 +1213,7 @@ class _Asker:
         if reply.status != 200:
             return None
         try:
-            document = json.loads(reply.body)
+            document = deepjson.loads(reply.body)
             token = document.get("token") or document.get("access_token")
             lifetime = float(document.get("expires_in") or 60)
         except (ValueError, AttributeError, TypeError):
@@ -1349,7 +1349,7 @@ class _Asker:
             return answer
         if reply.status == 200:
             try:
-                tags = json.loads(reply.body).get("tags") or []
+                tags = deepjson.loads(reply.body).get("tags") or []
             except (ValueError, AttributeError):
                 tags = []
             cleaned = tuple(clean_words(str(t), 128) for t in tags if isinstance(t, str))[:100]
@@ -1497,7 +1497,7 @@ def bounded_json(body: bytes) -> Any:
         raise PlatformError(
             f"the manifest holds more JSON values than a real image has (over {MAX_JSON_VALUES})"
         )
-    return json.loads(body)
+    return deepjson.loads(body)
 
 
 def clean_answer(answer: Answer) -> Answer:
