@@ -58,7 +58,6 @@ def _job(name: str, ns: str, image: str, **spec: Any) -> str:
     )
 
 
-@pytest.mark.open_finding
 def test_rev22d_debug_fix_on_a_manual_selector_jobs_pod_keeps_the_job(
     plane: ControlPlane, ns: str, registries: E2ERegistries
 ) -> None:
@@ -101,7 +100,6 @@ def test_rev22d_debug_fix_on_a_manual_selector_jobs_pod_keeps_the_job(
     )
 
 
-@pytest.mark.open_finding
 def test_rev22d_debug_fix_on_a_paused_deployment_keeps_the_templates_other_secrets(
     plane: ControlPlane, ns: str, registries: E2ERegistries
 ) -> None:
@@ -147,7 +145,6 @@ def test_rev22d_debug_fix_on_a_paused_deployment_keeps_the_templates_other_secre
     )
 
 
-@pytest.mark.open_finding
 def test_rev22d_diagnose_fix_of_a_manual_selector_jobs_pod_keeps_the_job(
     plane: ControlPlane, ns: str, registries: E2ERegistries
 ) -> None:
@@ -212,7 +209,6 @@ def _cronjob(name: str, ns: str, image: str, args: list[str]) -> str:
     )
 
 
-@pytest.mark.open_finding
 def test_rev22d_debug_fix_on_a_dated_job_does_not_replace_it_with_a_cronjobs_run(
     plane: ControlPlane, ns: str, registries: E2ERegistries
 ) -> None:
@@ -365,7 +361,6 @@ def test_rev22d_debug_fix_on_an_indexed_jobs_pod_gives_it_the_secret(
     assert plane.get_json("job", "shards", "-n", ns)["spec"]["completionMode"] == "Indexed"
 
 
-@pytest.mark.open_finding
 def test_rev22d_diagnose_fix_of_a_paused_deployment_keeps_the_templates_other_secrets(
     plane: ControlPlane, ns: str, registries: E2ERegistries
 ) -> None:

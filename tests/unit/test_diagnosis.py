@@ -283,7 +283,7 @@ def test_a_secret_already_in_the_namespace_is_only_patched_in() -> None:
         assert "kubectl create" not in fix
         assert fix == (
             'imagePullSecret "regcred-registry-example-com" in namespace team-a already covers '
-            f"{IMAGE}: kubectl patch deployment/web -n team-a --type=merge -p "
+            f"{IMAGE}: kubectl patch deployment/web -n team-a --type=strategic -p "
             '\'{"spec":{"template":{"spec":{"imagePullSecrets":'
             '[{"name":"regcred-registry-example-com"}]}}}}\''
         )
@@ -419,7 +419,7 @@ def test_a_rate_limit_fix_reaches_a_pod_that_lists_its_own_secrets() -> None:
     (fix,) = found.fixes
     assert "kubectl patch serviceaccount" not in fix, fix
     assert (
-        "kubectl patch deployment/web -n team-a --type=merge -p "
+        "kubectl patch deployment/web -n team-a --type=strategic -p "
         '\'{"spec":{"template":{"spec":{"imagePullSecrets":'
         '[{"name":"noport"},{"name":"dockerhub"}]}}}}\'' in fix
     ), fix
@@ -464,7 +464,7 @@ def test_a_failing_pull_from_ecr_starts_with_the_nodes_pull_rights() -> None:
     assert fix.startswith("give the node IAM role pull access to the repository"), fix
     assert '--docker-username=AWS --docker-password="$(aws ecr get-login-password' in fix
     assert fix.endswith(
-        "kubectl patch deployment/web -n team-a --type=merge -p "
+        "kubectl patch deployment/web -n team-a --type=strategic -p "
         + (
             '\'{"spec":{"template":{"spec":{"imagePullSecrets":'
             '[{"name":"regcred-123456789012-dkr-ecr-eu-west-1-amazonaws-com"}]}}}}\''

@@ -151,8 +151,8 @@ def test_kubectl_debug_of_a_deployments_pod_patches_the_deployments_template() -
     resumed = body.replace('{"spec":{"template"', '{"spec":{"paused":false,"template"')
     assert 'the Deployment\'s patch also resumes it if it is paused ("paused":false' in fix
     assert fix.endswith(
-        f": kubectl patch deployment/web -n team-a --type=merge -p {resumed} || "
-        f"{{ kubectl patch replicaset/web-5d8f7c -n team-a --type=merge -p {body} && "
+        f": kubectl patch deployment/web -n team-a --type=strategic -p {resumed} || "
+        f"{{ kubectl patch replicaset/web-5d8f7c -n team-a --type=strategic -p {body} && "
         f"kubectl delete pod {new['metadata']['name']} -n team-a; }}"
     ), fix
 
@@ -176,11 +176,18 @@ def _debug_of_owned_pod(kind: str, name: str) -> str:
 
 
 _SECRETS = '[{"name":"other"},{"name":"regcred-registry-example-com-5000"}]'
+_OWN_MIG = f'{{"spec":{{"template":{{"spec":{{"imagePullSecrets":{_SECRETS}}}}}}}}}'
+_STRIPPED_MIG = (
+    f'{{"spec":{{"template":{{"spec":{{"imagePullSecrets":{_SECRETS}}},'
+    '"metadata":{"labels":{"controller-uid":null,"batch.kubernetes.io/controller-uid":null,'
+    '"job-name":null,"batch.kubernetes.io/job-name":null}}},"selector":null}}'
+)
+#: rev22d F1: the generated selector and labels are dropped only for a Job without
+#: manualSelector: true (read when the command runs); such a Job keeps its own.
 _RECREATE_MIG = (
     "kubectl patch job/mig -n team-a --type=strategic --dry-run=client -o yaml -p "
-    f'\'{{"spec":{{"template":{{"spec":{{"imagePullSecrets":{_SECRETS}}},'
-    '"metadata":{"labels":{"controller-uid":null,"batch.kubernetes.io/controller-uid":null,'
-    '"job-name":null,"batch.kubernetes.io/job-name":null}}},"selector":null}}\' | '
+    '"$([ "$(kubectl get job/mig -n team-a -o jsonpath=\'{.spec.manualSelector}\')" = true ] '
+    f"&& echo '{_OWN_MIG}' || echo '{_STRIPPED_MIG}')\" | "
     "kubectl replace --force -f -"
 )
 
@@ -210,10 +217,17 @@ def test_kubectl_debug_of_a_cronjobs_run_patches_the_cronjob_else_recreates_the_
     recreate = _RECREATE_MIG.replace("job/mig", "job/backup-29412000")
     assert (
         ", then add {name: regcred-registry-example-com-5000} to the imagePullSecrets of "
-        "the pod template of CronJob backup, which Job backup-29412000's name says made it"
+        "the pod template of CronJob backup, if Job backup-29412000's ownerReferences say it "
+        "made it, as its name suggests"
     ) in fix, fix
+    # rev22d F3: the CronJob branch only where the Job's ownerReferences name the CronJob.
+    owner = (
+        "kubectl get job/backup-29412000 -n team-a -o "
+        """jsonpath='{.metadata.ownerReferences[?(@.kind=="CronJob")].name}'"""
+    )
     assert fix.endswith(
-        f": kubectl patch cronjob/backup -n team-a --type=merge -p {cron} && "
+        f": {owner} | grep -qx backup && "
+        f"kubectl patch cronjob/backup -n team-a --type=strategic -p {cron} && "
         "kubectl delete job backup-29412000 -n team-a && kubectl create job backup-29412000 "
         f"--from=cronjob/backup -n team-a || {recreate}"
     ), fix
@@ -262,7 +276,7 @@ def test_kubectl_debug_of_a_bare_replicasets_pod_deletes_the_pod_after_the_patch
     fix = finding.fix or ""
     assert "deployment" not in fix, fix
     assert fix.endswith(
-        "kubectl patch replicaset/web -n team-a --type=merge -p "
+        "kubectl patch replicaset/web -n team-a --type=strategic -p "
         '\'{"spec":{"template":{"spec":{"imagePullSecrets":'
         '[{"name":"regcred-registry-example-com-5000"}]}}}}\' && '
         f"kubectl delete pod {new['metadata']['name']} -n team-a"

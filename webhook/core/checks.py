@@ -180,14 +180,22 @@ class PodOwner:
         ns, job, cronjob = self.namespace, self.name, self.cronjob
         body = {"spec": {"jobTemplate": {"spec": template}}}
         text = json.dumps(body, separators=(",", ":"))
+        # The name alone is a guess (a person's Job "migrate-20261204" beside a CronJob
+        # "migrate": rev22d F3): the CronJob branch runs only where the Job's own
+        # ownerReferences name that CronJob, read when the command runs.
+        owner = (
+            f"kubectl get job/{job} -n {ns} -o "
+            """jsonpath='{.metadata.ownerReferences[?(@.kind=="CronJob")].name}'"""
+        )
         return (
             f"add {shown} to the imagePullSecrets of the pod template of CronJob {cronjob}, "
-            f"which Job {job}'s name says made it (a Job's pod template cannot change; the "
-            "CronJob's next runs get the secret, and this run is deleted and made again from "
-            "it, its pods running again from the start; where the CronJob's patch answers "
-            "NotFound, Job "
-            f"{job} is recreated with the secret instead): "
-            f"kubectl patch cronjob/{cronjob} -n {ns} --type=merge -p {q(text)} && "
+            f"if Job {job}'s ownerReferences say it made it, as its name suggests (a Job's "
+            "pod template cannot change; the CronJob's next runs get the secret, and this run "
+            "is deleted and made again from it, its pods running again from the start); "
+            f"else, or where the CronJob's patch answers NotFound, Job {job} is recreated "
+            "with the secret (deleted and created again, its pods running again from the "
+            f"start): {owner} | grep -qx {q(cronjob)} && "
+            f"kubectl patch cronjob/{cronjob} -n {ns} --type=strategic -p {q(text)} && "
             f"kubectl delete job {job} -n {ns} && "
             f"kubectl create job {job} --from=cronjob/{cronjob} -n {ns} || {recreate}"
         )
@@ -196,7 +204,12 @@ class PodOwner:
         spec: dict[str, Any] = {"paused": False} if resume else {}
         spec["template"] = {"spec": {"imagePullSecrets": [{"name": n} for n in names]}}
         text = json.dumps({"spec": spec}, separators=(",", ":"))
-        return f"kubectl patch {kind.lower()}/{name} -n {self.namespace} --type=merge -p {q(text)}"
+        # A strategic merge patch merges imagePullSecrets by name into the template's list
+        # as it is now: a merge patch would set it whole from the pod's, and drop a secret
+        # the template gained since (a paused Deployment's: rev22d F2).
+        return (
+            f"kubectl patch {kind.lower()}/{name} -n {self.namespace} --type=strategic -p {q(text)}"
+        )
 
 
 #: A CronJob names each scheduled run ``NAME-MINUTES`` (the scheduled time in minutes since

@@ -556,13 +556,18 @@ class _Fixer:
         return node_access_fix(host, secret, nodes_may_pull=False)
 
     def add_secret(self, secret: str) -> str:
-        """The patch that sets the pod's list plus ``secret``, and plus every secret an
-        earlier fix of this diagnosis added: a merge patch replaces the list whole, so run
-        in the order printed each fix keeps the ones before it (two registries that need
-        credentials, two fixes)."""
+        """The patch that adds the pod's list plus ``secret``, and plus every secret an
+        earlier fix of this diagnosis added, to where the next pod comes from. A strategic
+        merge patch merges ``imagePullSecrets`` by name into the template's list as it is
+        now: a merge patch set it whole from the pod's, and dropped a secret the template
+        gained since (a paused Deployment's, rev22d F2). The pod's own list goes with it: a
+        template that lists none had the ServiceAccount's copied into the pod, and one
+        secret added alone would switch those off."""
         self.added = [*dict.fromkeys([*self.added, secret])]
         names = [*dict.fromkeys([*self.secrets, *self.added])]
-        return self._spec_patch({"imagePullSecrets": [{"name": n} for n in names]})
+        # A bare pod is recreated from its own list: either type gives the same list.
+        patch_type = "merge" if self.workload.bare else "strategic"
+        return self._spec_patch({"imagePullSecrets": [{"name": n} for n in names]}, patch_type)
 
     def place(self, fields: Mapping[str, Any]) -> str:
         """The patch that makes the pod's nodeSelector the placement's whole one (a key of

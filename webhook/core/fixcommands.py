@@ -13,7 +13,8 @@ through the ``ephemeralcontainers`` subresource, ``kubectl debug``), and ``repla
 
 A Job's ``spec.template`` cannot change either: the Job is recreated the same way, without
 the selector and the labels the API server generated for the old one (a create refuses
-them: "selector not auto-generated"); its pods run again from the start.
+them: "selector not auto-generated"), or with its own selector and labels when it has
+``manualSelector: true`` (read when the command runs); its pods run again from the start.
 
 An owner that keeps the pods it has when its template changes (a ReplicaSet or a
 ReplicationController with no Deployment; a StatefulSet whose pod never became ready:
@@ -73,20 +74,31 @@ def recreate_job(name: str, namespace: str, spec: Mapping[str, Any]) -> str:
     """The command that recreates Job ``name`` with ``spec`` merged into its spec
     (``{"template": {"spec": {"imagePullSecrets": [...]}}}``, a strategic merge: lists of
     the pod spec merged by their keys), since a Job's pod template is immutable: patched
-    locally, the selector and generated labels set to ``null`` (a create with them is
-    refused), deleted and created again (``replace --force``; its pods go with it)."""
+    locally, deleted and created again (``replace --force``; its pods go with it).
+
+    The selector and the labels the API server generated for the old Job are set to
+    ``null`` (a create with them is refused: "selector not auto-generated"), but only for a
+    Job without ``manualSelector: true``: such a Job's selector is its own and required (a
+    create without it is refused, "spec.selector: Required value", after ``replace
+    --force`` has deleted the Job: rev22d F1), and its labels are the person's, even one
+    named ``controller-uid`` (the Job docs' adoption of another Job's pods). Which patch
+    applies is read from the Job when the command runs (admission sees only its pod): the
+    patch body is chosen by ``kubectl get job -o jsonpath='{.spec.manualSelector}'``."""
     document = dict(spec)
+    own = json.dumps({"spec": document}, separators=(",", ":"))
     template = document.get("template")
     template = dict(template) if isinstance(template, Mapping) else {}
-    document["template"] = {
-        **template,
-        "metadata": {"labels": dict.fromkeys(JOB_GENERATED_LABELS)},
+    generated = {
+        **document,
+        "template": {**template, "metadata": {"labels": dict.fromkeys(JOB_GENERATED_LABELS)}},
+        "selector": None,
     }
-    document["selector"] = None
-    body = json.dumps({"spec": document}, separators=(",", ":"))
+    stripped = json.dumps({"spec": generated}, separators=(",", ":"))
+    manual = f"kubectl get job/{name} -n {namespace} -o jsonpath='{{.spec.manualSelector}}'"
+    body = f'"$([ "$({manual})" = true ] && echo {q(own)} || echo {q(stripped)})"'
     return (
         f"kubectl patch job/{name} -n {namespace} --type=strategic --dry-run=client -o yaml "
-        f"-p {q(body)} | kubectl replace --force -f -"
+        f"-p {body} | kubectl replace --force -f -"
     )
 
 
