@@ -201,8 +201,9 @@ def test_a_platform_finding_without_placement_gets_no_patch_parsed_from_its_word
         "platform",
         'container "web"',
         "image 'x' has linux/arm64 only; this pod can only run on linux/amd64 nodes",
-        fix="use an image built for those platforms (a multi-platform build); no node of the "
-        "cluster has a build of it (its nodes are linux/amd64)",
+        fix="push a build of the image for linux/amd64 (the platform of the nodes it can run "
+        "on), or use an image that has one (a multi-platform build); the image has a build "
+        "for no platform of the cluster's nodes (they are linux/amd64)",
         cause="platform",
     )
     owned = Workload("Deployment", "web")

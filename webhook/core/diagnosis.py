@@ -307,8 +307,26 @@ def diagnose(
             )
         if paused_note and any(_RESUME in fix for fix in diagnosis.fixes):
             diagnosis.evidence.append(paused_note)
+        if workload.kind == "Job":
+            diagnosis.fixes = [
+                _say_the_job_is_recreated(fix, workload.name) for fix in diagnosis.fixes
+            ]
         out.append(diagnosis)
     return out
+
+
+def _say_the_job_is_recreated(fix: str, job: str) -> str:
+    """``fix`` with the words admission gives the same recreate (rev22d F10) before it, when
+    it recreates Job ``job`` (:func:`~webhook.core.fixcommands.recreate_job`): ``replace
+    --force`` deletes the Job, its pods and its record of completions, and its pods run
+    again from the start, which for a migration or a half-done batch is the person's
+    decision. The words hold no "kubectl": the command still starts at the first one."""
+    if f"kubectl patch job/{job} " not in fix or "kubectl replace --force -f -" not in fix:
+        return fix
+    return (
+        f"Job {job} is deleted and created again with the change (a Job's pod template "
+        "cannot change), and its pods run again from the start: " + fix
+    )
 
 
 def _as_written(container: Container, original: str | None) -> Container:
