@@ -248,7 +248,6 @@ def test_rev22d_debug_fix_on_a_dated_job_does_not_replace_it_with_a_cronjobs_run
     )
 
 
-@pytest.mark.open_finding
 def test_rev22d_debug_fix_on_a_partitioned_statefulsets_pod_gives_it_the_secret(
     plane: ControlPlane, ns: str, registries: E2ERegistries
 ) -> None:

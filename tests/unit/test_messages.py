@@ -25,6 +25,7 @@ from tests.unit.builders import (
 from webhook.core.checks import cronjob_of
 from webhook.core.cluster import SecretInfo, ServiceAccountInfo
 from webhook.core.config import load_config_text, parse_config
+from webhook.core.fixcommands import lower_partition, remake_stuck_pods
 from webhook.core.keyring import DOCKER_CFG, miss_reason, parse_pull_secret
 from webhook.core.registry import Answer, FixedRegistry, Outcome, Platform
 from webhook.core.validate import validate
@@ -535,3 +536,22 @@ def test_no_typo_guess_for_a_registry_that_answered_with_a_refusal() -> None:
     decision = validate(request(obj), DEFAULT, cluster_with(), registry=registry)
     assert "--docker-server=icr.io" in (decision.message or "")
     assert not any("gcr.io" in w for w in decision.warnings), decision.warnings
+
+
+def test_a_statefulsets_stuck_pod_below_its_partition_gets_the_partition_lowered() -> None:
+    """rev22d F4: a pod below a StatefulSet's rollingUpdate partition is made again from the
+    old revision; the delete is preceded by the partition lowered to its ordinal, only when
+    it is above it (read when the command runs)."""
+    read = (
+        "kubectl get statefulset/db -n team-a -o "
+        "jsonpath='{.spec.updateStrategy.rollingUpdate.partition}'"
+    )
+    assert remake_stuck_pods("StatefulSet", ["db-2", "db-0"], "team-a", owner="db") == (
+        f' && if [ "$({read})" -gt 0 ] 2>/dev/null; then kubectl patch statefulset/db '
+        "-n team-a --type=merge -p "
+        '\'{"spec":{"updateStrategy":{"rollingUpdate":{"partition":0}}}}\'; fi'
+        " && kubectl delete pod db-2 db-0 -n team-a"
+    )
+    # No ordinal of this StatefulSet in the pods' names: no partition step.
+    assert lower_partition("db", ["web-0", "db-x"], "team-a") == ""
+    assert "partition" not in remake_stuck_pods("ReplicaSet", ["web-0"], "team-a", owner="web")

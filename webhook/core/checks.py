@@ -74,7 +74,7 @@ class WorkloadRef:
         command = (
             f"kubectl set image {self.kind.lower()}/{self.name} "
             f"{container}={q(image)} -n {self.namespace}"
-        ) + remake_stuck_pods(self.kind, self.stuck_pods, self.namespace)
+        ) + remake_stuck_pods(self.kind, self.stuck_pods, self.namespace, owner=self.name)
         if self.paused and self.kind == "Deployment":
             command += f" && kubectl rollout resume deployment/{self.name} -n {self.namespace}"
         return command
@@ -144,7 +144,9 @@ class PodOwner:
         if self.kind not in _PATCHABLE_TEMPLATE_KINDS:
             return f"{words} (it makes the pod)"
         patch = self._patch(self.kind, self.name, names)
-        remake = remake_stuck_pods(self.kind, [self.pod] if self.pod else [], self.namespace)
+        remake = remake_stuck_pods(
+            self.kind, [self.pod] if self.pod else [], self.namespace, owner=self.name
+        )
         if self.deployment:
             return (
                 f"{words} (it makes the pod; the Deployment's patch also resumes it if it is "
@@ -157,9 +159,16 @@ class PodOwner:
                 f"{{ {patch}{remake}; }}"
             )
         if remake:
+            staged = (
+                "; a rollingUpdate partition above the pod's ordinal, which would make it "
+                "again from the old revision, is first lowered to it, and the StatefulSet's "
+                "template then rolls out to its pods from that ordinal up"
+                if " partition" in remake
+                else ""
+            )
             return (
                 f"{words} (it makes the pod, and keeps the pods it has: the pod is deleted so "
-                f"that it makes a new one, to debug again): {patch}{remake}"
+                f"that it makes a new one, to debug again{staged}): {patch}{remake}"
             )
         return f"{words} (it makes the pod): {patch}"
 

@@ -519,7 +519,9 @@ class _Fixer:
             )
         if self._paused():
             return f" && {self._resume()}"
-        return remake_stuck_pods(self.workload.kind, [self.pod_name], self.namespace)
+        return remake_stuck_pods(
+            self.workload.kind, [self.pod_name], self.namespace, owner=self.workload.name
+        )
 
     def _paused(self) -> bool:
         return self.workload.paused and self.workload.kind == "Deployment"

@@ -102,11 +102,51 @@ def recreate_job(name: str, namespace: str, spec: Mapping[str, Any]) -> str:
     )
 
 
-def remake_stuck_pods(owner_kind: str, pods: Sequence[str], namespace: str) -> str:
+def remake_stuck_pods(
+    owner_kind: str, pods: Sequence[str], namespace: str, *, owner: str = ""
+) -> str:
     """`` && kubectl delete pod POD... -n NS`` to follow a template's patch of an owner of
     ``owner_kind`` that keeps the pods it has (:data:`KEEPS_ITS_PODS`), so that it makes
-    ``pods`` again from the changed template; empty for any other owner, or no pod."""
+    ``pods`` again from the changed template; empty for any other owner, or no pod.
+
+    A StatefulSet (named ``owner``) under a staged rollout (``updateStrategy.rollingUpdate.
+    partition`` above a pod's ordinal) makes that pod again from its old revision, without
+    the change (rev22d F4): the partition, read when the command runs, is first lowered to
+    the lowest ordinal of ``pods`` (:func:`lower_partition`)."""
     if owner_kind not in KEEPS_ITS_PODS or not pods:
         return ""
     gone_is_fine = " --ignore-not-found" if owner_kind == "DaemonSet" else ""
-    return f" && kubectl delete pod {' '.join(pods)} -n {namespace}{gone_is_fine}"
+    partition = lower_partition(owner, pods, namespace) if owner_kind == "StatefulSet" else ""
+    return f"{partition} && kubectl delete pod {' '.join(pods)} -n {namespace}{gone_is_fine}"
+
+
+def lower_partition(statefulset: str, pods: Sequence[str], namespace: str) -> str:
+    """`` && if [ PARTITION -gt N ]; then kubectl patch ... partition N; fi`` for the pods
+    ``STATEFULSET-N`` of StatefulSet ``statefulset``: a pod whose ordinal is below the
+    partition is made from the current revision, never the updated one, so the change
+    reaches it only with the partition at its ordinal (the StatefulSet's template, as it is
+    then, rolls out to every pod from that ordinal up: the staged rollout goes on). No
+    partition, or one at or below the ordinal (``[`` fails on an empty value, quietly):
+    nothing changes. Empty when no pod is named ``STATEFULSET-N``."""
+    prefix = f"{statefulset}-"
+    ordinals = [
+        int(p[len(prefix) :])
+        for p in pods
+        if statefulset
+        and p.startswith(prefix)
+        and p[len(prefix) :].isascii()
+        and p[len(prefix) :].isdigit()
+    ]
+    if not ordinals:
+        return ""
+    lowest = min(ordinals)
+    target = f"statefulset/{statefulset} -n {namespace}"
+    read = f"kubectl get {target} -o jsonpath='{{.spec.updateStrategy.rollingUpdate.partition}}'"
+    body = json.dumps(
+        {"spec": {"updateStrategy": {"rollingUpdate": {"partition": lowest}}}},
+        separators=(",", ":"),
+    )
+    return (
+        f' && if [ "$({read})" -gt {lowest} ] 2>/dev/null; then '
+        f"kubectl patch {target} --type=merge -p {q(body)}; fi"
+    )
