@@ -405,7 +405,6 @@ def test_rev22d_diagnose_fix_of_a_paused_deployment_keeps_the_templates_other_se
     )
 
 
-@pytest.mark.open_finding
 def test_rev22d_kubectl_run_of_a_private_image_gets_a_fix_without_a_manifest(
     plane: ControlPlane, ns: str, registries: E2ERegistries
 ) -> None:
@@ -433,6 +432,41 @@ def test_rev22d_kubectl_run_of_a_private_image_gets_a_fix_without_a_manifest(
     run_printed(plane, then)
     listed = plane.get_json("pod", "tmp", "-n", ns)["spec"].get("imagePullSecrets") or []
     assert {"name": secret_of(fix)} in listed, fix
+
+
+def test_kubectl_run_fix_keeps_the_runs_args_env_and_restart_policy(
+    plane: ControlPlane, ns: str, registries: E2ERegistries
+) -> None:
+    """rev22d F5, held further: the ``kubectl run`` the fix prints keeps what the refused
+    one gave the pod (its command's args, env, labels, restart policy), so the pod made
+    again is the one the person asked for, with the secret."""
+    private, _ = _images(registries)
+    wait_for_mode(plane, ns, "enforce")
+    result = plane.kubectl(
+        "run",
+        "tmp",
+        "-n",
+        ns,
+        f"--image={private}",
+        "--env=MODE=check",
+        "--labels=team=a",
+        "--restart=Never",
+        "--",
+        "sleep",
+        "3600",
+    )
+    assert "denied the request" in result.stderr, result.stdout + result.stderr
+    (fix,) = fix_lines(result.stderr)
+    create, then = fix.split(", then ", 1)
+    run_printed(plane, create, USER="user", PASSWORD="pass")
+    run_printed(plane, then)
+    made = plane.get_json("pod", "tmp", "-n", ns)
+    (app,) = made["spec"]["containers"]
+    assert app["image"] == private and app["args"] == ["sleep", "3600"], app
+    assert app["env"] == [{"name": "MODE", "value": "check"}], app
+    assert made["metadata"]["labels"] == {"team": "a"}, made["metadata"]
+    assert made["spec"]["restartPolicy"] == "Never"
+    assert {"name": secret_of(fix)} in made["spec"]["imagePullSecrets"], fix
 
 
 def test_rev22d_debug_fix_on_a_long_named_cronjobs_run_holds(

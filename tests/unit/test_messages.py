@@ -555,3 +555,51 @@ def test_a_statefulsets_stuck_pod_below_its_partition_gets_the_partition_lowered
     # No ordinal of this StatefulSet in the pods' names: no partition step.
     assert lower_partition("db", ["web-0", "db-x"], "team-a") == ""
     assert "partition" not in remake_stuck_pods("ReplicaSet", ["web-0"], "team-a", owner="web")
+
+
+@pytest.mark.parametrize("manager", ["kubectl-run", "kubectl-client-side-apply"])
+def test_a_pod_kubectl_run_makes_gets_a_kubectl_run_with_the_secret(manager: str) -> None:
+    """rev22d F5: a Pod made by ``kubectl run`` (its create's field manager) has no manifest:
+    its fix is that ``kubectl run`` again with the secret, its args, env, labels and restart
+    policy kept (and nothing the API server added, like the token's volumeMount). Any other
+    client keeps the manifest's words."""
+    made = pod(pod_spec(container("tmp", PORTED)))
+    made["metadata"].update(name="tmp", labels={"run": "tmp"})
+    app = made["spec"]["containers"][0]
+    app.update(
+        args=["sleep", "3600"],
+        env=[{"name": "MODE", "value": "check"}],
+        volumeMounts=[{"name": "kube-api-access-x", "mountPath": "/var/run/secrets"}],
+        terminationMessagePath="/dev/termination-log",
+    )
+    made["spec"]["restartPolicy"] = "Never"
+    review = replace(request(made), field_manager=manager)
+    registry = FixedRegistry({PORTED: Answer(Outcome.UNAUTHORIZED, "HTTP 401")})
+    decision = validate(review, DEFAULT, cluster_with(), registry=registry)
+    assert not decision.allowed
+    (finding,) = [f for f in decision.findings if f.check == "registry"]
+    fix = finding.fix or ""
+    if manager != "kubectl-run":
+        assert fix.endswith("to the imagePullSecrets in the manifest"), fix
+        return
+    overrides = {
+        "apiVersion": "v1",
+        "spec": {
+            "containers": [
+                {
+                    "name": "tmp",
+                    "image": PORTED,
+                    "args": ["sleep", "3600"],
+                    "env": [{"name": "MODE", "value": "check"}],
+                }
+            ],
+            "restartPolicy": "Never",
+            "imagePullSecrets": [{"name": "regcred-registry-example-com-5000"}],
+        },
+    }
+    text = json.dumps(overrides, separators=(",", ":"))
+    assert fix.endswith(
+        "(it was made by a command, with no manifest to edit; its other flags kept as "
+        f"overrides): kubectl run tmp -n team-a --image={PORTED} --labels=run=tmp "
+        f"--overrides={shlex.quote(text)}"
+    ), fix

@@ -26,7 +26,7 @@ from typing import Any
 from webhook.core.cluster import ClusterUnavailable, ClusterView, SecretInfo, marked_as_copy
 from webhook.core.config import Config
 from webhook.core.findings import UNPARSEABLE, Finding
-from webhook.core.fixcommands import recreate_job, recreate_pod, remake_stuck_pods
+from webhook.core.fixcommands import recreate_job, recreate_pod, remake_stuck_pods, rerun_pod
 from webhook.core.hosts import any_host_matches, suggest_registry
 from webhook.core.keyring import (
     DOCKER_CFG,
@@ -117,10 +117,21 @@ class PodOwner:
     cronjob: str = ""
     """Kind ``Job``: the CronJob its name suggests (a scheduled run is named
     ``CRONJOB-MINUTES``, :func:`cronjob_of`), which may not exist or not be its owner."""
+    run: Mapping[str, Any] | None = field(default=None, compare=False)
+    """Kind ``Pod``: a pod ``kubectl run`` is making (its create's field manager
+    ``kubectl-run``), refused: no manifest to edit, so its fix is the ``kubectl run`` that
+    makes it again with the secret (rev22d F5)."""
 
     def where_to_add(self, secret: str) -> str:
         shown = f"{{name: {secret}}}"
         names = [*dict.fromkeys([*self.secrets, secret])]
+        if self.kind == "Pod" and self.run is not None:
+            listed = {"imagePullSecrets": [{"name": n} for n in names]}
+            return (
+                f"make the pod again with {shown} in spec.imagePullSecrets (it was made by a "
+                "command, with no manifest to edit; its other flags kept as overrides): "
+                f"{rerun_pod(self.run, listed)}"
+            )
         if self.kind == "Pod":
             pod = {
                 "metadata": {"name": self.name, "namespace": self.namespace},

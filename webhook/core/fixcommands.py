@@ -61,6 +61,56 @@ def recreate_pod(
     )
 
 
+#: The container fields ``kubectl run`` writes from its flags (``--image``, ``--command --``,
+#: ``--env``, ``--port``, ``-i``/``-t``, ``--image-pull-policy``...), which the pod made again
+#: keeps. The rest (``volumeMounts`` of the ServiceAccount token the API server adds, the
+#: defaulted ``terminationMessagePath``...) is left to the API server to add again: a mount
+#: of a volume the new pod does not list would be refused.
+RUN_CONTAINER_FIELDS = (
+    "name",
+    "image",
+    "command",
+    "args",
+    "env",
+    "envFrom",
+    "ports",
+    "workingDir",
+    "stdin",
+    "stdinOnce",
+    "tty",
+    "imagePullPolicy",
+)
+
+
+def rerun_pod(pod: Mapping[str, Any], fields: Mapping[str, Any]) -> str:
+    """The ``kubectl run`` that makes Pod ``pod`` (made by ``kubectl run``, refused at its
+    create: there is no manifest to edit, and no pod to recreate) again with ``fields`` of
+    its spec set (``{"imagePullSecrets": [...]}``): its name, its labels (``--labels``), its
+    containers' fields that ``kubectl run`` writes (:data:`RUN_CONTAINER_FIELDS`) and its
+    restart policy, as ``--overrides`` (whole containers: kubectl merges the overrides into
+    the pod it builds, by JSON merge or strategic merge, and either keeps them)."""
+    metadata = pod.get("metadata") or {}
+    spec = pod.get("spec") or {}
+    name, namespace = str(metadata.get("name", "")), str(metadata.get("namespace", ""))
+    containers = [
+        {k: c[k] for k in RUN_CONTAINER_FIELDS if k in c}
+        for c in spec.get("containers") or []
+        if isinstance(c, Mapping)
+    ]
+    overrides: dict[str, Any] = {"apiVersion": "v1"}
+    labels = metadata.get("labels")
+    # As --labels, which replaces kubectl run's own run=NAME (overrides would merge into it).
+    shown = ",".join(f"{k}={v}" for k, v in labels.items()) if isinstance(labels, Mapping) else ""
+    body: dict[str, Any] = {"containers": containers}
+    if spec.get("restartPolicy"):
+        body["restartPolicy"] = spec["restartPolicy"]
+    overrides["spec"] = {**body, **fields}
+    image = str(containers[0].get("image", "")) if containers else ""
+    text = json.dumps(overrides, separators=(",", ":"))
+    flags = f" --labels={q(shown)}" if shown else ""
+    return f"kubectl run {name} -n {namespace} --image={q(image)}{flags} --overrides={q(text)}"
+
+
 #: Labels the API server puts on a Job's pod template (and its selector) when it creates it.
 JOB_GENERATED_LABELS = (
     "controller-uid",

@@ -170,6 +170,38 @@ def _existing_bare_pod(request: AdmissionRequest, namespace: str) -> PodOwner | 
     )
 
 
+#: The field manager ``kubectl run`` sends with its create.
+KUBECTL_RUN = "kubectl-run"
+
+
+def _run_pod(request: AdmissionRequest, namespace: str) -> PodOwner | None:
+    """A Pod ``kubectl run`` is creating (rev22d F5): there is no manifest, so a fix that
+    adds a pull secret is that ``kubectl run`` again with it. Known by the create's field
+    manager, which only words depend on (a client that sends another name gets the
+    manifest's words)."""
+    if (
+        request.kind != "Pod"
+        or request.operation != "CREATE"
+        or request.field_manager != KUBECTL_RUN
+        or not isinstance(request.object, Mapping)
+        or made_by_controller(request.object)
+    ):
+        return None
+    spec = request.object.get("spec")
+    spec = spec if isinstance(spec, Mapping) else {}
+    metadata = request.object.get("metadata")
+    metadata = dict(metadata) if isinstance(metadata, Mapping) else {}
+    metadata.setdefault("name", request.object_name)
+    metadata["namespace"] = namespace
+    return PodOwner(
+        "Pod",
+        request.object_name,
+        namespace,
+        listed_secret_names(spec),
+        run={**request.object, "metadata": metadata},
+    )
+
+
 def _paused(obj: Mapping[str, object] | None) -> bool:
     """A Deployment under ``kubectl rollout pause`` (``spec.paused``)."""
     spec = (obj or {}).get("spec")
@@ -360,7 +392,7 @@ def validate(
         if not view.is_template and request.operation == "UPDATE"
         else _existing_bare_pod(request, namespace)
         if recreate_bare_pod and existing and not view.is_template
-        else None
+        else _run_pod(request, namespace)
     )
     findings: list[Finding] = []
     unavailable: dict[str, str] = {}
