@@ -521,7 +521,6 @@ def _private_owner(kind: str, ns: str, image: str) -> dict[str, Any]:
     return owner
 
 
-@pytest.mark.open_finding
 @pytest.mark.parametrize("kind", ["Job", "StatefulSet", "ReplicaSet"])
 def test_rev22d_audit_secret_fix(
     plane: ControlPlane, ns: str, registries: E2ERegistries, kind: str
@@ -568,7 +567,6 @@ def test_rev22d_audit_secret_fix(
         ) from error
 
 
-@pytest.mark.open_finding
 def test_rev22d_audits_missing_tag_fix_for_an_existing_job_runs(
     plane: ControlPlane, ns: str, registries: E2ERegistries
 ) -> None:

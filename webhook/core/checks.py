@@ -69,6 +69,15 @@ class WorkloadRef:
     (rev22b F6)."""
 
     def set_image_command(self, container: str, image: str) -> str | None:
+        if self.exists and self.name and self.kind == "Job":
+            # A Job's template is immutable (set image and an edited manifest's apply are
+            # refused): it is recreated with the image, as diagnose does (rev22d F6).
+            change = {"template": {"spec": {"containers": [{"name": container, "image": image}]}}}
+            return (
+                f"Job {self.name} is deleted and created again with it (a Job's pod template "
+                "cannot change), and its pods run again from the start: "
+                + recreate_job(self.name, self.namespace, change)
+            )
         if not self.exists or not self.name or self.kind not in _SET_IMAGE_KINDS:
             return None
         command = (
@@ -117,6 +126,16 @@ class PodOwner:
     cronjob: str = ""
     """Kind ``Job``: the CronJob its name suggests (a scheduled run is named
     ``CRONJOB-MINUTES``, :func:`cronjob_of`), which may not exist or not be its owner."""
+    template: bool = False
+    """The owner itself is judged, in the cluster already (``audit`` of a Job, a
+    StatefulSet, a Deployment...): its template takes the secret by a command, as
+    ``diagnose`` gives it, not by the manifest's words (rev22d F6). ``secrets``: the names
+    its pods use (the template's, or its ServiceAccount's when it lists none)."""
+    stuck_pods: tuple[str, ...] = ()
+    """``template``: its pods stuck now, deleted after the patch of an owner that keeps the
+    pods it has."""
+    paused: bool = False
+    """``template``: a Deployment under ``kubectl rollout pause``, resumed by the patch."""
     run: Mapping[str, Any] | None = field(default=None, compare=False)
     """Kind ``Pod``: a pod ``kubectl run`` is making (its create's field manager
     ``kubectl-run``), refused: no manifest to edit, so its fix is the ``kubectl run`` that
@@ -125,6 +144,8 @@ class PodOwner:
     def where_to_add(self, secret: str) -> str:
         shown = f"{{name: {secret}}}"
         names = [*dict.fromkeys([*self.secrets, secret])]
+        if self.template:
+            return self._template_fix(shown, names)
         if self.kind == "Pod" and self.run is not None:
             listed = {"imagePullSecrets": [{"name": n} for n in names]}
             return (
@@ -182,6 +203,52 @@ class PodOwner:
                 f"that it makes a new one, to debug again{staged}): {patch}{remake}"
             )
         return f"{words} (it makes the pod): {patch}"
+
+    def _template_fix(self, shown: str, names: Sequence[str]) -> str:
+        """The command that gives an existing owner's template the secret (``audit``),
+        as ``diagnose`` does for its pod: a Job recreated (its template is immutable: an
+        edited manifest's apply is refused), a CronJob's job template patched, any other
+        owner's template patched, its stuck pods deleted where it keeps the pods it has,
+        a paused Deployment resumed."""
+        kind, name, ns = self.kind, self.name, self.namespace
+        listed = [{"name": n} for n in names]
+        if kind == "Job":
+            return self._job_fix(shown, names)
+        if kind == "CronJob":
+            body = {
+                "spec": {
+                    "jobTemplate": {"spec": {"template": {"spec": {"imagePullSecrets": listed}}}}
+                }
+            }
+            text = json.dumps(body, separators=(",", ":"))
+            return (
+                f"add {shown} to the imagePullSecrets of CronJob {name}'s pod template (its "
+                f"next runs get it): kubectl patch cronjob/{name} -n {ns} --type=strategic "
+                f"-p {q(text)}"
+            )
+        words = f"add {shown} to the imagePullSecrets of {kind} {name}'s pod template"
+        if kind not in _PATCHABLE_TEMPLATE_KINDS:
+            return f"{words} in the manifest, then apply it again"
+        paused = self.paused and kind == "Deployment"
+        patch = self._patch(kind, name, names, resume=paused)
+        remake = remake_stuck_pods(kind, self.stuck_pods, ns, owner=name)
+        if paused:
+            words += (
+                " (it is paused: the patch resumes it, which also rolls out whatever else "
+                "changed while it was paused)"
+            )
+        if remake:
+            words += (
+                " (it keeps the pods it has: its stuck pods are deleted so that it makes them "
+                "again with it"
+                + (
+                    "; a rollingUpdate partition above their ordinal is first lowered to it"
+                    if " partition" in remake
+                    else ""
+                )
+                + ")"
+            )
+        return f"{words}: {patch}{remake}"
 
     def _job_fix(self, shown: str, names: Sequence[str]) -> str:
         """A Job's pod template is immutable (``kubectl patch job`` answers "field is
