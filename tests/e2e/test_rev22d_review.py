@@ -8,6 +8,8 @@ are marked as a kubelet would (see tests/e2e/test_diagnose_audit.py)."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 from typing import Any
 
 import pytest
@@ -183,6 +185,40 @@ def test_rev22d_diagnose_fix_of_a_manual_selector_jobs_pod_keeps_the_job(
         20,
         "a pod of Job mig that lists secret good",
     )
+
+
+def test_a_job_recreate_the_api_server_would_refuse_deletes_nothing(
+    plane: ControlPlane, ns: str, registries: E2ERegistries
+) -> None:
+    """rev22d F1, held further: the Job's recreate asks a server-side dry run of the create
+    first. ``diagnose`` of a refused pod of Job mig (private image, no secret, made while
+    admission was off) prints the secret's create and the recreate; run with the password
+    mistyped once admission is on again, pullguard refuses the new Job (the registry
+    refuses those credentials): the command fails before its ``replace --force``, and Job
+    mig is still the one it was (same uid)."""
+    off(plane, ns)
+    push_image(registries.private, "team/r22d-job", "1.0")
+    image = f"{registries.private.host}/team/r22d-job:1.0"
+    plane.apply(_job("mig", ns, image), check=True)
+    name = _owned_pod(plane, ns, "job-name=mig")
+    uid = plane.get_json("job", "mig", "-n", ns)["metadata"]["uid"]
+    mark_failing(plane, ns, name, image, CONTAINERD_AMBIGUOUS.format(image=image))
+    fix = _fix(plane, registries, ns, name)
+    assert "USER" in fix and "PASSWORD" in fix, fix
+    plane.kubectl("label", "namespace", ns, "pullguard.io/mode-", check=True)
+    wait_for_mode(plane, ns, "enforce")
+    command = fix[fix.index("kubectl") :].replace("USER", "user").replace("PASSWORD", "typo")
+    done = subprocess.run(
+        ["bash", "-c", command],
+        env={**os.environ, "KUBECONFIG": str(plane.kubeconfig)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode != 0, f"the recreate of a Job pullguard refuses succeeded:\n{fix}"
+    job = plane.kubectl("get", "job", "mig", "-n", ns, "-o", "jsonpath={.metadata.uid}")
+    assert job.ok and job.stdout == uid, f"the printed fix deleted Job mig:\n{fix}"
 
 
 def _cronjob(name: str, ns: str, image: str, args: list[str]) -> str:

@@ -185,11 +185,16 @@ _STRIPPED_MIG = (
 )
 #: rev22d F1: the generated selector and labels are dropped only for a Job without
 #: manualSelector: true (read when the command runs); such a Job keeps its own.
-_RECREATE_MIG = (
+_EDIT_MIG = (
     "kubectl patch job/mig -n team-a --type=strategic --dry-run=client -o yaml -p "
     '"$([ "$(kubectl get job/mig -n team-a -o jsonpath=\'{.spec.manualSelector}\')" = true ] '
-    f"&& echo '{_OWN_MIG}' || echo '{_STRIPPED_MIG}')\" | "
-    "kubectl replace --force -f -"
+    f"&& echo '{_OWN_MIG}' || echo '{_STRIPPED_MIG}')\""
+)
+#: rev22d: a server-side dry run of the create first: a Job the API server would refuse is
+#: never deleted.
+_RECREATE_MIG = (
+    f"{_EDIT_MIG} | kubectl create --dry-run=server -f - 2>&1 | grep -q '(AlreadyExists)' && "
+    f"{_EDIT_MIG} | kubectl replace --force -f -"
 )
 
 
@@ -230,7 +235,7 @@ def test_kubectl_debug_of_a_cronjobs_run_patches_the_cronjob_else_recreates_the_
         f": {owner} | grep -qx backup && "
         f"kubectl patch cronjob/backup -n team-a --type=strategic -p {cron} && "
         "kubectl delete job backup-29412000 -n team-a && kubectl create job backup-29412000 "
-        f"--from=cronjob/backup -n team-a || {recreate}"
+        f"--from=cronjob/backup -n team-a || {{ {recreate}; }}"
     ), fix
 
 

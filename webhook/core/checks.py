@@ -284,7 +284,7 @@ class PodOwner:
             f"start): {owner} | grep -qx {q(cronjob)} && "
             f"kubectl patch cronjob/{cronjob} -n {ns} --type=strategic -p {q(text)} && "
             f"kubectl delete job {job} -n {ns} && "
-            f"kubectl create job {job} --from=cronjob/{cronjob} -n {ns} || {recreate}"
+            f"kubectl create job {job} --from=cronjob/{cronjob} -n {ns} || {{ {recreate}; }}"
         )
 
     def _patch(self, kind: str, name: str, names: Sequence[str], *, resume: bool = False) -> str:

@@ -124,7 +124,9 @@ def recreate_job(name: str, namespace: str, spec: Mapping[str, Any]) -> str:
     """The command that recreates Job ``name`` with ``spec`` merged into its spec
     (``{"template": {"spec": {"imagePullSecrets": [...]}}}``, a strategic merge: lists of
     the pod spec merged by their keys), since a Job's pod template is immutable: patched
-    locally, deleted and created again (``replace --force``; its pods go with it).
+    locally, deleted and created again (``replace --force``; its pods go with it), and
+    only after a server-side dry run of the create said it would be taken (else the
+    command fails and the Job stays).
 
     The selector and the labels the API server generated for the old Job are set to
     ``null`` (a create with them is refused: "selector not auto-generated"), but only for a
@@ -146,9 +148,18 @@ def recreate_job(name: str, namespace: str, spec: Mapping[str, Any]) -> str:
     stripped = json.dumps({"spec": generated}, separators=(",", ":"))
     manual = f"kubectl get job/{name} -n {namespace} -o jsonpath='{{.spec.manualSelector}}'"
     body = f'"$([ "$({manual})" = true ] && echo {q(own)} || echo {q(stripped)})"'
-    return (
+    edited = (
         f"kubectl patch job/{name} -n {namespace} --type=strategic --dry-run=client -o yaml "
-        f"-p {body} | kubectl replace --force -f -"
+        f"-p {body}"
+    )
+    # Asked first, deleting nothing: a create the API server would refuse (its validation,
+    # an admission webhook, pullguard itself on a secret with a mistyped password) answers
+    # the server-side dry run with that refusal; only a Job it would take answers just
+    # "AlreadyExists" (measured on 1.36.2: validation comes before the name's check, and
+    # kubectl refuses --dry-run with replace --force). Then it is deleted and created.
+    return (
+        f"{edited} | kubectl create --dry-run=server -f - 2>&1 | grep -q '(AlreadyExists)' "
+        f"&& {edited} | kubectl replace --force -f -"
     )
 
 
