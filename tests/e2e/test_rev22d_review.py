@@ -22,6 +22,7 @@ from tests.e2e.test_diagnose_audit import (
     _fix,
     _owned_pod,
     audit_fix,
+    failing_pod,
     fix_lines,
     mark_failing,
     off,
@@ -219,6 +220,34 @@ def test_a_job_recreate_the_api_server_would_refuse_deletes_nothing(
     assert done.returncode != 0, f"the recreate of a Job pullguard refuses succeeded:\n{fix}"
     job = plane.kubectl("get", "job", "mig", "-n", ns, "-o", "jsonpath={.metadata.uid}")
     assert job.ok and job.stdout == uid, f"the printed fix deleted Job mig:\n{fix}"
+
+
+def test_a_bare_pod_recreate_the_api_server_would_refuse_deletes_nothing(
+    plane: ControlPlane, ns: str, registries: E2ERegistries
+) -> None:
+    """The same for a bare pod: ``diagnose``'s recreate with a mistyped password, once
+    admission is on, is refused by the server-side dry run and the pod stays (same uid)."""
+    off(plane, ns)
+    push_image(registries.private, "team/r22d-bare", "1.0")
+    image = f"{registries.private.host}/team/r22d-bare:1.0"
+    failing_pod(plane, ns, "bare", image, CONTAINERD_AMBIGUOUS.format(image=image))
+    uid = plane.get_json("pod", "bare", "-n", ns)["metadata"]["uid"]
+    fix = _fix(plane, registries, ns, "bare")
+    assert "kubectl replace --force -f -" in fix, fix
+    plane.kubectl("label", "namespace", ns, "pullguard.io/mode-", check=True)
+    wait_for_mode(plane, ns, "enforce")
+    command = fix[fix.index("kubectl") :].replace("USER", "user").replace("PASSWORD", "typo")
+    done = subprocess.run(
+        ["bash", "-c", command],
+        env={**os.environ, "KUBECONFIG": str(plane.kubeconfig)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode != 0, f"the recreate of a pod pullguard refuses succeeded:\n{fix}"
+    kept = plane.kubectl("get", "pod", "bare", "-n", ns, "-o", "jsonpath={.metadata.uid}")
+    assert kept.ok and kept.stdout == uid, f"the printed fix deleted pod bare:\n{fix}"
 
 
 def _cronjob(name: str, ns: str, image: str, args: list[str]) -> str:

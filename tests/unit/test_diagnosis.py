@@ -10,6 +10,7 @@ from tests.unit.builders import cluster_with, container, image_volume, pod, pod_
 from webhook.core.config import load_config_text
 from webhook.core.diagnosis import Workload, diagnose, failing_containers, render_text
 from webhook.core.findings import Finding
+from webhook.core.fixcommands import replace_if_taken
 from webhook.core.keyring import Credential
 from webhook.core.pullfailure import Cause
 from webhook.core.registry import Answer, FixedRegistry, Outcome
@@ -226,12 +227,13 @@ def test_a_bare_pod_is_never_told_to_edit_its_pull_secrets() -> None:
     )
     (found,) = diagnose(failing("401 Unauthorized", secrets=["old"]), [], [refused])
     (fix,) = found.fixes
+    edit = (
+        "kubectl patch pod web-1 -n team-a --type=merge --dry-run=client -o yaml -p "
+        '\'{"spec":{"imagePullSecrets":[{"name":"old"},{"name":"regcred-x"}]}}\''
+    )
     assert fix.endswith(
         "--docker-password=PASSWORD --dry-run=client -o yaml | kubectl apply -f - "
-        "&& kubectl patch pod web-1 -n team-a --type=merge "
-        "--dry-run=client -o yaml -p "
-        '\'{"spec":{"imagePullSecrets":[{"name":"old"},{"name":"regcred-x"}]}}\' '
-        "| kubectl replace --force -f -"
+        f"&& {replace_if_taken(edit)}"
     )
 
 
@@ -586,10 +588,11 @@ def test_a_debugged_bare_pods_retry_drops_its_ephemeral_containers() -> None:
     obj = failing(AMBIGUOUS)
     obj["spec"]["ephemeralContainers"] = [{"name": "debugger", "image": "busybox"}]
     (found,) = diagnose(obj, [], [])
-    assert found.fixes[0].endswith(
-        "to retry now: kubectl patch pod web-1 -n team-a --type=merge --dry-run=client -o "
-        """yaml -p '{"spec":{"ephemeralContainers":null}}' | kubectl replace --force -f -"""
-    ), found.fixes
+    edit = (
+        "kubectl patch pod web-1 -n team-a --type=merge --dry-run=client -o "
+        """yaml -p '{"spec":{"ephemeralContainers":null}}'"""
+    )
+    assert found.fixes[0].endswith(f"to retry now: {replace_if_taken(edit)}"), found.fixes
 
 
 def _bash_parses(fix: str) -> str:

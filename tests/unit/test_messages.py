@@ -25,7 +25,7 @@ from tests.unit.builders import (
 from webhook.core.checks import cronjob_of
 from webhook.core.cluster import SecretInfo, ServiceAccountInfo
 from webhook.core.config import load_config_text, parse_config
-from webhook.core.fixcommands import lower_partition, remake_stuck_pods
+from webhook.core.fixcommands import lower_partition, remake_stuck_pods, replace_if_taken
 from webhook.core.keyring import DOCKER_CFG, miss_reason, parse_pull_secret
 from webhook.core.registry import Answer, FixedRegistry, Outcome, Platform
 from webhook.core.validate import validate
@@ -255,12 +255,14 @@ def test_kubectl_debug_of_a_bare_pod_gives_the_command_that_recreates_it() -> No
     registry = FixedRegistry({PORTED: Answer(Outcome.UNAUTHORIZED, "HTTP 401")})
     decision = validate(review, DEFAULT, cluster_with(), registry=registry)
     (finding,) = [f for f in decision.findings if f.check == "registry"]
-    assert (finding.fix or "").endswith(
-        f": kubectl patch pod {new['metadata']['name']} -n team-a --type=merge --dry-run=client "
+    edit = (
+        f"kubectl patch pod {new['metadata']['name']} -n team-a --type=merge --dry-run=client "
         '-o yaml -p \'{"spec":{"imagePullSecrets":[{"name":'
-        '"regcred-registry-example-com-5000"}],"ephemeralContainers":null}}\' | '
-        "kubectl replace --force -f -"
-    ), finding.fix
+        '"regcred-registry-example-com-5000"}],"ephemeralContainers":null}}\''
+    )
+    # A server-side dry run of the create first: a pod the API server would refuse is
+    # never deleted.
+    assert (finding.fix or "").endswith(f": {replace_if_taken(edit)}"), finding.fix
 
 
 def test_kubectl_debug_of_a_bare_replicasets_pod_deletes_the_pod_after_the_patch() -> None:

@@ -23,7 +23,12 @@ from typing import Any
 from webhook.core.checks import create_secret_command, secret_name_for
 from webhook.core.cloudlogin import NOTHING_TO_DO, cloud_registry, node_access_fix, secret_command
 from webhook.core.findings import Finding
-from webhook.core.fixcommands import recreate_job, recreate_pod, remake_stuck_pods
+from webhook.core.fixcommands import (
+    recreate_job,
+    recreate_pod,
+    remake_stuck_pods,
+    replace_if_taken,
+)
 from webhook.core.keyring import Credential, lookup
 from webhook.core.mutate import recorded_originals
 from webhook.core.placement import platform_selector
@@ -684,10 +689,7 @@ class _Fixer:
         if self.workload.bare:
             if self.ephemeral:
                 return recreate_pod(self.pod, {})
-            return (
-                f"kubectl get pod {self.pod_name} -n {self.namespace} -o yaml | "
-                "kubectl replace --force -f -"
-            )
+            return replace_if_taken(f"kubectl get pod {self.pod_name} -n {self.namespace} -o yaml")
         return f"kubectl delete pod {self.pod_name} -n {self.namespace}"
 
     def rate_limit(self, container: Container) -> str:

@@ -55,9 +55,9 @@ def recreate_pod(
     if (pod.get("spec") or {}).get("ephemeralContainers"):
         spec["ephemeralContainers"] = None
     body = json.dumps({"spec": spec}, separators=(",", ":"))
-    return (
+    return replace_if_taken(
         f"kubectl patch pod {name} -n {namespace} --type={patch_type} "
-        f"--dry-run=client -o yaml -p {q(body)} | kubectl replace --force -f -"
+        f"--dry-run=client -o yaml -p {q(body)}"
     )
 
 
@@ -152,11 +152,17 @@ def recreate_job(name: str, namespace: str, spec: Mapping[str, Any]) -> str:
         f"kubectl patch job/{name} -n {namespace} --type=strategic --dry-run=client -o yaml "
         f"-p {body}"
     )
-    # Asked first, deleting nothing: a create the API server would refuse (its validation,
-    # an admission webhook, pullguard itself on a secret with a mistyped password) answers
-    # the server-side dry run with that refusal; only a Job it would take answers just
-    # "AlreadyExists" (measured on 1.36.2: validation comes before the name's check, and
-    # kubectl refuses --dry-run with replace --force). Then it is deleted and created.
+    return replace_if_taken(edited)
+
+
+def replace_if_taken(edited: str) -> str:
+    """``EDITED | kubectl replace --force -f -`` (``edited``: the command that prints the
+    object as it is to be created), asked first, deleting nothing: a create the API server
+    would refuse (its validation, an admission webhook, pullguard itself on a new secret
+    with a mistyped password) answers the server-side dry run of the create with that
+    refusal; only an object it would take answers just "AlreadyExists" (measured on
+    1.36.2: validation and admission come before the name's check; kubectl refuses
+    ``--dry-run`` with ``replace --force``). Only then is it deleted and created again."""
     return (
         f"{edited} | kubectl create --dry-run=server -f - 2>&1 | grep -q '(AlreadyExists)' "
         f"&& {edited} | kubectl replace --force -f -"
