@@ -8,6 +8,8 @@ are marked as a kubelet would (see tests/e2e/test_diagnose_audit.py)."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 from typing import Any
 
 import pytest
@@ -20,6 +22,7 @@ from tests.e2e.test_diagnose_audit import (
     _fix,
     _owned_pod,
     audit_fix,
+    failing_pod,
     fix_lines,
     mark_failing,
     off,
@@ -58,7 +61,6 @@ def _job(name: str, ns: str, image: str, **spec: Any) -> str:
     )
 
 
-@pytest.mark.open_finding
 def test_rev22d_debug_fix_on_a_manual_selector_jobs_pod_keeps_the_job(
     plane: ControlPlane, ns: str, registries: E2ERegistries
 ) -> None:
@@ -101,7 +103,6 @@ def test_rev22d_debug_fix_on_a_manual_selector_jobs_pod_keeps_the_job(
     )
 
 
-@pytest.mark.open_finding
 def test_rev22d_debug_fix_on_a_paused_deployment_keeps_the_templates_other_secrets(
     plane: ControlPlane, ns: str, registries: E2ERegistries
 ) -> None:
@@ -147,7 +148,6 @@ def test_rev22d_debug_fix_on_a_paused_deployment_keeps_the_templates_other_secre
     )
 
 
-@pytest.mark.open_finding
 def test_rev22d_diagnose_fix_of_a_manual_selector_jobs_pod_keeps_the_job(
     plane: ControlPlane, ns: str, registries: E2ERegistries
 ) -> None:
@@ -188,6 +188,68 @@ def test_rev22d_diagnose_fix_of_a_manual_selector_jobs_pod_keeps_the_job(
     )
 
 
+def test_a_job_recreate_the_api_server_would_refuse_deletes_nothing(
+    plane: ControlPlane, ns: str, registries: E2ERegistries
+) -> None:
+    """rev22d F1, held further: the Job's recreate asks a server-side dry run of the create
+    first. ``diagnose`` of a refused pod of Job mig (private image, no secret, made while
+    admission was off) prints the secret's create and the recreate; run with the password
+    mistyped once admission is on again, pullguard refuses the new Job (the registry
+    refuses those credentials): the command fails before its ``replace --force``, and Job
+    mig is still the one it was (same uid)."""
+    off(plane, ns)
+    push_image(registries.private, "team/r22d-job", "1.0")
+    image = f"{registries.private.host}/team/r22d-job:1.0"
+    plane.apply(_job("mig", ns, image), check=True)
+    name = _owned_pod(plane, ns, "job-name=mig")
+    uid = plane.get_json("job", "mig", "-n", ns)["metadata"]["uid"]
+    mark_failing(plane, ns, name, image, CONTAINERD_AMBIGUOUS.format(image=image))
+    fix = _fix(plane, registries, ns, name)
+    assert "USER" in fix and "PASSWORD" in fix, fix
+    plane.kubectl("label", "namespace", ns, "pullguard.io/mode-", check=True)
+    wait_for_mode(plane, ns, "enforce")
+    command = fix[fix.index("kubectl") :].replace("USER", "user").replace("PASSWORD", "typo")
+    done = subprocess.run(
+        ["bash", "-c", command],
+        env={**os.environ, "KUBECONFIG": str(plane.kubeconfig)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode != 0, f"the recreate of a Job pullguard refuses succeeded:\n{fix}"
+    job = plane.kubectl("get", "job", "mig", "-n", ns, "-o", "jsonpath={.metadata.uid}")
+    assert job.ok and job.stdout == uid, f"the printed fix deleted Job mig:\n{fix}"
+
+
+def test_a_bare_pod_recreate_the_api_server_would_refuse_deletes_nothing(
+    plane: ControlPlane, ns: str, registries: E2ERegistries
+) -> None:
+    """The same for a bare pod: ``diagnose``'s recreate with a mistyped password, once
+    admission is on, is refused by the server-side dry run and the pod stays (same uid)."""
+    off(plane, ns)
+    push_image(registries.private, "team/r22d-bare", "1.0")
+    image = f"{registries.private.host}/team/r22d-bare:1.0"
+    failing_pod(plane, ns, "bare", image, CONTAINERD_AMBIGUOUS.format(image=image))
+    uid = plane.get_json("pod", "bare", "-n", ns)["metadata"]["uid"]
+    fix = _fix(plane, registries, ns, "bare")
+    assert "kubectl replace --force -f -" in fix, fix
+    plane.kubectl("label", "namespace", ns, "pullguard.io/mode-", check=True)
+    wait_for_mode(plane, ns, "enforce")
+    command = fix[fix.index("kubectl") :].replace("USER", "user").replace("PASSWORD", "typo")
+    done = subprocess.run(
+        ["bash", "-c", command],
+        env={**os.environ, "KUBECONFIG": str(plane.kubeconfig)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode != 0, f"the recreate of a pod pullguard refuses succeeded:\n{fix}"
+    kept = plane.kubectl("get", "pod", "bare", "-n", ns, "-o", "jsonpath={.metadata.uid}")
+    assert kept.ok and kept.stdout == uid, f"the printed fix deleted pod bare:\n{fix}"
+
+
 def _cronjob(name: str, ns: str, image: str, args: list[str]) -> str:
     return json.dumps(
         {
@@ -212,7 +274,6 @@ def _cronjob(name: str, ns: str, image: str, args: list[str]) -> str:
     )
 
 
-@pytest.mark.open_finding
 def test_rev22d_debug_fix_on_a_dated_job_does_not_replace_it_with_a_cronjobs_run(
     plane: ControlPlane, ns: str, registries: E2ERegistries
 ) -> None:
@@ -252,7 +313,6 @@ def test_rev22d_debug_fix_on_a_dated_job_does_not_replace_it_with_a_cronjobs_run
     )
 
 
-@pytest.mark.open_finding
 def test_rev22d_debug_fix_on_a_partitioned_statefulsets_pod_gives_it_the_secret(
     plane: ControlPlane, ns: str, registries: E2ERegistries
 ) -> None:
@@ -365,7 +425,6 @@ def test_rev22d_debug_fix_on_an_indexed_jobs_pod_gives_it_the_secret(
     assert plane.get_json("job", "shards", "-n", ns)["spec"]["completionMode"] == "Indexed"
 
 
-@pytest.mark.open_finding
 def test_rev22d_diagnose_fix_of_a_paused_deployment_keeps_the_templates_other_secrets(
     plane: ControlPlane, ns: str, registries: E2ERegistries
 ) -> None:
@@ -411,7 +470,6 @@ def test_rev22d_diagnose_fix_of_a_paused_deployment_keeps_the_templates_other_se
     )
 
 
-@pytest.mark.open_finding
 def test_rev22d_kubectl_run_of_a_private_image_gets_a_fix_without_a_manifest(
     plane: ControlPlane, ns: str, registries: E2ERegistries
 ) -> None:
@@ -439,6 +497,41 @@ def test_rev22d_kubectl_run_of_a_private_image_gets_a_fix_without_a_manifest(
     run_printed(plane, then)
     listed = plane.get_json("pod", "tmp", "-n", ns)["spec"].get("imagePullSecrets") or []
     assert {"name": secret_of(fix)} in listed, fix
+
+
+def test_kubectl_run_fix_keeps_the_runs_args_env_and_restart_policy(
+    plane: ControlPlane, ns: str, registries: E2ERegistries
+) -> None:
+    """rev22d F5, held further: the ``kubectl run`` the fix prints keeps what the refused
+    one gave the pod (its command's args, env, labels, restart policy), so the pod made
+    again is the one the person asked for, with the secret."""
+    private, _ = _images(registries)
+    wait_for_mode(plane, ns, "enforce")
+    result = plane.kubectl(
+        "run",
+        "tmp",
+        "-n",
+        ns,
+        f"--image={private}",
+        "--env=MODE=check",
+        "--labels=team=a",
+        "--restart=Never",
+        "--",
+        "sleep",
+        "3600",
+    )
+    assert "denied the request" in result.stderr, result.stdout + result.stderr
+    (fix,) = fix_lines(result.stderr)
+    create, then = fix.split(", then ", 1)
+    run_printed(plane, create, USER="user", PASSWORD="pass")
+    run_printed(plane, then)
+    made = plane.get_json("pod", "tmp", "-n", ns)
+    (app,) = made["spec"]["containers"]
+    assert app["image"] == private and app["args"] == ["sleep", "3600"], app
+    assert app["env"] == [{"name": "MODE", "value": "check"}], app
+    assert made["metadata"]["labels"] == {"team": "a"}, made["metadata"]
+    assert made["spec"]["restartPolicy"] == "Never"
+    assert {"name": secret_of(fix)} in made["spec"]["imagePullSecrets"], fix
 
 
 def test_rev22d_debug_fix_on_a_long_named_cronjobs_run_holds(
@@ -493,7 +586,6 @@ def _private_owner(kind: str, ns: str, image: str) -> dict[str, Any]:
     return owner
 
 
-@pytest.mark.open_finding
 @pytest.mark.parametrize("kind", ["Job", "StatefulSet", "ReplicaSet"])
 def test_rev22d_audit_secret_fix(
     plane: ControlPlane, ns: str, registries: E2ERegistries, kind: str
@@ -540,7 +632,6 @@ def test_rev22d_audit_secret_fix(
         ) from error
 
 
-@pytest.mark.open_finding
 def test_rev22d_audits_missing_tag_fix_for_an_existing_job_runs(
     plane: ControlPlane, ns: str, registries: E2ERegistries
 ) -> None:

@@ -176,3 +176,26 @@ def test_a_paused_deployments_set_image_resumes_it() -> None:
         "kubectl set image deployment/web web=registry.example.com/team/app:1.0 -n team-a "
         "&& kubectl rollout resume deployment/web -n team-a"
     ), fix
+
+
+def test_audits_secret_fix_for_an_existing_owner_is_a_command_that_keeps_the_accounts() -> None:
+    """rev22d F6: audit of an existing Deployment whose image needs a secret said "add ... to
+    the imagePullSecrets in the manifest"; it now gives the patch diagnose gives, with the
+    names its pods use (a template that lists none has its ServiceAccount's, which one
+    secret added alone would switch off)."""
+    cluster = InMemoryCluster()
+    cluster.add_namespace("team-a")
+    cluster.add_node("n1", "linux", "amd64")
+    cluster.add_service_account(Account("team-a", "default", ("mirror-cred",)))
+    cluster.add_secret(pull_secret("team-a", "mirror-cred", "mirror.example.com"))
+    registry = FixedRegistry({IMAGE: Answer(Outcome.UNAUTHORIZED, "HTTP 401")})
+    workload = deployment(pod_spec(container("web", IMAGE)))
+    result = scan([("Deployment", workload)], DEFAULT, cluster, registry)
+    ((_, _, decision),) = result.judged
+    (fix,) = [f.fix for f in decision.findings if f.check == "registry"]
+    assert fix is not None and fix.endswith(
+        ", then add {name: regcred-registry-example-com} to the imagePullSecrets of "
+        "Deployment web's pod template: kubectl patch deployment/web -n team-a "
+        '--type=strategic -p \'{"spec":{"template":{"spec":{"imagePullSecrets":'
+        '[{"name":"mirror-cred"},{"name":"regcred-registry-example-com"}]}}}}\''
+    ), fix

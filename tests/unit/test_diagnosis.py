@@ -10,6 +10,7 @@ from tests.unit.builders import cluster_with, container, image_volume, pod, pod_
 from webhook.core.config import load_config_text
 from webhook.core.diagnosis import Workload, diagnose, failing_containers, render_text
 from webhook.core.findings import Finding
+from webhook.core.fixcommands import replace_if_taken
 from webhook.core.keyring import Credential
 from webhook.core.pullfailure import Cause
 from webhook.core.registry import Answer, FixedRegistry, Outcome
@@ -201,8 +202,9 @@ def test_a_platform_finding_without_placement_gets_no_patch_parsed_from_its_word
         "platform",
         'container "web"',
         "image 'x' has linux/arm64 only; this pod can only run on linux/amd64 nodes",
-        fix="use an image built for those platforms (a multi-platform build); no node of the "
-        "cluster has a build of it (its nodes are linux/amd64)",
+        fix="push a build of the image for linux/amd64 (the platform of the nodes it can run "
+        "on), or use an image that has one (a multi-platform build); the image has a build "
+        "for no platform of the cluster's nodes (they are linux/amd64)",
         cause="platform",
     )
     owned = Workload("Deployment", "web")
@@ -225,12 +227,13 @@ def test_a_bare_pod_is_never_told_to_edit_its_pull_secrets() -> None:
     )
     (found,) = diagnose(failing("401 Unauthorized", secrets=["old"]), [], [refused])
     (fix,) = found.fixes
+    edit = (
+        "kubectl patch pod web-1 -n team-a --type=merge --dry-run=client -o yaml -p "
+        '\'{"spec":{"imagePullSecrets":[{"name":"old"},{"name":"regcred-x"}]}}\''
+    )
     assert fix.endswith(
         "--docker-password=PASSWORD --dry-run=client -o yaml | kubectl apply -f - "
-        "&& kubectl patch pod web-1 -n team-a --type=merge "
-        "--dry-run=client -o yaml -p "
-        '\'{"spec":{"imagePullSecrets":[{"name":"old"},{"name":"regcred-x"}]}}\' '
-        "| kubectl replace --force -f -"
+        f"&& {replace_if_taken(edit)}"
     )
 
 
@@ -283,7 +286,7 @@ def test_a_secret_already_in_the_namespace_is_only_patched_in() -> None:
         assert "kubectl create" not in fix
         assert fix == (
             'imagePullSecret "regcred-registry-example-com" in namespace team-a already covers '
-            f"{IMAGE}: kubectl patch deployment/web -n team-a --type=merge -p "
+            f"{IMAGE}: kubectl patch deployment/web -n team-a --type=strategic -p "
             '\'{"spec":{"template":{"spec":{"imagePullSecrets":'
             '[{"name":"regcred-registry-example-com"}]}}}}\''
         )
@@ -419,7 +422,7 @@ def test_a_rate_limit_fix_reaches_a_pod_that_lists_its_own_secrets() -> None:
     (fix,) = found.fixes
     assert "kubectl patch serviceaccount" not in fix, fix
     assert (
-        "kubectl patch deployment/web -n team-a --type=merge -p "
+        "kubectl patch deployment/web -n team-a --type=strategic -p "
         '\'{"spec":{"template":{"spec":{"imagePullSecrets":'
         '[{"name":"noport"},{"name":"dockerhub"}]}}}}\'' in fix
     ), fix
@@ -464,7 +467,7 @@ def test_a_failing_pull_from_ecr_starts_with_the_nodes_pull_rights() -> None:
     assert fix.startswith("give the node IAM role pull access to the repository"), fix
     assert '--docker-username=AWS --docker-password="$(aws ecr get-login-password' in fix
     assert fix.endswith(
-        "kubectl patch deployment/web -n team-a --type=merge -p "
+        "kubectl patch deployment/web -n team-a --type=strategic -p "
         + (
             '\'{"spec":{"template":{"spec":{"imagePullSecrets":'
             '[{"name":"regcred-123456789012-dkr-ecr-eu-west-1-amazonaws-com"}]}}}}\''
@@ -585,10 +588,11 @@ def test_a_debugged_bare_pods_retry_drops_its_ephemeral_containers() -> None:
     obj = failing(AMBIGUOUS)
     obj["spec"]["ephemeralContainers"] = [{"name": "debugger", "image": "busybox"}]
     (found,) = diagnose(obj, [], [])
-    assert found.fixes[0].endswith(
-        "to retry now: kubectl patch pod web-1 -n team-a --type=merge --dry-run=client -o "
-        """yaml -p '{"spec":{"ephemeralContainers":null}}' | kubectl replace --force -f -"""
-    ), found.fixes
+    edit = (
+        "kubectl patch pod web-1 -n team-a --type=merge --dry-run=client -o "
+        """yaml -p '{"spec":{"ephemeralContainers":null}}'"""
+    )
+    assert found.fixes[0].endswith(f"to retry now: {replace_if_taken(edit)}"), found.fixes
 
 
 def _bash_parses(fix: str) -> str:

@@ -25,6 +25,7 @@ from tests.unit.builders import (
 from webhook.core.checks import cronjob_of
 from webhook.core.cluster import SecretInfo, ServiceAccountInfo
 from webhook.core.config import load_config_text, parse_config
+from webhook.core.fixcommands import lower_partition, remake_stuck_pods, replace_if_taken
 from webhook.core.keyring import DOCKER_CFG, miss_reason, parse_pull_secret
 from webhook.core.registry import Answer, FixedRegistry, Outcome, Platform
 from webhook.core.validate import validate
@@ -151,8 +152,8 @@ def test_kubectl_debug_of_a_deployments_pod_patches_the_deployments_template() -
     resumed = body.replace('{"spec":{"template"', '{"spec":{"paused":false,"template"')
     assert 'the Deployment\'s patch also resumes it if it is paused ("paused":false' in fix
     assert fix.endswith(
-        f": kubectl patch deployment/web -n team-a --type=merge -p {resumed} || "
-        f"{{ kubectl patch replicaset/web-5d8f7c -n team-a --type=merge -p {body} && "
+        f": kubectl patch deployment/web -n team-a --type=strategic -p {resumed} || "
+        f"{{ kubectl patch replicaset/web-5d8f7c -n team-a --type=strategic -p {body} && "
         f"kubectl delete pod {new['metadata']['name']} -n team-a; }}"
     ), fix
 
@@ -176,12 +177,24 @@ def _debug_of_owned_pod(kind: str, name: str) -> str:
 
 
 _SECRETS = '[{"name":"other"},{"name":"regcred-registry-example-com-5000"}]'
-_RECREATE_MIG = (
-    "kubectl patch job/mig -n team-a --type=strategic --dry-run=client -o yaml -p "
-    f'\'{{"spec":{{"template":{{"spec":{{"imagePullSecrets":{_SECRETS}}},'
+_OWN_MIG = f'{{"spec":{{"template":{{"spec":{{"imagePullSecrets":{_SECRETS}}}}}}}}}'
+_STRIPPED_MIG = (
+    f'{{"spec":{{"template":{{"spec":{{"imagePullSecrets":{_SECRETS}}},'
     '"metadata":{"labels":{"controller-uid":null,"batch.kubernetes.io/controller-uid":null,'
-    '"job-name":null,"batch.kubernetes.io/job-name":null}}},"selector":null}}\' | '
-    "kubectl replace --force -f -"
+    '"job-name":null,"batch.kubernetes.io/job-name":null}}},"selector":null}}'
+)
+#: rev22d F1: the generated selector and labels are dropped only for a Job without
+#: manualSelector: true (read when the command runs); such a Job keeps its own.
+_EDIT_MIG = (
+    "kubectl patch job/mig -n team-a --type=strategic --dry-run=client -o yaml -p "
+    '"$([ "$(kubectl get job/mig -n team-a -o jsonpath=\'{.spec.manualSelector}\')" = true ] '
+    f"&& echo '{_OWN_MIG}' || echo '{_STRIPPED_MIG}')\""
+)
+#: rev22d: a server-side dry run of the create first: a Job the API server would refuse is
+#: never deleted.
+_RECREATE_MIG = (
+    f"{_EDIT_MIG} | kubectl create --dry-run=server -f - 2>&1 | grep -q '(AlreadyExists)' && "
+    f"{_EDIT_MIG} | kubectl replace --force -f -"
 )
 
 
@@ -210,12 +223,19 @@ def test_kubectl_debug_of_a_cronjobs_run_patches_the_cronjob_else_recreates_the_
     recreate = _RECREATE_MIG.replace("job/mig", "job/backup-29412000")
     assert (
         ", then add {name: regcred-registry-example-com-5000} to the imagePullSecrets of "
-        "the pod template of CronJob backup, which Job backup-29412000's name says made it"
+        "the pod template of CronJob backup, if Job backup-29412000's ownerReferences say it "
+        "made it, as its name suggests"
     ) in fix, fix
+    # rev22d F3: the CronJob branch only where the Job's ownerReferences name the CronJob.
+    owner = (
+        "kubectl get job/backup-29412000 -n team-a -o "
+        """jsonpath='{.metadata.ownerReferences[?(@.kind=="CronJob")].name}'"""
+    )
     assert fix.endswith(
-        f": kubectl patch cronjob/backup -n team-a --type=merge -p {cron} && "
+        f": {owner} | grep -qx backup && "
+        f"kubectl patch cronjob/backup -n team-a --type=strategic -p {cron} && "
         "kubectl delete job backup-29412000 -n team-a && kubectl create job backup-29412000 "
-        f"--from=cronjob/backup -n team-a || {recreate}"
+        f"--from=cronjob/backup -n team-a || {{ {recreate}; }}"
     ), fix
 
 
@@ -235,12 +255,14 @@ def test_kubectl_debug_of_a_bare_pod_gives_the_command_that_recreates_it() -> No
     registry = FixedRegistry({PORTED: Answer(Outcome.UNAUTHORIZED, "HTTP 401")})
     decision = validate(review, DEFAULT, cluster_with(), registry=registry)
     (finding,) = [f for f in decision.findings if f.check == "registry"]
-    assert (finding.fix or "").endswith(
-        f": kubectl patch pod {new['metadata']['name']} -n team-a --type=merge --dry-run=client "
+    edit = (
+        f"kubectl patch pod {new['metadata']['name']} -n team-a --type=merge --dry-run=client "
         '-o yaml -p \'{"spec":{"imagePullSecrets":[{"name":'
-        '"regcred-registry-example-com-5000"}],"ephemeralContainers":null}}\' | '
-        "kubectl replace --force -f -"
-    ), finding.fix
+        '"regcred-registry-example-com-5000"}],"ephemeralContainers":null}}\''
+    )
+    # A server-side dry run of the create first: a pod the API server would refuse is
+    # never deleted.
+    assert (finding.fix or "").endswith(f": {replace_if_taken(edit)}"), finding.fix
 
 
 def test_kubectl_debug_of_a_bare_replicasets_pod_deletes_the_pod_after_the_patch() -> None:
@@ -262,7 +284,7 @@ def test_kubectl_debug_of_a_bare_replicasets_pod_deletes_the_pod_after_the_patch
     fix = finding.fix or ""
     assert "deployment" not in fix, fix
     assert fix.endswith(
-        "kubectl patch replicaset/web -n team-a --type=merge -p "
+        "kubectl patch replicaset/web -n team-a --type=strategic -p "
         '\'{"spec":{"template":{"spec":{"imagePullSecrets":'
         '[{"name":"regcred-registry-example-com-5000"}]}}}}\' && '
         f"kubectl delete pod {new['metadata']['name']} -n team-a"
@@ -521,3 +543,70 @@ def test_no_typo_guess_for_a_registry_that_answered_with_a_refusal() -> None:
     decision = validate(request(obj), DEFAULT, cluster_with(), registry=registry)
     assert "--docker-server=icr.io" in (decision.message or "")
     assert not any("gcr.io" in w for w in decision.warnings), decision.warnings
+
+
+def test_a_statefulsets_stuck_pod_below_its_partition_gets_the_partition_lowered() -> None:
+    """rev22d F4: a pod below a StatefulSet's rollingUpdate partition is made again from the
+    old revision; the delete is preceded by the partition lowered to its ordinal, only when
+    it is above it (read when the command runs)."""
+    read = (
+        "kubectl get statefulset/db -n team-a -o "
+        "jsonpath='{.spec.updateStrategy.rollingUpdate.partition}'"
+    )
+    assert remake_stuck_pods("StatefulSet", ["db-2", "db-0"], "team-a", owner="db") == (
+        f' && if [ "$({read})" -gt 0 ] 2>/dev/null; then kubectl patch statefulset/db '
+        "-n team-a --type=merge -p "
+        '\'{"spec":{"updateStrategy":{"rollingUpdate":{"partition":0}}}}\'; fi'
+        " && kubectl delete pod db-2 db-0 -n team-a"
+    )
+    # No ordinal of this StatefulSet in the pods' names: no partition step.
+    assert lower_partition("db", ["web-0", "db-x"], "team-a") == ""
+    assert "partition" not in remake_stuck_pods("ReplicaSet", ["web-0"], "team-a", owner="web")
+
+
+@pytest.mark.parametrize("manager", ["kubectl-run", "kubectl-client-side-apply"])
+def test_a_pod_kubectl_run_makes_gets_a_kubectl_run_with_the_secret(manager: str) -> None:
+    """rev22d F5: a Pod made by ``kubectl run`` (its create's field manager) has no manifest:
+    its fix is that ``kubectl run`` again with the secret, its args, env, labels and restart
+    policy kept (and nothing the API server added, like the token's volumeMount). Any other
+    client keeps the manifest's words."""
+    made = pod(pod_spec(container("tmp", PORTED)))
+    made["metadata"].update(name="tmp", labels={"run": "tmp"})
+    app = made["spec"]["containers"][0]
+    app.update(
+        args=["sleep", "3600"],
+        env=[{"name": "MODE", "value": "check"}],
+        volumeMounts=[{"name": "kube-api-access-x", "mountPath": "/var/run/secrets"}],
+        terminationMessagePath="/dev/termination-log",
+    )
+    made["spec"]["restartPolicy"] = "Never"
+    review = replace(request(made), field_manager=manager)
+    registry = FixedRegistry({PORTED: Answer(Outcome.UNAUTHORIZED, "HTTP 401")})
+    decision = validate(review, DEFAULT, cluster_with(), registry=registry)
+    assert not decision.allowed
+    (finding,) = [f for f in decision.findings if f.check == "registry"]
+    fix = finding.fix or ""
+    if manager != "kubectl-run":
+        assert fix.endswith("to the imagePullSecrets in the manifest"), fix
+        return
+    overrides = {
+        "apiVersion": "v1",
+        "spec": {
+            "containers": [
+                {
+                    "name": "tmp",
+                    "image": PORTED,
+                    "args": ["sleep", "3600"],
+                    "env": [{"name": "MODE", "value": "check"}],
+                }
+            ],
+            "restartPolicy": "Never",
+            "imagePullSecrets": [{"name": "regcred-registry-example-com-5000"}],
+        },
+    }
+    text = json.dumps(overrides, separators=(",", ":"))
+    assert fix.endswith(
+        "(it was made by a command, with no manifest to edit; its other flags kept as "
+        f"overrides): kubectl run tmp -n team-a --image={PORTED} --labels=run=tmp "
+        f"--overrides={shlex.quote(text)}"
+    ), fix

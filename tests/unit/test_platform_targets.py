@@ -462,7 +462,9 @@ def test_diagnose_offers_no_patch_to_a_platform_no_node_has() -> None:
     )
     (fix,) = found.fixes
     assert "kubectl patch" not in fix
-    assert "no node of the cluster has a build of it (its nodes are linux/amd64)" in fix
+    assert (
+        "the image has a build for no platform of the cluster's nodes (they are linux/amd64)" in fix
+    )
     # Nodes known, the live check could not judge (the pod's node says no platform): the
     # builds are offered only where a node of the cluster has their platform.
     (unjudged,) = diagnose(

@@ -4,8 +4,6 @@ against the real API server in tests/e2e/test_rev22d_review.py)."""
 
 from __future__ import annotations
 
-import pytest
-
 from tests.unit.builders import cluster_with, container, deployment, pod_spec, request
 from tests.unit.test_diagnosis import _fix_for
 from webhook.core.config import load_config_text
@@ -14,7 +12,6 @@ from webhook.core.registry import Answer, FixedRegistry, Outcome, Platform
 from webhook.core.validate import validate
 
 
-@pytest.mark.open_finding
 def test_rev22d_diagnose_says_that_its_job_fix_deletes_the_job_and_runs_it_again() -> None:
     """Seen: ``diagnose`` of a refused pod of Job ``migrate`` prints "Fix: kubectl create
     secret docker-registry regcred-... | kubectl apply -f - && kubectl patch job/migrate ...
@@ -35,7 +32,6 @@ def test_rev22d_diagnose_says_that_its_job_fix_deletes_the_job_and_runs_it_again
     )
 
 
-@pytest.mark.open_finding
 def test_rev22d_a_platform_denial_says_which_build_to_make_in_plain_words() -> None:
     """Seen: an image built for linux/arm64 only, on a cluster of linux/amd64 nodes
     (``checks.platform: enforce``), is denied with "Fix: use an image built for those

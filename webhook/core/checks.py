@@ -26,7 +26,7 @@ from typing import Any
 from webhook.core.cluster import ClusterUnavailable, ClusterView, SecretInfo, marked_as_copy
 from webhook.core.config import Config
 from webhook.core.findings import UNPARSEABLE, Finding
-from webhook.core.fixcommands import recreate_job, recreate_pod, remake_stuck_pods
+from webhook.core.fixcommands import recreate_job, recreate_pod, remake_stuck_pods, rerun_pod
 from webhook.core.hosts import any_host_matches, suggest_registry
 from webhook.core.keyring import (
     DOCKER_CFG,
@@ -69,12 +69,21 @@ class WorkloadRef:
     (rev22b F6)."""
 
     def set_image_command(self, container: str, image: str) -> str | None:
+        if self.exists and self.name and self.kind == "Job":
+            # A Job's template is immutable (set image and an edited manifest's apply are
+            # refused): it is recreated with the image, as diagnose does (rev22d F6).
+            change = {"template": {"spec": {"containers": [{"name": container, "image": image}]}}}
+            return (
+                f"Job {self.name} is deleted and created again with it (a Job's pod template "
+                "cannot change), and its pods run again from the start: "
+                + recreate_job(self.name, self.namespace, change)
+            )
         if not self.exists or not self.name or self.kind not in _SET_IMAGE_KINDS:
             return None
         command = (
             f"kubectl set image {self.kind.lower()}/{self.name} "
             f"{container}={q(image)} -n {self.namespace}"
-        ) + remake_stuck_pods(self.kind, self.stuck_pods, self.namespace)
+        ) + remake_stuck_pods(self.kind, self.stuck_pods, self.namespace, owner=self.name)
         if self.paused and self.kind == "Deployment":
             command += f" && kubectl rollout resume deployment/{self.name} -n {self.namespace}"
         return command
@@ -117,10 +126,33 @@ class PodOwner:
     cronjob: str = ""
     """Kind ``Job``: the CronJob its name suggests (a scheduled run is named
     ``CRONJOB-MINUTES``, :func:`cronjob_of`), which may not exist or not be its owner."""
+    template: bool = False
+    """The owner itself is judged, in the cluster already (``audit`` of a Job, a
+    StatefulSet, a Deployment...): its template takes the secret by a command, as
+    ``diagnose`` gives it, not by the manifest's words (rev22d F6). ``secrets``: the names
+    its pods use (the template's, or its ServiceAccount's when it lists none)."""
+    stuck_pods: tuple[str, ...] = ()
+    """``template``: its pods stuck now, deleted after the patch of an owner that keeps the
+    pods it has."""
+    paused: bool = False
+    """``template``: a Deployment under ``kubectl rollout pause``, resumed by the patch."""
+    run: Mapping[str, Any] | None = field(default=None, compare=False)
+    """Kind ``Pod``: a pod ``kubectl run`` is making (its create's field manager
+    ``kubectl-run``), refused: no manifest to edit, so its fix is the ``kubectl run`` that
+    makes it again with the secret (rev22d F5)."""
 
     def where_to_add(self, secret: str) -> str:
         shown = f"{{name: {secret}}}"
         names = [*dict.fromkeys([*self.secrets, secret])]
+        if self.template:
+            return self._template_fix(shown, names)
+        if self.kind == "Pod" and self.run is not None:
+            listed = {"imagePullSecrets": [{"name": n} for n in names]}
+            return (
+                f"make the pod again with {shown} in spec.imagePullSecrets (it was made by a "
+                "command, with no manifest to edit; its other flags kept as overrides): "
+                f"{rerun_pod(self.run, listed)}"
+            )
         if self.kind == "Pod":
             pod = {
                 "metadata": {"name": self.name, "namespace": self.namespace},
@@ -144,7 +176,9 @@ class PodOwner:
         if self.kind not in _PATCHABLE_TEMPLATE_KINDS:
             return f"{words} (it makes the pod)"
         patch = self._patch(self.kind, self.name, names)
-        remake = remake_stuck_pods(self.kind, [self.pod] if self.pod else [], self.namespace)
+        remake = remake_stuck_pods(
+            self.kind, [self.pod] if self.pod else [], self.namespace, owner=self.name
+        )
         if self.deployment:
             return (
                 f"{words} (it makes the pod; the Deployment's patch also resumes it if it is "
@@ -157,11 +191,64 @@ class PodOwner:
                 f"{{ {patch}{remake}; }}"
             )
         if remake:
+            staged = (
+                "; a rollingUpdate partition above the pod's ordinal, which would make it "
+                "again from the old revision, is first lowered to it, and the StatefulSet's "
+                "template then rolls out to its pods from that ordinal up"
+                if " partition" in remake
+                else ""
+            )
             return (
                 f"{words} (it makes the pod, and keeps the pods it has: the pod is deleted so "
-                f"that it makes a new one, to debug again): {patch}{remake}"
+                f"that it makes a new one, to debug again{staged}): {patch}{remake}"
             )
         return f"{words} (it makes the pod): {patch}"
+
+    def _template_fix(self, shown: str, names: Sequence[str]) -> str:
+        """The command that gives an existing owner's template the secret (``audit``),
+        as ``diagnose`` does for its pod: a Job recreated (its template is immutable: an
+        edited manifest's apply is refused), a CronJob's job template patched, any other
+        owner's template patched, its stuck pods deleted where it keeps the pods it has,
+        a paused Deployment resumed."""
+        kind, name, ns = self.kind, self.name, self.namespace
+        listed = [{"name": n} for n in names]
+        if kind == "Job":
+            return self._job_fix(shown, names)
+        if kind == "CronJob":
+            body = {
+                "spec": {
+                    "jobTemplate": {"spec": {"template": {"spec": {"imagePullSecrets": listed}}}}
+                }
+            }
+            text = json.dumps(body, separators=(",", ":"))
+            return (
+                f"add {shown} to the imagePullSecrets of CronJob {name}'s pod template (its "
+                f"next runs get it): kubectl patch cronjob/{name} -n {ns} --type=strategic "
+                f"-p {q(text)}"
+            )
+        words = f"add {shown} to the imagePullSecrets of {kind} {name}'s pod template"
+        if kind not in _PATCHABLE_TEMPLATE_KINDS:
+            return f"{words} in the manifest, then apply it again"
+        paused = self.paused and kind == "Deployment"
+        patch = self._patch(kind, name, names, resume=paused)
+        remake = remake_stuck_pods(kind, self.stuck_pods, ns, owner=name)
+        if paused:
+            words += (
+                " (it is paused: the patch resumes it, which also rolls out whatever else "
+                "changed while it was paused)"
+            )
+        if remake:
+            words += (
+                " (it keeps the pods it has: its stuck pods are deleted so that it makes them "
+                "again with it"
+                + (
+                    "; a rollingUpdate partition above their ordinal is first lowered to it"
+                    if " partition" in remake
+                    else ""
+                )
+                + ")"
+            )
+        return f"{words}: {patch}{remake}"
 
     def _job_fix(self, shown: str, names: Sequence[str]) -> str:
         """A Job's pod template is immutable (``kubectl patch job`` answers "field is
@@ -180,23 +267,36 @@ class PodOwner:
         ns, job, cronjob = self.namespace, self.name, self.cronjob
         body = {"spec": {"jobTemplate": {"spec": template}}}
         text = json.dumps(body, separators=(",", ":"))
+        # The name alone is a guess (a person's Job "migrate-20261204" beside a CronJob
+        # "migrate": rev22d F3): the CronJob branch runs only where the Job's own
+        # ownerReferences name that CronJob, read when the command runs.
+        owner = (
+            f"kubectl get job/{job} -n {ns} -o "
+            """jsonpath='{.metadata.ownerReferences[?(@.kind=="CronJob")].name}'"""
+        )
         return (
             f"add {shown} to the imagePullSecrets of the pod template of CronJob {cronjob}, "
-            f"which Job {job}'s name says made it (a Job's pod template cannot change; the "
-            "CronJob's next runs get the secret, and this run is deleted and made again from "
-            "it, its pods running again from the start; where the CronJob's patch answers "
-            "NotFound, Job "
-            f"{job} is recreated with the secret instead): "
-            f"kubectl patch cronjob/{cronjob} -n {ns} --type=merge -p {q(text)} && "
+            f"if Job {job}'s ownerReferences say it made it, as its name suggests (a Job's "
+            "pod template cannot change; the CronJob's next runs get the secret, and this run "
+            "is deleted and made again from it, its pods running again from the start); "
+            f"else, or where the CronJob's patch answers NotFound, Job {job} is recreated "
+            "with the secret (deleted and created again, its pods running again from the "
+            f"start): {owner} | grep -qx {q(cronjob)} && "
+            f"kubectl patch cronjob/{cronjob} -n {ns} --type=strategic -p {q(text)} && "
             f"kubectl delete job {job} -n {ns} && "
-            f"kubectl create job {job} --from=cronjob/{cronjob} -n {ns} || {recreate}"
+            f"kubectl create job {job} --from=cronjob/{cronjob} -n {ns} || {{ {recreate}; }}"
         )
 
     def _patch(self, kind: str, name: str, names: Sequence[str], *, resume: bool = False) -> str:
         spec: dict[str, Any] = {"paused": False} if resume else {}
         spec["template"] = {"spec": {"imagePullSecrets": [{"name": n} for n in names]}}
         text = json.dumps({"spec": spec}, separators=(",", ":"))
-        return f"kubectl patch {kind.lower()}/{name} -n {self.namespace} --type=merge -p {q(text)}"
+        # A strategic merge patch merges imagePullSecrets by name into the template's list
+        # as it is now: a merge patch would set it whole from the pod's, and drop a secret
+        # the template gained since (a paused Deployment's: rev22d F2).
+        return (
+            f"kubectl patch {kind.lower()}/{name} -n {self.namespace} --type=strategic -p {q(text)}"
+        )
 
 
 #: A CronJob names each scheduled run ``NAME-MINUTES`` (the scheduled time in minutes since

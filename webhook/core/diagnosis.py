@@ -23,7 +23,12 @@ from typing import Any
 from webhook.core.checks import create_secret_command, secret_name_for
 from webhook.core.cloudlogin import NOTHING_TO_DO, cloud_registry, node_access_fix, secret_command
 from webhook.core.findings import Finding
-from webhook.core.fixcommands import recreate_job, recreate_pod, remake_stuck_pods
+from webhook.core.fixcommands import (
+    recreate_job,
+    recreate_pod,
+    remake_stuck_pods,
+    replace_if_taken,
+)
 from webhook.core.keyring import Credential, lookup
 from webhook.core.mutate import recorded_originals
 from webhook.core.placement import platform_selector
@@ -319,8 +324,26 @@ def diagnose(
             )
         if paused_note and any(_RESUME in fix for fix in diagnosis.fixes):
             diagnosis.evidence.append(paused_note)
+        if workload.kind == "Job":
+            diagnosis.fixes = [
+                _say_the_job_is_recreated(fix, workload.name) for fix in diagnosis.fixes
+            ]
         out.append(diagnosis)
     return out
+
+
+def _say_the_job_is_recreated(fix: str, job: str) -> str:
+    """``fix`` with the words admission gives the same recreate (rev22d F10) before it, when
+    it recreates Job ``job`` (:func:`~webhook.core.fixcommands.recreate_job`): ``replace
+    --force`` deletes the Job, its pods and its record of completions, and its pods run
+    again from the start, which for a migration or a half-done batch is the person's
+    decision. The words hold no "kubectl": the command still starts at the first one."""
+    if f"kubectl patch job/{job} " not in fix or "kubectl replace --force -f -" not in fix:
+        return fix
+    return (
+        f"Job {job} is deleted and created again with the change (a Job's pod template "
+        "cannot change), and its pods run again from the start: " + fix
+    )
 
 
 def _as_written(container: Container, original: str | None) -> Container:
@@ -513,7 +536,9 @@ class _Fixer:
             )
         if self._paused():
             return f" && {self._resume()}"
-        return remake_stuck_pods(self.workload.kind, [self.pod_name], self.namespace)
+        return remake_stuck_pods(
+            self.workload.kind, [self.pod_name], self.namespace, owner=self.workload.name
+        )
 
     def _paused(self) -> bool:
         return self.workload.paused and self.workload.kind == "Deployment"
@@ -568,13 +593,18 @@ class _Fixer:
         return node_access_fix(host, secret, nodes_may_pull=False)
 
     def add_secret(self, secret: str) -> str:
-        """The patch that sets the pod's list plus ``secret``, and plus every secret an
-        earlier fix of this diagnosis added: a merge patch replaces the list whole, so run
-        in the order printed each fix keeps the ones before it (two registries that need
-        credentials, two fixes)."""
+        """The patch that adds the pod's list plus ``secret``, and plus every secret an
+        earlier fix of this diagnosis added, to where the next pod comes from. A strategic
+        merge patch merges ``imagePullSecrets`` by name into the template's list as it is
+        now: a merge patch set it whole from the pod's, and dropped a secret the template
+        gained since (a paused Deployment's, rev22d F2). The pod's own list goes with it: a
+        template that lists none had the ServiceAccount's copied into the pod, and one
+        secret added alone would switch those off."""
         self.added = [*dict.fromkeys([*self.added, secret])]
         names = [*dict.fromkeys([*self.secrets, *self.added])]
-        return self._spec_patch({"imagePullSecrets": [{"name": n} for n in names]})
+        # A bare pod is recreated from its own list: either type gives the same list.
+        patch_type = "merge" if self.workload.bare else "strategic"
+        return self._spec_patch({"imagePullSecrets": [{"name": n} for n in names]}, patch_type)
 
     def place(self, fields: Mapping[str, Any]) -> str:
         """The patch that makes the pod's nodeSelector the placement's whole one (a key of
@@ -671,10 +701,7 @@ class _Fixer:
         if self.workload.bare:
             if self.ephemeral:
                 return recreate_pod(self.pod, {})
-            return (
-                f"kubectl get pod {self.pod_name} -n {self.namespace} -o yaml | "
-                "kubectl replace --force -f -"
-            )
+            return replace_if_taken(f"kubectl get pod {self.pod_name} -n {self.namespace} -o yaml")
         return f"kubectl delete pod {self.pod_name} -n {self.namespace}"
 
     def rate_limit(self, container: Container) -> str:

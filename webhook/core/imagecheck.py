@@ -503,14 +503,20 @@ def platform_finding(
             placement=placed,
         )
     if fit.fits_none:
+        # The build to make first, in plain words (rev22d F11): the image lacks a build for
+        # the nodes' platform, not the nodes a build.
+        plural = "s" if len(fit.missing) > 1 else ""
         if node_name:
             fix = (
-                f"use an image with a build for {lacking} (a multi-platform build), or set "
-                "spec.nodeName to a node the image supports"
+                f"push a build of the image for {lacking} (the platform of node {node_name}), "
+                "or use an image that has one (a multi-platform build), or set spec.nodeName "
+                "to a node the image supports"
             )
         else:
             fix = _place(
-                "use an image built for those platforms (a multi-platform build)", placement
+                f"push a build of the image for {lacking} (the platform{plural} of the nodes "
+                "it can run on), or use an image that has one (a multi-platform build)",
+                placement,
             )
         return Finding.for_container(
             "platform",

@@ -221,7 +221,8 @@ def placement_for(
     built = [n for n in platforms if any(fits(p, n) for p in image)]
     if not built:
         return Unplaced(
-            f"no node of the cluster has a build of it (its nodes are {_platforms(platforms)})"
+            f"the image has a build for no platform of the cluster's nodes (they are "
+            f"{_platforms(platforms)})"
         )
     # The selector is the fix's to state; the required affinity is the pod's and stays.
     unselected = {k: v for k, v in spec.items() if k not in ("nodeSelector", "nodeName")}

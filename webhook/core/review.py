@@ -98,6 +98,11 @@ class AdmissionRequest:
     dry_run: bool
     api_version: str = "v1"
     user: UserInfo = UserInfo()
+    field_manager: str = ""
+    """``request.options.fieldManager`` (the CreateOptions' or UpdateOptions'): the client
+    that wrote the object, ``kubectl-run`` for a pod made by ``kubectl run`` (no manifest
+    exists to edit). Only a hint for the words of a fix, never for a decision: any client
+    may send any name."""
 
     @property
     def generate_name(self) -> str:
@@ -375,7 +380,14 @@ def parse_review(document: Any) -> AdmissionRequest:
         object=obj,
         old_object=old,
         dry_run=bool(request.get("dryRun")),
+        field_manager=_field_manager(request.get("options")),
     )
+
+
+def _field_manager(options: Any) -> str:
+    """``options.fieldManager`` when it is a string, else ``""``."""
+    value = options.get("fieldManager") if isinstance(options, Mapping) else None
+    return value if isinstance(value, str) else ""
 
 
 #: ``request`` fields of Go type ``GroupVersionKind``/``GroupVersionResource`` (each field a

@@ -175,6 +175,66 @@ def _existing_bare_pod(request: AdmissionRequest, namespace: str) -> PodOwner | 
     )
 
 
+def _existing_owner(workload: WorkloadRef) -> PodOwner | None:
+    """An owner in the cluster judged itself (``audit``): its pull-secret fix is a command
+    on its template (rev22d F6); the secrets its pods use are filled in once read."""
+    if workload.kind not in _TEMPLATE_OWNERS or not workload.name:
+        return None
+    return PodOwner(
+        workload.kind,
+        workload.name,
+        workload.namespace,
+        template=True,
+        stuck_pods=workload.stuck_pods,
+        paused=workload.paused,
+    )
+
+
+#: Owners whose pod template ``audit`` gives a command for.
+_TEMPLATE_OWNERS = frozenset(
+    {
+        "Deployment",
+        "StatefulSet",
+        "DaemonSet",
+        "ReplicaSet",
+        "ReplicationController",
+        "Job",
+        "CronJob",
+    }
+)
+
+#: The field manager ``kubectl run`` sends with its create.
+KUBECTL_RUN = "kubectl-run"
+
+
+def _run_pod(request: AdmissionRequest, namespace: str) -> PodOwner | None:
+    """A Pod ``kubectl run`` is creating (rev22d F5): there is no manifest, so a fix that
+    adds a pull secret is that ``kubectl run`` again with it. Known by the create's field
+    manager, which only words depend on (a client that sends another name gets the
+    manifest's words)."""
+    if (
+        request.kind != "Pod"
+        or request.operation != "CREATE"
+        or request.field_manager != KUBECTL_RUN
+        or not isinstance(request.object, Mapping)
+        or made_by_controller(request.object)
+    ):
+        return None
+    spec = request.object.get("spec")
+    spec = spec if isinstance(spec, Mapping) else {}
+    metadata = request.object.get("metadata")
+    metadata = dict(metadata) if isinstance(metadata, Mapping) else {}
+    metadata.setdefault("name", request.object_name)
+    metadata["namespace"] = namespace
+    return PodOwner(
+        "Pod",
+        request.object_name,
+        namespace,
+        listed_secret_names(spec),
+        run={**request.object, "metadata": metadata},
+    )
+
+
 def _paused(obj: Mapping[str, object] | None) -> bool:
     """A Deployment under ``kubectl rollout pause`` (``spec.paused``)."""
     spec = (obj or {}).get("spec")
@@ -395,7 +455,9 @@ def validate(
         if not view.is_template and request.operation == "UPDATE"
         else _existing_bare_pod(request, namespace)
         if recreate_bare_pod and existing and not view.is_template
-        else None
+        else _existing_owner(workload)
+        if existing and view.is_template and workload.exists
+        else _run_pod(request, namespace)
     )
     findings: list[Finding] = []
     unavailable: dict[str, str] = {}
@@ -468,6 +530,10 @@ def validate(
         if node_hosts:
             config = with_node_registries(config, node_hosts)
 
+    if owner is not None and owner.template and pod is not None:
+        # The names its pods use: a patch adds them with the new one (a template that lists
+        # none gets its ServiceAccount's too, which one secret alone would switch off).
+        owner = replace(owner, secrets=tuple(pod.secrets.names))
     secret_findings: list[Finding] = []
     if actions["pullSecrets"] is not Action.OFF and pod is not None:
         if pod.secrets.unavailable is not None:
