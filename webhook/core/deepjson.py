@@ -52,7 +52,8 @@ def shallow(text: str) -> str:
     while position < end:
         char = text[position]
         keep = cut_from is None
-        if expect in ("value", "key") and char in "]}" and first:
+        closes = (expect in ("value", "key") and first) or (expect == "after" and stack)
+        if char in "]}" and closes:
             if (char == "]") != (stack[-1] == "["):
                 raise DeepJSONError("not JSON: mismatched bracket")
             depth = len(stack)
@@ -100,16 +101,6 @@ def shallow(text: str) -> str:
                 out.append(char)
             position += 1
             expect, first = ("key" if stack[-1] == "{" else "value"), False
-        elif expect == "after" and stack and char in "]}":
-            if (char == "]") != (stack[-1] == "["):
-                raise DeepJSONError("not JSON: mismatched bracket")
-            depth = len(stack)
-            stack.pop()
-            if keep:
-                out.append(char)
-            elif depth == cut_from:
-                cut_from = None
-            position += 1
         else:
             raise DeepJSONError("not JSON: an unexpected character")
         position = _SPACE.match(text, position).end()  # type: ignore[union-attr]

@@ -24,6 +24,7 @@ from webhook.core.checks import create_secret_command, secret_name_for
 from webhook.core.cloudlogin import NOTHING_TO_DO, cloud_registry, node_access_fix, secret_command
 from webhook.core.findings import Finding
 from webhook.core.fixcommands import (
+    BUILT_IN_OWNERS,
     recreate_job,
     recreate_pod,
     remake_stuck_pods,
@@ -501,7 +502,7 @@ class _Fixer:
         if self.workload.bare:
             return recreate_pod(self.pod, fields, patch_type=patch_type)
         kind, name = self.workload.kind, self.workload.name
-        if kind not in _BUILT_IN_OWNERS:
+        if kind not in BUILT_IN_OWNERS:
             # A custom resource (Tekton's TaskRun, an operator's kind): kubectl may not know
             # the kind, and its pod template, if it has one, is not at spec.template.
             shown = json.dumps(fields, separators=(",", ":"))
@@ -661,7 +662,7 @@ class _Fixer:
                 f"{container.name} stays, failing): debug again: {again}"
             )
         kind, name = self.workload.kind, self.workload.name
-        if not self.workload.bare and kind not in _BUILT_IN_OWNERS:
+        if not self.workload.bare and kind not in BUILT_IN_OWNERS:
             return (
                 f"set the image of container {container.name} to {image} in {kind} {name} "
                 f"(a custom resource: pullguard gives no kubectl command for a {kind})"
@@ -692,7 +693,7 @@ class _Fixer:
         the command, from its first ``kubectl`` to the end, runs as printed."""
         if self.workload.bare:
             return f"to retry now: {self.retry_command()}"
-        made = "makes" if self.workload.kind in _BUILT_IN_OWNERS else "may make"
+        made = "makes" if self.workload.kind in BUILT_IN_OWNERS else "may make"
         return f"to retry now (its {self.workload.kind} {made} a new one): {self.retry_command()}"
 
     def retry_command(self) -> str:
@@ -766,19 +767,6 @@ class _Fixer:
         )
 
 
-#: Owners kubectl knows (their pod template at spec.template, a CronJob's under its
-#: jobTemplate); any other controller is a custom resource and gets words, not commands.
-_BUILT_IN_OWNERS = frozenset(
-    {
-        "Deployment",
-        "StatefulSet",
-        "DaemonSet",
-        "ReplicaSet",
-        "ReplicationController",
-        "Job",
-        "CronJob",
-    }
-)
 #: The command that resumes a paused Deployment (its fixes end with it).
 _RESUME = "kubectl rollout resume"
 

@@ -30,6 +30,21 @@ import shlex
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+#: Owners kubectl knows (their pod template at spec.template, a CronJob's under its
+#: jobTemplate): fixes give commands for them; any other controller is a custom resource
+#: and gets words (diagnose) or no template command (audit).
+BUILT_IN_OWNERS = frozenset(
+    {
+        "Deployment",
+        "StatefulSet",
+        "DaemonSet",
+        "ReplicaSet",
+        "ReplicationController",
+        "Job",
+        "CronJob",
+    }
+)
+
 q = shlex.quote
 
 #: Owners that keep the pods they have when their template changes: a ReplicaSet or

@@ -81,6 +81,7 @@ from webhook.core.findings import (
     describe_object,
     warning_lines,
 )
+from webhook.core.fixcommands import BUILT_IN_OWNERS
 from webhook.core.keyring import Credential
 from webhook.core.mutate import as_written, preview_pod_spec, recorded_for
 from webhook.core.nodecreds import NodeCredentials, NodeCredentialView, ask_providers
@@ -178,7 +179,7 @@ def _existing_bare_pod(request: AdmissionRequest, namespace: str) -> PodOwner | 
 def _existing_owner(workload: WorkloadRef) -> PodOwner | None:
     """An owner in the cluster judged itself (``audit``): its pull-secret fix is a command
     on its template (rev22d F6); the secrets its pods use are filled in once read."""
-    if workload.kind not in _TEMPLATE_OWNERS or not workload.name:
+    if workload.kind not in BUILT_IN_OWNERS or not workload.name:
         return None
     return PodOwner(
         workload.kind,
@@ -189,19 +190,6 @@ def _existing_owner(workload: WorkloadRef) -> PodOwner | None:
         paused=workload.paused,
     )
 
-
-#: Owners whose pod template ``audit`` gives a command for.
-_TEMPLATE_OWNERS = frozenset(
-    {
-        "Deployment",
-        "StatefulSet",
-        "DaemonSet",
-        "ReplicaSet",
-        "ReplicationController",
-        "Job",
-        "CronJob",
-    }
-)
 
 #: The field manager ``kubectl run`` sends with its create.
 KUBECTL_RUN = "kubectl-run"
