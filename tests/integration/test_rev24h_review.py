@@ -357,7 +357,7 @@ def test_rev24h_a_plugin_not_run_for_capacity_is_not_called_failed(lab: rev24f.L
 
 def test_rev24h_f3_a_namespace_that_does_not_exist_holds_no_plugin_run(tmp_path: Path) -> None:
     """F3's rule on the engine: a review whose namespace the cluster does not have starts
-    no plugin ("not run: namespace X does not exist", counted as a namespace refusal),
+    no plugin ("not run: namespace X does not exist", counted as ``unknown-namespace``),
     while a namespace that exists runs it; a cluster that cannot tell (no Namespaces
     listed, unreachable) holds no run back."""
     from webhook.core.cluster import InMemoryCluster, NoCluster
@@ -378,7 +378,7 @@ def test_rev24h_f3_a_namespace_that_does_not_exist_holds_no_plugin_run(tmp_path:
 
     (forged,) = engine.provide(IMAGE, 2.0, tenant="made-up", may_run=missing)
     assert forged.error == "not run: namespace made-up does not exist", forged
-    assert (engine.execs, refused) == (0, ["namespace"])
+    assert (engine.execs, refused) == (0, ["unknown-namespace"])
     (real,) = engine.provide(IMAGE, 2.0, tenant="team-a", may_run=lambda: "")
     assert real.error is None and real.credentials, real
     assert engine.execs == 1

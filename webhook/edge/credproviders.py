@@ -778,7 +778,7 @@ class CredentialProviders:
         refused = "" if may_run is None or tenant is None else may_run()
         if refused:  # rev24h F3: a made-up namespace holds no run (its followers retry)
             if self._on_refused is not None:
-                self._on_refused("namespace")
+                self._on_refused("unknown-namespace")
             raise ProviderFailed(provider.name, f"not run: {refused}", holds_within=0.0)
         with self._share(provider, tenant) as run:
             return self._run_in_slot(provider, image, deadline, offered, run)
