@@ -373,7 +373,7 @@ def test_no_more_plugins_run_at_once_than_allowed(plugins: Plugins) -> None:
     time.sleep(0.2)
     (answer,) = engine.provide(f"{REGISTRY}/another/image", 0.3)
     first.join()
-    assert answer.error == "1 plugins already running in this process"
+    assert answer.error == "not run: 1 plugins already running in this process"
     assert engine.execs == 1
 
 

@@ -146,5 +146,7 @@ class TableProviders:
     def __init__(self, answers: Mapping[str, Sequence[ProviderAnswer]]) -> None:
         self.answers = answers
 
-    def provide(self, image: str, timeout: float) -> Sequence[ProviderAnswer]:
+    def provide(
+        self, image: str, timeout: float, tenant: str | None = None
+    ) -> Sequence[ProviderAnswer]:
         return self.answers.get(image, [])

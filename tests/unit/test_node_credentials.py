@@ -32,7 +32,9 @@ class Providers:
         self.answers = answers
         self.asked: list[tuple[str, float]] = []
 
-    def provide(self, image: str, timeout: float) -> Sequence[ProviderAnswer]:
+    def provide(
+        self, image: str, timeout: float, tenant: str | None = None
+    ) -> Sequence[ProviderAnswer]:
         self.asked.append((image, timeout))
         return self.answers.get(image, [])
 

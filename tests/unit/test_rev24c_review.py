@@ -110,7 +110,7 @@ def test_rev24c_match_images_the_kubelet_refuses_are_refused(pattern: str) -> No
 
 
 class _NoProviders:
-    def provide(self, image: str, timeout: float) -> list[object]:
+    def provide(self, image: str, timeout: float, tenant: str | None = None) -> list[object]:
         return []
 
 

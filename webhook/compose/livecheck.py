@@ -150,13 +150,16 @@ def live_providers(config: Config) -> NodeCredentialView | None:
 def per_object(node: NodeCredentialView | None, config: Config) -> NodeCredentialView | None:
     """``node`` bounded for one object as admission bounds one review: every plugin run
     for it ends within one ``registry.timeoutSeconds`` from now, less admission's answer
-    margin (the same deadline for the same start, rev24c F5)."""
+    margin (the same deadline for the same start, rev24c F5), counted under the audit's own
+    share (:data:`~webhook.edge.credproviders.AUDIT_TENANT`): the in-cluster audit runs
+    plugins in admission's process, and a run outside every share escaped the max-min rule
+    (rev24h F2)."""
     if node is None:
         return None
-    from webhook.edge.credproviders import ANSWER_MARGIN_SECONDS, DeadlineProviders
+    from webhook.edge.credproviders import ANSWER_MARGIN_SECONDS, AUDIT_TENANT, DeadlineProviders
 
     budget = config.registry.timeout_seconds - ANSWER_MARGIN_SECONDS
-    return DeadlineProviders(node, time.perf_counter(), budget)
+    return DeadlineProviders(node, time.perf_counter(), budget, AUDIT_TENANT)
 
 
 def judge(

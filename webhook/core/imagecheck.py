@@ -331,6 +331,16 @@ def provider_failed_finding(
         )
     else:
         registry = f"without them {ref.domain} refused the pull"
+    short = f"credential provider {provider} failed for {ref.familiar}: {why}"
+    fix = (
+        f"see pullguard's log for the provider's stderr, and check that {provider} runs "
+        "in pullguard's pod as on the nodes"
+    )
+    if why.startswith(NOT_RUN):
+        # Not started (capacity, preempted, no budget left, no such namespace): there is
+        # no plugin failure and no stderr to read (rev24h F4).
+        short = f"credential provider {provider} could not run for {ref.familiar}: {why}"
+        fix = _not_run_fix(provider, why)
     return Finding.for_container(
         "registry",
         container,
@@ -338,10 +348,35 @@ def provider_failed_finding(
         problem=f"credential provider {provider} gave pullguard no credentials for "
         f"{container.shown_image!r}: {why}; {registry}, and the nodes run the provider "
         "themselves, so pullguard cannot tell whether they can pull it",
-        short=f"credential provider {provider} failed for {ref.familiar}: {why}",
-        fix=f"see pullguard's log for the provider's stderr, and check that {provider} runs "
-        "in pullguard's pod as on the nodes",
+        short=short,
+        fix=fix,
         advisory=True,
+    )
+
+
+#: How a credential provider's answer starts when pullguard did not start the plugin at all
+#: (``webhook.edge.credproviders``): capacity, preemption, the budget, the namespace.
+NOT_RUN = "not run: "
+
+
+def _not_run_fix(provider: str, why: str) -> str:
+    """The fix for a provider pullguard did not start: nothing in the plugin is wrong."""
+    reason = why[len(NOT_RUN) :]
+    if reason.startswith("namespace ") and reason.endswith(" does not exist"):
+        return (
+            "none: the API server sends reviews only for namespaces that exist, so this "
+            "review did not come from it"
+        )
+    if reason.startswith("the review's time budget was spent"):
+        return (
+            f"nothing to fix in {provider}: the review's registry budget "
+            "(registry.timeoutSeconds) was spent before it could start; send the request "
+            "again to check the image, or raise registry.timeoutSeconds"
+        )
+    return (
+        f"nothing to fix in {provider}: pullguard's plugin runs were in use, so the image "
+        "was not checked; send the request again to check it, and if this is frequent run "
+        "more pullguard replicas or workers"
     )
 
 

@@ -21,7 +21,7 @@ decides and never makes a finding.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -63,12 +63,19 @@ class NodeCredentialView(Protocol):
     """The configured credential providers, as the edge runs them."""
 
     def provide(
-        self, image: str, timeout: float, tenant: str | None = None
+        self,
+        image: str,
+        timeout: float,
+        tenant: str | None = None,
+        *,
+        may_run: Callable[[], str] | None = None,
     ) -> Sequence[ProviderAnswer]:
         """Each matching provider's answer for ``image`` (a repository without tag, as the
         kubelet asks), in the configuration's order, all within ``timeout`` seconds; empty
         when no provider matches. ``tenant``: the namespace whose share of plugin runs they
-        count against (the edge's admission sets it from the review; ``None``: no share)."""
+        count against (the edge's admission sets it from the review; ``None``: no share).
+        ``may_run``: asked before a plugin is started for ``tenant`` (never for a cached
+        answer): why it may not be (``""``: it may)."""
         ...
 
 

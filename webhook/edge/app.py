@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from flask import Flask, Response, request
 
-from webhook.core.cluster import ClusterView
+from webhook.core.cluster import ClusterUnavailable, ClusterView, InMemoryCluster
 from webhook.core.config import Config
 from webhook.core.configreview import review_config
 from webhook.core.mutate import Mutation, SecretCopy, mutate
@@ -822,7 +822,33 @@ def _review_node_credentials(
     if runtime.node_credentials is None:
         return None
     budget = config.registry.timeout_seconds - ANSWER_MARGIN_SECONDS
-    return DeadlineProviders(runtime.node_credentials, started, budget, namespace)
+    cluster = getattr(runtime, "cluster", None)
+    may_run = None
+    if namespace is not None and cluster is not None:
+
+        def may_run() -> str:
+            return _namespace_missing(cluster, namespace)
+
+    return DeadlineProviders(runtime.node_credentials, started, budget, namespace, may_run)
+
+
+def _namespace_missing(cluster: ClusterView, namespace: str) -> str:
+    """Why a review's namespace gets no plugin run: it does not exist (rev24h F3: forged
+    reviews naming made-up namespaces, each a namespace's only run and so never preempted,
+    held every slot). The API server sends no review for a Pod in a namespace that does not
+    exist; a review naming one is forged. The cluster's Namespace cache answers, and a
+    namespace not in it is read from the API server (one created a moment ago is there);
+    ``""`` when it exists or the cluster cannot tell (unreachable, or a state file that
+    lists no Namespaces): then the run is not held back."""
+    if not namespace:
+        return ""
+    if isinstance(cluster, InMemoryCluster) and not cluster.namespaces:
+        return ""  # a state file without Namespaces: it cannot tell
+    try:
+        labels = cluster.namespace_labels(namespace)
+    except ClusterUnavailable:
+        return ""
+    return f"namespace {namespace} does not exist" if labels is None else ""
 
 
 def _record_validation(metrics: Metrics, review: AdmissionRequest, decision: Decision) -> None:

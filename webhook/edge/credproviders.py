@@ -81,6 +81,12 @@ PLUGINS_PER_TENANT = 4
 #: namespaces of one run each had left a fifth refused with four slots free, and four of
 #: 4 + 2 + 1 + 1 runs held every slot).
 PLUGINS_RESERVE = 4
+#: The share that runs for no review count against: the in-cluster audit's, and the CLI's
+#: (``check``, ``diagnose``, ``audit``), which judge one object at a time. Not a namespace
+#: name (those are DNS labels), so no review's share is this one, and the max-min rule sees
+#: the audit's run as a namespace's (rev24h F2: uncounted, it held a slot outside every
+#: share, and three namespaces locked a fourth's first run out).
+AUDIT_TENANT = "(audit)"
 DEFAULT_CACHE_BYTES = 4 * 1024 * 1024
 _CONFIG_SUFFIXES = (".json", ".yaml", ".yml")
 _READ_CHUNK = 64 * 1024
@@ -557,16 +563,23 @@ class CredentialProviders:
         """Plugin runs started (for the benchmarks' "execs per 1,000 admissions")."""
 
     def provide(
-        self, image: str, timeout: float, tenant: str | None = None
+        self,
+        image: str,
+        timeout: float,
+        tenant: str | None = None,
+        *,
+        may_run: Callable[[], str] | None = None,
     ) -> list[ProviderAnswer]:
         """Each matching provider's answer for ``image``, in the configuration's order, all
         of them within ``timeout`` seconds. ``tenant``: the review's namespace, whose share
-        of plugin runs a run counts against (``None``: no share, the CLI commands)."""
+        of plugin runs a run counts against (``None``: no share). ``may_run``: asked before
+        a run is taken for ``tenant``; a reason (a namespace the cluster does not have)
+        answers "not run: REASON" instead, and a cached answer is still given."""
         deadline = self._clock() + timeout
         answers = []
         for provider in self.config.matching(image):
             try:
-                response, cached = self._response(provider, image, deadline, tenant)
+                response, cached = self._response(provider, image, deadline, tenant, may_run)
             except ProviderFailed as failed:
                 answers.append(ProviderAnswer(provider.name, error=failed.reason))
                 continue
@@ -576,7 +589,12 @@ class CredentialProviders:
         return answers
 
     def _response(
-        self, provider: Provider, image: str, deadline: float, tenant: str | None = None
+        self,
+        provider: Provider,
+        image: str,
+        deadline: float,
+        tenant: str | None = None,
+        may_run: Callable[[], str] | None = None,
     ) -> tuple[ProviderResponse, bool]:
         kept = self.cache.get(provider.name, image)
         if kept is not None:
@@ -585,22 +603,32 @@ class CredentialProviders:
         if failed is not None and deadline - self._clock() <= failed.holds_within:
             raise failed
         key = (provider.name, image)
-        with self._lock:
-            flight = self._flights.get(key)
-            leader = flight is None
-            if flight is None:
-                flight = self._flights[key] = _Flight()
-        if not leader:
+        while True:
+            with self._lock:
+                flight = self._flights.get(key)
+                leader = flight is None
+                if flight is None:
+                    flight = self._flights[key] = _Flight()
+            if leader:
+                break
             if not flight.done.wait(max(deadline - self._clock(), 0.0)):
                 raise ProviderFailed(
                     provider.name, "no answer within the admission's budget", holds_within=0.0
                 )
-            if flight.error is not None:
+            if flight.response is not None:
+                return flight.response, False
+            assert flight.error is not None
+            if not self._owners_failure(flight.error, deadline):
                 raise flight.error
-            assert flight.response is not None
-            return flight.response, False
+            # The run ended for a reason of its owner's (its deadline, its namespace's
+            # share, its preemption): it says nothing of this caller, whose budget is not
+            # spent (rev24h F1). Look again: the answer kept, a newer flight, or a run of
+            # this caller's own under its own namespace's share.
+            kept = self.cache.get(provider.name, image)
+            if kept is not None:
+                return kept, True
         try:
-            flight.response = self._run(provider, image, deadline, tenant)
+            flight.response = self._run(provider, image, deadline, tenant, may_run)
             return flight.response, False
         except ProviderFailed as failure:
             flight.error = failure
@@ -611,6 +639,15 @@ class CredentialProviders:
             flight.done.set()
             with self._lock:
                 self._flights.pop(key, None)
+
+    def _owners_failure(self, failure: ProviderFailed, deadline: float) -> bool:
+        """Whether ``failure``, a flight's, belongs to the flight's owner rather than to the
+        image: a run with the time this caller has left could end otherwise. A refusal or a
+        preemption (``holds_within`` 0) and a plugin that did not answer within a shorter
+        budget than this caller's are the owner's; a plugin's answer or error (``inf``), and
+        a timeout within this caller's own budget, are shared."""
+        left = deadline - self._clock()
+        return left >= MIN_RUN_SECONDS and left > failure.holds_within
 
     def _refusal(self, tenant: str) -> tuple[str, str] | None:
         """Why ``tenant`` may not hold another plugin run now (the lock is held), for a
@@ -717,7 +754,12 @@ class CredentialProviders:
             run.stop.close()
 
     def _run(
-        self, provider: Provider, image: str, deadline: float, tenant: str | None = None
+        self,
+        provider: Provider,
+        image: str,
+        deadline: float,
+        tenant: str | None = None,
+        may_run: Callable[[], str] | None = None,
     ) -> ProviderResponse:
         if provider.token_attributes is not None:
             raise ProviderFailed(
@@ -733,6 +775,11 @@ class CredentialProviders:
             raise ProviderFailed(
                 provider.name, "not run: the review's time budget was spent", holds_within=0.0
             )
+        refused = "" if may_run is None or tenant is None else may_run()
+        if refused:  # rev24h F3: a made-up namespace holds no run (its followers retry)
+            if self._on_refused is not None:
+                self._on_refused("unknown-namespace")
+            raise ProviderFailed(provider.name, f"not run: {refused}", holds_within=0.0)
         with self._share(provider, tenant) as run:
             return self._run_in_slot(provider, image, deadline, offered, run)
 
@@ -748,7 +795,7 @@ class CredentialProviders:
         if not self._slots.acquire(timeout=offered):
             raise ProviderFailed(
                 provider.name,
-                f"{self._max_running} plugins already running in this process",
+                f"not run: {self._max_running} plugins already running in this process",
                 holds_within=0.0,
             )
         if deadline - self._clock() < MIN_RUN_SECONDS:
@@ -841,20 +888,36 @@ class DeadlineProviders:
         started: float,
         budget: float,
         tenant: str | None = None,
+        may_run: Callable[[], str] | None = None,
     ) -> None:
         self.providers = providers
         self.deadline = started + budget
         self.tenant = tenant
         """The review's namespace, whose share of plugin runs the runs count against
-        (``None``: the CLI's, no share)."""
+        (``None``: no share)."""
+        self._may_run = may_run
+        self._refused: str | None = None
+
+    def _may_run_once(self) -> str:
+        """``may_run``'s answer, asked once for the review (a cluster read at most)."""
+        if self._refused is None:
+            self._refused = self._may_run() if self._may_run is not None else ""
+        return self._refused
 
     def provide(
-        self, image: str, timeout: float, tenant: str | None = None
+        self,
+        image: str,
+        timeout: float,
+        tenant: str | None = None,
+        *,
+        may_run: Callable[[], str] | None = None,
     ) -> Sequence[ProviderAnswer]:
         left = max(min(timeout, self.deadline - time.perf_counter()), 0.0)
         if self.tenant is None:
             return self.providers.provide(image, left)
-        return self.providers.provide(image, left, tenant=self.tenant)
+        if self._may_run is None:
+            return self.providers.provide(image, left, tenant=self.tenant)
+        return self.providers.provide(image, left, tenant=self.tenant, may_run=self._may_run_once)
 
 
 class LiveProviders:
@@ -895,17 +958,22 @@ class LiveProviders:
         return self._current
 
     def provide(
-        self, image: str, timeout: float, tenant: str | None = None
+        self,
+        image: str,
+        timeout: float,
+        tenant: str | None = None,
+        *,
+        may_run: Callable[[], str] | None = None,
     ) -> list[ProviderAnswer]:
         """The providers in force's answers for ``image`` (none when none are configured);
-        ``tenant`` as for :meth:`CredentialProviders.provide`.
+        ``tenant`` and ``may_run`` as for :meth:`CredentialProviders.provide`.
 
         Configured, and no good document read: which registries the nodes log in to is not
         known, so every image gets a failed provider's answer (a refusal is then a warning
         that says why, never a denial the nodes' own credentials might have avoided)."""
         providers = self._current
         if providers is not None:
-            return providers.provide(image, timeout, tenant)
+            return providers.provide(image, timeout, tenant, may_run=may_run)
         path, _ = self._wanted
         if path is None:
             return []

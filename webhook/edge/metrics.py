@@ -148,7 +148,9 @@ class Metrics:
             "by reason: namespace (the review's namespace holds its share of runs), process "
             "(the last slots are shared and this namespace holds its part, or every slot is "
             "held by a different namespace), preempted (the newest run of the namespace "
-            "holding the most was stopped for a namespace holding none). Each means an image "
+            "holding the most was stopped for a namespace holding none), unknown-namespace "
+            "(the review names a namespace the cluster does not have: a forged review). Each "
+            "but unknown-namespace means an image "
             "on a node-credential registry was admitted unchecked: alert.",
             ["reason"],
             registry=r,
