@@ -532,7 +532,20 @@ def test_a_full_pool_stops_the_newest_run_of_the_namespace_holding_most(
     pids = [line for line in plugins.log.read_text().split() if line.isdigit()]
     assert len(pids) == MAX_RUNNING + 1
     for pid in pids:
-        assert not Path(f"/proc/{pid}").exists() or "Z" in _proc_state(pid), pid
+        assert not _still_ours(pid, plugins.log), pid
+
+
+def _still_ours(pid: str, log: Path) -> bool:
+    """Is ``pid`` a live process of this test's plugins? Not gone, not a zombie, and still
+    carrying PLUGIN_LOG=``log`` (on a loaded machine a killed plugin's pid was seen reused by
+    another process, state R, within the test)."""
+    if not Path(f"/proc/{pid}").exists() or "Z" in _proc_state(pid):
+        return False
+    try:
+        environ = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return False
+    return f"PLUGIN_LOG={log}".encode() in environ.split(b"\0")
 
 
 def _proc_state(pid: str) -> str:
