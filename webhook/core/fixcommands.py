@@ -55,7 +55,7 @@ def recreate_pod(
         spec["ephemeralContainers"] = None
     body = json.dumps({"spec": spec}, separators=(",", ":"))
     return (
-        f"kubectl patch pod {name} -n {namespace} --type={patch_type} "
+        f"kubectl patch pod {q(name)} -n {q(namespace)} --type={patch_type} "
         f"--dry-run=client -o yaml -p {q(body)} | kubectl replace --force -f -"
     )
 
@@ -85,7 +85,7 @@ def recreate_job(name: str, namespace: str, spec: Mapping[str, Any]) -> str:
     document["selector"] = None
     body = json.dumps({"spec": document}, separators=(",", ":"))
     return (
-        f"kubectl patch job/{name} -n {namespace} --type=strategic --dry-run=client -o yaml "
+        f"kubectl patch job/{q(name)} -n {q(namespace)} --type=strategic --dry-run=client -o yaml "
         f"-p {q(body)} | kubectl replace --force -f -"
     )
 
@@ -97,4 +97,4 @@ def remake_stuck_pods(owner_kind: str, pods: Sequence[str], namespace: str) -> s
     if owner_kind not in KEEPS_ITS_PODS or not pods:
         return ""
     gone_is_fine = " --ignore-not-found" if owner_kind == "DaemonSet" else ""
-    return f" && kubectl delete pod {' '.join(pods)} -n {namespace}{gone_is_fine}"
+    return f" && kubectl delete pod {' '.join(map(q, pods))} -n {q(namespace)}{gone_is_fine}"
