@@ -179,7 +179,6 @@ def audited(
     return audit.stdout, injected, marker
 
 
-@pytest.mark.open_finding
 def test_the_audit_fix_for_a_missing_secret_quotes_the_tenants_secret_name(
     audited: tuple[str, str, Path], tmp_path: Path
 ) -> None:
@@ -217,7 +216,6 @@ def test_the_audit_fix_for_a_missing_secret_quotes_the_tenants_secret_name(
     assert injected not in "\n".join(fixes) or f"'{injected}'" in "\n".join(fixes), fixes
 
 
-@pytest.mark.open_finding
 def test_the_audit_prints_no_terminal_escape_from_a_tenants_secret_name(
     audited: tuple[str, str, Path],
 ) -> None:

@@ -188,3 +188,23 @@ def test_the_configuration_file_is_read_in_compose_not_in_the_cli(tmp_path: Path
         pass
     else:
         raise AssertionError("an invalid configuration was accepted")
+
+
+def test_check_prints_no_terminal_escape_from_a_manifest_or_the_cluster_state(
+    tmp_path: Path,
+) -> None:
+    # rev20e F3, as check prints it: check judges manifests from anyone (a tenant's pull
+    # request in CI) against a state that holds what tenants wrote, and a Pod's
+    # imagePullSecrets names are never validated. A name with ESC ] 0 (set the window
+    # title) and ESC [ 2J (clear the screen) reached check's denial text raw.
+    state = tmp_path / "state.yaml"
+    state.write_text(STATE)
+    config = tmp_path / "config.yaml"
+    config.write_text("privateRegistries: [registry.example.com]\n")
+    pod = GOOD.replace("spec:\n", 'spec:\n  imagePullSecrets: [{name: "s\\e]0;pwned\\a\\e[2J"}]\n')
+    private = pod.replace("nginx:1.25", "registry.example.com/app:1")
+    result = check("-f", "-", "--cluster-state", str(state), "--config", str(config), stdin=private)
+    assert "s ]0;pwned" in result.stdout, result.stdout
+    controls = sorted({hex(ord(c)) for c in result.stdout if ord(c) < 32 and c != "\n"})
+    assert not controls, (controls, result.stdout)
+    assert result.returncode == 1, result.stdout

@@ -150,7 +150,6 @@ def _controls(text: str) -> list[str]:
     return sorted(shown)
 
 
-@pytest.mark.open_finding
 def test_diagnose_shows_no_escape_from_a_pods_image_or_a_secret_name() -> None:
     """Seen: rev20d F9's ``cluster_text`` cleans the kubelet's messages only. The pod's own
     image string (the API server refuses only leading and trailing whitespace: an image
@@ -204,7 +203,6 @@ def test_diagnose_shows_no_escape_from_a_pods_image_or_a_secret_name() -> None:
     assert not _controls(report), (_controls(report), report)
 
 
-@pytest.mark.open_finding
 def test_diagnose_fixes_quote_the_owner_named_by_the_pods_owner_references() -> None:
     """Seen: ``livediagnose.workload_of`` takes the controller's kind and name from the
     pod's ``ownerReferences`` (and keeps them when the owner cannot be read); the API

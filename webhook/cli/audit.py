@@ -178,6 +178,7 @@ def _text(
     mode_off: Sequence[tuple[str, int, str]] = (),
     checks_not_run: dict[tuple[str, str], list[str]] | None = None,
 ) -> str:
+    """The report for people. Every line is shown through :func:`_shown`."""
     from webhook.compose.scan import action_of
 
     lines = [
@@ -198,11 +199,11 @@ def _text(
     if not results:
         unjudged = [*exempt, *mode_off]
         if unjudged and scanned == sum(count for _, count, _ in unjudged):
-            return "\n".join([*lines, *unchecked])  # nothing was judged: no "nothing"
+            return _shown([*lines, *unchecked])  # nothing was judged: no "nothing"
         if checks_not_run:
             # A check that could not run looked at nothing: not "nothing would be denied".
             lines.append("no finding from the checks that could run; what could not is below")
-            return "\n".join([*lines, *unchecked])
+            return _shown([*lines, *unchecked])
         among = [
             words
             for words, present in (
@@ -214,14 +215,24 @@ def _text(
         lines.append(
             "nothing would be denied or warned" + (f" among {' and '.join(among)}" if among else "")
         )
-        return "\n".join([*lines, *unchecked])
+        return _shown([*lines, *unchecked])
     lines.append("")
     lines.append(f"{'NAMESPACE':<24} {'CHECK':<12} {'DENY':>5} {'WARN':>5}")
     for namespace in sorted(summary):
         for check in sorted(summary[namespace]):
             counts = summary[namespace][check]
             lines.append(f"{namespace:<24} {check:<12} {counts['deny']:>5} {counts['warn']:>5}")
-    return "\n".join([*lines, *unchecked])
+    return _shown([*lines, *unchecked])
+
+
+def _shown(lines: Sequence[str]) -> str:
+    """``lines`` as printed: every control character in each (C0, DEL, C1, a newline too) a
+    space, since they quote what tenants write into their objects (a pod's
+    ``imagePullSecrets`` names, images, owners' names: rev20e F3), and a terminal runs
+    escape sequences; the JSON output is escaped by ``json.dumps``."""
+    from webhook.core.diagnosis import cluster_text
+
+    return "\n".join(cluster_text(line) for line in lines)
 
 
 def _exempt_text(exempt: list[tuple[str, int, str]]) -> list[str]:

@@ -62,6 +62,16 @@ class _NoStateGiven(NoCluster):
     reason = NO_STATE_NOTE
 
 
+def _print(text: str) -> None:
+    """``text`` printed with every control character but its line breaks a space: the
+    manifests (a tenant's, in CI) and the cluster state hold names nobody validated, and a
+    terminal runs their escape sequences (rev20e F3); the JSON output is escaped by
+    ``json.dumps``."""
+    from webhook.core.diagnosis import cluster_text
+
+    print("\n".join(cluster_text(line) for line in text.split("\n")))
+
+
 def _not_asked_note(whys: Sequence[str]) -> str:
     """What an "ok" under ``--registry`` adds when the registry could not be asked about an
     image (it wants credentials check does not have, an address refused): not a pass."""
@@ -173,15 +183,15 @@ def cmd_check(args: argparse.Namespace) -> int:
     else:
         for result in results:
             if result["message"]:
-                print(f"{result['where']}: {result['message']}")
+                _print(f"{result['where']}: {result['message']}")
             else:
                 label = f"{result['kind']} {result['namespace']}/{result['name']}"
                 note = f"; {NOT_ASKED_NOTE}" if result["registry"] == "not asked (offline)" else ""
                 if result["notAsked"]:
                     note = f"; {_not_asked_note(result['notAsked'])}"
-                print(f"ok: {label} ({result['where']}){note}")
+                _print(f"ok: {label} ({result['where']}){note}")
             for warning in result["warnings"]:
-                print(f"  warning: {warning}")
+                _print(f"  warning: {warning}")
     if any(not r["allowed"] for r in results):
         return 1
     return 2 if errors else 0

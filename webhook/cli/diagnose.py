@@ -91,12 +91,12 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
 
 
 def _grouped(results: list[tuple[str, str, list[ContainerDiagnosis]]]) -> str:
-    from webhook.core.diagnosis import render_text
+    from webhook.core.diagnosis import cluster_text, render_text
 
     by_cause: dict[Cause, list[str]] = defaultdict(list)
     for ns, name, found in results:
         for d in found:
-            by_cause[d.cause].append(f"{ns}/{name} {d.container} ({d.image})")
+            by_cause[d.cause].append(cluster_text(f"{ns}/{name} {d.container} ({d.image})"))
     plural = "s" if len(results) != 1 else ""
     lines = [f"pullguard diagnosed {len(results)} pod{plural} failing on an image"]
     for cause, entries in sorted(by_cause.items(), key=lambda item: -len(item[1])):

@@ -81,11 +81,13 @@ class WorkloadRef:
         if not self.exists or not self.name or self.kind not in _SET_IMAGE_KINDS:
             return None
         command = (
-            f"kubectl set image {self.kind.lower()}/{self.name} "
-            f"{container}={q(image)} -n {self.namespace}"
+            f"kubectl set image {self.kind.lower()}/{q(self.name)} "
+            f"{q(container)}={q(image)} -n {q(self.namespace)}"
         ) + remake_stuck_pods(self.kind, self.stuck_pods, self.namespace, owner=self.name)
         if self.paused and self.kind == "Deployment":
-            command += f" && kubectl rollout resume deployment/{self.name} -n {self.namespace}"
+            command += (
+                f" && kubectl rollout resume deployment/{q(self.name)} -n {q(self.namespace)}"
+            )
         return command
 
 
@@ -223,7 +225,7 @@ class PodOwner:
             text = json.dumps(body, separators=(",", ":"))
             return (
                 f"add {shown} to the imagePullSecrets of CronJob {name}'s pod template (its "
-                f"next runs get it): kubectl patch cronjob/{name} -n {ns} --type=strategic "
+                f"next runs get it): kubectl patch cronjob/{q(name)} -n {q(ns)} --type=strategic "
                 f"-p {q(text)}"
             )
         words = f"add {shown} to the imagePullSecrets of {kind} {name}'s pod template"
@@ -271,7 +273,7 @@ class PodOwner:
         # "migrate": rev22d F3): the CronJob branch runs only where the Job's own
         # ownerReferences name that CronJob, read when the command runs.
         owner = (
-            f"kubectl get job/{job} -n {ns} -o "
+            f"kubectl get job/{q(job)} -n {q(ns)} -o "
             """jsonpath='{.metadata.ownerReferences[?(@.kind=="CronJob")].name}'"""
         )
         return (
@@ -282,9 +284,10 @@ class PodOwner:
             f"else, or where the CronJob's patch answers NotFound, Job {job} is recreated "
             "with the secret (deleted and created again, its pods running again from the "
             f"start): {owner} | grep -qx {q(cronjob)} && "
-            f"kubectl patch cronjob/{cronjob} -n {ns} --type=strategic -p {q(text)} && "
-            f"kubectl delete job {job} -n {ns} && "
-            f"kubectl create job {job} --from=cronjob/{cronjob} -n {ns} || {{ {recreate}; }}"
+            f"kubectl patch cronjob/{q(cronjob)} -n {q(ns)} --type=strategic -p {q(text)} && "
+            f"kubectl delete job {q(job)} -n {q(ns)} && "
+            f"kubectl create job {q(job)} --from=cronjob/{q(cronjob)} -n {q(ns)} || "
+            f"{{ {recreate}; }}"
         )
 
     def _patch(self, kind: str, name: str, names: Sequence[str], *, resume: bool = False) -> str:
@@ -294,9 +297,8 @@ class PodOwner:
         # A strategic merge patch merges imagePullSecrets by name into the template's list
         # as it is now: a merge patch would set it whole from the pod's, and drop a secret
         # the template gained since (a paused Deployment's: rev22d F2).
-        return (
-            f"kubectl patch {kind.lower()}/{name} -n {self.namespace} --type=strategic -p {q(text)}"
-        )
+        target = f"{kind.lower()}/{q(name)}"
+        return f"kubectl patch {target} -n {q(self.namespace)} --type=strategic -p {q(text)}"
 
 
 #: A CronJob names each scheduled run ``NAME-MINUTES`` (the scheduled time in minutes since
@@ -673,8 +675,8 @@ def create_secret_command(name: str, namespace: str, server: str) -> str:
     """The kubectl command that creates pull secret ``name`` for ``server`` (placeholders
     for the login)."""
     return (
-        f"kubectl create secret docker-registry {name} -n {namespace} "
-        f"--docker-server={server} --docker-username=USER --docker-password=PASSWORD"
+        f"kubectl create secret docker-registry {q(name)} -n {q(namespace)} "
+        f"--docker-server={q(server)} --docker-username=USER --docker-password=PASSWORD"
     )
 
 
@@ -703,7 +705,7 @@ def set_entry_command(name: str, namespace: str, secret_type: str, key: str) -> 
         "{username: $user, password: $password} | tojson | @base64)"
     )
     return (
-        f"kubectl get secret {name} -n {namespace} -o json | jq --arg key {q(key)} "
+        f"kubectl get secret {q(name)} -n {q(namespace)} -o json | jq --arg key {q(key)} "
         f"--arg user USER --arg password PASSWORD {q(program)} | kubectl replace -f -"
     )
 
@@ -732,7 +734,7 @@ def _missing_secret(
             problem=f'imagePullSecret "{name}"{where} does not exist in namespace "{namespace}" '
             f"(it exists in {shown}{more})",
             short=f'imagePullSecret "{name}" is missing here; it exists in "{source}"',
-            fix=f"kubectl get secret {name} -n {source} -o yaml | "
+            fix=f"kubectl get secret {q(name)} -n {q(source)} -o yaml | "
             f"sed 's/namespace: {source}/namespace: {namespace}/' | kubectl apply -f -",
         )
     if existing:
@@ -778,7 +780,7 @@ def _bad_secret(
         subject=subject,
         problem=problem,
         short=short,
-        fix=f"kubectl delete secret {secret.name} -n {secret.namespace} && "
+        fix=f"kubectl delete secret {q(secret.name)} -n {q(secret.namespace)} && "
         + create_secret_command(secret.name, secret.namespace, server),
         evidence=UNPARSEABLE if fatal else None,
     )

@@ -26,6 +26,7 @@ refusal is only a warning (``registry.nodeCredentialRegistries``).
 from __future__ import annotations
 
 import re
+import shlex
 from dataclasses import dataclass
 
 from webhook.core.checks import create_secret_command
@@ -92,8 +93,8 @@ def secret_command(name: str, namespace: str, host: str) -> str:
     if cloud is None:
         return create_secret_command(name, namespace, host)
     return (
-        f"kubectl create secret docker-registry {name} -n {namespace} "
-        f"--docker-server={host} {cloud.login}"
+        f"kubectl create secret docker-registry {shlex.quote(name)} -n {shlex.quote(namespace)} "
+        f"--docker-server={shlex.quote(host)} {cloud.login}"
     )
 
 

@@ -339,7 +339,8 @@ def _say_the_job_is_recreated(fix: str, job: str) -> str:
     --force`` deletes the Job, its pods and its record of completions, and its pods run
     again from the start, which for a migration or a half-done batch is the person's
     decision. The words hold no "kubectl": the command still starts at the first one."""
-    if f"kubectl patch job/{job} " not in fix or "kubectl replace --force -f -" not in fix:
+    patched = f"kubectl patch job/{shlex.quote(job)} "
+    if patched not in fix or "kubectl replace --force -f -" not in fix:
         return fix
     return (
         f"Job {job} is deleted and created again with the change (a Job's pod template "
@@ -513,14 +514,16 @@ class _Fixer:
         document: dict[str, Any] = dict(fields)
         for key in reversed(self.workload.template_path):
             document = {key: document}
-        target = f"{kind.lower()}/{name}"
+        target = f"{kind.lower()}/{q(name)}"
         if kind == "Job":
             # A Job's spec.template is immutable: the Job is recreated with the change (its
             # pods run again), without the selector and labels the API server generated
             # for the old one (it refuses them on a create: "selector not auto-generated").
             return recreate_job(name, ns, document)
         body = json.dumps({"spec": document}, separators=(",", ":"))
-        return f"kubectl patch {target} -n {ns} --type={patch_type} -p {q(body)}" + self._remake()
+        return (
+            f"kubectl patch {target} -n {q(ns)} --type={patch_type} -p {q(body)}" + self._remake()
+        )
 
     def _remake(self) -> str:
         """`` && kubectl delete pod ...`` for an owner that never replaces the pods it has when
@@ -532,8 +535,8 @@ class _Fixer:
         if self.workload.kind == "CronJob" and (job := self._job()):
             ns, cronjob = self.namespace, self.workload.name
             return (
-                f" && kubectl delete job {job} -n {ns} && kubectl create job {job} "
-                f"--from=cronjob/{cronjob} -n {ns}"
+                f" && kubectl delete job {q(job)} -n {q(ns)} && kubectl create job {q(job)} "
+                f"--from=cronjob/{q(cronjob)} -n {q(ns)}"
             )
         if self._paused():
             return f" && {self._resume()}"
@@ -546,7 +549,7 @@ class _Fixer:
 
     def _resume(self) -> str:
         """A paused Deployment resumed, so that the template's change rolls out."""
-        return f"{_RESUME} deployment/{self.workload.name} -n {self.namespace}"
+        return f"{_RESUME} deployment/{q(self.workload.name)} -n {q(self.namespace)}"
 
     def _job(self) -> str:
         """The Job controlling the pod (a CronJob's run), from its owner references."""
@@ -648,7 +651,7 @@ class _Fixer:
                 number += 1
             name = f"{container.name}-{number}"
         return (
-            f"kubectl debug {self.pod_name} -n {self.namespace} --image={q(image)}{targeted} "
+            f"kubectl debug {q(self.pod_name)} -n {q(self.namespace)} --image={q(image)}{targeted} "
             f"-c {q(name)}"
         )
 
@@ -669,12 +672,14 @@ class _Fixer:
             )
         if self.workload.bare or kind == "Job":
             # A Pod's image can change in place; a Job's template cannot.
-            target = f"pod/{self.pod_name}"
+            target = f"pod/{q(self.pod_name)}"
             remake = ""
         else:
-            target = f"{kind.lower()}/{name}"
+            target = f"{kind.lower()}/{q(name)}"
             remake = self._remake()
-        command = f"kubectl set image {target} {container.name}={q(image)} -n {self.namespace}"
+        command = (
+            f"kubectl set image {target} {q(container.name)}={q(image)} -n {q(self.namespace)}"
+        )
         return command + remake
 
     def set_pull_policy(self, container: Container) -> str:
@@ -702,8 +707,10 @@ class _Fixer:
         if self.workload.bare:
             if self.ephemeral:
                 return recreate_pod(self.pod, {})
-            return replace_if_taken(f"kubectl get pod {self.pod_name} -n {self.namespace} -o yaml")
-        return f"kubectl delete pod {self.pod_name} -n {self.namespace}"
+            return replace_if_taken(
+                f"kubectl get pod {q(self.pod_name)} -n {q(self.namespace)} -o yaml"
+            )
+        return f"kubectl delete pod {q(self.pod_name)} -n {q(self.namespace)}"
 
     def rate_limit(self, container: Container) -> str:
         """A rate limit's fix, for the registry that answered 429: Docker Hub's login
@@ -754,7 +761,8 @@ class _Fixer:
         kind = self.workload.kind
         if kind in ("Deployment", "StatefulSet", "DaemonSet"):
             again = (
-                f"kubectl rollout restart {kind.lower()}/{self.workload.name} -n {self.namespace}"
+                f"kubectl rollout restart {kind.lower()}/{q(self.workload.name)} "
+                f"-n {q(self.namespace)}"
             )
             if self._paused():
                 # kubectl refuses to restart a paused Deployment.
@@ -762,8 +770,8 @@ class _Fixer:
         else:
             again = self.retry_command()
         return (
-            f"{create} && kubectl patch serviceaccount {account} "
-            f"-n {self.namespace} --type=merge -p {q(body)} && {again}"
+            f"{create} && kubectl patch serviceaccount {q(account)} "
+            f"-n {q(self.namespace)} --type=merge -p {q(body)} && {again}"
         )
 
 
@@ -807,6 +815,7 @@ def _fixes_for(
         return [placed]
     namespace, pod = fixer.namespace, fixer.pod_name
     host = _host(container.image)
+    described = q(node) if node else "NODE"
     on_node = f" on node {node}" if node else " on the node"
     name = secret_name_for(host)
     # Built lazily: a fix that adds a secret remembers it for the fixes after it.
@@ -821,7 +830,7 @@ def _fixes_for(
             else fixer.secret_for(container, create_secret_command(name, namespace, host), name)
         ],
         Cause.SECRET_MISSING: lambda: [
-            f"kubectl get pod {pod} -n {namespace} -o "
+            f"kubectl get pod {q(pod)} -n {q(namespace)} -o "
             "jsonpath='{.spec.imagePullSecrets}', then create each one missing "
             f"in namespace {namespace}: {create_secret_command('NAME', namespace, host)}"
         ],
@@ -851,14 +860,14 @@ def _fixes_for(
             " to a platform the image has a build for (pullguard could not learn which)"
         ],
         Cause.DISK_FULL: lambda: [
-            f"free disk space{on_node}: kubectl describe node {node or 'NODE'}; remove unused "
+            f"free disk space{on_node}: kubectl describe node {described}; remove unused "
             "images there (crictl rmi --prune)"
         ],
         Cause.NEVER_PULL: lambda: [
             "set imagePullPolicy: IfNotPresent where the pod comes from, or preload the image "
             "on every node: " + fixer.set_pull_policy(container)
         ],
-        Cause.UNKNOWN: lambda: [f"kubectl describe pod {pod} -n {namespace}"],
+        Cause.UNKNOWN: lambda: [f"kubectl describe pod {q(pod)} -n {q(namespace)}"],
     }
     return chosen[cause]()
 
@@ -915,7 +924,9 @@ def _build_selectors(
 
 
 def render_text(pod_name: str, namespace: str, diagnoses: Sequence[ContainerDiagnosis]) -> str:
-    """The report for people, in the style of the admission messages."""
+    """The report for people, in the style of the admission messages. Each line is shown
+    through :func:`cluster_text`: the pod's image, its secrets' and owner's names are any
+    string a tenant wrote (rev20e F4, F5), and a terminal runs their escape sequences."""
     count = len(diagnoses)
     lines = [
         f"pullguard diagnosed Pod {namespace}/{pod_name}: {count} image"
@@ -925,4 +936,4 @@ def render_text(pod_name: str, namespace: str, diagnoses: Sequence[ContainerDiag
         lines.append(f"- {d.container} ({d.image}): {d.summary} [{d.cause.value}, {d.verdict}]")
         lines.extend(f"  Evidence: {e}" for e in d.evidence)
         lines.extend(f"  Fix: {f}" for f in d.fixes)
-    return "\n".join(lines)
+    return "\n".join(cluster_text(line) for line in lines)

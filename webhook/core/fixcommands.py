@@ -71,7 +71,7 @@ def recreate_pod(
         spec["ephemeralContainers"] = None
     body = json.dumps({"spec": spec}, separators=(",", ":"))
     return replace_if_taken(
-        f"kubectl patch pod {name} -n {namespace} --type={patch_type} "
+        f"kubectl patch pod {q(name)} -n {q(namespace)} --type={patch_type} "
         f"--dry-run=client -o yaml -p {q(body)}"
     )
 
@@ -161,10 +161,10 @@ def recreate_job(name: str, namespace: str, spec: Mapping[str, Any]) -> str:
         "selector": None,
     }
     stripped = json.dumps({"spec": generated}, separators=(",", ":"))
-    manual = f"kubectl get job/{name} -n {namespace} -o jsonpath='{{.spec.manualSelector}}'"
+    manual = f"kubectl get job/{q(name)} -n {q(namespace)} -o jsonpath='{{.spec.manualSelector}}'"
     body = f'"$([ "$({manual})" = true ] && echo {q(own)} || echo {q(stripped)})"'
     edited = (
-        f"kubectl patch job/{name} -n {namespace} --type=strategic --dry-run=client -o yaml "
+        f"kubectl patch job/{q(name)} -n {q(namespace)} --type=strategic --dry-run=client -o yaml "
         f"-p {body}"
     )
     return replace_if_taken(edited)
@@ -199,7 +199,10 @@ def remake_stuck_pods(
         return ""
     gone_is_fine = " --ignore-not-found" if owner_kind == "DaemonSet" else ""
     partition = lower_partition(owner, pods, namespace) if owner_kind == "StatefulSet" else ""
-    return f"{partition} && kubectl delete pod {' '.join(pods)} -n {namespace}{gone_is_fine}"
+    return (
+        f"{partition} && kubectl delete pod {' '.join(map(q, pods))} -n {q(namespace)}"
+        f"{gone_is_fine}"
+    )
 
 
 def lower_partition(statefulset: str, pods: Sequence[str], namespace: str) -> str:
@@ -222,7 +225,7 @@ def lower_partition(statefulset: str, pods: Sequence[str], namespace: str) -> st
     if not ordinals:
         return ""
     lowest = min(ordinals)
-    target = f"statefulset/{statefulset} -n {namespace}"
+    target = f"statefulset/{q(statefulset)} -n {q(namespace)}"
     read = f"kubectl get {target} -o jsonpath='{{.spec.updateStrategy.rollingUpdate.partition}}'"
     body = json.dumps(
         {"spec": {"updateStrategy": {"rollingUpdate": {"partition": lowest}}}},

@@ -28,6 +28,7 @@ Pure: answers come in as :class:`~webhook.core.registry.Answer` values.
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Sequence
 from dataclasses import replace
 
@@ -127,7 +128,7 @@ def _replacement(
     others = covered_registries(c for c in held if c not in matched)
     if not matched or not others:
         return "", (
-            f"kubectl delete secret {name} -n {namespace} && "
+            f"kubectl delete secret {shlex.quote(name)} -n {shlex.quote(namespace)} && "
             f"{secret_command(name, namespace, ref.domain)}"
         )
     key = entry_key(matched[0].key)

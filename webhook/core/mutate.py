@@ -74,6 +74,7 @@ from __future__ import annotations
 
 import copy
 import json
+import shlex
 from collections.abc import Collection, Mapping, MutableMapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -81,7 +82,7 @@ from typing import Any
 import jsonpatch
 
 from webhook.core import deepjson
-from webhook.core.checks import SecretReads, set_entry_command
+from webhook.core.checks import SecretReads, create_secret_command, set_entry_command
 from webhook.core.cluster import ClusterUnavailable, ClusterView, ReadOnce
 from webhook.core.config import Config, DefaultPullSecret, Mirror
 from webhook.core.hosts import any_host_matches
@@ -369,10 +370,9 @@ def _withheld(
     except ClusterUnavailable:
         return None
     where, secret = read.namespace, read.secret
-    create = (
-        f"kubectl create secret docker-registry {default.secret} -n {where} "
-        f"--docker-server={registry} --docker-username=USER --docker-password=PASSWORD"
-    )
+    create = create_secret_command(default.secret, where, registry)
+    delete = f"kubectl delete secret {shlex.quote(default.secret)} -n {shlex.quote(where)}"
+    recreate = f"{delete} && {create}"
     if secret is None:
         return WithheldSecret(
             default.secret, f"{where}/{default.secret}", registry, "does not exist", create
@@ -389,7 +389,7 @@ def _withheld(
             f"{where}/{default.secret}",
             registry,
             reason,
-            f"kubectl delete secret {default.secret} -n {where} && {create}",
+            recreate,
         )
     credentials = reads.keyring.held(read.credentials)
     if not any(credentials.lookup(r.name) for r in wanted):
@@ -401,7 +401,7 @@ def _withheld(
             f"holds no credentials for {registry}",
             set_entry_command(default.secret, where, secret.type, registry)
             if read.credentials
-            else f"kubectl delete secret {default.secret} -n {where} && {create}",
+            else recreate,
         )
     return None
 

@@ -25,6 +25,7 @@ the caps of :mod:`webhook.core.cluster`) give no fields.
 from __future__ import annotations
 
 import json
+import shlex
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -243,7 +244,9 @@ def placement_for(
     }
     wanted = [n for n in targets if candidates[n]]
     if not wanted:
-        labels = ",".join(f"{k}={v}" for k, v in platform_selector(targets, platforms).items())
+        labels = shlex.quote(
+            ",".join(f"{k}={v}" for k, v in platform_selector(targets, platforms).items())
+        )
         if any(None in nodes[n] for n in targets):
             selector = platform_selector(targets, platforms, spec, acceptable=built)
             return Unplaced(
