@@ -51,7 +51,6 @@ def _platform_gets(answers: dict[Question, Answer]) -> int:
     return sum(1 for a in answers.values() if a.platforms)
 
 
-@pytest.mark.open_finding
 def test_one_namespace_cannot_multiply_its_pull_share_by_spelling_the_host(
     setup: Setup,
 ) -> None:

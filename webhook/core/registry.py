@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
+from webhook.core.hosts import normal_host
 from webhook.core.keyring import Credential
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -159,6 +160,15 @@ class FixedRegistry:
 def api_host(registry: str) -> str:
     """The host[:port] that serves a registry's API."""
     return API_HOSTS.get(registry, registry)
+
+
+def registry_host(registry: str) -> str:
+    """The key of a registry in per-registry tables (pull quotas, cache shares, reads in
+    progress): its API host as DNS and TLS see it (:func:`~webhook.core.hosts.normal_host`),
+    so ``LOCALHOST:5000`` and ``localhost:5000`` share one quota (rev20e F6: one namespace
+    took four shares by spelling one host four ways)."""
+    host = normal_host(registry)
+    return normal_host(API_HOSTS.get(host, host))
 
 
 def classify_status(status: int) -> Outcome:

@@ -111,6 +111,7 @@ from webhook.core.registry import (
     parse_challenge,
     platform_of_config,
     platforms_of_index,
+    registry_host,
 )
 
 log = logging.getLogger("pullguard.registry")
@@ -1102,7 +1103,7 @@ class _Asker:
         self.quota = PullQuota(lambda: self.http.settings().pull_quota_reserve_percent)
 
     def quota_key(self, registry: str, credential: Credential | None) -> tuple[str, str]:
-        return (api_host(registry), self.identity(credential))
+        return (registry_host(registry), self.identity(credential))
 
     def base(self, registry: str) -> tuple[str, str]:
         host = api_host(registry)
@@ -1223,7 +1224,7 @@ class _Asker:
         expires = time.monotonic() + max(0.0, min(lifetime, TOKEN_TTL_MAX) - 5)
         key = self._token_key(host, scope, credential)
         with self.tokens_lock:
-            self.tokens.put(key, _Token(token, expires), _size(token, *key), host)
+            self.tokens.put(key, _Token(token, expires), _size(token, *key), registry_host(host))
         return token
 
     # -- the question ------------------------------------------------------------------
@@ -1369,7 +1370,7 @@ class _Asker:
         else:
             reference = answer.digest if is_digest(answer.digest) else question.reference
         leading: threading.Event | None = None
-        flight = (api_host(question.registry), question.repository, reference)
+        flight = (registry_host(question.registry), question.repository, reference)
         if is_digest(reference):
             with self.tokens_lock:
                 known = self.platforms.get(reference)
@@ -1395,7 +1396,10 @@ class _Asker:
                 size = _size(digest, *(str(p) for p in learned.platforms))
                 with self.tokens_lock:
                     self.platforms.put(
-                        digest, (learned.platforms, learned.single_image), size, question.registry
+                        digest,
+                        (learned.platforms, learned.single_image),
+                        size,
+                        registry_host(question.registry),
                     )
         finally:
             if counted:
@@ -1712,7 +1716,9 @@ class HttpRegistry:
         if ttl <= 0:
             return
         expires = asked + ttl
-        self.cache.put(key, (answer, expires), _answer_size(key, answer), question.registry)
+        self.cache.put(
+            key, (answer, expires), _answer_size(key, answer), registry_host(question.registry)
+        )
 
     def _refusal(self, tenant: str) -> tuple[str, str] | None:
         """Why a new flight for ``tenant``, a namespace holding one already, may not start
