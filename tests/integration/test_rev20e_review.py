@@ -280,7 +280,6 @@ def test_a_tenants_large_pull_secrets_do_not_stall_other_namespaces_reviews(
 # -- F8. A forged review claiming the mirror prober's namespace takes its DNS lookups -------
 
 
-@pytest.mark.open_finding
 def test_a_review_naming_the_mirror_probers_namespace_cannot_take_its_dns_lookups(
     setup: Setup,
 ) -> None:

@@ -93,6 +93,7 @@ from webhook.core.registry import (
     ACCEPT,
     DEFINITE,
     INDEX_TYPES,
+    MIRROR_PROBE_TENANT,
     Answer,
     Outcome,
     Platform,
@@ -112,6 +113,7 @@ from webhook.core.registry import (
     platform_of_config,
     platforms_of_index,
     registry_host,
+    tenant_key,
 )
 
 log = logging.getLogger("pullguard.registry")
@@ -1852,6 +1854,7 @@ class HttpRegistry:
     def ask(
         self, questions: Sequence[Question], budget: float, tenant: str = ""
     ) -> Mapping[Question, Answer]:
+        tenant = tenant_key(tenant)  # never an internal tenant (MIRROR_PROBE_TENANT)
         deadline = time.monotonic() + budget
         answers: dict[Question, Answer] = {}
         waiting: dict[Question, tuple[tuple[Any, ...], _Flight]] = {}
@@ -1954,7 +1957,7 @@ class HttpRegistry:
     def probe(self, hostport: str, timeout: float) -> bool:
         """Does a registry (a mirror) answer its ``/v2/`` probe? 200 or 401 mean it is up."""
         _current.deadline = time.monotonic() + timeout
-        _current.tenant = "(mirror probe)"
+        _current.tenant = MIRROR_PROBE_TENANT
         try:
             url = f"{self.http.scheme_for(hostport)}://{hostport}/v2/"
             reply = self.http.request("GET", url, {}, max_body=ERROR_BODY_MAX, credentials_host="")
