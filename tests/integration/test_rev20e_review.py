@@ -234,7 +234,6 @@ def _timed(server: Any, review: dict[str, Any]) -> tuple[float, dict[str, Any]]:
     return time.perf_counter() - started, reply.json()["response"]
 
 
-@pytest.mark.open_finding
 def test_a_tenants_large_pull_secrets_do_not_stall_other_namespaces_reviews(
     tmp_path: Path,
 ) -> None:
