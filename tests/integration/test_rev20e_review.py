@@ -51,7 +51,6 @@ def _platform_gets(answers: dict[Question, Answer]) -> int:
     return sum(1 for a in answers.values() if a.platforms)
 
 
-@pytest.mark.open_finding
 def test_one_namespace_cannot_multiply_its_pull_share_by_spelling_the_host(
     setup: Setup,
 ) -> None:
@@ -235,7 +234,6 @@ def _timed(server: Any, review: dict[str, Any]) -> tuple[float, dict[str, Any]]:
     return time.perf_counter() - started, reply.json()["response"]
 
 
-@pytest.mark.open_finding
 def test_a_tenants_large_pull_secrets_do_not_stall_other_namespaces_reviews(
     tmp_path: Path,
 ) -> None:
@@ -281,7 +279,6 @@ def test_a_tenants_large_pull_secrets_do_not_stall_other_namespaces_reviews(
 # -- F8. A forged review claiming the mirror prober's namespace takes its DNS lookups -------
 
 
-@pytest.mark.open_finding
 def test_a_review_naming_the_mirror_probers_namespace_cannot_take_its_dns_lookups(
     setup: Setup,
 ) -> None:

@@ -531,6 +531,25 @@ class ReadSecret:
     error: SecretFormatError | None = None
 
 
+#: Bytes of pull secret data (decoded ``.dockerconfigjson`` / ``.dockercfg``) one admission
+#: parses and indexes at most: two Secrets at the API server's 1 MiB limit. Parsing costs
+#: the worker ~0.2 s per MB on its event loop, and nothing is kept between reviews, so a
+#: namespace's pod listing 16 secrets of 849 KB held its worker 4-6 s and every other
+#: namespace's review waited (rev20e F8). Past it, the pod's pull secrets are "could not be
+#: read": its ``pullSecrets`` check does not run (a warning for that pod, never a denial),
+#: and other namespaces' reviews go on.
+PULL_SECRET_BYTES_PER_REVIEW = 2 << 20
+
+
+class SecretsTooLarge(ClusterUnavailable):
+    """The admission's pull secrets hold more than :data:`PULL_SECRET_BYTES_PER_REVIEW`."""
+
+
+def _pull_secret_bytes(secret: SecretInfo) -> int:
+    """The decoded size of the data a pull secret's parse reads (base64: 3 bytes per 4)."""
+    return sum(len(secret.data.get(key) or "") for key in PULL_SECRET_KEYS.values()) * 3 // 4
+
+
 class SecretReads:
     """The pull secrets one admission reads, each read and parsed once: the mutation's
     questions (may a mirror serve the image, would a default secret help), validate's
@@ -542,6 +561,8 @@ class SecretReads:
         self._cluster = cluster
         self._parsed: dict[tuple[str, str], ReadSecret] = {}
         self._indexed: set[tuple[str, str, str]] = set()
+        self.parsed_bytes = 0
+        """Pull secret data parsed so far (at most :data:`PULL_SECRET_BYTES_PER_REVIEW`)."""
         self.keyring = Keyring()
         """Every credential read, indexed once: the review's one keyring. Each question
         asks it about the secrets it holds (:meth:`Keyring.held`), as the kubelet's keyring
@@ -600,6 +621,17 @@ class SecretReads:
         secret = self._cluster.get_secret(namespace, name)
         if secret is None:
             return ReadSecret(name, namespace, None)
+        size = _pull_secret_bytes(secret)
+        if self.parsed_bytes + size > PULL_SECRET_BYTES_PER_REVIEW:
+            # Not kept: every later read of it is refused the same way.
+            raise SecretsTooLarge(
+                f"pull secret {namespace}/{name} ({size} bytes) was not read: this review's "
+                f"pull secrets hold more than the {PULL_SECRET_BYTES_PER_REVIEW >> 20} MiB "
+                "pullguard parses per review; list only the imagePullSecrets the pod's "
+                f"registries need (kubectl get secret -n {namespace} {name} -o "
+                "jsonpath='{.data}' | wc -c shows its size)"
+            )
+        self.parsed_bytes += size
         try:
             credentials = parse_pull_secret(secret.type, secret.data, source=f"{namespace}/{name}")
         except SecretFormatError as error:

@@ -67,6 +67,18 @@ def ipv6_host(host: str) -> str | None:
         return None
 
 
+def normal_host(hostport: str) -> str:
+    """``hostport`` as DNS and TLS see it, for keying per-registry tables (rev20e F6): lower
+    case, an IPv6 address compressed, the port as a number and the TLS default (443) folded
+    (``LocalHost:05000`` -> ``localhost:5000``, ``Registry-1.Docker.io:443`` ->
+    ``registry-1.docker.io``). A spelling is not another registry."""
+    host, port = split_host_port(hostport.lower())
+    host = ipv6_host(host) or host
+    if port:
+        port = str(int(port))
+    return host if port in ("", "443") else f"{host}:{port}"
+
+
 def host_matches(pattern: str, hostport: str) -> bool:
     """Does ``hostport`` match ``pattern`` (``*`` globs one label; ports must be equal)?
 

@@ -26,6 +26,7 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from webhook.core import deepjson
+from webhook.core.hosts import normal_host
 from webhook.core.keyring import Credential
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -159,6 +160,39 @@ class FixedRegistry:
 def api_host(registry: str) -> str:
     """The host[:port] that serves a registry's API."""
     return API_HOSTS.get(registry, registry)
+
+
+#: The tenant pullguard's own registry work runs under (the mirror prober): not a DNS-1123
+#: label, so no namespace is named so, and :func:`tenant_key` never returns it (rev20e F9).
+MIRROR_PROBE_TENANT = "(mirror probe)"
+#: The one tenant of every caller naming a namespace no Kubernetes namespace can be
+#: (forged reviews): they share one namespace's shares, and never an internal tenant's.
+NOT_A_NAMESPACE = "(not a namespace)"
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+
+
+def is_namespace_name(name: str) -> bool:
+    """Can ``name`` be a Kubernetes namespace (a DNS-1123 label: at most 63 characters,
+    lower case letters, digits and ``-``, starting and ending with a letter or digit)?"""
+    return _DNS_LABEL.fullmatch(name) is not None
+
+
+def tenant_key(namespace: str) -> str:
+    """The tenant a caller naming ``namespace`` is counted as in the registry client's
+    per-namespace shares: the namespace itself, ``""`` (no namespace: a cluster-scoped
+    object, the CLI), else :data:`NOT_A_NAMESPACE`. Internal tenants are not namespace
+    names, so no review can name one (rev20e F9: a review claiming namespace
+    ``(mirror probe)`` held the prober's DNS lookups, and a healthy mirror counted as down)."""
+    return namespace if not namespace or is_namespace_name(namespace) else NOT_A_NAMESPACE
+
+
+def registry_host(registry: str) -> str:
+    """The key of a registry in per-registry tables (pull quotas, cache shares, reads in
+    progress): its API host as DNS and TLS see it (:func:`~webhook.core.hosts.normal_host`),
+    so ``LOCALHOST:5000`` and ``localhost:5000`` share one quota (rev20e F6: one namespace
+    took four shares by spelling one host four ways)."""
+    host = normal_host(registry)
+    return normal_host(API_HOSTS.get(host, host))
 
 
 def classify_status(status: int) -> Outcome:

@@ -27,6 +27,7 @@ from typing import Any, Literal, NotRequired, TypedDict
 import orjson
 
 from webhook.core.podspec import shape_problem
+from webhook.core.registry import is_namespace_name
 
 API_VERSION = "admission.k8s.io/v1"
 
@@ -368,6 +369,13 @@ def parse_review(document: Any) -> AdmissionRequest:
     namespace = request.get("namespace") or ""
     if not isinstance(namespace, str):
         raise MalformedReview("request.namespace must be a string", uid)
+    if namespace and not is_namespace_name(namespace):
+        # The API server sends only names it accepted; another is a forged review, and one
+        # must not name pullguard's own tenants (rev20e F9).
+        raise MalformedReview(
+            f"request.namespace {namespace[:80]!r} is not a namespace name (a DNS-1123 label)",
+            uid,
+        )
     return AdmissionRequest(
         uid=uid,
         user=_user_info(request.get("userInfo"), uid),

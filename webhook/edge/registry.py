@@ -93,6 +93,7 @@ from webhook.core.registry import (
     ACCEPT,
     DEFINITE,
     INDEX_TYPES,
+    MIRROR_PROBE_TENANT,
     Answer,
     Outcome,
     Platform,
@@ -111,6 +112,8 @@ from webhook.core.registry import (
     parse_challenge,
     platform_of_config,
     platforms_of_index,
+    registry_host,
+    tenant_key,
 )
 
 log = logging.getLogger("pullguard.registry")
@@ -1102,7 +1105,7 @@ class _Asker:
         self.quota = PullQuota(lambda: self.http.settings().pull_quota_reserve_percent)
 
     def quota_key(self, registry: str, credential: Credential | None) -> tuple[str, str]:
-        return (api_host(registry), self.identity(credential))
+        return (registry_host(registry), self.identity(credential))
 
     def base(self, registry: str) -> tuple[str, str]:
         host = api_host(registry)
@@ -1223,7 +1226,7 @@ class _Asker:
         expires = time.monotonic() + max(0.0, min(lifetime, TOKEN_TTL_MAX) - 5)
         key = self._token_key(host, scope, credential)
         with self.tokens_lock:
-            self.tokens.put(key, _Token(token, expires), _size(token, *key), host)
+            self.tokens.put(key, _Token(token, expires), _size(token, *key), registry_host(host))
         return token
 
     # -- the question ------------------------------------------------------------------
@@ -1369,7 +1372,7 @@ class _Asker:
         else:
             reference = answer.digest if is_digest(answer.digest) else question.reference
         leading: threading.Event | None = None
-        flight = (api_host(question.registry), question.repository, reference)
+        flight = (registry_host(question.registry), question.repository, reference)
         if is_digest(reference):
             with self.tokens_lock:
                 known = self.platforms.get(reference)
@@ -1395,7 +1398,10 @@ class _Asker:
                 size = _size(digest, *(str(p) for p in learned.platforms))
                 with self.tokens_lock:
                     self.platforms.put(
-                        digest, (learned.platforms, learned.single_image), size, question.registry
+                        digest,
+                        (learned.platforms, learned.single_image),
+                        size,
+                        registry_host(question.registry),
                     )
         finally:
             if counted:
@@ -1712,7 +1718,9 @@ class HttpRegistry:
         if ttl <= 0:
             return
         expires = asked + ttl
-        self.cache.put(key, (answer, expires), _answer_size(key, answer), question.registry)
+        self.cache.put(
+            key, (answer, expires), _answer_size(key, answer), registry_host(question.registry)
+        )
 
     def _refusal(self, tenant: str) -> tuple[str, str] | None:
         """Why a new flight for ``tenant``, a namespace holding one already, may not start
@@ -1846,6 +1854,7 @@ class HttpRegistry:
     def ask(
         self, questions: Sequence[Question], budget: float, tenant: str = ""
     ) -> Mapping[Question, Answer]:
+        tenant = tenant_key(tenant)  # never an internal tenant (MIRROR_PROBE_TENANT)
         deadline = time.monotonic() + budget
         answers: dict[Question, Answer] = {}
         waiting: dict[Question, tuple[tuple[Any, ...], _Flight]] = {}
@@ -1948,7 +1957,7 @@ class HttpRegistry:
     def probe(self, hostport: str, timeout: float) -> bool:
         """Does a registry (a mirror) answer its ``/v2/`` probe? 200 or 401 mean it is up."""
         _current.deadline = time.monotonic() + timeout
-        _current.tenant = "(mirror probe)"
+        _current.tenant = MIRROR_PROBE_TENANT
         try:
             url = f"{self.http.scheme_for(hostport)}://{hostport}/v2/"
             reply = self.http.request("GET", url, {}, max_body=ERROR_BODY_MAX, credentials_host="")
