@@ -271,7 +271,15 @@ def test_a_tenants_large_pull_secrets_do_not_stall_other_namespaces_reviews(
             f"team-b's review alone {alone:.3f} s, while team-a's was judged {during:.3f} s; "
             f"team-a's took {answers['big'][0]:.1f} s"
         )
-        assert during < 1.0, seen
+        # What bounds the work: past PULL_SECRET_BYTES_PER_REVIEW, team-a's own pod is
+        # admitted with the pullSecrets check "could not run" (a warning, never a denial).
+        big_answer = answers["big"][1]
+        assert big_answer["allowed"], big_answer
+        assert any("could not run" in w for w in big_answer.get("warnings", [])), big_answer
+        # Not a speed target (that is a benchmark's): a guard against the stall coming back
+        # (4.9-6.3 s before; 0.3-0.5 s after on a loaded machine; 1.0 s failed under a load
+        # of 7 with other suites running).
+        assert during < 3.0, seen
     finally:
         stop_server(server)
 
