@@ -1,0 +1,216 @@
+"""Outside review rev22e of issue 22 (fifth, on merge 5c5f537's rewritten fixes).
+
+Each test is a finding: a fix pullguard prints, run exactly as printed (placeholders USER and
+PASSWORD filled in) against the real API server with kube-controller-manager, that does not
+give the pod what it needs, says nothing of why, or loses what the person had. There is no
+kubelet: pods are marked as a kubelet would (see tests/e2e/test_diagnose_audit.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+
+import pytest
+
+from tests.e2e.cluster import ControlPlane, wait_for
+from tests.e2e.conftest import E2ERegistries
+from tests.e2e.test_decisions import wait_for_mode
+from tests.e2e.test_diagnose_audit import (
+    CONTAINERD_AMBIGUOUS,
+    _fix,
+    _owned_pod,
+    failing_pod,
+    fix_lines,
+    mark_failing,
+    off,
+    run_printed,
+)
+from tests.e2e.test_rev22c_review import secret_of
+from tests.e2e.test_rev22d_review import _job
+from tests.integration.registries import push_image
+
+pytestmark = pytest.mark.e2e
+
+
+def _run(plane: ControlPlane, fix: str, shell: str = "bash") -> subprocess.CompletedProcess[str]:
+    """``fix`` from its first kubectl, USER/PASSWORD filled in, in ``shell``; not asserted."""
+    command = fix[fix.index("kubectl") :].replace("USER", "user").replace("PASSWORD", "pass")
+    return subprocess.run(
+        [shell, "-c", command],
+        env={**os.environ, "KUBECONFIG": str(plane.kubeconfig)},
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+    )
+
+
+def _quota(plane: ControlPlane, ns: str, resource: str) -> None:
+    """ResourceQuota ``q`` of ``resource: 1`` in ``ns``, once the quota controller counts one
+    in use (the namespace is at its quota, as a team's often is)."""
+    quota = {
+        "apiVersion": "v1",
+        "kind": "ResourceQuota",
+        "metadata": {"name": "q", "namespace": ns},
+        "spec": {"hard": {resource: "1"}},
+    }
+    plane.apply(json.dumps(quota), check=True)
+    wait_for(
+        lambda: (
+            (plane.get_json("resourcequota", "q", "-n", ns).get("status") or {})
+            .get("used", {})
+            .get(resource)
+            == "1"
+        ),
+        30,
+        f"quota q counting one {resource}",
+    )
+
+
+@pytest.mark.open_finding
+def test_rev22e_bare_pod_recreate_at_the_pod_quota_does_nothing_and_says_nothing(
+    plane: ControlPlane, ns: str, registries: E2ERegistries
+) -> None:
+    """Seen: a bare pod ``bare`` of a private image, no secret, in a namespace with a
+    ResourceQuota ``pods: 1`` (the stuck Pending pod is the one counted). ``diagnose``
+    prints the secret's create and the recreate guarded by ``kubectl create --dry-run=server
+    -f - 2>&1 | grep -q '(AlreadyExists)' && ... | kubectl replace --force -f -``. The
+    dry run of a second pod is refused by quota admission ("exceeded quota: q, requested:
+    pods=1, used: pods=1, limited: pods=1"), which comes before the name's check, so grep
+    finds no AlreadyExists: run as printed the command exits 1 and prints nothing at all
+    (``grep -q`` swallowed the refusal), and the pod keeps no secret. The person is told
+    neither that nothing happened nor why.
+    Expected: after the printed fix the pod lists the secret (a recreate replaces the pod, it
+    needs no second pod's room), or what the command prints names the refusal."""
+    off(plane, ns)
+    push_image(registries.private, "team/r22e-bare", "1.0")
+    image = f"{registries.private.host}/team/r22e-bare:1.0"
+    failing_pod(plane, ns, "bare", image, CONTAINERD_AMBIGUOUS.format(image=image))
+    _quota(plane, ns, "pods")
+    fix = _fix(plane, registries, ns, "bare")
+    assert "kubectl replace --force -f -" in fix, fix
+    done = _run(plane, fix)
+    said = done.stdout + done.stderr
+    listed = plane.get_json("pod", "bare", "-n", ns)["spec"].get("imagePullSecrets") or []
+    assert listed or "quota" in said, (
+        f"the printed fix exited {done.returncode}, left pod bare without a secret and said "
+        f"only {said!r}:\n{fix}"
+    )
+
+
+@pytest.mark.open_finding
+def test_rev22e_job_recreate_at_the_job_quota_does_nothing_and_says_nothing(
+    plane: ControlPlane, ns: str, registries: E2ERegistries
+) -> None:
+    """Seen: Job ``mig`` of a private image, no secret, in a namespace with a ResourceQuota
+    ``count/jobs.batch: 1`` (Job mig is the one counted). ``diagnose`` of its pod prints the
+    secret's create and the recreate (fixcommands.recreate_job through replace_if_taken).
+    The server-side dry run of the create is refused by quota ("exceeded quota"), not
+    AlreadyExists: run as printed, the secret is made, then the command exits 1 printing
+    nothing, and no pod of mig ever lists the secret.
+    Expected: after the printed fix a pod of Job mig lists the secret, or what the command
+    prints names the refusal (and what to do: the Job needs no second Job's room)."""
+    off(plane, ns)
+    push_image(registries.private, "team/r22e-job", "1.0")
+    image = f"{registries.private.host}/team/r22e-job:1.0"
+    plane.apply(_job("mig", ns, image), check=True)
+    name = _owned_pod(plane, ns, "job-name=mig")
+    mark_failing(plane, ns, name, image, CONTAINERD_AMBIGUOUS.format(image=image))
+    _quota(plane, ns, "count/jobs.batch")
+    fix = _fix(plane, registries, ns, name)
+    assert "kubectl replace --force -f -" in fix, fix
+    done = _run(plane, fix)
+    said = done.stdout + done.stderr
+    template = plane.get_json("job", "mig", "-n", ns)["spec"]["template"]["spec"]
+    assert template.get("imagePullSecrets") or "quota" in said, (
+        f"the printed fix exited {done.returncode}, left Job mig without the secret and said "
+        f"only {said!r}:\n{fix}"
+    )
+
+
+@pytest.mark.open_finding
+def test_rev22e_refused_recreate_says_why_it_did_nothing(
+    plane: ControlPlane, ns: str, registries: E2ERegistries
+) -> None:
+    """Seen: the held case of rev22d (a bare pod's recreate, the password mistyped, admission
+    on): the dry run is refused by pullguard itself, which says exactly what is wrong
+    (the registry refused those credentials). ``2>&1 | grep -q '(AlreadyExists)'`` throws
+    that answer away: the person sees exit status 1 and no word, after the secret's create
+    said "created", and cannot tell that the pod was left as it was, or why.
+    Expected: a refused recreate prints the API server's refusal (pullguard's denial)."""
+    off(plane, ns)
+    push_image(registries.private, "team/r22e-typo", "1.0")
+    image = f"{registries.private.host}/team/r22e-typo:1.0"
+    failing_pod(plane, ns, "bare", image, CONTAINERD_AMBIGUOUS.format(image=image))
+    fix = _fix(plane, registries, ns, "bare")
+    plane.kubectl("label", "namespace", ns, "pullguard.io/mode-", check=True)
+    wait_for_mode(plane, ns, "enforce")
+    done = _run(plane, fix.replace("PASSWORD", "typo"))
+    assert done.returncode != 0, f"the recreate pullguard refuses succeeded:\n{fix}"
+    said = done.stdout + done.stderr
+    assert "denied" in said, (
+        f"the refused recreate exited {done.returncode} and said only {said!r}:\n{fix}"
+    )
+
+
+@pytest.mark.open_finding
+def test_rev22e_kubectl_run_fix_keeps_annotations_and_overrides(
+    plane: ControlPlane, ns: str, registries: E2ERegistries
+) -> None:
+    """Seen: ``kubectl run tmp --image=PRIVATE --annotations=owner=alice
+    --override-type=strategic --overrides='{"spec":{"nodeSelector":{"disk":"ssd"},
+    "containers":[{"name":"tmp","securityContext":{"runAsNonRoot":true}}]}}'`` (kubectl
+    run's own ``--annotations``, and the overrides people use for placement and hardening)
+    is denied with a fix ``kubectl run tmp -n NS --image=... --overrides='{"apiVersion":"v1",
+    "spec":{"containers":[{...}],"imagePullSecrets":[...]}}'``. fixcommands.rerun_pod keeps
+    only RUN_CONTAINER_FIELDS (no ``securityContext``, ``resources``, ``volumeMounts``), no
+    annotations and no pod spec field but the restart policy: run as printed, the pod made
+    again is unannotated, may run as root, and is off the ssd nodes. (``--privileged``, the
+    other flag whose field is dropped, is refused by this API server: no
+    ``--allow-privileged``.)
+    Expected: the pod the printed ``kubectl run`` makes keeps what the refused one asked
+    for (annotation owner=alice, runAsNonRoot, nodeSelector disk=ssd) and lists the
+    secret."""
+    push_image(registries.private, "team/r22e-run", "1.0")
+    private = f"{registries.private.host}/team/r22e-run:1.0"
+    wait_for_mode(plane, ns, "enforce")
+    result = plane.kubectl(
+        "run",
+        "tmp",
+        "-n",
+        ns,
+        f"--image={private}",
+        "--annotations=owner=alice",
+        "--override-type=strategic",
+        "--overrides="
+        + json.dumps(
+            {
+                "spec": {
+                    "nodeSelector": {"disk": "ssd"},
+                    "containers": [{"name": "tmp", "securityContext": {"runAsNonRoot": True}}],
+                }
+            }
+        ),
+    )
+    assert "denied the request" in result.stderr, result.stdout + result.stderr
+    (fix,) = fix_lines(result.stderr)
+    create, then = fix.split(", then ", 1)
+    run_printed(plane, create, USER="user", PASSWORD="pass")
+    run_printed(plane, then)
+    made = plane.get_json("pod", "tmp", "-n", ns)
+    (app,) = made["spec"]["containers"]
+    assert {"name": secret_of(fix)} in (made["spec"].get("imagePullSecrets") or []), fix
+    lost = [
+        what
+        for what, kept in (
+            ("runAsNonRoot", (app.get("securityContext") or {}).get("runAsNonRoot") is True),
+            (
+                "annotation owner=alice",
+                (made["metadata"].get("annotations") or {}).get("owner") == "alice",
+            ),
+            ("nodeSelector disk=ssd", made["spec"].get("nodeSelector") == {"disk": "ssd"}),
+        )
+        if not kept
+    ]
+    assert not lost, f"the printed kubectl run lost {lost}:\n{then}"
