@@ -24,6 +24,7 @@ from tests.e2e.test_diagnose_audit import (
     fix_lines,
     mark_failing,
     off,
+    pullguard,
     run_printed,
 )
 from tests.e2e.test_rev22c_review import secret_of
@@ -214,3 +215,157 @@ def test_rev22e_kubectl_run_fix_keeps_annotations_and_overrides(
         if not kept
     ]
     assert not lost, f"the printed kubectl run lost {lost}:\n{then}"
+
+
+def test_rev22e_held_cronjob_runs_remake_is_refused_before_its_delete(
+    plane: ControlPlane, ns: str, registries: E2ERegistries
+) -> None:
+    """Held: the one remake with no server-side dry run (a CronJob's run: ``kubectl patch
+    cronjob/nightly ... && kubectl delete job RUN && kubectl create job RUN
+    --from=cronjob/nightly``) did not lose the run where its create would be refused:
+    CronJob ``nightly`` (made while admission was off) has a second container ``side`` whose
+    tag was never pushed; with admission on, the CronJob's patch (an UPDATE changing only
+    the secrets) is judged in full and denied for ``side``, so the delete never runs and Job
+    ``nightly-29412000`` stays."""
+    off(plane, ns)
+    push_image(registries.private, "team/r22e-cron", "1.0")
+    private = f"{registries.private.host}/team/r22e-cron:1.0"
+    missing = f"{registries.public.host}/team/r22e-never-pushed:1.0"
+    cronjob = {
+        "apiVersion": "batch/v1",
+        "kind": "CronJob",
+        "metadata": {"name": "nightly", "namespace": ns},
+        "spec": {
+            "schedule": "0 0 1 1 *",
+            "suspend": True,
+            "jobTemplate": {
+                "spec": {
+                    "template": {
+                        "spec": {
+                            "restartPolicy": "Never",
+                            "containers": [
+                                {"name": "app", "image": private},
+                                {"name": "side", "image": missing},
+                            ],
+                        }
+                    }
+                }
+            },
+        },
+    }
+    plane.apply(json.dumps(cronjob), check=True)
+    run = "nightly-29412000"
+    plane.kubectl("create", "job", run, "--from=cronjob/nightly", "-n", ns, check=True)
+    name = _owned_pod(plane, ns, f"job-name={run}")
+    mark_failing(plane, ns, name, private, CONTAINERD_AMBIGUOUS.format(image=private))
+    result = plane_diagnose(plane, registries, ns, name)
+    fixes = [f for f in fix_lines(result) if "cronjob/nightly" in f and "imagePullSecrets" in f]
+    assert fixes, result
+    fix = fixes[0]
+    plane.kubectl("label", "namespace", ns, "pullguard.io/mode-", check=True)
+    wait_for_mode(plane, ns, "enforce")
+    done = _run(plane, fix)
+    assert plane.kubectl("get", "job", run, "-n", ns).ok, (
+        f"the printed fix (exit {done.returncode}: {done.stderr.strip()!r}) deleted Job {run} "
+        f"and did not create it again:\n{fix}"
+    )
+
+
+def plane_diagnose(plane: ControlPlane, registries: E2ERegistries, ns: str, name: str) -> str:
+    """``pullguard diagnose NAME -n NS``'s output (it may hold several fixes)."""
+    result = pullguard(plane, registries, "diagnose", name, "-n", ns)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+@pytest.mark.parametrize("shell", ["sh", "bash"])
+def test_rev22e_held_job_recreate_runs_in_posix_sh(
+    plane: ControlPlane, ns: str, registries: E2ERegistries, shell: str
+) -> None:
+    """Held: the Job recreate (``$(...)`` reading manualSelector, ``[ = ]``, the dry run's
+    ``grep -q``) runs in dash as in bash: a pod of Job mig lists the secret after it."""
+    off(plane, ns)
+    push_image(registries.private, "team/r22e-sh", "1.0")
+    image = f"{registries.private.host}/team/r22e-sh:1.0"
+    plane.apply(_job("mig", ns, image), check=True)
+    name = _owned_pod(plane, ns, "job-name=mig")
+    mark_failing(plane, ns, name, image, CONTAINERD_AMBIGUOUS.format(image=image))
+    fix = _fix(plane, registries, ns, name)
+    done = _run(plane, fix, shell)
+    assert done.returncode == 0, f"{shell}: {done.stderr}\n{fix}"
+    template = plane.get_json("job", "mig", "-n", ns)["spec"]["template"]["spec"]
+    assert {"name": secret_of(fix)} in (template.get("imagePullSecrets") or []), fix
+
+
+@pytest.mark.open_finding
+def test_rev22e_bare_pod_diagnose_says_before_the_command_that_it_deletes_it(
+    plane: ControlPlane, ns: str, registries: E2ERegistries
+) -> None:
+    """Seen: ``diagnose`` of a bare pod ``bare`` (private image, no secret) prints "Fix:
+    kubectl create secret docker-registry ... && kubectl patch pod bare ... --dry-run=client
+    -o yaml ... | kubectl create --dry-run=server ... && ... | kubectl replace --force -f -":
+    nothing before the command says that pod bare is deleted and created again (its
+    containers killed, its emptyDir lost, a new uid), where a Job's recreate says "Job mig is
+    deleted and created again" and audit's bare-pod fix says "recreate it". A reader of
+    "Fix:" runs a delete they were not told of.
+    Expected: the words before the first kubectl of the Fix say the pod is deleted (or
+    recreated)."""
+    off(plane, ns)
+    push_image(registries.private, "team/r22e-words", "1.0")
+    image = f"{registries.private.host}/team/r22e-words:1.0"
+    failing_pod(plane, ns, "bare", image, CONTAINERD_AMBIGUOUS.format(image=image))
+    out = plane_diagnose(plane, registries, ns, "bare")
+    (fix,) = fix_lines(out)
+    assert "kubectl replace --force" in fix, fix
+    before = out[: out.index(fix) + fix.index("kubectl")].lower()
+    assert "delete" in before or "recreat" in before or "created again" in before, (
+        f"diagnose's fix deletes pod bare and says so nowhere before its command:\n{out}"
+    )
+
+
+@pytest.mark.open_finding
+def test_rev22e_cronjob_run_diagnose_says_before_the_command_that_it_deletes_it(
+    plane: ControlPlane, ns: str, registries: E2ERegistries
+) -> None:
+    """Seen: ``diagnose`` of the pod of CronJob ``nightly``'s run ``nightly-29412000``
+    (private image, no secret) prints "Fix: kubectl create secret ... && kubectl patch
+    cronjob/nightly ... && kubectl delete job nightly-29412000 -n NS && kubectl create job
+    nightly-29412000 --from=cronjob/nightly -n NS" with no word that the run is deleted and
+    run again from the start (``kubectl debug``'s denial and audit's fix for the same Job
+    say so: "this run is deleted and made again from it, its pods running again from the
+    start").
+    Expected: the words before the first kubectl say the Job is deleted and run again."""
+    off(plane, ns)
+    push_image(registries.private, "team/r22e-cronw", "1.0")
+    private = f"{registries.private.host}/team/r22e-cronw:1.0"
+    cronjob = {
+        "apiVersion": "batch/v1",
+        "kind": "CronJob",
+        "metadata": {"name": "nightly", "namespace": ns},
+        "spec": {
+            "schedule": "0 0 1 1 *",
+            "suspend": True,
+            "jobTemplate": {
+                "spec": {
+                    "template": {
+                        "spec": {
+                            "restartPolicy": "Never",
+                            "containers": [{"name": "app", "image": private}],
+                        }
+                    }
+                }
+            },
+        },
+    }
+    plane.apply(json.dumps(cronjob), check=True)
+    run = "nightly-29412000"
+    plane.kubectl("create", "job", run, "--from=cronjob/nightly", "-n", ns, check=True)
+    name = _owned_pod(plane, ns, f"job-name={run}")
+    mark_failing(plane, ns, name, private, CONTAINERD_AMBIGUOUS.format(image=private))
+    out = plane_diagnose(plane, registries, ns, name)
+    (fix,) = fix_lines(out)
+    assert f"kubectl delete job {run}" in fix, fix
+    before = out[: out.index(fix) + fix.index("kubectl")].lower()
+    assert "delete" in before or "recreat" in before or "run again" in before, (
+        f"diagnose's fix deletes Job {run} and says so nowhere before its command:\n{out}"
+    )
