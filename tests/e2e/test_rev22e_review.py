@@ -369,3 +369,89 @@ def test_rev22e_cronjob_run_diagnose_says_before_the_command_that_it_deletes_it(
     assert "delete" in before or "recreat" in before or "run again" in before, (
         f"diagnose's fix deletes Job {run} and says so nowhere before its command:\n{out}"
     )
+
+
+@pytest.mark.parametrize(
+    "strategy",
+    [{"type": "OnDelete"}, {"type": "RollingUpdate", "rollingUpdate": {"partition": 0}}],
+    ids=["ondelete", "partition-0"],
+)
+def test_rev22e_held_sts_set_image(
+    plane: ControlPlane, ns: str, registries: E2ERegistries, strategy: dict[str, object]
+) -> None:
+    """Held: audit's set image on a StatefulSet under ``OnDelete`` or a partition of 0 (the
+    partition's ``[ "$(...)" -gt 0 ]`` is false or fails quietly on an empty value) runs as
+    printed and the stuck pod is made again with the tag meant."""
+    from tests.e2e.test_diagnose_audit import audit_fix
+
+    off(plane, ns)
+    push_image(registries.public, "team/r22e-sts", "1.0")
+    missing = f"{registries.public.host}/team/r22e-sts:1.1"
+    sts = {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": {"name": "web", "namespace": ns},
+        "spec": {
+            "serviceName": "web",
+            "updateStrategy": strategy,
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {
+                "metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "app", "image": missing}]},
+            },
+        },
+    }
+    plane.apply(json.dumps(sts), check=True)
+    wait_for(lambda: plane.get_json("pods", "-n", ns, "-l", "app=web")["items"] or None, 60, "pod")
+    plane.kubectl("label", "namespace", ns, "pullguard.io/mode-", check=True)
+    fix = audit_fix(plane, registries, ns, f"DENY StatefulSet {ns}/web")
+    done = _run(plane, fix, "sh")
+    assert done.returncode == 0, f"{done.stderr}\n{fix}"
+    meant = f"{registries.public.host}/team/r22e-sts:1.0"
+    wait_for(
+        lambda: (
+            [
+                p["spec"]["containers"][0]["image"]
+                for p in plane.get_json("pods", "-n", ns, "-l", "app=web")["items"]
+            ]
+            == [meant]
+        ),
+        30,
+        f"pod web-0 made again with {meant} after:\n{fix}\n{done.stdout}{done.stderr}",
+    )
+
+
+def test_rev22e_held_kubectl_run_fix_keeps_command_port_and_pull_policy(
+    plane: ControlPlane, ns: str, registries: E2ERegistries
+) -> None:
+    """Held: ``kubectl run tmp --image=PRIVATE --port=8080 --image-pull-policy=Always
+    --command -- sleep 3600`` is refused; its printed ``kubectl run`` (run in dash) makes the
+    pod with the command, the port, the pull policy and the secret."""
+    push_image(registries.private, "team/r22e-run2", "1.0")
+    private = f"{registries.private.host}/team/r22e-run2:1.0"
+    wait_for_mode(plane, ns, "enforce")
+    result = plane.kubectl(
+        "run",
+        "tmp",
+        "-n",
+        ns,
+        f"--image={private}",
+        "--port=8080",
+        "--image-pull-policy=Always",
+        "--command",
+        "--",
+        "sleep",
+        "3600",
+    )
+    assert "denied the request" in result.stderr, result.stdout + result.stderr
+    (fix,) = fix_lines(result.stderr)
+    create, then = fix.split(", then ", 1)
+    run_printed(plane, create, USER="user", PASSWORD="pass")
+    done = _run(plane, then, "sh")
+    assert done.returncode == 0, f"{done.stderr}\n{then}"
+    made = plane.get_json("pod", "tmp", "-n", ns)
+    (app,) = made["spec"]["containers"]
+    assert app["command"] == ["sleep", "3600"] and "args" not in app, app
+    assert app["ports"] == [{"containerPort": 8080, "protocol": "TCP"}], app
+    assert app["imagePullPolicy"] == "Always", app
+    assert {"name": secret_of(fix)} in made["spec"]["imagePullSecrets"], fix
