@@ -455,3 +455,29 @@ def test_rev22e_held_kubectl_run_fix_keeps_command_port_and_pull_policy(
     assert app["ports"] == [{"containerPort": 8080, "protocol": "TCP"}], app
     assert app["imagePullPolicy"] == "Always", app
     assert {"name": secret_of(fix)} in made["spec"]["imagePullSecrets"], fix
+
+
+@pytest.mark.open_finding
+def test_rev22e_kubectl_run_of_a_missing_tag_gets_a_command_that_runs(
+    plane: ControlPlane, ns: str, registries: E2ERegistries
+) -> None:
+    """Seen: ``kubectl run tmp --image=PUBLIC:1.1 -- sleep 1`` (1.1 never pushed, 1.0 is) is
+    refused with "Fix: use tag '1.0' if that was meant, or push '1.1' first": no command.
+    There is no manifest and no pod (rev22d F5 taught the secret's fix that a ``kubectl
+    run`` pod gets that ``kubectl run`` again; the tag's fix did not learn it), and the
+    command exists: ``kubectl run tmp -n NS --image=PUBLIC:1.0 ... -- sleep 1``.
+    Expected: the fix holds a kubectl command that, run as printed, makes pod tmp with
+    tag 1.0."""
+    push_image(registries.public, "team/r22e-tag", "1.0")
+    missing = f"{registries.public.host}/team/r22e-tag:1.1"
+    wait_for_mode(plane, ns, "enforce")
+    result = plane.kubectl("run", "tmp", "-n", ns, f"--image={missing}", "--", "sleep", "1")
+    assert "denied the request" in result.stderr, result.stdout + result.stderr
+    (fix,) = fix_lines(result.stderr)
+    assert "kubectl" in fix, f"no command in the fix of a kubectl run's missing tag:\n{fix}"
+    done = _run(plane, fix)
+    got = plane.kubectl("get", "pod", "tmp", "-n", ns, "-o", "jsonpath={.spec.containers[0].image}")
+    assert done.returncode == 0 and got.ok and got.stdout.endswith(":1.0"), (
+        f"the printed fix (exit {done.returncode}: {done.stderr.strip()!r}) made no pod tmp "
+        f"with tag 1.0:\n{fix}"
+    )
