@@ -481,3 +481,50 @@ def test_rev22e_kubectl_run_of_a_missing_tag_gets_a_command_that_runs(
         f"the printed fix (exit {done.returncode}: {done.stderr.strip()!r}) made no pod tmp "
         f"with tag 1.0:\n{fix}"
     )
+
+
+def test_rev22e_held_generate_name_job_and_limitrange_pod_recreates(
+    plane: ControlPlane, ns: str, registries: E2ERegistries
+) -> None:
+    """Held: in a namespace with a LimitRange (default cpu requests and limits), a Job made
+    with ``generateName: mig-`` and a bare pod, both of a private image with no secret: each
+    of diagnose's recreates runs as printed (the dry run answers AlreadyExists: the
+    generated name is the object's name) and the object made again lists the secret."""
+    off(plane, ns)
+    limits = {
+        "apiVersion": "v1",
+        "kind": "LimitRange",
+        "metadata": {"name": "lr", "namespace": ns},
+        "spec": {
+            "limits": [
+                {
+                    "type": "Container",
+                    "default": {"cpu": "200m"},
+                    "defaultRequest": {"cpu": "100m"},
+                    "max": {"cpu": "1"},
+                }
+            ]
+        },
+    }
+    plane.apply(json.dumps(limits), check=True)
+    push_image(registries.private, "team/r22e-gen", "1.0")
+    image = f"{registries.private.host}/team/r22e-gen:1.0"
+    job = json.loads(_job("x", ns, image))
+    del job["metadata"]["name"]
+    job["metadata"]["generateName"] = "mig-"
+    made = plane.kubectl("create", "-f", "-", "-o", "name", stdin=json.dumps(job), check=True)
+    job_name = made.stdout.strip().split("/", 1)[1]
+    pod = _owned_pod(plane, ns, f"job-name={job_name}")
+    mark_failing(plane, ns, pod, image, CONTAINERD_AMBIGUOUS.format(image=image))
+    fix = _fix(plane, registries, ns, pod)
+    done = _run(plane, fix, "sh")
+    assert done.returncode == 0, f"{done.stderr}\n{fix}"
+    secret = secret_of(fix)
+    spec = plane.get_json("job", job_name, "-n", ns)["spec"]["template"]["spec"]
+    assert {"name": secret} in (spec.get("imagePullSecrets") or []), fix
+    failing_pod(plane, ns, "bare", image, CONTAINERD_AMBIGUOUS.format(image=image))
+    fix = _fix(plane, registries, ns, "bare")
+    done = _run(plane, fix, "sh")
+    assert done.returncode == 0, f"{done.stderr}\n{fix}"
+    again = plane.get_json("pod", "bare", "-n", ns)["spec"]
+    assert {"name": secret} in (again.get("imagePullSecrets") or []), fix
