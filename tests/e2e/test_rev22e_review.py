@@ -94,9 +94,10 @@ def test_rev22e_bare_pod_recreate_at_the_pod_quota_does_nothing_and_says_nothing
     done = _run(plane, fix)
     said = done.stdout + done.stderr
     listed = plane.get_json("pod", "bare", "-n", ns)["spec"].get("imagePullSecrets") or []
+    asked = _run(plane, fix[: fix.index(" 2>&1 | grep -q")])
     assert listed or "quota" in said, (
         f"the printed fix exited {done.returncode}, left pod bare without a secret and said "
-        f"only {said!r}:\n{fix}"
+        f"only {said!r} (its dry run answered {asked.stderr.strip()!r}):\n{fix}"
     )
 
 
