@@ -225,7 +225,6 @@ def _with_probe(policy: Policy, ns: str, pods: list[dict[str, Any]]) -> list[htt
         )
 
 
-@pytest.mark.open_finding
 def test_the_webhook_condition_does_not_err_on_a_pod_create(policy: Policy) -> None:
     """Seen: the matchCondition the controller writes starts with ``!(request.resource.group
     == "" && request.resource.resource == "pods" && request.subResource == "" && ...)``;

@@ -81,7 +81,8 @@ def choose_mode(requested: str, served: bool) -> ModeChoice:
 #: Requests the policy does not handle: the webhook sees all of them.
 _NOT_A_POD_CREATE = (
     '!(request.resource.group == "" && request.resource.resource == "pods" && '
-    'request.subResource == "" && request.operation == "CREATE")'
+    '(!has(request.subResource) || request.subResource == "") && '
+    'request.operation == "CREATE")'
 )
 
 
