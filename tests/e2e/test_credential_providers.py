@@ -172,6 +172,14 @@ def providers(
         yield found
     finally:
         set_config(plane, CONFIG)
+        # Until the replicas have dropped the providers, the next module's private images
+        # are admitted on node credentials (seen in CI: tests/e2e/test_debug_fixes.py's
+        # denial came out admitted right after this module).
+        wait_for(
+            lambda: not plane.apply(pod("after", "e2e", image), "--dry-run=server").ok,
+            30,
+            "pullguard without the credential provider",
+        )
 
 
 def test_an_image_that_exists_is_admitted_without_a_warning(
